@@ -1,0 +1,200 @@
+/**
+ * downloadMachine — the life of one URL's download.
+ *
+ * States (and what moves between them):
+ *
+ *   idle        Created by the supervisor for a URL nobody has stored. Waits for
+ *               START, which the supervisor sends when a worker slot is free and
+ *               the service is ready. CANCEL (shutdown) → cancelled.
+ *   active      The time limit runs here: `after(timeLimit)` → timedOut, which
+ *               leaves `running` and so aborts the fetch through its AbortSignal.
+ *     running   Invokes `fetchCover` (the real I/O, provided from src/) for one
+ *               try. Resolved → done. Rejected with a transient failure while
+ *               tries are left → backoff; otherwise → failed.
+ *     backoff   Waits `retryDelay` (exponential with jitter), then → running.
+ *   done        Final. Output `{ status: 'ok', cover, source }`.
+ *   failed      Final. Output `{ status: 'error', error }` with the last error.
+ *   timedOut    Final. Output `{ status: 'error', error: { code: 'tle' } }`.
+ *   cancelled   Final. Output `{ status: 'error', error: { code: 'shutting_down' } }`.
+ *
+ * Side effects are named actions and guards whose real versions come from src/
+ * through `.provide()`: `reportStatus` (persist and publish the task status),
+ * `reportFinished` (log the outcome), and the guard `isTransient` (the retry
+ * table of src/errors.ts). The defaults here do nothing, so a test can run the
+ * machine with a fake `fetchCover` and a simulated clock.
+ */
+import { and, assign, fromPromise, setup } from 'xstate';
+import type { DownloadInput, DownloadOutput, FailureInfo, FetchCoverInput, FetchCoverOutput, TaskStatus } from './types.js';
+
+export interface DownloadContext extends DownloadInput {
+  /** Tries started so far. */
+  attempt: number;
+  result: FetchCoverOutput | undefined;
+  error: FailureInfo | undefined;
+  /** Set on entry to a final state; the machine's output. */
+  output: DownloadOutput | undefined;
+}
+
+export type DownloadEvent = { type: 'START' } | { type: 'CANCEL' };
+
+/** Normalizes whatever `fetchCover` rejected with into `{ code, message }`. */
+export function toFailure(error: unknown): FailureInfo {
+  if (typeof error === 'object' && error !== null) {
+    const { code, message, detail } = error as { code?: unknown; message?: unknown; detail?: unknown };
+    if (typeof code === 'string' && typeof message === 'string') {
+      return typeof detail === 'number' ? { code, message, detail } : { code, message };
+    }
+    if (typeof message === 'string') return { code: 'network', message };
+  }
+  return { code: 'network', message: String(error) };
+}
+
+/** Exponential backoff with full jitter in [base·2^(n-1)/2, base·2^(n-1)], capped at 30 s. */
+export function backoffDelay(attempt: number, random: number, baseMs = 500): number {
+  const ceiling = Math.min(30_000, baseMs * 2 ** Math.max(0, attempt - 1));
+  return Math.round(ceiling / 2 + (ceiling / 2) * random);
+}
+
+type FinalStatus = 'ok' | 'error' | 'tle' | 'cancelled';
+
+function failureOutput(url: string, error: FailureInfo): DownloadOutput {
+  return { url, status: 'error', error };
+}
+
+function outputFor(context: DownloadContext, status: FinalStatus): DownloadOutput {
+  switch (status) {
+    case 'ok':
+      return context.result
+        ? { url: context.url, status: 'ok', cover: context.result.cover, source: context.result.source }
+        : failureOutput(context.url, { code: 'network', message: 'fetchCover resolved without a cover' });
+    case 'tle':
+      return failureOutput(context.url, { code: 'tle', message: `download took longer than ${context.timeLimitMs / 1000} s` });
+    case 'cancelled':
+      return failureOutput(context.url, { code: 'shutting_down', message: 'the service is shutting down' });
+    case 'error':
+      return failureOutput(context.url, context.error ?? { code: 'network', message: 'download failed' });
+  }
+}
+
+export const downloadMachine = setup({
+  types: {
+    context: {} as DownloadContext,
+    events: {} as DownloadEvent,
+    input: {} as DownloadInput,
+    output: {} as DownloadOutput,
+  },
+  actors: {
+    /** One try at fetching and storing the cover. Provided from src/. */
+    fetchCover: fromPromise<FetchCoverOutput, FetchCoverInput>(async () => {
+      throw new Error('fetchCover is not provided');
+    }),
+  },
+  actions: {
+    /** Persist and publish a task status change. Provided from src/. */
+    reportStatus: (_args, _params: { status: TaskStatus }) => {},
+    /** Called once with the final output. Provided from src/ (the log line). */
+    reportFinished: (_args, _params: { output: DownloadOutput }) => {},
+    recordError: assign({ error: (_, params: { error: unknown }) => toFailure(params.error) }),
+    /** Sets the output for the final state entered. */
+    setOutput: assign({ output: ({ context }, params: { status: FinalStatus }) => outputFor(context, params.status) }),
+  },
+  guards: {
+    /** Whether the last failure (`context.error`) may succeed if tried again. Provided from src/. */
+    isTransient: (_args) => false,
+    hasTriesLeft: ({ context }) => context.attempt <= context.retries,
+  },
+  delays: {
+    timeLimit: ({ context }) => context.timeLimitMs,
+    retryDelay: ({ context }) => backoffDelay(context.attempt, Math.random()),
+  },
+}).createMachine({
+  id: 'download',
+  context: ({ input }) => ({ ...input, attempt: 0, result: undefined, error: undefined, output: undefined }),
+  initial: 'idle',
+  states: {
+    idle: {
+      description: 'Waiting for a worker slot; the supervisor sends START.',
+      on: {
+        START: 'active',
+        CANCEL: 'cancelled',
+      },
+    },
+    active: {
+      description: 'Holds a worker slot; the time limit runs for the whole download.',
+      initial: 'running',
+      entry: [{ type: 'reportStatus', params: { status: 'downloading' } }],
+      after: { timeLimit: '#download.timedOut' },
+      on: { CANCEL: '#download.cancelled' },
+      states: {
+        running: {
+          description: 'One try of fetchCover; its AbortSignal fires when this state is left.',
+          entry: assign({ attempt: ({ context }) => context.attempt + 1 }),
+          invoke: {
+            src: 'fetchCover',
+            input: ({ context }) => ({ url: context.url, attempt: context.attempt }),
+            onDone: {
+              target: '#download.done',
+              actions: assign({ result: ({ event }) => event.output }),
+            },
+            onError: {
+              target: 'failing',
+              actions: { type: 'recordError', params: ({ event }) => ({ error: event.error }) },
+            },
+          },
+        },
+        failing: {
+          description: 'A try failed: retry a transient failure while tries are left, else give up.',
+          always: [
+            {
+              guard: and(['isTransient', 'hasTriesLeft']),
+              target: 'backoff',
+            },
+            { target: '#download.failed' },
+          ],
+        },
+        backoff: {
+          description: 'A transient failure; waits retryDelay before the next try.',
+          after: { retryDelay: 'running' },
+        },
+      },
+    },
+    done: {
+      type: 'final',
+      description: 'Stored; every subscriber gets the cover.',
+      entry: [
+        { type: 'setOutput', params: { status: 'ok' } },
+        { type: 'reportStatus', params: { status: 'ok' } },
+        { type: 'reportFinished', params: ({ context }) => ({ output: context.output! }) },
+      ],
+    },
+    failed: {
+      type: 'final',
+      description: 'Gave up; every subscriber gets the last error.',
+      entry: [
+        { type: 'setOutput', params: { status: 'error' } },
+        { type: 'reportStatus', params: { status: 'error' } },
+        { type: 'reportFinished', params: ({ context }) => ({ output: context.output! }) },
+      ],
+    },
+    timedOut: {
+      type: 'final',
+      description: 'The time limit passed; leaving `active` aborted the fetch.',
+      entry: [
+        { type: 'setOutput', params: { status: 'tle' } },
+        { type: 'reportStatus', params: { status: 'tle' } },
+        { type: 'reportFinished', params: ({ context }) => ({ output: context.output! }) },
+      ],
+    },
+    cancelled: {
+      type: 'final',
+      description: 'Cancelled before it finished (shutdown). The task row keeps its last status so the next start resumes it.',
+      entry: [
+        { type: 'setOutput', params: { status: 'cancelled' } },
+        { type: 'reportFinished', params: ({ context }) => ({ output: context.output! }) },
+      ],
+    },
+  },
+  output: ({ context }) => context.output ?? failureOutput(context.url, { code: 'network', message: 'download ended without an outcome' }),
+});
+
+export type DownloadMachine = typeof downloadMachine;

@@ -1,0 +1,219 @@
+/**
+ * supervisorMachine — owns every download in flight.
+ *
+ * The registry (`context.registry`, url → download actor) is the only record of
+ * what is in flight. A URL asked for while its actor exists gets that actor; a
+ * new URL gets a new actor in `idle`. Sessions subscribe to the actor's
+ * completion; the supervisor subscribes too, and on FINISHED drops the actor
+ * from the registry, so memory follows what is in flight.
+ *
+ * Download actors are NOT children of this machine. XState copies a parent's
+ * children map on every spawn and stop, so 10,000 children cost quadratic time
+ * (DESIGN.md measured 20 s). They are standalone actors held in the registry,
+ * sharing this actor's clock; the registry, the `waiting` queue and the
+ * `running` set are mutable collections that only this machine's actions touch,
+ * so asking for 10,000 URLs is linear.
+ *
+ * States — three parallel regions; downloads start only when all three allow:
+ *
+ *   admin       running | paused      PAUSE / RESUME (the administrator)
+ *   resources   ok | tardy            TARDY / READY (the resource guard's samples)
+ *   lifecycle   serving | stopping    SHUTDOWN: idle downloads are cancelled
+ *                                     (answered `shutting_down`), running ones
+ *                                     may finish, nothing new starts.
+ *
+ * Events:
+ *   REQUEST {url, reply}  register an actor for url unless one exists, start it
+ *                   if a worker slot is free and the gate is open, and call
+ *                   `reply(ref)` with the actor so the asker can subscribe.
+ *   FINISHED {url}  (from the actor's completion) free its slot and registry entry,
+ *                   start the next waiting one.
+ *   GATE_OPENED     raised on entry to running/ok; starts what the slots allow.
+ */
+import { and, assign, raise, setup, stateIn } from 'xstate';
+import type { ActorRefFrom } from 'xstate';
+import { createActor } from 'xstate';
+import type { DownloadMachine } from './downloadMachine.js';
+
+export type DownloadRef = ActorRefFrom<DownloadMachine>;
+
+/** The download logic as src/ provides it: the download machine with real I/O. */
+export type DownloadLogic = DownloadMachine;
+
+export interface SupervisorInput {
+  /** Downloads running at once. */
+  workers: number;
+  /** The download machine with its I/O provided. */
+  download: DownloadLogic;
+  /** Time limit of each download, in ms. */
+  timeLimitMs: number;
+  /** Extra tries for transient failures. */
+  retries: number;
+}
+
+export interface SupervisorContext extends SupervisorInput {
+  /** url → its download actor, for every URL in flight (idle or active). */
+  registry: Map<string, DownloadRef>;
+  /** URLs whose actor is idle, in the order they were asked for. */
+  waiting: Set<string>;
+  /** URLs holding a worker slot. */
+  running: Set<string>;
+  /** Why the service is tardy (empty when it is not). */
+  tardyReasons: string[];
+}
+
+export type SupervisorEvent =
+  | { type: 'REQUEST'; url: string; reply?: (ref: DownloadRef) => void }
+  | { type: 'FINISHED'; url: string; ref: DownloadRef }
+  | { type: 'PAUSE' }
+  | { type: 'RESUME' }
+  | { type: 'TARDY'; reasons: string[] }
+  | { type: 'READY' }
+  | { type: 'SHUTDOWN' }
+  | { type: 'GATE_OPENED' };
+
+/** The service status as `/healthz` and the admin stream name it. */
+export type GateStatus = 'ready' | 'tardy' | 'paused';
+
+export const supervisorMachine = setup({
+  types: {
+    context: {} as SupervisorContext,
+    events: {} as SupervisorEvent,
+    input: {} as SupervisorInput,
+  },
+  actions: {
+    /** Creates the URL's actor unless it is in flight already, queues it, and replies with it. */
+    register: ({ context, event, self }) => {
+      if (event.type !== 'REQUEST') return;
+      const { url } = event;
+      let ref = context.registry.get(url);
+      if (ref === undefined) {
+        const created = createActor(context.download, {
+          input: { url, timeLimitMs: context.timeLimitMs, retries: context.retries },
+          clock: self.system._clock,
+        });
+        ref = created;
+        context.registry.set(url, created);
+        context.waiting.add(url);
+        created.subscribe({
+          complete: () => self.send({ type: 'FINISHED', url, ref: created }),
+          error: () => self.send({ type: 'FINISHED', url, ref: created }),
+        });
+        created.start();
+      }
+      event.reply?.(ref);
+    },
+    /** Refuses a URL during shutdown: its actor is created and cancelled at once, never registered. */
+    refuse: ({ context, event, self }) => {
+      if (event.type !== 'REQUEST') return;
+      const existing = context.registry.get(event.url);
+      if (existing !== undefined) {
+        event.reply?.(existing);
+        return;
+      }
+      const ref = createActor(context.download, {
+        input: { url: event.url, timeLimitMs: context.timeLimitMs, retries: context.retries },
+        clock: self.system._clock,
+      });
+      ref.start();
+      ref.send({ type: 'CANCEL' });
+      event.reply?.(ref);
+    },
+    /** Starts waiting downloads while worker slots are free. */
+    startWaiting: ({ context }) => {
+      for (const url of context.waiting) {
+        if (context.running.size >= context.workers) break;
+        context.waiting.delete(url);
+        context.running.add(url);
+        context.registry.get(url)?.send({ type: 'START' });
+      }
+    },
+    /** Forgets a finished download. */
+    release: ({ context, event }) => {
+      if (event.type !== 'FINISHED' || context.registry.get(event.url) !== event.ref) return;
+      context.registry.delete(event.url);
+      context.waiting.delete(event.url);
+      context.running.delete(event.url);
+    },
+    /** Cancels every download that has not started. */
+    cancelWaiting: ({ context }) => {
+      const refs = [...context.waiting].map((url) => context.registry.get(url));
+      for (const ref of refs) ref?.send({ type: 'CANCEL' });
+    },
+    setTardyReasons: assign({ tardyReasons: ({ event }) => (event.type === 'TARDY' ? event.reasons : []) }),
+  },
+  guards: {
+    isOpen: and([
+      stateIn('#supervisor.admin.running'),
+      stateIn('#supervisor.resources.ok'),
+      stateIn('#supervisor.lifecycle.serving'),
+    ]),
+    isStopping: stateIn('#supervisor.lifecycle.stopping'),
+  },
+}).createMachine({
+  id: 'supervisor',
+  type: 'parallel',
+  context: ({ input }) => ({ ...input, registry: new Map(), waiting: new Set(), running: new Set(), tardyReasons: [] }),
+  on: {
+    REQUEST: [
+      { guard: 'isStopping', actions: 'refuse' },
+      { guard: 'isOpen', actions: ['register', 'startWaiting'] },
+      { actions: 'register' },
+    ],
+    FINISHED: [{ guard: 'isOpen', actions: ['release', 'startWaiting'] }, { actions: 'release' }],
+    GATE_OPENED: { guard: 'isOpen', actions: 'startWaiting' },
+  },
+  states: {
+    admin: {
+      initial: 'running',
+      states: {
+        running: {
+          description: 'Downloads may start (if resources and lifecycle allow).',
+          entry: raise({ type: 'GATE_OPENED' }),
+          on: { PAUSE: 'paused' },
+        },
+        paused: {
+          description: 'Held by the administrator: new downloads wait.',
+          on: { RESUME: 'running' },
+        },
+      },
+    },
+    resources: {
+      initial: 'ok',
+      states: {
+        ok: {
+          description: 'Disk, memory and load are under their limits.',
+          entry: raise({ type: 'GATE_OPENED' }),
+          on: { TARDY: { target: 'tardy', actions: 'setTardyReasons' } },
+        },
+        tardy: {
+          description: 'A resource is over its limit: new downloads wait until it drops.',
+          on: { TARDY: { actions: 'setTardyReasons' }, READY: { target: 'ok', actions: 'setTardyReasons' } },
+        },
+      },
+    },
+    lifecycle: {
+      initial: 'serving',
+      states: {
+        serving: {
+          description: 'Normal operation.',
+          on: { SHUTDOWN: 'stopping' },
+        },
+        stopping: {
+          description: 'Shutting down: nothing new starts; idle downloads are cancelled.',
+          entry: 'cancelWaiting',
+        },
+      },
+    },
+  },
+});
+
+export type SupervisorMachine = typeof supervisorMachine;
+export type SupervisorRef = ActorRefFrom<SupervisorMachine>;
+
+/** The gate's status for a supervisor snapshot. */
+export function gateStatus(snapshot: ReturnType<SupervisorRef['getSnapshot']>): GateStatus {
+  if (snapshot.matches({ admin: 'paused' })) return 'paused';
+  if (snapshot.matches({ resources: 'tardy' })) return 'tardy';
+  return 'ready';
+}

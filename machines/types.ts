@@ -1,0 +1,56 @@
+/**
+ * Types shared by the machines and the code that provides their I/O.
+ * Plain data only: the machines import nothing but `xstate`.
+ */
+
+/** Where a cover came from, as answered to clients. */
+export type CoverSource = 'cache' | 'download' | 'custom';
+
+/** A stored cover, as the store records it and clients are told of it. */
+export interface StoredCover {
+  /** Path relative to the covers folder, with `/` separators. */
+  path: string;
+  contentType: string;
+  bytes: number;
+  width: number;
+  height: number;
+  sha256: string;
+}
+
+/** What the `fetchCover` actor resolves with. */
+export interface FetchCoverOutput {
+  cover: StoredCover;
+  source: CoverSource;
+}
+
+/** The failure shape the machines carry: a stable code and a message. */
+export interface FailureInfo {
+  code: string;
+  message: string;
+  /** For `http_status` the origin's status, for `resolve_failed` bilibili's code; not sent to clients. */
+  detail?: number | undefined;
+}
+
+/** What a finished download hands to every subscriber. */
+export type DownloadOutput =
+  | { url: string; status: 'ok'; cover: StoredCover; source: CoverSource }
+  | { url: string; status: 'error'; error: FailureInfo };
+
+/** Task statuses as SPEC §5 names them. */
+export type TaskStatus = 'waiting' | 'queued' | 'downloading' | 'ok' | 'error' | 'tle';
+
+/** Input of one download actor. */
+export interface DownloadInput {
+  url: string;
+  /** Wall-clock limit for the whole download, retries included. */
+  timeLimitMs: number;
+  /** Extra tries for transient failures. */
+  retries: number;
+}
+
+/** Input of the `fetchCover` actor: one try at one URL. */
+export interface FetchCoverInput {
+  url: string;
+  /** 1 for the first try. */
+  attempt: number;
+}

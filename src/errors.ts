@@ -1,0 +1,102 @@
+/**
+ * Errors with a stable `code`.
+ *
+ * Every failure a client can see is a `CoverError` whose `code` is one of
+ * SPEC §6's result codes. Causes are kept in `cause` for the log. Whether a
+ * failure is worth another try is decided here, from one table keyed by code
+ * (`isRetryable`), and nowhere else.
+ */
+
+/** The error codes of SPEC §6, as they appear in `result.error.code`. */
+export const errorCodes = [
+  'invalid_url',
+  'not_allowed',
+  'http_status',
+  'too_large',
+  'not_image',
+  'tle',
+  'network',
+  'resolve_failed',
+  'disk_full',
+  'shutting_down',
+] as const;
+
+export type ErrorCode = (typeof errorCodes)[number];
+
+export interface CoverErrorInfo {
+  code: ErrorCode;
+  message: string;
+}
+
+export class CoverError extends Error {
+  override readonly name = 'CoverError';
+  readonly code: ErrorCode;
+  /** For `http_status`: the origin's status; for `resolve_failed`: bilibili's `code`. */
+  readonly detail: number | undefined;
+
+  constructor(code: ErrorCode, message: string, options: { cause?: unknown; detail?: number } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.code = code;
+    this.detail = options.detail;
+  }
+
+  toInfo(): CoverErrorInfo {
+    return { code: this.code, message: this.message };
+  }
+}
+
+/**
+ * Which failures are transient. A retryable error may succeed if tried again
+ * later; the others are answers about the URL itself.
+ */
+const retryableByCode: Record<ErrorCode, boolean> = {
+  invalid_url: false,
+  not_allowed: false,
+  http_status: false, // refined by status below
+  too_large: false,
+  not_image: false,
+  tle: false,
+  network: true,
+  resolve_failed: false, // refined by bilibili's code below
+  disk_full: true,
+  shutting_down: false,
+};
+
+/** HTTP statuses that say "try again later" rather than "no such thing". */
+const retryableStatuses = new Set([408, 425, 429, 500, 502, 503, 504]);
+
+/**
+ * bilibili API codes that are transient: -412 (request intercepted, rate limited),
+ * -500/-503/-504 (server error, overloaded, timeout), -509 (too many requests),
+ * -799 (request too frequent). Others such as -404 (no such video), -400 (bad
+ * request), -403 and 62002/62004 (invisible or under review) are permanent.
+ */
+const retryableBilibiliCodes = new Set([-412, -500, -503, -504, -509, -799]);
+
+export function isRetryable(error: { code: ErrorCode; detail?: number | undefined }): boolean {
+  if (error.code === 'http_status') return error.detail !== undefined && retryableStatuses.has(error.detail);
+  if (error.code === 'resolve_failed') return error.detail !== undefined && retryableBilibiliCodes.has(error.detail);
+  return retryableByCode[error.code];
+}
+
+/** Turns anything thrown into a `CoverError`; unknown failures count as `network`. */
+export function toCoverError(error: unknown): CoverError {
+  if (error instanceof CoverError) return error;
+  const code = (error as { code?: unknown } | null)?.code;
+  if (code === 'ENOSPC' || code === 'EDQUOT') {
+    return new CoverError('disk_full', 'no space left for the cover file', { cause: error });
+  }
+  const message = error instanceof Error ? error.message : String(error);
+  return new CoverError('network', message || 'network failure', { cause: error });
+}
+
+/** A bad configuration value; `main` prints its message on one line and exits 2. */
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+  constructor(
+    readonly option: string,
+    message: string,
+  ) {
+    super(`invalid --${option}: ${message}`);
+  }
+}
