@@ -222,7 +222,7 @@ export const defaults = {
   logLevel: 'info',
 } satisfies Omit<Config, 'db' | 'logFormat'>;
 
-const flagToKey = new Map(Object.values(options).map((o) => [o.flag, o.key as keyof Config]));
+const flagToKey = new Map(Object.values(options).map((o) => [o.flag, o.key]));
 const envName = (flag: string) => `COVERHELPER_${flag.toUpperCase().replaceAll('-', '_')}`;
 
 export interface ConfigSources {
@@ -293,7 +293,7 @@ export function loadConfig(sources: ConfigSources): Config {
   const fromFile = file === undefined ? new Map<keyof Config, Raw>() : readConfigFile(file, sources.cwd);
 
   const pick = <K extends keyof Config>(key: K): Config[K] | undefined => {
-    const spec = options[key] as OptionSpec<K>;
+    const spec: OptionSpec<K> = options[key];
     const env = sources.env[envName(spec.flag)];
     const raw = fromArgv.has(key) ? fromArgv.get(key) : env !== undefined ? env : fromFile.get(key);
     if (raw === undefined) return undefined;

@@ -1,0 +1,39 @@
+/**
+ * The one TypeORM DataSource, for the service and for the TypeORM CLI
+ * (`npx typeorm -d ormconfig.ts migration:show` with a TypeScript loader).
+ *
+ * SQLite goes through the `better-sqlite3` driver with WAL on. The schema is
+ * built by the migrations in src/store/migrations.ts, never by `synchronize`.
+ */
+import path from 'node:path';
+import { DataSource } from 'typeorm';
+import { CoverEntity, TaskEntity } from './src/store/entities.js';
+import { migrations } from './src/store/migrations.js';
+
+export interface DataSourceSettings {
+  /** A SQLite file path, `sqlite:PATH`, or `:memory:`. */
+  db: string;
+}
+
+export function createDataSource(settings: DataSourceSettings): DataSource {
+  const database = settings.db.replace(/^sqlite:(\/\/)?/, '');
+  return new DataSource({
+    type: 'better-sqlite3',
+    database,
+    enableWAL: database !== ':memory:',
+    timeout: 10_000,
+    prepareDatabase: (db: { pragma: (sql: string) => unknown }) => {
+      db.pragma('synchronous = NORMAL');
+      db.pragma('foreign_keys = ON');
+    },
+    entities: [CoverEntity, TaskEntity],
+    migrations,
+    migrationsRun: false,
+    synchronize: false,
+    logging: false,
+  });
+}
+
+/** For the CLI: the database the service would open with the same environment. */
+const dataDir = process.env.COVERHELPER_DATA_DIR ?? './data';
+export default createDataSource({ db: process.env.COVERHELPER_DB ?? path.join(dataDir, 'coverhelper.sqlite') });

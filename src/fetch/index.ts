@@ -1,0 +1,8 @@
+export { classifyUrl, hostAllowed, isPrivateAddress, isPrivateHost } from './urlRules.js';
+export type { UrlKind, VideoRef } from './urlRules.js';
+export { createHttpClient, createGuardedConnector } from './httpClient.js';
+export type { HttpClient, HttpClientOptions, GuardedConnectorOptions } from './httpClient.js';
+export { downloadImage, getJson, isAbort, toFetchError } from './download.js';
+export type { DownloadOptions, DownloadResult, GetJsonOptions } from './download.js';
+export { resolveVideoCover, viewApiUrl } from './bilibili.js';
+export type { ResolveOptions } from './bilibili.js';

@@ -1,0 +1,2 @@
+export { processImage } from './processImage.js';
+export type { ProcessedImage } from './processImage.js';

@@ -1,0 +1,37 @@
+/**
+ * The winston logger: JSON lines when not on a terminal, a readable line on one.
+ * `format.errors({ stack: true })` sits on the logger so every transport gets
+ * the stack. Call `closeLogger` before exiting so nothing is lost.
+ */
+import winston from 'winston';
+import type { Config } from './config.js';
+
+export type Logger = winston.Logger;
+
+export function createLogger(options: Pick<Config, 'logLevel' | 'logFormat'>, stream: NodeJS.WritableStream = process.stdout): Logger {
+  const line =
+    options.logFormat === 'json'
+      ? winston.format.json()
+      : winston.format.printf((info) => {
+          const { level, message, timestamp, stack, ...rest } = info as Record<string, unknown>;
+          const extra = Object.keys(rest).length > 0 ? ` ${JSON.stringify(rest)}` : '';
+          return `${String(timestamp)} ${String(level)} ${String(message)}${extra}${typeof stack === 'string' ? `\n${stack}` : ''}`;
+        });
+  return winston.createLogger({
+    level: options.logLevel,
+    format: winston.format.combine(winston.format.errors({ stack: true }), winston.format.timestamp(), line),
+    transports: [new winston.transports.Stream({ stream })],
+  });
+}
+
+/** Ends the logger and waits until every line is written. */
+export function closeLogger(logger: Logger): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, 2000);
+    logger.once('finish', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+    logger.end();
+  });
+}

@@ -1,0 +1,138 @@
+/**
+ * Cover files on disk: their paths, atomic writes, the temp sweep, and the
+ * traversal-proof lookup behind `GET /covers/<path>`.
+ *
+ * A cover's relative path is `<host>/<base>-<urlhash>-<contenthash>.<ext>`:
+ * readable (host and original base name), unique per URL (the URL's hash),
+ * different whenever the content changes (the content's hash), and built only
+ * from `[a-z0-9._-]` so it cannot escape the folder.
+ *
+ * Files are written to `<covers>/.tmp/<random>`, flushed, then renamed into
+ * place: a crash leaves at worst a temp file, which `sweepTemp` removes at start,
+ * never a half file at a published path. The temp folder sits inside the covers
+ * folder so the rename never crosses filesystems.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
+import path from 'node:path';
+
+export const TEMP_DIR = '.tmp';
+
+const hash = (text: string | Buffer) => createHash('sha256').update(text).digest('hex');
+
+function cleanSegment(text: string, fallback: string, max: number): string {
+  const cleaned = text
+    .toLowerCase()
+    .replace(/[^a-z0-9._-]+/g, '_')
+    .replace(/^[._-]+/, '')
+    .replace(/[._-]+$/, '')
+    .slice(0, max);
+  return cleaned === '' ? fallback : cleaned;
+}
+
+/** The relative path for a URL's cover with the given content hash and extension. */
+export function coverPath(url: string, contentSha256: string, ext: string): string {
+  let host = 'unknown';
+  let base = 'cover';
+  try {
+    const parsed = new URL(url);
+    host = cleanSegment(parsed.hostname, 'unknown', 80);
+    const last = parsed.pathname.split('/').filter(Boolean).pop() ?? '';
+    let decoded = last;
+    try {
+      decoded = decodeURIComponent(last);
+    } catch {
+      // keep the raw segment
+    }
+    base = cleanSegment(decoded.replace(/\.[A-Za-z0-9]{1,5}$/, ''), 'cover', 60);
+  } catch {
+    // not a URL: the hashes still make the path unique
+  }
+  return `${host}/${base}-${hash(url).slice(0, 12)}-${contentSha256.slice(0, 12)}.${cleanSegment(ext, 'bin', 5)}`;
+}
+
+export function sha256(data: Buffer): string {
+  return hash(data);
+}
+
+/**
+ * Writes `data` to `<coversDir>/<relPath>` atomically: temp file, fsync, rename.
+ * If `signal` aborts before the rename, the temp file is removed and nothing is published.
+ */
+export async function writeCoverFile(coversDir: string, relPath: string, data: Buffer, signal?: AbortSignal): Promise<void> {
+  const target = resolveInside(coversDir, relPath);
+  if (target === undefined) throw new Error(`refusing to write outside the covers folder: ${relPath}`);
+  const tempDir = path.join(coversDir, TEMP_DIR);
+  await mkdir(tempDir, { recursive: true });
+  await mkdir(path.dirname(target), { recursive: true });
+  const temp = path.join(tempDir, `${randomBytes(12).toString('hex')}.part`);
+  try {
+    const handle = await open(temp, 'wx', 0o644);
+    try {
+      await handle.writeFile(data);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    signal?.throwIfAborted();
+    await rename(temp, target);
+  } catch (error) {
+    await rm(temp, { force: true });
+    throw error;
+  }
+}
+
+/** Removes temp leftovers of an earlier run. Returns how many were removed. */
+export async function sweepTemp(coversDir: string): Promise<number> {
+  const tempDir = path.join(coversDir, TEMP_DIR);
+  let names: string[];
+  try {
+    names = await readdir(tempDir);
+  } catch {
+    return 0;
+  }
+  await Promise.all(names.map((name) => rm(path.join(tempDir, name), { force: true, recursive: true })));
+  return names.length;
+}
+
+/** Removes a cover file; a missing file is not an error. */
+export async function removeCoverFile(coversDir: string, relPath: string): Promise<void> {
+  const target = resolveInside(coversDir, relPath);
+  if (target !== undefined) await rm(target, { force: true });
+}
+
+/**
+ * Joins a relative path under `root`, or `undefined` if any segment is empty,
+ * `.`, `..`, hidden (starts with a dot), or holds a separator or NUL.
+ */
+export function resolveInside(root: string, relPath: string): string | undefined {
+  const segments = relPath.split('/');
+  for (const segment of segments) {
+    if (segment === '' || segment.startsWith('.') || /[\\/\0]/.test(segment)) return undefined;
+  }
+  const resolvedRoot = path.resolve(root);
+  const target = path.resolve(resolvedRoot, ...segments);
+  return target.startsWith(resolvedRoot + path.sep) ? target : undefined;
+}
+
+/**
+ * Maps the URL path after `/covers/` to a file that exists under `root`, or
+ * `undefined`. Each segment is percent-decoded once; `..`, encoded `%2e%2e`,
+ * encoded slashes, absolute paths and dot-files all come back `undefined`.
+ */
+export async function findCoverFile(root: string, urlPath: string): Promise<{ file: string; size: number; mtimeMs: number } | undefined> {
+  let decoded: string[];
+  try {
+    decoded = urlPath.split('/').map((segment) => decodeURIComponent(segment));
+  } catch {
+    return undefined;
+  }
+  const file = resolveInside(root, decoded.join('/'));
+  if (file === undefined || decoded.some((segment) => segment.includes('/'))) return undefined;
+  try {
+    const info = await stat(file);
+    return info.isFile() ? { file, size: info.size, mtimeMs: info.mtimeMs } : undefined;
+  } catch {
+    return undefined;
+  }
+}

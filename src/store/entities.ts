@@ -1,0 +1,80 @@
+/**
+ * The database's tables, as TypeORM entity schemas (no decorators: tsx emits no
+ * decorator metadata). Column types are ones both SQLite and PostgreSQL know;
+ * times are epoch milliseconds in `bigint` columns.
+ */
+import { EntitySchema } from 'typeorm';
+import type { ValueTransformer } from 'typeorm';
+import type { CoverSource, TaskStatus } from '../../machines/types.js';
+
+/** PostgreSQL hands `bigint` back as a string; SQLite as a number. */
+const bigintNumber: ValueTransformer = {
+  to: (value: number | null | undefined) => value,
+  from: (value: string | number | null) => (value === null ? null : Number(value)),
+};
+
+/** One stored cover per URL. */
+export interface CoverRow {
+  url: string;
+  /** Relative to the covers folder, `/`-separated. */
+  path: string;
+  /** `download` or `custom` (as stored; `cache` is only an answer). */
+  source: Exclude<CoverSource, 'cache'>;
+  bytes: number;
+  contentType: string;
+  width: number;
+  height: number;
+  sha256: string;
+  createdAt: number;
+  lastAskedAt: number;
+}
+
+/** The task of one URL: its download's status, persisted on every change. */
+export interface TaskRow {
+  url: string;
+  status: TaskStatus;
+  attempts: number;
+  errorCode: string | null;
+  errorMessage: string | null;
+  bytesDone: number;
+  bytesTotal: number | null;
+  createdAt: number;
+  updatedAt: number;
+  startedAt: number | null;
+  finishedAt: number | null;
+}
+
+export const CoverEntity = new EntitySchema<CoverRow>({
+  name: 'Cover',
+  tableName: 'covers',
+  columns: {
+    url: { type: 'varchar', primary: true },
+    path: { type: 'varchar' },
+    source: { type: 'varchar', length: 16 },
+    bytes: { type: 'bigint', transformer: bigintNumber },
+    contentType: { name: 'content_type', type: 'varchar', length: 64 },
+    width: { type: 'integer' },
+    height: { type: 'integer' },
+    sha256: { type: 'varchar', length: 64 },
+    createdAt: { name: 'created_at', type: 'bigint', transformer: bigintNumber },
+    lastAskedAt: { name: 'last_asked_at', type: 'bigint', transformer: bigintNumber },
+  },
+});
+
+export const TaskEntity = new EntitySchema<TaskRow>({
+  name: 'Task',
+  tableName: 'tasks',
+  columns: {
+    url: { type: 'varchar', primary: true },
+    status: { type: 'varchar', length: 16 },
+    attempts: { type: 'integer', default: 0 },
+    errorCode: { name: 'error_code', type: 'varchar', length: 32, nullable: true },
+    errorMessage: { name: 'error_message', type: 'text', nullable: true },
+    bytesDone: { name: 'bytes_done', type: 'bigint', default: 0, transformer: bigintNumber },
+    bytesTotal: { name: 'bytes_total', type: 'bigint', nullable: true, transformer: bigintNumber },
+    createdAt: { name: 'created_at', type: 'bigint', transformer: bigintNumber },
+    updatedAt: { name: 'updated_at', type: 'bigint', transformer: bigintNumber },
+    startedAt: { name: 'started_at', type: 'bigint', nullable: true, transformer: bigintNumber },
+    finishedAt: { name: 'finished_at', type: 'bigint', nullable: true, transformer: bigintNumber },
+  },
+});

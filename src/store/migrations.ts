@@ -1,0 +1,60 @@
+/**
+ * Schema migrations, in order. Written with TypeORM's `Table` API so the same
+ * migration runs on SQLite and PostgreSQL. Add a new class for every change;
+ * never edit one that has shipped.
+ */
+import { Table, TableIndex } from 'typeorm';
+import type { MigrationInterface, QueryRunner } from 'typeorm';
+
+export class CreateCoversAndTasks1763780000000 implements MigrationInterface {
+  name = 'CreateCoversAndTasks1763780000000';
+
+  async up(queryRunner: QueryRunner): Promise<void> {
+    await queryRunner.createTable(
+      new Table({
+        name: 'covers',
+        columns: [
+          { name: 'url', type: 'varchar', isPrimary: true },
+          { name: 'path', type: 'varchar' },
+          { name: 'source', type: 'varchar', length: '16' },
+          { name: 'bytes', type: 'bigint' },
+          { name: 'content_type', type: 'varchar', length: '64' },
+          { name: 'width', type: 'integer' },
+          { name: 'height', type: 'integer' },
+          { name: 'sha256', type: 'varchar', length: '64' },
+          { name: 'created_at', type: 'bigint' },
+          { name: 'last_asked_at', type: 'bigint' },
+        ],
+      }),
+      true,
+    );
+    await queryRunner.createIndex('covers', new TableIndex({ name: 'idx_covers_last_asked', columnNames: ['source', 'last_asked_at'] }));
+    await queryRunner.createTable(
+      new Table({
+        name: 'tasks',
+        columns: [
+          { name: 'url', type: 'varchar', isPrimary: true },
+          { name: 'status', type: 'varchar', length: '16' },
+          { name: 'attempts', type: 'integer', default: 0 },
+          { name: 'error_code', type: 'varchar', length: '32', isNullable: true },
+          { name: 'error_message', type: 'text', isNullable: true },
+          { name: 'bytes_done', type: 'bigint', default: 0 },
+          { name: 'bytes_total', type: 'bigint', isNullable: true },
+          { name: 'created_at', type: 'bigint' },
+          { name: 'updated_at', type: 'bigint' },
+          { name: 'started_at', type: 'bigint', isNullable: true },
+          { name: 'finished_at', type: 'bigint', isNullable: true },
+        ],
+      }),
+      true,
+    );
+    await queryRunner.createIndex('tasks', new TableIndex({ name: 'idx_tasks_status', columnNames: ['status', 'updated_at'] }));
+  }
+
+  async down(queryRunner: QueryRunner): Promise<void> {
+    await queryRunner.dropTable('tasks', true);
+    await queryRunner.dropTable('covers', true);
+  }
+}
+
+export const migrations = [CreateCoversAndTasks1763780000000];

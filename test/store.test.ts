@@ -1,0 +1,148 @@
+import assert from 'node:assert/strict';
+import { readdir, readFile, writeFile, mkdir } from 'node:fs/promises';
+import path from 'node:path';
+import { describe, it } from 'node:test';
+import { createDataSource } from '../ormconfig.js';
+import { CoverStore, TaskStore, coverPath, findCoverFile, resolveInside, sweepTemp, writeCoverFile, TEMP_DIR } from '../src/store/index.js';
+import type { CoverRow } from '../src/store/index.js';
+import { tempDir } from './helpers/tempDir.js';
+
+async function openDb(t: Parameters<typeof tempDir>[0]) {
+  const dir = await tempDir(t);
+  const dataSource = createDataSource({ db: path.join(dir, 'test.sqlite') });
+  await dataSource.initialize();
+  await dataSource.runMigrations();
+  t.after(() => dataSource.destroy());
+  return { dir, dataSource };
+}
+
+const row = (url: string, overrides: Partial<CoverRow> = {}): CoverRow => ({
+  url,
+  path: `h/${url.length}.jpg`,
+  source: 'download',
+  bytes: 100,
+  contentType: 'image/jpeg',
+  width: 320,
+  height: 200,
+  sha256: 'a'.repeat(64),
+  createdAt: 1,
+  lastAskedAt: 2,
+  ...overrides,
+});
+
+describe('cover store', () => {
+  it('runs the migrations on a fresh SQLite file with WAL on', async (t) => {
+    const { dataSource } = await openDb(t);
+    const [mode] = await dataSource.query<{ journal_mode: string }[]>('PRAGMA journal_mode');
+    assert.equal(mode?.journal_mode, 'wal');
+    assert.deepEqual(
+      (await dataSource.query<{ name: string }[]>("SELECT name FROM sqlite_master WHERE type='table' AND name IN ('covers','tasks') ORDER BY name")).map((r) => r.name),
+      ['covers', 'tasks'],
+    );
+    assert.equal(await dataSource.showMigrations(), false, 'no migration left to run');
+  });
+
+  it('upserts covers and finds many at once, in chunks', async (t) => {
+    const { dataSource } = await openDb(t);
+    const store = new CoverStore(dataSource);
+    const urls = Array.from({ length: 1200 }, (_, i) => `https://i0.hdslb.com/${i}.jpg`);
+    for (const url of urls) await store.save(row(url));
+    await store.save(row(urls[0]!, { path: 'h/replaced.jpg', bytes: 7 }));
+    const found = await store.findMany([...urls, 'https://i0.hdslb.com/missing.jpg']);
+    assert.equal(found.size, 1200);
+    assert.equal(found.get(urls[0]!)?.path, 'h/replaced.jpg');
+    assert.equal(found.get(urls[0]!)?.bytes, 7);
+    assert.equal(typeof found.get(urls[1]!)?.createdAt, 'number');
+    assert.equal(await store.count(), 1200);
+  });
+});
+
+describe('task store', () => {
+  it('inserts on the first change and updates later ones without losing earlier fields', async (t) => {
+    const { dataSource } = await openDb(t);
+    let time = 1000;
+    const errors: unknown[] = [];
+    const tasks = new TaskStore(dataSource, (e) => errors.push(e), () => time);
+    tasks.update('u1', { status: 'queued' });
+    await tasks.flush();
+    time = 2000;
+    tasks.update('u1', { status: 'downloading', attempts: 1, startedAt: 2000 });
+    tasks.update('u1', { bytesDone: 50, bytesTotal: 100 });
+    await tasks.flush();
+    const saved = await tasks.get('u1');
+    assert.deepEqual(errors, []);
+    assert.equal(saved?.status, 'downloading');
+    assert.equal(saved?.createdAt, 1000);
+    assert.equal(saved?.updatedAt, 2000);
+    assert.equal(saved?.attempts, 1);
+    assert.equal(saved?.bytesDone, 50);
+    assert.deepEqual((await tasks.unfinished()).map((r) => r.url), ['u1']);
+    tasks.update('u1', { status: 'ok', finishedAt: 3000 });
+    assert.deepEqual(await tasks.unfinished(), []);
+  });
+
+  it('writes 5,000 concurrent changes in order without interleaving', async (t) => {
+    const { dataSource } = await openDb(t);
+    const tasks = new TaskStore(dataSource, (e) => assert.fail(String(e)));
+    await Promise.all(
+      Array.from({ length: 5000 }, async (_, i) => {
+        tasks.update(`u${i}`, { status: 'queued' });
+        await new Promise((r) => setImmediate(r));
+        tasks.update(`u${i}`, { status: 'downloading' });
+        await tasks.flush();
+        tasks.update(`u${i}`, { status: i % 2 ? 'ok' : 'error', errorCode: i % 2 ? null : 'not_image' });
+      }),
+    );
+    await tasks.flush();
+    const counts = await dataSource.query<{ status: string; n: number }[]>('SELECT status, COUNT(*) AS n FROM tasks GROUP BY status ORDER BY status');
+    assert.deepEqual(counts, [
+      { status: 'error', n: 2500 },
+      { status: 'ok', n: 2500 },
+    ]);
+  });
+});
+
+describe('cover files', () => {
+  it('derives readable, unique, content-dependent paths that stay inside the folder', () => {
+    const a = coverPath('https://i0.hdslb.com/bfs/archive/abc123.jpg', 'f'.repeat(64), 'jpg');
+    assert.match(a, /^i0\.hdslb\.com\/abc123-[0-9a-f]{12}-ffffffffffff\.jpg$/);
+    assert.notEqual(a, coverPath('https://i0.hdslb.com/bfs/other/abc123.jpg', 'f'.repeat(64), 'jpg'), 'unique per URL');
+    assert.notEqual(a, coverPath('https://i0.hdslb.com/bfs/archive/abc123.jpg', 'e'.repeat(64), 'jpg'), 'changes with content');
+    const evil = coverPath('https://..%2f..%2fetc/%2e%2e%2f%2e%2e%2fpasswd', '0'.repeat(64), '../sh');
+    assert.ok(resolveInside('/covers', evil), `${evil} stays inside`);
+    assert.doesNotMatch(evil, /\.\./);
+  });
+
+  it('writes through a temp file and publishes only complete files', async (t) => {
+    const dir = await tempDir(t);
+    await writeCoverFile(dir, 'h/a.jpg', Buffer.from('hello'));
+    assert.equal(await readFile(path.join(dir, 'h/a.jpg'), 'utf8'), 'hello');
+    assert.deepEqual(await readdir(path.join(dir, TEMP_DIR)), [], 'no temp file left');
+
+    const controller = new AbortController();
+    controller.abort();
+    await assert.rejects(writeCoverFile(dir, 'h/b.jpg', Buffer.from('x'), controller.signal));
+    await assert.rejects(readFile(path.join(dir, 'h/b.jpg')), /ENOENT/);
+    assert.deepEqual(await readdir(path.join(dir, TEMP_DIR)), []);
+    await assert.rejects(writeCoverFile(dir, '../escape.jpg', Buffer.from('x')), /outside/);
+  });
+
+  it('sweeps temp leftovers at start', async (t) => {
+    const dir = await tempDir(t);
+    await mkdir(path.join(dir, TEMP_DIR), { recursive: true });
+    await writeFile(path.join(dir, TEMP_DIR, 'x.part'), 'half');
+    await writeFile(path.join(dir, TEMP_DIR, 'y.part'), 'half');
+    assert.equal(await sweepTemp(dir), 2);
+    assert.deepEqual(await readdir(path.join(dir, TEMP_DIR)), []);
+    assert.equal(await sweepTemp(path.join(dir, 'none')), 0);
+  });
+
+  it('finds files only inside the folder, whatever the encoding', async (t) => {
+    const dir = await tempDir(t);
+    await writeCoverFile(dir, 'h/a b.jpg', Buffer.from('img'));
+    assert.equal((await findCoverFile(dir, 'h/a%20b.jpg'))?.size, 3);
+    for (const attempt of ['../x', '%2e%2e/x', 'h/..%2f..%2fetc', '/etc/passwd', '%2fetc%2fpasswd', '.tmp/x', 'h/', '', 'h/%zz', 'h%2fa b.jpg', 'h\\..\\a']) {
+      assert.equal(await findCoverFile(dir, attempt), undefined, attempt);
+    }
+  });
+});
