@@ -114,6 +114,7 @@ export const downloadMachine = setup({
   states: {
     idle: {
       description: 'Waiting for a worker slot; the supervisor sends START.',
+      entry: [{ type: 'reportStatus', params: { status: 'queued' } }],
       on: {
         START: 'active',
         CANCEL: 'cancelled',

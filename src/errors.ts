@@ -97,6 +97,6 @@ export class ConfigError extends Error {
     readonly option: string,
     message: string,
   ) {
-    super(`invalid --${option}: ${message}`);
+    super(message === 'unknown option' ? `unknown option --${option}` : `invalid --${option}: ${message}`);
   }
 }

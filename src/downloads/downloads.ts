@@ -1,0 +1,187 @@
+/**
+ * The supervisor's wiring: the pure machines of machines/ given their real I/O.
+ *
+ * `ask(url)` hands the URL to the supervisor, which replies with the URL's
+ * download actor (new, or the one already in flight); the caller subscribes to
+ * its completion. Nothing here keeps its own record of what is in flight: the
+ * supervisor's registry is the only one.
+ */
+import { EventEmitter } from 'node:events';
+import { createActor, fromPromise, waitFor } from 'xstate';
+import type { AnyActorRef } from 'xstate';
+import type { Config } from '../config.js';
+import { isRetryable } from '../errors.js';
+import type { ErrorCode } from '../errors.js';
+import type { HttpClient } from '../fetch/index.js';
+import type { Logger } from '../logger.js';
+import type { Stats } from '../stats.js';
+import type { CoverStore, TaskPatch, TaskStore } from '../store/index.js';
+import { downloadMachine, gateStatus, supervisorMachine } from '../../machines/index.js';
+import type { DownloadOutput, DownloadRef, FetchCoverInput, FetchCoverOutput, GateStatus, TaskStatus } from '../../machines/index.js';
+import { fetchCover } from './fetchCover.js';
+
+/** A task change, as the admin stream shows it. */
+export interface TaskEvent {
+  url: string;
+  status: TaskStatus;
+  bytes: number;
+  total: number | null;
+  error: { code: string; message: string } | null;
+  at: string;
+}
+
+export interface DownloadsDeps {
+  config: Pick<Config, 'workers' | 'timeLimit' | 'retries' | 'allowHosts' | 'bilibiliApi' | 'maxBytes' | 'resize' | 'coversDir'>;
+  covers: CoverStore;
+  tasks: TaskStore;
+  client: HttpClient;
+  logger: Logger;
+  stats: Stats;
+}
+
+/** How often a running download's byte count is persisted and published. */
+const PROGRESS_INTERVAL_MS = 250;
+
+export interface Downloads {
+  /** Resolves with the URL's download outcome; `coalesced` when it joined one in flight. */
+  ask(url: string): Promise<{ output: DownloadOutput; coalesced: boolean }>;
+  status(): GateStatus;
+  tardyReasons(): string[];
+  counts(): { queued: number; downloading: number; inFlight: number };
+  pause(): void;
+  resume(): void;
+  /** Task changes as they happen. */
+  events: EventEmitter<{ task: [TaskEvent] }>;
+  /**
+   * Stops starting downloads, answers waiting ones `shutting_down`, lets running
+   * ones finish for up to `graceMs`, then stops the rest (their rows stay
+   * unfinished, so the next start resumes them).
+   */
+  shutdown(graceMs: number): Promise<void>;
+}
+
+export function createDownloads(deps: DownloadsDeps): Downloads {
+  const { config, tasks, logger, stats } = deps;
+  const events = new EventEmitter<{ task: [TaskEvent] }>();
+  /** When each running download started, for the finished-download log line. */
+  const startedAt = new WeakMap<AnyActorRef, number>();
+
+  const report = (url: string, status: TaskStatus, patch: TaskPatch, bytes = 0, total: number | null = null) => {
+    tasks.update(url, { status, ...patch });
+    events.emit('task', {
+      url,
+      status,
+      bytes,
+      total,
+      error: patch.errorCode ? { code: patch.errorCode, message: patch.errorMessage ?? '' } : null,
+      at: new Date().toISOString(),
+    });
+  };
+
+  const progressReporter = (url: string) => {
+    let last = 0;
+    return (bytes: number, total: number | undefined) => {
+      const now = Date.now();
+      if (now - last < PROGRESS_INTERVAL_MS && bytes !== total) return;
+      last = now;
+      report(url, 'downloading', { bytesDone: bytes, bytesTotal: total ?? null }, bytes, total ?? null);
+    };
+  };
+
+  const download = downloadMachine.provide({
+    actors: {
+      fetchCover: fromPromise<FetchCoverOutput, FetchCoverInput>(({ input, signal }) =>
+        fetchCover(input.url, deps, signal, progressReporter(input.url)),
+      ),
+    },
+    actions: {
+      reportStatus: ({ context, self }, { status }) => {
+        const now = Date.now();
+        if (status === 'queued') report(context.url, status, { errorCode: null, errorMessage: null, bytesDone: 0, bytesTotal: null });
+        else if (status === 'downloading') {
+          startedAt.set(self, now);
+          report(context.url, status, { attempts: context.attempt + 1, startedAt: now, finishedAt: null });
+        } else {
+          const output = context.output;
+          const error = output?.status === 'error' ? output.error : undefined;
+          const bytes = output?.status === 'ok' ? output.cover.bytes : 0;
+          report(
+            context.url,
+            status,
+            { attempts: context.attempt, finishedAt: now, errorCode: error?.code ?? null, errorMessage: error?.message ?? null, ...(bytes ? { bytesDone: bytes, bytesTotal: bytes } : {}) },
+            bytes,
+            bytes || null,
+          );
+        }
+      },
+      reportFinished: ({ context, self }, { output }) => {
+        const started = startedAt.get(self);
+        const ms = started === undefined ? 0 : Date.now() - started;
+        if (output.status === 'ok') {
+          stats.downloadsOk++;
+          if (output.source === 'download') stats.bytes += output.cover.bytes;
+          logger.info('download finished', { url: context.url, outcome: 'ok', source: output.source, bytes: output.cover.bytes, ms, attempts: context.attempt });
+        } else if (output.error.code === 'shutting_down') {
+          logger.debug('download cancelled', { url: context.url, outcome: 'shutting_down' });
+        } else {
+          if (output.error.code === 'tle') stats.downloadsTle++;
+          else stats.downloadsError++;
+          logger.info('download finished', { url: context.url, outcome: output.error.code, error: output.error.message, bytes: 0, ms, attempts: context.attempt });
+        }
+      },
+    },
+    guards: {
+      isTransient: ({ context }) =>
+        context.error !== undefined && isRetryable({ code: context.error.code as ErrorCode, detail: context.error.detail }),
+    },
+  });
+
+  const supervisor = createActor(supervisorMachine, {
+    input: { workers: config.workers, download, timeLimitMs: config.timeLimit * 1000, retries: config.retries },
+  });
+  supervisor.start();
+
+  const ask = (url: string) =>
+    new Promise<{ output: DownloadOutput; coalesced: boolean }>((resolve) => {
+      const inFlight = supervisor.getSnapshot().context.registry.has(url);
+      supervisor.send({
+        type: 'REQUEST',
+        url,
+        reply: (ref: DownloadRef) => {
+          ref.subscribe({
+            complete: () => {
+              // No output means the actor was stopped before it finished: shutdown.
+              const output = ref.getSnapshot().output ?? { url, status: 'error', error: { code: 'shutting_down', message: 'the service is shutting down' } };
+              resolve({ output, coalesced: inFlight });
+            },
+            error: (error: unknown) => resolve({ output: { url, status: 'error', error: { code: 'network', message: String(error) } }, coalesced: inFlight }),
+          });
+        },
+      });
+    });
+
+  return {
+    ask,
+    events,
+    status: () => gateStatus(supervisor.getSnapshot()),
+    tardyReasons: () => supervisor.getSnapshot().context.tardyReasons,
+    counts: () => {
+      const { waiting, running, registry } = supervisor.getSnapshot().context;
+      return { queued: waiting.size, downloading: running.size, inFlight: registry.size };
+    },
+    pause: () => supervisor.send({ type: 'PAUSE' }),
+    resume: () => supervisor.send({ type: 'RESUME' }),
+    async shutdown(graceMs: number) {
+      supervisor.send({ type: 'SHUTDOWN' });
+      try {
+        await waitFor(supervisor, (snapshot) => snapshot.context.registry.size === 0, { timeout: graceMs });
+      } catch {
+        const left = [...supervisor.getSnapshot().context.registry.values()];
+        logger.warn('stopping downloads still running after the grace period; the next start resumes them', { count: left.length });
+        for (const ref of left) ref.stop();
+      }
+      supervisor.stop();
+      await tasks.flush();
+    },
+  };
+}

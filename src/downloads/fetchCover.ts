@@ -1,0 +1,82 @@
+/**
+ * One try at one URL: the real I/O behind the download machine's `fetchCover`.
+ *
+ *   stored already?  → answer it (source `cache`, or `custom`)
+ *   video page       → resolve its cover through bilibili's view API
+ *   image URL        → download (guarded, size-limited, abortable)
+ *                    → decode and resize → write atomically → upsert the row
+ *
+ * The AbortSignal comes from the machine (`fromPromise`): leaving `running`
+ * (time limit, shutdown) aborts the socket and any temp file.
+ */
+import type { Config } from '../config.js';
+import { CoverError } from '../errors.js';
+import { classifyUrl, downloadImage, hostAllowed, resolveVideoCover } from '../fetch/index.js';
+import type { HttpClient } from '../fetch/index.js';
+import { processImage } from '../images/index.js';
+import { coverPath, sha256, writeCoverFile } from '../store/index.js';
+import type { CoverRow, CoverStore } from '../store/index.js';
+import type { FetchCoverOutput, StoredCover } from '../../machines/types.js';
+
+export interface FetchCoverDeps {
+  config: Pick<Config, 'allowHosts' | 'bilibiliApi' | 'maxBytes' | 'resize' | 'coversDir'>;
+  covers: CoverStore;
+  client: HttpClient;
+  now?: () => number;
+}
+
+export function storedCover(row: CoverRow): StoredCover {
+  return { path: row.path, contentType: row.contentType, bytes: row.bytes, width: row.width, height: row.height, sha256: row.sha256 };
+}
+
+/** The image URL to download for `url`: itself, or a video page's cover. */
+async function imageUrlFor(url: string, deps: FetchCoverDeps, signal: AbortSignal): Promise<URL> {
+  const kind = classifyUrl(url, deps.config.allowHosts);
+  if (kind.kind === 'image') return kind.url;
+  if (kind.kind === 'skip') throw new CoverError('invalid_url', 'not an image or video URL this service handles');
+  const pic = await resolveVideoCover(kind, { client: deps.client, apiBase: deps.config.bilibiliApi, signal });
+  if (!hostAllowed(pic.hostname, deps.config.allowHosts)) {
+    throw new CoverError('not_allowed', `the video's cover is on ${pic.hostname}, which is not in --allow-hosts`);
+  }
+  return pic;
+}
+
+export async function fetchCover(
+  url: string,
+  deps: FetchCoverDeps,
+  signal: AbortSignal,
+  onProgress?: (bytes: number, total: number | undefined) => void,
+): Promise<FetchCoverOutput> {
+  const existing = await deps.covers.find(url);
+  if (existing) return { cover: storedCover(existing), source: existing.source === 'custom' ? 'custom' : 'cache' };
+
+  const imageUrl = await imageUrlFor(url, deps, signal);
+  const { body } = await downloadImage(imageUrl, {
+    client: deps.client,
+    allowHosts: deps.config.allowHosts,
+    maxBytes: deps.config.maxBytes,
+    signal,
+    ...(onProgress ? { onProgress } : {}),
+  });
+  const image = await processImage(body, deps.config.resize);
+  signal.throwIfAborted();
+
+  const hash = sha256(image.data);
+  const path = coverPath(url, hash, image.ext);
+  await writeCoverFile(deps.config.coversDir, path, image.data, signal);
+  const now = (deps.now ?? Date.now)();
+  const row: CoverRow = {
+    url,
+    path,
+    source: 'download',
+    bytes: image.data.length,
+    contentType: image.contentType,
+    width: image.width,
+    height: image.height,
+    sha256: hash,
+    createdAt: now,
+    lastAskedAt: now,
+  };
+  await deps.covers.save(row);
+  return { cover: storedCover(row), source: 'download' };
+}

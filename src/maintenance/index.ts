@@ -1,0 +1,2 @@
+export { sampleResources } from './resources.js';
+export type { ResourceSample } from './resources.js';

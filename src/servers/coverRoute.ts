@@ -1,0 +1,53 @@
+/**
+ * `GET /covers/<path>`: a stored cover file, with its Content-Type, an ETag,
+ * a long-lived Cache-Control (a path changes whenever its content does), 304
+ * on If-None-Match, and 404 for anything not a file inside the covers folder.
+ */
+import { createReadStream } from 'node:fs';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import path from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { findCoverFile } from '../store/index.js';
+
+const contentTypes: Record<string, string> = {
+  '.jpg': 'image/jpeg',
+  '.jpeg': 'image/jpeg',
+  '.png': 'image/png',
+  '.webp': 'image/webp',
+  '.gif': 'image/gif',
+  '.avif': 'image/avif',
+  '.tiff': 'image/tiff',
+};
+
+export const COVERS_PREFIX = '/covers/';
+
+function notFound(res: ServerResponse): void {
+  res.writeHead(404, { 'content-type': 'text/plain; charset=utf-8' }).end('not found\n');
+}
+
+export async function serveCover(req: IncomingMessage, res: ServerResponse, rawPath: string, coversDir: string): Promise<void> {
+  const found = await findCoverFile(coversDir, rawPath.slice(COVERS_PREFIX.length));
+  if (!found) return notFound(res);
+  const etag = `"${found.size.toString(16)}-${Math.floor(found.mtimeMs).toString(16)}"`;
+  const headers = {
+    'content-type': contentTypes[path.extname(found.file).toLowerCase()] ?? 'application/octet-stream',
+    etag,
+    'cache-control': 'public, max-age=31536000, immutable',
+    'x-content-type-options': 'nosniff',
+  };
+  const ifNoneMatch = req.headers['if-none-match'];
+  if (ifNoneMatch !== undefined && ifNoneMatch.split(',').some((tag) => tag.trim().replace(/^W\//, '') === etag || tag.trim() === '*')) {
+    res.writeHead(304, headers).end();
+    return;
+  }
+  res.writeHead(200, { ...headers, 'content-length': String(found.size) });
+  if (req.method === 'HEAD') {
+    res.end();
+    return;
+  }
+  try {
+    await pipeline(createReadStream(found.file), res);
+  } catch {
+    res.destroy();
+  }
+}

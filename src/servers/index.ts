@@ -1,0 +1,4 @@
+export { createHttpServer, MAX_FRAME_BYTES, requestToken, tokenMatches } from './httpServer.js';
+export type { HttpServerDeps } from './httpServer.js';
+export { parseClientFrame, doneFrame, shortAnswer } from './protocol.js';
+export type { ClientMessage, ParseOutcome, ServerFrame, MessageId } from './protocol.js';

@@ -1,0 +1,88 @@
+/**
+ * The client WebSocket protocol (SPEC §6): untrusted frames in, typed messages
+ * or an error code out; and the frames the server sends.
+ */
+import type { CheckResult } from '../checks/index.js';
+
+/** An id as the client sent it (a string; numbers are echoed back too). */
+export type MessageId = string | number;
+
+export type ClientMessage =
+  | { type: 'check'; id: MessageId; urls: string[] }
+  /** `C <url> <url> …`, answered `OK <r1> <r2> …`. */
+  | { type: 'short'; urls: string[] };
+
+/** Bad input (SPEC §6), and `internal_error` for a failure on our side (a database error). */
+export type ProtocolErrorCode = 'bad_request' | 'too_many_urls' | 'internal_error';
+
+export type ParseOutcome =
+  | { ok: true; message: ClientMessage }
+  | { ok: false; id: MessageId | null; code: ProtocolErrorCode; message: string };
+
+export type ServerFrame =
+  | ({ type: 'result'; id: MessageId } & CheckResult)
+  | { type: 'done'; id: MessageId; ok: number; skipped: number; failed: number; results: CheckResult[] }
+  | { type: 'error'; id: MessageId | null; code: ProtocolErrorCode; message: string };
+
+const isId = (value: unknown): value is MessageId =>
+  (typeof value === 'string' && value.length <= 256) || (typeof value === 'number' && Number.isFinite(value));
+
+/** The longest URL accepted in a check. */
+export const MAX_URL_LENGTH = 8192;
+
+function checkUrls(urls: string[], maxBatch: number, id: MessageId | null): ParseOutcome | undefined {
+  if (urls.length > maxBatch) {
+    return { ok: false, id, code: 'too_many_urls', message: `${urls.length} URLs in one check; at most ${maxBatch} (--max-batch)` };
+  }
+  const long = urls.findIndex((url) => url.length > MAX_URL_LENGTH);
+  if (long !== -1) return { ok: false, id, code: 'bad_request', message: `urls[${long}] is longer than ${MAX_URL_LENGTH} characters` };
+  return undefined;
+}
+
+/** Turns one text frame into a message or an error with its code. */
+export function parseClientFrame(text: string, maxBatch: number): ParseOutcome {
+  if (text.startsWith('C ') || text === 'C') {
+    const urls = text === 'C' ? [] : text.slice(2).split(' ');
+    if (urls.some((url) => url === '')) {
+      return { ok: false, id: null, code: 'bad_request', message: 'short form: URLs are separated by single spaces' };
+    }
+    return checkUrls(urls, maxBatch, null) ?? { ok: true, message: { type: 'short', urls } };
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    return { ok: false, id: null, code: 'bad_request', message: 'not JSON (send {"type":"check","id":…,"urls":[…]} or "C url url")' };
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+    return { ok: false, id: null, code: 'bad_request', message: 'a message is a JSON object' };
+  }
+  const { type, id, urls } = parsed as Record<string, unknown>;
+  const echoId = isId(id) ? id : null;
+  if (type !== 'check') {
+    return { ok: false, id: echoId, code: 'bad_request', message: `unknown message type ${JSON.stringify(type ?? null)}; the only type is "check"` };
+  }
+  if (!isId(id)) return { ok: false, id: null, code: 'bad_request', message: 'check needs an "id" (a string)' };
+  if (!Array.isArray(urls)) return { ok: false, id, code: 'bad_request', message: 'check needs "urls", an array of strings' };
+  const bad = urls.findIndex((url) => typeof url !== 'string');
+  if (bad !== -1) return { ok: false, id, code: 'bad_request', message: `urls[${bad}] is not a string` };
+  return checkUrls(urls as string[], maxBatch, id) ?? { ok: true, message: { type: 'check', id, urls: urls as string[] } };
+}
+
+/** The `done` frame for a finished check. */
+export function doneFrame(id: MessageId, results: CheckResult[]): ServerFrame {
+  let ok = 0;
+  let skipped = 0;
+  let failed = 0;
+  for (const result of results) {
+    if (result.status === 'ok') ok++;
+    else if (result.status === 'skipped') skipped++;
+    else failed++;
+  }
+  return { type: 'done', id, ok, skipped, failed, results };
+}
+
+/** The short form's answer: the cover URL where ok, else the input URL. */
+export function shortAnswer(results: CheckResult[]): string {
+  return ['OK', ...results.map((result) => (result.status === 'ok' && result.coverUrl ? result.coverUrl : result.url))].join(' ');
+}

@@ -1,0 +1,36 @@
+/**
+ * Counters since start, for `/healthz`, the admin stream and `/metrics`.
+ * Plain numbers bumped where things happen; read as a snapshot.
+ */
+export class Stats {
+  /** Check requests (JSON or short form). */
+  checks = 0;
+  /** URLs asked for in checks. */
+  urls = 0;
+  /** URLs answered from the cover index at once. */
+  hits = 0;
+  /** URLs that had to wait for a download. */
+  misses = 0;
+  /** Askers that joined a download already in flight. */
+  coalesced = 0;
+  downloadsOk = 0;
+  downloadsError = 0;
+  downloadsTle = 0;
+  /** Bytes of cover files written by downloads. */
+  bytes = 0;
+  /** Open client and admin sockets. */
+  connections = 0;
+
+  snapshot() {
+    return {
+      checks: this.checks,
+      urls: this.urls,
+      hits: this.hits,
+      misses: this.misses,
+      coalesced: this.coalesced,
+      downloads: { ok: this.downloadsOk, error: this.downloadsError, tle: this.downloadsTle },
+      bytes: this.bytes,
+      connections: this.connections,
+    };
+  }
+}

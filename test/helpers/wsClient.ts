@@ -1,0 +1,107 @@
+/** A real `ws` client that queues what it receives, for tests. */
+import WebSocket from 'ws';
+
+export interface Frame {
+  type: string;
+  id?: unknown;
+  [key: string]: unknown;
+}
+
+export interface TestClient {
+  ws: WebSocket;
+  frames: Frame[];
+  texts: string[];
+  /** The next received frame (parsed JSON) matching `predicate`. */
+  next(predicate?: (frame: Frame) => boolean, timeoutMs?: number): Promise<Frame>;
+  /** The next received text that is not JSON. */
+  nextText(timeoutMs?: number): Promise<string>;
+  /** Sends a check and resolves with its result frames and its done frame. */
+  check(id: string, urls: string[], timeoutMs?: number): Promise<{ results: Frame[]; done: Frame }>;
+  closed: Promise<{ code: number; reason: string }>;
+  close(): Promise<void>;
+}
+
+export async function connect(url: string, options: WebSocket.ClientOptions = {}): Promise<TestClient> {
+  const ws = new WebSocket(url, { perMessageDeflate: false, ...options });
+  const frames: Frame[] = [];
+  const texts: string[] = [];
+  const waiters: { test: (item: Frame | string) => boolean; resolve: (item: Frame | string) => void }[] = [];
+  const closed = new Promise<{ code: number; reason: string }>((resolve) => ws.once('close', (code, reason) => resolve({ code, reason: reason.toString() })));
+
+  ws.on('message', (data: Buffer) => {
+    const text = data.toString();
+    let item: Frame | string;
+    try {
+      item = JSON.parse(text) as Frame;
+    } catch {
+      item = text;
+    }
+    const waiter = waiters.find((w) => w.test(item));
+    if (waiter) {
+      waiters.splice(waiters.indexOf(waiter), 1);
+      waiter.resolve(item);
+    } else if (typeof item === 'string') texts.push(item);
+    else frames.push(item);
+  });
+
+  await new Promise<void>((resolve, reject) => {
+    ws.once('open', () => resolve());
+    ws.once('error', reject);
+    ws.once('unexpected-response', (_req, res) => reject(new Error(`HTTP ${res.statusCode}`)));
+  });
+
+  const wait = <T extends Frame | string>(test: (item: Frame | string) => boolean, timeoutMs: number): Promise<T> => {
+    const queue: (Frame | string)[] = [...frames, ...texts];
+    const found = queue.find(test);
+    if (found !== undefined) {
+      if (typeof found === 'string') texts.splice(texts.indexOf(found), 1);
+      else frames.splice(frames.indexOf(found), 1);
+      return Promise.resolve(found as T);
+    }
+    return new Promise<T>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no matching frame within ${timeoutMs} ms`)), timeoutMs);
+      waiters.push({
+        test,
+        resolve: (item) => {
+          clearTimeout(timer);
+          resolve(item as T);
+        },
+      });
+    });
+  };
+
+  const client: TestClient = {
+    ws,
+    frames,
+    texts,
+    next: (predicate = () => true, timeoutMs = 15_000) => wait<Frame>((item) => typeof item !== 'string' && predicate(item), timeoutMs),
+    nextText: (timeoutMs = 15_000) => wait<string>((item) => typeof item === 'string', timeoutMs),
+    async check(id, urls, timeoutMs = 30_000) {
+      const results: Frame[] = [];
+      const done = new Promise<Frame>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`check ${id}: no done within ${timeoutMs} ms`)), timeoutMs);
+        const collect = (): void => {
+          void wait<Frame>((item) => typeof item !== 'string' && item.id === id, timeoutMs).then((frame) => {
+            if (frame.type === 'done' || frame.type === 'error') {
+              clearTimeout(timer);
+              resolve(frame);
+            } else {
+              results.push(frame);
+              collect();
+            }
+          }, reject);
+        };
+        collect();
+      });
+      ws.send(JSON.stringify({ type: 'check', id, urls }));
+      return { results, done: await done };
+    },
+    closed,
+    async close() {
+      if (ws.readyState === WebSocket.CLOSED) return;
+      ws.close();
+      await closed;
+    },
+  };
+  return client;
+}
