@@ -7,7 +7,7 @@
  */
 import path from 'node:path';
 import { DataSource } from 'typeorm';
-import { CoverEntity, TaskEntity } from './src/store/entities.js';
+import { CoverEntity, DeletionEntity, TaskEntity } from './src/store/entities.js';
 import { migrations } from './src/store/migrations.js';
 
 export interface DataSourceSettings {
@@ -26,7 +26,7 @@ export function createDataSource(settings: DataSourceSettings): DataSource {
       db.pragma('synchronous = NORMAL');
       db.pragma('foreign_keys = ON');
     },
-    entities: [CoverEntity, TaskEntity],
+    entities: [CoverEntity, TaskEntity, DeletionEntity],
     migrations,
     migrationsRun: false,
     synchronize: false,

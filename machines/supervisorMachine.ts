@@ -28,12 +28,23 @@
  *                   `reply(ref)` with the actor so the asker can subscribe.
  *   FINISHED {url}  (from the actor's completion) free its slot and registry entry,
  *                   start the next waiting one.
- *   GATE_OPENED     raised on entry to running/ok; starts what the slots allow.
+ *   GATE_OPENED     raised on entry to running/ok; starts what the slots allow
+ *                   and reports the rest `queued`.
+ *   GATE_CLOSED     raised on entry to paused/tardy; reports the waiting URLs `waiting`.
+ *   REMEMBER {url, output, ttlMs}  a failure to answer from memory (rebuilt from
+ *                   the task table at start).
+ *   FORGET {url}    the fail TTL passed (a delayed event this machine schedules,
+ *                   so a simulated clock drives it), or the administrator retries.
+ *
+ * Failure memory: a download that ends in error or tle is remembered in
+ * `context.failures`; REQUESTs for it are answered with that output, without a
+ * download, until FORGET.
  */
-import { and, assign, raise, setup, stateIn } from 'xstate';
+import { and, assign, enqueueActions, raise, setup, stateIn } from 'xstate';
 import type { ActorRefFrom } from 'xstate';
 import { createActor } from 'xstate';
 import type { DownloadMachine } from './downloadMachine.js';
+import type { DownloadOutput } from './types.js';
 
 export type DownloadRef = ActorRefFrom<DownloadMachine>;
 
@@ -49,7 +60,12 @@ export interface SupervisorInput {
   timeLimitMs: number;
   /** Extra tries for transient failures. */
   retries: number;
+  /** How long a failure is answered from memory before the URL is tried again (0 = not remembered). */
+  failTtlMs: number;
 }
+
+/** What an asker gets: the URL's download actor, or a failure remembered within the fail TTL. */
+export type Answer = { ref: DownloadRef } | { output: DownloadOutput };
 
 export interface SupervisorContext extends SupervisorInput {
   /** url → its download actor, for every URL in flight (idle or active). */
@@ -60,17 +76,22 @@ export interface SupervisorContext extends SupervisorInput {
   running: Set<string>;
   /** Why the service is tardy (empty when it is not). */
   tardyReasons: string[];
+  /** url → its last failure, answered without a download until FORGET arrives. */
+  failures: Map<string, DownloadOutput>;
 }
 
 export type SupervisorEvent =
-  | { type: 'REQUEST'; url: string; reply?: (ref: DownloadRef) => void }
+  | { type: 'REQUEST'; url: string; reply?: (answer: Answer) => void }
   | { type: 'FINISHED'; url: string; ref: DownloadRef }
+  | { type: 'REMEMBER'; url: string; output: DownloadOutput; ttlMs: number }
+  | { type: 'FORGET'; url: string }
   | { type: 'PAUSE' }
   | { type: 'RESUME' }
   | { type: 'TARDY'; reasons: string[] }
   | { type: 'READY' }
   | { type: 'SHUTDOWN' }
-  | { type: 'GATE_OPENED' };
+  | { type: 'GATE_OPENED' }
+  | { type: 'GATE_CLOSED' };
 
 /** The service status as `/healthz` and the admin stream name it. */
 export type GateStatus = 'ready' | 'tardy' | 'paused';
@@ -86,6 +107,11 @@ export const supervisorMachine = setup({
     register: ({ context, event, self }) => {
       if (event.type !== 'REQUEST') return;
       const { url } = event;
+      const failure = context.failures.get(url);
+      if (failure !== undefined) {
+        event.reply?.({ output: failure });
+        return;
+      }
       let ref = context.registry.get(url);
       if (ref === undefined) {
         const created = createActor(context.download, {
@@ -101,14 +127,14 @@ export const supervisorMachine = setup({
         });
         created.start();
       }
-      event.reply?.(ref);
+      event.reply?.({ ref });
     },
     /** Refuses a URL during shutdown: its actor is created and cancelled at once, never registered. */
     refuse: ({ context, event, self }) => {
       if (event.type !== 'REQUEST') return;
       const existing = context.registry.get(event.url);
       if (existing !== undefined) {
-        event.reply?.(existing);
+        event.reply?.({ ref: existing });
         return;
       }
       const ref = createActor(context.download, {
@@ -117,7 +143,7 @@ export const supervisorMachine = setup({
       });
       ref.start();
       ref.send({ type: 'CANCEL' });
-      event.reply?.(ref);
+      event.reply?.({ ref });
     },
     /** Starts waiting downloads while worker slots are free. */
     startWaiting: ({ context }) => {
@@ -140,6 +166,23 @@ export const supervisorMachine = setup({
       const refs = [...context.waiting].map((url) => context.registry.get(url));
       for (const ref of refs) ref?.send({ type: 'CANCEL' });
     },
+    /** Remembers a finished download's failure for the fail TTL (not a cancellation). */
+    rememberFailure: enqueueActions(({ context, event, enqueue }) => {
+      if (event.type !== 'FINISHED' && event.type !== 'REMEMBER') return;
+      const output = event.type === 'REMEMBER' ? event.output : event.ref.getSnapshot().output;
+      const ttlMs = event.type === 'REMEMBER' ? event.ttlMs : context.failTtlMs;
+      if (output?.status !== 'error' || output.error.code === 'shutting_down' || ttlMs <= 0) return;
+      context.failures.set(event.url, output);
+      enqueue.cancel(`forget:${event.url}`);
+      enqueue.raise({ type: 'FORGET', url: event.url }, { delay: ttlMs, id: `forget:${event.url}` });
+    }),
+    forgetFailure: enqueueActions(({ context, event, enqueue }) => {
+      if (event.type !== 'FORGET') return;
+      context.failures.delete(event.url);
+      enqueue.cancel(`forget:${event.url}`);
+    }),
+    /** Persists `waiting` (gate closed) or `queued` (gate open) for every URL waiting for a slot. Provided from src/. */
+    reportWaiting: (_args, _params: { urls: string[]; status: 'waiting' | 'queued' }) => {},
     setTardyReasons: assign({ tardyReasons: ({ event }) => (event.type === 'TARDY' ? event.reasons : []) }),
   },
   guards: {
@@ -153,15 +196,34 @@ export const supervisorMachine = setup({
 }).createMachine({
   id: 'supervisor',
   type: 'parallel',
-  context: ({ input }) => ({ ...input, registry: new Map(), waiting: new Set(), running: new Set(), tardyReasons: [] }),
+  context: ({ input }) => ({ ...input, registry: new Map(), waiting: new Set(), running: new Set(), tardyReasons: [], failures: new Map() }),
   on: {
     REQUEST: [
       { guard: 'isStopping', actions: 'refuse' },
       { guard: 'isOpen', actions: ['register', 'startWaiting'] },
-      { actions: 'register' },
+      {
+        actions: [
+          'register',
+          {
+            type: 'reportWaiting',
+            params: ({ context, event }) => ({ urls: context.waiting.has(event.url) ? [event.url] : [], status: 'waiting' as const }),
+          },
+        ],
+      },
     ],
-    FINISHED: [{ guard: 'isOpen', actions: ['release', 'startWaiting'] }, { actions: 'release' }],
-    GATE_OPENED: { guard: 'isOpen', actions: 'startWaiting' },
+    FINISHED: [
+      { guard: 'isOpen', actions: ['release', 'rememberFailure', 'startWaiting'] },
+      { actions: ['release', 'rememberFailure'] },
+    ],
+    REMEMBER: { actions: 'rememberFailure' },
+    FORGET: { actions: 'forgetFailure' },
+    GATE_OPENED: {
+      guard: 'isOpen',
+      actions: ['startWaiting', { type: 'reportWaiting', params: ({ context }) => ({ urls: [...context.waiting], status: 'queued' as const }) }],
+    },
+    GATE_CLOSED: {
+      actions: { type: 'reportWaiting', params: ({ context }) => ({ urls: [...context.waiting], status: 'waiting' as const }) },
+    },
   },
   states: {
     admin: {
@@ -174,6 +236,7 @@ export const supervisorMachine = setup({
         },
         paused: {
           description: 'Held by the administrator: new downloads wait.',
+          entry: raise({ type: 'GATE_CLOSED' }),
           on: { RESUME: 'running' },
         },
       },
@@ -188,6 +251,7 @@ export const supervisorMachine = setup({
         },
         tardy: {
           description: 'A resource is over its limit: new downloads wait until it drops.',
+          entry: raise({ type: 'GATE_CLOSED' }),
           on: { TARDY: { actions: 'setTardyReasons' }, READY: { target: 'ok', actions: 'setTardyReasons' } },
         },
       },

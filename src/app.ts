@@ -13,10 +13,10 @@ import { createDownloads } from './downloads/index.js';
 import type { Downloads } from './downloads/index.js';
 import { createHttpClient } from './fetch/index.js';
 import type { Logger } from './logger.js';
-import { sampleResources } from './maintenance/index.js';
+import { CacheLimits, DeletionRunner, ResourceGuard } from './maintenance/index.js';
 import { createHttpServer } from './servers/index.js';
 import { Stats } from './stats.js';
-import { CoverStore, sweepTemp, TaskStore } from './store/index.js';
+import { CoverStore, DeletionStore, SerialWriter, sweepTemp, TaskStore } from './store/index.js';
 import { userAgent, version } from './version.js';
 
 export interface App {
@@ -28,9 +28,23 @@ export interface App {
   downloads: Downloads;
   covers: CoverStore;
   tasks: TaskStore;
+  deletions: DeletionStore;
+  deletionRunner: DeletionRunner;
+  cacheLimits: CacheLimits;
+  guard: ResourceGuard;
   stats: Stats;
   /** Graceful stop: no new connections, downloads finish within `graceMs`, everything closed. */
   stop(graceMs?: number): Promise<void>;
+}
+
+/** How often disk, memory and load are sampled. */
+const GUARD_INTERVAL_MS = 5000;
+/** How often deletion records are looked for besides when one is written. */
+const DELETION_INTERVAL_MS = 30_000;
+
+/** Cache limits are checked every minute, or four times per max age if that is shorter (at least every second). */
+function cacheLimitsInterval(maxAgeHours: number): number {
+  return maxAgeHours > 0 ? Math.max(1000, Math.min(60_000, (maxAgeHours * 3_600_000) / 4)) : 60_000;
 }
 
 function hostForUrl(host: string): string {
@@ -49,10 +63,39 @@ export async function startApp(config: Config, logger: Logger): Promise<App> {
   if (ran.length > 0) logger.info('database migrated', { migrations: ran.map((m) => m.name) });
 
   const stats = new Stats();
-  const covers = new CoverStore(dataSource);
-  const tasks = new TaskStore(dataSource, (error) => logger.error('task write failed', { error }));
+  const writer = new SerialWriter();
+  const covers = new CoverStore(dataSource, writer);
+  const tasks = new TaskStore(dataSource, writer, (error) => logger.error('task write failed', { error }));
+  const deletions = new DeletionStore(dataSource, writer);
+  const deletionRunner = new DeletionRunner({ deletions, covers, tasks, coversDir: config.coversDir, logger });
+  const cacheLimits = new CacheLimits({ covers, deletions, runner: deletionRunner, logger, maxAgeHours: config.maxAgeHours, maxCacheBytes: config.maxCacheBytes });
   const client = createHttpClient({ allowPrivateNetwork: config.allowPrivateNetwork, userAgent });
-  const downloads = createDownloads({ config, covers, tasks, client, logger, stats });
+  const downloads = createDownloads({ config, covers, tasks, client, logger, stats, onStored: () => cacheLimits.kick() });
+  const guard = new ResourceGuard({
+    coversDir: config.coversDir,
+    limits: config,
+    report: (reasons) => {
+      const was = downloads.status();
+      downloads.setTardy(reasons);
+      if (was !== 'tardy' && reasons.length > 0) logger.warn('tardy: new downloads wait', { reasons });
+      if (was === 'tardy' && reasons.length === 0) logger.info('resources back under their limits: downloads resume');
+    },
+    onError: (error) => logger.error('resource sample failed', { error }),
+  });
+
+  // Before anything runs: the guard's first verdict, then what the last run left.
+  await guard.check();
+  await deletions.releaseClaims(); // one process per SQLite file: no claim can be alive
+  const done = await deletionRunner.runOnce();
+  if (done > 0) logger.info('finished deletions left by an earlier run', { count: done });
+  const unfinished = await tasks.unfinished();
+  const failures = config.failTtl > 0 ? await tasks.failedSince(Date.now() - config.failTtl * 1000) : [];
+  const resumed = downloads.restore(unfinished, failures);
+  if (resumed > 0) logger.info('resuming unfinished downloads', { count: resumed });
+  guard.start(GUARD_INTERVAL_MS);
+  deletionRunner.start(DELETION_INTERVAL_MS);
+  cacheLimits.start(cacheLimitsInterval(config.maxAgeHours));
+  cacheLimits.kick(0);
 
   let publicUrl = config.publicUrl ?? '';
   const checks = new CoverChecks({ config, covers, downloads, stats, publicUrl: () => publicUrl });
@@ -64,7 +107,7 @@ export async function startApp(config: Config, logger: Logger): Promise<App> {
     clientToken: config.clientToken,
     stats,
     health: async () => {
-      const sample = await sampleResources(config.coversDir);
+      const sample = guard.latest ?? (await guard.check());
       const counts = downloads.counts();
       const status = downloads.status();
       return {
@@ -98,15 +141,24 @@ export async function startApp(config: Config, logger: Logger): Promise<App> {
     downloads,
     covers,
     tasks,
+    deletions,
+    deletionRunner,
+    cacheLimits,
+    guard,
     stats,
     stop(graceMs = 5000) {
       stopping ??= (async () => {
         // Stop taking connections first, then let downloads end, then close the rest.
         http.server.close();
+        guard.stop();
+        await cacheLimits.stop();
+        await deletionRunner.stop();
         await downloads.shutdown(graceMs);
         await http.close();
         await client.close();
+        await covers.flushTouches();
         await tasks.flush();
+        await writer.idle();
         await dataSource.destroy();
       })();
       return stopping;

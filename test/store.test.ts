@@ -3,7 +3,7 @@ import { readdir, readFile, writeFile, mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { createDataSource } from '../ormconfig.js';
-import { CoverStore, TaskStore, coverPath, findCoverFile, resolveInside, sweepTemp, writeCoverFile, TEMP_DIR } from '../src/store/index.js';
+import { CoverStore, SerialWriter, TaskStore, coverPath, findCoverFile, resolveInside, sweepTemp, writeCoverFile, TEMP_DIR } from '../src/store/index.js';
 import type { CoverRow } from '../src/store/index.js';
 import { tempDir } from './helpers/tempDir.js';
 
@@ -36,15 +36,15 @@ describe('cover store', () => {
     const [mode] = await dataSource.query<{ journal_mode: string }[]>('PRAGMA journal_mode');
     assert.equal(mode?.journal_mode, 'wal');
     assert.deepEqual(
-      (await dataSource.query<{ name: string }[]>("SELECT name FROM sqlite_master WHERE type='table' AND name IN ('covers','tasks') ORDER BY name")).map((r) => r.name),
-      ['covers', 'tasks'],
+      (await dataSource.query<{ name: string }[]>("SELECT name FROM sqlite_master WHERE type='table' AND name IN ('covers','tasks','deletions') ORDER BY name")).map((r) => r.name),
+      ['covers', 'deletions', 'tasks'],
     );
     assert.equal(await dataSource.showMigrations(), false, 'no migration left to run');
   });
 
   it('upserts covers and finds many at once, in chunks', async (t) => {
     const { dataSource } = await openDb(t);
-    const store = new CoverStore(dataSource);
+    const store = new CoverStore(dataSource, new SerialWriter());
     const urls = Array.from({ length: 1200 }, (_, i) => `https://i0.hdslb.com/${i}.jpg`);
     for (const url of urls) await store.save(row(url));
     await store.save(row(urls[0]!, { path: 'h/replaced.jpg', bytes: 7 }));
@@ -62,7 +62,7 @@ describe('task store', () => {
     const { dataSource } = await openDb(t);
     let time = 1000;
     const errors: unknown[] = [];
-    const tasks = new TaskStore(dataSource, (e) => errors.push(e), () => time);
+    const tasks = new TaskStore(dataSource, new SerialWriter(), (e) => errors.push(e), () => time);
     tasks.update('u1', { status: 'queued' });
     await tasks.flush();
     time = 2000;
@@ -83,7 +83,7 @@ describe('task store', () => {
 
   it('writes 5,000 concurrent changes in order without interleaving', async (t) => {
     const { dataSource } = await openDb(t);
-    const tasks = new TaskStore(dataSource, (e) => assert.fail(String(e)));
+    const tasks = new TaskStore(dataSource, new SerialWriter(), (e) => assert.fail(String(e)));
     await Promise.all(
       Array.from({ length: 5000 }, async (_, i) => {
         tasks.update(`u${i}`, { status: 'queued' });

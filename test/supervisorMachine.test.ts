@@ -3,23 +3,30 @@ import { describe, it } from 'node:test';
 import { createActor, SimulatedClock, toPromise } from 'xstate';
 import { downloadMachine } from '../machines/downloadMachine.js';
 import { gateStatus, supervisorMachine } from '../machines/supervisorMachine.js';
-import type { DownloadRef } from '../machines/supervisorMachine.js';
+import type { Answer, DownloadRef } from '../machines/supervisorMachine.js';
 import { controllableFetch, flush } from './helpers/fakeFetch.js';
 
-function setupSupervisor(workers = 3) {
+function setupSupervisor(workers = 3, failTtlMs = 0) {
   const fetch = controllableFetch();
   const clock = new SimulatedClock();
   const download = downloadMachine.provide({ actors: { fetchCover: fetch.logic } });
-  const supervisor = createActor(supervisorMachine, { input: { workers, download, timeLimitMs: 10_000, retries: 0 }, clock });
+  const waitingReports: { urls: string[]; status: string }[] = [];
+  const logic = supervisorMachine.provide({ actions: { reportWaiting: (_, params) => waitingReports.push(params) } });
+  const supervisor = createActor(logic, { input: { workers, download, timeLimitMs: 10_000, retries: 0, failTtlMs }, clock });
   supervisor.start();
-  const ask = (url: string): DownloadRef => {
-    let replied: DownloadRef | undefined;
-    supervisor.send({ type: 'REQUEST', url, reply: (ref) => (replied = ref) });
+  const answer = (url: string): Answer => {
+    let replied: Answer | undefined;
+    supervisor.send({ type: 'REQUEST', url, reply: (a) => (replied = a) });
     assert.ok(replied, `replied for ${url}`);
     return replied;
   };
+  const ask = (url: string): DownloadRef => {
+    const replied = answer(url);
+    assert.ok('ref' in replied, `${url} has an actor`);
+    return replied.ref;
+  };
   const context = () => supervisor.getSnapshot().context;
-  return { supervisor, fetch, clock, ask, context };
+  return { supervisor, fetch, clock, ask, answer, context, waitingReports };
 }
 
 describe('supervisorMachine', () => {
@@ -124,6 +131,67 @@ describe('supervisorMachine', () => {
     await flush();
     assert.equal(fetch.started.length, 1, 'nothing new started');
     assert.equal(context().registry.size, 0);
+  });
+
+  it('answers a failed URL from memory until the fail TTL passes, then downloads it again', async () => {
+    const { ask, answer, fetch, clock, context } = setupSupervisor(3, 60_000);
+    const url = 'https://a.hdslb.com/gone.jpg';
+    const ref = ask(url);
+    fetch.fail({ code: 'http_status', message: 'HTTP 404', detail: 404 });
+    assert.equal((await toPromise(ref)).status, 'error');
+    await flush();
+    assert.equal(context().registry.size, 0);
+
+    const remembered = answer(url);
+    assert.ok('output' in remembered, 'answered from memory, no actor');
+    assert.equal(remembered.output.status === 'error' && remembered.output.error.code, 'http_status');
+    clock.increment(59_999);
+    assert.ok('output' in answer(url));
+    assert.equal(fetch.started.length, 1, 'the origin is not asked within the TTL');
+
+    clock.increment(1);
+    assert.equal(context().failures.size, 0);
+    const fresh = answer(url);
+    assert.ok('ref' in fresh, 'after the TTL the URL is downloaded again');
+    assert.equal(fetch.started.length, 2);
+  });
+
+  it('forgets a failure at once on FORGET, and remembers failures handed over at start', async () => {
+    const { supervisor, answer, fetch, clock } = setupSupervisor(3, 60_000);
+    supervisor.send({ type: 'REMEMBER', url: 'u1', output: { url: 'u1', status: 'error', error: { code: 'tle', message: 'slow' } }, ttlMs: 1000 });
+    assert.ok('output' in answer('u1'));
+    supervisor.send({ type: 'FORGET', url: 'u1' });
+    assert.ok('ref' in answer('u1'));
+    fetch.fail({ code: 'not_image', message: 'text' });
+    await flush();
+    assert.ok('output' in answer('u1'));
+    clock.increment(60_000);
+    assert.ok('ref' in answer('u1'));
+  });
+
+  it('does not remember a cancellation', async () => {
+    const { supervisor, ask, context } = setupSupervisor(0 + 1, 60_000);
+    ask('busy');
+    const waiting = ask('w');
+    supervisor.send({ type: 'SHUTDOWN' });
+    await toPromise(waiting);
+    await flush();
+    assert.equal(context().failures.has('w'), false);
+  });
+
+  it('reports URLs held by a closed gate as waiting, and as queued when it opens', () => {
+    const { supervisor, ask, waitingReports, fetch } = setupSupervisor(1);
+    ask('running');
+    ask('queued-1');
+    supervisor.send({ type: 'PAUSE' });
+    assert.deepEqual(waitingReports.at(-1), { urls: ['queued-1'], status: 'waiting' });
+    ask('held-2');
+    assert.deepEqual(waitingReports.at(-1), { urls: ['held-2'], status: 'waiting' });
+    ask('running');
+    assert.deepEqual(waitingReports.at(-1), { urls: [], status: 'waiting' }, 'a running URL is not reported waiting');
+    supervisor.send({ type: 'RESUME' });
+    assert.deepEqual(waitingReports.at(-1), { urls: ['queued-1', 'held-2'], status: 'queued' });
+    assert.equal(fetch.started.length, 1, 'the only slot is still taken');
   });
 
   it('accepts 10,000 distinct URLs in linear time', () => {

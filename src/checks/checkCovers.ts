@@ -71,6 +71,7 @@ export class CoverChecks {
     if (positions.size === 0) return results;
 
     const stored = await covers.findMany([...positions.keys()]);
+    if (stored.size > 0) covers.touch(stored.keys());
     const waits: Promise<void>[] = [];
     for (const [url, indexes] of positions) {
       const row = stored.get(url);

@@ -15,9 +15,9 @@ import type { ErrorCode } from '../errors.js';
 import type { HttpClient } from '../fetch/index.js';
 import type { Logger } from '../logger.js';
 import type { Stats } from '../stats.js';
-import type { CoverStore, TaskPatch, TaskStore } from '../store/index.js';
+import type { CoverStore, TaskPatch, TaskRow, TaskStore } from '../store/index.js';
 import { downloadMachine, gateStatus, supervisorMachine } from '../../machines/index.js';
-import type { DownloadOutput, DownloadRef, FetchCoverInput, FetchCoverOutput, GateStatus, TaskStatus } from '../../machines/index.js';
+import type { Answer, DownloadOutput, FetchCoverInput, FetchCoverOutput, GateStatus, TaskStatus } from '../../machines/index.js';
 import { fetchCover } from './fetchCover.js';
 
 /** A task change, as the admin stream shows it. */
@@ -31,12 +31,14 @@ export interface TaskEvent {
 }
 
 export interface DownloadsDeps {
-  config: Pick<Config, 'workers' | 'timeLimit' | 'retries' | 'allowHosts' | 'bilibiliApi' | 'maxBytes' | 'resize' | 'coversDir'>;
+  config: Pick<Config, 'workers' | 'timeLimit' | 'retries' | 'failTtl' | 'allowHosts' | 'bilibiliApi' | 'maxBytes' | 'resize' | 'coversDir'>;
   covers: CoverStore;
   tasks: TaskStore;
   client: HttpClient;
   logger: Logger;
   stats: Stats;
+  /** Called after a cover was downloaded and stored. */
+  onStored?: () => void;
 }
 
 /** How often a running download's byte count is persisted and published. */
@@ -48,6 +50,16 @@ export interface Downloads {
   status(): GateStatus;
   tardyReasons(): string[];
   counts(): { queued: number; downloading: number; inFlight: number };
+  /**
+   * At start: re-asks every unfinished task (nobody waits on them; they are
+   * stored for the next check) and remembers failures still within the fail TTL.
+   * Returns how many downloads were resumed.
+   */
+  restore(unfinished: readonly TaskRow[], failures: readonly TaskRow[], now?: number): number;
+  /** Forgets a remembered failure, so the next ask downloads again. */
+  forget(url: string): void;
+  /** The resource guard's verdict: tardy for these reasons, or ready when none. */
+  setTardy(reasons: string[]): void;
   pause(): void;
   resume(): void;
   /** Task changes as they happen. */
@@ -119,7 +131,10 @@ export function createDownloads(deps: DownloadsDeps): Downloads {
         const ms = started === undefined ? 0 : Date.now() - started;
         if (output.status === 'ok') {
           stats.downloadsOk++;
-          if (output.source === 'download') stats.bytes += output.cover.bytes;
+          if (output.source === 'download') {
+            stats.bytes += output.cover.bytes;
+            deps.onStored?.();
+          }
           logger.info('download finished', { url: context.url, outcome: 'ok', source: output.source, bytes: output.cover.bytes, ms, attempts: context.attempt });
         } else if (output.error.code === 'shutting_down') {
           logger.debug('download cancelled', { url: context.url, outcome: 'shutting_down' });
@@ -136,8 +151,21 @@ export function createDownloads(deps: DownloadsDeps): Downloads {
     },
   });
 
-  const supervisor = createActor(supervisorMachine, {
-    input: { workers: config.workers, download, timeLimitMs: config.timeLimit * 1000, retries: config.retries },
+  const supervisorLogic = supervisorMachine.provide({
+    actions: {
+      reportWaiting: (_, { urls, status }) => {
+        for (const url of urls) report(url, status, {});
+      },
+    },
+  });
+  const supervisor = createActor(supervisorLogic, {
+    input: {
+      workers: config.workers,
+      download,
+      timeLimitMs: config.timeLimit * 1000,
+      retries: config.retries,
+      failTtlMs: config.failTtl * 1000,
+    },
   });
   supervisor.start();
 
@@ -147,7 +175,12 @@ export function createDownloads(deps: DownloadsDeps): Downloads {
       supervisor.send({
         type: 'REQUEST',
         url,
-        reply: (ref: DownloadRef) => {
+        reply: (answer: Answer) => {
+          if ('output' in answer) {
+            resolve({ output: answer.output, coalesced: false });
+            return;
+          }
+          const { ref } = answer;
           ref.subscribe({
             complete: () => {
               // No output means the actor was stopped before it finished: shutdown.
@@ -169,6 +202,18 @@ export function createDownloads(deps: DownloadsDeps): Downloads {
       const { waiting, running, registry } = supervisor.getSnapshot().context;
       return { queued: waiting.size, downloading: running.size, inFlight: registry.size };
     },
+    restore(unfinished, failures, now = Date.now()) {
+      for (const task of failures) {
+        const ttlMs = (task.finishedAt ?? task.updatedAt) + config.failTtl * 1000 - now;
+        if (ttlMs <= 0 || (task.status !== 'error' && task.status !== 'tle')) continue;
+        const error = { code: task.status === 'tle' ? 'tle' : (task.errorCode ?? 'network'), message: task.errorMessage ?? 'failed' };
+        supervisor.send({ type: 'REMEMBER', url: task.url, output: { url: task.url, status: 'error', error }, ttlMs });
+      }
+      for (const task of unfinished) supervisor.send({ type: 'REQUEST', url: task.url });
+      return unfinished.length;
+    },
+    forget: (url) => supervisor.send({ type: 'FORGET', url }),
+    setTardy: (reasons) => supervisor.send(reasons.length > 0 ? { type: 'TARDY', reasons } : { type: 'READY' }),
     pause: () => supervisor.send({ type: 'PAUSE' }),
     resume: () => supervisor.send({ type: 'RESUME' }),
     async shutdown(graceMs: number) {

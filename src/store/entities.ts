@@ -78,3 +78,36 @@ export const TaskEntity = new EntitySchema<TaskRow>({
     finishedAt: { name: 'finished_at', type: 'bigint', nullable: true, transformer: bigintNumber },
   },
 });
+
+/**
+ * A deletion to carry out: written first, carried out by the deletion runner,
+ * removed last, so a crash between any two steps is finished by the next run.
+ *   kind `entry`: the URL's cover row (if it still points at `path`), its task
+ *                 row, then the file (if no row points at it any more)
+ *   kind `file`:  only the file (a cover replaced by a newer one)
+ */
+export interface DeletionRow {
+  id: number;
+  url: string;
+  path: string;
+  kind: 'entry' | 'file';
+  /** `admin`, `expired`, `cache_cap`, `replaced`. */
+  reason: string;
+  createdAt: number;
+  /** When a runner claimed it; a claim older than the lease may be taken over. */
+  claimedAt: number | null;
+}
+
+export const DeletionEntity = new EntitySchema<DeletionRow>({
+  name: 'Deletion',
+  tableName: 'deletions',
+  columns: {
+    id: { type: 'integer', primary: true, generated: 'increment' },
+    url: { type: 'varchar' },
+    path: { type: 'varchar' },
+    kind: { type: 'varchar', length: 8 },
+    reason: { type: 'varchar', length: 16 },
+    createdAt: { name: 'created_at', type: 'bigint', transformer: bigintNumber },
+    claimedAt: { name: 'claimed_at', type: 'bigint', nullable: true, transformer: bigintNumber },
+  },
+});

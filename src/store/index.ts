@@ -1,7 +1,10 @@
 export { CoverStore } from './coverStore.js';
 export { TaskStore } from './taskStore.js';
 export type { TaskPatch } from './taskStore.js';
-export { CoverEntity, TaskEntity } from './entities.js';
-export type { CoverRow, TaskRow } from './entities.js';
+export { CoverEntity, DeletionEntity, TaskEntity } from './entities.js';
+export type { CoverRow, DeletionRow, TaskRow } from './entities.js';
+export { DeletionStore } from './deletionStore.js';
+export type { NewDeletion } from './deletionStore.js';
+export { SerialWriter } from './serialWriter.js';
 export { coverPath, findCoverFile, removeCoverFile, resolveInside, sha256, sweepTemp, writeCoverFile, TEMP_DIR } from './coverFiles.js';
 export { migrations } from './migrations.js';

@@ -57,4 +57,31 @@ export class CreateCoversAndTasks1763780000000 implements MigrationInterface {
   }
 }
 
-export const migrations = [CreateCoversAndTasks1763780000000];
+export class CreateDeletions1763790000000 implements MigrationInterface {
+  name = 'CreateDeletions1763790000000';
+
+  async up(queryRunner: QueryRunner): Promise<void> {
+    await queryRunner.createTable(
+      new Table({
+        name: 'deletions',
+        columns: [
+          { name: 'id', type: 'integer', isPrimary: true, isGenerated: true, generationStrategy: 'increment' },
+          { name: 'url', type: 'varchar' },
+          { name: 'path', type: 'varchar' },
+          { name: 'kind', type: 'varchar', length: '8' },
+          { name: 'reason', type: 'varchar', length: '16' },
+          { name: 'created_at', type: 'bigint' },
+          { name: 'claimed_at', type: 'bigint', isNullable: true },
+        ],
+      }),
+      true,
+    );
+    await queryRunner.createIndex('deletions', new TableIndex({ name: 'uq_deletions_target', columnNames: ['url', 'path', 'kind'], isUnique: true }));
+  }
+
+  async down(queryRunner: QueryRunner): Promise<void> {
+    await queryRunner.dropTable('deletions', true);
+  }
+}
+
+export const migrations = [CreateCoversAndTasks1763780000000, CreateDeletions1763790000000];

@@ -2,15 +2,16 @@
  * The task table: one row per URL with its download's status.
  *
  * Every change is handed to `update()` the moment it happens. Changes are
- * merged per URL and written by one serial writer, a batch per event-loop turn
- * in one transaction, so concurrent writers never interleave on SQLite's single
+ * merged per URL and written through the serial writer, a batch per event-loop
+ * turn in one transaction, so writes never interleave on SQLite's single
  * connection and 10,000 URLs arriving at once cost one transaction, not 10,000.
  */
-import { In } from 'typeorm';
+import { In, MoreThan } from 'typeorm';
 import type { DataSource, EntityManager, Repository } from 'typeorm';
 import { TaskEntity } from './entities.js';
 import type { TaskRow } from './entities.js';
 import type { TaskStatus } from '../../machines/types.js';
+import type { SerialWriter } from './serialWriter.js';
 
 export type TaskPatch = Partial<Omit<TaskRow, 'url' | 'createdAt' | 'updatedAt'>> & { status?: TaskStatus };
 
@@ -22,6 +23,7 @@ export class TaskStore {
 
   constructor(
     private readonly dataSource: DataSource,
+    private readonly writer: SerialWriter,
     private readonly onError: (error: unknown) => void,
     private readonly now: () => number = Date.now,
   ) {
@@ -51,9 +53,7 @@ export class TaskStore {
     if (this.pending.size === 0) return this.chain;
     const batch = this.pending;
     this.pending = new Map();
-    this.chain = this.chain.then(() =>
-      this.dataSource.transaction((manager) => this.write(manager, batch)).catch(this.onError),
-    );
+    this.chain = this.writer.run(() => this.dataSource.transaction((manager) => this.write(manager, batch))).catch(this.onError);
     return this.chain;
   }
 
@@ -80,9 +80,21 @@ export class TaskStore {
     }
   }
 
+  /** Deletes the URL's task row (after writing any change still pending for it). */
+  async remove(url: string): Promise<void> {
+    await this.flush();
+    await this.writer.run(() => this.repo.delete({ url }));
+  }
+
   async get(url: string): Promise<TaskRow | null> {
     await this.flush();
     return this.repo.findOneBy({ url });
+  }
+
+  /** Tasks that failed (error or tle) and finished after `since` (epoch ms). */
+  async failedSince(since: number): Promise<TaskRow[]> {
+    await this.flush();
+    return this.repo.find({ where: { status: In(['error', 'tle']), finishedAt: MoreThan(since) } });
   }
 
   /** Tasks that a restart must resume. */

@@ -59,8 +59,15 @@ export function runService(args: string[], env: NodeJS.ProcessEnv = {}, cwd = ro
   });
 }
 
+/**
+ * Resource limits no test machine reaches, so a busy CI machine (load, a full
+ * disk) never makes the service tardy in tests about something else. Tests of
+ * the guard pass their own limits, which come later and win.
+ */
+export const relaxedLimits = ['--disk-limit', '100', '--mem-limit', '100', '--load-limit', '100000'];
+
 export async function startService(args: string[], env: NodeJS.ProcessEnv = {}): Promise<Service> {
-  const child = spawn(process.execPath, [tsxCli, path.join(root, 'src/main.ts'), '--port', '0', '--log-format', 'json', ...args], {
+  const child = spawn(process.execPath, [tsxCli, path.join(root, 'src/main.ts'), '--port', '0', '--log-format', 'json', ...relaxedLimits, ...args], {
     cwd: root,
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -1,0 +1,102 @@
+/**
+ * Keeps the cache within `--max-age-hours` and `--max-cache-bytes`.
+ *
+ * Downloaded covers not asked for in `maxAgeHours` are scheduled for deletion;
+ * then, while the downloaded covers hold more than `maxCacheBytes`, the least
+ * recently asked-for ones are. Custom covers are never touched. Everything goes
+ * through deletion records and the deletion runner.
+ */
+import type { Logger } from '../logger.js';
+import type { CoverStore, DeletionStore } from '../store/index.js';
+import type { DeletionRunner } from './deletionRunner.js';
+
+export interface CacheLimitsDeps {
+  covers: CoverStore;
+  deletions: DeletionStore;
+  runner: DeletionRunner;
+  logger: Logger;
+  maxAgeHours: number;
+  maxCacheBytes: number;
+  now?: () => number;
+}
+
+const PAGE = 500;
+
+export class CacheLimits {
+  private timer: NodeJS.Timeout | undefined;
+  private kickTimer: NodeJS.Timeout | undefined;
+  private running: Promise<{ expired: number; overCap: number }> | undefined;
+
+  constructor(private readonly deps: CacheLimitsDeps) {}
+
+  get enabled(): boolean {
+    return this.deps.maxAgeHours > 0 || this.deps.maxCacheBytes > 0;
+  }
+
+  /** One pass: schedules what is too old, then what is over the cap, and carries it out. */
+  runOnce(): Promise<{ expired: number; overCap: number }> {
+    this.running ??= this.pass().finally(() => (this.running = undefined));
+    return this.running;
+  }
+
+  private async pass(): Promise<{ expired: number; overCap: number }> {
+    const { covers, deletions, runner, logger, maxAgeHours, maxCacheBytes } = this.deps;
+    const now = (this.deps.now ?? Date.now)();
+    await covers.flushTouches();
+    let expired = 0;
+    if (maxAgeHours > 0) {
+      const before = now - maxAgeHours * 3_600_000;
+      for (;;) {
+        const rows = await covers.downloadedNotAskedSince(before, PAGE);
+        if (rows.length === 0) break;
+        await deletions.schedule(rows.map((row) => ({ url: row.url, path: row.path, kind: 'entry', reason: 'expired' })), now);
+        expired += rows.length;
+        await runner.runOnce();
+        if (rows.length < PAGE) break;
+      }
+    }
+    let overCap = 0;
+    if (maxCacheBytes > 0) {
+      let excess = (await covers.downloadedBytes()) - maxCacheBytes;
+      for (let offset = 0; excess > 0; offset += PAGE) {
+        const rows = await covers.leastRecentlyAsked(PAGE, offset);
+        if (rows.length === 0) break;
+        const chosen = [];
+        for (const row of rows) {
+          if (excess <= 0) break;
+          chosen.push(row);
+          excess -= row.bytes;
+        }
+        await deletions.schedule(chosen.map((row) => ({ url: row.url, path: row.path, kind: 'entry', reason: 'cache_cap' })), now);
+        overCap += chosen.length;
+      }
+      if (overCap > 0) await runner.runOnce();
+    }
+    if (expired + overCap > 0) logger.info('cache limits applied', { expired, overCap });
+    return { expired, overCap };
+  }
+
+  /** Runs a pass within `delayMs` (once, however often it is called meanwhile). */
+  kick(delayMs = 1000): void {
+    if (!this.enabled || this.kickTimer !== undefined) return;
+    this.kickTimer = setTimeout(() => {
+      this.kickTimer = undefined;
+      this.runOnce().catch((error: unknown) => this.deps.logger.error('cache limits failed', { error }));
+    }, delayMs);
+    this.kickTimer.unref();
+  }
+
+  start(intervalMs: number): void {
+    if (!this.enabled) return;
+    this.timer = setInterval(() => {
+      this.runOnce().catch((error: unknown) => this.deps.logger.error('cache limits failed', { error }));
+    }, intervalMs);
+    this.timer.unref();
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.timer);
+    clearTimeout(this.kickTimer);
+    await this.running?.catch(() => undefined);
+  }
+}

@@ -1,0 +1,104 @@
+/**
+ * Carries out deletion records, one at a time, in three idempotent steps:
+ *
+ *   1. (kind `entry`) delete the cover row if it still points at the record's
+ *      path, and the URL's task row
+ *   2. remove the file, unless a cover row points at it (the same content was
+ *      stored again meanwhile)
+ *   3. delete the record
+ *
+ * A crash between any two steps leaves the record in place, and the next run
+ * repeats the steps: a row never points at a missing file (the row goes before
+ * the file), and a file is never left without something that will remove it
+ * (the record goes after the file). A record is claimed before it is worked on,
+ * and runs never overlap, so no record is processed twice at once.
+ */
+import type { Logger } from '../logger.js';
+import { removeCoverFile } from '../store/index.js';
+import type { CoverStore, DeletionRow, DeletionStore, TaskStore } from '../store/index.js';
+import { crashPoint } from './crashPoints.js';
+
+export interface DeletionRunnerDeps {
+  deletions: DeletionStore;
+  covers: CoverStore;
+  tasks: TaskStore;
+  coversDir: string;
+  logger: Logger;
+  /** A claim older than this may be taken over (another node died holding it). */
+  leaseMs?: number;
+  now?: () => number;
+}
+
+export class DeletionRunner {
+  private running: Promise<number> | undefined;
+  private again = false;
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly deps: DeletionRunnerDeps) {}
+
+  /** Runs soon; a run already going runs once more after it. */
+  kick(): void {
+    if (this.running) {
+      this.again = true;
+      return;
+    }
+    void this.runOnce();
+  }
+
+  /** Carries out every claimable record. Resolves with how many were done. */
+  runOnce(): Promise<number> {
+    this.running ??= this.runAll().finally(() => {
+      this.running = undefined;
+      if (this.again) {
+        this.again = false;
+        this.kick();
+      }
+    });
+    return this.running;
+  }
+
+  private async runAll(): Promise<number> {
+    const { deletions, logger } = this.deps;
+    const now = this.deps.now ?? Date.now;
+    let done = 0;
+    for (;;) {
+      const batch = await deletions.claim(100, now(), this.deps.leaseMs ?? 60_000);
+      if (batch.length === 0) return done;
+      for (const record of batch) {
+        try {
+          await this.carryOut(record);
+          done++;
+        } catch (error) {
+          logger.error('deletion failed; it stays recorded and is tried again', { url: record.url, path: record.path, error });
+          return done;
+        }
+      }
+    }
+  }
+
+  private async carryOut(record: DeletionRow): Promise<void> {
+    const { covers, tasks, coversDir, deletions, logger } = this.deps;
+    crashPoint('deletion:claimed');
+    if (record.kind === 'entry') {
+      await covers.removeIfPath(record.url, record.path);
+      await tasks.remove(record.url);
+    }
+    crashPoint('deletion:rows-removed');
+    if (!(await covers.pathInUse(record.path))) await removeCoverFile(coversDir, record.path);
+    crashPoint('deletion:file-removed');
+    await deletions.remove(record.id);
+    logger.info('deleted', { url: record.url, path: record.path, kind: record.kind, reason: record.reason });
+  }
+
+  /** Runs every `intervalMs` as well as when kicked. */
+  start(intervalMs: number): void {
+    this.timer = setInterval(() => this.kick(), intervalMs);
+    this.timer.unref();
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.timer);
+    this.again = false;
+    await this.running;
+  }
+}
