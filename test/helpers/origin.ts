@@ -12,6 +12,9 @@
  *   /bytes/<n>              a valid JPEG padded to exactly n bytes (padding after EOI)
  *   /hang                   headers, then a body that never ends
  *   /x/web-interface/view   bilibili's view API, answers set with `videos`
+ *   /half/<name>.jpg        headers and half the image, the rest when `release()` is called
+ *   /flaky/<name>.jpg?fails=N   503 for the first N requests of that path, then the image
+ *   /reset/<name>.jpg?fails=N   connection reset for the first N requests, then the image
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -33,6 +36,8 @@ export interface Origin {
   requests: { path: string; headers: http.IncomingHttpHeaders }[];
   /** Sockets whose request ended while the body was still open. */
   abortedSockets: number;
+  /** Lets every held /half response finish. */
+  release(): void;
   close(): Promise<void>;
 }
 
@@ -53,6 +58,8 @@ export async function makeImage(name: string, format: 'jpeg' | 'png' = 'jpeg', w
 
 export async function startOrigin(): Promise<Origin> {
   let open = 0;
+  let released = false;
+  const held: (() => void)[] = [];
   let maxOpen = 0;
   const sockets = new Set<Socket>();
   const origin: Origin = {
@@ -64,6 +71,10 @@ export async function startOrigin(): Promise<Origin> {
     videos: new Map(),
     requests: [],
     abortedSockets: 0,
+    release: () => {
+      released = true;
+      for (const finish of held.splice(0)) finish();
+    },
     close: async () => {
       server.closeAllConnections();
       for (const socket of sockets) socket.destroy();
@@ -122,6 +133,23 @@ export async function startOrigin(): Promise<Origin> {
     } else if (path === '/hang') {
       res.writeHead(200, { 'content-type': 'image/jpeg' });
       res.write(Buffer.from([0xff, 0xd8]));
+    } else if ((m = /^\/half\/(.+)\.jpg$/.exec(path))) {
+      const body = await makeImage(`half-${m[1]!}`, 'jpeg', 1200, 900);
+      const half = Math.floor(body.length / 2);
+      res.writeHead(200, { 'content-type': 'image/jpeg', 'content-length': body.length });
+      res.write(body.subarray(0, half));
+      const finish = () => res.end(body.subarray(half));
+      if (released) finish();
+      else held.push(finish);
+    } else if ((m = /^\/(flaky|reset)\/(.+)\.jpg$/.exec(path))) {
+      const fails = Number(url.searchParams.get('fails') ?? 1);
+      if ((origin.hits.get(path) ?? 0) <= fails) {
+        if (m[1] === 'reset') res.socket?.resetAndDestroy();
+        else res.writeHead(503, { 'retry-after': '0' }).end('busy');
+        return;
+      }
+      const body = await makeImage(m[2]!);
+      res.writeHead(200, { 'content-type': 'image/jpeg', 'content-length': body.length }).end(body);
     } else if (path === '/x/web-interface/view') {
       const key = url.searchParams.get('bvid') ?? `av${url.searchParams.get('aid') ?? ''}`;
       const answer = origin.videos.get(key) ?? { code: -404, message: '啥都木有', ttl: 1 };

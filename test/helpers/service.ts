@@ -1,7 +1,8 @@
 /**
- * Starts the real service process the way a user does (`tsx src/main.ts`, which
- * is what `npm start` runs), on port 0 with a fresh data folder, and waits for
- * its `listening on http://HOST:PORT` line.
+ * Starts the real service process the way a user does: `node --import tsx
+ * src/main.ts`, exactly what `npm start` runs (one process, so a SIGKILL kills
+ * the service itself), on port 0 with a fresh data folder, and waits for its
+ * `listening on http://HOST:PORT` line.
  */
 import { spawn } from 'node:child_process';
 import type { ChildProcessByStdio } from 'node:child_process';
@@ -10,7 +11,7 @@ import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 
 export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const tsxCli = path.join(root, 'node_modules/tsx/dist/cli.mjs');
+const nodeArgs = ['--import', 'tsx', path.join(root, 'src/main.ts')];
 
 export interface LogLine {
   level: string;
@@ -42,7 +43,7 @@ export interface RunResult {
 /** Runs the service to its exit (for start-up failures). */
 export function runService(args: string[], env: NodeJS.ProcessEnv = {}, cwd = root): Promise<RunResult> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [tsxCli, path.join(root, 'src/main.ts'), ...args], {
+    const child = spawn(process.execPath, [...nodeArgs, ...args], {
       cwd,
       env: { ...process.env, ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -67,7 +68,7 @@ export function runService(args: string[], env: NodeJS.ProcessEnv = {}, cwd = ro
 export const relaxedLimits = ['--disk-limit', '100', '--mem-limit', '100', '--load-limit', '100000'];
 
 export async function startService(args: string[], env: NodeJS.ProcessEnv = {}): Promise<Service> {
-  const child = spawn(process.execPath, [tsxCli, path.join(root, 'src/main.ts'), '--port', '0', '--log-format', 'json', ...relaxedLimits, ...args], {
+  const child = spawn(process.execPath, [...nodeArgs, '--port', '0', '--log-format', 'json', ...relaxedLimits, ...args], {
     cwd: root,
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -105,16 +106,22 @@ export async function startService(args: string[], env: NodeJS.ProcessEnv = {}):
     const seen = logs.find(predicate);
     if (seen) return Promise.resolve(seen);
     return new Promise<LogLine>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`no such log line within ${timeoutMs} ms; stderr: ${stderr}; logs: ${JSON.stringify(logs.slice(-5))}`)), timeoutMs);
-      const early = exited.then((code) => reject(new Error(`service exited with ${code} before the log line; stderr: ${stderr}`)));
-      void early;
-      waiters.push({
+      const waiter = {
         predicate,
-        resolve: (line) => {
+        resolve: (line: LogLine) => {
           clearTimeout(timer);
           resolve(line);
         },
-      });
+      };
+      const fail = (error: Error) => {
+        clearTimeout(timer);
+        const index = waiters.indexOf(waiter);
+        if (index !== -1) waiters.splice(index, 1);
+        reject(error);
+      };
+      const timer = setTimeout(() => fail(new Error(`no such log line within ${timeoutMs} ms; stderr: ${stderr}; logs: ${JSON.stringify(logs.slice(-5))}`)), timeoutMs);
+      void exited.then((code) => fail(new Error(`service exited with ${code} before the log line; stderr: ${stderr}`)));
+      waiters.push(waiter);
     });
   };
 

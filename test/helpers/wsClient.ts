@@ -25,8 +25,16 @@ export async function connect(url: string, options: WebSocket.ClientOptions = {}
   const ws = new WebSocket(url, { perMessageDeflate: false, ...options });
   const frames: Frame[] = [];
   const texts: string[] = [];
-  const waiters: { test: (item: Frame | string) => boolean; resolve: (item: Frame | string) => void }[] = [];
-  const closed = new Promise<{ code: number; reason: string }>((resolve) => ws.once('close', (code, reason) => resolve({ code, reason: reason.toString() })));
+  const waiters: { test: (item: Frame | string) => boolean; resolve: (item: Frame | string) => void; reject: (error: Error) => void }[] = [];
+  let isClosed = false;
+  const closed = new Promise<{ code: number; reason: string }>((resolve) =>
+    ws.once('close', (code, reason) => {
+      isClosed = true;
+      // Nothing more can arrive: fail whoever still waits, so no timer outlives the socket.
+      for (const waiter of waiters.splice(0)) waiter.reject(new Error(`socket closed (${code}) while waiting for a frame`));
+      resolve({ code, reason: reason.toString() });
+    }),
+  );
 
   ws.on('message', (data: Buffer) => {
     const text = data.toString();
@@ -58,6 +66,7 @@ export async function connect(url: string, options: WebSocket.ClientOptions = {}
       else frames.splice(frames.indexOf(found), 1);
       return Promise.resolve(found as T);
     }
+    if (isClosed) return Promise.reject(new Error('socket closed'));
     return new Promise<T>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`no matching frame within ${timeoutMs} ms`)), timeoutMs);
       waiters.push({
@@ -65,6 +74,10 @@ export async function connect(url: string, options: WebSocket.ClientOptions = {}
         resolve: (item) => {
           clearTimeout(timer);
           resolve(item as T);
+        },
+        reject: (error) => {
+          clearTimeout(timer);
+          reject(error);
         },
       });
     });
@@ -89,7 +102,10 @@ export async function connect(url: string, options: WebSocket.ClientOptions = {}
               results.push(frame);
               collect();
             }
-          }, reject);
+          }, (error: unknown) => {
+            clearTimeout(timer);
+            reject(error as Error);
+          });
         };
         collect();
       });
