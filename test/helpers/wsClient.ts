@@ -104,7 +104,7 @@ export async function connect(url: string, options: WebSocket.ClientOptions = {}
             }
           }, (error: unknown) => {
             clearTimeout(timer);
-            reject(error as Error);
+            reject(error);
           });
         };
         collect();
