@@ -102,7 +102,7 @@ export async function connect(url: string, options: WebSocket.ClientOptions = {}
               results.push(frame);
               collect();
             }
-          }, (error: unknown) => {
+          }, (error: Error) => {
             clearTimeout(timer);
             reject(error);
           });
