@@ -58,7 +58,7 @@ const retryableByCode: Record<ErrorCode, boolean> = {
   tle: false,
   network: true,
   resolve_failed: false, // refined by bilibili's code below
-  disk_full: true,
+  disk_full: false, // the resource guard holds downloads while the disk is full
   shutting_down: false,
 };
 

@@ -10,7 +10,7 @@
  * (time limit, shutdown) aborts the socket and any temp file.
  */
 import type { Config } from '../config.js';
-import { CoverError } from '../errors.js';
+import { CoverError, toCoverError } from '../errors.js';
 import { classifyUrl, downloadImage, hostAllowed, resolveVideoCover } from '../fetch/index.js';
 import type { HttpClient } from '../fetch/index.js';
 import { processImage } from '../images/index.js';
@@ -42,6 +42,21 @@ async function imageUrlFor(url: string, deps: FetchCoverDeps, signal: AbortSigna
 }
 
 export async function fetchCover(
+  url: string,
+  deps: FetchCoverDeps,
+  signal: AbortSignal,
+  onProgress?: (bytes: number, total: number | undefined) => void,
+): Promise<FetchCoverOutput> {
+  try {
+    return await fetchAndStore(url, deps, signal, onProgress);
+  } catch (error) {
+    // An abort is the machine's own doing (time limit, shutdown): pass it on as it is.
+    if (signal.aborted) throw error;
+    throw toCoverError(error);
+  }
+}
+
+async function fetchAndStore(
   url: string,
   deps: FetchCoverDeps,
   signal: AbortSignal,

@@ -32,6 +32,8 @@ export interface Service {
   stop(): Promise<number | null>;
   /** SIGKILL, then wait for the exit. */
   kill(): Promise<void>;
+  /** Resolves when the process exits by itself, with its code or signal. */
+  exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
 export interface RunResult {
@@ -100,7 +102,8 @@ export async function startService(args: string[], env: NodeJS.ProcessEnv = {}):
     }
   });
   child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+  const exited = exit.then(({ code }) => code);
 
   const waitForLog = (predicate: (line: LogLine) => boolean, timeoutMs = 20_000) => {
     const seen = logs.find(predicate);
@@ -133,6 +136,7 @@ export async function startService(args: string[], env: NodeJS.ProcessEnv = {}):
     port: Number(new URL(url).port),
     logs,
     child,
+    exit,
     stderr: () => stderr,
     waitForLog,
     async stop() {
