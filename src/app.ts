@@ -14,9 +14,12 @@ import type { Downloads } from './downloads/index.js';
 import { createHttpClient } from './fetch/index.js';
 import type { Logger } from './logger.js';
 import { CacheLimits, DeletionRunner, ResourceGuard } from './maintenance/index.js';
-import { createHttpServer } from './servers/index.js';
+import { resolveAdminToken, taskJson } from './admin/index.js';
+import type { AdminFeed } from './admin/index.js';
+import { createHttpServer, renderMetrics } from './servers/index.js';
 import { Stats } from './stats.js';
 import { CoverStore, DeletionStore, SerialWriter, sweepTemp, TaskStore } from './store/index.js';
+import type { TaskRow } from './store/index.js';
 import { userAgent, version } from './version.js';
 
 export interface App {
@@ -33,10 +36,30 @@ export interface App {
   cacheLimits: CacheLimits;
   guard: ResourceGuard;
   stats: Stats;
+  adminToken: string;
+  /** Open admin streams (socket → pending changes), for tests. */
+  adminSockets: Map<import('ws').WebSocket, { pending: () => number }>;
   /** Graceful stop: no new connections, downloads finish within `graceMs`, everything closed. */
   stop(graceMs?: number): Promise<void>;
 }
 
+/** Most unfinished tasks an admin snapshot lists, and the most bytes of URLs it carries. */
+const SNAPSHOT_TASKS = 1000;
+const SNAPSHOT_URL_BYTES = 256 * 1024;
+
+/** The newest unfinished tasks, as task events, within the snapshot's bounds. */
+function snapshotTasks(open: TaskRow[]) {
+  const picked = [];
+  let bytes = 0;
+  for (let i = open.length - 1; i >= 0 && picked.length < SNAPSHOT_TASKS; i--) {
+    const row = open[i]!;
+    bytes += row.url.length;
+    if (bytes > SNAPSHOT_URL_BYTES) break;
+    const { attempts: _a, createdAt: _c, updatedAt, startedAt: _s, finishedAt: _f, ...task } = taskJson(row);
+    picked.push({ ...task, at: updatedAt });
+  }
+  return picked.reverse();
+}
 /** How often disk, memory and load are sampled. */
 const GUARD_INTERVAL_MS = 5000;
 /** How often deletion records are looked for besides when one is written. */
@@ -99,7 +122,40 @@ export async function startApp(config: Config, logger: Logger): Promise<App> {
 
   let publicUrl = config.publicUrl ?? '';
   const checks = new CoverChecks({ config, covers, downloads, stats, publicUrl: () => publicUrl });
+  const adminToken = await resolveAdminToken(config, logger);
+  const statsFrame = () => {
+    const counts = downloads.counts();
+    const status = downloads.status();
+    return { status, ...(status === 'tardy' ? { reasons: downloads.tardyReasons() } : {}), ...stats.snapshot(), queued: counts.queued, downloading: counts.downloading };
+  };
+  const feed: AdminFeed = {
+    snapshot: async () => {
+      const { status, reasons, ...rest } = statsFrame();
+      const open = await tasks.unfinished();
+      return {
+        type: 'snapshot',
+        status,
+        ...(reasons ? { reasons } : {}),
+        tasks: snapshotTasks(open),
+        stats: { status, ...rest },
+      };
+    },
+    stats: statsFrame,
+    onTask: (listener) => {
+      downloads.events.on('task', listener);
+      return () => downloads.events.off('task', listener);
+    },
+  };
   const http = createHttpServer({
+    metrics: () => {
+      const counts = downloads.counts();
+      return renderMetrics({ stats, status: downloads.status(), queued: counts.queued, downloading: counts.downloading, resources: guard.latest });
+    },
+    admin: {
+      token: adminToken,
+      feed,
+      api: { config, covers, tasks, deletions, deletionRunner, downloads, logger, publicUrl: () => publicUrl },
+    },
     checks,
     maxBatch: config.maxBatch,
     logger,
@@ -146,6 +202,8 @@ export async function startApp(config: Config, logger: Logger): Promise<App> {
     cacheLimits,
     guard,
     stats,
+    adminToken,
+    adminSockets: http.adminSockets,
     stop(graceMs = 5000) {
       stopping ??= (async () => {
         // Stop taking connections first, then let downloads end, then close the rest.

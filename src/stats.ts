@@ -20,6 +20,21 @@ export class Stats {
   bytes = 0;
   /** Open client and admin sockets. */
   connections = 0;
+  /** Upper bounds (seconds) of the download-duration histogram's buckets. */
+  readonly durationBuckets = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60] as const;
+  /** Downloads per bucket (not cumulative); the last slot is +Inf. */
+  readonly durationCounts = new Array<number>(11).fill(0);
+  durationSum = 0;
+  durationCount = 0;
+
+  /** Records how long one finished download took. */
+  observeDuration(ms: number): void {
+    const seconds = ms / 1000;
+    const index = this.durationBuckets.findIndex((bound) => seconds <= bound);
+    this.durationCounts[index === -1 ? this.durationBuckets.length : index]! += 1;
+    this.durationSum += seconds;
+    this.durationCount++;
+  }
 
   snapshot() {
     return {

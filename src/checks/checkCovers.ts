@@ -1,8 +1,8 @@
 /**
  * Answers one check request: every URL of a batch, in input order.
  *
- *   not a cover URL      → `skipped`, at once, never fetched
  *   in the cover index   → `ok` from `cache` (or `custom`), at once
+ *   not a cover URL      → `skipped`, at once, never fetched
  *   anything else        → asks the supervisor and waits for the download;
  *                          `onWaited` is called for each such position as soon
  *                          as its answer is known
@@ -60,24 +60,25 @@ export class CoverChecks {
     const results: CheckResult[] = new Array<CheckResult>(urls.length);
     const positions = new Map<string, number[]>();
     urls.forEach((url, index) => {
-      if (classifyUrl(url, config.allowHosts).kind === 'skip') {
-        results[index] = { url, status: 'skipped' };
-        return;
-      }
       const list = positions.get(url);
       if (list) list.push(index);
       else positions.set(url, [index]);
     });
-    if (positions.size === 0) return results;
 
-    const stored = await covers.findMany([...positions.keys()]);
+    // Any URL may have a custom cover, so the index is asked about all of them.
+    const stored = await covers.findMany([...positions.keys()].filter((url) => url.startsWith('http')));
     if (stored.size > 0) covers.touch(stored.keys());
     const waits: Promise<void>[] = [];
     for (const [url, indexes] of positions) {
       const row = stored.get(url);
+      let result: CheckResult | undefined;
       if (row) {
         stats.hits += indexes.length;
-        const result = this.ok(url, row, row.source === 'custom' ? 'custom' : 'cache');
+        result = this.ok(url, row, row.source === 'custom' ? 'custom' : 'cache');
+      } else if (classifyUrl(url, config.allowHosts).kind === 'skip') {
+        result = { url, status: 'skipped' };
+      }
+      if (result) {
         for (const index of indexes) results[index] = result;
         continue;
       }
@@ -85,10 +86,10 @@ export class CoverChecks {
       waits.push(
         downloads.ask(url).then(({ output, coalesced }) => {
           if (coalesced) stats.coalesced++;
-          const result = this.fromOutput(url, output);
+          const answer = this.fromOutput(url, output);
           for (const index of indexes) {
-            results[index] = result;
-            onWaited(index, result);
+            results[index] = answer;
+            onWaited(index, answer);
           }
         }),
       );

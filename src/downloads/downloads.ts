@@ -58,6 +58,8 @@ export interface Downloads {
   restore(unfinished: readonly TaskRow[], failures: readonly TaskRow[], now?: number): number;
   /** Forgets a remembered failure, so the next ask downloads again. */
   forget(url: string): void;
+  /** Starts a download with nobody waiting on it (the admin's retry). */
+  start(url: string): void;
   /** The resource guard's verdict: tardy for these reasons, or ready when none. */
   setTardy(reasons: string[]): void;
   pause(): void;
@@ -129,6 +131,9 @@ export function createDownloads(deps: DownloadsDeps): Downloads {
       reportFinished: ({ context, self }, { output }) => {
         const started = startedAt.get(self);
         const ms = started === undefined ? 0 : Date.now() - started;
+        // Downloads that did work: not answers from the store, not cancellations.
+        const worked = output.status === 'ok' ? output.source === 'download' : output.error.code !== 'shutting_down';
+        if (started !== undefined && worked) stats.observeDuration(ms);
         if (output.status === 'ok') {
           stats.downloadsOk++;
           if (output.source === 'download') {
@@ -213,6 +218,7 @@ export function createDownloads(deps: DownloadsDeps): Downloads {
       return unfinished.length;
     },
     forget: (url) => supervisor.send({ type: 'FORGET', url }),
+    start: (url) => supervisor.send({ type: 'REQUEST', url }),
     setTardy: (reasons) => supervisor.send(reasons.length > 0 ? { type: 'TARDY', reasons } : { type: 'READY' }),
     pause: () => supervisor.send({ type: 'PAUSE' }),
     resume: () => supervisor.send({ type: 'RESUME' }),

@@ -14,7 +14,7 @@ import { CoverError, toCoverError } from '../errors.js';
 import { classifyUrl, downloadImage, hostAllowed, resolveVideoCover } from '../fetch/index.js';
 import type { HttpClient } from '../fetch/index.js';
 import { processImage } from '../images/index.js';
-import { coverPath, sha256, writeCoverFile } from '../store/index.js';
+import { coverPath, removeCoverFile, sha256, writeCoverFile } from '../store/index.js';
 import type { CoverRow, CoverStore } from '../store/index.js';
 import type { FetchCoverOutput, StoredCover } from '../../machines/types.js';
 
@@ -79,6 +79,12 @@ async function fetchAndStore(
   const hash = sha256(image.data);
   const path = coverPath(url, hash, image.ext);
   await writeCoverFile(deps.config.coversDir, path, image.data, signal);
+  const custom = await deps.covers.find(url);
+  if (custom?.source === 'custom') {
+    // The administrator uploaded a cover while this download ran: theirs wins.
+    if (custom.path !== path) await removeCoverFile(deps.config.coversDir, path);
+    return { cover: storedCover(custom), source: 'custom' };
+  }
   const now = (deps.now ?? Date.now)();
   const row: CoverRow = {
     url,

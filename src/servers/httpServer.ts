@@ -7,12 +7,20 @@ import { timingSafeEqual } from 'node:crypto';
 import http from 'node:http';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
+import { readFileSync } from 'node:fs';
 import { WebSocketServer } from 'ws';
+import type { WebSocket } from 'ws';
+import { handleAdminApi, serveAdminSocket } from '../admin/index.js';
+import type { AdminApiDeps, AdminFeed } from '../admin/index.js';
 import type { Logger } from '../logger.js';
 import type { Stats } from '../stats.js';
 import { serveClientSocket } from './clientSocket.js';
 import type { ClientSocketDeps } from './clientSocket.js';
 import { COVERS_PREFIX, serveCover } from './coverRoute.js';
+import { METRICS_CONTENT_TYPE } from './metrics.js';
+
+/** How long a WebSocket peer has to answer the closing handshake at shutdown. */
+const CLOSE_GRACE_MS = 1000;
 
 /** Largest WebSocket frame accepted; a larger one closes the socket with 1009. */
 export const MAX_FRAME_BYTES = 1024 * 1024;
@@ -24,6 +32,16 @@ export interface HttpServerDeps extends ClientSocketDeps {
   logger: Logger;
   /** The `/healthz` body. */
   health: () => Promise<Record<string, unknown>>;
+  /** The `/metrics` body. */
+  metrics: () => string;
+  admin: { token: string; api: AdminApiDeps; feed: AdminFeed };
+}
+
+let dashboard: Buffer | undefined;
+/** The dashboard page, read once. */
+function dashboardPage(): Buffer {
+  dashboard ??= readFileSync(new URL('../admin/dashboard.html', import.meta.url));
+  return dashboard;
 }
 
 /** Compares secrets in constant time (for equal lengths; length is not secret here). */
@@ -53,6 +71,8 @@ function json(res: ServerResponse, status: number, body: unknown): void {
 
 export function createHttpServer(deps: HttpServerDeps) {
   const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_FRAME_BYTES, perMessageDeflate: false });
+  /** Open admin streams, for tests and the leak check: socket → its pending count. */
+  const adminSockets = new Map<WebSocket, { pending: () => number }>();
 
   const handle = async (req: IncomingMessage, res: ServerResponse) => {
     const url = new URL(req.url ?? '/', 'http://localhost');
@@ -60,6 +80,31 @@ export function createHttpServer(deps: HttpServerDeps) {
     const rawPath = (req.url ?? '/').split('?')[0] ?? '/';
     if (get && rawPath.startsWith(COVERS_PREFIX)) return serveCover(req, res, rawPath, deps.coversDir);
     if (get && url.pathname === '/healthz') return json(res, 200, await deps.health());
+    if (get && url.pathname === '/metrics') {
+      res.writeHead(200, { 'content-type': METRICS_CONTENT_TYPE, 'cache-control': 'no-store' }).end(deps.metrics());
+      return;
+    }
+    if (url.pathname.startsWith('/admin/api/')) {
+      const header = req.headers.authorization;
+      const bearer = header === undefined ? undefined : /^Bearer\s+(.+)$/i.exec(header)?.[1]?.trim();
+      if (!tokenMatches(bearer, deps.admin.token)) {
+        req.resume();
+        res.writeHead(401, { 'content-length': '0' }).end();
+        return;
+      }
+      return handleAdminApi(req, res, url, deps.admin.api);
+    }
+    if (get && (url.pathname === '/admin' || url.pathname === '/admin/')) {
+      // The page holds no data: it asks for the token and uses it for every call.
+      res
+        .writeHead(200, {
+          'content-type': 'text/html; charset=utf-8',
+          'cache-control': 'no-cache',
+          'content-security-policy': "default-src 'self'; img-src 'self' http: https: data:; style-src 'self' 'unsafe-inline'; script-src 'unsafe-inline'; connect-src 'self' ws: wss:",
+        })
+        .end(dashboardPage());
+      return;
+    }
     json(res, 404, { error: 'not_found', message: `no route for ${req.method ?? 'GET'} ${url.pathname}` });
   };
 
@@ -73,6 +118,16 @@ export function createHttpServer(deps: HttpServerDeps) {
 
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     const url = new URL(req.url ?? '/', 'http://localhost');
+    if (url.pathname === '/admin/ws') {
+      if (!tokenMatches(requestToken(req, url), deps.admin.token)) return refuseUpgrade(socket, 401, 'Unauthorized');
+      wss.handleUpgrade(req, socket, head, (ws) => {
+        deps.stats.connections++;
+        ws.once('close', () => deps.stats.connections--);
+        adminSockets.set(ws, serveAdminSocket(ws, deps.admin.feed));
+        ws.once('close', () => adminSockets.delete(ws));
+      });
+      return;
+    }
     if (url.pathname !== '/ws') return refuseUpgrade(socket, 404, 'Not Found');
     if (deps.clientToken !== undefined && !tokenMatches(requestToken(req, url), deps.clientToken)) {
       return refuseUpgrade(socket, 401, 'Unauthorized');
@@ -86,9 +141,18 @@ export function createHttpServer(deps: HttpServerDeps) {
 
   return {
     server,
+    adminSockets,
     /** Closes every WebSocket (1001, going away) and the listening socket. */
     async close(): Promise<void> {
-      for (const client of wss.clients) client.close(1001, 'server shutting down');
+      const clients = [...wss.clients];
+      const closed = clients.map((client) => new Promise<void>((resolve) => client.once('close', () => resolve())));
+      for (const client of clients) client.close(1001, 'server shutting down');
+      // A peer that does not answer the closing handshake (one that stopped reading) is cut off.
+      const cutOff = setTimeout(() => {
+        for (const client of clients) client.terminate();
+      }, CLOSE_GRACE_MS);
+      await Promise.all(closed);
+      clearTimeout(cutOff);
       await new Promise<void>((resolve) => wss.close(() => resolve()));
       await new Promise<void>((resolve) => {
         server.close(() => resolve());

@@ -97,6 +97,14 @@ export class TaskStore {
     return this.repo.find({ where: { status: In(['error', 'tle']), finishedAt: MoreThan(since) } });
   }
 
+  /** Tasks, newest change first, optionally of one status. */
+  async list(options: { status?: TaskStatus | undefined; limit: number; offset: number }): Promise<{ tasks: TaskRow[]; total: number }> {
+    await this.flush();
+    const where = options.status ? { status: options.status } : {};
+    const [tasks, total] = await this.repo.findAndCount({ where, order: { updatedAt: 'DESC', url: 'ASC' }, take: options.limit, skip: options.offset });
+    return { tasks, total };
+  }
+
   /** Tasks that a restart must resume. */
   async unfinished(): Promise<TaskRow[]> {
     await this.flush();

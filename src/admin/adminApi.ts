@@ -1,0 +1,147 @@
+/**
+ * The admin HTTP API (SPEC §7), under `/admin/api/`. Every call needs the admin
+ * token as `Authorization: Bearer …`; without it: 401 and nothing else.
+ *
+ *   GET    /admin/api/tasks?status=&limit=&offset=   tasks, newest first
+ *   PUT    /admin/api/covers?url=                    body = image bytes → custom cover
+ *   DELETE /admin/api/covers?url=                    202; the deletion runner removes it
+ *   POST   /admin/api/retry?url=                     forget a failure, download now
+ *   POST   /admin/api/pause | /admin/api/resume      hold or release new downloads
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { coverUrl } from '../checks/index.js';
+import { CoverError } from '../errors.js';
+import type { Downloads } from '../downloads/index.js';
+import type { Logger } from '../logger.js';
+import type { CoverStore, DeletionStore, TaskRow, TaskStore } from '../store/index.js';
+import type { DeletionRunner } from '../maintenance/index.js';
+import { storeCustomCover } from './customCovers.js';
+import type { CustomCoverDeps } from './customCovers.js';
+import type { TaskStatus } from '../../machines/types.js';
+
+export interface AdminApiDeps extends Omit<CustomCoverDeps, 'onReplaced'> {
+  downloads: Downloads;
+  covers: CoverStore;
+  tasks: TaskStore;
+  deletions: DeletionStore;
+  deletionRunner: DeletionRunner;
+  logger: Logger;
+  publicUrl: () => string;
+}
+
+const statuses: readonly TaskStatus[] = ['waiting', 'queued', 'downloading', 'ok', 'error', 'tle'];
+
+function send(res: ServerResponse, status: number, body: unknown): void {
+  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store' }).end(JSON.stringify(body));
+}
+
+function fail(res: ServerResponse, status: number, code: string, message: string): void {
+  send(res, status, { error: { code, message } });
+}
+
+const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+
+/** A task row as the API shows it. */
+export function taskJson(row: TaskRow) {
+  return {
+    url: row.url,
+    status: row.status,
+    attempts: row.attempts,
+    error: row.errorCode ? { code: row.errorCode, message: row.errorMessage ?? '' } : null,
+    bytes: row.bytesDone,
+    total: row.bytesTotal,
+    createdAt: iso(row.createdAt),
+    updatedAt: iso(row.updatedAt),
+    startedAt: iso(row.startedAt),
+    finishedAt: iso(row.finishedAt),
+  };
+}
+
+/** The `url` query parameter, which must be an http(s) URL. */
+function targetUrl(query: URLSearchParams): string | undefined {
+  const url = query.get('url');
+  if (!url) return undefined;
+  try {
+    const parsed = new URL(url);
+    return parsed.protocol === 'http:' || parsed.protocol === 'https:' ? url : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function intParam(query: URLSearchParams, name: string, fallback: number, min: number, max: number): number | undefined {
+  const raw = query.get(name);
+  if (raw === null || raw === '') return fallback;
+  const n = Number(raw);
+  return Number.isInteger(n) && n >= min && n <= max ? n : undefined;
+}
+
+/** Handles a request under `/admin/api/` (already authorised). */
+export async function handleAdminApi(req: IncomingMessage, res: ServerResponse, url: URL, deps: AdminApiDeps): Promise<void> {
+  const route = `${req.method ?? 'GET'} ${url.pathname}`;
+  const query = url.searchParams;
+  switch (route) {
+    case 'GET /admin/api/tasks': {
+      const status = query.get('status') || undefined;
+      if (status !== undefined && !statuses.includes(status as TaskStatus)) {
+        return fail(res, 400, 'bad_request', `status must be one of ${statuses.join(', ')}`);
+      }
+      const limit = intParam(query, 'limit', 100, 1, 1000);
+      const offset = intParam(query, 'offset', 0, 0, Number.MAX_SAFE_INTEGER);
+      if (limit === undefined) return fail(res, 400, 'bad_request', 'limit must be a whole number from 1 to 1000');
+      if (offset === undefined) return fail(res, 400, 'bad_request', 'offset must be a whole number, 0 or more');
+      const { tasks, total } = await deps.tasks.list({ status: status as TaskStatus | undefined, limit, offset });
+      return send(res, 200, { tasks: tasks.map(taskJson), total, limit, offset });
+    }
+    case 'PUT /admin/api/covers': {
+      const target = targetUrl(query);
+      if (target === undefined) {
+        req.resume();
+        return fail(res, 400, 'bad_request', 'needs ?url= with an http(s) URL');
+      }
+      try {
+        const row = await storeCustomCover(target, req, { ...deps, onReplaced: () => deps.deletionRunner.kick() });
+        deps.downloads.forget(target);
+        deps.logger.info('custom cover stored', { url: target, path: row.path, bytes: row.bytes });
+        return send(res, 200, { url: target, status: 'ok', coverUrl: coverUrl(deps.publicUrl(), row.path), path: row.path, source: 'custom' });
+      } catch (error) {
+        req.resume();
+        if (error instanceof CoverError && error.code === 'too_large') return fail(res, 413, error.code, error.message);
+        if (error instanceof CoverError && error.code === 'not_image') return fail(res, 422, error.code, error.message);
+        if (!req.complete || req.destroyed) {
+          deps.logger.info('custom cover upload cut off; nothing changed', { url: target });
+          return fail(res, 400, 'bad_request', 'the upload was cut off');
+        }
+        throw error;
+      }
+    }
+    case 'DELETE /admin/api/covers': {
+      const target = targetUrl(query);
+      if (target === undefined) return fail(res, 400, 'bad_request', 'needs ?url= with an http(s) URL');
+      const [row, task] = await Promise.all([deps.covers.find(target), deps.tasks.get(target)]);
+      if (!row && !task) return fail(res, 404, 'not_found', 'no cover or task for this URL');
+      // Recorded first; the runner removes the row, then the file. An empty path removes rows only.
+      await deps.deletions.schedule([{ url: target, path: row?.path ?? '', kind: 'entry', reason: 'admin' }]);
+      deps.downloads.forget(target);
+      deps.deletionRunner.kick();
+      return send(res, 202, { url: target, status: 'deleting' });
+    }
+    case 'POST /admin/api/retry': {
+      const target = targetUrl(query);
+      if (target === undefined) return fail(res, 400, 'bad_request', 'needs ?url= with an http(s) URL');
+      deps.downloads.forget(target);
+      deps.downloads.start(target);
+      return send(res, 202, { url: target, status: 'queued' });
+    }
+    case 'POST /admin/api/pause':
+      deps.downloads.pause();
+      deps.logger.info('downloads paused by the administrator');
+      return send(res, 200, { status: deps.downloads.status() });
+    case 'POST /admin/api/resume':
+      deps.downloads.resume();
+      deps.logger.info('downloads resumed by the administrator');
+      return send(res, 200, { status: deps.downloads.status() });
+    default:
+      return fail(res, 404, 'not_found', `no admin route ${route}`);
+  }
+}

@@ -1,0 +1,107 @@
+/**
+ * One administrator's live stream on `/admin/ws`.
+ *
+ * First a snapshot, then every task change, then stats once a second. A socket
+ * that reads slowly (or not at all) never holds anything else up: while its
+ * send buffer is above `highWaterBytes`, changes are kept as the latest state
+ * per URL (a map, not a queue) and the latest stats only; if more than
+ * `maxPending` URLs pile up, they are dropped and the socket gets a fresh
+ * snapshot when it drains. Memory per socket is bounded either way.
+ */
+import type { WebSocket } from 'ws';
+import type { TaskEvent } from '../downloads/index.js';
+
+export interface AdminFeed {
+  /** The first frame (and the one after a dropped backlog). */
+  snapshot(): Promise<Record<string, unknown>>;
+  /** The current counters. */
+  stats(): Record<string, unknown>;
+  /** Registers a task listener; returns the function that removes it. */
+  onTask(listener: (event: TaskEvent) => void): () => void;
+}
+
+export interface AdminSocketOptions {
+  highWaterBytes?: number;
+  maxPending?: number;
+  statsIntervalMs?: number;
+}
+
+export function serveAdminSocket(ws: WebSocket, feed: AdminFeed, options: AdminSocketOptions = {}): { pending: () => number } {
+  const highWater = options.highWaterBytes ?? 256 * 1024;
+  const maxPending = options.maxPending ?? 10_000;
+  const pending = new Map<string, TaskEvent>();
+  let stats: Record<string, unknown> | undefined;
+  let needSnapshot = true;
+  let sendingSnapshot = false;
+  let timer: NodeJS.Timeout | undefined;
+
+  const open = () => ws.readyState === ws.OPEN;
+  const roomy = () => ws.bufferedAmount < highWater;
+  const schedule = (delayMs = 0) => {
+    if (timer === undefined && open()) timer = setTimeout(pump, delayMs);
+  };
+
+  function pump(): void {
+    timer = undefined;
+    if (!open() || sendingSnapshot) return;
+    if (needSnapshot) {
+      if (!roomy()) return schedule(50);
+      needSnapshot = false;
+      sendingSnapshot = true;
+      // Changes that arrive while the snapshot is read stay pending and follow it.
+      feed
+        .snapshot()
+        .then((frame) => {
+          if (open()) ws.send(JSON.stringify(frame));
+        })
+        .catch(() => ws.close(1011, 'snapshot failed'))
+        .finally(() => {
+          sendingSnapshot = false;
+          schedule();
+        });
+      return;
+    }
+    for (const [url, event] of pending) {
+      if (!roomy()) break;
+      pending.delete(url);
+      ws.send(JSON.stringify({ type: 'task', ...event }));
+    }
+    if (stats !== undefined && roomy()) {
+      ws.send(JSON.stringify({ type: 'stats', ...stats }));
+      stats = undefined;
+    }
+    if (pending.size > 0 || stats !== undefined) schedule(50);
+  }
+
+  const stopListening = feed.onTask((event) => {
+    if (!needSnapshot && !sendingSnapshot && pending.size === 0 && open() && roomy()) {
+      // Keeping up: every change goes out as it happens.
+      ws.send(JSON.stringify({ type: 'task', ...event }));
+      return;
+    }
+    pending.delete(event.url); // keep the map in order of the latest change
+    pending.set(event.url, event);
+    if (pending.size > maxPending) {
+      pending.clear();
+      needSnapshot = true;
+    }
+    schedule();
+  });
+  const statsTimer = setInterval(() => {
+    stats = feed.stats();
+    schedule();
+  }, options.statsIntervalMs ?? 1000);
+
+  ws.on('close', () => {
+    stopListening();
+    clearInterval(statsTimer);
+    clearTimeout(timer);
+    pending.clear();
+  });
+  ws.on('error', () => undefined);
+  ws.on('message', () => {
+    // The stream is one-way; anything the admin sends is ignored.
+  });
+  schedule();
+  return { pending: () => pending.size };
+}

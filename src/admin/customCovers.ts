@@ -1,0 +1,88 @@
+/**
+ * Custom covers uploaded by the administrator (`PUT /admin/api/covers?url=`).
+ *
+ * The body is streamed to a temp file in the covers folder, stopped as soon as
+ * it passes `--max-bytes`, decoded and resized like a download, written under a
+ * new content-dependent path, and only then recorded (source `custom`). The
+ * file it replaces is removed through a deletion record. A bad upload (not an
+ * image, too big, cut off mid-body) leaves the row and the files as they were.
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdir, open, readFile, rm } from 'node:fs/promises';
+import type { IncomingMessage } from 'node:http';
+import path from 'node:path';
+import { Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { Config } from '../config.js';
+import { CoverError } from '../errors.js';
+import { processImage } from '../images/index.js';
+import { coverPath, sha256, TEMP_DIR, writeCoverFile } from '../store/index.js';
+import type { CoverRow, CoverStore, DeletionStore, TaskStore } from '../store/index.js';
+
+export interface CustomCoverDeps {
+  config: Pick<Config, 'coversDir' | 'maxBytes' | 'resize'>;
+  covers: CoverStore;
+  tasks: TaskStore;
+  deletions: DeletionStore;
+  /** Called after the replaced file's deletion was recorded. */
+  onReplaced: () => void;
+}
+
+/** Streams `body` into a temp file, failing with `too_large` past `maxBytes`. Returns the bytes. */
+async function receive(body: IncomingMessage, coversDir: string, maxBytes: number): Promise<Buffer> {
+  const declared = Number(body.headers['content-length']);
+  if (Number.isFinite(declared) && declared > maxBytes) {
+    throw new CoverError('too_large', `upload of ${declared} bytes is larger than --max-bytes ${maxBytes}`);
+  }
+  const dir = path.join(coversDir, TEMP_DIR);
+  await mkdir(dir, { recursive: true });
+  const temp = path.join(dir, `${randomBytes(12).toString('hex')}.upload`);
+  let bytes = 0;
+  const limit = new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      bytes += chunk.length;
+      if (bytes > maxBytes) callback(new CoverError('too_large', `upload larger than --max-bytes ${maxBytes}`));
+      else callback(null, chunk);
+    },
+  });
+  // Open first, so the file exists before anything can fail and `finally` always finds it.
+  const handle = await open(temp, 'wx', 0o644);
+  try {
+    await pipeline(body, limit, handle.createWriteStream());
+    if (!body.complete) throw new Error('the upload was cut off before its end');
+    return await readFile(temp);
+  } finally {
+    await handle.close().catch(() => undefined);
+    await rm(temp, { force: true });
+  }
+}
+
+export async function storeCustomCover(url: string, body: IncomingMessage, deps: CustomCoverDeps, now = Date.now()): Promise<CoverRow> {
+  const { config, covers, tasks, deletions } = deps;
+  const data = await receive(body, config.coversDir, config.maxBytes);
+  if (data.length === 0) throw new CoverError('not_image', 'the upload is empty');
+  const image = await processImage(data, config.resize);
+  const hash = sha256(image.data);
+  const relPath = coverPath(url, hash, image.ext);
+  await writeCoverFile(config.coversDir, relPath, image.data);
+  const previous = await covers.find(url);
+  const row: CoverRow = {
+    url,
+    path: relPath,
+    source: 'custom',
+    bytes: image.data.length,
+    contentType: image.contentType,
+    width: image.width,
+    height: image.height,
+    sha256: hash,
+    createdAt: now,
+    lastAskedAt: now,
+  };
+  await covers.save(row);
+  tasks.update(url, { status: 'ok', errorCode: null, errorMessage: null, bytesDone: row.bytes, bytesTotal: row.bytes, finishedAt: now });
+  if (previous && previous.path !== relPath) {
+    await deletions.schedule([{ url, path: previous.path, kind: 'file', reason: 'replaced' }], now);
+    deps.onReplaced();
+  }
+  return row;
+}

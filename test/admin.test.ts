@@ -1,0 +1,332 @@
+/**
+ * The administrator's side: token, live stream, HTTP API, metrics. The real
+ * process for most of it; the service in process where a test must look at a
+ * server-side socket's buffer.
+ */
+import assert from 'node:assert/strict';
+import { access, readdir, readFile, stat } from 'node:fs/promises';
+import http from 'node:http';
+import path from 'node:path';
+import { describe, it } from 'node:test';
+import sharp from 'sharp';
+import WebSocket from 'ws';
+import { startApp } from '../src/app.js';
+import { CoverChecks } from '../src/checks/index.js';
+import { loadConfig } from '../src/config.js';
+import { createLogger } from '../src/logger.js';
+import { readTable, waitUntil } from './helpers/db.js';
+import { makeImage, startOrigin } from './helpers/origin.js';
+import { relaxedLimits, startService } from './helpers/service.js';
+import type { Service } from './helpers/service.js';
+import { tempDir } from './helpers/tempDir.js';
+import { connect } from './helpers/wsClient.js';
+import type { Frame } from './helpers/wsClient.js';
+
+type TestContext = Parameters<typeof tempDir>[0];
+const TOKEN = 'admin-secret-for-tests';
+const exists = (file: string) => access(file).then(() => true, () => false);
+
+async function api(service: Service, method: string, route: string, options: { token?: string | null; body?: Buffer; headers?: Record<string, string> } = {}) {
+  const token = options.token === undefined ? TOKEN : options.token;
+  const res = await fetch(`${service.url}${route}`, {
+    method,
+    headers: { ...(token === null ? {} : { authorization: `Bearer ${token}` }), ...options.headers },
+    ...(options.body ? { body: options.body } : {}),
+  });
+  const text = await res.text();
+  return { status: res.status, text, json: text ? (JSON.parse(text) as Record<string, unknown>) : undefined };
+}
+
+async function setup(t: TestContext, extra: string[] = []) {
+  const origin = await startOrigin();
+  t.after(() => origin.close());
+  const dir = await tempDir(t);
+  const db = path.join(dir, 'data', 'coverhelper.sqlite');
+  const args = ['--data-dir', path.join(dir, 'data'), '--covers-dir', path.join(dir, 'covers'), '--allow-private-network', '--allow-hosts', '127.0.0.1', ...extra];
+  const service = await startService(args);
+  t.after(async () => void (await service.stop()));
+  const ws = await connect(service.wsUrl);
+  t.after(() => ws.close());
+  return { origin, dir, db, args, service, ws };
+}
+
+/** An admin stream client that keeps every frame. */
+async function adminStream(t: TestContext, service: Service, token = TOKEN) {
+  const client = await connect(`${service.url.replace('http:', 'ws:')}/admin/ws?token=${encodeURIComponent(token)}`);
+  t.after(() => client.close());
+  return client;
+}
+
+describe('admin token', () => {
+  it('refuses every admin route and the stream with a bare 401 without the right token', async (t) => {
+    const { service } = await setup(t, ['--admin-token', TOKEN]);
+    const routes: [string, string][] = [
+      ['GET', '/admin/api/tasks'],
+      ['PUT', '/admin/api/covers?url=https://a.hdslb.com/x.jpg'],
+      ['DELETE', '/admin/api/covers?url=https://a.hdslb.com/x.jpg'],
+      ['POST', '/admin/api/retry?url=https://a.hdslb.com/x.jpg'],
+      ['POST', '/admin/api/pause'],
+      ['POST', '/admin/api/resume'],
+    ];
+    for (const [method, route] of routes) {
+      for (const token of [null, 'wrong', `${TOKEN}x`, TOKEN.slice(0, -1)]) {
+        const res = await api(service, method, route, { token });
+        assert.equal(res.status, 401, `${method} ${route} with ${token}`);
+        assert.equal(res.text, '', 'nothing else said');
+      }
+    }
+    await assert.rejects(connect(`${service.url.replace('http:', 'ws:')}/admin/ws`), /HTTP 401/);
+    await assert.rejects(connect(`${service.url.replace('http:', 'ws:')}/admin/ws?token=wrong`), /HTTP 401/);
+    const byHeader = await connect(`${service.url.replace('http:', 'ws:')}/admin/ws`, { headers: { authorization: `Bearer ${TOKEN}` } });
+    assert.equal((await byHeader.next()).type, 'snapshot');
+    await byHeader.close();
+    assert.equal((await api(service, 'POST', '/admin/api/pause')).status, 200);
+  });
+
+  it('is generated at first start into DATA_DIR/admin-token with mode 0600, never logged, and reused after', async (t) => {
+    const dir = await tempDir(t);
+    const args = ['--data-dir', path.join(dir, 'data'), '--covers-dir', path.join(dir, 'covers')];
+    const first = await startService(args);
+    const file = path.join(dir, 'data', 'admin-token');
+    const token = (await readFile(file, 'utf8')).trim();
+    assert.ok(token.length >= 32);
+    assert.equal((await stat(file)).mode & 0o777, 0o600);
+    assert.ok(first.logs.some((l) => l.file === file), 'the log names the file');
+    assert.ok(!JSON.stringify(first.logs).includes(token), 'the log never holds the token');
+    assert.equal((await api(first, 'GET', '/admin/api/tasks', { token })).status, 200);
+    assert.equal(await first.stop(), 0);
+
+    const second = await startService(args);
+    t.after(async () => void (await second.stop()));
+    assert.equal((await readFile(file, 'utf8')).trim(), token, 'the same token after a restart');
+    assert.equal((await api(second, 'GET', '/admin/api/tasks', { token })).status, 200);
+    assert.ok(!JSON.stringify(second.logs).includes(token));
+  });
+});
+
+describe('admin stream', () => {
+  it('sends the snapshot first, then every task change as it happens, then stats every second', async (t) => {
+    const { origin, service, ws } = await setup(t, ['--admin-token', TOKEN, '--workers', '1', '--time-limit', '1', '--retries', '0']);
+    const admin = await adminStream(t, service);
+    const snapshot = await admin.next();
+    assert.equal(snapshot.type, 'snapshot');
+    assert.equal(snapshot.status, 'ready');
+    assert.deepEqual(snapshot.tasks, []);
+    assert.equal(typeof (snapshot.stats as Record<string, unknown>).checks, 'number');
+
+    const slow = `${origin.url}/half/admin-stream.jpg`;
+    const missing = `${origin.url}/status/404`;
+    const hang = `${origin.url}/hang`;
+    const answer = ws.check('stream', [slow, missing, hang], 30_000);
+    const seen: Frame[] = [];
+    const taskFrames = async (url: string, until: (f: Frame) => boolean) => {
+      for (;;) {
+        const frame = await admin.next((f) => f.type === 'task' && f.url === url);
+        seen.push(frame);
+        if (until(frame)) return;
+      }
+    };
+    await taskFrames(slow, (f) => f.status === 'downloading' && (f.bytes as number) > 0);
+    origin.release();
+    await taskFrames(slow, (f) => f.status === 'ok');
+    await taskFrames(missing, (f) => f.status === 'error');
+    await taskFrames(hang, (f) => f.status === 'tle');
+    await answer;
+
+    const forSlow = seen.filter((f) => f.url === slow);
+    assert.equal(forSlow[0]!.status, 'queued');
+    const downloading = forSlow.filter((f) => f.status === 'downloading');
+    assert.ok(downloading.length >= 2, 'downloading, then downloading with bytes');
+    assert.ok((downloading.at(-1)!.bytes as number) > (downloading[0]!.bytes as number), 'bytes grow');
+    assert.ok(typeof downloading.at(-1)!.total === 'number');
+    const ok = forSlow.at(-1)!;
+    assert.deepEqual([ok.status, ok.error], ['ok', null]);
+    assert.ok(!Number.isNaN(Date.parse(ok.at as string)), 'at is an ISO time');
+    const failed = seen.find((f) => f.url === missing && f.status === 'error')!;
+    assert.deepEqual(failed.error, { code: 'http_status', message: 'HTTP 404' });
+    assert.equal((seen.find((f) => f.url === hang && f.status === 'tle')!.error as { code: string }).code, 'tle');
+
+    const stats = await admin.next((f) => f.type === 'stats' && (f.downloads as { tle: number }).tle === 1, 3000);
+    for (const key of ['checks', 'hits', 'misses', 'coalesced', 'bytes', 'queued', 'downloading', 'connections']) assert.equal(typeof stats[key], 'number', key);
+    assert.deepEqual(stats.downloads, { ok: 1, error: 1, tle: 1 });
+    assert.equal(stats.status, 'ready');
+    assert.equal(stats.connections, 2, 'one client socket and one admin socket');
+  });
+
+  it('gives a reader that stopped reading the latest state, not a backlog, and never slows downloads', async (t) => {
+    const origin = await startOrigin();
+    t.after(() => origin.close());
+    const dir = await tempDir(t);
+    const config = loadConfig({
+      argv: ['--port', '0', '--data-dir', `${dir}/data`, '--covers-dir', `${dir}/covers`, '--allow-private-network', '--allow-hosts', '127.0.0.1', '--admin-token', TOKEN, '--workers', '16', '--resize', 'off', '--max-batch', '1000', ...relaxedLimits],
+      env: {},
+      isTTY: false,
+      cwd: dir,
+    });
+    const app = await startApp(config, createLogger({ logLevel: 'error', logFormat: 'json' }));
+    t.after(() => app.stop(1000));
+    const checks = new CoverChecks({ config, covers: app.covers, downloads: app.downloads, stats: app.stats, publicUrl: () => app.publicUrl });
+    // URLs of ~7,900 characters make each task frame ~8 KB: 500 downloads send ~16 MB of
+    // changes, more than the loopback socket buffers hold, so a reader that stopped
+    // really pushes back on the server.
+    const urls = (set: string) => Array.from({ length: 500 }, (_, i) => `${origin.url}/img/${set}-${i}-${'x'.repeat(7900)}.jpg`);
+
+    let start = performance.now();
+    assert.ok((await checks.check(urls('alone'))).every((r) => r.status === 'ok'));
+    const alone = performance.now() - start;
+
+    const stalled = new WebSocket(`${app.url.replace('http:', 'ws:')}/admin/ws?token=${TOKEN}`, { perMessageDeflate: false });
+    t.after(() => stalled.terminate());
+    const first = await new Promise<string>((resolve) => stalled.once('message', (data: Buffer) => resolve(data.toString())));
+    assert.equal((JSON.parse(first) as Frame).type, 'snapshot');
+    const [serverSide] = [...app.adminSockets.keys()];
+    assert.ok(serverSide);
+    // Stop reading: nothing more is taken off the TCP socket.
+    (stalled as unknown as { _socket: { pause(): void } })._socket.pause();
+
+    let maxBuffered = 0;
+    let maxPending = 0;
+    const sampler = setInterval(() => {
+      maxBuffered = Math.max(maxBuffered, serverSide.bufferedAmount);
+      maxPending = Math.max(maxPending, app.adminSockets.get(serverSide)!.pending());
+    }, 5);
+    start = performance.now();
+    const results = await checks.check(urls('stalled'));
+    const withStalled = performance.now() - start;
+    clearInterval(sampler);
+
+    assert.ok(results.every((r) => r.status === 'ok'));
+    assert.ok(maxPending > 0, 'the stalled reader did push back (changes had to wait)');
+    assert.ok(maxPending <= 500, `at most one pending change per URL (saw ${maxPending})`);
+    assert.ok(maxBuffered < 256 * 1024 + 64 * 1024, `the server's buffer stays bounded (max ${maxBuffered} bytes)`);
+    assert.ok(withStalled < alone * 2 + 1000, `500 downloads took ${withStalled.toFixed(0)} ms with a stalled admin, ${alone.toFixed(0)} ms without`);
+  });
+});
+
+describe('admin HTTP API', () => {
+  it('lists tasks newest first, filtered by status and paged', async (t) => {
+    const { origin, service, ws } = await setup(t, ['--admin-token', TOKEN, '--retries', '0']);
+    await ws.check('a', [`${origin.url}/img/list-1.jpg`]);
+    await ws.check('b', [`${origin.url}/status/404`]);
+    await ws.check('c', [`${origin.url}/img/list-2.jpg`]);
+    await waitUntil(async () => ((await api(service, 'GET', '/admin/api/tasks')).json!.total as number) === 3 && ((await api(service, 'GET', '/admin/api/tasks?status=ok')).json!.total as number) === 2, 'three tasks written');
+    const all = (await api(service, 'GET', '/admin/api/tasks')).json!;
+    assert.deepEqual((all.tasks as Frame[]).map((task) => task.url), [`${origin.url}/img/list-2.jpg`, `${origin.url}/status/404`, `${origin.url}/img/list-1.jpg`]);
+    const errors = (await api(service, 'GET', '/admin/api/tasks?status=error')).json!;
+    assert.equal(errors.total, 1);
+    assert.deepEqual((errors.tasks as Frame[])[0]!.error, { code: 'http_status', message: 'HTTP 404' });
+    const page = (await api(service, 'GET', '/admin/api/tasks?limit=1&offset=1')).json!;
+    assert.deepEqual([(page.tasks as Frame[]).length, (page.tasks as Frame[])[0]!.url, page.total], [1, `${origin.url}/status/404`, 3]);
+    assert.equal((await api(service, 'GET', '/admin/api/tasks?status=nope')).status, 400);
+    assert.equal((await api(service, 'GET', '/admin/api/tasks?limit=0')).status, 400);
+  });
+
+  it('stores an uploaded custom cover, answers it as custom, replaces it under a new path, and a bad upload changes nothing', async (t) => {
+    const { service, ws, dir, db } = await setup(t, ['--admin-token', TOKEN, '--max-bytes', '200000']);
+    const target = 'https://i0.hdslb.com/bfs/archive/custom.jpg';
+    const route = `/admin/api/covers?url=${encodeURIComponent(target)}`;
+    const first = await api(service, 'PUT', route, { body: await makeImage('custom-one', 'png', 800, 600), headers: { 'content-type': 'image/png' } });
+    assert.equal(first.status, 200, first.text);
+    assert.equal(first.json!.source, 'custom');
+    const firstPath = first.json!.path as string;
+    const served = await fetch(first.json!.coverUrl as string);
+    assert.equal(served.headers.get('content-type'), 'image/png');
+    const meta = await sharp(Buffer.from(await served.arrayBuffer())).metadata();
+    assert.deepEqual([meta.width, meta.height], [320, 200], 'resized like downloads');
+    const checked = await ws.check('custom', [target]);
+    assert.deepEqual([(checked.done.results as Frame[])[0]!.source, (checked.done.results as Frame[])[0]!.path], ['custom', firstPath]);
+
+    const second = await api(service, 'PUT', route, { body: await makeImage('custom-two', 'jpeg', 640, 400) });
+    assert.equal(second.status, 200);
+    const secondPath = second.json!.path as string;
+    assert.notEqual(secondPath, firstPath, 'a new path for new content');
+    await waitUntil(async () => !(await exists(path.join(dir, 'covers', firstPath))), 'the replaced file removed');
+    assert.ok(await exists(path.join(dir, 'covers', secondPath)));
+
+    const unchanged = async () => {
+      const rows = readTable<{ path: string; source: string }>(db, 'SELECT path, source FROM covers WHERE url = ?', target);
+      assert.deepEqual(rows, [{ path: secondPath, source: 'custom' }]);
+      assert.ok(await exists(path.join(dir, 'covers', secondPath)));
+      const temp = await readdir(path.join(dir, 'covers', '.tmp')).catch(() => []);
+      assert.deepEqual(temp, [], 'no temp file left');
+    };
+    const notImage = await api(service, 'PUT', route, { body: Buffer.from('not an image, only words') });
+    assert.deepEqual([notImage.status, (notImage.json!.error as Frame).code], [422, 'not_image']);
+    await unchanged();
+    const tooBig = await api(service, 'PUT', route, { body: Buffer.alloc(200_001, 7) });
+    assert.deepEqual([tooBig.status, (tooBig.json!.error as Frame).code], [413, 'too_large']);
+    await unchanged();
+    // Announce 100,000 bytes, send 10,000 of a real image, then hang up.
+    const { hostname, port } = new URL(service.url);
+    await new Promise<void>((resolve) => {
+      const req = http.request({ hostname, port, method: 'PUT', path: route, headers: { authorization: `Bearer ${TOKEN}`, 'content-length': '100000' } });
+      req.on('error', () => resolve());
+      void makeImage('cut-off', 'png', 1000, 1000).then((image) => {
+        req.write(image.subarray(0, 10_000), () => setImmediate(() => req.destroy()));
+      });
+    });
+    await service.waitForLog((l) => /cut off/.test(l.message));
+    await unchanged();
+  });
+
+  it('deletes an entry through the deletion runner, so the next check downloads it again', async (t) => {
+    const { origin, service, ws, dir, db } = await setup(t, ['--admin-token', TOKEN]);
+    const url = `${origin.url}/img/deleted.jpg`;
+    const stored = (await ws.check('d1', [url])).done.results as Frame[];
+    const file = path.join(dir, 'covers', stored[0]!.path as string);
+    assert.ok(await exists(file));
+    const res = await api(service, 'DELETE', `/admin/api/covers?url=${encodeURIComponent(url)}`);
+    assert.equal(res.status, 202);
+    await waitUntil(async () => !(await exists(file)) && readTable(db, 'SELECT id FROM deletions').length === 0, 'the runner carried it out');
+    assert.deepEqual(readTable(db, 'SELECT url FROM covers WHERE url = ?', url), []);
+    const again = await ws.check('d2', [url]);
+    assert.equal((again.done.results as Frame[])[0]!.source, 'download');
+    assert.equal(origin.hits.get('/img/deleted.jpg'), 2);
+    assert.equal((await api(service, 'DELETE', `/admin/api/covers?url=${encodeURIComponent('https://nothing.example/x.jpg')}`)).status, 404);
+    assert.equal((await api(service, 'DELETE', '/admin/api/covers')).status, 400);
+  });
+
+  it('retries a remembered failure at once, and pauses and resumes downloads', async (t) => {
+    const { origin, service, ws } = await setup(t, ['--admin-token', TOKEN, '--retries', '0', '--fail-ttl', '600']);
+    const url = `${origin.url}/flaky/retry-me.jpg?fails=1`;
+    assert.equal(((await ws.check('r1', [url])).done.results as Frame[])[0]!.status, 'error');
+    assert.equal(((await ws.check('r2', [url])).done.results as Frame[])[0]!.status, 'error', 'remembered');
+    assert.equal(origin.hits.get('/flaky/retry-me.jpg'), 1);
+    assert.equal((await api(service, 'POST', `/admin/api/retry?url=${encodeURIComponent(url)}`)).status, 202);
+    await waitUntil(() => origin.hits.get('/flaky/retry-me.jpg') === 2, 'tried again now');
+    await waitUntil(async () => ((await ws.check(`r3-${Date.now()}`, [url])).done.results as Frame[])[0]!.source === 'cache', 'stored after the retry');
+
+    assert.deepEqual((await api(service, 'POST', '/admin/api/pause')).json, { status: 'paused' });
+    assert.equal(((await (await fetch(`${service.url}/healthz`)).json()) as Frame).status, 'paused');
+    const held = ws.check('held', [`${origin.url}/img/paused.jpg`]);
+    await waitUntil(async () => ((await api(service, 'GET', '/admin/api/tasks?status=waiting')).json!.total as number) === 1, 'held as waiting');
+    assert.equal(origin.hits.get('/img/paused.jpg'), undefined);
+    assert.deepEqual((await api(service, 'POST', '/admin/api/resume')).json, { status: 'ready' });
+    assert.equal((await held).done.ok, 1);
+  });
+});
+
+describe('metrics', () => {
+  it('serves Prometheus text with counters, the duration histogram and gauges', async (t) => {
+    const { origin, service, ws } = await setup(t, ['--admin-token', TOKEN, '--retries', '0']);
+    await ws.check('m', [`${origin.url}/img/metric.jpg`, `${origin.url}/status/500`]);
+    await ws.check('m2', [`${origin.url}/img/metric.jpg`]);
+    const res = await fetch(`${service.url}/metrics`);
+    assert.match(res.headers.get('content-type') ?? '', /^text\/plain; version=0\.0\.4/);
+    const text = await res.text();
+    const value = (name: string) => Number(new RegExp(`^${name.replace(/[{}"+]/g, '\\$&')} (\\S+)$`, 'm').exec(text)?.[1]);
+    assert.equal(value('coverhelper_checks_total'), 2);
+    assert.equal(value('coverhelper_cache_hits_total'), 1);
+    assert.equal(value('coverhelper_cache_misses_total'), 2);
+    assert.equal(value('coverhelper_downloads_total{outcome="ok"}'), 1);
+    assert.equal(value('coverhelper_downloads_total{outcome="error"}'), 1);
+    assert.equal(value('coverhelper_download_duration_seconds_count'), 2);
+    assert.equal(value('coverhelper_download_duration_seconds_bucket{le="+Inf"}'), 2);
+    assert.ok(value('coverhelper_downloaded_bytes_total') > 0);
+    assert.equal(value('coverhelper_status{status="ready"}'), 1);
+    assert.equal(value('coverhelper_connections'), 1);
+    for (const name of ['coverhelper_queued', 'coverhelper_downloading', 'coverhelper_coalesced_askers_total', 'coverhelper_load5']) assert.ok(!Number.isNaN(value(name)), name);
+    const health = (await (await fetch(`${service.url}/healthz`)).json()) as Frame;
+    assert.deepEqual(Object.keys(health).sort(), ['diskPercent', 'downloading', 'load5', 'memPercent', 'queued', 'status', 'version']);
+  });
+});
