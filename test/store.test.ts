@@ -57,6 +57,29 @@ describe('cover store', () => {
   });
 });
 
+describe('cover store memory', () => {
+  it('answers repeated lookups from memory and never serves a row that was replaced or removed', async (t) => {
+    const { dataSource } = await openDb(t);
+    const store = new CoverStore(dataSource, new SerialWriter(), { memoryRows: 2 });
+    await store.save(row('u1', { path: 'h/one.jpg' }));
+    await store.save(row('u2'));
+    await store.save(row('u3'));
+    assert.equal((await store.findMany(['u1'])).get('u1')?.path, 'h/one.jpg');
+    // Changed behind the store's back: a lookup answered from memory does not see it.
+    await dataSource.query("UPDATE covers SET path = 'h/behind.jpg' WHERE url = 'u1'");
+    assert.equal((await store.findMany(['u1'])).get('u1')?.path, 'h/one.jpg', 'served from memory');
+
+    await store.save(row('u1', { path: 'h/two.jpg' }));
+    assert.equal((await store.findMany(['u1'])).get('u1')?.path, 'h/two.jpg', 'a save replaces what memory holds');
+    const lookup = store.findMany(['u1', 'u2']);
+    const removal = store.removeIfPath('u1', 'h/two.jpg');
+    await Promise.all([lookup, removal]);
+    assert.equal((await store.findMany(['u1'])).has('u1'), false, 'a removed row is not served from memory');
+    await store.findMany(['u2', 'u3']);
+    assert.equal((await store.findMany(['u2', 'u3'])).size, 2, 'only the most recent rows are kept, but all are found');
+  });
+});
+
 describe('task store', () => {
   it('inserts on the first change and updates later ones without losing earlier fields', async (t) => {
     const { dataSource } = await openDb(t);

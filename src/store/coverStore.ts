@@ -3,7 +3,11 @@
  *
  * Writes go through the serial writer. "Last asked for" times are collected in
  * memory and written in one statement per chunk every `touchIntervalMs`, so a
- * cache hit costs no write on the hot path.
+ * cache hit costs no write on the hot path. The most recently asked-for rows
+ * are also kept in memory (`memoryRows`, least recently used dropped first), so
+ * a hit costs no read either. Every write of this table goes through this class,
+ * which keeps that memory in step; it is only valid while this process is the
+ * table's one writer (true for SQLite).
  */
 import { In, LessThan } from 'typeorm';
 import type { DataSource, Repository } from 'typeorm';
@@ -18,13 +22,37 @@ export class CoverStore {
   private readonly repo: Repository<CoverRow>;
   private touched = new Set<string>();
   private touchTimer: NodeJS.Timeout | undefined;
+  /** url → row, in least-recently-used order (a Map keeps insertion order). */
+  private readonly memory = new Map<string, CoverRow>();
+  private readonly memoryRows: number;
+  /** Writes begun, and writes not yet ended: a read that overlapped any write does not fill the memory. */
+  private writes = 0;
+  private writing = 0;
+
+  private async write<T>(url: string, work: () => Promise<T>): Promise<T> {
+    this.writes++;
+    this.writing++;
+    this.memory.delete(url);
+    try {
+      return await this.writer.run(work);
+    } finally {
+      this.writing--;
+    }
+  }
 
   constructor(
     dataSource: DataSource,
     private readonly writer: SerialWriter,
-    private readonly options: { touchIntervalMs?: number; now?: () => number } = {},
+    private readonly options: { touchIntervalMs?: number; now?: () => number; memoryRows?: number } = {},
   ) {
     this.repo = dataSource.getRepository(CoverEntity);
+    this.memoryRows = options.memoryRows ?? 20_000;
+  }
+
+  private remember(row: CoverRow): void {
+    this.memory.delete(row.url);
+    this.memory.set(row.url, row);
+    if (this.memory.size > this.memoryRows) this.memory.delete(this.memory.keys().next().value!);
   }
 
   private now(): number {
@@ -38,16 +66,30 @@ export class CoverStore {
   /** The stored covers of these URLs, by URL; absent URLs are not in the map. */
   async findMany(urls: readonly string[]): Promise<Map<string, CoverRow>> {
     const found = new Map<string, CoverRow>();
-    for (let i = 0; i < urls.length; i += CHUNK) {
-      const rows = await this.repo.findBy({ url: In(urls.slice(i, i + CHUNK)) });
-      for (const row of rows) found.set(row.url, row);
+    const missing: string[] = [];
+    for (const url of urls) {
+      const row = this.memory.get(url);
+      if (row) {
+        this.remember(row);
+        found.set(url, row);
+      } else missing.push(url);
+    }
+    for (let i = 0; i < missing.length; i += CHUNK) {
+      const writesBefore = this.writes;
+      const quietBefore = this.writing === 0;
+      const rows = await this.repo.findBy({ url: In(missing.slice(i, i + CHUNK)) });
+      const current = quietBefore && this.writing === 0 && this.writes === writesBefore;
+      for (const row of rows) {
+        found.set(row.url, row);
+        if (current) this.remember(row);
+      }
     }
     return found;
   }
 
   /** Inserts or replaces the URL's cover. */
   async save(row: CoverRow): Promise<void> {
-    await this.writer.run(() => this.repo.upsert(row, { conflictPaths: ['url'], skipUpdateIfNoValuesChanged: false }));
+    await this.write(row.url, () => this.repo.upsert(row, { conflictPaths: ['url'], skipUpdateIfNoValuesChanged: false }));
   }
 
   /** Notes that these URLs were asked for now; written within `touchIntervalMs`. */
@@ -80,7 +122,7 @@ export class CoverStore {
 
   /** Deletes the URL's row if it still points at `path`. */
   async removeIfPath(url: string, path: string): Promise<void> {
-    await this.writer.run(() => this.repo.delete({ url, path }));
+    await this.write(url, () => this.repo.delete({ url, path }));
   }
 
   /** Whether any cover row points at this file. */
