@@ -10,13 +10,10 @@ import path from 'node:path';
 import { describe, it } from 'node:test';
 import sharp from 'sharp';
 import WebSocket from 'ws';
-import { startApp } from '../src/app.js';
-import { CoverChecks } from '../src/checks/index.js';
-import { loadConfig } from '../src/config.js';
-import { createLogger } from '../src/logger.js';
 import { readTable, waitUntil } from './helpers/db.js';
 import { makeImage, startOrigin } from './helpers/origin.js';
-import { relaxedLimits, startService } from './helpers/service.js';
+import { startInProcess } from './helpers/inProcess.js';
+import { startService } from './helpers/service.js';
 import type { Service } from './helpers/service.js';
 import { tempDir } from './helpers/tempDir.js';
 import { connect } from './helpers/wsClient.js';
@@ -156,16 +153,7 @@ describe('admin stream', () => {
   it('gives a reader that stopped reading the latest state, not a backlog, and never slows downloads', async (t) => {
     const origin = await startOrigin();
     t.after(() => origin.close());
-    const dir = await tempDir(t);
-    const config = loadConfig({
-      argv: ['--port', '0', '--data-dir', `${dir}/data`, '--covers-dir', `${dir}/covers`, '--allow-private-network', '--allow-hosts', '127.0.0.1', '--admin-token', TOKEN, '--workers', '16', '--resize', 'off', '--max-batch', '1000', ...relaxedLimits],
-      env: {},
-      isTTY: false,
-      cwd: dir,
-    });
-    const app = await startApp(config, createLogger({ logLevel: 'error', logFormat: 'json' }));
-    t.after(() => app.stop(1000));
-    const checks = new CoverChecks({ config, covers: app.covers, downloads: app.downloads, stats: app.stats, publicUrl: () => app.publicUrl });
+    const { app, checks } = await startInProcess(t, ['--admin-token', TOKEN, '--workers', '16', '--resize', 'off']);
     // URLs of ~7,900 characters make each task frame ~8 KB: 500 downloads send ~16 MB of
     // changes, more than the loopback socket buffers hold, so a reader that stopped
     // really pushes back on the server.

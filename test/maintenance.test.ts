@@ -8,14 +8,13 @@ import path from 'node:path';
 import { Writable } from 'node:stream';
 import { describe, it } from 'node:test';
 import { createDataSource } from '../ormconfig.js';
-import { startApp } from '../src/app.js';
-import { loadConfig } from '../src/config.js';
 import { createLogger } from '../src/logger.js';
 import { CacheLimits, DeletionRunner, overLimits } from '../src/maintenance/index.js';
 import { CoverStore, DeletionStore, SerialWriter, TaskStore, writeCoverFile } from '../src/store/index.js';
 import type { CoverRow } from '../src/store/index.js';
 import { readTasks, waitUntil } from './helpers/db.js';
 import { startOrigin } from './helpers/origin.js';
+import { startInProcess } from './helpers/inProcess.js';
 import { tempDir } from './helpers/tempDir.js';
 
 type TestContext = Parameters<typeof tempDir>[0];
@@ -69,17 +68,7 @@ describe('resource guard', () => {
   it('holds new downloads as waiting while over a limit, still answers hits, and resumes when the limit is lifted', async (t) => {
     const origin = await startOrigin();
     t.after(() => origin.close());
-    const dir = await tempDir(t);
-    const config = loadConfig({
-      argv: ['--port', '0', '--data-dir', `${dir}/data`, '--covers-dir', `${dir}/covers`, '--allow-private-network', '--allow-hosts', '127.0.0.1', '--disk-limit', '100', '--mem-limit', '100', '--load-limit', '100000'],
-      env: {},
-      isTTY: false,
-      cwd: dir,
-    });
-    const app = await startApp(config, quiet);
-    t.after(() => app.stop(1000));
-    const { CoverChecks } = await import('../src/checks/index.js');
-    const checks = new CoverChecks({ config, covers: app.covers, downloads: app.downloads, stats: app.stats, publicUrl: () => app.publicUrl });
+    const { app, checks } = await startInProcess(t);
     const cached = `${origin.url}/img/guard-cached.jpg`;
     assert.equal((await checks.check([cached]))[0]!.status, 'ok');
 
@@ -213,17 +202,7 @@ describe('cache limits in the running service', () => {
   it('keeps the stored downloads under a tiny --max-cache-bytes as downloads arrive', async (t) => {
     const origin = await startOrigin();
     t.after(() => origin.close());
-    const dir = await tempDir(t);
-    const config = loadConfig({
-      argv: ['--port', '0', '--data-dir', `${dir}/data`, '--covers-dir', `${dir}/covers`, '--allow-private-network', '--allow-hosts', '127.0.0.1', '--load-limit', '100000', '--disk-limit', '100', '--mem-limit', '100', '--max-cache-bytes', '3000', '--resize', 'off'],
-      env: {},
-      isTTY: false,
-      cwd: dir,
-    });
-    const app = await startApp(config, quiet);
-    t.after(() => app.stop(1000));
-    const { CoverChecks } = await import('../src/checks/index.js');
-    const checks = new CoverChecks({ config, covers: app.covers, downloads: app.downloads, stats: app.stats, publicUrl: () => app.publicUrl });
+    const { dir, app, checks } = await startInProcess(t, ['--max-cache-bytes', '3000', '--resize', 'off']);
     for (let i = 0; i < 6; i++) await checks.check([`${origin.url}/img/cap-${i}.jpg`]);
     await app.cacheLimits.runOnce();
     assert.ok((await app.covers.downloadedBytes()) <= 3000, `${await app.covers.downloadedBytes()} bytes stored`);

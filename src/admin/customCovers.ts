@@ -16,14 +16,13 @@ import { pipeline } from 'node:stream/promises';
 import type { Config } from '../config.js';
 import { CoverError } from '../errors.js';
 import { processImage } from '../images/index.js';
-import { coverPath, sha256, TEMP_DIR, writeCoverFile } from '../store/index.js';
-import type { CoverRow, CoverStore, DeletionStore, TaskStore } from '../store/index.js';
+import { TEMP_DIR, writeCover } from '../store/index.js';
+import type { CoverRow, CoverStore, TaskStore } from '../store/index.js';
 
 export interface CustomCoverDeps {
   config: Pick<Config, 'coversDir' | 'maxBytes' | 'resize'>;
   covers: CoverStore;
   tasks: TaskStore;
-  deletions: DeletionStore;
   /** Called after the replaced file's deletion was recorded. */
   onReplaced: () => void;
 }
@@ -58,31 +57,18 @@ async function receive(body: IncomingMessage, coversDir: string, maxBytes: numbe
 }
 
 export async function storeCustomCover(url: string, body: IncomingMessage, deps: CustomCoverDeps, now = Date.now()): Promise<CoverRow> {
-  const { config, covers, tasks, deletions } = deps;
+  const { config, covers, tasks } = deps;
   const data = await receive(body, config.coversDir, config.maxBytes);
   if (data.length === 0) throw new CoverError('not_image', 'the upload is empty');
   const image = await processImage(data, config.resize);
-  const hash = sha256(image.data);
-  const relPath = coverPath(url, hash, image.ext);
-  await writeCoverFile(config.coversDir, relPath, image.data);
+  const row = await writeCover(url, image, { coversDir: config.coversDir, source: 'custom', now });
   const previous = await covers.find(url);
-  const row: CoverRow = {
-    url,
-    path: relPath,
-    source: 'custom',
-    bytes: image.data.length,
-    contentType: image.contentType,
-    width: image.width,
-    height: image.height,
-    sha256: hash,
-    createdAt: now,
-    lastAskedAt: now,
-  };
-  await covers.save(row);
-  tasks.update(url, { status: 'ok', errorCode: null, errorMessage: null, bytesDone: row.bytes, bytesTotal: row.bytes, finishedAt: now });
-  if (previous && previous.path !== relPath) {
-    await deletions.schedule([{ url, path: previous.path, kind: 'file', reason: 'replaced' }], now);
+  if (previous && previous.path !== row.path) {
+    await covers.replace(row, previous.path, 'replaced');
     deps.onReplaced();
+  } else {
+    await covers.save(row);
   }
+  tasks.update(url, { status: 'ok', errorCode: null, errorMessage: null, bytesDone: row.bytes, bytesTotal: row.bytes, finishedAt: now });
   return row;
 }

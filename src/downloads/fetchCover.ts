@@ -14,7 +14,7 @@ import { CoverError, toCoverError } from '../errors.js';
 import { classifyUrl, downloadImage, hostAllowed, resolveVideoCover } from '../fetch/index.js';
 import type { HttpClient } from '../fetch/index.js';
 import { processImage } from '../images/index.js';
-import { coverPath, removeCoverFile, sha256, writeCoverFile } from '../store/index.js';
+import { removeCoverFile, writeCover } from '../store/index.js';
 import type { CoverRow, CoverStore } from '../store/index.js';
 import type { FetchCoverOutput, StoredCover } from '../../machines/types.js';
 
@@ -76,28 +76,13 @@ async function fetchAndStore(
   const image = await processImage(body, deps.config.resize);
   signal.throwIfAborted();
 
-  const hash = sha256(image.data);
-  const path = coverPath(url, hash, image.ext);
-  await writeCoverFile(deps.config.coversDir, path, image.data, signal);
+  const row = await writeCover(url, image, { coversDir: deps.config.coversDir, source: 'download', now: (deps.now ?? Date.now)(), signal });
   const custom = await deps.covers.find(url);
   if (custom?.source === 'custom') {
     // The administrator uploaded a cover while this download ran: theirs wins.
-    if (custom.path !== path) await removeCoverFile(deps.config.coversDir, path);
+    if (custom.path !== row.path) await removeCoverFile(deps.config.coversDir, row.path);
     return { cover: storedCover(custom), source: 'custom' };
   }
-  const now = (deps.now ?? Date.now)();
-  const row: CoverRow = {
-    url,
-    path,
-    source: 'download',
-    bytes: image.data.length,
-    contentType: image.contentType,
-    width: image.width,
-    height: image.height,
-    sha256: hash,
-    createdAt: now,
-    lastAskedAt: now,
-  };
   await deps.covers.save(row);
   return { cover: storedCover(row), source: 'download' };
 }

@@ -11,7 +11,7 @@
  */
 import { In, LessThan } from 'typeorm';
 import type { DataSource, Repository } from 'typeorm';
-import { CoverEntity } from './entities.js';
+import { CoverEntity, DeletionEntity } from './entities.js';
 import type { CoverRow } from './entities.js';
 import type { SerialWriter } from './serialWriter.js';
 
@@ -41,7 +41,7 @@ export class CoverStore {
   }
 
   constructor(
-    dataSource: DataSource,
+    private readonly dataSource: DataSource,
     private readonly writer: SerialWriter,
     private readonly options: { touchIntervalMs?: number; now?: () => number; memoryRows?: number } = {},
   ) {
@@ -90,6 +90,25 @@ export class CoverStore {
   /** Inserts or replaces the URL's cover. */
   async save(row: CoverRow): Promise<void> {
     await this.write(row.url, () => this.repo.upsert(row, { conflictPaths: ['url'], skipUpdateIfNoValuesChanged: false }));
+  }
+
+  /**
+   * Replaces the URL's cover and, in the same transaction, records the deletion
+   * of the file it replaces: no crash can leave that file with nothing to remove it.
+   */
+  async replace(row: CoverRow, replacedPath: string, reason: string): Promise<void> {
+    await this.write(row.url, () =>
+      this.dataSource.transaction(async (manager) => {
+        await manager.getRepository(CoverEntity).upsert(row, { conflictPaths: ['url'], skipUpdateIfNoValuesChanged: false });
+        await manager
+          .createQueryBuilder()
+          .insert()
+          .into(DeletionEntity)
+          .values({ url: row.url, path: replacedPath, kind: 'file', reason, createdAt: row.createdAt, claimedAt: null })
+          .orIgnore()
+          .execute();
+      }),
+    );
   }
 
   /** Notes that these URLs were asked for now; written within `touchIntervalMs`. */

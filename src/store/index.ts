@@ -8,3 +8,5 @@ export type { NewDeletion } from './deletionStore.js';
 export { SerialWriter } from './serialWriter.js';
 export { coverPath, findCoverFile, removeCoverFile, resolveInside, sha256, sweepTemp, writeCoverFile, TEMP_DIR } from './coverFiles.js';
 export { migrations } from './migrations.js';
+export { writeCover } from './coverRecord.js';
+export type { CoverImage } from './coverRecord.js';
