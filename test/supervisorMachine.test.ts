@@ -209,8 +209,9 @@ describe('supervisorMachine', () => {
       return ms;
     };
     timeFor(1000); // warm up the JIT
-    const small = timeFor(2500);
-    const large = timeFor(10_000);
+    // The best of three of each, so a busy machine's pauses do not decide it.
+    const small = Math.min(timeFor(2500), timeFor(2500), timeFor(2500));
+    const large = Math.min(timeFor(10_000), timeFor(10_000), timeFor(10_000));
     assert.ok(large / small < 9, `10k took ${large.toFixed(0)} ms, 2.5k took ${small.toFixed(0)} ms: ratio ${(large / small).toFixed(1)}`);
   });
 });
