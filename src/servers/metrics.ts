@@ -10,12 +10,14 @@ export interface MetricsInput {
   status: GateStatus;
   queued: number;
   downloading: number;
+  /** Download actors alive (in the supervisor's registry). */
+  actors: number;
   resources: ResourceSample | undefined;
 }
 
 export const METRICS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
 
-export function renderMetrics({ stats, status, queued, downloading, resources }: MetricsInput): string {
+export function renderMetrics({ stats, status, queued, downloading, actors, resources }: MetricsInput): string {
   const lines: string[] = [];
   const metric = (name: string, type: 'counter' | 'gauge' | 'histogram', help: string, samples: [string, number][]) => {
     lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
@@ -41,7 +43,11 @@ export function renderMetrics({ stats, status, queued, downloading, resources }:
   metric('coverhelper_download_duration_seconds', 'histogram', 'Wall-clock time of finished downloads.', buckets);
   metric('coverhelper_queued', 'gauge', 'Downloads waiting for a worker.', [['', queued]]);
   metric('coverhelper_downloading', 'gauge', 'Downloads running.', [['', downloading]]);
+  metric('coverhelper_download_actors', 'gauge', 'Download actors alive (in flight: queued, waiting or running).', [['', actors]]);
   metric('coverhelper_connections', 'gauge', 'Open client and admin WebSockets.', [['', stats.connections]]);
+  const memory = process.memoryUsage();
+  metric('process_resident_memory_bytes', 'gauge', 'Resident set size.', [['', memory.rss]]);
+  metric('nodejs_heap_used_bytes', 'gauge', 'V8 heap in use.', [['', memory.heapUsed]]);
   metric(
     'coverhelper_status',
     'gauge',
