@@ -22,6 +22,8 @@ export function createDataSource(settings: DataSourceSettings): DataSource {
     database,
     enableWAL: database !== ':memory:',
     timeout: 10_000,
+    // Queries differ by their IN-list lengths; a larger cache keeps them prepared.
+    statementCacheSize: 1000,
     prepareDatabase: (db: { pragma: (sql: string) => unknown }) => {
       db.pragma('synchronous = NORMAL');
       db.pragma('foreign_keys = ON');

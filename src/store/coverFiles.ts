@@ -55,27 +55,54 @@ export function sha256(data: Buffer): string {
   return hash(data);
 }
 
+/** Folders known to exist, so a write costs no mkdir (a removed folder is made again on ENOENT). */
+const madeDirs = new Set<string>();
+
+async function ensureDir(dir: string): Promise<void> {
+  if (madeDirs.has(dir)) return;
+  await mkdir(dir, { recursive: true });
+  madeDirs.add(dir);
+}
+
 /**
- * Writes `data` to `<coversDir>/<relPath>` atomically: temp file, fsync, rename.
- * If `signal` aborts before the rename, the temp file is removed and nothing is published.
+ * Writes `data` to `<coversDir>/<relPath>` atomically: temp file, then rename.
+ * If `signal` aborts before the rename, the temp file is removed and nothing is
+ * published. A killed process leaves at worst a temp file; the page cache keeps
+ * what was written, so no fsync is paid per cover (a power cut may lose covers
+ * written in its last seconds, which are then downloaded again).
  */
 export async function writeCoverFile(coversDir: string, relPath: string, data: Buffer, signal?: AbortSignal): Promise<void> {
   const target = resolveInside(coversDir, relPath);
   if (target === undefined) throw new Error(`refusing to write outside the covers folder: ${relPath}`);
   const tempDir = path.join(coversDir, TEMP_DIR);
-  await mkdir(tempDir, { recursive: true });
-  await mkdir(path.dirname(target), { recursive: true });
+  await ensureDir(tempDir);
+  await ensureDir(path.dirname(target));
   const temp = path.join(tempDir, `${randomBytes(12).toString('hex')}.part`);
   try {
-    const handle = await open(temp, 'wx', 0o644);
+    let handle;
+    try {
+      handle = await open(temp, 'wx', 0o644);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+      madeDirs.clear(); // a folder was removed under us: make them again
+      await ensureDir(tempDir);
+      await ensureDir(path.dirname(target));
+      handle = await open(temp, 'wx', 0o644);
+    }
     try {
       await handle.writeFile(data);
-      await handle.sync();
     } finally {
       await handle.close();
     }
     signal?.throwIfAborted();
-    await rename(temp, target);
+    try {
+      await rename(temp, target);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+      madeDirs.delete(path.dirname(target));
+      await ensureDir(path.dirname(target));
+      await rename(temp, target);
+    }
   } catch (error) {
     await rm(temp, { force: true });
     throw error;
