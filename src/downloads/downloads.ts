@@ -17,7 +17,7 @@ import type { Logger } from '../logger.js';
 import type { Stats } from '../stats.js';
 import type { CoverStore, TaskPatch, TaskRow, TaskStore } from '../store/index.js';
 import { downloadMachine, gateStatus, supervisorMachine } from '../../machines/index.js';
-import type { Answer, DownloadOutput, FetchCoverInput, FetchCoverOutput, GateStatus, TaskStatus } from '../../machines/index.js';
+import type { Answer, DownloadOutput, DownloadRef, FetchCoverInput, FetchCoverOutput, GateStatus, TaskStatus } from '../../machines/index.js';
 import { fetchCover } from './fetchCover.js';
 
 /** A task change, as the admin stream shows it. */
@@ -174,26 +174,32 @@ export function createDownloads(deps: DownloadsDeps): Downloads {
   });
   supervisor.start();
 
+  const subscribe = (ref: DownloadRef, url: string, coalesced: boolean, resolve: (answer: { output: DownloadOutput; coalesced: boolean }) => void) => {
+    ref.subscribe({
+      complete: () => {
+        // No output means the actor was stopped before it finished: shutdown.
+        const output = ref.getSnapshot().output ?? { url, status: 'error', error: { code: 'shutting_down', message: 'the service is shutting down' } };
+        resolve({ output, coalesced });
+      },
+      error: (error: unknown) => resolve({ output: { url, status: 'error', error: { code: 'network', message: String(error) } }, coalesced }),
+    });
+  };
+
   const ask = (url: string) =>
     new Promise<{ output: DownloadOutput; coalesced: boolean }>((resolve) => {
-      const inFlight = supervisor.getSnapshot().context.registry.has(url);
+      // Joining a download in flight, or a remembered failure, is read from the
+      // supervisor's own registry: no event, so a herd of askers costs no transitions.
+      const { registry, failures } = supervisor.getSnapshot().context;
+      const failure = failures.get(url);
+      if (failure !== undefined) return resolve({ output: failure, coalesced: false });
+      const inFlight = registry.get(url);
+      if (inFlight !== undefined) return subscribe(inFlight, url, true, resolve);
       supervisor.send({
         type: 'REQUEST',
         url,
         reply: (answer: Answer) => {
-          if ('output' in answer) {
-            resolve({ output: answer.output, coalesced: false });
-            return;
-          }
-          const { ref } = answer;
-          ref.subscribe({
-            complete: () => {
-              // No output means the actor was stopped before it finished: shutdown.
-              const output = ref.getSnapshot().output ?? { url, status: 'error', error: { code: 'shutting_down', message: 'the service is shutting down' } };
-              resolve({ output, coalesced: inFlight });
-            },
-            error: (error: unknown) => resolve({ output: { url, status: 'error', error: { code: 'network', message: String(error) } }, coalesced: inFlight }),
-          });
+          if ('output' in answer) resolve({ output: answer.output, coalesced: false });
+          else subscribe(answer.ref, url, false, resolve);
         },
       });
     });

@@ -15,9 +15,26 @@ export interface ClientSocketDeps {
   logger: Logger;
 }
 
+/** The TCP socket under a `ws` WebSocket (a field `ws` keeps for itself). */
+function tcpOf(socket: WebSocket): { cork(): void; uncork(): void } | undefined {
+  return (socket as unknown as { _socket?: { cork(): void; uncork(): void } })._socket;
+}
+
 export function serveClientSocket(socket: WebSocket, deps: ClientSocketDeps): void {
+  let corked = false;
   const send = (frame: ServerFrame | string) => {
     if (socket.readyState !== socket.OPEN) return;
+    // Frames sent in one turn of the event loop leave in one write, not a write each
+    // (a herd of answers is thousands of frames at once).
+    const tcp = tcpOf(socket);
+    if (!corked && tcp) {
+      corked = true;
+      tcp.cork();
+      setImmediate(() => {
+        corked = false;
+        tcp.uncork();
+      });
+    }
     socket.send(typeof frame === 'string' ? frame : JSON.stringify(frame));
   };
 
