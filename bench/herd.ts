@@ -1,0 +1,232 @@
+/**
+ * Thundering herd: 500 sockets ask at once for the same 200 uncached URLs; the
+ * origin (test/helpers/origin.ts) adds 20 ms to every image response.
+ *
+ *   npm run bench:herd       (node --import tsx bench/herd.ts)
+ *
+ * Goals: exactly 200 origin requests, and the 500-socket time within 1.2× of
+ * one socket asking for the same 200 (each measured on fresh URLs, the median
+ * of three repetitions).
+ *
+ * Peer: nginx (Debian's package, installed if missing) with `proxy_cache` and
+ * `proxy_cache_lock on` in front of the same origin, asked the same way: 500
+ * HTTP/2 connections, each with its 200 requests at once.
+ */
+import http2 from 'node:http2';
+import { makeImage, startOrigin } from '../test/helpers/origin.js';
+import type { Origin } from '../test/helpers/origin.js';
+import { ensureTool, toolVersion } from './lib/install.js';
+import { startNginx } from './lib/nginx.js';
+import { ms, num, ratio, Report, step } from './lib/report.js';
+import { envNumber, scaled } from './lib/scale.js';
+import { procCpuSeconds, runScenario, startBenchService, stopService, tempDir } from './lib/service.js';
+import { median } from './lib/stats.js';
+import { checkFrame, closeSocket, openSocket } from './lib/wsLoad.js';
+import type WebSocket from 'ws';
+
+const URLS = 200;
+const ORIGIN_DELAY_MS = 20;
+const GOAL_FACTOR = 1.2;
+
+const names = (set: string, count: number) => Array.from({ length: count }, (_, i) => `${set}-${i}`);
+const originHits = (origin: Origin, set: string[]) => set.reduce((sum, name) => sum + (origin.hits.get(`/img/${name}.jpg`) ?? 0), 0);
+
+/** Opens `count` sockets, a few dozen at a time. */
+async function openMany(url: string, count: number): Promise<WebSocket[]> {
+  const sockets: WebSocket[] = [];
+  while (sockets.length < count) {
+    const chunk = Math.min(50, count - sockets.length);
+    sockets.push(...(await Promise.all(Array.from({ length: chunk }, () => openSocket(url)))));
+  }
+  return sockets;
+}
+
+/**
+ * Sends the same check on every socket at once; resolves when every socket has
+ * its `done`, with the time from the first send and how many answers were ok.
+ */
+function askAll(sockets: WebSocket[], urls: string[], timeoutMs: number): Promise<{ ms: number; ok: number; results: number; clientCpu: number }> {
+  const frame = checkFrame('h00000000', urls);
+  const okHead = `"ok":${urls.length},`;
+  return new Promise((resolve, reject) => {
+    let done = 0;
+    let ok = 0;
+    let results = 0;
+    const listeners = new Map<WebSocket, (data: Buffer) => void>();
+    const timer = setTimeout(() => {
+      for (const [ws, listener] of listeners) ws.off('message', listener);
+      reject(new Error(`herd: ${sockets.length - done} sockets without done after ${timeoutMs} ms`));
+    }, timeoutMs);
+    const start = performance.now();
+    const cpu = process.cpuUsage();
+    for (const ws of sockets) {
+      const listener = (data: Buffer) => {
+        const head = data.toString('latin1', 0, 60);
+        if (head.startsWith('{"type":"result"')) {
+          results++;
+          return;
+        }
+        done++;
+        if (head.startsWith('{"type":"done"') && head.includes(okHead)) ok++;
+        if (done === sockets.length) {
+          const elapsed = performance.now() - start;
+          clearTimeout(timer);
+          for (const [w, l] of listeners) w.off('message', l);
+          const used = process.cpuUsage(cpu);
+          resolve({ ms: elapsed, ok, results, clientCpu: (used.user + used.system) / 1e6 });
+        }
+      };
+      listeners.set(ws, listener);
+      ws.on('message', listener);
+    }
+    for (const ws of sockets) ws.send(frame, { binary: false });
+  });
+}
+
+/** `count` HTTP/2 connections, each asking for every path at once; the time from the first request to the last body. */
+async function h2Herd(base: string, count: number, paths: string[], timeoutMs: number): Promise<{ ms: number; ok: number; failed: number; clientCpu: number; firstFailure?: string }> {
+  const sessions = await Promise.all(
+    Array.from(
+      { length: count },
+      () =>
+        new Promise<http2.ClientHttp2Session>((resolve, reject) => {
+          const session = http2.connect(base);
+          session.once('connect', () => resolve(session));
+          session.once('error', reject);
+        }),
+    ),
+  );
+  let ok = 0;
+  let failed = 0;
+  let firstFailure: string | undefined;
+  const start = performance.now();
+  const cpu = process.cpuUsage();
+  const all = Promise.all(
+    sessions.flatMap((session) =>
+      paths.map(
+        (path) =>
+          new Promise<void>((resolve) => {
+            const req = session.request({ ':path': path });
+            let status = 0;
+            req.on('response', (headers) => (status = Number(headers[':status'])));
+            req.on('data', () => {});
+            req.on('end', () => {
+              if (status === 200) ok++;
+              else {
+                failed++;
+                firstFailure ??= `HTTP ${status}`;
+              }
+              resolve();
+            });
+            req.on('error', (error: Error) => {
+              failed++;
+              firstFailure ??= error.message;
+              resolve();
+            });
+            req.end();
+          }),
+      ),
+    ),
+  );
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([all, new Promise((_, reject) => (timer = setTimeout(() => reject(new Error(`nginx herd: not finished in ${timeoutMs} ms`)), timeoutMs)))]);
+  clearTimeout(timer);
+  const elapsed = performance.now() - start;
+  const used = process.cpuUsage(cpu);
+  await Promise.all(sessions.map((session) => new Promise<void>((resolve) => session.close(() => resolve()))));
+  return { ms: elapsed, ok, failed, clientCpu: (used.user + used.system) / 1e6, ...(firstFailure ? { firstFailure } : {}) };
+}
+
+runScenario('herd', 12 * 60_000, async () => {
+  const socketCount = scaled(500, 10);
+  const reps = envNumber('BENCH_HERD_REPS', 3);
+  const workers = envNumber('BENCH_HERD_WORKERS', 16);
+  const report = new Report('herd', 'Thundering herd: 500 sockets, the same 200 uncached URLs', 'npm run bench:herd');
+  const dir = await tempDir('herd');
+  const origin = await startOrigin();
+  origin.delayMs = ORIGIN_DELAY_MS;
+
+  // Every set of names is new to the service and to nginx; their images are made
+  // before the clock starts, so the origin's time is its 20 ms and little else.
+  const sets = (prefix: string) => Array.from({ length: reps }, (_, rep) => names(`${prefix}${rep}`, URLS));
+  const plan = { single: sets('s'), herd: sets('h'), nginxSingle: sets('ns'), nginxHerd: sets('nh') };
+  step(`making ${num(Object.values(plan).flat(2).length)} origin images`);
+  for (const name of Object.values(plan).flat(2)) await makeImage(name);
+
+  const service = await startBenchService({ dataDir: `${dir}/data`, coversDir: `${dir}/covers`, workers, resize: 'off', profileName: 'herd' });
+  const serviceStart = performance.now();
+  /** Seconds since the service started: where a phase sits in its CPU profile. */
+  const at = () => `service t+${num((performance.now() - serviceStart) / 1000, 1)} s`;
+  step(`service on ${service.url} (--workers ${workers} --resize off); opening ${socketCount} sockets`);
+  const sockets = await openMany(service.wsUrl, socketCount);
+  const single = await openSocket(service.wsUrl);
+  const urlsOf = (set: string[]) => set.map((name) => `${origin.url}/img/${name}.jpg`);
+
+  const singleMs: number[] = [];
+  const herdMs: number[] = [];
+  const herdHits: number[] = [];
+  let herdCpu = 0;
+  let clientCpu = 0;
+  for (let rep = 0; rep < reps; rep++) {
+    const from = at();
+    const one = await askAll([single], urlsOf(plan.single[rep]!), 60_000);
+    const middle = at();
+    if (one.ok !== 1) throw new Error('single socket: not every URL ok');
+    singleMs.push(one.ms);
+    const cpu = procCpuSeconds(service.child.pid!);
+    const many = await askAll(sockets, urlsOf(plan.herd[rep]!), 120_000);
+    herdCpu += procCpuSeconds(service.child.pid!) - cpu;
+    if (many.ok !== socketCount) throw new Error(`herd: ${many.ok} of ${socketCount} sockets had every URL ok`);
+    herdMs.push(many.ms);
+    clientCpu += many.clientCpu;
+    herdHits.push(originHits(origin, plan.herd[rep]!));
+    step(`rep ${rep + 1}: one socket ${ms(one.ms, 0)} (${originHits(origin, plan.single[rep]!)} origin requests), ${socketCount} sockets ${ms(many.ms, 0)} (${herdHits[rep]} origin requests, ${num(many.results)} result frames; one socket ${from}, herd ${middle} to ${at()})`);
+  }
+  await Promise.all([...sockets, single].map(closeSocket));
+  await stopService(service);
+
+  const one = median(singleMs);
+  const many = median(herdMs);
+  const hitsOk = herdHits.every((hits) => hits === URLS);
+  report.figure('one socket, 200 URLs', ms(one, 0), `median of ${reps}: ${singleMs.map((v) => ms(v, 0)).join(', ')}; --workers ${workers}, origin +${ORIGIN_DELAY_MS} ms`);
+  report.figure(`${socketCount} sockets, the same 200 URLs`, ms(many, 0), `median of ${reps}: ${herdMs.map((v) => ms(v, 0)).join(', ')}`);
+  report.goal('origin requests for the herd', herdHits.join(', '), `exactly ${URLS} each`, hitsOk);
+  report.goal('herd time / one-socket time', ratio(many / one), `≤ ${ratio(GOAL_FACTOR)}`, many / one <= GOAL_FACTOR);
+  report.figure('service CPU per herd', `${num(herdCpu / reps, 2)} s`, `${num(socketCount * URLS)} answers each; the measuring WebSocket client (in the bench process) used ${num(clientCpu / reps, 2)} s`);
+
+  // The peer.
+  const tool = ensureTool('nginx', 'nginx');
+  if ('skip' in tool) {
+    report.skip('nginx proxy_cache_lock', tool.skip);
+  } else {
+    const nginx = await startNginx(tool.path, `${dir}/nginx`, origin.url);
+    step(`${toolVersion(tool.path, '-v')} on ${nginx.url} (HTTP/2, proxy_cache_lock on)`);
+    const nSingle: number[] = [];
+    const nHerd: number[] = [];
+    const nHits: number[] = [];
+    let failed = 0;
+    let nClientCpu = 0;
+    for (let rep = 0; rep < reps; rep++) {
+      const a = await h2Herd(nginx.url, 1, plan.nginxSingle[rep]!.map((name) => `/img/${name}.jpg`), 60_000);
+      const b = await h2Herd(nginx.url, socketCount, plan.nginxHerd[rep]!.map((name) => `/img/${name}.jpg`), 180_000);
+      failed += a.failed + b.failed;
+      nClientCpu += b.clientCpu;
+      nSingle.push(a.ms);
+      nHerd.push(b.ms);
+      nHits.push(originHits(origin, plan.nginxHerd[rep]!));
+      step(`nginx rep ${rep + 1}: one connection ${ms(a.ms, 0)}, ${socketCount} connections ${ms(b.ms, 0)} (${nHits[rep]} origin requests, ${b.ok} ok, ${b.failed} failed${b.firstFailure ? `: ${b.firstFailure}` : ''})`);
+    }
+    const errors = (await nginx.errors()).trim();
+    await nginx.close();
+    const nOne = median(nSingle);
+    const nMany = median(nHerd);
+    report.figure('nginx: one connection, 200 URLs', ms(nOne, 0), `median of ${reps}: ${nSingle.map((v) => ms(v, 0)).join(', ')}`);
+    report.figure(`nginx: ${socketCount} connections`, ms(nMany, 0), `median of ${reps}: ${nHerd.map((v) => ms(v, 0)).join(', ')}${failed ? `; ${failed} requests failed` : ''}; the measuring HTTP/2 client (in the bench process) used ${num(nClientCpu / reps, 2)} s of CPU`);
+    report.figure('nginx: origin requests for the herd', nHits.join(', '));
+    report.figure('nginx herd / one-connection time', ratio(nMany / nOne));
+    report.figure('coverhelper herd time / nginx herd time', ratio(many / nMany), '< 1 means coverhelper was faster');
+    if (errors) report.note(`nginx error log: ${errors.split('\n').slice(-3).join(' | ')}`);
+  }
+  await origin.close();
+  report.finish();
+});

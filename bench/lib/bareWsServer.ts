@@ -1,0 +1,52 @@
+/**
+ * The hot path's baseline, run as its own process (as the service is): a bare
+ * `ws` server on 127.0.0.1 that answers every text frame with a precomputed
+ * reply. No parsing, no lookup: the limit of one WebSocket on this machine.
+ *
+ *   node --import tsx bench/lib/bareWsServer.ts REPLIES.json
+ *
+ * REPLIES.json: `{ "<name>": { "reply": "<base64>", "idAt": n, "idFrom": n, "idLength": n } }`.
+ * A client picks a reply with `/?r=<name>`; the bytes `idFrom…+idLength` of each
+ * request (its id, at a fixed place) are copied to `idAt` of a copy of the reply,
+ * so answers carry the request's id and the client's loop is the same as
+ * against the service. Prints `listening PORT`; exits when stdin closes.
+ */
+import { readFileSync } from 'node:fs';
+import { WebSocketServer } from 'ws';
+
+interface Reply {
+  reply: string;
+  idAt: number;
+  idFrom: number;
+  idLength: number;
+}
+
+const replies = new Map(
+  Object.entries(JSON.parse(readFileSync(process.argv[2]!, 'utf8')) as Record<string, Reply>).map(([name, r]) => [
+    name,
+    { ...r, bytes: Buffer.from(r.reply, 'base64') },
+  ]),
+);
+
+const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, perMessageDeflate: false, maxPayload: 1024 * 1024 });
+wss.on('connection', (ws, req) => {
+  const name = new URL(req.url ?? '/', 'http://x').searchParams.get('r') ?? '';
+  const r = replies.get(name);
+  if (!r) {
+    ws.close(1008, `no reply named ${name}`);
+    return;
+  }
+  ws.on('message', (data: Buffer) => {
+    const out = Buffer.allocUnsafe(r.bytes.length);
+    r.bytes.copy(out);
+    data.copy(out, r.idAt, r.idFrom, r.idFrom + r.idLength);
+    ws.send(out, { binary: false });
+  });
+});
+wss.on('listening', () => {
+  const address = wss.address();
+  process.stdout.write(`listening ${typeof address === 'object' && address ? address.port : String(address)}\n`);
+});
+process.stdin.resume();
+process.stdin.on('end', () => process.exit(0));
+process.on('SIGTERM', () => process.exit(0));
