@@ -3,9 +3,9 @@
  *
  * States (and what moves between them):
  *
- *   idle        Created by the supervisor for a URL nobody has stored. Waits for
- *               START, which the supervisor sends when a worker slot is free and
- *               the service is ready. CANCEL (shutdown) → cancelled.
+ *   idle        Spawned by the supervisor when the URL gets a worker slot (a URL
+ *               waiting for one has no actor yet); START follows at once.
+ *               CANCEL → cancelled.
  *   active      The time limit runs here: `after(timeLimit)` → timedOut, which
  *               leaves `running` and so aborts the fetch through its AbortSignal.
  *     running   Invokes `fetchCover` (the real I/O, provided from src/) for one
@@ -113,8 +113,7 @@ export const downloadMachine = setup({
   initial: 'idle',
   states: {
     idle: {
-      description: 'Waiting for a worker slot; the supervisor sends START.',
-      entry: [{ type: 'reportStatus', params: { status: 'queued' } }],
+      description: 'Spawned for a free worker slot; the supervisor sends START at once.',
       on: {
         START: 'active',
         CANCEL: 'cancelled',

@@ -1,15 +1,24 @@
 /**
  * supervisorMachine — owns every download in flight.
  *
- * The registry (`context.registry`, url → download actor) is the only record of
- * what is in flight. A URL asked for while its actor exists gets that actor; a
- * new URL gets a new actor in `idle`. Sessions subscribe to the actor's
- * completion; the supervisor subscribes too, and on FINISHED drops the actor
- * from the registry, so memory follows what is in flight.
+ * The registry (`context.registry`, url → flight) is the only record of what is
+ * in flight. A flight is a URL's place in the queue, its download actor once it
+ * holds a worker slot, and `done`, the promise every asker of the URL awaits. A
+ * URL asked for while its flight exists joins it; a new URL gets a new flight at
+ * the back of `waiting`. When a worker slot is free the supervisor spawns the
+ * URL's download actor (idle → active → done), subscribes to its completion, and
+ * starts it; on completion (FINISHED) it drops the flight from the registry and
+ * settles `done` with the actor's output, so every session waiting on the URL
+ * hears the actor's completion at once, and memory follows what is in flight.
+ *
+ * Actors exist only for running downloads: at most `workers` at a time. A URL
+ * waiting for a slot is a map entry and a promise (a few hundred bytes), not an
+ * actor with its own system, mailbox and snapshot (8 KB each, measured in
+ * docs/BENCHMARKS.md), so 100,000 URLs asked for at once fit in a few tens of MB.
  *
  * Download actors are NOT children of this machine. XState copies a parent's
  * children map on every spawn and stop, so 10,000 children cost quadratic time
- * (DESIGN.md measured 20 s). They are standalone actors held in the registry,
+ * (DESIGN.md measured 20 s). They are standalone actors held by their flights,
  * sharing this actor's clock; the registry, the `waiting` queue and the
  * `running` set are mutable collections that only this machine's actions touch,
  * so asking for 10,000 URLs is linear.
@@ -18,16 +27,17 @@
  *
  *   admin       running | paused      PAUSE / RESUME (the administrator)
  *   resources   ok | tardy            TARDY / READY (the resource guard's samples)
- *   lifecycle   serving | stopping    SHUTDOWN: idle downloads are cancelled
- *                                     (answered `shutting_down`), running ones
- *                                     may finish, nothing new starts.
+ *   lifecycle   serving | stopping    SHUTDOWN: waiting URLs are answered
+ *                                     `shutting_down`, running downloads may
+ *                                     finish, nothing new starts.
  *
  * Events:
- *   REQUEST {url, reply}  register an actor for url unless one exists, start it
- *                   if a worker slot is free and the gate is open, and call
- *                   `reply(ref)` with the actor so the asker can subscribe.
- *   FINISHED {url}  (from the actor's completion) free its slot and registry entry,
- *                   start the next waiting one.
+ *   REQUEST {url, reply}  register a flight for url unless one exists, start it if
+ *                   a worker slot is free and the gate is open, and call
+ *                   `reply({ flight })` so the asker can await `flight.done`
+ *                   (or `reply({ output })` for a remembered failure).
+ *   FINISHED {url, ref}  (from the actor's completion) free its slot and registry
+ *                   entry, settle the flight, start the next waiting one.
  *   GATE_OPENED     raised on entry to running/ok; starts what the slots allow
  *                   and reports the rest `queued`.
  *   GATE_CLOSED     raised on entry to paused/tardy; reports the waiting URLs `waiting`.
@@ -64,15 +74,26 @@ export interface SupervisorInput {
   failTtlMs: number;
 }
 
-/** What an asker gets: the URL's download actor, or a failure remembered within the fail TTL. */
-export type Answer = { ref: DownloadRef } | { output: DownloadOutput };
+/** One URL in flight. */
+export interface Flight {
+  readonly url: string;
+  /** Its download actor: spawned when the URL gets a worker slot, undefined while it waits. */
+  ref: DownloadRef | undefined;
+  /** Settles with the download's output when the URL leaves flight (done, failed, cancelled). */
+  readonly done: Promise<DownloadOutput>;
+  /** Settles `done`; called by this machine only. */
+  readonly settle: (output: DownloadOutput) => void;
+}
+
+/** What an asker gets: the URL's flight, or an output without a download (a remembered failure, or a refusal during shutdown). */
+export type Answer = { flight: Flight } | { output: DownloadOutput };
 
 export interface SupervisorContext extends SupervisorInput {
-  /** url → its download actor, for every URL in flight (idle or active). */
-  registry: Map<string, DownloadRef>;
-  /** URLs whose actor is idle, in the order they were asked for. */
+  /** url → its flight, for every URL in flight (waiting for a slot or running). */
+  registry: Map<string, Flight>;
+  /** URLs waiting for a worker slot, in the order they were asked for. */
   waiting: Set<string>;
-  /** URLs holding a worker slot. */
+  /** URLs holding a worker slot (each has its actor). */
   running: Set<string>;
   /** Why the service is tardy (empty when it is not). */
   tardyReasons: string[];
@@ -96,6 +117,16 @@ export type SupervisorEvent =
 /** The service status as `/healthz` and the admin stream name it. */
 export type GateStatus = 'ready' | 'tardy' | 'paused';
 
+function shuttingDown(url: string): DownloadOutput {
+  return { url, status: 'error', error: { code: 'shutting_down', message: 'the service is shutting down' } };
+}
+
+function newFlight(url: string): Flight {
+  let settle!: (output: DownloadOutput) => void;
+  const done = new Promise<DownloadOutput>((resolve) => (settle = resolve));
+  return { url, ref: undefined, done, settle };
+}
+
 export const supervisorMachine = setup({
   types: {
     context: {} as SupervisorContext,
@@ -103,8 +134,8 @@ export const supervisorMachine = setup({
     input: {} as SupervisorInput,
   },
   actions: {
-    /** Creates the URL's actor unless it is in flight already, queues it, and replies with it. */
-    register: ({ context, event, self }) => {
+    /** Registers a flight for the URL unless it is in flight already, queues it, and replies with it. */
+    register: ({ context, event }) => {
       if (event.type !== 'REQUEST') return;
       const { url } = event;
       const failure = context.failures.get(url);
@@ -112,59 +143,60 @@ export const supervisorMachine = setup({
         event.reply?.({ output: failure });
         return;
       }
-      let ref = context.registry.get(url);
-      if (ref === undefined) {
-        const created = createActor(context.download, {
-          input: { url, timeLimitMs: context.timeLimitMs, retries: context.retries },
-          clock: self.system._clock,
-        });
-        ref = created;
-        context.registry.set(url, created);
+      let flight = context.registry.get(url);
+      if (flight === undefined) {
+        flight = newFlight(url);
+        context.registry.set(url, flight);
         context.waiting.add(url);
-        created.subscribe({
-          complete: () => self.send({ type: 'FINISHED', url, ref: created }),
-          error: () => self.send({ type: 'FINISHED', url, ref: created }),
-        });
-        created.start();
       }
-      event.reply?.({ ref });
+      event.reply?.({ flight });
     },
-    /** Refuses a URL during shutdown: its actor is created and cancelled at once, never registered. */
-    refuse: ({ context, event, self }) => {
+    /** During shutdown: joins a running download, or answers `shutting_down` without one. */
+    refuse: ({ context, event }) => {
       if (event.type !== 'REQUEST') return;
       const existing = context.registry.get(event.url);
-      if (existing !== undefined) {
-        event.reply?.({ ref: existing });
-        return;
-      }
-      const ref = createActor(context.download, {
-        input: { url: event.url, timeLimitMs: context.timeLimitMs, retries: context.retries },
-        clock: self.system._clock,
-      });
-      ref.start();
-      ref.send({ type: 'CANCEL' });
-      event.reply?.({ ref });
+      event.reply?.(existing !== undefined ? { flight: existing } : { output: shuttingDown(event.url) });
     },
-    /** Starts waiting downloads while worker slots are free. */
-    startWaiting: ({ context }) => {
+    /** Spawns and starts the download actors of waiting URLs while worker slots are free. */
+    startWaiting: ({ context, self }) => {
       for (const url of context.waiting) {
         if (context.running.size >= context.workers) break;
         context.waiting.delete(url);
+        const flight = context.registry.get(url);
+        if (flight === undefined) continue;
         context.running.add(url);
-        context.registry.get(url)?.send({ type: 'START' });
+        const ref = createActor(context.download, {
+          input: { url, timeLimitMs: context.timeLimitMs, retries: context.retries },
+          clock: self.system._clock,
+        });
+        flight.ref = ref;
+        ref.subscribe({
+          complete: () => self.send({ type: 'FINISHED', url, ref }),
+          error: () => self.send({ type: 'FINISHED', url, ref }),
+        });
+        ref.start();
+        ref.send({ type: 'START' });
       }
     },
-    /** Forgets a finished download. */
+    /** Forgets a finished download and hands its output to everyone waiting on the URL. */
     release: ({ context, event }) => {
-      if (event.type !== 'FINISHED' || context.registry.get(event.url) !== event.ref) return;
+      if (event.type !== 'FINISHED') return;
+      const flight = context.registry.get(event.url);
+      if (flight === undefined || flight.ref !== event.ref) return;
       context.registry.delete(event.url);
-      context.waiting.delete(event.url);
       context.running.delete(event.url);
+      flight.ref = undefined;
+      // No output means the actor was stopped before it finished: the end of a shutdown.
+      flight.settle(event.ref.getSnapshot().output ?? shuttingDown(event.url));
     },
-    /** Cancels every download that has not started. */
+    /** Answers every URL still waiting for a slot `shutting_down` (its task row stays, so the next start resumes it). */
     cancelWaiting: ({ context }) => {
-      const refs = [...context.waiting].map((url) => context.registry.get(url));
-      for (const ref of refs) ref?.send({ type: 'CANCEL' });
+      for (const url of context.waiting) {
+        const flight = context.registry.get(url);
+        context.registry.delete(url);
+        flight?.settle(shuttingDown(url));
+      }
+      context.waiting.clear();
     },
     /** Remembers a finished download's failure for the fail TTL (not a cancellation). */
     rememberFailure: enqueueActions(({ context, event, enqueue }) => {
@@ -200,7 +232,18 @@ export const supervisorMachine = setup({
   on: {
     REQUEST: [
       { guard: 'isStopping', actions: 'refuse' },
-      { guard: 'isOpen', actions: ['register', 'startWaiting'] },
+      {
+        guard: 'isOpen',
+        actions: [
+          'register',
+          // Reported before it may start, so a task's changes arrive in order: queued, downloading, …
+          {
+            type: 'reportWaiting',
+            params: ({ context, event }) => ({ urls: context.waiting.has(event.url) ? [event.url] : [], status: 'queued' as const }),
+          },
+          'startWaiting',
+        ],
+      },
       {
         actions: [
           'register',
@@ -264,7 +307,7 @@ export const supervisorMachine = setup({
           on: { SHUTDOWN: 'stopping' },
         },
         stopping: {
-          description: 'Shutting down: nothing new starts; idle downloads are cancelled.',
+          description: 'Shutting down: nothing new starts; URLs waiting for a slot are answered shutting_down.',
           entry: 'cancelWaiting',
         },
       },

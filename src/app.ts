@@ -149,7 +149,7 @@ export async function startApp(config: Config, logger: Logger): Promise<App> {
   const http = createHttpServer({
     metrics: () => {
       const counts = downloads.counts();
-      return renderMetrics({ stats, status: downloads.status(), queued: counts.queued, downloading: counts.downloading, actors: counts.inFlight, resources: guard.latest });
+      return renderMetrics({ stats, status: downloads.status(), queued: counts.queued, downloading: counts.downloading, actors: counts.downloading, resources: guard.latest });
     },
     admin: {
       token: adminToken,

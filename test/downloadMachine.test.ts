@@ -41,7 +41,7 @@ describe('downloadMachine', () => {
     const output = await toPromise(actor);
 
     assert.deepEqual(output, { url: 'https://i0.hdslb.com/a.jpg', status: 'ok', cover: coverFor('https://i0.hdslb.com/a.jpg'), source: 'download' });
-    assert.deepEqual(statuses, ['queued', 'downloading', 'ok']);
+    assert.deepEqual(statuses, ['downloading', 'ok']);
     assert.deepEqual(finished, [output]);
     assert.equal(fetch.started.length, 1);
   });
@@ -53,7 +53,7 @@ describe('downloadMachine', () => {
     const output = await toPromise(actor);
     assert.deepEqual(output, { url: 'https://i0.hdslb.com/a.jpg', status: 'error', error: { code: 'http_status', message: 'HTTP 404', detail: 404 } });
     assert.equal(fetch.started.length, 1);
-    assert.deepEqual(statuses, ['queued', 'downloading', 'error']);
+    assert.deepEqual(statuses, ['downloading', 'error']);
   });
 
   it('retries a transient failure after the backoff delay, up to the retry count', async () => {
@@ -104,7 +104,7 @@ describe('downloadMachine', () => {
     assert.equal(output.status, 'error');
     assert.equal(output.status === 'error' && output.error.code, 'tle');
     assert.equal(signal.aborted, true, 'leaving running aborts the fetch');
-    assert.deepEqual(statuses, ['queued', 'downloading', 'tle']);
+    assert.deepEqual(statuses, ['downloading', 'tle']);
   });
 
   it('counts the time limit across retries', async () => {
@@ -124,7 +124,7 @@ describe('downloadMachine', () => {
     actor.send({ type: 'CANCEL' });
     const output = await toPromise(actor);
     assert.equal(output.status === 'error' && output.error.code, 'shutting_down');
-    assert.deepEqual(statuses, ['queued'], 'the row stays queued for the next start');
+    assert.deepEqual(statuses, [], 'the row keeps its status for the next start');
     assert.equal(fetch.started.length, 0);
   });
 

@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { createActor, SimulatedClock, toPromise } from 'xstate';
+import { createActor, SimulatedClock } from 'xstate';
 import { downloadMachine } from '../machines/downloadMachine.js';
 import { gateStatus, supervisorMachine } from '../machines/supervisorMachine.js';
-import type { Answer, DownloadRef } from '../machines/supervisorMachine.js';
+import type { Answer, Flight } from '../machines/supervisorMachine.js';
 import { controllableFetch, flush } from './helpers/fakeFetch.js';
 
 function setupSupervisor(workers = 3, failTtlMs = 0) {
@@ -20,44 +20,54 @@ function setupSupervisor(workers = 3, failTtlMs = 0) {
     assert.ok(replied, `replied for ${url}`);
     return replied;
   };
-  const ask = (url: string): DownloadRef => {
+  const ask = (url: string): Flight => {
     const replied = answer(url);
-    assert.ok('ref' in replied, `${url} has an actor`);
-    return replied.ref;
+    assert.ok('flight' in replied, `${url} is in flight`);
+    return replied.flight;
   };
   const context = () => supervisor.getSnapshot().context;
   return { supervisor, fetch, clock, ask, answer, context, waitingReports };
 }
 
 describe('supervisorMachine', () => {
-  it('gives every asker of a URL the same actor, which fetches once', async () => {
+  it('gives every asker of a URL the same flight, whose one actor fetches once', async () => {
     const { ask, fetch, context } = setupSupervisor();
-    const refs = Array.from({ length: 5 }, () => ask('https://a.hdslb.com/1.jpg'));
-    assert.ok(refs.every((ref) => ref === refs[0]));
+    const flights = Array.from({ length: 5 }, () => ask('https://a.hdslb.com/1.jpg'));
+    assert.ok(flights.every((flight) => flight === flights[0]));
     assert.equal(fetch.started.length, 1);
+    const ref = flights[0]!.ref;
+    assert.ok(ref, 'a running URL has its download actor');
     fetch.succeed();
-    const outputs = await Promise.all(refs.map((ref) => toPromise(ref)));
-    assert.ok(outputs.every((o) => o.status === 'ok'));
-    await flush();
-    assert.equal(context().registry.size, 0, 'a finished actor leaves the registry');
+    const outputs = await Promise.all(flights.map((flight) => flight.done));
+    assert.ok(outputs.every((o) => o === outputs[0] && o.status === 'ok'), 'every asker gets the same output');
+    assert.equal(ref.getSnapshot().status, 'done', 'the flight settles from the actor completing');
+    assert.equal(context().registry.size, 0, 'a finished flight leaves the registry');
   });
 
-  it('a subscriber that comes after the end still gets the output', async () => {
+  it('an asker that comes after the end still gets the output', async () => {
     const { ask, fetch } = setupSupervisor();
-    const ref = ask('https://a.hdslb.com/late.jpg');
+    const flight = ask('https://a.hdslb.com/late.jpg');
     fetch.succeed();
-    await toPromise(ref);
     await flush();
-    let completed = false;
-    ref.subscribe({ complete: () => (completed = true) });
-    assert.equal(completed, true);
-    assert.equal(ref.getSnapshot().output?.status, 'ok');
+    assert.equal((await flight.done).status, 'ok');
+  });
+
+  it('spawns actors only for running downloads: a waiting URL has none', async () => {
+    const { ask, fetch, context } = setupSupervisor(2);
+    const flights = Array.from({ length: 50 }, (_, i) => ask(`https://a.hdslb.com/w${i}.jpg`));
+    assert.equal(flights.filter((flight) => flight.ref !== undefined).length, 2);
+    assert.equal(context().waiting.size, 48);
+    fetch.succeed();
+    await flush();
+    assert.equal(flights[0]!.ref, undefined, 'a finished flight lets go of its actor');
+    assert.ok(flights[2]!.ref, 'the next URL, in the order asked, got its actor when the slot freed');
+    assert.equal(flights.filter((flight) => flight.ref !== undefined).length, 2);
   });
 
   it('runs at most `workers` downloads at once and starts the next as one finishes', async () => {
     const { ask, fetch, context } = setupSupervisor(3);
     const urls = Array.from({ length: 10 }, (_, i) => `https://a.hdslb.com/${i}.jpg`);
-    const refs = urls.map(ask);
+    const flights = urls.map(ask);
     assert.equal(fetch.pending.length, 3);
     assert.equal(context().waiting.size, 7);
 
@@ -74,7 +84,7 @@ describe('supervisorMachine', () => {
       urls,
       'started in the order asked',
     );
-    const outputs = await Promise.all(refs.map((ref) => toPromise(ref)));
+    const outputs = await Promise.all(flights.map((flight) => flight.done));
     assert.equal(outputs.filter((o) => o.status === 'ok').length, 10);
     assert.equal(context().registry.size, 0);
     assert.equal(context().running.size, 0);
@@ -84,16 +94,16 @@ describe('supervisorMachine', () => {
     const { supervisor, ask, fetch } = setupSupervisor(2);
     supervisor.send({ type: 'PAUSE' });
     assert.equal(gateStatus(supervisor.getSnapshot()), 'paused');
-    const ref = ask('https://a.hdslb.com/p.jpg');
+    const flight = ask('https://a.hdslb.com/p.jpg');
     await flush();
     assert.equal(fetch.started.length, 0);
-    assert.ok(ref.getSnapshot().matches('idle'));
+    assert.equal(flight.ref, undefined, 'no actor while it waits');
 
     supervisor.send({ type: 'RESUME' });
     assert.equal(gateStatus(supervisor.getSnapshot()), 'ready');
     assert.equal(fetch.started.length, 1);
     fetch.succeed();
-    assert.equal((await toPromise(ref)).status, 'ok');
+    assert.equal((await flight.done).status, 'ok');
   });
 
   it('holds new downloads while tardy, keeps the reasons, and resumes when ready', async () => {
@@ -115,19 +125,21 @@ describe('supervisorMachine', () => {
   });
 
   it('on shutdown cancels waiting downloads, lets running ones finish, and refuses new URLs', async () => {
-    const { supervisor, ask, fetch, context } = setupSupervisor(1);
+    const { supervisor, ask, answer, fetch, context } = setupSupervisor(1);
     const running = ask('https://a.hdslb.com/r.jpg');
     const waiting = ask('https://a.hdslb.com/w.jpg');
     supervisor.send({ type: 'SHUTDOWN' });
-    const waited = await toPromise(waiting);
+    const waited = await waiting.done;
     assert.equal(waited.status === 'error' && waited.error.code, 'shutting_down');
 
-    const late = ask('https://a.hdslb.com/late.jpg');
-    const lateOutput = await toPromise(late);
-    assert.equal(lateOutput.status === 'error' && lateOutput.error.code, 'shutting_down');
+    const late = answer('https://a.hdslb.com/late.jpg');
+    assert.ok('output' in late, 'a new URL is refused without an actor');
+    assert.equal(late.output.status === 'error' && late.output.error.code, 'shutting_down');
+    const joined = answer('https://a.hdslb.com/r.jpg');
+    assert.ok('flight' in joined && joined.flight === running, 'a running URL can still be joined');
 
     fetch.succeed('https://a.hdslb.com/r.jpg');
-    assert.equal((await toPromise(running)).status, 'ok');
+    assert.equal((await running.done).status, 'ok');
     await flush();
     assert.equal(fetch.started.length, 1, 'nothing new started');
     assert.equal(context().registry.size, 0);
@@ -136,9 +148,9 @@ describe('supervisorMachine', () => {
   it('answers a failed URL from memory until the fail TTL passes, then downloads it again', async () => {
     const { ask, answer, fetch, clock, context } = setupSupervisor(3, 60_000);
     const url = 'https://a.hdslb.com/gone.jpg';
-    const ref = ask(url);
+    const flight = ask(url);
     fetch.fail({ code: 'http_status', message: 'HTTP 404', detail: 404 });
-    assert.equal((await toPromise(ref)).status, 'error');
+    assert.equal((await flight.done).status, 'error');
     await flush();
     assert.equal(context().registry.size, 0);
 
@@ -152,7 +164,7 @@ describe('supervisorMachine', () => {
     clock.increment(1);
     assert.equal(context().failures.size, 0);
     const fresh = answer(url);
-    assert.ok('ref' in fresh, 'after the TTL the URL is downloaded again');
+    assert.ok('flight' in fresh, 'after the TTL the URL is downloaded again');
     assert.equal(fetch.started.length, 2);
   });
 
@@ -161,12 +173,12 @@ describe('supervisorMachine', () => {
     supervisor.send({ type: 'REMEMBER', url: 'u1', output: { url: 'u1', status: 'error', error: { code: 'tle', message: 'slow' } }, ttlMs: 1000 });
     assert.ok('output' in answer('u1'));
     supervisor.send({ type: 'FORGET', url: 'u1' });
-    assert.ok('ref' in answer('u1'));
+    assert.ok('flight' in answer('u1'));
     fetch.fail({ code: 'not_image', message: 'text' });
     await flush();
     assert.ok('output' in answer('u1'));
     clock.increment(60_000);
-    assert.ok('ref' in answer('u1'));
+    assert.ok('flight' in answer('u1'));
   });
 
   it('does not remember a cancellation', async () => {
@@ -174,7 +186,7 @@ describe('supervisorMachine', () => {
     ask('busy');
     const waiting = ask('w');
     supervisor.send({ type: 'SHUTDOWN' });
-    await toPromise(waiting);
+    await waiting.done;
     await flush();
     assert.equal(context().failures.has('w'), false);
   });

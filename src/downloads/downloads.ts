@@ -2,9 +2,10 @@
  * The supervisor's wiring: the pure machines of machines/ given their real I/O.
  *
  * `ask(url)` hands the URL to the supervisor, which replies with the URL's
- * download actor (new, or the one already in flight); the caller subscribes to
- * its completion. Nothing here keeps its own record of what is in flight: the
- * supervisor's registry is the only one.
+ * flight (new, or the one already in flight); the caller awaits `flight.done`,
+ * which the supervisor settles when the URL's download actor completes. Nothing
+ * here keeps its own record of what is in flight: the supervisor's registry is
+ * the only one.
  */
 import { EventEmitter } from 'node:events';
 import { createActor, fromPromise, waitFor } from 'xstate';
@@ -17,7 +18,7 @@ import type { Logger } from '../logger.js';
 import type { Stats } from '../stats.js';
 import type { CoverStore, TaskPatch, TaskRow, TaskStore } from '../store/index.js';
 import { downloadMachine, gateStatus, supervisorMachine } from '../../machines/index.js';
-import type { Answer, DownloadOutput, DownloadRef, FetchCoverInput, FetchCoverOutput, GateStatus, TaskStatus } from '../../machines/index.js';
+import type { Answer, DownloadOutput, FetchCoverInput, FetchCoverOutput, GateStatus, TaskStatus } from '../../machines/index.js';
 import { fetchCover } from './fetchCover.js';
 
 /** A task change, as the admin stream shows it. */
@@ -41,14 +42,20 @@ export interface DownloadsDeps {
   onStored?: () => void;
 }
 
+/** A task starting over: no error, no bytes yet. */
+const FRESH: TaskPatch = { errorCode: null, errorMessage: null, bytesDone: 0, bytesTotal: null };
+
 /** How often a running download's byte count is persisted and published. */
 const PROGRESS_INTERVAL_MS = 250;
 
 export interface Downloads {
   /** Resolves with the URL's download outcome; `coalesced` when it joined one in flight. */
   ask(url: string): Promise<{ output: DownloadOutput; coalesced: boolean }>;
+  /** The outcome of the URL's download if it is in flight now (joining it), else undefined. */
+  join(url: string): Promise<DownloadOutput> | undefined;
   status(): GateStatus;
   tardyReasons(): string[];
+  /** URLs waiting for a worker, downloads running (one actor each), and both together. */
   counts(): { queued: number; downloading: number; inFlight: number };
   /**
    * At start: re-asks every unfinished task (nobody waits on them; they are
@@ -92,29 +99,55 @@ export function createDownloads(deps: DownloadsDeps): Downloads {
     });
   };
 
+  /**
+   * Byte counts of a running download, reported at most every PROGRESS_INTERVAL_MS
+   * and only once a download has run that long: a small body that arrives at once
+   * costs no progress writes (its final status carries its size), while a slow or
+   * stalled one shows where it stands.
+   */
   const progressReporter = (url: string) => {
-    let last = 0;
-    return (bytes: number, total: number | undefined) => {
-      const now = Date.now();
-      if (now - last < PROGRESS_INTERVAL_MS && bytes !== total) return;
-      last = now;
-      report(url, 'downloading', { bytesDone: bytes, bytesTotal: total ?? null }, bytes, total ?? null);
+    let timer: NodeJS.Timeout | undefined;
+    let bytesDone = 0;
+    let bytesTotal: number | null = null;
+    let stopped = false;
+    const flush = () => {
+      timer = undefined;
+      if (!stopped) report(url, 'downloading', { bytesDone, bytesTotal }, bytesDone, bytesTotal);
+    };
+    return {
+      onProgress: (bytes: number, total: number | undefined) => {
+        bytesDone = bytes;
+        bytesTotal = total ?? null;
+        if (timer === undefined && !stopped) {
+          timer = setTimeout(flush, PROGRESS_INTERVAL_MS);
+          timer.unref();
+        }
+      },
+      stop: () => {
+        stopped = true;
+        clearTimeout(timer);
+      },
     };
   };
 
   const download = downloadMachine.provide({
     actors: {
-      fetchCover: fromPromise<FetchCoverOutput, FetchCoverInput>(({ input, signal }) =>
-        fetchCover(input.url, deps, signal, progressReporter(input.url)),
-      ),
+      fetchCover: fromPromise<FetchCoverOutput, FetchCoverInput>(async ({ input, signal }) => {
+        const progress = progressReporter(input.url);
+        try {
+          return await fetchCover(input.url, deps, signal, progress.onProgress);
+        } finally {
+          progress.stop();
+        }
+      }),
     },
     actions: {
       reportStatus: ({ context, self }, { status }) => {
         const now = Date.now();
-        if (status === 'queued') report(context.url, status, { errorCode: null, errorMessage: null, bytesDone: 0, bytesTotal: null });
+        if (status === 'queued' || status === 'waiting') report(context.url, status, FRESH);
         else if (status === 'downloading') {
           startedAt.set(self, now);
-          report(context.url, status, { attempts: context.attempt + 1, startedAt: now, finishedAt: null });
+          report(context.url, status, { ...FRESH, attempts: context.attempt + 1, startedAt: now, finishedAt: null });
         } else {
           const output = context.output;
           const error = output?.status === 'error' ? output.error : undefined;
@@ -159,7 +192,7 @@ export function createDownloads(deps: DownloadsDeps): Downloads {
   const supervisorLogic = supervisorMachine.provide({
     actions: {
       reportWaiting: (_, { urls, status }) => {
-        for (const url of urls) report(url, status, {});
+        for (const url of urls) report(url, status, FRESH);
       },
     },
   });
@@ -174,38 +207,29 @@ export function createDownloads(deps: DownloadsDeps): Downloads {
   });
   supervisor.start();
 
-  const subscribe = (ref: DownloadRef, url: string, coalesced: boolean, resolve: (answer: { output: DownloadOutput; coalesced: boolean }) => void) => {
-    ref.subscribe({
-      complete: () => {
-        // No output means the actor was stopped before it finished: shutdown.
-        const output = ref.getSnapshot().output ?? { url, status: 'error', error: { code: 'shutting_down', message: 'the service is shutting down' } };
-        resolve({ output, coalesced });
-      },
-      error: (error: unknown) => resolve({ output: { url, status: 'error', error: { code: 'network', message: String(error) } }, coalesced }),
-    });
-  };
-
-  const ask = (url: string) =>
-    new Promise<{ output: DownloadOutput; coalesced: boolean }>((resolve) => {
-      // Joining a download in flight, or a remembered failure, is read from the
-      // supervisor's own registry: no event, so a herd of askers costs no transitions.
-      const { registry, failures } = supervisor.getSnapshot().context;
-      const failure = failures.get(url);
-      if (failure !== undefined) return resolve({ output: failure, coalesced: false });
-      const inFlight = registry.get(url);
-      if (inFlight !== undefined) return subscribe(inFlight, url, true, resolve);
+  const ask = (url: string): Promise<{ output: DownloadOutput; coalesced: boolean }> => {
+    // Joining a download in flight, or a remembered failure, is read from the
+    // supervisor's own registry: no event, so a herd of askers costs no transitions.
+    const { registry, failures } = supervisor.getSnapshot().context;
+    const failure = failures.get(url);
+    if (failure !== undefined) return Promise.resolve({ output: failure, coalesced: false });
+    const inFlight = registry.get(url);
+    if (inFlight !== undefined) return inFlight.done.then((output) => ({ output, coalesced: true }));
+    return new Promise((resolve) => {
       supervisor.send({
         type: 'REQUEST',
         url,
         reply: (answer: Answer) => {
           if ('output' in answer) resolve({ output: answer.output, coalesced: false });
-          else subscribe(answer.ref, url, false, resolve);
+          else resolve(answer.flight.done.then((output) => ({ output, coalesced: false })));
         },
       });
     });
+  };
 
   return {
     ask,
+    join: (url) => supervisor.getSnapshot().context.registry.get(url)?.done,
     events,
     status: () => gateStatus(supervisor.getSnapshot()),
     tardyReasons: () => supervisor.getSnapshot().context.tardyReasons,
@@ -233,7 +257,7 @@ export function createDownloads(deps: DownloadsDeps): Downloads {
       try {
         await waitFor(supervisor, (snapshot) => snapshot.context.registry.size === 0, { timeout: graceMs });
       } catch {
-        const left = [...supervisor.getSnapshot().context.registry.values()];
+        const left = [...supervisor.getSnapshot().context.registry.values()].flatMap((flight) => (flight.ref ? [flight.ref] : []));
         logger.warn('stopping downloads still running after the grace period; the next start resumes them', { count: left.length });
         for (const ref of left) ref.stop();
       }

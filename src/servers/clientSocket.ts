@@ -6,7 +6,7 @@
 import type { RawData, WebSocket } from 'ws';
 import type { CoverChecks } from '../checks/index.js';
 import type { Logger } from '../logger.js';
-import { doneFrame, parseClientFrame, shortAnswer } from './protocol.js';
+import { doneFrame, parseClientFrame, resultFrame, shortAnswer } from './protocol.js';
 import type { ServerFrame } from './protocol.js';
 
 export interface ClientSocketDeps {
@@ -54,7 +54,7 @@ export function serveClientSocket(socket: WebSocket, deps: ClientSocketDeps): vo
       message.type === 'short'
         ? deps.checks.check(message.urls).then((results) => send(shortAnswer(results)))
         : deps.checks
-            .check(message.urls, (index, result) => send({ type: 'result', id: message.id, ...result }))
+            .check(message.urls, (_index, result) => send(resultFrame(message.id, result)))
             .then((results) => send(doneFrame(message.id, results)));
     answer.catch((error: unknown) => {
       deps.logger.error('check failed', { error });

@@ -10,7 +10,7 @@ export interface MetricsInput {
   status: GateStatus;
   queued: number;
   downloading: number;
-  /** Download actors alive (in the supervisor's registry). */
+  /** Download actors alive: one per running download (a URL waiting for a worker has none). */
   actors: number;
   resources: ResourceSample | undefined;
 }
@@ -43,7 +43,7 @@ export function renderMetrics({ stats, status, queued, downloading, actors, reso
   metric('coverhelper_download_duration_seconds', 'histogram', 'Wall-clock time of finished downloads.', buckets);
   metric('coverhelper_queued', 'gauge', 'Downloads waiting for a worker.', [['', queued]]);
   metric('coverhelper_downloading', 'gauge', 'Downloads running.', [['', downloading]]);
-  metric('coverhelper_download_actors', 'gauge', 'Download actors alive (in flight: queued, waiting or running).', [['', actors]]);
+  metric('coverhelper_download_actors', 'gauge', 'Download actors alive: one per running download.', [['', actors]]);
   metric('coverhelper_connections', 'gauge', 'Open client and admin WebSockets.', [['', stats.connections]]);
   const memory = process.memoryUsage();
   metric('process_resident_memory_bytes', 'gauge', 'Resident set size.', [['', memory.rss]]);

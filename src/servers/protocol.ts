@@ -69,17 +69,38 @@ export function parseClientFrame(text: string, maxBatch: number): ParseOutcome {
   return checkUrls(urls as string[], maxBatch, id) ?? { ok: true, message: { type: 'check', id, urls: urls as string[] } };
 }
 
-/** The `done` frame for a finished check. */
-export function doneFrame(id: MessageId, results: CheckResult[]): ServerFrame {
+/** Each answer's JSON, made once: a cached URL or a shared download is answered to many checks. */
+const answerJson = new WeakMap<CheckResult, string>();
+
+/** `JSON.stringify(result)`, made once per answer object. */
+export function resultJson(result: CheckResult): string {
+  let json = answerJson.get(result);
+  if (json === undefined) {
+    json = JSON.stringify(result);
+    answerJson.set(result, json);
+  }
+  return json;
+}
+
+/** The `result` frame: `{"type":"result","id":…,` then the answer's own fields, as `JSON.stringify({ type, id, ...result })` writes it. */
+export function resultFrame(id: MessageId, result: CheckResult): string {
+  return '{"type":"result","id":' + JSON.stringify(id) + ',' + resultJson(result).slice(1);
+}
+
+/** The `done` frame for a finished check, as `JSON.stringify` writes its object, built from each answer's cached JSON. */
+export function doneFrame(id: MessageId, results: readonly CheckResult[]): string {
   let ok = 0;
   let skipped = 0;
   let failed = 0;
-  for (const result of results) {
+  const parts = new Array<string>(results.length);
+  for (let i = 0; i < results.length; i++) {
+    const result = results[i]!;
     if (result.status === 'ok') ok++;
     else if (result.status === 'skipped') skipped++;
     else failed++;
+    parts[i] = resultJson(result);
   }
-  return { type: 'done', id, ok, skipped, failed, results };
+  return `{"type":"done","id":${JSON.stringify(id)},"ok":${ok},"skipped":${skipped},"failed":${failed},"results":[${parts.join(',')}]}`;
 }
 
 /** The short form's answer: the cover URL where ok, else the input URL. */

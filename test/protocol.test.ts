@@ -1,0 +1,35 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { CheckResult } from '../src/checks/index.js';
+import { doneFrame, resultFrame, resultJson } from '../src/servers/index.js';
+
+const ok: CheckResult = { url: 'https://i0.hdslb.com/bfs/a "quoted".jpg', status: 'ok', coverUrl: 'http://c/covers/a%20b.jpg', path: 'a b.jpg', source: 'cache' };
+const skipped: CheckResult = { url: 'https://example.com/\u2028page', status: 'skipped' };
+const failed: CheckResult = { url: 'https://i0.hdslb.com/x.jpg', status: 'error', error: { code: 'http_status', message: 'HTTP 404 "Not Found"' } };
+
+describe('server frames built from cached answers', () => {
+  it('writes a result frame exactly as JSON.stringify writes the object', () => {
+    for (const id of ['b1', 7, 'quote"and\\slash']) {
+      for (const result of [ok, skipped, failed]) {
+        assert.equal(resultFrame(id, result), JSON.stringify({ type: 'result', id, ...result }));
+        assert.deepEqual(JSON.parse(resultFrame(id, result)), { type: 'result', id, ...result });
+      }
+    }
+  });
+
+  it('writes a done frame exactly as JSON.stringify writes the object, with its counts', () => {
+    const results = [ok, skipped, failed, ok];
+    assert.equal(doneFrame('d', results), JSON.stringify({ type: 'done', id: 'd', ok: 2, skipped: 1, failed: 1, results }));
+    assert.equal(doneFrame(3, []), JSON.stringify({ type: 'done', id: 3, ok: 0, skipped: 0, failed: 0, results: [] }));
+  });
+
+  it('serializes an answer once and reuses it', () => {
+    const answer: CheckResult = { url: 'https://i0.hdslb.com/y.jpg', status: 'skipped' };
+    const first = resultJson(answer);
+    assert.equal(resultJson(answer), first);
+    // Answers are never changed after they are made; the cache is keyed by the object.
+    answer.url = 'https://i0.hdslb.com/changed.jpg';
+    assert.equal(resultJson(answer), first, 'the cached JSON is returned for the same object');
+    assert.notEqual(resultJson({ ...answer }), first, 'a new answer object is serialized anew');
+  });
+});
