@@ -1,20 +1,75 @@
 import assert from 'node:assert/strict';
 import { readdir, readFile, writeFile, mkdir } from 'node:fs/promises';
+import { userInfo } from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { createDataSource } from '../ormconfig.js';
-import { CoverStore, SerialWriter, TaskStore, coverPath, findCoverFile, resolveInside, sweepTemp, writeCoverFile, TEMP_DIR } from '../src/store/index.js';
+import { DataSource } from 'typeorm';
+import {
+  CoverEntity,
+  CoverStore,
+  DeletionEntity,
+  SerialWriter,
+  TaskEntity,
+  TaskStore,
+  coverPath,
+  findCoverFile,
+  migrations,
+  resolveInside,
+  sweepTemp,
+  writeCoverFile,
+  TEMP_DIR,
+} from '../src/store/index.js';
 import type { CoverRow } from '../src/store/index.js';
 import { tempDir } from './helpers/tempDir.js';
 
+/**
+ * A fresh database: a SQLite file, or with COVERHELPER_TEST_PG=postgresql://… a
+ * fresh schema in that PostgreSQL database (TypeORM then needs the `pg` package).
+ */
 async function openDb(t: Parameters<typeof tempDir>[0]) {
   const dir = await tempDir(t);
+  const pg = process.env.COVERHELPER_TEST_PG;
+  if (pg) {
+    const at = new URL(pg);
+    const server = {
+      host: at.hostname,
+      port: Number(at.port || 5432),
+      database: decodeURIComponent(at.pathname.slice(1)),
+      username: decodeURIComponent(at.username) || process.env.PGUSER || userInfo().username,
+      password: decodeURIComponent(at.password),
+    };
+    const schema = `coverhelper_test_${process.pid}_${Math.random().toString(36).slice(2, 10)}`;
+    const admin = new DataSource({ type: 'postgres', ...server });
+    await admin.initialize();
+    await admin.query(`CREATE SCHEMA "${schema}"`);
+    const dataSource = new DataSource({
+      type: 'postgres',
+      ...server,
+      schema,
+      extra: { options: `-c search_path=${schema}` },
+      entities: [CoverEntity, TaskEntity, DeletionEntity],
+      migrations,
+      synchronize: false,
+      logging: false,
+    });
+    await dataSource.initialize();
+    await dataSource.runMigrations();
+    t.after(async () => {
+      await dataSource.destroy();
+      await admin.query(`DROP SCHEMA "${schema}" CASCADE`);
+      await admin.destroy();
+    });
+    return { dir, dataSource };
+  }
   const dataSource = createDataSource({ db: path.join(dir, 'test.sqlite') });
   await dataSource.initialize();
   await dataSource.runMigrations();
   t.after(() => dataSource.destroy());
   return { dir, dataSource };
 }
+
+const onPostgres = Boolean(process.env.COVERHELPER_TEST_PG);
 
 const row = (url: string, overrides: Partial<CoverRow> = {}): CoverRow => ({
   url,
@@ -31,7 +86,7 @@ const row = (url: string, overrides: Partial<CoverRow> = {}): CoverRow => ({
 });
 
 describe('cover store', () => {
-  it('runs the migrations on a fresh SQLite file with WAL on', async (t) => {
+  it('runs the migrations on a fresh SQLite file with WAL on', { skip: onPostgres && 'SQLite only' }, async (t) => {
     const { dataSource } = await openDb(t);
     const [mode] = await dataSource.query<{ journal_mode: string }[]>('PRAGMA journal_mode');
     assert.equal(mode?.journal_mode, 'wal');
@@ -80,6 +135,62 @@ describe('cover store memory', () => {
   });
 });
 
+describe('cover store touches', () => {
+  const lastAsked = async (dataSource: Awaited<ReturnType<typeof openDb>>['dataSource'], url: string) => {
+    const [found] = await dataSource.query<{ last_asked_at: number | string }[]>(
+      `SELECT last_asked_at FROM covers WHERE url = ${dataSource.options.type === 'postgres' ? '$1' : '?'}`,
+      [url],
+    );
+    return found === undefined ? undefined : Number(found.last_asked_at);
+  };
+
+  it('writes the last-asked-for times a slice per event-loop turn, and only on a flush (30 s by default)', async (t) => {
+    const { dataSource } = await openDb(t);
+    let now = 5_000;
+    const store = new CoverStore(dataSource, new SerialWriter(), { now: () => now });
+    const urls = Array.from({ length: 1000 }, (_, i) => `https://i0.hdslb.com/touch/${i}.jpg?q='"\\${i}`);
+    for (const url of urls) await store.save(row(url, { lastAskedAt: 1 }));
+    store.touch([...urls, 'https://i0.hdslb.com/never-stored.jpg']);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    assert.equal(await lastAsked(dataSource, urls[0]!), 1, 'not written before the interval');
+
+    let turns = 0;
+    let counting = true;
+    const count = () => {
+      turns++;
+      if (counting) setImmediate(count);
+    };
+    setImmediate(count);
+    await store.flushTouches();
+    counting = false;
+    assert.ok(turns >= 4, `the flush gave the loop ${turns} turns`);
+    for (const url of [urls[0]!, urls[199]!, urls[200]!, urls[999]!]) assert.equal(await lastAsked(dataSource, url), 5_000, url);
+    assert.equal(await lastAsked(dataSource, 'https://i0.hdslb.com/never-stored.jpg'), undefined, 'no row made for a URL not stored');
+
+    // A flush asked for while one runs resolves only when everything touched before it is written.
+    now = 6_000;
+    store.touch(urls.slice(0, 500));
+    const first = store.flushTouches();
+    store.touch([urls[999]!]);
+    await store.flushTouches();
+    assert.equal(await lastAsked(dataSource, urls[499]!), 6_000);
+    assert.equal(await lastAsked(dataSource, urls[999]!), 6_000);
+    await first;
+  });
+
+  it('flushes by itself after touchIntervalMs', async (t) => {
+    const { dataSource } = await openDb(t);
+    const store = new CoverStore(dataSource, new SerialWriter(), { now: () => 7_000, touchIntervalMs: 20 });
+    await store.save(row('https://i0.hdslb.com/timed.jpg', { lastAskedAt: 1 }));
+    store.touch(['https://i0.hdslb.com/timed.jpg']);
+    const deadline = Date.now() + 5_000;
+    while ((await lastAsked(dataSource, 'https://i0.hdslb.com/timed.jpg')) !== 7_000) {
+      assert.ok(Date.now() < deadline, 'written by the timer');
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+  });
+});
+
 describe('task store', () => {
   it('inserts on the first change and updates later ones without losing earlier fields', async (t) => {
     const { dataSource } = await openDb(t);
@@ -117,8 +228,8 @@ describe('task store', () => {
       }),
     );
     await tasks.flush();
-    const counts = await dataSource.query<{ status: string; n: number }[]>('SELECT status, COUNT(*) AS n FROM tasks GROUP BY status ORDER BY status');
-    assert.deepEqual(counts, [
+    const counts = await dataSource.query<{ status: string; n: number | string }[]>('SELECT status, COUNT(*) AS n FROM tasks GROUP BY status ORDER BY status');
+    assert.deepEqual(counts.map(({ status, n }) => ({ status, n: Number(n) })), [
       { status: 'error', n: 2500 },
       { status: 'ok', n: 2500 },
     ]);

@@ -2,8 +2,9 @@
  * The cover index: url → stored cover, in the `covers` table.
  *
  * Writes go through the serial writer. "Last asked for" times are collected in
- * memory and written in one statement per chunk every `touchIntervalMs`, so a
- * cache hit costs no write on the hot path. The most recently asked-for rows
+ * memory and written every `touchIntervalMs` (30 s), a slice of URLs per
+ * event-loop turn, so a cache hit costs no write on the hot path and the flush
+ * never holds the loop for long. The most recently asked-for rows
  * are also kept in memory (`memoryRows`, least recently used dropped first), so
  * a hit costs no read either. Every write of this table goes through this class,
  * which keeps that memory in step; it is only valid while this process is the
@@ -14,14 +15,21 @@ import type { DataSource, Repository } from 'typeorm';
 import { CoverEntity, DeletionEntity } from './entities.js';
 import type { CoverRow } from './entities.js';
 import type { SerialWriter } from './serialWriter.js';
+import { sqliteStatements } from './sqlite.js';
 
 /** SQLite allows 32,766 bound parameters; stay well under for both databases. */
 const CHUNK = 500;
+/** How long "last asked for" times wait in memory: expiry works in hours. */
+const TOUCH_INTERVAL_MS = 30_000;
+/** URLs whose "last asked for" time is written per event-loop turn. */
+const TOUCH_SLICE = 200;
 
 export class CoverStore {
   private readonly repo: Repository<CoverRow>;
   private touched = new Set<string>();
   private touchTimer: NodeJS.Timeout | undefined;
+  /** The touch flush running, if any: the next one starts after it. */
+  private flushingTouches: Promise<void> = Promise.resolve();
   /** url → row, in least-recently-used order (a Map keeps insertion order). */
   private readonly memory = new Map<string, CoverRow>();
   private readonly memoryRows: number;
@@ -111,28 +119,58 @@ export class CoverStore {
     );
   }
 
-  /** Notes that these URLs were asked for now; written within `touchIntervalMs`. */
+  /** Notes that these URLs were asked for now; written within `touchIntervalMs` (default 30 s). */
   touch(urls: Iterable<string>): void {
     for (const url of urls) this.touched.add(url);
     if (this.touchTimer === undefined && this.touched.size > 0) {
-      this.touchTimer = setTimeout(() => void this.flushTouches(), this.options.touchIntervalMs ?? 1000);
+      this.touchTimer = setTimeout(() => void this.flushTouches(), this.options.touchIntervalMs ?? TOUCH_INTERVAL_MS);
       this.touchTimer.unref();
     }
   }
 
-  /** Writes the pending "last asked for" times. */
-  async flushTouches(): Promise<void> {
+  /**
+   * Writes the pending "last asked for" times: every URL touched before this
+   * call is written when it resolves (a flush already running is waited for).
+   * At most `TOUCH_SLICE` URLs are written per event-loop turn, each slice one
+   * statement through the serial writer, so a large flush never holds up the
+   * checks (or the other writes) arriving meanwhile.
+   */
+  flushTouches(): Promise<void> {
     clearTimeout(this.touchTimer);
     this.touchTimer = undefined;
+    const flush = this.flushingTouches.then(() => this.writeTouches());
+    this.flushingTouches = flush.catch(() => undefined);
+    return flush;
+  }
+
+  private async writeTouches(): Promise<void> {
     if (this.touched.size === 0) return;
     const urls = [...this.touched];
     this.touched = new Set();
     const now = this.now();
-    await this.writer.run(async () => {
-      for (let i = 0; i < urls.length; i += CHUNK) {
-        await this.repo.update({ url: In(urls.slice(i, i + CHUNK)) }, { lastAskedAt: now });
+    for (let i = 0; i < urls.length; i += TOUCH_SLICE) {
+      if (i > 0) await new Promise<void>((resolve) => setImmediate(resolve));
+      const slice = urls.slice(i, i + TOUCH_SLICE);
+      try {
+        await this.writer.run(() => this.writeTouchSlice(slice, now));
+      } catch (error) {
+        // Not written: keep them for the next flush.
+        for (const url of urls.slice(i)) this.touched.add(url);
+        throw error;
       }
-    });
+    }
+  }
+
+  /** One statement with the slice's URLs as one parameter. */
+  private async writeTouchSlice(urls: string[], now: number): Promise<void> {
+    const sqlite = sqliteStatements(this.dataSource);
+    if (sqlite) {
+      sqlite.get('UPDATE covers SET last_asked_at = ? WHERE url IN (SELECT value FROM json_each(?))').run(now, JSON.stringify(urls));
+    } else if (this.dataSource.options.type === 'postgres') {
+      await this.dataSource.query('UPDATE covers SET last_asked_at = $1 WHERE url = ANY($2::text[])', [now, urls]);
+    } else {
+      await this.repo.update({ url: In(urls) }, { lastAskedAt: now });
+    }
   }
 
   async count(): Promise<number> {
