@@ -86,59 +86,76 @@ export class CoverChecks {
     stats.checks++;
     stats.urls += urls.length;
     const results: CheckResult[] = new Array<CheckResult>(urls.length);
-    const positions = new Map<string, number[]>();
-    urls.forEach((url, index) => {
-      const list = positions.get(url);
-      if (list) list.push(index);
-      else positions.set(url, [index]);
-    });
+    // url → its index, or its indexes when the batch repeats it (an array only then).
+    const positions = new Map<string, number | number[]>();
+    for (let index = 0; index < urls.length; index++) {
+      const url = urls[index]!;
+      const seen = positions.get(url);
+      if (seen === undefined) positions.set(url, index);
+      else if (typeof seen === 'number') positions.set(url, [seen, index]);
+      else seen.push(index);
+    }
+    const answer = (at: number | number[], result: CheckResult, notify: boolean) => {
+      if (typeof at === 'number') {
+        results[at] = result;
+        if (notify) onWaited(at, result);
+      } else {
+        for (const index of at) {
+          results[index] = result;
+          if (notify) onWaited(index, result);
+        }
+      }
+    };
 
-    const waits: Promise<void>[] = [];
-    const answerWhenDone = (indexes: number[], done: Promise<{ output: DownloadOutput; coalesced: boolean }>) => {
-      stats.misses += indexes.length;
-      waits.push(
-        done.then(({ output, coalesced }) => {
-          if (coalesced) stats.coalesced++;
-          const answer = this.fromOutput(output);
-          for (const index of indexes) {
-            results[index] = answer;
-            onWaited(index, answer);
-          }
-        }),
-      );
+    // The URLs that wait for a download settle this one promise: one callback per
+    // URL, not a promise per URL and Promise.all over them (100,000 URLs in flight
+    // at once are held in memory while they wait).
+    let waiting = 0;
+    let settle!: { resolve: () => void; reject: (error: unknown) => void };
+    const allAnswered = new Promise<void>((resolve, reject) => (settle = { resolve, reject }));
+    const answerWhenDone = (at: number | number[], done: Promise<DownloadOutput>, coalesced: boolean) => {
+      const count = typeof at === 'number' ? 1 : at.length;
+      stats.misses += count;
+      if (coalesced) stats.coalesced++;
+      waiting++;
+      void done.then((output) => {
+        try {
+          answer(at, this.fromOutput(output), true);
+          if (--waiting === 0) settle.resolve();
+        } catch (error) {
+          settle.reject(error);
+        }
+      });
     };
 
     // A URL being downloaded right now is not stored yet: join its download without
     // asking the index (a herd of checks for the same URLs then costs no lookups).
     const lookup: string[] = [];
     let joined: Set<string> | undefined;
-    for (const [url, indexes] of positions) {
+    for (const [url, at] of positions) {
       const inFlight = downloads.join(url);
       if (inFlight !== undefined) {
         (joined ??= new Set()).add(url);
-        answerWhenDone(indexes, inFlight.then((output) => ({ output, coalesced: true })));
+        answerWhenDone(at, inFlight, true);
       } else if (url.startsWith('http')) lookup.push(url);
     }
     // Any other URL may have a custom cover, so the index is asked about all of them.
     const stored = await covers.findMany(lookup);
     if (stored.size > 0) covers.touch(stored.keys());
-    for (const [url, indexes] of positions) {
+    for (const [url, at] of positions) {
       if (joined?.has(url)) continue;
       const row = stored.get(url);
-      let result: CheckResult | undefined;
       if (row) {
-        stats.hits += indexes.length;
-        result = this.fromRow(row);
+        stats.hits += typeof at === 'number' ? 1 : at.length;
+        answer(at, this.fromRow(row), false);
       } else if (classifyUrl(url, config.allowHosts).kind === 'skip') {
-        result = { url, status: 'skipped' };
+        answer(at, { url, status: 'skipped' }, false);
+      } else {
+        const { done, coalesced } = downloads.ask(url);
+        answerWhenDone(at, done, coalesced);
       }
-      if (result) {
-        for (const index of indexes) results[index] = result;
-        continue;
-      }
-      answerWhenDone(indexes, downloads.ask(url));
     }
-    await Promise.all(waits);
+    if (waiting > 0) await allAnswered;
     return results;
   }
 }

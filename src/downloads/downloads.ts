@@ -49,8 +49,11 @@ const FRESH: TaskPatch = { errorCode: null, errorMessage: null, bytesDone: 0, by
 const PROGRESS_INTERVAL_MS = 250;
 
 export interface Downloads {
-  /** Resolves with the URL's download outcome; `coalesced` when it joined one in flight. */
-  ask(url: string): Promise<{ output: DownloadOutput; coalesced: boolean }>;
+  /**
+   * The URL's download outcome: `done` settles with it (it never rejects);
+   * `coalesced` when the asker joined a download already in flight.
+   */
+  ask(url: string): { done: Promise<DownloadOutput>; coalesced: boolean };
   /** The outcome of the URL's download if it is in flight now (joining it), else undefined. */
   join(url: string): Promise<DownloadOutput> | undefined;
   status(): GateStatus;
@@ -207,24 +210,29 @@ export function createDownloads(deps: DownloadsDeps): Downloads {
   });
   supervisor.start();
 
-  const ask = (url: string): Promise<{ output: DownloadOutput; coalesced: boolean }> => {
+  const ask = (url: string): { done: Promise<DownloadOutput>; coalesced: boolean } => {
     // Joining a download in flight, or a remembered failure, is read from the
     // supervisor's own registry: no event, so a herd of askers costs no transitions.
     const { registry, failures } = supervisor.getSnapshot().context;
     const failure = failures.get(url);
-    if (failure !== undefined) return Promise.resolve({ output: failure, coalesced: false });
+    if (failure !== undefined) return { done: Promise.resolve(failure), coalesced: false };
     const inFlight = registry.get(url);
-    if (inFlight !== undefined) return inFlight.done.then((output) => ({ output, coalesced: true }));
-    return new Promise((resolve) => {
-      supervisor.send({
-        type: 'REQUEST',
-        url,
-        reply: (answer: Answer) => {
-          if ('output' in answer) resolve({ output: answer.output, coalesced: false });
-          else resolve(answer.flight.done.then((output) => ({ output, coalesced: false })));
-        },
-      });
+    if (inFlight !== undefined) return { done: inFlight.done, coalesced: true };
+    let answer: Answer | undefined;
+    let deferred: ((answer: Answer) => void) | undefined;
+    supervisor.send({
+      type: 'REQUEST',
+      url,
+      reply: (given: Answer) => {
+        if (deferred) deferred(given);
+        else answer = given;
+      },
     });
+    const outputOf = (given: Answer) => ('output' in given ? Promise.resolve(given.output) : given.flight.done);
+    // The supervisor replies at once unless it is busy with another event (then it
+    // replies when it gets to this one).
+    if (answer !== undefined) return { done: outputOf(answer), coalesced: false };
+    return { done: new Promise<Answer>((resolve) => (deferred = resolve)).then(outputOf), coalesced: false };
   };
 
   return {
