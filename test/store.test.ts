@@ -215,6 +215,42 @@ describe('task store', () => {
     assert.deepEqual(await tasks.unfinished(), []);
   });
 
+  it('sets exactly the patched columns, nulls included, and gives a new row the defaults', async (t) => {
+    const { dataSource } = await openDb(t);
+    let time = 1000;
+    const tasks = new TaskStore(dataSource, new SerialWriter(), (e) => assert.fail(String(e)), () => time);
+    const fresh = { status: 'queued', attempts: 0, errorCode: null, errorMessage: null, bytesDone: 0, bytesTotal: null, startedAt: null, finishedAt: null };
+    tasks.update('u1', { status: 'queued' });
+    tasks.update('u2', { status: 'downloading', attempts: 1, startedAt: 900, bytesTotal: 5000 });
+    await tasks.flush();
+    assert.deepEqual(await tasks.get('u1'), { url: 'u1', ...fresh, createdAt: 1000, updatedAt: 1000 });
+    assert.deepEqual(await tasks.get('u2'), { url: 'u2', ...fresh, status: 'downloading', attempts: 1, startedAt: 900, bytesTotal: 5000, createdAt: 1000, updatedAt: 1000 });
+
+    time = 2000;
+    tasks.update('u1', { status: 'error', attempts: 3, errorCode: 'http_status', errorMessage: "HTTP 404 'quoted'", finishedAt: 1900 });
+    tasks.update('u2', { bytesDone: 5000 });
+    await tasks.flush();
+    time = 3000;
+    tasks.update('u1', { status: 'queued', errorCode: null, errorMessage: null });
+    await tasks.flush();
+    assert.deepEqual(await tasks.get('u1'), { url: 'u1', ...fresh, attempts: 3, finishedAt: 1900, createdAt: 1000, updatedAt: 3000 });
+    assert.deepEqual(await tasks.get('u2'), { url: 'u2', ...fresh, status: 'downloading', attempts: 1, startedAt: 900, bytesDone: 5000, bytesTotal: 5000, createdAt: 1000, updatedAt: 2000 });
+  });
+
+  it('writes a batch in one transaction: a failing row leaves the whole batch unwritten', async (t) => {
+    const { dataSource } = await openDb(t);
+    const errors: unknown[] = [];
+    const tasks = new TaskStore(dataSource, new SerialWriter(), (e) => errors.push(e));
+    tasks.update('good', { status: 'queued' });
+    tasks.update('bad', { status: null as unknown as 'queued' });
+    await tasks.flush();
+    assert.equal(errors.length, 1, 'reported');
+    assert.equal(await tasks.get('good'), null, 'rolled back with the bad row');
+    tasks.update('good', { status: 'ok' });
+    await tasks.flush();
+    assert.equal((await tasks.get('good'))?.status, 'ok', 'later batches are written');
+  });
+
   it('writes 5,000 concurrent changes in order without interleaving', async (t) => {
     const { dataSource } = await openDb(t);
     const tasks = new TaskStore(dataSource, new SerialWriter(), (e) => assert.fail(String(e)));

@@ -5,6 +5,8 @@
  * merged per URL and written through the serial writer, a batch per event-loop
  * turn in one transaction, so writes never interleave on SQLite's single
  * connection and 10,000 URLs arriving at once cost one transaction, not 10,000.
+ * On SQLite each changed row is one prepared upsert run on the better-sqlite3
+ * connection (see `writeSqlite`); other databases go through TypeORM.
  */
 import { In, MoreThan } from 'typeorm';
 import type { DataSource, EntityManager, Repository } from 'typeorm';
@@ -12,14 +14,57 @@ import { TaskEntity } from './entities.js';
 import type { TaskRow } from './entities.js';
 import type { TaskStatus } from '../../machines/types.js';
 import type { SerialWriter } from './serialWriter.js';
+import { sqliteStatements } from './sqlite.js';
+import type { SqliteStatement, SqliteStatements } from './sqlite.js';
 
 export type TaskPatch = Partial<Omit<TaskRow, 'url' | 'createdAt' | 'updatedAt'>> & { status?: TaskStatus };
+
+type Batch = Map<string, { patch: TaskPatch; at: number }>;
+type PatchProperty = keyof Omit<TaskRow, 'url' | 'createdAt' | 'updatedAt'>;
+
+/** The columns a patch may set, in the order of the upsert's parameters (after `url`). */
+const PATCH_COLUMNS: readonly (readonly [PatchProperty, string])[] = [
+  ['status', 'status'],
+  ['attempts', 'attempts'],
+  ['errorCode', 'error_code'],
+  ['errorMessage', 'error_message'],
+  ['bytesDone', 'bytes_done'],
+  ['bytesTotal', 'bytes_total'],
+  ['startedAt', 'started_at'],
+  ['finishedAt', 'finished_at'],
+];
+
+/** What a new row holds in the columns its first patch leaves out. */
+const TASK_DEFAULTS: Record<PatchProperty, unknown> = {
+  status: 'queued',
+  attempts: 0,
+  errorCode: null,
+  errorMessage: null,
+  bytesDone: 0,
+  bytesTotal: null,
+  startedAt: null,
+  finishedAt: null,
+};
+
+/** The SQLite upsert that updates the columns in `mask` (bits in PATCH_COLUMNS order) and `updated_at`. */
+function upsertSql(mask: number): string {
+  const columns = PATCH_COLUMNS.map(([, column]) => column);
+  const set = columns.filter((_, i) => mask & (1 << i)).map((column) => `${column} = excluded.${column}`);
+  set.push('updated_at = excluded.updated_at');
+  return (
+    `INSERT INTO tasks (url, ${columns.join(', ')}, created_at, updated_at) VALUES (${Array(columns.length + 3).fill('?').join(', ')}) ` +
+    `ON CONFLICT(url) DO UPDATE SET ${set.join(', ')}`
+  );
+}
 
 export class TaskStore {
   private readonly repo: Repository<TaskRow>;
   private pending = new Map<string, { patch: TaskPatch; at: number }>();
   private scheduled = false;
   private chain: Promise<void> = Promise.resolve();
+  /** SQLite: the prepared upsert per set of patched columns, and the batch's transaction. */
+  private readonly upserts = new Map<number, SqliteStatement>();
+  private sqliteBatch: { db: SqliteStatements['db']; write: (rows: Batch) => void } | undefined;
 
   constructor(
     private readonly dataSource: DataSource,
@@ -53,11 +98,54 @@ export class TaskStore {
     if (this.pending.size === 0) return this.chain;
     const batch = this.pending;
     this.pending = new Map();
-    this.chain = this.writer.run(() => this.dataSource.transaction((manager) => this.write(manager, batch))).catch(this.onError);
+    this.chain = this.writer
+      .run(async () => {
+        const sqlite = sqliteStatements(this.dataSource);
+        if (sqlite) this.writeSqlite(sqlite, batch);
+        else await this.dataSource.transaction((manager) => this.write(manager, batch));
+      })
+      .catch(this.onError);
     return this.chain;
   }
 
-  private async write(manager: EntityManager, batch: Map<string, { patch: TaskPatch; at: number }>): Promise<void> {
+  /**
+   * SQLite: the whole batch in one transaction, one prepared upsert per URL that
+   * sets only the columns its patch has (and `updated_at`); a new row gets the
+   * defaults for the rest. Synchronous: nothing else runs on the connection meanwhile.
+   */
+  private writeSqlite(sqlite: SqliteStatements, batch: Batch): void {
+    if (this.sqliteBatch?.db !== sqlite.db) {
+      this.upserts.clear();
+      this.sqliteBatch = { db: sqlite.db, write: sqlite.db.transaction((rows: Batch) => this.upsertRows(sqlite, rows)) };
+    }
+    this.sqliteBatch.write(batch);
+  }
+
+  private upsertRows(sqlite: SqliteStatements, batch: Batch): void {
+    for (const [url, { patch, at }] of batch) {
+      let mask = 0;
+      const values: unknown[] = [url];
+      for (let i = 0; i < PATCH_COLUMNS.length; i++) {
+        const [property] = PATCH_COLUMNS[i]!;
+        const value = patch[property];
+        if (value === undefined) values.push(TASK_DEFAULTS[property]);
+        else {
+          values.push(value);
+          mask |= 1 << i;
+        }
+      }
+      values.push(at, at);
+      let statement = this.upserts.get(mask);
+      if (!statement) {
+        statement = sqlite.get(upsertSql(mask));
+        this.upserts.set(mask, statement);
+      }
+      statement.run(values);
+    }
+  }
+
+  /** Any other database: through TypeORM, update then insert if there was no row. */
+  private async write(manager: EntityManager, batch: Batch): Promise<void> {
     const repo = manager.getRepository(TaskEntity);
     for (const [url, { patch, at }] of batch) {
       const result = await repo.update({ url }, { ...patch, updatedAt: at });
