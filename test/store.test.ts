@@ -112,6 +112,28 @@ describe('cover store', () => {
   });
 });
 
+describe('cover store rows', () => {
+  it('finds and saves rows exactly as TypeORM reads and writes them', async (t) => {
+    const { dataSource } = await openDb(t);
+    const store = new CoverStore(dataSource, new SerialWriter());
+    const repo = dataSource.getRepository(CoverEntity);
+    const big = row("https://i0.hdslb.com/a'b\"c.jpg", { bytes: 2 ** 40, createdAt: 1_763_780_000_123, lastAskedAt: 1_763_780_000_456, width: 0, height: 65_535 });
+    await store.save(big);
+    assert.deepEqual(await store.find(big.url), big);
+    assert.deepEqual(await store.find(big.url), await repo.findOneBy({ url: big.url }));
+    assert.deepEqual((await store.findMany([big.url])).get(big.url), big);
+    assert.equal(await store.find('https://i0.hdslb.com/none.jpg'), null);
+
+    // A save replaces every column but the URL (created_at included, as TypeORM's upsert did).
+    const replaced = { ...big, path: 'h/new.jpg', source: 'custom' as const, bytes: 9, contentType: 'image/png', width: 10, height: 20, sha256: 'b'.repeat(64), createdAt: 5, lastAskedAt: 6 };
+    await store.save(replaced);
+    assert.deepEqual(await store.find(big.url), replaced);
+    await repo.upsert(big, { conflictPaths: ['url'], skipUpdateIfNoValuesChanged: false });
+    assert.deepEqual(await store.find(big.url), big, 'a row TypeORM wrote reads back the same');
+    assert.equal(await store.count(), 1);
+  });
+});
+
 describe('cover store memory', () => {
   it('answers repeated lookups from memory and never serves a row that was replaced or removed', async (t) => {
     const { dataSource } = await openDb(t);

@@ -24,6 +24,49 @@ const TOUCH_INTERVAL_MS = 30_000;
 /** URLs whose "last asked for" time is written per event-loop turn. */
 const TOUCH_SLICE = 200;
 
+/** SQLite: the columns of a cover row, as better-sqlite3 returns them. */
+interface SqliteCover {
+  url: string;
+  path: string;
+  source: CoverRow['source'];
+  bytes: number;
+  content_type: string;
+  width: number;
+  height: number;
+  sha256: string;
+  created_at: number;
+  last_asked_at: number;
+}
+
+const COVER_COLUMNS = ['url', 'path', 'source', 'bytes', 'content_type', 'width', 'height', 'sha256', 'created_at', 'last_asked_at'];
+const SELECT_COVERS = `SELECT ${COVER_COLUMNS.join(', ')} FROM covers`;
+const UPSERT_COVER =
+  `INSERT INTO covers (${COVER_COLUMNS.join(', ')}) VALUES (${COVER_COLUMNS.map(() => '?').join(', ')}) ` +
+  `ON CONFLICT(url) DO UPDATE SET ${COVER_COLUMNS.slice(1)
+    .map((column) => `${column} = excluded.${column}`)
+    .join(', ')}`;
+
+/** A row as TypeORM hands it out (its `bigint` transformer makes numbers of the times and sizes). */
+function coverFromSqlite(row: SqliteCover): CoverRow {
+  return {
+    url: row.url,
+    path: row.path,
+    source: row.source,
+    bytes: Number(row.bytes),
+    contentType: row.content_type,
+    width: row.width,
+    height: row.height,
+    sha256: row.sha256,
+    createdAt: Number(row.created_at),
+    lastAskedAt: Number(row.last_asked_at),
+  };
+}
+
+/** The upsert's parameters, in COVER_COLUMNS order. */
+function coverToSqlite(row: CoverRow): unknown[] {
+  return [row.url, row.path, row.source, row.bytes, row.contentType, row.width, row.height, row.sha256, row.createdAt, row.lastAskedAt];
+}
+
 export class CoverStore {
   private readonly repo: Repository<CoverRow>;
   private touched = new Set<string>();
@@ -68,7 +111,10 @@ export class CoverStore {
   }
 
   async find(url: string): Promise<CoverRow | null> {
-    return this.repo.findOneBy({ url });
+    const sqlite = sqliteStatements(this.dataSource);
+    if (!sqlite) return this.repo.findOneBy({ url });
+    const found = sqlite.get(`${SELECT_COVERS} WHERE url = ?`).get(url) as SqliteCover | undefined;
+    return found ? coverFromSqlite(found) : null;
   }
 
   /** The stored covers of these URLs, by URL; absent URLs are not in the map. */
@@ -85,7 +131,7 @@ export class CoverStore {
     for (let i = 0; i < missing.length; i += CHUNK) {
       const writesBefore = this.writes;
       const quietBefore = this.writing === 0;
-      const rows = await this.repo.findBy({ url: In(missing.slice(i, i + CHUNK)) });
+      const rows = await this.findChunk(missing.slice(i, i + CHUNK));
       const current = quietBefore && this.writing === 0 && this.writes === writesBefore;
       for (const row of rows) {
         found.set(row.url, row);
@@ -95,9 +141,20 @@ export class CoverStore {
     return found;
   }
 
+  private async findChunk(urls: string[]): Promise<CoverRow[]> {
+    const sqlite = sqliteStatements(this.dataSource);
+    if (!sqlite) return this.repo.findBy({ url: In(urls) });
+    const rows = sqlite.get(`${SELECT_COVERS} WHERE url IN (SELECT value FROM json_each(?))`).all(JSON.stringify(urls)) as SqliteCover[];
+    return rows.map(coverFromSqlite);
+  }
+
   /** Inserts or replaces the URL's cover. */
   async save(row: CoverRow): Promise<void> {
-    await this.write(row.url, () => this.repo.upsert(row, { conflictPaths: ['url'], skipUpdateIfNoValuesChanged: false }));
+    await this.write(row.url, async () => {
+      const sqlite = sqliteStatements(this.dataSource);
+      if (sqlite) sqlite.get(UPSERT_COVER).run(coverToSqlite(row));
+      else await this.repo.upsert(row, { conflictPaths: ['url'], skipUpdateIfNoValuesChanged: false });
+    });
   }
 
   /**
