@@ -134,6 +134,25 @@ describe('cover store rows', () => {
   });
 });
 
+describe('cover store: a download never replaces a custom cover', () => {
+  it('saves over a downloaded cover or none, and keeps a custom one, answering it', async (t) => {
+    const { dataSource } = await openDb(t);
+    const store = new CoverStore(dataSource, new SerialWriter());
+    assert.equal(await store.saveUnlessCustom(row('new', { path: 'h/new.jpg' })), null, 'saved: no row before');
+    assert.equal((await store.find('new'))?.path, 'h/new.jpg');
+    assert.equal(await store.saveUnlessCustom(row('new', { path: 'h/newer.jpg', bytes: 5 })), null, 'saved over a download');
+    assert.deepEqual(await store.find('new'), row('new', { path: 'h/newer.jpg', bytes: 5 }));
+
+    const custom = row('mine', { path: 'h/custom.png', source: 'custom', contentType: 'image/png', createdAt: 10, lastAskedAt: 11 });
+    await store.save(custom);
+    assert.equal((await store.findMany(['mine'])).get('mine')?.source, 'custom', 'in memory');
+    assert.deepEqual(await store.saveUnlessCustom(row('mine', { path: 'h/download.jpg' })), custom, 'refused: the custom row answers');
+    assert.deepEqual(await store.find('mine'), custom, 'unchanged');
+    assert.deepEqual(await store.findRemembered('mine'), custom);
+    assert.equal(await store.findRemembered('none'), null);
+  });
+});
+
 describe('cover store memory', () => {
   it('answers repeated lookups from memory and never serves a row that was replaced or removed', async (t) => {
     const { dataSource } = await openDb(t);

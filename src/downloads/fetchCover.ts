@@ -4,7 +4,8 @@
  *   stored already?  → answer it (source `cache`, or `custom`)
  *   video page       → resolve its cover through bilibili's view API
  *   image URL        → download (guarded, size-limited, abortable)
- *                    → decode and resize → write atomically → upsert the row
+ *                    → decode and resize → write atomically → upsert the row,
+ *                      unless a custom cover was uploaded meanwhile (then it wins)
  *
  * The AbortSignal comes from the machine (`fromPromise`): leaving `running`
  * (time limit, shutdown) aborts the socket and any temp file.
@@ -62,7 +63,8 @@ async function fetchAndStore(
   signal: AbortSignal,
   onProgress?: (bytes: number, total: number | undefined) => void,
 ): Promise<FetchCoverOutput> {
-  const existing = await deps.covers.find(url);
+  // A URL stored and asked for lately is answered from memory; otherwise one indexed read.
+  const existing = await deps.covers.findRemembered(url);
   if (existing) return { cover: storedCover(existing), source: existing.source === 'custom' ? 'custom' : 'cache' };
 
   const imageUrl = await imageUrlFor(url, deps, signal);
@@ -77,12 +79,11 @@ async function fetchAndStore(
   signal.throwIfAborted();
 
   const row = await writeCover(url, image, { coversDir: deps.config.coversDir, source: 'download', now: (deps.now ?? Date.now)(), signal });
-  const custom = await deps.covers.find(url);
-  if (custom?.source === 'custom') {
+  const custom = await deps.covers.saveUnlessCustom(row);
+  if (custom) {
     // The administrator uploaded a cover while this download ran: theirs wins.
     if (custom.path !== row.path) await removeCoverFile(deps.config.coversDir, row.path);
     return { cover: storedCover(custom), source: 'custom' };
   }
-  await deps.covers.save(row);
   return { cover: storedCover(row), source: 'download' };
 }

@@ -46,6 +46,8 @@ const UPSERT_COVER =
     .map((column) => `${column} = excluded.${column}`)
     .join(', ')}`;
 
+const UPSERT_COVER_UNLESS_CUSTOM = `${UPSERT_COVER} WHERE covers.source <> 'custom'`;
+
 /** A row as TypeORM hands it out (its `bigint` transformer makes numbers of the times and sizes). */
 function coverFromSqlite(row: SqliteCover): CoverRow {
   return {
@@ -117,6 +119,14 @@ export class CoverStore {
     return found ? coverFromSqlite(found) : null;
   }
 
+  /**
+   * The URL's cover from memory when it is there (memory is kept in step with
+   * every write), else from the table like `find`.
+   */
+  async findRemembered(url: string): Promise<CoverRow | null> {
+    return this.memory.get(url) ?? this.find(url);
+  }
+
   /** The stored covers of these URLs, by URL; absent URLs are not in the map. */
   async findMany(urls: readonly string[]): Promise<Map<string, CoverRow>> {
     const found = new Map<string, CoverRow>();
@@ -154,6 +164,31 @@ export class CoverStore {
       const sqlite = sqliteStatements(this.dataSource);
       if (sqlite) sqlite.get(UPSERT_COVER).run(coverToSqlite(row));
       else await this.repo.upsert(row, { conflictPaths: ['url'], skipUpdateIfNoValuesChanged: false });
+    });
+  }
+
+  /**
+   * Saves a downloaded cover unless the URL has a custom one: an upload that
+   * landed while the download ran wins. Resolves to null when `row` was saved,
+   * or to the custom row that stayed (the caller's file is then unused).
+   * One statement on SQLite (`ON CONFLICT … DO UPDATE … WHERE source <> 'custom'`).
+   */
+  async saveUnlessCustom(row: CoverRow): Promise<CoverRow | null> {
+    return this.write(row.url, async () => {
+      const sqlite = sqliteStatements(this.dataSource);
+      if (sqlite) {
+        if (sqlite.get(UPSERT_COVER_UNLESS_CUSTOM).run(coverToSqlite(row)).changes > 0) return null;
+        const kept = sqlite.get(`${SELECT_COVERS} WHERE url = ?`).get(row.url) as SqliteCover | undefined;
+        return kept ? coverFromSqlite(kept) : null;
+      }
+      // Elsewhere a read then a write, in one transaction and within the serial writer.
+      return this.dataSource.transaction(async (manager) => {
+        const repo = manager.getRepository(CoverEntity);
+        const current = await repo.findOneBy({ url: row.url });
+        if (current?.source === 'custom') return current;
+        await repo.upsert(row, { conflictPaths: ['url'], skipUpdateIfNoValuesChanged: false });
+        return null;
+      });
     });
   }
 
