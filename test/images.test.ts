@@ -3,6 +3,7 @@ import { describe, it } from 'node:test';
 import sharp from 'sharp';
 import { CoverError } from '../src/errors.js';
 import { processImage } from '../src/images/index.js';
+import { readImageHeader } from '../src/images/processImage.js';
 import { makeImage } from './helpers/origin.js';
 
 describe('processImage', () => {
@@ -30,5 +31,125 @@ describe('processImage', () => {
     await assert.rejects(processImage(jpeg.subarray(0, Math.floor(jpeg.length / 2)), { width: 10, height: 10 }), notImage);
     const svg = Buffer.from('<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"><rect width="10" height="10"/></svg>');
     await assert.rejects(processImage(svg, null), notImage);
+  });
+});
+
+/** Images made with sharp in every shape the header reader has a branch for. */
+async function sampleImages(): Promise<{ name: string; body: Buffer }[]> {
+  const noise = (width: number, height: number, channels: 3 | 4) => {
+    const data = Buffer.alloc(width * height * channels);
+    for (let i = 0; i < data.length; i++) data[i] = (i * 2_654_435_761) >>> 24;
+    return sharp(data, { raw: { width, height, channels } });
+  };
+  const frames = (width: number, pageHeight: number, pages: number) => {
+    const data = Buffer.alloc(width * pageHeight * pages * 4, 0x80);
+    for (let i = 0; i < data.length; i += 7) data[i] = i & 255;
+    return sharp(data, { raw: { width, height: pageHeight * pages, channels: 4, pageHeight } });
+  };
+  const samples: [string, Promise<Buffer>][] = [
+    ['jpeg baseline', noise(641, 401, 3).jpeg({ quality: 80 }).toBuffer()],
+    ['jpeg progressive, EXIF and ICC first', noise(300, 500, 3).withMetadata({ orientation: 6, icc: 'srgb' }).jpeg({ progressive: true }).toBuffer()],
+    ['jpeg mozjpeg, 1 px wide', noise(1, 37, 3).jpeg({ mozjpeg: true }).toBuffer()],
+    ['jpeg cmyk', noise(33, 21, 3).toColourspace('cmyk').jpeg().toBuffer()],
+    ['png rgb', noise(320, 200, 3).png().toBuffer()],
+    ['png rgba palette', noise(77, 55, 4).png({ palette: true }).toBuffer()],
+    ['png 16 bit', noise(9, 65, 3).toColourspace('rgb16').png().toBuffer()],
+    ['webp lossy (VP8)', noise(333, 111, 3).webp({ quality: 70 }).toBuffer()],
+    ['webp lossless (VP8L)', noise(129, 257, 3).webp({ lossless: true }).toBuffer()],
+    ['webp alpha (VP8X)', noise(64, 48, 4).webp({ quality: 70, alphaQuality: 50 }).toBuffer()],
+    ['webp animated (VP8X)', frames(40, 30, 3).webp().toBuffer()],
+    ['webp 16383 wide', sharp({ create: { width: 16383, height: 2, channels: 3, background: '#123456' } }).webp({ lossless: true }).toBuffer()],
+    ['gif', noise(120, 90, 3).gif().toBuffer()],
+    ['gif animated', frames(50, 40, 3).gif().toBuffer()],
+    ['gif 640x480 (a monitor size)', noise(640, 480, 3).gif().toBuffer()],
+  ];
+  return Promise.all(samples.map(async ([name, body]) => ({ name, body: await body })));
+}
+
+describe('readImageHeader', () => {
+  it('reads the format and size that sharp reports, for JPEG, PNG, WebP and GIF', async () => {
+    const samples = await sampleImages();
+    for (const { name, body } of samples) {
+      const meta = await sharp(body, { animated: false }).metadata();
+      assert.deepEqual(readImageHeader(body), { format: meta.format, width: meta.width, height: meta.height }, name);
+      const kind = name.split(' ')[0]!;
+      assert.equal(meta.format, kind, `${name} is what it says`);
+    }
+    // VP8X must be there for the alpha and animated ones, VP8L and VP8 for the others.
+    const chunk = (name: string) => samples.find((sample) => sample.name === name)!.body.toString('latin1', 12, 16);
+    assert.deepEqual(
+      ['webp lossy (VP8)', 'webp lossless (VP8L)', 'webp alpha (VP8X)', 'webp animated (VP8X)'].map(chunk),
+      ['VP8 ', 'VP8L', 'VP8X', 'VP8X'],
+    );
+  });
+
+  it("sizes a GIF as libvips does: an odd logical screen, and a first frame that grows it", async () => {
+    const base = await sharp({ create: { width: 50, height: 40, channels: 3, background: '#c80a0a' } }).gif().toBuffer();
+    const descriptor = base.indexOf(0x2c, 13 + (base[10]! & 0x80 ? 3 << ((base[10]! & 7) + 1) : 0));
+    const screens: [number, number, number?][] = [
+      [100, 100], [20, 20], [640, 480], [640, 512], [800, 600], [1024, 768], [1280, 1024], [1600, 1200],
+      [2048, 2048], [2049, 100], [100, 2049], [0, 100], [30, 0], [640, 100], [60, 60, 30],
+    ];
+    for (const [width, height, left] of screens) {
+      const gif = Buffer.from(base);
+      gif.writeUInt16LE(width, 6);
+      gif.writeUInt16LE(height, 8);
+      if (left !== undefined) gif.writeUInt16LE(left, descriptor + 1);
+      const meta = await sharp(gif, { animated: false }).metadata();
+      assert.deepEqual(readImageHeader(gif), { format: 'gif', width: meta.width, height: meta.height }, `screen ${width}x${height}`);
+    }
+  });
+
+  it('knows nothing of other formats or of a header that is cut off', async () => {
+    const [jpeg, png, webp, gif] = await Promise.all([
+      makeImage('head', 'jpeg', 40, 30),
+      makeImage('head', 'png', 40, 30),
+      sharp({ create: { width: 4, height: 4, channels: 3, background: '#000' } }).webp().toBuffer(),
+      sharp({ create: { width: 4, height: 4, channels: 3, background: '#000' } }).gif().toBuffer(),
+    ]);
+    const tiff = await sharp({ create: { width: 4, height: 4, channels: 3, background: '#000' } }).tiff().toBuffer();
+    for (const body of [Buffer.alloc(0), Buffer.from('<svg xmlns="http://www.w3.org/2000/svg"/>'), Buffer.from('GIF89'), tiff, jpeg.subarray(0, 20), png.subarray(0, 20), webp.subarray(0, 25), gif.subarray(0, 14)]) {
+      assert.equal(readImageHeader(body), null, body.subarray(0, 12).toString('latin1'));
+    }
+    // This JPEG's frame header (SOF0) starts at byte 140 and holds its size in bytes 145–148,
+    // before the Huffman tables and the scan.
+    assert.equal(jpeg.readUInt16BE(140), 0xffc0);
+    assert.deepEqual(readImageHeader(jpeg.subarray(0, 149)), { format: 'jpeg', width: 40, height: 30 }, 'only the header is read');
+    assert.equal(readImageHeader(jpeg.subarray(0, 148)), null, 'cut inside the frame header');
+  });
+});
+
+describe('processImage with the header reader', () => {
+  it('answers what sharp reports, with resize off and on, for every sample', async () => {
+    for (const { name, body } of await sampleImages()) {
+      const meta = await sharp(body, { animated: false }).metadata();
+      const off = await processImage(body, null);
+      assert.equal(off.data, body, name);
+      assert.deepEqual([off.width, off.height, off.ext], [meta.width, meta.height, meta.format === 'jpeg' ? 'jpg' : meta.format], name);
+      const on = await processImage(body, { width: 32, height: 20 });
+      assert.deepEqual([on.width, on.height], [32, 20], name);
+      assert.equal((await sharp(on.data).metadata()).format, meta.format === 'gif' ? 'jpeg' : meta.format, name);
+    }
+  });
+
+  it('still refuses a body whose header is whole but whose data is cut off, in every format', async () => {
+    const notImage = (error: unknown) => error instanceof CoverError && error.code === 'not_image';
+    for (const { name, body } of await sampleImages()) {
+      // Too small to cut inside the data; and of an animated image only the first frame is decoded (animated: false).
+      if (name.includes('1 px') || name.includes('16383') || name.includes('animated') || body.length < 400) continue;
+      const cut = body.subarray(0, Math.floor(body.length * 0.6));
+      assert.ok(readImageHeader(cut), `${name}: the header survives the cut`);
+      await assert.rejects(processImage(cut, null), notImage, `${name}, resize off`);
+      await assert.rejects(processImage(cut, { width: 10, height: 10 }), notImage, `${name}, resize on`);
+    }
+  });
+
+  it('still reads the formats it has no header reader for (TIFF), and refuses SVG', async () => {
+    const tiff = await sharp({ create: { width: 24, height: 12, channels: 3, background: '#336699' } }).tiff().toBuffer();
+    const out = await processImage(tiff, null);
+    assert.deepEqual([out.width, out.height, out.contentType], [24, 12, 'image/tiff']);
+    const notImage = (error: unknown) => error instanceof CoverError && error.code === 'not_image';
+    const svg = Buffer.from('<?xml version="1.0"?>\n<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"/>');
+    await assert.rejects(processImage(svg, { width: 10, height: 10 }), notImage);
   });
 });
