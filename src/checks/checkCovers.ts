@@ -31,7 +31,7 @@ export interface CheckResult {
 export interface CheckDeps {
   config: Pick<Config, 'allowHosts'>;
   covers: CoverStore;
-  downloads: Pick<Downloads, 'ask' | 'join'>;
+  downloads: Pick<Downloads, 'ask' | 'inFlight'>;
   stats: Stats;
   /** Base of the cover URLs, ending in `/`. */
   publicUrl: () => string;
@@ -49,18 +49,13 @@ export class CoverChecks {
 
   constructor(private readonly deps: CheckDeps) {}
 
-  private cached(key: object, make: () => CheckResult): CheckResult {
+  /** Drops the cached answers if the public URL changed (it is known only once the server listens on port 0). */
+  private checkBase(): void {
     const base = this.deps.publicUrl();
     if (base !== this.answersBase) {
       this.answers = new WeakMap();
       this.answersBase = base;
     }
-    let answer = this.answers.get(key);
-    if (answer === undefined) {
-      answer = make();
-      this.answers.set(key, answer);
-    }
-    return answer;
   }
 
   private ok(url: string, cover: Pick<StoredCover, 'path'>, source: CoverSource): CheckResult {
@@ -69,22 +64,32 @@ export class CoverChecks {
 
   /** A stored row's answer (the row objects of the store's memory are stable, so this is made once per row). */
   private fromRow(row: CoverRow): CheckResult {
-    return this.cached(row, () => this.ok(row.url, row, row.source === 'custom' ? 'custom' : 'cache'));
+    let answer = this.answers.get(row);
+    if (answer === undefined) {
+      answer = this.ok(row.url, row, row.source === 'custom' ? 'custom' : 'cache');
+      this.answers.set(row, answer);
+    }
+    return answer;
   }
 
   /** A download's answer, made once however many askers share the download. */
   private fromOutput(output: DownloadOutput): CheckResult {
-    return this.cached(output, () =>
-      output.status === 'ok'
-        ? this.ok(output.url, output.cover, output.source === 'cache' ? 'cache' : output.source)
-        : { url: output.url, status: 'error', error: { code: output.error.code, message: output.error.message } },
-    );
+    let answer = this.answers.get(output);
+    if (answer === undefined) {
+      answer =
+        output.status === 'ok'
+          ? this.ok(output.url, output.cover, output.source === 'cache' ? 'cache' : output.source)
+          : { url: output.url, status: 'error', error: { code: output.error.code, message: output.error.message } };
+      this.answers.set(output, answer);
+    }
+    return answer;
   }
 
   async check(urls: readonly string[], onWaited: (index: number, result: CheckResult) => void = () => {}): Promise<CheckResult[]> {
     const { stats, covers, downloads, config } = this.deps;
     stats.checks++;
     stats.urls += urls.length;
+    this.checkBase();
     const results: CheckResult[] = new Array<CheckResult>(urls.length);
     // url → its index, or its indexes when the batch repeats it (an array only then).
     const positions = new Map<string, number | number[]>();
@@ -132,11 +137,12 @@ export class CoverChecks {
     // asking the index (a herd of checks for the same URLs then costs no lookups).
     const lookup: string[] = [];
     let joined: Set<string> | undefined;
+    const flying = downloads.inFlight();
     for (const [url, at] of positions) {
-      const inFlight = downloads.join(url);
-      if (inFlight !== undefined) {
+      const flight = flying.size > 0 ? flying.get(url) : undefined;
+      if (flight !== undefined) {
         (joined ??= new Set()).add(url);
-        answerWhenDone(at, inFlight, true);
+        answerWhenDone(at, flight.done, true);
       } else if (url.startsWith('http')) lookup.push(url);
     }
     // Any other URL may have a custom cover, so the index is asked about all of them.

@@ -54,8 +54,8 @@ export interface Downloads {
    * `coalesced` when the asker joined a download already in flight.
    */
   ask(url: string): { done: Promise<DownloadOutput>; coalesced: boolean };
-  /** The outcome of the URL's download if it is in flight now (joining it), else undefined. */
-  join(url: string): Promise<DownloadOutput> | undefined;
+  /** The URLs in flight now, each with the promise of its outcome (the supervisor's registry, read-only). */
+  inFlight(): ReadonlyMap<string, { readonly done: Promise<DownloadOutput> }>;
   status(): GateStatus;
   tardyReasons(): string[];
   /** URLs waiting for a worker, downloads running (one actor each), and both together. */
@@ -237,7 +237,7 @@ export function createDownloads(deps: DownloadsDeps): Downloads {
 
   return {
     ask,
-    join: (url) => supervisor.getSnapshot().context.registry.get(url)?.done,
+    inFlight: () => supervisor.getSnapshot().context.registry,
     events,
     status: () => gateStatus(supervisor.getSnapshot()),
     tardyReasons: () => supervisor.getSnapshot().context.tardyReasons,
