@@ -4,11 +4,15 @@
  * Writes go through the serial writer. "Last asked for" times are collected in
  * memory and written every `touchIntervalMs` (30 s), a slice of URLs per
  * event-loop turn, so a cache hit costs no write on the hot path and the flush
- * never holds the loop for long. The most recently asked-for rows
- * are also kept in memory (`memoryRows`, least recently used dropped first), so
- * a hit costs no read either. Every write of this table goes through this class,
- * which keeps that memory in step; it is only valid while this process is the
- * table's one writer (true for SQLite).
+ * never holds the loop for long. The most recently asked-for rows are also kept
+ * in memory (`memoryRows`, least recently used dropped first), so a hit costs no
+ * read either. Every write of this table goes through this class, which keeps
+ * that memory in step; it is only valid while this process is the table's one
+ * writer (true for SQLite).
+ *
+ * On SQLite the statements run for every download or check (`find`, `findMany`,
+ * `save`, `saveUnlessCustom`, the touches) are prepared once on the
+ * better-sqlite3 connection; the rest, and every other database, use TypeORM.
  */
 import { In, LessThan } from 'typeorm';
 import type { DataSource, Repository } from 'typeorm';
