@@ -20,12 +20,21 @@ function tcpOf(socket: WebSocket): { cork(): void; uncork(): void } | undefined 
   return (socket as unknown as { _socket?: { cork(): void; uncork(): void } })._socket;
 }
 
+/**
+ * The shortest time between two writes of `result` frames to one socket. A
+ * socket hearing of one URL now and then gets each `result` at once; a socket
+ * hearing of many (a herd: 500 sockets waiting on the same 200 downloads) gets
+ * them gathered into one write per interval instead of a system call per
+ * download per socket. A `done` or any other frame first sends what is gathered,
+ * so frames keep their order.
+ */
+export const RESULT_WRITE_INTERVAL_MS = 10;
+
 export function serveClientSocket(socket: WebSocket, deps: ClientSocketDeps): void {
   let corked = false;
-  const send = (frame: ServerFrame | string) => {
+  const write = (frame: string) => {
     if (socket.readyState !== socket.OPEN) return;
-    // Frames sent in one turn of the event loop leave in one write, not a write each
-    // (a herd of answers is thousands of frames at once).
+    // Frames sent in one turn of the event loop leave in one write, not a write each.
     const tcp = tcpOf(socket);
     if (!corked && tcp) {
       corked = true;
@@ -35,8 +44,43 @@ export function serveClientSocket(socket: WebSocket, deps: ClientSocketDeps): vo
         tcp.uncork();
       });
     }
-    socket.send(typeof frame === 'string' ? frame : JSON.stringify(frame));
+    socket.send(frame);
   };
+
+  let gathered: string[] = [];
+  let lastResultWrite = -Infinity;
+  /** Cancels the scheduled write of the gathered results, if one is scheduled. */
+  let cancelScheduled: (() => void) | undefined;
+  const writeResults = () => {
+    cancelScheduled?.();
+    cancelScheduled = undefined;
+    lastResultWrite = performance.now();
+    const frames = gathered;
+    gathered = [];
+    for (const frame of frames) write(frame);
+  };
+  const sendResult = (frame: string) => {
+    gathered.push(frame);
+    if (cancelScheduled !== undefined) return;
+    const wait = lastResultWrite + RESULT_WRITE_INTERVAL_MS - performance.now();
+    if (wait <= 0) {
+      // Not written to lately: this turn's results leave together at the end of the turn.
+      const immediate = setImmediate(writeResults);
+      cancelScheduled = () => clearImmediate(immediate);
+    } else {
+      const timer = setTimeout(writeResults, wait);
+      cancelScheduled = () => clearTimeout(timer);
+    }
+  };
+  const send = (frame: ServerFrame | string) => {
+    if (gathered.length > 0) writeResults();
+    write(typeof frame === 'string' ? frame : JSON.stringify(frame));
+  };
+  socket.on('close', () => {
+    cancelScheduled?.();
+    cancelScheduled = undefined;
+    gathered = [];
+  });
 
   socket.on('message', (data: RawData, isBinary: boolean) => {
     if (isBinary) {
@@ -54,7 +98,7 @@ export function serveClientSocket(socket: WebSocket, deps: ClientSocketDeps): vo
       message.type === 'short'
         ? deps.checks.check(message.urls).then((results) => send(shortAnswer(results)))
         : deps.checks
-            .check(message.urls, (_index, result) => send(resultFrame(message.id, result)))
+            .check(message.urls, (_index, result) => sendResult(resultFrame(message.id, result)))
             .then((results) => send(doneFrame(message.id, results)));
     answer.catch((error: unknown) => {
       deps.logger.error('check failed', { error });
