@@ -219,6 +219,44 @@ describe('cover store touches', () => {
     await first;
   });
 
+  it('findMany with touch notes the URLs found, from memory or the table, once per flush round', async (t) => {
+    const { dataSource } = await openDb(t);
+    let now = 10_000;
+    const store = new CoverStore(dataSource, new SerialWriter(), { now: () => now, memoryRows: 4 });
+    const urls = Array.from({ length: 6 }, (_, i) => `https://i0.hdslb.com/ask/${i}.jpg`);
+    for (const url of urls) await store.save(row(url, { lastAskedAt: 1 }));
+    // 0–3 come from the table and fill the memory; asked again they are memory hits.
+    await store.findMany(urls.slice(0, 4));
+    await store.findMany(urls.slice(0, 2), { touch: true });
+    await store.findMany([urls[5]!, 'https://i0.hdslb.com/ask/none.jpg'], { touch: true });
+    await store.flushTouches();
+    assert.deepEqual(
+      await Promise.all(urls.map((url) => lastAsked(dataSource, url))),
+      [10_000, 10_000, 1, 1, 1, 10_000],
+      'memory hits and table rows found with touch are written; a lookup without touch is not',
+    );
+    // After a flush the same memory rows are noted again.
+    now = 20_000;
+    await store.findMany(urls.slice(0, 2), { touch: true });
+    await store.flushTouches();
+    assert.equal(await lastAsked(dataSource, urls[0]!), 20_000);
+    assert.equal(await lastAsked(dataSource, urls[5]!), 10_000);
+  });
+
+  it('keeps the most recently asked rows in memory and drops the least recently asked first', async (t) => {
+    const { dataSource } = await openDb(t);
+    const store = new CoverStore(dataSource, new SerialWriter(), { memoryRows: 4 });
+    const urls = Array.from({ length: 6 }, (_, i) => `https://i0.hdslb.com/lru/${i}.jpg`);
+    for (const url of urls) await store.save(row(url));
+    await store.findMany(urls.slice(0, 4)); // memory: 0 1 2 3
+    await store.findMany([urls[0]!]); // 0 was in the older half: moved to the newest end
+    await store.findMany([urls[4]!, urls[5]!]); // 1 and 2 are dropped
+    // A row in memory is answered even after its table row is gone behind the store's back.
+    await dataSource.query('DELETE FROM covers');
+    const left = await store.findMany(urls);
+    assert.deepEqual([...left.keys()].sort(), [urls[0]!, urls[3]!, urls[4]!, urls[5]!].sort());
+  });
+
   it('flushes by itself after touchIntervalMs', async (t) => {
     const { dataSource } = await openDb(t);
     const store = new CoverStore(dataSource, new SerialWriter(), { now: () => 7_000, touchIntervalMs: 20 });

@@ -146,8 +146,7 @@ export class CoverChecks {
       } else if (url.startsWith('http')) lookup.push(url);
     }
     // Any other URL may have a custom cover, so the index is asked about all of them.
-    const stored = await covers.findMany(lookup);
-    if (stored.size > 0) covers.touch(stored.keys());
+    const stored = await covers.findMany(lookup, { touch: true });
     for (const [url, at] of positions) {
       if (joined?.has(url)) continue;
       const row = stored.get(url);

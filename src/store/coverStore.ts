@@ -73,14 +73,29 @@ function coverToSqlite(row: CoverRow): unknown[] {
   return [row.url, row.path, row.source, row.bytes, row.contentType, row.width, row.height, row.sha256, row.createdAt, row.lastAskedAt];
 }
 
+/** A row in memory: how recently it was put at the newest end, and the touch round it was last queued in. */
+interface Remembered {
+  row: CoverRow;
+  seq: number;
+  touchedIn: number;
+}
+
 export class CoverStore {
   private readonly repo: Repository<CoverRow>;
   private touched = new Set<string>();
   private touchTimer: NodeJS.Timeout | undefined;
   /** The touch flush running, if any: the next one starts after it. */
   private flushingTouches: Promise<void> = Promise.resolve();
-  /** url → row, in least-recently-used order (a Map keeps insertion order). */
-  private readonly memory = new Map<string, CoverRow>();
+  /**
+   * url → row, least recently used first (a Map keeps insertion order). A hit in
+   * the newer half is not moved (`seq` says how new an entry is), so a hot URL
+   * costs one lookup, not a delete and an insert; only rows that drifted into the
+   * older half move back to the end. Eviction still takes the oldest first.
+   */
+  private readonly memory = new Map<string, Remembered>();
+  private seq = 0;
+  /** Which touch flush interval this is: a remembered row already touched in it is not queued again. */
+  private touchRound = 1;
   private readonly memoryRows: number;
   /** Writes begun, and writes not yet ended: a read that overlapped any write does not fill the memory. */
   private writes = 0;
@@ -106,10 +121,20 @@ export class CoverStore {
     this.memoryRows = options.memoryRows ?? 20_000;
   }
 
-  private remember(row: CoverRow): void {
+  private remember(row: CoverRow): Remembered {
     this.memory.delete(row.url);
-    this.memory.set(row.url, row);
+    const entry: Remembered = { row, seq: ++this.seq, touchedIn: 0 };
+    this.memory.set(row.url, entry);
     if (this.memory.size > this.memoryRows) this.memory.delete(this.memory.keys().next().value!);
+    return entry;
+  }
+
+  /** A memory hit: keeps the entry in the newer half of the memory. */
+  private hit(entry: Remembered): void {
+    if (entry.seq > this.seq - this.memoryRows / 2) return;
+    this.memory.delete(entry.row.url);
+    entry.seq = ++this.seq;
+    this.memory.set(entry.row.url, entry);
   }
 
   private now(): number {
@@ -128,18 +153,26 @@ export class CoverStore {
    * every write), else from the table like `find`.
    */
   async findRemembered(url: string): Promise<CoverRow | null> {
-    return this.memory.get(url) ?? this.find(url);
+    return this.memory.get(url)?.row ?? this.find(url);
   }
 
-  /** The stored covers of these URLs, by URL; absent URLs are not in the map. */
-  async findMany(urls: readonly string[]): Promise<Map<string, CoverRow>> {
+  /**
+   * The stored covers of these URLs, by URL; absent URLs are not in the map.
+   * With `touch`, the URLs found are also noted as asked for now (see `touch`).
+   */
+  async findMany(urls: readonly string[], options: { touch?: boolean } = {}): Promise<Map<string, CoverRow>> {
+    const touch = options.touch === true;
     const found = new Map<string, CoverRow>();
     const missing: string[] = [];
     for (const url of urls) {
-      const row = this.memory.get(url);
-      if (row) {
-        this.remember(row);
-        found.set(url, row);
+      const entry = this.memory.get(url);
+      if (entry) {
+        this.hit(entry);
+        found.set(url, entry.row);
+        if (touch && entry.touchedIn !== this.touchRound) {
+          entry.touchedIn = this.touchRound;
+          this.touched.add(url);
+        }
       } else missing.push(url);
     }
     for (let i = 0; i < missing.length; i += CHUNK) {
@@ -149,9 +182,11 @@ export class CoverStore {
       const current = quietBefore && this.writing === 0 && this.writes === writesBefore;
       for (const row of rows) {
         found.set(row.url, row);
-        if (current) this.remember(row);
+        if (current) this.remember(row).touchedIn = touch ? this.touchRound : 0;
+        if (touch) this.touched.add(row.url);
       }
     }
+    if (touch) this.scheduleTouches();
     return found;
   }
 
@@ -218,6 +253,10 @@ export class CoverStore {
   /** Notes that these URLs were asked for now; written within `touchIntervalMs` (default 30 s). */
   touch(urls: Iterable<string>): void {
     for (const url of urls) this.touched.add(url);
+    this.scheduleTouches();
+  }
+
+  private scheduleTouches(): void {
     if (this.touchTimer === undefined && this.touched.size > 0) {
       this.touchTimer = setTimeout(() => void this.flushTouches(), this.options.touchIntervalMs ?? TOUCH_INTERVAL_MS);
       this.touchTimer.unref();
@@ -243,6 +282,8 @@ export class CoverStore {
     if (this.touched.size === 0) return;
     const urls = [...this.touched];
     this.touched = new Set();
+    // Remembered rows asked for from now on are queued again.
+    this.touchRound++;
     const now = this.now();
     for (let i = 0; i < urls.length; i += TOUCH_SLICE) {
       if (i > 0) await new Promise<void>((resolve) => setImmediate(resolve));
