@@ -32,10 +32,14 @@
  *                                     finish, nothing new starts.
  *
  * Events:
- *   REQUEST {url, reply}  register a flight for url unless one exists, start it if
- *                   a worker slot is free and the gate is open, and call
- *                   `reply({ flight })` so the asker can await `flight.done`
- *                   (or `reply({ output })` for a remembered failure).
+ *   REQUEST {urls, reply}  register a flight for each URL unless one exists, start
+ *                   what free worker slots allow if the gate is open, and call
+ *                   `reply(answers)`, one answer per URL in order: `{ flight }`
+ *                   so the asker can await `flight.done` (or `{ output }` for a
+ *                   remembered failure). A check's new URLs come as one REQUEST:
+ *                   one transition for 1,000 URLs, not 1,000 (each transition of
+ *                   this parallel machine allocates ~11 KB, measured in
+ *                   docs/BENCHMARKS.md, Memory).
  *   FINISHED {url, ref}  (from the actor's completion) free its slot and registry
  *                   entry, settle the flight, start the next waiting one.
  *   GATE_OPENED     raised on entry to running/ok; starts what the slots allow
@@ -102,7 +106,7 @@ export interface SupervisorContext extends SupervisorInput {
 }
 
 export type SupervisorEvent =
-  | { type: 'REQUEST'; url: string; reply?: (answer: Answer) => void }
+  | { type: 'REQUEST'; urls: readonly string[]; reply?: (answers: Answer[]) => void }
   | { type: 'FINISHED'; url: string; ref: DownloadRef }
   | { type: 'REMEMBER'; url: string; output: DownloadOutput; ttlMs: number }
   | { type: 'FORGET'; url: string }
@@ -121,6 +125,15 @@ function shuttingDown(url: string): DownloadOutput {
   return { url, status: 'error', error: { code: 'shutting_down', message: 'the service is shutting down' } };
 }
 
+/** The URLs of a REQUEST that wait for a worker slot, each once. */
+function waitingOf(context: SupervisorContext, event: SupervisorEvent): string[] {
+  if (event.type !== 'REQUEST') return [];
+  const urls = event.urls.length === 1 ? event.urls : new Set(event.urls);
+  const found: string[] = [];
+  for (const url of urls) if (context.waiting.has(url)) found.push(url);
+  return found;
+}
+
 function newFlight(url: string): Flight {
   let settle!: (output: DownloadOutput) => void;
   const done = new Promise<DownloadOutput>((resolve) => (settle = resolve));
@@ -134,28 +147,35 @@ export const supervisorMachine = setup({
     input: {} as SupervisorInput,
   },
   actions: {
-    /** Registers a flight for the URL unless it is in flight already, queues it, and replies with it. */
+    /** Registers a flight for each URL not in flight already, queues it, and replies with them all. */
     register: ({ context, event }) => {
       if (event.type !== 'REQUEST') return;
-      const { url } = event;
-      const failure = context.failures.get(url);
-      if (failure !== undefined) {
-        event.reply?.({ output: failure });
-        return;
+      const answers: Answer[] = [];
+      for (const url of event.urls) {
+        const failure = context.failures.get(url);
+        if (failure !== undefined) {
+          answers.push({ output: failure });
+          continue;
+        }
+        let flight = context.registry.get(url);
+        if (flight === undefined) {
+          flight = newFlight(url);
+          context.registry.set(url, flight);
+          context.waiting.add(url);
+        }
+        answers.push({ flight });
       }
-      let flight = context.registry.get(url);
-      if (flight === undefined) {
-        flight = newFlight(url);
-        context.registry.set(url, flight);
-        context.waiting.add(url);
-      }
-      event.reply?.({ flight });
+      event.reply?.(answers);
     },
     /** During shutdown: joins a running download, or answers `shutting_down` without one. */
     refuse: ({ context, event }) => {
       if (event.type !== 'REQUEST') return;
-      const existing = context.registry.get(event.url);
-      event.reply?.(existing !== undefined ? { flight: existing } : { output: shuttingDown(event.url) });
+      event.reply?.(
+        event.urls.map((url) => {
+          const existing = context.registry.get(url);
+          return existing !== undefined ? { flight: existing } : { output: shuttingDown(url) };
+        }),
+      );
     },
     /** Spawns and starts the download actors of waiting URLs while worker slots are free. */
     startWaiting: ({ context, self }) => {
@@ -239,7 +259,7 @@ export const supervisorMachine = setup({
           // Reported before it may start, so a task's changes arrive in order: queued, downloading, …
           {
             type: 'reportWaiting',
-            params: ({ context, event }) => ({ urls: context.waiting.has(event.url) ? [event.url] : [], status: 'queued' as const }),
+            params: ({ context, event }) => ({ urls: waitingOf(context, event), status: 'queued' as const }),
           },
           'startWaiting',
         ],
@@ -249,7 +269,7 @@ export const supervisorMachine = setup({
           'register',
           {
             type: 'reportWaiting',
-            params: ({ context, event }) => ({ urls: context.waiting.has(event.url) ? [event.url] : [], status: 'waiting' as const }),
+            params: ({ context, event }) => ({ urls: waitingOf(context, event), status: 'waiting' as const }),
           },
         ],
       },

@@ -316,6 +316,7 @@ describe('metrics', () => {
     for (const name of ['coverhelper_queued', 'coverhelper_downloading', 'coverhelper_coalesced_askers_total', 'coverhelper_load5']) assert.ok(!Number.isNaN(value(name)), name);
     assert.equal(value('coverhelper_download_actors'), 0, 'finished actors are gone');
     assert.ok(value('process_resident_memory_bytes') > 0 && value('nodejs_heap_used_bytes') > 0);
+    assert.ok(value('nodejs_heap_total_bytes') >= value('nodejs_heap_used_bytes') && value('nodejs_external_memory_bytes') > 0);
     const health = (await (await fetch(`${service.url}/healthz`)).json()) as Frame;
     assert.deepEqual(Object.keys(health).sort(), ['diskPercent', 'downloading', 'load5', 'memPercent', 'queued', 'status', 'version']);
   });

@@ -16,7 +16,7 @@ function setupSupervisor(workers = 3, failTtlMs = 0) {
   supervisor.start();
   const answer = (url: string): Answer => {
     let replied: Answer | undefined;
-    supervisor.send({ type: 'REQUEST', url, reply: (a) => (replied = a) });
+    supervisor.send({ type: 'REQUEST', urls: [url], reply: (a) => (replied = a[0]) });
     assert.ok(replied, `replied for ${url}`);
     return replied;
   };
@@ -204,6 +204,33 @@ describe('supervisorMachine', () => {
     supervisor.send({ type: 'RESUME' });
     assert.deepEqual(waitingReports.at(-1), { urls: ['queued-1', 'held-2'], status: 'queued' });
     assert.equal(fetch.started.length, 1, 'the only slot is still taken');
+  });
+
+  it('takes many URLs in one REQUEST: one answer each, in order, one report, duplicates joined', async () => {
+    const { supervisor, ask, fetch, context, waitingReports } = setupSupervisor(2, 60_000);
+    const running = ask('https://a.hdslb.com/already.jpg');
+    // A failure remembered before the batch is answered from memory within it.
+    supervisor.send({ type: 'REMEMBER', url: 'https://a.hdslb.com/failed.jpg', output: { url: 'https://a.hdslb.com/failed.jpg', status: 'error', error: { code: 'http_status', message: '404' } }, ttlMs: 60_000 });
+    const before = waitingReports.length;
+    const urls = ['https://a.hdslb.com/b1.jpg', 'https://a.hdslb.com/already.jpg', 'https://a.hdslb.com/failed.jpg', 'https://a.hdslb.com/b2.jpg', 'https://a.hdslb.com/b1.jpg'];
+    let answers: Answer[] | undefined;
+    supervisor.send({ type: 'REQUEST', urls, reply: (given) => (answers = given) });
+    assert.ok(answers, 'replied within the send');
+    assert.equal(answers.length, urls.length);
+    const flightOf = (a: Answer) => ('flight' in a ? a.flight : undefined);
+    assert.equal(flightOf(answers[1]!), running, 'a URL in flight is joined');
+    assert.ok('output' in answers[2]! && answers[2].output.status === 'error', 'a remembered failure is answered from memory');
+    assert.equal(flightOf(answers[0]!), flightOf(answers[4]!), 'the same URL twice in a batch is one flight');
+    assert.deepEqual(flightOf(answers[0]!)?.url, urls[0]);
+    assert.deepEqual(flightOf(answers[3]!)?.url, urls[3]);
+    assert.equal(context().registry.size, 3);
+    assert.deepEqual(waitingReports.slice(before), [{ urls: ['https://a.hdslb.com/b1.jpg', 'https://a.hdslb.com/b2.jpg'], status: 'queued' }], 'the new URLs reported queued once, together');
+    while (fetch.pending.length > 0) {
+      fetch.succeed();
+      await flush();
+    }
+    assert.deepEqual(fetch.started.map((s) => s.url), ['https://a.hdslb.com/already.jpg', 'https://a.hdslb.com/b1.jpg', 'https://a.hdslb.com/b2.jpg'], 'each new URL fetched once, in order');
+    for (const a of answers) assert.equal(('flight' in a ? await a.flight.done : a.output).url, ('flight' in a ? a.flight.url : a.output.url));
   });
 
   it('accepts 10,000 distinct URLs in linear time', () => {

@@ -31,7 +31,7 @@ export interface CheckResult {
 export interface CheckDeps {
   config: Pick<Config, 'allowHosts'>;
   covers: CoverStore;
-  downloads: Pick<Downloads, 'ask' | 'inFlight'>;
+  downloads: Pick<Downloads, 'askMany' | 'inFlight'>;
   stats: Stats;
   /** Base of the cover URLs, ending in `/`. */
   publicUrl: () => string;
@@ -147,6 +147,7 @@ export class CoverChecks {
     }
     // Any other URL may have a custom cover, so the index is asked about all of them.
     const stored = await covers.findMany(lookup, { touch: true });
+    const missed: string[] = [];
     for (const [url, at] of positions) {
       if (joined?.has(url)) continue;
       const row = stored.get(url);
@@ -155,10 +156,12 @@ export class CoverChecks {
         answer(at, this.fromRow(row), false);
       } else if (classifyUrl(url, config.allowHosts).kind === 'skip') {
         answer(at, { url, status: 'skipped' }, false);
-      } else {
-        const { done, coalesced } = downloads.ask(url);
-        answerWhenDone(at, done, coalesced);
-      }
+      } else missed.push(url);
+    }
+    // The misses are handed over together: one supervisor event per check.
+    if (missed.length > 0) {
+      const asked = downloads.askMany(missed);
+      for (let i = 0; i < missed.length; i++) answerWhenDone(positions.get(missed[i]!)!, asked[i]!.done, asked[i]!.coalesced);
     }
     if (waiting > 0) await allAnswered;
     return results;

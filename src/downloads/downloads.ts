@@ -48,12 +48,20 @@ const FRESH: TaskPatch = { errorCode: null, errorMessage: null, bytesDone: 0, by
 /** How often a running download's byte count is persisted and published. */
 const PROGRESS_INTERVAL_MS = 250;
 
+/** What an asker gets: the outcome's promise, and whether it joined a download already in flight. */
+export interface Asked {
+  done: Promise<DownloadOutput>;
+  coalesced: boolean;
+}
+
 export interface Downloads {
   /**
    * The URL's download outcome: `done` settles with it (it never rejects);
    * `coalesced` when the asker joined a download already in flight.
    */
-  ask(url: string): { done: Promise<DownloadOutput>; coalesced: boolean };
+  ask(url: string): Asked;
+  /** `ask` for many URLs at once (one supervisor event for all the new ones); answers in order. */
+  askMany(urls: readonly string[]): Asked[];
   /** The URLs in flight now, each with the promise of its outcome (the supervisor's registry, read-only). */
   inFlight(): ReadonlyMap<string, { readonly done: Promise<DownloadOutput> }>;
   status(): GateStatus;
@@ -92,6 +100,8 @@ export function createDownloads(deps: DownloadsDeps): Downloads {
 
   const report = (url: string, status: TaskStatus, patch: TaskPatch, bytes = 0, total: number | null = null) => {
     tasks.update(url, { status, ...patch });
+    // The admin streams listen; with none open a task change costs no event object.
+    if (events.listenerCount('task') === 0) return;
     events.emit('task', {
       url,
       status,
@@ -210,33 +220,53 @@ export function createDownloads(deps: DownloadsDeps): Downloads {
   });
   supervisor.start();
 
-  const ask = (url: string): { done: Promise<DownloadOutput>; coalesced: boolean } => {
+  const outputOf = (given: Answer) => ('output' in given ? Promise.resolve(given.output) : given.flight.done);
+
+  const askMany = (urls: readonly string[]): Asked[] => {
     // Joining a download in flight, or a remembered failure, is read from the
     // supervisor's own registry: no event, so a herd of askers costs no transitions.
     const { registry, failures } = supervisor.getSnapshot().context;
-    const failure = failures.get(url);
-    if (failure !== undefined) return { done: Promise.resolve(failure), coalesced: false };
-    const inFlight = registry.get(url);
-    if (inFlight !== undefined) return { done: inFlight.done, coalesced: true };
-    let answer: Answer | undefined;
-    let deferred: ((answer: Answer) => void) | undefined;
+    const asked: Asked[] = new Array<Asked>(urls.length);
+    const fresh: string[] = [];
+    const freshAt: number[] = [];
+    for (let i = 0; i < urls.length; i++) {
+      const url = urls[i]!;
+      const failure = failures.get(url);
+      const inFlight = failure === undefined ? registry.get(url) : undefined;
+      if (failure !== undefined) asked[i] = { done: Promise.resolve(failure), coalesced: false };
+      else if (inFlight !== undefined) asked[i] = { done: inFlight.done, coalesced: true };
+      else {
+        fresh.push(url);
+        freshAt.push(i);
+      }
+    }
+    if (fresh.length === 0) return asked;
+    // The new URLs go to the supervisor as one event.
+    let answers: Answer[] | undefined;
+    let deferred: ((answers: Answer[]) => void) | undefined;
     supervisor.send({
       type: 'REQUEST',
-      url,
-      reply: (given: Answer) => {
+      urls: fresh,
+      reply: (given) => {
         if (deferred) deferred(given);
-        else answer = given;
+        else answers = given;
       },
     });
-    const outputOf = (given: Answer) => ('output' in given ? Promise.resolve(given.output) : given.flight.done);
     // The supervisor replies at once unless it is busy with another event (then it
     // replies when it gets to this one).
-    if (answer !== undefined) return { done: outputOf(answer), coalesced: false };
-    return { done: new Promise<Answer>((resolve) => (deferred = resolve)).then(outputOf), coalesced: false };
+    const later = answers === undefined ? new Promise<Answer[]>((resolve) => (deferred = resolve)) : undefined;
+    for (let k = 0; k < fresh.length; k++) {
+      asked[freshAt[k]!] = {
+        done: answers !== undefined ? outputOf(answers[k]!) : later!.then((given) => outputOf(given[k]!)),
+        coalesced: false,
+      };
+    }
+    return asked;
   };
 
   return {
-    ask,
+    ask: (url) => askMany([url])[0]!,
+    askMany,
     inFlight: () => supervisor.getSnapshot().context.registry,
     events,
     status: () => gateStatus(supervisor.getSnapshot()),
@@ -252,11 +282,11 @@ export function createDownloads(deps: DownloadsDeps): Downloads {
         const error = { code: task.status === 'tle' ? 'tle' : (task.errorCode ?? 'network'), message: task.errorMessage ?? 'failed' };
         supervisor.send({ type: 'REMEMBER', url: task.url, output: { url: task.url, status: 'error', error }, ttlMs });
       }
-      for (const task of unfinished) supervisor.send({ type: 'REQUEST', url: task.url });
+      if (unfinished.length > 0) supervisor.send({ type: 'REQUEST', urls: unfinished.map((task) => task.url) });
       return unfinished.length;
     },
     forget: (url) => supervisor.send({ type: 'FORGET', url }),
-    start: (url) => supervisor.send({ type: 'REQUEST', url }),
+    start: (url) => supervisor.send({ type: 'REQUEST', urls: [url] }),
     setTardy: (reasons) => supervisor.send(reasons.length > 0 ? { type: 'TARDY', reasons } : { type: 'READY' }),
     pause: () => supervisor.send({ type: 'PAUSE' }),
     resume: () => supervisor.send({ type: 'RESUME' }),

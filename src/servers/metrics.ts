@@ -48,6 +48,8 @@ export function renderMetrics({ stats, status, queued, downloading, actors, reso
   const memory = process.memoryUsage();
   metric('process_resident_memory_bytes', 'gauge', 'Resident set size.', [['', memory.rss]]);
   metric('nodejs_heap_used_bytes', 'gauge', 'V8 heap in use.', [['', memory.heapUsed]]);
+  metric('nodejs_heap_total_bytes', 'gauge', 'V8 heap committed.', [['', memory.heapTotal]]);
+  metric('nodejs_external_memory_bytes', 'gauge', 'Memory outside the V8 heap held by JavaScript objects (Buffers among them).', [['', memory.external]]);
   metric(
     'coverhelper_status',
     'gauge',

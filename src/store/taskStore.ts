@@ -122,19 +122,22 @@ export class TaskStore {
   }
 
   private upsertRows(sqlite: SqliteStatements, batch: Batch): void {
+    // One parameter array for the whole batch: each run binds it before the next row refills it.
+    const values: unknown[] = new Array<unknown>(PATCH_COLUMNS.length + 3);
     for (const [url, { patch, at }] of batch) {
       let mask = 0;
-      const values: unknown[] = [url];
+      values[0] = url;
       for (let i = 0; i < PATCH_COLUMNS.length; i++) {
         const [property] = PATCH_COLUMNS[i]!;
         const value = patch[property];
-        if (value === undefined) values.push(TASK_DEFAULTS[property]);
+        if (value === undefined) values[i + 1] = TASK_DEFAULTS[property];
         else {
-          values.push(value);
+          values[i + 1] = value;
           mask |= 1 << i;
         }
       }
-      values.push(at, at);
+      values[PATCH_COLUMNS.length + 1] = at;
+      values[PATCH_COLUMNS.length + 2] = at;
       let statement = this.upserts.get(mask);
       if (!statement) {
         statement = sqlite.get(upsertSql(mask));
