@@ -1,6 +1,7 @@
 /**
  * Thundering herd: 500 sockets ask at once for the same 200 uncached URLs; the
- * origin (test/helpers/origin.ts) adds 20 ms to every image response.
+ * origin (test/helpers/origin.ts, in a process of its own: bench/lib/originProcess.ts)
+ * adds 20 ms to every image response.
  *
  *   npm run bench:herd       (node --import tsx bench/herd.ts)
  *
@@ -13,10 +14,9 @@
  * HTTP/2 connections, each with its 200 requests at once.
  */
 import http2 from 'node:http2';
-import { makeImage, startOrigin } from '../test/helpers/origin.js';
-import type { Origin } from '../test/helpers/origin.js';
 import { ensureTool, toolVersion } from './lib/install.js';
 import { startNginx } from './lib/nginx.js';
+import { startOriginProcess } from './lib/originProcess.js';
 import { ms, num, ratio, Report, step } from './lib/report.js';
 import { envNumber, scaled } from './lib/scale.js';
 import { procCpuSeconds, runScenario, startBenchService, stopService, tempDir } from './lib/service.js';
@@ -29,7 +29,6 @@ const ORIGIN_DELAY_MS = 20;
 const GOAL_FACTOR = 1.2;
 
 const names = (set: string, count: number) => Array.from({ length: count }, (_, i) => `${set}-${i}`);
-const originHits = (origin: Origin, set: string[]) => set.reduce((sum, name) => sum + (origin.hits.get(`/img/${name}.jpg`) ?? 0), 0);
 
 /** Opens `count` sockets, a few dozen at a time. */
 async function openMany(url: string, count: number): Promise<WebSocket[]> {
@@ -143,15 +142,14 @@ runScenario('herd', 12 * 60_000, async () => {
   const workers = envNumber('BENCH_HERD_WORKERS', 16);
   const report = new Report('herd', 'Thundering herd: 500 sockets, the same 200 uncached URLs', 'npm run bench:herd');
   const dir = await tempDir('herd');
-  const origin = await startOrigin();
-  origin.delayMs = ORIGIN_DELAY_MS;
-
   // Every set of names is new to the service and to nginx; their images are made
   // before the clock starts, so the origin's time is its 20 ms and little else.
+  // The origin runs in its own process: here it would wait for the 500 sockets'
+  // frames, and the bench would time its own client.
   const sets = (prefix: string) => Array.from({ length: reps }, (_, rep) => names(`${prefix}${rep}`, URLS));
   const plan = { single: sets('s'), herd: sets('h'), nginxSingle: sets('ns'), nginxHerd: sets('nh') };
-  step(`making ${num(Object.values(plan).flat(2).length)} origin images`);
-  for (const name of Object.values(plan).flat(2)) await makeImage(name);
+  step(`making ${num(Object.values(plan).flat(2).length)} origin images (origin in its own process)`);
+  const origin = await startOriginProcess({ delayMs: ORIGIN_DELAY_MS, images: Object.values(plan).flat(2) });
 
   const service = await startBenchService({ dataDir: `${dir}/data`, coversDir: `${dir}/covers`, workers, resize: 'off', profileName: 'herd' });
   const serviceStart = performance.now();
@@ -179,8 +177,8 @@ runScenario('herd', 12 * 60_000, async () => {
     if (many.ok !== socketCount) throw new Error(`herd: ${many.ok} of ${socketCount} sockets had every URL ok`);
     herdMs.push(many.ms);
     clientCpu += many.clientCpu;
-    herdHits.push(originHits(origin, plan.herd[rep]!));
-    step(`rep ${rep + 1}: one socket ${ms(one.ms, 0)} (${originHits(origin, plan.single[rep]!)} origin requests), ${socketCount} sockets ${ms(many.ms, 0)} (${herdHits[rep]} origin requests, ${num(many.results)} result frames; one socket ${from}, herd ${middle} to ${at()})`);
+    herdHits.push(await origin.hits(plan.herd[rep]!));
+    step(`rep ${rep + 1}: one socket ${ms(one.ms, 0)} (${await origin.hits(plan.single[rep]!)} origin requests), ${socketCount} sockets ${ms(many.ms, 0)} (${herdHits[rep]} origin requests, ${num(many.results)} result frames; one socket ${from}, herd ${middle} to ${at()})`);
   }
   await Promise.all([...sockets, single].map(closeSocket));
   await stopService(service);
@@ -213,7 +211,7 @@ runScenario('herd', 12 * 60_000, async () => {
       nClientCpu += b.clientCpu;
       nSingle.push(a.ms);
       nHerd.push(b.ms);
-      nHits.push(originHits(origin, plan.nginxHerd[rep]!));
+      nHits.push(await origin.hits(plan.nginxHerd[rep]!));
       step(`nginx rep ${rep + 1}: one connection ${ms(a.ms, 0)}, ${socketCount} connections ${ms(b.ms, 0)} (${nHits[rep]} origin requests, ${b.ok} ok, ${b.failed} failed${b.firstFailure ? `: ${b.firstFailure}` : ''})`);
     }
     const errors = (await nginx.errors()).trim();
