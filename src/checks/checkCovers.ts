@@ -41,21 +41,36 @@ export function coverUrl(base: string, path: string): string {
   return base + path.split('/').map(encodeURIComponent).join('/');
 }
 
+/**
+ * Where a stored row or a download's output keeps the answer made from it: a
+ * non-enumerable symbol property, invisible to JSON, spreading and deep
+ * equality. A hot check reads it once per URL; a WeakMap lookup in its place
+ * cost several times more (docs/BENCHMARKS.md, hot path).
+ */
+const ANSWER = Symbol('coverhelper.answer');
+
+interface Answered {
+  [ANSWER]?: { base: string; answer: CheckResult };
+}
+
 export class CoverChecks {
-  /** The answers of stored rows and finished downloads, made once and shared by every check that gives them. */
-  private answers = new WeakMap<object, CheckResult>();
-  /** The base the cached answers' cover URLs were made with. */
-  private answersBase: string | undefined;
+  /** The base the answers' cover URLs are made with (known only once the server listens on port 0). */
+  private answersBase = '';
 
   constructor(private readonly deps: CheckDeps) {}
 
-  /** Drops the cached answers if the public URL changed (it is known only once the server listens on port 0). */
+  /** Reads the public URL once per check; answers made with another base are made again. */
   private checkBase(): void {
-    const base = this.deps.publicUrl();
-    if (base !== this.answersBase) {
-      this.answers = new WeakMap();
-      this.answersBase = base;
-    }
+    this.answersBase = this.deps.publicUrl();
+  }
+
+  /** The answer made from `source` (a stored row, a download's output), made once and shared by every check that gives it. */
+  private answerFor<T extends object>(source: T, make: (source: T) => CheckResult): CheckResult {
+    const kept = (source as Answered)[ANSWER];
+    if (kept !== undefined && kept.base === this.answersBase) return kept.answer;
+    const answer = make(source);
+    Object.defineProperty(source, ANSWER, { value: { base: this.answersBase, answer }, configurable: true, writable: true, enumerable: false });
+    return answer;
   }
 
   private ok(url: string, cover: Pick<StoredCover, 'path'>, source: CoverSource): CheckResult {
@@ -64,26 +79,20 @@ export class CoverChecks {
 
   /** A stored row's answer (the row objects of the store's memory are stable, so this is made once per row). */
   private fromRow(row: CoverRow): CheckResult {
-    let answer = this.answers.get(row);
-    if (answer === undefined) {
-      answer = this.ok(row.url, row, row.source === 'custom' ? 'custom' : 'cache');
-      this.answers.set(row, answer);
-    }
-    return answer;
+    return this.answerFor(row, this.makeFromRow);
   }
+
+  private readonly makeFromRow = (row: CoverRow): CheckResult => this.ok(row.url, row, row.source === 'custom' ? 'custom' : 'cache');
 
   /** A download's answer, made once however many askers share the download. */
   private fromOutput(output: DownloadOutput): CheckResult {
-    let answer = this.answers.get(output);
-    if (answer === undefined) {
-      answer =
-        output.status === 'ok'
-          ? this.ok(output.url, output.cover, output.source === 'cache' ? 'cache' : output.source)
-          : { url: output.url, status: 'error', error: { code: output.error.code, message: output.error.message } };
-      this.answers.set(output, answer);
-    }
-    return answer;
+    return this.answerFor(output, this.makeFromOutput);
   }
+
+  private readonly makeFromOutput = (output: DownloadOutput): CheckResult =>
+    output.status === 'ok'
+      ? this.ok(output.url, output.cover, output.source === 'cache' ? 'cache' : output.source)
+      : { url: output.url, status: 'error', error: { code: output.error.code, message: output.error.message } };
 
   async check(urls: readonly string[], onWaited: (index: number, result: CheckResult) => void = () => {}): Promise<CheckResult[]> {
     const { stats, covers, downloads, config } = this.deps;
@@ -91,15 +100,27 @@ export class CoverChecks {
     stats.urls += urls.length;
     this.checkBase();
     const results: CheckResult[] = new Array<CheckResult>(urls.length);
-    // url → its index, or its indexes when the batch repeats it (an array only then).
+    // The hot path: the URLs the cover index holds in memory are answered here,
+    // position by position, with no map of positions and no database.
+    const remembered = covers.findInMemory(urls, { touch: true });
+    // The rest: url → its index, or its indexes when the batch repeats it (an array only then).
     const positions = new Map<string, number | number[]>();
+    let hits = 0;
     for (let index = 0; index < urls.length; index++) {
+      const row = remembered[index];
+      if (row !== undefined) {
+        results[index] = this.fromRow(row);
+        hits++;
+        continue;
+      }
       const url = urls[index]!;
       const seen = positions.get(url);
       if (seen === undefined) positions.set(url, index);
       else if (typeof seen === 'number') positions.set(url, [seen, index]);
       else seen.push(index);
     }
+    stats.hits += hits;
+    if (positions.size === 0) return results;
     const answer = (at: number | number[], result: CheckResult, notify: boolean) => {
       if (typeof at === 'number') {
         results[at] = result;

@@ -69,16 +69,20 @@ export function parseClientFrame(text: string, maxBatch: number): ParseOutcome {
   return checkUrls(urls as string[], maxBatch, id) ?? { ok: true, message: { type: 'check', id, urls: urls as string[] } };
 }
 
-/** Each answer's JSON, made once: a cached URL or a shared download is answered to many checks. */
-const answerJson = new WeakMap<CheckResult, string>();
+/**
+ * Each answer's JSON, made once (a cached URL or a shared download is answered to
+ * many checks) and kept on the answer object under a non-enumerable symbol, which
+ * JSON, spreading and deep equality do not see: one property load per URL of a
+ * `done` frame, where a WeakMap lookup cost several times more.
+ */
+const JSON_OF = Symbol('coverhelper.json');
 
-/** `JSON.stringify(result)`, made once per answer object. */
+/** `JSON.stringify(result)`, made once per answer object (answers are never changed once made). */
 export function resultJson(result: CheckResult): string {
-  let json = answerJson.get(result);
-  if (json === undefined) {
-    json = JSON.stringify(result);
-    answerJson.set(result, json);
-  }
+  const kept = (result as { [JSON_OF]?: string })[JSON_OF];
+  if (kept !== undefined) return kept;
+  const json = JSON.stringify(result);
+  Object.defineProperty(result, JSON_OF, { value: json, enumerable: false });
   return json;
 }
 
