@@ -243,6 +243,28 @@ describe('cover store touches', () => {
     assert.equal(await lastAsked(dataSource, urls[5]!), 10_000);
   });
 
+  it('findInMemory answers from memory only, aligned with the URLs asked, and notes touches like findMany', async (t) => {
+    const { dataSource } = await openDb(t);
+    let now = 10_000;
+    const store = new CoverStore(dataSource, new SerialWriter(), { now: () => now, memoryRows: 4 });
+    const urls = Array.from({ length: 3 }, (_, i) => `https://i0.hdslb.com/mem/${i}.jpg`);
+    for (const url of urls) await store.save(row(url, { lastAskedAt: 1 }));
+    await store.findMany(urls.slice(0, 2)); // 0 and 1 in memory (as the table has them); 2 only in the table
+    const none = 'https://i0.hdslb.com/mem/none.jpg';
+    const found = store.findInMemory([urls[1]!, urls[2]!, none, urls[0]!, urls[1]!], { touch: true });
+    assert.deepEqual(
+      Array.from(found, (r) => r?.url),
+      [urls[1], undefined, undefined, urls[0], urls[1]],
+      'a row only in the table is not looked up; a repeated URL is found at each position',
+    );
+    await store.flushTouches();
+    assert.deepEqual(await Promise.all(urls.map((url) => lastAsked(dataSource, url))), [10_000, 10_000, 1]);
+    now = 20_000;
+    store.findInMemory([urls[0]!]);
+    await store.flushTouches();
+    assert.equal(await lastAsked(dataSource, urls[0]!), 10_000, 'without touch nothing is noted');
+  });
+
   it('keeps the most recently asked rows in memory and drops the least recently asked first', async (t) => {
     const { dataSource } = await openDb(t);
     const store = new CoverStore(dataSource, new SerialWriter(), { memoryRows: 4 });
