@@ -10,9 +10,11 @@ import { doneFrame, parseClientFrame, resultFrame, shortAnswer } from './protoco
 import type { ServerFrame } from './protocol.js';
 
 export interface ClientSocketDeps {
-  checks: CoverChecks;
+  checks: Pick<CoverChecks, 'check'>;
   maxBatch: number;
   logger: Logger;
+  /** Flow control's limit (MAX_URLS_IN_PROGRESS unless a test sets a small one). */
+  maxUrlsInProgress?: number;
 }
 
 /** The TCP socket under a `ws` WebSocket (a field `ws` keeps for itself). */
@@ -29,6 +31,17 @@ function tcpOf(socket: WebSocket): { cork(): void; uncork(): void } | undefined 
  * so frames keep their order.
  */
 export const RESULT_WRITE_INTERVAL_MS = 10;
+
+/**
+ * Flow control: while a connection's checks in progress hold this many URLs, the
+ * connection is read no further (TCP backpressure reaches the sender); reading
+ * resumes once they are down to half. Nothing is dropped or refused: a client
+ * that sends 100,000 uncached URLs in one go gets them all answered, while the
+ * service holds at most about this many of its URLs in flight, so its memory
+ * stays bounded (docs/BENCHMARKS.md, Memory). Checks already read when the
+ * limit is reached are still taken, so the bound is soft by one read's worth.
+ */
+export const MAX_URLS_IN_PROGRESS = 10_000;
 
 export function serveClientSocket(socket: WebSocket, deps: ClientSocketDeps): void {
   let corked = false;
@@ -82,6 +95,17 @@ export function serveClientSocket(socket: WebSocket, deps: ClientSocketDeps): vo
     gathered = [];
   });
 
+  const limit = deps.maxUrlsInProgress ?? MAX_URLS_IN_PROGRESS;
+  let urlsInProgress = 0;
+  const started = (count: number) => {
+    urlsInProgress += count;
+    if (urlsInProgress >= limit && !socket.isPaused) socket.pause();
+  };
+  const finished = (count: number) => {
+    urlsInProgress -= count;
+    if (urlsInProgress <= limit / 2 && socket.isPaused) socket.resume();
+  };
+
   socket.on('message', (data: RawData, isBinary: boolean) => {
     if (isBinary) {
       send({ type: 'error', id: null, code: 'bad_request', message: 'send text frames' });
@@ -94,16 +118,19 @@ export function serveClientSocket(socket: WebSocket, deps: ClientSocketDeps): vo
       return;
     }
     const { message } = parsed;
+    started(message.urls.length);
     const answer =
       message.type === 'short'
         ? deps.checks.check(message.urls).then((results) => send(shortAnswer(results)))
         : deps.checks
             .check(message.urls, (_index, result) => sendResult(resultFrame(message.id, result)))
             .then((results) => send(doneFrame(message.id, results)));
-    answer.catch((error: unknown) => {
-      deps.logger.error('check failed', { error });
-      send({ type: 'error', id: message.type === 'check' ? message.id : null, code: 'internal_error', message: 'the check failed inside coverhelper; see its log' });
-    });
+    answer
+      .catch((error: unknown) => {
+        deps.logger.error('check failed', { error });
+        send({ type: 'error', id: message.type === 'check' ? message.id : null, code: 'internal_error', message: 'the check failed inside coverhelper; see its log' });
+      })
+      .finally(() => finished(message.urls.length));
   });
 
   socket.on('error', (error) => deps.logger.debug('client socket error', { error: error.message }));
