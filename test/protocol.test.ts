@@ -23,6 +23,12 @@ describe('server frames built from cached answers', () => {
     assert.equal(doneFrame(3, []), JSON.stringify({ type: 'done', id: 3, ok: 0, skipped: 0, failed: 0, results: [] }));
   });
 
+  it('answers a frozen answer object too (it cannot keep its JSON, so it is made each time)', () => {
+    const frozen: CheckResult = Object.freeze({ url: 'https://i0.hdslb.com/z.jpg', status: 'skipped' as const });
+    assert.equal(resultJson(frozen), JSON.stringify(frozen));
+    assert.equal(resultFrame('f', frozen), JSON.stringify({ type: 'result', id: 'f', ...frozen }));
+  });
+
   it('serializes an answer once and reuses it', () => {
     const answer: CheckResult = { url: 'https://i0.hdslb.com/y.jpg', status: 'skipped' };
     const first = resultJson(answer);

@@ -69,7 +69,10 @@ export class CoverChecks {
     const kept = (source as Answered)[ANSWER];
     if (kept !== undefined && kept.base === this.answersBase) return kept.answer;
     const answer = make(source);
-    Object.defineProperty(source, ANSWER, { value: { base: this.answersBase, answer }, configurable: true, writable: true, enumerable: false });
+    // A frozen object cannot keep it: then the answer is made again next time.
+    if (Object.isExtensible(source)) {
+      Object.defineProperty(source, ANSWER, { value: { base: this.answersBase, answer }, configurable: true, writable: true, enumerable: false });
+    }
     return answer;
   }
 

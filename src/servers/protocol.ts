@@ -82,7 +82,7 @@ export function resultJson(result: CheckResult): string {
   const kept = (result as { [JSON_OF]?: string })[JSON_OF];
   if (kept !== undefined) return kept;
   const json = JSON.stringify(result);
-  Object.defineProperty(result, JSON_OF, { value: json, enumerable: false });
+  if (Object.isExtensible(result)) Object.defineProperty(result, JSON_OF, { value: json, enumerable: false });
   return json;
 }
 
