@@ -43,36 +43,48 @@ describe('flow control on a client socket', () => {
       assert.ok(test(), what);
     };
 
-    // Six checks of 5 URLs, each in its own write: the first two fill the limit of 10.
-    for (let k = 0; k < 6; k++) {
-      client.send(JSON.stringify({ type: 'check', id: `c${k}`, urls: Array.from({ length: 5 }, (_, i) => `https://example.com/${k}/${i}`) }));
-      await sleep(20);
-    }
-    await waitFor('the first two checks were read', () => calls.length >= 2);
-    await sleep(200);
-    assert.equal(calls.length, 2, 'nothing more is read while 10 URLs are in progress');
+    const checkOf = (k: number) => JSON.stringify({ type: 'check', id: `c${k}`, urls: Array.from({ length: 5 }, (_, i) => `https://example.com/${k}/${i}`) });
+    /** Sends and resolves once the frame is written to the kernel (on loopback: in the server's receive buffer). */
+    const sendFrom = (ws: WebSocket, frame: string) => new Promise<void>((resolve, reject) => ws.send(frame, (error) => (error ? reject(error) : resolve())));
+    const readIds = () => calls.map((call) => call.urls[0]!.split('/')[3]);
 
-    // A cached check from another connection is not held back by this one.
+    // Another connection: a check sent on it after a frame of the paused one is
+    // read only after that frame would have been, so once the server has read it,
+    // what the paused connection sent before is known to have been left unread.
     const other = new WebSocket(`ws://127.0.0.1:${(server.address() as AddressInfo).port}/`);
     await new Promise((resolve, reject) => other.once('open', resolve).once('error', reject));
     sockets.push(other);
-    other.send(JSON.stringify({ type: 'check', id: 'other', urls: ['https://example.com/other'] }));
-    await waitFor('the other connection is read', () => calls.length === 3);
-    calls[2]!.settle();
+    let probes = 0;
+    const probe = async () => {
+      const id = `other${++probes}`;
+      await sendFrom(other, JSON.stringify({ type: 'check', id, urls: [`https://example.com/${id}`] }));
+      await waitFor(`the other connection's ${id} is read (not held back by the paused one)`, () => calls.some((call) => call.urls[0] === `https://example.com/${id}`));
+      calls.find((call) => call.urls[0] === `https://example.com/${id}`)!.settle();
+    };
+
+    // Two checks of 5 URLs fill the limit of 10.
+    for (const k of [0, 1]) {
+      await sendFrom(client, checkOf(k));
+      await waitFor(`check c${k} is read`, () => readIds().includes(String(k)));
+    }
+    await sendFrom(client, checkOf(2));
+    await probe();
+    assert.ok(!readIds().includes('2'), 'nothing more is read while 10 URLs are in progress');
 
     // Answering one check leaves 5 in progress, half the limit: reading resumes, and
     // the next check (5 more URLs) fills the limit again.
-    calls[0]!.settle();
-    await waitFor('the next check is read once half the limit is free', () => calls.length === 4);
-    assert.deepEqual(calls[3]!.urls[0], 'https://example.com/2/0', 'checks are read in the order sent');
-    await sleep(200);
-    assert.equal(calls.length, 4, 'full again: nothing more is read');
+    calls.find((call) => call.urls[0] === 'https://example.com/0/0')!.settle();
+    await waitFor('the next check is read once half the limit is free', () => readIds().includes('2'));
+    await sendFrom(client, checkOf(3));
+    await probe();
+    assert.ok(!readIds().includes('3'), 'full again: nothing more is read');
+    for (const k of [4, 5]) await sendFrom(client, checkOf(k));
 
-    // Settle whatever has been read until all six are answered (bounded).
-    for (let i = 0; i < 200 && done.length < 6; i++) {
+    // Settle whatever has been read until all six are answered.
+    await waitFor('every check is answered', () => {
       for (const call of calls) call.settle();
-      await sleep(10);
-    }
+      return done.length === 6;
+    });
     assert.deepEqual([...done].sort(), ['c0', 'c1', 'c2', 'c3', 'c4', 'c5'], 'every check of the paused connection is answered, none dropped');
   });
 });

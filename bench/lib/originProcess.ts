@@ -15,7 +15,7 @@ import { fileURLToPath } from 'node:url';
 import { track } from './service.js';
 
 type Request = { id: number; type: 'hits'; names: string[] } | { id: number; type: 'close' };
-type Reply = { id: number; value: number } | { ready: string } | { id: number; error: string };
+type Reply = { id: number; value: number } | { ready: string };
 
 export interface OriginProcess {
   url: string;
@@ -28,25 +28,23 @@ export interface OriginProcess {
 export async function startOriginProcess(options: { delayMs: number; images: string[] }): Promise<OriginProcess> {
   const child = fork(fileURLToPath(import.meta.url), ['child', String(options.delayMs)], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   track(child);
-  const pending = new Map<number, { resolve: (value: number) => void; reject: (error: Error) => void }>();
+  const pending = new Map<number, (value: number) => void>();
   let seq = 0;
   const url = await new Promise<string>((resolve, reject) => {
     child.once('exit', (code) => reject(new Error(`origin process exited with ${code}`)));
     child.on('message', (message: Reply) => {
       if ('ready' in message) resolve(message.ready);
       else {
-        const waiter = pending.get(message.id);
+        pending.get(message.id)?.(message.value);
         pending.delete(message.id);
-        if ('error' in message) waiter?.reject(new Error(message.error));
-        else waiter?.resolve(message.value);
       }
     });
     child.send({ images: options.images });
   });
   const call = (request: { type: 'hits'; names: string[] } | { type: 'close' }) =>
-    new Promise<number>((resolve, reject) => {
+    new Promise<number>((resolve) => {
       const id = ++seq;
-      pending.set(id, { resolve, reject });
+      pending.set(id, resolve);
       child.send({ ...request, id });
     });
   return {

@@ -1,8 +1,9 @@
 /**
  * The supervisor's wiring: the pure machines of machines/ given their real I/O.
  *
- * `ask(url)` hands the URL to the supervisor, which replies with the URL's
- * flight (new, or the one already in flight); the caller awaits `flight.done`,
+ * `askMany(urls)` joins the URLs already in flight and hands the rest to the
+ * supervisor in one event; it replies with each URL's flight (new, or the one
+ * already in flight), and the caller awaits `flight.done`,
  * which the supervisor settles when the URL's download actor completes. Nothing
  * here keeps its own record of what is in flight: the supervisor's registry is
  * the only one.
@@ -56,11 +57,10 @@ export interface Asked {
 
 export interface Downloads {
   /**
-   * The URL's download outcome: `done` settles with it (it never rejects);
-   * `coalesced` when the asker joined a download already in flight.
+   * Each URL's download outcome, in order: `done` settles with it (it never
+   * rejects); `coalesced` when the asker joined a download already in flight.
+   * The URLs not in flight reach the supervisor as one event.
    */
-  ask(url: string): Asked;
-  /** `ask` for many URLs at once (one supervisor event for all the new ones); answers in order. */
   askMany(urls: readonly string[]): Asked[];
   /** The URLs in flight now, each with the promise of its outcome (the supervisor's registry, read-only). */
   inFlight(): ReadonlyMap<string, { readonly done: Promise<DownloadOutput> }>;
@@ -265,7 +265,6 @@ export function createDownloads(deps: DownloadsDeps): Downloads {
   };
 
   return {
-    ask: (url) => askMany([url])[0]!,
     askMany,
     inFlight: () => supervisor.getSnapshot().context.registry,
     events,

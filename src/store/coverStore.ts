@@ -157,10 +157,6 @@ export class CoverStore {
   }
 
   /**
-   * The stored covers of these URLs, by URL; absent URLs are not in the map.
-   * With `touch`, the URLs found are also noted as asked for now (see `touch`).
-   */
-  /**
    * The rows of `urls` that memory holds, aligned with `urls` (undefined where
    * it does not: ask `findMany`), without touching the database: the hot path of
    * a check, whose URLs are mostly remembered. With `touch`, the found URLs'
@@ -185,6 +181,10 @@ export class CoverStore {
     return rows;
   }
 
+  /**
+   * The stored covers of these URLs, by URL; absent URLs are not in the map.
+   * With `touch`, the URLs found are also noted as asked for now (see `touch`).
+   */
   async findMany(urls: readonly string[], options: { touch?: boolean } = {}): Promise<Map<string, CoverRow>> {
     const touch = options.touch === true;
     const found = new Map<string, CoverRow>();
