@@ -19,7 +19,7 @@ import { startNginx } from './lib/nginx.js';
 import { startOriginProcess } from './lib/originProcess.js';
 import { ms, num, ratio, Report, step } from './lib/report.js';
 import { envNumber, scaled } from './lib/scale.js';
-import { procCpuSeconds, runScenario, startBenchService, stopService, tempDir } from './lib/service.js';
+import { procCpuSeconds, procWriteCalls, runScenario, startBenchService, stopService, tempDir } from './lib/service.js';
 import { median } from './lib/stats.js';
 import { checkFrame, closeSocket, openSocket } from './lib/wsLoad.js';
 import type WebSocket from 'ws';
@@ -164,16 +164,22 @@ runScenario('herd', 12 * 60_000, async () => {
   const herdMs: number[] = [];
   const herdHits: number[] = [];
   let herdCpu = 0;
+  let singleCpu = 0;
+  let herdWrites = 0;
   let clientCpu = 0;
   for (let rep = 0; rep < reps; rep++) {
     const from = at();
+    const singleStartCpu = procCpuSeconds(service.child.pid!);
     const one = await askAll([single], urlsOf(plan.single[rep]!), 60_000);
+    singleCpu += procCpuSeconds(service.child.pid!) - singleStartCpu;
     const middle = at();
     if (one.ok !== 1) throw new Error('single socket: not every URL ok');
     singleMs.push(one.ms);
     const cpu = procCpuSeconds(service.child.pid!);
+    const writes = procWriteCalls(service.child.pid!);
     const many = await askAll(sockets, urlsOf(plan.herd[rep]!), 120_000);
     herdCpu += procCpuSeconds(service.child.pid!) - cpu;
+    herdWrites += procWriteCalls(service.child.pid!) - writes;
     if (many.ok !== socketCount) throw new Error(`herd: ${many.ok} of ${socketCount} sockets had every URL ok`);
     herdMs.push(many.ms);
     clientCpu += many.clientCpu;
@@ -190,10 +196,12 @@ runScenario('herd', 12 * 60_000, async () => {
   report.figure(`${socketCount} sockets, the same 200 URLs`, ms(many, 0), `median of ${reps}: ${herdMs.map((v) => ms(v, 0)).join(', ')}`);
   report.goal('origin requests for the herd', herdHits.join(', '), `exactly ${URLS} each`, hitsOk);
   report.goal('herd time / one-socket time', ratio(many / one), `≤ ${ratio(GOAL_FACTOR)}`, many / one <= GOAL_FACTOR);
+  report.figure('service CPU per one-socket run', `${num(singleCpu / reps, 2)} s`, `${URLS} downloads, ${URLS} answers`);
+  report.figure('service write system calls per herd', num(Math.round(herdWrites / reps)), 'syscw of /proc/PID/io: socket writes (result rounds, done frames) and the covers\' file and database writes');
   report.figure('service CPU per herd', `${num(herdCpu / reps, 2)} s`, `${num(socketCount * URLS)} answers each; the measuring WebSocket client (in the bench process) used ${num(clientCpu / reps, 2)} s`);
 
   // The peer.
-  const tool = ensureTool('nginx', 'nginx');
+  const tool = process.env.BENCH_NO_PEERS ? { skip: 'BENCH_NO_PEERS is set' } : ensureTool('nginx', 'nginx');
   if ('skip' in tool) {
     report.skip('nginx proxy_cache_lock', tool.skip);
   } else {

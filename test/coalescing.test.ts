@@ -11,7 +11,7 @@ import { connect } from './helpers/wsClient.js';
 import type { Frame } from './helpers/wsClient.js';
 
 describe('coalescing', () => {
-  it('100 sockets asking for the same 50 uncached URLs cause exactly 50 origin requests, and all get 50 ok', async (t) => {
+  it('250 sockets asking for the same 50 uncached URLs cause exactly 50 origin requests, and all get every result, then 50 ok', async (t) => {
     const origin = await startOrigin();
     t.after(() => origin.close());
     // Slow enough that every socket's check arrives while the downloads are running.
@@ -24,7 +24,7 @@ describe('coalescing', () => {
     t.after(async () => void (await service.stop()));
 
     const urls = Array.from({ length: 50 }, (_, i) => `${origin.url}/img/herd-${i}.jpg`);
-    const sockets = await Promise.all(Array.from({ length: 100 }, () => connect(service.wsUrl)));
+    const sockets = await Promise.all(Array.from({ length: 250 }, () => connect(service.wsUrl)));
     t.after(() => Promise.all(sockets.map((s) => s.close())));
 
     const answers = await Promise.all(sockets.map((socket, i) => socket.check(`herd-${i}`, urls, 60_000)));
@@ -34,6 +34,14 @@ describe('coalescing', () => {
     for (const { done, results } of answers) {
       assert.equal(done.ok, 50);
       assert.equal(results.length, 50, 'every socket waited for every URL');
+      // Each result frame (written in rounds, framed by coverhelper itself) says what done says of its URL.
+      const byUrl = new Map((done.results as Frame[]).map((r) => [r.url, r]));
+      for (const { type, id, ...result } of results) {
+        assert.equal(type, 'result');
+        assert.equal(id, done.id);
+        assert.deepEqual(result, byUrl.get(result.url as string));
+      }
+      assert.equal(new Set(results.map((r) => r.url)).size, 50, 'one result per URL');
       assert.deepEqual((done.results as Frame[]).map((r) => r.url), urls);
     }
     // Every socket got the same cover for a URL.

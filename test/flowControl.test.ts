@@ -5,6 +5,7 @@ import { WebSocket, WebSocketServer } from 'ws';
 import type { CheckResult } from '../src/checks/index.js';
 import { createLogger } from '../src/logger.js';
 import { serveClientSocket } from '../src/servers/clientSocket.js';
+import { ResultRounds } from '../src/servers/resultRounds.js';
 
 const quiet = createLogger({ logLevel: 'error', logFormat: 'json' });
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -22,7 +23,7 @@ describe('flow control on a client socket', () => {
         }),
     };
     const server = new WebSocketServer({ host: '127.0.0.1', port: 0 });
-    server.on('connection', (socket) => serveClientSocket(socket, { checks, maxBatch: 100, logger: quiet, maxUrlsInProgress: 10 }));
+    server.on('connection', (socket) => serveClientSocket(socket, { checks, maxBatch: 100, logger: quiet, maxUrlsInProgress: 10 }, new ResultRounds()));
     await new Promise((resolve) => server.once('listening', resolve));
     const sockets: WebSocket[] = [];
     t.after(async () => {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { CheckResult } from '../src/checks/index.js';
-import { doneFrame, resultFrame, resultJson } from '../src/servers/index.js';
+import { doneFrame, resultFrame, resultHead, resultJson, resultTail } from '../src/servers/index.js';
 
 const ok: CheckResult = { url: 'https://i0.hdslb.com/bfs/a "quoted".jpg', status: 'ok', coverUrl: 'http://c/covers/a%20b.jpg', path: 'a b.jpg', source: 'cache' };
 const skipped: CheckResult = { url: 'https://example.com/\u2028page', status: 'skipped' };
@@ -15,6 +15,17 @@ describe('server frames built from cached answers', () => {
         assert.deepEqual(JSON.parse(resultFrame(id, result)), { type: 'result', id, ...result });
       }
     }
+  });
+
+  it('makes the same bytes from a check\'s head and an answer\'s tail, the tail once per answer', () => {
+    for (const id of ['b1', 7, 'quote"and\\slash', 'é漢']) {
+      for (const result of [ok, skipped, failed, { ...ok, url: 'https://i0.hdslb.com/漢字.jpg' }]) {
+        assert.equal(Buffer.concat([resultHead(id), resultTail(result)]).toString('utf8'), resultFrame(id, result));
+      }
+    }
+    assert.equal(resultTail(ok), resultTail(ok), 'the same buffer for the same answer');
+    const frozen: CheckResult = Object.freeze({ url: 'https://i0.hdslb.com/f.jpg', status: 'skipped' as const });
+    assert.equal(Buffer.concat([resultHead('f'), resultTail(frozen)]).toString('utf8'), resultFrame('f', frozen));
   });
 
   it('writes a done frame exactly as JSON.stringify writes the object, with its counts', () => {

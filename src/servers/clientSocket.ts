@@ -6,8 +6,11 @@
 import type { RawData, WebSocket } from 'ws';
 import type { CoverChecks } from '../checks/index.js';
 import type { Logger } from '../logger.js';
-import { doneFrame, parseClientFrame, resultFrame, shortAnswer } from './protocol.js';
+import type { CheckResult } from '../checks/index.js';
+import { doneFrame, parseClientFrame, resultHead, resultTail, shortAnswer } from './protocol.js';
 import type { ServerFrame } from './protocol.js';
+import type { ResultRounds } from './resultRounds.js';
+import { textFramePairs } from './textFrames.js';
 
 export interface ClientSocketDeps {
   checks: Pick<CoverChecks, 'check'>;
@@ -17,20 +20,16 @@ export interface ClientSocketDeps {
   maxUrlsInProgress?: number;
 }
 
-/** The TCP socket under a `ws` WebSocket (a field `ws` keeps for itself). */
-function tcpOf(socket: WebSocket): { cork(): void; uncork(): void } | undefined {
-  return (socket as unknown as { _socket?: { cork(): void; uncork(): void } })._socket;
+interface TcpSocket {
+  cork(): void;
+  uncork(): void;
+  write(data: Buffer): boolean;
 }
 
-/**
- * The shortest time between two writes of `result` frames to one socket. A
- * socket hearing of one URL now and then gets each `result` at once; a socket
- * hearing of many (a herd: 500 sockets waiting on the same 200 downloads) gets
- * them gathered into one write per interval instead of a system call per
- * download per socket. A `done` or any other frame first sends what is gathered,
- * so frames keep their order.
- */
-export const RESULT_WRITE_INTERVAL_MS = 10;
+/** The TCP socket under a `ws` WebSocket (a field `ws` keeps for itself). */
+function tcpOf(socket: WebSocket): TcpSocket | undefined {
+  return (socket as unknown as { _socket?: TcpSocket })._socket;
+}
 
 /**
  * Flow control: while a connection's checks in progress hold this many URLs, the
@@ -43,7 +42,8 @@ export const RESULT_WRITE_INTERVAL_MS = 10;
  */
 export const MAX_URLS_IN_PROGRESS = 10_000;
 
-export function serveClientSocket(socket: WebSocket, deps: ClientSocketDeps): void {
+/** Serves one client WebSocket; `rounds` is shared by all of a server's client sockets. */
+export function serveClientSocket(socket: WebSocket, deps: ClientSocketDeps, rounds: ResultRounds): void {
   let corked = false;
   const write = (frame: string) => {
     if (socket.readyState !== socket.OPEN) return;
@@ -60,38 +60,35 @@ export function serveClientSocket(socket: WebSocket, deps: ClientSocketDeps): vo
     socket.send(frame);
   };
 
-  let gathered: string[] = [];
-  let lastResultWrite = -Infinity;
-  /** Cancels the scheduled write of the gathered results, if one is scheduled. */
-  let cancelScheduled: (() => void) | undefined;
-  const writeResults = () => {
-    cancelScheduled?.();
-    cancelScheduled = undefined;
-    lastResultWrite = performance.now();
-    const frames = gathered;
+  /**
+   * The gathered `result` frames' payloads, two buffers each: the check's head and
+   * the answer's tail. They leave in `rounds` (resultRounds.ts), framed together in
+   * one write to the TCP socket (`textFramePairs`), not through `ws.send` each; a
+   * `done` or any other frame first writes what is gathered, so frames keep their order.
+   */
+  let gathered: Buffer[] = [];
+  const writeGathered = () => {
+    const parts = gathered;
     gathered = [];
-    for (const frame of frames) write(frame);
+    if (parts.length === 0 || socket.readyState !== socket.OPEN) return;
+    const tcp = tcpOf(socket);
+    if (tcp) tcp.write(textFramePairs(parts));
+    else for (let i = 0; i < parts.length; i += 2) socket.send(Buffer.concat([parts[i]!, parts[i + 1]!]), { binary: false });
   };
-  const sendResult = (frame: string) => {
-    gathered.push(frame);
-    if (cancelScheduled !== undefined) return;
-    const wait = lastResultWrite + RESULT_WRITE_INTERVAL_MS - performance.now();
-    if (wait <= 0) {
-      // Not written to lately: this turn's results leave together at the end of the turn.
-      const immediate = setImmediate(writeResults);
-      cancelScheduled = () => clearImmediate(immediate);
-    } else {
-      const timer = setTimeout(writeResults, wait);
-      cancelScheduled = () => clearTimeout(timer);
-    }
+  const gatherer = { writeGathered };
+  const sendResult = (head: Buffer, result: CheckResult) => {
+    gathered.push(head, resultTail(result));
+    if (gathered.length === 2) rounds.add(gatherer);
   };
   const send = (frame: ServerFrame | string) => {
-    if (gathered.length > 0) writeResults();
+    if (gathered.length > 0) {
+      rounds.remove(gatherer);
+      writeGathered();
+    }
     write(typeof frame === 'string' ? frame : JSON.stringify(frame));
   };
   socket.on('close', () => {
-    cancelScheduled?.();
-    cancelScheduled = undefined;
+    rounds.remove(gatherer);
     gathered = [];
   });
 
@@ -119,11 +116,12 @@ export function serveClientSocket(socket: WebSocket, deps: ClientSocketDeps): vo
     }
     const { message } = parsed;
     started(message.urls.length);
+    let head: Buffer | undefined;
     const answer =
       message.type === 'short'
         ? deps.checks.check(message.urls).then((results) => send(shortAnswer(results)))
         : deps.checks
-            .check(message.urls, (_index, result) => sendResult(resultFrame(message.id, result)))
+            .check(message.urls, (_index, result) => sendResult((head ??= resultHead(message.id)), result))
             .then((results) => send(doneFrame(message.id, results)));
     answer
       .catch((error: unknown) => {

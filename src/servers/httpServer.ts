@@ -15,6 +15,7 @@ import type { AdminApiDeps, AdminFeed } from '../admin/index.js';
 import type { Logger } from '../logger.js';
 import type { Stats } from '../stats.js';
 import { serveClientSocket } from './clientSocket.js';
+import { ResultRounds } from './resultRounds.js';
 import type { ClientSocketDeps } from './clientSocket.js';
 import { COVERS_PREFIX, serveCover } from './coverRoute.js';
 import { METRICS_CONTENT_TYPE } from './metrics.js';
@@ -70,7 +71,10 @@ function json(res: ServerResponse, status: number, body: unknown): void {
 }
 
 export function createHttpServer(deps: HttpServerDeps) {
+  // No permessage-deflate: result frames are written to the TCP socket framed by us (textFrames.ts).
   const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_FRAME_BYTES, perMessageDeflate: false });
+  /** When the client sockets' gathered `result` frames are written. */
+  const resultRounds = new ResultRounds();
   /** Open admin streams, for tests and the leak check: socket → its pending count. */
   const adminSockets = new Map<WebSocket, { pending: () => number }>();
 
@@ -135,7 +139,7 @@ export function createHttpServer(deps: HttpServerDeps) {
     wss.handleUpgrade(req, socket, head, (ws) => {
       deps.stats.connections++;
       ws.once('close', () => deps.stats.connections--);
-      serveClientSocket(ws, deps);
+      serveClientSocket(ws, deps, resultRounds);
     });
   });
 

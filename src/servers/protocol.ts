@@ -91,6 +91,27 @@ export function resultFrame(id: MessageId, result: CheckResult): string {
   return '{"type":"result","id":' + JSON.stringify(id) + ',' + resultJson(result).slice(1);
 }
 
+/** Where an answer keeps the UTF-8 bytes of its `result` frame after the id: `resultJson` without its `{`. */
+const TAIL_OF = Symbol('coverhelper.resultTail');
+
+/**
+ * The two halves of a `result` frame's payload as bytes: the check's
+ * `{"type":"result","id":…,` (made once per check, `resultHead`) and the
+ * answer's fields (made once per answer however many checks wait on it).
+ * `resultHead(id)` then `resultTail(result)` is `resultFrame(id, result)`.
+ */
+export function resultHead(id: MessageId): Buffer {
+  return Buffer.from('{"type":"result","id":' + JSON.stringify(id) + ',');
+}
+
+export function resultTail(result: CheckResult): Buffer {
+  const kept = (result as { [TAIL_OF]?: Buffer })[TAIL_OF];
+  if (kept !== undefined) return kept;
+  const tail = Buffer.from(resultJson(result).slice(1));
+  if (Object.isExtensible(result)) Object.defineProperty(result, TAIL_OF, { value: tail, enumerable: false });
+  return tail;
+}
+
 /** The `done` frame for a finished check, as `JSON.stringify` writes its object, built from each answer's cached JSON. */
 export function doneFrame(id: MessageId, results: readonly CheckResult[]): string {
   let ok = 0;

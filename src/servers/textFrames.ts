@@ -1,0 +1,58 @@
+/**
+ * WebSocket text frames as a server sends them (RFC 6455 §5.2: FIN set, opcode 1,
+ * unmasked), many in one buffer, for one socket write.
+ *
+ * A herd (500 sockets waiting on the same 200 downloads) makes 100,000 `result`
+ * frames. Sent one by one through `ws`, each cost a string, a conversion, a frame
+ * header buffer and stream bookkeeping; here each frame's payload is two ready
+ * buffers (its check's `{"type":"result","id":…,` and the answer's shared tail),
+ * and a socket's gathered frames are copied into one buffer once.
+ *
+ * Writing these bytes straight to the TCP socket under a `ws` WebSocket is the
+ * same as `ws.send` frame by frame when no extension transforms the payload: the
+ * server runs with `perMessageDeflate: false`, so `ws` queues nothing and writes
+ * every frame in call order (its `Sender.sendFrame`).
+ */
+
+/** Bytes of the header for a payload of `length` bytes. */
+function headerLength(length: number): number {
+  return length < 126 ? 2 : length < 65_536 ? 4 : 10;
+}
+
+/**
+ * One buffer holding a text frame for each pair `parts[2k] + parts[2k + 1]`
+ * (both UTF-8 bytes; a frame's payload is the two one after the other).
+ */
+export function textFramePairs(parts: readonly Buffer[]): Buffer {
+  if (parts.length % 2 !== 0) throw new Error('textFramePairs: parts come in pairs');
+  let total = 0;
+  for (let i = 0; i < parts.length; i += 2) {
+    const length = parts[i]!.length + parts[i + 1]!.length;
+    total += headerLength(length) + length;
+  }
+  const out = Buffer.allocUnsafe(total);
+  let at = 0;
+  for (let i = 0; i < parts.length; i += 2) {
+    const head = parts[i]!;
+    const tail = parts[i + 1]!;
+    const length = head.length + tail.length;
+    out[at++] = 0x81; // FIN, text
+    if (length < 126) {
+      out[at++] = length;
+    } else if (length < 65_536) {
+      out[at++] = 126;
+      out.writeUInt16BE(length, at);
+      at += 2;
+    } else {
+      out[at++] = 127;
+      out.writeUInt32BE(Math.floor(length / 2 ** 32), at);
+      out.writeUInt32BE(length >>> 0, at + 4);
+      at += 8;
+    }
+    out.set(head, at);
+    at += head.length;
+    out.set(tail, at);
+    at += tail.length;
+  }
+  return out;
+}
