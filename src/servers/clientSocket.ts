@@ -4,9 +4,8 @@
  * an error frame and the connection stays open; nothing here touches an actor.
  */
 import type { RawData, WebSocket } from 'ws';
-import type { CoverChecks } from '../checks/index.js';
+import type { CheckResult, CoverChecks } from '../checks/index.js';
 import type { Logger } from '../logger.js';
-import type { CheckResult } from '../checks/index.js';
 import { doneFrame, parseClientFrame, resultHead, resultTail, shortAnswer } from './protocol.js';
 import type { ServerFrame } from './protocol.js';
 import type { ResultRounds } from './resultRounds.js';

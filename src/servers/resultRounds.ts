@@ -13,9 +13,10 @@
  * once, 50 ms with 500, never more than 100 ms; and up to 1,000 sockets the
  * service makes at most 1 / ROUND_MS_PER_SOCKET = 10,000 result writes a second
  * however many sockets wait. Each write is a system call of 5–10 µs on the one
- * thread (on loopback the kernel does the receiver's part too): a herd of 500
- * sockets waiting on the same 200 downloads wrote 80,000 times in 1.6 s with a
- * fixed 10 ms per socket, a quarter of the thread (docs/BENCHMARKS.md, herd).
+ * thread (on loopback the kernel does the receiver's part too): with a fixed
+ * 10 ms per socket, a herd of 500 sockets waiting on the same 200 downloads made
+ * ~38,000 write calls, a quarter of the thread's time; in rounds, ~13,000–15,000
+ * (docs/BENCHMARKS.md, herd).
  */
 export const MIN_ROUND_MS = 10;
 export const ROUND_MS_PER_SOCKET = 0.1;
