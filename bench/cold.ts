@@ -149,7 +149,7 @@ runScenario('cold', 15 * 60_000, async () => {
   report.figure('coverhelper CPU per image (--resize off)', `${num((median(services.map((r) => r.cpu!)) / count) * 1000, 2)} ms`, 'user + system, all threads');
   report.figure('coverhelper --resize 320x200', `${num(perSecond(count, resized))} images/s`, `${ratio(perSecond(count, resized) / baseRate)} the baseline; ${num((resized.cpu! / count) * 1000, 2)} ms CPU per image`);
 
-  const tool = ensureTool('aria2c', 'aria2');
+  const tool = process.env.BENCH_NO_PEERS ? { skip: 'BENCH_NO_PEERS is set' } : ensureTool('aria2c', 'aria2');
   if ('skip' in tool) {
     report.skip('aria2c -j16 -i list', tool.skip);
   } else {

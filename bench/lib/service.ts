@@ -198,13 +198,13 @@ export function runScenario(name: string, limitMs: number, body: () => Promise<v
     });
 }
 
-/** CPU seconds (user + system) a process has used, from /proc/<pid>/stat (Linux, 100 ticks a second). */
 /** Write system calls (write, writev, …) a process has made so far: `syscw` of /proc/PID/io. */
 export function procWriteCalls(pid: number): number {
   const io = readFileSync(`/proc/${pid}/io`, 'utf8');
   return Number(/^syscw: (\d+)$/m.exec(io)?.[1] ?? NaN);
 }
 
+/** CPU seconds (user + system) a process has used, from /proc/<pid>/stat (Linux, 100 ticks a second). */
 export function procCpuSeconds(pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');

@@ -15,10 +15,10 @@ import type { AdminApiDeps, AdminFeed } from '../admin/index.js';
 import type { Logger } from '../logger.js';
 import type { Stats } from '../stats.js';
 import { serveClientSocket } from './clientSocket.js';
-import { ResultRounds } from './resultRounds.js';
 import type { ClientSocketDeps } from './clientSocket.js';
 import { COVERS_PREFIX, serveCover } from './coverRoute.js';
 import { METRICS_CONTENT_TYPE } from './metrics.js';
+import { ResultRounds } from './resultRounds.js';
 
 /** How long a WebSocket peer has to answer the closing handshake at shutdown. */
 const CLOSE_GRACE_MS = 1000;
