@@ -86,11 +86,6 @@ export function resultJson(result: CheckResult): string {
   return json;
 }
 
-/** The `result` frame: `{"type":"result","id":…,` then the answer's own fields, as `JSON.stringify({ type, id, ...result })` writes it. */
-export function resultFrame(id: MessageId, result: CheckResult): string {
-  return '{"type":"result","id":' + JSON.stringify(id) + ',' + resultJson(result).slice(1);
-}
-
 /** Where an answer keeps the UTF-8 bytes of its `result` frame after the id: `resultJson` without its `{`. */
 const TAIL_OF = Symbol('coverhelper.resultTail');
 
@@ -98,7 +93,8 @@ const TAIL_OF = Symbol('coverhelper.resultTail');
  * The two halves of a `result` frame's payload as bytes: the check's
  * `{"type":"result","id":…,` (made once per check, `resultHead`) and the
  * answer's fields (made once per answer however many checks wait on it).
- * `resultHead(id)` then `resultTail(result)` is `resultFrame(id, result)`.
+ * `resultHead(id)` then `resultTail(result)` is the frame as
+ * `JSON.stringify({ type: 'result', id, ...result })` writes it.
  */
 export function resultHead(id: MessageId): Buffer {
   return Buffer.from('{"type":"result","id":' + JSON.stringify(id) + ',');
