@@ -51,8 +51,9 @@
  *                   so a simulated clock drives it), or the administrator retries.
  *
  * Failure memory: a download that ends in error or tle is remembered in
- * `context.failures`; REQUESTs for it are answered with that output, without a
- * download, until FORGET.
+ * `context.failures` if the input's `isRemembered` says its code is about the URL
+ * (not a local storage fault, not a shutdown); REQUESTs for it are answered
+ * with that output, without a download, until FORGET.
  */
 import { and, assign, enqueueActions, raise, setup, stateIn } from 'xstate';
 import type { ActorRefFrom } from 'xstate';
@@ -76,6 +77,11 @@ export interface SupervisorInput {
   retries: number;
   /** How long a failure is answered from memory before the URL is tried again (0 = not remembered). */
   failTtlMs: number;
+  /**
+   * Whether a failure with this code is the URL's answer for the fail TTL (src/
+   * gives the table of src/errors.ts). A shutdown is never remembered, whatever this says.
+   */
+  isRemembered: (code: string) => boolean;
 }
 
 /** One URL in flight. */
@@ -218,12 +224,12 @@ export const supervisorMachine = setup({
       }
       context.waiting.clear();
     },
-    /** Remembers a finished download's failure for the fail TTL (not a cancellation). */
+    /** Remembers a finished download's failure for the fail TTL, if it is about the URL (`isRemembered`). */
     rememberFailure: enqueueActions(({ context, event, enqueue }) => {
       if (event.type !== 'FINISHED' && event.type !== 'REMEMBER') return;
       const output = event.type === 'REMEMBER' ? event.output : event.ref.getSnapshot().output;
       const ttlMs = event.type === 'REMEMBER' ? event.ttlMs : context.failTtlMs;
-      if (output?.status !== 'error' || output.error.code === 'shutting_down' || ttlMs <= 0) return;
+      if (output?.status !== 'error' || ttlMs <= 0 || output.error.code === 'shutting_down' || !context.isRemembered(output.error.code)) return;
       context.failures.set(event.url, output);
       enqueue.cancel(`forget:${event.url}`);
       enqueue.raise({ type: 'FORGET', url: event.url }, { delay: ttlMs, id: `forget:${event.url}` });

@@ -3,8 +3,9 @@
  * supervisor, servers. `main.ts` runs it as a process; tests may run it in
  * process on port 0 with a fresh data folder.
  */
-import { mkdir } from 'node:fs/promises';
+import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import path from 'node:path';
 import { createDataSource } from '../ormconfig.js';
 import { CoverChecks } from './checks/index.js';
 import type { Config } from './config.js';
@@ -18,7 +19,9 @@ import { resolveAdminToken, taskJson } from './admin/index.js';
 import type { AdminFeed } from './admin/index.js';
 import { createHttpServer, renderMetrics } from './servers/index.js';
 import { Stats } from './stats.js';
-import { CoverStore, DeletionStore, SerialWriter, sweepTemp, TaskStore } from './store/index.js';
+import { CoverStore, DeletionStore, SerialWriter, sweepTemp, TaskStore, TEMP_DIR } from './store/index.js';
+import { StartError } from './errors.js';
+import { bindPort, checkWritable, databaseError } from './startChecks.js';
 import type { TaskRow } from './store/index.js';
 import { userAgent, version } from './version.js';
 
@@ -75,15 +78,41 @@ function hostForUrl(host: string): string {
 }
 
 export async function startApp(config: Config, logger: Logger): Promise<App> {
-  await mkdir(config.dataDir, { recursive: true });
-  await mkdir(config.coversDir, { recursive: true });
+  // Before the database: the folders take files, and the port is ours.
+  await checkWritable(config.coversDir, 'covers folder', '--covers-dir', path.join(config.coversDir, TEMP_DIR));
+  await checkWritable(config.dataDir, 'data folder', '--data-dir');
+  const bound = await bindPort(config.host, config.port);
+  const opened: { close(): Promise<void> }[] = [{ close: () => new Promise<void>((resolve) => bound.close(() => resolve())) }];
+  try {
+    return await startOnPort(config, logger, bound, opened);
+  } catch (error) {
+    for (const thing of opened.reverse()) await thing.close().catch(() => undefined);
+    throw error;
+  }
+}
+
+async function startOnPort(config: Config, logger: Logger, bound: Server, opened: { close(): Promise<void> }[]): Promise<App> {
   const swept = await sweepTemp(config.coversDir);
   if (swept > 0) logger.info('removed temp files left by an earlier run', { count: swept });
 
-  const dataSource = createDataSource({ db: sqlitePath(config) });
-  await dataSource.initialize();
-  const ran = await dataSource.runMigrations({ transaction: 'each' });
-  if (ran.length > 0) logger.info('database migrated', { migrations: ran.map((m) => m.name) });
+  const dbPath = sqlitePath(config);
+  const dataSource = createDataSource({ db: dbPath });
+  try {
+    await dataSource.initialize();
+    opened.push({ close: () => dataSource.destroy() });
+    const ran = await dataSource.runMigrations({ transaction: 'each' });
+    if (ran.length > 0) logger.info('database migrated', { migrations: ran.map((m) => m.name) });
+  } catch (error) {
+    throw databaseError(error, dbPath);
+  }
+
+  const adminToken = await resolveAdminToken(config, logger).catch((error: unknown) => {
+    throw new StartError(
+      `could not read or write the admin token file in ${config.dataDir} (${(error as { code?: string }).code ?? 'error'}: ${(error as Error).message})`,
+      'make the data folder writable by the user running coverhelper, or give --admin-token',
+      { cause: error },
+    );
+  });
 
   const stats = new Stats();
   const writer = new SerialWriter();
@@ -122,7 +151,6 @@ export async function startApp(config: Config, logger: Logger): Promise<App> {
 
   let publicUrl = config.publicUrl ?? '';
   const checks = new CoverChecks({ config, covers, downloads, stats, publicUrl: () => publicUrl });
-  const adminToken = await resolveAdminToken(config, logger);
   const statsFrame = () => {
     const counts = downloads.counts();
     const status = downloads.status();
@@ -146,44 +174,40 @@ export async function startApp(config: Config, logger: Logger): Promise<App> {
       return () => downloads.events.off('task', listener);
     },
   };
-  const http = createHttpServer({
-    metrics: () => {
-      const counts = downloads.counts();
-      return renderMetrics({ stats, status: downloads.status(), queued: counts.queued, downloading: counts.downloading, actors: counts.downloading, resources: guard.latest });
+  const http = createHttpServer(
+    {
+      metrics: () => {
+        const counts = downloads.counts();
+        return renderMetrics({ stats, status: downloads.status(), queued: counts.queued, downloading: counts.downloading, actors: counts.actors, resources: guard.latest });
+      },
+      admin: {
+        token: adminToken,
+        feed,
+        api: { config, covers, tasks, deletions, deletionRunner, downloads, logger, publicUrl: () => publicUrl },
+      },
+      checks,
+      maxBatch: config.maxBatch,
+      logger,
+      coversDir: config.coversDir,
+      clientToken: config.clientToken,
+      stats,
+      health: async () => {
+        const sample = guard.latest ?? (await guard.check());
+        const counts = downloads.counts();
+        const status = downloads.status();
+        return {
+          status,
+          ...(status === 'tardy' ? { reasons: downloads.tardyReasons() } : {}),
+          version,
+          ...sample,
+          queued: counts.queued,
+          downloading: counts.downloading,
+        };
+      },
     },
-    admin: {
-      token: adminToken,
-      feed,
-      api: { config, covers, tasks, deletions, deletionRunner, downloads, logger, publicUrl: () => publicUrl },
-    },
-    checks,
-    maxBatch: config.maxBatch,
-    logger,
-    coversDir: config.coversDir,
-    clientToken: config.clientToken,
-    stats,
-    health: async () => {
-      const sample = guard.latest ?? (await guard.check());
-      const counts = downloads.counts();
-      const status = downloads.status();
-      return {
-        status,
-        ...(status === 'tardy' ? { reasons: downloads.tardyReasons() } : {}),
-        version,
-        ...sample,
-        queued: counts.queued,
-        downloading: counts.downloading,
-      };
-    },
-  });
+    bound,
+  );
 
-  await new Promise<void>((resolve, reject) => {
-    http.server.once('error', reject);
-    http.server.listen(config.port, config.host, () => {
-      http.server.off('error', reject);
-      resolve();
-    });
-  });
   const { port } = http.server.address() as AddressInfo;
   const url = `http://${hostForUrl(config.host)}:${port}`;
   publicUrl ||= `${url}/covers/`;

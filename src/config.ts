@@ -21,9 +21,9 @@ export interface Config {
   host: string;
   /** HTTP + WebSocket port; 0 picks any free port. Default 8080. */
   port: number;
-  /** Database, temp files and the generated admin token live here. Default `./data`. */
+  /** The SQLite database and the generated admin token live here (temp files go to the covers folder's `.tmp/`). Default `./data`. */
   dataDir: string;
-  /** Database URL: a SQLite file path (or `sqlite:PATH`) or `postgres://…`. Default `DATA_DIR/coverhelper.sqlite`. */
+  /** Database: a SQLite file path (or `sqlite:PATH`). Default `DATA_DIR/coverhelper.sqlite`. */
   db: string;
   /** Where cover files live. Default `./covers`. */
   coversDir: string;

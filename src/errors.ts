@@ -62,6 +62,29 @@ const retryableByCode: Record<ErrorCode, boolean> = {
   shutting_down: false,
 };
 
+/**
+ * Which failures are about the URL itself, and so answered from memory for
+ * `--fail-ttl` instead of being tried again. A local storage fault (`disk_full`)
+ * or a shutdown says nothing about the URL: the next ask tries again.
+ */
+const rememberedByCode: Record<ErrorCode, boolean> = {
+  invalid_url: true,
+  not_allowed: true,
+  http_status: true,
+  too_large: true,
+  not_image: true,
+  tle: true,
+  network: true,
+  resolve_failed: true,
+  disk_full: false,
+  shutting_down: false,
+};
+
+/** Whether a failure with this code is remembered as the URL's answer for `--fail-ttl`. */
+export function isRemembered(code: string): boolean {
+  return (rememberedByCode as Record<string, boolean | undefined>)[code] ?? true;
+}
+
 /** HTTP statuses that say "try again later" rather than "no such thing". */
 const retryableStatuses = new Set([408, 425, 429, 500, 502, 503, 504]);
 
@@ -88,6 +111,44 @@ export function toCoverError(error: unknown): CoverError {
   }
   const message = error instanceof Error ? error.message : String(error);
   return new CoverError('network', message || 'network failure', { cause: error });
+}
+
+/**
+ * A failure to store a cover here (writing its file or its row): `disk_full`,
+ * never retried against the origin and never remembered as the URL's failure.
+ * Its message names the cause so an operator can act: no space, a read-only or
+ * unwritable folder, a database that refuses writes.
+ */
+export function storageFault(error: unknown, what: string): CoverError {
+  if (error instanceof CoverError) return error;
+  const code = (error as { code?: unknown } | null)?.code;
+  const detail = error instanceof Error ? error.message : String(error);
+  const reason =
+    code === 'ENOSPC' || code === 'EDQUOT' || code === 'SQLITE_FULL'
+      ? 'no space left'
+      : code === 'EROFS' || code === 'SQLITE_READONLY'
+        ? 'read-only storage'
+        : code === 'EACCES' || code === 'EPERM'
+          ? 'permission denied'
+          : 'storage error';
+  return new CoverError('disk_full', `could not store the ${what}: ${reason} (${typeof code === 'string' ? `${code}: ` : ''}${detail})`, { cause: error });
+}
+
+/**
+ * A start that failed: what failed, where (a path or an option), and what to
+ * do. `main` prints it as one line and exits 1.
+ */
+export class StartError extends Error {
+  override readonly name = 'StartError';
+  constructor(
+    /** What failed and where, such as "the database /srv/data/coverhelper.sqlite is not a SQLite database". */
+    readonly what: string,
+    /** What to do about it. */
+    readonly hint: string,
+    options: { cause?: unknown } = {},
+  ) {
+    super(`${what}; ${hint}`, options.cause === undefined ? undefined : { cause: options.cause });
+  }
 }
 
 /** A bad configuration value; `main` prints its message on one line and exits 2. */

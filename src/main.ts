@@ -7,11 +7,17 @@
 import { startApp } from './app.js';
 import { loadConfig } from './config.js';
 import type { Config } from './config.js';
-import { ConfigError } from './errors.js';
+import { ConfigError, StartError } from './errors.js';
 import { closeLogger, createLogger } from './logger.js';
 
 /** How long running downloads may take to finish after SIGTERM. */
 const GRACE_MS = 5000;
+
+/** The `code` of an error or of its cause, if it has one. */
+function codeOf(error: unknown): string | undefined {
+  const code = (error as { code?: unknown } | null)?.code ?? (error as { cause?: { code?: unknown } } | null)?.cause?.code;
+  return typeof code === 'string' ? code : undefined;
+}
 
 async function main(): Promise<void> {
   let config: Config;
@@ -30,7 +36,13 @@ async function main(): Promise<void> {
   try {
     app = await startApp(config, logger);
   } catch (error) {
-    logger.error('coverhelper could not start', { error });
+    // One line: what failed, where, and what to do.
+    const code = codeOf(error);
+    const line =
+      error instanceof StartError
+        ? `coverhelper cannot start: ${error.message}`
+        : `coverhelper cannot start: ${error instanceof Error ? `${error.name}: ${error.message}` : String(error)}${code ? ` (${code})` : ''}; this is unexpected: please report it with this line`;
+    logger.error(line, code ? { code } : {});
     await closeLogger(logger);
     process.exit(1);
   }

@@ -54,6 +54,20 @@ async function adminStream(t: TestContext, service: Service, token = TOKEN) {
   return client;
 }
 
+/** The HTTP answer to a WebSocket upgrade that is refused: its status and body. */
+function upgradeAnswer(url: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.get(url, { headers: { connection: 'Upgrade', upgrade: 'websocket', 'sec-websocket-version': '13', 'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==' } });
+    req.once('upgrade', () => reject(new Error('upgraded')));
+    req.once('response', (res) => {
+      let body = '';
+      res.on('data', (chunk: Buffer) => (body += chunk.toString()));
+      res.once('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.once('error', reject);
+  });
+}
+
 describe('admin token', () => {
   it('refuses every admin route and the stream with a bare 401 without the right token', async (t) => {
     const { service } = await setup(t, ['--admin-token', TOKEN]);
@@ -74,6 +88,10 @@ describe('admin token', () => {
     }
     await assert.rejects(connect(`${service.url.replace('http:', 'ws:')}/admin/ws`), /HTTP 401/);
     await assert.rejects(connect(`${service.url.replace('http:', 'ws:')}/admin/ws?token=wrong`), /HTTP 401/);
+    for (const query of ['', '?token=wrong']) {
+      const refused = await upgradeAnswer(`${service.url}/admin/ws${query}`);
+      assert.deepEqual([refused.status, refused.body], [401, ''], 'the stream says nothing else either');
+    }
     const byHeader = await connect(`${service.url.replace('http:', 'ws:')}/admin/ws`, { headers: { authorization: `Bearer ${TOKEN}` } });
     assert.equal((await byHeader.next()).type, 'snapshot');
     await byHeader.close();
@@ -319,5 +337,16 @@ describe('metrics', () => {
     assert.ok(value('nodejs_heap_total_bytes') >= value('nodejs_heap_used_bytes') && value('nodejs_external_memory_bytes') > 0);
     const health = (await (await fetch(`${service.url}/healthz`)).json()) as Frame;
     assert.deepEqual(Object.keys(health).sort(), ['diskPercent', 'downloading', 'load5', 'memPercent', 'queued', 'status', 'version']);
+
+    // A download held by the origin is one live actor, counted as such (not read off the downloading gauge).
+    const held = ws.check('held', [`${origin.url}/half/metric-held.jpg`]);
+    const gauge = async (name: string) => {
+      const body = await (await fetch(`${service.url}/metrics`)).text();
+      return Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(body)?.[1]);
+    };
+    await waitUntil(async () => (await gauge('coverhelper_download_actors')) === 1, 'one live actor while the download runs');
+    origin.release();
+    await held;
+    await waitUntil(async () => (await gauge('coverhelper_download_actors')) === 0, 'none after it ends');
   });
 });

@@ -12,7 +12,9 @@ function setupSupervisor(workers = 3, failTtlMs = 0) {
   const download = downloadMachine.provide({ actors: { fetchCover: fetch.logic } });
   const waitingReports: { urls: string[]; status: string }[] = [];
   const logic = supervisorMachine.provide({ actions: { reportWaiting: (_, params) => waitingReports.push(params) } });
-  const supervisor = createActor(logic, { input: { workers, download, timeLimitMs: 10_000, retries: 0, failTtlMs }, clock });
+  // The table of src/errors.ts: a local storage fault is not the URL's answer.
+  const isRemembered = (code: string) => code !== 'disk_full';
+  const supervisor = createActor(logic, { input: { workers, download, timeLimitMs: 10_000, retries: 0, failTtlMs, isRemembered }, clock });
   supervisor.start();
   const answer = (url: string): Answer => {
     let replied: Answer | undefined;
@@ -179,6 +181,18 @@ describe('supervisorMachine', () => {
     assert.ok('output' in answer('u1'));
     clock.increment(60_000);
     assert.ok('flight' in answer('u1'));
+  });
+
+  it('does not remember a failure that isRemembered refuses (a local storage fault), neither finished nor handed over at start', async () => {
+    const { supervisor, ask, answer, fetch, context } = setupSupervisor(3, 60_000);
+    const flight = ask('full');
+    fetch.fail({ code: 'disk_full', message: 'could not store the cover file: no space left' });
+    assert.equal((await flight.done).status, 'error');
+    await flush();
+    assert.equal(context().failures.has('full'), false);
+    assert.ok('flight' in answer('full'), 'the next ask downloads again');
+    supervisor.send({ type: 'REMEMBER', url: 'old', output: { url: 'old', status: 'error', error: { code: 'disk_full', message: 'full' } }, ttlMs: 60_000 });
+    assert.ok('flight' in answer('old'));
   });
 
   it('does not remember a cancellation', async () => {

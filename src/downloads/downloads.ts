@@ -12,7 +12,7 @@ import { EventEmitter } from 'node:events';
 import { createActor, fromPromise, waitFor } from 'xstate';
 import type { AnyActorRef } from 'xstate';
 import type { Config } from '../config.js';
-import { isRetryable } from '../errors.js';
+import { isRemembered, isRetryable } from '../errors.js';
 import type { ErrorCode } from '../errors.js';
 import type { HttpClient } from '../fetch/index.js';
 import type { Logger } from '../logger.js';
@@ -66,8 +66,11 @@ export interface Downloads {
   inFlight(): ReadonlyMap<string, { readonly done: Promise<DownloadOutput> }>;
   status(): GateStatus;
   tardyReasons(): string[];
-  /** URLs waiting for a worker, downloads running (one actor each), and both together. */
-  counts(): { queued: number; downloading: number; inFlight: number };
+  /**
+   * URLs waiting for a worker, downloads running, both together, and download
+   * actors alive (started and not yet ended: one per running download, unless one leaked).
+   */
+  counts(): { queued: number; downloading: number; inFlight: number; actors: number };
   /**
    * At start: re-asks every unfinished task (nobody waits on them; they are
    * stored for the next check) and remembers failures still within the fail TTL.
@@ -97,6 +100,8 @@ export function createDownloads(deps: DownloadsDeps): Downloads {
   const events = new EventEmitter<{ task: [TaskEvent] }>();
   /** When each running download started, for the finished-download log line. */
   const startedAt = new WeakMap<AnyActorRef, number>();
+  /** Download actors that started and have not reached a final state (or been stopped). */
+  const liveActors = new Set<AnyActorRef>();
 
   const report = (url: string, status: TaskStatus, patch: TaskPatch, bytes = 0, total: number | null = null) => {
     tasks.update(url, { status, ...patch });
@@ -160,6 +165,7 @@ export function createDownloads(deps: DownloadsDeps): Downloads {
         if (status === 'queued' || status === 'waiting') report(context.url, status, FRESH);
         else if (status === 'downloading') {
           startedAt.set(self, now);
+          liveActors.add(self);
           report(context.url, status, { ...FRESH, attempts: context.attempt + 1, startedAt: now, finishedAt: null });
         } else {
           const output = context.output;
@@ -175,6 +181,7 @@ export function createDownloads(deps: DownloadsDeps): Downloads {
         }
       },
       reportFinished: ({ context, self }, { output }) => {
+        liveActors.delete(self);
         const started = startedAt.get(self);
         const ms = started === undefined ? 0 : Date.now() - started;
         // Downloads that did work: not answers from the store, not cancellations.
@@ -216,6 +223,7 @@ export function createDownloads(deps: DownloadsDeps): Downloads {
       timeLimitMs: config.timeLimit * 1000,
       retries: config.retries,
       failTtlMs: config.failTtl * 1000,
+      isRemembered,
     },
   });
   supervisor.start();
@@ -272,13 +280,14 @@ export function createDownloads(deps: DownloadsDeps): Downloads {
     tardyReasons: () => supervisor.getSnapshot().context.tardyReasons,
     counts: () => {
       const { waiting, running, registry } = supervisor.getSnapshot().context;
-      return { queued: waiting.size, downloading: running.size, inFlight: registry.size };
+      return { queued: waiting.size, downloading: running.size, inFlight: registry.size, actors: liveActors.size };
     },
     restore(unfinished, failures, now = Date.now()) {
       for (const task of failures) {
         const ttlMs = (task.finishedAt ?? task.updatedAt) + config.failTtl * 1000 - now;
         if (ttlMs <= 0 || (task.status !== 'error' && task.status !== 'tle')) continue;
         const error = { code: task.status === 'tle' ? 'tle' : (task.errorCode ?? 'network'), message: task.errorMessage ?? 'failed' };
+        if (!isRemembered(error.code)) continue;
         supervisor.send({ type: 'REMEMBER', url: task.url, output: { url: task.url, status: 'error', error }, ttlMs });
       }
       if (unfinished.length > 0) supervisor.send({ type: 'REQUEST', urls: unfinished.map((task) => task.url) });
@@ -296,7 +305,10 @@ export function createDownloads(deps: DownloadsDeps): Downloads {
       } catch {
         const left = [...supervisor.getSnapshot().context.registry.values()].flatMap((flight) => (flight.ref ? [flight.ref] : []));
         logger.warn('stopping downloads still running after the grace period; the next start resumes them', { count: left.length });
-        for (const ref of left) ref.stop();
+        for (const ref of left) {
+          ref.stop();
+          liveActors.delete(ref);
+        }
       }
       supervisor.stop();
       await tasks.flush();

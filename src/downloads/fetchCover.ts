@@ -11,7 +11,7 @@
  * (time limit, shutdown) aborts the socket and any temp file.
  */
 import type { Config } from '../config.js';
-import { CoverError, toCoverError } from '../errors.js';
+import { CoverError, storageFault, toCoverError } from '../errors.js';
 import { classifyUrl, downloadImage, hostAllowed, resolveVideoCover } from '../fetch/index.js';
 import type { HttpClient } from '../fetch/index.js';
 import { processImage } from '../images/index.js';
@@ -78,8 +78,21 @@ async function fetchAndStore(
   const image = await processImage(body, deps.config.resize);
   signal.throwIfAborted();
 
-  const row = await writeCover(url, image, { coversDir: deps.config.coversDir, source: 'download', now: (deps.now ?? Date.now)(), signal });
-  const custom = await deps.covers.saveUnlessCustom(row);
+  // A failure from here on is this machine's (disk, folder, database), not the origin's.
+  let row: CoverRow;
+  try {
+    row = await writeCover(url, image, { coversDir: deps.config.coversDir, source: 'download', now: (deps.now ?? Date.now)(), signal });
+  } catch (error) {
+    if (signal.aborted) throw error;
+    throw storageFault(error, 'cover file');
+  }
+  let custom: CoverRow | null;
+  try {
+    custom = await deps.covers.saveUnlessCustom(row);
+  } catch (error) {
+    // The file stays: an older row of this URL may point at the same path (same content).
+    throw storageFault(error, 'cover row');
+  }
   if (custom) {
     // The administrator uploaded a cover while this download ran: theirs wins.
     if (custom.path !== row.path) await removeCoverFile(deps.config.coversDir, row.path);

@@ -41,8 +41,14 @@ function tcpOf(socket: WebSocket): TcpSocket | undefined {
  */
 export const MAX_URLS_IN_PROGRESS = 10_000;
 
+/** What the server keeps of a client socket it serves. */
+export interface ServedClient {
+  /** Resolves when every check read so far has been answered (at shutdown, before the socket is closed). */
+  drained(): Promise<void>;
+}
+
 /** Serves one client WebSocket; `rounds` is shared by all of a server's client sockets. */
-export function serveClientSocket(socket: WebSocket, deps: ClientSocketDeps, rounds: ResultRounds): void {
+export function serveClientSocket(socket: WebSocket, deps: ClientSocketDeps, rounds: ResultRounds): ServedClient {
   let corked = false;
   const write = (frame: string) => {
     if (socket.readyState !== socket.OPEN) return;
@@ -93,6 +99,8 @@ export function serveClientSocket(socket: WebSocket, deps: ClientSocketDeps, rou
 
   const limit = deps.maxUrlsInProgress ?? MAX_URLS_IN_PROGRESS;
   let urlsInProgress = 0;
+  /** Checks read and not yet answered. */
+  const inProgress = new Set<Promise<void>>();
   const started = (count: number) => {
     urlsInProgress += count;
     if (urlsInProgress >= limit && !socket.isPaused) socket.pause();
@@ -122,13 +130,22 @@ export function serveClientSocket(socket: WebSocket, deps: ClientSocketDeps, rou
         : deps.checks
             .check(message.urls, (_index, result) => sendResult((head ??= resultHead(message.id)), result))
             .then((results) => send(doneFrame(message.id, results)));
-    answer
+    const answered = answer
       .catch((error: unknown) => {
         deps.logger.error('check failed', { error });
         send({ type: 'error', id: message.type === 'check' ? message.id : null, code: 'internal_error', message: 'the check failed inside coverhelper; see its log' });
       })
-      .finally(() => finished(message.urls.length));
+      .finally(() => {
+        finished(message.urls.length);
+        inProgress.delete(answered);
+      });
+    inProgress.add(answered);
   });
 
   socket.on('error', (error) => deps.logger.debug('client socket error', { error: error.message }));
+  return {
+    drained: async () => {
+      while (inProgress.size > 0) await Promise.all(inProgress);
+    },
+  };
 }

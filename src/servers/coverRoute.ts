@@ -1,13 +1,13 @@
 /**
  * `GET /covers/<path>`: a stored cover file, with its Content-Type, an ETag,
  * a long-lived Cache-Control (a path changes whenever its content does), 304
- * on If-None-Match, and 404 for anything not a file inside the covers folder.
+ * on If-None-Match, and 404 for anything not a regular file inside the covers
+ * folder (links are not followed out of it: see `openCoverFile`).
  */
-import { createReadStream } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { findCoverFile } from '../store/index.js';
+import { openCoverFile } from '../store/index.js';
 
 const contentTypes: Record<string, string> = {
   '.jpg': 'image/jpeg',
@@ -26,8 +26,11 @@ function notFound(res: ServerResponse): void {
 }
 
 export async function serveCover(req: IncomingMessage, res: ServerResponse, rawPath: string, coversDir: string): Promise<void> {
-  const found = await findCoverFile(coversDir, rawPath.slice(COVERS_PREFIX.length));
+  const found = await openCoverFile(coversDir, rawPath.slice(COVERS_PREFIX.length));
   if (!found) return notFound(res);
+  // Served from the handle opened and checked, so nothing swapped in after the check is read.
+  const stream = found.handle.createReadStream({ autoClose: true });
+  const close = () => stream.destroy();
   const etag = `"${found.size.toString(16)}-${Math.floor(found.mtimeMs).toString(16)}"`;
   const headers = {
     'content-type': contentTypes[path.extname(found.file).toLowerCase()] ?? 'application/octet-stream',
@@ -37,16 +40,18 @@ export async function serveCover(req: IncomingMessage, res: ServerResponse, rawP
   };
   const ifNoneMatch = req.headers['if-none-match'];
   if (ifNoneMatch !== undefined && ifNoneMatch.split(',').some((tag) => tag.trim().replace(/^W\//, '') === etag || tag.trim() === '*')) {
+    close();
     res.writeHead(304, headers).end();
     return;
   }
   res.writeHead(200, { ...headers, 'content-length': String(found.size) });
   if (req.method === 'HEAD') {
+    close();
     res.end();
     return;
   }
   try {
-    await pipeline(createReadStream(found.file), res);
+    await pipeline(stream, res);
   } catch {
     res.destroy();
   }

@@ -15,10 +15,11 @@ import type { AdminApiDeps, AdminFeed } from '../admin/index.js';
 import type { Logger } from '../logger.js';
 import type { Stats } from '../stats.js';
 import { serveClientSocket } from './clientSocket.js';
-import type { ClientSocketDeps } from './clientSocket.js';
+import type { ClientSocketDeps, ServedClient } from './clientSocket.js';
 import { COVERS_PREFIX, serveCover } from './coverRoute.js';
 import { METRICS_CONTENT_TYPE } from './metrics.js';
 import { ResultRounds } from './resultRounds.js';
+import { endStarting } from '../startChecks.js';
 
 /** How long a WebSocket peer has to answer the closing handshake at shutdown. */
 const CLOSE_GRACE_MS = 1000;
@@ -60,9 +61,15 @@ export function requestToken(req: IncomingMessage, url: URL): string | undefined
   return match?.[1]?.trim() ?? url.searchParams.get('token') ?? undefined;
 }
 
-function refuseUpgrade(socket: Duplex, status: number, text: string): void {
+/**
+ * Answers an upgrade with an HTTP error and closes: with a `{"code","message"}`
+ * body, or none at all (the admin routes say nothing to a caller without the token).
+ */
+function refuseUpgrade(socket: Duplex, status: number, reason: string, body?: { code: string; message: string }): void {
+  const text = body === undefined ? '' : JSON.stringify(body);
+  const type = body === undefined ? '' : 'Content-Type: application/json; charset=utf-8\r\n';
   // end() flushes the answer, then closes; no WebSocket is ever made.
-  socket.end(`HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: ${text.length + 1}\r\n\r\n${text}\n`);
+  socket.end(`HTTP/1.1 ${status} ${reason}\r\nConnection: close\r\n${type}Content-Length: ${Buffer.byteLength(text)}\r\n\r\n${text}`);
 }
 
 function json(res: ServerResponse, status: number, body: unknown): void {
@@ -70,11 +77,17 @@ function json(res: ServerResponse, status: number, body: unknown): void {
   res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store' }).end(text);
 }
 
-export function createHttpServer(deps: HttpServerDeps) {
+/**
+ * Serves the routes on `bound` (a server `bindPort` bound early, answering 503
+ * until now), or on a new server the caller binds.
+ */
+export function createHttpServer(deps: HttpServerDeps, bound?: http.Server) {
   // No permessage-deflate: result frames are written to the TCP socket framed by us (textFrames.ts).
   const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_FRAME_BYTES, perMessageDeflate: false });
   /** When the client sockets' gathered `result` frames are written. */
   const resultRounds = new ResultRounds();
+  /** Open client sockets, each with what closing waits for. */
+  const clientSockets = new Map<WebSocket, ServedClient>();
   /** Open admin streams, for tests and the leak check: socket → its pending count. */
   const adminSockets = new Map<WebSocket, { pending: () => number }>();
 
@@ -112,7 +125,9 @@ export function createHttpServer(deps: HttpServerDeps) {
     json(res, 404, { error: 'not_found', message: `no route for ${req.method ?? 'GET'} ${url.pathname}` });
   };
 
-  const server = http.createServer((req, res) => {
+  const server = bound ?? http.createServer();
+  if (bound) endStarting(bound);
+  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
     handle(req, res).catch((error: unknown) => {
       deps.logger.error('request failed', { url: req.url, error });
       if (!res.headersSent) json(res, 500, { error: 'internal_error', message: 'see the service log' });
@@ -132,22 +147,34 @@ export function createHttpServer(deps: HttpServerDeps) {
       });
       return;
     }
-    if (url.pathname !== '/ws') return refuseUpgrade(socket, 404, 'Not Found');
+    if (url.pathname !== '/ws') return refuseUpgrade(socket, 404, 'Not Found', { code: 'not_found', message: `no WebSocket at ${url.pathname}; clients connect to /ws` });
     if (deps.clientToken !== undefined && !tokenMatches(requestToken(req, url), deps.clientToken)) {
-      return refuseUpgrade(socket, 401, 'Unauthorized');
+      return refuseUpgrade(socket, 401, 'Unauthorized', { code: 'unauthorized', message: 'this service needs the client token (Authorization: Bearer … or ?token=)' });
     }
     wss.handleUpgrade(req, socket, head, (ws) => {
       deps.stats.connections++;
       ws.once('close', () => deps.stats.connections--);
-      serveClientSocket(ws, deps, resultRounds);
+      clientSockets.set(ws, serveClientSocket(ws, deps, resultRounds));
+      ws.once('close', () => clientSockets.delete(ws));
     });
   });
 
   return {
     server,
     adminSockets,
-    /** Closes every WebSocket (1001, going away) and the listening socket. */
+    /**
+     * Closes every WebSocket (1001, going away) and the listening socket. A client
+     * socket is closed once the checks it sent are answered (the downloads they
+     * wait on were settled by the supervisor's shutdown), waiting at most
+     * CLOSE_GRACE_MS for them.
+     */
     async close(): Promise<void> {
+      let waited: NodeJS.Timeout | undefined;
+      await Promise.race([
+        Promise.all([...clientSockets.values()].map((client) => client.drained())),
+        new Promise<void>((resolve) => (waited = setTimeout(resolve, CLOSE_GRACE_MS))),
+      ]);
+      clearTimeout(waited);
       const clients = [...wss.clients];
       const closed = clients.map((client) => new Promise<void>((resolve) => client.once('close', () => resolve())));
       for (const client of clients) client.close(1001, 'server shutting down');

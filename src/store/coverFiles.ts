@@ -11,9 +11,16 @@
  * place: a crash leaves at worst a temp file, which `sweepTemp` removes at start,
  * never a half file at a published path. The temp folder sits inside the covers
  * folder so the rename never crosses filesystems.
+ *
+ * Links are not trusted: a cover is served only if it is a regular file (not a
+ * link, FIFO or device) whose real path is inside the covers folder, and a cover
+ * is written only into a folder whose real path is inside it. The covers folder
+ * itself may be a link (an operator's mount).
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { mkdir, open, readdir, readlink, realpath, rename, rm } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 
 export const TEMP_DIR = '.tmp';
@@ -55,12 +62,21 @@ export function sha256(data: Buffer): string {
   return hash(data);
 }
 
-/** Folders known to exist, so a write costs no mkdir (a removed folder is made again on ENOENT). */
+/** Folders known to exist inside the covers folder, so a write costs no mkdir (a removed folder is made again on ENOENT). */
 const madeDirs = new Set<string>();
 
-async function ensureDir(dir: string): Promise<void> {
+/** Whether `real` (a real path) is `realRoot` or inside it. */
+function within(realRoot: string, real: string): boolean {
+  return real === realRoot || real.startsWith(realRoot.endsWith(path.sep) ? realRoot : realRoot + path.sep);
+}
+
+/** Makes `dir` (under `root`) and checks that links do not take it outside the covers folder. */
+async function ensureDir(root: string, dir: string): Promise<void> {
   if (madeDirs.has(dir)) return;
   await mkdir(dir, { recursive: true });
+  if (!within(await realpath(root), await realpath(dir))) {
+    throw Object.assign(new Error(`refusing to write through a link that leaves the covers folder: ${dir}`), { code: 'ELOOP' });
+  }
   madeDirs.add(dir);
 }
 
@@ -75,8 +91,8 @@ export async function writeCoverFile(coversDir: string, relPath: string, data: B
   const target = resolveInside(coversDir, relPath);
   if (target === undefined) throw new Error(`refusing to write outside the covers folder: ${relPath}`);
   const tempDir = path.join(coversDir, TEMP_DIR);
-  await ensureDir(tempDir);
-  await ensureDir(path.dirname(target));
+  await ensureDir(coversDir, tempDir);
+  await ensureDir(coversDir, path.dirname(target));
   const temp = path.join(tempDir, `${randomBytes(12).toString('hex')}.part`);
   try {
     let handle;
@@ -85,8 +101,8 @@ export async function writeCoverFile(coversDir: string, relPath: string, data: B
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
       madeDirs.clear(); // a folder was removed under us: make them again
-      await ensureDir(tempDir);
-      await ensureDir(path.dirname(target));
+      await ensureDir(coversDir, tempDir);
+      await ensureDir(coversDir, path.dirname(target));
       handle = await open(temp, 'wx', 0o644);
     }
     try {
@@ -100,7 +116,7 @@ export async function writeCoverFile(coversDir: string, relPath: string, data: B
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
       madeDirs.delete(path.dirname(target));
-      await ensureDir(path.dirname(target));
+      await ensureDir(coversDir, path.dirname(target));
       await rename(temp, target);
     }
   } catch (error) {
@@ -142,12 +158,34 @@ export function resolveInside(root: string, relPath: string): string | undefined
   return target.startsWith(resolvedRoot + path.sep) ? target : undefined;
 }
 
+/** A cover file opened for serving; the caller closes `handle` (or streams from it). */
+export interface OpenCover {
+  handle: FileHandle;
+  file: string;
+  size: number;
+  mtimeMs: number;
+}
+
+/** Opened without following a link in the last segment, and without blocking on a FIFO. */
+const OPEN_FLAGS = constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK;
+
+/** The real path of an open file: Linux names it under /proc (no race with a link swapped in); elsewhere the path is resolved again. */
+async function realPathOf(handle: FileHandle, file: string): Promise<string> {
+  try {
+    return await readlink(`/proc/self/fd/${handle.fd}`);
+  } catch {
+    return realpath(file);
+  }
+}
+
 /**
- * Maps the URL path after `/covers/` to a file that exists under `root`, or
- * `undefined`. Each segment is percent-decoded once; `..`, encoded `%2e%2e`,
- * encoded slashes, absolute paths and dot-files all come back `undefined`.
+ * Opens the cover file at the URL path after `/covers/`, or `undefined`. Each
+ * segment is percent-decoded once; `..`, encoded `%2e%2e`, encoded slashes,
+ * absolute paths and dot-files come back `undefined`, and so does anything but a
+ * regular file whose real path is inside `root`: a link (to `/etc/passwd`, or a
+ * folder link leading out), a FIFO, a device.
  */
-export async function findCoverFile(root: string, urlPath: string): Promise<{ file: string; size: number; mtimeMs: number } | undefined> {
+export async function openCoverFile(root: string, urlPath: string): Promise<OpenCover | undefined> {
   let decoded: string[];
   try {
     decoded = urlPath.split('/').map((segment) => decodeURIComponent(segment));
@@ -156,10 +194,28 @@ export async function findCoverFile(root: string, urlPath: string): Promise<{ fi
   }
   const file = resolveInside(root, decoded.join('/'));
   if (file === undefined || decoded.some((segment) => segment.includes('/'))) return undefined;
+  let handle: FileHandle;
   try {
-    const info = await stat(file);
-    return info.isFile() ? { file, size: info.size, mtimeMs: info.mtimeMs } : undefined;
+    handle = await open(file, OPEN_FLAGS);
   } catch {
     return undefined;
   }
+  try {
+    const info = await handle.stat();
+    if (info.isFile() && within(await realpath(root), await realPathOf(handle, file))) {
+      return { handle, file, size: info.size, mtimeMs: info.mtimeMs };
+    }
+  } catch {
+    // unreadable: not served
+  }
+  await handle.close();
+  return undefined;
+}
+
+/** Like `openCoverFile`, without keeping the file open. */
+export async function findCoverFile(root: string, urlPath: string): Promise<{ file: string; size: number; mtimeMs: number } | undefined> {
+  const found = await openCoverFile(root, urlPath);
+  if (found === undefined) return undefined;
+  await found.handle.close();
+  return { file: found.file, size: found.size, mtimeMs: found.mtimeMs };
 }

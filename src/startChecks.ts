@@ -1,0 +1,109 @@
+/**
+ * What a start checks before it touches the database, each failure a
+ * `StartError` that says what failed, where, and what to do (`main` prints it
+ * as one line and exits 1):
+ *
+ *   folders   the covers and data folders exist (made if needed) and take a file
+ *   port      the HTTP port is bound first, answering 503 until the service is
+ *             ready, so a port in use stops the start before migrations run and
+ *             before an admin token is written
+ *   database  an unreadable or foreign database file is named with its path
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
+import http from 'node:http';
+import path from 'node:path';
+import { StartError } from './errors.js';
+
+function codeOf(error: unknown): string {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === 'string' ? code : 'error';
+}
+
+function textOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+/**
+ * Makes `dir` if needed and writes and removes one probe file in `probeDir`
+ * (the folder the service writes into; `dir` itself by default).
+ */
+export async function checkWritable(dir: string, what: string, option: string, probeDir = dir): Promise<void> {
+  try {
+    await mkdir(probeDir, { recursive: true });
+    const probe = path.join(probeDir, `.write-probe-${process.pid}-${randomBytes(4).toString('hex')}`);
+    await writeFile(probe, '');
+    await rm(probe);
+  } catch (error) {
+    throw new StartError(
+      `the ${what} ${dir} is not writable (${codeOf(error)}: ${textOf(error)})`,
+      `make it a folder writable by the user running coverhelper, or choose another with ${option}`,
+      { cause: error },
+    );
+  }
+}
+
+/**
+ * An HTTP server bound to `host:port` that answers 503 (and refuses upgrades)
+ * until `createHttpServer` takes it over.
+ */
+export async function bindPort(host: string, port: number): Promise<http.Server> {
+  const server = http.createServer(startingRequest);
+  server.on('upgrade', startingUpgrade);
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+  } catch (error) {
+    const code = codeOf(error);
+    const where = `${host}:${port}`;
+    if (code === 'EADDRINUSE') throw new StartError(`port ${where} is already in use`, 'stop the other process or choose another --port', { cause: error });
+    if (code === 'EACCES') throw new StartError(`port ${where} needs privileges this user lacks`, 'choose a port above 1023 with --port, or put a reverse proxy in front', { cause: error });
+    if (code === 'EADDRNOTAVAIL' || code === 'ENOTFOUND' || code === 'EAI_AGAIN') {
+      throw new StartError(`--host ${host} is not an address of this machine (${code})`, 'give --host an address this machine has, such as 127.0.0.1 or 0.0.0.0', { cause: error });
+    }
+    throw new StartError(`could not listen on ${where} (${code}: ${textOf(error)})`, 'check --host and --port', { cause: error });
+  }
+  return server;
+}
+
+/** Stops answering "starting": the real handlers are about to be added. */
+export function endStarting(server: http.Server): void {
+  server.off('request', startingRequest);
+  server.off('upgrade', startingUpgrade);
+}
+
+const STARTING_BODY = JSON.stringify({ code: 'starting', message: 'coverhelper is starting; try again in a moment' });
+
+function startingRequest(req: http.IncomingMessage, res: http.ServerResponse): void {
+  req.resume();
+  res.writeHead(503, { 'content-type': 'application/json; charset=utf-8', 'retry-after': '1', 'cache-control': 'no-store' }).end(STARTING_BODY);
+}
+
+function startingUpgrade(_req: http.IncomingMessage, socket: import('node:stream').Duplex): void {
+  socket.end(`HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nRetry-After: 1\r\nContent-Length: 0\r\n\r\n`);
+}
+
+/** What opening or migrating the database failed with, as a `StartError` naming the file or URL. */
+export function databaseError(error: unknown, where: string): StartError {
+  const code = codeOf(error);
+  const text = textOf(error);
+  if (code === 'SQLITE_NOTADB' || code === 'SQLITE_CORRUPT') {
+    return new StartError(
+      `the database ${where} is not a SQLite database or is damaged (${code}: ${text})`,
+      'move the file away (coverhelper then makes a new one) or point --db at the right file',
+      { cause: error },
+    );
+  }
+  if (code === 'SQLITE_CANTOPEN' || code === 'SQLITE_READONLY' || code === 'SQLITE_PERM' || code === 'EACCES') {
+    return new StartError(`the database ${where} cannot be opened for writing (${code}: ${text})`, 'make the file and its folder writable by the user running coverhelper, or choose another --db', { cause: error });
+  }
+  if (code === 'SQLITE_BUSY' || code === 'SQLITE_LOCKED') {
+    return new StartError(`the database ${where} is locked by another process (${code})`, 'stop the other coverhelper using this file, or choose another --db', { cause: error });
+  }
+  return new StartError(`could not open or migrate the database ${where} (${code}: ${text})`, 'check --db and the file it names', { cause: error });
+}
