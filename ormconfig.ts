@@ -2,20 +2,40 @@
  * The one TypeORM DataSource, for the service and for the TypeORM CLI
  * (`npx typeorm -d ormconfig.ts migration:show` with a TypeScript loader).
  *
- * SQLite goes through the `better-sqlite3` driver with WAL on. The schema is
+ * `--db` picks the database: a `postgres://…` URL (several nodes share it) or a
+ * SQLite file through the `better-sqlite3` driver with WAL on. The schema is
  * built by the migrations in src/store/migrations.ts, never by `synchronize`.
  */
 import path from 'node:path';
 import { DataSource } from 'typeorm';
-import { CoverEntity, DeletionEntity, TaskEntity } from './src/store/entities.js';
+import { CoverEntity, DeletionEntity, NodeEntity, SettingEntity, TaskEntity } from './src/store/entities.js';
 import { migrations } from './src/store/migrations.js';
 
 export interface DataSourceSettings {
-  /** A SQLite file path, `sqlite:PATH`, or `:memory:`. */
+  /** `postgres://…`, a SQLite file path, `sqlite:PATH`, or `:memory:`. */
   db: string;
 }
 
+const entities = [CoverEntity, TaskEntity, DeletionEntity, NodeEntity, SettingEntity];
+
+/** Whether `db` names a PostgreSQL database. */
+export function isPostgresUrl(db: string): boolean {
+  return /^postgres(ql)?:\/\//i.test(db);
+}
+
 export function createDataSource(settings: DataSourceSettings): DataSource {
+  if (isPostgresUrl(settings.db)) {
+    return new DataSource({
+      type: 'postgres',
+      url: settings.db,
+      entities,
+      migrations,
+      migrationsRun: false,
+      synchronize: false,
+      logging: false,
+      extra: { max: 10, application_name: 'coverhelper' },
+    });
+  }
   const database = settings.db.replace(/^sqlite:(\/\/)?/, '');
   return new DataSource({
     type: 'better-sqlite3',
@@ -28,7 +48,7 @@ export function createDataSource(settings: DataSourceSettings): DataSource {
       db.pragma('synchronous = NORMAL');
       db.pragma('foreign_keys = ON');
     },
-    entities: [CoverEntity, TaskEntity, DeletionEntity],
+    entities,
     migrations,
     migrationsRun: false,
     synchronize: false,

@@ -1,28 +1,26 @@
 /**
- * Builds the whole service from a config: database, stores, fetcher,
- * supervisor, servers. `main.ts` runs it as a process; tests may run it in
- * process on port 0 with a fresh data folder.
+ * Builds the whole service from a config: store, fetcher, supervisor, servers.
+ * `main.ts` runs it as a process; tests may run it in process on port 0 with a
+ * fresh data folder.
  */
+import os from 'node:os';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
-import { createDataSource } from '../ormconfig.js';
 import { CoverChecks } from './checks/index.js';
 import type { Config } from './config.js';
-import { sqlitePath } from './config.js';
 import { createDownloads } from './downloads/index.js';
 import type { Downloads } from './downloads/index.js';
 import { createHttpClient } from './fetch/index.js';
 import type { Logger } from './logger.js';
 import { CacheLimits, DeletionRunner, ResourceGuard } from './maintenance/index.js';
-import { resolveAdminToken, taskJson } from './admin/index.js';
-import type { AdminFeed } from './admin/index.js';
+import { createAdminFeed, resolveAdminToken } from './admin/index.js';
 import { createHttpServer, renderMetrics } from './servers/index.js';
 import { Stats } from './stats.js';
-import { CoverStore, DeletionStore, SerialWriter, sweepTemp, TaskStore, TEMP_DIR } from './store/index.js';
+import { openStore, sweepTemp, TEMP_DIR } from './store/index.js';
+import type { OpenStore, Store } from './store/index.js';
 import { StartError } from './errors.js';
 import { bindPort, checkWritable, databaseError } from './startChecks.js';
-import type { TaskRow } from './store/index.js';
 import { userAgent, version } from './version.js';
 
 export interface App {
@@ -31,10 +29,10 @@ export interface App {
   port: number;
   /** Base of the cover URLs handed to clients. */
   publicUrl: string;
+  /** This node's id (`--node-id`, or the host name and the bound port). */
+  node: string;
   downloads: Downloads;
-  covers: CoverStore;
-  tasks: TaskStore;
-  deletions: DeletionStore;
+  store: Store;
   deletionRunner: DeletionRunner;
   cacheLimits: CacheLimits;
   guard: ResourceGuard;
@@ -46,23 +44,6 @@ export interface App {
   stop(graceMs?: number): Promise<void>;
 }
 
-/** Most unfinished tasks an admin snapshot lists, and the most bytes of URLs it carries. */
-const SNAPSHOT_TASKS = 1000;
-const SNAPSHOT_URL_BYTES = 256 * 1024;
-
-/** The newest unfinished tasks, as task events, within the snapshot's bounds. */
-function snapshotTasks(open: TaskRow[]) {
-  const picked = [];
-  let bytes = 0;
-  for (let i = open.length - 1; i >= 0 && picked.length < SNAPSHOT_TASKS; i--) {
-    const row = open[i]!;
-    bytes += row.url.length;
-    if (bytes > SNAPSHOT_URL_BYTES) break;
-    const { attempts: _a, createdAt: _c, updatedAt, startedAt: _s, finishedAt: _f, ...task } = taskJson(row);
-    picked.push({ ...task, at: updatedAt });
-  }
-  return picked.reverse();
-}
 /** How often disk, memory and load are sampled. */
 const GUARD_INTERVAL_MS = 5000;
 /** How often deletion records are looked for besides when one is written. */
@@ -94,17 +75,22 @@ export async function startApp(config: Config, logger: Logger): Promise<App> {
 async function startOnPort(config: Config, logger: Logger, bound: Server, opened: { close(): Promise<void> }[]): Promise<App> {
   const swept = await sweepTemp(config.coversDir);
   if (swept > 0) logger.info('removed temp files left by an earlier run', { count: swept });
+  const { port } = bound.address() as AddressInfo;
+  const node = config.nodeId ?? `${os.hostname()}:${port}`;
 
-  const dbPath = sqlitePath(config);
-  const dataSource = createDataSource({ db: dbPath });
+  let store: OpenStore;
   try {
-    await dataSource.initialize();
-    opened.push({ close: () => dataSource.destroy() });
-    const ran = await dataSource.runMigrations({ transaction: 'each' });
-    if (ran.length > 0) logger.info('database migrated', { migrations: ran.map((m) => m.name) });
+    store = await openStore({
+      db: config.db,
+      node,
+      leaseMs: config.lease * 1000,
+      onTaskWriteError: (error) => logger.error('task write failed', { error }),
+    });
   } catch (error) {
-    throw databaseError(error, dbPath);
+    throw databaseError(error, config.db);
   }
+  opened.push(store);
+  if (store.migrated.length > 0) logger.info('database migrated', { migrations: store.migrated });
 
   const adminToken = await resolveAdminToken(config, logger).catch((error: unknown) => {
     throw new StartError(
@@ -114,11 +100,8 @@ async function startOnPort(config: Config, logger: Logger, bound: Server, opened
     );
   });
 
+  const { covers, tasks, deletions } = store;
   const stats = new Stats();
-  const writer = new SerialWriter();
-  const covers = new CoverStore(dataSource, writer);
-  const tasks = new TaskStore(dataSource, writer, (error) => logger.error('task write failed', { error }));
-  const deletions = new DeletionStore(dataSource, writer);
   const deletionRunner = new DeletionRunner({ deletions, covers, tasks, coversDir: config.coversDir, logger });
   const cacheLimits = new CacheLimits({ covers, deletions, runner: deletionRunner, logger, maxAgeHours: config.maxAgeHours, maxCacheBytes: config.maxCacheBytes });
   const client = createHttpClient({ allowPrivateNetwork: config.allowPrivateNetwork, userAgent });
@@ -151,29 +134,6 @@ async function startOnPort(config: Config, logger: Logger, bound: Server, opened
 
   let publicUrl = config.publicUrl ?? '';
   const checks = new CoverChecks({ config, covers, downloads, stats, publicUrl: () => publicUrl });
-  const statsFrame = () => {
-    const counts = downloads.counts();
-    const status = downloads.status();
-    return { status, ...(status === 'tardy' ? { reasons: downloads.tardyReasons() } : {}), ...stats.snapshot(), queued: counts.queued, downloading: counts.downloading };
-  };
-  const feed: AdminFeed = {
-    snapshot: async () => {
-      const { status, reasons, ...rest } = statsFrame();
-      const open = await tasks.unfinished();
-      return {
-        type: 'snapshot',
-        status,
-        ...(reasons ? { reasons } : {}),
-        tasks: snapshotTasks(open),
-        stats: { status, ...rest },
-      };
-    },
-    stats: statsFrame,
-    onTask: (listener) => {
-      downloads.events.on('task', listener);
-      return () => downloads.events.off('task', listener);
-    },
-  };
   const http = createHttpServer(
     {
       metrics: () => {
@@ -182,7 +142,7 @@ async function startOnPort(config: Config, logger: Logger, bound: Server, opened
       },
       admin: {
         token: adminToken,
-        feed,
+        feed: createAdminFeed({ store, downloads, stats }),
         api: { config, covers, tasks, deletions, deletionRunner, downloads, logger, publicUrl: () => publicUrl },
       },
       checks,
@@ -208,20 +168,18 @@ async function startOnPort(config: Config, logger: Logger, bound: Server, opened
     bound,
   );
 
-  const { port } = http.server.address() as AddressInfo;
   const url = `http://${hostForUrl(config.host)}:${port}`;
   publicUrl ||= `${url}/covers/`;
-  logger.info(`listening on ${url}`, { publicUrl, covers: config.coversDir, db: sqlitePath(config), workers: config.workers });
+  logger.info(`listening on ${url}`, { publicUrl, covers: config.coversDir, db: store.location, workers: config.workers });
 
   let stopping: Promise<void> | undefined;
   return {
     url,
     port,
     publicUrl,
+    node,
     downloads,
-    covers,
-    tasks,
-    deletions,
+    store,
     deletionRunner,
     cacheLimits,
     guard,
@@ -238,10 +196,7 @@ async function startOnPort(config: Config, logger: Logger, bound: Server, opened
         await downloads.shutdown(graceMs);
         await http.close();
         await client.close();
-        await covers.flushTouches();
-        await tasks.flush();
-        await writer.idle();
-        await dataSource.destroy();
+        await store.close();
       })();
       return stopping;
     },

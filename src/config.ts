@@ -23,7 +23,10 @@ export interface Config {
   port: number;
   /** The SQLite database and the generated admin token live here (temp files go to the covers folder's `.tmp/`). Default `./data`. */
   dataDir: string;
-  /** Database: a SQLite file path (or `sqlite:PATH`). Default `DATA_DIR/coverhelper.sqlite`. */
+  /**
+   * Database: a `postgres://…` URL (several nodes share it) or a SQLite file path
+   * (`sqlite:PATH` also works), made absolute. Default `DATA_DIR/coverhelper.sqlite`.
+   */
   db: string;
   /** Where cover files live. Default `./covers`. */
   coversDir: string;
@@ -65,6 +68,10 @@ export interface Config {
   maxCacheBytes: number;
   /** TCP port of the 2019 protocol; `undefined` (flag value `off`) = not served. Default off. */
   legacyPort: number | undefined;
+  /** This node's name among several; `undefined` = the host name and the bound port. */
+  nodeId: string | undefined;
+  /** Seconds a node's claim on a download lasts unless renewed. Default 30. */
+  lease: number;
   /** Default `info`. */
   logLevel: LogLevel;
   /** `pretty` on a TTY, else `json`, unless set. */
@@ -161,6 +168,12 @@ const optionalPort = (raw: Raw): number | undefined => {
 
 const optionalString = (raw: Raw): string | undefined => str(raw);
 
+const nodeId = (raw: Raw): string => {
+  const s = str(raw);
+  if (!/^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$/.test(s)) throw new Error(`expected up to 128 letters, digits and . _ : @ -, got ${JSON.stringify(s)}`);
+  return s;
+};
+
 const options: { [K in keyof Config]: OptionSpec<K> } = {
   host: { key: 'host', flag: 'host', parse: str },
   port: { key: 'port', flag: 'port', parse: num(0, 65535, true) },
@@ -186,6 +199,8 @@ const options: { [K in keyof Config]: OptionSpec<K> } = {
   maxAgeHours: { key: 'maxAgeHours', flag: 'max-age-hours', parse: num(0, 1e7, false) },
   maxCacheBytes: { key: 'maxCacheBytes', flag: 'max-cache-bytes', parse: num(0, Number.MAX_SAFE_INTEGER, true) },
   legacyPort: { key: 'legacyPort', flag: 'legacy-port', parse: optionalPort },
+  nodeId: { key: 'nodeId', flag: 'node-id', parse: nodeId },
+  lease: { key: 'lease', flag: 'lease', parse: num(2, 3600, false) },
   logLevel: { key: 'logLevel', flag: 'log-level', parse: oneOf(['error', 'warn', 'info', 'debug'] as const) },
   logFormat: { key: 'logFormat', flag: 'log-format', parse: oneOf(['pretty', 'json'] as const) },
 };
@@ -219,6 +234,8 @@ export const defaults = {
   maxAgeHours: 0,
   maxCacheBytes: 0,
   legacyPort: undefined,
+  nodeId: undefined,
+  lease: 30,
   logLevel: 'info',
 } satisfies Omit<Config, 'db' | 'logFormat'>;
 
@@ -314,15 +331,26 @@ export function loadConfig(sources: ConfigSources): Config {
   result.coversDir = path.resolve(sources.cwd, result.coversDir);
   result.db ??= path.join(result.dataDir, 'coverhelper.sqlite');
   result.logFormat ??= sources.isTTY ? 'pretty' : 'json';
-  if (/^postgres(ql)?:\/\//.test(result.db)) throw new ConfigError('db', 'PostgreSQL is not supported yet; use a SQLite file path');
-  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(result.db) && !result.db.startsWith('sqlite:')) {
-    throw new ConfigError('db', `unsupported database URL ${JSON.stringify(result.db)} (use a SQLite file path)`);
-  }
+  result.db = databaseLocation(result.db, sources.cwd);
   return result;
 }
 
-/** The SQLite file named by `config.db`. */
-export function sqlitePath(config: Pick<Config, 'db'>, cwd = process.cwd()): string {
-  const file = config.db.replace(/^sqlite:(\/\/)?/, '');
+/** `--db` checked: a PostgreSQL URL as it is, a SQLite file as an absolute path. */
+function databaseLocation(db: string, cwd: string): string {
+  if (/^postgres(ql)?:\/\//i.test(db)) {
+    let url: URL;
+    try {
+      url = new URL(db);
+    } catch {
+      throw new ConfigError('db', 'not a valid postgres:// URL');
+    }
+    if (url.hostname === '' && !url.searchParams.has('host')) throw new ConfigError('db', 'a postgres:// URL needs a host');
+    if (url.pathname.length <= 1) throw new ConfigError('db', 'a postgres:// URL needs a database name (postgres://user@host:5432/NAME)');
+    return db;
+  }
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(db) && !db.startsWith('sqlite:')) {
+    throw new ConfigError('db', `unsupported database URL ${JSON.stringify(db)} (use postgres://… or a SQLite file path)`);
+  }
+  const file = db.replace(/^sqlite:(\/\/)?/, '');
   return file === ':memory:' ? file : path.resolve(cwd, file);
 }

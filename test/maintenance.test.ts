@@ -7,30 +7,24 @@ import { access, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import { describe, it } from 'node:test';
-import { createDataSource } from '../ormconfig.js';
 import { createLogger } from '../src/logger.js';
 import { CacheLimits, DeletionRunner, overLimits } from '../src/maintenance/index.js';
-import { CoverStore, DeletionStore, SerialWriter, TaskStore, writeCoverFile } from '../src/store/index.js';
-import type { CoverRow } from '../src/store/index.js';
+import { writeCoverFile } from '../src/store/index.js';
+import type { CoverRow, StoreOptions } from '../src/store/index.js';
 import { readTasks, waitUntil } from './helpers/db.js';
 import { startOrigin } from './helpers/origin.js';
 import { startInProcess } from './helpers/inProcess.js';
+import { openTestStore } from './helpers/stores.js';
 import { tempDir } from './helpers/tempDir.js';
 
 type TestContext = Parameters<typeof tempDir>[0];
 const quiet = createLogger({ logLevel: 'error', logFormat: 'json' });
 const exists = (file: string) => access(file).then(() => true, () => false);
 
-async function openStores(t: TestContext) {
+async function openStores(t: TestContext, options: Partial<StoreOptions> = {}) {
   const dir = await tempDir(t);
-  const dataSource = createDataSource({ db: path.join(dir, 'db.sqlite') });
-  await dataSource.initialize();
-  await dataSource.runMigrations();
-  t.after(() => dataSource.destroy());
-  const writer = new SerialWriter();
-  const covers = new CoverStore(dataSource, writer);
-  const tasks = new TaskStore(dataSource, writer, (e) => assert.fail(String(e)));
-  const deletions = new DeletionStore(dataSource, writer);
+  const { store, db } = await openTestStore(t, 'sqlite', { db: path.join(dir, 'db.sqlite'), ...options });
+  const { covers, tasks, deletions } = store;
   const coversDir = path.join(dir, 'covers');
   /** Stores a cover row and its file. */
   const addCover = async (url: string, overrides: Partial<CoverRow> = {}) => {
@@ -52,7 +46,7 @@ async function openStores(t: TestContext) {
     tasks.update(url, { status: 'ok' });
     return row;
   };
-  return { dir, dataSource, covers, tasks, deletions, coversDir, addCover };
+  return { dir, db, store, covers, tasks, deletions, coversDir, addCover };
 }
 
 describe('resource guard', () => {
@@ -82,7 +76,7 @@ describe('resource guard', () => {
 
     const held = `${origin.url}/img/guard-held.jpg`;
     const waiting = checks.check([cached, held]);
-    await waitUntil(async () => (await app.tasks.get(held))?.status === 'waiting', 'the held URL recorded as waiting');
+    await waitUntil(async () => (await app.store.tasks.get(held))?.status === 'waiting', 'the held URL recorded as waiting');
     const hit = await checks.check([cached]);
     assert.equal(hit[0]!.source, 'cache', 'hits are answered while tardy');
     assert.equal(origin.hits.get('/img/guard-held.jpg'), undefined, 'nothing new is fetched while tardy');
@@ -172,15 +166,14 @@ describe('cache limits', () => {
   });
 
   it('asking for a cover keeps it from expiring', async (t) => {
-    const { dataSource, covers, tasks, deletions, coversDir, addCover } = await openStores(t);
     let now = 10 * 3_600_000;
-    const timed = new CoverStore(dataSource, new SerialWriter(), { now: () => now });
+    const { covers, tasks, deletions, coversDir, addCover } = await openStores(t, { now: () => now });
     const row = await addCover('https://a.hdslb.com/asked.jpg', { lastAskedAt: 0 });
-    timed.touch([row.url]);
-    await timed.flushTouches();
+    covers.touch([row.url]);
+    await covers.flushTouches();
     now += 3_600_000;
     const runner = new DeletionRunner({ deletions, covers, tasks, coversDir, logger: quiet });
-    const limits = new CacheLimits({ covers: timed, deletions, runner, logger: quiet, maxAgeHours: 2, maxCacheBytes: 0, now: () => now });
+    const limits = new CacheLimits({ covers, deletions, runner, logger: quiet, maxAgeHours: 2, maxCacheBytes: 0, now: () => now });
     assert.deepEqual(await limits.runOnce(), { expired: 0, overCap: 0 });
   });
 
@@ -205,9 +198,9 @@ describe('cache limits in the running service', () => {
     const { dir, app, checks } = await startInProcess(t, ['--max-cache-bytes', '3000', '--resize', 'off']);
     for (let i = 0; i < 6; i++) await checks.check([`${origin.url}/img/cap-${i}.jpg`]);
     await app.cacheLimits.runOnce();
-    assert.ok((await app.covers.downloadedBytes()) <= 3000, `${await app.covers.downloadedBytes()} bytes stored`);
-    assert.ok((await app.covers.count()) < 6);
-    await waitUntil(async () => (await app.deletions.pending()).length === 0, 'deletions carried out');
+    assert.ok((await app.store.covers.downloadedBytes()) <= 3000, `${await app.store.covers.downloadedBytes()} bytes stored`);
+    assert.ok((await app.store.covers.count()) < 6);
+    await waitUntil(async () => (await app.store.deletions.pending()).length === 0, 'deletions carried out');
     assert.ok(readTasks(path.join(dir, 'data', 'coverhelper.sqlite')).length < 6, 'task rows of removed covers go too');
   });
 });

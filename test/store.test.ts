@@ -1,75 +1,21 @@
+/**
+ * The store's conformance suite: every case runs unchanged against each
+ * database this run can reach (SQLite always; PostgreSQL when
+ * COVERHELPER_TEST_PG names a server, each test on a fresh database), through
+ * the ports the service uses. Then the cases only a shared database has: two
+ * nodes on one PostgreSQL database.
+ */
 import assert from 'node:assert/strict';
 import { readdir, readFile, writeFile, mkdir } from 'node:fs/promises';
-import { userInfo } from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { createDataSource } from '../ormconfig.js';
 import { DataSource } from 'typeorm';
-import {
-  CoverEntity,
-  CoverStore,
-  DeletionEntity,
-  SerialWriter,
-  TaskEntity,
-  TaskStore,
-  coverPath,
-  findCoverFile,
-  migrations,
-  resolveInside,
-  sweepTemp,
-  writeCoverFile,
-  TEMP_DIR,
-} from '../src/store/index.js';
-import type { CoverRow } from '../src/store/index.js';
+import { createDataSource } from '../ormconfig.js';
+import { CoverEntity, coverPath, findCoverFile, resolveInside, sweepTemp, writeCoverFile, TEMP_DIR } from '../src/store/index.js';
+import type { CoverChange, CoverRow, GateChange, TaskChange } from '../src/store/index.js';
+import { backends, freshPgDatabase, openTestStore, rawSql, skipWithoutPg } from './helpers/stores.js';
+import { waitUntil } from './helpers/db.js';
 import { tempDir } from './helpers/tempDir.js';
-
-/**
- * A fresh database: a SQLite file, or with COVERHELPER_TEST_PG=postgresql://… a
- * fresh schema in that PostgreSQL database (TypeORM then needs the `pg` package).
- */
-async function openDb(t: Parameters<typeof tempDir>[0]) {
-  const dir = await tempDir(t);
-  const pg = process.env.COVERHELPER_TEST_PG;
-  if (pg) {
-    const at = new URL(pg);
-    const server = {
-      host: at.hostname,
-      port: Number(at.port || 5432),
-      database: decodeURIComponent(at.pathname.slice(1)),
-      username: decodeURIComponent(at.username) || process.env.PGUSER || userInfo().username,
-      password: decodeURIComponent(at.password),
-    };
-    const schema = `coverhelper_test_${process.pid}_${Math.random().toString(36).slice(2, 10)}`;
-    const admin = new DataSource({ type: 'postgres', ...server });
-    await admin.initialize();
-    await admin.query(`CREATE SCHEMA "${schema}"`);
-    const dataSource = new DataSource({
-      type: 'postgres',
-      ...server,
-      schema,
-      extra: { options: `-c search_path=${schema}` },
-      entities: [CoverEntity, TaskEntity, DeletionEntity],
-      migrations,
-      synchronize: false,
-      logging: false,
-    });
-    await dataSource.initialize();
-    await dataSource.runMigrations();
-    t.after(async () => {
-      await dataSource.destroy();
-      await admin.query(`DROP SCHEMA "${schema}" CASCADE`);
-      await admin.destroy();
-    });
-    return { dir, dataSource };
-  }
-  const dataSource = createDataSource({ db: path.join(dir, 'test.sqlite') });
-  await dataSource.initialize();
-  await dataSource.runMigrations();
-  t.after(() => dataSource.destroy());
-  return { dir, dataSource };
-}
-
-const onPostgres = Boolean(process.env.COVERHELPER_TEST_PG);
 
 const row = (url: string, overrides: Partial<CoverRow> = {}): CoverRow => ({
   url,
@@ -85,291 +31,387 @@ const row = (url: string, overrides: Partial<CoverRow> = {}): CoverRow => ({
   ...overrides,
 });
 
-describe('cover store', () => {
-  it('runs the migrations on a fresh SQLite file with WAL on', { skip: onPostgres && 'SQLite only' }, async (t) => {
-    const { dataSource } = await openDb(t);
-    const [mode] = await dataSource.query<{ journal_mode: string }[]>('PRAGMA journal_mode');
-    assert.equal(mode?.journal_mode, 'wal');
-    assert.deepEqual(
-      (await dataSource.query<{ name: string }[]>("SELECT name FROM sqlite_master WHERE type='table' AND name IN ('covers','tasks','deletions') ORDER BY name")).map((r) => r.name),
-      ['covers', 'deletions', 'tasks'],
-    );
-    assert.equal(await dataSource.showMigrations(), false, 'no migration left to run');
+const lastAsked = async (db: string, url: string) => {
+  const [found] = await rawSql<{ last_asked_at: number | string }>(db, 'SELECT last_asked_at FROM covers WHERE url = ?', url);
+  return found === undefined ? undefined : Number(found.last_asked_at);
+};
+
+/** A TypeORM data source of its own on `db`, to compare the store's rows with TypeORM's. */
+async function typeorm(t: Parameters<typeof tempDir>[0], db: string): Promise<DataSource> {
+  const dataSource = createDataSource({ db });
+  await dataSource.initialize();
+  t.after(() => dataSource.destroy());
+  return dataSource;
+}
+
+for (const backend of backends) {
+  describe(`store on ${backend}`, () => {
+    const open = (t: Parameters<typeof tempDir>[0], options = {}) => openTestStore(t, backend, options);
+
+    it('runs every migration on a fresh database', async (t) => {
+      const { db } = await open(t);
+      const tables = backend === 'sqlite'
+        ? await rawSql<{ name: string }>(db, "SELECT name FROM sqlite_master WHERE type = 'table' AND name IN ('covers', 'tasks', 'deletions', 'nodes', 'settings') ORDER BY name")
+        : await rawSql<{ name: string }>(db, "SELECT table_name AS name FROM information_schema.tables WHERE table_name IN ('covers', 'tasks', 'deletions', 'nodes', 'settings') ORDER BY table_name");
+      assert.deepEqual(tables.map((r) => r.name), ['covers', 'deletions', 'nodes', 'settings', 'tasks']);
+      if (backend === 'sqlite') assert.equal((await rawSql<{ journal_mode: string }>(db, 'PRAGMA journal_mode'))[0]?.journal_mode, 'wal');
+      const again = await open(t, { db });
+      assert.deepEqual(again.store.migrated, [], 'nothing left to run the second time');
+    });
+
+    it('upserts covers and finds many at once, in chunks', async (t) => {
+      const { store } = await open(t);
+      const urls = Array.from({ length: 1200 }, (_, i) => `https://i0.hdslb.com/${i}.jpg`);
+      for (const url of urls) await store.covers.save(row(url));
+      await store.covers.save(row(urls[0]!, { path: 'h/replaced.jpg', bytes: 7 }));
+      const found = await store.covers.findMany([...urls, 'https://i0.hdslb.com/missing.jpg']);
+      assert.equal(found.size, 1200);
+      assert.equal(found.get(urls[0]!)?.path, 'h/replaced.jpg');
+      assert.equal(found.get(urls[0]!)?.bytes, 7);
+      assert.equal(typeof found.get(urls[1]!)?.createdAt, 'number');
+      assert.equal(await store.covers.count(), 1200);
+    });
+
+    it('finds and saves rows exactly as TypeORM reads and writes them', async (t) => {
+      const { store, db } = await open(t);
+      const repo = (await typeorm(t, db)).getRepository(CoverEntity);
+      const big = row("https://i0.hdslb.com/a'b\"c.jpg", { bytes: 2 ** 40, createdAt: 1_763_780_000_123, lastAskedAt: 1_763_780_000_456, width: 0, height: 65_535 });
+      await store.covers.save(big);
+      assert.deepEqual(await store.covers.find(big.url), big);
+      assert.deepEqual(await store.covers.find(big.url), await repo.findOneBy({ url: big.url }));
+      assert.deepEqual((await store.covers.findMany([big.url])).get(big.url), big);
+      assert.equal(await store.covers.find('https://i0.hdslb.com/none.jpg'), null);
+      const replaced = { ...big, path: 'h/new.jpg', source: 'custom' as const, bytes: 9, contentType: 'image/png', width: 10, height: 20, sha256: 'b'.repeat(64), createdAt: 5, lastAskedAt: 6 };
+      await store.covers.save(replaced);
+      assert.deepEqual(await store.covers.find(big.url), replaced, 'a save replaces every column but the URL');
+      await repo.upsert(big, { conflictPaths: ['url'], skipUpdateIfNoValuesChanged: false });
+      assert.deepEqual(await store.covers.find(big.url), big, 'a row TypeORM wrote reads back the same');
+    });
+
+    it('a download never replaces a custom cover: saveUnlessCustom keeps and answers it', async (t) => {
+      const { store } = await open(t);
+      const covers = store.covers;
+      assert.equal(await covers.saveUnlessCustom(row('new', { path: 'h/new.jpg' })), null, 'saved: no row before');
+      assert.equal(await covers.saveUnlessCustom(row('new', { path: 'h/newer.jpg', bytes: 5 })), null, 'saved over a download');
+      assert.deepEqual(await covers.find('new'), row('new', { path: 'h/newer.jpg', bytes: 5 }));
+      const custom = row('mine', { path: 'h/custom.png', source: 'custom', contentType: 'image/png', createdAt: 10, lastAskedAt: 11 });
+      await covers.save(custom);
+      assert.equal((await covers.findMany(['mine'])).get('mine')?.source, 'custom', 'in memory');
+      assert.deepEqual(await covers.saveUnlessCustom(row('mine', { path: 'h/download.jpg' })), custom, 'refused: the custom row answers');
+      assert.deepEqual(await covers.find('mine'), custom, 'unchanged');
+      assert.deepEqual(await covers.findRemembered('mine'), custom);
+      assert.equal(await covers.findRemembered('none'), null);
+    });
+
+    it('replace records the replaced file for deletion in the same write', async (t) => {
+      const { store } = await open(t);
+      await store.covers.save(row('u', { path: 'h/old.jpg' }));
+      await store.covers.replace(row('u', { path: 'h/new.jpg', source: 'custom', createdAt: 50 }), 'h/old.jpg', 'replaced');
+      assert.equal((await store.covers.find('u'))?.path, 'h/new.jpg');
+      const pending = await store.deletions.pending();
+      assert.deepEqual(pending.map(({ url, path, kind, reason, createdAt }) => ({ url, path, kind, reason, createdAt })), [{ url: 'u', path: 'h/old.jpg', kind: 'file', reason: 'replaced', createdAt: 50 }]);
+    });
+
+    it('answers repeated lookups from memory and never serves a row that was replaced or removed', async (t) => {
+      const { store, db } = await open(t, { covers: { memoryRows: 2 } });
+      const covers = store.covers;
+      await covers.save(row('u1', { path: 'h/one.jpg' }));
+      await covers.save(row('u2'));
+      await covers.save(row('u3'));
+      assert.equal((await covers.findMany(['u1'])).get('u1')?.path, 'h/one.jpg');
+      // Changed behind the store's back: a lookup answered from memory does not see it.
+      await rawSql(db, "UPDATE covers SET path = 'h/behind.jpg' WHERE url = 'u1'");
+      assert.equal((await covers.findMany(['u1'])).get('u1')?.path, 'h/one.jpg', 'served from memory');
+      await covers.save(row('u1', { path: 'h/two.jpg' }));
+      assert.equal((await covers.findMany(['u1'])).get('u1')?.path, 'h/two.jpg', 'a save replaces what memory holds');
+      await Promise.all([covers.findMany(['u1', 'u2']), covers.removeIfPath('u1', 'h/two.jpg')]);
+      assert.equal((await covers.findMany(['u1'])).has('u1'), false, 'a removed row is not served from memory');
+      await covers.findMany(['u2', 'u3']);
+      assert.equal((await covers.findMany(['u2', 'u3'])).size, 2, 'only the most recent rows are kept, but all are found');
+    });
+
+    it('keeps the most recently asked rows in memory and drops the least recently asked first', async (t) => {
+      const { store, db } = await open(t, { covers: { memoryRows: 4 } });
+      const urls = Array.from({ length: 6 }, (_, i) => `https://i0.hdslb.com/lru/${i}.jpg`);
+      for (const url of urls) await store.covers.save(row(url));
+      await store.covers.findMany(urls.slice(0, 4)); // memory: 0 1 2 3
+      await store.covers.findMany([urls[0]!]); // 0 was in the older half: moved to the newest end
+      await store.covers.findMany([urls[4]!, urls[5]!]); // 1 and 2 are dropped
+      await rawSql(db, 'DELETE FROM covers');
+      const left = await store.covers.findMany(urls);
+      assert.deepEqual([...left.keys()].sort(), [urls[0]!, urls[3]!, urls[4]!, urls[5]!].sort(), 'memory answers what it holds, even gone behind its back');
+    });
+
+    it('writes the last-asked-for times a slice per event-loop turn, and only on a flush', async (t) => {
+      let now = 5_000;
+      const { store, db } = await open(t, { now: () => now });
+      const urls = Array.from({ length: 1000 }, (_, i) => `https://i0.hdslb.com/touch/${i}.jpg?q='"\\${i}`);
+      for (const url of urls) await store.covers.save(row(url, { lastAskedAt: 1 }));
+      store.covers.touch([...urls, 'https://i0.hdslb.com/never-stored.jpg']);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      assert.equal(await lastAsked(db, urls[0]!), 1, 'not written before the interval');
+      let turns = 0;
+      let counting = true;
+      const count = () => {
+        turns++;
+        if (counting) setImmediate(count);
+      };
+      setImmediate(count);
+      await store.covers.flushTouches();
+      counting = false;
+      assert.ok(turns >= 4, `the flush gave the loop ${turns} turns`);
+      for (const url of [urls[0]!, urls[199]!, urls[200]!, urls[999]!]) assert.equal(await lastAsked(db, url), 5_000, url);
+      assert.equal(await lastAsked(db, 'https://i0.hdslb.com/never-stored.jpg'), undefined, 'no row made for a URL not stored');
+      // A flush asked for while one runs resolves only when everything touched before it is written.
+      now = 6_000;
+      store.covers.touch(urls.slice(0, 500));
+      const first = store.covers.flushTouches();
+      store.covers.touch([urls[999]!]);
+      await store.covers.flushTouches();
+      assert.equal(await lastAsked(db, urls[499]!), 6_000);
+      assert.equal(await lastAsked(db, urls[999]!), 6_000);
+      await first;
+    });
+
+    it('findMany and findInMemory with touch note the URLs found, once per flush round', async (t) => {
+      let now = 10_000;
+      const { store, db } = await open(t, { now: () => now, covers: { memoryRows: 4 } });
+      const urls = Array.from({ length: 6 }, (_, i) => `https://i0.hdslb.com/ask/${i}.jpg`);
+      for (const url of urls) await store.covers.save(row(url, { lastAskedAt: 1 }));
+      await store.covers.findMany(urls.slice(0, 4));
+      await store.covers.findMany(urls.slice(0, 2), { touch: true });
+      await store.covers.findMany([urls[5]!, 'https://i0.hdslb.com/ask/none.jpg'], { touch: true });
+      await store.covers.flushTouches();
+      assert.deepEqual(await Promise.all(urls.map((url) => lastAsked(db, url))), [10_000, 10_000, 1, 1, 1, 10_000]);
+      now = 20_000;
+      const found = store.covers.findInMemory([urls[1]!, urls[4]!, 'none', urls[0]!, urls[1]!], { touch: true });
+      assert.deepEqual(Array.from(found, (r) => r?.url), [urls[1], undefined, undefined, urls[0], urls[1]], 'memory only, aligned, a repeated URL at each position');
+      store.covers.findInMemory([urls[2]!]);
+      await store.covers.flushTouches();
+      assert.deepEqual(await Promise.all(urls.slice(0, 3).map((url) => lastAsked(db, url))), [20_000, 20_000, 1], 'without touch nothing is noted');
+    });
+
+    it('flushes the touches by itself after the interval', async (t) => {
+      const { store, db } = await open(t, { now: () => 7_000, covers: { touchIntervalMs: 20 } });
+      await store.covers.save(row('https://i0.hdslb.com/timed.jpg', { lastAskedAt: 1 }));
+      store.covers.touch(['https://i0.hdslb.com/timed.jpg']);
+      await waitUntil(async () => (await lastAsked(db, 'https://i0.hdslb.com/timed.jpg')) === 7_000, 'written by the timer', 5_000);
+    });
+
+    it('publishes every cover write and removal to this node', async (t) => {
+      const { store } = await open(t);
+      const heard: CoverChange[] = [];
+      store.events.on('cover', (change) => heard.push(change));
+      await store.covers.save(row('c1', { path: 'h/c1.jpg' }));
+      await store.covers.saveUnlessCustom(row('c2'));
+      await store.covers.removeIfPath('c1', 'h/c1.jpg');
+      assert.deepEqual(heard.map(({ url, removed, remote }) => [url, removed, remote]), [['c1', false, false], ['c2', false, false], ['c1', true, false]]);
+    });
   });
 
-  it('upserts covers and finds many at once, in chunks', async (t) => {
-    const { dataSource } = await openDb(t);
-    const store = new CoverStore(dataSource, new SerialWriter());
-    const urls = Array.from({ length: 1200 }, (_, i) => `https://i0.hdslb.com/${i}.jpg`);
-    for (const url of urls) await store.save(row(url));
-    await store.save(row(urls[0]!, { path: 'h/replaced.jpg', bytes: 7 }));
-    const found = await store.findMany([...urls, 'https://i0.hdslb.com/missing.jpg']);
-    assert.equal(found.size, 1200);
-    assert.equal(found.get(urls[0]!)?.path, 'h/replaced.jpg');
-    assert.equal(found.get(urls[0]!)?.bytes, 7);
-    assert.equal(typeof found.get(urls[1]!)?.createdAt, 'number');
-    assert.equal(await store.count(), 1200);
+  describe(`task ledger on ${backend}`, () => {
+    const open = (t: Parameters<typeof tempDir>[0], options = {}) => openTestStore(t, backend, options);
+
+    it('inserts on the first change and updates later ones without losing earlier fields', async (t) => {
+      let time = 1000;
+      const { store } = await open(t, { now: () => time });
+      const tasks = store.tasks;
+      tasks.update('u1', { status: 'queued' });
+      await tasks.flush();
+      time = 2000;
+      tasks.update('u1', { status: 'downloading', attempts: 1, startedAt: 2000 });
+      tasks.update('u1', { bytesDone: 50, bytesTotal: 100 });
+      await tasks.flush();
+      const saved = await tasks.get('u1');
+      assert.equal(saved?.status, 'downloading');
+      assert.equal(saved?.createdAt, 1000);
+      assert.equal(saved?.updatedAt, 2000);
+      assert.equal(saved?.attempts, 1);
+      assert.equal(saved?.bytesDone, 50);
+      assert.deepEqual((await tasks.unfinished()).map((r) => r.url), ['u1']);
+      tasks.update('u1', { status: 'ok', finishedAt: 3000 });
+      assert.deepEqual(await tasks.unfinished(), []);
+    });
+
+    it('sets exactly the patched columns, nulls included, and gives a new row the defaults', async (t) => {
+      let time = 1000;
+      const { store } = await open(t, { now: () => time });
+      const tasks = store.tasks;
+      const fresh = { status: 'queued', attempts: 0, errorCode: null, errorMessage: null, bytesDone: 0, bytesTotal: null, startedAt: null, finishedAt: null, claimedBy: null, claimExpires: null };
+      tasks.update('u1', { status: 'queued' });
+      tasks.update('u2', { status: 'downloading', attempts: 1, startedAt: 900, bytesTotal: 5000 });
+      await tasks.flush();
+      assert.deepEqual(await tasks.get('u1'), { url: 'u1', ...fresh, createdAt: 1000, updatedAt: 1000 });
+      assert.deepEqual(await tasks.get('u2'), { url: 'u2', ...fresh, status: 'downloading', attempts: 1, startedAt: 900, bytesTotal: 5000, createdAt: 1000, updatedAt: 1000 });
+      time = 2000;
+      tasks.update('u1', { status: 'error', attempts: 3, errorCode: 'http_status', errorMessage: "HTTP 404 'quoted'", finishedAt: 1900 });
+      tasks.update('u2', { bytesDone: 5000 });
+      await tasks.flush();
+      time = 3000;
+      tasks.update('u1', { status: 'queued', errorCode: null, errorMessage: null });
+      await tasks.flush();
+      assert.deepEqual(await tasks.get('u1'), { url: 'u1', ...fresh, attempts: 3, finishedAt: 1900, createdAt: 1000, updatedAt: 3000 });
+      assert.deepEqual(await tasks.get('u2'), { url: 'u2', ...fresh, status: 'downloading', attempts: 1, startedAt: 900, bytesDone: 5000, bytesTotal: 5000, createdAt: 1000, updatedAt: 2000 });
+    });
+
+    it('writes a batch in one transaction: a failing row leaves the whole batch unwritten', async (t) => {
+      const errors: unknown[] = [];
+      const { store } = await open(t, { onTaskWriteError: (e: unknown) => errors.push(e) });
+      store.tasks.update('good', { status: 'queued' });
+      store.tasks.update('bad', { status: null as unknown as 'queued' });
+      await store.tasks.flush();
+      assert.equal(errors.length, 1, 'reported');
+      assert.equal(await store.tasks.get('good'), null, 'rolled back with the bad row');
+      store.tasks.update('good', { status: 'ok' });
+      await store.tasks.flush();
+      assert.equal((await store.tasks.get('good'))?.status, 'ok', 'later batches are written');
+    });
+
+    it('writes 5,000 concurrent changes in order without interleaving', async (t) => {
+      const { store, db } = await open(t);
+      const tasks = store.tasks;
+      await Promise.all(
+        Array.from({ length: 5000 }, async (_, i) => {
+          tasks.update(`u${i}`, { status: 'queued' });
+          await new Promise((r) => setImmediate(r));
+          tasks.update(`u${i}`, { status: 'downloading' });
+          await tasks.flush();
+          tasks.update(`u${i}`, { status: i % 2 ? 'ok' : 'error', errorCode: i % 2 ? null : 'not_image' });
+        }),
+      );
+      await tasks.flush();
+      const counts = await rawSql<{ status: string; n: number | string }>(db, 'SELECT status, COUNT(*) AS n FROM tasks GROUP BY status ORDER BY status');
+      assert.deepEqual(counts.map(({ status, n }) => ({ status, n: Number(n) })), [
+        { status: 'error', n: 2500 },
+        { status: 'ok', n: 2500 },
+      ]);
+    });
+
+    it('publishes each change once it is written, in the order made, and a removal with the status the row had', async (t) => {
+      const { store, db } = await open(t);
+      const heard: TaskChange[] = [];
+      store.events.on('task', (change) => heard.push(change));
+      store.tasks.update('p', { status: 'queued' });
+      store.tasks.update('p', { status: 'downloading', attempts: 1 });
+      assert.equal(heard.length, 0, 'not before it is written');
+      await store.tasks.flush();
+      const [row] = await rawSql<{ status: string }>(db, 'SELECT status FROM tasks WHERE url = ?', 'p');
+      assert.equal(row?.status, 'downloading');
+      store.tasks.update('p', { status: 'ok', bytesDone: 10, bytesTotal: 10 });
+      await store.tasks.flush();
+      await store.tasks.remove('p');
+      await store.tasks.remove('never-there');
+      assert.deepEqual(
+        heard.map((c) => [c.url, c.patch.status, c.removed ?? false, c.node, c.remote]),
+        [
+          ['p', 'queued', false, 'test-node', false],
+          ['p', 'downloading', false, 'test-node', false],
+          ['p', 'ok', false, 'test-node', false],
+          ['p', 'ok', true, 'test-node', false],
+        ],
+      );
+    });
+
+    it('on a database one node uses, every claim is this node’s and nothing is written', async (t) => {
+      const { store, db } = await open(t);
+      if (store.claims.shared) return t.skip('a shared database: see the two-node cases');
+      assert.deepEqual(await store.claims.claim(['a', 'b'], 'queued'), { mine: ['a', 'b'], elsewhere: [] });
+      assert.deepEqual(await rawSql(db, 'SELECT url FROM tasks'), []);
+      assert.equal(await store.claims.renew(), 0);
+      assert.deepEqual(await store.claims.orphaned(10), []);
+    });
+
+    it('keeps the pause switch and the nodes’ heartbeats', async (t) => {
+      let now = 1000;
+      const { store } = await open(t, { now: () => now });
+      const gates: GateChange[] = [];
+      store.events.on('gate', (change) => gates.push(change));
+      assert.equal(await store.cluster.paused(), false);
+      await store.cluster.setPaused(true);
+      assert.equal(await store.cluster.paused(), true);
+      assert.deepEqual(gates.map((g) => [g.paused, g.remote]), [[true, false]]);
+      await store.cluster.heartbeat({ queued: 3, downloading: 2, status: 'paused' });
+      now = 2000;
+      await store.cluster.heartbeat({ queued: 1, downloading: 0, status: 'ready' });
+      assert.deepEqual(await store.cluster.nodes(), [{ id: 'test-node', startedAt: 1000, lastSeen: 2000, queued: 1, downloading: 0, status: 'ready' }]);
+      await store.cluster.leave();
+      assert.equal((await store.cluster.nodes())[0]?.status, 'stopped');
+    });
   });
-});
+}
 
-describe('cover store rows', () => {
-  it('finds and saves rows exactly as TypeORM reads and writes them', async (t) => {
-    const { dataSource } = await openDb(t);
-    const store = new CoverStore(dataSource, new SerialWriter());
-    const repo = dataSource.getRepository(CoverEntity);
-    const big = row("https://i0.hdslb.com/a'b\"c.jpg", { bytes: 2 ** 40, createdAt: 1_763_780_000_123, lastAskedAt: 1_763_780_000_456, width: 0, height: 65_535 });
-    await store.save(big);
-    assert.deepEqual(await store.find(big.url), big);
-    assert.deepEqual(await store.find(big.url), await repo.findOneBy({ url: big.url }));
-    assert.deepEqual((await store.findMany([big.url])).get(big.url), big);
-    assert.equal(await store.find('https://i0.hdslb.com/none.jpg'), null);
-
-    // A save replaces every column but the URL (created_at included, as TypeORM's upsert did).
-    const replaced = { ...big, path: 'h/new.jpg', source: 'custom' as const, bytes: 9, contentType: 'image/png', width: 10, height: 20, sha256: 'b'.repeat(64), createdAt: 5, lastAskedAt: 6 };
-    await store.save(replaced);
-    assert.deepEqual(await store.find(big.url), replaced);
-    await repo.upsert(big, { conflictPaths: ['url'], skipUpdateIfNoValuesChanged: false });
-    assert.deepEqual(await store.find(big.url), big, 'a row TypeORM wrote reads back the same');
-    assert.equal(await store.count(), 1);
-  });
-});
-
-describe('cover store: a download never replaces a custom cover', () => {
-  it('saves over a downloaded cover or none, and keeps a custom one, answering it', async (t) => {
-    const { dataSource } = await openDb(t);
-    const store = new CoverStore(dataSource, new SerialWriter());
-    assert.equal(await store.saveUnlessCustom(row('new', { path: 'h/new.jpg' })), null, 'saved: no row before');
-    assert.equal((await store.find('new'))?.path, 'h/new.jpg');
-    assert.equal(await store.saveUnlessCustom(row('new', { path: 'h/newer.jpg', bytes: 5 })), null, 'saved over a download');
-    assert.deepEqual(await store.find('new'), row('new', { path: 'h/newer.jpg', bytes: 5 }));
-
-    const custom = row('mine', { path: 'h/custom.png', source: 'custom', contentType: 'image/png', createdAt: 10, lastAskedAt: 11 });
-    await store.save(custom);
-    assert.equal((await store.findMany(['mine'])).get('mine')?.source, 'custom', 'in memory');
-    assert.deepEqual(await store.saveUnlessCustom(row('mine', { path: 'h/download.jpg' })), custom, 'refused: the custom row answers');
-    assert.deepEqual(await store.find('mine'), custom, 'unchanged');
-    assert.deepEqual(await store.findRemembered('mine'), custom);
-    assert.equal(await store.findRemembered('none'), null);
-  });
-});
-
-describe('cover store memory', () => {
-  it('answers repeated lookups from memory and never serves a row that was replaced or removed', async (t) => {
-    const { dataSource } = await openDb(t);
-    const store = new CoverStore(dataSource, new SerialWriter(), { memoryRows: 2 });
-    await store.save(row('u1', { path: 'h/one.jpg' }));
-    await store.save(row('u2'));
-    await store.save(row('u3'));
-    assert.equal((await store.findMany(['u1'])).get('u1')?.path, 'h/one.jpg');
-    // Changed behind the store's back: a lookup answered from memory does not see it.
-    await dataSource.query("UPDATE covers SET path = 'h/behind.jpg' WHERE url = 'u1'");
-    assert.equal((await store.findMany(['u1'])).get('u1')?.path, 'h/one.jpg', 'served from memory');
-
-    await store.save(row('u1', { path: 'h/two.jpg' }));
-    assert.equal((await store.findMany(['u1'])).get('u1')?.path, 'h/two.jpg', 'a save replaces what memory holds');
-    const lookup = store.findMany(['u1', 'u2']);
-    const removal = store.removeIfPath('u1', 'h/two.jpg');
-    await Promise.all([lookup, removal]);
-    assert.equal((await store.findMany(['u1'])).has('u1'), false, 'a removed row is not served from memory');
-    await store.findMany(['u2', 'u3']);
-    assert.equal((await store.findMany(['u2', 'u3'])).size, 2, 'only the most recent rows are kept, but all are found');
-  });
-});
-
-describe('cover store touches', () => {
-  const lastAsked = async (dataSource: Awaited<ReturnType<typeof openDb>>['dataSource'], url: string) => {
-    const [found] = await dataSource.query<{ last_asked_at: number | string }[]>(
-      `SELECT last_asked_at FROM covers WHERE url = ${dataSource.options.type === 'postgres' ? '$1' : '?'}`,
-      [url],
-    );
-    return found === undefined ? undefined : Number(found.last_asked_at);
+describe('two nodes on one PostgreSQL database', () => {
+  const twoNodes = async (t: Parameters<typeof tempDir>[0], leaseMs = 30_000, now: () => number = Date.now) => {
+    const db = await freshPgDatabase(t);
+    const a = await openTestStore(t, 'postgres', { db, node: 'node-a', leaseMs, now });
+    const b = await openTestStore(t, 'postgres', { db, node: 'node-b', leaseMs, now });
+    return { db, a: a.store, b: b.store };
   };
 
-  it('writes the last-asked-for times a slice per event-loop turn, and only on a flush (30 s by default)', async (t) => {
-    const { dataSource } = await openDb(t);
-    let now = 5_000;
-    const store = new CoverStore(dataSource, new SerialWriter(), { now: () => now });
-    const urls = Array.from({ length: 1000 }, (_, i) => `https://i0.hdslb.com/touch/${i}.jpg?q='"\\${i}`);
-    for (const url of urls) await store.save(row(url, { lastAskedAt: 1 }));
-    store.touch([...urls, 'https://i0.hdslb.com/never-stored.jpg']);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-    assert.equal(await lastAsked(dataSource, urls[0]!), 1, 'not written before the interval');
-
-    let turns = 0;
-    let counting = true;
-    const count = () => {
-      turns++;
-      if (counting) setImmediate(count);
-    };
-    setImmediate(count);
-    await store.flushTouches();
-    counting = false;
-    assert.ok(turns >= 4, `the flush gave the loop ${turns} turns`);
-    for (const url of [urls[0]!, urls[199]!, urls[200]!, urls[999]!]) assert.equal(await lastAsked(dataSource, url), 5_000, url);
-    assert.equal(await lastAsked(dataSource, 'https://i0.hdslb.com/never-stored.jpg'), undefined, 'no row made for a URL not stored');
-
-    // A flush asked for while one runs resolves only when everything touched before it is written.
-    now = 6_000;
-    store.touch(urls.slice(0, 500));
-    const first = store.flushTouches();
-    store.touch([urls[999]!]);
-    await store.flushTouches();
-    assert.equal(await lastAsked(dataSource, urls[499]!), 6_000);
-    assert.equal(await lastAsked(dataSource, urls[999]!), 6_000);
-    await first;
-  });
-
-  it('findMany with touch notes the URLs found, from memory or the table, once per flush round', async (t) => {
-    const { dataSource } = await openDb(t);
-    let now = 10_000;
-    const store = new CoverStore(dataSource, new SerialWriter(), { now: () => now, memoryRows: 4 });
-    const urls = Array.from({ length: 6 }, (_, i) => `https://i0.hdslb.com/ask/${i}.jpg`);
-    for (const url of urls) await store.save(row(url, { lastAskedAt: 1 }));
-    // 0–3 come from the table and fill the memory; asked again they are memory hits.
-    await store.findMany(urls.slice(0, 4));
-    await store.findMany(urls.slice(0, 2), { touch: true });
-    await store.findMany([urls[5]!, 'https://i0.hdslb.com/ask/none.jpg'], { touch: true });
-    await store.flushTouches();
-    assert.deepEqual(
-      await Promise.all(urls.map((url) => lastAsked(dataSource, url))),
-      [10_000, 10_000, 1, 1, 1, 10_000],
-      'memory hits and table rows found with touch are written; a lookup without touch is not',
-    );
-    // After a flush the same memory rows are noted again.
-    now = 20_000;
-    await store.findMany(urls.slice(0, 2), { touch: true });
-    await store.flushTouches();
-    assert.equal(await lastAsked(dataSource, urls[0]!), 20_000);
-    assert.equal(await lastAsked(dataSource, urls[5]!), 10_000);
-  });
-
-  it('findInMemory answers from memory only, aligned with the URLs asked, and notes touches like findMany', async (t) => {
-    const { dataSource } = await openDb(t);
-    let now = 10_000;
-    const store = new CoverStore(dataSource, new SerialWriter(), { now: () => now, memoryRows: 4 });
-    const urls = Array.from({ length: 3 }, (_, i) => `https://i0.hdslb.com/mem/${i}.jpg`);
-    for (const url of urls) await store.save(row(url, { lastAskedAt: 1 }));
-    await store.findMany(urls.slice(0, 2)); // 0 and 1 in memory (as the table has them); 2 only in the table
-    const none = 'https://i0.hdslb.com/mem/none.jpg';
-    const found = store.findInMemory([urls[1]!, urls[2]!, none, urls[0]!, urls[1]!], { touch: true });
-    assert.deepEqual(
-      Array.from(found, (r) => r?.url),
-      [urls[1], undefined, undefined, urls[0], urls[1]],
-      'a row only in the table is not looked up; a repeated URL is found at each position',
-    );
-    await store.flushTouches();
-    assert.deepEqual(await Promise.all(urls.map((url) => lastAsked(dataSource, url))), [10_000, 10_000, 1]);
-    now = 20_000;
-    store.findInMemory([urls[0]!]);
-    await store.flushTouches();
-    assert.equal(await lastAsked(dataSource, urls[0]!), 10_000, 'without touch nothing is noted');
-  });
-
-  it('keeps the most recently asked rows in memory and drops the least recently asked first', async (t) => {
-    const { dataSource } = await openDb(t);
-    const store = new CoverStore(dataSource, new SerialWriter(), { memoryRows: 4 });
-    const urls = Array.from({ length: 6 }, (_, i) => `https://i0.hdslb.com/lru/${i}.jpg`);
-    for (const url of urls) await store.save(row(url));
-    await store.findMany(urls.slice(0, 4)); // memory: 0 1 2 3
-    await store.findMany([urls[0]!]); // 0 was in the older half: moved to the newest end
-    await store.findMany([urls[4]!, urls[5]!]); // 1 and 2 are dropped
-    // A row in memory is answered even after its table row is gone behind the store's back.
-    await dataSource.query('DELETE FROM covers');
-    const left = await store.findMany(urls);
-    assert.deepEqual([...left.keys()].sort(), [urls[0]!, urls[3]!, urls[4]!, urls[5]!].sort());
-  });
-
-  it('flushes by itself after touchIntervalMs', async (t) => {
-    const { dataSource } = await openDb(t);
-    const store = new CoverStore(dataSource, new SerialWriter(), { now: () => 7_000, touchIntervalMs: 20 });
-    await store.save(row('https://i0.hdslb.com/timed.jpg', { lastAskedAt: 1 }));
-    store.touch(['https://i0.hdslb.com/timed.jpg']);
-    const deadline = Date.now() + 5_000;
-    while ((await lastAsked(dataSource, 'https://i0.hdslb.com/timed.jpg')) !== 7_000) {
-      assert.ok(Date.now() < deadline, 'written by the timer');
-      await new Promise((resolve) => setTimeout(resolve, 10));
+  it('a URL is claimed by one node; the other is told who holds it', { skip: skipWithoutPg }, async (t) => {
+    const { a, b, db } = await twoNodes(t);
+    const [first, second] = await Promise.all([a.claims.claim(['u1', 'u2'], 'queued'), b.claims.claim(['u2', 'u3'], 'queued')]);
+    const owners = new Map<string, string>();
+    for (const [node, outcome] of [['node-a', first], ['node-b', second]] as const) {
+      for (const url of outcome.mine) {
+        assert.equal(owners.has(url), false, `${url} claimed twice`);
+        owners.set(url, node);
+      }
     }
-  });
-});
-
-describe('task store', () => {
-  it('inserts on the first change and updates later ones without losing earlier fields', async (t) => {
-    const { dataSource } = await openDb(t);
-    let time = 1000;
-    const errors: unknown[] = [];
-    const tasks = new TaskStore(dataSource, new SerialWriter(), (e) => errors.push(e), () => time);
-    tasks.update('u1', { status: 'queued' });
-    await tasks.flush();
-    time = 2000;
-    tasks.update('u1', { status: 'downloading', attempts: 1, startedAt: 2000 });
-    tasks.update('u1', { bytesDone: 50, bytesTotal: 100 });
-    await tasks.flush();
-    const saved = await tasks.get('u1');
-    assert.deepEqual(errors, []);
-    assert.equal(saved?.status, 'downloading');
-    assert.equal(saved?.createdAt, 1000);
-    assert.equal(saved?.updatedAt, 2000);
-    assert.equal(saved?.attempts, 1);
-    assert.equal(saved?.bytesDone, 50);
-    assert.deepEqual((await tasks.unfinished()).map((r) => r.url), ['u1']);
-    tasks.update('u1', { status: 'ok', finishedAt: 3000 });
-    assert.deepEqual(await tasks.unfinished(), []);
+    assert.deepEqual([...owners.keys()].sort(), ['u1', 'u2', 'u3']);
+    const loser = owners.get('u2') === 'node-a' ? second : first;
+    assert.deepEqual(loser.elsewhere, [['u2', owners.get('u2')]]);
+    const rows = await rawSql<{ url: string; claimed_by: string; status: string }>(db, 'SELECT url, claimed_by, status FROM tasks ORDER BY url');
+    assert.deepEqual(rows.map((r) => [r.url, r.claimed_by, r.status]), [['u1', 'node-a', 'queued'], ['u2', owners.get('u2'), 'queued'], ['u3', 'node-b', 'queued']]);
   });
 
-  it('sets exactly the patched columns, nulls included, and gives a new row the defaults', async (t) => {
-    const { dataSource } = await openDb(t);
-    let time = 1000;
-    const tasks = new TaskStore(dataSource, new SerialWriter(), (e) => assert.fail(String(e)), () => time);
-    const fresh = { status: 'queued', attempts: 0, errorCode: null, errorMessage: null, bytesDone: 0, bytesTotal: null, startedAt: null, finishedAt: null };
-    tasks.update('u1', { status: 'queued' });
-    tasks.update('u2', { status: 'downloading', attempts: 1, startedAt: 900, bytesTotal: 5000 });
-    await tasks.flush();
-    assert.deepEqual(await tasks.get('u1'), { url: 'u1', ...fresh, createdAt: 1000, updatedAt: 1000 });
-    assert.deepEqual(await tasks.get('u2'), { url: 'u2', ...fresh, status: 'downloading', attempts: 1, startedAt: 900, bytesTotal: 5000, createdAt: 1000, updatedAt: 1000 });
-
-    time = 2000;
-    tasks.update('u1', { status: 'error', attempts: 3, errorCode: 'http_status', errorMessage: "HTTP 404 'quoted'", finishedAt: 1900 });
-    tasks.update('u2', { bytesDone: 5000 });
-    await tasks.flush();
-    time = 3000;
-    tasks.update('u1', { status: 'queued', errorCode: null, errorMessage: null });
-    await tasks.flush();
-    assert.deepEqual(await tasks.get('u1'), { url: 'u1', ...fresh, attempts: 3, finishedAt: 1900, createdAt: 1000, updatedAt: 3000 });
-    assert.deepEqual(await tasks.get('u2'), { url: 'u2', ...fresh, status: 'downloading', attempts: 1, startedAt: 900, bytesDone: 5000, bytesTotal: 5000, createdAt: 1000, updatedAt: 2000 });
+  it('claims are renewed in one statement, released by the final status, and taken over once they run out', { skip: skipWithoutPg }, async (t) => {
+    let now = 1_000_000;
+    const { a, b, db } = await twoNodes(t, 5000, () => now);
+    await a.claims.claim(['x', 'y', 'z'], 'queued');
+    now += 4000;
+    assert.equal(await a.claims.renew(), 3, 'one statement renews all three');
+    a.tasks.update('z', { status: 'ok', finishedAt: now });
+    await a.tasks.flush();
+    const [z] = await rawSql<{ claimed_by: string | null }>(db, "SELECT claimed_by FROM tasks WHERE url = 'z'");
+    assert.equal(z?.claimed_by, null, 'released when the download ends');
+    assert.deepEqual(await b.claims.orphaned(10), [], 'a live claim is nobody’s to take');
+    assert.deepEqual((await b.claims.claim(['x'], 'queued')).elsewhere, [['x', 'node-a']]);
+    now += 5001; // node-a died: its lease runs out
+    assert.deepEqual((await b.claims.orphaned(10)).sort(), ['x', 'y']);
+    assert.deepEqual((await b.claims.claim(['x', 'y'], 'queued')).mine.sort(), ['x', 'y'], 'taken over');
+    assert.deepEqual((await b.tasks.unfinished()).map((r) => r.url).sort(), ['x', 'y'], 'node-b resumes them');
+    assert.deepEqual((await a.tasks.unfinished()).map((r) => r.url), [], 'node-a, back, does not steal them');
+    await b.claims.releaseAll();
+    assert.deepEqual((await a.claims.orphaned(10)).sort(), ['x', 'y'], 'released at a graceful stop: anyone may take them at once');
   });
 
-  it('writes a batch in one transaction: a failing row leaves the whole batch unwritten', async (t) => {
-    const { dataSource } = await openDb(t);
-    const errors: unknown[] = [];
-    const tasks = new TaskStore(dataSource, new SerialWriter(), (e) => errors.push(e));
-    tasks.update('good', { status: 'queued' });
-    tasks.update('bad', { status: null as unknown as 'queued' });
-    await tasks.flush();
-    assert.equal(errors.length, 1, 'reported');
-    assert.equal(await tasks.get('good'), null, 'rolled back with the bad row');
-    tasks.update('good', { status: 'ok' });
-    await tasks.flush();
-    assert.equal((await tasks.get('good'))?.status, 'ok', 'later batches are written');
-  });
-
-  it('writes 5,000 concurrent changes in order without interleaving', async (t) => {
-    const { dataSource } = await openDb(t);
-    const tasks = new TaskStore(dataSource, new SerialWriter(), (e) => assert.fail(String(e)));
-    await Promise.all(
-      Array.from({ length: 5000 }, async (_, i) => {
-        tasks.update(`u${i}`, { status: 'queued' });
-        await new Promise((r) => setImmediate(r));
-        tasks.update(`u${i}`, { status: 'downloading' });
-        await tasks.flush();
-        tasks.update(`u${i}`, { status: i % 2 ? 'ok' : 'error', errorCode: i % 2 ? null : 'not_image' });
-      }),
-    );
-    await tasks.flush();
-    const counts = await dataSource.query<{ status: string; n: number | string }[]>('SELECT status, COUNT(*) AS n FROM tasks GROUP BY status ORDER BY status');
-    assert.deepEqual(counts.map(({ status, n }) => ({ status, n: Number(n) })), [
-      { status: 'error', n: 2500 },
-      { status: 'ok', n: 2500 },
+  it('every change one node writes is heard by the other: tasks, covers (memory forgotten), removals, the gate', { skip: skipWithoutPg }, async (t) => {
+    const { a, b } = await twoNodes(t);
+    const tasks: TaskChange[] = [];
+    const covers: CoverChange[] = [];
+    const gates: GateChange[] = [];
+    b.events.on('task', (c) => tasks.push(c));
+    b.events.on('cover', (c) => covers.push(c));
+    b.events.on('gate', (c) => gates.push(c));
+    await a.covers.save(row('k', { path: 'h/k1.jpg' }));
+    assert.equal((await b.covers.findMany(['k'])).get('k')?.path, 'h/k1.jpg', 'in node-b’s memory now');
+    a.tasks.update('k', { status: 'downloading', attempts: 1 });
+    a.tasks.update('k', { status: 'ok', bytesDone: 9, bytesTotal: 9 });
+    await a.tasks.flush();
+    await a.covers.save(row('k', { path: 'h/k2.jpg' }));
+    await waitUntil(() => covers.length === 2, 'two cover changes heard', 5000);
+    assert.equal((await b.covers.findMany(['k'])).get('k')?.path, 'h/k2.jpg', 'node-b forgot the old row');
+    await a.tasks.remove('k');
+    await a.cluster.setPaused(true);
+    await waitUntil(() => gates.length === 1 && tasks.length === 3, 'the removal and the gate heard', 5000);
+    assert.deepEqual(tasks.map((c) => [c.url, c.patch.status, c.removed ?? false, c.node, c.remote]), [
+      ['k', 'downloading', false, 'node-a', true],
+      ['k', 'ok', false, 'node-a', true],
+      ['k', 'ok', true, 'node-a', true],
     ]);
+    assert.deepEqual(gates.map((g) => [g.paused, g.node, g.remote]), [[true, 'node-a', true]]);
+    assert.equal(await b.cluster.paused(), true);
   });
 });
 

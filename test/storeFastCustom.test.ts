@@ -2,12 +2,12 @@ import assert from 'node:assert/strict';
 import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { createDataSource } from '../ormconfig.js';
 import { fetchCover } from '../src/downloads/fetchCover.js';
 import { createHttpClient } from '../src/fetch/index.js';
-import { CoverStore, SerialWriter, writeCover } from '../src/store/index.js';
+import { writeCover } from '../src/store/index.js';
 import { makeImage, startOrigin } from './helpers/origin.js';
 import { waitUntil } from './helpers/db.js';
+import { openTestStore } from './helpers/stores.js';
 import { tempDir } from './helpers/tempDir.js';
 
 async function listFiles(dir: string): Promise<string[]> {
@@ -22,15 +22,12 @@ describe('fetchCover and custom covers', () => {
   it('a custom cover uploaded while the download ran wins: the download is not recorded and its file is removed', async (t) => {
     const dir = await tempDir(t);
     const coversDir = path.join(dir, 'covers');
-    const dataSource = createDataSource({ db: path.join(dir, 'test.sqlite') });
-    await dataSource.initialize();
-    await dataSource.runMigrations();
-    t.after(() => dataSource.destroy());
+    const { store } = await openTestStore(t, 'sqlite');
     const origin = await startOrigin();
     t.after(() => origin.close());
     const client = createHttpClient({ allowPrivateNetwork: true, userAgent: 'coverhelper-test/0.0.0' });
     t.after(() => client.close());
-    const covers = new CoverStore(dataSource, new SerialWriter());
+    const covers = store.covers;
     const deps = { config: { allowHosts: ['127.0.0.1'], bilibiliApi: origin.url, maxBytes: 10_000_000, resize: null, coversDir }, covers, client };
 
     const url = `${origin.url}/half/raced.jpg`;

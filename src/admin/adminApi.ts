@@ -13,7 +13,7 @@ import { coverUrl } from '../checks/index.js';
 import { CoverError } from '../errors.js';
 import type { Downloads } from '../downloads/index.js';
 import type { Logger } from '../logger.js';
-import type { CoverStore, DeletionStore, TaskRow, TaskStore } from '../store/index.js';
+import type { CoverIndex, DeletionQueue, TaskLedger, TaskRow } from '../store/index.js';
 import type { DeletionRunner } from '../maintenance/index.js';
 import { storeCustomCover } from './customCovers.js';
 import type { CustomCoverDeps } from './customCovers.js';
@@ -21,9 +21,9 @@ import type { TaskStatus } from '../../machines/types.js';
 
 export interface AdminApiDeps extends Omit<CustomCoverDeps, 'onReplaced'> {
   downloads: Downloads;
-  covers: CoverStore;
-  tasks: TaskStore;
-  deletions: DeletionStore;
+  covers: CoverIndex;
+  tasks: TaskLedger;
+  deletions: DeletionQueue;
   deletionRunner: DeletionRunner;
   logger: Logger;
   publicUrl: () => string;
@@ -54,6 +54,8 @@ export function taskJson(row: TaskRow) {
     updatedAt: iso(row.updatedAt),
     startedAt: iso(row.startedAt),
     finishedAt: iso(row.finishedAt),
+    /** The node holding the task (running or queueing its download), if any. */
+    node: row.claimedBy,
   };
 }
 

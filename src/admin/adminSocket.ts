@@ -9,7 +9,37 @@
  * snapshot when it drains. Memory per socket is bounded either way.
  */
 import type { WebSocket } from 'ws';
-import type { TaskEvent } from '../downloads/index.js';
+import type { TaskStatus } from '../../machines/types.js';
+import type { TaskChange } from '../store/index.js';
+
+/** A task change, as the admin stream's `task` frame shows it (without `type`). */
+export interface TaskEvent {
+  url: string;
+  /** The node that made the change. */
+  node: string;
+  status: TaskStatus;
+  bytes: number;
+  total: number | null;
+  error: { code: string; message: string } | null;
+  /** The entry was deleted (the frame carries the status it had). */
+  removed?: true;
+  at: string;
+}
+
+/** The frame of a task change written by any node. */
+export function taskEvent(change: TaskChange): TaskEvent {
+  const { patch } = change;
+  return {
+    url: change.url,
+    node: change.node,
+    status: patch.status ?? 'ok',
+    bytes: patch.bytesDone ?? 0,
+    total: patch.bytesTotal ?? null,
+    error: patch.errorCode ? { code: patch.errorCode, message: patch.errorMessage ?? '' } : null,
+    ...(change.removed ? { removed: true as const } : {}),
+    at: new Date(change.at).toISOString(),
+  };
+}
 
 export interface AdminFeed {
   /** The first frame (and the one after a dropped backlog). */

@@ -17,12 +17,12 @@ import type { Config } from '../config.js';
 import { CoverError } from '../errors.js';
 import { processImage } from '../images/index.js';
 import { TEMP_DIR, writeCover } from '../store/index.js';
-import type { CoverRow, CoverStore, TaskStore } from '../store/index.js';
+import type { CoverIndex, CoverRow, TaskLedger } from '../store/index.js';
 
 export interface CustomCoverDeps {
   config: Pick<Config, 'coversDir' | 'maxBytes' | 'resize'>;
-  covers: CoverStore;
-  tasks: TaskStore;
+  covers: CoverIndex;
+  tasks: TaskLedger;
   /** Called after the replaced file's deletion was recorded. */
   onReplaced: () => void;
 }

@@ -14,7 +14,7 @@ import type { Config } from '../config.js';
 import { classifyUrl } from '../fetch/index.js';
 import type { Downloads } from '../downloads/index.js';
 import type { Stats } from '../stats.js';
-import type { CoverRow, CoverStore } from '../store/index.js';
+import type { CoverIndex, CoverRow } from '../store/index.js';
 import type { CoverSource, DownloadOutput, StoredCover } from '../../machines/types.js';
 
 export type CheckStatus = 'ok' | 'skipped' | 'error';
@@ -30,7 +30,7 @@ export interface CheckResult {
 
 export interface CheckDeps {
   config: Pick<Config, 'allowHosts'>;
-  covers: CoverStore;
+  covers: CoverIndex;
   downloads: Pick<Downloads, 'askMany' | 'inFlight'>;
   stats: Stats;
   /** Base of the cover URLs, ending in `/`. */

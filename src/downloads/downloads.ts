@@ -8,7 +8,6 @@
  * here keeps its own record of what is in flight: the supervisor's registry is
  * the only one.
  */
-import { EventEmitter } from 'node:events';
 import { createActor, fromPromise, waitFor } from 'xstate';
 import type { AnyActorRef } from 'xstate';
 import type { Config } from '../config.js';
@@ -17,25 +16,15 @@ import type { ErrorCode } from '../errors.js';
 import type { HttpClient } from '../fetch/index.js';
 import type { Logger } from '../logger.js';
 import type { Stats } from '../stats.js';
-import type { CoverStore, TaskPatch, TaskRow, TaskStore } from '../store/index.js';
+import type { CoverIndex, TaskLedger, TaskPatch, TaskRow } from '../store/index.js';
 import { downloadMachine, gateStatus, supervisorMachine } from '../../machines/index.js';
 import type { Answer, DownloadOutput, FetchCoverInput, FetchCoverOutput, GateStatus, TaskStatus } from '../../machines/index.js';
 import { fetchCover } from './fetchCover.js';
 
-/** A task change, as the admin stream shows it. */
-export interface TaskEvent {
-  url: string;
-  status: TaskStatus;
-  bytes: number;
-  total: number | null;
-  error: { code: string; message: string } | null;
-  at: string;
-}
-
 export interface DownloadsDeps {
   config: Pick<Config, 'workers' | 'timeLimit' | 'retries' | 'failTtl' | 'allowHosts' | 'bilibiliApi' | 'maxBytes' | 'resize' | 'coversDir'>;
-  covers: CoverStore;
-  tasks: TaskStore;
+  covers: CoverIndex;
+  tasks: TaskLedger;
   client: HttpClient;
   logger: Logger;
   stats: Stats;
@@ -85,8 +74,6 @@ export interface Downloads {
   setTardy(reasons: string[]): void;
   pause(): void;
   resume(): void;
-  /** Task changes as they happen. */
-  events: EventEmitter<{ task: [TaskEvent] }>;
   /**
    * Stops starting downloads, answers waiting ones `shutting_down`, lets running
    * ones finish for up to `graceMs`, then stops the rest (their rows stay
@@ -97,25 +84,13 @@ export interface Downloads {
 
 export function createDownloads(deps: DownloadsDeps): Downloads {
   const { config, tasks, logger, stats } = deps;
-  const events = new EventEmitter<{ task: [TaskEvent] }>();
   /** When each running download started, for the finished-download log line. */
   const startedAt = new WeakMap<AnyActorRef, number>();
   /** Download actors that started and have not reached a final state (or been stopped). */
   const liveActors = new Set<AnyActorRef>();
 
-  const report = (url: string, status: TaskStatus, patch: TaskPatch, bytes = 0, total: number | null = null) => {
-    tasks.update(url, { status, ...patch });
-    // The admin streams listen; with none open a task change costs no event object.
-    if (events.listenerCount('task') === 0) return;
-    events.emit('task', {
-      url,
-      status,
-      bytes,
-      total,
-      error: patch.errorCode ? { code: patch.errorCode, message: patch.errorMessage ?? '' } : null,
-      at: new Date().toISOString(),
-    });
-  };
+  /** A task change: written by the ledger, which publishes it (admin streams, other nodes). */
+  const report = (url: string, status: TaskStatus, patch: TaskPatch) => tasks.update(url, { status, ...patch });
 
   /**
    * Byte counts of a running download, reported at most every PROGRESS_INTERVAL_MS
@@ -130,7 +105,7 @@ export function createDownloads(deps: DownloadsDeps): Downloads {
     let stopped = false;
     const flush = () => {
       timer = undefined;
-      if (!stopped) report(url, 'downloading', { bytesDone, bytesTotal }, bytesDone, bytesTotal);
+      if (!stopped) report(url, 'downloading', { bytesDone, bytesTotal });
     };
     return {
       onProgress: (bytes: number, total: number | undefined) => {
@@ -171,13 +146,13 @@ export function createDownloads(deps: DownloadsDeps): Downloads {
           const output = context.output;
           const error = output?.status === 'error' ? output.error : undefined;
           const bytes = output?.status === 'ok' ? output.cover.bytes : 0;
-          report(
-            context.url,
-            status,
-            { attempts: context.attempt, finishedAt: now, errorCode: error?.code ?? null, errorMessage: error?.message ?? null, ...(bytes ? { bytesDone: bytes, bytesTotal: bytes } : {}) },
-            bytes,
-            bytes || null,
-          );
+          report(context.url, status, {
+            attempts: context.attempt,
+            finishedAt: now,
+            errorCode: error?.code ?? null,
+            errorMessage: error?.message ?? null,
+            ...(bytes ? { bytesDone: bytes, bytesTotal: bytes } : {}),
+          });
         }
       },
       reportFinished: ({ context, self }, { output }) => {
@@ -275,7 +250,6 @@ export function createDownloads(deps: DownloadsDeps): Downloads {
   return {
     askMany,
     inFlight: () => supervisor.getSnapshot().context.registry,
-    events,
     status: () => gateStatus(supervisor.getSnapshot()),
     tardyReasons: () => supervisor.getSnapshot().context.tardyReasons,
     counts: () => {

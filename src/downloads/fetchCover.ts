@@ -16,12 +16,12 @@ import { classifyUrl, downloadImage, hostAllowed, resolveVideoCover } from '../f
 import type { HttpClient } from '../fetch/index.js';
 import { processImage } from '../images/index.js';
 import { removeCoverFile, writeCover } from '../store/index.js';
-import type { CoverRow, CoverStore } from '../store/index.js';
+import type { CoverIndex, CoverRow } from '../store/index.js';
 import type { FetchCoverOutput, StoredCover } from '../../machines/types.js';
 
 export interface FetchCoverDeps {
   config: Pick<Config, 'allowHosts' | 'bilibiliApi' | 'maxBytes' | 'resize' | 'coversDir'>;
-  covers: CoverStore;
+  covers: CoverIndex;
   client: HttpClient;
   now?: () => number;
 }

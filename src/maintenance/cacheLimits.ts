@@ -7,12 +7,12 @@
  * through deletion records and the deletion runner.
  */
 import type { Logger } from '../logger.js';
-import type { CoverStore, DeletionStore } from '../store/index.js';
+import type { CoverIndex, DeletionQueue } from '../store/index.js';
 import type { DeletionRunner } from './deletionRunner.js';
 
 export interface CacheLimitsDeps {
-  covers: CoverStore;
-  deletions: DeletionStore;
+  covers: CoverIndex;
+  deletions: DeletionQueue;
   runner: DeletionRunner;
   logger: Logger;
   maxAgeHours: number;

@@ -15,13 +15,13 @@
  */
 import type { Logger } from '../logger.js';
 import { removeCoverFile } from '../store/index.js';
-import type { CoverStore, DeletionRow, DeletionStore, TaskStore } from '../store/index.js';
+import type { CoverIndex, DeletionQueue, DeletionRow, TaskLedger } from '../store/index.js';
 import { crashPoint } from './crashPoints.js';
 
 export interface DeletionRunnerDeps {
-  deletions: DeletionStore;
-  covers: CoverStore;
-  tasks: TaskStore;
+  deletions: DeletionQueue;
+  covers: CoverIndex;
+  tasks: TaskLedger;
   coversDir: string;
   logger: Logger;
   /** A claim older than this may be taken over (another node died holding it). */

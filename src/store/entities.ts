@@ -42,6 +42,27 @@ export interface TaskRow {
   updatedAt: number;
   startedAt: number | null;
   finishedAt: number | null;
+  /** The node holding this task (its download, or its place in that node's queue); null when none does. */
+  claimedBy: string | null;
+  /** When that claim runs out unless renewed (epoch ms). */
+  claimExpires: number | null;
+}
+
+/** A node using the database, as its heartbeat last said. */
+export interface NodeRow {
+  id: string;
+  startedAt: number;
+  lastSeen: number;
+  queued: number;
+  downloading: number;
+  /** `ready`, `tardy`, `paused`, or `stopped` after a graceful stop. */
+  status: string;
+}
+
+/** A switch every node shares (the administrator's pause). */
+export interface SettingRow {
+  key: string;
+  value: string;
 }
 
 export const CoverEntity = new EntitySchema<CoverRow>({
@@ -76,6 +97,30 @@ export const TaskEntity = new EntitySchema<TaskRow>({
     updatedAt: { name: 'updated_at', type: 'bigint', transformer: bigintNumber },
     startedAt: { name: 'started_at', type: 'bigint', nullable: true, transformer: bigintNumber },
     finishedAt: { name: 'finished_at', type: 'bigint', nullable: true, transformer: bigintNumber },
+    claimedBy: { name: 'claimed_by', type: 'varchar', length: 128, nullable: true },
+    claimExpires: { name: 'claim_expires', type: 'bigint', nullable: true, transformer: bigintNumber },
+  },
+});
+
+export const NodeEntity = new EntitySchema<NodeRow>({
+  name: 'Node',
+  tableName: 'nodes',
+  columns: {
+    id: { type: 'varchar', length: 128, primary: true },
+    startedAt: { name: 'started_at', type: 'bigint', transformer: bigintNumber },
+    lastSeen: { name: 'last_seen', type: 'bigint', transformer: bigintNumber },
+    queued: { type: 'integer' },
+    downloading: { type: 'integer' },
+    status: { type: 'varchar', length: 16 },
+  },
+});
+
+export const SettingEntity = new EntitySchema<SettingRow>({
+  name: 'Setting',
+  tableName: 'settings',
+  columns: {
+    key: { type: 'varchar', length: 64, primary: true },
+    value: { type: 'text' },
   },
 });
 

@@ -1,11 +1,23 @@
-export { CoverStore } from './coverStore.js';
-export { TaskStore } from './taskStore.js';
-export type { TaskPatch } from './taskStore.js';
-export { CoverEntity, DeletionEntity, TaskEntity } from './entities.js';
-export type { CoverRow, DeletionRow, TaskRow } from './entities.js';
-export { DeletionStore } from './deletionStore.js';
-export type { NewDeletion } from './deletionStore.js';
-export { SerialWriter } from './serialWriter.js';
+export { openStore } from './openStore.js';
+export type { OpenStore, StoreOptions } from './openStore.js';
+export type {
+  ClaimOutcome,
+  Claims,
+  ClusterState,
+  CoverChange,
+  CoverIndex,
+  DeletionQueue,
+  GateChange,
+  NewDeletion,
+  NodeReport,
+  Store,
+  StoreEventMap,
+  TaskChange,
+  TaskLedger,
+  TaskPatch,
+} from './ports.js';
+export { CoverEntity, DeletionEntity, NodeEntity, SettingEntity, TaskEntity } from './entities.js';
+export type { CoverRow, DeletionRow, NodeRow, TaskRow } from './entities.js';
 export { coverPath, findCoverFile, openCoverFile, removeCoverFile, resolveInside, sha256, sweepTemp, writeCoverFile, TEMP_DIR } from './coverFiles.js';
 export type { OpenCover } from './coverFiles.js';
 export { migrations } from './migrations.js';

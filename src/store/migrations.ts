@@ -3,7 +3,7 @@
  * migration runs on SQLite and PostgreSQL. Add a new class for every change;
  * never edit one that has shipped.
  */
-import { Table, TableIndex } from 'typeorm';
+import { Table, TableColumn, TableIndex } from 'typeorm';
 import type { MigrationInterface, QueryRunner } from 'typeorm';
 
 export class CreateCoversAndTasks1763780000000 implements MigrationInterface {
@@ -84,4 +84,48 @@ export class CreateDeletions1763790000000 implements MigrationInterface {
   }
 }
 
-export const migrations = [CreateCoversAndTasks1763780000000, CreateDeletions1763790000000];
+/** Several nodes on one database: claims on task rows, the nodes' heartbeats, shared switches. */
+export class AddClusterTables1764300000000 implements MigrationInterface {
+  name = 'AddClusterTables1764300000000';
+
+  async up(queryRunner: QueryRunner): Promise<void> {
+    await queryRunner.addColumns('tasks', [
+      new TableColumn({ name: 'claimed_by', type: 'varchar', length: '128', isNullable: true }),
+      new TableColumn({ name: 'claim_expires', type: 'bigint', isNullable: true }),
+    ]);
+    await queryRunner.createIndex('tasks', new TableIndex({ name: 'idx_tasks_claims', columnNames: ['claimed_by', 'claim_expires'] }));
+    await queryRunner.createTable(
+      new Table({
+        name: 'nodes',
+        columns: [
+          { name: 'id', type: 'varchar', length: '128', isPrimary: true },
+          { name: 'started_at', type: 'bigint' },
+          { name: 'last_seen', type: 'bigint' },
+          { name: 'queued', type: 'integer' },
+          { name: 'downloading', type: 'integer' },
+          { name: 'status', type: 'varchar', length: '16' },
+        ],
+      }),
+      true,
+    );
+    await queryRunner.createTable(
+      new Table({
+        name: 'settings',
+        columns: [
+          { name: 'key', type: 'varchar', length: '64', isPrimary: true },
+          { name: 'value', type: 'text' },
+        ],
+      }),
+      true,
+    );
+  }
+
+  async down(queryRunner: QueryRunner): Promise<void> {
+    await queryRunner.dropTable('settings', true);
+    await queryRunner.dropTable('nodes', true);
+    await queryRunner.dropIndex('tasks', 'idx_tasks_claims');
+    await queryRunner.dropColumns('tasks', ['claimed_by', 'claim_expires']);
+  }
+}
+
+export const migrations = [CreateCoversAndTasks1763780000000, CreateDeletions1763790000000, AddClusterTables1764300000000];

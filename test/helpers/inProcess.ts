@@ -23,6 +23,6 @@ export async function startInProcess(t: TestContext, args: string[] = []) {
   const app = await startApp(config, createLogger({ logLevel: 'error', logFormat: 'json' }));
   t.after(() => app.stop(1000));
   /** Checks as a client's check would run them, without a socket. */
-  const checks = new CoverChecks({ config, covers: app.covers, downloads: app.downloads, stats: app.stats, publicUrl: () => app.publicUrl });
+  const checks = new CoverChecks({ config, covers: app.store.covers, downloads: app.downloads, stats: app.stats, publicUrl: () => app.publicUrl });
   return { dir, config, app, checks };
 }

@@ -1,16 +1,17 @@
 /**
- * Deletion records (see `DeletionRow`): scheduled first, claimed by one runner
- * at a time, removed when carried out. All writes go through the serial writer.
+ * The deletion queue (`DeletionQueue`): records (see `DeletionRow`) scheduled
+ * first, claimed by one runner at a time (on any node), removed when carried
+ * out. TypeORM alone: the same statements on every database. All writes go
+ * through the serial writer.
  */
 import { In, IsNull, LessThan } from 'typeorm';
 import type { DataSource, Repository } from 'typeorm';
 import { DeletionEntity } from './entities.js';
 import type { DeletionRow } from './entities.js';
+import type { DeletionQueue, NewDeletion } from './ports.js';
 import type { SerialWriter } from './serialWriter.js';
 
-export type NewDeletion = Pick<DeletionRow, 'url' | 'path' | 'kind' | 'reason'>;
-
-export class DeletionStore {
+export class SqlDeletionQueue implements DeletionQueue {
   private readonly repo: Repository<DeletionRow>;
 
   constructor(

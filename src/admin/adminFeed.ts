@@ -1,0 +1,51 @@
+/**
+ * What `/admin/ws` streams, gathered from the service: the snapshot (status,
+ * the newest unfinished tasks, the counters), the counters once a second, and
+ * every task change the store publishes, this node's and other nodes'.
+ */
+import type { Downloads } from '../downloads/index.js';
+import type { Stats } from '../stats.js';
+import type { Store, TaskChange, TaskRow } from '../store/index.js';
+import { taskJson } from './adminApi.js';
+import type { AdminFeed } from './adminSocket.js';
+import { taskEvent } from './adminSocket.js';
+
+/** Most unfinished tasks a snapshot lists, and the most bytes of URLs it carries. */
+const SNAPSHOT_TASKS = 1000;
+const SNAPSHOT_URL_BYTES = 256 * 1024;
+
+/** The newest unfinished tasks, as task events, within the snapshot's bounds. */
+function snapshotTasks(open: TaskRow[]) {
+  const picked = [];
+  let bytes = 0;
+  for (let i = open.length - 1; i >= 0 && picked.length < SNAPSHOT_TASKS; i--) {
+    const row = open[i]!;
+    bytes += row.url.length;
+    if (bytes > SNAPSHOT_URL_BYTES) break;
+    const { attempts: _a, createdAt: _c, updatedAt, startedAt: _s, finishedAt: _f, ...task } = taskJson(row);
+    picked.push({ ...task, at: updatedAt });
+  }
+  return picked.reverse();
+}
+
+export function createAdminFeed(deps: { store: Store; downloads: Downloads; stats: Stats }): AdminFeed {
+  const { store, downloads, stats } = deps;
+  const statsFrame = () => {
+    const counts = downloads.counts();
+    const status = downloads.status();
+    return { status, ...(status === 'tardy' ? { reasons: downloads.tardyReasons() } : {}), ...stats.snapshot(), queued: counts.queued, downloading: counts.downloading };
+  };
+  return {
+    snapshot: async () => {
+      const { status, reasons, ...rest } = statsFrame();
+      const open = await store.tasks.unfinished();
+      return { type: 'snapshot', status, ...(reasons ? { reasons } : {}), tasks: snapshotTasks(open), stats: { status, ...rest } };
+    },
+    stats: statsFrame,
+    onTask: (listener) => {
+      const onChange = (change: TaskChange) => listener(taskEvent(change));
+      store.events.on('task', onChange);
+      return () => store.events.off('task', onChange);
+    },
+  };
+}

@@ -1,0 +1,61 @@
+/**
+ * The nodes using the database and the switches they share (`ClusterState`).
+ *
+ * Each node writes its row in `nodes` at every heartbeat (id, started, last
+ * seen, counts, status); a node whose last heartbeat is older than the lease is
+ * gone. The administrator's pause is a row in `settings`, read at start and
+ * published as a `gate` change when it flips, so pause on one node holds every
+ * node and resume on any releases them.
+ */
+import type { EventEmitter } from 'node:events';
+import type { Repository } from 'typeorm';
+import type { Dialect } from './dialect.js';
+import { NodeEntity, SettingEntity } from './entities.js';
+import type { NodeRow, SettingRow } from './entities.js';
+import type { ClusterState, NodeReport, StoreEventMap } from './ports.js';
+import type { SerialWriter } from './serialWriter.js';
+
+const PAUSED = 'paused';
+
+export class SqlClusterState implements ClusterState {
+  private readonly nodesRepo: Repository<NodeRow>;
+  private readonly settings: Repository<SettingRow>;
+  private readonly startedAt: number;
+
+  constructor(
+    private readonly dialect: Dialect,
+    private readonly writer: SerialWriter,
+    private readonly events: EventEmitter<StoreEventMap>,
+    readonly node: string,
+    private readonly now: () => number = Date.now,
+  ) {
+    this.nodesRepo = dialect.dataSource.getRepository(NodeEntity);
+    this.settings = dialect.dataSource.getRepository(SettingEntity);
+    this.startedAt = now();
+  }
+
+  async heartbeat(report: NodeReport): Promise<void> {
+    const row: NodeRow = { id: this.node, startedAt: this.startedAt, lastSeen: this.now(), ...report };
+    await this.writer.run(() => this.nodesRepo.upsert(row, { conflictPaths: ['id'], skipUpdateIfNoValuesChanged: false }));
+  }
+
+  async nodes(): Promise<NodeRow[]> {
+    return this.nodesRepo.find({ order: { lastSeen: 'DESC', id: 'ASC' } });
+  }
+
+  async paused(): Promise<boolean> {
+    return (await this.settings.findOneBy({ key: PAUSED }))?.value === 'true';
+  }
+
+  async setPaused(paused: boolean): Promise<void> {
+    await this.writer.run(async () => {
+      await this.settings.upsert({ key: PAUSED, value: String(paused) }, { conflictPaths: ['key'], skipUpdateIfNoValuesChanged: false });
+      await this.dialect.publish([{ kind: 'gate', paused }]);
+    });
+    this.events.emit('gate', { paused, node: this.node, remote: false });
+  }
+
+  async leave(): Promise<void> {
+    await this.writer.run(() => this.nodesRepo.update({ id: this.node }, { status: 'stopped', lastSeen: this.now() }));
+  }
+}

@@ -1,0 +1,177 @@
+/**
+ * The cover index (`CoverIndex`): url → stored cover, in the `covers` table, the
+ * same class on every database (the statements that differ are the dialect's).
+ *
+ * Writes go through the serial writer and publish a `cover` change. Reads are
+ * answered from `CoverMemory` when it holds the row: every write of this node
+ * drops the URL from memory first, a change heard from another node drops it
+ * when heard, and while other nodes cannot be heard the memory is suspended.
+ * "Last asked for" times go through `TouchBatcher` (every 30 s, in slices).
+ */
+import type { EventEmitter } from 'node:events';
+import { LessThan } from 'typeorm';
+import type { Repository } from 'typeorm';
+import { CoverMemory } from './coverMemory.js';
+import type { Dialect, Published } from './dialect.js';
+import { CoverEntity } from './entities.js';
+import type { CoverRow } from './entities.js';
+import type { CoverIndex, StoreEventMap } from './ports.js';
+import type { SerialWriter } from './serialWriter.js';
+import { TouchBatcher } from './touchBatcher.js';
+
+/** URLs per lookup statement. */
+const CHUNK = 500;
+
+export interface CoverIndexOptions {
+  touchIntervalMs?: number;
+  now?: () => number;
+  /** Rows kept in memory (default 20,000). */
+  memoryRows?: number;
+}
+
+export class SqlCoverIndex implements CoverIndex {
+  private readonly repo: Repository<CoverRow>;
+  private readonly memory: CoverMemory<CoverRow>;
+  private readonly touches: TouchBatcher;
+
+  constructor(
+    private readonly dialect: Dialect,
+    private readonly writer: SerialWriter,
+    private readonly events: EventEmitter<StoreEventMap>,
+    private readonly node: string,
+    options: CoverIndexOptions = {},
+  ) {
+    this.repo = dialect.dataSource.getRepository(CoverEntity);
+    this.memory = new CoverMemory(options.memoryRows ?? 20_000);
+    this.touches = new TouchBatcher((urls, now) => this.writer.run(() => this.dialect.touchCovers(urls, now)), {
+      ...(options.touchIntervalMs !== undefined ? { intervalMs: options.touchIntervalMs } : {}),
+      ...(options.now ? { now: options.now } : {}),
+    });
+  }
+
+  /** Another node changed this URL's row: memory must not answer the old one. */
+  forgetRemote(url: string): void {
+    this.memory.forget(url);
+  }
+
+  /** Other nodes cannot be heard: memory answers nothing until `resumeMemory`. */
+  suspendMemory(): void {
+    this.memory.suspend();
+  }
+
+  resumeMemory(): void {
+    this.memory.resume();
+  }
+
+  /** A write of `url` that publishes `changes`, then tells this node's listeners. */
+  private async write<T>(url: string, removed: boolean, work: (publish: Published[]) => Promise<T>): Promise<T> {
+    const publish: Published[] = this.dialect.shared ? [{ kind: 'cover', url, removed }] : [];
+    const result = await this.memory.write(url, () => this.writer.run(() => work(publish)));
+    if (this.events.listenerCount('cover') > 0) this.events.emit('cover', { url, node: this.node, removed, remote: false });
+    return result;
+  }
+
+  async find(url: string): Promise<CoverRow | null> {
+    return this.dialect.findCover(url);
+  }
+
+  async findRemembered(url: string): Promise<CoverRow | null> {
+    return this.memory.get(url)?.row ?? this.find(url);
+  }
+
+  findInMemory(urls: readonly string[], options: { touch?: boolean } = {}): (CoverRow | undefined)[] {
+    const touch = options.touch === true;
+    const round = this.touches.round;
+    const rows = new Array<CoverRow | undefined>(urls.length);
+    let touched = false;
+    for (let i = 0; i < urls.length; i++) {
+      const entry = this.memory.get(urls[i]!);
+      if (entry === undefined) continue;
+      rows[i] = entry.row;
+      if (touch && entry.touchedIn !== round) {
+        entry.touchedIn = round;
+        this.touches.note(entry.row.url);
+        touched = true;
+      }
+    }
+    if (touched) this.touches.schedule();
+    return rows;
+  }
+
+  async findMany(urls: readonly string[], options: { touch?: boolean } = {}): Promise<Map<string, CoverRow>> {
+    const touch = options.touch === true;
+    const found = new Map<string, CoverRow>();
+    const missing: string[] = [];
+    for (const url of urls) {
+      const entry = this.memory.get(url);
+      if (entry) {
+        found.set(url, entry.row);
+        if (touch && entry.touchedIn !== this.touches.round) {
+          entry.touchedIn = this.touches.round;
+          this.touches.note(url);
+        }
+      } else missing.push(url);
+    }
+    for (let i = 0; i < missing.length; i += CHUNK) {
+      const started = this.memory.readStarted();
+      const rows = await this.dialect.findCovers(missing.slice(i, i + CHUNK));
+      const current = this.memory.fresh(started);
+      for (const row of rows) {
+        found.set(row.url, row);
+        if (current) {
+          const entry = this.memory.put(row);
+          if (entry) entry.touchedIn = touch ? this.touches.round : 0;
+        }
+        if (touch) this.touches.note(row.url);
+      }
+    }
+    if (touch) this.touches.schedule();
+    return found;
+  }
+
+  async save(row: CoverRow): Promise<void> {
+    await this.write(row.url, false, (publish) => this.dialect.upsertCover(row, {}, publish));
+  }
+
+  async saveUnlessCustom(row: CoverRow): Promise<CoverRow | null> {
+    return this.write(row.url, false, (publish) => this.dialect.upsertCover(row, { unlessCustom: true }, publish));
+  }
+
+  async replace(row: CoverRow, replacedPath: string, reason: string): Promise<void> {
+    const replaced = { url: row.url, path: replacedPath, kind: 'file' as const, reason, createdAt: row.createdAt };
+    await this.write(row.url, false, (publish) => this.dialect.upsertCover(row, { replaced }, publish));
+  }
+
+  touch(urls: Iterable<string>): void {
+    this.touches.touch(urls);
+  }
+
+  flushTouches(): Promise<void> {
+    return this.touches.flush();
+  }
+
+  async count(): Promise<number> {
+    return this.repo.count();
+  }
+
+  async removeIfPath(url: string, path: string): Promise<void> {
+    await this.write(url, true, (publish) => this.dialect.deleteCoverIfPath(url, path, publish));
+  }
+
+  async pathInUse(path: string): Promise<boolean> {
+    return this.repo.exists({ where: { path } });
+  }
+
+  async downloadedNotAskedSince(before: number, limit: number): Promise<CoverRow[]> {
+    return this.repo.find({ where: { source: 'download', lastAskedAt: LessThan(before) }, order: { lastAskedAt: 'ASC' }, take: limit });
+  }
+
+  async downloadedBytes(): Promise<number> {
+    const total = await this.repo.sum('bytes', { source: 'download' });
+    return Number(total ?? 0);
+  }
+
+  async leastRecentlyAsked(limit: number, offset: number): Promise<CoverRow[]> {
+    return this.repo.find({ where: { source: 'download' }, order: { lastAskedAt: 'ASC', url: 'ASC' }, take: limit, skip: offset });
+  }
+}

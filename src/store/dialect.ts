@@ -1,0 +1,129 @@
+/**
+ * What differs between the databases, behind one interface (as pg-boss keeps
+ * every SQLite/PostgreSQL difference behind one `Dialect`): the statements on
+ * the hot paths, claims, and how a change reaches other nodes. Everything else
+ * the stores do goes through TypeORM repositories, the same on both.
+ *
+ *   sqliteDialect.ts    one node: prepared better-sqlite3 statements on the
+ *                       hot paths, synchronous transactions, nothing published
+ *                       beyond this process
+ *   postgresDialect.ts  several nodes: claims with leases, every write's changes
+ *                       published by NOTIFY in its own transaction and heard
+ *                       through LISTEN, migrations under an advisory lock
+ *
+ * Every write method takes the changes it makes (`Published`); a dialect that
+ * shares its database publishes them in the write's transaction, so a change is
+ * heard by other nodes if and only if it was committed.
+ */
+import type { DataSource } from 'typeorm';
+import type { TaskStatus } from '../../machines/types.js';
+import type { CoverRow, TaskRow } from './entities.js';
+import type { ClaimOutcome, NewDeletion, TaskPatch } from './ports.js';
+
+/** A change as other nodes hear it. */
+export type Published =
+  | { kind: 'task'; url: string; at: number; patch: TaskPatch }
+  | { kind: 'taskRemoved'; url: string; at: number; status: TaskStatus }
+  | { kind: 'cover'; url: string; removed: boolean }
+  | { kind: 'gate'; paused: boolean };
+
+/** One task row's merged changes, to be written. */
+export interface TaskWrite {
+  url: string;
+  patch: TaskPatch;
+  at: number;
+}
+
+/** What another node published, as the listener hands it over. */
+export interface Heard {
+  node: string;
+  changes: Published[];
+}
+
+export interface ListenHandlers {
+  /** Changes another node published. */
+  heard(message: Heard): void;
+  /** Notifications can no longer be heard (the listener's connection dropped). */
+  lost(): void;
+  /** Listening again after `lost` (or a message too large was skipped): what was missed must be read again. */
+  resync(): void;
+}
+
+export interface Dialect {
+  readonly kind: 'sqlite' | 'postgres';
+  /** Several nodes may use this database. */
+  readonly shared: boolean;
+  readonly dataSource: DataSource;
+  /** Where the data lives: a file path, or a URL without its password. */
+  readonly location: string;
+
+  /** Runs the migrations not yet run (once across nodes); resolves with their names. */
+  migrate(): Promise<string[]>;
+
+  findCover(url: string): Promise<CoverRow | null>;
+  /** The rows of these URLs (any number of them). */
+  findCovers(urls: readonly string[]): Promise<CoverRow[]>;
+  /**
+   * Inserts or replaces a cover row. With `unlessCustom`, a custom row is kept
+   * and returned; with `replaced`, the deletion of the file it replaces is
+   * recorded in the same transaction. Null when `row` was saved.
+   */
+  upsertCover(row: CoverRow, options: { unlessCustom?: boolean; replaced?: NewDeletion & { createdAt: number } }, publish: Published[]): Promise<CoverRow | null>;
+  /** Deletes the URL's row if it points at `path`; whether it did. */
+  deleteCoverIfPath(url: string, path: string, publish: Published[]): Promise<boolean>;
+  /** Sets `last_asked_at` of these URLs (one statement). */
+  touchCovers(urls: readonly string[], now: number): Promise<void>;
+
+  /** Writes a batch of task changes in one transaction; on a shared database it also releases this node's claims on the tasks it finished. */
+  writeTasks(rows: readonly TaskWrite[], publish: Published[]): Promise<void>;
+  /** Deletes the URL's task row; its status before, or null when there was none. */
+  deleteTask(url: string, publish: Published[]): Promise<TaskStatus | null>;
+
+  /** Claims task rows for `node` until `until` (see `Claims.claim`). */
+  claimTasks(urls: readonly string[], status: 'queued' | 'waiting', node: string, now: number, until: number): Promise<ClaimOutcome>;
+  renewClaims(node: string, until: number): Promise<number>;
+  orphanedTasks(node: string, now: number, limit: number): Promise<string[]>;
+  releaseClaims(node: string): Promise<void>;
+
+  /** Publishes changes that no row write carries (the gate). */
+  publish(changes: Published[]): Promise<void>;
+  /** Starts hearing what other nodes publish (nothing to hear on a database one node uses). */
+  listen(handlers: ListenHandlers): Promise<void>;
+
+  close(): Promise<void>;
+}
+
+type PatchProperty = keyof Omit<TaskRow, 'url' | 'createdAt' | 'updatedAt'>;
+
+/** The columns a task patch may set, in the order of the upsert's parameters (after `url`). */
+export const TASK_PATCH_COLUMNS: readonly (readonly [PatchProperty, string])[] = [
+  ['status', 'status'],
+  ['attempts', 'attempts'],
+  ['errorCode', 'error_code'],
+  ['errorMessage', 'error_message'],
+  ['bytesDone', 'bytes_done'],
+  ['bytesTotal', 'bytes_total'],
+  ['startedAt', 'started_at'],
+  ['finishedAt', 'finished_at'],
+  ['claimedBy', 'claimed_by'],
+  ['claimExpires', 'claim_expires'],
+];
+
+/** What a new task row holds in the columns its first patch leaves out. */
+export const TASK_DEFAULTS: Record<PatchProperty, unknown> = {
+  status: 'queued',
+  attempts: 0,
+  errorCode: null,
+  errorMessage: null,
+  bytesDone: 0,
+  bytesTotal: null,
+  startedAt: null,
+  finishedAt: null,
+  claimedBy: null,
+  claimExpires: null,
+};
+
+/** Whether a status ends a download (its claim is then released). */
+export function isFinal(status: TaskStatus | undefined): boolean {
+  return status === 'ok' || status === 'error' || status === 'tle';
+}

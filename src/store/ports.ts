@@ -1,0 +1,200 @@
+/**
+ * The store's ports: what the rest of the service may ask of the database.
+ *
+ * Nothing outside src/store/ knows which database answers. `openStore` picks an
+ * implementation from `--db`: SQLite (one node; prepared better-sqlite3
+ * statements on the hot paths) or PostgreSQL (several nodes; claims, leases
+ * and LISTEN/NOTIFY). The differences live in one dialect file each
+ * (`sqliteDialect.ts`, `postgresDialect.ts`); the classes behind these ports
+ * (`coverIndex.ts`, `taskLedger.ts`, `deletionQueue.ts`, `claims.ts`,
+ * `clusterState.ts`) are the same for both.
+ *
+ * Changes are published where they are written: every task and cover write
+ * emits a change on `Store.events` after it is written (and, on a shared
+ * database, reaches every other node through NOTIFY in the same transaction),
+ * so the admin stream, the cover memory and the other nodes hear of uploads,
+ * deletions and retries as well as downloads. Nothing else announces them.
+ */
+import type { EventEmitter } from 'node:events';
+import type { TaskStatus } from '../../machines/types.js';
+import type { CoverRow, DeletionRow, NodeRow, TaskRow } from './entities.js';
+
+/** The columns of a task a change may set (the URL and the times are the ledger's). */
+export type TaskPatch = Partial<Omit<TaskRow, 'url' | 'createdAt' | 'updatedAt'>> & { status?: TaskStatus };
+
+/** One change of a task row, as it was written. */
+export interface TaskChange {
+  url: string;
+  /** The node that wrote it. */
+  node: string;
+  /** When it was written (epoch ms). */
+  at: number;
+  /** What was set; `status` is always there unless the row was removed. */
+  patch: TaskPatch;
+  /** The row was deleted (the deletion runner removed the entry). */
+  removed?: true;
+  /** It came from another node. */
+  remote: boolean;
+}
+
+/** A cover row written or removed. */
+export interface CoverChange {
+  url: string;
+  node: string;
+  removed: boolean;
+  remote: boolean;
+}
+
+/** The administrator held or released new downloads (on every node of a shared database). */
+export interface GateChange {
+  paused: boolean;
+  node: string;
+  remote: boolean;
+}
+
+export interface StoreEventMap {
+  task: [TaskChange];
+  cover: [CoverChange];
+  gate: [GateChange];
+  /**
+   * Notifications from other nodes may have been missed (the listener was
+   * disconnected, or a change was too large to publish): whatever is awaited
+   * from other nodes must be read again from the tables.
+   */
+  resync: [];
+}
+
+/** The cover index: url → stored cover, with the most recently asked-for rows kept in memory. */
+export interface CoverIndex {
+  /** The URL's row, from the table. */
+  find(url: string): Promise<CoverRow | null>;
+  /** From memory when there (memory is kept in step with every write, on every node), else the table. */
+  findRemembered(url: string): Promise<CoverRow | null>;
+  /**
+   * The hot path of a check: the rows memory holds for `urls`, aligned with them
+   * (undefined where it holds none: ask `findMany`), touching no database.
+   * With `touch`, the found URLs are noted as asked for now.
+   */
+  findInMemory(urls: readonly string[], options?: { touch?: boolean }): (CoverRow | undefined)[];
+  /** The stored covers of these URLs, by URL (memory first). With `touch`, noted as asked for now. */
+  findMany(urls: readonly string[], options?: { touch?: boolean }): Promise<Map<string, CoverRow>>;
+  /** Inserts or replaces the URL's cover. */
+  save(row: CoverRow): Promise<void>;
+  /**
+   * Saves a downloaded cover unless the URL has a custom one (an upload that
+   * landed while the download ran wins): null when saved, else the custom row kept.
+   */
+  saveUnlessCustom(row: CoverRow): Promise<CoverRow | null>;
+  /** Replaces the URL's cover and records, in the same transaction, the deletion of the file it replaces. */
+  replace(row: CoverRow, replacedPath: string, reason: string): Promise<void>;
+  /** Notes that these URLs were asked for now; written within the touch interval (30 s). */
+  touch(urls: Iterable<string>): void;
+  /** Writes the pending "last asked for" times. */
+  flushTouches(): Promise<void>;
+  count(): Promise<number>;
+  /** Deletes the URL's row if it still points at `path`. */
+  removeIfPath(url: string, path: string): Promise<void>;
+  /** Whether any row points at this file. */
+  pathInUse(path: string): Promise<boolean>;
+  /** Downloaded covers not asked for since `before` (epoch ms), oldest first. */
+  downloadedNotAskedSince(before: number, limit: number): Promise<CoverRow[]>;
+  /** Total bytes of downloaded (not custom) covers. */
+  downloadedBytes(): Promise<number>;
+  /** Downloaded covers, least recently asked for first, a page at a time. */
+  leastRecentlyAsked(limit: number, offset: number): Promise<CoverRow[]>;
+}
+
+/** The task ledger: one row per URL with its download's status, written as it changes. */
+export interface TaskLedger {
+  /** Records a change of the URL's task; written (and published) within this event-loop turn. */
+  update(url: string, patch: TaskPatch): void;
+  /** Writes everything recorded so far; resolves when it is written. */
+  flush(): Promise<void>;
+  /** Deletes the URL's task row (after any change still pending for it). */
+  remove(url: string): Promise<void>;
+  get(url: string): Promise<TaskRow | null>;
+  /** Tasks that failed (error or tle) and finished after `since`. */
+  failedSince(since: number): Promise<TaskRow[]>;
+  /** Tasks, newest change first, optionally of one status. */
+  list(options: { status?: TaskStatus | undefined; limit: number; offset: number }): Promise<{ tasks: TaskRow[]; total: number }>;
+  /** Unfinished tasks (waiting, queued, downloading), oldest first; on a shared database only those no other live node holds. */
+  unfinished(): Promise<TaskRow[]>;
+}
+
+/** The outcome of claiming URLs: those this node may download, and those another live node holds (with its id). */
+export interface ClaimOutcome {
+  mine: string[];
+  elsewhere: [url: string, node: string][];
+}
+
+/**
+ * Claims on task rows, across nodes. A node downloads a URL only after claiming
+ * its row (one statement for a batch); a claim lasts the lease unless renewed,
+ * and is released when the download ends. On a database only one node uses,
+ * every claim is this node's and nothing is written.
+ */
+export interface Claims {
+  /** Whether several nodes share the database (claims are real). */
+  readonly shared: boolean;
+  /** Claims the rows of `urls` (created as `status` if new); a row another live node holds is left alone. */
+  claim(urls: readonly string[], status: 'queued' | 'waiting'): Promise<ClaimOutcome>;
+  /** Extends every claim of this node, in one statement. Resolves with how many. */
+  renew(): Promise<number>;
+  /** Unfinished tasks whose claim ran out (or that nobody holds): for a living node to take over. */
+  orphaned(limit: number): Promise<string[]>;
+  /** Lets go of this node's claims on unfinished tasks (at shutdown), so other nodes take them at once. */
+  releaseAll(): Promise<void>;
+}
+
+/** What the deletion runner carries out (see `DeletionRow`). */
+export type NewDeletion = Pick<DeletionRow, 'url' | 'path' | 'kind' | 'reason'>;
+
+/** The deletion queue: recorded first, claimed by one runner at a time, removed when carried out. */
+export interface DeletionQueue {
+  schedule(deletions: readonly NewDeletion[], now?: number): Promise<void>;
+  /** Claims up to `limit` records nobody holds (or whose claim is older than `leaseMs`). */
+  claim(limit: number, now: number, leaseMs: number): Promise<DeletionRow[]>;
+  remove(id: number): Promise<void>;
+  /** Drops every claim (at start, on a database only this node uses). */
+  releaseClaims(): Promise<void>;
+  pending(): Promise<DeletionRow[]>;
+  pendingFor(urls: readonly string[]): Promise<DeletionRow[]>;
+}
+
+/** What a node says of itself at every heartbeat. */
+export type NodeReport = Pick<NodeRow, 'queued' | 'downloading' | 'status'>;
+
+/** The nodes using the database, and the switches they share. */
+export interface ClusterState {
+  /** This node's id (`--node-id`). */
+  readonly node: string;
+  /** Records this node as alive, with its counts. */
+  heartbeat(report: NodeReport): Promise<void>;
+  /** Every node seen, newest first. */
+  nodes(): Promise<NodeRow[]>;
+  /** Whether the administrator holds new downloads (shared by every node). */
+  paused(): Promise<boolean>;
+  /** Holds or releases new downloads on every node; published as a `gate` change. */
+  setPaused(paused: boolean): Promise<void>;
+  /** Marks this node stopped (at a graceful stop). */
+  leave(): Promise<void>;
+}
+
+/** The whole store. */
+export interface Store {
+  covers: CoverIndex;
+  tasks: TaskLedger;
+  deletions: DeletionQueue;
+  claims: Claims;
+  cluster: ClusterState;
+  events: EventEmitter<StoreEventMap>;
+  /** Where the data lives, for the start line (a file path, or a URL without its password). */
+  readonly location: string;
+  /**
+   * How long a file whose row was removed is kept before it is deleted, so every
+   * node has dropped the row from its memory first: 0 on a database one node uses.
+   */
+  readonly fileGraceMs: number;
+  /** Writes what is pending and closes the connections. */
+  close(): Promise<void>;
+}

@@ -1,0 +1,392 @@
+/**
+ * PostgreSQL, for several nodes on one database. Statements run on TypeORM's
+ * own connection pool (`pg`), written for PostgreSQL: arrays for batches
+ * (`ANY`, `unnest`), `RETURNING` for claims.
+ *
+ *   publishing   every write's changes go out with `pg_notify` in the write's
+ *                own transaction: other nodes hear a change if and only if it
+ *                was committed. A message holds a batch of changes (under the
+ *                8,000-byte payload limit); a single change too large for one
+ *                tells listeners to read again what they await (`resync`).
+ *   listening    one dedicated connection LISTENs; if it drops, `lost` is
+ *                called at once and it reconnects with backoff, then `resync`.
+ *   claims       `claimTasks` inserts or takes over task rows in one statement
+ *                (a row another live node holds is left alone); the final
+ *                status of a download releases this node's claim in the same
+ *                transaction; `renewClaims` is one UPDATE for all of them.
+ *   migrations   run under an advisory lock, so nodes started together on an
+ *                empty database run them once.
+ */
+import pg from 'pg';
+import type { DataSource } from 'typeorm';
+import type { TaskStatus } from '../../machines/types.js';
+import { isFinal, TASK_DEFAULTS, TASK_PATCH_COLUMNS } from './dialect.js';
+import type { Dialect, Heard, ListenHandlers, Published, TaskWrite } from './dialect.js';
+import type { CoverRow } from './entities.js';
+import type { ClaimOutcome, NewDeletion } from './ports.js';
+
+/** The channel every node of one database listens on. */
+export const CHANNEL = 'coverhelper';
+/** PostgreSQL refuses a NOTIFY payload of 8,000 bytes or more. */
+const MAX_PAYLOAD = 7900;
+/** Chosen once: the advisory lock key of migrations ("cover" in ASCII). */
+const MIGRATION_LOCK = 0x636f766572;
+const UNFINISHED = "('waiting', 'queued', 'downloading')";
+
+const COVER_COLUMNS = ['url', 'path', 'source', 'bytes', 'content_type', 'width', 'height', 'sha256', 'created_at', 'last_asked_at'];
+const SELECT_COVERS = `SELECT ${COVER_COLUMNS.join(', ')} FROM covers`;
+const UPSERT_COVER =
+  `INSERT INTO covers (${COVER_COLUMNS.join(', ')}) VALUES (${COVER_COLUMNS.map((_, i) => `$${i + 1}`).join(', ')}) ` +
+  `ON CONFLICT (url) DO UPDATE SET ${COVER_COLUMNS.slice(1)
+    .map((column) => `${column} = excluded.${column}`)
+    .join(', ')}`;
+
+/** The array type of each task column, for `unnest`. */
+const TASK_COLUMN_TYPES: Record<string, string> = {
+  status: 'text',
+  attempts: 'int',
+  error_code: 'text',
+  error_message: 'text',
+  bytes_done: 'bigint',
+  bytes_total: 'bigint',
+  started_at: 'bigint',
+  finished_at: 'bigint',
+  claimed_by: 'text',
+  claim_expires: 'bigint',
+};
+
+interface PgCover {
+  url: string;
+  path: string;
+  source: CoverRow['source'];
+  bytes: string;
+  content_type: string;
+  width: number;
+  height: number;
+  sha256: string;
+  created_at: string;
+  last_asked_at: string;
+}
+
+function coverFromPg(row: PgCover): CoverRow {
+  return {
+    url: row.url,
+    path: row.path,
+    source: row.source,
+    bytes: Number(row.bytes),
+    contentType: row.content_type,
+    width: row.width,
+    height: row.height,
+    sha256: row.sha256,
+    createdAt: Number(row.created_at),
+    lastAskedAt: Number(row.last_asked_at),
+  };
+}
+
+function coverParams(row: CoverRow): unknown[] {
+  return [row.url, row.path, row.source, row.bytes, row.contentType, row.width, row.height, row.sha256, row.createdAt, row.lastAskedAt];
+}
+
+/** The upsert of a batch of task rows that all set the columns in `mask`, one array parameter per column. */
+function taskBatchSql(mask: number): string {
+  const columns = TASK_PATCH_COLUMNS.map(([, column]) => column);
+  const arrays = ['$1::text[]', ...columns.map((column, i) => `$${i + 2}::${TASK_COLUMN_TYPES[column]}[]`), `$${columns.length + 2}::bigint[]`];
+  const set = columns.filter((_, i) => mask & (1 << i)).map((column) => `${column} = excluded.${column}`);
+  set.push('updated_at = excluded.updated_at');
+  return (
+    `INSERT INTO tasks (url, ${columns.join(', ')}, updated_at, created_at) ` +
+    `SELECT *, u.updated FROM unnest(${arrays.join(', ')}) AS u(url, ${columns.join(', ')}, updated) ` +
+    `ON CONFLICT (url) DO UPDATE SET ${set.join(', ')}`
+  );
+}
+
+/** A connection string without its password, for logs. */
+export function withoutPassword(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password !== '') parsed.password = '***';
+    return parsed.toString();
+  } catch {
+    return 'postgres://…';
+  }
+}
+
+/** Keeps an error message short enough for a notification. */
+function shortPatch(change: Published): Published {
+  if (change.kind !== 'task' || (change.patch.errorMessage?.length ?? 0) <= 500) return change;
+  return { ...change, patch: { ...change.patch, errorMessage: `${change.patch.errorMessage!.slice(0, 500)}…` } };
+}
+
+/** The NOTIFY payloads carrying `changes` from `node`: as few as fit, each under the limit. */
+export function payloads(node: string, changes: readonly Published[]): string[] {
+  const out: string[] = [];
+  let batch: string[] = [];
+  let size = 0;
+  const head = `{"n":${JSON.stringify(node)},"c":[`;
+  const flush = () => {
+    if (batch.length > 0) out.push(`${head}${batch.join(',')}]}`);
+    batch = [];
+    size = 0;
+  };
+  for (const change of changes) {
+    const json = JSON.stringify(shortPatch(change));
+    if (head.length + json.length + 2 > MAX_PAYLOAD) {
+      // Too large to publish (a URL near 8 KB): listeners read again what they await.
+      flush();
+      out.push(JSON.stringify({ n: node, r: 1 }));
+      continue;
+    }
+    if (head.length + size + json.length + batch.length + 2 > MAX_PAYLOAD) flush();
+    batch.push(json);
+    size += json.length;
+  }
+  flush();
+  return out;
+}
+
+export class PostgresDialect implements Dialect {
+  readonly kind = 'postgres';
+  readonly shared = true;
+  readonly location: string;
+  private listener: pg.Client | undefined;
+  private handlers: ListenHandlers | undefined;
+  private closing = false;
+  private reconnectDelay = 250;
+  private reconnectTimer: NodeJS.Timeout | undefined;
+
+  constructor(
+    readonly dataSource: DataSource,
+    private readonly url: string,
+    private readonly node: string,
+  ) {
+    this.location = withoutPassword(url);
+  }
+
+  /** TypeORM's pool. */
+  private pool(): pg.Pool {
+    const pool = (this.dataSource.driver as unknown as { master?: pg.Pool }).master;
+    if (!pool) throw new Error('the PostgreSQL data source is not initialized');
+    return pool;
+  }
+
+  /**
+   * Runs `work` in one transaction on one pooled connection, with `publish`
+   * (or what it makes of the result) notified in it.
+   */
+  private async transaction<T>(publish: readonly Published[] | ((result: T) => readonly Published[]), work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+    const client = await this.pool().connect();
+    try {
+      await client.query('BEGIN');
+      const result = await work(client);
+      const changes = typeof publish === 'function' ? publish(result) : publish;
+      for (const payload of payloads(this.node, changes)) await client.query('SELECT pg_notify($1, $2)', [CHANNEL, payload]);
+      await client.query('COMMIT');
+      return result;
+    } catch (error) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw error;
+    } finally {
+      client.release();
+    }
+  }
+
+  async migrate(): Promise<string[]> {
+    const lock = new pg.Client({ connectionString: this.url });
+    await lock.connect();
+    try {
+      await lock.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK]);
+      const ran = await this.dataSource.runMigrations({ transaction: 'each' });
+      return ran.map((migration) => migration.name);
+    } finally {
+      await lock.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK]).catch(() => undefined);
+      await lock.end();
+    }
+  }
+
+  async findCover(url: string): Promise<CoverRow | null> {
+    const { rows } = await this.pool().query<PgCover>(`${SELECT_COVERS} WHERE url = $1`, [url]);
+    return rows[0] ? coverFromPg(rows[0]) : null;
+  }
+
+  async findCovers(urls: readonly string[]): Promise<CoverRow[]> {
+    const { rows } = await this.pool().query<PgCover>(`${SELECT_COVERS} WHERE url = ANY($1::text[])`, [urls]);
+    return rows.map(coverFromPg);
+  }
+
+  async upsertCover(row: CoverRow, options: { unlessCustom?: boolean; replaced?: NewDeletion & { createdAt: number } }, publish: Published[]): Promise<CoverRow | null> {
+    return this.transaction(publish, async (client) => {
+      const saved = await client.query(`${UPSERT_COVER}${options.unlessCustom ? " WHERE covers.source <> 'custom'" : ''}`, coverParams(row));
+      if (options.replaced) {
+        const { url, path, kind, reason, createdAt } = options.replaced;
+        await client.query(
+          'INSERT INTO deletions (url, path, kind, reason, created_at, claimed_at) VALUES ($1, $2, $3, $4, $5, NULL) ON CONFLICT (url, path, kind) DO NOTHING',
+          [url, path, kind, reason, createdAt],
+        );
+      }
+      if (saved.rowCount !== 0) return null;
+      const { rows } = await client.query<PgCover>(`${SELECT_COVERS} WHERE url = $1`, [row.url]);
+      return rows[0] ? coverFromPg(rows[0]) : null;
+    });
+  }
+
+  async deleteCoverIfPath(url: string, path: string, publish: Published[]): Promise<boolean> {
+    return this.transaction(publish, async (client) => (await client.query('DELETE FROM covers WHERE url = $1 AND path = $2', [url, path])).rowCount !== 0);
+  }
+
+  async touchCovers(urls: readonly string[], now: number): Promise<void> {
+    await this.pool().query('UPDATE covers SET last_asked_at = $1 WHERE url = ANY($2::text[])', [now, urls]);
+  }
+
+  /**
+   * One statement per set of patched columns, each row's values in column
+   * arrays; then this node's claims on the tasks that ended are released; all
+   * in one transaction with the changes published.
+   */
+  async writeTasks(rows: readonly TaskWrite[], publish: Published[]): Promise<void> {
+    const groups = new Map<number, TaskWrite[]>();
+    const ended: string[] = [];
+    for (const row of rows) {
+      let mask = 0;
+      for (let i = 0; i < TASK_PATCH_COLUMNS.length; i++) if (row.patch[TASK_PATCH_COLUMNS[i]![0]] !== undefined) mask |= 1 << i;
+      let group = groups.get(mask);
+      if (!group) groups.set(mask, (group = []));
+      group.push(row);
+      if (isFinal(row.patch.status)) ended.push(row.url);
+    }
+    await this.transaction(publish, async (client) => {
+      for (const [mask, group] of groups) {
+        const params: unknown[][] = [group.map((row) => row.url)];
+        // A column the patch sets is written as given, nulls included; the others get a new row's defaults.
+        for (const [property] of TASK_PATCH_COLUMNS) params.push(group.map((row) => (row.patch[property] === undefined ? TASK_DEFAULTS[property] : row.patch[property])));
+        params.push(group.map((row) => row.at));
+        await client.query(taskBatchSql(mask), params);
+      }
+      if (ended.length > 0) {
+        await client.query('UPDATE tasks SET claimed_by = NULL, claim_expires = NULL WHERE url = ANY($1::text[]) AND claimed_by = $2', [ended, this.node]);
+      }
+    });
+  }
+
+  async deleteTask(url: string, publish: Published[]): Promise<TaskStatus | null> {
+    return this.transaction(
+      // Published only if a row was deleted, with the status it had.
+      (status: TaskStatus | null) => (status === null ? [] : publish.map((change) => (change.kind === 'taskRemoved' ? { ...change, status } : change))),
+      async (client) => (await client.query<{ status: TaskStatus }>('DELETE FROM tasks WHERE url = $1 RETURNING status', [url])).rows[0]?.status ?? null,
+    );
+  }
+
+  async claimTasks(urls: readonly string[], status: 'queued' | 'waiting', node: string, now: number, until: number): Promise<ClaimOutcome> {
+    const unique = [...new Set(urls)];
+    const claimed = await this.pool().query<{ url: string }>(
+      'INSERT INTO tasks (url, status, attempts, bytes_done, created_at, updated_at, claimed_by, claim_expires) ' +
+        'SELECT u, $2, 0, 0, $4, $4, $3, $5 FROM unnest($1::text[]) AS u ' +
+        'ON CONFLICT (url) DO UPDATE SET claimed_by = excluded.claimed_by, claim_expires = excluded.claim_expires ' +
+        'WHERE tasks.claimed_by IS NULL OR tasks.claimed_by = excluded.claimed_by OR tasks.claim_expires < $4 ' +
+        'RETURNING url',
+      [unique, status, node, now, until],
+    );
+    const mine = claimed.rows.map((row) => row.url);
+    if (mine.length === unique.length) return { mine, elsewhere: [] };
+    const got = new Set(mine);
+    const rest = unique.filter((url) => !got.has(url));
+    const { rows } = await this.pool().query<{ url: string; claimed_by: string | null }>('SELECT url, claimed_by FROM tasks WHERE url = ANY($1::text[])', [rest]);
+    const holders = new Map(rows.map((row) => [row.url, row.claimed_by]));
+    const elsewhere: [string, string][] = [];
+    const free: string[] = [];
+    for (const url of rest) {
+      const holder = holders.get(url);
+      if (holder) elsewhere.push([url, holder]);
+      else free.push(url); // released since: claim again
+    }
+    if (free.length === 0) return { mine, elsewhere };
+    const again = await this.claimTasks(free, status, node, now, until);
+    return { mine: [...mine, ...again.mine], elsewhere: [...elsewhere, ...again.elsewhere] };
+  }
+
+  async renewClaims(node: string, until: number): Promise<number> {
+    const result = await this.pool().query(`UPDATE tasks SET claim_expires = $2 WHERE claimed_by = $1 AND status IN ${UNFINISHED}`, [node, until]);
+    return result.rowCount ?? 0;
+  }
+
+  async orphanedTasks(_node: string, now: number, limit: number): Promise<string[]> {
+    const { rows } = await this.pool().query<{ url: string }>(
+      `SELECT url FROM tasks WHERE status IN ${UNFINISHED} AND (claimed_by IS NULL OR claim_expires < $1) ORDER BY created_at LIMIT $2`,
+      [now, limit],
+    );
+    return rows.map((row) => row.url);
+  }
+
+  async releaseClaims(node: string): Promise<void> {
+    await this.pool().query('UPDATE tasks SET claimed_by = NULL, claim_expires = NULL WHERE claimed_by = $1', [node]);
+  }
+
+  async publish(changes: Published[]): Promise<void> {
+    for (const payload of payloads(this.node, changes)) await this.pool().query('SELECT pg_notify($1, $2)', [CHANNEL, payload]);
+  }
+
+  async listen(handlers: ListenHandlers): Promise<void> {
+    this.handlers = handlers;
+    await this.connectListener();
+  }
+
+  private async connectListener(): Promise<void> {
+    const client = new pg.Client({ connectionString: this.url });
+    let gone = false;
+    const lose = () => {
+      if (gone) return;
+      gone = true;
+      client.removeAllListeners('notification');
+      void client.end().catch(() => undefined);
+      if (this.listener === client) this.listener = undefined;
+      if (this.closing) return;
+      this.handlers?.lost();
+      this.scheduleReconnect();
+    };
+    client.on('error', lose);
+    client.on('end', lose);
+    client.on('notification', (message) => {
+      if (message.channel === CHANNEL && message.payload !== undefined) this.heard(message.payload);
+    });
+    await client.connect();
+    await client.query(`LISTEN ${CHANNEL}`);
+    this.listener = client;
+    this.reconnectDelay = 250;
+  }
+
+  private scheduleReconnect(): void {
+    if (this.closing || this.reconnectTimer !== undefined) return;
+    this.reconnectTimer = setTimeout(() => {
+      this.reconnectTimer = undefined;
+      this.connectListener().then(
+        () => this.handlers?.resync(),
+        () => {
+          this.reconnectDelay = Math.min(5000, this.reconnectDelay * 2);
+          this.scheduleReconnect();
+        },
+      );
+    }, this.reconnectDelay);
+    this.reconnectTimer.unref();
+  }
+
+  private heard(payload: string): void {
+    let message: { n?: unknown; c?: unknown; r?: unknown };
+    try {
+      message = JSON.parse(payload) as typeof message;
+    } catch {
+      return;
+    }
+    if (typeof message.n !== 'string' || message.n === this.node) return;
+    if (message.r === 1) {
+      this.handlers?.resync();
+      return;
+    }
+    if (Array.isArray(message.c)) this.handlers?.heard({ node: message.n, changes: message.c as Heard['changes'] });
+  }
+
+  async close(): Promise<void> {
+    this.closing = true;
+    clearTimeout(this.reconnectTimer);
+    await this.listener?.end().catch(() => undefined);
+    if (this.dataSource.isInitialized) await this.dataSource.destroy();
+  }
+}

@@ -1,0 +1,212 @@
+/**
+ * SQLite, for one node: the statements run for every download or check are
+ * prepared once on TypeORM's better-sqlite3 connection and run directly,
+ * without TypeORM's query builder; batches are synchronous better-sqlite3
+ * transactions. They share TypeORM's one connection, so every write goes
+ * through the serial writer like every other write (the stores see to that).
+ *
+ * One node uses the file, so nothing is published beyond this process and
+ * every claim is this node's: nothing to write for them.
+ */
+import type BetterSqlite3 from 'better-sqlite3';
+import type { DataSource } from 'typeorm';
+import type { TaskStatus } from '../../machines/types.js';
+import { TASK_DEFAULTS, TASK_PATCH_COLUMNS } from './dialect.js';
+import type { Dialect, Published, TaskWrite } from './dialect.js';
+import type { CoverRow } from './entities.js';
+import type { ClaimOutcome, NewDeletion } from './ports.js';
+
+type Statement = BetterSqlite3.Statement;
+
+/** The columns of a cover row, as better-sqlite3 returns them. */
+interface SqliteCover {
+  url: string;
+  path: string;
+  source: CoverRow['source'];
+  bytes: number;
+  content_type: string;
+  width: number;
+  height: number;
+  sha256: string;
+  created_at: number;
+  last_asked_at: number;
+}
+
+const COVER_COLUMNS = ['url', 'path', 'source', 'bytes', 'content_type', 'width', 'height', 'sha256', 'created_at', 'last_asked_at'];
+const SELECT_COVERS = `SELECT ${COVER_COLUMNS.join(', ')} FROM covers`;
+const UPSERT_COVER =
+  `INSERT INTO covers (${COVER_COLUMNS.join(', ')}) VALUES (${COVER_COLUMNS.map(() => '?').join(', ')}) ` +
+  `ON CONFLICT(url) DO UPDATE SET ${COVER_COLUMNS.slice(1)
+    .map((column) => `${column} = excluded.${column}`)
+    .join(', ')}`;
+const UPSERT_COVER_UNLESS_CUSTOM = `${UPSERT_COVER} WHERE covers.source <> 'custom'`;
+const INSERT_DELETION = 'INSERT OR IGNORE INTO deletions (url, path, kind, reason, created_at, claimed_at) VALUES (?, ?, ?, ?, ?, NULL)';
+
+/** A row as TypeORM hands it out (its `bigint` transformer makes numbers of the times and sizes). */
+function coverFromSqlite(row: SqliteCover): CoverRow {
+  return {
+    url: row.url,
+    path: row.path,
+    source: row.source,
+    bytes: Number(row.bytes),
+    contentType: row.content_type,
+    width: row.width,
+    height: row.height,
+    sha256: row.sha256,
+    createdAt: Number(row.created_at),
+    lastAskedAt: Number(row.last_asked_at),
+  };
+}
+
+/** The upsert's parameters, in COVER_COLUMNS order. */
+function coverToSqlite(row: CoverRow): unknown[] {
+  return [row.url, row.path, row.source, row.bytes, row.contentType, row.width, row.height, row.sha256, row.createdAt, row.lastAskedAt];
+}
+
+/** The upsert that sets the columns in `mask` (bits in TASK_PATCH_COLUMNS order) and `updated_at`. */
+function taskUpsertSql(mask: number): string {
+  const columns = TASK_PATCH_COLUMNS.map(([, column]) => column);
+  const set = columns.filter((_, i) => mask & (1 << i)).map((column) => `${column} = excluded.${column}`);
+  set.push('updated_at = excluded.updated_at');
+  return (
+    `INSERT INTO tasks (url, ${columns.join(', ')}, created_at, updated_at) VALUES (${Array(columns.length + 3).fill('?').join(', ')}) ` +
+    `ON CONFLICT(url) DO UPDATE SET ${set.join(', ')}`
+  );
+}
+
+export class SqliteDialect implements Dialect {
+  readonly kind = 'sqlite';
+  readonly shared = false;
+  private db: BetterSqlite3.Database | undefined;
+  private statements = new Map<string, Statement>();
+  private writeBatch: ((rows: readonly TaskWrite[]) => void) | undefined;
+  private upsertCoverWithDeletion: ((row: CoverRow, replaced: NewDeletion & { createdAt: number }) => void) | undefined;
+
+  constructor(
+    readonly dataSource: DataSource,
+    /** The file. */
+    readonly location: string,
+  ) {}
+
+  /** The better-sqlite3 connection under TypeORM (followed if the data source is initialized again). */
+  private connection(): BetterSqlite3.Database {
+    const db = (this.dataSource.driver as unknown as { databaseConnection?: BetterSqlite3.Database }).databaseConnection;
+    if (!db?.open) throw new Error('the SQLite data source is not initialized');
+    if (db !== this.db) {
+      this.db = db;
+      this.statements = new Map();
+      this.writeBatch = undefined;
+      this.upsertCoverWithDeletion = undefined;
+    }
+    return db;
+  }
+
+  /** The statement for `sql`, prepared on first use. */
+  private statement(sql: string): Statement {
+    const db = this.connection();
+    let statement = this.statements.get(sql);
+    if (!statement) {
+      statement = db.prepare(sql);
+      this.statements.set(sql, statement);
+    }
+    return statement;
+  }
+
+  async migrate(): Promise<string[]> {
+    const ran = await this.dataSource.runMigrations({ transaction: 'each' });
+    return ran.map((migration) => migration.name);
+  }
+
+  async findCover(url: string): Promise<CoverRow | null> {
+    const found = this.statement(`${SELECT_COVERS} WHERE url = ?`).get(url) as SqliteCover | undefined;
+    return found ? coverFromSqlite(found) : null;
+  }
+
+  async findCovers(urls: readonly string[]): Promise<CoverRow[]> {
+    const rows = this.statement(`${SELECT_COVERS} WHERE url IN (SELECT value FROM json_each(?))`).all(JSON.stringify(urls)) as SqliteCover[];
+    return rows.map(coverFromSqlite);
+  }
+
+  async upsertCover(row: CoverRow, options: { unlessCustom?: boolean; replaced?: NewDeletion & { createdAt: number } }): Promise<CoverRow | null> {
+    if (options.replaced) {
+      this.connection();
+      this.upsertCoverWithDeletion ??= this.connection().transaction((cover: CoverRow, replaced: NewDeletion & { createdAt: number }) => {
+        this.statement(UPSERT_COVER).run(coverToSqlite(cover));
+        this.statement(INSERT_DELETION).run(replaced.url, replaced.path, replaced.kind, replaced.reason, replaced.createdAt);
+      });
+      this.upsertCoverWithDeletion(row, options.replaced);
+      return null;
+    }
+    if (!options.unlessCustom) {
+      this.statement(UPSERT_COVER).run(coverToSqlite(row));
+      return null;
+    }
+    if (this.statement(UPSERT_COVER_UNLESS_CUSTOM).run(coverToSqlite(row)).changes > 0) return null;
+    return this.findCover(row.url);
+  }
+
+  async deleteCoverIfPath(url: string, path: string): Promise<boolean> {
+    return this.statement('DELETE FROM covers WHERE url = ? AND path = ?').run(url, path).changes > 0;
+  }
+
+  async touchCovers(urls: readonly string[], now: number): Promise<void> {
+    this.statement('UPDATE covers SET last_asked_at = ? WHERE url IN (SELECT value FROM json_each(?))').run(now, JSON.stringify(urls));
+  }
+
+  /**
+   * The batch in one transaction, one prepared upsert per row that sets only the
+   * columns its patch has (and `updated_at`); a new row gets the defaults for
+   * the rest. Synchronous: nothing else runs on the connection meanwhile.
+   */
+  async writeTasks(rows: readonly TaskWrite[]): Promise<void> {
+    this.connection();
+    this.writeBatch ??= this.connection().transaction((batch: readonly TaskWrite[]) => {
+      // One parameter array for the whole batch: each run binds it before the next row refills it.
+      const values: unknown[] = new Array<unknown>(TASK_PATCH_COLUMNS.length + 3);
+      for (const { url, patch, at } of batch) {
+        let mask = 0;
+        values[0] = url;
+        for (let i = 0; i < TASK_PATCH_COLUMNS.length; i++) {
+          const [property] = TASK_PATCH_COLUMNS[i]!;
+          const value = patch[property];
+          if (value === undefined) values[i + 1] = TASK_DEFAULTS[property];
+          else {
+            values[i + 1] = value;
+            mask |= 1 << i;
+          }
+        }
+        values[TASK_PATCH_COLUMNS.length + 1] = at;
+        values[TASK_PATCH_COLUMNS.length + 2] = at;
+        this.statement(taskUpsertSql(mask)).run(values);
+      }
+    });
+    this.writeBatch(rows);
+  }
+
+  async deleteTask(url: string): Promise<TaskStatus | null> {
+    const removed = this.statement('DELETE FROM tasks WHERE url = ? RETURNING status').get(url) as { status: TaskStatus } | undefined;
+    return removed?.status ?? null;
+  }
+
+  async claimTasks(urls: readonly string[]): Promise<ClaimOutcome> {
+    return { mine: [...urls], elsewhere: [] };
+  }
+
+  async renewClaims(): Promise<number> {
+    return 0;
+  }
+
+  async orphanedTasks(): Promise<string[]> {
+    return [];
+  }
+
+  async releaseClaims(): Promise<void> {}
+
+  async publish(_changes: Published[]): Promise<void> {}
+
+  async listen(): Promise<void> {}
+
+  async close(): Promise<void> {
+    if (this.dataSource.isInitialized) await this.dataSource.destroy();
+  }
+}

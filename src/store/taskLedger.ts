@@ -1,0 +1,119 @@
+/**
+ * The task ledger (`TaskLedger`): one row per URL with its download's status,
+ * the same class on every database.
+ *
+ * Every change is handed to `update()` the moment it happens. Changes are merged
+ * per URL and written through the serial writer, a batch per event-loop turn in
+ * one transaction, so 10,000 URLs arriving at once cost one transaction, not
+ * 10,000. Once a batch is written, each change in it is published, in the order
+ * it was made, as a `task` change: to this node's listeners (the admin stream)
+ * and, on a shared database, to every other node (NOTIFY, in the batch's
+ * transaction). A change is built only when someone can hear it.
+ */
+import type { EventEmitter } from 'node:events';
+import { In, IsNull, LessThan, MoreThan } from 'typeorm';
+import type { FindOptionsWhere, Repository } from 'typeorm';
+import type { TaskStatus } from '../../machines/types.js';
+import type { Dialect, Published, TaskWrite } from './dialect.js';
+import { TaskEntity } from './entities.js';
+import type { TaskRow } from './entities.js';
+import type { StoreEventMap, TaskChange, TaskLedger, TaskPatch } from './ports.js';
+import type { SerialWriter } from './serialWriter.js';
+
+const UNFINISHED: TaskStatus[] = ['waiting', 'queued', 'downloading'];
+
+export class SqlTaskLedger implements TaskLedger {
+  private readonly repo: Repository<TaskRow>;
+  private pending = new Map<string, TaskWrite>();
+  /** The changes of the pending batch, in the order they were made (only when someone listens). */
+  private changes: TaskChange[] = [];
+  private scheduled = false;
+  private chain: Promise<void> = Promise.resolve();
+
+  constructor(
+    private readonly dialect: Dialect,
+    private readonly writer: SerialWriter,
+    private readonly events: EventEmitter<StoreEventMap>,
+    private readonly node: string,
+    private readonly onError: (error: unknown) => void,
+    private readonly now: () => number = Date.now,
+  ) {
+    this.repo = dialect.dataSource.getRepository(TaskEntity);
+  }
+
+  update(url: string, patch: TaskPatch): void {
+    const at = this.now();
+    const entry = this.pending.get(url);
+    if (entry) {
+      Object.assign(entry.patch, patch);
+      entry.at = at;
+    } else {
+      this.pending.set(url, { url, patch: { ...patch }, at });
+    }
+    // The admin streams listen; other nodes always may. With neither, a change costs no object.
+    if (this.dialect.shared || this.events.listenerCount('task') > 0) this.changes.push({ url, node: this.node, at, patch, remote: false });
+    if (!this.scheduled) {
+      this.scheduled = true;
+      setImmediate(() => {
+        this.scheduled = false;
+        void this.flush();
+      });
+    }
+  }
+
+  flush(): Promise<void> {
+    if (this.pending.size === 0) return this.chain;
+    const rows = [...this.pending.values()];
+    const changes = this.changes;
+    this.pending = new Map();
+    this.changes = [];
+    const publish: Published[] = this.dialect.shared ? changes.map(({ url, at, patch }) => ({ kind: 'task', url, at, patch })) : [];
+    this.chain = this.writer
+      .run(() => this.dialect.writeTasks(rows, publish))
+      .then(() => {
+        for (const change of changes) this.events.emit('task', change);
+      })
+      .catch(this.onError);
+    return this.chain;
+  }
+
+  async remove(url: string): Promise<void> {
+    await this.flush();
+    const at = this.now();
+    // Published with the status the row had: known only once it is deleted, so the dialect fills it in.
+    const publish: Published[] = this.dialect.shared ? [{ kind: 'taskRemoved', url, at, status: 'ok' }] : [];
+    const status = await this.writer.run(() => this.dialect.deleteTask(url, publish));
+    if (status !== null) this.events.emit('task', { url, node: this.node, at, patch: { status }, removed: true, remote: false });
+  }
+
+  async get(url: string): Promise<TaskRow | null> {
+    await this.flush();
+    return this.repo.findOneBy({ url });
+  }
+
+  async failedSince(since: number): Promise<TaskRow[]> {
+    await this.flush();
+    return this.repo.find({ where: { status: In(['error', 'tle']), finishedAt: MoreThan(since) } });
+  }
+
+  async list(options: { status?: TaskStatus | undefined; limit: number; offset: number }): Promise<{ tasks: TaskRow[]; total: number }> {
+    await this.flush();
+    const where = options.status ? { status: options.status } : {};
+    const [tasks, total] = await this.repo.findAndCount({ where, order: { updatedAt: 'DESC', url: 'ASC' }, take: options.limit, skip: options.offset });
+    return { tasks, total };
+  }
+
+  async unfinished(): Promise<TaskRow[]> {
+    await this.flush();
+    const status = In(UNFINISHED);
+    // On a shared database a task another live node holds is that node's to resume.
+    const where: FindOptionsWhere<TaskRow>[] = this.dialect.shared
+      ? [
+          { status, claimedBy: IsNull() },
+          { status, claimedBy: this.node },
+          { status, claimExpires: LessThan(this.now()) },
+        ]
+      : [{ status }];
+    return this.repo.find({ where, order: { createdAt: 'ASC' } });
+  }
+}

@@ -1,0 +1,79 @@
+/**
+ * "Last asked for" times, batched: URLs asked for are collected in memory and
+ * written every `intervalMs` (30 s: expiry works in hours), a slice of URLs per
+ * event-loop turn, so a cache hit costs no write and a large flush never holds
+ * the loop (nor the other writes) for long.
+ *
+ * Rounds: each flush starts a new round. A caller that remembers in which round
+ * it last noted a URL (`round`) need not note it again within the same round:
+ * a hot URL costs one Set insert per 30 s, not one per hit.
+ */
+
+/** URLs written per event-loop turn. */
+const SLICE = 200;
+/** How long touches wait in memory. */
+export const TOUCH_INTERVAL_MS = 30_000;
+
+export class TouchBatcher {
+  private touched = new Set<string>();
+  private timer: NodeJS.Timeout | undefined;
+  /** The flush running, if any: the next one starts after it. */
+  private flushing: Promise<void> = Promise.resolve();
+  /** Which flush interval this is. */
+  round = 1;
+
+  constructor(
+    /** Writes one slice's times (one statement). */
+    private readonly writeSlice: (urls: string[], now: number) => Promise<void>,
+    private readonly options: { intervalMs?: number; now?: () => number } = {},
+  ) {}
+
+  /** Notes one URL as asked for now (call `schedule` after a batch of these). */
+  note(url: string): void {
+    this.touched.add(url);
+  }
+
+  /** Notes URLs as asked for now and schedules the flush. */
+  touch(urls: Iterable<string>): void {
+    for (const url of urls) this.touched.add(url);
+    this.schedule();
+  }
+
+  /** Starts the flush timer if touches wait and none runs. */
+  schedule(): void {
+    if (this.timer === undefined && this.touched.size > 0) {
+      this.timer = setTimeout(() => void this.flush().catch(() => undefined), this.options.intervalMs ?? TOUCH_INTERVAL_MS);
+      this.timer.unref();
+    }
+  }
+
+  /**
+   * Writes the pending times: every URL noted before this call is written when
+   * it resolves (a flush already running is waited for). A slice that fails is
+   * kept, with the rest, for the next flush.
+   */
+  flush(): Promise<void> {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    const flush = this.flushing.then(() => this.writeAll());
+    this.flushing = flush.catch(() => undefined);
+    return flush;
+  }
+
+  private async writeAll(): Promise<void> {
+    if (this.touched.size === 0) return;
+    const urls = [...this.touched];
+    this.touched = new Set();
+    this.round++;
+    const now = (this.options.now ?? Date.now)();
+    for (let i = 0; i < urls.length; i += SLICE) {
+      if (i > 0) await new Promise<void>((resolve) => setImmediate(resolve));
+      try {
+        await this.writeSlice(urls.slice(i, i + SLICE), now);
+      } catch (error) {
+        for (const url of urls.slice(i)) this.touched.add(url);
+        throw error;
+      }
+    }
+  }
+}
