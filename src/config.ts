@@ -36,7 +36,7 @@ export interface Config {
   allowHosts: string[];
   /** Base URL of bilibili's video-info API. Default `https://api.bilibili.com`. */
   bilibiliApi: string;
-  /** Allow origins on loopback, private and link-local addresses. Default false. */
+  /** Allow origins on addresses that are not public (loopback, private, link-local, …). Default false. */
   allowPrivateNetwork: boolean;
   /** Downloads running at once. Default 10. */
   workers: number;

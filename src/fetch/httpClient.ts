@@ -26,7 +26,7 @@ import type { TLSSocket } from 'node:tls';
 import { Agent, buildConnector } from 'undici';
 import type { Dispatcher } from 'undici';
 import { CoverError } from '../errors.js';
-import { isPrivateAddress } from './urlRules.js';
+import { isPrivateAddress } from './privateAddress.js';
 
 export interface HttpClientOptions {
   /** Allow connections to loopback, private and link-local addresses. */

@@ -1,4 +1,5 @@
-export { classifyUrl, hostAllowed, isPrivateAddress, isPrivateHost } from './urlRules.js';
+export { classifyUrl, hostAllowed, isPrivateHost } from './urlRules.js';
+export { isPrivateAddress } from './privateAddress.js';
 export type { UrlKind, VideoRef } from './urlRules.js';
 export { createHttpClient, createGuardedConnector } from './httpClient.js';
 export type { HttpClient, HttpClientOptions, GuardedConnectorOptions } from './httpClient.js';
