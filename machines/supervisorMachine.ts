@@ -50,6 +50,19 @@
  *   FORGET {url}    the fail TTL passed (a delayed event this machine schedules,
  *                   so a simulated clock drives it), or the administrator retries.
  *
+ * Several nodes (`shared`): a new URL is first `claiming` (its flight exists, so
+ * askers join it, but it has no place in the queue): the provided action
+ * `claimUrls` claims the task rows in the database, one statement per REQUEST,
+ * and answers with CLAIMED. A URL this node now holds joins `waiting`; a URL
+ * another live node holds stays a flight with that node as its `owner`, settled
+ * by SETTLE when that node's outcome is heard (src/ listens to the database).
+ * TAKEOVER claims again URLs whose owner's lease ran out (or that nobody holds).
+ *
+ *   CLAIMED {mine, elsewhere}   claims answered: mine queue, the rest wait on their owner
+ *   CLAIM_FAILED {urls, error}  the claim could not be written: those askers get the error
+ *   SETTLE {url, output}        an outcome heard from another node, for a flight not running here
+ *   TAKEOVER {urls}             claim these again (register them if nobody here asked)
+ *
  * Failure memory: a download that ends in error or tle is remembered in
  * `context.failures` if the input's `isRemembered` says its code is about the URL
  * (not a local storage fault, not a shutdown); REQUESTs for it are answered
@@ -59,7 +72,7 @@ import { and, assign, enqueueActions, raise, setup, stateIn } from 'xstate';
 import type { ActorRefFrom } from 'xstate';
 import { createActor } from 'xstate';
 import type { DownloadMachine } from './downloadMachine.js';
-import type { DownloadOutput } from './types.js';
+import type { DownloadOutput, FailureInfo } from './types.js';
 
 export type DownloadRef = ActorRefFrom<DownloadMachine>;
 
@@ -82,6 +95,8 @@ export interface SupervisorInput {
    * gives the table of src/errors.ts). A shutdown is never remembered, whatever this says.
    */
   isRemembered: (code: string) => boolean;
+  /** Several nodes share the database: a URL is claimed before it may start. */
+  shared: boolean;
 }
 
 /** One URL in flight. */
@@ -89,6 +104,8 @@ export interface Flight {
   readonly url: string;
   /** Its download actor: spawned when the URL gets a worker slot, undefined while it waits. */
   ref: DownloadRef | undefined;
+  /** The node downloading it, when another node holds its claim (several nodes); undefined when it is this node's. */
+  owner: string | undefined;
   /** Settles with the download's output when the URL leaves flight (done, failed, cancelled). */
   readonly done: Promise<DownloadOutput>;
   /** Settles `done`; called by this machine only. */
@@ -103,6 +120,8 @@ export interface SupervisorContext extends SupervisorInput {
   registry: Map<string, Flight>;
   /** URLs waiting for a worker slot, in the order they were asked for. */
   waiting: Set<string>;
+  /** URLs whose claim is being written (several nodes), before they may wait for a slot. */
+  claiming: Set<string>;
   /** URLs holding a worker slot (each has its actor). */
   running: Set<string>;
   /** Why the service is tardy (empty when it is not). */
@@ -114,6 +133,10 @@ export interface SupervisorContext extends SupervisorInput {
 export type SupervisorEvent =
   | { type: 'REQUEST'; urls: readonly string[]; reply?: (answers: Answer[]) => void }
   | { type: 'FINISHED'; url: string; ref: DownloadRef }
+  | { type: 'CLAIMED'; mine: readonly string[]; elsewhere: readonly (readonly [url: string, node: string])[] }
+  | { type: 'CLAIM_FAILED'; urls: readonly string[]; error: FailureInfo }
+  | { type: 'SETTLE'; url: string; output: DownloadOutput }
+  | { type: 'TAKEOVER'; urls: readonly string[] }
   | { type: 'REMEMBER'; url: string; output: DownloadOutput; ttlMs: number }
   | { type: 'FORGET'; url: string }
   | { type: 'PAUSE' }
@@ -131,19 +154,27 @@ function shuttingDown(url: string): DownloadOutput {
   return { url, status: 'error', error: { code: 'shutting_down', message: 'the service is shutting down' } };
 }
 
-/** The URLs of a REQUEST that wait for a worker slot, each once. */
-function waitingOf(context: SupervisorContext, event: SupervisorEvent): string[] {
-  if (event.type !== 'REQUEST') return [];
-  const urls = event.urls.length === 1 ? event.urls : new Set(event.urls);
+/** The URLs of an event (REQUEST, TAKEOVER, CLAIMED's own) that are in `set` now, each once. */
+function urlsIn(set: Set<string>, event: SupervisorEvent): string[] {
+  const given = event.type === 'REQUEST' || event.type === 'TAKEOVER' ? event.urls : event.type === 'CLAIMED' ? event.mine : [];
+  const urls = given.length === 1 ? given : new Set(given);
   const found: string[] = [];
-  for (const url of urls) if (context.waiting.has(url)) found.push(url);
+  for (const url of urls) if (set.has(url)) found.push(url);
   return found;
 }
 
 function newFlight(url: string): Flight {
   let settle!: (output: DownloadOutput) => void;
   const done = new Promise<DownloadOutput>((resolve) => (settle = resolve));
-  return { url, ref: undefined, done, settle };
+  return { url, ref: undefined, owner: undefined, done, settle };
+}
+
+/** Drops a flight that is not running here and hands `output` to its askers. */
+function settleWaiting(context: SupervisorContext, flight: Flight, output: DownloadOutput): void {
+  context.registry.delete(flight.url);
+  context.waiting.delete(flight.url);
+  context.claiming.delete(flight.url);
+  flight.settle(output);
 }
 
 export const supervisorMachine = setup({
@@ -167,12 +198,52 @@ export const supervisorMachine = setup({
         if (flight === undefined) {
           flight = newFlight(url);
           context.registry.set(url, flight);
-          context.waiting.add(url);
+          (context.shared ? context.claiming : context.waiting).add(url);
         }
         answers.push({ flight });
       }
       event.reply?.(answers);
     },
+    /** TAKEOVER: URLs whose owner's claim ran out are claimed again (and registered if nobody here asked for them). */
+    takeOver: ({ context, event }) => {
+      if (event.type !== 'TAKEOVER') return;
+      for (const url of event.urls) {
+        if (context.failures.has(url)) continue;
+        const flight = context.registry.get(url);
+        if (flight === undefined) {
+          context.registry.set(url, newFlight(url));
+          context.claiming.add(url);
+        } else if (flight.owner !== undefined) {
+          flight.owner = undefined;
+          context.claiming.add(url);
+        }
+      }
+    },
+    /** Claims answered: this node's URLs wait for a slot, the others wait on the node that holds them. */
+    acceptClaims: ({ context, event }) => {
+      if (event.type !== 'CLAIMED') return;
+      for (const url of event.mine) if (context.claiming.delete(url)) context.waiting.add(url);
+      for (const [url, node] of event.elsewhere) {
+        const flight = context.registry.get(url);
+        if (context.claiming.delete(url) && flight !== undefined) flight.owner = node;
+      }
+    },
+    /** The claims could not be written: their askers get the error (not remembered: it says nothing of the URL). */
+    failClaims: ({ context, event }) => {
+      if (event.type !== 'CLAIM_FAILED') return;
+      for (const url of event.urls) {
+        const flight = context.registry.get(url);
+        if (flight !== undefined && context.claiming.has(url)) settleWaiting(context, flight, { url, status: 'error', error: event.error });
+      }
+    },
+    /** An outcome heard from another node settles the URL's flight, unless this node is downloading it itself. */
+    settleHeard: ({ context, event }) => {
+      if (event.type !== 'SETTLE') return;
+      const flight = context.registry.get(event.url);
+      if (flight !== undefined && flight.ref === undefined) settleWaiting(context, flight, event.output);
+    },
+    /** Provided from src/: claims these URLs' task rows, then sends CLAIMED (or CLAIM_FAILED). */
+    claimUrls: (_args, _params: { urls: string[]; status: 'queued' | 'waiting' }) => {},
     /** During shutdown: joins a running download, or answers `shutting_down` without one. */
     refuse: ({ context, event }) => {
       if (event.type !== 'REQUEST') return;
@@ -215,14 +286,12 @@ export const supervisorMachine = setup({
       // No output means the actor was stopped before it finished: the end of a shutdown.
       flight.settle(event.ref.getSnapshot().output ?? shuttingDown(event.url));
     },
-    /** Answers every URL still waiting for a slot `shutting_down` (its task row stays, so the next start resumes it). */
+    /**
+     * Answers every URL not running here `shutting_down`: waiting for a slot, being
+     * claimed, or held by another node (its task row stays, so it is resumed).
+     */
     cancelWaiting: ({ context }) => {
-      for (const url of context.waiting) {
-        const flight = context.registry.get(url);
-        context.registry.delete(url);
-        flight?.settle(shuttingDown(url));
-      }
-      context.waiting.clear();
+      for (const flight of [...context.registry.values()]) if (flight.ref === undefined) settleWaiting(context, flight, shuttingDown(flight.url));
     },
     /** Remembers a finished download's failure for the fail TTL, if it is about the URL (`isRemembered`). */
     rememberFailure: enqueueActions(({ context, event, enqueue }) => {
@@ -254,7 +323,7 @@ export const supervisorMachine = setup({
 }).createMachine({
   id: 'supervisor',
   type: 'parallel',
-  context: ({ input }) => ({ ...input, registry: new Map(), waiting: new Set(), running: new Set(), tardyReasons: [], failures: new Map() }),
+  context: ({ input }) => ({ ...input, registry: new Map(), waiting: new Set(), claiming: new Set(), running: new Set(), tardyReasons: [], failures: new Map() }),
   on: {
     REQUEST: [
       { guard: 'isStopping', actions: 'refuse' },
@@ -263,23 +332,37 @@ export const supervisorMachine = setup({
         actions: [
           'register',
           // Reported before it may start, so a task's changes arrive in order: queued, downloading, …
-          {
-            type: 'reportWaiting',
-            params: ({ context, event }) => ({ urls: waitingOf(context, event), status: 'queued' as const }),
-          },
+          { type: 'reportWaiting', params: ({ context, event }) => ({ urls: urlsIn(context.waiting, event), status: 'queued' as const }) },
+          { type: 'claimUrls', params: ({ context, event }) => ({ urls: urlsIn(context.claiming, event), status: 'queued' as const }) },
           'startWaiting',
         ],
       },
       {
         actions: [
           'register',
-          {
-            type: 'reportWaiting',
-            params: ({ context, event }) => ({ urls: waitingOf(context, event), status: 'waiting' as const }),
-          },
+          { type: 'reportWaiting', params: ({ context, event }) => ({ urls: urlsIn(context.waiting, event), status: 'waiting' as const }) },
+          { type: 'claimUrls', params: ({ context, event }) => ({ urls: urlsIn(context.claiming, event), status: 'waiting' as const }) },
         ],
       },
     ],
+    TAKEOVER: [
+      { guard: 'isStopping' },
+      {
+        actions: [
+          'takeOver',
+          { type: 'claimUrls', params: ({ context, event }) => ({ urls: urlsIn(context.claiming, event), status: 'queued' as const }) },
+        ],
+      },
+    ],
+    CLAIMED: [
+      {
+        guard: 'isOpen',
+        actions: ['acceptClaims', { type: 'reportWaiting', params: ({ context, event }) => ({ urls: urlsIn(context.waiting, event), status: 'queued' as const }) }, 'startWaiting'],
+      },
+      { actions: ['acceptClaims', { type: 'reportWaiting', params: ({ context, event }) => ({ urls: urlsIn(context.waiting, event), status: 'waiting' as const }) }] },
+    ],
+    CLAIM_FAILED: { actions: 'failClaims' },
+    SETTLE: { actions: 'settleHeard' },
     FINISHED: [
       { guard: 'isOpen', actions: ['release', 'rememberFailure', 'startWaiting'] },
       { actions: ['release', 'rememberFailure'] },

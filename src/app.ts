@@ -46,6 +46,9 @@ export interface App {
 
 /** How often disk, memory and load are sampled. */
 const GUARD_INTERVAL_MS = 5000;
+/** On a shared covers folder, a temp file older than the time limit and this is a dead node's leftover. */
+const TEMP_SWEEP_MARGIN_MS = 10 * 60_000;
+const TEMP_SWEEP_INTERVAL_MS = 10 * 60_000;
 /** How often deletion records are looked for besides when one is written. */
 const DELETION_INTERVAL_MS = 30_000;
 
@@ -73,8 +76,6 @@ export async function startApp(config: Config, logger: Logger): Promise<App> {
 }
 
 async function startOnPort(config: Config, logger: Logger, bound: Server, opened: { close(): Promise<void> }[]): Promise<App> {
-  const swept = await sweepTemp(config.coversDir);
-  if (swept > 0) logger.info('removed temp files left by an earlier run', { count: swept });
   const { port } = bound.address() as AddressInfo;
   const node = config.nodeId ?? `${os.hostname()}:${port}`;
 
@@ -91,6 +92,13 @@ async function startOnPort(config: Config, logger: Logger, bound: Server, opened
   }
   opened.push(store);
   if (store.migrated.length > 0) logger.info('database migrated', { migrations: store.migrated });
+  // Other nodes write temp files into a shared covers folder: only old ones are leftovers there.
+  const tempAgeMs = store.claims.shared ? config.timeLimit * 1000 + TEMP_SWEEP_MARGIN_MS : 0;
+  const sweep = async () => {
+    const swept = await sweepTemp(config.coversDir, tempAgeMs);
+    if (swept > 0) logger.info('removed temp files left by an earlier run', { count: swept });
+  };
+  await sweep();
 
   const adminToken = await resolveAdminToken(config, logger).catch((error: unknown) => {
     throw new StartError(
@@ -102,10 +110,10 @@ async function startOnPort(config: Config, logger: Logger, bound: Server, opened
 
   const { covers, tasks, deletions } = store;
   const stats = new Stats();
-  const deletionRunner = new DeletionRunner({ deletions, covers, tasks, coversDir: config.coversDir, logger });
+  const deletionRunner = new DeletionRunner({ deletions, covers, tasks, coversDir: config.coversDir, logger, fileGraceMs: store.fileGraceMs });
   const cacheLimits = new CacheLimits({ covers, deletions, runner: deletionRunner, logger, maxAgeHours: config.maxAgeHours, maxCacheBytes: config.maxCacheBytes });
   const client = createHttpClient({ allowPrivateNetwork: config.allowPrivateNetwork, userAgent });
-  const downloads = createDownloads({ config, covers, tasks, client, logger, stats, onStored: () => cacheLimits.kick() });
+  const downloads = createDownloads({ config, store, client, logger, stats, onStored: () => cacheLimits.kick() });
   const guard = new ResourceGuard({
     coversDir: config.coversDir,
     limits: config,
@@ -120,9 +128,12 @@ async function startOnPort(config: Config, logger: Logger, bound: Server, opened
 
   // Before anything runs: the guard's first verdict, then what the last run left.
   await guard.check();
-  await deletions.releaseClaims(); // one process per SQLite file: no claim can be alive
+  // One process per SQLite file: no claim can be alive. Several nodes: claims run out by themselves.
+  if (!store.claims.shared) await deletions.releaseClaims();
   const done = await deletionRunner.runOnce();
   if (done > 0) logger.info('finished deletions left by an earlier run', { count: done });
+  await downloads.join();
+  if (downloads.status() === 'paused') logger.warn('downloads are paused by the administrator (resume in the dashboard or POST /admin/api/resume)');
   const unfinished = await tasks.unfinished();
   const failures = config.failTtl > 0 ? await tasks.failedSince(Date.now() - config.failTtl * 1000) : [];
   const resumed = downloads.restore(unfinished, failures);
@@ -131,6 +142,8 @@ async function startOnPort(config: Config, logger: Logger, bound: Server, opened
   deletionRunner.start(DELETION_INTERVAL_MS);
   cacheLimits.start(cacheLimitsInterval(config.maxAgeHours));
   cacheLimits.kick(0);
+  // A node that died leaves its temp files in the shared folder: swept once they are old.
+  const sweeper = store.claims.shared ? setInterval(() => void sweep().catch(() => undefined), TEMP_SWEEP_INTERVAL_MS).unref() : undefined;
 
   let publicUrl = config.publicUrl ?? '';
   const checks = new CoverChecks({ config, covers, downloads, stats, publicUrl: () => publicUrl });
@@ -143,7 +156,7 @@ async function startOnPort(config: Config, logger: Logger, bound: Server, opened
       admin: {
         token: adminToken,
         feed: createAdminFeed({ store, downloads, stats }),
-        api: { config, covers, tasks, deletions, deletionRunner, downloads, logger, publicUrl: () => publicUrl },
+        api: { config, covers, tasks, deletions, cluster: store.cluster, deletionRunner, downloads, logger, publicUrl: () => publicUrl },
       },
       checks,
       maxBatch: config.maxBatch,
@@ -159,6 +172,7 @@ async function startOnPort(config: Config, logger: Logger, bound: Server, opened
           status,
           ...(status === 'tardy' ? { reasons: downloads.tardyReasons() } : {}),
           version,
+          node,
           ...sample,
           queued: counts.queued,
           downloading: counts.downloading,
@@ -170,7 +184,7 @@ async function startOnPort(config: Config, logger: Logger, bound: Server, opened
 
   const url = `http://${hostForUrl(config.host)}:${port}`;
   publicUrl ||= `${url}/covers/`;
-  logger.info(`listening on ${url}`, { publicUrl, covers: config.coversDir, db: store.location, workers: config.workers });
+  logger.info(`listening on ${url}`, { node, publicUrl, covers: config.coversDir, db: store.location, shared: store.claims.shared, workers: config.workers });
 
   let stopping: Promise<void> | undefined;
   return {
@@ -191,6 +205,7 @@ async function startOnPort(config: Config, logger: Logger, bound: Server, opened
         // Stop taking connections first, then let downloads end, then close the rest.
         http.server.close();
         guard.stop();
+        clearInterval(sweeper);
         await cacheLimits.stop();
         await deletionRunner.stop();
         await downloads.shutdown(graceMs);

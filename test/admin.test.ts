@@ -336,7 +336,7 @@ describe('metrics', () => {
     assert.ok(value('process_resident_memory_bytes') > 0 && value('nodejs_heap_used_bytes') > 0);
     assert.ok(value('nodejs_heap_total_bytes') >= value('nodejs_heap_used_bytes') && value('nodejs_external_memory_bytes') > 0);
     const health = (await (await fetch(`${service.url}/healthz`)).json()) as Frame;
-    assert.deepEqual(Object.keys(health).sort(), ['diskPercent', 'downloading', 'load5', 'memPercent', 'queued', 'status', 'version']);
+    assert.deepEqual(Object.keys(health).sort(), ['diskPercent', 'downloading', 'load5', 'memPercent', 'node', 'queued', 'status', 'version']);
 
     // A download held by the origin is one live actor, counted as such (not read off the downloading gauge).
     const held = ws.check('held', [`${origin.url}/half/metric-held.jpg`]);

@@ -6,24 +6,28 @@
  *   PUT    /admin/api/covers?url=                    body = image bytes → custom cover
  *   DELETE /admin/api/covers?url=                    202; the deletion runner removes it
  *   POST   /admin/api/retry?url=                     forget a failure, download now
- *   POST   /admin/api/pause | /admin/api/resume      hold or release new downloads
+ *   POST   /admin/api/pause | /admin/api/resume      hold or release new downloads (every node)
+ *   GET    /admin/api/nodes                          the nodes using the database
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { coverUrl } from '../checks/index.js';
+import type { Config } from '../config.js';
 import { CoverError } from '../errors.js';
 import type { Downloads } from '../downloads/index.js';
 import type { Logger } from '../logger.js';
-import type { CoverIndex, DeletionQueue, TaskLedger, TaskRow } from '../store/index.js';
+import type { ClusterState, CoverIndex, DeletionQueue, NodeRow, TaskLedger, TaskRow } from '../store/index.js';
 import type { DeletionRunner } from '../maintenance/index.js';
 import { storeCustomCover } from './customCovers.js';
 import type { CustomCoverDeps } from './customCovers.js';
 import type { TaskStatus } from '../../machines/types.js';
 
-export interface AdminApiDeps extends Omit<CustomCoverDeps, 'onReplaced'> {
+export interface AdminApiDeps extends Omit<CustomCoverDeps, 'onReplaced' | 'config'> {
+  config: CustomCoverDeps['config'] & Pick<Config, 'lease'>;
   downloads: Downloads;
   covers: CoverIndex;
   tasks: TaskLedger;
   deletions: DeletionQueue;
+  cluster: ClusterState;
   deletionRunner: DeletionRunner;
   logger: Logger;
   publicUrl: () => string;
@@ -56,6 +60,22 @@ export function taskJson(row: TaskRow) {
     finishedAt: iso(row.finishedAt),
     /** The node holding the task (running or queueing its download), if any. */
     node: row.claimedBy,
+  };
+}
+
+/**
+ * A node as the API shows it: a node whose last heartbeat is older than the
+ * lease is `gone` (its claims have run out), whatever it last said.
+ */
+export function nodeJson(node: NodeRow, now: number, leaseMs: number) {
+  const alive = node.status !== 'stopped' && now - node.lastSeen <= leaseMs;
+  return {
+    id: node.id,
+    started: iso(node.startedAt),
+    lastSeen: iso(node.lastSeen),
+    queued: node.queued,
+    downloading: node.downloading,
+    status: alive || node.status === 'stopped' ? node.status : 'gone',
   };
 }
 
@@ -136,13 +156,18 @@ export async function handleAdminApi(req: IncomingMessage, res: ServerResponse, 
       return send(res, 202, { url: target, status: 'queued' });
     }
     case 'POST /admin/api/pause':
-      deps.downloads.pause();
+      await deps.downloads.pause();
       deps.logger.info('downloads paused by the administrator');
       return send(res, 200, { status: deps.downloads.status() });
     case 'POST /admin/api/resume':
-      deps.downloads.resume();
+      await deps.downloads.resume();
       deps.logger.info('downloads resumed by the administrator');
       return send(res, 200, { status: deps.downloads.status() });
+    case 'GET /admin/api/nodes': {
+      const now = Date.now();
+      const nodes = await deps.cluster.nodes();
+      return send(res, 200, { self: deps.cluster.node, nodes: nodes.map((node) => nodeJson(node, now, deps.config.lease * 1000)) });
+    }
     default:
       return fail(res, 404, 'not_found', `no admin route ${route}`);
   }

@@ -7,6 +7,10 @@
  * which the supervisor settles when the URL's download actor completes. Nothing
  * here keeps its own record of what is in flight: the supervisor's registry is
  * the only one.
+ *
+ * On a database several nodes share, the supervisor claims a URL's task row
+ * before it may start (the provided `claimUrls`), and `ClusterLink` turns what
+ * other nodes do into its events (outcomes, takeovers, the shared pause).
  */
 import { createActor, fromPromise, waitFor } from 'xstate';
 import type { AnyActorRef } from 'xstate';
@@ -16,15 +20,15 @@ import type { ErrorCode } from '../errors.js';
 import type { HttpClient } from '../fetch/index.js';
 import type { Logger } from '../logger.js';
 import type { Stats } from '../stats.js';
-import type { CoverIndex, TaskLedger, TaskPatch, TaskRow } from '../store/index.js';
+import type { Store, TaskPatch, TaskRow } from '../store/index.js';
 import { downloadMachine, gateStatus, supervisorMachine } from '../../machines/index.js';
 import type { Answer, DownloadOutput, FetchCoverInput, FetchCoverOutput, GateStatus, TaskStatus } from '../../machines/index.js';
+import { ClusterLink } from './clusterLink.js';
 import { fetchCover } from './fetchCover.js';
 
 export interface DownloadsDeps {
-  config: Pick<Config, 'workers' | 'timeLimit' | 'retries' | 'failTtl' | 'allowHosts' | 'bilibiliApi' | 'maxBytes' | 'resize' | 'coversDir'>;
-  covers: CoverIndex;
-  tasks: TaskLedger;
+  config: Pick<Config, 'workers' | 'timeLimit' | 'retries' | 'failTtl' | 'allowHosts' | 'bilibiliApi' | 'maxBytes' | 'resize' | 'coversDir' | 'lease'>;
+  store: Store;
   client: HttpClient;
   logger: Logger;
   stats: Stats;
@@ -59,7 +63,7 @@ export interface Downloads {
    * URLs waiting for a worker, downloads running, both together, and download
    * actors alive (started and not yet ended: one per running download, unless one leaked).
    */
-  counts(): { queued: number; downloading: number; inFlight: number; actors: number };
+  counts(): { queued: number; downloading: number; inFlight: number; actors: number; elsewhere: number };
   /**
    * At start: re-asks every unfinished task (nobody waits on them; they are
    * stored for the next check) and remembers failures still within the fail TTL.
@@ -72,8 +76,15 @@ export interface Downloads {
   start(url: string): void;
   /** The resource guard's verdict: tardy for these reasons, or ready when none. */
   setTardy(reasons: string[]): void;
-  pause(): void;
-  resume(): void;
+  /** Holds new downloads, on every node of a shared database (the switch is stored). */
+  pause(): Promise<void>;
+  resume(): Promise<void>;
+  /**
+   * At start, before `restore`: takes the stored pause switch and starts the
+   * heartbeat (and, on a shared database, hearing other nodes and taking over
+   * the work of nodes that died).
+   */
+  join(): Promise<void>;
   /**
    * Stops starting downloads, answers waiting ones `shutting_down`, lets running
    * ones finish for up to `graceMs`, then stops the rest (their rows stay
@@ -83,7 +94,9 @@ export interface Downloads {
 }
 
 export function createDownloads(deps: DownloadsDeps): Downloads {
-  const { config, tasks, logger, stats } = deps;
+  const { config, store, logger, stats } = deps;
+  const { tasks } = store;
+  const fetchDeps = { config, covers: store.covers, client: deps.client };
   /** When each running download started, for the finished-download log line. */
   const startedAt = new WeakMap<AnyActorRef, number>();
   /** Download actors that started and have not reached a final state (or been stopped). */
@@ -128,7 +141,7 @@ export function createDownloads(deps: DownloadsDeps): Downloads {
       fetchCover: fromPromise<FetchCoverOutput, FetchCoverInput>(async ({ input, signal }) => {
         const progress = progressReporter(input.url);
         try {
-          return await fetchCover(input.url, deps, signal, progress.onProgress);
+          return await fetchCover(input.url, fetchDeps, signal, progress.onProgress);
         } finally {
           progress.stop();
         }
@@ -189,6 +202,17 @@ export function createDownloads(deps: DownloadsDeps): Downloads {
       reportWaiting: (_, { urls, status }) => {
         for (const url of urls) report(url, status, FRESH);
       },
+      claimUrls: (_, { urls, status }) => {
+        if (urls.length === 0) return;
+        store.claims.claim(urls, status).then(
+          ({ mine, elsewhere }) => supervisor.send({ type: 'CLAIMED', mine, elsewhere }),
+          (error: unknown) => {
+            const message = error instanceof Error ? error.message : String(error);
+            logger.error('could not claim downloads in the database', { count: urls.length, error: message });
+            supervisor.send({ type: 'CLAIM_FAILED', urls, error: { code: 'disk_full', message: `could not record the download in the database: ${message}` } });
+          },
+        );
+      },
     },
   });
   const supervisor = createActor(supervisorLogic, {
@@ -199,9 +223,27 @@ export function createDownloads(deps: DownloadsDeps): Downloads {
       retries: config.retries,
       failTtlMs: config.failTtl * 1000,
       isRemembered,
+      shared: store.claims.shared,
     },
   });
   supervisor.start();
+
+  const counts = () => {
+    const { waiting, claiming, running, registry } = supervisor.getSnapshot().context;
+    const queued = waiting.size + claiming.size;
+    return { queued, downloading: running.size, inFlight: registry.size, actors: liveActors.size, elsewhere: registry.size - queued - running.size };
+  };
+  const cluster = new ClusterLink({
+    store,
+    supervisor,
+    report: () => {
+      const { queued, downloading } = counts();
+      return { queued, downloading, status: gateStatus(supervisor.getSnapshot()) };
+    },
+    failTtlMs: config.failTtl * 1000,
+    leaseMs: config.lease * 1000,
+    logger,
+  });
 
   const outputOf = (given: Answer) => ('output' in given ? Promise.resolve(given.output) : given.flight.done);
 
@@ -252,10 +294,7 @@ export function createDownloads(deps: DownloadsDeps): Downloads {
     inFlight: () => supervisor.getSnapshot().context.registry,
     status: () => gateStatus(supervisor.getSnapshot()),
     tardyReasons: () => supervisor.getSnapshot().context.tardyReasons,
-    counts: () => {
-      const { waiting, running, registry } = supervisor.getSnapshot().context;
-      return { queued: waiting.size, downloading: running.size, inFlight: registry.size, actors: liveActors.size };
-    },
+    counts,
     restore(unfinished, failures, now = Date.now()) {
       for (const task of failures) {
         const ttlMs = (task.finishedAt ?? task.updatedAt) + config.failTtl * 1000 - now;
@@ -270,8 +309,18 @@ export function createDownloads(deps: DownloadsDeps): Downloads {
     forget: (url) => supervisor.send({ type: 'FORGET', url }),
     start: (url) => supervisor.send({ type: 'REQUEST', urls: [url] }),
     setTardy: (reasons) => supervisor.send(reasons.length > 0 ? { type: 'TARDY', reasons } : { type: 'READY' }),
-    pause: () => supervisor.send({ type: 'PAUSE' }),
-    resume: () => supervisor.send({ type: 'RESUME' }),
+    async pause() {
+      await store.cluster.setPaused(true);
+      supervisor.send({ type: 'PAUSE' });
+    },
+    async resume() {
+      await store.cluster.setPaused(false);
+      supervisor.send({ type: 'RESUME' });
+    },
+    async join() {
+      if (await store.cluster.paused()) supervisor.send({ type: 'PAUSE' });
+      await cluster.start();
+    },
     async shutdown(graceMs: number) {
       supervisor.send({ type: 'SHUTDOWN' });
       try {
@@ -285,7 +334,11 @@ export function createDownloads(deps: DownloadsDeps): Downloads {
         }
       }
       supervisor.stop();
+      await cluster.stop();
       await tasks.flush();
+      // Whatever is left unfinished is for the next start, or at once for another node.
+      await store.claims.releaseAll();
+      await store.cluster.leave();
     },
   };
 }

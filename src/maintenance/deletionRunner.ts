@@ -12,6 +12,11 @@
  * the file), and a file is never left without something that will remove it
  * (the record goes after the file). A record is claimed before it is worked on,
  * and runs never overlap, so no record is processed twice at once.
+ *
+ * On a database several nodes share, every node keeps recently asked-for rows in
+ * memory and drops one when it hears of its removal (within a second). The
+ * files of a claimed batch are removed only `fileGraceMs` after its rows, so no
+ * node answers a path whose file is already gone.
  */
 import type { Logger } from '../logger.js';
 import { removeCoverFile } from '../store/index.js';
@@ -26,6 +31,8 @@ export interface DeletionRunnerDeps {
   logger: Logger;
   /** A claim older than this may be taken over (another node died holding it). */
   leaseMs?: number;
+  /** How long a file outlives the row removed before it (0 on a database one node uses). */
+  fileGraceMs?: number;
   now?: () => number;
 }
 
@@ -64,26 +71,35 @@ export class DeletionRunner {
     for (;;) {
       const batch = await deletions.claim(100, now(), this.deps.leaseMs ?? 60_000);
       if (batch.length === 0) return done;
-      for (const record of batch) {
-        try {
-          await this.carryOut(record);
+      try {
+        for (const record of batch) await this.removeRows(record);
+        // Every node forgets the rows before their files go.
+        if ((this.deps.fileGraceMs ?? 0) > 0) await new Promise((resolve) => setTimeout(resolve, this.deps.fileGraceMs));
+        for (const record of batch) {
+          await this.removeFile(record);
           done++;
-        } catch (error) {
-          logger.error('deletion failed; it stays recorded and is tried again', { url: record.url, path: record.path, error });
-          return done;
         }
+      } catch (error) {
+        logger.error('deletion failed; it stays recorded and is tried again', { error });
+        return done;
       }
     }
   }
 
-  private async carryOut(record: DeletionRow): Promise<void> {
-    const { covers, tasks, coversDir, deletions, logger } = this.deps;
+  /** Step 1: the rows (for an entry), each write published to every node. */
+  private async removeRows(record: DeletionRow): Promise<void> {
+    const { covers, tasks } = this.deps;
     crashPoint('deletion:claimed');
     if (record.kind === 'entry') {
       await covers.removeIfPath(record.url, record.path);
       await tasks.remove(record.url);
     }
     crashPoint('deletion:rows-removed');
+  }
+
+  /** Steps 2 and 3: the file unless a row points at it again, then the record. */
+  private async removeFile(record: DeletionRow): Promise<void> {
+    const { covers, coversDir, deletions, logger } = this.deps;
     if (!(await covers.pathInUse(record.path))) await removeCoverFile(coversDir, record.path);
     crashPoint('deletion:file-removed');
     await deletions.remove(record.id);

@@ -19,7 +19,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
-import { mkdir, open, readdir, readlink, realpath, rename, rm } from 'node:fs/promises';
+import { lstat, mkdir, open, readdir, readlink, realpath, rename, rm } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 
@@ -125,8 +125,12 @@ export async function writeCoverFile(coversDir: string, relPath: string, data: B
   }
 }
 
-/** Removes temp leftovers of an earlier run. Returns how many were removed. */
-export async function sweepTemp(coversDir: string): Promise<number> {
+/**
+ * Removes temp leftovers of an earlier run, or only those older than
+ * `olderThanMs` (a covers folder other nodes write into too: their temp files
+ * in progress are not leftovers). Returns how many were removed.
+ */
+export async function sweepTemp(coversDir: string, olderThanMs = 0, now = Date.now()): Promise<number> {
   const tempDir = path.join(coversDir, TEMP_DIR);
   let names: string[];
   try {
@@ -134,8 +138,19 @@ export async function sweepTemp(coversDir: string): Promise<number> {
   } catch {
     return 0;
   }
-  await Promise.all(names.map((name) => rm(path.join(tempDir, name), { force: true, recursive: true })));
-  return names.length;
+  let removed = 0;
+  await Promise.all(
+    names.map(async (name) => {
+      const file = path.join(tempDir, name);
+      if (olderThanMs > 0) {
+        const info = await lstat(file).catch(() => undefined);
+        if (info === undefined || now - info.mtimeMs < olderThanMs) return;
+      }
+      await rm(file, { force: true, recursive: true });
+      removed++;
+    }),
+  );
+  return removed;
 }
 
 /** Removes a cover file; a missing file is not an error. */

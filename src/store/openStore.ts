@@ -69,7 +69,10 @@ export async function openStore(options: StoreOptions): Promise<OpenStore> {
     };
     await dialect.listen({
       heard: (message) => emitHeard(store, covers, message),
-      lost: () => covers.suspendMemory(),
+      lost: () => {
+        covers.suspendMemory();
+        events.emit('lost');
+      },
       resync: () => {
         covers.resumeMemory();
         events.emit('resync');

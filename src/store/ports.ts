@@ -56,6 +56,8 @@ export interface StoreEventMap {
   task: [TaskChange];
   cover: [CoverChange];
   gate: [GateChange];
+  /** Other nodes' changes can no longer be heard (the listener's connection dropped); `resync` follows when they can. */
+  lost: [];
   /**
    * Notifications from other nodes may have been missed (the listener was
    * disconnected, or a change was too large to publish): whatever is awaited
@@ -113,6 +115,8 @@ export interface TaskLedger {
   /** Deletes the URL's task row (after any change still pending for it). */
   remove(url: string): Promise<void>;
   get(url: string): Promise<TaskRow | null>;
+  /** The rows of these URLs (those that have one). */
+  getMany(urls: readonly string[]): Promise<TaskRow[]>;
   /** Tasks that failed (error or tle) and finished after `since`. */
   failedSince(since: number): Promise<TaskRow[]>;
   /** Tasks, newest change first, optionally of one status. */

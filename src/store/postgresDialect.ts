@@ -330,7 +330,7 @@ export class PostgresDialect implements Dialect {
   }
 
   private async connectListener(): Promise<void> {
-    const client = new pg.Client({ connectionString: this.url });
+    const client = new pg.Client({ connectionString: this.url, application_name: `coverhelper-listen:${this.node}`.slice(0, 63) });
     let gone = false;
     const lose = () => {
       if (gone) return;

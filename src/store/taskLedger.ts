@@ -91,6 +91,11 @@ export class SqlTaskLedger implements TaskLedger {
     return this.repo.findOneBy({ url });
   }
 
+  async getMany(urls: readonly string[]): Promise<TaskRow[]> {
+    await this.flush();
+    return urls.length === 0 ? [] : this.repo.findBy({ url: In([...urls]) });
+  }
+
   async failedSince(since: number): Promise<TaskRow[]> {
     await this.flush();
     return this.repo.find({ where: { status: In(['error', 'tle']), finishedAt: MoreThan(since) } });

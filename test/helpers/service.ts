@@ -128,7 +128,7 @@ export async function startService(args: string[], env: NodeJS.ProcessEnv = {}):
     });
   };
 
-  const listening = await waitForLog((line) => /listening on http:\/\//.test(line.message));
+  const listening = await waitForLog((line) => /listening on http:\/\//.test(line.message), 60_000);
   const url = /listening on (http:\/\/\S+)/.exec(listening.message)![1]!;
   return {
     url,
