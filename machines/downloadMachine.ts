@@ -16,6 +16,9 @@
  *   failed      Final. Output `{ status: 'error', error }` with the last error.
  *   timedOut    Final. Output `{ status: 'error', error: { code: 'tle' } }`.
  *   cancelled   Final. Output `{ status: 'error', error: { code: 'shutting_down' } }`.
+ *               The task keeps its last status: the next start resumes it.
+ *   aborted     Final (ABORT, the administrator). Output `{ status: 'error',
+ *               error: { code: 'cancelled' } }`; the task ends as `error`.
  *
  * Side effects are named actions and guards whose real versions come from src/
  * through `.provide()`: `reportStatus` (persist and publish the task status),
@@ -35,7 +38,8 @@ export interface DownloadContext extends DownloadInput {
   output: DownloadOutput | undefined;
 }
 
-export type DownloadEvent = { type: 'START' } | { type: 'CANCEL' };
+/** START (a worker slot is free), CANCEL (shutdown: resumed at the next start), ABORT (the administrator: the task ends). */
+export type DownloadEvent = { type: 'START' } | { type: 'CANCEL' } | { type: 'ABORT' };
 
 /** Normalizes whatever `fetchCover` rejected with into `{ code, message }`. */
 export function toFailure(error: unknown): FailureInfo {
@@ -55,7 +59,7 @@ export function backoffDelay(attempt: number, random: number, baseMs = 500): num
   return Math.round(ceiling / 2 + (ceiling / 2) * random);
 }
 
-type FinalStatus = 'ok' | 'error' | 'tle' | 'cancelled';
+type FinalStatus = 'ok' | 'error' | 'tle' | 'cancelled' | 'aborted';
 
 function failureOutput(url: string, error: FailureInfo): DownloadOutput {
   return { url, status: 'error', error };
@@ -71,6 +75,8 @@ function outputFor(context: DownloadContext, status: FinalStatus): DownloadOutpu
       return failureOutput(context.url, { code: 'tle', message: `download took longer than ${context.timeLimitMs / 1000} s` });
     case 'cancelled':
       return failureOutput(context.url, { code: 'shutting_down', message: 'the service is shutting down' });
+    case 'aborted':
+      return failureOutput(context.url, { code: 'cancelled', message: 'the administrator cancelled this download' });
     case 'error':
       return failureOutput(context.url, context.error ?? { code: 'network', message: 'download failed' });
   }
@@ -117,6 +123,7 @@ export const downloadMachine = setup({
       on: {
         START: 'active',
         CANCEL: 'cancelled',
+        ABORT: 'aborted',
       },
     },
     active: {
@@ -124,7 +131,7 @@ export const downloadMachine = setup({
       initial: 'running',
       entry: [{ type: 'reportStatus', params: { status: 'downloading' } }],
       after: { timeLimit: '#download.timedOut' },
-      on: { CANCEL: '#download.cancelled' },
+      on: { CANCEL: '#download.cancelled', ABORT: '#download.aborted' },
       states: {
         running: {
           description: 'One try of fetchCover; its AbortSignal fires when this state is left.',
@@ -182,6 +189,15 @@ export const downloadMachine = setup({
       entry: [
         { type: 'setOutput', params: { status: 'tle' } },
         { type: 'reportStatus', params: { status: 'tle' } },
+        { type: 'reportFinished', params: ({ context }) => ({ output: context.output! }) },
+      ],
+    },
+    aborted: {
+      type: 'final',
+      description: 'Cancelled by the administrator; leaving `active` aborted the fetch. The task ends as error `cancelled`.',
+      entry: [
+        { type: 'setOutput', params: { status: 'aborted' } },
+        { type: 'reportStatus', params: { status: 'error' } },
         { type: 'reportFinished', params: ({ context }) => ({ output: context.output! }) },
       ],
     },

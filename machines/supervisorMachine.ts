@@ -63,6 +63,12 @@
  *   SETTLE {url, output}        an outcome heard from another node, for a flight not running here
  *   TAKEOVER {urls}             claim these again (register them if nobody here asked)
  *
+ *   ABORT {url}     the administrator cancels the URL's download here: a running
+ *                   actor gets ABORT (its task ends as error `cancelled`); a URL
+ *                   waiting for a slot leaves the queue with the same answer
+ *                   (`reportAborted` records it). A URL held by another node is
+ *                   that node's to cancel.
+ *
  * Failure memory: a download that ends in error or tle is remembered in
  * `context.failures` if the input's `isRemembered` says its code is about the URL
  * (not a local storage fault, not a shutdown); REQUESTs for it are answered
@@ -137,6 +143,7 @@ export type SupervisorEvent =
   | { type: 'CLAIM_FAILED'; urls: readonly string[]; error: FailureInfo }
   | { type: 'SETTLE'; url: string; output: DownloadOutput }
   | { type: 'TAKEOVER'; urls: readonly string[] }
+  | { type: 'ABORT'; url: string }
   | { type: 'REMEMBER'; url: string; output: DownloadOutput; ttlMs: number }
   | { type: 'FORGET'; url: string }
   | { type: 'PAUSE' }
@@ -167,6 +174,10 @@ function newFlight(url: string): Flight {
   let settle!: (output: DownloadOutput) => void;
   const done = new Promise<DownloadOutput>((resolve) => (settle = resolve));
   return { url, ref: undefined, owner: undefined, done, settle };
+}
+
+function abortedOutput(url: string): DownloadOutput {
+  return { url, status: 'error', error: { code: 'cancelled', message: 'the administrator cancelled this download' } };
 }
 
 /** Drops a flight that is not running here and hands `output` to its askers. */
@@ -242,6 +253,16 @@ export const supervisorMachine = setup({
       const flight = context.registry.get(event.url);
       if (flight !== undefined && flight.ref === undefined) settleWaiting(context, flight, event.output);
     },
+    /** ABORT: stops the URL's download here and answers its askers `cancelled`. */
+    abort: ({ context, event }) => {
+      if (event.type !== 'ABORT') return;
+      const flight = context.registry.get(event.url);
+      if (flight === undefined || flight.owner !== undefined) return;
+      if (flight.ref !== undefined) flight.ref.send({ type: 'ABORT' });
+      else settleWaiting(context, flight, abortedOutput(event.url));
+    },
+    /** Provided from src/: records downloads cancelled before they started. */
+    reportAborted: (_args, _params: { outputs: DownloadOutput[] }) => {},
     /** Provided from src/: claims these URLs' task rows, then sends CLAIMED (or CLAIM_FAILED). */
     claimUrls: (_args, _params: { urls: string[]; status: 'queued' | 'waiting' }) => {},
     /** During shutdown: joins a running download, or answers `shutting_down` without one. */
@@ -362,6 +383,19 @@ export const supervisorMachine = setup({
       { actions: ['acceptClaims', { type: 'reportWaiting', params: ({ context, event }) => ({ urls: urlsIn(context.waiting, event), status: 'waiting' as const }) }] },
     ],
     CLAIM_FAILED: { actions: 'failClaims' },
+    ABORT: {
+      actions: [
+        // Reported before `abort` drops the flight: a URL here that is not running.
+        {
+          type: 'reportAborted',
+          params: ({ context, event }) => {
+            const flight = event.type === 'ABORT' ? context.registry.get(event.url) : undefined;
+            return { outputs: flight !== undefined && flight.ref === undefined && flight.owner === undefined ? [abortedOutput(flight.url)] : [] };
+          },
+        },
+        'abort',
+      ],
+    },
     SETTLE: { actions: 'settleHeard' },
     FINISHED: [
       { guard: 'isOpen', actions: ['release', 'rememberFailure', 'startWaiting'] },

@@ -14,7 +14,7 @@ import type { Downloads } from './downloads/index.js';
 import { createHttpClient } from './fetch/index.js';
 import type { Logger } from './logger.js';
 import { CacheLimits, DeletionRunner, ResourceGuard } from './maintenance/index.js';
-import { createAdminFeed, resolveAdminToken } from './admin/index.js';
+import { createAdminFeed, resolveAdminToken, TaskHistory } from './admin/index.js';
 import { createHttpServer, renderMetrics } from './servers/index.js';
 import { Stats } from './stats.js';
 import { openStore, sweepTemp, TEMP_DIR } from './store/index.js';
@@ -146,6 +146,7 @@ async function startOnPort(config: Config, logger: Logger, bound: Server, opened
   const sweeper = store.claims.shared ? setInterval(() => void sweep().catch(() => undefined), TEMP_SWEEP_INTERVAL_MS).unref() : undefined;
 
   let publicUrl = config.publicUrl ?? '';
+  const history = new TaskHistory(store);
   const checks = new CoverChecks({ config, covers, downloads, stats, publicUrl: () => publicUrl });
   const http = createHttpServer(
     {
@@ -156,7 +157,7 @@ async function startOnPort(config: Config, logger: Logger, bound: Server, opened
       admin: {
         token: adminToken,
         feed: createAdminFeed({ store, downloads, stats }),
-        api: { config, covers, tasks, deletions, cluster: store.cluster, deletionRunner, downloads, logger, publicUrl: () => publicUrl },
+        api: { config, covers, tasks, deletions, cluster: store.cluster, history, deletionRunner, downloads, logger, publicUrl: () => publicUrl },
       },
       checks,
       maxBatch: config.maxBatch,
@@ -211,6 +212,7 @@ async function startOnPort(config: Config, logger: Logger, bound: Server, opened
         await downloads.shutdown(graceMs);
         await http.close();
         await client.close();
+        history.close();
         await store.close();
       })();
       return stopping;

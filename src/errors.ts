@@ -19,6 +19,7 @@ export const errorCodes = [
   'resolve_failed',
   'disk_full',
   'shutting_down',
+  'cancelled',
 ] as const;
 
 export type ErrorCode = (typeof errorCodes)[number];
@@ -60,6 +61,7 @@ const retryableByCode: Record<ErrorCode, boolean> = {
   resolve_failed: false, // refined by bilibili's code below
   disk_full: false, // the resource guard holds downloads while the disk is full
   shutting_down: false,
+  cancelled: false,
 };
 
 /**
@@ -78,6 +80,7 @@ const rememberedByCode: Record<ErrorCode, boolean> = {
   resolve_failed: true,
   disk_full: false,
   shutting_down: false,
+  cancelled: false,
 };
 
 /** Whether a failure with this code is remembered as the URL's answer for `--fail-ttl`. */

@@ -18,8 +18,14 @@ export class Stats {
   downloadsTle = 0;
   /** Bytes of cover files written by downloads. */
   bytes = 0;
-  /** Open client and admin sockets. */
-  connections = 0;
+  /** Open connections by kind: blog WebSockets (`client`), admin streams, 2019-protocol TCP sockets (`legacy`). */
+  readonly connections = { client: 0, admin: 0, legacy: 0 };
+
+  /** Counts a connection of `kind` open until `closed` fires. */
+  connected(kind: keyof Stats['connections'], closed: (listener: () => void) => void): void {
+    this.connections[kind]++;
+    closed(() => this.connections[kind]--);
+  }
   /** Upper bounds (seconds) of the download-duration histogram's buckets. */
   readonly durationBuckets = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60] as const;
   /** Downloads per bucket (not cumulative); the last slot is +Inf. */
@@ -45,7 +51,8 @@ export class Stats {
       coalesced: this.coalesced,
       downloads: { ok: this.downloadsOk, error: this.downloadsError, tle: this.downloadsTle },
       bytes: this.bytes,
-      connections: this.connections,
+      connections: this.connections.client + this.connections.admin + this.connections.legacy,
+      connectionsByKind: { ...this.connections },
     };
   }
 }

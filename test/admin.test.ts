@@ -166,6 +166,7 @@ describe('admin stream', () => {
     assert.deepEqual(stats.downloads, { ok: 1, error: 1, tle: 1 });
     assert.equal(stats.status, 'ready');
     assert.equal(stats.connections, 2, 'one client socket and one admin socket');
+    assert.deepEqual(stats.connectionsByKind, { client: 1, admin: 1, legacy: 0 }, 'the page itself counts as an admin stream, apart from clients');
   });
 
   it('gives a reader that stopped reading the latest state, not a backlog, and never slows downloads', async (t) => {
@@ -206,6 +207,61 @@ describe('admin stream', () => {
     assert.ok(maxPending <= 500, `at most one pending change per URL (saw ${maxPending})`);
     assert.ok(maxBuffered < 256 * 1024 + 64 * 1024, `the server's buffer stays bounded (max ${maxBuffered} bytes)`);
     assert.ok(withStalled < alone * 2 + 1000, `500 downloads took ${withStalled.toFixed(0)} ms with a stalled admin, ${alone.toFixed(0)} ms without`);
+  });
+});
+
+describe('admin HTTP API: what the dashboard asks', () => {
+  it('searches task URLs literally, shows one task with its cover and timeline, and sums tasks by status', async (t) => {
+    const { origin, service, ws } = await setup(t, ['--admin-token', TOKEN, '--retries', '0']);
+    const plain = `${origin.url}/img/search-me.jpg`;
+    const wild = `${origin.url}/img/100%25_off.jpg`;
+    await ws.check('s', [plain, wild, `${origin.url}/status/404`]);
+    const found = await api(service, 'GET', `/admin/api/tasks?q=${encodeURIComponent('search-me')}`);
+    assert.deepEqual((found.json!.tasks as Frame[]).map((task) => task.url), [plain]);
+    const literal = await api(service, 'GET', `/admin/api/tasks?q=${encodeURIComponent('%25_')}`);
+    assert.deepEqual((literal.json!.tasks as Frame[]).map((task) => task.url), [wild], '% and _ are not wildcards');
+    assert.equal((await api(service, 'GET', `/admin/api/tasks?q=${encodeURIComponent('_')}`)).json!.total, 1);
+
+    const detail = await api(service, 'GET', `/admin/api/task?url=${encodeURIComponent(plain)}`);
+    assert.equal(detail.status, 200);
+    const body = detail.json as { task: Frame; cover: Frame; timeline: Frame[] };
+    assert.equal(body.task.status, 'ok');
+    assert.equal(body.task.attempts, 1);
+    assert.equal(body.cover.source, 'download');
+    assert.match(body.cover.coverUrl as string, /^http:\/\/127\.0\.0\.1:\d+\/covers\//);
+    assert.deepEqual(body.timeline.map((event) => event.status), ['queued', 'downloading', 'ok']);
+    assert.equal((await api(service, 'GET', `/admin/api/task?url=${encodeURIComponent(`${origin.url}/never`)}`)).status, 404);
+
+    const summary = await api(service, 'GET', '/admin/api/summary');
+    assert.deepEqual(summary.json!.tasks, { waiting: 0, queued: 0, downloading: 0, ok: 2, error: 1, tle: 0 });
+    assert.equal((summary.json!.covers as Frame).count, 2);
+  });
+
+  it('retries every failed task at once', async (t) => {
+    const { origin, service, ws } = await setup(t, ['--admin-token', TOKEN, '--retries', '0', '--fail-ttl', '300']);
+    const urls = [`${origin.url}/flaky/all-1.jpg?fails=1`, `${origin.url}/flaky/all-2.jpg?fails=1`];
+    assert.equal((await ws.check('f', urls)).done.failed, 2);
+    assert.equal((await ws.check('f2', urls)).done.failed, 2, 'remembered');
+    const retried = await api(service, 'POST', '/admin/api/retry-failed');
+    assert.deepEqual([retried.status, retried.json], [202, { retried: 2 }]);
+    await waitUntil(async () => (await ws.check(`f3-${Date.now()}`, urls)).done.ok === 2, 'both downloaded again');
+  });
+
+  it('cancels a running and a queued download: their askers and tasks get cancelled, and the next ask downloads again', async (t) => {
+    const { origin, service, ws } = await setup(t, ['--admin-token', TOKEN, '--workers', '1', '--fail-ttl', '300']);
+    const running = `${origin.url}/half/cancel-running.jpg`;
+    const queued = `${origin.url}/img/cancel-queued.jpg`;
+    const asked = ws.check('c', [running, queued], 30_000);
+    await waitUntil(async () => ((await api(service, 'GET', '/admin/api/tasks?status=downloading')).json!.total as number) === 1, 'one running, one queued');
+    assert.equal((await api(service, 'POST', `/admin/api/cancel?url=${encodeURIComponent(queued)}`)).status, 202);
+    assert.equal((await api(service, 'POST', `/admin/api/cancel?url=${encodeURIComponent(running)}`)).status, 202);
+    const { done } = await asked;
+    assert.deepEqual((done.results as Frame[]).map((r) => (r.error as { code: string }).code), ['cancelled', 'cancelled']);
+    const tasks = (await api(service, 'GET', '/admin/api/tasks?status=error')).json!.tasks as Frame[];
+    assert.deepEqual(tasks.map((task) => (task.error as { code: string }).code).sort(), ['cancelled', 'cancelled']);
+    assert.equal((await api(service, 'POST', `/admin/api/cancel?url=${encodeURIComponent(queued)}`)).status, 404, 'nothing left to cancel');
+    origin.release();
+    assert.equal((await ws.check('again', [running, queued])).done.ok, 2, 'not remembered: downloaded when asked again');
   });
 });
 
@@ -257,10 +313,10 @@ describe('admin HTTP API', () => {
       assert.deepEqual(temp, [], 'no temp file left');
     };
     const notImage = await api(service, 'PUT', route, { body: Buffer.from('not an image, only words') });
-    assert.deepEqual([notImage.status, (notImage.json!.error as Frame).code], [422, 'not_image']);
+    assert.deepEqual([notImage.status, notImage.json!.code], [422, 'not_image']);
     await unchanged();
     const tooBig = await api(service, 'PUT', route, { body: Buffer.alloc(200_001, 7) });
-    assert.deepEqual([tooBig.status, (tooBig.json!.error as Frame).code], [413, 'too_large']);
+    assert.deepEqual([tooBig.status, tooBig.json!.code], [413, 'too_large']);
     await unchanged();
     // Announce 100,000 bytes, send 10,000 of a real image, then hang up.
     const { hostname, port } = new URL(service.url);
@@ -330,7 +386,8 @@ describe('metrics', () => {
     assert.equal(value('coverhelper_download_duration_seconds_bucket{le="+Inf"}'), 2);
     assert.ok(value('coverhelper_downloaded_bytes_total') > 0);
     assert.equal(value('coverhelper_status{status="ready"}'), 1);
-    assert.equal(value('coverhelper_connections'), 1);
+    assert.equal(value('coverhelper_connections{kind="client"}'), 1);
+    assert.equal(value('coverhelper_connections{kind="admin"}'), 0);
     for (const name of ['coverhelper_queued', 'coverhelper_downloading', 'coverhelper_coalesced_askers_total', 'coverhelper_load5']) assert.ok(!Number.isNaN(value(name)), name);
     assert.equal(value('coverhelper_download_actors'), 0, 'finished actors are gone');
     assert.ok(value('process_resident_memory_bytes') > 0 && value('nodejs_heap_used_bytes') > 0);

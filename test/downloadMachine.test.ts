@@ -46,6 +46,24 @@ describe('downloadMachine', () => {
     assert.equal(fetch.started.length, 1);
   });
 
+  it('on ABORT stops the running fetch and ends as error cancelled; CANCEL (shutdown) ends without a final status', async () => {
+    const aborted = setupDownload();
+    aborted.actor.send({ type: 'START' });
+    const signal = aborted.fetch.pending[0]!.signal;
+    aborted.actor.send({ type: 'ABORT' });
+    const output = await toPromise(aborted.actor);
+    assert.equal(signal.aborted, true, 'the fetch is aborted');
+    assert.deepEqual(output.status === 'error' && output.error.code, 'cancelled');
+    assert.deepEqual(aborted.statuses, ['downloading', 'error'], 'the task ends');
+
+    const shutdown = setupDownload();
+    shutdown.actor.send({ type: 'START' });
+    shutdown.actor.send({ type: 'CANCEL' });
+    const cancelled = await toPromise(shutdown.actor);
+    assert.deepEqual(cancelled.status === 'error' && cancelled.error.code, 'shutting_down');
+    assert.deepEqual(shutdown.statuses, ['downloading'], 'the task stays resumable');
+  });
+
   it('gives up at once on a permanent failure and keeps its code', async () => {
     const { actor, fetch, statuses } = setupDownload();
     actor.send({ type: 'START' });

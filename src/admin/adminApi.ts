@@ -2,10 +2,14 @@
  * The admin HTTP API (SPEC §7), under `/admin/api/`. Every call needs the admin
  * token as `Authorization: Bearer …`; without it: 401 and nothing else.
  *
- *   GET    /admin/api/tasks?status=&limit=&offset=   tasks, newest first
+ *   GET    /admin/api/tasks?status=&q=&limit=&offset=  tasks, newest first (q: URL contains)
+ *   GET    /admin/api/task?url=                      one task: its row, its cover, its recent changes
+ *   GET    /admin/api/summary                        tasks by status, covers stored
  *   PUT    /admin/api/covers?url=                    body = image bytes → custom cover
  *   DELETE /admin/api/covers?url=                    202; the deletion runner removes it
  *   POST   /admin/api/retry?url=                     forget a failure, download now
+ *   POST   /admin/api/retry-failed                   the same for every failed task
+ *   POST   /admin/api/cancel?url=                    cancel a queued or running download here
  *   POST   /admin/api/pause | /admin/api/resume      hold or release new downloads (every node)
  *   GET    /admin/api/nodes                          the nodes using the database
  */
@@ -17,6 +21,7 @@ import type { Downloads } from '../downloads/index.js';
 import type { Logger } from '../logger.js';
 import type { ClusterState, CoverIndex, DeletionQueue, NodeRow, TaskLedger, TaskRow } from '../store/index.js';
 import type { DeletionRunner } from '../maintenance/index.js';
+import type { TaskHistory } from './taskHistory.js';
 import { storeCustomCover } from './customCovers.js';
 import type { CustomCoverDeps } from './customCovers.js';
 import type { TaskStatus } from '../../machines/types.js';
@@ -28,6 +33,7 @@ export interface AdminApiDeps extends Omit<CustomCoverDeps, 'onReplaced' | 'conf
   tasks: TaskLedger;
   deletions: DeletionQueue;
   cluster: ClusterState;
+  history: TaskHistory;
   deletionRunner: DeletionRunner;
   logger: Logger;
   publicUrl: () => string;
@@ -39,9 +45,13 @@ function send(res: ServerResponse, status: number, body: unknown): void {
   res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store' }).end(JSON.stringify(body));
 }
 
+/** Every error body is `{"code","message"}`. */
 function fail(res: ServerResponse, status: number, code: string, message: string): void {
-  send(res, status, { error: { code, message } });
+  send(res, status, { code, message });
 }
+
+/** Most failed tasks one retry-failed call starts again. */
+const RETRY_ALL_LIMIT = 10_000;
 
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 
@@ -112,8 +122,46 @@ export async function handleAdminApi(req: IncomingMessage, res: ServerResponse, 
       const offset = intParam(query, 'offset', 0, 0, Number.MAX_SAFE_INTEGER);
       if (limit === undefined) return fail(res, 400, 'bad_request', 'limit must be a whole number from 1 to 1000');
       if (offset === undefined) return fail(res, 400, 'bad_request', 'offset must be a whole number, 0 or more');
-      const { tasks, total } = await deps.tasks.list({ status: status as TaskStatus | undefined, limit, offset });
+      const search = query.get('q') || undefined;
+      if (search !== undefined && search.length > 2048) return fail(res, 400, 'bad_request', 'q is at most 2048 characters');
+      const { tasks, total } = await deps.tasks.list({ status: status as TaskStatus | undefined, search, limit, offset });
       return send(res, 200, { tasks: tasks.map(taskJson), total, limit, offset });
+    }
+    case 'GET /admin/api/task': {
+      const target = query.get('url');
+      if (!target) return fail(res, 400, 'bad_request', 'needs ?url=');
+      const [row, cover] = await Promise.all([deps.tasks.get(target), deps.covers.find(target)]);
+      const timeline = deps.history.timeline(target);
+      if (!row && !cover && timeline.length === 0) return fail(res, 404, 'not_found', 'no task or cover for this URL');
+      return send(res, 200, {
+        task: row ? taskJson(row) : null,
+        cover: cover ? { ...cover, coverUrl: coverUrl(deps.publicUrl(), cover.path), createdAt: iso(cover.createdAt), lastAskedAt: iso(cover.lastAskedAt) } : null,
+        timeline,
+      });
+    }
+    case 'GET /admin/api/summary': {
+      const [tasks, covers, bytes] = await Promise.all([deps.tasks.countByStatus(), deps.covers.count(), deps.covers.downloadedBytes()]);
+      return send(res, 200, { tasks, covers: { count: covers, downloadedBytes: bytes } });
+    }
+    case 'POST /admin/api/retry-failed': {
+      const urls: string[] = [];
+      for (const status of ['error', 'tle'] as const) {
+        const { tasks } = await deps.tasks.list({ status, limit: RETRY_ALL_LIMIT - urls.length, offset: 0 });
+        urls.push(...tasks.map((task) => task.url));
+        if (urls.length >= RETRY_ALL_LIMIT) break;
+      }
+      deps.downloads.retry(urls);
+      deps.logger.info('failed downloads retried by the administrator', { count: urls.length });
+      return send(res, 202, { retried: urls.length });
+    }
+    case 'POST /admin/api/cancel': {
+      const target = targetUrl(query);
+      if (target === undefined) return fail(res, 400, 'bad_request', 'needs ?url= with an http(s) URL');
+      const outcome = deps.downloads.cancel(target);
+      if ('none' in outcome) return fail(res, 404, 'not_found', 'this URL is not being downloaded');
+      if ('elsewhere' in outcome) return fail(res, 409, 'elsewhere', `node ${outcome.elsewhere} is downloading this URL; cancel it there`);
+      deps.logger.info('download cancelled by the administrator', { url: target });
+      return send(res, 202, { url: target, status: 'cancelled' });
     }
     case 'PUT /admin/api/covers': {
       const target = targetUrl(query);
@@ -151,8 +199,8 @@ export async function handleAdminApi(req: IncomingMessage, res: ServerResponse, 
     case 'POST /admin/api/retry': {
       const target = targetUrl(query);
       if (target === undefined) return fail(res, 400, 'bad_request', 'needs ?url= with an http(s) URL');
-      deps.downloads.forget(target);
-      deps.downloads.start(target);
+      deps.downloads.retry([target]);
+      deps.logger.info('download retried by the administrator', { url: target });
       return send(res, 202, { url: target, status: 'queued' });
     }
     case 'POST /admin/api/pause':

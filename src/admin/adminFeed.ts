@@ -22,7 +22,7 @@ function snapshotTasks(open: TaskRow[]) {
     const row = open[i]!;
     bytes += row.url.length;
     if (bytes > SNAPSHOT_URL_BYTES) break;
-    const { attempts: _a, createdAt: _c, updatedAt, startedAt: _s, finishedAt: _f, ...task } = taskJson(row);
+    const { createdAt: _c, updatedAt, finishedAt: _f, ...task } = taskJson(row);
     picked.push({ ...task, at: updatedAt });
   }
   return picked.reverse();

@@ -5,3 +5,4 @@ export { createAdminFeed } from './adminFeed.js';
 export { serveAdminSocket, taskEvent } from './adminSocket.js';
 export type { AdminFeed, AdminSocketOptions, TaskEvent } from './adminSocket.js';
 export { storeCustomCover } from './customCovers.js';
+export { TaskHistory } from './taskHistory.js';

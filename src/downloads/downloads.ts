@@ -72,8 +72,14 @@ export interface Downloads {
   restore(unfinished: readonly TaskRow[], failures: readonly TaskRow[], now?: number): number;
   /** Forgets a remembered failure, so the next ask downloads again. */
   forget(url: string): void;
-  /** Starts a download with nobody waiting on it (the admin's retry). */
-  start(url: string): void;
+  /** Forgets these URLs' failures and downloads them again now, nobody waiting on them (the admin's retry), in one event. */
+  retry(urls: readonly string[]): void;
+  /**
+   * Cancels the URL's download on this node (running or queued): its askers and
+   * its task get error `cancelled`. Says what it found: cancelled here, held by
+   * another node (which must cancel it), or not in flight.
+   */
+  cancel(url: string): { cancelled: true } | { elsewhere: string } | { none: true };
   /** The resource guard's verdict: tardy for these reasons, or ready when none. */
   setTardy(reasons: string[]): void;
   /** Holds new downloads, on every node of a shared database (the switch is stored). */
@@ -202,6 +208,11 @@ export function createDownloads(deps: DownloadsDeps): Downloads {
       reportWaiting: (_, { urls, status }) => {
         for (const url of urls) report(url, status, FRESH);
       },
+      reportAborted: (_, { outputs }) => {
+        for (const output of outputs) {
+          if (output.status === 'error') report(output.url, 'error', { finishedAt: Date.now(), errorCode: output.error.code, errorMessage: output.error.message });
+        }
+      },
       claimUrls: (_, { urls, status }) => {
         if (urls.length === 0) return;
         store.claims.claim(urls, status).then(
@@ -307,7 +318,17 @@ export function createDownloads(deps: DownloadsDeps): Downloads {
       return unfinished.length;
     },
     forget: (url) => supervisor.send({ type: 'FORGET', url }),
-    start: (url) => supervisor.send({ type: 'REQUEST', urls: [url] }),
+    retry(urls) {
+      for (const url of urls) supervisor.send({ type: 'FORGET', url });
+      if (urls.length > 0) supervisor.send({ type: 'REQUEST', urls });
+    },
+    cancel(url) {
+      const flight = supervisor.getSnapshot().context.registry.get(url);
+      if (flight === undefined) return { none: true };
+      if (flight.owner !== undefined) return { elsewhere: flight.owner };
+      supervisor.send({ type: 'ABORT', url });
+      return { cancelled: true };
+    },
     setTardy: (reasons) => supervisor.send(reasons.length > 0 ? { type: 'TARDY', reasons } : { type: 'READY' }),
     async pause() {
       await store.cluster.setPaused(true);

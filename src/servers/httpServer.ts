@@ -122,7 +122,7 @@ export function createHttpServer(deps: HttpServerDeps, bound?: http.Server) {
         .end(dashboardPage());
       return;
     }
-    json(res, 404, { error: 'not_found', message: `no route for ${req.method ?? 'GET'} ${url.pathname}` });
+    json(res, 404, { code: 'not_found', message: `no route for ${req.method ?? 'GET'} ${url.pathname}` });
   };
 
   const server = bound ?? http.createServer();
@@ -130,7 +130,7 @@ export function createHttpServer(deps: HttpServerDeps, bound?: http.Server) {
   server.on('request', (req: IncomingMessage, res: ServerResponse) => {
     handle(req, res).catch((error: unknown) => {
       deps.logger.error('request failed', { url: req.url, error });
-      if (!res.headersSent) json(res, 500, { error: 'internal_error', message: 'see the service log' });
+      if (!res.headersSent) json(res, 500, { code: 'internal_error', message: 'see the service log' });
       else res.destroy();
     });
   });
@@ -140,8 +140,7 @@ export function createHttpServer(deps: HttpServerDeps, bound?: http.Server) {
     if (url.pathname === '/admin/ws') {
       if (!tokenMatches(requestToken(req, url), deps.admin.token)) return refuseUpgrade(socket, 401, 'Unauthorized');
       wss.handleUpgrade(req, socket, head, (ws) => {
-        deps.stats.connections++;
-        ws.once('close', () => deps.stats.connections--);
+        deps.stats.connected('admin', (closed) => ws.once('close', closed));
         adminSockets.set(ws, serveAdminSocket(ws, deps.admin.feed));
         ws.once('close', () => adminSockets.delete(ws));
       });
@@ -152,8 +151,7 @@ export function createHttpServer(deps: HttpServerDeps, bound?: http.Server) {
       return refuseUpgrade(socket, 401, 'Unauthorized', { code: 'unauthorized', message: 'this service needs the client token (Authorization: Bearer … or ?token=)' });
     }
     wss.handleUpgrade(req, socket, head, (ws) => {
-      deps.stats.connections++;
-      ws.once('close', () => deps.stats.connections--);
+      deps.stats.connected('client', (closed) => ws.once('close', closed));
       clientSockets.set(ws, serveClientSocket(ws, deps, resultRounds));
       ws.once('close', () => clientSockets.delete(ws));
     });

@@ -44,7 +44,12 @@ export function renderMetrics({ stats, status, queued, downloading, actors, reso
   metric('coverhelper_queued', 'gauge', 'Downloads waiting for a worker.', [['', queued]]);
   metric('coverhelper_downloading', 'gauge', 'Downloads running.', [['', downloading]]);
   metric('coverhelper_download_actors', 'gauge', 'Download actors alive: one per running download.', [['', actors]]);
-  metric('coverhelper_connections', 'gauge', 'Open client and admin WebSockets.', [['', stats.connections]]);
+  metric(
+    'coverhelper_connections',
+    'gauge',
+    'Open connections by kind: client WebSockets, admin streams, 2019-protocol sockets.',
+    Object.entries(stats.connections).map(([kind, n]) => [`{kind="${kind}"}`, n]),
+  );
   const memory = process.memoryUsage();
   metric('process_resident_memory_bytes', 'gauge', 'Resident set size.', [['', memory.rss]]);
   metric('nodejs_heap_used_bytes', 'gauge', 'V8 heap in use.', [['', memory.heapUsed]]);

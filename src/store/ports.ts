@@ -119,8 +119,10 @@ export interface TaskLedger {
   getMany(urls: readonly string[]): Promise<TaskRow[]>;
   /** Tasks that failed (error or tle) and finished after `since`. */
   failedSince(since: number): Promise<TaskRow[]>;
-  /** Tasks, newest change first, optionally of one status. */
-  list(options: { status?: TaskStatus | undefined; limit: number; offset: number }): Promise<{ tasks: TaskRow[]; total: number }>;
+  /** Tasks, newest change first, optionally of one status and with URLs containing `search`. */
+  list(options: { status?: TaskStatus | undefined; search?: string | undefined; limit: number; offset: number }): Promise<{ tasks: TaskRow[]; total: number }>;
+  /** How many tasks have each status. */
+  countByStatus(): Promise<Record<TaskStatus, number>>;
   /** Unfinished tasks (waiting, queued, downloading), oldest first; on a shared database only those no other live node holds. */
   unfinished(): Promise<TaskRow[]>;
 }

@@ -11,7 +11,7 @@
  * transaction). A change is built only when someone can hear it.
  */
 import type { EventEmitter } from 'node:events';
-import { In, IsNull, LessThan, MoreThan } from 'typeorm';
+import { In, IsNull, LessThan, MoreThan, Raw } from 'typeorm';
 import type { FindOptionsWhere, Repository } from 'typeorm';
 import type { TaskStatus } from '../../machines/types.js';
 import type { Dialect, Published, TaskWrite } from './dialect.js';
@@ -101,11 +101,25 @@ export class SqlTaskLedger implements TaskLedger {
     return this.repo.find({ where: { status: In(['error', 'tle']), finishedAt: MoreThan(since) } });
   }
 
-  async list(options: { status?: TaskStatus | undefined; limit: number; offset: number }): Promise<{ tasks: TaskRow[]; total: number }> {
+  async list(options: { status?: TaskStatus | undefined; search?: string | undefined; limit: number; offset: number }): Promise<{ tasks: TaskRow[]; total: number }> {
     await this.flush();
-    const where = options.status ? { status: options.status } : {};
+    const where: FindOptionsWhere<TaskRow> = {};
+    if (options.status) where.status = options.status;
+    if (options.search) {
+      // A substring, taken literally: LIKE's own wildcards are escaped.
+      const pattern = `%${options.search.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+      where.url = Raw((column) => `${column} LIKE :pattern ESCAPE '\\'`, { pattern });
+    }
     const [tasks, total] = await this.repo.findAndCount({ where, order: { updatedAt: 'DESC', url: 'ASC' }, take: options.limit, skip: options.offset });
     return { tasks, total };
+  }
+
+  async countByStatus(): Promise<Record<TaskStatus, number>> {
+    await this.flush();
+    const counts: Record<TaskStatus, number> = { waiting: 0, queued: 0, downloading: 0, ok: 0, error: 0, tle: 0 };
+    const rows = await this.repo.createQueryBuilder('task').select('task.status', 'status').addSelect('COUNT(*)', 'n').groupBy('task.status').getRawMany<{ status: TaskStatus; n: string | number }>();
+    for (const row of rows) if (row.status in counts) counts[row.status] = Number(row.n);
+    return counts;
   }
 
   async unfinished(): Promise<TaskRow[]> {
