@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import sharp from 'sharp';
 import { CoverError } from '../src/errors.js';
 import { processImage } from '../src/images/index.js';
-import { readImageHeader } from '../src/images/processImage.js';
+import { readImageHeader } from '../src/images/index.js';
 import { makeImage } from './helpers/origin.js';
 
 describe('processImage', () => {

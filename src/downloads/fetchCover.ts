@@ -75,7 +75,7 @@ async function fetchAndStore(
     signal,
     ...(onProgress ? { onProgress } : {}),
   });
-  const image = await processImage(body, deps.config.resize);
+  const image = await processImage(body, deps.config.resize, signal);
   signal.throwIfAborted();
 
   const row = await writeCover(url, image, { coversDir: deps.config.coversDir, source: 'download', now: (deps.now ?? Date.now)(), signal });
