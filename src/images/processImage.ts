@@ -12,8 +12,8 @@
  * - an image over `MAX_IMAGE_PIXELS` is refused from its header, before any
  *   decode, as `too_large`;
  * - every decode first takes its width × height from one budget shared by all
- *   downloads and uploads (`decodeBudget`, twice the limit), so however many
- *   workers run, at most that many pixels are being decoded at once;
+ *   downloads and uploads (`decodeBudget`, as large as the limit), so however
+ *   many workers run, at most that many pixels are being decoded at once;
  * - libvips' operation cache is off: every body is a new buffer, so it never
  *   hits, and what it keeps holds decoders' memory after they finish.
  */
@@ -56,13 +56,18 @@ const keepFormat = new Set(['jpeg', 'png', 'webp', 'avif']);
 export const MAX_IMAGE_PIXELS = 25_000_000;
 
 /**
- * Pixels being decoded at once, across every worker: two images at the limit,
- * or any number of ordinary covers (a 1920×1080 one takes 2 MP of it).
+ * Pixels being decoded at once, across every worker: one image at the limit,
+ * or a dozen ordinary covers (a 1920×1080 one takes 2 MP of it). Decoding
+ * costs up to ~10 bytes a pixel (measured at 25 MP: a 16-bit interlaced PNG
+ * 10, a 4:4:4 progressive JPEG 6, a GIF 5.6, a lossless WebP 4), so this holds
+ * what decodes at once to about 250 MB whatever the images; twice the limit
+ * would allow 500.
  */
-export const decodeBudget = new PixelBudget(2 * MAX_IMAGE_PIXELS);
+export const decodeBudget = new PixelBudget(MAX_IMAGE_PIXELS);
 
-// Measured (docs/BENCHMARKS.md, Memory): with the cache on, RSS stayed ~340 MB
-// higher after a burst of large images than with it off; no body is ever decoded twice.
+// No body is ever decoded twice, so libvips' operation cache never hits; what
+// it keeps holds decoders' memory after they finish (measured in the image-bomb
+// benchmark: peak RSS 763 MB with it, 397 MB without).
 sharp.cache(false);
 
 /**
@@ -115,7 +120,8 @@ function notImage(error: unknown): CoverError {
 
 async function readMetadata(body: Buffer): Promise<Header> {
   try {
-    const meta = await input(body).metadata();
+    // The header alone: no pixel limit here, so that the size can be refused by name below.
+    const meta = await sharp(body, { limitInputPixels: false, animated: false }).metadata();
     return { format: meta.format ?? '', width: meta.width ?? 0, height: meta.height ?? 0 };
   } catch (error) {
     throw notImage(error);
