@@ -251,7 +251,7 @@ if (parts.some((part) => part !== 'small' && part !== 'bombs')) {
   process.exit(2);
 }
 
-runScenario('memory', 20 * 60_000, async () => {
+runScenario('memory', 25 * 60_000, async () => {
   const report = new Report('memory', `Memory: ${[wanted('small') ? '100,000 distinct small images' : '', wanted('bombs') ? '40 image bombs' : ''].filter(Boolean).join('; ')}`, 'npm run bench:memory');
   if (wanted('small')) await smallImages(report);
   if (wanted('bombs')) {

@@ -50,8 +50,9 @@ const keepFormat = new Set(['jpeg', 'png', 'webp', 'avif']);
  * hundred pixels wide; bilibili's covers are a few megapixels at most (commonly
  * 1920×1080 or smaller), a 4K frame is 8.3 MP and a 24 MP camera photo
  * (6000×4000) an administrator might upload still fits. Above it an image is a
- * decompression bomb for all a cover needs: decoding 25 MP can take 75–200 MB
- * (a progressive JPEG's coefficients, an interlaced PNG), 100 MP four times that.
+ * decompression bomb for all a cover needs: decoding 25 MP takes 40–250 MB
+ * by format (a progressive JPEG's coefficients, an interlaced PNG's rows), and
+ * 100 MP four times that.
  */
 export const MAX_IMAGE_PIXELS = 25_000_000;
 
@@ -67,7 +68,7 @@ export const decodeBudget = new PixelBudget(MAX_IMAGE_PIXELS);
 
 // No body is ever decoded twice, so libvips' operation cache never hits; what
 // it keeps holds decoders' memory after they finish (measured in the image-bomb
-// benchmark: peak RSS 763 MB with it, 397 MB without).
+// benchmark: peak RSS 767 MB with it, 323 MB without).
 sharp.cache(false);
 
 /**
