@@ -1,10 +1,17 @@
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import path from 'node:path';
 import { describe, it } from 'node:test';
 import sharp from 'sharp';
+import { createDataSource } from '../ormconfig.js';
+import { fetchCover } from '../src/downloads/fetchCover.js';
 import { CoverError } from '../src/errors.js';
-import { processImage } from '../src/images/index.js';
-import { readImageHeader } from '../src/images/processImage.js';
-import { makeImage } from './helpers/origin.js';
+import { createHttpClient } from '../src/fetch/index.js';
+import { decodeBudget, MAX_IMAGE_PIXELS, PixelBudget, processImage, readImageHeader } from '../src/images/index.js';
+import { CoverStore, SerialWriter } from '../src/store/index.js';
+import { waitUntil } from './helpers/db.js';
+import { makeImage, startOrigin } from './helpers/origin.js';
+import { tempDir } from './helpers/tempDir.js';
 
 describe('processImage', () => {
   it('crops to fill the resize box, keeping the aspect and the format', async () => {
@@ -151,5 +158,179 @@ describe('processImage with the header reader', () => {
     const notImage = (error: unknown) => error instanceof CoverError && error.code === 'not_image';
     const svg = Buffer.from('<?xml version="1.0"?>\n<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"/>');
     await assert.rejects(processImage(svg, { width: 10, height: 10 }), notImage);
+  });
+});
+
+/** A uniform greyscale PNG: tiny as a body, `width`×`height` pixels once decoded. */
+function greyPng(width: number, height: number): Promise<Buffer> {
+  return sharp({ create: { width, height, channels: 3, background: '#808080' } }).toColourspace('b-w').png().toBuffer();
+}
+
+/**
+ * Watches sharp's own task counters (libvips pipelines queued for or running on
+ * a libuv thread) at every change, independently of the budget's bookkeeping.
+ */
+function watchSharp(): { changes: number; mostTasks: number; mostPixels: number; mostWaiting: number; stop(): void } {
+  const seen = { changes: 0, mostTasks: 0, mostPixels: 0, mostWaiting: 0, stop: () => sharp.queue.off('change', listener) };
+  const listener = () => {
+    const { queue, process } = sharp.counters();
+    seen.changes++;
+    seen.mostTasks = Math.max(seen.mostTasks, queue + process);
+    seen.mostPixels = Math.max(seen.mostPixels, decodeBudget.inUse);
+    seen.mostWaiting = Math.max(seen.mostWaiting, decodeBudget.waiting);
+  };
+  sharp.queue.on('change', listener);
+  return seen;
+}
+
+describe('image size limit and decode budget', () => {
+  // Two of these fill the budget exactly.
+  const half = () => greyPng(5000, 2500);
+
+  it('refuses an image over 25 megapixels from its header, as too_large, without decoding it', async () => {
+    assert.equal(MAX_IMAGE_PIXELS, 25_000_000);
+    const bomb = await greyPng(10_000, 10_000);
+    assert.ok(bomb.length < 200_000, `a ${bomb.length}-byte body`);
+    const watch = watchSharp();
+    try {
+      for (const resize of [null, { width: 320, height: 200 }]) {
+        await assert.rejects(processImage(bomb, resize), (error: unknown) => {
+          assert.ok(error instanceof CoverError);
+          assert.equal(error.code, 'too_large');
+          assert.equal(error.message, 'the image is 10000×10000 (100 megapixels), over the limit of 25 megapixels');
+          return true;
+        });
+      }
+      assert.equal(watch.changes, 0, 'no libvips pipeline was started');
+    } finally {
+      watch.stop();
+    }
+    assert.equal(decodeBudget.inUse, 0);
+    // A format the header reader does not know is sized by sharp's metadata (its header), then refused.
+    const tiff = await sharp({ create: { width: 5001, height: 5000, channels: 3, background: '#000' } }).toColourspace('b-w').tiff({ compression: 'deflate' }).toBuffer();
+    await assert.rejects(processImage(tiff, null), (error: unknown) => error instanceof CoverError && error.code === 'too_large' && error.message.includes('5001×5000 (25 megapixels)'));
+    // At the limit exactly is accepted.
+    const out = await processImage(await greyPng(5000, 5000), null);
+    assert.deepEqual([out.width, out.height], [5000, 5000]);
+  });
+
+  it('never decodes more pixels at once than the budget, however many calls run', async () => {
+    assert.equal(decodeBudget.capacity, MAX_IMAGE_PIXELS, 'one image at the limit');
+    assert.equal(2 * 5000 * 2500, decodeBudget.capacity);
+    const image = await half();
+    const watch = watchSharp();
+    try {
+      // Six at once, more than libuv's four threads: without the budget four would decode together.
+      const outs = await Promise.all(Array.from({ length: 6 }, (_, i) => processImage(Buffer.from(image), i % 2 ? null : { width: 32, height: 20 })));
+      assert.equal(outs.length, 6);
+    } finally {
+      watch.stop();
+    }
+    assert.equal(watch.mostPixels, decodeBudget.capacity, 'the budget was full');
+    assert.ok(watch.mostWaiting >= 1, 'calls waited for it');
+    assert.equal(watch.mostTasks, 2, 'two libvips pipelines at most, and two at once');
+    assert.deepEqual([decodeBudget.inUse, decodeBudget.waiting], [0, 0]);
+  });
+
+  it('rejects at once on an abort while waiting for the budget, taking nothing', async () => {
+    const image = await half();
+    const first = processImage(Buffer.from(image), null);
+    const second = processImage(Buffer.from(image), null);
+    let settled = 0;
+    void Promise.allSettled([first, second]).then(() => settled++);
+    const controller = new AbortController();
+    const third = processImage(Buffer.from(image), null, controller.signal);
+    assert.deepEqual([decodeBudget.inUse, decodeBudget.waiting], [decodeBudget.capacity, 1], 'two decode, the third waits');
+    const reason = new Error('time limit');
+    controller.abort(reason);
+    await assert.rejects(third, (error: unknown) => error === reason);
+    assert.equal(settled, 0, 'the two decodes are still running');
+    assert.deepEqual([decodeBudget.inUse, decodeBudget.waiting], [decodeBudget.capacity, 0], 'the waiter left and freed nothing');
+    await Promise.all([first, second]);
+    assert.deepEqual([decodeBudget.inUse, decodeBudget.waiting], [0, 0]);
+  });
+
+  it('rejects an already aborted call without decoding, and keeps the pixels of a running decode until it ends', async () => {
+    const image = await half();
+    const reason = new Error('shutting down');
+    const watch = watchSharp();
+    try {
+      await assert.rejects(processImage(image, null, AbortSignal.abort(reason)), (error: unknown) => error === reason);
+      assert.equal(watch.changes, 0, 'no libvips pipeline was started');
+    } finally {
+      watch.stop();
+    }
+    assert.equal(decodeBudget.inUse, 0);
+
+    // Aborted while decoding: the call rejects at once; the decode cannot be
+    // stopped, so its pixels stay taken until it ends, then they are freed.
+    const controller = new AbortController();
+    const started = once(sharp.queue, 'change');
+    const running = processImage(Buffer.from(image), { width: 32, height: 20 }, controller.signal);
+    assert.equal(decodeBudget.inUse, 5000 * 2500);
+    await started; // the pipeline is queued for a libuv thread: it will run to its end
+    controller.abort(reason);
+    await assert.rejects(running, (error: unknown) => error === reason);
+    assert.equal(decodeBudget.inUse, 5000 * 2500, 'held by the decode still running');
+    await waitUntil(() => decodeBudget.inUse === 0, 'the decode ended and released its pixels');
+  });
+});
+
+describe('a download waiting for the decode budget', () => {
+  it('ends at once when its signal aborts (time limit, shutdown), leaving the budget as it was', async (t) => {
+    const dir = await tempDir(t);
+    const dataSource = createDataSource({ db: path.join(dir, 'test.sqlite') });
+    await dataSource.initialize();
+    await dataSource.runMigrations();
+    t.after(() => dataSource.destroy());
+    const origin = await startOrigin();
+    t.after(() => origin.close());
+    const client = createHttpClient({ allowPrivateNetwork: true, userAgent: 'coverhelper-test/0.0.0' });
+    t.after(() => client.close());
+    const covers = new CoverStore(dataSource, new SerialWriter());
+    const deps = { config: { allowHosts: ['127.0.0.1'], bilibiliApi: origin.url, maxBytes: 10_000_000, resize: null, coversDir: path.join(dir, 'covers') }, covers, client };
+
+    // Other decodes hold the whole budget.
+    const release = await decodeBudget.acquire(decodeBudget.capacity);
+    try {
+      const controller = new AbortController();
+      let outcome: unknown;
+      void fetchCover(`${origin.url}/img/waits.png`, deps, controller.signal).then(
+        () => (outcome = 'stored'),
+        (error: unknown) => (outcome = error),
+      );
+      await waitUntil(() => decodeBudget.waiting === 1, 'the download waits for the budget');
+      const reason = new Error('time limit');
+      controller.abort(reason);
+      await waitUntil(() => outcome !== undefined, 'the download ended', 5000);
+      assert.equal(outcome, reason);
+      assert.deepEqual([decodeBudget.inUse, decodeBudget.waiting], [decodeBudget.capacity, 0]);
+      assert.equal(await covers.find(`${origin.url}/img/waits.png`), null, 'nothing stored');
+    } finally {
+      release();
+    }
+    assert.equal(decodeBudget.inUse, 0);
+  });
+});
+
+describe('PixelBudget', () => {
+  it('serves waiters in order, clamps a request to the whole budget, and releases once', async () => {
+    const budget = new PixelBudget(10);
+    const releaseA = await budget.acquire(6);
+    const order: string[] = [];
+    const b = budget.acquire(6).then((release) => (order.push('b'), release));
+    const c = budget.acquire(1).then((release) => (order.push('c'), release));
+    await Promise.resolve();
+    assert.deepEqual([budget.inUse, budget.waiting, order], [6, 2, []], 'c fits but waits behind b');
+    releaseA();
+    releaseA();
+    const [releaseB, releaseC] = await Promise.all([b, c]);
+    assert.deepEqual([budget.inUse, order], [7, ['b', 'c']], 'a second release gave nothing back twice');
+    releaseB();
+    releaseC();
+    const releaseAll = await budget.acquire(1_000);
+    assert.equal(budget.inUse, 10, 'more than the budget takes all of it');
+    releaseAll();
+    assert.equal(budget.inUse, 0);
   });
 });

@@ -75,7 +75,7 @@ async function fetchAndStore(
     signal,
     ...(onProgress ? { onProgress } : {}),
   });
-  const image = await processImage(body, deps.config.resize);
+  const image = await processImage(body, deps.config.resize, signal);
   signal.throwIfAborted();
 
   // A failure from here on is this machine's (disk, folder, database), not the origin's.

@@ -1,2 +1,5 @@
-export { processImage } from './processImage.js';
+export { decodeBudget, MAX_IMAGE_PIXELS, processImage } from './processImage.js';
 export type { ProcessedImage } from './processImage.js';
+export { readImageHeader } from './imageHeader.js';
+export type { ImageHeader } from './imageHeader.js';
+export { PixelBudget } from './pixelBudget.js';

@@ -5,10 +5,23 @@
  * centre crop) and re-encoded in its own format (JPEG, PNG, WebP, AVIF; anything
  * else becomes JPEG). Without one the original bytes are kept, but the image is
  * still fully decoded first, so a body that merely claims to be an image is refused.
+ *
+ * Memory, which decoding spends far more of than the body's size suggests (a
+ * 100 KB PNG can hold 10000×10000 pixels; a progressive JPEG is held whole,
+ * as coefficients, while it decodes):
+ * - an image over `MAX_IMAGE_PIXELS` is refused from its header, before any
+ *   decode, as `too_large`;
+ * - every decode first takes its width × height from one budget shared by all
+ *   downloads and uploads (`decodeBudget`, as large as the limit), so however
+ *   many workers run, at most that many pixels are being decoded at once;
+ * - libvips' operation cache is off: every body is a new buffer, so it never
+ *   hits, and what it keeps holds decoders' memory after they finish.
  */
 import sharp from 'sharp';
 import { CoverError } from '../errors.js';
 import type { ResizeSpec } from '../config.js';
+import { readImageHeader } from './imageHeader.js';
+import { PixelBudget } from './pixelBudget.js';
 
 export interface ProcessedImage {
   data: Buffer;
@@ -32,129 +45,102 @@ const formats: Record<string, { contentType: string; ext: string }> = {
 /** Formats re-encoded as themselves when resizing; the rest become JPEG. */
 const keepFormat = new Set(['jpeg', 'png', 'webp', 'avif']);
 
-/** Largest decoded image, in pixels: guards against decompression bombs. */
-const LIMIT_INPUT_PIXELS = 100_000_000;
+/**
+ * Largest image accepted, in pixels: 25 megapixels. A cover is shown a few
+ * hundred pixels wide; bilibili's covers are a few megapixels at most (commonly
+ * 1920×1080 or smaller), a 4K frame is 8.3 MP and a 24 MP camera photo
+ * (6000×4000) an administrator might upload still fits. Above it an image is a
+ * decompression bomb for all a cover needs: decoding 25 MP takes 40–250 MB
+ * by format (a progressive JPEG's coefficients, an interlaced PNG's rows), and
+ * 100 MP four times that.
+ */
+export const MAX_IMAGE_PIXELS = 25_000_000;
 
-export interface ImageHeader {
-  format: 'jpeg' | 'png' | 'gif' | 'webp';
+/**
+ * Pixels being decoded at once, across every worker: one image at the limit,
+ * or a dozen ordinary covers (a 1920×1080 one takes 2 MP of it). Decoding
+ * costs up to ~10 bytes a pixel (measured at 25 MP: a 16-bit interlaced PNG
+ * 10, a 4:4:4 progressive JPEG 6, a GIF 5.6, a lossless WebP 4), so this holds
+ * what decodes at once to about 250 MB whatever the images; twice the limit
+ * would allow 500.
+ */
+export const decodeBudget = new PixelBudget(MAX_IMAGE_PIXELS);
+
+// No body is ever decoded twice, so libvips' operation cache never hits; what
+// it keeps holds decoders' memory after they finish (measured in the image-bomb
+// benchmark: peak RSS 767 MB with it, 323 MB without).
+sharp.cache(false);
+
+/**
+ * One native pipeline per image: the format and size come from
+ * `readImageHeader`; only an image it does not know takes a `metadata()` call
+ * first (which reads the header alone, and is also where SVG is recognised and
+ * refused). Then the size is checked against the limit and taken from the
+ * decode budget (waiting if need be) before the decode starts.
+ *
+ * `signal` (the download's: its time limit, shutdown) is honoured before the
+ * decode, while waiting for the budget, and after. A decode already running
+ * cannot be stopped (sharp has no way to cancel libvips' work): on abort the
+ * call rejects at once with the signal's reason, and the decode finishes on its
+ * own thread, keeping its pixels of the budget until it ends.
+ */
+export async function processImage(body: Buffer, resize: ResizeSpec | null, signal?: AbortSignal): Promise<ProcessedImage> {
+  signal?.throwIfAborted();
+  const header = readImageHeader(body) ?? (await readMetadata(body));
+  if (header.format === 'svg') throw new CoverError('not_image', 'SVG covers are not accepted');
+  const pixels = header.width * header.height;
+  if (pixels > MAX_IMAGE_PIXELS) {
+    throw new CoverError(
+      'too_large',
+      `the image is ${header.width}×${header.height} (${megapixels(pixels)} megapixels), over the limit of ${megapixels(MAX_IMAGE_PIXELS)} megapixels`,
+    );
+  }
+  const release = await decodeBudget.acquire(pixels, signal);
+  const decoding = decode(body, header, resize).finally(release);
+  const image = signal ? await untilAborted(decoding, signal) : await decoding;
+  signal?.throwIfAborted();
+  return image;
+}
+
+interface Header {
+  format: string;
   width: number;
   height: number;
 }
 
-/**
- * Format and size read from the first bytes of a JPEG, PNG, GIF or WebP, the
- * same values sharp's `metadata()` reports (with `animated: false`), without a
- * native call. Null for any other format, or a header that is cut off or odd:
- * then ask sharp. Says nothing about the rest of the body: only a decode does.
- */
-export function readImageHeader(body: Buffer): ImageHeader | null {
-  if (body.length >= 4 && body[0] === 0xff && body[1] === 0xd8) return jpegHeader(body);
-  if (body.length >= 24 && body.readUInt32BE(0) === 0x89504e47 && body.readUInt32BE(4) === 0x0d0a1a0a) {
-    // Signature, then the IHDR chunk: length, type, width, height.
-    if (body.toString('latin1', 12, 16) !== 'IHDR') return null;
-    return sized('png', body.readUInt32BE(16), body.readUInt32BE(20));
-  }
-  if (body.length >= 13 && (body.toString('latin1', 0, 6) === 'GIF87a' || body.toString('latin1', 0, 6) === 'GIF89a')) return gifHeader(body);
-  if (body.length >= 30 && body.toString('latin1', 0, 4) === 'RIFF' && body.toString('latin1', 8, 12) === 'WEBP') return webpHeader(body);
-  return null;
+const megapixels = (pixels: number) => (pixels / 1e6).toLocaleString('en-US', { maximumFractionDigits: 1 });
+
+function input(body: Buffer) {
+  // limitInputPixels is the second guard, for a body whose header undersold it.
+  return sharp(body, { failOn: 'error', limitInputPixels: MAX_IMAGE_PIXELS, animated: false });
 }
 
-function sized(format: ImageHeader['format'], width: number, height: number): ImageHeader | null {
-  return width > 0 && height > 0 ? { format, width, height } : null;
+function notImage(error: unknown): CoverError {
+  return new CoverError('not_image', `the body is not a decodable image: ${(error as Error).message}`, { cause: error });
 }
 
-/** The first frame header (SOFn) before the scan, walking the segments. */
-function jpegHeader(body: Buffer): ImageHeader | null {
-  let i = 2;
-  while (i + 4 <= body.length) {
-    if (body[i] !== 0xff) return null;
-    let marker = body[i + 1]!;
-    while (marker === 0xff && i + 2 < body.length) marker = body[++i + 1]!; // fill bytes
-    i += 2;
-    if (marker === 0xd8 || marker === 0x01 || (marker >= 0xd0 && marker <= 0xd7)) continue; // no length
-    if (marker === 0xd9 || marker === 0xda || i + 2 > body.length) return null; // end, or the scan, before a frame header
-    const length = body.readUInt16BE(i);
-    if (length < 2) return null;
-    // SOF0–SOF15 but DHT (C4), JPG (C8) and DAC (CC): length, precision, height, width.
-    if (marker >= 0xc0 && marker <= 0xcf && marker !== 0xc4 && marker !== 0xc8 && marker !== 0xcc) {
-      if (length < 7 || i + 7 > body.length) return null;
-      return sized('jpeg', body.readUInt16BE(i + 5), body.readUInt16BE(i + 3));
-    }
-    i += length;
-  }
-  return null;
-}
-
-/**
- * The logical screen, as libvips' GIF loader (libnsgif) sizes it: a screen of a
- * common monitor size, 0 or over 2048 counts as 1×1, and the first frame may
- * grow it; so the first image descriptor is read too.
- */
-function gifHeader(body: Buffer): ImageHeader | null {
-  let width = body.readUInt16LE(6);
-  let height = body.readUInt16LE(8);
-  const monitor = ['640x480', '640x512', '800x600', '1024x768', '1280x1024', '1600x1200'];
-  if (width === 0 || height === 0 || width > 2048 || height > 2048 || monitor.includes(`${width}x${height}`)) width = height = 1;
-  const flags = body[10]!;
-  let i = 13 + (flags & 0x80 ? 3 << ((flags & 7) + 1) : 0); // after the global colour table
-  for (;;) {
-    if (i >= body.length) return null;
-    const block = body[i]!;
-    if (block === 0x2c) {
-      // Image descriptor: left, top, width, height.
-      if (i + 9 > body.length) return null;
-      width = Math.max(width, body.readUInt16LE(i + 1) + body.readUInt16LE(i + 5));
-      height = Math.max(height, body.readUInt16LE(i + 3) + body.readUInt16LE(i + 7));
-      return sized('gif', width, height);
-    }
-    if (block !== 0x21) return null; // an extension is all that may come before the first image
-    i += 2; // introducer and label, then data sub-blocks up to an empty one
-    while (i < body.length && body[i] !== 0) i += body[i]! + 1;
-    i++;
-  }
-}
-
-/** The canvas of an extended WebP, or the frame size of a simple lossy or lossless one. */
-function webpHeader(body: Buffer): ImageHeader | null {
-  const chunk = body.toString('latin1', 12, 16);
-  if (chunk === 'VP8X') return sized('webp', body.readUIntLE(24, 3) + 1, body.readUIntLE(27, 3) + 1);
-  if (chunk === 'VP8L') {
-    if (body[20] !== 0x2f) return null;
-    const bits = body.readUInt32LE(21);
-    return sized('webp', (bits & 0x3fff) + 1, ((bits >>> 14) & 0x3fff) + 1);
-  }
-  if (chunk === 'VP8 ') {
-    // Frame tag (3 bytes), start code 9d 01 2a, then 14-bit width and height.
-    if (body.length < 30 || body[23] !== 0x9d || body[24] !== 0x01 || body[25] !== 0x2a) return null;
-    return sized('webp', body.readUInt16LE(26) & 0x3fff, body.readUInt16LE(28) & 0x3fff);
-  }
-  return null;
-}
-
-/**
- * One native pipeline per image: the format (and, with resize off, the size)
- * comes from `readImageHeader`; only an image it does not know takes a
- * `metadata()` call first (which is also where SVG is recognised and refused).
- */
-export async function processImage(body: Buffer, resize: ResizeSpec | null): Promise<ProcessedImage> {
-  const input = () => sharp(body, { failOn: 'error', limitInputPixels: LIMIT_INPUT_PIXELS, animated: false });
+async function readMetadata(body: Buffer): Promise<Header> {
   try {
-    let header: { format: string; width: number; height: number } | null = readImageHeader(body);
-    if (!header) {
-      const meta = await input().metadata();
-      header = { format: meta.format ?? '', width: meta.width ?? 0, height: meta.height ?? 0 };
-    }
-    const format = header.format;
-    if (format === 'svg') throw new CoverError('not_image', 'SVG covers are not accepted');
+    // The header alone: no pixel limit here, so that the size can be refused by name below.
+    const meta = await sharp(body, { limitInputPixels: false, animated: false }).metadata();
+    return { format: meta.format ?? '', width: meta.width ?? 0, height: meta.height ?? 0 };
+  } catch (error) {
+    throw notImage(error);
+  }
+}
+
+async function decode(body: Buffer, header: Header, resize: ResizeSpec | null): Promise<ProcessedImage> {
+  const format = header.format;
+  try {
     if (resize === null) {
       // Decode the whole body: a truncated or corrupt one fails here. Decoding to a
       // thumbnail reads every byte too, but lets JPEG shrink on load (a quarter cheaper).
-      await input().resize(16, 16, { fit: 'inside' }).raw().toBuffer();
+      await input(body).resize(16, 16, { fit: 'inside' }).raw().toBuffer();
       const known = formats[format] ?? { contentType: 'application/octet-stream', ext: 'bin' };
       return { data: body, contentType: known.contentType, ext: known.ext, width: header.width, height: header.height };
     }
     const target = keepFormat.has(format) ? format : 'jpeg';
-    const pipeline = input().rotate().resize(resize.width, resize.height, { fit: 'cover', position: 'centre' });
+    const pipeline = input(body).rotate().resize(resize.width, resize.height, { fit: 'cover', position: 'centre' });
     const encoded =
       target === 'png'
         ? pipeline.png()
@@ -167,7 +153,15 @@ export async function processImage(body: Buffer, resize: ResizeSpec | null): Pro
     const known = formats[target]!;
     return { data, contentType: known.contentType, ext: known.ext, width: info.width, height: info.height };
   } catch (error) {
-    if (error instanceof CoverError) throw error;
-    throw new CoverError('not_image', `the body is not a decodable image: ${(error as Error).message}`, { cause: error });
+    throw notImage(error);
   }
+}
+
+/** `work`, or the signal's reason as soon as it aborts (`work` goes on, unobserved). */
+function untilAborted<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const onAbort = () => reject(signal.reason as Error);
+    signal.addEventListener('abort', onAbort, { once: true });
+    work.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
 }
