@@ -3,14 +3,13 @@ import { once } from 'node:events';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import sharp from 'sharp';
-import { createDataSource } from '../ormconfig.js';
 import { fetchCover } from '../src/downloads/fetchCover.js';
 import { CoverError } from '../src/errors.js';
 import { createHttpClient } from '../src/fetch/index.js';
 import { decodeBudget, MAX_IMAGE_PIXELS, PixelBudget, processImage, readImageHeader } from '../src/images/index.js';
-import { CoverStore, SerialWriter } from '../src/store/index.js';
 import { waitUntil } from './helpers/db.js';
 import { makeImage, startOrigin } from './helpers/origin.js';
+import { openTestStore } from './helpers/stores.js';
 import { tempDir } from './helpers/tempDir.js';
 
 describe('processImage', () => {
@@ -279,15 +278,12 @@ describe('image size limit and decode budget', () => {
 describe('a download waiting for the decode budget', () => {
   it('ends at once when its signal aborts (time limit, shutdown), leaving the budget as it was', async (t) => {
     const dir = await tempDir(t);
-    const dataSource = createDataSource({ db: path.join(dir, 'test.sqlite') });
-    await dataSource.initialize();
-    await dataSource.runMigrations();
-    t.after(() => dataSource.destroy());
+    const { store } = await openTestStore(t, 'sqlite');
     const origin = await startOrigin();
     t.after(() => origin.close());
     const client = createHttpClient({ allowPrivateNetwork: true, userAgent: 'coverhelper-test/0.0.0' });
     t.after(() => client.close());
-    const covers = new CoverStore(dataSource, new SerialWriter());
+    const covers = store.covers;
     const deps = { config: { allowHosts: ['127.0.0.1'], bilibiliApi: origin.url, maxBytes: 10_000_000, resize: null, coversDir: path.join(dir, 'covers') }, covers, client };
 
     // Other decodes hold the whole budget.
