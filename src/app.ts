@@ -160,6 +160,7 @@ async function startOnPort(config: Config, logger: Logger, bound: Server, opened
         api: { config, covers, tasks, deletions, cluster: store.cluster, history, deletionRunner, downloads, logger, publicUrl: () => publicUrl },
       },
       checks,
+      version,
       maxBatch: config.maxBatch,
       logger,
       coversDir: config.coversDir,

@@ -23,7 +23,7 @@ describe('flow control on a client socket', () => {
         }),
     };
     const server = new WebSocketServer({ host: '127.0.0.1', port: 0 });
-    server.on('connection', (socket) => serveClientSocket(socket, { checks, maxBatch: 100, logger: quiet, maxUrlsInProgress: 10 }, new ResultRounds()));
+    server.on('connection', (socket) => serveClientSocket(socket, { checks, maxBatch: 100, logger: quiet, version: '0.0.0-test', maxUrlsInProgress: 10 }, new ResultRounds()));
     await new Promise((resolve) => server.once('listening', resolve));
     const sockets: WebSocket[] = [];
     t.after(async () => {

@@ -1,7 +1,25 @@
+/**
+ * The one protocol module (client/src/protocol.ts): the builders write exactly
+ * what `JSON.stringify` of the frame object writes, and the parsers turn
+ * untrusted frames into typed ones or refuse them.
+ */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { CheckResult } from '../src/checks/index.js';
-import { doneFrame, resultHead, resultJson, resultTail } from '../src/servers/index.js';
+import {
+  checkFrame,
+  doneFrame,
+  errorFrame,
+  helloFrame,
+  parseClientFrame,
+  parseServerFrame,
+  parseShortAnswer,
+  resultHead,
+  resultJson,
+  resultTail,
+  shortAnswer,
+  shortFrame,
+} from '../client/src/protocol.js';
+import type { CheckResult } from '../client/src/protocol.js';
 
 const ok: CheckResult = { url: 'https://i0.hdslb.com/bfs/a "quoted".jpg', status: 'ok', coverUrl: 'http://c/covers/a%20b.jpg', path: 'a b.jpg', source: 'cache' };
 const skipped: CheckResult = { url: 'https://example.com/\u2028page', status: 'skipped' };
@@ -41,5 +59,42 @@ describe('server frames built from cached answers', () => {
     answer.url = 'https://i0.hdslb.com/changed.jpg';
     assert.equal(resultJson(answer), first, 'the cached JSON is returned for the same object');
     assert.notEqual(resultJson({ ...answer }), first, 'a new answer object is serialized anew');
+  });
+});
+
+describe('the parsers of untrusted frames', () => {
+  it('reads what the builders write, both ways', () => {
+    assert.deepEqual(parseClientFrame(checkFrame('a', ['u1', 'u2']), 10), { ok: true, message: { type: 'check', id: 'a', urls: ['u1', 'u2'] } });
+    assert.deepEqual(parseClientFrame(shortFrame(['u1', 'u2']), 10), { ok: true, message: { type: 'short', urls: ['u1', 'u2'] } });
+    assert.deepEqual(parseServerFrame(helloFrame({ version: '1.2.3', maxBatch: 500, maxFrameBytes: 1024 })), { type: 'hello', version: '1.2.3', maxBatch: 500, maxFrameBytes: 1024 });
+    const done = parseServerFrame(doneFrame('d', [ok, skipped, failed]));
+    assert.deepEqual(done, { type: 'done', id: 'd', ok: 1, skipped: 1, failed: 1, results: [ok, skipped, failed] });
+    assert.deepEqual(parseServerFrame(Buffer.concat([resultHead(7), resultTail(failed)]).toString()), { type: 'result', id: 7, ...failed });
+    assert.deepEqual(parseServerFrame(errorFrame(null, 'bad_request', 'no')), { type: 'error', id: null, code: 'bad_request', message: 'no' });
+    assert.deepEqual(parseShortAnswer(shortAnswer([ok, skipped])), [ok.coverUrl, skipped.url]);
+  });
+
+  it('refuses what a server must never be trusted with', () => {
+    for (const text of [
+      'not json',
+      '[]',
+      '{"type":"hello","version":1,"maxBatch":10,"maxFrameBytes":1}',
+      '{"type":"done","id":"d","results":[{"url":"u","status":"ok"}]}',
+      '{"type":"done","id":"d","results":[{"url":"u","status":"weird"}]}',
+      '{"type":"result","id":{},"url":"u","status":"skipped"}',
+      '{"type":"error","id":"x","code":"made_up","message":"m"}',
+      '{"type":"unknown"}',
+    ]) {
+      assert.equal(parseServerFrame(text), undefined, text);
+    }
+    assert.equal(parseShortAnswer('NO a b'), undefined);
+  });
+
+  it('answers every kind of bad client frame with its code and keeps the id when it can', () => {
+    assert.deepEqual(parseClientFrame('{"type":"check","id":"x","urls":["a","b","c"]}', 2), { ok: false, id: 'x', code: 'too_many_urls', message: '3 URLs in one check; at most 2 (--max-batch)' });
+    assert.equal((parseClientFrame('{"type":"nope","id":"x"}', 2) as { id: unknown }).id, 'x');
+    assert.equal((parseClientFrame('C a  b', 2) as { code: string }).code, 'bad_request');
+    assert.equal((parseClientFrame('{"type":"check","id":"x","urls":[1]}', 2) as { message: string }).message, 'urls[0] is not a string');
+    assert.equal((parseClientFrame(`{"type":"check","id":"x","urls":["${'u'.repeat(8193)}"]}`, 2) as { code: string }).code, 'bad_request');
   });
 });

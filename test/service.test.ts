@@ -12,6 +12,7 @@ import type { Origin } from './helpers/origin.js';
 import { startService } from './helpers/service.js';
 import type { Service } from './helpers/service.js';
 import { tempDir } from './helpers/tempDir.js';
+import { version } from '../src/version.js';
 import { connect } from './helpers/wsClient.js';
 import type { Frame, TestClient } from './helpers/wsClient.js';
 
@@ -253,6 +254,14 @@ describe('the service, end to end', () => {
       const res = await rawGet(service.url, attempt);
       assert.equal(res.status, 404, attempt);
     }
+  });
+
+  it('greets every client socket with hello: its version and limits, before any other frame', async () => {
+    const client = await connect(service.wsUrl);
+    const hello = await client.hello;
+    assert.deepEqual(hello, { type: 'hello', version, maxBatch: 1000, maxFrameBytes: 1024 * 1024 });
+    assert.deepEqual(client.frames, [], 'nothing before it');
+    await client.close();
   });
 
   it('reports health with status and counts', async () => {

@@ -9,10 +9,12 @@
  * A client picks a reply with `/?r=<name>`; the bytes `idFrom…+idLength` of each
  * request (its id, at a fixed place) are copied to `idAt` of a copy of the reply,
  * so answers carry the request's id and the client's loop is the same as
- * against the service. Prints `listening PORT`; exits when stdin closes.
+ * against the service. Like the service it greets each socket with a `hello`
+ * frame. Prints `listening PORT`; exits when stdin closes.
  */
 import { readFileSync } from 'node:fs';
 import { WebSocketServer } from 'ws';
+import { helloFrame } from '../../client/src/protocol.js';
 
 interface Reply {
   reply: string;
@@ -36,6 +38,7 @@ wss.on('connection', (ws, req) => {
     ws.close(1008, `no reply named ${name}`);
     return;
   }
+  ws.send(helloFrame({ version: '0.0.0-bare', maxBatch: 1000, maxFrameBytes: 1024 * 1024 }));
   ws.on('message', (data: Buffer) => {
     const out = Buffer.allocUnsafe(r.bytes.length);
     r.bytes.copy(out);

@@ -11,23 +11,33 @@ import { spawn } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import WebSocket from 'ws';
+import * as protocol from '../../client/src/protocol.js';
 import { benchRoot } from './paths.js';
 import { track } from './service.js';
 
-export const CHECK_PREFIX = '{"type":"check","id":"';
-export const DONE_PREFIX = '{"type":"done","id":"';
+/** The bytes before a frame's id, as the protocol module writes check and done frames. */
+export const CHECK_PREFIX = protocol.checkFrame('@', []).split('@')[0]!;
+export const DONE_PREFIX = protocol.doneFrame('@', []).split('@')[0]!;
 export const ID_LENGTH = 9;
 
 export const idFor = (seq: number) => `h${String(seq).padStart(8, '0')}`;
 
+/** A check frame as bytes (the protocol module's). */
 export function checkFrame(id: string, urls: readonly string[]): Buffer {
-  return Buffer.from(`${CHECK_PREFIX}${id}","urls":${JSON.stringify(urls)}}`);
+  return Buffer.from(protocol.checkFrame(id, urls));
 }
 
+/**
+ * Opens a socket and waits for the server's `hello` (the service sends one on
+ * connect, and so does the bare baseline), so no timed loop sees it.
+ */
 export async function openSocket(url: string): Promise<WebSocket> {
   const ws = new WebSocket(url, { perMessageDeflate: false, maxPayload: 64 * 1024 * 1024 });
   await new Promise<void>((resolve, reject) => {
-    ws.once('open', () => resolve());
+    ws.once('message', (data: Buffer) => {
+      if (protocol.parseServerFrame(data.toString())?.type === 'hello') resolve();
+      else reject(new Error(`expected hello first, got ${data.toString().slice(0, 80)}`));
+    });
     ws.once('error', reject);
     ws.once('unexpected-response', (_req, res) => reject(new Error(`HTTP ${res.statusCode}`)));
   });

@@ -16,17 +16,9 @@ import type { Downloads } from '../downloads/index.js';
 import type { Stats } from '../stats.js';
 import type { CoverIndex, CoverRow } from '../store/index.js';
 import type { CoverSource, DownloadOutput, StoredCover } from '../../machines/types.js';
+import type { CheckResult, CheckStatus } from '../../client/src/protocol.js';
 
-export type CheckStatus = 'ok' | 'skipped' | 'error';
-
-export interface CheckResult {
-  url: string;
-  status: CheckStatus;
-  coverUrl?: string;
-  path?: string;
-  source?: CoverSource;
-  error?: { code: string; message: string };
-}
+export type { CheckResult, CheckStatus };
 
 export interface CheckDeps {
   config: Pick<Config, 'allowHosts'>;

@@ -1,13 +1,20 @@
 /**
- * One blog's WebSocket on `/ws`: parse each frame, ask the checks, write answers.
- * Many checks may be in flight on one connection. A bad frame is answered with
- * an error frame and the connection stays open; nothing here touches an actor.
+ * One blog's WebSocket on `/ws`: the WebSocket adapter of a `CheckSession`. It
+ * sends `hello` on connect, parses each frame with the protocol module, hands
+ * checks to the session and frames its answers. A bad frame is answered with an
+ * error frame and the connection stays open; flow control pauses the socket.
+ *
+ * The transport's own tricks stay here: `result` frames are gathered per socket
+ * and written in rounds (resultRounds.ts), framed by coverhelper into one buffer
+ * and one write to the TCP socket (textFrames.ts); frames of one turn leave in
+ * one write (cork).
  */
 import type { RawData, WebSocket } from 'ws';
 import type { CheckResult, CoverChecks } from '../checks/index.js';
 import type { Logger } from '../logger.js';
-import { doneFrame, parseClientFrame, resultHead, resultTail, shortAnswer } from './protocol.js';
-import type { ServerFrame } from './protocol.js';
+import { CheckSession } from '../sessions/index.js';
+import { doneFrame, errorFrame, helloFrame, MAX_FRAME_BYTES, parseClientFrame, resultHead, resultTail, shortAnswer } from '../../client/src/protocol.js';
+import type { MessageId } from '../../client/src/protocol.js';
 import type { ResultRounds } from './resultRounds.js';
 import { textFramePairs } from './textFrames.js';
 
@@ -15,7 +22,9 @@ export interface ClientSocketDeps {
   checks: Pick<CoverChecks, 'check'>;
   maxBatch: number;
   logger: Logger;
-  /** Flow control's limit (MAX_URLS_IN_PROGRESS unless a test sets a small one). */
+  /** The service's version, for `hello`. */
+  version: string;
+  /** Flow control's limit (the session's default unless a test sets a small one). */
   maxUrlsInProgress?: number;
 }
 
@@ -30,22 +39,14 @@ function tcpOf(socket: WebSocket): TcpSocket | undefined {
   return (socket as unknown as { _socket?: TcpSocket })._socket;
 }
 
-/**
- * Flow control: while a connection's checks in progress hold this many URLs, the
- * connection is read no further (TCP backpressure reaches the sender); reading
- * resumes once they are down to half. Nothing is dropped or refused: a client
- * that sends 100,000 uncached URLs in one go gets them all answered, while the
- * service holds at most about this many of its URLs in flight, so its memory
- * stays bounded (docs/BENCHMARKS.md, Memory). Checks already read when the
- * limit is reached are still taken, so the bound is soft by one read's worth.
- */
-export const MAX_URLS_IN_PROGRESS = 10_000;
-
 /** What the server keeps of a client socket it serves. */
 export interface ServedClient {
   /** Resolves when every check read so far has been answered (at shutdown, before the socket is closed). */
   drained(): Promise<void>;
 }
+
+/** A check as the session carries it: its id and the head of its `result` frames (or the short form). */
+type Tag = { id: MessageId; head: Buffer | undefined } | { id: null; head: undefined };
 
 /** Serves one client WebSocket; `rounds` is shared by all of a server's client sockets. */
 export function serveClientSocket(socket: WebSocket, deps: ClientSocketDeps, rounds: ResultRounds): ServedClient {
@@ -67,9 +68,9 @@ export function serveClientSocket(socket: WebSocket, deps: ClientSocketDeps, rou
 
   /**
    * The gathered `result` frames' payloads, two buffers each: the check's head and
-   * the answer's tail. They leave in `rounds` (resultRounds.ts), framed together in
-   * one write to the TCP socket (`textFramePairs`), not through `ws.send` each; a
-   * `done` or any other frame first writes what is gathered, so frames keep their order.
+   * the answer's tail. They leave in `rounds`, framed together in one write to the
+   * TCP socket, not through `ws.send` each; any other frame first writes what is
+   * gathered, so frames keep their order.
    */
   let gathered: Buffer[] = [];
   const writeGathered = () => {
@@ -85,67 +86,53 @@ export function serveClientSocket(socket: WebSocket, deps: ClientSocketDeps, rou
     gathered.push(head, resultTail(result));
     if (gathered.length === 2) rounds.add(gatherer);
   };
-  const send = (frame: ServerFrame | string) => {
+  const send = (frame: string) => {
     if (gathered.length > 0) {
       rounds.remove(gatherer);
       writeGathered();
     }
-    write(typeof frame === 'string' ? frame : JSON.stringify(frame));
+    write(frame);
   };
+
+  const session = new CheckSession<Tag>(
+    deps.checks,
+    {
+      result: (tag, _index, result) => {
+        if (tag.id !== null) sendResult((tag.head ??= resultHead(tag.id)), result);
+      },
+      done: (tag, results) => send(tag.id === null ? shortAnswer(results) : doneFrame(tag.id, results)),
+      failed: (tag) => send(errorFrame(tag.id, 'internal_error', 'the check failed inside coverhelper; see its log')),
+      hold: () => socket.pause(),
+      release: () => socket.resume(),
+    },
+    deps.logger,
+    deps.maxUrlsInProgress === undefined ? {} : { maxUrlsInProgress: deps.maxUrlsInProgress },
+  );
+
   socket.on('close', () => {
+    session.close();
     rounds.remove(gatherer);
     gathered = [];
   });
 
-  const limit = deps.maxUrlsInProgress ?? MAX_URLS_IN_PROGRESS;
-  let urlsInProgress = 0;
-  /** Checks read and not yet answered. */
-  const inProgress = new Set<Promise<void>>();
-  const started = (count: number) => {
-    urlsInProgress += count;
-    if (urlsInProgress >= limit && !socket.isPaused) socket.pause();
-  };
-  const finished = (count: number) => {
-    urlsInProgress -= count;
-    if (urlsInProgress <= limit / 2 && socket.isPaused) socket.resume();
-  };
-
   socket.on('message', (data: RawData, isBinary: boolean) => {
     if (isBinary) {
-      send({ type: 'error', id: null, code: 'bad_request', message: 'send text frames' });
+      send(errorFrame(null, 'bad_request', 'send text frames'));
       return;
     }
     const text = (Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data)).toString('utf8');
     const parsed = parseClientFrame(text, deps.maxBatch);
     if (!parsed.ok) {
-      send({ type: 'error', id: parsed.id, code: parsed.code, message: parsed.message });
+      deps.logger.debug('bad frame refused', { code: parsed.code, message: parsed.message });
+      send(errorFrame(parsed.id, parsed.code, parsed.message));
       return;
     }
     const { message } = parsed;
-    started(message.urls.length);
-    let head: Buffer | undefined;
-    const answer =
-      message.type === 'short'
-        ? deps.checks.check(message.urls).then((results) => send(shortAnswer(results)))
-        : deps.checks
-            .check(message.urls, (_index, result) => sendResult((head ??= resultHead(message.id)), result))
-            .then((results) => send(doneFrame(message.id, results)));
-    const answered = answer
-      .catch((error: unknown) => {
-        deps.logger.error('check failed', { error });
-        send({ type: 'error', id: message.type === 'check' ? message.id : null, code: 'internal_error', message: 'the check failed inside coverhelper; see its log' });
-      })
-      .finally(() => {
-        finished(message.urls.length);
-        inProgress.delete(answered);
-      });
-    inProgress.add(answered);
+    if (message.type === 'short') session.check(message.urls, { id: null, head: undefined });
+    else session.check(message.urls, { id: message.id, head: undefined }, { results: true });
   });
 
   socket.on('error', (error) => deps.logger.debug('client socket error', { error: error.message }));
-  return {
-    drained: async () => {
-      while (inProgress.size > 0) await Promise.all(inProgress);
-    },
-  };
+  send(helloFrame({ version: deps.version, maxBatch: deps.maxBatch, maxFrameBytes: MAX_FRAME_BYTES }));
+  return { drained: () => session.drained() };
 }

@@ -18,14 +18,14 @@ import { serveClientSocket } from './clientSocket.js';
 import type { ClientSocketDeps, ServedClient } from './clientSocket.js';
 import { COVERS_PREFIX, serveCover } from './coverRoute.js';
 import { METRICS_CONTENT_TYPE } from './metrics.js';
+import { Keepalive } from './keepalive.js';
 import { ResultRounds } from './resultRounds.js';
 import { endStarting } from '../startChecks.js';
+import { MAX_FRAME_BYTES } from '../../client/src/protocol.js';
 
 /** How long a WebSocket peer has to answer the closing handshake at shutdown. */
 const CLOSE_GRACE_MS = 1000;
 
-/** Largest WebSocket frame accepted; a larger one closes the socket with 1009. */
-export const MAX_FRAME_BYTES = 1024 * 1024;
 
 export interface HttpServerDeps extends ClientSocketDeps {
   coversDir: string;
@@ -37,6 +37,8 @@ export interface HttpServerDeps extends ClientSocketDeps {
   /** The `/metrics` body. */
   metrics: () => string;
   admin: { token: string; api: AdminApiDeps; feed: AdminFeed };
+  /** How often idle client sockets are pinged (30 s unless a test sets a short one). */
+  pingIntervalMs?: number;
 }
 
 let dashboard: Buffer | undefined;
@@ -86,6 +88,7 @@ export function createHttpServer(deps: HttpServerDeps, bound?: http.Server) {
   const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_FRAME_BYTES, perMessageDeflate: false });
   /** When the client sockets' gathered `result` frames are written. */
   const resultRounds = new ResultRounds();
+  const keepalive = new Keepalive(deps.pingIntervalMs);
   /** Open client sockets, each with what closing waits for. */
   const clientSockets = new Map<WebSocket, ServedClient>();
   /** Open admin streams, for tests and the leak check: socket → its pending count. */
@@ -153,6 +156,7 @@ export function createHttpServer(deps: HttpServerDeps, bound?: http.Server) {
     wss.handleUpgrade(req, socket, head, (ws) => {
       deps.stats.connected('client', (closed) => ws.once('close', closed));
       clientSockets.set(ws, serveClientSocket(ws, deps, resultRounds));
+      keepalive.add(ws);
       ws.once('close', () => clientSockets.delete(ws));
     });
   });
@@ -173,6 +177,7 @@ export function createHttpServer(deps: HttpServerDeps, bound?: http.Server) {
         new Promise<void>((resolve) => (waited = setTimeout(resolve, CLOSE_GRACE_MS))),
       ]);
       clearTimeout(waited);
+      keepalive.close();
       const clients = [...wss.clients];
       const closed = clients.map((client) => new Promise<void>((resolve) => client.once('close', () => resolve())));
       for (const client of clients) client.close(1001, 'server shutting down');

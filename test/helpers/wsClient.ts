@@ -1,5 +1,10 @@
-/** A real `ws` client that queues what it receives, for tests. */
+/**
+ * A real `ws` client that queues what it receives, for tests. Frames are built
+ * and the `hello` frame read with the protocol module the service uses.
+ */
 import WebSocket from 'ws';
+import { checkFrame, parseServerFrame } from '../../client/src/protocol.js';
+import type { HelloFrame } from '../../client/src/protocol.js';
 
 export interface Frame {
   type: string;
@@ -9,6 +14,8 @@ export interface Frame {
 
 export interface TestClient {
   ws: WebSocket;
+  /** The `hello` frame the service sent on connect (kept apart from `frames`), once it came. */
+  hello: Promise<HelloFrame>;
   frames: Frame[];
   texts: string[];
   /** The next received frame (parsed JSON) matching `predicate`. */
@@ -27,6 +34,8 @@ export async function connect(url: string, options: WebSocket.ClientOptions = {}
   const texts: string[] = [];
   const waiters: { test: (item: Frame | string) => boolean; resolve: (item: Frame | string) => void; reject: (error: Error) => void }[] = [];
   let isClosed = false;
+  let gotHello!: (hello: HelloFrame) => void;
+  const hello = new Promise<HelloFrame>((resolve) => (gotHello = resolve));
   const closed = new Promise<{ code: number; reason: string }>((resolve) =>
     ws.once('close', (code, reason) => {
       isClosed = true;
@@ -38,6 +47,10 @@ export async function connect(url: string, options: WebSocket.ClientOptions = {}
 
   ws.on('message', (data: Buffer) => {
     const text = data.toString();
+    if (text.startsWith('{"type":"hello"')) {
+      const frame = parseServerFrame(text);
+      if (frame?.type === 'hello') return gotHello(frame);
+    }
     let item: Frame | string;
     try {
       item = JSON.parse(text) as Frame;
@@ -85,6 +98,7 @@ export async function connect(url: string, options: WebSocket.ClientOptions = {}
 
   const client: TestClient = {
     ws,
+    hello,
     frames,
     texts,
     next: (predicate = () => true, timeoutMs = 15_000) => wait<Frame>((item) => typeof item !== 'string' && predicate(item), timeoutMs),
@@ -109,7 +123,7 @@ export async function connect(url: string, options: WebSocket.ClientOptions = {}
         };
         collect();
       });
-      ws.send(JSON.stringify({ type: 'check', id, urls }));
+      ws.send(checkFrame(id, urls));
       return { results, done: await done };
     },
     closed,

@@ -1,0 +1,291 @@
+/**
+ * The coverhelper WebSocket protocol: every frame type, the parsers of untrusted
+ * frames (the server's of what clients send, the client's of what the server
+ * sends) and the frame builders. It imports nothing: the service, this client
+ * package, the tests and the benchmarks all use this one module, so none keeps
+ * its own copy of the frame shapes.
+ *
+ * Client → server:  {"type":"check","id":…,"urls":[…]}   or the short form `C <url> <url> …`
+ * Server → client:  {"type":"hello","version","maxBatch","maxFrameBytes"} on connect,
+ *                   {"type":"result","id",…answer} for each URL that had to wait,
+ *                   {"type":"done","id","ok","skipped","failed","results":[…]} once,
+ *                   {"type":"error","id","code","message"} for bad input,
+ *                   `OK <r1> <r2> …` answering the short form.
+ */
+
+/** A check's id as the client sent it (a string; a number is echoed back too). */
+export type MessageId = string | number;
+
+export type CheckStatus = 'ok' | 'skipped' | 'error';
+
+/** Where a cover came from: stored before (`cache`), fetched for this check (`download`), uploaded (`custom`). */
+export type CoverSource = 'cache' | 'download' | 'custom';
+
+/** The error codes of results. */
+export const RESULT_ERROR_CODES = [
+  'invalid_url',
+  'not_allowed',
+  'http_status',
+  'too_large',
+  'not_image',
+  'tle',
+  'network',
+  'resolve_failed',
+  'disk_full',
+  'shutting_down',
+  'cancelled',
+] as const;
+
+export type ResultErrorCode = (typeof RESULT_ERROR_CODES)[number];
+
+/** The answer for one URL, as `result` frames and `done` frames carry it. */
+export interface CheckResult {
+  url: string;
+  status: CheckStatus;
+  /** When ok: the public URL of the stored cover. */
+  coverUrl?: string;
+  /** When ok: its path under the covers folder. */
+  path?: string;
+  /** When ok. */
+  source?: CoverSource;
+  /** When skipped: why the URL is not fetched, in words an operator can act on. */
+  reason?: string;
+  /** When error. */
+  error?: { code: string; message: string };
+  /** When error: answered from a failure remembered for `--fail-ttl`. */
+  remembered?: true;
+  /** With `remembered`: when the URL will be tried again (ISO time). */
+  retryAt?: string;
+}
+
+export type ClientFrame =
+  | { type: 'check'; id: MessageId; urls: string[] }
+  /** `C <url> <url> …`, answered `OK <r1> <r2> …`. */
+  | { type: 'short'; urls: string[] };
+
+/** Bad input, and `internal_error` for a failure inside the service (a database error). */
+export type ProtocolErrorCode = 'bad_request' | 'too_many_urls' | 'internal_error';
+
+export interface HelloFrame {
+  type: 'hello';
+  /** The service's version. */
+  version: string;
+  /** Most URLs one check may hold (`--max-batch`). */
+  maxBatch: number;
+  /** Largest frame the service reads; a larger one closes the connection with 1009. */
+  maxFrameBytes: number;
+}
+
+export type ServerFrame =
+  | HelloFrame
+  | ({ type: 'result'; id: MessageId } & CheckResult)
+  | { type: 'done'; id: MessageId; ok: number; skipped: number; failed: number; results: CheckResult[] }
+  | { type: 'error'; id: MessageId | null; code: ProtocolErrorCode; message: string };
+
+export type ParseOutcome =
+  | { ok: true; message: ClientFrame }
+  | { ok: false; id: MessageId | null; code: ProtocolErrorCode; message: string };
+
+/** The longest URL accepted in a check. */
+export const MAX_URL_LENGTH = 8192;
+/** The largest frame the service reads. */
+export const MAX_FRAME_BYTES = 1024 * 1024;
+/** An id longer than this is not echoed back. */
+export const MAX_ID_LENGTH = 256;
+
+const isId = (value: unknown): value is MessageId =>
+  (typeof value === 'string' && value.length <= MAX_ID_LENGTH) || (typeof value === 'number' && Number.isFinite(value));
+
+function checkUrls(urls: string[], maxBatch: number, id: MessageId | null): ParseOutcome | undefined {
+  if (urls.length > maxBatch) {
+    return { ok: false, id, code: 'too_many_urls', message: `${urls.length} URLs in one check; at most ${maxBatch} (--max-batch)` };
+  }
+  const long = urls.findIndex((url) => url.length > MAX_URL_LENGTH);
+  if (long !== -1) return { ok: false, id, code: 'bad_request', message: `urls[${long}] is longer than ${MAX_URL_LENGTH} characters` };
+  return undefined;
+}
+
+/** The service's parser: one untrusted text frame into a check, or an error with its code. */
+export function parseClientFrame(text: string, maxBatch: number): ParseOutcome {
+  if (text.startsWith('C ') || text === 'C') {
+    const urls = text === 'C' ? [] : text.slice(2).split(' ');
+    if (urls.some((url) => url === '')) {
+      return { ok: false, id: null, code: 'bad_request', message: 'short form: URLs are separated by single spaces' };
+    }
+    return checkUrls(urls, maxBatch, null) ?? { ok: true, message: { type: 'short', urls } };
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    return { ok: false, id: null, code: 'bad_request', message: 'not JSON (send {"type":"check","id":…,"urls":[…]} or "C url url")' };
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+    return { ok: false, id: null, code: 'bad_request', message: 'a message is a JSON object' };
+  }
+  const { type, id, urls } = parsed as Record<string, unknown>;
+  const echoId = isId(id) ? id : null;
+  if (type !== 'check') {
+    return { ok: false, id: echoId, code: 'bad_request', message: `unknown message type ${JSON.stringify(type ?? null)}; the only type is "check"` };
+  }
+  if (!isId(id)) return { ok: false, id: null, code: 'bad_request', message: 'check needs an "id" (a string)' };
+  if (!Array.isArray(urls)) return { ok: false, id, code: 'bad_request', message: 'check needs "urls", an array of strings' };
+  const bad = urls.findIndex((url) => typeof url !== 'string');
+  if (bad !== -1) return { ok: false, id, code: 'bad_request', message: `urls[${bad}] is not a string` };
+  return checkUrls(urls as string[], maxBatch, id) ?? { ok: true, message: { type: 'check', id, urls: urls as string[] } };
+}
+
+const isRecord = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
+
+/** A result as the client may trust it: the fields of `CheckResult`, checked. */
+function checkResult(value: unknown): CheckResult | undefined {
+  if (!isRecord(value) || typeof value.url !== 'string') return undefined;
+  const { url, status } = value;
+  if (status !== 'ok' && status !== 'skipped' && status !== 'error') return undefined;
+  const result: CheckResult = { url, status };
+  if (status === 'ok') {
+    if (typeof value.coverUrl !== 'string' || typeof value.path !== 'string') return undefined;
+    result.coverUrl = value.coverUrl;
+    result.path = value.path;
+    if (value.source === 'cache' || value.source === 'download' || value.source === 'custom') result.source = value.source;
+  }
+  if (status === 'error') {
+    const error = value.error;
+    if (!isRecord(error) || typeof error.code !== 'string' || typeof error.message !== 'string') return undefined;
+    result.error = { code: error.code, message: error.message };
+    if (value.remembered === true) result.remembered = true;
+    if (typeof value.retryAt === 'string') result.retryAt = value.retryAt;
+  }
+  if (status === 'skipped' && typeof value.reason === 'string') result.reason = value.reason;
+  return result;
+}
+
+/**
+ * The client's parser: one untrusted text frame from the server into a typed
+ * frame, or undefined when it is not one (the short form's `OK …` answer is text:
+ * see `parseShortAnswer`).
+ */
+export function parseServerFrame(text: string): ServerFrame | undefined {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  if (!isRecord(value)) return undefined;
+  switch (value.type) {
+    case 'hello': {
+      const { version, maxBatch, maxFrameBytes } = value;
+      if (typeof version !== 'string' || !Number.isInteger(maxBatch) || !Number.isInteger(maxFrameBytes)) return undefined;
+      return { type: 'hello', version, maxBatch: maxBatch as number, maxFrameBytes: maxFrameBytes as number };
+    }
+    case 'result': {
+      if (!isId(value.id)) return undefined;
+      const result = checkResult(value);
+      return result ? { type: 'result', id: value.id, ...result } : undefined;
+    }
+    case 'done': {
+      if (!isId(value.id) || !Array.isArray(value.results)) return undefined;
+      const results: CheckResult[] = [];
+      for (const item of value.results) {
+        const result = checkResult(item);
+        if (!result) return undefined;
+        results.push(result);
+      }
+      const count = (status: CheckStatus) => results.filter((r) => r.status === status).length;
+      return { type: 'done', id: value.id, ok: count('ok'), skipped: count('skipped'), failed: count('error'), results };
+    }
+    case 'error': {
+      const { id, code, message } = value;
+      if (!(id === null || isId(id)) || typeof message !== 'string') return undefined;
+      if (code !== 'bad_request' && code !== 'too_many_urls' && code !== 'internal_error') return undefined;
+      return { type: 'error', id, code, message };
+    }
+    default:
+      return undefined;
+  }
+}
+
+/** The short form's answer `OK r1 r2 …` into its parts, or undefined. */
+export function parseShortAnswer(text: string): string[] | undefined {
+  if (text === 'OK') return [];
+  return text.startsWith('OK ') ? text.slice(3).split(' ') : undefined;
+}
+
+/** A `check` frame. */
+export function checkFrame(id: MessageId, urls: readonly string[]): string {
+  return JSON.stringify({ type: 'check', id, urls });
+}
+
+/** The short form of a check. */
+export function shortFrame(urls: readonly string[]): string {
+  return `C ${urls.join(' ')}`;
+}
+
+export function helloFrame(hello: Omit<HelloFrame, 'type'>): string {
+  return JSON.stringify({ type: 'hello', version: hello.version, maxBatch: hello.maxBatch, maxFrameBytes: hello.maxFrameBytes });
+}
+
+export function errorFrame(id: MessageId | null, code: ProtocolErrorCode, message: string): string {
+  return JSON.stringify({ type: 'error', id, code, message });
+}
+
+/**
+ * Each answer's JSON, made once (a cached URL or a shared download is answered to
+ * many checks) and kept on the answer object under a non-enumerable symbol, which
+ * JSON, spreading and deep equality do not see: one property load per URL of a
+ * `done` frame, where a WeakMap lookup cost several times more.
+ */
+const JSON_OF = Symbol('coverhelper.json');
+
+/** `JSON.stringify(result)`, made once per answer object (answers are never changed once made). */
+export function resultJson(result: CheckResult): string {
+  const kept = (result as { [JSON_OF]?: string })[JSON_OF];
+  if (kept !== undefined) return kept;
+  const json = JSON.stringify(result);
+  if (Object.isExtensible(result)) Object.defineProperty(result, JSON_OF, { value: json, enumerable: false });
+  return json;
+}
+
+/** Where an answer keeps the UTF-8 bytes of its `result` frame after the id: `resultJson` without its `{`. */
+const TAIL_OF = Symbol('coverhelper.resultTail');
+
+/**
+ * The two halves of a `result` frame's payload as bytes: the check's
+ * `{"type":"result","id":…,` (made once per check, `resultHead`) and the
+ * answer's fields (made once per answer however many checks wait on it).
+ * `resultHead(id)` then `resultTail(result)` is the frame as
+ * `JSON.stringify({ type: 'result', id, ...result })` writes it.
+ */
+export function resultHead(id: MessageId): Buffer {
+  return Buffer.from('{"type":"result","id":' + JSON.stringify(id) + ',');
+}
+
+export function resultTail(result: CheckResult): Buffer {
+  const kept = (result as { [TAIL_OF]?: Buffer })[TAIL_OF];
+  if (kept !== undefined) return kept;
+  const tail = Buffer.from(resultJson(result).slice(1));
+  if (Object.isExtensible(result)) Object.defineProperty(result, TAIL_OF, { value: tail, enumerable: false });
+  return tail;
+}
+
+/** The `done` frame for a finished check, as `JSON.stringify` writes its object, built from each answer's cached JSON. */
+export function doneFrame(id: MessageId, results: readonly CheckResult[]): string {
+  let ok = 0;
+  let skipped = 0;
+  let failed = 0;
+  const parts = new Array<string>(results.length);
+  for (let i = 0; i < results.length; i++) {
+    const result = results[i]!;
+    if (result.status === 'ok') ok++;
+    else if (result.status === 'skipped') skipped++;
+    else failed++;
+    parts[i] = resultJson(result);
+  }
+  return `{"type":"done","id":${JSON.stringify(id)},"ok":${ok},"skipped":${skipped},"failed":${failed},"results":[${parts.join(',')}]}`;
+}
+
+/** The short form's answer: the cover URL where ok, else the input URL. */
+export function shortAnswer(results: readonly CheckResult[]): string {
+  return ['OK', ...results.map((result) => (result.status === 'ok' && result.coverUrl ? result.coverUrl : result.url))].join(' ');
+}

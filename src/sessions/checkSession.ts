@@ -1,0 +1,112 @@
+/**
+ * One client's checks, whatever carries them (a WebSocket, the 2019 TCP port).
+ * It parses nothing and frames nothing: an adapter hands it the URLs of each
+ * check with a tag of its own, and a `CheckSink` that frames the answers. The
+ * session asks the checks, hands over each waited-for answer as soon as it is
+ * known and then every answer in input order, keeps flow control, and knows when
+ * everything it took is answered.
+ *
+ * States:
+ *   reading   the adapter reads; every check it hands over starts at once
+ *   held      the checks in progress hold `maxUrlsInProgress` URLs: the sink is
+ *             told to `hold` (the adapter reads no further, so TCP pushes back
+ *             on the sender) until they are down to half (`release`). Nothing is
+ *             dropped or refused: a check already read still starts.
+ *   closed    the transport went away (`close`): nothing more reaches the sink;
+ *             the downloads its checks started go on and are stored.
+ */
+import type { CheckResult, CoverChecks } from '../checks/index.js';
+import type { Logger } from '../logger.js';
+
+/** Where a session's answers go: the adapter's framing. */
+export interface CheckSink<Tag> {
+  /** A URL that had to wait (a download) has its answer; only for checks asked with `results`. */
+  result(tag: Tag, index: number, result: CheckResult): void;
+  /** Every URL of the check is answered, in input order. */
+  done(tag: Tag, results: CheckResult[]): void;
+  /** The check failed inside coverhelper (a database error); logged already. */
+  failed(tag: Tag, error: unknown): void;
+  /** Stop reading this client: its checks in progress hold too many URLs. */
+  hold(): void;
+  /** Read again. */
+  release(): void;
+}
+
+/**
+ * Flow control's limit: while a session's checks in progress hold this many
+ * URLs, its client is read no further; reading resumes once they are down to
+ * half. The service then holds at most about this many of one client's URLs in
+ * flight, so its memory stays bounded (docs/BENCHMARKS.md, Memory).
+ */
+export const MAX_URLS_IN_PROGRESS = 10_000;
+
+export class CheckSession<Tag> {
+  private urls = 0;
+  private held = false;
+  private closed = false;
+  /** Checks taken and not yet answered. */
+  private readonly inProgress = new Set<Promise<void>>();
+  private readonly limit: number;
+
+  constructor(
+    private readonly checks: Pick<CoverChecks, 'check'>,
+    private readonly sink: CheckSink<Tag>,
+    private readonly logger: Logger,
+    options: { maxUrlsInProgress?: number } = {},
+  ) {
+    this.limit = options.maxUrlsInProgress ?? MAX_URLS_IN_PROGRESS;
+  }
+
+  /** URLs of the checks in progress. */
+  get urlsInProgress(): number {
+    return this.urls;
+  }
+
+  /**
+   * Starts a check. With `results`, each URL that waits for a download is handed
+   * to `sink.result` as soon as its answer is known; `sink.done` gets them all.
+   */
+  check(urls: readonly string[], tag: Tag, options: { results?: boolean } = {}): void {
+    const count = urls.length;
+    this.urls += count;
+    if (this.urls >= this.limit && !this.held && !this.closed) {
+      this.held = true;
+      this.sink.hold();
+    }
+    const onWaited = options.results
+      ? (index: number, result: CheckResult) => {
+          if (!this.closed) this.sink.result(tag, index, result);
+        }
+      : undefined;
+    const answered = this.checks
+      .check(urls, onWaited)
+      .then(
+        (results) => {
+          if (!this.closed) this.sink.done(tag, results);
+        },
+        (error: unknown) => {
+          this.logger.error('check failed', { error });
+          if (!this.closed) this.sink.failed(tag, error);
+        },
+      )
+      .finally(() => {
+        this.urls -= count;
+        this.inProgress.delete(answered);
+        if (this.held && this.urls <= this.limit / 2) {
+          this.held = false;
+          if (!this.closed) this.sink.release();
+        }
+      });
+    this.inProgress.add(answered);
+  }
+
+  /** Resolves when every check taken so far has been answered. */
+  async drained(): Promise<void> {
+    while (this.inProgress.size > 0) await Promise.all(this.inProgress);
+  }
+
+  /** The transport went away: answers are dropped from now on. */
+  close(): void {
+    this.closed = true;
+  }
+}
