@@ -100,7 +100,8 @@ function shownValue(spec: OptionSpec, config: Config): string {
 
 /**
  * The effective configuration, one option a line (`--flag  value  source`), by
- * group. Secrets show as the mask when set; a database URL's password too.
+ * group. Secrets show as the mask when set; a database URL's password too. Then
+ * a note for each `COVERHELPER_…` variable that is set but names no option.
  */
 export function printableConfig(resolved: ResolvedConfig): string {
   const rows: [string, string, string][] = [];
@@ -113,5 +114,8 @@ export function printableConfig(resolved: ResolvedConfig): string {
   const flagWidth = Math.max(...rows.map((r) => r[0].length));
   const valueWidth = Math.min(48, Math.max(...rows.map((r) => r[1].length)));
   const lines = rows.map(([flag, value, origin]) => `${flag.padEnd(flagWidth)}  ${value.padEnd(valueWidth)}  ${origin}`);
+  for (const { variable, suggestion } of resolved.unknownEnv) {
+    lines.push(`# ${variable} is set but is not an option: ignored${suggestion ? `; did you mean ${suggestion}?` : ''}`);
+  }
   return `# coverhelper ${version}: effective configuration (secrets masked as ${MASK})\n${lines.join('\n')}\n`;
 }

@@ -681,6 +681,22 @@ export interface ResolvedConfig {
   /** The config file read (absolute), and whether `--config` or COVERHELPER_CONFIG named it. */
   configFile: { path: string; origin: Origin } | undefined;
   action: Action;
+  /** `COVERHELPER_…` environment variables that name no option (ignored), each with the closest one that does. */
+  unknownEnv: { variable: string; suggestion: string | undefined }[];
+}
+
+/** `COVERHELPER_…` variables in `env` that are not options, such as a misspelt `COVERHELPER_WORKRES`. */
+function unknownEnvironment(env: NodeJS.ProcessEnv): ResolvedConfig['unknownEnv'] {
+  const prefix = 'COVERHELPER_';
+  const known = [...optionList.map((o) => envName(o.flag)), commandOptions.config.env];
+  const knownNames = known.map((name) => name.slice(prefix.length));
+  return Object.keys(env)
+    .filter((name) => name.startsWith(prefix) && !known.includes(name))
+    .sort()
+    .map((variable) => {
+      const near = suggestion(variable.slice(prefix.length), knownNames);
+      return { variable, suggestion: near === undefined ? undefined : prefix + near };
+    });
 }
 
 /** Builds and validates the configuration, remembering where each value came from. Throws `OptionError` on the first bad value. */
@@ -729,7 +745,7 @@ export function resolveConfig(sources: ConfigSources): ResolvedConfig {
   } catch (error) {
     throw invalid('db', origins.db, (error as Error).message);
   }
-  return { config: result, origins, configFile, action: commandLine.action };
+  return { config: result, origins, configFile, action: commandLine.action, unknownEnv: unknownEnvironment(sources.env) };
 }
 
 /** Builds and validates the configuration. Throws `OptionError` (a `ConfigError`) on the first bad value. */

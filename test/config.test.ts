@@ -270,6 +270,12 @@ describe('configuration', () => {
     assert.match(plain, /--db\s+postgres:\/\/app@db\/covers\?sslmode=require&password=\*{4}\s+flag --db/);
     assert.match(plain, /--admin-token\s+none: read from \/srv\/app\/data\/admin-token \(made at first start\)\s+default/);
     assert.match(plain, /--client-token\s+none\s+default/);
+    // A misspelt environment variable is no option: it is named, not silently lost.
+    const typo = printableConfig(resolve([], { COVERHELPER_WORKRES: '3', COVERHELPER_SOMETHING_ELSE: 'x', HOME: '/root' }));
+    assert.match(typo, /^# COVERHELPER_WORKRES is set but is not an option: ignored; did you mean COVERHELPER_WORKERS\?$/m);
+    assert.match(typo, /^# COVERHELPER_SOMETHING_ELSE is set but is not an option: ignored$/m);
+    assert.doesNotMatch(typo, /HOME/);
+    assert.doesNotMatch(printableConfig(resolve([], { COVERHELPER_WORKERS: '3', COVERHELPER_CONFIG: file })), /not an option/);
   });
 
   it('the real process prints --help, --version and --print-config to stdout and exits 0 without starting', async (t) => {
