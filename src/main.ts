@@ -8,12 +8,10 @@
  * Exit codes: 0 after a graceful stop (SIGTERM/SIGINT), 1 when the start fails
  * (port taken, database unreadable), 2 for a bad configuration value or command line.
  */
-import { startApp } from './app.js';
 import { helpText, printableConfig, versionText } from './cli.js';
 import { parseCommandLine, resolveConfig } from './config.js';
 import type { Config } from './config.js';
 import { ConfigError, StartError } from './errors.js';
-import { closeLogger, createLogger } from './logger.js';
 
 /** How long running downloads may take to finish after SIGTERM. */
 const GRACE_MS = 5000;
@@ -46,6 +44,9 @@ async function main(): Promise<void> {
     }
     throw error;
   }
+  // Loaded only to run the service: --help, --version and --print-config answer
+  // without loading the database drivers, sharp and the servers.
+  const [{ startApp }, { closeLogger, createLogger }] = await Promise.all([import('./app.js'), import('./logger.js')]);
   const logger = createLogger(config);
 
   let app: Awaited<ReturnType<typeof startApp>>;
