@@ -1,12 +1,19 @@
 /**
- * The one typed configuration object (SPEC §3).
+ * The one typed configuration object (SPEC §3, §13) and the command line.
  *
- * Precedence: command-line flag > environment variable > `--config FILE` (JSON) >
- * default. Every value is validated once, here; a bad value throws a
- * `ConfigError` naming the option, which `main` prints on one line before exiting 2.
+ * Precedence: command-line flag > environment variable (`COVERHELPER_` + the flag
+ * in upper snake case) > `--config FILE` (a JSON object) > default. Every value is
+ * validated once, here, and `resolveConfig` remembers where each one came from. A
+ * bad value throws an `OptionError` whose one-line message names the option as it
+ * was given (`--workers`, `COVERHELPER_WORKERS` or the key in the file); `main`
+ * prints it and exits 2. The command line is split by node's `util.parseArgs`
+ * (tokens only: the option table below decides what is known and valid); an
+ * unknown option is answered with the closest known one (`leven`).
  */
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { closestMatch } from 'leven';
 import { ConfigError } from './errors.js';
 
 export type LogLevel = 'error' | 'warn' | 'info' | 'debug';
@@ -21,7 +28,7 @@ export interface Config {
   host: string;
   /** HTTP + WebSocket port; 0 picks any free port. Default 8080. */
   port: number;
-  /** The SQLite database and the generated admin token live here (temp files go to the covers folder's `.tmp/`). Default `./data`. */
+  /** The SQLite database and the generated secrets live here (temp files go to the covers folder's `.tmp/`). Default `./data`. */
   dataDir: string;
   /**
    * Database: a `postgres://…` URL (several nodes share it) or a SQLite file path
@@ -56,6 +63,8 @@ export interface Config {
   clientToken: string | undefined;
   /** Admin secret; generated into `DATA_DIR/admin-token` when unset. */
   adminToken: string | undefined;
+  /** Key of the signed cover URLs (`/c/…`, SPEC §13), at least 16 characters; `undefined` = that door is off. Default none. */
+  urlKey: string | undefined;
   /** % disk used on the covers filesystem above which the service is tardy. Default 80. */
   diskLimit: number;
   /** % memory used above which the service is tardy. Default 80. */
@@ -66,6 +75,12 @@ export interface Config {
   maxAgeHours: number;
   /** Cap on the bytes of stored downloaded covers; 0 = no cap. Default 0. */
   maxCacheBytes: number;
+  /** Hours an archive job and its archive are kept (SPEC §11). Default 12. */
+  jobTtl: number;
+  /** Host patterns (`host`, `*.domain`) that job callbacks may reach on private addresses. Default none (`[]`). */
+  callbackHosts: string[];
+  /** Key of the HMAC on job callbacks, at least 16 characters; generated into `DATA_DIR/callback-secret` when unset. */
+  callbackSecret: string | undefined;
   /** TCP port of the 2019 protocol; `undefined` (flag value `off`) = not served. Default off. */
   legacyPort: number | undefined;
   /** This node's name among several; `undefined` = the host name and the bound port. */
@@ -81,7 +96,11 @@ export interface Config {
 /** Raw values as they come from a flag, the environment or a JSON file. */
 type Raw = string | number | boolean | null;
 
-interface OptionSpec<K extends keyof Config> {
+/** The heading an option is listed under in `--help`, `--print-config` and the README. */
+export const optionGroups = ['Network', 'Storage', 'Downloads', 'Access', 'Limits and expiry', 'Archive jobs', 'Several nodes', 'Logging'] as const;
+export type OptionGroup = (typeof optionGroups)[number];
+
+export interface OptionSpec<K extends keyof Config = keyof Config> {
   key: K;
   /** The flag's name without `--`; the env variable is COVERHELPER_ + its upper snake case. */
   flag: string;
@@ -89,10 +108,19 @@ interface OptionSpec<K extends keyof Config> {
   parse: (raw: Raw) => Config[K];
   /** A flag that may stand alone (`--allow-private-network`). */
   boolean?: true;
+  /** Masked by `--print-config`. */
+  secret?: true;
+  group: OptionGroup;
+  /** What the value looks like in `--help` (`N`, `HOST`, …). */
+  placeholder: string;
+  /** One line for `--help`. */
+  help: string;
+  /** The default as `--help` shows it, where it is not simply `defaults[key]`. */
+  defaultText?: string;
 }
 
 const str = (raw: Raw): string => {
-  if (typeof raw !== 'string' && typeof raw !== 'number') throw new Error('expected a string');
+  if (typeof raw !== 'string' && typeof raw !== 'number') throw new Error(`expected a string, got ${JSON.stringify(raw)}`);
   const s = String(raw).trim();
   if (s === '') throw new Error('must not be empty');
   return s;
@@ -108,12 +136,13 @@ const num =
     return n;
   };
 
+const booleanWords = { true: true, '1': true, yes: true, on: true, false: false, '0': false, no: false, off: false } as const;
+
 const bool = (raw: Raw): boolean => {
   if (typeof raw === 'boolean') return raw;
-  const s = str(raw).toLowerCase();
-  if (['true', '1', 'yes', 'on'].includes(s)) return true;
-  if (['false', '0', 'no', 'off'].includes(s)) return false;
-  throw new Error(`expected true or false, got ${JSON.stringify(raw)}`);
+  const value = (booleanWords as Record<string, boolean | undefined>)[str(raw).toLowerCase()];
+  if (value === undefined) throw new Error(`expected true or false, got ${JSON.stringify(raw)}`);
+  return value;
 };
 
 const httpUrl = (raw: Raw): string => {
@@ -150,6 +179,13 @@ const hostList = (raw: Raw): string[] => {
   return hosts;
 };
 
+/** Like `hostList`, without `*`: a callback host list names the hosts it lets through. */
+const callbackHostList = (raw: Raw): string[] => {
+  const hosts = hostList(raw);
+  if (hosts.includes('*')) throw new Error('"*" would let callbacks reach any private address; name the hosts (host or *.domain), or use --allow-private-network');
+  return hosts;
+};
+
 const resize = (raw: Raw): ResizeSpec | null => {
   const s = str(raw).toLowerCase();
   if (s === 'off') return null;
@@ -168,41 +204,240 @@ const optionalPort = (raw: Raw): number | undefined => {
 
 const optionalString = (raw: Raw): string | undefined => str(raw);
 
+/**
+ * An HMAC key. Signed cover URLs are public (they sit in blog pages), so a short
+ * key could be found offline by trying keys against one of them.
+ */
+const hmacKey = (raw: Raw): string => {
+  const s = str(raw);
+  if (s.length < 16) throw new Error(`must be at least 16 characters (it is ${s.length}); make one with: openssl rand -hex 32`);
+  if (/\s/.test(s)) throw new Error('must not contain spaces');
+  return s;
+};
+
 const nodeId = (raw: Raw): string => {
   const s = str(raw);
   if (!/^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$/.test(s)) throw new Error(`expected up to 128 letters, digits and . _ : @ -, got ${JSON.stringify(s)}`);
   return s;
 };
 
-const options: { [K in keyof Config]: OptionSpec<K> } = {
-  host: { key: 'host', flag: 'host', parse: str },
-  port: { key: 'port', flag: 'port', parse: num(0, 65535, true) },
-  dataDir: { key: 'dataDir', flag: 'data-dir', parse: str },
-  db: { key: 'db', flag: 'db', parse: str },
-  coversDir: { key: 'coversDir', flag: 'covers-dir', parse: str },
-  publicUrl: { key: 'publicUrl', flag: 'public-url', parse: (raw) => withTrailingSlash(httpUrl(raw)) },
-  allowHosts: { key: 'allowHosts', flag: 'allow-hosts', parse: hostList },
-  bilibiliApi: { key: 'bilibiliApi', flag: 'bilibili-api', parse: (raw) => httpUrl(raw).replace(/\/+$/, '') },
-  allowPrivateNetwork: { key: 'allowPrivateNetwork', flag: 'allow-private-network', parse: bool, boolean: true },
-  workers: { key: 'workers', flag: 'workers', parse: num(1, 1000, true) },
-  timeLimit: { key: 'timeLimit', flag: 'time-limit', parse: num(0.05, 86400, false) },
-  maxBytes: { key: 'maxBytes', flag: 'max-bytes', parse: num(1, 2 ** 31, true) },
-  retries: { key: 'retries', flag: 'retries', parse: num(0, 20, true) },
-  failTtl: { key: 'failTtl', flag: 'fail-ttl', parse: num(0, 365 * 86400, false) },
-  resize: { key: 'resize', flag: 'resize', parse: resize },
-  maxBatch: { key: 'maxBatch', flag: 'max-batch', parse: num(1, 100000, true) },
-  clientToken: { key: 'clientToken', flag: 'client-token', parse: optionalString },
-  adminToken: { key: 'adminToken', flag: 'admin-token', parse: optionalString },
-  diskLimit: { key: 'diskLimit', flag: 'disk-limit', parse: num(0, 100, false) },
-  memLimit: { key: 'memLimit', flag: 'mem-limit', parse: num(0, 100, false) },
-  loadLimit: { key: 'loadLimit', flag: 'load-limit', parse: num(0, 100000, false) },
-  maxAgeHours: { key: 'maxAgeHours', flag: 'max-age-hours', parse: num(0, 1e7, false) },
-  maxCacheBytes: { key: 'maxCacheBytes', flag: 'max-cache-bytes', parse: num(0, Number.MAX_SAFE_INTEGER, true) },
-  legacyPort: { key: 'legacyPort', flag: 'legacy-port', parse: optionalPort },
-  nodeId: { key: 'nodeId', flag: 'node-id', parse: nodeId },
-  lease: { key: 'lease', flag: 'lease', parse: num(2, 3600, false) },
-  logLevel: { key: 'logLevel', flag: 'log-level', parse: oneOf(['error', 'warn', 'info', 'debug'] as const) },
-  logFormat: { key: 'logFormat', flag: 'log-format', parse: oneOf(['pretty', 'json'] as const) },
+/** Every option, in the order `--help` lists them within their group. */
+export const options: { [K in keyof Config]: OptionSpec<K> } = {
+  host: { key: 'host', flag: 'host', parse: str, group: 'Network', placeholder: 'ADDRESS', help: 'bind address' },
+  port: { key: 'port', flag: 'port', parse: num(0, 65535, true), group: 'Network', placeholder: 'N', help: 'HTTP + WebSocket port; 0 = any free port' },
+  publicUrl: {
+    key: 'publicUrl',
+    flag: 'public-url',
+    parse: (raw) => withTrailingSlash(httpUrl(raw)),
+    group: 'Network',
+    placeholder: 'URL',
+    help: 'base of the cover URLs handed to clients',
+    defaultText: 'http://HOST:PORT/covers/',
+  },
+  legacyPort: {
+    key: 'legacyPort',
+    flag: 'legacy-port',
+    parse: optionalPort,
+    group: 'Network',
+    placeholder: 'N|off',
+    help: 'TCP port of the 2019 protocol (its old default was 25005)',
+    defaultText: 'off',
+  },
+  dataDir: { key: 'dataDir', flag: 'data-dir', parse: str, group: 'Storage', placeholder: 'DIR', help: 'the SQLite database and the generated secrets' },
+  db: {
+    key: 'db',
+    flag: 'db',
+    parse: str,
+    group: 'Storage',
+    placeholder: 'FILE|URL',
+    help: 'a SQLite file (sqlite:PATH also works) or a postgres:// URL shared by several nodes',
+    defaultText: 'DATA_DIR/coverhelper.sqlite',
+  },
+  coversDir: { key: 'coversDir', flag: 'covers-dir', parse: str, group: 'Storage', placeholder: 'DIR', help: 'cover files; temp files go to its .tmp/' },
+  allowHosts: {
+    key: 'allowHosts',
+    flag: 'allow-hosts',
+    parse: hostList,
+    group: 'Downloads',
+    placeholder: 'HOSTS',
+    help: 'image hosts that are downloaded, comma-separated: host, *.domain (its subdomains), * (any)',
+  },
+  bilibiliApi: {
+    key: 'bilibiliApi',
+    flag: 'bilibili-api',
+    parse: (raw) => httpUrl(raw).replace(/\/+$/, ''),
+    group: 'Downloads',
+    placeholder: 'URL',
+    help: "base URL of bilibili's video-info API",
+  },
+  allowPrivateNetwork: {
+    key: 'allowPrivateNetwork',
+    flag: 'allow-private-network',
+    parse: bool,
+    boolean: true,
+    group: 'Downloads',
+    placeholder: '[true|false]',
+    help: 'allow origins on addresses that are not public (loopback, private, link-local, …)',
+  },
+  workers: { key: 'workers', flag: 'workers', parse: num(1, 1000, true), group: 'Downloads', placeholder: 'N', help: 'downloads running at once' },
+  timeLimit: {
+    key: 'timeLimit',
+    flag: 'time-limit',
+    parse: num(0.05, 86400, false),
+    group: 'Downloads',
+    placeholder: 'SECONDS',
+    help: 'seconds one download may take (retries included) before it ends as tle',
+  },
+  maxBytes: { key: 'maxBytes', flag: 'max-bytes', parse: num(1, 2 ** 31, true), group: 'Downloads', placeholder: 'BYTES', help: 'largest image accepted' },
+  retries: {
+    key: 'retries',
+    flag: 'retries',
+    parse: num(0, 20, true),
+    group: 'Downloads',
+    placeholder: 'N',
+    help: 'extra tries for transient failures, with exponential backoff and jitter',
+  },
+  failTtl: {
+    key: 'failTtl',
+    flag: 'fail-ttl',
+    parse: num(0, 365 * 86400, false),
+    group: 'Downloads',
+    placeholder: 'SECONDS',
+    help: 'seconds a failed URL is answered from its recorded failure before it is tried again',
+  },
+  resize: {
+    key: 'resize',
+    flag: 'resize',
+    parse: resize,
+    group: 'Downloads',
+    placeholder: 'WxH|off',
+    help: 'WxH (cropped to fill, aspect kept) or off (original bytes)',
+  },
+  maxBatch: { key: 'maxBatch', flag: 'max-batch', parse: num(1, 100000, true), group: 'Downloads', placeholder: 'N', help: 'URLs in one check request' },
+  clientToken: {
+    key: 'clientToken',
+    flag: 'client-token',
+    parse: optionalString,
+    secret: true,
+    group: 'Access',
+    placeholder: 'TOKEN',
+    help: 'if set, /ws needs it (Authorization: Bearer … or ?token=)',
+    defaultText: 'none',
+  },
+  adminToken: {
+    key: 'adminToken',
+    flag: 'admin-token',
+    parse: optionalString,
+    secret: true,
+    group: 'Access',
+    placeholder: 'TOKEN',
+    help: 'admin secret; if unset one is generated at first start into DATA_DIR/admin-token',
+    defaultText: 'generated',
+  },
+  urlKey: {
+    key: 'urlKey',
+    flag: 'url-key',
+    parse: hmacKey,
+    secret: true,
+    group: 'Access',
+    placeholder: 'KEY',
+    help: 'key of the signed cover URLs /c/…, at least 16 characters; unset = /c/ is off',
+    defaultText: 'none',
+  },
+  diskLimit: {
+    key: 'diskLimit',
+    flag: 'disk-limit',
+    parse: num(0, 100, false),
+    group: 'Limits and expiry',
+    placeholder: 'PERCENT',
+    help: '% disk used on the covers filesystem above which the service is tardy',
+  },
+  memLimit: { key: 'memLimit', flag: 'mem-limit', parse: num(0, 100, false), group: 'Limits and expiry', placeholder: 'PERCENT', help: '% memory used above which the service is tardy' },
+  loadLimit: {
+    key: 'loadLimit',
+    flag: 'load-limit',
+    parse: num(0, 100000, false),
+    group: 'Limits and expiry',
+    placeholder: 'LOAD',
+    help: '5-minute load average above which the service is tardy',
+  },
+  maxAgeHours: {
+    key: 'maxAgeHours',
+    flag: 'max-age-hours',
+    parse: num(0, 1e7, false),
+    group: 'Limits and expiry',
+    placeholder: 'HOURS',
+    help: 'downloaded covers not asked for in this long are removed; 0 = keep',
+  },
+  maxCacheBytes: {
+    key: 'maxCacheBytes',
+    flag: 'max-cache-bytes',
+    parse: num(0, Number.MAX_SAFE_INTEGER, true),
+    group: 'Limits and expiry',
+    placeholder: 'BYTES',
+    help: 'cap on stored downloaded covers, least recently asked-for go first; 0 = no cap',
+  },
+  jobTtl: {
+    key: 'jobTtl',
+    flag: 'job-ttl',
+    parse: num(0.0001, 24 * 365 * 10, false),
+    group: 'Archive jobs',
+    placeholder: 'HOURS',
+    help: 'hours an archive job and its archive are kept',
+  },
+  callbackHosts: {
+    key: 'callbackHosts',
+    flag: 'callback-hosts',
+    parse: callbackHostList,
+    group: 'Archive jobs',
+    placeholder: 'HOSTS',
+    help: 'hosts (host, *.domain) that job callbacks may reach on private addresses',
+    defaultText: 'none',
+  },
+  callbackSecret: {
+    key: 'callbackSecret',
+    flag: 'callback-secret',
+    parse: hmacKey,
+    secret: true,
+    group: 'Archive jobs',
+    placeholder: 'KEY',
+    help: 'key of the HMAC on job callbacks, at least 16 characters; if unset one is generated into DATA_DIR/callback-secret',
+    defaultText: 'generated',
+  },
+  nodeId: {
+    key: 'nodeId',
+    flag: 'node-id',
+    parse: nodeId,
+    group: 'Several nodes',
+    placeholder: 'NAME',
+    help: "this node's name among several",
+    defaultText: 'host name and port',
+  },
+  lease: {
+    key: 'lease',
+    flag: 'lease',
+    parse: num(2, 3600, false),
+    group: 'Several nodes',
+    placeholder: 'SECONDS',
+    help: "seconds a node's claim on a download lasts unless renewed",
+  },
+  logLevel: {
+    key: 'logLevel',
+    flag: 'log-level',
+    parse: oneOf(['error', 'warn', 'info', 'debug'] as const),
+    group: 'Logging',
+    placeholder: 'LEVEL',
+    help: 'error, warn, info or debug',
+  },
+  logFormat: {
+    key: 'logFormat',
+    flag: 'log-format',
+    parse: oneOf(['pretty', 'json'] as const),
+    group: 'Logging',
+    placeholder: 'FORMAT',
+    help: 'pretty or json',
+    defaultText: 'pretty on a TTY, else json',
+  },
 };
 
 function withTrailingSlash(s: string): string {
@@ -228,19 +463,208 @@ export const defaults = {
   maxBatch: 1000,
   clientToken: undefined,
   adminToken: undefined,
+  urlKey: undefined,
   diskLimit: 80,
   memLimit: 80,
   loadLimit: 5,
   maxAgeHours: 0,
   maxCacheBytes: 0,
+  jobTtl: 12,
+  callbackHosts: [],
+  callbackSecret: undefined,
   legacyPort: undefined,
   nodeId: undefined,
   lease: 30,
   logLevel: 'info',
 } satisfies Omit<Config, 'db' | 'logFormat'>;
 
-const flagToKey = new Map(Object.values(options).map((o) => [o.flag, o.key]));
-const envName = (flag: string) => `COVERHELPER_${flag.toUpperCase().replaceAll('-', '_')}`;
+/** Options of the command line only: they pick what the process does, not how the service runs. */
+export const commandOptions = {
+  config: { placeholder: 'FILE', help: 'a JSON file of the options above (keys: flag names or field names)', env: 'COVERHELPER_CONFIG' },
+  'print-config': { placeholder: '', help: 'print the effective configuration (secrets masked) and where each value came from, then exit' },
+  help: { placeholder: '', help: 'print this help and exit', short: 'h' },
+  version: { placeholder: '', help: 'print the version and exit', short: 'v' },
+} as const satisfies Record<string, { placeholder: string; help: string; env?: string; short?: string }>;
+
+const optionList = Object.values(options) as OptionSpec[];
+const flagToKey = new Map(optionList.map((o) => [o.flag, o.key]));
+
+/** `COVERHELPER_` + the flag in upper snake case. */
+export const envName = (flag: string) => `COVERHELPER_${flag.toUpperCase().replaceAll('-', '_')}`;
+
+/** Where a value came from. */
+export type Origin =
+  | { from: 'default' }
+  | { from: 'flag'; flag: string }
+  | { from: 'env'; variable: string }
+  | { from: 'file'; file: string; key: string };
+
+/** `default`, `flag --workers`, `environment COVERHELPER_WORKERS`, `file /etc/c.json ("workers")`. */
+export function describeOrigin(origin: Origin): string {
+  switch (origin.from) {
+    case 'default':
+      return 'default';
+    case 'flag':
+      return `flag ${origin.flag}`;
+    case 'env':
+      return `environment ${origin.variable}`;
+    case 'file':
+      return `file ${origin.file} (${JSON.stringify(origin.key)})`;
+  }
+}
+
+/**
+ * A bad configuration value or command line. Its message is the whole line, naming
+ * the option as it was given: `invalid --workers (flag): …`,
+ * `invalid COVERHELPER_WORKERS (environment): …`, `invalid "workers" in /x.json: …`.
+ */
+export class OptionError extends ConfigError {
+  constructor(
+    /** The option's flag name without `--` (or the unknown name as given). */
+    option: string,
+    line: string,
+  ) {
+    super(option, line);
+    this.message = line;
+  }
+}
+
+function invalid(option: string, origin: Origin, message: string): OptionError {
+  switch (origin.from) {
+    case 'flag':
+      return new OptionError(option, `invalid ${origin.flag} (flag): ${message}`);
+    case 'env':
+      return new OptionError(option, `invalid ${origin.variable} (environment): ${message}`);
+    case 'file':
+      return new OptionError(option, `invalid ${JSON.stringify(origin.key)} in ${origin.file}: ${message}`);
+    case 'default':
+      return new OptionError(option, `invalid --${option} (default): ${message}`);
+  }
+}
+
+/** The closest of `candidates` to a misspelt `name`: the one name it begins, else a near spelling. */
+function suggestion(name: string, candidates: readonly string[]): string | undefined {
+  const extending = candidates.filter((c) => name.length >= 3 && c.startsWith(name));
+  if (extending.length === 1) return extending[0];
+  return closestMatch(name, candidates, { maxDistance: name.length <= 3 ? 1 : Math.max(2, Math.floor(name.length / 3)) });
+}
+
+const allFlags = [...optionList.map((o) => o.flag), ...Object.keys(commandOptions)];
+
+function unknownOption(raw: string, name: string): OptionError {
+  const near = suggestion(name, allFlags);
+  return new OptionError(name, near ? `unknown option ${raw}; did you mean --${near}?` : `unknown option ${raw} (see --help)`);
+}
+
+/** What the process is asked to do. */
+export type Action = 'run' | 'help' | 'version' | 'print-config';
+
+interface CommandLine {
+  action: Action;
+  values: Map<keyof Config, Raw>;
+  /** `--config FILE`, as given. */
+  configFile: string | undefined;
+}
+
+const parseArgsOptions = {
+  ...Object.fromEntries(optionList.map((o) => [o.flag, { type: o.boolean ? ('boolean' as const) : ('string' as const) }])),
+  config: { type: 'string' as const },
+  'print-config': { type: 'boolean' as const },
+  help: { type: 'boolean' as const, short: commandOptions.help.short },
+  version: { type: 'boolean' as const, short: commandOptions.version.short },
+};
+
+/** A value given apart from its flag that is another flag, not a value (`--host --port 1`). */
+const looksLikeFlag = (value: string) => value.startsWith('-') && value !== '-' && !/^-\d/.test(value);
+
+/**
+ * Reads the command line: `--flag value`, `--flag=value`, lone boolean flags
+ * (`--allow-private-network`, or followed by its value), `-h` and `-v`.
+ * `--help` and `--version` win over anything else on the line, even a bad value.
+ */
+export function parseCommandLine(argv: readonly string[]): CommandLine {
+  const { tokens } = parseArgs({ args: [...argv], options: parseArgsOptions, strict: false, allowPositionals: true, tokens: true });
+  const names = new Set(tokens.flatMap((t) => (t.kind === 'option' ? [t.name] : [])));
+  if (names.has('help')) return { action: 'help', values: new Map(), configFile: undefined };
+  if (names.has('version')) return { action: 'version', values: new Map(), configFile: undefined };
+
+  const values = new Map<keyof Config, Raw>();
+  let configFile: string | undefined;
+  let action: Action = 'run';
+  for (let i = 0; i < tokens.length; i++) {
+    const token = tokens[i]!;
+    if (token.kind === 'option-terminator') continue;
+    if (token.kind === 'positional') {
+      throw new OptionError(token.value, `unexpected argument ${JSON.stringify(token.value)} (flags look like --name value)`);
+    }
+    const { name, rawName } = token;
+    if (!rawName.startsWith('--')) throw unknownOption(rawName, name);
+    const origin: Origin = { from: 'flag', flag: rawName };
+    if (name === 'print-config') {
+      if (token.value !== undefined) throw invalid(name, origin, 'takes no value');
+      action = 'print-config';
+      continue;
+    }
+    const key = name === 'config' ? undefined : flagToKey.get(name);
+    if (name !== 'config' && key === undefined) throw unknownOption(rawName, name);
+    let value = token.value;
+    if (key !== undefined && options[key].boolean && value === undefined) {
+      // `--allow-private-network` alone is true; `--allow-private-network false` is false
+      // (a word after it that is not a boolean is refused as its value).
+      const next = tokens[i + 1];
+      if (next?.kind === 'positional') {
+        value = next.value;
+        i++;
+      } else {
+        value = 'true';
+      }
+    }
+    if (value === undefined || (!token.inlineValue && looksLikeFlag(value))) {
+      throw invalid(name, origin, `needs a value${value === undefined ? '' : ` (for a value starting with "-" write ${rawName}=VALUE)`}`);
+    }
+    if (key === undefined) configFile = value;
+    else values.set(key, value);
+  }
+  return { action, values, configFile };
+}
+
+interface FileValue {
+  raw: Raw;
+  key: string;
+}
+
+function readConfigFile(file: string, origin: Origin): Map<keyof Config, FileValue> {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    throw invalid('config', origin, `cannot read ${file}${code ? ` (${code})` : ''}`);
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (error) {
+    throw invalid('config', origin, `${file} is not JSON: ${(error as Error).message}`);
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+    throw invalid('config', origin, `${file} must hold a JSON object`);
+  }
+  const values = new Map<keyof Config, FileValue>();
+  for (const [name, value] of Object.entries(parsed as Record<string, unknown>)) {
+    const key = Object.hasOwn(options, name) ? (name as keyof Config) : flagToKey.get(name);
+    if (key === undefined) {
+      const near = suggestion(name, [...optionList.map((o) => o.flag), ...optionList.map((o) => o.key)]);
+      throw new OptionError(name, `unknown option ${JSON.stringify(name)} in ${file}${near ? `; did you mean ${JSON.stringify(near)}?` : ''}`);
+    }
+    const raw = Array.isArray(value) ? value.join(',') : value;
+    if (raw !== null && !['string', 'number', 'boolean'].includes(typeof raw)) {
+      throw invalid(options[key].flag, { from: 'file', file, key: name }, 'expected a string, number, boolean or list');
+    }
+    values.set(key, { raw: raw as Raw, key: name });
+  }
+  return values;
+}
 
 export interface ConfigSources {
   argv: readonly string[];
@@ -250,89 +674,83 @@ export interface ConfigSources {
   cwd: string;
 }
 
-/** Splits `--flag value`, `--flag=value` and lone boolean flags. */
-function parseArgv(argv: readonly string[]): { values: Map<keyof Config, Raw>; configFile: string | undefined } {
-  const values = new Map<keyof Config, Raw>();
-  let configFile: string | undefined;
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i]!;
-    if (!arg.startsWith('--')) throw new ConfigError(arg, 'unexpected argument (flags look like --name value)');
-    const eq = arg.indexOf('=');
-    const flag = arg.slice(2, eq === -1 ? undefined : eq);
-    let value: string | undefined = eq === -1 ? undefined : arg.slice(eq + 1);
-    if (flag === 'config') {
-      value ??= argv[++i];
-      if (value === undefined) throw new ConfigError('config', 'needs a file path');
-      configFile = value;
-      continue;
-    }
-    const key = flagToKey.get(flag);
-    if (key === undefined) throw new ConfigError(flag, 'unknown option');
-    const spec = options[key];
-    if (value === undefined) {
-      const next = argv[i + 1];
-      if (spec.boolean && (next === undefined || next.startsWith('--'))) value = 'true';
-      else if (next === undefined) throw new ConfigError(flag, 'needs a value');
-      else value = argv[++i];
-    }
-    values.set(key, value ?? null);
-  }
-  return { values, configFile };
+export interface ResolvedConfig {
+  config: Config;
+  /** Where each value came from. */
+  origins: Record<keyof Config, Origin>;
+  /** The config file read (absolute), and whether `--config` or COVERHELPER_CONFIG named it. */
+  configFile: { path: string; origin: Origin } | undefined;
+  action: Action;
+  /** `COVERHELPER_…` environment variables that name no option (ignored), each with the closest one that does. */
+  unknownEnv: { variable: string; suggestion: string | undefined }[];
 }
 
-function readConfigFile(file: string, cwd: string): Map<keyof Config, Raw> {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(readFileSync(path.resolve(cwd, file), 'utf8'));
-  } catch (error) {
-    throw new ConfigError('config', `cannot read ${file}: ${(error as Error).message}`);
-  }
-  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
-    throw new ConfigError('config', `${file} must hold a JSON object`);
-  }
-  const values = new Map<keyof Config, Raw>();
-  for (const [name, value] of Object.entries(parsed as Record<string, unknown>)) {
-    const key = name in options ? (name as keyof Config) : flagToKey.get(name);
-    if (key === undefined) throw new ConfigError(name, `unknown option in ${file}`);
-    const raw = Array.isArray(value) ? value.join(',') : value;
-    if (raw !== null && !['string', 'number', 'boolean'].includes(typeof raw)) {
-      throw new ConfigError(options[key].flag, `in ${file}: expected a string, number or boolean`);
-    }
-    values.set(key, raw as Raw);
-  }
-  return values;
+/** `COVERHELPER_…` variables in `env` that are not options, such as a misspelt `COVERHELPER_WORKRES`. */
+function unknownEnvironment(env: NodeJS.ProcessEnv): ResolvedConfig['unknownEnv'] {
+  const prefix = 'COVERHELPER_';
+  const known = [...optionList.map((o) => envName(o.flag)), commandOptions.config.env];
+  const knownNames = known.map((name) => name.slice(prefix.length));
+  return Object.keys(env)
+    .filter((name) => name.startsWith(prefix) && !known.includes(name))
+    .sort()
+    .map((variable) => {
+      const near = suggestion(variable.slice(prefix.length), knownNames);
+      return { variable, suggestion: near === undefined ? undefined : prefix + near };
+    });
 }
 
-/** Builds and validates the configuration. Throws `ConfigError` on the first bad value. */
-export function loadConfig(sources: ConfigSources): Config {
-  const { values: fromArgv, configFile } = parseArgv(sources.argv);
-  const file = configFile ?? sources.env.COVERHELPER_CONFIG;
-  const fromFile = file === undefined ? new Map<keyof Config, Raw>() : readConfigFile(file, sources.cwd);
-
-  const pick = <K extends keyof Config>(key: K): Config[K] | undefined => {
-    const spec: OptionSpec<K> = options[key];
-    const env = sources.env[envName(spec.flag)];
-    const raw = fromArgv.has(key) ? fromArgv.get(key) : env !== undefined ? env : fromFile.get(key);
-    if (raw === undefined) return undefined;
-    try {
-      return spec.parse(raw ?? '');
-    } catch (error) {
-      throw new ConfigError(spec.flag, (error as Error).message);
-    }
-  };
+/** Builds and validates the configuration, remembering where each value came from. Throws `OptionError` on the first bad value. */
+export function resolveConfig(sources: ConfigSources): ResolvedConfig {
+  const commandLine = parseCommandLine(sources.argv);
+  const envFile = sources.env.COVERHELPER_CONFIG;
+  const configFile =
+    commandLine.configFile !== undefined
+      ? { path: path.resolve(sources.cwd, commandLine.configFile), origin: { from: 'flag', flag: '--config' } as Origin }
+      : envFile !== undefined
+        ? { path: path.resolve(sources.cwd, envFile), origin: { from: 'env', variable: 'COVERHELPER_CONFIG' } as Origin }
+        : undefined;
+  const fromFile = configFile ? readConfigFile(configFile.path, configFile.origin) : new Map<keyof Config, FileValue>();
 
   const config = {} as Record<keyof Config, unknown>;
-  for (const key of Object.keys(options) as (keyof Config)[]) {
-    const value = pick(key);
-    config[key] = value !== undefined ? value : (defaults as Record<string, unknown>)[key];
+  const origins = {} as Record<keyof Config, Origin>;
+  for (const spec of optionList) {
+    const variable = envName(spec.flag);
+    const env = sources.env[variable];
+    const file = fromFile.get(spec.key);
+    const [raw, origin]: [Raw | undefined, Origin] = commandLine.values.has(spec.key)
+      ? [commandLine.values.get(spec.key), { from: 'flag', flag: `--${spec.flag}` }]
+      : env !== undefined
+        ? [env, { from: 'env', variable }]
+        : file !== undefined
+          ? [file.raw, { from: 'file', file: configFile!.path, key: file.key }]
+          : [undefined, { from: 'default' }];
+    origins[spec.key] = origin;
+    if (raw === undefined) {
+      config[spec.key] = (defaults as Record<string, unknown>)[spec.key];
+      continue;
+    }
+    try {
+      config[spec.key] = spec.parse(raw);
+    } catch (error) {
+      throw invalid(spec.flag, origin, (error as Error).message);
+    }
   }
   const result = config as unknown as Config;
   result.dataDir = path.resolve(sources.cwd, result.dataDir);
   result.coversDir = path.resolve(sources.cwd, result.coversDir);
   result.db ??= path.join(result.dataDir, 'coverhelper.sqlite');
   result.logFormat ??= sources.isTTY ? 'pretty' : 'json';
-  result.db = databaseLocation(result.db, sources.cwd);
-  return result;
+  try {
+    result.db = databaseLocation(result.db, sources.cwd);
+  } catch (error) {
+    throw invalid('db', origins.db, (error as Error).message);
+  }
+  return { config: result, origins, configFile, action: commandLine.action, unknownEnv: unknownEnvironment(sources.env) };
+}
+
+/** Builds and validates the configuration. Throws `OptionError` (a `ConfigError`) on the first bad value. */
+export function loadConfig(sources: ConfigSources): Config {
+  return resolveConfig(sources).config;
 }
 
 /** `--db` checked: a PostgreSQL URL as it is, a SQLite file as an absolute path. */
@@ -342,15 +760,33 @@ function databaseLocation(db: string, cwd: string): string {
     try {
       url = new URL(db);
     } catch {
-      throw new ConfigError('db', 'not a valid postgres:// URL');
+      throw new Error('not a valid postgres:// URL');
     }
-    if (url.hostname === '' && !url.searchParams.has('host')) throw new ConfigError('db', 'a postgres:// URL needs a host');
-    if (url.pathname.length <= 1) throw new ConfigError('db', 'a postgres:// URL needs a database name (postgres://user@host:5432/NAME)');
+    if (url.hostname === '' && !url.searchParams.has('host')) throw new Error('a postgres:// URL needs a host');
+    if (url.pathname.length <= 1) throw new Error('a postgres:// URL needs a database name (postgres://user@host:5432/NAME)');
     return db;
   }
   if (/^[a-z][a-z0-9+.-]*:\/\//i.test(db) && !db.startsWith('sqlite:')) {
-    throw new ConfigError('db', `unsupported database URL ${JSON.stringify(db)} (use postgres://… or a SQLite file path)`);
+    throw new Error(`unsupported database URL ${JSON.stringify(maskUrlSecrets(db))} (use postgres://… or a SQLite file path)`);
   }
   const file = db.replace(/^sqlite:(\/\/)?/, '');
   return file === ':memory:' ? file : path.resolve(cwd, file);
+}
+
+/** The mask that stands for a secret in `--print-config` and in error lines. */
+export const MASK = '****';
+
+/** A URL with its password (`user:PASSWORD@`, `?password=`) replaced by the mask; anything else as it is. */
+export function maskUrlSecrets(value: string): string {
+  if (!/^[a-z][a-z0-9+.-]*:\/\//i.test(value)) return value;
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    // Not parseable: hide whatever stands between "://" and "@".
+    return value.replace(/^([a-z][a-z0-9+.-]*:\/\/[^/@:]*:)[^/@]*@/i, `$1${MASK}@`);
+  }
+  let masked = value;
+  if (url.password !== '') masked = masked.replace(/^([a-z][a-z0-9+.-]*:\/\/[^/@:]*:)[^/@]*@/i, `$1${MASK}@`);
+  return masked.replace(/([?&]password=)[^&#]*/gi, `$1${MASK}`);
 }

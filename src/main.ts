@@ -1,14 +1,17 @@
 /**
- * The service process: `npm start -- [flags]`.
+ * The service process: `npm start -- [flags]`, or `node dist/src/main.js [flags]`
+ * once built (`npm run build`).
+ *
+ * `--help`, `--version` and `--print-config` print to stdout and exit 0 without
+ * starting anything (no folder made, no port bound).
  *
  * Exit codes: 0 after a graceful stop (SIGTERM/SIGINT), 1 when the start fails
- * (port taken, database unreadable), 2 for a bad configuration value.
+ * (port taken, database unreadable), 2 for a bad configuration value or command line.
  */
-import { startApp } from './app.js';
-import { loadConfig } from './config.js';
+import { helpText, printableConfig, versionText } from './cli.js';
+import { parseCommandLine, resolveConfig } from './config.js';
 import type { Config } from './config.js';
 import { ConfigError, StartError } from './errors.js';
-import { closeLogger, createLogger } from './logger.js';
 
 /** How long running downloads may take to finish after SIGTERM. */
 const GRACE_MS = 5000;
@@ -20,9 +23,20 @@ function codeOf(error: unknown): string | undefined {
 }
 
 async function main(): Promise<void> {
+  const argv = process.argv.slice(2);
   let config: Config;
   try {
-    config = loadConfig({ argv: process.argv.slice(2), env: process.env, isTTY: Boolean(process.stdout.isTTY), cwd: process.cwd() });
+    const { action } = parseCommandLine(argv);
+    if (action === 'help' || action === 'version') {
+      process.stdout.write(action === 'help' ? helpText() : versionText());
+      return;
+    }
+    const resolved = resolveConfig({ argv, env: process.env, isTTY: Boolean(process.stdout.isTTY), cwd: process.cwd() });
+    if (resolved.action === 'print-config') {
+      process.stdout.write(printableConfig(resolved));
+      return;
+    }
+    config = resolved.config;
   } catch (error) {
     if (error instanceof ConfigError) {
       process.stderr.write(`coverhelper: ${error.message}\n`);
@@ -30,6 +44,9 @@ async function main(): Promise<void> {
     }
     throw error;
   }
+  // Loaded only to run the service: --help, --version and --print-config answer
+  // without loading the database drivers, sharp and the servers.
+  const [{ startApp }, { closeLogger, createLogger }] = await Promise.all([import('./app.js'), import('./logger.js')]);
   const logger = createLogger(config);
 
   let app: Awaited<ReturnType<typeof startApp>>;

@@ -1,13 +1,33 @@
 import assert from 'node:assert/strict';
+import { existsSync, readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { defaults, loadConfig } from '../src/config.js';
+import { defaultText, helpText, printableConfig, versionText } from '../src/cli.js';
+import { commandOptions, defaults, envName, loadConfig, options, parseCommandLine, resolveConfig } from '../src/config.js';
+import type { OptionSpec } from '../src/config.js';
 import { ConfigError } from '../src/errors.js';
-import { runService } from './helpers/service.js';
+import { root, runService } from './helpers/service.js';
 import { tempDir } from './helpers/tempDir.js';
 
 const load = (argv: string[], env: NodeJS.ProcessEnv = {}) => loadConfig({ argv, env, isTTY: false, cwd: '/srv/app' });
+const resolve = (argv: string[], env: NodeJS.ProcessEnv = {}) => resolveConfig({ argv, env, isTTY: false, cwd: '/srv/app' });
+const specs = Object.values(options) as OptionSpec[];
+const packageVersion = (JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8')) as { version: string }).version;
+
+/** The error line `load` throws for these sources. */
+function errorOf(argv: string[], env: NodeJS.ProcessEnv = {}): string {
+  try {
+    load(argv, env);
+  } catch (error) {
+    assert.ok(error instanceof ConfigError, `a ConfigError, not ${String(error)}`);
+    assert.equal(error.message.split('\n').length, 1, 'one line');
+    return error.message;
+  }
+  assert.fail(`no error for ${argv.join(' ')} ${JSON.stringify(env)}`);
+}
 
 describe('configuration', () => {
   it('has the documented defaults', () => {
@@ -85,7 +105,7 @@ describe('configuration', () => {
         argv.join(' '),
       );
     }
-    assert.throws(() => load([], { COVERHELPER_WORKERS: 'many' }), /--workers/);
+    assert.throws(() => load([], { COVERHELPER_WORKERS: 'many' }), /COVERHELPER_WORKERS/);
   });
 
   it('stops the real process with one line naming the option and exit code 2', async () => {
@@ -96,5 +116,226 @@ describe('configuration', () => {
     const unknown = await runService(['--colour', 'blue']);
     assert.equal(unknown.code, 2);
     assert.match(unknown.stderr, /unknown option --colour/);
+  });
+  it('has the new options with their defaults, validated like the others', () => {
+    const config = load([]);
+    assert.equal(config.jobTtl, 12);
+    assert.deepEqual(config.callbackHosts, []);
+    assert.equal(config.callbackSecret, undefined);
+    assert.equal(config.urlKey, undefined);
+    const set = load(['--job-ttl', '0.5', '--callback-hosts', 'Blog.Local, *.internal.example', '--callback-secret', 'c'.repeat(16), '--url-key', 'k'.repeat(32)]);
+    assert.equal(set.jobTtl, 0.5);
+    assert.deepEqual(set.callbackHosts, ['blog.local', '*.internal.example']);
+    assert.equal(set.callbackSecret, 'c'.repeat(16));
+    assert.equal(set.urlKey, 'k'.repeat(32));
+    assert.deepEqual(load([], { COVERHELPER_CALLBACK_HOSTS: '127.0.0.1' }).callbackHosts, ['127.0.0.1']);
+    assert.equal(load([], { COVERHELPER_JOB_TTL: '48' }).jobTtl, 48);
+    const bad: [string[], RegExp][] = [
+      [['--job-ttl', '0'], /^invalid --job-ttl \(flag\): must be between/],
+      [['--job-ttl', 'soon'], /^invalid --job-ttl \(flag\): expected a number/],
+      [['--callback-hosts', '*'], /^invalid --callback-hosts \(flag\): "\*" would let callbacks reach any private address/],
+      [['--callback-hosts', 'a b'], /^invalid --callback-hosts \(flag\): not a host pattern/],
+      [['--callback-secret', 'short'], /^invalid --callback-secret \(flag\): must be at least 16 characters \(it is 5\)/],
+      [['--url-key', 'x'.repeat(15)], /^invalid --url-key \(flag\): must be at least 16 characters/],
+      [['--url-key', `${'x'.repeat(16)} y`], /^invalid --url-key \(flag\): must not contain spaces/],
+    ];
+    for (const [argv, expected] of bad) assert.match(errorOf(argv), expected, argv.join(' '));
+  });
+
+  it('names where a bad value came from: flag, environment variable or config file key', async (t) => {
+    const dir = await tempDir(t);
+    const file = path.join(dir, 'config.json');
+    await writeFile(file, JSON.stringify({ timeLimit: 'forever', workers: 2 }));
+    assert.equal(errorOf(['--workers', 'lots']), 'invalid --workers (flag): expected a number, got "lots"');
+    assert.equal(errorOf(['--workers=0']), 'invalid --workers (flag): must be between 1 and 1000, got 0');
+    assert.equal(errorOf([], { COVERHELPER_WORKERS: 'many' }), 'invalid COVERHELPER_WORKERS (environment): expected a number, got "many"');
+    assert.equal(errorOf(['--config', file]), `invalid "timeLimit" in ${file}: expected a number, got "forever"`);
+    // The config file's path is made absolute, and named so whichever way it was given.
+    assert.equal(loadConfig({ argv: ['--config', 'config.json', '--time-limit', '5'], env: {}, isTTY: false, cwd: dir }).workers, 2);
+    assert.match(errorOf([], { COVERHELPER_CONFIG: file }), new RegExp(`^invalid "timeLimit" in ${file}:`));
+    assert.equal(errorOf([], { COVERHELPER_CONFIG: '/does/not/exist.json' }), 'invalid COVERHELPER_CONFIG (environment): cannot read /does/not/exist.json (ENOENT)');
+    assert.equal(errorOf(['--config', '/does/not/exist.json']), 'invalid --config (flag): cannot read /does/not/exist.json (ENOENT)');
+    // A value checked after the others (the database) still names its source, and hides a password.
+    assert.equal(
+      errorOf([], { COVERHELPER_DB: 'mysql://app:hunter2@db/x' }),
+      'invalid COVERHELPER_DB (environment): unsupported database URL "mysql://app:****@db/x" (use postgres://… or a SQLite file path)',
+    );
+    assert.match(errorOf(['--db', 'postgres://u@h']), /^invalid --db \(flag\): a postgres:\/\/ URL needs a database name/);
+    // A flag still wins over a bad value from the environment or the file, which is then not read.
+    assert.equal(load(['--workers', '3'], { COVERHELPER_WORKERS: 'many' }).workers, 3);
+    await writeFile(file, JSON.stringify({ workers: 'x' }));
+    assert.equal(load(['--config', file], { COVERHELPER_WORKERS: '4' }).workers, 4);
+  });
+
+  it('answers an unknown option with the closest known one', async (t) => {
+    assert.equal(errorOf(['--alow-hosts', 'a.com']), 'unknown option --alow-hosts; did you mean --allow-hosts?');
+    assert.equal(errorOf(['--worker', '3']), 'unknown option --worker; did you mean --workers?');
+    assert.equal(errorOf(['--print-confg']), 'unknown option --print-confg; did you mean --print-config?');
+    assert.equal(errorOf(['--max-cache', '1']), 'unknown option --max-cache; did you mean --max-cache-bytes?');
+    assert.equal(errorOf(['--colour', 'blue']), 'unknown option --colour (see --help)');
+    assert.equal(errorOf(['-x']), 'unknown option -x (see --help)');
+    const dir = await tempDir(t);
+    const file = path.join(dir, 'config.json');
+    await writeFile(file, JSON.stringify({ alowHosts: 'a.com' }));
+    assert.equal(errorOf(['--config', file]), `unknown option "alowHosts" in ${file}; did you mean "allowHosts"?`);
+    await writeFile(file, JSON.stringify({ 'time-limt': 3 }));
+    assert.equal(errorOf(['--config', file]), `unknown option "time-limt" in ${file}; did you mean "time-limit"?`);
+  });
+
+  it('refuses a bare argument and a flag with no value, in words a user can act on', () => {
+    assert.equal(errorOf(['x']), 'unexpected argument "x" (flags look like --name value)');
+    assert.equal(errorOf(['--port', '8080', '9090']), 'unexpected argument "9090" (flags look like --name value)');
+    assert.equal(errorOf(['--', '--port']), 'unexpected argument "--port" (flags look like --name value)');
+    assert.equal(errorOf(['---h']), 'unknown option ---h (see --help)');
+    assert.equal(errorOf(['--host']), 'invalid --host (flag): needs a value');
+    assert.equal(errorOf(['--host', '--port', '1']), 'invalid --host (flag): needs a value (for a value starting with "-" write --host=VALUE)');
+    assert.equal(load(['--client-token=--odd']).clientToken, '--odd');
+    assert.equal(errorOf(['--print-config=yes']), 'invalid --print-config (flag): takes no value');
+    // Booleans: alone, with =, or followed by their value.
+    assert.equal(load(['--allow-private-network', 'false']).allowPrivateNetwork, false);
+    assert.equal(load(['--allow-private-network', 'on', '--port', '1']).allowPrivateNetwork, true);
+    assert.equal(load(['--allow-private-network', '--port', '1']).allowPrivateNetwork, true);
+    assert.equal(errorOf(['--allow-private-network', 'x']), 'invalid --allow-private-network (flag): expected true or false, got "x"');
+    // Negative numbers are values, and checked as such.
+    assert.equal(errorOf(['--retries', '-1']), 'invalid --retries (flag): must be between 0 and 20, got -1');
+  });
+
+  it('reads --help, -h, --version and -v before anything else on the line', () => {
+    assert.equal(parseCommandLine(['--help']).action, 'help');
+    assert.equal(parseCommandLine(['--workers', 'lots', '-h']).action, 'help');
+    assert.equal(parseCommandLine(['--nope', '--version']).action, 'version');
+    assert.equal(parseCommandLine(['-v']).action, 'version');
+    assert.equal(parseCommandLine(['--print-config', '--port', '1']).action, 'print-config');
+    assert.equal(parseCommandLine(['--port', '1']).action, 'run');
+    assert.equal(versionText(), `coverhelper ${packageVersion}\n`);
+  });
+
+  it('--help lists every option under its group, with its environment variable and default', () => {
+    const help = helpText();
+    assert.ok(help.startsWith(`coverhelper ${packageVersion}`));
+    const lines = help.split('\n');
+    for (const line of lines) assert.ok(line.length <= 100, `short line: ${line}`);
+    for (const spec of specs) {
+      const at = lines.findIndex((line) => line.startsWith(`  --${spec.flag} `));
+      assert.notEqual(at, -1, `--${spec.flag} is listed`);
+      const block = lines.slice(at + 1, lines.findIndex((line, i) => i > at && !line.startsWith('      ')));
+      assert.ok(block.join(' ').includes(spec.help.split(' ').slice(0, 3).join(' ')), `--${spec.flag} says what it does`);
+      assert.equal(block.at(-1), `      env ${envName(spec.flag)}; default ${defaultText(spec)}`);
+      const heading = lines.slice(0, at).reverse().find((line) => /^\S.*:$/.test(line));
+      assert.equal(heading, `${spec.group}:`, `--${spec.flag} is under ${spec.group}`);
+    }
+    assert.match(help, /default 10485760/);
+    assert.match(help, /env COVERHELPER_WORKERS; default 10\n/);
+    assert.match(help, /env COVERHELPER_RESIZE; default 320x200\n/);
+    assert.match(help, /env COVERHELPER_ALLOW_HOSTS; default \*\.hdslb\.com,\*\.biliimg\.com\n/);
+    assert.match(help, /env COVERHELPER_JOB_TTL; default 12\n/);
+    for (const flag of Object.keys(commandOptions)) assert.match(help, new RegExp(`--${flag}\\b`));
+    assert.match(help, /--config FILE\n.*\n {6}env COVERHELPER_CONFIG; default none\n/);
+  });
+
+  it('--print-config shows every effective value and where it came from, secrets masked', async (t) => {
+    const dir = await tempDir(t);
+    const file = path.join(dir, 'config.json');
+    const secrets = ['callback-secret-from-the-file', 'client-token-from-env', 'admin-token-on-the-line', 'url-key-on-the-line-0123', 'pg-password'];
+    await writeFile(file, JSON.stringify({ callbackSecret: secrets[0], 'max-age-hours': 24 }));
+    const resolved = resolveConfig({
+      argv: ['--config', file, '--admin-token', secrets[2]!, `--url-key=${secrets[3]}`, '--db', `postgres://app:${secrets[4]}@db.internal:5432/covers`, '--workers', '7'],
+      env: { COVERHELPER_CLIENT_TOKEN: secrets[1], COVERHELPER_WORKERS: '3', COVERHELPER_LOG_LEVEL: 'debug' },
+      isTTY: false,
+      cwd: dir,
+    });
+    const text = printableConfig(resolved);
+    for (const secret of secrets) assert.ok(!text.includes(secret), `${secret} is not shown`);
+    const row = (flag: string) => {
+      const line = text.split('\n').find((l) => l.startsWith(`${flag} `));
+      assert.ok(line, `${flag} has a line`);
+      return line.replace(/\s+/g, ' ');
+    };
+    assert.equal(row('--workers'), '--workers 7 flag --workers');
+    assert.equal(row('--log-level'), '--log-level debug environment COVERHELPER_LOG_LEVEL');
+    assert.equal(row('--max-age-hours'), `--max-age-hours 24 file ${file} ("max-age-hours")`);
+    assert.equal(row('--callback-secret'), `--callback-secret **** file ${file} ("callbackSecret")`);
+    assert.equal(row('--client-token'), '--client-token **** environment COVERHELPER_CLIENT_TOKEN');
+    assert.equal(row('--admin-token'), '--admin-token **** flag --admin-token');
+    assert.equal(row('--url-key'), '--url-key **** flag --url-key');
+    assert.equal(row('--db'), '--db postgres://app:****@db.internal:5432/covers flag --db');
+    assert.equal(row('--port'), '--port 8080 default');
+    assert.equal(row('--resize'), '--resize 320x200 default');
+    assert.equal(row('--data-dir'), `--data-dir ${path.join(dir, 'data')} default`);
+    assert.equal(row('--config'), `--config ${file} flag --config`);
+    for (const spec of specs) row(`--${spec.flag}`);
+    // Unset secrets say so, and where a generated one is kept.
+    const plain = printableConfig(resolve(['--db', 'postgres://app@db/covers?sslmode=require&password=pw-in-query']));
+    assert.ok(!plain.includes('pw-in-query'));
+    assert.match(plain, /--db\s+postgres:\/\/app@db\/covers\?sslmode=require&password=\*{4}\s+flag --db/);
+    assert.match(plain, /--admin-token\s+none: read from \/srv\/app\/data\/admin-token \(made at first start\)\s+default/);
+    assert.match(plain, /--client-token\s+none\s+default/);
+    // A misspelt environment variable is no option: it is named, not silently lost.
+    const typo = printableConfig(resolve([], { COVERHELPER_WORKRES: '3', COVERHELPER_SOMETHING_ELSE: 'x', HOME: '/root' }));
+    assert.match(typo, /^# COVERHELPER_WORKRES is set but is not an option: ignored; did you mean COVERHELPER_WORKERS\?$/m);
+    assert.match(typo, /^# COVERHELPER_SOMETHING_ELSE is set but is not an option: ignored$/m);
+    assert.doesNotMatch(typo, /HOME/);
+    assert.doesNotMatch(printableConfig(resolve([], { COVERHELPER_WORKERS: '3', COVERHELPER_CONFIG: file })), /not an option/);
+  });
+
+  it('the real process prints --help, --version and --print-config to stdout and exits 0 without starting', async (t) => {
+    const help = await runService(['--help']);
+    assert.equal(help.code, 0);
+    assert.equal(help.stdout, helpText());
+    assert.equal(help.stderr, '');
+    const version = await runService(['-v']);
+    assert.deepEqual([version.code, version.stdout], [0, `coverhelper ${packageVersion}\n`]);
+    // A port this test holds, and folders that do not exist: a start would fail on
+    // the port (exit 1) and make the folders.
+    const held = createServer();
+    await new Promise<void>((done) => held.listen(0, '127.0.0.1', done));
+    t.after(() => held.close());
+    const port = (held.address() as AddressInfo).port;
+    const dir = await tempDir(t);
+    const printed = await runService(['--print-config', '--port', String(port), '--data-dir', `${dir}/data`, '--covers-dir', `${dir}/covers`, '--admin-token', 'very-secret-admin'], {
+      COVERHELPER_CLIENT_TOKEN: 'very-secret-client',
+    });
+    assert.equal(printed.code, 0, printed.stderr);
+    assert.match(printed.stdout, new RegExp(`^--port\\s+${port}\\s+flag --port$`, 'm'));
+    assert.match(printed.stdout, /^--client-token\s+\*{4}\s+environment COVERHELPER_CLIENT_TOKEN$/m);
+    assert.ok(!printed.stdout.includes('very-secret'));
+    assert.equal(existsSync(`${dir}/data`) || existsSync(`${dir}/covers`), false, 'no folder made');
+    // A bad value is still refused, so --print-config also checks a configuration.
+    const bad = await runService(['--print-config', '--workers', '0']);
+    assert.deepEqual([bad.code, bad.stdout, bad.stderr], [2, '', 'coverhelper: invalid --workers (flag): must be between 1 and 1000, got 0\n']);
+  });
+
+  it('the real process names the source of a bad value on one line and exits 2', async () => {
+    const fromEnv = await runService([], { COVERHELPER_RESIZE: 'big' });
+    assert.deepEqual([fromEnv.code, fromEnv.stderr], [2, 'coverhelper: invalid COVERHELPER_RESIZE (environment): expected WxH (such as 320x200) or off, got "big"\n']);
+    const typo = await runService(['--alow-hosts', 'a.com']);
+    assert.deepEqual([typo.code, typo.stderr], [2, 'coverhelper: unknown option --alow-hosts; did you mean --allow-hosts?\n']);
+    const bare = await runService(['x']);
+    assert.deepEqual([bare.code, bare.stderr], [2, 'coverhelper: unexpected argument "x" (flags look like --name value)\n']);
+  });
+
+  it("the README's configuration tables list every option with its environment variable and default", () => {
+    const readme = readFileSync(path.join(root, 'README.md'), 'utf8');
+    const section = readme.slice(readme.indexOf('## Configuration'), readme.indexOf('\n## ', readme.indexOf('## Configuration') + 1));
+    const rows = new Map(
+      section
+        .split('\n')
+        .filter((line) => line.startsWith('| `-'))
+        .map((line) => {
+          const cells = line.split(' | ').map((cell) => cell.replace(/^\|\s*|\s*\|$/g, '').replaceAll('`', '').trim());
+          return [cells[0]!, cells] as const;
+        }),
+    );
+    for (const spec of specs) {
+      const cells = rows.get(`--${spec.flag}`);
+      assert.ok(cells, `README lists --${spec.flag}`);
+      assert.equal(cells[1], envName(spec.flag), `README: env of --${spec.flag}`);
+      assert.equal(cells[2], defaultText(spec), `README: default of --${spec.flag}`);
+    }
+    const documented = [...specs.map((s) => `--${s.flag}`), ...Object.keys(commandOptions).map((f) => `--${f}`)];
+    assert.deepEqual([...rows.keys()].map((k) => k.split(',').at(-1)!.trim()).sort(), documented.sort(), 'nothing else in the tables');
+    for (const group of ['Network', 'Storage', 'Downloads', 'Access', 'Limits and expiry', 'Archive jobs', 'Several nodes', 'Logging']) {
+      assert.ok(section.includes(`\n### ${group}\n`), `README has the group ${group}`);
+    }
   });
 });
