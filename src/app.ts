@@ -16,6 +16,8 @@ import type { Logger } from './logger.js';
 import { CacheLimits, DeletionRunner, ResourceGuard } from './maintenance/index.js';
 import { createAdminFeed, resolveAdminToken, TaskHistory } from './admin/index.js';
 import { createHttpServer, renderMetrics } from './servers/index.js';
+import { startLegacyServer } from './legacy/index.js';
+import type { LegacyServer } from './legacy/index.js';
 import { Stats } from './stats.js';
 import { openStore, sweepTemp, TEMP_DIR } from './store/index.js';
 import type { OpenStore, Store } from './store/index.js';
@@ -184,6 +186,21 @@ async function startOnPort(config: Config, logger: Logger, bound: Server, opened
     bound,
   );
 
+  let legacy: LegacyServer | undefined;
+  if (config.legacyPort !== undefined) {
+    try {
+      legacy = await startLegacyServer(config.host, config.legacyPort, { checks, logger, stats, maxBatch: config.maxBatch });
+    } catch (error) {
+      const code = (error as { code?: string }).code ?? 'error';
+      throw new StartError(
+        code === 'EADDRINUSE' ? `--legacy-port ${config.legacyPort} on ${config.host} is already in use` : `could not listen on --legacy-port ${config.legacyPort} (${code}: ${(error as Error).message})`,
+        'stop the other process (the 2019 coverHelper?) or choose another --legacy-port',
+        { cause: error },
+      );
+    }
+    opened.push({ close: () => legacy!.close(0) });
+  }
+
   const url = `http://${hostForUrl(config.host)}:${port}`;
   publicUrl ||= `${url}/covers/`;
   logger.info(`listening on ${url}`, { node, publicUrl, covers: config.coversDir, db: store.location, shared: store.claims.shared, workers: config.workers });
@@ -206,12 +223,13 @@ async function startOnPort(config: Config, logger: Logger, bound: Server, opened
       stopping ??= (async () => {
         // Stop taking connections first, then let downloads end, then close the rest.
         http.server.close();
+        legacy?.stopAccepting();
         guard.stop();
         clearInterval(sweeper);
         await cacheLimits.stop();
         await deletionRunner.stop();
         await downloads.shutdown(graceMs);
-        await http.close();
+        await Promise.all([http.close(), legacy?.close()]);
         await client.close();
         history.close();
         await store.close();

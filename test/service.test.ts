@@ -26,7 +26,7 @@ function baseArgs(origin: Origin, dir: string): string[] {
     '--allow-hosts', '127.0.0.1',
     '--bilibili-api', origin.url,
     '--max-bytes', String(MAX_BYTES),
-    '--time-limit', '1',
+    '--time-limit', '3',
     '--retries', '0',
   ];
 }

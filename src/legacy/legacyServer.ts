@@ -1,0 +1,150 @@
+/**
+ * The 2019 TCP protocol on `--legacy-port`: the TCP adapter of a `CheckSession`.
+ * Each connection is one `LegacyConversation` (the protocol's state machine)
+ * whose check runs in the connection's session, so its downloads, limits,
+ * statistics and the admin stream are the same as `/ws`'s.
+ *
+ * A bad command, a length that does not match or a URL string over the limits
+ * closes that connection only, with a log line. A client that hangs up at any
+ * step leaves nothing behind: its session drops the answers, and the downloads it
+ * started go on and are stored. A connection that says nothing for
+ * IDLE_TIMEOUT_MS (outside a running check) is closed. The port has no
+ * authentication, as in 2019.
+ */
+import net from 'node:net';
+import type { CoverChecks } from '../checks/index.js';
+import type { Logger } from '../logger.js';
+import { CheckSession } from '../sessions/index.js';
+import type { Stats } from '../stats.js';
+import { LegacyConversation, MAX_URL_STRING_BYTES } from './conversation.js';
+import type { CheckResult } from '../../client/src/protocol.js';
+
+/** How long a connection may stay silent while no check of it runs. */
+export const IDLE_TIMEOUT_MS = 60_000;
+/** How long a refused or finished connection has to close its side before it is cut. */
+const CLOSE_GRACE_MS = 2000;
+
+export interface LegacyServerDeps {
+  checks: Pick<CoverChecks, 'check'>;
+  logger: Logger;
+  stats: Stats;
+  maxBatch: number;
+  idleTimeoutMs?: number;
+}
+
+/** What the 2019 service answered for a URL: the cover URL, the URL itself when not fetched, nothing when it failed. */
+export function legacyAnswer(result: CheckResult): string {
+  if (result.status === 'ok') return result.coverUrl ?? '';
+  return result.status === 'skipped' ? result.url : '';
+}
+
+function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || host === '[::1]' || /^127\./.test(host);
+}
+
+export interface LegacyServer {
+  port: number;
+  /** Takes no more connections (the first step of a shutdown). */
+  stopAccepting(): void;
+  /** Stops taking connections, lets every check in progress be answered (up to `graceMs`), then closes every connection. */
+  close(graceMs?: number): Promise<void>;
+}
+
+export async function startLegacyServer(host: string, port: number, deps: LegacyServerDeps): Promise<LegacyServer> {
+  const { logger, stats } = deps;
+  const open = new Map<net.Socket, CheckSession<null>>();
+
+  const server = net.createServer((socket) => {
+    const remote = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`;
+    stats.connected('legacy', (closed) => socket.once('close', closed));
+    socket.setNoDelay(true);
+    logger.debug('legacy connection', { remote });
+
+    const closeSoon = () => {
+      socket.end();
+      setTimeout(() => socket.destroy(), CLOSE_GRACE_MS).unref();
+    };
+    const conversation = new LegacyConversation(
+      {
+        write: (text) => {
+          if (!socket.destroyed) socket.write(text);
+        },
+        check: (urls) => session.check(urls, null, { results: true }),
+        over: closeSoon,
+        refuse: (reason) => {
+          logger.warn(`legacy connection closed: ${reason}`, { remote });
+          closeSoon();
+        },
+      },
+      { maxUrls: deps.maxBatch, maxBytes: MAX_URL_STRING_BYTES },
+    );
+    const session = new CheckSession<null>(
+      deps.checks,
+      {
+        result: () => conversation.answeredOne(),
+        done: (_tag, results) => conversation.answered(results.map(legacyAnswer)),
+        failed: () => {
+          logger.warn('legacy connection closed: the check failed inside coverhelper', { remote });
+          socket.destroy();
+        },
+        hold: () => socket.pause(),
+        release: () => socket.resume(),
+      },
+      logger,
+    );
+    open.set(socket, session);
+
+    socket.setTimeout(deps.idleTimeoutMs ?? IDLE_TIMEOUT_MS, () => {
+      if (conversation.state === 'working') return;
+      logger.info('legacy connection closed: silent for too long', { remote, state: conversation.state });
+      socket.destroy();
+    });
+    socket.on('data', (chunk: Buffer) => conversation.receive(chunk));
+    socket.on('error', (error) => logger.debug('legacy socket error', { remote, error: error.message }));
+    socket.once('close', () => {
+      session.close();
+      open.delete(socket);
+      if (conversation.state !== 'over' && conversation.state !== 'refused') logger.debug('legacy client hung up', { remote, state: conversation.state });
+    });
+  });
+
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+  } catch (error) {
+    server.close();
+    throw error;
+  }
+  const bound = (server.address() as net.AddressInfo).port;
+  const shown = host.includes(':') ? `[${host}]` : host;
+  logger.info(`legacy protocol listening on tcp://${shown}:${bound}`);
+  if (!isLoopback(host)) {
+    logger.warn('the legacy port has no authentication, as in 2019, and listens on a non-loopback address: anyone who reaches it can make the service fetch covers', { host, port: bound });
+  }
+
+  let accepting = true;
+  const stopAccepting = () => {
+    if (!accepting) return;
+    accepting = false;
+    server.close();
+  };
+  return {
+    port: bound,
+    stopAccepting,
+    async close(graceMs = 1000) {
+      stopAccepting();
+      let waited: NodeJS.Timeout | undefined;
+      await Promise.race([
+        Promise.all([...open.values()].map((session) => session.drained())),
+        new Promise<void>((resolve) => (waited = setTimeout(resolve, graceMs))),
+      ]);
+      clearTimeout(waited);
+      for (const socket of open.keys()) socket.destroy();
+    },
+  };
+}
