@@ -103,6 +103,8 @@ export interface SupervisorInput {
   isRemembered: (code: string) => boolean;
   /** Several nodes share the database: a URL is claimed before it may start. */
   shared: boolean;
+  /** The time (epoch ms) of the clock this machine runs on: when a remembered failure is tried again is told to askers. */
+  now: () => number;
 }
 
 /** One URL in flight. */
@@ -320,7 +322,8 @@ export const supervisorMachine = setup({
       const output = event.type === 'REMEMBER' ? event.output : event.ref.getSnapshot().output;
       const ttlMs = event.type === 'REMEMBER' ? event.ttlMs : context.failTtlMs;
       if (output?.status !== 'error' || ttlMs <= 0 || output.error.code === 'shutting_down' || !context.isRemembered(output.error.code)) return;
-      context.failures.set(event.url, output);
+      // Askers from now on are told it is remembered, and until when.
+      context.failures.set(event.url, { url: output.url, status: 'error', error: output.error, retryAt: context.now() + ttlMs });
       enqueue.cancel(`forget:${event.url}`);
       enqueue.raise({ type: 'FORGET', url: event.url }, { delay: ttlMs, id: `forget:${event.url}` });
     }),

@@ -34,7 +34,8 @@ export interface FailureInfo {
 /** What a finished download hands to every subscriber. */
 export type DownloadOutput =
   | { url: string; status: 'ok'; cover: StoredCover; source: CoverSource }
-  | { url: string; status: 'error'; error: FailureInfo };
+  /** `retryAt` (epoch ms): answered from a failure remembered until then, without a download. */
+  | { url: string; status: 'error'; error: FailureInfo; retryAt?: number };
 
 /** Task statuses as SPEC §5 names them. */
 export type TaskStatus = 'waiting' | 'queued' | 'downloading' | 'ok' | 'error' | 'tle';

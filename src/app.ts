@@ -15,7 +15,7 @@ import { createHttpClient } from './fetch/index.js';
 import type { Logger } from './logger.js';
 import { CacheLimits, DeletionRunner, ResourceGuard } from './maintenance/index.js';
 import { createAdminFeed, resolveAdminToken, TaskHistory } from './admin/index.js';
-import { createHttpServer, renderMetrics } from './servers/index.js';
+import { createHttpServer, Door, renderMetrics } from './servers/index.js';
 import { startLegacyServer } from './legacy/index.js';
 import type { LegacyServer } from './legacy/index.js';
 import { Stats } from './stats.js';
@@ -162,6 +162,7 @@ async function startOnPort(config: Config, logger: Logger, bound: Server, opened
         api: { config, covers, tasks, deletions, cluster: store.cluster, history, deletionRunner, downloads, logger, publicUrl: () => publicUrl },
       },
       checks,
+      door: new Door({ checks, logger, urlKey: config.urlKey, waitMs: config.timeLimit * 1000, maxBatch: config.maxBatch }),
       version,
       maxBatch: config.maxBatch,
       logger,

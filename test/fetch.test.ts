@@ -123,8 +123,8 @@ describe('classifyUrl', () => {
   });
 
   it('skips an image on a host outside the allow list', () => {
-    assert.deepEqual(classifyUrl('https://evil.example.org/a.jpg', allow), { kind: 'skip' });
-    assert.deepEqual(classifyUrl('https://i0.hdslb.com.evil.org/a.jpg', allow), { kind: 'skip' });
+    assert.deepEqual(classifyUrl('https://evil.example.org/a.jpg', allow), { kind: 'skip', reason: 'host evil.example.org is not in --allow-hosts' });
+    assert.deepEqual(classifyUrl('https://i0.hdslb.com.evil.org/a.jpg', allow), { kind: 'skip', reason: 'host i0.hdslb.com.evil.org is not in --allow-hosts' });
   });
 
   it('lets *.x.com match subdomains of x.com but not x.com itself', () => {
@@ -157,22 +157,21 @@ describe('classifyUrl', () => {
     }
   });
 
-  it('skips garbage, other schemes, credentials and bilibili pages that are not videos', () => {
-    for (const url of [
-      '',
-      'not a url',
-      'ftp://i0.hdslb.com/a.jpg',
-      'file:///etc/passwd',
-      'data:image/png;base64,AAAA',
-      'https://user:pass@i0.hdslb.com/a.jpg',
-      'https://www.bilibili.com/',
-      'https://www.bilibili.com/video/BV1xx',
-      'https://www.bilibili.com/video/av',
-      'https://space.bilibili.com/video/BV1xx411c7mD',
-      'https://user:pass@www.bilibili.com/video/BV1xx411c7mD',
-    ]) {
-      assert.deepEqual(classifyUrl(url, allow), { kind: 'skip' }, url);
-    }
+  it('skips garbage, other schemes, credentials and bilibili pages that are not videos, saying why', () => {
+    const cases: [string, string][] = [
+      ['', 'not a URL'],
+      ['not a url', 'not a URL'],
+      ['ftp://i0.hdslb.com/a.jpg', 'not an http(s) URL (ftp)'],
+      ['file:///etc/passwd', 'not an http(s) URL (file)'],
+      ['data:image/png;base64,AAAA', 'not an http(s) URL (data)'],
+      ['https://user:pass@i0.hdslb.com/a.jpg', 'the URL carries a user name or password'],
+      ['https://www.bilibili.com/', 'host www.bilibili.com is not in --allow-hosts'],
+      ['https://www.bilibili.com/video/BV1xx', 'host www.bilibili.com is not in --allow-hosts'],
+      ['https://www.bilibili.com/video/av', 'host www.bilibili.com is not in --allow-hosts'],
+      ['https://space.bilibili.com/video/BV1xx411c7mD', 'host space.bilibili.com is not in --allow-hosts'],
+      ['https://user:pass@www.bilibili.com/video/BV1xx411c7mD', 'the URL carries a user name or password'],
+    ];
+    for (const [url, reason] of cases) assert.deepEqual(classifyUrl(url, allow), { kind: 'skip', reason }, url);
   });
 });
 

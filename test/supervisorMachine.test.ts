@@ -14,7 +14,7 @@ function setupSupervisor(workers = 3, failTtlMs = 0) {
   const logic = supervisorMachine.provide({ actions: { reportWaiting: (_, params) => waitingReports.push(params) } });
   // The table of src/errors.ts: a local storage fault is not the URL's answer.
   const isRemembered = (code: string) => code !== 'disk_full';
-  const supervisor = createActor(logic, { input: { workers, download, timeLimitMs: 10_000, retries: 0, failTtlMs, isRemembered, shared: false }, clock });
+  const supervisor = createActor(logic, { input: { workers, download, timeLimitMs: 10_000, retries: 0, failTtlMs, isRemembered, shared: false, now: () => clock.now() }, clock });
   supervisor.start();
   const answer = (url: string): Answer => {
     let replied: Answer | undefined;

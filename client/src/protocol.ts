@@ -79,7 +79,8 @@ export interface HelloFrame {
 export type ServerFrame =
   | HelloFrame
   | ({ type: 'result'; id: MessageId } & CheckResult)
-  | { type: 'done'; id: MessageId; ok: number; skipped: number; failed: number; results: CheckResult[] }
+  /** `id` null: the body of `POST /api/check`, which names no check. */
+  | { type: 'done'; id: MessageId | null; ok: number; skipped: number; failed: number; results: CheckResult[] }
   | { type: 'error'; id: MessageId | null; code: ProtocolErrorCode; message: string };
 
 export type ParseOutcome =
@@ -185,7 +186,7 @@ export function parseServerFrame(text: string): ServerFrame | undefined {
       return result ? { type: 'result', id: value.id, ...result } : undefined;
     }
     case 'done': {
-      if (!isId(value.id) || !Array.isArray(value.results)) return undefined;
+      if (!(value.id === null || isId(value.id)) || !Array.isArray(value.results)) return undefined;
       const results: CheckResult[] = [];
       for (const item of value.results) {
         const result = checkResult(item);
@@ -269,8 +270,12 @@ export function resultTail(result: CheckResult): Buffer {
   return tail;
 }
 
-/** The `done` frame for a finished check, as `JSON.stringify` writes its object, built from each answer's cached JSON. */
-export function doneFrame(id: MessageId, results: readonly CheckResult[]): string {
+/**
+ * The `done` frame for a finished check, as `JSON.stringify` writes its object,
+ * built from each answer's cached JSON (`id` null for a check that had none:
+ * the HTTP door's `POST /api/check`).
+ */
+export function doneFrame(id: MessageId | null, results: readonly CheckResult[]): string {
   let ok = 0;
   let skipped = 0;
   let failed = 0;

@@ -84,10 +84,13 @@ export class CoverChecks {
     return this.answerFor(output, this.makeFromOutput);
   }
 
-  private readonly makeFromOutput = (output: DownloadOutput): CheckResult =>
-    output.status === 'ok'
-      ? this.ok(output.url, output.cover, output.source === 'cache' ? 'cache' : output.source)
-      : { url: output.url, status: 'error', error: { code: output.error.code, message: output.error.message } };
+  private readonly makeFromOutput = (output: DownloadOutput): CheckResult => {
+    if (output.status === 'ok') return this.ok(output.url, output.cover, output.source === 'cache' ? 'cache' : output.source);
+    const error = { code: output.error.code, message: output.error.message };
+    // A failure answered from memory says so, and when the URL will be tried again.
+    if (output.retryAt !== undefined) return { url: output.url, status: 'error', error, remembered: true, retryAt: new Date(output.retryAt).toISOString() };
+    return { url: output.url, status: 'error', error };
+  };
 
   async check(urls: readonly string[], onWaited: (index: number, result: CheckResult) => void = () => {}): Promise<CheckResult[]> {
     const { stats, covers, downloads, config } = this.deps;
@@ -170,9 +173,11 @@ export class CoverChecks {
       if (row) {
         stats.hits += typeof at === 'number' ? 1 : at.length;
         answer(at, this.fromRow(row), false);
-      } else if (classifyUrl(url, config.allowHosts).kind === 'skip') {
-        answer(at, { url, status: 'skipped' }, false);
-      } else missed.push(url);
+      } else {
+        const kind = classifyUrl(url, config.allowHosts);
+        if (kind.kind === 'skip') answer(at, { url, status: 'skipped', reason: kind.reason }, false);
+        else missed.push(url);
+      }
     }
     // The misses are handed over together: one supervisor event per check.
     if (missed.length > 0) {

@@ -235,6 +235,7 @@ export function createDownloads(deps: DownloadsDeps): Downloads {
       failTtlMs: config.failTtl * 1000,
       isRemembered,
       shared: store.claims.shared,
+      now: Date.now,
     },
   });
   supervisor.start();

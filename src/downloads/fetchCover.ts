@@ -34,7 +34,7 @@ export function storedCover(row: CoverRow): StoredCover {
 async function imageUrlFor(url: string, deps: FetchCoverDeps, signal: AbortSignal): Promise<URL> {
   const kind = classifyUrl(url, deps.config.allowHosts);
   if (kind.kind === 'image') return kind.url;
-  if (kind.kind === 'skip') throw new CoverError('invalid_url', 'not an image or video URL this service handles');
+  if (kind.kind === 'skip') throw new CoverError('invalid_url', `not an image or video URL this service handles: ${kind.reason}`);
   const pic = await resolveVideoCover(kind, { client: deps.client, apiBase: deps.config.bilibiliApi, signal });
   if (!hostAllowed(pic.hostname, deps.config.allowHosts)) {
     throw new CoverError('not_allowed', `the video's cover is on ${pic.hostname}, which is not in --allow-hosts`);

@@ -25,7 +25,8 @@ export interface VideoRef {
  * `video` is `{ kind: 'video', param: 'bvid' | 'aid', id }` rather than two shapes
  * keyed by `bvid` / `aid`: one field tells the resolver which query parameter to send.
  */
-export type UrlKind = { kind: 'image'; url: URL } | VideoRef | { kind: 'skip' };
+/** `skip` says why, in words an operator can act on. */
+export type UrlKind = { kind: 'image'; url: URL } | VideoRef | { kind: 'skip'; reason: string };
 
 const bilibiliHosts = new Set(['www.bilibili.com', 'bilibili.com', 'm.bilibili.com']);
 const bvPath = /^\/video\/(bv[0-9a-z]{10})\/?$/i;
@@ -51,11 +52,11 @@ export function classifyUrl(input: string, allowHosts: readonly string[]): UrlKi
   try {
     url = new URL(input);
   } catch {
-    return { kind: 'skip' };
+    return { kind: 'skip', reason: 'not a URL' };
   }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') return { kind: 'skip' };
-  if (url.username !== '' || url.password !== '') return { kind: 'skip' };
-  if (url.hostname === '') return { kind: 'skip' };
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') return { kind: 'skip', reason: `not an http(s) URL (${url.protocol.slice(0, -1)})` };
+  if (url.username !== '' || url.password !== '') return { kind: 'skip', reason: 'the URL carries a user name or password' };
+  if (url.hostname === '') return { kind: 'skip', reason: 'the URL has no host' };
 
   if (bilibiliHosts.has(normalHost(url.hostname))) {
     const bv = bvPath.exec(url.pathname);
@@ -65,7 +66,7 @@ export function classifyUrl(input: string, allowHosts: readonly string[]): UrlKi
   }
 
   if (hostAllowed(url.hostname, allowHosts)) return { kind: 'image', url };
-  return { kind: 'skip' };
+  return { kind: 'skip', reason: `host ${url.hostname} is not in --allow-hosts` };
 }
 
 /**

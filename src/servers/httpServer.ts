@@ -17,6 +17,8 @@ import type { Stats } from '../stats.js';
 import { serveClientSocket } from './clientSocket.js';
 import type { ClientSocketDeps, ServedClient } from './clientSocket.js';
 import { COVERS_PREFIX, serveCover } from './coverRoute.js';
+import { DOOR_PREFIX } from './doorRoute.js';
+import type { Door } from './doorRoute.js';
 import { METRICS_CONTENT_TYPE } from './metrics.js';
 import { Keepalive } from './keepalive.js';
 import { ResultRounds } from './resultRounds.js';
@@ -39,6 +41,8 @@ export interface HttpServerDeps extends ClientSocketDeps {
   admin: { token: string; api: AdminApiDeps; feed: AdminFeed };
   /** How often idle client sockets are pinged (30 s unless a test sets a short one). */
   pingIntervalMs?: number;
+  /** The HTTP door: signed cover URLs and `POST /api/check`. */
+  door: Door;
 }
 
 let dashboard: Buffer | undefined;
@@ -74,9 +78,9 @@ function refuseUpgrade(socket: Duplex, status: number, reason: string, body?: { 
   socket.end(`HTTP/1.1 ${status} ${reason}\r\nConnection: close\r\n${type}Content-Length: ${Buffer.byteLength(text)}\r\n\r\n${text}`);
 }
 
-function json(res: ServerResponse, status: number, body: unknown): void {
+function json(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
   const text = JSON.stringify(body);
-  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store' }).end(text);
+  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store', ...headers }).end(text);
 }
 
 /**
@@ -99,6 +103,15 @@ export function createHttpServer(deps: HttpServerDeps, bound?: http.Server) {
     const get = req.method === 'GET' || req.method === 'HEAD';
     const rawPath = (req.url ?? '/').split('?')[0] ?? '/';
     if (get && rawPath.startsWith(COVERS_PREFIX)) return serveCover(req, res, rawPath, deps.coversDir);
+    if (get && rawPath.startsWith(DOOR_PREFIX)) return deps.door.cover(req, res, rawPath);
+    if (url.pathname === '/api/check') {
+      if (req.method !== 'POST') return json(res, 405, { code: 'method_not_allowed', message: 'POST {"urls":[…]} to /api/check' });
+      if (deps.clientToken !== undefined && !tokenMatches(requestToken(req, url), deps.clientToken)) {
+        req.resume();
+        return json(res, 401, { code: 'unauthorized', message: 'this service needs the client token (Authorization: Bearer … or ?token=)' });
+      }
+      return deps.door.check(req, res);
+    }
     if (get && url.pathname === '/healthz') return json(res, 200, await deps.health());
     if (get && url.pathname === '/metrics') {
       res.writeHead(200, { 'content-type': METRICS_CONTENT_TYPE, 'cache-control': 'no-store' }).end(deps.metrics());
@@ -113,6 +126,10 @@ export function createHttpServer(deps: HttpServerDeps, bound?: http.Server) {
         return;
       }
       return handleAdminApi(req, res, url, deps.admin.api);
+    }
+    if (url.pathname === '/ws' || url.pathname === '/admin/ws') {
+      req.resume();
+      return json(res, 426, { code: 'upgrade_required', message: `${url.pathname} is a WebSocket: connect with an Upgrade: websocket request` }, { upgrade: 'websocket', connection: 'Upgrade' });
     }
     if (get && (url.pathname === '/admin' || url.pathname === '/admin/')) {
       // The page holds no data: it asks for the token and uses it for every call.
@@ -173,7 +190,7 @@ export function createHttpServer(deps: HttpServerDeps, bound?: http.Server) {
     async close(): Promise<void> {
       let waited: NodeJS.Timeout | undefined;
       await Promise.race([
-        Promise.all([...clientSockets.values()].map((client) => client.drained())),
+        Promise.all([...[...clientSockets.values()].map((client) => client.drained()), deps.door.drained()]),
         new Promise<void>((resolve) => (waited = setTimeout(resolve, CLOSE_GRACE_MS))),
       ]);
       clearTimeout(waited);

@@ -1,0 +1,139 @@
+/**
+ * The HTTP door (SPEC §13), for blogs that cannot hold a WebSocket:
+ *
+ *   GET /c/<signature>/<base64url of the URL>   signed by `--url-key` (off without it: 404).
+ *       The URL is checked like any (joining a download in flight, waiting for it
+ *       up to `--time-limit`): 302 to its cover (`Cache-Control: public,
+ *       max-age=3600`); 302 to the URL itself when it is not fetched (`skipped`);
+ *       502 `{"code","message"}` with `no-store` when it failed (`Retry-After`
+ *       while the failure is remembered). A wrong signature is 403.
+ *   POST /api/check   `{"urls":[…]}` (the client token when one is set): 200 with
+ *       the body of a `done` frame once every URL is answered; bad input 400 with
+ *       the codes of `/ws`.
+ *
+ * Requests in progress are tracked so that a shutdown answers them before the
+ * server closes its connections.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { CheckResult, CoverChecks } from '../checks/index.js';
+import type { Logger } from '../logger.js';
+import { doneFrame, MAX_FRAME_BYTES, MAX_URL_LENGTH } from '../../client/src/protocol.js';
+import type { MessageId } from '../../client/src/protocol.js';
+import { verifyCoverTarget } from '../../client/src/sign.js';
+
+export const DOOR_PREFIX = '/c/';
+
+export interface DoorDeps {
+  checks: Pick<CoverChecks, 'check'>;
+  logger: Logger;
+  /** `--url-key`: the door is off without one. */
+  urlKey: string | undefined;
+  /** `--time-limit` in ms: the longest a door request waits for its answer. */
+  waitMs: number;
+  maxBatch: number;
+}
+
+function json(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store', ...headers }).end(JSON.stringify(body));
+}
+
+/** Seconds until `retryAt`, at least 1. */
+function retryAfter(retryAt: string | undefined): Record<string, string> {
+  if (retryAt === undefined) return {};
+  const seconds = Math.max(1, Math.ceil((Date.parse(retryAt) - Date.now()) / 1000));
+  return Number.isFinite(seconds) ? { 'retry-after': String(seconds) } : {};
+}
+
+export class Door {
+  private readonly inProgress = new Set<Promise<unknown>>();
+
+  constructor(private readonly deps: DoorDeps) {}
+
+  /** Runs a request's work and keeps it until it ends. */
+  private track<T>(work: Promise<T>): Promise<T> {
+    const tracked = work.finally(() => this.inProgress.delete(tracked));
+    this.inProgress.add(tracked);
+    return tracked;
+  }
+
+  /** Resolves when every request in progress has been answered. */
+  async drained(): Promise<void> {
+    while (this.inProgress.size > 0) await Promise.allSettled(this.inProgress);
+  }
+
+  /** `GET /c/<signature>/<target>`. */
+  async cover(req: IncomingMessage, res: ServerResponse, rawPath: string): Promise<void> {
+    const { urlKey } = this.deps;
+    if (urlKey === undefined) return json(res, 404, { code: 'not_found', message: 'signed cover URLs are off: the service has no --url-key' });
+    const [signature, encoded, ...rest] = rawPath.slice(DOOR_PREFIX.length).split('/');
+    const url = rest.length === 0 && signature && encoded ? verifyCoverTarget(signature, encoded, urlKey) : undefined;
+    if (url === undefined) return json(res, 403, { code: 'forbidden', message: 'the signature does not match this URL (sign it with --url-key)' });
+    if (url.length > MAX_URL_LENGTH) return json(res, 400, { code: 'bad_request', message: `the URL is longer than ${MAX_URL_LENGTH} characters` });
+    const result = await this.track(this.answerWithin(url));
+    if (result === undefined) {
+      return json(res, 502, { code: 'tle', message: `no answer within --time-limit (${this.deps.waitMs / 1000} s); the download goes on: try again` }, { 'retry-after': '5' });
+    }
+    if (result.status === 'ok' || result.status === 'skipped') {
+      const location = result.status === 'ok' ? result.coverUrl! : result.url;
+      res.writeHead(302, { location, 'cache-control': 'public, max-age=3600', 'content-length': '0' }).end();
+      return;
+    }
+    const error = result.error ?? { code: 'network', message: 'failed' };
+    return json(res, 502, { code: error.code, message: error.message }, result.remembered ? retryAfter(result.retryAt) : {});
+  }
+
+  /** The URL's answer, or undefined when it is not known within the wait (the check goes on). */
+  private async answerWithin(url: string): Promise<CheckResult | undefined> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), this.deps.waitMs)));
+    try {
+      return await Promise.race([this.deps.checks.check([url]).then((results) => results[0]), timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** `POST /api/check` (already authorised). */
+  async check(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const body = await this.readBody(req);
+    if (body === undefined) return json(res, 413, { code: 'bad_request', message: `the body is larger than ${MAX_FRAME_BYTES} bytes` });
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(body);
+    } catch {
+      return json(res, 400, { code: 'bad_request', message: 'the body is not JSON (send {"urls":[…]})' });
+    }
+    const value = parsed as { urls?: unknown; id?: unknown } | null;
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) return json(res, 400, { code: 'bad_request', message: 'the body is a JSON object: {"urls":[…]}' });
+    const { urls } = value;
+    if (!Array.isArray(urls)) return json(res, 400, { code: 'bad_request', message: 'needs "urls", an array of strings' });
+    const bad = urls.findIndex((url) => typeof url !== 'string');
+    if (bad !== -1) return json(res, 400, { code: 'bad_request', message: `urls[${bad}] is not a string` });
+    if (urls.length > this.deps.maxBatch) return json(res, 400, { code: 'too_many_urls', message: `${urls.length} URLs in one check; at most ${this.deps.maxBatch} (--max-batch)` });
+    const long = (urls as string[]).findIndex((url) => url.length > MAX_URL_LENGTH);
+    if (long !== -1) return json(res, 400, { code: 'bad_request', message: `urls[${long}] is longer than ${MAX_URL_LENGTH} characters` });
+    const id: MessageId | null = typeof value.id === 'string' || typeof value.id === 'number' ? value.id : null;
+    const results = await this.track(this.deps.checks.check(urls as string[]));
+    res.writeHead(200, { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store' }).end(doneFrame(id, results));
+  }
+
+  /** The request body as text, or undefined past the frame limit (the rest is not read). */
+  private readBody(req: IncomingMessage): Promise<string | undefined> {
+    return new Promise((resolve, reject) => {
+      const chunks: Buffer[] = [];
+      let size = 0;
+      req.on('data', (chunk: Buffer) => {
+        size += chunk.length;
+        if (size > MAX_FRAME_BYTES) {
+          req.removeAllListeners('data');
+          req.resume();
+          resolve(undefined);
+          return;
+        }
+        chunks.push(chunk);
+      });
+      req.once('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+      req.once('error', reject);
+    });
+  }
+}
