@@ -3,7 +3,9 @@
  * URLs nobody has fetched before and into its own fresh folder, measured the
  * same way: wall time from the start signal to the last answer, and the CPU of
  * the contender's own process (utime + stime of /proc/<pid>/stat, all threads)
- * over that time. Start-up is outside both.
+ * over that time, and of its main thread alone (/proc/<pid>/task/<pid>/stat:
+ * where JavaScript runs; libvips, libuv's pool and V8's helpers are the other
+ * threads). Start-up is outside all three.
  *
  * - `viaService`: the real service (`--workers 16`), asked by one WebSocket
  *   that sends checks of 1,000 at once; timed until their `done` frames. The
@@ -20,7 +22,7 @@ import { pathToFileURL } from 'node:url';
 import sharp from 'sharp';
 import type { BulkOrigin } from './bulkOrigin.js';
 import { benchRoot } from './paths.js';
-import { childrenCpuSeconds, procCpuSeconds, profiling, startBenchService, stopService, track } from './service.js';
+import { childrenCpuSeconds, mainThreadCpuSeconds, procCpuSeconds, profiling, startBenchService, stopService, track } from './service.js';
 import { step } from './report.js';
 import { checkFrame, closeSocket, openSocket } from './wsLoad.js';
 
@@ -33,6 +35,8 @@ export interface Run {
   files: number;
   /** CPU of the contender's process over the run, s. */
   cpu: number;
+  /** Of which its main thread's (Node's JavaScript thread; NaN for aria2c), s. */
+  mainCpu: number;
   /** CPU of the bench process over the run (the origin; for the service also the asker), s. */
   benchCpu: number;
 }
@@ -81,6 +85,7 @@ export async function viaService(t: RunTarget, profileName: string): Promise<Run
   const ws = await openSocket(service.wsUrl);
   const frames = Array.from({ length: Math.ceil(t.count / 1000) }, (_, k) => checkFrame(`h${String(k).padStart(8, '0')}`, urls.slice(k * 1000, (k + 1) * 1000)));
   const cpu = procCpuSeconds(service.child.pid!);
+  const mainCpu = mainThreadCpuSeconds(service.child.pid!);
   const benchCpu = benchCpuSeconds();
   const clock = clockNow();
   const start = performance.now();
@@ -100,7 +105,7 @@ export async function viaService(t: RunTarget, profileName: string): Promise<Run
     for (const frame of frames) ws.send(frame, { binary: false });
   });
   const ms = performance.now() - start;
-  const run = { ms, cpu: procCpuSeconds(service.child.pid!) - cpu, benchCpu: benchCpuSeconds() - benchCpu };
+  const run = { ms, cpu: procCpuSeconds(service.child.pid!) - cpu, mainCpu: mainThreadCpuSeconds(service.child.pid!) - mainCpu, benchCpu: benchCpuSeconds() - benchCpu };
   profileWindow(`coverhelper ${t.set} (pid ${service.child.pid})`, clock);
   await closeSocket(ws);
   await stopService(service);
@@ -149,13 +154,14 @@ export async function viaScript(t: RunTarget, mode: 'same' | 'plain', profileNam
   const what = `${mode} script`;
   await lineOf(child, /^ready$/m, 30_000, what);
   const cpu = procCpuSeconds(child.pid!);
+  const mainCpu = mainThreadCpuSeconds(child.pid!);
   const benchCpu = benchCpuSeconds();
   const clock = clockNow();
   const start = performance.now();
   child.stdin.write('go\n');
   const done = await lineOf(child, /^done (\d+)$/m, 600_000, what);
   const ms = performance.now() - start;
-  const run = { ms, cpu: procCpuSeconds(child.pid!) - cpu, benchCpu: benchCpuSeconds() - benchCpu };
+  const run = { ms, cpu: procCpuSeconds(child.pid!) - cpu, mainCpu: mainThreadCpuSeconds(child.pid!) - mainCpu, benchCpu: benchCpuSeconds() - benchCpu };
   profileWindow(`${what} ${t.set} (pid ${child.pid})`, clock);
   child.stdin.end();
   const code = await exited;
@@ -187,7 +193,7 @@ export async function viaAria2(binary: string, t: RunTarget): Promise<Run> {
     });
   });
   const ms = performance.now() - start;
-  const run = { ms, cpu: childrenCpuSeconds() - cpu, benchCpu: benchCpuSeconds() - benchCpu };
+  const run = { ms, cpu: childrenCpuSeconds() - cpu, mainCpu: NaN, benchCpu: benchCpuSeconds() - benchCpu };
   if (code !== 0) throw new Error(`aria2c exited with ${code}`);
   return { ...run, files: await stored(runDir, out, t, 'aria2c') };
 }

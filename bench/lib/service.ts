@@ -206,7 +206,16 @@ export function procWriteCalls(pid: number): number {
 
 /** CPU seconds (user + system) a process has used, from /proc/<pid>/stat (Linux, 100 ticks a second). */
 export function procCpuSeconds(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  return cpuOfStat(`/proc/${pid}/stat`);
+}
+
+/** CPU seconds of a process's main thread alone (the JavaScript thread of a Node process): /proc/<pid>/task/<pid>/stat. */
+export function mainThreadCpuSeconds(pid: number): number {
+  return cpuOfStat(`/proc/${pid}/task/${pid}/stat`);
+}
+
+function cpuOfStat(file: string): number {
+  const stat = readFileSync(file, 'utf8');
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   // After the command: state is field 3; utime and stime are fields 14 and 15.
   return (Number(fields[11]) + Number(fields[12])) / 100;
