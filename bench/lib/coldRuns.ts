@@ -152,14 +152,16 @@ export async function viaScript(t: RunTarget, mode: 'same' | 'plain', profileNam
   track(child);
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   const what = `${mode} script`;
-  await lineOf(child, /^ready$/m, 30_000, what);
+  const died = exited.then((code) => Promise.reject(new Error(`${what} exited with ${code} before it was done`)));
+  died.catch(() => undefined);
+  await Promise.race([lineOf(child, /^ready$/m, 30_000, what), died]);
   const cpu = procCpuSeconds(child.pid!);
   const mainCpu = mainThreadCpuSeconds(child.pid!);
   const benchCpu = benchCpuSeconds();
   const clock = clockNow();
   const start = performance.now();
   child.stdin.write('go\n');
-  const done = await lineOf(child, /^done (\d+)$/m, 600_000, what);
+  const done = await Promise.race([lineOf(child, /^done (\d+)$/m, 600_000, what), died]);
   const ms = performance.now() - start;
   const run = { ms, cpu: procCpuSeconds(child.pid!) - cpu, mainCpu: mainThreadCpuSeconds(child.pid!) - mainCpu, benchCpu: benchCpuSeconds() - benchCpu };
   profileWindow(`${what} ${t.set} (pid ${child.pid})`, clock);
