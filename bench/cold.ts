@@ -82,7 +82,7 @@ async function rounds(
       const run = await contender.run(round);
       runs[k]!.push(run);
       step(
-        `${label} round ${round} ${contender.name}: ${num(rate(run))} images/s, ${num(cpuMs(run), 2)} ms CPU/image (main thread ${num(mainMs(run), 2)}; bench process ${num(benchMs(run), 2)}), ${num(run.ms)} ms, ${run.files} files; load ${num(os.loadavg()[0]!, 1)}`,
+        `${label} round ${round} ${contender.name}: ${num(rate(run))} images/s, ${num(cpuMs(run), 2)} ms CPU/image (${Number.isFinite(run.mainCpu) ? `main thread ${num(mainMs(run), 2)}; ` : ''}bench process ${num(benchMs(run), 2)}), ${num(run.ms)} ms, ${run.files} files; load ${num(os.loadavg()[0]!, 1)}`,
       );
     }
     const moving = runs.flatMap((series, k) => [
