@@ -64,7 +64,7 @@ const mainMs = (run: Run) => (run.mainCpu / run.files) * 1000;
 const benchMs = (run: Run) => (run.benchCpu / run.files) * 1000;
 const moves = (values: number[]) => Math.max(...values) / Math.min(...values) - 1;
 
-/** `median (min–max, +spread %; rounds a, b, c)` */
+/** `min–max A–B (+spread %); rounds: a, b, c`: how far the largest round is above the smallest. */
 function spread(values: number[], digits: number): string {
   return `min–max ${num(Math.min(...values), digits)}–${num(Math.max(...values), digits)} (+${num(moves(values) * 100)} %); rounds: ${values.map((v) => num(v, digits)).join(', ')}`;
 }
