@@ -1,163 +1,190 @@
 /**
- * Cold downloads: 5,000 distinct 50 KB JPEGs, none cached.
+ * Cold downloads: distinct images, none cached, against the same work done by
+ * hand with no service around it.
  *
  *   npm run bench:cold       (node --import tsx bench/cold.ts)
  *
- * - coverhelper `--workers 16 --resize off`: one WebSocket sends the 5,000 URLs
- *   as five checks of 1,000 at once; timed until the five `done` frames.
- * - Baseline: a plain undici script, 16 requests at a time, writing each body to
- *   its own file (no fsync: a plain script does not). Goal: coverhelper ≥ 0.8× its rate.
- * - Peer: `aria2c -j16 -i LIST` (Debian's aria2) on the same kind of list.
- * - Also coverhelper with `--resize 320x200` (its default).
+ * Two kinds of image, each from an origin on 127.0.0.1 that makes every URL's
+ * bytes distinct (bench/lib/bulkOrigin.ts):
+ * - 640×400 JPEGs of ~50 KB (16 base images);
+ * - 1920×1080 JPEGs of ~300 KB, the size bilibili serves, each URL of a run
+ *   with its own pixels (bench/lib/coverImages.ts, made once and kept on disk).
  *
- * Every run gets URLs nobody has fetched before (a new set on the origin) and
- * writes into a fresh folder; baseline and coverhelper run twice, alternating.
+ * For each, with `--resize off` and with `--resize 320x200`, rounds alternate:
+ * - coverhelper `--workers 16`: one WebSocket sends the URLs as checks of 1,000
+ *   at once; timed until the `done` frames;
+ * - the same-work script (bench/lib/coldScript.ts `same`): 16 at a time, undici
+ *   fetch, the service's own `processImage` and `writeCoverFile`.
+ * Goals, on the median of the round-by-round ratios: coverhelper ≥ 0.90× the
+ * script's images/s, and its CPU per image ≤ 1.15× the script's. CPU per image
+ * is utime + stime of the contender's own process (/proc/<pid>/stat, all
+ * threads) over the run; the WebSocket asker runs in the bench process and is
+ * not in the service's figure (the bench process's CPU is shown beside it).
+ *
+ * At least BENCH_COLD_ROUNDS rounds (3); more, up to BENCH_COLD_MAX_ROUNDS (7;
+ * at BENCH_SCALE < 1 no more than the minimum), while any of the four figures
+ * (images/s and CPU per image of either) moves more than 20 % between rounds.
+ *
+ * Reference lines, each in its own rounds: the plain undici script (fetch and
+ * `writeFile`, no decode) and the peer `aria2c -j16 -i LIST` (Debian's aria2;
+ * skipped with BENCH_NO_PEERS=1).
+ *
+ * Every run gets URLs nobody has fetched before and a fresh folder.
  */
-import { spawn } from 'node:child_process';
-import { mkdir, readdir, writeFile } from 'node:fs/promises';
-import path from 'node:path';
-import { Agent, request } from 'undici';
-import { startBulkOrigin } from './lib/bulkOrigin.js';
+import os from 'node:os';
+import { serveImages, startBulkOrigin } from './lib/bulkOrigin.js';
 import type { BulkOrigin } from './lib/bulkOrigin.js';
+import { viaAria2, viaScript, viaService } from './lib/coldRuns.js';
+import type { Run, RunTarget } from './lib/coldRuns.js';
+import { COVER_HEIGHT, COVER_WIDTH, coverCacheDir, coverImages } from './lib/coverImages.js';
 import { ensureTool, toolVersion } from './lib/install.js';
 import { num, ratio, Report, step } from './lib/report.js';
-import { envNumber, scaled } from './lib/scale.js';
-import { procCpuSeconds, runScenario, startBenchService, stopService, tempDir } from './lib/service.js';
+import { envNumber, scale, scaled } from './lib/scale.js';
+import { runScenario, tempDir } from './lib/service.js';
 import { median } from './lib/stats.js';
-import { checkFrame, closeSocket, openSocket } from './lib/wsLoad.js';
 
-const CONCURRENCY = 16;
-const GOAL_SHARE = 0.8;
+const GOAL_RATE = 0.9;
+const GOAL_CPU = 1.15;
+/** A figure whose largest round is more than this much above its smallest asks for another round. */
+const MOVES = 0.2;
+const RESIZES = ['off', '320x200'] as const;
 
-interface Run {
-  ms: number;
-  files: number;
-  cpu?: number;
+interface ImageClass {
+  name: string;
+  origin: BulkOrigin;
+  count: number;
+  width: number;
+  height: number;
+  about: string;
 }
 
-let runNo = 0;
-const nextSet = (label: string) => `${label}${++runNo}`;
+const rate = (run: Run) => run.files / (run.ms / 1000);
+const cpuMs = (run: Run) => (run.cpu / run.files) * 1000;
+const mainMs = (run: Run) => (run.mainCpu / run.files) * 1000;
+const benchMs = (run: Run) => (run.benchCpu / run.files) * 1000;
+const moves = (values: number[]) => Math.max(...values) / Math.min(...values) - 1;
 
-/** coverhelper, fresh data and covers folders, all URLs asked at once in checks of 1,000. */
-async function viaService(dir: string, origin: BulkOrigin, count: number, resize: string): Promise<Run> {
-  const set = nextSet(resize === 'off' ? 'svc' : 'rsz');
-  const service = await startBenchService({ dataDir: `${dir}/${set}/data`, coversDir: `${dir}/${set}/covers`, workers: CONCURRENCY, resize, profileName: `cold-${resize}` });
-  const urls = Array.from({ length: count }, (_, i) => origin.imageUrl(set, i));
-  const ws = await openSocket(service.wsUrl);
-  const frames = Array.from({ length: Math.ceil(count / 1000) }, (_, k) => checkFrame(`h${String(k).padStart(8, '0')}`, urls.slice(k * 1000, (k + 1) * 1000)));
-  const cpu = procCpuSeconds(service.child.pid!);
-  const start = performance.now();
-  const ok = await new Promise<number>((resolve, reject) => {
-    let done = 0;
-    let okCount = 0;
-    const timer = setTimeout(() => reject(new Error(`cold: not done after 10 minutes`)), 600_000);
-    ws.on('message', (data: Buffer) => {
-      const head = data.toString('latin1', 0, 60);
-      if (!head.startsWith('{"type":"done"')) return;
-      okCount += Number(/"ok":(\d+)/.exec(head)?.[1] ?? 0);
-      if (++done === frames.length) {
-        clearTimeout(timer);
-        resolve(okCount);
-      }
-    });
-    for (const frame of frames) ws.send(frame, { binary: false });
-  });
-  const elapsed = performance.now() - start;
-  const used = procCpuSeconds(service.child.pid!) - cpu;
-  await closeSocket(ws);
-  await stopService(service);
-  if (ok !== count) throw new Error(`coverhelper --resize ${resize}: ${ok} of ${count} ok`);
-  const files = (await readdir(`${dir}/${set}/covers/127.0.0.1`)).length;
-  return { ms: elapsed, files, cpu: used };
+/** `min–max A–B (+spread %); rounds: a, b, c`: how far the largest round is above the smallest. */
+function spread(values: number[], digits: number): string {
+  return `min–max ${num(Math.min(...values), digits)}–${num(Math.max(...values), digits)} (+${num(moves(values) * 100)} %); rounds: ${values.map((v) => num(v, digits)).join(', ')}`;
 }
 
-/** The baseline: undici `request`, 16 at a time, each body written to its own file. */
-async function viaUndici(dir: string, origin: BulkOrigin, count: number): Promise<Run> {
-  const set = nextSet('undici');
-  const out = `${dir}/${set}`;
-  await mkdir(out, { recursive: true });
-  const agent = new Agent({ connections: CONCURRENCY });
-  let next = 0;
-  const start = performance.now();
-  const worker = async () => {
-    while (next < count) {
-      const i = next++;
-      const { statusCode, body } = await request(origin.imageUrl(set, i), { dispatcher: agent });
-      const data = Buffer.from(await body.arrayBuffer());
-      if (statusCode !== 200) throw new Error(`undici baseline: HTTP ${statusCode}`);
-      await writeFile(path.join(out, `${i}.jpg`), data);
+/** Runs rounds of `contenders` in turn until at least `min` are done and no figure moves more than MOVES, or `max` are done. */
+async function rounds(
+  label: string,
+  contenders: { name: string; run: (round: number) => Promise<Run> }[],
+  min: number,
+  max: number,
+): Promise<Run[][]> {
+  const runs: Run[][] = contenders.map(() => []);
+  for (let round = 1; round <= max; round++) {
+    for (const [k, contender] of contenders.entries()) {
+      const run = await contender.run(round);
+      runs[k]!.push(run);
+      step(
+        `${label} round ${round} ${contender.name}: ${num(rate(run))} images/s, ${num(cpuMs(run), 2)} ms CPU/image (${Number.isFinite(run.mainCpu) ? `main thread ${num(mainMs(run), 2)}; ` : ''}bench process ${num(benchMs(run), 2)}), ${num(run.ms)} ms, ${run.files} files; load ${num(os.loadavg()[0]!, 1)}`,
+      );
     }
-  };
-  await Promise.all(Array.from({ length: CONCURRENCY }, worker));
-  const elapsed = performance.now() - start;
-  await agent.close();
-  return { ms: elapsed, files: (await readdir(out)).length };
+    const moving = runs.flatMap((series, k) => [
+      { name: `${contenders[k]!.name} images/s`, by: moves(series.map(rate)) },
+      { name: `${contenders[k]!.name} CPU/image`, by: moves(series.map(cpuMs)) },
+    ]).filter((figure) => figure.by > MOVES);
+    if (round >= min && moving.length === 0) break;
+    if (round >= min && round < max) step(`${label}: ${moving.map((f) => `${f.name} moved ${num(f.by * 100)} %`).join(', ')}; another round`);
+  }
+  return runs;
 }
 
-/** The peer: `aria2c -j16 -i LIST`, quiet, into a fresh folder. */
-async function viaAria2(binary: string, dir: string, origin: BulkOrigin, count: number): Promise<Run> {
-  const set = nextSet('aria2');
-  const out = `${dir}/${set}`;
-  await mkdir(out, { recursive: true });
-  const list = Array.from({ length: count }, (_, i) => `${origin.imageUrl(set, i)}\n  out=${i}.jpg`).join('\n');
-  await writeFile(`${dir}/${set}.list`, `${list}\n`);
-  const args = ['-j16', '-i', `${dir}/${set}.list`, '-d', out, '--console-log-level=warn', '--summary-interval=0', '--download-result=hide', '--auto-file-renaming=false', '--allow-overwrite=true'];
-  const start = performance.now();
-  const code = await new Promise<number | null>((resolve) => {
-    const child = spawn(binary, args, { stdio: ['ignore', 'ignore', 'inherit'] });
-    const timer = setTimeout(() => child.kill('SIGKILL'), 600_000);
-    child.once('exit', (exitCode) => {
-      clearTimeout(timer);
-      resolve(exitCode);
-    });
-  });
-  const elapsed = performance.now() - start;
-  if (code !== 0) throw new Error(`aria2c exited with ${code}`);
-  return { ms: elapsed, files: (await readdir(out)).filter((name) => name.endsWith('.jpg')).length };
-}
-
-const perSecond = (count: number, run: Run) => count / (run.ms / 1000);
-
-runScenario('cold', 15 * 60_000, async () => {
-  const count = scaled(5000, 200);
-  const rounds = envNumber('BENCH_COLD_ROUNDS', 2);
-  const report = new Report('cold', 'Cold downloads: 5,000 distinct 50 KB images', 'npm run bench:cold');
+runScenario('cold', 30 * 60_000, async () => {
+  const minRounds = envNumber('BENCH_COLD_ROUNDS', 3);
+  const maxRounds = Math.max(minRounds, envNumber('BENCH_COLD_MAX_ROUNDS', scale() < 1 ? minRounds : 7));
+  const report = new Report('cold', 'Cold downloads against the same work done by hand', 'npm run bench:cold');
   const dir = await tempDir('cold');
-  const origin = await startBulkOrigin('large');
-  step(`origin on ${origin.url}: distinct JPEGs of ${num(origin.meanBytes / 1024, 1)} KB (640×400)`);
-
-  const services: Run[] = [];
-  const baselines: Run[] = [];
-  for (let round = 1; round <= rounds; round++) {
-    const b = await viaUndici(dir, origin, count);
-    baselines.push(b);
-    step(`round ${round} undici baseline: ${num(perSecond(count, b))} images/s (${num(b.ms)} ms, ${b.files} files)`);
-    const s = await viaService(dir, origin, count, 'off');
-    services.push(s);
-    step(`round ${round} coverhelper --resize off: ${num(perSecond(count, s))} images/s (${num(s.ms)} ms, ${s.files} files, ${num(s.cpu!, 1)} s CPU)`);
-  }
-  const resized = await viaService(dir, origin, count, '320x200');
-  step(`coverhelper --resize 320x200: ${num(perSecond(count, resized))} images/s (${num(resized.ms)} ms, ${num(resized.cpu!, 1)} s CPU)`);
-
-  const serviceRate = median(services.map((r) => perSecond(count, r)));
-  const baseRate = median(baselines.map((r) => perSecond(count, r)));
-  const mbps = (rate: number) => `${num((rate * origin.meanBytes) / 2 ** 20, 1)} MB/s`;
-  report.figure('images', `${num(count)} × ${num(origin.meanBytes / 1024, 1)} KB`, 'distinct JPEGs, 640×400, from one origin on 127.0.0.1');
-  report.figure('coverhelper --workers 16 --resize off', `${num(serviceRate)} images/s`, `${mbps(serviceRate)}; median of ${rounds}: ${services.map((r) => num(perSecond(count, r))).join(', ')}`);
-  report.figure('baseline: undici, 16 at a time', `${num(baseRate)} images/s`, `${mbps(baseRate)}; median of ${rounds}: ${baselines.map((r) => num(perSecond(count, r))).join(', ')}`);
-  report.goal('coverhelper / baseline', ratio(serviceRate / baseRate), `≥ ${ratio(GOAL_SHARE)}`, serviceRate / baseRate >= GOAL_SHARE);
-  report.figure('coverhelper CPU per image (--resize off)', `${num((median(services.map((r) => r.cpu!)) / count) * 1000, 2)} ms`, 'user + system, all threads');
-  report.figure('coverhelper --resize 320x200', `${num(perSecond(count, resized))} images/s`, `${ratio(perSecond(count, resized) / baseRate)} the baseline; ${num((resized.cpu! / count) * 1000, 2)} ms CPU per image`);
-
   const tool = process.env.BENCH_NO_PEERS ? { skip: 'BENCH_NO_PEERS is set' } : ensureTool('aria2c', 'aria2');
-  if ('skip' in tool) {
-    report.skip('aria2c -j16 -i list', tool.skip);
-  } else {
-    const a = await viaAria2(tool.path, dir, origin, count);
-    step(`${toolVersion(tool.path)}: ${num(perSecond(count, a))} images/s (${num(a.ms)} ms, ${a.files} files)`);
-    report.figure('peer: aria2c -j16 -i list', `${num(perSecond(count, a))} images/s`, `${toolVersion(tool.path)}; ${a.files} files`);
-    report.figure('coverhelper / aria2c', ratio(serviceRate / perSecond(count, a)));
+
+  const coverCount = scaled(300, 30);
+  const started = performance.now();
+  const covers = await coverImages(coverCount);
+  step(`${coverCount} covers of ${COVER_WIDTH}×${COVER_HEIGHT} (JPEG quality ${covers.quality}) from ${coverCacheDir}: ${covers.made} made now, ${num(performance.now() - started)} ms`);
+  const classes: ImageClass[] = [
+    { name: '640×400', origin: await startBulkOrigin('large'), count: scaled(1000, 100), width: 640, height: 400, about: 'noise JPEGs, 16 base images' },
+    {
+      name: `${COVER_WIDTH}×${COVER_HEIGHT}`,
+      origin: await serveImages(covers.images),
+      count: coverCount,
+      width: COVER_WIDTH,
+      height: COVER_HEIGHT,
+      about: `noise JPEGs at quality ${covers.quality}, each URL of a run its own pixels`,
+    },
+  ];
+
+  let setNo = 0;
+  const target = (c: ImageClass, label: string, resize: string): RunTarget => {
+    const [width, height] = resize === 'off' ? [c.width, c.height] : resize.split('x').map(Number);
+    return { dir, origin: c.origin, set: `${label}${++setNo}`, count: c.count, resize, expect: { width: width!, height: height! } };
+  };
+
+  for (const c of classes) {
+    const kb = c.origin.meanBytes / 1024;
+    step(`--- ${c.name}: ${num(c.count)} images of ${num(kb, 1)} KB per run, origin ${c.origin.url} ---`);
+    report.figure(`${c.name}: images per run`, `${num(c.count)} × ${num(kb, 1)} KB`, `${c.about}; distinct bytes per URL, from one origin on 127.0.0.1`);
+    const serviceOff: number[] = [];
+    for (const resize of RESIZES) {
+      const label = `[${c.name} --resize ${resize}]`;
+      const [service, script] = await rounds(
+        label,
+        [
+          { name: 'coverhelper', run: () => viaService(target(c, 'svc', resize), `cold-${c.width}-${resize}`) },
+          { name: 'same-work script', run: () => viaScript(target(c, 'same', resize), 'same', `cold-${c.width}-${resize}`) },
+        ],
+        minRounds,
+        maxRounds,
+      ) as [Run[], Run[]];
+      if (resize === 'off') serviceOff.push(...service.map(rate));
+      const rateRatios = service.map((s, i) => rate(s) / rate(script[i]!));
+      const cpuRatios = service.map((s, i) => cpuMs(s) / cpuMs(script[i]!));
+      const name = `${c.name} --resize ${resize}`;
+      report.figure(`${name}: coverhelper`, `${num(median(service.map(rate)))} images/s`, `median of ${service.length}, ${spread(service.map(rate), 0)}`);
+      report.figure(
+        `${name}: coverhelper CPU per image`,
+        `${num(median(service.map(cpuMs)), 2)} ms`,
+        `service process, all threads; ${spread(service.map(cpuMs), 2)}; main thread ${num(median(service.map(mainMs)), 2)} ms; bench process (origin + WebSocket asker) ${num(median(service.map(benchMs)), 2)} ms`,
+      );
+      report.figure(`${name}: same-work script`, `${num(median(script.map(rate)))} images/s`, `median of ${script.length}, ${spread(script.map(rate), 0)}`);
+      report.figure(
+        `${name}: same-work script CPU per image`,
+        `${num(median(script.map(cpuMs)), 2)} ms`,
+        `script process, all threads; ${spread(script.map(cpuMs), 2)}; main thread ${num(median(script.map(mainMs)), 2)} ms; bench process (origin) ${num(median(script.map(benchMs)), 2)} ms`,
+      );
+      const rateRatio = median(rateRatios);
+      const cpuRatio = median(cpuRatios);
+      report.goal(`${name}: coverhelper / script, images/s`, ratio(rateRatio), `≥ ${ratio(GOAL_RATE)}`, rateRatio >= GOAL_RATE, `median of the rounds' ratios: ${rateRatios.map(ratio).join(', ')}`);
+      report.goal(`${name}: coverhelper / script, CPU per image`, ratio(cpuRatio), `≤ ${ratio(GOAL_CPU)}`, cpuRatio <= GOAL_CPU, `median of the rounds' ratios: ${cpuRatios.map(ratio).join(', ')}`);
+    }
+
+    const references: { name: string; run: () => Promise<Run> }[] = [
+      { name: 'plain undici script', run: () => viaScript(target(c, 'plain', 'off'), 'plain', `cold-${c.width}-plain`) },
+    ];
+    if ('skip' in tool) report.skip(`${c.name}: peer aria2c -j16 -i list`, tool.skip);
+    else references.push({ name: 'aria2c -j16', run: () => viaAria2(tool.path, target(c, 'aria2', 'off')) });
+    for (const reference of references) {
+      const [runs] = (await rounds(`[${c.name} reference]`, [reference], minRounds, maxRounds)) as [Run[]];
+      const refRate = median(runs.map(rate));
+      const version = reference.name.startsWith('aria2c') && 'path' in tool ? `${toolVersion(tool.path)}; ` : '';
+      report.figure(
+        `${c.name}: ${reference.name === 'plain undici script' ? 'reference: plain undici script (no decode)' : `peer: ${reference.name}`}`,
+        `${num(refRate)} images/s`,
+        `${version}median of ${runs.length}, ${spread(runs.map(rate), 0)}; CPU per image ${num(median(runs.map(cpuMs)), 2)} ms (${spread(runs.map(cpuMs), 2)})`,
+      );
+      report.figure(`${c.name}: coverhelper --resize off / ${reference.name}`, ratio(median(serviceOff) / refRate), 'medians of their rounds (not alternated)');
+    }
+    await c.origin.close();
   }
-  await origin.close();
+  report.note(
+    "CPU per image is the contender's own process, utime + stime of /proc/<pid>/stat over the timed run (all threads). coverhelper is driven by a WebSocket asker in the bench process, which is not in coverhelper's figure; the bench process's CPU (origin, and for coverhelper the asker) is in the notes.",
+  );
+  report.note(
+    "The same-work script fetches through a plain undici Agent; the service's Agent has its guarded connector, which with --allow-private-network (the origin is on 127.0.0.1) is undici's own buildConnector.",
+  );
   report.finish();
 });

@@ -6,6 +6,9 @@
  * - self time by function (top N, 25) and by package / project file;
  * - `--window 40-60`: only the samples from 40 s to 60 s after the profile
  *   started (the scenarios print their phases' offsets from the service start);
+ * - `--clock 1634.5-1637.9`: the same, in the machine's monotonic clock
+ *   (seconds, `process.hrtime()`, the clock V8 stamps profiles with): the cold
+ *   scenario prints each timed run's window this way under BENCH_PROFILE=1;
  * - `--inclusive REGEX`: total (inclusive) time of the frames whose
  *   "function  file" label matches, e.g. `--inclusive 'src/|machines/'`;
  * - `--long 4`: the stretches of at least 4 ms in which the event loop never
@@ -40,14 +43,15 @@ const option = (name: string) => {
   return i === -1 ? undefined : args[i + 1];
 };
 if (!file) {
-  process.stderr.write('usage: node --import tsx bench/profileTop.ts FILE.cpuprofile [--top N] [--window FROM-TO] [--inclusive REGEX] [--long MS]\n');
+  process.stderr.write('usage: node --import tsx bench/profileTop.ts FILE.cpuprofile [--top N] [--window FROM-TO | --clock FROM-TO] [--inclusive REGEX] [--long MS]\n');
   process.exit(2);
 }
 const top = Number(option('top') ?? 25);
-const [from, to] = (option('window') ?? '0-1e9').split('-').map((s) => Number(s) * 1e6) as [number, number];
 const longMs = option('long') === undefined ? undefined : Number(option('long'));
 
 const profile = JSON.parse(readFileSync(file, 'utf8')) as Profile;
+const clock = option('clock');
+const [from, to] = (clock ?? option('window') ?? '0-1e9').split('-').map((s) => Number(s) * 1e6 - (clock ? profile.startTime : 0)) as [number, number];
 const byId = new Map(profile.nodes.map((node) => [node.id, node]));
 const parent = new Map<number, number>();
 for (const node of profile.nodes) for (const child of node.children ?? []) parent.set(child, node.id);

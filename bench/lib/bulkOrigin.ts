@@ -10,6 +10,10 @@
  * image with a JPEG comment segment naming `<set>/<i>` inserted after its JFIF
  * header: a valid JPEG whose bytes (and sha256) differ per URL.
  *
+ * `serveImages(images)` serves given images the same way (the cold scenario's
+ * 1920×1080 covers, bench/lib/coverImages.ts): URL `<set>/<i>` gets image
+ * `i % images.length`, with its comment segment.
+ *
  * `hold = true` keeps every request open until `release()`: the restore
  * scenario uses it to leave a killed service's tasks unfinished.
  */
@@ -60,7 +64,13 @@ function insertPoint(jpeg: Buffer): number {
 }
 
 export async function startBulkOrigin(size: SizeClass, bases = 16): Promise<BulkOrigin> {
-  const images = await Promise.all(Array.from({ length: bases }, (_, i) => baseImage(i + 1, size)));
+  return serveImages(await Promise.all(Array.from({ length: bases }, (_, i) => baseImage(i + 1, size))));
+}
+
+/** An origin serving these JPEGs: `<set>/<i>` is image `i % images.length`, made distinct by a comment. */
+export async function serveImages(images: readonly Buffer[]): Promise<BulkOrigin> {
+  const bases = images.length;
+  if (bases === 0) throw new Error('serveImages: no images');
   const cuts = images.map(insertPoint);
   const sockets = new Set<Socket>();
   const held: (() => void)[] = [];

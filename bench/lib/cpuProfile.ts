@@ -7,6 +7,7 @@
  *
  *   NODE_OPTIONS="--import tsx --import file:///…/bench/lib/cpuProfile.ts"
  *   BENCH_CPU_PROFILE_DIR=/where
+ *   BENCH_CPU_PROFILE_NAME=service     (the file name's start; `service` unless set)
  *
  * The profile is written when the process exits (the service exits through
  * `process.exit` after SIGTERM); a SIGKILLed process writes none.
@@ -16,6 +17,7 @@ import { Session } from 'node:inspector';
 import path from 'node:path';
 
 const dir = process.env.BENCH_CPU_PROFILE_DIR ?? process.cwd();
+const name = process.env.BENCH_CPU_PROFILE_NAME ?? 'service';
 const session = new Session();
 session.connect();
 session.post('Profiler.enable');
@@ -27,6 +29,6 @@ process.on('exit', () => {
   session.post('Profiler.stop', (error, result) => {
     if (error) return;
     mkdirSync(dir, { recursive: true });
-    writeFileSync(path.join(dir, `service-${new Date().toISOString().replace(/[:.]/g, '-')}-${process.pid}.cpuprofile`), JSON.stringify(result.profile));
+    writeFileSync(path.join(dir, `${name}-${new Date().toISOString().replace(/[:.]/g, '-')}-${process.pid}.cpuprofile`), JSON.stringify(result.profile));
   });
 });

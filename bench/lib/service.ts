@@ -206,8 +206,30 @@ export function procWriteCalls(pid: number): number {
 
 /** CPU seconds (user + system) a process has used, from /proc/<pid>/stat (Linux, 100 ticks a second). */
 export function procCpuSeconds(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  return cpuOfStat(`/proc/${pid}/stat`);
+}
+
+/** CPU seconds of a process's main thread alone (the JavaScript thread of a Node process): /proc/<pid>/task/<pid>/stat. */
+export function mainThreadCpuSeconds(pid: number): number {
+  return cpuOfStat(`/proc/${pid}/task/${pid}/stat`);
+}
+
+function cpuOfStat(file: string): number {
+  const stat = readFileSync(file, 'utf8');
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   // After the command: state is field 3; utime and stime are fields 14 and 15.
   return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+/**
+ * CPU seconds (user + system) of this process's children that have exited and
+ * been waited for: cutime + cstime of /proc/self/stat. For a tool that cannot be
+ * read before it exits (aria2c): the delta across its run, when no other child
+ * exits meanwhile.
+ */
+export function childrenCpuSeconds(): number {
+  const stat = readFileSync('/proc/self/stat', 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  // cutime and cstime are fields 16 and 17.
+  return (Number(fields[13]) + Number(fields[14])) / 100;
 }

@@ -1,0 +1,201 @@
+/**
+ * One timed run of each contender in the cold scenario, each on its own set of
+ * URLs nobody has fetched before and into its own fresh folder, measured the
+ * same way: wall time from the start signal to the last answer, and the CPU of
+ * the contender's own process (utime + stime of /proc/<pid>/stat, all threads)
+ * over that time, and of its main thread alone (/proc/<pid>/task/<pid>/stat:
+ * where JavaScript runs; libvips, libuv's pool and V8's helpers are the other
+ * threads). Start-up is outside all three.
+ *
+ * - `viaService`: the real service (`--workers 16`), asked by one WebSocket
+ *   that sends checks of 1,000 at once; timed until their `done` frames. The
+ *   asker runs in the bench process, not in the service, so its CPU is not in
+ *   the service's figure; it is in `benchCpu` (with the origin's).
+ * - `viaScript`: bench/lib/coldScript.ts in its own process (`same` or `plain`).
+ * - `viaAria2`: `aria2c -j16 -i LIST`; its CPU is read after it exits, from
+ *   this process's cutime + cstime (`childrenCpuSeconds`).
+ */
+import { spawn } from 'node:child_process';
+import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import sharp from 'sharp';
+import type { BulkOrigin } from './bulkOrigin.js';
+import { benchRoot } from './paths.js';
+import { childrenCpuSeconds, mainThreadCpuSeconds, procCpuSeconds, profiling, startBenchService, stopService, track } from './service.js';
+import { step } from './report.js';
+import { checkFrame, closeSocket, openSocket } from './wsLoad.js';
+
+export const CONCURRENCY = 16;
+
+export interface Run {
+  /** Wall time, ms. */
+  ms: number;
+  /** Images stored. */
+  files: number;
+  /** CPU of the contender's process over the run, s. */
+  cpu: number;
+  /** Of which its main thread's (Node's JavaScript thread; NaN for aria2c), s. */
+  mainCpu: number;
+  /** CPU of the bench process over the run (the origin; for the service also the asker), s. */
+  benchCpu: number;
+}
+
+export interface RunTarget {
+  dir: string;
+  origin: BulkOrigin;
+  /** A set name not used before: its URLs are new to everyone. */
+  set: string;
+  count: number;
+  /** `off` or `WxH`. */
+  resize: string;
+  /** Size every stored image must have. */
+  expect: { width: number; height: number };
+}
+
+/** Under BENCH_PROFILE=1, where a timed run sits in its process's profile (bench/profileTop.ts --clock). */
+const clockNow = () => Number(process.hrtime.bigint() / 1000n) / 1e6;
+function profileWindow(what: string, from: number): void {
+  if (profiling()) step(`${what}: profile window --clock ${from.toFixed(3)}-${clockNow().toFixed(3)}`);
+}
+
+const urlsOf = (t: RunTarget) => Array.from({ length: t.count }, (_, i) => t.origin.imageUrl(t.set, i));
+const benchCpuSeconds = () => {
+  const used = process.cpuUsage();
+  return (used.user + used.system) / 1e6;
+};
+
+/** Counts the images in `folder` (those ending in `ext`), checks one's size, then removes the run's folder unless BENCH_KEEP=1. */
+async function stored(runDir: string, folder: string, t: RunTarget, label: string): Promise<number> {
+  const names = (await readdir(folder)).filter((name) => name.endsWith('.jpg'));
+  if (names.length > 0) {
+    const meta = await sharp(path.join(folder, names[0]!)).metadata();
+    if (meta.width !== t.expect.width || meta.height !== t.expect.height) {
+      throw new Error(`${label}: stored ${meta.width}×${meta.height}, expected ${t.expect.width}×${t.expect.height}`);
+    }
+  }
+  if (process.env.BENCH_KEEP !== '1') await rm(runDir, { recursive: true, force: true });
+  return names.length;
+}
+
+export async function viaService(t: RunTarget, profileName: string): Promise<Run> {
+  const runDir = path.join(t.dir, t.set);
+  const service = await startBenchService({ dataDir: `${runDir}/data`, coversDir: `${runDir}/covers`, workers: CONCURRENCY, resize: t.resize, profileName });
+  const urls = urlsOf(t);
+  const ws = await openSocket(service.wsUrl);
+  const frames = Array.from({ length: Math.ceil(t.count / 1000) }, (_, k) => checkFrame(`h${String(k).padStart(8, '0')}`, urls.slice(k * 1000, (k + 1) * 1000)));
+  const cpu = procCpuSeconds(service.child.pid!);
+  const mainCpu = mainThreadCpuSeconds(service.child.pid!);
+  const benchCpu = benchCpuSeconds();
+  const clock = clockNow();
+  const start = performance.now();
+  const ok = await new Promise<number>((resolve, reject) => {
+    let done = 0;
+    let okCount = 0;
+    const timer = setTimeout(() => reject(new Error('cold: not done after 10 minutes')), 600_000);
+    ws.on('message', (data: Buffer) => {
+      const head = data.toString('latin1', 0, 60);
+      if (!head.startsWith('{"type":"done"')) return;
+      okCount += Number(/"ok":(\d+)/.exec(head)?.[1] ?? 0);
+      if (++done === frames.length) {
+        clearTimeout(timer);
+        resolve(okCount);
+      }
+    });
+    for (const frame of frames) ws.send(frame, { binary: false });
+  });
+  const ms = performance.now() - start;
+  const run = { ms, cpu: procCpuSeconds(service.child.pid!) - cpu, mainCpu: mainThreadCpuSeconds(service.child.pid!) - mainCpu, benchCpu: benchCpuSeconds() - benchCpu };
+  profileWindow(`coverhelper ${t.set} (pid ${service.child.pid})`, clock);
+  await closeSocket(ws);
+  await stopService(service);
+  if (ok !== t.count) throw new Error(`coverhelper --resize ${t.resize}: ${ok} of ${t.count} ok`);
+  return { ...run, files: await stored(runDir, `${runDir}/covers/127.0.0.1`, t, `coverhelper --resize ${t.resize}`) };
+}
+
+/** Waits for a stdout line of `child` matching `pattern`. */
+function lineOf(child: { stdout: NodeJS.ReadableStream }, pattern: RegExp, timeoutMs: number, what: string): Promise<RegExpExecArray> {
+  return new Promise((resolve, reject) => {
+    let text = '';
+    const timer = setTimeout(() => {
+      child.stdout.off('data', onData);
+      reject(new Error(`${what}: no ${pattern} within ${timeoutMs} ms; got ${JSON.stringify(text.slice(-300))}`));
+    }, timeoutMs);
+    const onData = (chunk: Buffer) => {
+      text += chunk.toString();
+      const m = pattern.exec(text);
+      const failed = /^failed (.*)$/m.exec(text);
+      if (m || failed) {
+        clearTimeout(timer);
+        child.stdout.off('data', onData);
+        if (m) resolve(m);
+        else reject(new Error(`${what}: ${failed![1]}`));
+      }
+    };
+    child.stdout.on('data', onData);
+  });
+}
+
+export async function viaScript(t: RunTarget, mode: 'same' | 'plain', profileName: string): Promise<Run> {
+  const runDir = path.join(t.dir, t.set);
+  const out = path.join(runDir, 'out');
+  await mkdir(out, { recursive: true });
+  const list = path.join(runDir, 'urls.txt');
+  await writeFile(list, `${urlsOf(t).join('\n')}\n`);
+  // BENCH_PROFILE=1 profiles the script as it does the service (bench/lib/cpuProfile.ts).
+  const profile = profiling() ? ['--import', pathToFileURL(path.join(benchRoot, 'lib/cpuProfile.ts')).href] : [];
+  const env = profiling() ? { ...process.env, BENCH_CPU_PROFILE_DIR: path.join(benchRoot, 'profiles', profileName), BENCH_CPU_PROFILE_NAME: `${mode}-script` } : process.env;
+  const child = spawn(process.execPath, ['--import', 'tsx', ...profile, path.join(benchRoot, 'lib/coldScript.ts'), mode, list, out, t.resize, String(CONCURRENCY)], {
+    stdio: ['pipe', 'pipe', 'inherit'],
+    env,
+  });
+  track(child);
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const what = `${mode} script`;
+  const died = exited.then((code) => Promise.reject(new Error(`${what} exited with ${code} before it was done`)));
+  died.catch(() => undefined);
+  await Promise.race([lineOf(child, /^ready$/m, 30_000, what), died]);
+  const cpu = procCpuSeconds(child.pid!);
+  const mainCpu = mainThreadCpuSeconds(child.pid!);
+  const benchCpu = benchCpuSeconds();
+  const clock = clockNow();
+  const start = performance.now();
+  child.stdin.write('go\n');
+  const done = await Promise.race([lineOf(child, /^done (\d+)$/m, 600_000, what), died]);
+  const ms = performance.now() - start;
+  const run = { ms, cpu: procCpuSeconds(child.pid!) - cpu, mainCpu: mainThreadCpuSeconds(child.pid!) - mainCpu, benchCpu: benchCpuSeconds() - benchCpu };
+  profileWindow(`${what} ${t.set} (pid ${child.pid})`, clock);
+  child.stdin.end();
+  const code = await exited;
+  if (code !== 0) throw new Error(`${what} exited with ${code}`);
+  if (Number(done[1]) !== t.count) throw new Error(`${what}: ${done[1]} of ${t.count} ok`);
+  return { ...run, files: await stored(runDir, mode === 'same' ? path.join(out, '127.0.0.1') : out, t, what) };
+}
+
+/** The peer: `aria2c -j16 -i LIST`, quiet, into a fresh folder. */
+export async function viaAria2(binary: string, t: RunTarget): Promise<Run> {
+  const runDir = path.join(t.dir, t.set);
+  const out = path.join(runDir, 'out');
+  await mkdir(out, { recursive: true });
+  const list = urlsOf(t)
+    .map((url, i) => `${url}\n  out=${i}.jpg`)
+    .join('\n');
+  await writeFile(path.join(runDir, 'list'), `${list}\n`);
+  const args = ['-j16', '-i', path.join(runDir, 'list'), '-d', out, '--console-log-level=warn', '--summary-interval=0', '--download-result=hide', '--auto-file-renaming=false', '--allow-overwrite=true'];
+  const cpu = childrenCpuSeconds();
+  const benchCpu = benchCpuSeconds();
+  const start = performance.now();
+  const code = await new Promise<number | null>((resolve) => {
+    const child = spawn(binary, args, { stdio: ['ignore', 'ignore', 'inherit'] });
+    track(child);
+    const timer = setTimeout(() => child.kill('SIGKILL'), 600_000);
+    child.once('exit', (exitCode) => {
+      clearTimeout(timer);
+      resolve(exitCode);
+    });
+  });
+  const ms = performance.now() - start;
+  const run = { ms, cpu: childrenCpuSeconds() - cpu, mainCpu: NaN, benchCpu: benchCpuSeconds() - benchCpu };
+  if (code !== 0) throw new Error(`aria2c exited with ${code}`);
+  return { ...run, files: await stored(runDir, out, t, 'aria2c') };
+}

@@ -1,0 +1,102 @@
+/**
+ * The cold scenario's hand-written downloaders, each run as a process of its
+ * own so that its CPU is read from /proc/<pid>/stat exactly as the service's is.
+ *
+ *   node --import tsx bench/lib/coldScript.ts MODE LIST OUT RESIZE CONCURRENCY
+ *
+ * - `same`: the service's work with no service around it. CONCURRENCY at a
+ *   time, each URL of LIST (one per line) is fetched with undici `request()`
+ *   through a plain `Agent`, its body decoded (and, unless RESIZE is `off`,
+ *   resized and re-encoded) by the service's own `processImage`
+ *   (src/images/processImage.ts), and written by the service's own
+ *   `writeCoverFile` (src/store/coverFiles.ts: temp file in `OUT/.tmp`, then
+ *   rename) under the path the service would give it (`coverPath` with the
+ *   content's `sha256`). Imported, not copied, so it cannot drift from the
+ *   service. What the service does besides (the WebSocket, the supervisor and
+ *   one XState actor per download, the task and cover rows in SQLite, logs,
+ *   size limits and redirect checks) is not done here.
+ * - `plain`: the reference line kept from the first version of this bench:
+ *   fetch and `writeFile(OUT/<i>.jpg)`; no decode, no temp file.
+ *
+ * The service's undici Agent is built with its guarded connector; with
+ * `--allow-private-network` (which the bench passes, the origin being on
+ * 127.0.0.1) that connector is undici's own `buildConnector`, so the two agents
+ * differ only in keep-alive timeouts.
+ *
+ * Talks to its parent over stdio so that start-up is not timed: prints `ready`
+ * once loaded, starts on the first line of stdin, prints `done OK` (or
+ * `failed MESSAGE` and exits 1), and exits when stdin closes, so the parent
+ * can read its CPU after the work and before the exit.
+ */
+import { readFileSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+import { Agent, request } from 'undici';
+import type { ResizeSpec } from '../../src/config.js';
+import { processImage } from '../../src/images/processImage.js';
+import { coverPath, sha256, writeCoverFile } from '../../src/store/coverFiles.js';
+
+const [mode, listFile, out, resizeArg, concurrencyArg] = process.argv.slice(2);
+if ((mode !== 'same' && mode !== 'plain') || !listFile || !out || !resizeArg || !concurrencyArg) {
+  process.stderr.write('usage: coldScript.ts same|plain LIST OUT off|WxH CONCURRENCY\n');
+  process.exit(2);
+}
+const size = /^(\d{1,5})x(\d{1,5})$/.exec(resizeArg);
+if (resizeArg !== 'off' && !size) {
+  process.stderr.write(`coldScript: RESIZE must be off or WxH, got ${resizeArg}\n`);
+  process.exit(2);
+}
+const resize: ResizeSpec | null = size ? { width: Number(size[1]), height: Number(size[2]) } : null;
+const concurrency = Number(concurrencyArg);
+const urls = readFileSync(listFile, 'utf8').split('\n').filter(Boolean);
+const agent = new Agent({ connections: concurrency });
+
+async function fetchBody(url: string): Promise<Buffer> {
+  const { statusCode, body } = await request(url, { dispatcher: agent });
+  const data = Buffer.from(await body.arrayBuffer());
+  if (statusCode !== 200) throw new Error(`${url}: HTTP ${statusCode}`);
+  return data;
+}
+
+async function same(url: string): Promise<void> {
+  const image = await processImage(await fetchBody(url), resize);
+  await writeCoverFile(out!, coverPath(url, sha256(image.data), image.ext), image.data);
+}
+
+async function plain(url: string, index: number): Promise<void> {
+  await writeFile(path.join(out!, `${index}.jpg`), await fetchBody(url));
+}
+
+async function run(): Promise<number> {
+  const one = mode === 'same' ? same : plain;
+  let next = 0;
+  let ok = 0;
+  const worker = async () => {
+    while (next < urls.length) {
+      const i = next++;
+      await one(urls[i]!, i);
+      ok++;
+    }
+  };
+  await Promise.all(Array.from({ length: concurrency }, worker));
+  return ok;
+}
+
+const lines = createInterface({ input: process.stdin });
+let started = false;
+lines.on('line', () => {
+  if (started) return;
+  started = true;
+  run().then(
+    (ok) => process.stdout.write(`done ${ok}\n`),
+    (error: unknown) => {
+      process.stdout.write(`failed ${error instanceof Error ? error.message : String(error)}\n`);
+      process.exit(1);
+    },
+  );
+});
+lines.on('close', () => {
+  void agent.close().finally(() => process.exit(0));
+});
+process.stdout.write('ready\n');
