@@ -67,7 +67,8 @@ for (const { name, code, report } of outcomes) {
   lines.push(`## ${report.title}`, '', `\`${report.command}\` — ${report.seconds} s`, '', '| figure | value | goal | | note |', '|---|---:|---|---|---|');
   for (const row of report.rows) {
     lines.push(`| ${row.name} | ${row.value} | ${row.goal} | ${row.verdict} | ${row.note.replaceAll('|', '\\|')} |`);
-    if (row.verdict) log(`  ${name.padEnd(13)} ${row.verdict.padEnd(4)}  ${row.name}: ${row.value}${row.goal ? ` (goal ${row.goal})` : ''}`);
+    const why = row.verdict === 'SKIP' ? ` (${row.note})` : '';
+    if (row.verdict) log(`  ${name.padEnd(13)} ${row.verdict.padEnd(4)}  ${row.name}: ${row.value}${row.goal ? ` (goal ${row.goal})` : ''}${why}`);
     if (row.verdict === 'MISS') missed++;
   }
   for (const note of report.notes) lines.push('', `Note: ${note}`);
