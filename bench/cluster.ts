@@ -42,6 +42,7 @@ import { mkdir } from 'node:fs/promises';
 import os from 'node:os';
 import Database from 'better-sqlite3';
 import { coverPath } from '../src/store/coverFiles.js';
+import { waitUntil } from '../test/helpers/db.js';
 import { connect } from '../test/helpers/wsClient.js';
 import type { Frame } from '../test/helpers/wsClient.js';
 import { startBulkOrigin } from './lib/bulkOrigin.js';
@@ -52,7 +53,7 @@ import { benchPgServer, freshPgDatabase, pgUnreachable } from './lib/pg.js';
 import type { PgDatabase } from './lib/pg.js';
 import { ms, num, ratio, Report, step } from './lib/report.js';
 import { envNumber, scaled } from './lib/scale.js';
-import { health, metrics, procCpuSeconds, runScenario, sleep, startBenchService, stopService, tempDir, waitIdle } from './lib/service.js';
+import { health, metrics, procCpuSeconds, runScenario, startBenchService, stopService, tempDir, waitIdle } from './lib/service.js';
 import type { Service } from './lib/service.js';
 import { median } from './lib/stats.js';
 import { checkFrame, closeSocket, DONE_PREFIX, idFor, openSocket, pipelined } from './lib/wsLoad.js';
@@ -84,15 +85,6 @@ function shown(url: string): string {
 
 /** The flags of a node on `db`. */
 const nodeArgs = (db: PgDatabase, id: string, more: string[] = []) => ['--db', db.url, '--node-id', id, '--public-url', PUBLIC_URL, ...more];
-
-/** Polls `check` every 50 ms until it is true, for at most `timeoutMs`. */
-async function waitFor(check: () => Promise<boolean>, what: string, timeoutMs: number): Promise<void> {
-  const deadline = performance.now() + timeoutMs;
-  while (!(await check())) {
-    if (performance.now() > deadline) throw new Error(`not within ${timeoutMs} ms: ${what}`);
-    await sleep(50);
-  }
-}
 
 /** The per-URL answers of a `done` frame. */
 const answersOf = (done: Frame) => done.results as { status: string; source?: string }[];
@@ -420,7 +412,7 @@ async function takeoverOnce(db: PgDatabase, b: Service, dir: string, rep: number
   const clients = [await connect(victim.wsUrl)];
   try {
     void clients[0]!.check('victim', urls, 120_000).catch(() => undefined);
-    await waitFor(
+    await waitUntil(
       async () => (await db.query<{ n: number }>("SELECT count(*)::int AS n FROM tasks WHERE claimed_by = $1 AND status = 'downloading' AND bytes_done > 0 AND url = ANY($2)", [victimId, urls]))[0]!.n === urls.length,
       `node ${victimId} downloading all ${urls.length}, held half-way by the origin`,
       30_000,
@@ -430,7 +422,7 @@ async function takeoverOnce(db: PgDatabase, b: Service, dir: string, rep: number
     clients.push(...askers);
     const waiting = askers.map((asker, i) => asker.check(`wait-${i}`, urls, 120_000));
     // Every asker's URLs wait on node b, none queued or downloading there: they wait on the victim.
-    await waitFor(
+    await waitUntil(
       async () => {
         const [m, h] = await Promise.all([metrics(b), health(b)]);
         return (m.get('coverhelper_cache_misses_total') ?? 0) - missesBefore === TAKEOVER_ASKERS * urls.length && h.queued === 0 && h.downloading === 0;
@@ -454,7 +446,7 @@ async function takeoverOnce(db: PgDatabase, b: Service, dir: string, rep: number
     const originRequests = await origin.hits(names, 'half');
     // The askers are answered when the download ends; its row is written in the writer's next turn.
     const rowsDoneNow = async () => (await db.query<{ n: number }>("SELECT count(*)::int AS n FROM tasks WHERE url = ANY($1) AND status = 'ok' AND claimed_by IS NULL", [urls]))[0]!.n;
-    await waitFor(async () => (await rowsDoneNow()) === urls.length, 'task rows ok and unclaimed', 10_000).catch(async () => {
+    await waitUntil(async () => (await rowsDoneNow()) === urls.length, 'task rows ok and unclaimed', 10_000).catch(async () => {
       const rows = await db.query('SELECT url, status, claimed_by, claim_expires, updated_at FROM tasks WHERE url = ANY($1) ORDER BY url', [urls]);
       step(`  task rows 10 s after the answers: ${JSON.stringify(rows.slice(0, 4))} …`);
     });
