@@ -7,6 +7,9 @@
  *   BENCH_SCALE=0.1 npm run bench          a quick smoke run at a tenth of the sizes
  *   BENCH_PROFILE=1 npm run bench:cold     CPU profiles of the service in bench/profiles/
  *
+ * `cluster` needs a PostgreSQL server (COVERHELPER_BENCH_PG or COVERHELPER_TEST_PG);
+ * without one its rows are SKIP, not a failure.
+ *
  * Writes bench/results/<scenario>.json (each scenario) and bench/results/summary.md.
  */
 import { spawn } from 'node:child_process';
@@ -17,7 +20,7 @@ import { log, machineInfo, step } from './lib/report.js';
 import type { SavedReport } from './lib/report.js';
 import { scale } from './lib/scale.js';
 
-const scenarios = ['hotPath', 'herd', 'cold', 'memory', 'startRestore'];
+const scenarios = ['hotPath', 'herd', 'cold', 'memory', 'startRestore', 'cluster'];
 const only = (process.env.BENCH_ONLY ?? '').split(',').filter(Boolean);
 const chosen = only.length > 0 ? scenarios.filter((name) => only.includes(name)) : scenarios;
 
@@ -64,7 +67,8 @@ for (const { name, code, report } of outcomes) {
   lines.push(`## ${report.title}`, '', `\`${report.command}\` — ${report.seconds} s`, '', '| figure | value | goal | | note |', '|---|---:|---|---|---|');
   for (const row of report.rows) {
     lines.push(`| ${row.name} | ${row.value} | ${row.goal} | ${row.verdict} | ${row.note.replaceAll('|', '\\|')} |`);
-    if (row.verdict) log(`  ${name.padEnd(13)} ${row.verdict.padEnd(4)}  ${row.name}: ${row.value}${row.goal ? ` (goal ${row.goal})` : ''}`);
+    const why = row.verdict === 'SKIP' ? ` (${row.note})` : '';
+    if (row.verdict) log(`  ${name.padEnd(13)} ${row.verdict.padEnd(4)}  ${row.name}: ${row.value}${row.goal ? ` (goal ${row.goal})` : ''}${why}`);
     if (row.verdict === 'MISS') missed++;
   }
   for (const note of report.notes) lines.push('', `Note: ${note}`);

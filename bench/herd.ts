@@ -14,6 +14,7 @@
  * HTTP/2 connections, each with its 200 requests at once.
  */
 import http2 from 'node:http2';
+import { askAll, openMany } from './lib/herdLoad.js';
 import { ensureTool, toolVersion } from './lib/install.js';
 import { startNginx } from './lib/nginx.js';
 import { startOriginProcess } from './lib/originProcess.js';
@@ -21,66 +22,13 @@ import { ms, num, ratio, Report, step } from './lib/report.js';
 import { envNumber, scaled } from './lib/scale.js';
 import { procCpuSeconds, procWriteCalls, runScenario, startBenchService, stopService, tempDir } from './lib/service.js';
 import { median } from './lib/stats.js';
-import { checkFrame, closeSocket, openSocket } from './lib/wsLoad.js';
-import type WebSocket from 'ws';
+import { closeSocket, openSocket } from './lib/wsLoad.js';
 
 const URLS = 200;
 const ORIGIN_DELAY_MS = 20;
 const GOAL_FACTOR = 1.2;
 
 const names = (set: string, count: number) => Array.from({ length: count }, (_, i) => `${set}-${i}`);
-
-/** Opens `count` sockets, a few dozen at a time. */
-async function openMany(url: string, count: number): Promise<WebSocket[]> {
-  const sockets: WebSocket[] = [];
-  while (sockets.length < count) {
-    const chunk = Math.min(50, count - sockets.length);
-    sockets.push(...(await Promise.all(Array.from({ length: chunk }, () => openSocket(url)))));
-  }
-  return sockets;
-}
-
-/**
- * Sends the same check on every socket at once; resolves when every socket has
- * its `done`, with the time from the first send and how many answers were ok.
- */
-function askAll(sockets: WebSocket[], urls: string[], timeoutMs: number): Promise<{ ms: number; ok: number; results: number; clientCpu: number }> {
-  const frame = checkFrame('h00000000', urls);
-  const okHead = `"ok":${urls.length},`;
-  return new Promise((resolve, reject) => {
-    let done = 0;
-    let ok = 0;
-    let results = 0;
-    const listeners = new Map<WebSocket, (data: Buffer) => void>();
-    const timer = setTimeout(() => {
-      for (const [ws, listener] of listeners) ws.off('message', listener);
-      reject(new Error(`herd: ${sockets.length - done} sockets without done after ${timeoutMs} ms`));
-    }, timeoutMs);
-    const start = performance.now();
-    const cpu = process.cpuUsage();
-    for (const ws of sockets) {
-      const listener = (data: Buffer) => {
-        const head = data.toString('latin1', 0, 60);
-        if (head.startsWith('{"type":"result"')) {
-          results++;
-          return;
-        }
-        done++;
-        if (head.startsWith('{"type":"done"') && head.includes(okHead)) ok++;
-        if (done === sockets.length) {
-          const elapsed = performance.now() - start;
-          clearTimeout(timer);
-          for (const [w, l] of listeners) w.off('message', l);
-          const used = process.cpuUsage(cpu);
-          resolve({ ms: elapsed, ok, results, clientCpu: (used.user + used.system) / 1e6 });
-        }
-      };
-      listeners.set(ws, listener);
-      ws.on('message', listener);
-    }
-    for (const ws of sockets) ws.send(frame, { binary: false });
-  });
-}
 
 /** `count` HTTP/2 connections, each asking for every path at once; the time from the first request to the last body. */
 async function h2Herd(base: string, count: number, paths: string[], timeoutMs: number): Promise<{ ms: number; ok: number; failed: number; clientCpu: number; firstFailure?: string }> {

@@ -4,23 +4,30 @@
  * the client (500 sockets receiving 100,000 frames), and its 20 ms responses
  * would wait for the client's work, so the bench would time itself rather than
  * the service. The child makes the images before the clock starts and answers
- * hit counts over IPC.
+ * hit counts over IPC; `release()` lets its held `/half/<name>.jpg` responses
+ * finish (and every later one at once), as the helper's own `release()` does.
  *
  *   const origin = await startOriginProcess({ delayMs: 20, images: ['a', 'b'] });
- *   origin.url; await origin.hits(['a']); await origin.close();
+ *   origin.url; await origin.hits(['a']); await origin.hits(['x'], 'half');
+ *   await origin.release(); await origin.close();
  */
 import { fork } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { track } from './service.js';
 
-type Request = { id: number; type: 'hits'; names: string[] } | { id: number; type: 'close' };
+/** The routes whose hits can be counted: `/img/NAME.jpg` and `/half/NAME.jpg`. */
+export type Route = 'img' | 'half';
+type Call = { type: 'hits'; names: string[]; route: Route } | { type: 'release' } | { type: 'close' };
+type Request = Call & { id: number };
 type Reply = { id: number; value: number } | { ready: string };
 
 export interface OriginProcess {
   url: string;
-  /** Requests the origin got for `/img/NAME.jpg`, summed over `names`. */
-  hits(names: string[]): Promise<number>;
+  /** Requests the origin got for `/ROUTE/NAME.jpg` (route `img` unless given), summed over `names`. */
+  hits(names: string[], route?: Route): Promise<number>;
+  /** Lets every held `/half/` response finish; later ones are not held. */
+  release(): Promise<void>;
   close(): Promise<void>;
   child: ChildProcess;
 }
@@ -41,7 +48,7 @@ export async function startOriginProcess(options: { delayMs: number; images: str
     });
     child.send({ images: options.images });
   });
-  const call = (request: { type: 'hits'; names: string[] } | { type: 'close' }) =>
+  const call = (request: Call) =>
     new Promise<number>((resolve) => {
       const id = ++seq;
       pending.set(id, resolve);
@@ -50,7 +57,10 @@ export async function startOriginProcess(options: { delayMs: number; images: str
   return {
     url,
     child,
-    hits: (names) => call({ type: 'hits', names }),
+    hits: (names, route = 'img') => call({ type: 'hits', names, route }),
+    release: async () => {
+      await call({ type: 'release' });
+    },
     close: async () => {
       const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
       await call({ type: 'close' });
@@ -69,8 +79,11 @@ async function runChild(delayMs: number): Promise<void> {
       for (const name of setup.images) await makeImage(name);
       process.on('message', (request: Request) => {
         if (request.type === 'hits') {
-          const value = request.names.reduce((sum, name) => sum + (origin.hits.get(`/img/${name}.jpg`) ?? 0), 0);
+          const value = request.names.reduce((sum, name) => sum + (origin.hits.get(`/${request.route}/${name}.jpg`) ?? 0), 0);
           process.send!({ id: request.id, value } satisfies Reply);
+        } else if (request.type === 'release') {
+          origin.release();
+          process.send!({ id: request.id, value: 0 } satisfies Reply);
         } else void origin.close().then(() => process.send!({ id: request.id, value: 0 } satisfies Reply));
       });
       process.send!({ ready: origin.url } satisfies Reply);
