@@ -24,7 +24,7 @@ interface ProfileNode {
   children: ProfileNode[];
 }
 
-const GAUGES = ['process_resident_memory_bytes', 'nodejs_heap_used_bytes', 'nodejs_heap_total_bytes', 'nodejs_external_memory_bytes'];
+const GAUGES = ['process_resident_memory_bytes', 'nodejs_heap_size_used_bytes', 'nodejs_heap_size_total_bytes', 'nodejs_external_memory_bytes'];
 
 /** Allocated bytes by the innermost four frames (innermost first). */
 function summarise(head: ProfileNode, top: number): void {

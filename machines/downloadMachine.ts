@@ -69,7 +69,13 @@ function outputFor(context: DownloadContext, status: FinalStatus): DownloadOutpu
   switch (status) {
     case 'ok':
       return context.result
-        ? { url: context.url, status: 'ok', cover: context.result.cover, source: context.result.source }
+        ? {
+            url: context.url,
+            status: 'ok',
+            cover: context.result.cover,
+            source: context.result.source,
+            ...(context.result.fetched !== undefined ? { fetched: context.result.fetched } : {}),
+          }
         : failureOutput(context.url, { code: 'network', message: 'fetchCover resolved without a cover' });
     case 'tle':
       return failureOutput(context.url, { code: 'tle', message: `download took longer than ${context.timeLimitMs / 1000} s` });
@@ -100,6 +106,8 @@ export const downloadMachine = setup({
     reportStatus: (_args, _params: { status: TaskStatus }) => {},
     /** Called once with the final output. Provided from src/ (the log line). */
     reportFinished: (_args, _params: { output: DownloadOutput }) => {},
+    /** A try failed and another follows after the backoff. Provided from src/ (a debug line). */
+    reportRetry: (_args, _params: { attempt: number; error: FailureInfo }) => {},
     recordError: assign({ error: (_, params: { error: unknown }) => toFailure(params.error) }),
     /** Sets the output for the final state entered. */
     setOutput: assign({ output: ({ context }, params: { status: FinalStatus }) => outputFor(context, params.status) }),
@@ -155,6 +163,7 @@ export const downloadMachine = setup({
             {
               guard: and(['isTransient', 'hasTriesLeft']),
               target: 'backoff',
+              actions: { type: 'reportRetry', params: ({ context }) => ({ attempt: context.attempt, error: context.error! }) },
             },
             { target: '#download.failed' },
           ],

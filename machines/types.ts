@@ -21,6 +21,8 @@ export interface StoredCover {
 export interface FetchCoverOutput {
   cover: StoredCover;
   source: CoverSource;
+  /** Bytes of the body downloaded from the origin (none when answered from the store). */
+  fetched?: number;
 }
 
 /** The failure shape the machines carry: a stable code and a message. */
@@ -33,7 +35,7 @@ export interface FailureInfo {
 
 /** What a finished download hands to every subscriber. */
 export type DownloadOutput =
-  | { url: string; status: 'ok'; cover: StoredCover; source: CoverSource }
+  | { url: string; status: 'ok'; cover: StoredCover; source: CoverSource; fetched?: number }
   /** `retryAt` (epoch ms): answered from a failure remembered until then, without a download. */
   | { url: string; status: 'error'; error: FailureInfo; retryAt?: number };
 

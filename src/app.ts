@@ -15,7 +15,7 @@ import { createHttpClient } from './fetch/index.js';
 import type { Logger } from './logger.js';
 import { CacheLimits, DeletionRunner, ResourceGuard } from './maintenance/index.js';
 import { createAdminFeed, resolveAdminToken, TaskHistory } from './admin/index.js';
-import { createHttpServer, Door, renderMetrics } from './servers/index.js';
+import { createHttpServer, createMetrics, Door } from './servers/index.js';
 import { startLegacyServer } from './legacy/index.js';
 import type { LegacyServer } from './legacy/index.js';
 import { Stats } from './stats.js';
@@ -152,10 +152,7 @@ async function startOnPort(config: Config, logger: Logger, bound: Server, opened
   const checks = new CoverChecks({ config, covers, downloads, stats, publicUrl: () => publicUrl });
   const http = createHttpServer(
     {
-      metrics: () => {
-        const counts = downloads.counts();
-        return renderMetrics({ stats, status: downloads.status(), queued: counts.queued, downloading: counts.downloading, actors: counts.actors, resources: guard.latest });
-      },
+      metrics: createMetrics({ stats, version, status: () => downloads.status(), counts: () => downloads.counts(), resources: () => guard.latest }),
       admin: {
         token: adminToken,
         feed: createAdminFeed({ store, downloads, stats }),
@@ -204,7 +201,23 @@ async function startOnPort(config: Config, logger: Logger, bound: Server, opened
 
   const url = `http://${hostForUrl(config.host)}:${port}`;
   publicUrl ||= `${url}/covers/`;
-  logger.info(`listening on ${url}`, { node, publicUrl, covers: config.coversDir, db: store.location, shared: store.claims.shared, workers: config.workers });
+  // The start line names what an operator checks first: the version and the settings that decide what is fetched and who may ask.
+  logger.info(`listening on ${url}`, {
+    version,
+    node,
+    publicUrl,
+    covers: config.coversDir,
+    db: store.location,
+    shared: store.claims.shared,
+    workers: config.workers,
+    allowHosts: config.allowHosts,
+    allowPrivateNetwork: config.allowPrivateNetwork,
+    resize: config.resize === null ? 'off' : `${config.resize.width}x${config.resize.height}`,
+    clientToken: config.clientToken === undefined ? 'none (anyone may ask)' : 'set',
+    urlKey: config.urlKey === undefined ? 'none (/c/ is off)' : 'set',
+    legacyPort: legacy?.port ?? 'off',
+  });
+  if (config.allowPrivateNetwork) logger.warn('--allow-private-network is on: the service fetches from loopback and private addresses (for tests; never in production)');
 
   let stopping: Promise<void> | undefined;
   return {

@@ -1,9 +1,12 @@
 /**
  * Counters since start, for `/healthz`, the admin stream and `/metrics`.
- * Plain numbers bumped where things happen; read as a snapshot.
+ * Plain numbers bumped where things happen, read as a snapshot; the download
+ * durations are a prom-client histogram that `/metrics` registers.
  */
+import { Histogram } from 'prom-client';
+
 export class Stats {
-  /** Check requests (JSON or short form). */
+  /** Check requests (JSON, short form, TCP, HTTP). */
   checks = 0;
   /** URLs asked for in checks. */
   urls = 0;
@@ -16,30 +19,36 @@ export class Stats {
   downloadsOk = 0;
   downloadsError = 0;
   downloadsTle = 0;
-  /** Bytes of cover files written by downloads. */
+  /** Failed downloads (error and tle) by error code. */
+  readonly failuresByCode = new Map<string, number>();
+  /** Bytes of cover bodies downloaded (as they came from the origin). */
   bytes = 0;
   /** Open connections by kind: blog WebSockets (`client`), admin streams, 2019-protocol TCP sockets (`legacy`). */
   readonly connections = { client: 0, admin: 0, legacy: 0 };
+  /** Wall-clock time of finished downloads (registered by `/metrics`). */
+  readonly downloadDurations = new Histogram({
+    name: 'coverhelper_download_duration_seconds',
+    help: 'Wall-clock time of finished downloads.',
+    buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+    registers: [],
+  });
 
   /** Counts a connection of `kind` open until `closed` fires. */
   connected(kind: keyof Stats['connections'], closed: (listener: () => void) => void): void {
     this.connections[kind]++;
     closed(() => this.connections[kind]--);
   }
-  /** Upper bounds (seconds) of the download-duration histogram's buckets. */
-  readonly durationBuckets = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60] as const;
-  /** Downloads per bucket (not cumulative); the last slot is +Inf. */
-  readonly durationCounts = new Array<number>(11).fill(0);
-  durationSum = 0;
-  durationCount = 0;
 
   /** Records how long one finished download took. */
   observeDuration(ms: number): void {
-    const seconds = ms / 1000;
-    const index = this.durationBuckets.findIndex((bound) => seconds <= bound);
-    this.durationCounts[index === -1 ? this.durationBuckets.length : index]! += 1;
-    this.durationSum += seconds;
-    this.durationCount++;
+    this.downloadDurations.observe(ms / 1000);
+  }
+
+  /** Counts a failed download by its code. */
+  failed(code: string): void {
+    if (code === 'tle') this.downloadsTle++;
+    else this.downloadsError++;
+    this.failuresByCode.set(code, (this.failuresByCode.get(code) ?? 0) + 1);
   }
 
   snapshot() {

@@ -380,18 +380,23 @@ describe('metrics', () => {
     assert.equal(value('coverhelper_checks_total'), 2);
     assert.equal(value('coverhelper_cache_hits_total'), 1);
     assert.equal(value('coverhelper_cache_misses_total'), 2);
-    assert.equal(value('coverhelper_downloads_total{outcome="ok"}'), 1);
-    assert.equal(value('coverhelper_downloads_total{outcome="error"}'), 1);
+    assert.equal(value('coverhelper_downloads_total{outcome="ok",code=""}'), 1);
+    assert.equal(value('coverhelper_downloads_total{outcome="error",code="http_status"}'), 1, 'error outcomes split by code');
+    assert.match(text, /^coverhelper_build_info\{version="\d+\.\d+\.\d+[^"]*",node="v\d+[^"]*"\} 1$/m);
     assert.equal(value('coverhelper_download_duration_seconds_count'), 2);
     assert.equal(value('coverhelper_download_duration_seconds_bucket{le="+Inf"}'), 2);
     assert.ok(value('coverhelper_downloaded_bytes_total') > 0);
     assert.equal(value('coverhelper_status{status="ready"}'), 1);
     assert.equal(value('coverhelper_connections{kind="client"}'), 1);
     assert.equal(value('coverhelper_connections{kind="admin"}'), 0);
-    for (const name of ['coverhelper_queued', 'coverhelper_downloading', 'coverhelper_coalesced_askers_total', 'coverhelper_load5']) assert.ok(!Number.isNaN(value(name)), name);
+    for (const name of ['coverhelper_queued', 'coverhelper_downloading', 'coverhelper_coalesced_askers_total', 'coverhelper_load5', 'coverhelper_disk_used_ratio', 'coverhelper_memory_used_ratio']) assert.ok(!Number.isNaN(value(name)), name);
+    assert.ok(value('coverhelper_disk_used_ratio') >= 0 && value('coverhelper_disk_used_ratio') <= 1, 'a ratio, not a percent');
+    assert.doesNotMatch(text, /_percent/);
     assert.equal(value('coverhelper_download_actors'), 0, 'finished actors are gone');
-    assert.ok(value('process_resident_memory_bytes') > 0 && value('nodejs_heap_used_bytes') > 0);
-    assert.ok(value('nodejs_heap_total_bytes') >= value('nodejs_heap_used_bytes') && value('nodejs_external_memory_bytes') > 0);
+    // prom-client's standard process metrics
+    assert.ok(value('process_resident_memory_bytes') > 0 && value('nodejs_heap_size_used_bytes') > 0);
+    assert.ok(value('nodejs_heap_size_total_bytes') >= value('nodejs_heap_size_used_bytes') && value('nodejs_external_memory_bytes') > 0);
+    assert.ok(value('process_cpu_seconds_total') > 0 && value('nodejs_eventloop_lag_seconds') >= 0);
     const health = (await (await fetch(`${service.url}/healthz`)).json()) as Frame;
     assert.deepEqual(Object.keys(health).sort(), ['diskPercent', 'downloading', 'load5', 'memPercent', 'node', 'queued', 'status', 'version']);
 

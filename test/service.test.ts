@@ -7,7 +7,7 @@ import http from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import sharp from 'sharp';
 import { waitUntil } from './helpers/db.js';
-import { startOrigin } from './helpers/origin.js';
+import { makeImage, startOrigin } from './helpers/origin.js';
 import type { Origin } from './helpers/origin.js';
 import { startService } from './helpers/service.js';
 import type { Service } from './helpers/service.js';
@@ -97,12 +97,16 @@ describe('the service, end to end', () => {
     assert.equal(origin.hits.get('/img/first.jpg'), 1);
   });
 
-  it('logs one line per finished download with url, outcome, bytes and milliseconds', async () => {
+  it('logs one line per finished download with url, outcome, bytes downloaded and milliseconds; a failure at warn', async () => {
     const line = await service.waitForLog((l) => l.message === 'download finished' && l.url === `${origin.url}/img/first.jpg`);
-    assert.equal(line.outcome, 'ok');
-    assert.equal(typeof line.bytes, 'number');
-    assert.ok((line.bytes as number) > 0);
+    assert.deepEqual([line.level, line.outcome], ['info', 'ok']);
+    assert.equal(line.bytes, (await makeImage('first')).length, 'the bytes that came from the origin');
+    assert.ok((line.stored as number) > 0 && (line.stored as number) < (line.bytes), 'the stored (resized) size apart');
     assert.equal(typeof line.ms, 'number');
+    const ws = await client();
+    await ws.check('fails', [`${origin.url}/status/410`]);
+    const failed = await service.waitForLog((l) => l.message === 'download failed' && l.url === `${origin.url}/status/410`);
+    assert.deepEqual([failed.level, failed.outcome, failed.error], ['warn', 'http_status', 'HTTP 410']);
   });
 
   it('answers the short form C with OK and the cover URL, or the input URL where not ok', async () => {

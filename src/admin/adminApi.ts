@@ -194,6 +194,7 @@ export async function handleAdminApi(req: IncomingMessage, res: ServerResponse, 
       await deps.deletions.schedule([{ url: target, path: row?.path ?? '', kind: 'entry', reason: 'admin' }]);
       deps.downloads.forget(target);
       deps.deletionRunner.kick();
+      deps.logger.info('cover removal scheduled by the administrator', { url: target, path: row?.path ?? null });
       return send(res, 202, { url: target, status: 'deleting' });
     }
     case 'POST /admin/api/retry': {

@@ -145,6 +145,7 @@ export function createDownloads(deps: DownloadsDeps): Downloads {
   const download = downloadMachine.provide({
     actors: {
       fetchCover: fromPromise<FetchCoverOutput, FetchCoverInput>(async ({ input, signal }) => {
+        logger.debug('download try', { url: input.url, attempt: input.attempt });
         const progress = progressReporter(input.url);
         try {
           return await fetchCover(input.url, fetchDeps, signal, progress.onProgress);
@@ -183,18 +184,19 @@ export function createDownloads(deps: DownloadsDeps): Downloads {
         if (started !== undefined && worked) stats.observeDuration(ms);
         if (output.status === 'ok') {
           stats.downloadsOk++;
-          if (output.source === 'download') {
-            stats.bytes += output.cover.bytes;
-            deps.onStored?.();
-          }
-          logger.info('download finished', { url: context.url, outcome: 'ok', source: output.source, bytes: output.cover.bytes, ms, attempts: context.attempt });
+          stats.bytes += output.fetched ?? 0;
+          if (output.source === 'download') deps.onStored?.();
+          // `bytes` is what came from the origin; `stored` what the cover file holds (resized).
+          logger.info('download finished', { url: context.url, outcome: 'ok', source: output.source, bytes: output.fetched ?? 0, stored: output.cover.bytes, ms, attempts: context.attempt });
         } else if (output.error.code === 'shutting_down') {
           logger.debug('download cancelled', { url: context.url, outcome: 'shutting_down' });
         } else {
-          if (output.error.code === 'tle') stats.downloadsTle++;
-          else stats.downloadsError++;
-          logger.info('download finished', { url: context.url, outcome: output.error.code, error: output.error.message, bytes: 0, ms, attempts: context.attempt });
+          stats.failed(output.error.code);
+          logger.warn('download failed', { url: context.url, outcome: output.error.code, error: output.error.message, bytes: 0, ms, attempts: context.attempt });
         }
+      },
+      reportRetry: ({ context }, { attempt, error }) => {
+        logger.debug('download try failed; trying again after a backoff', { url: context.url, attempt, code: error.code, error: error.message });
       },
     },
     guards: {

@@ -96,7 +96,7 @@ async function fetchAndStore(
   if (custom) {
     // The administrator uploaded a cover while this download ran: theirs wins.
     if (custom.path !== row.path) await removeCoverFile(deps.config.coversDir, row.path);
-    return { cover: storedCover(custom), source: 'custom' };
+    return { cover: storedCover(custom), source: 'custom', fetched: body.length };
   }
-  return { cover: storedCover(row), source: 'download' };
+  return { cover: storedCover(row), source: 'download', fetched: body.length };
 }

@@ -123,7 +123,7 @@ export function serveClientSocket(socket: WebSocket, deps: ClientSocketDeps, rou
     const text = (Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data)).toString('utf8');
     const parsed = parseClientFrame(text, deps.maxBatch);
     if (!parsed.ok) {
-      deps.logger.debug('bad frame refused', { code: parsed.code, message: parsed.message });
+      deps.logger.debug('bad frame refused', { code: parsed.code, reason: parsed.message });
       send(errorFrame(parsed.id, parsed.code, parsed.message));
       return;
     }

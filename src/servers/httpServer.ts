@@ -19,7 +19,7 @@ import type { ClientSocketDeps, ServedClient } from './clientSocket.js';
 import { COVERS_PREFIX, serveCover } from './coverRoute.js';
 import { DOOR_PREFIX } from './doorRoute.js';
 import type { Door } from './doorRoute.js';
-import { METRICS_CONTENT_TYPE } from './metrics.js';
+import type { Metrics } from './metrics.js';
 import { Keepalive } from './keepalive.js';
 import { ResultRounds } from './resultRounds.js';
 import { endStarting } from '../startChecks.js';
@@ -36,8 +36,8 @@ export interface HttpServerDeps extends ClientSocketDeps {
   logger: Logger;
   /** The `/healthz` body. */
   health: () => Promise<Record<string, unknown>>;
-  /** The `/metrics` body. */
-  metrics: () => string;
+  /** `/metrics`. */
+  metrics: Metrics;
   admin: { token: string; api: AdminApiDeps; feed: AdminFeed };
   /** How often idle client sockets are pinged (30 s unless a test sets a short one). */
   pingIntervalMs?: number;
@@ -114,13 +114,15 @@ export function createHttpServer(deps: HttpServerDeps, bound?: http.Server) {
     }
     if (get && url.pathname === '/healthz') return json(res, 200, await deps.health());
     if (get && url.pathname === '/metrics') {
-      res.writeHead(200, { 'content-type': METRICS_CONTENT_TYPE, 'cache-control': 'no-store' }).end(deps.metrics());
+      const text = await deps.metrics.render();
+      res.writeHead(200, { 'content-type': deps.metrics.contentType, 'cache-control': 'no-store' }).end(text);
       return;
     }
     if (url.pathname.startsWith('/admin/api/')) {
       const header = req.headers.authorization;
       const bearer = header === undefined ? undefined : /^Bearer\s+(.+)$/i.exec(header)?.[1]?.trim();
       if (!tokenMatches(bearer, deps.admin.token)) {
+        deps.logger.debug('admin call refused: wrong or missing admin token', { method: req.method, path: url.pathname, remote: req.socket.remoteAddress });
         req.resume();
         res.writeHead(401, { 'content-length': '0' }).end();
         return;
@@ -148,6 +150,19 @@ export function createHttpServer(deps: HttpServerDeps, bound?: http.Server) {
   const server = bound ?? http.createServer();
   if (bound) endStarting(bound);
   server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    // The access log, at debug: method, path (never the query: it may hold a token), status, time.
+    if (deps.logger.isDebugEnabled()) {
+      const started = performance.now();
+      res.once('finish', () =>
+        deps.logger.debug('http', {
+          method: req.method,
+          path: (req.url ?? '/').split('?')[0],
+          status: res.statusCode,
+          ms: Math.round((performance.now() - started) * 10) / 10,
+          remote: req.socket.remoteAddress,
+        }),
+      );
+    }
     handle(req, res).catch((error: unknown) => {
       deps.logger.error('request failed', { url: req.url, error });
       if (!res.headersSent) json(res, 500, { code: 'internal_error', message: 'see the service log' });
@@ -158,9 +173,13 @@ export function createHttpServer(deps: HttpServerDeps, bound?: http.Server) {
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     const url = new URL(req.url ?? '/', 'http://localhost');
     if (url.pathname === '/admin/ws') {
-      if (!tokenMatches(requestToken(req, url), deps.admin.token)) return refuseUpgrade(socket, 401, 'Unauthorized');
+      if (!tokenMatches(requestToken(req, url), deps.admin.token)) {
+        deps.logger.debug('admin stream refused: wrong or missing admin token', { remote: req.socket.remoteAddress });
+        return refuseUpgrade(socket, 401, 'Unauthorized');
+      }
       wss.handleUpgrade(req, socket, head, (ws) => {
         deps.stats.connected('admin', (closed) => ws.once('close', closed));
+        deps.logger.debug('admin stream connected', { remote: req.socket.remoteAddress });
         adminSockets.set(ws, serveAdminSocket(ws, deps.admin.feed));
         ws.once('close', () => adminSockets.delete(ws));
       });
@@ -168,10 +187,14 @@ export function createHttpServer(deps: HttpServerDeps, bound?: http.Server) {
     }
     if (url.pathname !== '/ws') return refuseUpgrade(socket, 404, 'Not Found', { code: 'not_found', message: `no WebSocket at ${url.pathname}; clients connect to /ws` });
     if (deps.clientToken !== undefined && !tokenMatches(requestToken(req, url), deps.clientToken)) {
+      deps.logger.debug('client socket refused: wrong or missing client token', { remote: req.socket.remoteAddress });
       return refuseUpgrade(socket, 401, 'Unauthorized', { code: 'unauthorized', message: 'this service needs the client token (Authorization: Bearer … or ?token=)' });
     }
     wss.handleUpgrade(req, socket, head, (ws) => {
       deps.stats.connected('client', (closed) => ws.once('close', closed));
+      const remote = req.socket.remoteAddress;
+      deps.logger.debug('client socket connected', { remote });
+      ws.once('close', (code: number) => deps.logger.debug('client socket closed', { remote, code }));
       clientSockets.set(ws, serveClientSocket(ws, deps, resultRounds));
       keepalive.add(ws);
       ws.once('close', () => clientSockets.delete(ws));

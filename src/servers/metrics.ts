@@ -1,70 +1,120 @@
 /**
- * `GET /metrics` in Prometheus' text format (version 0.0.4).
+ * `GET /metrics`: a prom-client registry (the maintained library) with Node's
+ * default process metrics, `coverhelper_build_info`, and the service's own,
+ * read from `Stats` and the supervisor when scraped.
+ *
+ *   coverhelper_checks_total, _check_urls_total, _cache_hits_total,
+ *   _cache_misses_total, _coalesced_askers_total        counters
+ *   coverhelper_downloads_total{outcome,code}           outcome ok | error | tle; code the error code ("" when ok)
+ *   coverhelper_downloaded_bytes_total                  bytes of bodies downloaded
+ *   coverhelper_download_duration_seconds               histogram
+ *   coverhelper_queued, _downloading, _download_actors  gauges
+ *   coverhelper_connections{kind}                       client | admin | legacy
+ *   coverhelper_status{status}                          1 for the current one
+ *   coverhelper_disk_used_ratio, _memory_used_ratio, _load5   the resource guard's last sample
  */
+import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
 import type { GateStatus } from '../../machines/index.js';
 import type { ResourceSample } from '../maintenance/index.js';
 import type { Stats } from '../stats.js';
 
-export interface MetricsInput {
+export interface MetricsSources {
   stats: Stats;
-  status: GateStatus;
-  queued: number;
-  downloading: number;
-  /** Download actors alive: one per running download (a URL waiting for a worker has none). */
-  actors: number;
-  resources: ResourceSample | undefined;
+  version: string;
+  status: () => GateStatus;
+  counts: () => { queued: number; downloading: number; actors: number };
+  resources: () => ResourceSample | undefined;
 }
 
-export const METRICS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
+export interface Metrics {
+  contentType: string;
+  render(): Promise<string>;
+}
 
-export function renderMetrics({ stats, status, queued, downloading, actors, resources }: MetricsInput): string {
-  const lines: string[] = [];
-  const metric = (name: string, type: 'counter' | 'gauge' | 'histogram', help: string, samples: [string, number][]) => {
-    lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
-    for (const [labels, value] of samples) lines.push(`${name}${labels} ${value}`);
-  };
-  metric('coverhelper_checks_total', 'counter', 'Check requests answered.', [['', stats.checks]]);
-  metric('coverhelper_check_urls_total', 'counter', 'URLs asked for in checks.', [['', stats.urls]]);
-  metric('coverhelper_cache_hits_total', 'counter', 'URLs answered from the cover index at once.', [['', stats.hits]]);
-  metric('coverhelper_cache_misses_total', 'counter', 'URLs that waited for a download.', [['', stats.misses]]);
-  metric('coverhelper_coalesced_askers_total', 'counter', 'Askers that joined a download already in flight.', [['', stats.coalesced]]);
-  metric('coverhelper_downloads_total', 'counter', 'Finished downloads by outcome.', [
-    ['{outcome="ok"}', stats.downloadsOk],
-    ['{outcome="error"}', stats.downloadsError],
-    ['{outcome="tle"}', stats.downloadsTle],
-  ]);
-  metric('coverhelper_downloaded_bytes_total', 'counter', 'Bytes of cover files written by downloads.', [['', stats.bytes]]);
-  let cumulative = 0;
-  const buckets: [string, number][] = stats.durationBuckets.map((bound, i) => {
-    cumulative += stats.durationCounts[i]!;
-    return [`_bucket{le="${bound}"}`, cumulative];
+/** A counter whose value is read from the service when scraped. */
+function readCounter(registry: Registry, name: string, help: string, read: () => number): void {
+  new Counter({
+    name,
+    help,
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(read());
+    },
   });
-  buckets.push(['_bucket{le="+Inf"}', stats.durationCount], ['_sum', Number(stats.durationSum.toFixed(6))], ['_count', stats.durationCount]);
-  metric('coverhelper_download_duration_seconds', 'histogram', 'Wall-clock time of finished downloads.', buckets);
-  metric('coverhelper_queued', 'gauge', 'Downloads waiting for a worker.', [['', queued]]);
-  metric('coverhelper_downloading', 'gauge', 'Downloads running.', [['', downloading]]);
-  metric('coverhelper_download_actors', 'gauge', 'Download actors alive: one per running download.', [['', actors]]);
-  metric(
-    'coverhelper_connections',
-    'gauge',
-    'Open connections by kind: client WebSockets, admin streams, 2019-protocol sockets.',
-    Object.entries(stats.connections).map(([kind, n]) => [`{kind="${kind}"}`, n]),
-  );
-  const memory = process.memoryUsage();
-  metric('process_resident_memory_bytes', 'gauge', 'Resident set size.', [['', memory.rss]]);
-  metric('nodejs_heap_used_bytes', 'gauge', 'V8 heap in use.', [['', memory.heapUsed]]);
-  metric('nodejs_heap_total_bytes', 'gauge', 'V8 heap committed.', [['', memory.heapTotal]]);
-  metric('nodejs_external_memory_bytes', 'gauge', 'Memory outside the V8 heap held by JavaScript objects (Buffers among them).', [['', memory.external]]);
-  metric(
-    'coverhelper_status',
-    'gauge',
-    'The service status: 1 for the current one.',
-    (['ready', 'tardy', 'paused'] as const).map((s) => [`{status="${s}"}`, s === status ? 1 : 0]),
-  );
-  if (resources) {
-    metric('coverhelper_disk_used_percent', 'gauge', 'Disk used on the covers filesystem.', [['', resources.diskPercent]]);
-    metric('coverhelper_memory_used_percent', 'gauge', 'Memory used on this machine.', [['', resources.memPercent]]);
-    metric('coverhelper_load5', 'gauge', 'Five-minute load average.', [['', resources.load5]]);
-  }
-  return `${lines.join('\n')}\n`;
+}
+
+function readGauge(registry: Registry, name: string, help: string, read: () => number | undefined): void {
+  new Gauge({
+    name,
+    help,
+    registers: [registry],
+    collect() {
+      const value = read();
+      if (value === undefined) this.reset();
+      else this.set(value);
+    },
+  });
+}
+
+export function createMetrics(sources: MetricsSources): Metrics {
+  const { stats } = sources;
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  new Gauge({ name: 'coverhelper_build_info', help: 'The running version: 1, labelled with it.', labelNames: ['version', 'node'], registers: [registry] })
+    .labels({ version: sources.version, node: process.version })
+    .set(1);
+
+  readCounter(registry, 'coverhelper_checks_total', 'Check requests answered (WebSocket, short form, TCP, HTTP).', () => stats.checks);
+  readCounter(registry, 'coverhelper_check_urls_total', 'URLs asked for in checks.', () => stats.urls);
+  readCounter(registry, 'coverhelper_cache_hits_total', 'URLs answered from the cover index at once.', () => stats.hits);
+  readCounter(registry, 'coverhelper_cache_misses_total', 'URLs that waited for a download.', () => stats.misses);
+  readCounter(registry, 'coverhelper_coalesced_askers_total', 'Askers that joined a download already in flight.', () => stats.coalesced);
+  readCounter(registry, 'coverhelper_downloaded_bytes_total', 'Bytes of cover bodies downloaded.', () => stats.bytes);
+  new Counter({
+    name: 'coverhelper_downloads_total',
+    help: 'Finished downloads by outcome (ok, error, tle) and error code.',
+    labelNames: ['outcome', 'code'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.labels({ outcome: 'ok', code: '' }).inc(stats.downloadsOk);
+      for (const [code, n] of stats.failuresByCode) this.labels({ outcome: code === 'tle' ? 'tle' : 'error', code }).inc(n);
+    },
+  });
+  registry.registerMetric(stats.downloadDurations);
+
+  readGauge(registry, 'coverhelper_queued', 'Downloads waiting for a worker.', () => sources.counts().queued);
+  readGauge(registry, 'coverhelper_downloading', 'Downloads running.', () => sources.counts().downloading);
+  readGauge(registry, 'coverhelper_download_actors', 'Download actors alive: one per running download.', () => sources.counts().actors);
+  new Gauge({
+    name: 'coverhelper_connections',
+    help: 'Open connections by kind: client WebSockets, admin streams, 2019-protocol TCP sockets.',
+    labelNames: ['kind'],
+    registers: [registry],
+    collect() {
+      for (const [kind, n] of Object.entries(stats.connections)) this.labels({ kind }).set(n);
+    },
+  });
+  new Gauge({
+    name: 'coverhelper_status',
+    help: 'The service status: 1 for the current one.',
+    labelNames: ['status'],
+    registers: [registry],
+    collect() {
+      const current = sources.status();
+      for (const status of ['ready', 'tardy', 'paused'] as const) this.labels({ status }).set(status === current ? 1 : 0);
+    },
+  });
+  readGauge(registry, 'coverhelper_disk_used_ratio', 'Share of the covers filesystem used (0 to 1).', () => {
+    const sample = sources.resources();
+    return sample === undefined ? undefined : sample.diskPercent / 100;
+  });
+  readGauge(registry, 'coverhelper_memory_used_ratio', 'Share of this machine’s memory used (0 to 1).', () => {
+    const sample = sources.resources();
+    return sample === undefined ? undefined : sample.memPercent / 100;
+  });
+  readGauge(registry, 'coverhelper_load5', 'Five-minute load average.', () => sources.resources()?.load5);
+
+  return { contentType: registry.contentType, render: () => registry.metrics() };
 }

@@ -1,0 +1,74 @@
+/**
+ * What an operator reads in the log, from the real service process: the start
+ * line, levels that match severity, and at `debug` the tries and retries,
+ * connections, refused input and an access line per HTTP request; admin actions
+ * at `info`.
+ */
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { describe, it } from 'node:test';
+import { startOrigin } from './helpers/origin.js';
+import { startService } from './helpers/service.js';
+import { tempDir } from './helpers/tempDir.js';
+import { connect } from './helpers/wsClient.js';
+import { version } from '../src/version.js';
+
+const TOKEN = 'logs-test-admin-token';
+
+describe('the log', () => {
+  it('names the version and the settings that decide what is fetched, and at debug shows tries, retries, connections, refusals and requests', async (t) => {
+    const origin = await startOrigin();
+    t.after(() => origin.close());
+    const dir = await tempDir(t);
+    const service = await startService([
+      '--data-dir', path.join(dir, 'data'), '--covers-dir', path.join(dir, 'covers'),
+      '--allow-private-network', '--allow-hosts', '127.0.0.1', '--admin-token', TOKEN,
+      '--retries', '1', '--log-level', 'debug',
+    ]);
+    t.after(async () => void (await service.stop()));
+    const start = service.logs.find((l) => l.message.startsWith('listening on '))!;
+    assert.equal(start.version, version);
+    assert.deepEqual(start.allowHosts, ['127.0.0.1']);
+    assert.equal(start.allowPrivateNetwork, true);
+    assert.equal(start.resize, '320x200');
+    assert.equal(start.clientToken, 'none (anyone may ask)');
+    await service.waitForLog((l) => l.level === 'warn' && /--allow-private-network is on/.test(l.message));
+
+    const ws = await connect(service.wsUrl);
+    t.after(() => ws.close());
+    await service.waitForLog((l) => l.message === 'client socket connected');
+    ws.ws.send('not json');
+    await service.waitForLog((l) => l.message === 'bad frame refused' && l.code === 'bad_request');
+    const flaky = `${origin.url}/flaky/logged.jpg`;
+    assert.equal((await ws.check('f', [flaky])).done.ok, 1);
+    const tries = service.logs.filter((l) => l.message === 'download try' && l.url === flaky).map((l) => l.attempt);
+    assert.deepEqual(tries, [1, 2]);
+    const retry = service.logs.find((l) => l.message === 'download try failed; trying again after a backoff' && l.url === flaky)!;
+    assert.deepEqual([retry.level, retry.code, retry.attempt], ['debug', 'http_status', 1]);
+
+    await fetch(`${service.url}/healthz?token=secret-in-a-query`);
+    const access = await service.waitForLog((l) => l.message === 'http' && l.path === '/healthz');
+    assert.deepEqual([access.level, access.method, access.status], ['debug', 'GET', 200]);
+    assert.ok(!JSON.stringify(service.logs).includes('secret-in-a-query'), 'no query string (it may hold a token) is logged');
+
+    assert.equal((await fetch(`${service.url}/admin/api/pause`, { method: 'POST', headers: { authorization: 'Bearer wrong' } })).status, 401);
+    await service.waitForLog((l) => l.message === 'admin call refused: wrong or missing admin token' && l.path === '/admin/api/pause');
+    assert.equal((await fetch(`${service.url}/admin/api/pause`, { method: 'POST', headers: { authorization: `Bearer ${TOKEN}` } })).status, 200);
+    assert.equal((await service.waitForLog((l) => l.message === 'downloads paused by the administrator')).level, 'info');
+    assert.ok(!JSON.stringify(service.logs).includes(TOKEN), 'the admin token is never logged');
+  });
+
+  it('at info, says nothing of tries, connections or requests', async (t) => {
+    const origin = await startOrigin();
+    t.after(() => origin.close());
+    const dir = await tempDir(t);
+    const service = await startService(['--data-dir', path.join(dir, 'data'), '--covers-dir', path.join(dir, 'covers'), '--allow-private-network', '--allow-hosts', '127.0.0.1']);
+    t.after(async () => void (await service.stop()));
+    const ws = await connect(service.wsUrl);
+    t.after(() => ws.close());
+    await ws.check('a', [`${origin.url}/img/quiet.jpg`]);
+    await fetch(`${service.url}/healthz`);
+    await service.waitForLog((l) => l.message === 'download finished');
+    assert.deepEqual(service.logs.filter((l) => l.level === 'debug'), []);
+  });
+});
