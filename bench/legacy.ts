@@ -156,7 +156,9 @@ runScenario('legacy', 15 * 60_000, async () => {
   step(`a 2019 folder of ${num(count)} covers (${num(origin.meanBytes / 1024, 1)} KB JPEGs, 640x400) made`);
   const run = await runImport([path.join(old, 'coverHub.db'), old, ...folders, '--resize', '320x200']);
   if (run.code !== 0 || !run.stdout.startsWith(`imported ${count},`)) throw new Error(`import failed (${run.code}): ${run.stdout} ${run.stderr.slice(-500)}`);
-  const importRate = count / run.seconds;
+  // The summary's own time (rows only), and the whole process (node, tsx, sharp and the store opened too).
+  const importSeconds = Number(/ in (\d+(?:\.\d+)?)s$/.exec(run.stdout.trim())?.[1]);
+  const importRate = count / importSeconds;
   step(`import: ${run.stdout.trim()} (${num(run.seconds, 1)} s with the process start)`);
 
   // The same number of new covers downloaded through the service.
@@ -204,7 +206,7 @@ runScenario('legacy', 15 * 60_000, async () => {
   const tcpRate = median(rates.tcp);
   const wsRate = median(rates.ws);
 
-  report.figure('import (npm run import-legacy)', `${num(importRate)} rows/s`, `${num(count)} rows of 640x400 JPEGs resized to 320x200 in ${num(run.seconds, 1)} s, process start included, while the service ran`);
+  report.figure('import (npm run import-legacy)', `${num(importRate)} rows/s`, `${num(count)} rows of 640x400 JPEGs resized to 320x200 in ${num(importSeconds, 1)} s (the summary's time; ${num(run.seconds, 1)} s with the process start), while the service ran`);
   report.figure('downloads through the service', `${num(downloadRate)} covers/s`, `the same count and size from a loopback origin, 16 workers, in ${num(downloadSeconds, 1)} s`);
   report.figure('import / downloads', ratio(importRate / downloadRate));
   report.figure('cached checks over the 2019 TCP port', `${num(tcpRate)} URLs/s`, `${clients} clients, batches of ${BATCH}, one connection per conversation; median of ${rounds} × ${seconds} s; runs: ${rates.tcp.map((r) => num(r)).join(', ')}`);

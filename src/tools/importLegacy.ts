@@ -165,7 +165,7 @@ async function main(): Promise<void> {
       dir,
       store,
       config,
-      concurrency: Math.max(1, Math.min(config.workers, os.availableParallelism())),
+      concurrency: Math.max(1, Math.min(config.workers, 2 * os.availableParallelism())),
       signal: stop.signal,
       onRow: (counts) => progress.update(counts.imported + counts.present + counts.missing + counts.notImage + counts.refused + counts.failed),
       onReport: (report) => progress.line(`skipped ${clip(report.url)}: ${labels[report.outcome]}: ${report.reason} (path ${clip(report.path)})`),
