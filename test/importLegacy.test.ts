@@ -93,6 +93,7 @@ async function legacyFolder(t: TestContext, origin: Origin) {
   const jpeg = await makeImage('broken');
   await put('broken.jpg', jpeg.subarray(0, Math.floor(jpeg.length / 3)));
   await put('text.jpg', 'this is not an image\n');
+  await put('same.jpg', await makeImage('same'));
   await writeFile(path.join(base, 'outside', 'secret.jpg'), await makeImage('secret'));
   await symlink(path.join(base, 'outside', 'secret.jpg'), path.join(files, 'link-out.jpg'));
   // Over --max-bytes 200000 (given to the import below): a valid JPEG padded after its end.
@@ -111,6 +112,9 @@ async function legacyFolder(t: TestContext, origin: Origin) {
       `${origin.url}/img/bomb.png`,
       'javascript:alert(1)',
       `${origin.url}/img/null-path.jpg`,
+      // Two URLs with one host and base name: the Go service kept one file for both.
+      `${origin.url}/img/same.jpg?v=1`,
+      `${origin.url}/img/same.jpg?v=2`,
     ],
   };
   const rows: [unknown, unknown][] = [
@@ -126,8 +130,10 @@ async function legacyFolder(t: TestContext, origin: Origin) {
     [skipped.refused[2], rel('link-out.jpg')],
     [skipped.refused[3], rel('huge-bytes.jpg')],
     [skipped.refused[4], rel('bomb.png')],
-    [skipped.refused[5], rel('old-cover.jpg')],
+    [skipped.refused[5], rel('script.jpg')],
     [skipped.refused[6], null],
+    [skipped.refused[7], rel('same.jpg')],
+    [skipped.refused[8], rel('same.jpg')],
   ];
   const db = path.join(dir, 'coverHub.db');
   makeLegacyDb(db, rows);
@@ -223,6 +229,7 @@ describe('npm run import-legacy', () => {
       assert.match(first.stderr, /the file is a symbolic link/);
       assert.match(first.stderr, /over --max-bytes 200000/);
       assert.match(first.stderr, /megapixels/);
+      assert.match(first.stderr, /2 URLs share this file/);
 
       // The running service answers every imported URL from the store, over /ws and over the 2019 port.
       const good = Object.values(legacy.good);

@@ -12,6 +12,10 @@
  *         following a link in its last segment and without blocking on a FIFO,
  *         must be a regular file whose real path lies inside DIR, and is read
  *         only up to `--max-bytes`
+ *   file  named by no other row: the Go service kept one file per host and
+ *         base name, so two URLs that share both share a file, which holds the
+ *         cover of whichever was downloaded last (both are left to be
+ *         downloaded again when asked for)
  *   data  decoded and resized by the service's own `processImage` (format
  *         sniffed from the bytes, the 25-megapixel limit, the shared pixel
  *         budget), then written like a download (`writeCover`: temp file and
@@ -65,6 +69,12 @@ export class ImportStorageError extends Error {
 export interface LegacyDb {
   /** Rows in url2Path. */
   count: number;
+  /**
+   * Paths that several rows name, with how many: the Go service kept one file per
+   * host and base name, so URLs that share both share a file, which holds only
+   * the cover of whichever was downloaded last.
+   */
+  shared: Map<string, number>;
   /** Its rows, as stored (values of any type: hostile). */
   rows(): IterableIterator<{ url: unknown; path: unknown }>;
   close(): void;
@@ -91,8 +101,10 @@ export function openLegacyDb(file: string): LegacyDb {
       if (!columns.includes(column)) throw new LegacyDbError(`${file} is not a 2019 coverHelper database: its url2Path table has no ${column} column`);
     }
     const { n } = db.prepare('SELECT count(*) AS n FROM url2Path').get() as { n: number };
+    const shared = db.prepare("SELECT path, count(*) AS n FROM url2Path WHERE typeof(path) = 'text' GROUP BY path HAVING count(*) > 1").all() as { path: string; n: number }[];
     return {
       count: Number(n),
+      shared: new Map(shared.map((row) => [row.path, Number(row.n)])),
       rows: () => db.prepare('SELECT url, path FROM url2Path').iterate() as IterableIterator<{ url: unknown; path: unknown }>,
       close: () => db.close(),
     };
@@ -237,6 +249,10 @@ export async function importLegacy(options: ImportOptions): Promise<ImportResult
       throw storage('reading the covers table', error);
     }
     if (existing) return 'present';
+    const sharers = typeof row.path === 'string' ? db.shared.get(row.path) : undefined;
+    if (sharers !== undefined) {
+      throw new Skip('refused', `${sharers} URLs share this file (the 2019 service kept one file per host and name): it may be another URL's cover`);
+    }
     const data = await readRowFile(dir, realDir, row.path, config.maxBytes);
     let image;
     try {
