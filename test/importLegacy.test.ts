@@ -311,6 +311,11 @@ describe('npm run import-legacy', () => {
     const notFolder = await runImport([db, db, '--data-dir', path.join(base, 'data'), '--covers-dir', path.join(base, 'covers')]);
     assert.equal(notFolder.code, 1);
     assert.match(notFolder.stderr, /^import-legacy: DIR .* is not a folder\n$/);
+    // The service's own folder checks: a covers folder that cannot be made is named, exit 1, nothing imported.
+    const coversIsFile = await runImport([db, base, '--data-dir', path.join(base, 'data'), '--covers-dir', db]);
+    assert.equal(coversIsFile.code, 1);
+    assert.match(coversIsFile.stderr, /^import-legacy: the covers folder .*coverHub\.db is not writable \(\w+: .*; make it a folder writable .* --covers-dir\n$/);
+    assert.equal(coversIsFile.stdout, '');
     // An empty database imports nothing, with the summary; a boolean flag before DB does not swallow it.
     const empty = await runImport(['--allow-private-network', db, base, '--data-dir', path.join(base, 'data'), '--covers-dir', path.join(base, 'covers')]);
     assert.equal(empty.code, 0, empty.stderr);

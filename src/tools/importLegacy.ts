@@ -33,6 +33,7 @@ const usage = `Usage: npm run import-legacy -- DB DIR [options]
 Imports the covers of the 2019 coverHelper into coverhelper's store.
   DB    its database, coverHub.db (opened read-only)
   DIR   the folder it ran in: the paths in DB (coverFiles/<host>/<name>) are relative to it
+  (relative DB and DIR are taken from the folder npm was run in)
 
 Takes the service's options, environment variables and --config file (see
 npm start -- --help); those that matter here: --data-dir, --db, --covers-dir,
