@@ -10,7 +10,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdir, symlink, writeFile } from 'node:fs/promises';
+import { link, mkdir, symlink, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import { describe, it } from 'node:test';
@@ -320,6 +320,45 @@ describe('npm run import-legacy', () => {
     const empty = await runImport(['--allow-private-network', db, base, '--data-dir', path.join(base, 'data'), '--covers-dir', path.join(base, 'covers')]);
     assert.equal(empty.code, 0, empty.stderr);
     assert.deepEqual(counts(empty.stdout), { imported: 0, present: 0, missing: 0, notImage: 0, refused: 0, rows: 0 });
+  });
+
+  it('stops on SIGINT after the rows begun (exit 130, the summary says how far), and the next run imports the rest', async (t) => {
+    const base = await tempDir(t);
+    const files = path.join(base, 'coverFiles', 'i0.hdslb.com');
+    await mkdir(files, { recursive: true });
+    // 400 files that are hard links to one 1920×1080 JPEG: distinct paths, each decoded on its own.
+    await writeFile(path.join(files, 'big.jpg'), await makeImage('interrupted', 'jpeg', 1920, 1080));
+    const rows: [string, string][] = [];
+    for (let i = 0; i < 400; i++) {
+      await link(path.join(files, 'big.jpg'), path.join(files, `${i}.jpg`));
+      rows.push([`https://i0.hdslb.com/bfs/archive/${i}.jpg`, `coverFiles/i0.hdslb.com/${i}.jpg`]);
+    }
+    const db = path.join(base, 'coverHub.db');
+    makeLegacyDb(db, rows);
+    const args = [db, base, '--data-dir', path.join(base, 'data'), '--covers-dir', path.join(base, 'covers')];
+    const child = spawn(process.execPath, ['--import', 'tsx', path.join(root, 'src/tools/importLegacy.ts'), ...args], { cwd: root, env: { ...process.env, INIT_CWD: root }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    const deadline = Date.now() + 60_000;
+    while (!stderr.includes('400 rows of') && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
+    // At once: even a fast machine has not decoded 400 large images by then.
+    child.kill('SIGINT');
+    assert.equal(await exited, 130, stderr);
+    assert.match(stderr, /import-legacy: stopping: the rows begun are finished first/);
+    const m = /^imported (\d+), already present 0, missing 0, not an image 0, refused 0 \((\d+) of 400 rows done\) in \d+\.\ds\n$/.exec(stdout);
+    assert.ok(m, `the summary says how far it went: ${stdout}`);
+    const first = Number(m[1]);
+    assert.equal(Number(m[2]), first);
+    assert.ok(first < 400, 'stopped before the end');
+    const stored = await rawSql<{ n: number }>(path.join(base, 'data', 'coverhelper.sqlite'), 'SELECT count(*) AS n FROM covers');
+    assert.equal(Number(stored[0]!.n), first, 'every row counted as imported is stored');
+
+    const rest = await runImport(args);
+    assert.equal(rest.code, 0, rest.stderr);
+    assert.deepEqual(counts(rest.stdout), { imported: 400 - first, present: first, missing: 0, notImage: 0, refused: 0, rows: 400 });
   });
 
   it('shows progress on long runs: plain lines when stderr is not a TTY, a bar redrawn in place on a TTY', async (t) => {
