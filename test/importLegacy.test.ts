@@ -299,6 +299,9 @@ describe('npm run import-legacy', () => {
     const base = await tempDir(t);
     const db = path.join(base, 'coverHub.db');
     makeLegacyDb(db, []);
+    const help = await runImport(['--help']);
+    assert.equal(help.code, 0);
+    assert.match(help.stdout, /^Usage: npm run import-legacy -- DB DIR \[options\]\n/);
     const badFlag = await runImport([db, base, '--resize', 'big']);
     assert.equal(badFlag.code, 2);
     assert.match(badFlag.stderr, /^import-legacy: invalid --resize \(flag\): expected WxH/);

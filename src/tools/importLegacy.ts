@@ -18,8 +18,8 @@ import os from 'node:os';
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { printableConfig } from '../cli.js';
-import { commandOptions, options, resolveConfig } from '../config.js';
+import { printableConfig, versionText } from '../cli.js';
+import { commandOptions, options, parseCommandLine, resolveConfig } from '../config.js';
 import type { Config, OptionSpec } from '../config.js';
 import { ConfigError } from '../errors.js';
 import { importLegacy, LegacyDbError, openLegacyDb, summaryLine } from '../legacy/importLegacy.js';
@@ -94,12 +94,13 @@ function splitArguments(argv: readonly string[]): { positionals: string[]; rest:
 async function main(): Promise<void> {
   const argv = process.argv.slice(2);
   const { positionals, rest } = splitArguments(argv);
-  if (rest.includes('--help') || rest.includes('-h')) {
-    process.stdout.write(usage);
-    return;
-  }
   let config: Config;
   try {
+    const { action } = parseCommandLine(rest);
+    if (action === 'help' || action === 'version') {
+      process.stdout.write(action === 'help' ? usage : versionText());
+      return;
+    }
     const resolved = resolveConfig({ argv: rest, env: process.env, isTTY: false, cwd: process.cwd() });
     if (resolved.action === 'print-config') {
       process.stdout.write(printableConfig(resolved));
