@@ -364,6 +364,24 @@ describe('npm run import-legacy', () => {
     assert.deepEqual(counts(rest.stdout), { imported: 400 - first, present: first, missing: 0, notImage: 0, refused: 0, rows: 400 });
   });
 
+  it('imports the first row of a URL that a table without its primary key repeats, and refuses the others', async (t) => {
+    const base = await tempDir(t);
+    await mkdir(path.join(base, 'coverFiles', 'i0.hdslb.com'), { recursive: true });
+    await writeFile(path.join(base, 'coverFiles', 'i0.hdslb.com', 'one.jpg'), await makeImage('one'));
+    await writeFile(path.join(base, 'coverFiles', 'i0.hdslb.com', 'two.jpg'), await makeImage('two'));
+    const db = path.join(base, 'coverHub.db');
+    const sqlite = new Database(db);
+    sqlite.exec('CREATE TABLE url2Path (url text, path text)');
+    const insert = sqlite.prepare('INSERT INTO url2Path VALUES (?, ?)');
+    insert.run('https://i0.hdslb.com/bfs/archive/x.jpg', 'coverFiles/i0.hdslb.com/one.jpg');
+    insert.run('https://i0.hdslb.com/bfs/archive/x.jpg', 'coverFiles/i0.hdslb.com/two.jpg');
+    sqlite.close();
+    const run = await runImport([db, base, '--data-dir', path.join(base, 'data'), '--covers-dir', path.join(base, 'covers'), '--workers', '4']);
+    assert.equal(run.code, 0, run.stderr);
+    assert.deepEqual(counts(run.stdout), { imported: 1, present: 0, missing: 0, notImage: 0, refused: 1, rows: 2 });
+    assert.match(run.stderr, /^skipped "https:\/\/i0\.hdslb\.com\/bfs\/archive\/x\.jpg": refused: the url repeats an earlier row \(path "coverFiles\/i0\.hdslb\.com\/two\.jpg"\)$/m);
+  });
+
   it('shows progress on long runs: plain lines when stderr is not a TTY, a bar redrawn in place on a TTY', async (t) => {
     const base = await tempDir(t);
     const db = path.join(base, 'coverHub.db');

@@ -75,6 +75,8 @@ export interface LegacyDb {
    * the cover of whichever was downloaded last.
    */
   shared: Map<string, number>;
+  /** URLs that several rows name (a table made without its primary key): the first row of each is imported. */
+  repeated: Set<string>;
   /** Its rows, as stored (values of any type: hostile). */
   rows(): IterableIterator<{ url: unknown; path: unknown }>;
   close(): void;
@@ -102,9 +104,11 @@ export function openLegacyDb(file: string): LegacyDb {
     }
     const { n } = db.prepare('SELECT count(*) AS n FROM url2Path').get() as { n: number };
     const shared = db.prepare("SELECT path, count(*) AS n FROM url2Path WHERE typeof(path) = 'text' GROUP BY path HAVING count(*) > 1").all() as { path: string; n: number }[];
+    const repeated = db.prepare("SELECT url FROM url2Path WHERE typeof(url) = 'text' GROUP BY url HAVING count(*) > 1").pluck().all() as string[];
     return {
       count: Number(n),
       shared: new Map(shared.map((row) => [row.path, Number(row.n)])),
+      repeated: new Set(repeated),
       rows: () => db.prepare('SELECT url, path FROM url2Path').iterate() as IterableIterator<{ url: unknown; path: unknown }>,
       close: () => db.close(),
     };
@@ -234,14 +238,17 @@ export async function importLegacy(options: ImportOptions): Promise<ImportResult
   const dir = path.resolve(options.dir);
   const realDir = await realpath(dir);
   const counts = emptyCounts(db.count);
+  /** Repeated URLs whose first row was taken. */
   const seen = new Set<string>();
   let stopped: string | undefined;
 
   const importRow = async (row: { url: unknown; path: unknown }): Promise<ImportOutcome> => {
     const url = checkUrl(row.url);
-    // A table without its primary key may repeat a URL: the first row wins.
-    if (seen.has(url)) return 'present';
-    seen.add(url);
+    // A table without its primary key may repeat a URL: its first row is the one imported.
+    if (db.repeated.has(url)) {
+      if (seen.has(url)) throw new Skip('refused', 'the url repeats an earlier row');
+      seen.add(url);
+    }
     let existing: CoverRow | null;
     try {
       existing = await store.covers.find(url);
