@@ -10,6 +10,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { link, mkdir, symlink, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
@@ -394,6 +395,25 @@ describe('npm run import-legacy', () => {
     assert.ok(progress.length >= 2, run.stderr.slice(-500));
     assert.match(progress[0]!, /^progress: 1000 of 2500 rows \(40%\), \d+ rows\/s$/);
     assert.doesNotMatch(run.stderr, /\r/, 'no bar when stderr is not a TTY');
+
+    // On a real terminal (util-linux's `script` gives the process a pseudo-terminal): the bar, no plain lines.
+    if (existsSync('/usr/bin/script')) {
+      const quote = (arg: string) => `'${arg.replaceAll("'", `'\\''`)}'`;
+      const command = [process.execPath, '--import', 'tsx', path.join(root, 'src/tools/importLegacy.ts'), db, base, '--data-dir', path.join(base, 'data'), '--covers-dir', path.join(base, 'covers')].map(quote).join(' ');
+      const tty = await new Promise<Run>((resolve) => {
+        const child = spawn('/usr/bin/script', ['-qec', command, '/dev/null'], { cwd: root, env: { ...process.env, INIT_CWD: root }, stdio: ['ignore', 'pipe', 'pipe'] });
+        let stdout = '';
+        child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+        child.once('exit', (code) => resolve({ code, stdout, stderr: '' }));
+      });
+      assert.equal(tty.code, 0, tty.stdout.slice(-500));
+      const clearLine = `\r${String.fromCharCode(27)}[2K`;
+      assert.ok(tty.stdout.split(clearLine).some((piece) => /^\[#*-*\] +\d+% {2}\d+\/2500 rows/.test(piece)), 'the bar, redrawn in place');
+      assert.doesNotMatch(tty.stdout, /progress: /);
+      assert.match(tty.stdout, /imported 0, already present 0, missing 2500, not an image 0, refused 0 \(of 2500 rows\) in \d+\.\ds/);
+    } else {
+      t.diagnostic('no /usr/bin/script (util-linux): the bar on a real terminal is not checked here');
+    }
 
     // On a TTY: one line redrawn with \r, cleared before a report line and drawn again after it.
     const written: string[] = [];
