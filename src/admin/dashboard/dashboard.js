@@ -590,7 +590,7 @@ window.setInterval(() => {
     }
     lostStream(`no frame for ${Math.round(STALE_MS / 1000)} s`);
   }
-  if (conn.live && state.nodes.length > 0 && Date.now() - nodesLoadedAt >= NODES_EVERY_MS) void loadNodes();
+  if (conn.live && Date.now() - nodesLoadedAt >= NODES_EVERY_MS) void loadNodes();
   renderRunning();
   renderNodes();
 }, 1000);
@@ -1027,7 +1027,6 @@ function urlButton(url) {
   const b = make('button', 'url-button', url);
   b.type = 'button';
   b.title = `${url} — details`;
-  b.dataset.url = url;
   b.addEventListener('click', () => void openDetail(url));
   return b;
 }
@@ -1080,7 +1079,11 @@ function updateRunningRow(li, task) {
   const speed = part(li, '.speed', HTMLElement);
   const elapsed = part(li, '.elapsed', HTMLElement);
   const stall = part(li, '.stall', HTMLElement);
+  // Cancel works on the node that runs the download (another node answers 409).
+  part(li, 'button.cancel', HTMLButtonElement).disabled =
+    !conn.live || state.busy.get(task.url) === 'pending' || (task.node !== null && state.self !== null && task.node !== state.self && state.nodes.length > 1);
   if (!conn.live) {
+    li.dataset.stalled = 'unknown';
     // The page no longer hears from the service: no figure pretends to be current.
     setText(speed, 'speed unknown (disconnected)');
     setText(elapsed, p ? `started ${formatTime(new Date(p.startedAt).toISOString())}` : '');
@@ -1093,8 +1096,6 @@ function updateRunningRow(li, task) {
   const still = p ? now - p.lastChange : 0;
   setText(stall, p && still >= STALL_MS ? `stalled: no bytes for ${formatDuration(still)}` : '');
   li.dataset.stalled = String(Boolean(p && still >= STALL_MS));
-  const cancel = part(li, 'button.cancel', HTMLButtonElement);
-  cancel.disabled = state.busy.get(task.url) === 'pending' || (task.node !== null && state.self !== null && task.node !== state.self && state.nodes.length > 1);
 }
 
 function renderRunning() {
