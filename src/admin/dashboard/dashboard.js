@@ -1186,8 +1186,8 @@ function renderNodes() {
     state.nodes.length === 0
       ? 'No node is known yet.'
       : state.nodes.length === 1
-        ? 'One node: every download runs here.'
-        : `${alive} of ${state.nodes.length} nodes alive on the shared database; each download shows the node that runs it.`,
+        ? 'One node: every download runs here. Its figures are as of its last heartbeat.'
+        : `${alive} of ${state.nodes.length} nodes alive on the shared database; each download shows the node that runs it. Figures are as of each node's last heartbeat.`,
   );
 }
 
@@ -1524,7 +1524,7 @@ function updateTaskRow(tr, task) {
   setText(badge, task.status === 'waiting' ? 'held' : task.status);
   setText(part(tr, '.tries', HTMLElement), task.attempts ?? '');
   setText(part(tr, '.err', HTMLElement), task.error && FAILED.has(task.status) ? `${task.error.code}${task.error.message ? `: ${task.error.message}` : ''}` : '');
-  setText(part(tr, '.node', HTMLElement), task.node ?? '');
+  setText(part(tr, '.node', HTMLElement), task.node ?? '—');
   setText(part(tr, '.when', HTMLElement), formatTime(task.at));
 }
 
@@ -1595,8 +1595,14 @@ function showDetail(answer) {
   setText(ui.detailStatus, task ? task.status : cover ? 'stored' : 'no task');
   setText(ui.detailAttempts, task?.attempts ?? '—');
   setText(ui.detailError, task?.error ? `${task.error.code}${task.error.message ? `: ${task.error.message}` : ''}` : '—');
-  const node = task?.node ?? null;
-  setText(ui.detailNode, node ? `${node}${node === state.self ? ' (this node)' : ''}` : '—');
+  // The node holding the task now, else the node that made its last change.
+  let node = task?.node ?? null;
+  let nodeNote = '';
+  if (!node && Array.isArray(answer.timeline)) {
+    node = str(record(answer.timeline.at(-1))?.node);
+    nodeNote = node ? ', its last change' : '';
+  }
+  setText(ui.detailNode, node ? `${node}${node === state.self ? ' (this node)' : ''}${nodeNote}` : '—');
   setText(ui.detailCreated, formatTime(raw?.createdAt));
   setText(ui.detailStarted, formatTime(raw?.startedAt));
   setText(ui.detailFinished, formatTime(raw?.finishedAt));
@@ -1642,6 +1648,7 @@ function renderDetailButtons() {
   ui.detailRetry.disabled = !conn.live || !known || detail.status === null || ACTIVE.has(detail.status);
   ui.detailCancel.disabled = !conn.live || !known || detail.status === null || !ACTIVE.has(detail.status);
   ui.detailRemove.disabled = !conn.live || !known || (!detail.hasCover && detail.status === null);
+  setText(ui.detailRemove, detail.hasCover ? 'Remove stored cover' : 'Remove task');
 }
 
 /**
