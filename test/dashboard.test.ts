@@ -5,13 +5,16 @@
  * Screenshots land in test-output/dashboard/ (git-ignored).
  */
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
 import { chromium } from 'playwright-core';
 import type { Browser, Page } from 'playwright-core';
+import { DASHBOARD_CSP, serveDashboard } from '../src/admin/index.js';
 import { makeImage, startOrigin } from './helpers/origin.js';
 import type { Origin } from './helpers/origin.js';
 import { root, startService } from './helpers/service.js';
@@ -67,6 +70,53 @@ async function waitForMatch(page: Page, selector: string, pattern: RegExp, timeo
 
 /** How many elements match, now. */
 const countOf = (page: Page, selector: string) => page.evaluate((sel) => (globalThis as unknown as PageGlobals).document.querySelectorAll(sel).length, selector);
+
+// Without a browser (this runs where Chromium is missing too): the files, the headers, the names.
+test('the dashboard files: known names only, each under the CSP', async (t) => {
+  const server = http.createServer((req, res) => {
+    const pathname = new URL(req.url ?? '/', 'http://x').pathname;
+    if (!serveDashboard(req, res, pathname)) res.writeHead(404).end();
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.after(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+
+  const redirect = await fetch(`${base}/admin`, { redirect: 'manual' });
+  assert.equal(redirect.status, 301);
+  assert.equal(redirect.headers.get('location'), 'admin/', 'relative, so a path prefix in front keeps working');
+  assert.equal(redirect.headers.get('content-security-policy'), DASHBOARD_CSP);
+
+  const files = { '/admin/': ['index.html', /^text\/html/], '/admin/dashboard.js': ['dashboard.js', /^text\/javascript/], '/admin/dashboard.css': ['dashboard.css', /^text\/css/] } as const;
+  for (const [route, [file, type]] of Object.entries(files)) {
+    const res = await fetch(`${base}${route}`);
+    assert.equal(res.status, 200, route);
+    assert.match(res.headers.get('content-type') ?? '', type, route);
+    assert.equal(res.headers.get('x-content-type-options'), 'nosniff');
+    const csp = res.headers.get('content-security-policy') ?? '';
+    assert.equal(csp, DASHBOARD_CSP);
+    assert.match(csp, /(^|; )script-src 'self'(;|$)/);
+    assert.match(csp, /(^|; )style-src 'self'(;|$)/);
+    assert.match(csp, /(^|; )frame-ancestors 'none'(;|$)/);
+    assert.doesNotMatch(csp, /unsafe-inline|unsafe-eval/);
+    assert.equal(await res.text(), readFileSync(path.join(root, 'src/admin/dashboard', file), 'utf8'), route);
+  }
+  const head = await fetch(`${base}/admin/dashboard.js`, { method: 'HEAD' });
+  assert.equal(head.status, 200);
+  assert.equal(await head.text(), '');
+
+  // The page names its script and style as files: nothing inline for the CSP to refuse.
+  const html = readFileSync(path.join(root, 'src/admin/dashboard/index.html'), 'utf8');
+  assert.match(html, /<script type="module" src="dashboard\.js"><\/script>/);
+  assert.doesNotMatch(html, /<script(?![^>]*\bsrc=)[^>]*>/i, 'no inline <script>');
+  assert.doesNotMatch(html, /\son[a-z]+\s*=/i, 'no on… handler attributes');
+  assert.doesNotMatch(html, /\sstyle\s*=|<style/i, 'no inline style');
+  assert.match(readFileSync(path.join(root, 'src/admin/dashboard/dashboard.js'), 'utf8'), /^\/\/ @ts-check\n/);
+
+  // Anything else is not the dashboard's: no request path reaches the filesystem.
+  for (const probe of ['/admin/index.html', '/admin/../package.json', '/admin/..%2Fdashboard.js', '/admin/dashboard.js/', '/admin/dashboard/dashboard.js', '/admin/Dashboard.js', '/admin//', '/dashboard.js']) {
+    assert.equal((await fetch(`${base}${probe}`, { redirect: 'manual' })).status, 404, probe);
+  }
+});
 
 test('the admin dashboard, in a real browser', { timeout: 240_000 }, async (t) => {
   if (!existsSync(CHROMIUM)) {
