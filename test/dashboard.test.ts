@@ -488,6 +488,9 @@ test('the admin dashboard, in a real browser', { timeout: 240_000 }, async (t) =
     assert.equal(await page.isDisabled('#pause'), true);
     assert.equal(await page.isDisabled('#resume'), true);
     assert.equal(await page.isDisabled(row('running', hang, ' button.cancel')), true);
+    assert.equal(await page.isDisabled('#upload'), true);
+    assert.equal(await page.isDisabled('#delete-cover'), true);
+    assert.equal(await page.isDisabled(row('failures', `${origin.url}/hang?dashboard=cancel`, ' button.retry')), true);
     assert.match((await page.textContent('#notice')) ?? '', /^Disconnected/);
     await shoot('disconnected');
     assert.deepEqual(cspViolations, []);

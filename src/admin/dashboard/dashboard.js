@@ -1013,6 +1013,8 @@ function render() {
   const storedFailures = state.totals ? (state.totals.error ?? 0) + (state.totals.tle ?? 0) : 0;
   ui.retryAll.disabled = !conn.live || retryingAll || (failures.length === 0 && storedFailures === 0);
 
+  ui.upload.disabled = !conn.live || uploading;
+  ui.deleteCover.disabled = !conn.live || removing;
   renderNodes();
   renderJobs();
   renderTaskPage();
@@ -1383,6 +1385,8 @@ function targetUrl() {
   return null;
 }
 
+let uploading = false;
+let removing = false;
 ui.uploadForm.addEventListener('submit', (event) => {
   event.preventDefault();
   void (async () => {
@@ -1394,7 +1398,8 @@ ui.uploadForm.addEventListener('submit', (event) => {
       ui.uploadFile.focus();
       return;
     }
-    ui.upload.disabled = true;
+    uploading = true;
+    invalidate();
     uploadMessage('', `Uploading ${file.name} (${formatBytes(file.size)})…`);
     try {
       const answer = record(await api('PUT', `api/covers?url=${q(url)}`, { body: file, headers: { 'content-type': file.type || 'application/octet-stream' } }));
@@ -1421,7 +1426,8 @@ ui.uploadForm.addEventListener('submit', (event) => {
       }
       uploadMessage('bad', `Upload failed: ${messageOf(error)}${error instanceof ApiError && error.code ? ` (${error.code})` : ''}`);
     } finally {
-      ui.upload.disabled = false;
+      uploading = false;
+      invalidate();
     }
   })();
 });
@@ -1430,7 +1436,8 @@ ui.deleteCover.addEventListener('click', () => {
   void (async () => {
     const url = targetUrl();
     if (!url) return;
-    ui.deleteCover.disabled = true;
+    removing = true;
+    invalidate();
     try {
       const message = await removeCover(url);
       uploadMessage(message ? 'ok' : '', message ?? 'Nothing removed.');
@@ -1441,7 +1448,8 @@ ui.deleteCover.addEventListener('click', () => {
       }
       uploadMessage('bad', `Remove failed: ${messageOf(error)}`);
     } finally {
-      ui.deleteCover.disabled = false;
+      removing = false;
+      invalidate();
     }
   })();
 });
