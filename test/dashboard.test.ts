@@ -199,12 +199,13 @@ test('the admin dashboard, in a real browser', { timeout: 240_000 }, async (t) =
     const checked = client.check('dash-1', [url]);
     // Headers and half the body are there: the download runs until release().
     await page.waitForSelector(row('running', url, ' progress[value]'));
+    // The bytes have just moved: no stall hint yet.
+    assert.equal(await page.textContent(row('running', url, ' .stall')), '', 'no stall hint while bytes are new');
     assert.match((await page.textContent(row('running', url))) ?? '', /\/half\/dashboard\.jpg/);
     assert.match(await waitForMatch(page, row('running', url, ' .amount'), /\d+(\.\d)? KB \/ \d+(\.\d)? KB · \d+%/), / · (4|5)\d%/);
     await waitForMatch(page, row('running', url, ' .speed'), /^\d+(\.\d)? (B|KB|MB)\/s$/);
     await waitForMatch(page, row('running', url, ' .elapsed'), /^[1-9]\d* s elapsed$/);
     await waitForMatch(page, row('running', url, ' .node'), /^on \S+ \(this node\)$/);
-    assert.equal(await page.textContent(row('running', url, ' .stall')), '', 'no stall hint while bytes are new');
     // No byte for 5 s: the row says so, and the speed has fallen to nothing.
     await waitForMatch(page, row('running', url, ' .stall'), /^stalled: no bytes for \d+ s$/, 20_000);
     await waitForText(page, row('running', url, ' .speed'), '0 B/s');
