@@ -472,6 +472,23 @@ test('the admin dashboard, in a real browser', { timeout: 240_000 }, async (t) =
     }
   });
 
+  await t.test('a frozen service (a stream that sends nothing) is shown as disconnected; the page reconnects when it is back', async () => {
+    await waitForText(page, '#status', 'ready');
+    // SIGSTOP: the TCP connection stays open and nothing closes it, but no frame comes.
+    service.child.kill('SIGSTOP');
+    try {
+      await waitForText(page, '#status', 'disconnected');
+      assert.match((await page.textContent('#notice')) ?? '', /^Disconnected: no frame for 5 s/);
+      assert.equal(await page.isDisabled('#pause'), true);
+    } finally {
+      service.child.kill('SIGCONT');
+    }
+    await waitForText(page, '#status', 'ready');
+    await page.waitForSelector('body[data-link="live"]');
+    await page.waitForSelector('#pause:enabled');
+    assert.equal(await page.isVisible('#notice'), false);
+  });
+
   await t.test('says "disconnected" when the service dies, and shows nothing as live', async () => {
     const hang = `${origin.url}/hang?dashboard=killed`;
     void client.check('dash-8', [hang]).catch(() => undefined);
