@@ -399,6 +399,15 @@ test('the admin dashboard, in a real browser', { timeout: 240_000 }, async (t) =
     await page.click('#tasks tr button.url-button');
     await page.waitForSelector('#detail[open] #detail-facts:not([hidden])');
     assert.match((await page.textContent('#detail-error')) ?? '', /^cancelled/);
+    // Retry from the detail view: the task runs again, so the filtered page (error) empties by itself…
+    await page.click('#detail-retry');
+    await waitForText(page, '#detail-status', 'downloading');
+    await waitForText(page, '#tasks-page', 'no tasks');
+    // …and cancelling it again (now enabled, retry not) brings it back.
+    assert.equal(await page.isDisabled('#detail-retry'), true);
+    await page.click('#detail-cancel');
+    await waitForText(page, '#detail-status', 'error');
+    await waitForText(page, '#tasks-page', '1–1 of 1');
     await page.click('#detail-close');
   });
 
