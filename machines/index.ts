@@ -1,5 +1,5 @@
 export { downloadMachine, backoffDelay, toFailure } from './downloadMachine.js';
 export type { DownloadMachine, DownloadContext, DownloadEvent } from './downloadMachine.js';
 export { supervisorMachine, gateStatus } from './supervisorMachine.js';
-export type { Answer, Flight, SupervisorMachine, SupervisorRef, SupervisorInput, SupervisorEvent, SupervisorContext, DownloadRef, GateStatus } from './supervisorMachine.js';
+export type { Answer, Finished, Flight, SupervisorMachine, SupervisorRef, SupervisorInput, SupervisorEvent, SupervisorContext, DownloadRef, GateStatus } from './supervisorMachine.js';
 export type * from './types.js';

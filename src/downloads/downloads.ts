@@ -238,6 +238,8 @@ export function createDownloads(deps: DownloadsDeps): Downloads {
       isRemembered,
       shared: store.claims.shared,
       now: Date.now,
+      // The downloads done in one turn reach the supervisor as one FINISHED.
+      finishLater: setImmediate,
     },
   });
   supervisor.start();
