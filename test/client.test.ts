@@ -113,6 +113,12 @@ describe('CoverClient: merging and one ask per URL', () => {
     assert.equal(all.filter((r) => r.status === 'ok').length, 25);
     assert.equal((await checksTotal(service.url)) - before, 7, '25 URLs at 4: seven frames');
     assert.equal(small.stats.framesSent, 7);
+
+    // frameUrls: a softer limit under maxBatch, so answers stream back frame by frame.
+    const target = client(t, service.wsUrl, { frameUrls: 8 });
+    before = await checksTotal(service.url);
+    assert.equal((await target.check(urls)).length, 25);
+    assert.equal((await checksTotal(service.url)) - before, 4, '25 URLs at 8: four frames');
   });
 });
 
@@ -276,6 +282,7 @@ describe('CoverClient: calls', () => {
     assert.throws(() => new CoverClient('nonsense'), /not a URL/);
     assert.throws(() => new CoverClient('ws://127.0.0.1/ws', { maxBatch: 0 }), RangeError);
     assert.throws(() => new CoverClient('ws://127.0.0.1/ws', { maxInFlight: 1.5 }), RangeError);
+    assert.throws(() => new CoverClient('ws://127.0.0.1/ws', { frameUrls: -3 }), /frameUrls must be a positive integer/);
   });
 
   it('close() fails the calls still waiting with closed, and later calls too', async (t) => {

@@ -7,7 +7,8 @@
  *
  *   waiting   asked, not yet admitted (more than `maxInFlight` URLs are outstanding)
  *   queued    admitted, to leave in the next frame (checks asked in one turn of the
- *             event loop leave together, split at `maxBatch` and the frame size)
+ *             event loop leave together, split at `maxBatch`, `frameUrls` and the
+ *             frame size)
  *   sent      in a `check` frame on the current connection, answer not yet come
  *   deferred  answered `shutting_down`: asked again on the next connection
  *
@@ -48,6 +49,13 @@ export interface CoverClientOptions {
   token?: string;
   /** Most URLs in one frame. Defaults to the service's (its `hello` frame); may only lower it. */
   maxBatch?: number;
+  /**
+   * Most URLs the client puts in one frame when merging, below `maxBatch`.
+   * Default 256: the answers then come back frame by frame, and the service works
+   * on the next frames while the client reads the first (one frame of thousands
+   * of URLs leaves both idle in turn: measured 2–4× slower, docs/BENCHMARKS.md).
+   */
+  frameUrls?: number;
   /** Most URLs outstanding at once; further URLs wait in the client. Default 10,000. */
   maxInFlight?: number;
   /** Default time a `check()` may take, in ms, before it fails with `timeout`; 0 = no limit. Default 60,000. */
@@ -142,6 +150,7 @@ interface Entry {
 }
 
 const DEFAULTS = {
+  frameUrls: 256,
   maxInFlight: 10_000,
   timeoutMs: 60_000,
   reconnectMinMs: 100,
@@ -206,6 +215,9 @@ export class CoverClient extends EventEmitter<CoverClientEvents> {
     if (options.maxBatch !== undefined && !(Number.isInteger(options.maxBatch) && options.maxBatch > 0)) {
       throw new RangeError(`CoverClient: maxBatch must be a positive integer, not ${options.maxBatch}`);
     }
+    if (options.frameUrls !== undefined && !(Number.isInteger(options.frameUrls) && options.frameUrls > 0)) {
+      throw new RangeError(`CoverClient: frameUrls must be a positive integer, not ${options.frameUrls}`);
+    }
     if (options.maxInFlight !== undefined && !(Number.isInteger(options.maxInFlight) && options.maxInFlight > 0)) {
       throw new RangeError(`CoverClient: maxInFlight must be a positive integer, not ${options.maxInFlight}`);
     }
@@ -213,6 +225,7 @@ export class CoverClient extends EventEmitter<CoverClientEvents> {
     this.options = {
       token: options.token,
       maxBatch: options.maxBatch,
+      frameUrls: options.frameUrls ?? DEFAULTS.frameUrls,
       maxInFlight: options.maxInFlight ?? DEFAULTS.maxInFlight,
       timeoutMs: positive('timeoutMs', options.timeoutMs, DEFAULTS.timeoutMs, true),
       reconnectMinMs: positive('reconnectMinMs', options.reconnectMinMs, DEFAULTS.reconnectMinMs),
@@ -437,7 +450,7 @@ export class CoverClient extends EventEmitter<CoverClientEvents> {
   }
 
   /**
-   * Sends the queued URLs: frames of at most `maxBatch` URLs and `maxFrameBytes`.
+   * Sends the queued URLs: frames of at most `maxBatch` (and `frameUrls`) URLs and `maxFrameBytes`.
    * URLs answered ok lately (most likely in the service's cache) leave apart
    * from the others: the service answers a frame's cached URLs only in its
    * `done` frame, after the frame's slowest download, so a page of known covers
@@ -450,7 +463,7 @@ export class CoverClient extends EventEmitter<CoverClientEvents> {
       this.connect();
       return;
     }
-    const maxBatch = Math.max(1, Math.min(this.options.maxBatch ?? Infinity, this.hello.maxBatch));
+    const maxBatch = Math.max(1, Math.min(this.options.maxBatch ?? Infinity, this.hello.maxBatch, this.options.frameUrls));
     const maxBytes = Math.max(MAX_URL_LENGTH * 6 + FRAME_OVERHEAD * 2, Math.min(this.hello.maxFrameBytes, MAX_FRAME_BYTES)) - FRAME_OVERHEAD;
     const groups: Entry[][] = [[], []];
     for (const entry of this.queued) groups[this.recentOk.has(entry.url) ? 0 : 1]!.push(entry);
