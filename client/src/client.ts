@@ -163,8 +163,6 @@ const DEFAULTS = {
 const FRAME_OVERHEAD = 64;
 /** URLs answered ok lately, kept to send them apart from unknown ones (see `flush`). */
 const RECENT_OK_LIMIT = 20_000;
-/** Printable ASCII without `"` and `\`: what JSON writes as is. */
-const PLAIN = /^[ !#-[\]-~]*$/;
 
 const positive = (name: string, value: number | undefined, fallback: number, allowZero = false): number => {
   if (value === undefined) return fallback;
@@ -472,7 +470,8 @@ export class CoverClient extends EventEmitter<CoverClientEvents> {
       let batch: Entry[] = [];
       let bytes = 0;
       for (const entry of group) {
-        const size = PLAIN.test(entry.url) ? entry.url.length + 3 : Buffer.byteLength(JSON.stringify(entry.url)) + 1;
+        // At most 6 bytes a UTF-16 unit in JSON (`\u001f`; a BMP character is ≤ 3 bytes of UTF-8), and `"",`.
+        const size = entry.url.length * 6 + 3;
         if (batch.length > 0 && (batch.length >= maxBatch || bytes + size > maxBytes)) {
           this.send(ws, batch);
           batch = [];
