@@ -168,6 +168,28 @@ describe('CoverClient: connection', () => {
     assert.equal(covers.stats.framesSent, 1 + 2 + 1, "the known cached URL left apart from the new ones");
   });
 
+  it('asks again, of the restarted service, the URLs a stopping service answered shutting_down', async (t) => {
+    const origin = await startOrigin();
+    t.after(() => origin.close());
+    const dir = await tempDir(t);
+    const port = await freePort();
+    const args = [...serviceArgs(dir), '--port', String(port), '--workers', '1'];
+    let service = await startService(args);
+    t.after(async () => void (await service.stop()));
+    const covers = client(t, service.wsUrl, { reconnectMinMs: 50, reconnectMaxMs: 200 });
+    // One worker: the first URL is downloading (held by the origin), the other two wait for it.
+    const urls = [0, 1, 2].map((i) => `${origin.url}/half/stop-${i}.jpg`);
+    const answers = covers.check(urls, { timeoutMs: 60_000 });
+    await waitUntil(() => hitsUnder(origin, '/half/') === 1, 'the first download');
+    const stopped = service.stop();
+    origin.release();
+    await stopped;
+    service = await startService(args);
+    const results = await answers;
+    results.forEach((result, i) => assert.ok(isCover(result, urls[i]!), `${i}: ${JSON.stringify(result)}`));
+    assert.equal(covers.stats.connections, 2);
+  });
+
   it('waits for a service that is down when the client starts, and connects when it comes', async (t) => {
     const origin = await startOrigin();
     t.after(() => origin.close());
