@@ -119,10 +119,15 @@ runScenario('client', 10 * 60_000, async () => {
     for (const target of ['client', 'raw', 'parsed'] as const) {
       let rate: number;
       let count: number;
-      const cpuBefore = process.cpuUsage();
-      const serviceBefore = procCpuSeconds(pid);
+      let cpuBefore = process.cpuUsage();
+      let serviceBefore = procCpuSeconds(pid);
+      const measureFromHere = () => {
+        cpuBefore = process.cpuUsage();
+        serviceBefore = procCpuSeconds(pid);
+      };
       if (target === 'client') {
         await clientLoop(covers, batches, window, 1000);
+        measureFromHere();
         const result = await clientLoop(covers, batches, window, seconds * 1000);
         if (result.bad > 0) throw new Error(`client: ${result.bad} answers not ok`);
         rate = result.urls / (result.elapsedMs / 1000);
@@ -131,12 +136,14 @@ runScenario('client', 10 * 60_000, async () => {
         const ws = await openSocket(service.wsUrl);
         if (target === 'raw') {
           await pipelined(ws, requests, { window, durationMs: 1000, maxBatches, expect });
+          measureFromHere();
           const result = await pipelined(ws, requests, { window, durationMs: seconds * 1000, maxBatches, expect });
           if (result.unexpected > 0) throw new Error(`raw: ${result.unexpected} unexpected frames, first: ${result.firstUnexpected}`);
           rate = (result.batches * BATCH) / (result.elapsedMs / 1000);
           count = result.batches * BATCH;
         } else {
           await rawParsed(ws, requests, window, 1000);
+          measureFromHere();
           const result = await rawParsed(ws, requests, window, seconds * 1000);
           if (result.bad > 0) throw new Error(`raw parsed: ${result.bad} answers not ok`);
           rate = result.urls / (result.elapsedMs / 1000);

@@ -145,8 +145,22 @@ interface Entry {
   state: EntryState;
   /** The frame that carries it, while `sent`. */
   frame: string | undefined;
-  /** Each (call, position) waiting for this URL. */
-  waiters: { call: Call; index: number }[];
+  /** The first (call, position) waiting for this URL (most URLs have one)… */
+  call: Call | undefined;
+  index: number;
+  /** …and the others. */
+  more: { call: Call; index: number }[] | undefined;
+}
+
+/** The calls waiting on `entry`, each with its position. */
+function forEachWaiter(entry: Entry, fn: (call: Call, index: number) => void): void {
+  if (entry.call) fn(entry.call, entry.index);
+  if (entry.more) for (const { call, index } of entry.more) fn(call, index);
+}
+
+function hasWaiters(entry: Entry): boolean {
+  if (entry.call && !entry.call.settled) return true;
+  return entry.more !== undefined && entry.more.some(({ call }) => !call.settled);
 }
 
 const DEFAULTS = {
@@ -175,7 +189,8 @@ export class CoverClient extends EventEmitter<CoverClientEvents> {
   private readonly options: Required<Omit<CoverClientOptions, 'token' | 'maxBatch'>> & Pick<CoverClientOptions, 'token' | 'maxBatch'>;
   private readonly entries = new Map<string, Entry>();
   private readonly waiting = new Set<Entry>();
-  private readonly queued = new Set<Entry>();
+  /** Entries to send, in order; one whose state is no longer `queued` (dropped) is skipped. */
+  private queued: Entry[] = [];
   private readonly deferred = new Set<Entry>();
   private readonly frames = new Map<string, Entry[]>();
   private readonly recentOk = new Set<string>();
@@ -281,15 +296,21 @@ export class CoverClient extends EventEmitter<CoverClientEvents> {
       }
       for (let index = 0; index < call.urls.length; index++) {
         const url = call.urls[index]!;
-        let entry = this.entries.get(url);
+        const entry = this.entries.get(url);
         if (!entry) {
-          entry = { url, state: 'waiting', frame: undefined, waiters: [] };
-          this.entries.set(url, entry);
-          this.waiting.add(entry);
-        }
-        entry.waiters.push({ call, index });
+          const admitted = this.outstanding < this.options.maxInFlight && this.waiting.size === 0;
+          const created: Entry = { url, state: admitted ? 'queued' : 'waiting', frame: undefined, call, index, more: undefined };
+          this.entries.set(url, created);
+          if (admitted) {
+            this.outstanding++;
+            this.queued.push(created);
+          } else this.waiting.add(created);
+        } else if (entry.call === undefined) {
+          entry.call = call;
+          entry.index = index;
+        } else (entry.more ??= []).push({ call, index });
       }
-      this.admit();
+      if (this.waiting.size > 0) this.admit();
       this.scheduleFlush();
     });
   }
@@ -332,10 +353,10 @@ export class CoverClient extends EventEmitter<CoverClientEvents> {
     clearTimeout(this.reconnectTimer);
     this.reconnectTimer = undefined;
     const calls = new Set<Call>();
-    for (const entry of this.entries.values()) for (const { call } of entry.waiters) calls.add(call);
+    for (const entry of this.entries.values()) forEachWaiter(entry, (call) => calls.add(call));
     this.entries.clear();
     this.waiting.clear();
-    this.queued.clear();
+    this.queued = [];
     this.deferred.clear();
     this.frames.clear();
     this.outstanding = 0;
@@ -367,16 +388,17 @@ export class CoverClient extends EventEmitter<CoverClientEvents> {
       seen.add(url);
       const entry = this.entries.get(url);
       if (!entry) continue;
-      entry.waiters = entry.waiters.filter((waiter) => waiter.call !== call);
-      if (entry.waiters.length > 0 || entry.state === 'sent') continue;
+      if (entry.call === call) entry.call = undefined;
+      if (entry.more) entry.more = entry.more.filter((waiter) => waiter.call !== call);
+      if (hasWaiters(entry) || entry.state === 'sent') continue;
       // Nobody waits for it and it is not on the wire: forget it.
       this.entries.delete(url);
       if (entry.state === 'waiting') this.waiting.delete(entry);
       else {
-        this.queued.delete(entry);
         this.deferred.delete(entry);
         this.outstanding--;
       }
+      entry.state = 'answered'; // skipped where it still sits in `queued`
     }
     this.admit();
     this.scheduleFlush();
@@ -397,7 +419,7 @@ export class CoverClient extends EventEmitter<CoverClientEvents> {
       if (this.outstanding >= this.options.maxInFlight) return;
       this.waiting.delete(entry);
       entry.state = 'queued';
-      this.queued.add(entry);
+      this.queued.push(entry);
       this.outstanding++;
     }
   }
@@ -416,12 +438,13 @@ export class CoverClient extends EventEmitter<CoverClientEvents> {
     entry.state = 'answered';
     entry.frame = undefined;
     if (result.status === 'ok') this.rememberOk(entry.url);
-    for (const { call, index } of entry.waiters) {
-      if (call.settled) continue;
+    forEachWaiter(entry, (call, index) => {
+      if (call.settled) return;
       call.results[index] = result;
       if (--call.remaining === 0) this.settle(call);
-    }
-    entry.waiters = [];
+    });
+    entry.call = undefined;
+    entry.more = undefined;
   }
 
   private rememberOk(url: string): void {
@@ -438,7 +461,7 @@ export class CoverClient extends EventEmitter<CoverClientEvents> {
   // ---- frames ----
 
   private scheduleFlush(): void {
-    if (this.flushing || this.queued.size === 0) return;
+    if (this.flushing || this.queued.length === 0) return;
     this.flushing = true;
     // Everything asked in this turn of the event loop leaves in one frame.
     setImmediate(() => {
@@ -455,7 +478,7 @@ export class CoverClient extends EventEmitter<CoverClientEvents> {
    * is not held up behind another page's new one.
    */
   private flush(): void {
-    if (this.closed || this.queued.size === 0) return;
+    if (this.closed || this.queued.length === 0) return;
     const ws = this.ws;
     if (!ws || !this.hello || ws.readyState !== WebSocket.OPEN) {
       this.connect();
@@ -464,8 +487,9 @@ export class CoverClient extends EventEmitter<CoverClientEvents> {
     const maxBatch = Math.max(1, Math.min(this.options.maxBatch ?? Infinity, this.hello.maxBatch, this.options.frameUrls));
     const maxBytes = Math.max(MAX_URL_LENGTH * 6 + FRAME_OVERHEAD * 2, Math.min(this.hello.maxFrameBytes, MAX_FRAME_BYTES)) - FRAME_OVERHEAD;
     const groups: Entry[][] = [[], []];
-    for (const entry of this.queued) groups[this.recentOk.has(entry.url) ? 0 : 1]!.push(entry);
-    this.queued.clear();
+    const queued = this.queued;
+    this.queued = [];
+    for (const entry of queued) if (entry.state === 'queued') groups[this.recentOk.has(entry.url) ? 0 : 1]!.push(entry);
     for (const group of groups) {
       let batch: Entry[] = [];
       let bytes = 0;
@@ -532,7 +556,7 @@ export class CoverClient extends EventEmitter<CoverClientEvents> {
             // A done frame that does not match what was sent: ask again.
             entry.state = 'queued';
             entry.frame = undefined;
-            this.queued.add(entry);
+            this.queued.push(entry);
           }
         }
         this.afterAnswers();
@@ -551,8 +575,9 @@ export class CoverClient extends EventEmitter<CoverClientEvents> {
           this.outstanding--;
           entry.state = 'answered';
           entry.frame = undefined;
-          for (const { call } of entry.waiters) if (!call.settled) this.fail(call, error);
-          entry.waiters = [];
+          forEachWaiter(entry, (call) => this.fail(call, error));
+          entry.call = undefined;
+          entry.more = undefined;
         }
         this.afterAnswers();
         return;
@@ -617,7 +642,7 @@ export class CoverClient extends EventEmitter<CoverClientEvents> {
     // Answers that said `shutting_down` are asked again of this connection.
     for (const entry of this.deferred) {
       entry.state = 'queued';
-      this.queued.add(entry);
+      this.queued.push(entry);
     }
     this.deferred.clear();
     this.emit('connect', { version: hello.version, maxBatch: hello.maxBatch, maxFrameBytes: hello.maxFrameBytes, reconnects });
@@ -637,9 +662,9 @@ export class CoverClient extends EventEmitter<CoverClientEvents> {
       for (const entry of batch) {
         if (entry.state !== 'sent') continue;
         entry.frame = undefined;
-        if (entry.waiters.some(({ call }) => !call.settled)) {
+        if (hasWaiters(entry)) {
           entry.state = 'queued';
-          this.queued.add(entry);
+          this.queued.push(entry);
         } else {
           if (this.entries.get(entry.url) === entry) this.entries.delete(entry.url);
           entry.state = 'answered';
@@ -652,7 +677,7 @@ export class CoverClient extends EventEmitter<CoverClientEvents> {
     if (!this.closed && error instanceof CoverClientError && error.code === 'unauthorized') {
       // A refused token does not get better by retrying: every waiting call fails with it.
       const calls = new Set<Call>();
-      for (const entry of this.entries.values()) for (const { call } of entry.waiters) calls.add(call);
+      for (const entry of this.entries.values()) forEachWaiter(entry, (call) => calls.add(call));
       for (const call of calls) this.fail(call, error);
     }
     const willReconnect = !this.closed && this.outstanding + this.waiting.size > 0;
@@ -664,7 +689,7 @@ export class CoverClient extends EventEmitter<CoverClientEvents> {
       const delay = ceiling / 2 + this.options.random() * (ceiling / 2);
       this.reconnectTimer = setTimeout(() => {
         this.reconnectTimer = undefined;
-        if (this.queued.size > 0 || this.deferred.size > 0) this.connect();
+        if (this.queued.length > 0 || this.deferred.size > 0) this.connect();
       }, delay);
     }
   }
