@@ -209,6 +209,28 @@ describe('CoverClient: connection', () => {
     assert.equal(covers.stats.connections, 1);
   });
 
+  it('waits longer after each failed attempt, up to reconnectMaxMs, with the given jitter', async (t) => {
+    const port = await freePort(); // nothing listens there: every attempt is refused at once
+    let draws = 0;
+    const covers = client(t, `ws://127.0.0.1:${port}/ws`, { reconnectMinMs: 100, reconnectMaxMs: 400, random: () => (draws++, 0) });
+    const at: number[] = [];
+    covers.on('disconnect', () => at.push(performance.now()));
+    const waiting = rejection(covers.check(['https://example.com/a.jpg'], { timeoutMs: 1500 }));
+    assert.equal(((await waiting) as CoverClientError).code, 'timeout');
+    // With no random part the delays are half the ceiling: 50, 100, 200, then 200 (the ceiling is 400).
+    const gaps = at.slice(1).map((time, i) => time - at[i]!);
+    const floors = [50, 100, 200, 200, 200, 200, 200, 200];
+    gaps.forEach((gap, i) => assert.ok(gap >= floors[i]! - 5, `attempt ${i + 2} came ${gap.toFixed(0)} ms after the one before, not after ${floors[i]} ms`));
+    assert.ok(at.length >= 2 && at.length <= 9, `${at.length} attempts in 1.5 s`);
+    // One draw per attempt scheduled; the last attempt may have been under way when the call gave up.
+    assert.ok(draws === at.length || draws === at.length - 1, `${draws} draws for ${at.length} attempts`);
+    // The call gave up and nothing else waits: no more attempts.
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    const settled = at.length;
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    assert.equal(at.length, settled, 'no reconnecting while nothing waits');
+  });
+
   it('refuses a wrong token with unauthorized, and works with the right one', async (t) => {
     const { origin, service } = await setup(t, ['--client-token', 'sesame']);
     const url = `${origin.url}/img/token.jpg`;

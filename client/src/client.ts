@@ -400,6 +400,11 @@ export class CoverClient extends EventEmitter<CoverClientEvents> {
       }
       entry.state = 'answered'; // skipped where it still sits in `queued`
     }
+    if (this.outstanding + this.waiting.size === 0 && this.reconnectTimer) {
+      // Nothing waits any more: no reason to reconnect (nor to keep the process alive).
+      clearTimeout(this.reconnectTimer);
+      this.reconnectTimer = undefined;
+    }
     this.admit();
     this.scheduleFlush();
   }
@@ -481,7 +486,9 @@ export class CoverClient extends EventEmitter<CoverClientEvents> {
     if (this.closed || this.queued.length === 0) return;
     const ws = this.ws;
     if (!ws || !this.hello || ws.readyState !== WebSocket.OPEN) {
-      this.connect();
+      // Not connected: connect if something still waits to be sent (not only dropped entries).
+      this.queued = this.queued.filter((entry) => entry.state === 'queued');
+      if (this.queued.length > 0) this.connect();
       return;
     }
     const maxBatch = Math.max(1, Math.min(this.options.maxBatch ?? Infinity, this.hello.maxBatch, this.options.frameUrls));
@@ -689,7 +696,7 @@ export class CoverClient extends EventEmitter<CoverClientEvents> {
       const delay = ceiling / 2 + this.options.random() * (ceiling / 2);
       this.reconnectTimer = setTimeout(() => {
         this.reconnectTimer = undefined;
-        if (this.queued.length > 0 || this.deferred.size > 0) this.connect();
+        if (this.outstanding + this.waiting.size > 0) this.connect();
       }, delay);
     }
   }
