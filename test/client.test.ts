@@ -4,13 +4,18 @@
  * (`coverhelper_checks_total` on /metrics, one per check frame), a SIGKILL and a
  * restart while 300 checks wait, a service that is down when the client starts,
  * abort and timeout beside calls that succeed, `maxInFlight` counted at the
- * origin, the service's error codes, and `close()`.
+ * origin, the service's error codes, `close()`, the backoff, and (with a bare
+ * `ws` server standing in for a peer that goes silent) the heartbeat and the
+ * hello timeout.
  */
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
 import net from 'node:net';
 import path from 'node:path';
 import { describe, it } from 'node:test';
+import { WebSocketServer } from 'ws';
 import { CoverClient, CoverClientError } from '../client/src/index.js';
+import { helloFrame, MAX_FRAME_BYTES } from '../client/src/protocol.js';
 import type { CheckResult, DisconnectEvent } from '../client/src/index.js';
 import { waitUntil } from './helpers/db.js';
 import { startOrigin } from './helpers/origin.js';
@@ -344,5 +349,43 @@ describe('CoverClient: calls', () => {
     assert.equal(((await rejection(covers.check(['https://example.com/x.jpg']))) as CoverClientError).code, 'closed');
     assert.equal(covers.connected, false);
     origin.release();
+  });
+});
+
+describe('CoverClient: a peer that goes silent', () => {
+  it('replaces a connection on which nothing is heard for heartbeatMs, and one that never says hello', async (t) => {
+    // The real service cannot be made to go silent on a live connection (a dropped
+    // network leaves no FIN, a killed process closes its sockets), so a bare `ws`
+    // server plays that peer: it greets with the protocol module's hello (or not),
+    // then answers nothing and sends no ping.
+    let greet = true;
+    const server = new WebSocketServer({ host: '127.0.0.1', port: 0 });
+    await once(server, 'listening');
+    server.on('connection', (socket) => {
+      if (greet) socket.send(helloFrame({ version: '0.0.0-silent', maxBatch: 100, maxFrameBytes: MAX_FRAME_BYTES }));
+    });
+    const url = `ws://127.0.0.1:${(server.address() as net.AddressInfo).port}/ws`;
+    const silent = client(t, url, { heartbeatMs: 1500, reconnectMinMs: 50, reconnectMaxMs: 100 });
+    const drops: DisconnectEvent[] = [];
+    silent.on('disconnect', (e) => drops.push(e));
+    const waiting = rejection(silent.check(['https://example.com/silent.jpg'], { timeoutMs: 30_000 }));
+    await waitUntil(() => drops.length >= 1, 'the silent connection replaced', 20_000);
+    assert.match(drops[0]!.error?.message ?? '', /nothing heard from the service for 1500 ms/);
+    assert.deepEqual([drops[0]!.wasConnected, drops[0]!.willReconnect], [true, true]);
+
+    greet = false;
+    const mute = client(t, url, { connectTimeoutMs: 500, reconnectMinMs: 50, reconnectMaxMs: 100 });
+    const muteDrops: DisconnectEvent[] = [];
+    mute.on('disconnect', (e) => muteDrops.push(e));
+    const muteWaiting = rejection(mute.check(['https://example.com/mute.jpg'], { timeoutMs: 30_000 }));
+    await waitUntil(() => muteDrops.length >= 1, 'the connection without hello given up', 20_000);
+    assert.match(muteDrops[0]!.error?.message ?? '', /no hello from the service within 500 ms/);
+    assert.deepEqual([muteDrops[0]!.wasConnected, muteDrops[0]!.willReconnect], [false, true]);
+
+    await Promise.all([silent.close(), mute.close()]);
+    assert.equal(((await waiting) as CoverClientError).code, 'closed');
+    assert.equal(((await muteWaiting) as CoverClientError).code, 'closed');
+    for (const socket of server.clients) socket.terminate();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
   });
 });
