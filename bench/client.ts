@@ -97,7 +97,8 @@ runScenario('client', 10 * 60_000, async () => {
   step(`service on ${service.url}; caching ${num(cachedCount)} small images through the client`);
 
   const urls = Array.from({ length: cachedCount }, (_, i) => origin.imageUrl('client', i));
-  const covers = new CoverClient(service.wsUrl, { timeoutMs: 300_000 });
+  // frameUrls 256: the bulk setting (frames of 256, cached URLs apart), as client/README.md advises for many calls at once.
+  const covers = new CoverClient(service.wsUrl, { timeoutMs: 300_000, frameUrls: 256 });
   const seeded = await covers.check(urls);
   const seededOk = seeded.filter((r) => r.status === 'ok').length;
   if (seededOk !== cachedCount) throw new Error(`seeding: ${seededOk} of ${cachedCount} ok`);

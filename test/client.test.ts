@@ -100,6 +100,14 @@ describe('CoverClient: merging and one ask per URL', () => {
     assert.equal(again[3]![0]!.source, 'cache');
     assert.equal(again[3]![0]!.coverUrl, answers[3]![0]!.coverUrl);
     assert.equal((await checksTotal(service.url)) - before, 2);
+
+    // 600 URLs asked in one tick by two calls: one frame, split only at the service's maxBatch (1,000).
+    // Hosts outside --allow-hosts are answered `skipped` at once: no download needed to count frames.
+    const many = Array.from({ length: 600 }, (_, i) => `https://outside.example/many-${i}.jpg`);
+    const beforeMany = await checksTotal(service.url);
+    const manyAnswers = await Promise.all([covers.check(many.slice(0, 300)), covers.check(many.slice(300))]);
+    assert.deepEqual(new Set(manyAnswers.flat().map((r) => r.status)), new Set(['skipped']));
+    assert.equal((await checksTotal(service.url)) - beforeMany, 1, '600 URLs of one tick in one frame');
   });
 
   it('splits at maxBatch, which may only lower the service\'s (hello) limit', async (t) => {
@@ -136,7 +144,7 @@ describe('CoverClient: connection', () => {
     const args = [...serviceArgs(dir), '--port', String(port), '--workers', '30'];
     let service = await startService(args);
     t.after(async () => void (await service.stop()));
-    const covers = client(t, service.wsUrl, { reconnectMinMs: 50, reconnectMaxMs: 500 });
+    const covers = client(t, service.wsUrl, { reconnectMinMs: 50, reconnectMaxMs: 500, frameUrls: 256 });
     const events: string[] = [];
     covers.on('connect', (e) => events.push(`connect ${e.reconnects}`));
     covers.on('disconnect', (e) => events.push(`disconnect ${e.wasConnected} ${e.willReconnect}`));

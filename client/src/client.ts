@@ -50,10 +50,14 @@ export interface CoverClientOptions {
   /** Most URLs in one frame. Defaults to the service's (its `hello` frame); may only lower it. */
   maxBatch?: number;
   /**
-   * Most URLs the client puts in one frame when merging, below `maxBatch`.
-   * Default 256: the answers then come back frame by frame, and the service works
-   * on the next frames while the client reads the first (one frame of thousands
-   * of URLs leaves both idle in turn: measured 2–4× slower, docs/BENCHMARKS.md).
+   * For bulk callers: most URLs the client puts in one frame when merging, below
+   * `maxBatch`, and URLs answered ok lately (likely cached) sent in frames apart
+   * from new ones. Unset (the default), the checks of one turn leave as one frame,
+   * split only at `maxBatch`. Set (256 is a good value), answers come back frame by
+   * frame and the service works on the next frames while the client reads the first
+   * (one frame of thousands of URLs leaves both idle in turn: measured 2–4× slower
+   * in `npm run bench:client`), and a page of known covers does not wait for
+   * another page's download.
    */
   frameUrls?: number;
   /** Most URLs outstanding at once; further URLs wait in the client. Default 10,000. */
@@ -164,7 +168,6 @@ function hasWaiters(entry: Entry): boolean {
 }
 
 const DEFAULTS = {
-  frameUrls: 256,
   maxInFlight: 10_000,
   timeoutMs: 60_000,
   reconnectMinMs: 100,
@@ -186,7 +189,7 @@ const positive = (name: string, value: number | undefined, fallback: number, all
 
 export class CoverClient extends EventEmitter<CoverClientEvents> {
   readonly url: string;
-  private readonly options: Required<Omit<CoverClientOptions, 'token' | 'maxBatch'>> & Pick<CoverClientOptions, 'token' | 'maxBatch'>;
+  private readonly options: Required<Omit<CoverClientOptions, 'token' | 'maxBatch' | 'frameUrls'>> & Pick<CoverClientOptions, 'token' | 'maxBatch' | 'frameUrls'>;
   private readonly entries = new Map<string, Entry>();
   private readonly waiting = new Set<Entry>();
   /** Entries to send, in order; one whose state is no longer `queued` (dropped) is skipped. */
@@ -238,7 +241,7 @@ export class CoverClient extends EventEmitter<CoverClientEvents> {
     this.options = {
       token: options.token,
       maxBatch: options.maxBatch,
-      frameUrls: options.frameUrls ?? DEFAULTS.frameUrls,
+      frameUrls: options.frameUrls,
       maxInFlight: options.maxInFlight ?? DEFAULTS.maxInFlight,
       timeoutMs: positive('timeoutMs', options.timeoutMs, DEFAULTS.timeoutMs, true),
       reconnectMinMs: positive('reconnectMinMs', options.reconnectMinMs, DEFAULTS.reconnectMinMs),
@@ -453,7 +456,7 @@ export class CoverClient extends EventEmitter<CoverClientEvents> {
   }
 
   private rememberOk(url: string): void {
-    if (this.recentOk.has(url)) return;
+    if (this.options.frameUrls === undefined || this.recentOk.has(url)) return;
     this.recentOk.add(url);
     if (this.recentOk.size > RECENT_OK_LIMIT) {
       for (const oldest of this.recentOk) {
@@ -476,11 +479,12 @@ export class CoverClient extends EventEmitter<CoverClientEvents> {
   }
 
   /**
-   * Sends the queued URLs: frames of at most `maxBatch` (and `frameUrls`) URLs and `maxFrameBytes`.
-   * URLs answered ok lately (most likely in the service's cache) leave apart
-   * from the others: the service answers a frame's cached URLs only in its
-   * `done` frame, after the frame's slowest download, so a page of known covers
-   * is not held up behind another page's new one.
+   * Sends the queued URLs: frames of at most `maxBatch` URLs and `maxFrameBytes`.
+   * With `frameUrls` set, frames of at most that many, and URLs answered ok lately
+   * (most likely in the service's cache) leave apart from the others: the service
+   * answers a frame's cached URLs only in its `done` frame, after the frame's
+   * slowest download, so a page of known covers is not held up behind another
+   * page's new one.
    */
   private flush(): void {
     if (this.closed || this.queued.length === 0) return;
@@ -491,12 +495,13 @@ export class CoverClient extends EventEmitter<CoverClientEvents> {
       if (this.queued.length > 0) this.connect();
       return;
     }
-    const maxBatch = Math.max(1, Math.min(this.options.maxBatch ?? Infinity, this.hello.maxBatch, this.options.frameUrls));
+    const maxBatch = Math.max(1, Math.min(this.options.maxBatch ?? Infinity, this.hello.maxBatch, this.options.frameUrls ?? Infinity));
+    const apart = this.options.frameUrls !== undefined;
     const maxBytes = Math.max(MAX_URL_LENGTH * 6 + FRAME_OVERHEAD * 2, Math.min(this.hello.maxFrameBytes, MAX_FRAME_BYTES)) - FRAME_OVERHEAD;
     const groups: Entry[][] = [[], []];
     const queued = this.queued;
     this.queued = [];
-    for (const entry of queued) if (entry.state === 'queued') groups[this.recentOk.has(entry.url) ? 0 : 1]!.push(entry);
+    for (const entry of queued) if (entry.state === 'queued') groups[apart && this.recentOk.has(entry.url) ? 0 : 1]!.push(entry);
     for (const group of groups) {
       let batch: Entry[] = [];
       let bytes = 0;
