@@ -197,11 +197,18 @@ async function startOnPort(config: Config, logger: Logger, bound: Server, opened
   made.jobs = jobs;
   const http = createHttpServer(
     {
-      metrics: createMetrics({ stats, version, status: () => downloads.status(), counts: () => downloads.counts(), resources: () => guard.latest }),
+      metrics: createMetrics({
+        stats,
+        version,
+        status: () => downloads.status(),
+        counts: () => downloads.counts(),
+        resources: () => guard.latest,
+        jobs: { outcomes: jobs.outcomes, countByStatus: () => store.jobs.countByStatus() },
+      }),
       admin: {
         token: adminToken,
-        feed: createAdminFeed({ store, downloads, stats }),
-        api: { config, covers, tasks, deletions, cluster: store.cluster, history, deletionRunner, downloads, logger, publicUrl: () => publicUrl },
+        feed: createAdminFeed({ store, downloads, stats, serviceUrl: () => serviceUrl }),
+        api: { config, covers, tasks, deletions, cluster: store.cluster, history, deletionRunner, downloads, logger, publicUrl: () => publicUrl, jobs: store.jobs, serviceUrl: () => serviceUrl },
       },
       checks,
       door: new Door({ checks, logger, urlKey: config.urlKey, waitMs: config.timeLimit * 1000, maxBatch: config.maxBatch }),
