@@ -190,6 +190,7 @@ export class JobRunner {
     let known: JobSummary = job;
     // Writes of one job, in order; progress at most every PROGRESS_INTERVAL_MS.
     let chain: Promise<unknown> = Promise.resolve();
+    let announced: Promise<unknown> = Promise.resolve();
     let lastStatus: JobStatus = job.status;
     let lastProgress = 0;
     let progressTimer: NodeJS.Timeout | undefined;
@@ -265,7 +266,12 @@ export class JobRunner {
           const kept = outcome(event === 'started' ? known.callbackStarted : known.callbackFinished);
           // A job resumed after a restart does not say `started` twice.
           if (kept?.ok) return;
-          void chain.then(() => this.announce(known, event));
+          // After the writes so far (the body says the new status), and after the callback before it: `finished` never overtakes `started`.
+          const written = chain;
+          announced = announced
+            .then(() => written)
+            .then(() => this.announce(known, event))
+            .catch((error: unknown) => logger.error('job callback failed', { id: job.id, event, error }));
         },
       },
     });
