@@ -230,6 +230,26 @@ describe('archive jobs', () => {
     );
     assert.equal(received[2]?.status, 'ready');
 
+    // A redirect is not followed: the try fails with the 3xx and the target never hears of it.
+    let redirected = 0;
+    const target = http.createServer((_req, res) => {
+      redirected++;
+      res.writeHead(204).end();
+    });
+    await new Promise<void>((resolve) => target.listen(0, '127.0.0.1', resolve));
+    t.after(() => new Promise<void>((resolve) => target.close(() => resolve())));
+    const bouncer = http.createServer((req, res) => {
+      req.resume();
+      res.writeHead(302, { location: `http://127.0.0.1:${(target.address() as AddressInfo).port}/` }).end();
+    });
+    await new Promise<void>((resolve) => bouncer.listen(0, '127.0.0.1', resolve));
+    t.after(() => new Promise<void>((resolve) => bouncer.close(() => resolve())));
+    const bounced = await post(service, { urls: ['https://example.com/a.jpg'], callback: `http://127.0.0.1:${(bouncer.address() as AddressInfo).port}/` });
+    const bouncedId = (bounced.body as unknown as Job).id;
+    const firstTry = await waitUntil(async () => (await getJob(service, bouncedId)).callback?.started, 'the first try recorded');
+    assert.deepEqual([firstTry.ok, firstTry.attempts, firstTry.status], [false, 1, 302]);
+    assert.equal(redirected, 0);
+
     // A private callback host not in --callback-hosts is refused: literal, localhost, and a name.
     for (const refused of ['http://10.1.2.3/hook', 'http://localhost:9/hook', 'http://[::1]:9/hook', 'http://192.168.0.1/']) {
       const answer = await post(service, { urls: ['https://example.com/a.jpg'], callback: refused });
@@ -256,7 +276,7 @@ describe('archive jobs', () => {
   });
 
   it('bad input is 400 with {code, message}; an unknown job is 404; the client token is needed when set', async (t) => {
-    const { service } = await setup(t, ['--max-batch', '2', '--client-token', 'jobs-client-token']);
+    const { origin, service } = await setup(t, ['--max-batch', '2', '--client-token', 'jobs-client-token']);
     const auth = { authorization: 'Bearer jobs-client-token' };
     const refused = await post(service, { urls: ['https://example.com/a.jpg'] });
     assert.equal(refused.status, 401);
@@ -283,6 +303,12 @@ describe('archive jobs', () => {
       assert.equal(answer.body.code, code, JSON.stringify(body).slice(0, 80));
       assert.match(String(answer.body.message), message);
     }
+    // The archive of a job still fetching is not there yet.
+    const slow = await post(service, { urls: [`${origin.url}/img/slow.jpg?delay=3000`] }, auth);
+    const early = await fetch(`${service.url}/api/jobs/${String(slow.body.id)}/archive`, { headers: auth });
+    assert.equal(early.status, 409);
+    assert.equal(((await early.json()) as { code: string }).code, 'not_ready');
+
     // Twenty URLs (--max-batch × 10) are fine.
     const most = await post(service, { urls: Array.from({ length: 20 }, (_, i) => `https://example.com/${i}.jpg`) }, auth);
     assert.equal(most.status, 201);
