@@ -378,4 +378,24 @@ describe('archive jobs', () => {
     const entries = await readTar(Buffer.from(await (await fetch(`${b.url}/api/jobs/${id}/archive`)).arrayBuffer()));
     assert.equal([...entries.keys()].filter((name) => name.startsWith('covers/')).length, 2);
   });
+
+  it('on PostgreSQL, a job whose node was killed is taken over by another node once its lease runs out', { skip: skipWithoutPg }, async (t) => {
+    const origin = await startOrigin();
+    t.after(() => origin.close());
+    const db = await freshPgDatabase(t);
+    const dir = await tempDir(t);
+    const common = ['--db', db, '--covers-dir', path.join(dir, 'covers'), '--allow-private-network', '--allow-hosts', '127.0.0.1', '--admin-token', ADMIN, '--callback-secret', SECRET, '--lease', '2', '--workers', '1', '--retries', '0'];
+    const a = await startService([...common, '--data-dir', path.join(dir, 'a'), '--node-id', 'node-a']);
+    t.after(() => a.kill());
+    const b = await startService([...common, '--data-dir', path.join(dir, 'b'), '--node-id', 'node-b']);
+    t.after(async () => void (await b.stop()));
+    const urls = Array.from({ length: 4 }, (_, i) => `${origin.url}/img/takeover-${i}.jpg?delay=800`);
+    const created = await post(a, { urls });
+    const id = (created.body as unknown as Job).id;
+    await waitUntil(async () => (await getJob(b, id)).status === 'fetching', 'node-a is fetching');
+    await a.kill();
+    const ready = await untilStatus(b, id, 'ready', 90_000);
+    assert.equal(ready.node, 'node-b', 'taken over');
+    assert.deepEqual([ready.ok, ready.failed], [4, 0]);
+  });
 });
