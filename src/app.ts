@@ -258,6 +258,8 @@ async function startOnPort(config: Config, logger: Logger, bound: Server, opened
   // Jobs a kill cut off (or a dead node left) go on; finished ones past --job-ttl expire.
   const resumedJobs = await jobs.resume();
   if (resumedJobs > 0) logger.info('resuming unfinished archive jobs', { count: resumedJobs });
+  const redelivered = await jobs.redeliver();
+  if (redelivered > 0) logger.info('sending job callbacks a stop cut off', { count: redelivered });
   await jobs.expire();
   jobs.start();
   // The start line names what an operator checks first: the version and the settings that decide what is fetched and who may ask.

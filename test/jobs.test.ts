@@ -24,6 +24,13 @@ import { connect } from './helpers/wsClient.js';
 
 type TestContext = Parameters<typeof tempDir>[0];
 
+interface Outcome {
+  ok: boolean;
+  attempts: number;
+  status?: number;
+  pending?: true;
+}
+
 interface Job {
   id: string;
   name: string;
@@ -35,7 +42,7 @@ interface Job {
   expires: string;
   archiveUrl?: string;
   node?: string;
-  callback?: { started?: { ok: boolean; attempts: number; status?: number }; finished?: { ok: boolean; attempts: number; status?: number } };
+  callback?: { started?: Outcome; finished?: Outcome };
 }
 
 const ADMIN = 'jobs-admin-token-0123456789';
@@ -256,6 +263,45 @@ describe('archive jobs', () => {
       assert.equal(answer.status, 400, refused);
       assert.equal(answer.body.code, 'bad_callback', refused);
     }
+  });
+
+  it('a finished callback a kill cut off is sent again at the next start', async (t) => {
+    const origin = await startOrigin();
+    t.after(() => origin.close());
+    const dir = await tempDir(t);
+    let answer = 500;
+    const events: string[] = [];
+    const receiver = http.createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (chunk: Buffer) => chunks.push(chunk));
+      req.on('end', () => {
+        events.push((JSON.parse(Buffer.concat(chunks).toString('utf8')) as { event: string }).event);
+        res.writeHead(answer).end();
+      });
+    });
+    await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve));
+    t.after(() => new Promise<void>((resolve) => receiver.close(() => resolve())));
+    const callback = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hook`;
+    const first = await setup(t, ['--callback-secret', SECRET], { dir, origin });
+    answer = 204;
+    const created = await post(first.service, { urls: [`${origin.url}/img/redeliver.jpg`], callback });
+    const id = (created.body as unknown as Job).id;
+    await waitUntil(async () => (await getJob(first.service, id)).callback?.started?.ok, 'started delivered');
+    answer = 500;
+    await waitUntil(async () => (await getJob(first.service, id)).callback?.finished?.pending, 'the first finished try failed');
+    await first.service.kill();
+
+    answer = 204;
+    const second = await setup(t, ['--callback-secret', SECRET], { dir, origin });
+    await second.service.waitForLog((line) => line.message === 'sending job callbacks a stop cut off' && line.count === 1);
+    const job = await waitUntil(async () => {
+      const current = await getJob(second.service, id);
+      return current.callback?.finished?.ok ? current : undefined;
+    }, 'finished delivered after the restart');
+    assert.equal(job.callback?.finished?.attempts, 1, 'tried again from the first try');
+    assert.equal(job.callback?.started?.attempts, 1);
+    assert.deepEqual(events.filter((event) => event === 'started'), ['started'], 'started is not sent again');
+    assert.ok(events.filter((event) => event === 'finished').length >= 2);
   });
 
   it('a job expires after --job-ttl: status expired, its archive removed, the archive answers 410', async (t) => {

@@ -271,6 +271,21 @@ for (const backend of backends) {
       now = 20_000;
       assert.deepEqual((await store.jobs.expiredBy(now, 10)).map((job) => job.id), ['b', 'c']);
     });
+
+    it('claims the finished jobs whose finished callback was not delivered nor given up', async (t) => {
+      const now = 10_000;
+      const { store } = await openTestStore(t, backend, { leaseMs: 5000, now: () => now });
+      const hook = { callbackUrl: 'https://blog/hook', expiresAt: 50_000 };
+      await store.jobs.create(newJob('none', 1000, { ...hook, status: 'ready' }));
+      await store.jobs.create(newJob('pending', 2000, { ...hook, status: 'failed', callbackFinished: JSON.stringify({ ok: false, attempts: 2, pending: true, at: 'x' }) }));
+      await store.jobs.create(newJob('delivered', 3000, { ...hook, status: 'ready', callbackFinished: JSON.stringify({ ok: true, attempts: 1, at: 'x' }) }));
+      await store.jobs.create(newJob('given-up', 4000, { ...hook, status: 'ready', callbackFinished: JSON.stringify({ ok: false, attempts: 5, at: 'x' }) }));
+      await store.jobs.create(newJob('running', 5000, { ...hook, status: 'fetching' }));
+      await store.jobs.create(newJob('no-hook', 6000, { status: 'ready', expiresAt: 50_000 }));
+      await store.jobs.create(newJob('expired', 7000, { ...hook, status: 'ready', expiresAt: 9000 }));
+      const claimed = await store.jobs.claimUndelivered(10);
+      assert.deepEqual(claimed.map((job) => [job.id, job.claimedBy]), [['none', 'test-node'], ['pending', 'test-node']]);
+    });
   });
 
   describe(`task ledger on ${backend}`, () => {

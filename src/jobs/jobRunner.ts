@@ -299,6 +299,16 @@ export class JobRunner {
     actor.send({ type: 'START' });
   }
 
+  /**
+   * At start: the `finished` callbacks a kill cut off (not delivered, not given
+   * up) are sent again, from the first try. Resolves with how many.
+   */
+  async redeliver(): Promise<number> {
+    const jobs = await this.deps.jobs.claimUndelivered(100);
+    for (const job of jobs) void this.announce(job, 'finished').catch((error: unknown) => this.deps.logger.error('job callback failed', { id: job.id, error }));
+    return jobs.length;
+  }
+
   /** Sends a callback, writing each try's outcome on the job. */
   private announce(job: JobSummary, event: CallbackEvent): Promise<void> {
     const url = job.callbackUrl;

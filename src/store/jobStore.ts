@@ -129,6 +129,34 @@ export class SqlJobStore implements JobStore {
     await this.writer.run(() => this.repo.update({ claimedBy: this.node }, { claimedBy: null, claimExpires: null }));
   }
 
+  async claimUndelivered(limit: number): Promise<JobSummary[]> {
+    const now = this.now();
+    const candidates = await this.repo
+      .createQueryBuilder('job')
+      .select('job.id', 'id')
+      .where('job.status IN (:...finished)', { finished: ['ready', 'failed'] })
+      .andWhere('job.callback_url IS NOT NULL')
+      .andWhere("(job.callback_finished IS NULL OR job.callback_finished LIKE '%\"pending\":true%')")
+      .andWhere('job.expires_at > :now', { now })
+      .orderBy('job.created_at', 'ASC')
+      .limit(limit)
+      .getRawMany<{ id: string }>();
+    const claimed: JobSummary[] = [];
+    for (const { id } of candidates) {
+      const query = this.repo
+        .createQueryBuilder()
+        .update()
+        .set({ claimedBy: this.node, claimExpires: now + this.leaseMs })
+        .where('id = :id', { id });
+      if (this.dialect.shared) query.andWhere('(claimed_by IS NULL OR claimed_by = :node OR claim_expires < :now)', { node: this.node, now });
+      const result = await this.writer.run(() => query.execute());
+      if (result.affected !== 1) continue;
+      const row = await this.repo.findOne({ where: { id }, select: SUMMARY });
+      if (row) claimed.push(row);
+    }
+    return claimed;
+  }
+
   async expiredBy(now: number, limit: number): Promise<JobSummary[]> {
     return this.repo.find({ where: { status: In(['ready', 'failed']), expiresAt: LessThanOrEqual(now) }, select: SUMMARY, order: { expiresAt: 'ASC' }, take: limit });
   }

@@ -223,6 +223,12 @@ export interface JobStore {
   renew(): Promise<number>;
   /** Lets go of this node's claims (at shutdown), so another node takes its jobs at once. */
   releaseAll(): Promise<void>;
+  /**
+   * Finished jobs with a callback whose `finished` call was not delivered or
+   * given up (a kill cut its tries off), and that no other live node holds:
+   * claimed for this node, at most `limit`.
+   */
+  claimUndelivered(limit: number): Promise<JobSummary[]>;
   /** Finished jobs (ready or failed) whose time ran out by `now`. */
   expiredBy(now: number, limit: number): Promise<JobSummary[]>;
   /** How many jobs have each status. */
