@@ -165,6 +165,23 @@ describe('archive jobs', () => {
     assert.equal(origin.hits.get('/img/shared.jpg'), 1, 'one download for the socket and the job');
   });
 
+  it('a job waits at the same gate as every download: paused by the administrator, it goes on when resumed', async (t) => {
+    const { origin, service } = await setup(t);
+    const admin = { authorization: `Bearer ${ADMIN}` };
+    assert.equal((await fetch(`${service.url}/admin/api/pause`, { method: 'POST', headers: admin })).status, 200);
+    const created = await post(service, { urls: [`${origin.url}/img/gate.jpg`] });
+    const id = (created.body as unknown as Job).id;
+    await waitUntil(async () => {
+      const task = (await (await fetch(`${service.url}/admin/api/task?url=${encodeURIComponent(`${origin.url}/img/gate.jpg`)}`, { headers: admin })).json()) as { task?: { status: string } };
+      return task.task?.status === 'waiting';
+    }, 'the job’s URL waits at the gate');
+    assert.equal((await getJob(service, id)).status, 'fetching');
+    assert.equal(origin.hits.get('/img/gate.jpg') ?? 0, 0);
+    assert.equal((await fetch(`${service.url}/admin/api/resume`, { method: 'POST', headers: admin })).status, 200);
+    const ready = await untilStatus(service, id, 'ready');
+    assert.equal(ready.ok, 1);
+  });
+
   it('a job cut off by SIGKILL goes on by itself at the next start', async (t) => {
     const origin = await startOrigin();
     t.after(() => origin.close());

@@ -79,7 +79,10 @@ export async function handleJobs(req: IncomingMessage, res: ServerResponse, path
       res.end();
       return;
     }
-    await pipeline(archive.handle.createReadStream({ start: 0, end: Math.max(0, archive.size - 1), autoClose: false }), res);
+    await pipeline(archive.handle.createReadStream({ start: 0, end: Math.max(0, archive.size - 1), autoClose: false }), res).catch((error: unknown) => {
+      // A client that goes away mid-download is not an error of the service.
+      if (!res.destroyed) throw error;
+    });
   } finally {
     await archive.handle.close();
   }
