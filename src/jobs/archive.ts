@@ -60,6 +60,26 @@ export async function openArchive(coversDir: string, id: string): Promise<{ hand
   }
 }
 
+/** Files read ahead of the one being packed. */
+const READ_AHEAD = 8;
+
+/** A cover file's bytes, or undefined when it is not a regular file inside the folder any more. */
+async function readCover(coversDir: string, relPath: string): Promise<{ data: Buffer; mtime: Date } | undefined> {
+  const file = resolveInside(coversDir, relPath);
+  if (file === undefined) return undefined;
+  try {
+    const handle = await open(file, 'r');
+    try {
+      const info = await handle.stat();
+      return info.isFile() ? { data: await handle.readFile(), mtime: info.mtime } : undefined;
+    } finally {
+      await handle.close();
+    }
+  } catch {
+    return undefined;
+  }
+}
+
 /** The README's line for one URL: tab-separated, one URL a line. */
 function readmeLine(entry: JobEntry): string {
   const url = entry.url.replace(/[\t\r\n]/g, ' ');
@@ -92,42 +112,53 @@ export async function packArchive(coversDir: string, job: { id: string; name: st
   await mkdir(path.dirname(target), { recursive: true });
   const temp = path.join(tempDir, `${randomBytes(12).toString('hex')}.part`);
   const pack = tar.pack();
-  const written = pipeline(pack, createWriteStream(temp, { flags: 'wx', mode: 0o644 }), signal ? { signal } : {});
+  const written = pipeline(pack, createWriteStream(temp, { flags: 'wx', mode: 0o644, highWaterMark: 1024 * 1024 }), signal ? { signal } : {});
   const listed: JobEntry[] = [];
   let missing = 0;
-  const add = (header: Partial<tar.Header> & Pick<tar.Header, 'name'>, data: Buffer) => new Promise<void>((resolve, reject) => pack.entry(header, data, (error) => (error ? reject(error) : resolve())));
+  const add = (header: Partial<tar.Header> & Pick<tar.Header, 'name'>, data: Buffer) =>
+    new Promise<void>((resolve, reject) => pack.entry(header, data, (error) => (error ? reject(error) : resolve())));
+  // The next few files are read while one is packed (in order): the reads' waits overlap.
+  const reads: (Promise<{ data: Buffer; mtime: Date } | undefined> | undefined)[] = new Array<undefined>(entries.length);
+  let next = 0;
+  // A URL asked twice is listed twice and packed once: the first time its path comes.
+  const seen = new Set<string>();
+  const packed = new Map<string, boolean>();
+  const readAhead = (upTo: number) => {
+    for (; next < entries.length && next <= upTo; next++) {
+      const entryPath = entries[next]!.path;
+      if (entryPath === undefined || seen.has(entryPath)) continue;
+      seen.add(entryPath);
+      reads[next] = readCover(coversDir, entryPath);
+    }
+  };
   try {
-    for (const entry of entries) {
+    for (let i = 0; i < entries.length; i++) {
       signal?.throwIfAborted();
+      readAhead(i + READ_AHEAD);
+      const entry = entries[i]!;
       if (entry.path === undefined) {
         listed.push(entry);
         continue;
       }
-      const file = resolveInside(coversDir, entry.path);
-      let data: Buffer | undefined;
-      let mtime: Date | undefined;
-      if (file !== undefined) {
-        try {
-          const handle = await open(file, 'r');
-          try {
-            const info = await handle.stat();
-            if (info.isFile()) {
-              data = await handle.readFile();
-              mtime = info.mtime;
-            }
-          } finally {
-            await handle.close();
-          }
-        } catch {
-          data = undefined;
+      const already = packed.get(entry.path);
+      if (already !== undefined) {
+        // The same file again: listed as it went the first time.
+        if (already) listed.push(entry);
+        else {
+          missing++;
+          listed.push({ url: entry.url, error: { code: 'file_missing', message: `the cover file ${entry.path} was removed before it was packed` } });
         }
+        continue;
       }
-      if (data === undefined) {
+      const read = await reads[i];
+      reads[i] = undefined;
+      packed.set(entry.path, read !== undefined);
+      if (read === undefined) {
         missing++;
         listed.push({ url: entry.url, error: { code: 'file_missing', message: `the cover file ${entry.path} was removed before it was packed` } });
         continue;
       }
-      await add({ name: `covers/${entry.path}`, size: data.length, mode: 0o644, ...(mtime ? { mtime } : {}) }, data);
+      await add({ name: `covers/${entry.path}`, size: read.data.length, mode: 0o644, mtime: read.mtime }, read.data);
       listed.push(entry);
     }
     const text = Buffer.from(readme(job, listed), 'utf8');
@@ -138,6 +169,7 @@ export async function packArchive(coversDir: string, job: { id: string; name: st
     const { size } = await stat(target);
     return { bytes: size, missing };
   } catch (error) {
+    // Reads still in flight settle (to undefined) on their own.
     pack.destroy();
     await written.catch(() => undefined);
     await rm(temp, { force: true });
