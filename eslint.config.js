@@ -28,4 +28,16 @@ export default tseslint.config(
     },
   },
   { files: ['eslint.config.js'], ...tseslint.configs.disableTypeChecked },
+  {
+    // The dashboard's browser script: typed by its own tsconfig (lib DOM), browser globals only.
+    files: ['src/admin/dashboard/**/*.js'],
+    languageOptions: {
+      sourceType: 'module',
+      parserOptions: { projectService: false, project: './tsconfig.dashboard.json', tsconfigRootDir: import.meta.dirname },
+      globals: Object.fromEntries(
+        ['window', 'document', 'location', 'sessionStorage', 'fetch', 'WebSocket', 'URL', 'URLSearchParams', 'requestAnimationFrame', 'HTMLElement', 'HTMLButtonElement',
+          'HTMLInputElement', 'HTMLSelectElement', 'HTMLFormElement', 'HTMLDialogElement', 'HTMLProgressElement', 'Node', 'Response'].map((name) => [name, 'readonly']),
+      ),
+    },
+  },
 );

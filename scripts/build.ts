@@ -3,7 +3,7 @@
  * JavaScript (ESM, with source maps) under OUT_DIR (default `dist/`) with
  * tsconfig.build.json, then copies the files the service reads at run time
  * beside their modules (every file under src/ that is not TypeScript, such as
- * src/admin/dashboard.html). `node dist/src/main.js` then runs without tsx.
+ * the dashboard's files under src/admin/dashboard/). `node dist/src/main.js` then runs without tsx.
  *
  * OUT_DIR is emptied first. It must sit inside this package (or beside a copy of
  * its package.json and node_modules), so that the modules find their packages.

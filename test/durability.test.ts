@@ -63,7 +63,7 @@ const halfUrls = (origin: Origin, prefix: string, n: number) => Array.from({ len
 describe('durable downloads', () => {
   it('persists every task state as it happens, with attempts, errors, bytes and times', async (t) => {
     const { origin, db, args } = await setup(t);
-    const service = await startService(args('--workers', '2', '--time-limit', '2', '--retries', '0'));
+    const service = await startService(args('--workers', '2', '--time-limit', '6', '--retries', '0'));
     t.after(async () => void (await service.stop()));
     const ws = await connect(service.wsUrl);
     t.after(() => ws.close());

@@ -217,6 +217,37 @@ describe('the 2019 TCP protocol', () => {
     const closedLines = service.logs.filter((l) => /^legacy connection closed: /.test(l.message));
     assert.equal(closedLines.length, bad.length, JSON.stringify(closedLines.map((l) => l.message)));
   });
+
+  it('closes a connection that sends the wrong command in its turn (after OK, after L, after the results), and only that one', async (t) => {
+    const { origin, service, port } = await setup(t);
+    const url = `${origin.url}/img/turns.jpg`;
+    const n = Buffer.byteLength(url);
+    const turns: [string, string, RegExp][] = [
+      ['after OK', 'R', /expected R after OK/],
+      ['after L', 'C', /expected C after L/],
+      ['after the results', 'O', /expected O after the results/],
+    ];
+    for (const [i, [step, expected, logged]] of turns.entries()) {
+      const client = await tcp(port);
+      client.socket.write(`C${n}${url}`);
+      await client.when((text) => text.endsWith('OK'));
+      if (step !== 'after OK') {
+        client.socket.write('R');
+        await client.when((text) => /L\d+$/.test(text));
+      }
+      if (step === 'after the results') {
+        client.socket.write('C');
+        await client.when((text) => text.endsWith('.jpg'));
+      }
+      client.socket.write(`X${expected}`);
+      await client.ended;
+      await waitUntil(() => service.logs.filter((l) => /^legacy connection closed: /.test(l.message)).length === i + 1, `${step}: logged`);
+      assert.match(service.logs.filter((l) => /^legacy connection closed: /.test(l.message))[i]!.message, logged);
+    }
+    // The port still answers.
+    assert.ok((await converse(port, [url])).results[0]!.startsWith(service.url));
+    assert.equal(origin.hits.get('/img/turns.jpg'), 1);
+  });
 });
 
 describe('the legacy port binding', () => {

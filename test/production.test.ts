@@ -158,7 +158,9 @@ describe('production', () => {
     assert.ok(existsSync(path.join(app, 'src/main.js')), 'src/main.js built');
     assert.ok(existsSync(path.join(app, 'machines/downloadMachine.js')), 'machines built');
     assert.ok(existsSync(path.join(app, 'ormconfig.js')), 'ormconfig built');
-    assert.ok(existsSync(path.join(app, 'src/admin/dashboard.html')), 'the dashboard page copied beside its module');
+    for (const file of ['index.html', 'dashboard.js', 'dashboard.css']) {
+      assert.ok(existsSync(path.join(app, 'src/admin/dashboard', file)), `the dashboard's ${file} copied beside its module`);
+    }
     assert.equal(
       readdirSync(app, { recursive: true }).filter((f) => String(f).endsWith('.ts')).length,
       0,
@@ -187,7 +189,9 @@ describe('production', () => {
     assert.deepEqual([health.status, health.version], ['ready', packageVersion]);
     const dashboard = await fetch(`${url}/admin`);
     assert.equal(dashboard.status, 200);
-    assert.equal(await dashboard.text(), readFileSync(path.join(root, 'src/admin/dashboard.html'), 'utf8'));
+    assert.equal(await dashboard.text(), readFileSync(path.join(root, 'src/admin/dashboard/index.html'), 'utf8'));
+    const script = await fetch(`${url}/admin/dashboard.js`);
+    assert.equal(await script.text(), readFileSync(path.join(root, 'src/admin/dashboard/dashboard.js'), 'utf8'));
 
     service.kill('SIGTERM');
     assert.deepEqual(await serviceOut.exit, { code: 0, signal: null });

@@ -6,3 +6,4 @@ export { serveAdminSocket, taskEvent } from './adminSocket.js';
 export type { AdminFeed, AdminSocketOptions, TaskEvent } from './adminSocket.js';
 export { storeCustomCover } from './customCovers.js';
 export { TaskHistory } from './taskHistory.js';
+export { DASHBOARD_CSP, serveDashboard } from './dashboardAssets.js';

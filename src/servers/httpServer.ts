@@ -7,10 +7,9 @@ import { timingSafeEqual } from 'node:crypto';
 import http from 'node:http';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { readFileSync } from 'node:fs';
 import { WebSocketServer } from 'ws';
 import type { WebSocket } from 'ws';
-import { handleAdminApi, serveAdminSocket } from '../admin/index.js';
+import { handleAdminApi, serveAdminSocket, serveDashboard } from '../admin/index.js';
 import type { AdminApiDeps, AdminFeed } from '../admin/index.js';
 import type { Logger } from '../logger.js';
 import type { Stats } from '../stats.js';
@@ -47,13 +46,6 @@ export interface HttpServerDeps extends ClientSocketDeps {
   door: Door;
   /** Archive jobs under `/api/jobs`. */
   jobs?: JobsRouteDeps;
-}
-
-let dashboard: Buffer | undefined;
-/** The dashboard page, read once. */
-function dashboardPage(): Buffer {
-  dashboard ??= readFileSync(new URL('../admin/dashboard.html', import.meta.url));
-  return dashboard;
 }
 
 /** Compares secrets in constant time (for equal lengths; length is not secret here). */
@@ -145,17 +137,8 @@ export function createHttpServer(deps: HttpServerDeps, bound?: http.Server) {
       req.resume();
       return json(res, 426, { code: 'upgrade_required', message: `${url.pathname} is a WebSocket: connect with an Upgrade: websocket request` }, { upgrade: 'websocket', connection: 'Upgrade' });
     }
-    if (get && (url.pathname === '/admin' || url.pathname === '/admin/')) {
-      // The page holds no data: it asks for the token and uses it for every call.
-      res
-        .writeHead(200, {
-          'content-type': 'text/html; charset=utf-8',
-          'cache-control': 'no-cache',
-          'content-security-policy': "default-src 'self'; img-src 'self' http: https: data:; style-src 'self' 'unsafe-inline'; script-src 'unsafe-inline'; connect-src 'self' ws: wss:",
-        })
-        .end(dashboardPage());
-      return;
-    }
+    // The dashboard's page, script and style hold no data: each call they make carries the token.
+    if (get && serveDashboard(req, res, url.pathname)) return;
     json(res, 404, { code: 'not_found', message: `no route for ${req.method ?? 'GET'} ${url.pathname}` });
   };
 
