@@ -4,7 +4,7 @@
  * listed as `file_missing`, and nothing left behind when packing is aborted.
  */
 import assert from 'node:assert/strict';
-import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { describe, it } from 'node:test';
@@ -30,6 +30,25 @@ async function entriesOf(file: string): Promise<Map<string, Buffer>[]> {
 }
 
 describe('job archives', () => {
+  it('follows no link found in the covers folder: a link to a file outside, or a folder link leading out, is file_missing', async (t) => {
+    const covers = await tempDir(t);
+    const outside = await tempDir(t);
+    await writeFile(path.join(outside, 'passwd'), 'root:x:0:0');
+    await mkdir(path.join(covers, 'h'), { recursive: true });
+    await writeFile(path.join(covers, 'h', 'ok.jpg'), 'OK');
+    await symlink(path.join(outside, 'passwd'), path.join(covers, 'h', 'passwd.jpg'));
+    await symlink(outside, path.join(covers, 'out'));
+    const out = await packArchive(covers, { id: ID, name: '' }, [
+      { url: 'https://x/ok.jpg', path: 'h/ok.jpg' },
+      { url: 'https://x/link.jpg', path: 'h/passwd.jpg' },
+      { url: 'https://x/dir.jpg', path: 'out/passwd' },
+    ]);
+    assert.equal(out.missing, 2);
+    const entries = await entriesOf(archiveFile(covers, ID)!);
+    assert.deepEqual(entries.map((entry) => [...entry.keys()][0]), ['covers/h/ok.jpg', 'README.txt']);
+    for (const entry of entries) assert.ok(![...entry.values()][0]!.toString().includes('root:x'), 'nothing from outside the folder');
+  });
+
   it('packs each ok cover once under covers/, lists every URL in README.txt, and lists a file gone or outside the folder as file_missing', async (t) => {
     const covers = await tempDir(t);
     await mkdir(path.join(covers, 'h'), { recursive: true });

@@ -18,7 +18,7 @@ import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
 import type { JobEntry, PackOutput } from '../../machines/index.js';
-import { resolveInside, TEMP_DIR } from '../store/index.js';
+import { openStoredFile, TEMP_DIR } from '../store/index.js';
 
 export const ARCHIVE_DIR = '.jobs';
 
@@ -63,20 +63,19 @@ export async function openArchive(coversDir: string, id: string): Promise<{ hand
 /** Files read ahead of the one being packed. */
 const READ_AHEAD = 8;
 
-/** A cover file's bytes, or undefined when it is not a regular file inside the folder any more. */
+/**
+ * A cover file's bytes, or undefined when it is not a regular file whose real
+ * path is inside the folder (gone, or a link put there: not followed).
+ */
 async function readCover(coversDir: string, relPath: string): Promise<{ data: Buffer; mtime: Date } | undefined> {
-  const file = resolveInside(coversDir, relPath);
-  if (file === undefined) return undefined;
+  const opened = await openStoredFile(coversDir, relPath);
+  if (opened === undefined) return undefined;
   try {
-    const handle = await open(file, 'r');
-    try {
-      const info = await handle.stat();
-      return info.isFile() ? { data: await handle.readFile(), mtime: info.mtime } : undefined;
-    } finally {
-      await handle.close();
-    }
+    return { data: await opened.handle.readFile(), mtime: new Date(opened.mtimeMs) };
   } catch {
     return undefined;
+  } finally {
+    await opened.handle.close();
   }
 }
 
