@@ -332,7 +332,8 @@ describe('archive jobs', () => {
     const answer = await fetch(`${service.url}/api/jobs/${id}/archive`);
     assert.equal(answer.status, 410);
     assert.equal(((await answer.json()) as { code: string }).code, 'expired');
-    await assert.rejects(access(archive), 'the archive file is removed');
+    // The status is written first (no one is sent to a file about to go), then the file removed.
+    await waitUntil(() => access(archive).then(() => false, () => true), 'the archive file removed');
     // The archive was there while the job was ready (the deletion runner removed it).
     assert.ok(service.logs.some((line) => line.message === 'archive job ready' && line.id === id));
     assert.ok(service.logs.some((line) => line.message === 'deleted' && line.url === id && line.kind === 'job'));
