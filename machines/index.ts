@@ -3,3 +3,5 @@ export type { DownloadMachine, DownloadContext, DownloadEvent } from './download
 export { supervisorMachine, gateStatus } from './supervisorMachine.js';
 export type { Answer, Finished, Flight, SupervisorMachine, SupervisorRef, SupervisorInput, SupervisorEvent, SupervisorContext, DownloadRef, GateStatus } from './supervisorMachine.js';
 export type * from './types.js';
+export { jobMachine } from './jobMachine.js';
+export type { JobMachine, JobStatus, JobEntry, JobInput, JobContext, JobEvent, FetchUrlsInput, PackInput, PackOutput } from './jobMachine.js';

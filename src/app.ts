@@ -14,7 +14,8 @@ import type { Downloads } from './downloads/index.js';
 import { createHttpClient } from './fetch/index.js';
 import type { Logger } from './logger.js';
 import { CacheLimits, DeletionRunner, ResourceGuard } from './maintenance/index.js';
-import { createAdminFeed, resolveAdminToken, TaskHistory } from './admin/index.js';
+import { createAdminFeed, resolveAdminToken, resolveSecret, TaskHistory } from './admin/index.js';
+import { JobCallbacks, JobRunner, removeArchive } from './jobs/index.js';
 import { createHttpServer, createMetrics, Door } from './servers/index.js';
 import { startLegacyServer } from './legacy/index.js';
 import type { LegacyServer } from './legacy/index.js';
@@ -39,6 +40,8 @@ export interface App {
   cacheLimits: CacheLimits;
   guard: ResourceGuard;
   stats: Stats;
+  /** Archive jobs running on this node. */
+  jobs: JobRunner;
   adminToken: string;
   /** Open admin streams (socket → pending changes), for tests. */
   adminSockets: Map<import('ws').WebSocket, { pending: () => number }>;
@@ -110,9 +113,33 @@ async function startOnPort(config: Config, logger: Logger, bound: Server, opened
     );
   });
 
+  const callbackSecret = await resolveSecret(config.callbackSecret, config.dataDir, 'callback-secret', 'callback secret', logger).catch((error: unknown) => {
+    throw new StartError(
+      `could not read or write the callback secret file in ${config.dataDir} (${(error as { code?: string }).code ?? 'error'}: ${(error as Error).message})`,
+      'make the data folder writable by the user running coverhelper, or give --callback-secret',
+      { cause: error },
+    );
+  });
+
   const { covers, tasks, deletions } = store;
   const stats = new Stats();
-  const deletionRunner = new DeletionRunner({ deletions, covers, tasks, coversDir: config.coversDir, logger, fileGraceMs: store.fileGraceMs });
+  // The job runner is made once the checks are; expiries the deletion runner meets before that are written directly.
+  const made: { jobs?: JobRunner } = {};
+  const deletionRunner = new DeletionRunner({
+    deletions,
+    covers,
+    tasks,
+    coversDir: config.coversDir,
+    logger,
+    fileGraceMs: store.fileGraceMs,
+    jobs: {
+      markExpired: async (id) => {
+        if (made.jobs) await made.jobs.markExpired(id);
+        else await store.jobs.update(id, { status: 'expired', archiveBytes: null });
+      },
+      removeArchive: (id) => removeArchive(config.coversDir, id),
+    },
+  });
   const cacheLimits = new CacheLimits({ covers, deletions, runner: deletionRunner, logger, maxAgeHours: config.maxAgeHours, maxCacheBytes: config.maxCacheBytes });
   const client = createHttpClient({ allowPrivateNetwork: config.allowPrivateNetwork, userAgent });
   const downloads = createDownloads({ config, store, client, logger, stats, onStored: () => cacheLimits.kick() });
@@ -150,16 +177,42 @@ async function startOnPort(config: Config, logger: Logger, bound: Server, opened
   let publicUrl = config.publicUrl ?? '';
   const history = new TaskHistory(store);
   const checks = new CoverChecks({ config, covers, downloads, stats, publicUrl: () => publicUrl });
+  let serviceUrl = '';
+  const callbacks = new JobCallbacks({ secret: callbackSecret, allowPrivateNetwork: config.allowPrivateNetwork, callbackHosts: config.callbackHosts, userAgent, logger });
+  opened.push({ close: () => callbacks.close() });
+  const jobs = new JobRunner({
+    jobs: store.jobs,
+    deletions,
+    deletionRunner,
+    checks,
+    callbacks,
+    coversDir: config.coversDir,
+    logger,
+    node,
+    ttlMs: config.jobTtl * 3_600_000,
+    leaseMs: config.lease * 1000,
+    serviceUrl: () => serviceUrl,
+    shared: store.claims.shared,
+  });
+  made.jobs = jobs;
   const http = createHttpServer(
     {
-      metrics: createMetrics({ stats, version, status: () => downloads.status(), counts: () => downloads.counts(), resources: () => guard.latest }),
+      metrics: createMetrics({
+        stats,
+        version,
+        status: () => downloads.status(),
+        counts: () => downloads.counts(),
+        resources: () => guard.latest,
+        jobs: { outcomes: jobs.outcomes, countByStatus: () => store.jobs.countByStatus() },
+      }),
       admin: {
         token: adminToken,
-        feed: createAdminFeed({ store, downloads, stats }),
-        api: { config, covers, tasks, deletions, cluster: store.cluster, history, deletionRunner, downloads, logger, publicUrl: () => publicUrl },
+        feed: createAdminFeed({ store, downloads, stats, serviceUrl: () => serviceUrl }),
+        api: { config, covers, tasks, deletions, cluster: store.cluster, history, deletionRunner, downloads, logger, publicUrl: () => publicUrl, jobs: store.jobs, serviceUrl: () => serviceUrl },
       },
       checks,
       door: new Door({ checks, logger, urlKey: config.urlKey, waitMs: config.timeLimit * 1000, maxBatch: config.maxBatch }),
+      jobs: { runner: jobs, jobs: store.jobs, callbacks, coversDir: config.coversDir, maxBatch: config.maxBatch, serviceUrl: () => serviceUrl },
       version,
       maxBatch: config.maxBatch,
       logger,
@@ -201,6 +254,14 @@ async function startOnPort(config: Config, logger: Logger, bound: Server, opened
 
   const url = `http://${hostForUrl(config.host)}:${port}`;
   publicUrl ||= `${url}/covers/`;
+  serviceUrl = url;
+  // Jobs a kill cut off (or a dead node left) go on; finished ones past --job-ttl expire.
+  const resumedJobs = await jobs.resume();
+  if (resumedJobs > 0) logger.info('resuming unfinished archive jobs', { count: resumedJobs });
+  const redelivered = await jobs.redeliver();
+  if (redelivered > 0) logger.info('sending job callbacks a stop cut off', { count: redelivered });
+  await jobs.expire();
+  jobs.start();
   // The start line names what an operator checks first: the version and the settings that decide what is fetched and who may ask.
   logger.info(`listening on ${url}`, {
     version,
@@ -231,6 +292,7 @@ async function startOnPort(config: Config, logger: Logger, bound: Server, opened
     cacheLimits,
     guard,
     stats,
+    jobs,
     adminToken,
     adminSockets: http.adminSockets,
     stop(graceMs = 5000) {
@@ -241,10 +303,12 @@ async function startOnPort(config: Config, logger: Logger, bound: Server, opened
         guard.stop();
         clearInterval(sweeper);
         await cacheLimits.stop();
+        await jobs.stop();
         await deletionRunner.stop();
         await downloads.shutdown(graceMs);
         await Promise.all([http.close(), legacy?.close()]);
         await client.close();
+        await callbacks.close();
         history.close();
         await store.close();
       })();

@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { access } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, it } from 'node:test';
+import { migrations } from '../src/store/index.js';
 import { waitUntil } from './helpers/db.js';
 import { makeImage, startOrigin } from './helpers/origin.js';
 import type { Origin } from './helpers/origin.js';
@@ -74,7 +75,8 @@ describe('several nodes on one PostgreSQL database', { skip: skipWithoutPg }, ()
     const migrated = nodes.filter((node) => node.logs.some((line) => line.message === 'database migrated'));
     assert.equal(migrated.length, 1, 'one node ran the migrations');
     const ran = await rawSql<{ name: string }>(db, 'SELECT name FROM migrations ORDER BY id');
-    assert.deepEqual(ran.map((r) => r.name), ['CreateCoversAndTasks1763780000000', 'CreateDeletions1763790000000', 'AddClusterTables1764300000000']);
+    assert.deepEqual(ran.map((r) => r.name), migrations.map((Migration) => new Migration().name));
+    assert.equal(ran[0]?.name, 'CreateCoversAndTasks1763780000000');
     for (const node of nodes) {
       const health = (await (await fetch(`${node.url}/healthz`)).json()) as { node: string };
       assert.match(health.node, /^n[123]$/);

@@ -424,6 +424,25 @@ test('the admin dashboard, in a real browser', { timeout: 240_000 }, async (t) =
     assert.equal(await page.textContent('#jobs-empty'), 'no jobs');
   });
 
+  await t.test('lists an archive job with its progress, and its archive link once ready', async () => {
+    const urls = [`${origin.url}/img/job-a.jpg`, `${origin.url}/img/job-b.jpg`, `${origin.url}/status/404?job`];
+    const res = await fetch(`${service.url}/api/jobs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ urls, name: 'dashboard job' }) });
+    assert.equal(res.status, 201);
+    const job = (await res.json()) as { id: string };
+    const row = `#jobs li[data-job=${JSON.stringify(job.id)}]`;
+    await page.waitForSelector(row);
+    assert.equal(await page.isVisible('#jobs-empty'), false);
+    assert.equal(await page.textContent(`${row} .name`), 'dashboard job');
+    await waitForText(page, `${row} .badge`, 'ready');
+    assert.match((await page.textContent(`${row} .detail`)) ?? '', /^3 \/ 3 \(1 failed\)/);
+    assert.deepEqual(await page.$eval(`${row} progress`, (bar) => [(bar as unknown as { value: number }).value, (bar as unknown as { max: number }).max]), [3, 3]);
+    const href = await page.getAttribute(`${row} .link-cell a`, 'href');
+    assert.ok(href?.endsWith(`/api/jobs/${job.id}/archive`), String(href));
+    assert.equal((await fetch(href!)).headers.get('content-type'), 'application/x-tar');
+    assert.equal(await page.textContent('#jobs-count'), '1');
+    await shoot('jobs');
+  });
+
   await t.test('refuses a wrong token', async () => {
     const other = await browser.newPage();
     try {

@@ -12,7 +12,7 @@ import { describe, it } from 'node:test';
 import { DataSource } from 'typeorm';
 import { createDataSource } from '../ormconfig.js';
 import { CoverEntity, coverPath, findCoverFile, resolveInside, sweepTemp, writeCoverFile, TEMP_DIR } from '../src/store/index.js';
-import type { CoverChange, CoverRow, GateChange, TaskChange } from '../src/store/index.js';
+import type { CoverChange, CoverRow, GateChange, JobChange, JobRow, TaskChange } from '../src/store/index.js';
 import { backends, freshPgDatabase, openTestStore, rawSql, skipWithoutPg } from './helpers/stores.js';
 import { waitUntil } from './helpers/db.js';
 import { tempDir } from './helpers/tempDir.js';
@@ -28,6 +28,26 @@ const row = (url: string, overrides: Partial<CoverRow> = {}): CoverRow => ({
   sha256: 'a'.repeat(64),
   createdAt: 1,
   lastAskedAt: 2,
+  ...overrides,
+});
+
+const newJob = (id: string, createdAt: number, overrides: Partial<JobRow> = {}): Omit<JobRow, 'updatedAt' | 'claimedBy' | 'claimExpires' | 'node'> => ({
+  id,
+  name: `job ${id}`,
+  status: 'queued',
+  urls: JSON.stringify(['https://a/1.jpg', 'https://a/2.jpg']),
+  total: 2,
+  ok: 0,
+  failed: 0,
+  callbackUrl: null,
+  callbackStarted: null,
+  callbackFinished: null,
+  archiveBytes: null,
+  errorCode: null,
+  errorMessage: null,
+  createdAt,
+  expiresAt: createdAt + 1000,
+  finishedAt: null,
   ...overrides,
 });
 
@@ -206,6 +226,65 @@ for (const backend of backends) {
       await store.covers.saveUnlessCustom(row('c2'));
       await store.covers.removeIfPath('c1', 'h/c1.jpg');
       assert.deepEqual(heard.map(({ url, removed, remote }) => [url, removed, remote]), [['c1', false, false], ['c2', false, false], ['c1', true, false]]);
+    });
+  });
+
+  describe(`jobs on ${backend}`, () => {
+    it('creates, reads, lists newest first without URLs, updates and publishes every write', async (t) => {
+      const { store } = await openTestStore(t, backend);
+      const heard: JobChange[] = [];
+      store.events.on('job', (change) => heard.push(change));
+      await store.jobs.create(newJob('j1', 1000));
+      await store.jobs.create(newJob('j2', 2000, { callbackUrl: 'https://blog/hook' }));
+      const full = await store.jobs.get('j1');
+      assert.deepEqual(JSON.parse(full!.urls), ['https://a/1.jpg', 'https://a/2.jpg']);
+      assert.equal(await store.jobs.get('nope'), null);
+      const updated = await store.jobs.update('j1', { status: 'ready', ok: 2, archiveBytes: 5_000_000_000, finishedAt: 1500 });
+      assert.deepEqual([updated?.status, updated?.ok, updated?.archiveBytes, 'urls' in (updated ?? {})], ['ready', 2, 5_000_000_000, false]);
+      assert.equal(await store.jobs.update('nope', { status: 'ready' }), null);
+      const { jobs, total } = await store.jobs.list({ limit: 10, offset: 0 });
+      assert.equal(total, 2);
+      assert.deepEqual(jobs.map((job) => [job.id, job.status, job.callbackUrl]), [['j2', 'queued', 'https://blog/hook'], ['j1', 'ready', null]]);
+      assert.equal('urls' in jobs[0]!, false);
+      assert.deepEqual((await store.jobs.list({ limit: 1, offset: 1 })).jobs.map((job) => job.id), ['j1']);
+      assert.deepEqual(heard.map((c) => [c.job.id, c.job.status, c.node, c.remote]), [['j1', 'queued', 'test-node', false], ['j2', 'queued', 'test-node', false], ['j1', 'ready', 'test-node', false]]);
+      assert.deepEqual(await store.jobs.countByStatus(), { queued: 1, fetching: 0, packing: 0, ready: 1, failed: 0, expired: 0 });
+    });
+
+    it('claims unfinished jobs, renews and releases them; finished jobs past their time are due to expire', async (t) => {
+      let now = 10_000;
+      const { store } = await openTestStore(t, backend, { leaseMs: 5000, now: () => now });
+      await store.jobs.create(newJob('a', 1000));
+      await store.jobs.create(newJob('b', 2000, { status: 'ready', expiresAt: 9000 }));
+      await store.jobs.create(newJob('c', 3000, { status: 'failed', expiresAt: 20_000 }));
+      assert.deepEqual(await store.jobs.claimable(10), ['a']);
+      assert.equal(await store.jobs.claim('a'), true);
+      assert.equal(await store.jobs.claim('b'), false, 'a finished job is not claimed');
+      const claimed = await store.jobs.get('a');
+      assert.deepEqual([claimed?.claimedBy, claimed?.claimExpires, claimed?.node], ['test-node', 15_000, 'test-node']);
+      now = 12_000;
+      assert.equal(await store.jobs.renew(), 1);
+      assert.equal((await store.jobs.get('a'))?.claimExpires, 17_000);
+      await store.jobs.releaseAll();
+      assert.equal((await store.jobs.get('a'))?.claimedBy, null);
+      assert.deepEqual((await store.jobs.expiredBy(now, 10)).map((job) => job.id), ['b']);
+      now = 20_000;
+      assert.deepEqual((await store.jobs.expiredBy(now, 10)).map((job) => job.id), ['b', 'c']);
+    });
+
+    it('claims the finished jobs whose finished callback was not delivered nor given up', async (t) => {
+      const now = 10_000;
+      const { store } = await openTestStore(t, backend, { leaseMs: 5000, now: () => now });
+      const hook = { callbackUrl: 'https://blog/hook', expiresAt: 50_000 };
+      await store.jobs.create(newJob('none', 1000, { ...hook, status: 'ready' }));
+      await store.jobs.create(newJob('pending', 2000, { ...hook, status: 'failed', callbackFinished: JSON.stringify({ ok: false, attempts: 2, pending: true, at: 'x' }) }));
+      await store.jobs.create(newJob('delivered', 3000, { ...hook, status: 'ready', callbackFinished: JSON.stringify({ ok: true, attempts: 1, at: 'x' }) }));
+      await store.jobs.create(newJob('given-up', 4000, { ...hook, status: 'ready', callbackFinished: JSON.stringify({ ok: false, attempts: 5, at: 'x' }) }));
+      await store.jobs.create(newJob('running', 5000, { ...hook, status: 'fetching' }));
+      await store.jobs.create(newJob('no-hook', 6000, { status: 'ready', expiresAt: 50_000 }));
+      await store.jobs.create(newJob('expired', 7000, { ...hook, status: 'ready', expiresAt: 9000 }));
+      const claimed = await store.jobs.claimUndelivered(10);
+      assert.deepEqual(claimed.map((job) => [job.id, job.claimedBy]), [['none', 'test-node'], ['pending', 'test-node']]);
     });
   });
 
@@ -412,6 +491,31 @@ describe('two nodes on one PostgreSQL database', () => {
     ]);
     assert.deepEqual(gates.map((g) => [g.paused, g.node, g.remote]), [[true, 'node-a', true]]);
     assert.equal(await b.cluster.paused(), true);
+  });
+});
+
+describe('jobs on two nodes of one PostgreSQL database', () => {
+  it('a job claimed by one node is not the other’s until its lease runs out; every change is heard by the other', { skip: skipWithoutPg }, async (t) => {
+    let now = 1_000_000;
+    const db = await freshPgDatabase(t);
+    const a = (await openTestStore(t, 'postgres', { db, node: 'node-a', leaseMs: 5000, now: () => now })).store;
+    const b = (await openTestStore(t, 'postgres', { db, node: 'node-b', leaseMs: 5000, now: () => now })).store;
+    const heard: JobChange[] = [];
+    b.events.on('job', (change) => heard.push(change));
+    await a.jobs.create(newJob('shared', now));
+    const [first, second] = await Promise.all([a.jobs.claim('shared'), b.jobs.claim('shared')]);
+    assert.equal(Number(first) + Number(second), 1, 'one node holds it');
+    const [holder, other] = first ? [a, b] : [b, a];
+    assert.deepEqual(await other.jobs.claimable(10), []);
+    await holder.jobs.update('shared', { status: 'fetching', ok: 1 });
+    await waitUntil(() => heard.some((c) => c.job.status === 'fetching'), 'the change heard', 5000);
+    now += 5001; // the holder died
+    assert.deepEqual(await other.jobs.claimable(10), ['shared']);
+    assert.equal(await other.jobs.claim('shared'), true, 'taken over');
+    if (holder === a) {
+      const change = heard.find((c) => c.job.status === 'fetching')!;
+      assert.deepEqual([change.node, change.remote], ['node-a', true]);
+    }
   });
 });
 

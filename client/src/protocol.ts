@@ -187,14 +187,17 @@ export function parseServerFrame(text: string): ServerFrame | undefined {
     }
     case 'done': {
       if (!(value.id === null || isId(value.id)) || !Array.isArray(value.results)) return undefined;
-      const results: CheckResult[] = [];
-      for (const item of value.results) {
-        const result = checkResult(item);
+      const results: CheckResult[] = new Array<CheckResult>(value.results.length);
+      let ok = 0;
+      let skipped = 0;
+      for (let i = 0; i < results.length; i++) {
+        const result = checkResult(value.results[i]);
         if (!result) return undefined;
-        results.push(result);
+        results[i] = result;
+        if (result.status === 'ok') ok++;
+        else if (result.status === 'skipped') skipped++;
       }
-      const count = (status: CheckStatus) => results.filter((r) => r.status === status).length;
-      return { type: 'done', id: value.id, ok: count('ok'), skipped: count('skipped'), failed: count('error'), results };
+      return { type: 'done', id: value.id, ok, skipped, failed: results.length - ok - skipped, results };
     }
     case 'error': {
       const { id, code, message } = value;

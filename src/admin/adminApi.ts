@@ -12,6 +12,7 @@
  *   POST   /admin/api/cancel?url=                    cancel a queued or running download here
  *   POST   /admin/api/pause | /admin/api/resume      hold or release new downloads (every node)
  *   GET    /admin/api/nodes                          the nodes using the database
+ *   GET    /admin/api/jobs?limit=&offset=            archive jobs, newest first: {"total","jobs"}
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { coverUrl } from '../checks/index.js';
@@ -19,7 +20,8 @@ import type { Config } from '../config.js';
 import { CoverError } from '../errors.js';
 import type { Downloads } from '../downloads/index.js';
 import type { Logger } from '../logger.js';
-import type { ClusterState, CoverIndex, DeletionQueue, NodeRow, TaskLedger, TaskRow } from '../store/index.js';
+import type { ClusterState, CoverIndex, DeletionQueue, JobStore, NodeRow, TaskLedger, TaskRow } from '../store/index.js';
+import { jobJson } from '../jobs/index.js';
 import type { DeletionRunner } from '../maintenance/index.js';
 import type { TaskHistory } from './taskHistory.js';
 import { storeCustomCover } from './customCovers.js';
@@ -37,6 +39,10 @@ export interface AdminApiDeps extends Omit<CustomCoverDeps, 'onReplaced' | 'conf
   deletionRunner: DeletionRunner;
   logger: Logger;
   publicUrl: () => string;
+  /** Archive jobs (`GET /admin/api/jobs`). */
+  jobs?: Pick<JobStore, 'list'>;
+  /** `http://HOST:PORT`, for the jobs' `archiveUrl`. */
+  serviceUrl?: () => string;
 }
 
 const statuses: readonly TaskStatus[] = ['waiting', 'queued', 'downloading', 'ok', 'error', 'tle'];
@@ -216,6 +222,16 @@ export async function handleAdminApi(req: IncomingMessage, res: ServerResponse, 
       const now = Date.now();
       const nodes = await deps.cluster.nodes();
       return send(res, 200, { self: deps.cluster.node, nodes: nodes.map((node) => nodeJson(node, now, deps.config.lease * 1000)) });
+    }
+    case 'GET /admin/api/jobs': {
+      if (!deps.jobs) return fail(res, 404, 'not_found', `no admin route ${route}`);
+      const limit = intParam(query, 'limit', 50, 1, 1000);
+      const offset = intParam(query, 'offset', 0, 0, Number.MAX_SAFE_INTEGER);
+      if (limit === undefined) return fail(res, 400, 'bad_request', 'limit must be a whole number from 1 to 1000');
+      if (offset === undefined) return fail(res, 400, 'bad_request', 'offset must be a whole number, 0 or more');
+      const { jobs, total } = await deps.jobs.list({ limit, offset });
+      const base = deps.serviceUrl?.() ?? '';
+      return send(res, 200, { total, jobs: jobs.map((job) => jobJson(job, base)) });
     }
     default:
       return fail(res, 404, 'not_found', `no admin route ${route}`);

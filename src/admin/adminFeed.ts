@@ -5,10 +5,14 @@
  */
 import type { Downloads } from '../downloads/index.js';
 import type { Stats } from '../stats.js';
-import type { Store, TaskChange, TaskRow } from '../store/index.js';
+import type { JobChange, Store, TaskChange, TaskRow } from '../store/index.js';
+import { jobJson } from '../jobs/index.js';
 import { taskJson } from './adminApi.js';
 import type { AdminFeed } from './adminSocket.js';
 import { taskEvent } from './adminSocket.js';
+
+/** Most jobs a snapshot lists (the newest). */
+const SNAPSHOT_JOBS = 50;
 
 /** Most unfinished tasks a snapshot lists, and the most bytes of URLs it carries. */
 const SNAPSHOT_TASKS = 1000;
@@ -28,8 +32,9 @@ function snapshotTasks(open: TaskRow[]) {
   return picked.reverse();
 }
 
-export function createAdminFeed(deps: { store: Store; downloads: Downloads; stats: Stats }): AdminFeed {
+export function createAdminFeed(deps: { store: Store; downloads: Downloads; stats: Stats; serviceUrl?: () => string }): AdminFeed {
   const { store, downloads, stats } = deps;
+  const serviceUrl = deps.serviceUrl ?? (() => '');
   const statsFrame = () => {
     const counts = downloads.counts();
     const status = downloads.status();
@@ -39,13 +44,27 @@ export function createAdminFeed(deps: { store: Store; downloads: Downloads; stat
     snapshot: async () => {
       const { status, reasons, ...rest } = statsFrame();
       const open = await store.tasks.unfinished();
-      return { type: 'snapshot', status, ...(reasons ? { reasons } : {}), tasks: snapshotTasks(open), stats: { status, ...rest } };
+      const { jobs } = await store.jobs.list({ limit: SNAPSHOT_JOBS, offset: 0 });
+      const base = serviceUrl();
+      return {
+        type: 'snapshot',
+        status,
+        ...(reasons ? { reasons } : {}),
+        tasks: snapshotTasks(open),
+        jobs: jobs.map((job) => jobJson(job, base)),
+        stats: { status, ...rest },
+      };
     },
     stats: statsFrame,
     onTask: (listener) => {
       const onChange = (change: TaskChange) => listener(taskEvent(change));
       store.events.on('task', onChange);
       return () => store.events.off('task', onChange);
+    },
+    onJob: (listener) => {
+      const onChange = (change: JobChange) => listener({ ...jobJson(change.job, serviceUrl()), at: new Date(change.job.updatedAt).toISOString() });
+      store.events.on('job', onChange);
+      return () => store.events.off('job', onChange);
     },
   };
 }

@@ -48,6 +48,8 @@ export interface AdminFeed {
   stats(): Record<string, unknown>;
   /** Registers a task listener; returns the function that removes it. */
   onTask(listener: (event: TaskEvent) => void): () => void;
+  /** Registers a listener of archive job changes (`job` frames); returns the function that removes it. */
+  onJob?(listener: (event: { id: string; at: string; [key: string]: unknown }) => void): () => void;
 }
 
 export interface AdminSocketOptions {
@@ -59,7 +61,8 @@ export interface AdminSocketOptions {
 export function serveAdminSocket(ws: WebSocket, feed: AdminFeed, options: AdminSocketOptions = {}): { pending: () => number } {
   const highWater = options.highWaterBytes ?? 256 * 1024;
   const maxPending = options.maxPending ?? 10_000;
-  const pending = new Map<string, TaskEvent>();
+  /** The latest frame per task URL (and per job, keyed `job <id>`: no URL has a space). */
+  const pending = new Map<string, Record<string, unknown>>();
   let stats: Record<string, unknown> | undefined;
   let needSnapshot = true;
   let sendingSnapshot = false;
@@ -91,10 +94,10 @@ export function serveAdminSocket(ws: WebSocket, feed: AdminFeed, options: AdminS
         });
       return;
     }
-    for (const [url, event] of pending) {
+    for (const [key, frame] of pending) {
       if (!roomy()) break;
-      pending.delete(url);
-      ws.send(JSON.stringify({ type: 'task', ...event }));
+      pending.delete(key);
+      ws.send(JSON.stringify(frame));
     }
     if (stats !== undefined && roomy()) {
       ws.send(JSON.stringify({ type: 'stats', ...stats }));
@@ -103,20 +106,26 @@ export function serveAdminSocket(ws: WebSocket, feed: AdminFeed, options: AdminS
     if (pending.size > 0 || stats !== undefined) schedule(50);
   }
 
-  const stopListening = feed.onTask((event) => {
+  const changed = (key: string, frame: Record<string, unknown>) => {
     if (!needSnapshot && !sendingSnapshot && pending.size === 0 && open() && roomy()) {
       // Keeping up: every change goes out as it happens.
-      ws.send(JSON.stringify({ type: 'task', ...event }));
+      ws.send(JSON.stringify(frame));
       return;
     }
-    pending.delete(event.url); // keep the map in order of the latest change
-    pending.set(event.url, event);
+    pending.delete(key); // keep the map in order of the latest change
+    pending.set(key, frame);
     if (pending.size > maxPending) {
       pending.clear();
       needSnapshot = true;
     }
     schedule();
-  });
+  };
+  const stopTasks = feed.onTask((event) => changed(event.url, { type: 'task', ...event }));
+  const stopJobs = feed.onJob?.((event) => changed(`job ${event.id}`, { type: 'job', ...event }));
+  const stopListening = () => {
+    stopTasks();
+    stopJobs?.();
+  };
   const statsTimer = setInterval(() => {
     stats = feed.stats();
     schedule();

@@ -11,20 +11,29 @@ import type { Logger } from '../logger.js';
 export const ADMIN_TOKEN_FILE = 'admin-token';
 
 export async function resolveAdminToken(options: { adminToken: string | undefined; dataDir: string }, logger: Logger): Promise<string> {
-  if (options.adminToken !== undefined) return options.adminToken;
-  const file = path.join(options.dataDir, ADMIN_TOKEN_FILE);
+  return resolveSecret(options.adminToken, options.dataDir, ADMIN_TOKEN_FILE, 'admin token', logger);
+}
+
+/**
+ * A secret given as an option, or read from `DATA_DIR/<fileName>`, or generated
+ * there at first start (mode 0600). The log names the file, never the secret.
+ * Also the job callbacks' `--callback-secret`.
+ */
+export async function resolveSecret(given: string | undefined, dataDir: string, fileName: string, label: string, logger: Logger): Promise<string> {
+  if (given !== undefined) return given;
+  const file = path.join(dataDir, fileName);
   try {
     const saved = (await readFile(file, 'utf8')).trim();
     if (saved !== '') {
-      logger.info('admin token read from file', { file });
+      logger.info(`${label} read from file`, { file });
       return saved;
     }
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
   }
   const token = randomBytes(32).toString('base64url');
-  // 'wx': never overwrite a token another start wrote meanwhile.
+  // 'wx': never overwrite a secret another start wrote meanwhile.
   await writeFile(file, `${token}\n`, { mode: 0o600, flag: 'wx' });
-  logger.info('admin token generated; it is in this file (readable by its owner only)', { file });
+  logger.info(`${label} generated; it is in this file (readable by its owner only)`, { file });
   return token;
 }

@@ -1,4 +1,4 @@
-export { resolveAdminToken, ADMIN_TOKEN_FILE } from './adminToken.js';
+export { resolveAdminToken, resolveSecret, ADMIN_TOKEN_FILE } from './adminToken.js';
 export { handleAdminApi, taskJson } from './adminApi.js';
 export type { AdminApiDeps } from './adminApi.js';
 export { createAdminFeed } from './adminFeed.js';

@@ -3,8 +3,9 @@
  *
  *   1. (kind `entry`) delete the cover row if it still points at the record's
  *      path, and the URL's task row
+ *      (kind `job`) mark the archive job `expired`
  *   2. remove the file, unless a cover row points at it (the same content was
- *      stored again meanwhile)
+ *      stored again meanwhile); for a job, its archive
  *   3. delete the record
  *
  * A crash between any two steps leaves the record in place, and the next run
@@ -31,6 +32,8 @@ export interface DeletionRunnerDeps {
   logger: Logger;
   /** A claim older than this may be taken over (another node died holding it). */
   leaseMs?: number;
+  /** Archive jobs past `--job-ttl` (records of kind `job`): the row marked expired, then the archive removed. */
+  jobs?: { markExpired(id: string): Promise<void>; removeArchive(id: string): Promise<void> };
   /** How long a file outlives the row removed before it (0 on a database one node uses). */
   fileGraceMs?: number;
   now?: () => number;
@@ -94,13 +97,18 @@ export class DeletionRunner {
       await covers.removeIfPath(record.url, record.path);
       await tasks.remove(record.url);
     }
+    if (record.kind === 'job') await this.deps.jobs?.markExpired(record.url);
     crashPoint('deletion:rows-removed');
   }
 
   /** Steps 2 and 3: the file unless a row points at it again, then the record. */
   private async removeFile(record: DeletionRow): Promise<void> {
     const { covers, coversDir, deletions, logger } = this.deps;
-    if (!(await covers.pathInUse(record.path))) await removeCoverFile(coversDir, record.path);
+    if (record.kind === 'job') {
+      // Without the jobs wired in (never in the service), the record stays for a runner that has them.
+      if (!this.deps.jobs) return;
+      await this.deps.jobs.removeArchive(record.url);
+    } else if (!(await covers.pathInUse(record.path))) await removeCoverFile(coversDir, record.path);
     crashPoint('deletion:file-removed');
     await deletions.remove(record.id);
     logger.info('deleted', { url: record.url, path: record.path, kind: record.kind, reason: record.reason });

@@ -95,7 +95,7 @@ export class Door {
 
   /** `POST /api/check` (already authorised). */
   async check(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const body = await this.readBody(req);
+    const body = await readBody(req, MAX_FRAME_BYTES);
     if (body === undefined) return json(res, 413, { code: 'bad_request', message: `the body is larger than ${MAX_FRAME_BYTES} bytes` });
     let parsed: unknown;
     try {
@@ -116,24 +116,24 @@ export class Door {
     const results = await this.track(this.deps.checks.check(urls as string[]));
     res.writeHead(200, { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store' }).end(doneFrame(id, results));
   }
+}
 
-  /** The request body as text, or undefined past the frame limit (the rest is not read). */
-  private readBody(req: IncomingMessage): Promise<string | undefined> {
-    return new Promise((resolve, reject) => {
-      const chunks: Buffer[] = [];
-      let size = 0;
-      req.on('data', (chunk: Buffer) => {
-        size += chunk.length;
-        if (size > MAX_FRAME_BYTES) {
-          req.removeAllListeners('data');
-          req.resume();
-          resolve(undefined);
-          return;
-        }
-        chunks.push(chunk);
-      });
-      req.once('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
-      req.once('error', reject);
+/** A request body as text, or undefined past `limit` bytes (the rest is read and dropped). Shared by every JSON route. */
+export function readBody(req: IncomingMessage, limit: number): Promise<string | undefined> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > limit) {
+        req.removeAllListeners('data');
+        req.resume();
+        resolve(undefined);
+        return;
+      }
+      chunks.push(chunk);
     });
-  }
+    req.once('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    req.once('error', reject);
+  });
 }

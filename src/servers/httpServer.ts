@@ -18,6 +18,8 @@ import type { ClientSocketDeps, ServedClient } from './clientSocket.js';
 import { COVERS_PREFIX, serveCover } from './coverRoute.js';
 import { DOOR_PREFIX } from './doorRoute.js';
 import type { Door } from './doorRoute.js';
+import { handleJobs, JOBS_PREFIX } from './jobsRoute.js';
+import type { JobsRouteDeps } from './jobsRoute.js';
 import type { Metrics } from './metrics.js';
 import { Keepalive } from './keepalive.js';
 import { ResultRounds } from './resultRounds.js';
@@ -42,6 +44,8 @@ export interface HttpServerDeps extends ClientSocketDeps {
   pingIntervalMs?: number;
   /** The HTTP door: signed cover URLs and `POST /api/check`. */
   door: Door;
+  /** Archive jobs under `/api/jobs`. */
+  jobs?: JobsRouteDeps;
 }
 
 /** Compares secrets in constant time (for equal lengths; length is not secret here). */
@@ -96,13 +100,21 @@ export function createHttpServer(deps: HttpServerDeps, bound?: http.Server) {
     const rawPath = (req.url ?? '/').split('?')[0] ?? '/';
     if (get && rawPath.startsWith(COVERS_PREFIX)) return serveCover(req, res, rawPath, deps.coversDir);
     if (get && rawPath.startsWith(DOOR_PREFIX)) return deps.door.cover(req, res, rawPath);
+    /** The client token, when one is set, for the client's HTTP routes: false when refused (answered 401). */
+    const clientAllowed = () => {
+      if (deps.clientToken === undefined || tokenMatches(requestToken(req, url), deps.clientToken)) return true;
+      req.resume();
+      json(res, 401, { code: 'unauthorized', message: 'this service needs the client token (Authorization: Bearer … or ?token=)' });
+      return false;
+    };
     if (url.pathname === '/api/check') {
       if (req.method !== 'POST') return json(res, 405, { code: 'method_not_allowed', message: 'POST {"urls":[…]} to /api/check' });
-      if (deps.clientToken !== undefined && !tokenMatches(requestToken(req, url), deps.clientToken)) {
-        req.resume();
-        return json(res, 401, { code: 'unauthorized', message: 'this service needs the client token (Authorization: Bearer … or ?token=)' });
-      }
+      if (!clientAllowed()) return;
       return deps.door.check(req, res);
+    }
+    if (deps.jobs && (url.pathname === JOBS_PREFIX || url.pathname.startsWith(`${JOBS_PREFIX}/`))) {
+      if (!clientAllowed()) return;
+      return handleJobs(req, res, url.pathname, deps.jobs);
     }
     if (get && url.pathname === '/healthz') return json(res, 200, await deps.health());
     if (get && url.pathname === '/metrics') {

@@ -12,6 +12,8 @@
  *   coverhelper_connections{kind}                       client | admin | legacy
  *   coverhelper_status{status}                          1 for the current one
  *   coverhelper_disk_used_ratio, _memory_used_ratio, _load5   the resource guard's last sample
+ *   coverhelper_jobs_total{outcome}                     archive jobs this node finished: ready | failed | expired
+ *   coverhelper_jobs{status}                            archive jobs in the database by status (every node's)
  */
 import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
 import type { GateStatus } from '../../machines/index.js';
@@ -24,6 +26,8 @@ export interface MetricsSources {
   status: () => GateStatus;
   counts: () => { queued: number; downloading: number; actors: number };
   resources: () => ResourceSample | undefined;
+  /** Archive jobs: this node's outcomes, and every job's status from the database. */
+  jobs?: { outcomes: Record<string, number>; countByStatus(): Promise<Record<string, number>> };
 }
 
 export interface Metrics {
@@ -115,6 +119,30 @@ export function createMetrics(sources: MetricsSources): Metrics {
     return sample === undefined ? undefined : sample.memPercent / 100;
   });
   readGauge(registry, 'coverhelper_load5', 'Five-minute load average.', () => sources.resources()?.load5);
+  const jobs = sources.jobs;
+  if (jobs) {
+    new Counter({
+      name: 'coverhelper_jobs_total',
+      help: 'Archive jobs this node finished, by outcome (ready, failed) and expired.',
+      labelNames: ['outcome'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const [outcome, n] of Object.entries(jobs.outcomes)) this.labels({ outcome }).inc(n);
+      },
+    });
+    new Gauge({
+      name: 'coverhelper_jobs',
+      help: 'Archive jobs in the database by status (those of every node).',
+      labelNames: ['status'],
+      registers: [registry],
+      async collect() {
+        const counts = await jobs.countByStatus().catch(() => undefined);
+        if (counts === undefined) return;
+        for (const [status, n] of Object.entries(counts)) this.labels({ status }).set(n);
+      },
+    });
+  }
 
   return { contentType: registry.contentType, render: () => registry.metrics() };
 }

@@ -207,8 +207,18 @@ export async function openCoverFile(root: string, urlPath: string): Promise<Open
   } catch {
     return undefined;
   }
-  const file = resolveInside(root, decoded.join('/'));
-  if (file === undefined || decoded.some((segment) => segment.includes('/'))) return undefined;
+  if (decoded.some((segment) => segment.includes('/'))) return undefined;
+  return openStoredFile(root, decoded.join('/'));
+}
+
+/**
+ * Opens the file at a relative path under `root` (a cover's stored path), or
+ * `undefined` unless it is a regular file whose real path is inside `root`: what
+ * is found on disk is not trusted (a link put in the folder is not followed).
+ */
+export async function openStoredFile(root: string, relPath: string): Promise<OpenCover | undefined> {
+  const file = resolveInside(root, relPath);
+  if (file === undefined) return undefined;
   let handle: FileHandle;
   try {
     handle = await open(file, OPEN_FLAGS);

@@ -25,7 +25,9 @@ export type Published =
   | { kind: 'task'; url: string; at: number; patch: TaskPatch }
   | { kind: 'taskRemoved'; url: string; at: number; status: TaskStatus }
   | { kind: 'cover'; url: string; removed: boolean }
-  | { kind: 'gate'; paused: boolean };
+  | { kind: 'gate'; paused: boolean }
+  /** A job row changed: listeners read it again. */
+  | { kind: 'job'; id: string };
 
 /** One task row's merged changes, to be written. */
 export interface TaskWrite {

@@ -6,6 +6,7 @@
 import { EntitySchema } from 'typeorm';
 import type { ValueTransformer } from 'typeorm';
 import type { CoverSource, TaskStatus } from '../../machines/types.js';
+import type { JobStatus } from '../../machines/jobMachine.js';
 
 /** PostgreSQL hands `bigint` back as a string; SQLite as a number. */
 const bigintNumber: ValueTransformer = {
@@ -130,13 +131,15 @@ export const SettingEntity = new EntitySchema<SettingRow>({
  *   kind `entry`: the URL's cover row (if it still points at `path`), its task
  *                 row, then the file (if no row points at it any more)
  *   kind `file`:  only the file (a cover replaced by a newer one)
+ *   kind `job`:   an archive job past `--job-ttl` (`url` is the job's id): its
+ *                 row marked `expired`, then its archive file removed
  */
 export interface DeletionRow {
   id: number;
   url: string;
   path: string;
-  kind: 'entry' | 'file';
-  /** `admin`, `expired`, `cache_cap`, `replaced`. */
+  kind: 'entry' | 'file' | 'job';
+  /** `admin`, `expired`, `cache_cap`, `replaced`, `job_expired`. */
   reason: string;
   createdAt: number;
   /** When a runner claimed it; a claim older than the lease may be taken over. */
@@ -154,5 +157,67 @@ export const DeletionEntity = new EntitySchema<DeletionRow>({
     reason: { type: 'varchar', length: 16 },
     createdAt: { name: 'created_at', type: 'bigint', transformer: bigintNumber },
     claimedAt: { name: 'claimed_at', type: 'bigint', nullable: true, transformer: bigintNumber },
+  },
+});
+
+/**
+ * An archive job (SPEC §11): its URLs, its status and counts, its callback's
+ * outcomes, and the claim of the node running it. The archive itself is a
+ * file, `<covers>/.jobs/<id>.tar`.
+ */
+export interface JobRow {
+  /** A random UUID. */
+  id: string;
+  name: string;
+  status: JobStatus;
+  /** The URLs, as a JSON array (read only by the node that runs the job). */
+  urls: string;
+  total: number;
+  ok: number;
+  failed: number;
+  /** Where `started` and `finished` are POSTed, if anywhere. */
+  callbackUrl: string | null;
+  /** The outcome of the `started` callback, as JSON (`CallbackOutcome`). */
+  callbackStarted: string | null;
+  /** The outcome of the `finished` callback, as JSON. */
+  callbackFinished: string | null;
+  /** Size of the archive once ready. */
+  archiveBytes: number | null;
+  errorCode: string | null;
+  errorMessage: string | null;
+  createdAt: number;
+  updatedAt: number;
+  expiresAt: number;
+  finishedAt: number | null;
+  /** The node that ran (or runs) it. */
+  node: string | null;
+  claimedBy: string | null;
+  claimExpires: number | null;
+}
+
+export const JobEntity = new EntitySchema<JobRow>({
+  name: 'Job',
+  tableName: 'jobs',
+  columns: {
+    id: { type: 'varchar', length: 64, primary: true },
+    name: { type: 'varchar', length: 200 },
+    status: { type: 'varchar', length: 16 },
+    urls: { type: 'text' },
+    total: { type: 'integer' },
+    ok: { type: 'integer', default: 0 },
+    failed: { type: 'integer', default: 0 },
+    callbackUrl: { name: 'callback_url', type: 'text', nullable: true },
+    callbackStarted: { name: 'callback_started', type: 'text', nullable: true },
+    callbackFinished: { name: 'callback_finished', type: 'text', nullable: true },
+    archiveBytes: { name: 'archive_bytes', type: 'bigint', nullable: true, transformer: bigintNumber },
+    errorCode: { name: 'error_code', type: 'varchar', length: 32, nullable: true },
+    errorMessage: { name: 'error_message', type: 'text', nullable: true },
+    createdAt: { name: 'created_at', type: 'bigint', transformer: bigintNumber },
+    updatedAt: { name: 'updated_at', type: 'bigint', transformer: bigintNumber },
+    expiresAt: { name: 'expires_at', type: 'bigint', transformer: bigintNumber },
+    finishedAt: { name: 'finished_at', type: 'bigint', nullable: true, transformer: bigintNumber },
+    node: { type: 'varchar', length: 128, nullable: true },
+    claimedBy: { name: 'claimed_by', type: 'varchar', length: 128, nullable: true },
+    claimExpires: { name: 'claim_expires', type: 'bigint', nullable: true, transformer: bigintNumber },
   },
 });

@@ -8,6 +8,10 @@ export type {
   CoverIndex,
   DeletionQueue,
   GateChange,
+  JobChange,
+  JobPatch,
+  JobStore,
+  JobSummary,
   NewDeletion,
   NodeReport,
   Store,
@@ -16,9 +20,9 @@ export type {
   TaskLedger,
   TaskPatch,
 } from './ports.js';
-export { CoverEntity, DeletionEntity, NodeEntity, SettingEntity, TaskEntity } from './entities.js';
-export type { CoverRow, DeletionRow, NodeRow, TaskRow } from './entities.js';
-export { coverPath, findCoverFile, openCoverFile, removeCoverFile, resolveInside, sha256, sweepTemp, writeCoverFile, TEMP_DIR } from './coverFiles.js';
+export { CoverEntity, DeletionEntity, JobEntity, NodeEntity, SettingEntity, TaskEntity } from './entities.js';
+export type { CoverRow, DeletionRow, JobRow, NodeRow, TaskRow } from './entities.js';
+export { coverPath, findCoverFile, openCoverFile, openStoredFile, removeCoverFile, resolveInside, sha256, sweepTemp, writeCoverFile, TEMP_DIR } from './coverFiles.js';
 export type { OpenCover } from './coverFiles.js';
 export { migrations } from './migrations.js';
 export { writeCover } from './coverRecord.js';

@@ -128,4 +128,46 @@ export class AddClusterTables1764300000000 implements MigrationInterface {
   }
 }
 
-export const migrations = [CreateCoversAndTasks1763780000000, CreateDeletions1763790000000, AddClusterTables1764300000000];
+/** Archive jobs (SPEC §11): one row per job, claimed by the node that runs it. */
+export class CreateJobs1764400000000 implements MigrationInterface {
+  name = 'CreateJobs1764400000000';
+
+  async up(queryRunner: QueryRunner): Promise<void> {
+    await queryRunner.createTable(
+      new Table({
+        name: 'jobs',
+        columns: [
+          { name: 'id', type: 'varchar', length: '64', isPrimary: true },
+          { name: 'name', type: 'varchar', length: '200' },
+          { name: 'status', type: 'varchar', length: '16' },
+          { name: 'urls', type: 'text' },
+          { name: 'total', type: 'integer' },
+          { name: 'ok', type: 'integer', default: 0 },
+          { name: 'failed', type: 'integer', default: 0 },
+          { name: 'callback_url', type: 'text', isNullable: true },
+          { name: 'callback_started', type: 'text', isNullable: true },
+          { name: 'callback_finished', type: 'text', isNullable: true },
+          { name: 'archive_bytes', type: 'bigint', isNullable: true },
+          { name: 'error_code', type: 'varchar', length: '32', isNullable: true },
+          { name: 'error_message', type: 'text', isNullable: true },
+          { name: 'created_at', type: 'bigint' },
+          { name: 'updated_at', type: 'bigint' },
+          { name: 'expires_at', type: 'bigint' },
+          { name: 'finished_at', type: 'bigint', isNullable: true },
+          { name: 'node', type: 'varchar', length: '128', isNullable: true },
+          { name: 'claimed_by', type: 'varchar', length: '128', isNullable: true },
+          { name: 'claim_expires', type: 'bigint', isNullable: true },
+        ],
+      }),
+      true,
+    );
+    await queryRunner.createIndex('jobs', new TableIndex({ name: 'idx_jobs_created', columnNames: ['created_at'] }));
+    await queryRunner.createIndex('jobs', new TableIndex({ name: 'idx_jobs_status', columnNames: ['status', 'expires_at'] }));
+  }
+
+  async down(queryRunner: QueryRunner): Promise<void> {
+    await queryRunner.dropTable('jobs', true);
+  }
+}
+
+export const migrations = [CreateCoversAndTasks1763780000000, CreateDeletions1763790000000, AddClusterTables1764300000000, CreateJobs1764400000000];

@@ -11,6 +11,7 @@ import { SqlClusterState } from './clusterState.js';
 import { SqlCoverIndex } from './coverIndex.js';
 import type { CoverIndexOptions } from './coverIndex.js';
 import { SqlDeletionQueue } from './deletionQueue.js';
+import { SqlJobStore } from './jobStore.js';
 import type { Dialect, Heard } from './dialect.js';
 import type { Store, StoreEventMap } from './ports.js';
 import { PostgresDialect } from './postgresDialect.js';
@@ -50,12 +51,14 @@ export async function openStore(options: StoreOptions): Promise<OpenStore> {
     events.setMaxListeners(0);
     const covers = new SqlCoverIndex(dialect, writer, events, options.node, { now, ...options.covers });
     const tasks = new SqlTaskLedger(dialect, writer, events, options.node, options.onTaskWriteError, now);
+    const jobs = new SqlJobStore(dialect, writer, events, options.node, options.leaseMs, now);
     const store: OpenStore = {
       covers,
       tasks,
       deletions: new SqlDeletionQueue(dataSource, writer),
       claims: new SqlClaims(dialect, writer, options.node, options.leaseMs, now),
       cluster: new SqlClusterState(dialect, writer, events, options.node, now),
+      jobs,
       events,
       location: dialect.location,
       fileGraceMs: dialect.shared ? SHARED_FILE_GRACE_MS : 0,
@@ -68,7 +71,7 @@ export async function openStore(options: StoreOptions): Promise<OpenStore> {
       },
     };
     await dialect.listen({
-      heard: (message) => emitHeard(store, covers, message),
+      heard: (message) => emitHeard(store, covers, jobs, message),
       lost: () => {
         covers.suspendMemory();
         events.emit('lost');
@@ -86,7 +89,7 @@ export async function openStore(options: StoreOptions): Promise<OpenStore> {
 }
 
 /** Another node's changes, emitted as this node's own are (with `remote: true`). */
-function emitHeard(store: Store, covers: SqlCoverIndex, { node, changes }: Heard): void {
+function emitHeard(store: Store, covers: SqlCoverIndex, jobs: SqlJobStore, { node, changes }: Heard): void {
   for (const change of changes) {
     switch (change.kind) {
       case 'task':
@@ -101,6 +104,9 @@ function emitHeard(store: Store, covers: SqlCoverIndex, { node, changes }: Heard
         break;
       case 'gate':
         store.events.emit('gate', { paused: change.paused, node, remote: true });
+        break;
+      case 'job':
+        jobs.heard(change.id, node);
         break;
     }
   }

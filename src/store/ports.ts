@@ -17,7 +17,8 @@
  */
 import type { EventEmitter } from 'node:events';
 import type { TaskStatus } from '../../machines/types.js';
-import type { CoverRow, DeletionRow, NodeRow, TaskRow } from './entities.js';
+import type { JobStatus } from '../../machines/jobMachine.js';
+import type { CoverRow, DeletionRow, JobRow, NodeRow, TaskRow } from './entities.js';
 
 /** The columns of a task a change may set (the URL and the times are the ledger's). */
 export type TaskPatch = Partial<Omit<TaskRow, 'url' | 'createdAt' | 'updatedAt'>> & { status?: TaskStatus };
@@ -52,8 +53,23 @@ export interface GateChange {
   remote: boolean;
 }
 
+/** A job row written (on this node or, with `remote`, another). */
+export interface JobChange {
+  /** The row as written, without its URL list. */
+  job: JobSummary;
+  node: string;
+  remote: boolean;
+}
+
+/** A job row without its URL list (what lists and changes carry). */
+export type JobSummary = Omit<JobRow, 'urls'>;
+
+/** The columns of a job a change may set. */
+export type JobPatch = Partial<Omit<JobRow, 'id' | 'urls' | 'total' | 'createdAt' | 'updatedAt' | 'expiresAt' | 'callbackUrl'>>;
+
 export interface StoreEventMap {
   task: [TaskChange];
+  job: [JobChange];
   cover: [CoverChange];
   gate: [GateChange];
   /** Other nodes' changes can no longer be heard (the listener's connection dropped); `resync` follows when they can. */
@@ -186,6 +202,39 @@ export interface ClusterState {
   leave(): Promise<void>;
 }
 
+/**
+ * Archive jobs: one row per job, written on every change (and published as a
+ * `job` change, to every node). The node that runs a job holds its claim (a
+ * lease renewed while it works, like task claims): a job whose node died is
+ * taken over by another node, or by this one at its next start.
+ */
+export interface JobStore {
+  create(row: Omit<JobRow, 'updatedAt' | 'claimedBy' | 'claimExpires' | 'node'>): Promise<JobSummary>;
+  get(id: string): Promise<JobRow | null>;
+  /** Jobs, newest first, without their URL lists. */
+  list(options: { limit: number; offset: number }): Promise<{ jobs: JobSummary[]; total: number }>;
+  /** Writes a change of the job and publishes it; the row as written, or null when there is none. */
+  update(id: string, patch: JobPatch): Promise<JobSummary | null>;
+  /** Claims an unfinished job for this node (one statement); false when another live node holds it or it is finished. */
+  claim(id: string): Promise<boolean>;
+  /** Unfinished jobs nobody alive holds (or this node holds), oldest first. */
+  claimable(limit: number): Promise<string[]>;
+  /** Extends this node's claims on unfinished jobs, in one statement. */
+  renew(): Promise<number>;
+  /** Lets go of this node's claims (at shutdown), so another node takes its jobs at once. */
+  releaseAll(): Promise<void>;
+  /**
+   * Finished jobs with a callback whose `finished` call was not delivered or
+   * given up (a kill cut its tries off), and that no other live node holds:
+   * claimed for this node, at most `limit`.
+   */
+  claimUndelivered(limit: number): Promise<JobSummary[]>;
+  /** Finished jobs (ready or failed) whose time ran out by `now`. */
+  expiredBy(now: number, limit: number): Promise<JobSummary[]>;
+  /** How many jobs have each status. */
+  countByStatus(): Promise<Record<JobStatus, number>>;
+}
+
 /** The whole store. */
 export interface Store {
   covers: CoverIndex;
@@ -193,6 +242,7 @@ export interface Store {
   deletions: DeletionQueue;
   claims: Claims;
   cluster: ClusterState;
+  jobs: JobStore;
   events: EventEmitter<StoreEventMap>;
   /** Where the data lives, for the start line (a file path, or a URL without its password). */
   readonly location: string;

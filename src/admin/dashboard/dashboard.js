@@ -1467,6 +1467,8 @@ const page = {
   /** bumps with each query, so a late answer never replaces a newer one */
   seq: 0,
   loaded: false,
+  /** the offset `rows` were loaded at (until the next page comes, the label names what is shown) */
+  rowsOffset: 0,
 };
 
 async function loadTaskPage() {
@@ -1484,6 +1486,7 @@ async function loadTaskPage() {
       return loadTaskPage();
     }
     page.rows = rowsOf(answer);
+    page.rowsOffset = page.offset;
     page.total = total;
     page.loaded = true;
     invalidate();
@@ -1505,8 +1508,8 @@ function renderTaskPage() {
   reconcile(ui.tasks, rows, (t) => t.url, createTaskRow, updateTaskRow);
   ui.tasksEmpty.hidden = !page.loaded || rows.length > 0;
   setText(ui.tasksTotal, page.loaded ? `${page.total}` : '');
-  const first = page.total === 0 ? 0 : page.offset + 1;
-  const last = Math.min(page.total, page.offset + rows.length);
+  const first = page.total === 0 ? 0 : page.rowsOffset + 1;
+  const last = Math.min(page.total, page.rowsOffset + rows.length);
   if (page.loaded) setText(ui.tasksPage, page.total === 0 ? 'no tasks' : `${first}–${last} of ${page.total}`);
   ui.tasksPrev.disabled = page.offset === 0;
   ui.tasksNext.disabled = page.offset + page.limit >= page.total;

@@ -1,0 +1,10 @@
+/**
+ * @coverhelper/client: a blog server's client of coverhelper.
+ *
+ *   import { CoverClient, signCoverUrl } from '@coverhelper/client';
+ */
+export { CoverClient, CoverClientError } from './client.js';
+export type { CheckOptions, ConnectEvent, CoverClientErrorCode, CoverClientEvents, CoverClientOptions, CoverClientStats, DisconnectEvent } from './client.js';
+export { signCoverUrl } from './sign.js';
+export { RESULT_ERROR_CODES } from './protocol.js';
+export type { CheckResult, CheckStatus, CoverSource, HelloFrame, ProtocolErrorCode, ResultErrorCode } from './protocol.js';

@@ -1,0 +1,177 @@
+/**
+ * A job's archive: a tar made with `tar-stream` (the maintained streaming tar
+ * writer; no hand-written headers), holding `covers/<path>` for each ok cover
+ * and a `README.txt` listing every URL with its file or its error.
+ *
+ * Archives live in `<covers>/.jobs/<id>.tar`: inside the covers folder so every
+ * node of a cluster (which all mount it) can serve any job's archive and the
+ * rename from `<covers>/.tmp/` never crosses filesystems, and in a dot-folder,
+ * which `GET /covers/` never serves. The tar is streamed to a temp file and
+ * renamed into place: a crash leaves at worst a temp file (swept at start),
+ * never a half archive at the published path.
+ */
+import { randomBytes } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
+import path from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import tar from 'tar-stream';
+import type { JobEntry, PackOutput } from '../../machines/index.js';
+import { openStoredFile, TEMP_DIR } from '../store/index.js';
+
+export const ARCHIVE_DIR = '.jobs';
+
+/** Job ids are UUIDs: nothing else names an archive file. */
+const JOB_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+export function isJobId(id: string): boolean {
+  return JOB_ID.test(id);
+}
+
+/** The archive file of a job, or undefined for anything that is not a job id. */
+export function archiveFile(coversDir: string, id: string): string | undefined {
+  return isJobId(id) ? path.join(path.resolve(coversDir), ARCHIVE_DIR, `${id}.tar`) : undefined;
+}
+
+/** Removes a job's archive; a missing one is not an error. */
+export async function removeArchive(coversDir: string, id: string): Promise<void> {
+  const file = archiveFile(coversDir, id);
+  if (file !== undefined) await rm(file, { force: true });
+}
+
+/** The archive opened for sending, or undefined when there is none. The caller closes `handle`. */
+export async function openArchive(coversDir: string, id: string): Promise<{ handle: FileHandle; size: number } | undefined> {
+  const file = archiveFile(coversDir, id);
+  if (file === undefined) return undefined;
+  try {
+    const handle = await open(file, 'r');
+    const info = await handle.stat().catch(async (error: unknown) => {
+      await handle.close();
+      throw error;
+    });
+    if (!info.isFile()) {
+      await handle.close();
+      return undefined;
+    }
+    return { handle, size: info.size };
+  } catch {
+    return undefined;
+  }
+}
+
+/** Files read ahead of the one being packed. */
+const READ_AHEAD = 8;
+
+/**
+ * A cover file's bytes, or undefined when it is not a regular file whose real
+ * path is inside the folder (gone, or a link put there: not followed).
+ */
+async function readCover(coversDir: string, relPath: string): Promise<{ data: Buffer; mtime: Date } | undefined> {
+  const opened = await openStoredFile(coversDir, relPath);
+  if (opened === undefined) return undefined;
+  try {
+    return { data: await opened.handle.readFile(), mtime: new Date(opened.mtimeMs) };
+  } catch {
+    return undefined;
+  } finally {
+    await opened.handle.close();
+  }
+}
+
+/** The README's line for one URL: tab-separated, one URL a line. */
+function readmeLine(entry: JobEntry): string {
+  const url = entry.url.replace(/[\t\r\n]/g, ' ');
+  if (entry.path !== undefined) return `${url}\tcovers/${entry.path}`;
+  const message = (entry.error?.message ?? '').replace(/[\t\r\n]+/g, ' ');
+  return `${url}\terror ${entry.error?.code ?? 'error'}: ${message}`;
+}
+
+export function readme(job: { id: string; name: string }, entries: readonly JobEntry[]): string {
+  const ok = entries.filter((entry) => entry.path !== undefined).length;
+  return [
+    `coverhelper archive job ${job.id}${job.name === '' ? '' : ` (${job.name.replace(/[\r\n]+/g, ' ')})`}`,
+    `${ok} of ${entries.length} URLs have a cover in covers/; one line per URL, in the order asked:`,
+    'URL<TAB>covers/<path>, or URL<TAB>error <code>: <message>',
+    '',
+    ...entries.map(readmeLine),
+    '',
+  ].join('\n');
+}
+
+/**
+ * Writes the job's archive. An ok entry whose file is gone by now (deleted
+ * meanwhile) is listed in the README as `file_missing` instead.
+ */
+export async function packArchive(coversDir: string, job: { id: string; name: string }, entries: readonly JobEntry[], signal?: AbortSignal): Promise<PackOutput> {
+  const target = archiveFile(coversDir, job.id);
+  if (target === undefined) throw Object.assign(new Error(`not a job id: ${job.id}`), { code: 'internal_error' });
+  const tempDir = path.join(coversDir, TEMP_DIR);
+  await mkdir(tempDir, { recursive: true });
+  await mkdir(path.dirname(target), { recursive: true });
+  const temp = path.join(tempDir, `${randomBytes(12).toString('hex')}.part`);
+  const pack = tar.pack();
+  const written = pipeline(pack, createWriteStream(temp, { flags: 'wx', mode: 0o644, highWaterMark: 1024 * 1024 }), signal ? { signal } : {});
+  const listed: JobEntry[] = [];
+  let missing = 0;
+  const add = (header: Partial<tar.Header> & Pick<tar.Header, 'name'>, data: Buffer) =>
+    new Promise<void>((resolve, reject) => pack.entry(header, data, (error) => (error ? reject(error) : resolve())));
+  // The next few files are read while one is packed (in order): the reads' waits overlap.
+  const reads: (Promise<{ data: Buffer; mtime: Date } | undefined> | undefined)[] = new Array<undefined>(entries.length);
+  let next = 0;
+  // A URL asked twice is listed twice and packed once: the first time its path comes.
+  const seen = new Set<string>();
+  const packed = new Map<string, boolean>();
+  const readAhead = (upTo: number) => {
+    for (; next < entries.length && next <= upTo; next++) {
+      const entryPath = entries[next]!.path;
+      if (entryPath === undefined || seen.has(entryPath)) continue;
+      seen.add(entryPath);
+      reads[next] = readCover(coversDir, entryPath);
+    }
+  };
+  try {
+    for (let i = 0; i < entries.length; i++) {
+      signal?.throwIfAborted();
+      readAhead(i + READ_AHEAD);
+      const entry = entries[i]!;
+      if (entry.path === undefined) {
+        listed.push(entry);
+        continue;
+      }
+      const already = packed.get(entry.path);
+      if (already !== undefined) {
+        // The same file again: listed as it went the first time.
+        if (already) listed.push(entry);
+        else {
+          missing++;
+          listed.push({ url: entry.url, error: { code: 'file_missing', message: `the cover file ${entry.path} was removed before it was packed` } });
+        }
+        continue;
+      }
+      const read = await reads[i];
+      reads[i] = undefined;
+      packed.set(entry.path, read !== undefined);
+      if (read === undefined) {
+        missing++;
+        listed.push({ url: entry.url, error: { code: 'file_missing', message: `the cover file ${entry.path} was removed before it was packed` } });
+        continue;
+      }
+      await add({ name: `covers/${entry.path}`, size: read.data.length, mode: 0o644, mtime: read.mtime }, read.data);
+      listed.push(entry);
+    }
+    const text = Buffer.from(readme(job, listed), 'utf8');
+    await add({ name: 'README.txt', size: text.length, mode: 0o644, mtime: new Date() }, text);
+    pack.finalize();
+    await written;
+    await rename(temp, target);
+    const { size } = await stat(target);
+    return { bytes: size, missing };
+  } catch (error) {
+    // Reads still in flight settle (to undefined) on their own.
+    pack.destroy();
+    await written.catch(() => undefined);
+    await rm(temp, { force: true });
+    throw error;
+  }
+}
