@@ -359,6 +359,9 @@ export function createDownloads(deps: DownloadsDeps): Downloads {
           liveActors.delete(ref);
         }
       }
+      // Downloads that ended in this turn, gathered for the supervisor: their askers hear of them before it stops.
+      const { finishing } = supervisor.getSnapshot().context;
+      if (finishing.length > 0) supervisor.send({ type: 'FINISHED', finished: finishing.splice(0) });
       supervisor.stop();
       await cluster.stop();
       await tasks.flush();
