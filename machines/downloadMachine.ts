@@ -4,21 +4,30 @@
  * States (and what moves between them):
  *
  *   idle        Spawned by the supervisor when the URL gets a worker slot (a URL
- *               waiting for one has no actor yet); START follows at once.
- *               CANCEL → cancelled.
- *   active      The time limit runs here: `after(timeLimit)` → timedOut, which
- *               leaves `running` and so aborts the fetch through its AbortSignal.
- *     running   Invokes `fetchCover` (the real I/O, provided from src/) for one
- *               try. Resolved → done. Rejected with a transient failure while
- *               tries are left → backoff; otherwise → failed.
- *     backoff   Waits `retryDelay` (exponential with jitter), then → running.
+ *               waiting for one has no actor yet); START follows at once, and
+ *               starts the time limit: a delayed TIME_LIMIT event (`timeLimit`)
+ *               that ends the download as timedOut from running or backoff,
+ *               retries included. Leaving `running` aborts the fetch through
+ *               its AbortSignal; reaching any final state cancels the timer.
+ *   running     Invokes `fetchCover` (the real I/O, provided from src/) for one
+ *               try. Resolved → done. Rejected → failing.
+ *   failing     A transient failure while tries are left → backoff; otherwise → failed.
+ *   backoff     Waits `retryDelay` (exponential with jitter), then → running.
  *   done        Final. Output `{ status: 'ok', cover, source }`.
  *   failed      Final. Output `{ status: 'error', error }` with the last error.
  *   timedOut    Final. Output `{ status: 'error', error: { code: 'tle' } }`.
- *   cancelled   Final. Output `{ status: 'error', error: { code: 'shutting_down' } }`.
- *               The task keeps its last status: the next start resumes it.
- *   aborted     Final (ABORT, the administrator). Output `{ status: 'error',
- *               error: { code: 'cancelled' } }`; the task ends as `error`.
+ *   cancelled   Final (CANCEL, shutdown; from any state). Output `{ status:
+ *               'error', error: { code: 'shutting_down' } }`. The task keeps
+ *               its last status: the next start resumes it.
+ *   aborted     Final (ABORT, the administrator; from any state). Output
+ *               `{ status: 'error', error: { code: 'cancelled' } }`; the task
+ *               ends as `error`.
+ *
+ * The states are flat on purpose: each transition of a nested state costs
+ * XState more (its exit and entry sets, its ancestors), and this machine runs
+ * once per download (docs/BENCHMARKS.md, Cold, side by side). The time limit
+ * is therefore not an `after` on a parent state but one delayed event for the
+ * whole download, and CANCEL and ABORT are handled at the root.
  *
  * Side effects are named actions and guards whose real versions come from src/
  * through `.provide()`: `reportStatus` (persist and publish the task status),
@@ -26,20 +35,22 @@
  * table of src/errors.ts). The defaults here do nothing, so a test can run the
  * machine with a fake `fetchCover` and a simulated clock.
  */
-import { and, assign, fromPromise, setup } from 'xstate';
+import { and, assign, fromPromise, raise, setup } from 'xstate';
 import type { DownloadInput, DownloadOutput, FailureInfo, FetchCoverInput, FetchCoverOutput, TaskStatus } from './types.js';
 
 export interface DownloadContext extends DownloadInput {
   /** Tries started so far. */
   attempt: number;
-  result: FetchCoverOutput | undefined;
   error: FailureInfo | undefined;
   /** Set on entry to a final state; the machine's output. */
   output: DownloadOutput | undefined;
 }
 
-/** START (a worker slot is free), CANCEL (shutdown: resumed at the next start), ABORT (the administrator: the task ends). */
-export type DownloadEvent = { type: 'START' } | { type: 'CANCEL' } | { type: 'ABORT' };
+/**
+ * START (a worker slot is free), CANCEL (shutdown: resumed at the next start), ABORT (the administrator: the
+ * task ends); TIME_LIMIT is the machine's own delayed event, raised on START.
+ */
+export type DownloadEvent = { type: 'START' } | { type: 'CANCEL' } | { type: 'ABORT' } | { type: 'TIME_LIMIT' };
 
 /** Normalizes whatever `fetchCover` rejected with into `{ code, message }`. */
 export function toFailure(error: unknown): FailureInfo {
@@ -59,24 +70,22 @@ export function backoffDelay(attempt: number, random: number, baseMs = 500): num
   return Math.round(ceiling / 2 + (ceiling / 2) * random);
 }
 
-type FinalStatus = 'ok' | 'error' | 'tle' | 'cancelled' | 'aborted';
+type FinalStatus = 'error' | 'tle' | 'cancelled' | 'aborted';
 
 function failureOutput(url: string, error: FailureInfo): DownloadOutput {
   return { url, status: 'error', error };
 }
 
+/** The output of a download that ended with a cover. */
+function okOutput(url: string, result: FetchCoverOutput | undefined): DownloadOutput {
+  if (!result) return failureOutput(url, { code: 'network', message: 'fetchCover resolved without a cover' });
+  return result.fetched !== undefined
+    ? { url, status: 'ok', cover: result.cover, source: result.source, fetched: result.fetched }
+    : { url, status: 'ok', cover: result.cover, source: result.source };
+}
+
 function outputFor(context: DownloadContext, status: FinalStatus): DownloadOutput {
   switch (status) {
-    case 'ok':
-      return context.result
-        ? {
-            url: context.url,
-            status: 'ok',
-            cover: context.result.cover,
-            source: context.result.source,
-            ...(context.result.fetched !== undefined ? { fetched: context.result.fetched } : {}),
-          }
-        : failureOutput(context.url, { code: 'network', message: 'fetchCover resolved without a cover' });
     case 'tle':
       return failureOutput(context.url, { code: 'tle', message: `download took longer than ${context.timeLimitMs / 1000} s` });
     case 'cancelled':
@@ -123,62 +132,59 @@ export const downloadMachine = setup({
   },
 }).createMachine({
   id: 'download',
-  context: ({ input }) => ({ ...input, attempt: 0, result: undefined, error: undefined, output: undefined }),
+  context: ({ input }) => ({ ...input, attempt: 0, error: undefined, output: undefined }),
   initial: 'idle',
+  on: {
+    CANCEL: '.cancelled',
+    ABORT: '.aborted',
+    TIME_LIMIT: '.timedOut',
+  },
   states: {
     idle: {
       description: 'Spawned for a free worker slot; the supervisor sends START at once.',
       on: {
-        START: 'active',
-        CANCEL: 'cancelled',
-        ABORT: 'aborted',
+        START: {
+          target: 'running',
+          // The time limit runs for the whole download, retries included; a final state cancels it.
+          actions: [{ type: 'reportStatus', params: { status: 'downloading' } }, raise({ type: 'TIME_LIMIT' }, { delay: 'timeLimit', id: 'timeLimit' })],
+        },
       },
     },
-    active: {
-      description: 'Holds a worker slot; the time limit runs for the whole download.',
-      initial: 'running',
-      entry: [{ type: 'reportStatus', params: { status: 'downloading' } }],
-      after: { timeLimit: '#download.timedOut' },
-      on: { CANCEL: '#download.cancelled', ABORT: '#download.aborted' },
-      states: {
-        running: {
-          description: 'One try of fetchCover; its AbortSignal fires when this state is left.',
-          entry: assign({ attempt: ({ context }) => context.attempt + 1 }),
-          invoke: {
-            src: 'fetchCover',
-            input: ({ context }) => ({ url: context.url, attempt: context.attempt }),
-            onDone: {
-              target: '#download.done',
-              actions: assign({ result: ({ event }) => event.output }),
-            },
-            onError: {
-              target: 'failing',
-              actions: { type: 'recordError', params: ({ event }) => ({ error: event.error }) },
-            },
-          },
+    running: {
+      description: 'One try of fetchCover; its AbortSignal fires when this state is left.',
+      entry: assign({ attempt: ({ context }) => context.attempt + 1 }),
+      invoke: {
+        src: 'fetchCover',
+        input: ({ context }) => ({ url: context.url, attempt: context.attempt }),
+        onDone: {
+          target: 'done',
+          actions: assign({ output: ({ context, event }) => okOutput(context.url, event.output) }),
         },
-        failing: {
-          description: 'A try failed: retry a transient failure while tries are left, else give up.',
-          always: [
-            {
-              guard: and(['isTransient', 'hasTriesLeft']),
-              target: 'backoff',
-              actions: { type: 'reportRetry', params: ({ context }) => ({ attempt: context.attempt, error: context.error! }) },
-            },
-            { target: '#download.failed' },
-          ],
-        },
-        backoff: {
-          description: 'A transient failure; waits retryDelay before the next try.',
-          after: { retryDelay: 'running' },
+        onError: {
+          target: 'failing',
+          actions: { type: 'recordError', params: ({ event }) => ({ error: event.error }) },
         },
       },
+    },
+    failing: {
+      description: 'A try failed: retry a transient failure while tries are left, else give up.',
+      always: [
+        {
+          guard: and(['isTransient', 'hasTriesLeft']),
+          target: 'backoff',
+          actions: { type: 'reportRetry', params: ({ context }) => ({ attempt: context.attempt, error: context.error! }) },
+        },
+        { target: 'failed' },
+      ],
+    },
+    backoff: {
+      description: 'A transient failure; waits retryDelay before the next try.',
+      after: { retryDelay: 'running' },
     },
     done: {
       type: 'final',
       description: 'Stored; every subscriber gets the cover.',
       entry: [
-        { type: 'setOutput', params: { status: 'ok' } },
         { type: 'reportStatus', params: { status: 'ok' } },
         { type: 'reportFinished', params: ({ context }) => ({ output: context.output! }) },
       ],
@@ -194,7 +200,7 @@ export const downloadMachine = setup({
     },
     timedOut: {
       type: 'final',
-      description: 'The time limit passed; leaving `active` aborted the fetch.',
+      description: 'The time limit passed; leaving `running` aborted the fetch.',
       entry: [
         { type: 'setOutput', params: { status: 'tle' } },
         { type: 'reportStatus', params: { status: 'tle' } },
@@ -203,7 +209,7 @@ export const downloadMachine = setup({
     },
     aborted: {
       type: 'final',
-      description: 'Cancelled by the administrator; leaving `active` aborted the fetch. The task ends as error `cancelled`.',
+      description: 'Cancelled by the administrator; leaving `running` aborted the fetch. The task ends as error `cancelled`.',
       entry: [
         { type: 'setOutput', params: { status: 'aborted' } },
         { type: 'reportStatus', params: { status: 'error' } },

@@ -40,8 +40,15 @@
  *                   one transition for 1,000 URLs, not 1,000 (each transition of
  *                   this parallel machine allocates ~11 KB, measured in
  *                   docs/BENCHMARKS.md, Memory).
- *   FINISHED {url, ref}  (from the actor's completion) free its slot and registry
- *                   entry, settle the flight, start the next waiting one.
+ *   FINISHED {finished: [{url, ref}, …]}  (from the actors' completion) free
+ *                   their slots and registry entries, settle their flights, start
+ *                   the next waiting ones. The downloads that complete in one
+ *                   event-loop turn come as one event when the input's
+ *                   `finishLater` gathers them (src/ gives it `setImmediate`): one
+ *                   transition of this parallel machine per turn, not one per
+ *                   download (docs/BENCHMARKS.md, Cold, side by side). Without
+ *                   it, and for an actor stopped or failed rather than done,
+ *                   each completion is its own event at once.
  *   GATE_OPENED     raised on entry to running/ok; starts what the slots allow
  *                   and reports the rest `queued`.
  *   GATE_CLOSED     raised on entry to paused/tardy; reports the waiting URLs `waiting`.
@@ -105,6 +112,12 @@ export interface SupervisorInput {
   shared: boolean;
   /** The time (epoch ms) of the clock this machine runs on: when a remembered failure is tried again is told to askers. */
   now: () => number;
+  /**
+   * Runs `send` later in this turn's end (src/ gives `setImmediate`), so that the
+   * downloads done meanwhile reach the supervisor as one FINISHED. Omitted (the
+   * machine tests), each completion is sent at once.
+   */
+  finishLater?: (send: () => void) => void;
 }
 
 /** One URL in flight. */
@@ -136,11 +149,19 @@ export interface SupervisorContext extends SupervisorInput {
   tardyReasons: string[];
   /** url → its last failure, answered without a download until FORGET arrives. */
   failures: Map<string, DownloadOutput>;
+  /** Downloads done and not yet reported to this machine (gathered by `finishLater`). */
+  finishing: Finished[];
+}
+
+/** A download actor that completed, and its URL. */
+export interface Finished {
+  url: string;
+  ref: DownloadRef;
 }
 
 export type SupervisorEvent =
   | { type: 'REQUEST'; urls: readonly string[]; reply?: (answers: Answer[]) => void }
-  | { type: 'FINISHED'; url: string; ref: DownloadRef }
+  | { type: 'FINISHED'; finished: readonly Finished[] }
   | { type: 'CLAIMED'; mine: readonly string[]; elsewhere: readonly (readonly [url: string, node: string])[] }
   | { type: 'CLAIM_FAILED'; urls: readonly string[]; error: FailureInfo }
   | { type: 'SETTLE'; url: string; output: DownloadOutput }
@@ -290,10 +311,17 @@ export const supervisorMachine = setup({
           clock: self.system._clock,
         });
         flight.ref = ref;
-        ref.subscribe({
-          complete: () => self.send({ type: 'FINISHED', url, ref }),
-          error: () => self.send({ type: 'FINISHED', url, ref }),
-        });
+        const finished = () => {
+          const { finishLater, finishing } = context;
+          // A stopped or failed actor is reported at once (a shutdown stops the supervisor next).
+          if (finishLater === undefined || ref.getSnapshot().status !== 'done') {
+            self.send({ type: 'FINISHED', finished: [{ url, ref }] });
+            return;
+          }
+          finishing.push({ url, ref });
+          if (finishing.length === 1) finishLater(() => self.send({ type: 'FINISHED', finished: finishing.splice(0) }));
+        };
+        ref.subscribe({ complete: finished, error: finished });
         ref.start();
         ref.send({ type: 'START' });
       }
@@ -301,13 +329,15 @@ export const supervisorMachine = setup({
     /** Forgets a finished download and hands its output to everyone waiting on the URL. */
     release: ({ context, event }) => {
       if (event.type !== 'FINISHED') return;
-      const flight = context.registry.get(event.url);
-      if (flight === undefined || flight.ref !== event.ref) return;
-      context.registry.delete(event.url);
-      context.running.delete(event.url);
-      flight.ref = undefined;
-      // No output means the actor was stopped before it finished: the end of a shutdown.
-      flight.settle(event.ref.getSnapshot().output ?? shuttingDown(event.url));
+      for (const { url, ref } of event.finished) {
+        const flight = context.registry.get(url);
+        if (flight === undefined || flight.ref !== ref) continue;
+        context.registry.delete(url);
+        context.running.delete(url);
+        flight.ref = undefined;
+        // No output means the actor was stopped before it finished: the end of a shutdown.
+        flight.settle(ref.getSnapshot().output ?? shuttingDown(url));
+      }
     },
     /**
      * Answers every URL not running here `shutting_down`: waiting for a slot, being
@@ -318,14 +348,15 @@ export const supervisorMachine = setup({
     },
     /** Remembers a finished download's failure for the fail TTL, if it is about the URL (`isRemembered`). */
     rememberFailure: enqueueActions(({ context, event, enqueue }) => {
-      if (event.type !== 'FINISHED' && event.type !== 'REMEMBER') return;
-      const output = event.type === 'REMEMBER' ? event.output : event.ref.getSnapshot().output;
-      const ttlMs = event.type === 'REMEMBER' ? event.ttlMs : context.failTtlMs;
-      if (output?.status !== 'error' || ttlMs <= 0 || output.error.code === 'shutting_down' || !context.isRemembered(output.error.code)) return;
-      // Askers from now on are told it is remembered, and until when.
-      context.failures.set(event.url, { url: output.url, status: 'error', error: output.error, retryAt: context.now() + ttlMs });
-      enqueue.cancel(`forget:${event.url}`);
-      enqueue.raise({ type: 'FORGET', url: event.url }, { delay: ttlMs, id: `forget:${event.url}` });
+      const remember = (url: string, output: DownloadOutput | undefined, ttlMs: number) => {
+        if (output?.status !== 'error' || ttlMs <= 0 || output.error.code === 'shutting_down' || !context.isRemembered(output.error.code)) return;
+        // Askers from now on are told it is remembered, and until when.
+        context.failures.set(url, { url: output.url, status: 'error', error: output.error, retryAt: context.now() + ttlMs });
+        enqueue.cancel(`forget:${url}`);
+        enqueue.raise({ type: 'FORGET', url }, { delay: ttlMs, id: `forget:${url}` });
+      };
+      if (event.type === 'REMEMBER') remember(event.url, event.output, event.ttlMs);
+      else if (event.type === 'FINISHED') for (const { url, ref } of event.finished) remember(url, ref.getSnapshot().output, context.failTtlMs);
     }),
     forgetFailure: enqueueActions(({ context, event, enqueue }) => {
       if (event.type !== 'FORGET') return;
@@ -347,7 +378,7 @@ export const supervisorMachine = setup({
 }).createMachine({
   id: 'supervisor',
   type: 'parallel',
-  context: ({ input }) => ({ ...input, registry: new Map(), waiting: new Set(), claiming: new Set(), running: new Set(), tardyReasons: [], failures: new Map() }),
+  context: ({ input }) => ({ ...input, registry: new Map(), waiting: new Set(), claiming: new Set(), running: new Set(), tardyReasons: [], failures: new Map(), finishing: [] }),
   on: {
     REQUEST: [
       { guard: 'isStopping', actions: 'refuse' },

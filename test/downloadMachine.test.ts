@@ -36,7 +36,7 @@ describe('downloadMachine', () => {
     assert.equal(fetch.started.length, 0, 'nothing is fetched before START');
 
     actor.send({ type: 'START' });
-    assert.ok(actor.getSnapshot().matches({ active: 'running' }));
+    assert.ok(actor.getSnapshot().matches('running'));
     fetch.succeed();
     const output = await toPromise(actor);
 
@@ -79,7 +79,7 @@ describe('downloadMachine', () => {
     actor.send({ type: 'START' });
     fetch.fail({ code: 'network', message: 'ECONNRESET' });
     await flush();
-    assert.ok(actor.getSnapshot().matches({ active: 'backoff' }));
+    assert.ok(actor.getSnapshot().matches('backoff'));
     assert.equal(fetch.started.length, 1, 'no second try before the delay');
 
     clock.increment(999);
@@ -115,7 +115,7 @@ describe('downloadMachine', () => {
     actor.send({ type: 'START' });
     const signal = fetch.pending[0]!.signal;
     clock.increment(4999);
-    assert.ok(actor.getSnapshot().matches({ active: 'running' }));
+    assert.ok(actor.getSnapshot().matches('running'));
     assert.equal(signal.aborted, false);
     clock.increment(1);
     const output = await toPromise(actor);
@@ -135,6 +135,32 @@ describe('downloadMachine', () => {
     clock.increment(500);
     const output = await toPromise(actor);
     assert.equal(output.status === 'error' && output.error.code, 'tle');
+  });
+
+  it('starts the time limit at START, not at spawn', async () => {
+    const { actor, fetch, clock } = setupDownload({ timeLimitMs: 5000 });
+    clock.increment(10_000);
+    assert.ok(actor.getSnapshot().matches('idle'), 'a download waiting for START is not timed');
+    actor.send({ type: 'START' });
+    clock.increment(4999);
+    assert.ok(actor.getSnapshot().matches('running'));
+    fetch.succeed();
+    const output = await toPromise(actor);
+    assert.equal(output.status, 'ok');
+  });
+
+  it('on ABORT during a backoff ends as cancelled without another try', async () => {
+    const { actor, fetch, clock, statuses } = setupDownload({ retries: 3 });
+    actor.send({ type: 'START' });
+    fetch.fail({ code: 'network', message: 'reset' });
+    await flush();
+    assert.ok(actor.getSnapshot().matches('backoff'));
+    actor.send({ type: 'ABORT' });
+    const output = await toPromise(actor);
+    assert.equal(output.status === 'error' && output.error.code, 'cancelled');
+    clock.increment(60_000);
+    assert.equal(fetch.started.length, 1, 'the backoff timer died with the download');
+    assert.deepEqual(statuses, ['downloading', 'error']);
   });
 
   it('is cancelled from idle with shutting_down and reports no final status', async () => {

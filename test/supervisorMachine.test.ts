@@ -6,7 +6,7 @@ import { gateStatus, supervisorMachine } from '../machines/supervisorMachine.js'
 import type { Answer, Flight } from '../machines/supervisorMachine.js';
 import { controllableFetch, flush } from './helpers/fakeFetch.js';
 
-function setupSupervisor(workers = 3, failTtlMs = 0) {
+function setupSupervisor(workers = 3, failTtlMs = 0, finishLater?: (send: () => void) => void) {
   const fetch = controllableFetch();
   const clock = new SimulatedClock();
   const download = downloadMachine.provide({ actors: { fetchCover: fetch.logic } });
@@ -14,7 +14,7 @@ function setupSupervisor(workers = 3, failTtlMs = 0) {
   const logic = supervisorMachine.provide({ actions: { reportWaiting: (_, params) => waitingReports.push(params) } });
   // The table of src/errors.ts: a local storage fault is not the URL's answer.
   const isRemembered = (code: string) => code !== 'disk_full';
-  const supervisor = createActor(logic, { input: { workers, download, timeLimitMs: 10_000, retries: 0, failTtlMs, isRemembered, shared: false, now: () => clock.now() }, clock });
+  const supervisor = createActor(logic, { input: { workers, download, timeLimitMs: 10_000, retries: 0, failTtlMs, isRemembered, shared: false, now: () => clock.now(), ...(finishLater ? { finishLater } : {}) }, clock });
   supervisor.start();
   const answer = (url: string): Answer => {
     let replied: Answer | undefined;
@@ -44,6 +44,38 @@ describe('supervisorMachine', () => {
     assert.ok(outputs.every((o) => o === outputs[0] && o.status === 'ok'), 'every asker gets the same output');
     assert.equal(ref.getSnapshot().status, 'done', 'the flight settles from the actor completing');
     assert.equal(context().registry.size, 0, 'a finished flight leaves the registry');
+  });
+
+  it('with finishLater, the downloads done in one turn reach it as one FINISHED; a stopped one at once', async () => {
+    const later: (() => void)[] = [];
+    const { supervisor, ask, fetch, context } = setupSupervisor(2, 60_000, (send) => later.push(send));
+    const finishedEvents: number[] = [];
+    supervisor.system.inspect((inspection) => {
+      if (inspection.type === '@xstate.event' && inspection.actorRef === supervisor && inspection.event.type === 'FINISHED') {
+        finishedEvents.push((inspection.event as unknown as { finished: unknown[] }).finished.length);
+      }
+    });
+    const flights = ['a', 'b', 'c', 'd'].map((name) => ask(`https://a.hdslb.com/${name}.jpg`));
+    fetch.succeed('https://a.hdslb.com/a.jpg');
+    fetch.fail({ code: 'http_status', message: 'HTTP 404', detail: 404 }, 'https://a.hdslb.com/b.jpg');
+    await flush();
+    assert.equal(flights[0]!.ref!.getSnapshot().status, 'done');
+    assert.equal(later.length, 1, 'one send gathered for both');
+    assert.equal(context().running.size, 2, 'their slots are freed only when the supervisor hears of them');
+    assert.equal(fetch.pending.length, 0);
+
+    later.shift()!();
+    assert.deepEqual(finishedEvents, [2]);
+    assert.equal((await flights[0]!.done).status, 'ok');
+    const failed = await flights[1]!.done;
+    assert.equal(failed.status === 'error' && failed.error.code, 'http_status');
+    assert.ok(context().failures.has('https://a.hdslb.com/b.jpg'), 'a failure in a gathered FINISHED is remembered');
+    assert.equal(fetch.pending.length, 2, 'both freed slots start the next URLs');
+
+    const stopped = flights[2]!.ref!;
+    stopped.stop();
+    assert.deepEqual(finishedEvents, [2, 1], 'a stopped actor is reported at once');
+    assert.equal((await flights[2]!.done).status === 'error' && ((await flights[2]!.done) as { error: { code: string } }).error.code, 'shutting_down');
   });
 
   it('an asker that comes after the end still gets the output', async () => {

@@ -238,6 +238,8 @@ export function createDownloads(deps: DownloadsDeps): Downloads {
       isRemembered,
       shared: store.claims.shared,
       now: Date.now,
+      // The downloads done in one turn reach the supervisor as one FINISHED.
+      finishLater: setImmediate,
     },
   });
   supervisor.start();
@@ -357,6 +359,9 @@ export function createDownloads(deps: DownloadsDeps): Downloads {
           liveActors.delete(ref);
         }
       }
+      // Downloads that ended in this turn, gathered for the supervisor: their askers hear of them before it stops.
+      const { finishing } = supervisor.getSnapshot().context;
+      if (finishing.length > 0) supervisor.send({ type: 'FINISHED', finished: finishing.splice(0) });
       supervisor.stop();
       await cluster.stop();
       await tasks.flush();

@@ -141,20 +141,51 @@ async function discard(body: Body): Promise<void> {
   }
 }
 
-/** Reads a whole body, destroying it as soon as it grows past `limit`. */
-async function readBody(body: Body, limit: number, tooLarge: () => CoverError, onBytes?: (bytes: number) => void): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  let bytes = 0;
-  for await (const chunk of body as AsyncIterable<Buffer>) {
-    bytes += chunk.length;
-    if (bytes > limit) {
-      abandon(body);
-      throw tooLarge();
-    }
-    chunks.push(chunk);
-    onBytes?.(bytes);
-  }
-  return Buffer.concat(chunks, bytes);
+/**
+ * Reads a whole body, destroying it as soon as it grows past `limit`. Listens to
+ * the stream's `data` events (as undici's own `body.arrayBuffer()` does) rather
+ * than iterating it: an async iterator costs a promise per chunk on the main
+ * thread (docs/BENCHMARKS.md, Cold, side by side).
+ */
+function readBody(body: Body, limit: number, tooLarge: () => CoverError, onBytes?: (bytes: number) => void): Promise<Buffer> {
+  return new Promise<Buffer>((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let bytes = 0;
+    const onData = (chunk: Buffer) => {
+      bytes += chunk.length;
+      if (bytes > limit) {
+        finish();
+        abandon(body);
+        reject(tooLarge());
+        return;
+      }
+      chunks.push(chunk);
+      onBytes?.(bytes);
+    };
+    const onEnd = () => {
+      finish();
+      resolve(Buffer.concat(chunks, bytes));
+    };
+    const onError = (error: Error) => {
+      finish();
+      reject(error);
+    };
+    const onClose = () => {
+      // Destroyed without an error (nothing else ends it early): not a whole body.
+      finish();
+      reject(new Error('the response body was closed before it ended'));
+    };
+    const finish = () => {
+      body.off('data', onData);
+      body.off('end', onEnd);
+      body.off('error', onError);
+      body.off('close', onClose);
+    };
+    body.on('data', onData);
+    body.once('end', onEnd);
+    body.once('error', onError);
+    body.once('close', onClose);
+  });
 }
 
 /**
