@@ -30,6 +30,7 @@ import type { CheckResult, CoverChecks } from '../checks/index.js';
 import type { Logger } from '../logger.js';
 import type { DeletionQueue, JobPatch, JobStore, JobSummary } from '../store/index.js';
 import { ARCHIVE_DIR, packArchive } from './archive.js';
+import { Slots } from './slots.js';
 import type { CallbackEvent, CallbackOutcome, JobCallbacks } from './callbacks.js';
 
 /** How often a running job's counts are written (and so published). */
@@ -109,8 +110,12 @@ function entryOf(result: CheckResult): JobEntry {
 
 type JobActor = Actor<JobMachine>;
 
+/** Jobs packing at once on this node (each holds up to nine cover files in memory); the others wait in `packing`. */
+export const PACKING_AT_ONCE = 2;
+
 export class JobRunner {
   private readonly actors = new Map<string, JobActor>();
+  private readonly packing = new Slots(PACKING_AT_ONCE);
   private timer: NodeJS.Timeout | undefined;
   private stopping = false;
   private resuming: Promise<number> | undefined;
@@ -235,7 +240,9 @@ export class JobRunner {
             live = false;
           };
         }),
-        packArchive: fromPromise<PackOutput, PackInput>(({ input, signal }) => packArchive(this.deps.coversDir, { id: input.id, name: job.name }, input.entries, signal)),
+        packArchive: fromPromise<PackOutput, PackInput>(({ input, signal }) =>
+          this.packing.run(() => packArchive(this.deps.coversDir, { id: input.id, name: job.name }, input.entries, signal), signal),
+        ),
       },
       actions: {
         persist: (_, { context }) => {
