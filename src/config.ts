@@ -138,11 +138,14 @@ const num =
 
 const booleanWords = { true: true, '1': true, yes: true, on: true, false: false, '0': false, no: false, off: false } as const;
 
+/** Whether `word` is a boolean value as a flag, variable or config key is read (`true`, `off`, …). */
+export const isBooleanWord = (word: string): boolean => Object.hasOwn(booleanWords, word.toLowerCase());
+
 const bool = (raw: Raw): boolean => {
   if (typeof raw === 'boolean') return raw;
-  const value = (booleanWords as Record<string, boolean | undefined>)[str(raw).toLowerCase()];
-  if (value === undefined) throw new Error(`expected true or false, got ${JSON.stringify(raw)}`);
-  return value;
+  const word = str(raw).toLowerCase();
+  if (!isBooleanWord(word)) throw new Error(`expected true or false, got ${JSON.stringify(raw)}`);
+  return booleanWords[word as keyof typeof booleanWords];
 };
 
 const httpUrl = (raw: Raw): string => {
@@ -566,7 +569,8 @@ interface CommandLine {
   configFile: string | undefined;
 }
 
-const parseArgsOptions = {
+/** node:util parseArgs's description of the command line (every option's flag, and the command options). */
+export const parseArgsOptions = {
   ...Object.fromEntries(optionList.map((o) => [o.flag, { type: o.boolean ? ('boolean' as const) : ('string' as const) }])),
   config: { type: 'string' as const },
   'print-config': { type: 'boolean' as const },

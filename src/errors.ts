@@ -2,27 +2,14 @@
  * Errors with a stable `code`.
  *
  * Every failure a client can see is a `CoverError` whose `code` is one of
- * SPEC §6's result codes. Causes are kept in `cause` for the log. Whether a
+ * the protocol's result codes. Causes are kept in `cause` for the log. Whether a
  * failure is worth another try is decided here, from one table keyed by code
  * (`isRetryable`), and nowhere else.
  */
+import type { ResultErrorCode } from '../client/src/protocol.js';
 
-/** The error codes of SPEC §6, as they appear in `result.error.code`. */
-export const errorCodes = [
-  'invalid_url',
-  'not_allowed',
-  'http_status',
-  'too_large',
-  'not_image',
-  'tle',
-  'network',
-  'resolve_failed',
-  'disk_full',
-  'shutting_down',
-  'cancelled',
-] as const;
-
-export type ErrorCode = (typeof errorCodes)[number];
+/** The error codes of results (`result.error.code`): the protocol module's one list. */
+export type ErrorCode = ResultErrorCode;
 
 export interface CoverErrorInfo {
   code: ErrorCode;

@@ -12,6 +12,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import http from 'node:http';
+import type net from 'node:net';
 import path from 'node:path';
 import { StartError } from './errors.js';
 
@@ -43,6 +44,17 @@ export async function checkWritable(dir: string, what: string, option: string, p
   }
 }
 
+/** Starts `server` listening on `host:port`; rejects with the listen error (EADDRINUSE, EACCES, …). */
+export function listenOn(server: net.Server, port: number, host: string): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+}
+
 /**
  * An HTTP server bound to `host:port` that answers 503 (and refuses upgrades)
  * until `createHttpServer` takes it over.
@@ -51,13 +63,7 @@ export async function bindPort(host: string, port: number): Promise<http.Server>
   const server = http.createServer(startingRequest);
   server.on('upgrade', startingUpgrade);
   try {
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(port, host, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
+    await listenOn(server, port, host);
   } catch (error) {
     const code = codeOf(error);
     const where = `${host}:${port}`;

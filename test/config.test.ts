@@ -196,6 +196,8 @@ describe('configuration', () => {
     assert.equal(load(['--allow-private-network', 'on', '--port', '1']).allowPrivateNetwork, true);
     assert.equal(load(['--allow-private-network', '--port', '1']).allowPrivateNetwork, true);
     assert.equal(errorOf(['--allow-private-network', 'x']), 'invalid --allow-private-network (flag): expected true or false, got "x"');
+    // A word that names a property of every object is not a boolean either.
+    assert.equal(errorOf(['--allow-private-network=constructor']), 'invalid --allow-private-network (flag): expected true or false, got "constructor"');
     // Negative numbers are values, and checked as such.
     assert.equal(errorOf(['--retries', '-1']), 'invalid --retries (flag): must be between 0 and 20, got -1');
   });

@@ -17,6 +17,7 @@ import type { Logger } from '../logger.js';
 import { CheckSession } from '../sessions/index.js';
 import type { Stats } from '../stats.js';
 import { LegacyConversation, MAX_URL_STRING_BYTES } from './conversation.js';
+import { listenOn } from '../startChecks.js';
 import type { CheckResult } from '../../client/src/protocol.js';
 
 /** How long a connection may stay silent while no check of it runs. */
@@ -109,13 +110,7 @@ export async function startLegacyServer(host: string, port: number, deps: Legacy
   });
 
   try {
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(port, host, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
+    await listenOn(server, port, host);
   } catch (error) {
     server.close();
     throw error;

@@ -20,6 +20,44 @@ import type { TaskStatus } from '../../machines/types.js';
 import type { CoverRow, TaskRow } from './entities.js';
 import type { ClaimOutcome, NewDeletion, TaskPatch } from './ports.js';
 
+/** The covers table's columns, in the order the hot-path statements of both dialects name them. */
+export const COVER_COLUMNS = ['url', 'path', 'source', 'bytes', 'content_type', 'width', 'height', 'sha256', 'created_at', 'last_asked_at'] as const;
+export const SELECT_COVERS = `SELECT ${COVER_COLUMNS.join(', ')} FROM covers`;
+
+/** A covers row as a driver hands it out (PostgreSQL's pg gives bigint columns as strings). */
+export interface RawCover {
+  url: string;
+  path: string;
+  source: CoverRow['source'];
+  bytes: number | string;
+  content_type: string;
+  width: number;
+  height: number;
+  sha256: string;
+  created_at: number | string;
+  last_asked_at: number | string;
+}
+
+export function coverFromRaw(row: RawCover): CoverRow {
+  return {
+    url: row.url,
+    path: row.path,
+    source: row.source,
+    bytes: Number(row.bytes),
+    contentType: row.content_type,
+    width: row.width,
+    height: row.height,
+    sha256: row.sha256,
+    createdAt: Number(row.created_at),
+    lastAskedAt: Number(row.last_asked_at),
+  };
+}
+
+/** A cover's values in COVER_COLUMNS order: the upsert's parameters. */
+export function coverParams(row: CoverRow): unknown[] {
+  return [row.url, row.path, row.source, row.bytes, row.contentType, row.width, row.height, row.sha256, row.createdAt, row.lastAskedAt];
+}
+
 /** A change as other nodes hear it. */
 export type Published =
   | { kind: 'task'; url: string; at: number; patch: TaskPatch }

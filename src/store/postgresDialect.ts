@@ -20,8 +20,8 @@
 import pg from 'pg';
 import type { DataSource } from 'typeorm';
 import type { TaskStatus } from '../../machines/types.js';
-import { isFinal, TASK_DEFAULTS, TASK_PATCH_COLUMNS } from './dialect.js';
-import type { Dialect, Heard, ListenHandlers, Published, TaskWrite } from './dialect.js';
+import { COVER_COLUMNS, coverFromRaw, coverParams, isFinal, SELECT_COVERS, TASK_DEFAULTS, TASK_PATCH_COLUMNS } from './dialect.js';
+import type { Dialect, Heard, ListenHandlers, Published, RawCover, TaskWrite } from './dialect.js';
 import type { CoverRow } from './entities.js';
 import type { ClaimOutcome, NewDeletion } from './ports.js';
 
@@ -33,8 +33,6 @@ const MAX_PAYLOAD = 7900;
 const MIGRATION_LOCK = 0x636f766572;
 const UNFINISHED = "('waiting', 'queued', 'downloading')";
 
-const COVER_COLUMNS = ['url', 'path', 'source', 'bytes', 'content_type', 'width', 'height', 'sha256', 'created_at', 'last_asked_at'];
-const SELECT_COVERS = `SELECT ${COVER_COLUMNS.join(', ')} FROM covers`;
 const UPSERT_COVER =
   `INSERT INTO covers (${COVER_COLUMNS.join(', ')}) VALUES (${COVER_COLUMNS.map((_, i) => `$${i + 1}`).join(', ')}) ` +
   `ON CONFLICT (url) DO UPDATE SET ${COVER_COLUMNS.slice(1)
@@ -54,38 +52,6 @@ const TASK_COLUMN_TYPES: Record<string, string> = {
   claimed_by: 'text',
   claim_expires: 'bigint',
 };
-
-interface PgCover {
-  url: string;
-  path: string;
-  source: CoverRow['source'];
-  bytes: string;
-  content_type: string;
-  width: number;
-  height: number;
-  sha256: string;
-  created_at: string;
-  last_asked_at: string;
-}
-
-function coverFromPg(row: PgCover): CoverRow {
-  return {
-    url: row.url,
-    path: row.path,
-    source: row.source,
-    bytes: Number(row.bytes),
-    contentType: row.content_type,
-    width: row.width,
-    height: row.height,
-    sha256: row.sha256,
-    createdAt: Number(row.created_at),
-    lastAskedAt: Number(row.last_asked_at),
-  };
-}
-
-function coverParams(row: CoverRow): unknown[] {
-  return [row.url, row.path, row.source, row.bytes, row.contentType, row.width, row.height, row.sha256, row.createdAt, row.lastAskedAt];
-}
 
 /** The upsert of a batch of task rows that all set the columns in `mask`, one array parameter per column. */
 function taskBatchSql(mask: number): string {
@@ -204,13 +170,13 @@ export class PostgresDialect implements Dialect {
   }
 
   async findCover(url: string): Promise<CoverRow | null> {
-    const { rows } = await this.pool().query<PgCover>(`${SELECT_COVERS} WHERE url = $1`, [url]);
-    return rows[0] ? coverFromPg(rows[0]) : null;
+    const { rows } = await this.pool().query<RawCover>(`${SELECT_COVERS} WHERE url = $1`, [url]);
+    return rows[0] ? coverFromRaw(rows[0]) : null;
   }
 
   async findCovers(urls: readonly string[]): Promise<CoverRow[]> {
-    const { rows } = await this.pool().query<PgCover>(`${SELECT_COVERS} WHERE url = ANY($1::text[])`, [urls]);
-    return rows.map(coverFromPg);
+    const { rows } = await this.pool().query<RawCover>(`${SELECT_COVERS} WHERE url = ANY($1::text[])`, [urls]);
+    return rows.map(coverFromRaw);
   }
 
   async upsertCover(row: CoverRow, options: { unlessCustom?: boolean; replaced?: NewDeletion & { createdAt: number } }, publish: Published[]): Promise<CoverRow | null> {
@@ -224,8 +190,8 @@ export class PostgresDialect implements Dialect {
         );
       }
       if (saved.rowCount !== 0) return null;
-      const { rows } = await client.query<PgCover>(`${SELECT_COVERS} WHERE url = $1`, [row.url]);
-      return rows[0] ? coverFromPg(rows[0]) : null;
+      const { rows } = await client.query<RawCover>(`${SELECT_COVERS} WHERE url = $1`, [row.url]);
+      return rows[0] ? coverFromRaw(rows[0]) : null;
     });
   }
 

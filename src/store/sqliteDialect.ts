@@ -11,29 +11,13 @@
 import type BetterSqlite3 from 'better-sqlite3';
 import type { DataSource } from 'typeorm';
 import type { TaskStatus } from '../../machines/types.js';
-import { TASK_DEFAULTS, TASK_PATCH_COLUMNS } from './dialect.js';
-import type { Dialect, Published, TaskWrite } from './dialect.js';
+import { COVER_COLUMNS, coverFromRaw, coverParams, SELECT_COVERS, TASK_DEFAULTS, TASK_PATCH_COLUMNS } from './dialect.js';
+import type { Dialect, Published, RawCover, TaskWrite } from './dialect.js';
 import type { CoverRow } from './entities.js';
 import type { ClaimOutcome, NewDeletion } from './ports.js';
 
 type Statement = BetterSqlite3.Statement;
 
-/** The columns of a cover row, as better-sqlite3 returns them. */
-interface SqliteCover {
-  url: string;
-  path: string;
-  source: CoverRow['source'];
-  bytes: number;
-  content_type: string;
-  width: number;
-  height: number;
-  sha256: string;
-  created_at: number;
-  last_asked_at: number;
-}
-
-const COVER_COLUMNS = ['url', 'path', 'source', 'bytes', 'content_type', 'width', 'height', 'sha256', 'created_at', 'last_asked_at'];
-const SELECT_COVERS = `SELECT ${COVER_COLUMNS.join(', ')} FROM covers`;
 const UPSERT_COVER =
   `INSERT INTO covers (${COVER_COLUMNS.join(', ')}) VALUES (${COVER_COLUMNS.map(() => '?').join(', ')}) ` +
   `ON CONFLICT(url) DO UPDATE SET ${COVER_COLUMNS.slice(1)
@@ -41,27 +25,6 @@ const UPSERT_COVER =
     .join(', ')}`;
 const UPSERT_COVER_UNLESS_CUSTOM = `${UPSERT_COVER} WHERE covers.source <> 'custom'`;
 const INSERT_DELETION = 'INSERT OR IGNORE INTO deletions (url, path, kind, reason, created_at, claimed_at) VALUES (?, ?, ?, ?, ?, NULL)';
-
-/** A row as TypeORM hands it out (its `bigint` transformer makes numbers of the times and sizes). */
-function coverFromSqlite(row: SqliteCover): CoverRow {
-  return {
-    url: row.url,
-    path: row.path,
-    source: row.source,
-    bytes: Number(row.bytes),
-    contentType: row.content_type,
-    width: row.width,
-    height: row.height,
-    sha256: row.sha256,
-    createdAt: Number(row.created_at),
-    lastAskedAt: Number(row.last_asked_at),
-  };
-}
-
-/** The upsert's parameters, in COVER_COLUMNS order. */
-function coverToSqlite(row: CoverRow): unknown[] {
-  return [row.url, row.path, row.source, row.bytes, row.contentType, row.width, row.height, row.sha256, row.createdAt, row.lastAskedAt];
-}
 
 /** The upsert that sets the columns in `mask` (bits in TASK_PATCH_COLUMNS order) and `updated_at`. */
 function taskUpsertSql(mask: number): string {
@@ -118,30 +81,30 @@ export class SqliteDialect implements Dialect {
   }
 
   async findCover(url: string): Promise<CoverRow | null> {
-    const found = this.statement(`${SELECT_COVERS} WHERE url = ?`).get(url) as SqliteCover | undefined;
-    return found ? coverFromSqlite(found) : null;
+    const found = this.statement(`${SELECT_COVERS} WHERE url = ?`).get(url) as RawCover | undefined;
+    return found ? coverFromRaw(found) : null;
   }
 
   async findCovers(urls: readonly string[]): Promise<CoverRow[]> {
-    const rows = this.statement(`${SELECT_COVERS} WHERE url IN (SELECT value FROM json_each(?))`).all(JSON.stringify(urls)) as SqliteCover[];
-    return rows.map(coverFromSqlite);
+    const rows = this.statement(`${SELECT_COVERS} WHERE url IN (SELECT value FROM json_each(?))`).all(JSON.stringify(urls)) as RawCover[];
+    return rows.map(coverFromRaw);
   }
 
   async upsertCover(row: CoverRow, options: { unlessCustom?: boolean; replaced?: NewDeletion & { createdAt: number } }): Promise<CoverRow | null> {
     if (options.replaced) {
       this.connection();
       this.upsertCoverWithDeletion ??= this.connection().transaction((cover: CoverRow, replaced: NewDeletion & { createdAt: number }) => {
-        this.statement(UPSERT_COVER).run(coverToSqlite(cover));
+        this.statement(UPSERT_COVER).run(coverParams(cover));
         this.statement(INSERT_DELETION).run(replaced.url, replaced.path, replaced.kind, replaced.reason, replaced.createdAt);
       });
       this.upsertCoverWithDeletion(row, options.replaced);
       return null;
     }
     if (!options.unlessCustom) {
-      this.statement(UPSERT_COVER).run(coverToSqlite(row));
+      this.statement(UPSERT_COVER).run(coverParams(row));
       return null;
     }
-    if (this.statement(UPSERT_COVER_UNLESS_CUSTOM).run(coverToSqlite(row)).changes > 0) return null;
+    if (this.statement(UPSERT_COVER_UNLESS_CUSTOM).run(coverParams(row)).changes > 0) return null;
     return this.findCover(row.url);
   }
 

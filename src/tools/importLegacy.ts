@@ -19,7 +19,7 @@ import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { printableConfig, versionText } from '../cli.js';
-import { commandOptions, options, parseCommandLine, resolveConfig } from '../config.js';
+import { isBooleanWord, options, parseArgsOptions, parseCommandLine, resolveConfig } from '../config.js';
 import type { Config, OptionSpec } from '../config.js';
 import { ConfigError } from '../errors.js';
 import { importLegacy, LegacyDbError, openLegacyDb, summaryLine } from '../legacy/importLegacy.js';
@@ -48,7 +48,6 @@ function fail(message: string, code: number): never {
   process.exit(code);
 }
 
-const booleanWords = new Set(['true', 'false', '1', '0', 'yes', 'no', 'on', 'off']);
 const optionList = Object.values(options) as OptionSpec[];
 
 /**
@@ -58,14 +57,7 @@ const optionList = Object.values(options) as OptionSpec[];
  * service reads it.
  */
 function splitArguments(argv: readonly string[]): { positionals: string[]; rest: string[] } {
-  const parseOptions = {
-    ...Object.fromEntries(optionList.map((o) => [o.flag, { type: o.boolean ? ('boolean' as const) : ('string' as const) }])),
-    config: { type: 'string' as const },
-    'print-config': { type: 'boolean' as const },
-    help: { type: 'boolean' as const, short: commandOptions.help.short },
-    version: { type: 'boolean' as const, short: commandOptions.version.short },
-  };
-  const { tokens } = parseArgs({ args: [...argv], options: parseOptions, strict: false, allowPositionals: true, tokens: true });
+  const { tokens } = parseArgs({ args: [...argv], options: parseArgsOptions, strict: false, allowPositionals: true, tokens: true });
   const positionals: string[] = [];
   const taken = new Set<number>();
   let afterTerminator = false;
@@ -83,7 +75,7 @@ function splitArguments(argv: readonly string[]): { positionals: string[]; rest:
       previous?.kind === 'option' &&
       previous.value === undefined &&
       optionList.some((o) => o.boolean && o.flag === previous.name) &&
-      booleanWords.has(token.value.toLowerCase());
+      isBooleanWord(token.value);
     if (isBooleanValue) continue;
     positionals.push(token.value);
     taken.add(token.index);
