@@ -11,7 +11,7 @@ import path from 'node:path';
 import { describe, it } from 'node:test';
 import { DataSource } from 'typeorm';
 import { createDataSource } from '../ormconfig.js';
-import { CoverEntity, coverPath, findCoverFile, resolveInside, sweepTemp, writeCoverFile, TEMP_DIR } from '../src/store/index.js';
+import { CoverEntity, coverPath, openCoverFile, resolveInside, sweepTemp, writeCoverFile, TEMP_DIR } from '../src/store/index.js';
 import type { CoverChange, CoverRow, GateChange, JobChange, JobRow, TaskChange } from '../src/store/index.js';
 import { backends, freshPgDatabase, openTestStore, rawSql, skipWithoutPg } from './helpers/stores.js';
 import { waitUntil } from './helpers/db.js';
@@ -556,6 +556,11 @@ describe('cover files', () => {
 
   it('finds files only inside the folder, whatever the encoding', async (t) => {
     const dir = await tempDir(t);
+    const findCoverFile = async (root: string, urlPath: string) => {
+      const found = await openCoverFile(root, urlPath);
+      await found?.handle.close();
+      return found;
+    };
     await writeCoverFile(dir, 'h/a b.jpg', Buffer.from('img'));
     assert.equal((await findCoverFile(dir, 'h/a%20b.jpg'))?.size, 3);
     for (const attempt of ['../x', '%2e%2e/x', 'h/..%2f..%2fetc', '/etc/passwd', '%2fetc%2fpasswd', '.tmp/x', 'h/', '', 'h/%zz', 'h%2fa b.jpg', 'h\\..\\a']) {

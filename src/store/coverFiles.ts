@@ -236,11 +236,3 @@ export async function openStoredFile(root: string, relPath: string): Promise<Ope
   await handle.close();
   return undefined;
 }
-
-/** Like `openCoverFile`, without keeping the file open. */
-export async function findCoverFile(root: string, urlPath: string): Promise<{ file: string; size: number; mtimeMs: number } | undefined> {
-  const found = await openCoverFile(root, urlPath);
-  if (found === undefined) return undefined;
-  await found.handle.close();
-  return { file: found.file, size: found.size, mtimeMs: found.mtimeMs };
-}

@@ -22,7 +22,7 @@ export type {
 } from './ports.js';
 export { CoverEntity, DeletionEntity, JobEntity, NodeEntity, SettingEntity, TaskEntity } from './entities.js';
 export type { CoverRow, DeletionRow, JobRow, NodeRow, TaskRow } from './entities.js';
-export { coverPath, findCoverFile, openCoverFile, openStoredFile, removeCoverFile, resolveInside, sha256, sweepTemp, writeCoverFile, TEMP_DIR } from './coverFiles.js';
+export { coverPath, openCoverFile, openStoredFile, removeCoverFile, resolveInside, sha256, sweepTemp, writeCoverFile, TEMP_DIR } from './coverFiles.js';
 export type { OpenCover } from './coverFiles.js';
 export { migrations } from './migrations.js';
 export { writeCover } from './coverRecord.js';
