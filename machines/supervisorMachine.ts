@@ -1,15 +1,24 @@
 /**
  * supervisorMachine — owns every download in flight.
  *
- * The registry (`context.registry`, url → flight) is the only record of what is
- * in flight. A flight is a URL's place in the queue, its download actor once it
- * holds a worker slot, and `done`, the promise every asker of the URL awaits. A
- * URL asked for while its flight exists joins it; a new URL gets a new flight at
- * the back of `waiting`. When a worker slot is free the supervisor spawns the
- * URL's download actor (idle → active → done), subscribes to its completion, and
- * starts it; on completion (FINISHED) it drops the flight from the registry and
- * settles `done` with the actor's output, so every session waiting on the URL
+ * Its record of what is in flight is `context.flights` (machines/flights.ts):
+ * each URL's flight, its place in the queue, its download actor once it holds a
+ * worker slot, `done` (the promise every asker of the URL awaits), and who waits
+ * on it. This machine's actions are the only ones that change it; everything
+ * else asks it. A URL asked for while its flight exists joins it; a new URL gets
+ * a new flight. When a worker slot is free the supervisor takes the next flight
+ * (askers take turns: one asker's long queue does not hold back another's new
+ * URL), spawns its download actor (idle → active → done), subscribes to its
+ * completion, and starts it; on completion (FINISHED) the flight leaves and
+ * `done` settles with the actor's output, so every session waiting on the URL
  * hears the actor's completion at once, and memory follows what is in flight.
+ *
+ * Askers come and go: when one leaves (LEAVE: its socket closed, its request
+ * gave up), a flight nobody waits on any more that has not started is dropped
+ * (its task row is removed by the provided `reportDropped`); a running one
+ * finishes and is stored. Work found without an asker (resumed at start, taken
+ * over from a dead node) is held by an asker of its own for `orphanGraceMs`, so
+ * a reconnecting client can join it, and then dropped unless someone did.
  *
  * Actors exist only for running downloads: at most `workers` at a time. A URL
  * waiting for a slot is a map entry and a promise (a few hundred bytes), not an
@@ -19,9 +28,8 @@
  * Download actors are NOT children of this machine. XState copies a parent's
  * children map on every spawn and stop, so 10,000 children cost quadratic time
  * (DESIGN.md measured 20 s). They are standalone actors held by their flights,
- * sharing this actor's clock; the registry, the `waiting` queue and the
- * `running` set are mutable collections that only this machine's actions touch,
- * so asking for 10,000 URLs is linear.
+ * sharing this actor's clock; the flights are a mutable structure that only
+ * this machine's actions touch, so asking for 10,000 URLs is linear.
  *
  * States — three parallel regions; downloads start only when all three allow:
  *
@@ -32,23 +40,26 @@
  *                                     finish, nothing new starts.
  *
  * Events:
- *   REQUEST {urls, reply}  register a flight for each URL unless one exists, start
- *                   what free worker slots allow if the gate is open, and call
- *                   `reply(answers)`, one answer per URL in order: `{ flight }`
- *                   so the asker can await `flight.done` (or `{ output }` for a
- *                   remembered failure). A check's new URLs come as one REQUEST:
- *                   one transition for 1,000 URLs, not 1,000 (each transition of
- *                   this parallel machine allocates ~11 KB, measured in
- *                   docs/BENCHMARKS.md, Memory).
+ *   REQUEST {urls, asker, reply, leaveAfterMs?}  `asker` joins the flight of each
+ *                   URL (made unless one exists), start what free worker slots
+ *                   allow if the gate is open, and call `reply(answers)`, one
+ *                   answer per URL in order: `{ flight }` so the asker can await
+ *                   `flight.done` (or `{ output }` for a remembered failure). A
+ *                   check's URLs come as one REQUEST: one transition for 1,000
+ *                   URLs, not 1,000 (each transition of this parallel machine
+ *                   allocates ~11 KB, measured in docs/BENCHMARKS.md, Memory).
+ *                   With `leaveAfterMs` the asker leaves by itself after that long.
+ *   LEAVE {asker}   the asker waits on nothing any more: its flights that have not
+ *                   started and that nobody else waits on are dropped.
  *   FINISHED {finished: [{url, ref}, …]}  (from the actors' completion) free
- *                   their slots and registry entries, settle their flights, start
- *                   the next waiting ones. The downloads that complete in one
- *                   event-loop turn come as one event when the input's
- *                   `finishLater` gathers them (src/ gives it `setImmediate`): one
- *                   transition of this parallel machine per turn, not one per
- *                   download (docs/BENCHMARKS.md, Cold, side by side). Without
- *                   it, and for an actor stopped or failed rather than done,
- *                   each completion is its own event at once.
+ *                   their slots, settle their flights, start the next waiting
+ *                   ones. The downloads that complete in one event-loop turn
+ *                   come as one event when the input's `finishLater` gathers
+ *                   them (src/ gives it `setImmediate`): one transition of this
+ *                   parallel machine per turn, not one per download
+ *                   (docs/BENCHMARKS.md, Cold, side by side). Without it, and for
+ *                   an actor stopped or failed rather than done, each completion
+ *                   is its own event at once.
  *   GATE_OPENED     raised on entry to running/ok; starts what the slots allow
  *                   and reports the rest `queued`.
  *   GATE_CLOSED     raised on entry to paused/tardy; reports the waiting URLs `waiting`.
@@ -60,15 +71,16 @@
  * Several nodes (`shared`): a new URL is first `claiming` (its flight exists, so
  * askers join it, but it has no place in the queue): the provided action
  * `claimUrls` claims the task rows in the database, one statement per REQUEST,
- * and answers with CLAIMED. A URL this node now holds joins `waiting`; a URL
- * another live node holds stays a flight with that node as its `owner`, settled
- * by SETTLE when that node's outcome is heard (src/ listens to the database).
- * TAKEOVER claims again URLs whose owner's lease ran out (or that nobody holds).
+ * and answers with CLAIMED. A URL this node now holds is queued; a URL another
+ * live node holds stays a flight `elsewhere` with that node as its `owner`,
+ * settled by SETTLE when that node's outcome is heard (src/ listens to the
+ * database). TAKEOVER claims again URLs whose owner's lease ran out (or that
+ * nobody holds).
  *
  *   CLAIMED {mine, elsewhere}   claims answered: mine queue, the rest wait on their owner
  *   CLAIM_FAILED {urls, error}  the claim could not be written: those askers get the error
  *   SETTLE {url, output}        an outcome heard from another node, for a flight not running here
- *   TAKEOVER {urls}             claim these again (register them if nobody here asked)
+ *   TAKEOVER {urls}             claim these again (held for `orphanGraceMs` if nobody here asked)
  *
  *   ABORT {url}     the administrator cancels the URL's download here: a running
  *                   actor gets ABORT (its task ends as error `cancelled`); a URL
@@ -76,21 +88,26 @@
  *                   (`reportAborted` records it). A URL held by another node is
  *                   that node's to cancel.
  *
- * Failure memory: a download that ends in error or tle is remembered in
- * `context.failures` if the input's `isRemembered` says its code is about the URL
- * (not a local storage fault, not a shutdown); REQUESTs for it are answered
- * with that output, without a download, until FORGET.
+ * Failure memory: a download that ends in error or tle is remembered in the
+ * flights if the input's `isRemembered` says its code is about the URL (not a
+ * local storage fault, not a shutdown); REQUESTs for it are answered with that
+ * output, without a download, until FORGET.
  */
 import { and, assign, enqueueActions, raise, setup, stateIn } from 'xstate';
 import type { ActorRefFrom } from 'xstate';
 import { createActor } from 'xstate';
 import type { DownloadMachine } from './downloadMachine.js';
+import { Flights } from './flights.js';
+import type { Asker, Flight as FlightOf } from './flights.js';
 import type { DownloadOutput, FailureInfo } from './types.js';
 
 export type DownloadRef = ActorRefFrom<DownloadMachine>;
 
 /** The download logic as src/ provides it: the download machine with real I/O. */
 export type DownloadLogic = DownloadMachine;
+
+/** How long work found without an asker (resumed at start, taken over) waits for one by default. */
+export const ORPHAN_GRACE_MS = 30_000;
 
 export interface SupervisorInput {
   /** Downloads running at once. */
@@ -118,39 +135,38 @@ export interface SupervisorInput {
    * machine tests), each completion is sent at once.
    */
   finishLater?: (send: () => void) => void;
+  /** How long work taken over from a dead node without an asker here waits for one (default ORPHAN_GRACE_MS). */
+  orphanGraceMs?: number;
 }
 
 /** One URL in flight. */
-export interface Flight {
-  readonly url: string;
-  /** Its download actor: spawned when the URL gets a worker slot, undefined while it waits. */
-  ref: DownloadRef | undefined;
-  /** The node downloading it, when another node holds its claim (several nodes); undefined when it is this node's. */
-  owner: string | undefined;
-  /** Settles with the download's output when the URL leaves flight (done, failed, cancelled). */
-  readonly done: Promise<DownloadOutput>;
-  /** Settles `done`; called by this machine only. */
-  readonly settle: (output: DownloadOutput) => void;
-}
+export type Flight = FlightOf<DownloadRef, DownloadOutput>;
+
+export type { Asker };
 
 /** What an asker gets: the URL's flight, or an output without a download (a remembered failure, or a refusal during shutdown). */
 export type Answer = { flight: Flight } | { output: DownloadOutput };
 
 export interface SupervisorContext extends SupervisorInput {
-  /** url → its flight, for every URL in flight (waiting for a slot or running). */
-  registry: Map<string, Flight>;
-  /** URLs waiting for a worker slot, in the order they were asked for. */
-  waiting: Set<string>;
-  /** URLs whose claim is being written (several nodes), before they may wait for a slot. */
-  claiming: Set<string>;
-  /** URLs holding a worker slot (each has its actor). */
-  running: Set<string>;
+  /** Everything in flight, who waits on it, and remembered failures. */
+  flights: Flights<DownloadRef, DownloadOutput>;
   /** Why the service is tardy (empty when it is not). */
   tardyReasons: string[];
-  /** url → its last failure, answered without a download until FORGET arrives. */
-  failures: Map<string, DownloadOutput>;
   /** Downloads done and not yet reported to this machine (gathered by `finishLater`). */
   finishing: Finished[];
+  /** What the event being handled did to the flights, for the actions after it to report. */
+  made: Made;
+}
+
+/** URLs the event being handled queued, sent to be claimed, and dropped (their task rows are removed). */
+export interface Made {
+  waiting: string[];
+  claiming: string[];
+  dropped: string[];
+}
+
+function noneMade(): Made {
+  return { waiting: [], claiming: [], dropped: [] };
 }
 
 /** A download actor that completed, and its URL. */
@@ -160,7 +176,8 @@ export interface Finished {
 }
 
 export type SupervisorEvent =
-  | { type: 'REQUEST'; urls: readonly string[]; reply?: (answers: Answer[]) => void }
+  | { type: 'REQUEST'; urls: readonly string[]; asker?: Asker; reply?: (answers: Answer[]) => void; leaveAfterMs?: number }
+  | { type: 'LEAVE'; asker: Asker }
   | { type: 'FINISHED'; finished: readonly Finished[] }
   | { type: 'CLAIMED'; mine: readonly string[]; elsewhere: readonly (readonly [url: string, node: string])[] }
   | { type: 'CLAIM_FAILED'; urls: readonly string[]; error: FailureInfo }
@@ -184,31 +201,13 @@ function shuttingDown(url: string): DownloadOutput {
   return { url, status: 'error', error: { code: 'shutting_down', message: 'the service is shutting down' } };
 }
 
-/** The URLs of an event (REQUEST, TAKEOVER, CLAIMED's own) that are in `set` now, each once. */
-function urlsIn(set: Set<string>, event: SupervisorEvent): string[] {
-  const given = event.type === 'REQUEST' || event.type === 'TAKEOVER' ? event.urls : event.type === 'CLAIMED' ? event.mine : [];
-  const urls = given.length === 1 ? given : new Set(given);
-  const found: string[] = [];
-  for (const url of urls) if (set.has(url)) found.push(url);
-  return found;
-}
-
-function newFlight(url: string): Flight {
-  let settle!: (output: DownloadOutput) => void;
-  const done = new Promise<DownloadOutput>((resolve) => (settle = resolve));
-  return { url, ref: undefined, owner: undefined, done, settle };
-}
-
 function abortedOutput(url: string): DownloadOutput {
   return { url, status: 'error', error: { code: 'cancelled', message: 'the administrator cancelled this download' } };
 }
 
-/** Drops a flight that is not running here and hands `output` to its askers. */
-function settleWaiting(context: SupervisorContext, flight: Flight, output: DownloadOutput): void {
-  context.registry.delete(flight.url);
-  context.waiting.delete(flight.url);
-  context.claiming.delete(flight.url);
-  flight.settle(output);
+/** The answer of a flight dropped because nobody waits on it (nobody reads it; kept for completeness). */
+function droppedOutput(url: string): DownloadOutput {
+  return { url, status: 'error', error: { code: 'cancelled', message: 'nobody waits for this download any more' } };
 }
 
 export const supervisorMachine = setup({
@@ -218,74 +217,95 @@ export const supervisorMachine = setup({
     input: {} as SupervisorInput,
   },
   actions: {
-    /** Registers a flight for each URL not in flight already, queues it, and replies with them all. */
-    register: ({ context, event }) => {
+    /** The asker joins each URL's flight (made unless one exists) and is replied to with them all; a timed asker leaves later. */
+    register: enqueueActions(({ context, event, enqueue }) => {
       if (event.type !== 'REQUEST') return;
-      const answers: Answer[] = [];
-      for (const url of event.urls) {
-        const failure = context.failures.get(url);
-        if (failure !== undefined) {
-          answers.push({ output: failure });
-          continue;
+      const { flights } = context;
+      const asker = event.asker ?? { kind: 'anonymous' };
+      const initial = context.shared ? 'claiming' : 'waiting';
+      const made = (context.made = noneMade());
+      const answers: Answer[] = new Array<Answer>(event.urls.length);
+      for (let i = 0; i < event.urls.length; i++) {
+        const joined = flights.join(event.urls[i]!, asker, initial);
+        if ('output' in joined) answers[i] = joined;
+        else {
+          if (joined.created) made[initial].push(joined.flight.url);
+          answers[i] = { flight: joined.flight };
         }
-        let flight = context.registry.get(url);
-        if (flight === undefined) {
-          flight = newFlight(url);
-          context.registry.set(url, flight);
-          (context.shared ? context.claiming : context.waiting).add(url);
-        }
-        answers.push({ flight });
       }
+      if (event.leaveAfterMs !== undefined) enqueue.raise({ type: 'LEAVE', asker }, { delay: event.leaveAfterMs });
       event.reply?.(answers);
+    }),
+    /** LEAVE: the asker's flights forget it; those left with nobody that have not started are dropped. */
+    leave: ({ context, event }) => {
+      if (event.type !== 'LEAVE') return;
+      const gone = context.flights.leave(event.asker, droppedOutput);
+      // A waiting flight's row is this node's to remove; a claiming one's when its claim is answered (acceptClaims).
+      context.made = { ...noneMade(), dropped: gone.filter((flight) => flight.state === 'waiting').map((flight) => flight.url) };
     },
-    /** TAKEOVER: URLs whose owner's claim ran out are claimed again (and registered if nobody here asked for them). */
-    takeOver: ({ context, event }) => {
+    /** TAKEOVER: URLs whose owner's claim ran out are claimed again (and held for the grace if nobody here asked for them). */
+    takeOver: enqueueActions(({ context, event, enqueue }) => {
       if (event.type !== 'TAKEOVER') return;
+      const { flights } = context;
+      const made = (context.made = noneMade());
+      let orphans: Asker | undefined;
       for (const url of event.urls) {
-        if (context.failures.has(url)) continue;
-        const flight = context.registry.get(url);
+        if (flights.remembered(url) !== undefined) continue;
+        const flight = flights.get(url);
         if (flight === undefined) {
-          context.registry.set(url, newFlight(url));
-          context.claiming.add(url);
-        } else if (flight.owner !== undefined) {
-          flight.owner = undefined;
-          context.claiming.add(url);
+          flights.join(url, (orphans ??= { kind: 'takeover' }), 'claiming');
+          made.claiming.push(url);
+        } else if (flight.state === 'elsewhere') {
+          flights.reclaim(flight);
+          made.claiming.push(url);
         }
       }
-    },
+      if (orphans !== undefined) enqueue.raise({ type: 'LEAVE', asker: orphans }, { delay: context.orphanGraceMs ?? ORPHAN_GRACE_MS });
+    }),
     /** Claims answered: this node's URLs wait for a slot, the others wait on the node that holds them. */
     acceptClaims: ({ context, event }) => {
       if (event.type !== 'CLAIMED') return;
-      for (const url of event.mine) if (context.claiming.delete(url)) context.waiting.add(url);
+      const { flights } = context;
+      const made = (context.made = noneMade());
+      for (const url of event.mine) {
+        const flight = flights.get(url);
+        if (flight?.state === 'claiming') {
+          flights.queue(flight);
+          made.waiting.push(url);
+          // Dropped while their claim was being written: the rows claimed for nobody are removed.
+        } else if (flight === undefined) made.dropped.push(url);
+      }
       for (const [url, node] of event.elsewhere) {
-        const flight = context.registry.get(url);
-        if (context.claiming.delete(url) && flight !== undefined) flight.owner = node;
+        const flight = flights.get(url);
+        if (flight?.state === 'claiming') flights.heldBy(flight, node);
       }
     },
     /** The claims could not be written: their askers get the error (not remembered: it says nothing of the URL). */
     failClaims: ({ context, event }) => {
       if (event.type !== 'CLAIM_FAILED') return;
       for (const url of event.urls) {
-        const flight = context.registry.get(url);
-        if (flight !== undefined && context.claiming.has(url)) settleWaiting(context, flight, { url, status: 'error', error: event.error });
+        const flight = context.flights.get(url);
+        if (flight?.state === 'claiming') context.flights.settle(flight, { url, status: 'error', error: event.error });
       }
     },
     /** An outcome heard from another node settles the URL's flight, unless this node is downloading it itself. */
     settleHeard: ({ context, event }) => {
       if (event.type !== 'SETTLE') return;
-      const flight = context.registry.get(event.url);
-      if (flight !== undefined && flight.ref === undefined) settleWaiting(context, flight, event.output);
+      const flight = context.flights.get(event.url);
+      if (flight !== undefined && flight.state !== 'running') context.flights.settle(flight, event.output);
     },
     /** ABORT: stops the URL's download here and answers its askers `cancelled`. */
     abort: ({ context, event }) => {
       if (event.type !== 'ABORT') return;
-      const flight = context.registry.get(event.url);
-      if (flight === undefined || flight.owner !== undefined) return;
+      const flight = context.flights.get(event.url);
+      if (flight === undefined || flight.state === 'elsewhere') return;
       if (flight.ref !== undefined) flight.ref.send({ type: 'ABORT' });
-      else settleWaiting(context, flight, abortedOutput(event.url));
+      else context.flights.settle(flight, abortedOutput(event.url));
     },
     /** Provided from src/: records downloads cancelled before they started. */
     reportAborted: (_args, _params: { outputs: DownloadOutput[] }) => {},
+    /** Provided from src/: removes the task rows of flights dropped before they started (nobody waits on them). */
+    reportDropped: (_args, _params: { urls: string[] }) => {},
     /** Provided from src/: claims these URLs' task rows, then sends CLAIMED (or CLAIM_FAILED). */
     claimUrls: (_args, _params: { urls: string[]; status: 'queued' | 'waiting' }) => {},
     /** During shutdown: joins a running download, or answers `shutting_down` without one. */
@@ -293,24 +313,23 @@ export const supervisorMachine = setup({
       if (event.type !== 'REQUEST') return;
       event.reply?.(
         event.urls.map((url) => {
-          const existing = context.registry.get(url);
+          const existing = context.flights.get(url);
           return existing !== undefined ? { flight: existing } : { output: shuttingDown(url) };
         }),
       );
     },
-    /** Spawns and starts the download actors of waiting URLs while worker slots are free. */
+    /** Spawns and starts the download actors of waiting URLs while worker slots are free, askers taking turns. */
     startWaiting: ({ context, self }) => {
-      for (const url of context.waiting) {
-        if (context.running.size >= context.workers) break;
-        context.waiting.delete(url);
-        const flight = context.registry.get(url);
-        if (flight === undefined) continue;
-        context.running.add(url);
+      const { flights } = context;
+      while (flights.count('running') < context.workers) {
+        const flight = flights.next();
+        if (flight === undefined) break;
+        const { url } = flight;
         const ref = createActor(context.download, {
           input: { url, timeLimitMs: context.timeLimitMs, retries: context.retries },
           clock: self.system._clock,
         });
-        flight.ref = ref;
+        flights.start(flight, ref);
         const finished = () => {
           const { finishLater, finishing } = context;
           // A stopped or failed actor is reported at once (a shutdown stops the supervisor next).
@@ -330,13 +349,10 @@ export const supervisorMachine = setup({
     release: ({ context, event }) => {
       if (event.type !== 'FINISHED') return;
       for (const { url, ref } of event.finished) {
-        const flight = context.registry.get(url);
+        const flight = context.flights.get(url);
         if (flight === undefined || flight.ref !== ref) continue;
-        context.registry.delete(url);
-        context.running.delete(url);
-        flight.ref = undefined;
         // No output means the actor was stopped before it finished: the end of a shutdown.
-        flight.settle(ref.getSnapshot().output ?? shuttingDown(url));
+        context.flights.settle(flight, ref.getSnapshot().output ?? shuttingDown(url));
       }
     },
     /**
@@ -344,14 +360,15 @@ export const supervisorMachine = setup({
      * claimed, or held by another node (its task row stays, so it is resumed).
      */
     cancelWaiting: ({ context }) => {
-      for (const flight of [...context.registry.values()]) if (flight.ref === undefined) settleWaiting(context, flight, shuttingDown(flight.url));
+      const { flights } = context;
+      for (const flight of [...flights.values()]) if (flight.state !== 'running') flights.settle(flight, shuttingDown(flight.url));
     },
     /** Remembers a finished download's failure for the fail TTL, if it is about the URL (`isRemembered`). */
     rememberFailure: enqueueActions(({ context, event, enqueue }) => {
       const remember = (url: string, output: DownloadOutput | undefined, ttlMs: number) => {
         if (output?.status !== 'error' || ttlMs <= 0 || output.error.code === 'shutting_down' || !context.isRemembered(output.error.code)) return;
         // Askers from now on are told it is remembered, and until when.
-        context.failures.set(url, { url: output.url, status: 'error', error: output.error, retryAt: context.now() + ttlMs });
+        context.flights.remember(url, { url: output.url, status: 'error', error: output.error, retryAt: context.now() + ttlMs });
         enqueue.cancel(`forget:${url}`);
         enqueue.raise({ type: 'FORGET', url }, { delay: ttlMs, id: `forget:${url}` });
       };
@@ -360,7 +377,7 @@ export const supervisorMachine = setup({
     }),
     forgetFailure: enqueueActions(({ context, event, enqueue }) => {
       if (event.type !== 'FORGET') return;
-      context.failures.delete(event.url);
+      context.flights.forget(event.url);
       enqueue.cancel(`forget:${event.url}`);
     }),
     /** Persists `waiting` (gate closed) or `queued` (gate open) for every URL waiting for a slot. Provided from src/. */
@@ -378,7 +395,7 @@ export const supervisorMachine = setup({
 }).createMachine({
   id: 'supervisor',
   type: 'parallel',
-  context: ({ input }) => ({ ...input, registry: new Map(), waiting: new Set(), claiming: new Set(), running: new Set(), tardyReasons: [], failures: new Map(), finishing: [] }),
+  context: ({ input }) => ({ ...input, flights: new Flights<DownloadRef, DownloadOutput>(), tardyReasons: [], finishing: [], made: noneMade() }),
   on: {
     REQUEST: [
       { guard: 'isStopping', actions: 'refuse' },
@@ -387,34 +404,32 @@ export const supervisorMachine = setup({
         actions: [
           'register',
           // Reported before it may start, so a task's changes arrive in order: queued, downloading, …
-          { type: 'reportWaiting', params: ({ context, event }) => ({ urls: urlsIn(context.waiting, event), status: 'queued' as const }) },
-          { type: 'claimUrls', params: ({ context, event }) => ({ urls: urlsIn(context.claiming, event), status: 'queued' as const }) },
+          { type: 'reportWaiting', params: ({ context }) => ({ urls: context.made.waiting, status: 'queued' as const }) },
+          { type: 'claimUrls', params: ({ context }) => ({ urls: context.made.claiming, status: 'queued' as const }) },
           'startWaiting',
         ],
       },
       {
         actions: [
           'register',
-          { type: 'reportWaiting', params: ({ context, event }) => ({ urls: urlsIn(context.waiting, event), status: 'waiting' as const }) },
-          { type: 'claimUrls', params: ({ context, event }) => ({ urls: urlsIn(context.claiming, event), status: 'waiting' as const }) },
+          { type: 'reportWaiting', params: ({ context }) => ({ urls: context.made.waiting, status: 'waiting' as const }) },
+          { type: 'claimUrls', params: ({ context }) => ({ urls: context.made.claiming, status: 'waiting' as const }) },
         ],
       },
     ],
+    LEAVE: { actions: ['leave', { type: 'reportDropped', params: ({ context }) => ({ urls: context.made.dropped }) }] },
     TAKEOVER: [
       { guard: 'isStopping' },
       {
-        actions: [
-          'takeOver',
-          { type: 'claimUrls', params: ({ context, event }) => ({ urls: urlsIn(context.claiming, event), status: 'queued' as const }) },
-        ],
+        actions: ['takeOver', { type: 'claimUrls', params: ({ context }) => ({ urls: context.made.claiming, status: 'queued' as const }) }],
       },
     ],
     CLAIMED: [
       {
         guard: 'isOpen',
-        actions: ['acceptClaims', { type: 'reportWaiting', params: ({ context, event }) => ({ urls: urlsIn(context.waiting, event), status: 'queued' as const }) }, 'startWaiting'],
+        actions: ['acceptClaims', { type: 'reportDropped', params: ({ context }) => ({ urls: context.made.dropped }) }, { type: 'reportWaiting', params: ({ context }) => ({ urls: context.made.waiting, status: 'queued' as const }) }, 'startWaiting'],
       },
-      { actions: ['acceptClaims', { type: 'reportWaiting', params: ({ context, event }) => ({ urls: urlsIn(context.waiting, event), status: 'waiting' as const }) }] },
+      { actions: ['acceptClaims', { type: 'reportDropped', params: ({ context }) => ({ urls: context.made.dropped }) }, { type: 'reportWaiting', params: ({ context }) => ({ urls: context.made.waiting, status: 'waiting' as const }) }] },
     ],
     CLAIM_FAILED: { actions: 'failClaims' },
     ABORT: {
@@ -423,8 +438,8 @@ export const supervisorMachine = setup({
         {
           type: 'reportAborted',
           params: ({ context, event }) => {
-            const flight = event.type === 'ABORT' ? context.registry.get(event.url) : undefined;
-            return { outputs: flight !== undefined && flight.ref === undefined && flight.owner === undefined ? [abortedOutput(flight.url)] : [] };
+            const flight = event.type === 'ABORT' ? context.flights.get(event.url) : undefined;
+            return { outputs: flight !== undefined && (flight.state === 'waiting' || flight.state === 'claiming') ? [abortedOutput(flight.url)] : [] };
           },
         },
         'abort',
@@ -439,10 +454,10 @@ export const supervisorMachine = setup({
     FORGET: { actions: 'forgetFailure' },
     GATE_OPENED: {
       guard: 'isOpen',
-      actions: ['startWaiting', { type: 'reportWaiting', params: ({ context }) => ({ urls: [...context.waiting], status: 'queued' as const }) }],
+      actions: ['startWaiting', { type: 'reportWaiting', params: ({ context }) => ({ urls: context.flights.urls('waiting'), status: 'queued' as const }) }],
     },
     GATE_CLOSED: {
-      actions: { type: 'reportWaiting', params: ({ context }) => ({ urls: [...context.waiting], status: 'waiting' as const }) },
+      actions: { type: 'reportWaiting', params: ({ context }) => ({ urls: context.flights.urls('waiting'), status: 'waiting' as const }) },
     },
   },
   states: {

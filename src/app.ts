@@ -142,7 +142,7 @@ async function startOnPort(config: Config, logger: Logger, bound: Server, opened
   });
   const cacheLimits = new CacheLimits({ covers, deletions, runner: deletionRunner, logger, maxAgeHours: config.maxAgeHours, maxCacheBytes: config.maxCacheBytes });
   const client = createHttpClient({ allowPrivateNetwork: config.allowPrivateNetwork, userAgent });
-  const downloads = createDownloads({ config, store, client, logger, stats, onStored: () => cacheLimits.kick() });
+  const downloads = createDownloads({ config, store, client, logger, stats, onStored: () => cacheLimits.kick(), orphanGraceMs: config.resumeGrace * 1000 });
   const guard = new ResourceGuard({
     coversDir: config.coversDir,
     limits: config,

@@ -55,6 +55,12 @@ export interface Config {
   retries: number;
   /** Seconds a failed URL answers from its recorded failure before it is tried again. Default 300. */
   failTtl: number;
+  /**
+   * Seconds that downloads found unfinished at start (or taken over from a dead
+   * node) with nobody waiting wait for an asker (a reconnecting client, a resumed
+   * job) before they are dropped. Default 30.
+   */
+  resumeGrace: number;
   /** `WxH` crops to fill at that size; `null` (flag value `off`) keeps the original bytes. Default 320x200. */
   resize: ResizeSpec | null;
   /** URLs accepted in one check request. Default 1000. */
@@ -308,6 +314,14 @@ export const options: { [K in keyof Config]: OptionSpec<K> } = {
     placeholder: 'SECONDS',
     help: 'seconds a failed URL is answered from its recorded failure before it is tried again',
   },
+  resumeGrace: {
+    key: 'resumeGrace',
+    flag: 'resume-grace',
+    parse: num(0, 86400, false),
+    group: 'Downloads',
+    placeholder: 'SECONDS',
+    help: 'seconds downloads resumed at start (or taken over) wait for someone to ask for them again before they are dropped',
+  },
   resize: {
     key: 'resize',
     flag: 'resize',
@@ -462,6 +476,7 @@ export const defaults = {
   maxBytes: 10 * 1024 * 1024,
   retries: 2,
   failTtl: 300,
+  resumeGrace: 30,
   resize: { width: 320, height: 200 },
   maxBatch: 1000,
   clientToken: undefined,

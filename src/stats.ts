@@ -16,6 +16,8 @@ export class Stats {
   misses = 0;
   /** Askers that joined a download already in flight. */
   coalesced = 0;
+  /** Queued downloads dropped before they started because nobody waited for them any more. */
+  dropped = 0;
   downloadsOk = 0;
   downloadsError = 0;
   downloadsTle = 0;
@@ -58,6 +60,7 @@ export class Stats {
       hits: this.hits,
       misses: this.misses,
       coalesced: this.coalesced,
+      dropped: this.dropped,
       downloads: { ok: this.downloadsOk, error: this.downloadsError, tle: this.downloadsTle },
       bytes: this.bytes,
       connections: this.connections.client + this.connections.admin + this.connections.legacy,

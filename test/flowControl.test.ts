@@ -21,6 +21,7 @@ describe('flow control on a client socket', () => {
         new Promise<CheckResult[]>((resolve) => {
           calls.push({ urls, settle: () => resolve(urls.map((url) => ({ url, status: 'skipped' as const }))) });
         }),
+      leave: () => {},
     };
     const server = new WebSocketServer({ host: '127.0.0.1', port: 0 });
     server.on('connection', (socket) => serveClientSocket(socket, { checks, maxBatch: 100, logger: quiet, version: '0.0.0-test', maxUrlsInProgress: 10 }, new ResultRounds()));

@@ -260,7 +260,7 @@ describe('the legacy port binding', () => {
       },
     });
     const logger = createLogger({ logLevel: 'info', logFormat: 'json' }, stream);
-    const checks = { check: async () => [] };
+    const checks = { check: async () => [], leave: () => {} };
     const loopback = await startLegacyServer('127.0.0.1', 0, { checks, logger, stats: new Stats(), maxBatch: 10 });
     await loopback.close();
     assert.equal(lines.filter((l) => l.level === 'warn').length, 0);

@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import { createActor, SimulatedClock } from 'xstate';
 import { downloadMachine } from '../machines/downloadMachine.js';
 import { gateStatus, supervisorMachine } from '../machines/supervisorMachine.js';
-import type { Answer, Flight } from '../machines/supervisorMachine.js';
+import type { Answer, Asker, Flight } from '../machines/supervisorMachine.js';
 import { controllableFetch, flush } from './helpers/fakeFetch.js';
 
 function setupSupervisor(workers = 3, failTtlMs = 0, finishLater?: (send: () => void) => void) {
@@ -11,7 +11,13 @@ function setupSupervisor(workers = 3, failTtlMs = 0, finishLater?: (send: () => 
   const clock = new SimulatedClock();
   const download = downloadMachine.provide({ actors: { fetchCover: fetch.logic } });
   const waitingReports: { urls: string[]; status: string }[] = [];
-  const logic = supervisorMachine.provide({ actions: { reportWaiting: (_, params) => waitingReports.push(params) } });
+  const droppedReports: string[] = [];
+  const logic = supervisorMachine.provide({
+    actions: {
+      reportWaiting: (_, params) => waitingReports.push(params),
+      reportDropped: (_, params) => droppedReports.push(...params.urls),
+    },
+  });
   // The table of src/errors.ts: a local storage fault is not the URL's answer.
   const isRemembered = (code: string) => code !== 'disk_full';
   const supervisor = createActor(logic, { input: { workers, download, timeLimitMs: 10_000, retries: 0, failTtlMs, isRemembered, shared: false, now: () => clock.now(), ...(finishLater ? { finishLater } : {}) }, clock });
@@ -27,8 +33,18 @@ function setupSupervisor(workers = 3, failTtlMs = 0, finishLater?: (send: () => 
     assert.ok('flight' in replied, `${url} is in flight`);
     return replied.flight;
   };
+  /** `asker` asks for `urls` in one REQUEST; their flights, in order. */
+  const askAs = (asker: Asker, urls: string[], leaveAfterMs?: number): Flight[] => {
+    let replied: Answer[] | undefined;
+    supervisor.send({ type: 'REQUEST', urls, asker, reply: (a) => (replied = a), ...(leaveAfterMs === undefined ? {} : { leaveAfterMs }) });
+    assert.ok(replied);
+    return replied.map((a) => {
+      assert.ok('flight' in a);
+      return a.flight;
+    });
+  };
   const context = () => supervisor.getSnapshot().context;
-  return { supervisor, fetch, clock, ask, answer, context, waitingReports };
+  return { supervisor, fetch, clock, ask, askAs, answer, context, waitingReports, droppedReports };
 }
 
 describe('supervisorMachine', () => {
@@ -43,7 +59,7 @@ describe('supervisorMachine', () => {
     const outputs = await Promise.all(flights.map((flight) => flight.done));
     assert.ok(outputs.every((o) => o === outputs[0] && o.status === 'ok'), 'every asker gets the same output');
     assert.equal(ref.getSnapshot().status, 'done', 'the flight settles from the actor completing');
-    assert.equal(context().registry.size, 0, 'a finished flight leaves the registry');
+    assert.equal(context().flights.size, 0, 'a finished flight leaves the registry');
   });
 
   it('with finishLater, the downloads done in one turn reach it as one FINISHED; a stopped one at once', async () => {
@@ -61,7 +77,7 @@ describe('supervisorMachine', () => {
     await flush();
     assert.equal(flights[0]!.ref!.getSnapshot().status, 'done');
     assert.equal(later.length, 1, 'one send gathered for both');
-    assert.equal(context().running.size, 2, 'their slots are freed only when the supervisor hears of them');
+    assert.equal(context().flights.count('running'), 2, 'their slots are freed only when the supervisor hears of them');
     assert.equal(fetch.pending.length, 0);
 
     later.shift()!();
@@ -69,7 +85,7 @@ describe('supervisorMachine', () => {
     assert.equal((await flights[0]!.done).status, 'ok');
     const failed = await flights[1]!.done;
     assert.equal(failed.status === 'error' && failed.error.code, 'http_status');
-    assert.ok(context().failures.has('https://a.hdslb.com/b.jpg'), 'a failure in a gathered FINISHED is remembered');
+    assert.ok((context().flights.remembered('https://a.hdslb.com/b.jpg') !== undefined), 'a failure in a gathered FINISHED is remembered');
     assert.equal(fetch.pending.length, 2, 'both freed slots start the next URLs');
 
     const stopped = flights[2]!.ref!;
@@ -90,7 +106,7 @@ describe('supervisorMachine', () => {
     const { ask, fetch, context } = setupSupervisor(2);
     const flights = Array.from({ length: 50 }, (_, i) => ask(`https://a.hdslb.com/w${i}.jpg`));
     assert.equal(flights.filter((flight) => flight.ref !== undefined).length, 2);
-    assert.equal(context().waiting.size, 48);
+    assert.equal(context().flights.count('waiting'), 48);
     fetch.succeed();
     await flush();
     assert.equal(flights[0]!.ref, undefined, 'a finished flight lets go of its actor');
@@ -103,7 +119,7 @@ describe('supervisorMachine', () => {
     const urls = Array.from({ length: 10 }, (_, i) => `https://a.hdslb.com/${i}.jpg`);
     const flights = urls.map(ask);
     assert.equal(fetch.pending.length, 3);
-    assert.equal(context().waiting.size, 7);
+    assert.equal(context().flights.count('waiting'), 7);
 
     let maxOpen = fetch.pending.length;
     while (fetch.pending.length > 0) {
@@ -120,8 +136,8 @@ describe('supervisorMachine', () => {
     );
     const outputs = await Promise.all(flights.map((flight) => flight.done));
     assert.equal(outputs.filter((o) => o.status === 'ok').length, 10);
-    assert.equal(context().registry.size, 0);
-    assert.equal(context().running.size, 0);
+    assert.equal(context().flights.size, 0);
+    assert.equal(context().flights.count('running'), 0);
   });
 
   it('holds new downloads while paused and starts them on resume', async () => {
@@ -176,7 +192,7 @@ describe('supervisorMachine', () => {
     assert.equal((await running.done).status, 'ok');
     await flush();
     assert.equal(fetch.started.length, 1, 'nothing new started');
-    assert.equal(context().registry.size, 0);
+    assert.equal(context().flights.size, 0);
   });
 
   it('answers a failed URL from memory until the fail TTL passes, then downloads it again', async () => {
@@ -186,7 +202,7 @@ describe('supervisorMachine', () => {
     fetch.fail({ code: 'http_status', message: 'HTTP 404', detail: 404 });
     assert.equal((await flight.done).status, 'error');
     await flush();
-    assert.equal(context().registry.size, 0);
+    assert.equal(context().flights.size, 0);
 
     const remembered = answer(url);
     assert.ok('output' in remembered, 'answered from memory, no actor');
@@ -196,7 +212,7 @@ describe('supervisorMachine', () => {
     assert.equal(fetch.started.length, 1, 'the origin is not asked within the TTL');
 
     clock.increment(1);
-    assert.equal(context().failures.size, 0);
+    assert.equal(context().flights.rememberedCount, 0);
     const fresh = answer(url);
     assert.ok('flight' in fresh, 'after the TTL the URL is downloaded again');
     assert.equal(fetch.started.length, 2);
@@ -221,7 +237,7 @@ describe('supervisorMachine', () => {
     fetch.fail({ code: 'disk_full', message: 'could not store the cover file: no space left' });
     assert.equal((await flight.done).status, 'error');
     await flush();
-    assert.equal(context().failures.has('full'), false);
+    assert.equal((context().flights.remembered('full') !== undefined), false);
     assert.ok('flight' in answer('full'), 'the next ask downloads again');
     supervisor.send({ type: 'REMEMBER', url: 'old', output: { url: 'old', status: 'error', error: { code: 'disk_full', message: 'full' } }, ttlMs: 60_000 });
     assert.ok('flight' in answer('old'));
@@ -234,7 +250,7 @@ describe('supervisorMachine', () => {
     supervisor.send({ type: 'SHUTDOWN' });
     await waiting.done;
     await flush();
-    assert.equal(context().failures.has('w'), false);
+    assert.equal((context().flights.remembered('w') !== undefined), false);
   });
 
   it('reports URLs held by a closed gate as waiting, and as queued when it opens', () => {
@@ -269,7 +285,7 @@ describe('supervisorMachine', () => {
     assert.equal(flightOf(answers[0]!), flightOf(answers[4]!), 'the same URL twice in a batch is one flight');
     assert.deepEqual(flightOf(answers[0]!)?.url, urls[0]);
     assert.deepEqual(flightOf(answers[3]!)?.url, urls[3]);
-    assert.equal(context().registry.size, 3);
+    assert.equal(context().flights.size, 3);
     assert.deepEqual(waitingReports.slice(before), [{ urls: ['https://a.hdslb.com/b1.jpg', 'https://a.hdslb.com/b2.jpg'], status: 'queued' }], 'the new URLs reported queued once, together');
     while (fetch.pending.length > 0) {
       fetch.succeed();
@@ -292,8 +308,8 @@ describe('supervisorMachine', () => {
       const start = process.hrtime.bigint();
       for (let i = 0; i < n; i++) ask(`https://a.hdslb.com/${n}/${i}.jpg`);
       const ms = Number(process.hrtime.bigint() - start) / 1e6;
-      assert.equal(context().registry.size, n);
-      assert.equal(context().running.size, 10);
+      assert.equal(context().flights.size, n);
+      assert.equal(context().flights.count('running'), 10);
       supervisor.send({ type: 'SHUTDOWN' });
       return ms;
     };
@@ -302,5 +318,63 @@ describe('supervisorMachine', () => {
     const small = Math.min(timeFor(2500), timeFor(2500), timeFor(2500));
     const large = Math.min(timeFor(10_000), timeFor(10_000), timeFor(10_000));
     assert.ok(large / small < 9, `10k took ${large.toFixed(0)} ms, 2.5k took ${small.toFixed(0)} ms: ratio ${(large / small).toFixed(1)}`);
+  });
+
+  it('drops the queued downloads of an asker that leaves, and lets its running ones finish', async () => {
+    const { askAs, supervisor, fetch, context, droppedReports } = setupSupervisor(2);
+    const leaving: Asker = { kind: 'socket' };
+    const staying: Asker = { kind: 'socket' };
+    const urls = Array.from({ length: 10 }, (_, i) => `https://a.hdslb.com/leave/${i}.jpg`);
+    const flights = askAs(leaving, urls);
+    askAs(staying, [urls[5]!]);
+    assert.equal(fetch.pending.length, 2);
+    supervisor.send({ type: 'LEAVE', asker: leaving });
+    // 0 and 1 run, 5 has another asker; the other seven are dropped and their rows removed.
+    assert.deepEqual(droppedReports.sort(), [2, 3, 4, 6, 7, 8, 9].map((i) => urls[i]!).sort());
+    assert.equal(context().flights.size, 3);
+    assert.equal(((await flights[3]!.done) as { error: { code: string } }).error.code, 'cancelled');
+    fetch.succeed();
+    fetch.succeed();
+    await flush();
+    assert.deepEqual(
+      fetch.started.map((s) => s.url),
+      [urls[0], urls[1], urls[5]],
+      'only what someone waits on started',
+    );
+    fetch.succeed();
+    await flush();
+    assert.equal((await flights[5]!.done).status, 'ok');
+    assert.equal(context().flights.size, 0);
+  });
+
+  it('starts another asker\'s new URL at the next free slot, whatever one asker has queued', async () => {
+    const { askAs, fetch } = setupSupervisor(2);
+    const bulk: Asker = { kind: 'socket' };
+    askAs(bulk, Array.from({ length: 500 }, (_, i) => `https://a.hdslb.com/bulk/${i}.jpg`));
+    const [late] = askAs({ kind: 'socket' }, ['https://a.hdslb.com/late.jpg']);
+    fetch.succeed();
+    await flush();
+    assert.equal(fetch.started.at(-1)!.url, 'https://a.hdslb.com/late.jpg', 'the first slot freed goes to the late asker');
+    fetch.succeed('https://a.hdslb.com/late.jpg');
+    assert.equal((await late!.done).status, 'ok');
+    assert.equal(fetch.started.length, 4);
+  });
+
+  it('drops work held for a grace (leaveAfterMs) once the grace passes with nobody else asking', async () => {
+    const { askAs, clock, context, fetch, droppedReports } = setupSupervisor(1);
+    const resumed: Asker = { kind: 'resumed' };
+    const urls = ['https://a.hdslb.com/r/1.jpg', 'https://a.hdslb.com/r/2.jpg', 'https://a.hdslb.com/r/3.jpg'];
+    askAs(resumed, urls, 5_000);
+    // A client comes back and asks for the third before the grace ends.
+    const [third] = askAs({ kind: 'socket' }, [urls[2]!]);
+    clock.increment(4_999);
+    assert.equal(context().flights.size, 3);
+    clock.increment(1);
+    assert.deepEqual(droppedReports, [urls[1]]);
+    fetch.succeed();
+    await flush();
+    fetch.succeed();
+    assert.equal((await third!.done).status, 'ok');
+    assert.deepEqual(fetch.started.map((s) => s.url), [urls[0], urls[2]]);
   });
 });

@@ -7,6 +7,10 @@
  *                          `onWaited` is called for each such position as soon
  *                          as its answer is known
  *
+ * Each check is asked for an `Asker` (the connection, request or job it came
+ * from): the downloads know who waits on them, and `leave(asker)` drops the
+ * queued downloads that only that asker waited for.
+ *
  * Duplicate URLs share one lookup and one download and are answered at every
  * position.
  */
@@ -16,6 +20,7 @@ import type { Downloads } from '../downloads/index.js';
 import type { Stats } from '../stats.js';
 import type { CoverIndex, CoverRow } from '../store/index.js';
 import type { CoverSource, DownloadOutput, StoredCover } from '../../machines/types.js';
+import type { Asker } from '../../machines/flights.js';
 import type { CheckResult, CheckStatus } from '../../client/src/protocol.js';
 
 export type { CheckResult, CheckStatus };
@@ -23,7 +28,7 @@ export type { CheckResult, CheckStatus };
 export interface CheckDeps {
   config: Pick<Config, 'allowHosts'>;
   covers: CoverIndex;
-  downloads: Pick<Downloads, 'askMany' | 'inFlight'>;
+  downloads: Pick<Downloads, 'askMany' | 'inFlight' | 'leave'>;
   stats: Stats;
   /** Base of the cover URLs, ending in `/`. */
   publicUrl: () => string;
@@ -92,7 +97,21 @@ export class CoverChecks {
     return { url: output.url, status: 'error', error };
   };
 
-  async check(urls: readonly string[], onWaited: (index: number, result: CheckResult) => void = () => {}): Promise<CheckResult[]> {
+  /** A new asker, for one connection, request or job. */
+  static asker(kind: string): Asker {
+    return { kind };
+  }
+
+  /** `asker` waits on nothing any more (its connection closed, its request gave up): the downloads only it waited for and that have not started are dropped. */
+  leave(asker: Asker): void {
+    this.deps.downloads.leave(asker);
+  }
+
+  /**
+   * Answers every URL of `urls` in input order, for `asker` (by default one of
+   * its own, which never leaves: its downloads are never dropped).
+   */
+  async check(urls: readonly string[], onWaited: (index: number, result: CheckResult) => void = () => {}, asker: Asker = { kind: 'check' }): Promise<CheckResult[]> {
     const { stats, covers, downloads, config } = this.deps;
     stats.checks++;
     stats.urls += urls.length;
@@ -155,20 +174,21 @@ export class CoverChecks {
     // A URL being downloaded right now is not stored yet: join its download without
     // asking the index (a herd of checks for the same URLs then costs no lookups).
     const lookup: string[] = [];
-    let joined: Set<string> | undefined;
-    const flying = downloads.inFlight();
-    for (const [url, at] of positions) {
-      const flight = flying.size > 0 ? flying.get(url) : undefined;
-      if (flight !== undefined) {
-        (joined ??= new Set()).add(url);
-        answerWhenDone(at, flight.done, true);
-      } else if (url.startsWith('http')) lookup.push(url);
+    let joined: string[] | undefined;
+    for (const url of positions.keys()) {
+      if (downloads.inFlight(url) !== undefined) (joined ??= []).push(url);
+      else if (url.startsWith('http')) lookup.push(url);
     }
+    if (joined !== undefined) {
+      const asked = downloads.askMany(joined, asker);
+      for (let i = 0; i < joined.length; i++) answerWhenDone(positions.get(joined[i]!)!, asked[i]!.done, asked[i]!.coalesced);
+    }
+    const wasJoined = joined === undefined ? undefined : new Set(joined);
     // Any other URL may have a custom cover, so the index is asked about all of them.
     const stored = await covers.findMany(lookup, { touch: true });
     const missed: string[] = [];
     for (const [url, at] of positions) {
-      if (joined?.has(url)) continue;
+      if (wasJoined?.has(url)) continue;
       const row = stored.get(url);
       if (row) {
         stats.hits += typeof at === 'number' ? 1 : at.length;
@@ -181,7 +201,7 @@ export class CoverChecks {
     }
     // The misses are handed over together: one supervisor event per check.
     if (missed.length > 0) {
-      const asked = downloads.askMany(missed);
+      const asked = downloads.askMany(missed, asker);
       for (let i = 0; i < missed.length; i++) answerWhenDone(positions.get(missed[i]!)!, asked[i]!.done, asked[i]!.coalesced);
     }
     if (waiting > 0) await allAnswered;

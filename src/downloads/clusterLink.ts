@@ -1,13 +1,15 @@
 /**
  * This node among the others on its database, as supervisor events. Within one
- * process the supervisor's registry is the one record of what is in flight;
+ * process the supervisor's flights are the one record of what is in flight;
  * across nodes the database is, and this turns what it says into events:
  *
  *   heard outcomes  another node's final status of a URL settles this node's
  *                   flight for it (SETTLE: askers here are answered) and, for a
  *                   failure about the URL, is remembered here too (REMEMBER);
  *                   another node queueing, starting or removing a URL forgets
- *                   a failure remembered here (FORGET)
+ *                   a failure remembered here (FORGET); a URL awaited here whose
+ *                   row another node removed (it dropped the download: nobody
+ *                   waited there any more) is claimed here (TAKEOVER)
  *   heartbeat       every lease/3: this node's row in `nodes`, and all its
  *                   claims renewed in one statement
  *   takeover        every second (at most lease/5): unfinished tasks whose
@@ -68,6 +70,7 @@ export class ClusterLink {
     const status = patch.status;
     if (change.removed || status === undefined) {
       this.send({ type: 'FORGET', url });
+      if (this.deps.supervisor.getSnapshot().context.flights.get(url)?.state === 'elsewhere') this.send({ type: 'TAKEOVER', urls: [url] });
     } else if (status === 'ok') {
       this.send({ type: 'FORGET', url });
       void this.settleOk(url);
@@ -103,8 +106,8 @@ export class ClusterLink {
 
   /** A URL another node stored: its row answers the askers waiting here (read from the table, not from memory). */
   private async settleOk(url: string): Promise<void> {
-    const flight = this.deps.supervisor.getSnapshot().context.registry.get(url);
-    if (flight === undefined || flight.ref !== undefined) return;
+    const flight = this.deps.supervisor.getSnapshot().context.flights.get(url);
+    if (flight === undefined || flight.state === 'running') return;
     try {
       const row = await this.deps.store.covers.find(url);
       if (row) this.send({ type: 'SETTLE', url, output: { url, status: 'ok', cover: storedCover(row), source: row.source === 'custom' ? 'custom' : 'download' } });
@@ -118,8 +121,7 @@ export class ClusterLink {
 
   /** Reads again every flight this node awaits from another node (or the database), and settles or takes over what it must. */
   private async resync(): Promise<void> {
-    const { registry } = this.deps.supervisor.getSnapshot().context;
-    const awaited = [...registry.values()].filter((flight) => flight.owner !== undefined).map((flight) => flight.url);
+    const awaited = this.deps.supervisor.getSnapshot().context.flights.urls('elsewhere');
     if (awaited.length === 0) return;
     const rows = new Map<string, TaskRow>();
     for (let i = 0; i < awaited.length; i += 500) {

@@ -1,12 +1,13 @@
 /**
  * The supervisor's wiring: the pure machines of machines/ given their real I/O.
  *
- * `askMany(urls)` joins the URLs already in flight and hands the rest to the
- * supervisor in one event; it replies with each URL's flight (new, or the one
- * already in flight), and the caller awaits `flight.done`,
- * which the supervisor settles when the URL's download actor completes. Nothing
- * here keeps its own record of what is in flight: the supervisor's registry is
- * the only one.
+ * `askMany(urls, asker)` hands the URLs to the supervisor in one event, for
+ * `asker` (a connection, a request, a job); it replies with each URL's flight
+ * (new, or the one already in flight), and the caller awaits `flight.done`,
+ * which the supervisor settles when the URL's download actor completes.
+ * `leave(asker)` says the asker waits on nothing any more: what it alone waited
+ * for and has not started is dropped. Nothing here keeps its own record of
+ * what is in flight: the supervisor's flights are the only one.
  *
  * On a database several nodes share, the supervisor claims a URL's task row
  * before it may start (the provided `claimUrls`), and `ClusterLink` turns what
@@ -21,8 +22,8 @@ import type { HttpClient } from '../fetch/index.js';
 import type { Logger } from '../logger.js';
 import type { Stats } from '../stats.js';
 import type { Store, TaskPatch, TaskRow } from '../store/index.js';
-import { downloadMachine, gateStatus, supervisorMachine } from '../../machines/index.js';
-import type { Answer, DownloadOutput, FetchCoverInput, FetchCoverOutput, GateStatus, TaskStatus } from '../../machines/index.js';
+import { downloadMachine, gateStatus, ORPHAN_GRACE_MS, supervisorMachine } from '../../machines/index.js';
+import type { Answer, Asker, DownloadOutput, FetchCoverInput, FetchCoverOutput, Flight, GateStatus, TaskStatus } from '../../machines/index.js';
 import { ClusterLink } from './clusterLink.js';
 import { fetchCover } from './fetchCover.js';
 
@@ -34,6 +35,8 @@ export interface DownloadsDeps {
   stats: Stats;
   /** Called after a cover was downloaded and stored. */
   onStored?: () => void;
+  /** How long work resumed at start or taken over without an asker waits for one (default ORPHAN_GRACE_MS). */
+  orphanGraceMs?: number;
 }
 
 /** A task starting over: no error, no bytes yet. */
@@ -50,13 +53,15 @@ export interface Asked {
 
 export interface Downloads {
   /**
-   * Each URL's download outcome, in order: `done` settles with it (it never
-   * rejects); `coalesced` when the asker joined a download already in flight.
-   * The URLs not in flight reach the supervisor as one event.
+   * Each URL's download outcome, in order, for `asker`: `done` settles with it
+   * (it never rejects); `coalesced` when the asker joined a download already in
+   * flight. The URLs reach the supervisor as one event.
    */
-  askMany(urls: readonly string[]): Asked[];
-  /** The URLs in flight now, each with the promise of its outcome (the supervisor's registry, read-only). */
-  inFlight(): ReadonlyMap<string, { readonly done: Promise<DownloadOutput> }>;
+  askMany(urls: readonly string[], asker: Asker): Asked[];
+  /** The asker waits on nothing any more: downloads only it waited for are dropped unless they started. */
+  leave(asker: Asker): void;
+  /** The URL's flight, if it is in flight now (read-only). */
+  inFlight(url: string): Pick<Flight, 'url' | 'state' | 'done'> | undefined;
   status(): GateStatus;
   tardyReasons(): string[];
   /**
@@ -65,14 +70,16 @@ export interface Downloads {
    */
   counts(): { queued: number; downloading: number; inFlight: number; actors: number; elsewhere: number };
   /**
-   * At start: re-asks every unfinished task (nobody waits on them; they are
-   * stored for the next check) and remembers failures still within the fail TTL.
+   * At start: re-asks every unfinished task and remembers failures still within
+   * the fail TTL. Nobody waits on the resumed tasks yet: they are held for
+   * `orphanGraceMs`, so a client that reconnects (or a job that resumes) can
+   * ask again and join them, and then dropped unless someone did.
    * Returns how many downloads were resumed.
    */
   restore(unfinished: readonly TaskRow[], failures: readonly TaskRow[], now?: number): number;
   /** Forgets a remembered failure, so the next ask downloads again. */
   forget(url: string): void;
-  /** Forgets these URLs' failures and downloads them again now, nobody waiting on them (the admin's retry), in one event. */
+  /** Forgets these URLs' failures and downloads them again now for the administrator (never dropped), in one event. */
   retry(urls: readonly string[]): void;
   /**
    * Cancels the URL's download on this node (running or queued): its askers and
@@ -210,6 +217,14 @@ export function createDownloads(deps: DownloadsDeps): Downloads {
       reportWaiting: (_, { urls, status }) => {
         for (const url of urls) report(url, status, FRESH);
       },
+      reportDropped: (_, { urls }) => {
+        if (urls.length === 0) return;
+        stats.dropped += urls.length;
+        logger.debug('dropped downloads nobody waits for', { count: urls.length });
+        for (const url of urls) {
+          tasks.remove(url).catch((error: unknown) => logger.warn('could not remove a dropped task', { url, error: (error as Error).message }));
+        }
+      },
       reportAborted: (_, { outputs }) => {
         for (const output of outputs) {
           if (output.status === 'error') report(output.url, 'error', { finishedAt: Date.now(), errorCode: output.error.code, errorMessage: output.error.message });
@@ -240,14 +255,16 @@ export function createDownloads(deps: DownloadsDeps): Downloads {
       now: Date.now,
       // The downloads done in one turn reach the supervisor as one FINISHED.
       finishLater: setImmediate,
+      orphanGraceMs: deps.orphanGraceMs ?? ORPHAN_GRACE_MS,
     },
   });
   supervisor.start();
 
+  const flights = () => supervisor.getSnapshot().context.flights;
   const counts = () => {
-    const { waiting, claiming, running, registry } = supervisor.getSnapshot().context;
-    const queued = waiting.size + claiming.size;
-    return { queued, downloading: running.size, inFlight: registry.size, actors: liveActors.size, elsewhere: registry.size - queued - running.size };
+    const all = flights();
+    const queued = all.count('waiting') + all.count('claiming');
+    return { queued, downloading: all.count('running'), inFlight: all.size, actors: liveActors.size, elsewhere: all.count('elsewhere') };
   };
   const cluster = new ClusterLink({
     store,
@@ -261,33 +278,27 @@ export function createDownloads(deps: DownloadsDeps): Downloads {
     logger,
   });
 
+  /** The administrator's retries: never dropped (nobody leaves on its behalf). */
+  const adminRetry: Asker = { kind: 'admin' };
   const outputOf = (given: Answer) => ('output' in given ? Promise.resolve(given.output) : given.flight.done);
 
-  const askMany = (urls: readonly string[]): Asked[] => {
-    // Joining a download in flight, or a remembered failure, is read from the
-    // supervisor's own registry: no event, so a herd of askers costs no transitions.
-    const { registry, failures } = supervisor.getSnapshot().context;
+  const askMany = (urls: readonly string[], asker: Asker, leaveAfterMs?: number): Asked[] => {
     const asked: Asked[] = new Array<Asked>(urls.length);
-    const fresh: string[] = [];
-    const freshAt: number[] = [];
+    if (urls.length === 0) return asked;
+    // Which URLs join a download in flight is known before the event (for the coalesced count).
+    const all = flights();
     for (let i = 0; i < urls.length; i++) {
       const url = urls[i]!;
-      const failure = failures.get(url);
-      const inFlight = failure === undefined ? registry.get(url) : undefined;
-      if (failure !== undefined) asked[i] = { done: Promise.resolve(failure), coalesced: false };
-      else if (inFlight !== undefined) asked[i] = { done: inFlight.done, coalesced: true };
-      else {
-        fresh.push(url);
-        freshAt.push(i);
-      }
+      asked[i] = { done: undefined as unknown as Promise<DownloadOutput>, coalesced: all.remembered(url) === undefined && all.has(url) };
     }
-    if (fresh.length === 0) return asked;
-    // The new URLs go to the supervisor as one event.
+    // The URLs go to the supervisor as one event.
     let answers: Answer[] | undefined;
     let deferred: ((answers: Answer[]) => void) | undefined;
     supervisor.send({
       type: 'REQUEST',
-      urls: fresh,
+      urls,
+      asker,
+      ...(leaveAfterMs === undefined ? {} : { leaveAfterMs }),
       reply: (given) => {
         if (deferred) deferred(given);
         else answers = given;
@@ -296,18 +307,16 @@ export function createDownloads(deps: DownloadsDeps): Downloads {
     // The supervisor replies at once unless it is busy with another event (then it
     // replies when it gets to this one).
     const later = answers === undefined ? new Promise<Answer[]>((resolve) => (deferred = resolve)) : undefined;
-    for (let k = 0; k < fresh.length; k++) {
-      asked[freshAt[k]!] = {
-        done: answers !== undefined ? outputOf(answers[k]!) : later!.then((given) => outputOf(given[k]!)),
-        coalesced: false,
-      };
+    for (let k = 0; k < urls.length; k++) {
+      asked[k]!.done = answers !== undefined ? outputOf(answers[k]!) : later!.then((given) => outputOf(given[k]!));
     }
     return asked;
   };
 
   return {
-    askMany,
-    inFlight: () => supervisor.getSnapshot().context.registry,
+    askMany: (urls, asker) => askMany(urls, asker),
+    leave: (asker) => supervisor.send({ type: 'LEAVE', asker }),
+    inFlight: (url) => flights().get(url),
     status: () => gateStatus(supervisor.getSnapshot()),
     tardyReasons: () => supervisor.getSnapshot().context.tardyReasons,
     counts,
@@ -319,18 +328,19 @@ export function createDownloads(deps: DownloadsDeps): Downloads {
         if (!isRemembered(error.code)) continue;
         supervisor.send({ type: 'REMEMBER', url: task.url, output: { url: task.url, status: 'error', error }, ttlMs });
       }
-      if (unfinished.length > 0) supervisor.send({ type: 'REQUEST', urls: unfinished.map((task) => task.url) });
+      // Held for the grace, so that askers coming back (reconnecting clients, resumed jobs) join them.
+      if (unfinished.length > 0) askMany(unfinished.map((task) => task.url), { kind: 'resumed' }, deps.orphanGraceMs ?? ORPHAN_GRACE_MS);
       return unfinished.length;
     },
     forget: (url) => supervisor.send({ type: 'FORGET', url }),
     retry(urls) {
       for (const url of urls) supervisor.send({ type: 'FORGET', url });
-      if (urls.length > 0) supervisor.send({ type: 'REQUEST', urls });
+      if (urls.length > 0) supervisor.send({ type: 'REQUEST', urls, asker: adminRetry });
     },
     cancel(url) {
-      const flight = supervisor.getSnapshot().context.registry.get(url);
+      const flight = flights().get(url);
       if (flight === undefined) return { none: true };
-      if (flight.owner !== undefined) return { elsewhere: flight.owner };
+      if (flight.state === 'elsewhere' && flight.owner !== undefined) return { elsewhere: flight.owner };
       supervisor.send({ type: 'ABORT', url });
       return { cancelled: true };
     },
@@ -350,9 +360,9 @@ export function createDownloads(deps: DownloadsDeps): Downloads {
     async shutdown(graceMs: number) {
       supervisor.send({ type: 'SHUTDOWN' });
       try {
-        await waitFor(supervisor, (snapshot) => snapshot.context.registry.size === 0, { timeout: graceMs });
+        await waitFor(supervisor, (snapshot) => snapshot.context.flights.size === 0, { timeout: graceMs });
       } catch {
-        const left = [...supervisor.getSnapshot().context.registry.values()].flatMap((flight) => (flight.ref ? [flight.ref] : []));
+        const left = [...flights().values()].flatMap((flight) => (flight.ref ? [flight.ref] : []));
         logger.warn('stopping downloads still running after the grace period; the next start resumes them', { count: left.length });
         for (const ref of left) {
           ref.stop();

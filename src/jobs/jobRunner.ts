@@ -41,7 +41,7 @@ export interface JobRunnerDeps {
   deletions: DeletionQueue;
   /** Kicked when expiries are scheduled. */
   deletionRunner: { kick(): void };
-  checks: Pick<CoverChecks, 'check'>;
+  checks: Pick<CoverChecks, 'check' | 'leave'>;
   callbacks: JobCallbacks;
   coversDir: string;
   logger: Logger;
@@ -222,12 +222,16 @@ export class JobRunner {
           let ok = 0;
           let failed = 0;
           let live = true;
+          // The job is the asker of its URLs: stopped (cancelled, expired, the node stopping), it leaves.
+          const asker = { kind: 'job' };
           this.deps.checks
             .check(input.urls, (_index, result) => {
               if (result.status === 'ok') ok++;
               else failed++;
               if (live) sendBack({ type: 'PROGRESS', ok, failed });
-            })
+              },
+              asker,
+            )
             .then(
               (results) => {
                 if (live) sendBack({ type: 'FETCHED', entries: results.map(entryOf) });
@@ -238,6 +242,7 @@ export class JobRunner {
             );
           return () => {
             live = false;
+            this.deps.checks.leave(asker);
           };
         }),
         packArchive: fromPromise<PackOutput, PackInput>(({ input, signal }) =>

@@ -26,7 +26,7 @@ export const IDLE_TIMEOUT_MS = 60_000;
 const CLOSE_GRACE_MS = 2000;
 
 export interface LegacyServerDeps {
-  checks: Pick<CoverChecks, 'check'>;
+  checks: Pick<CoverChecks, 'check' | 'leave'>;
   logger: Logger;
   stats: Stats;
   maxBatch: number;
@@ -92,6 +92,8 @@ export async function startLegacyServer(host: string, port: number, deps: Legacy
         release: () => socket.resume(),
       },
       logger,
+      // The 2019 protocol's clients may hang up at any step and their downloads still finish and are stored.
+      { kind: 'legacy', keepOnClose: true },
     );
     open.set(socket, session);
 

@@ -19,7 +19,7 @@ import type { ResultRounds } from './resultRounds.js';
 import { textFramePairs } from './textFrames.js';
 
 export interface ClientSocketDeps {
-  checks: Pick<CoverChecks, 'check'>;
+  checks: Pick<CoverChecks, 'check' | 'leave'>;
   maxBatch: number;
   logger: Logger;
   /** The service's version, for `hello`. */
@@ -106,7 +106,7 @@ export function serveClientSocket(socket: WebSocket, deps: ClientSocketDeps, rou
       release: () => socket.resume(),
     },
     deps.logger,
-    deps.maxUrlsInProgress === undefined ? {} : { maxUrlsInProgress: deps.maxUrlsInProgress },
+    { kind: 'socket', ...(deps.maxUrlsInProgress === undefined ? {} : { maxUrlsInProgress: deps.maxUrlsInProgress }) },
   );
 
   socket.on('close', () => {

@@ -12,10 +12,13 @@
  *       the codes of `/ws`.
  *
  * Requests in progress are tracked so that a shutdown answers them before the
- * server closes its connections.
+ * server closes its connections. Each request is its own asker: when it gives
+ * up (the wait ran out) or its connection closes first, the downloads only it
+ * waited for that have not started are dropped.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { CheckResult, CoverChecks } from '../checks/index.js';
+import type { Asker } from '../../machines/flights.js';
 import type { Logger } from '../logger.js';
 import { doneFrame, MAX_FRAME_BYTES, MAX_URL_LENGTH } from '../../client/src/protocol.js';
 import type { MessageId } from '../../client/src/protocol.js';
@@ -24,7 +27,7 @@ import { verifyCoverTarget } from '../../client/src/sign.js';
 export const DOOR_PREFIX = '/c/';
 
 export interface DoorDeps {
-  checks: Pick<CoverChecks, 'check'>;
+  checks: Pick<CoverChecks, 'check' | 'leave'>;
   logger: Logger;
   /** `--url-key`: the door is off without one. */
   urlKey: string | undefined;
@@ -69,9 +72,9 @@ export class Door {
     const url = rest.length === 0 && signature && encoded ? verifyCoverTarget(signature, encoded, urlKey) : undefined;
     if (url === undefined) return json(res, 403, { code: 'forbidden', message: 'the signature does not match this URL (sign it with --url-key)' });
     if (url.length > MAX_URL_LENGTH) return json(res, 400, { code: 'bad_request', message: `the URL is longer than ${MAX_URL_LENGTH} characters` });
-    const result = await this.track(this.answerWithin(url));
+    const result = await this.track(this.answerWithin(url, this.askerFor(req, res)));
     if (result === undefined) {
-      return json(res, 502, { code: 'tle', message: `no answer within --time-limit (${this.deps.waitMs / 1000} s); the download goes on: try again` }, { 'retry-after': '5' });
+      return json(res, 502, { code: 'tle', message: `no answer within --time-limit (${this.deps.waitMs / 1000} s); a download that started goes on: try again` }, { 'retry-after': '5' });
     }
     if (result.status === 'ok' || result.status === 'skipped') {
       const location = result.status === 'ok' ? result.coverUrl! : result.url;
@@ -82,12 +85,25 @@ export class Door {
     return json(res, 502, { code: error.code, message: error.message }, result.remembered ? retryAfter(result.retryAt) : {});
   }
 
-  /** The URL's answer, or undefined when it is not known within the wait (the check goes on). */
-  private async answerWithin(url: string): Promise<CheckResult | undefined> {
+  /**
+   * A new asker for this request, which leaves when the connection closes
+   * (answered or not). Requests from one address share their turns at the
+   * workers (one client, however many requests it sends).
+   */
+  private askerFor(req: IncomingMessage, res: ServerResponse): Asker {
+    const asker: Asker = { kind: 'door', party: `addr:${req.socket.remoteAddress ?? '?'}` };
+    res.once('close', () => this.deps.checks.leave(asker));
+    return asker;
+  }
+
+  /** The URL's answer, or undefined when it is not known within the wait (the asker then leaves: a queued download nobody else waits for is dropped). */
+  private async answerWithin(url: string, asker: Asker): Promise<CheckResult | undefined> {
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), this.deps.waitMs)));
     try {
-      return await Promise.race([this.deps.checks.check([url]).then((results) => results[0]), timeout]);
+      const result = await Promise.race([this.deps.checks.check([url], undefined, asker).then((results) => results[0]), timeout]);
+      if (result === undefined) this.deps.checks.leave(asker);
+      return result;
     } finally {
       clearTimeout(timer);
     }
@@ -113,7 +129,7 @@ export class Door {
     const long = (urls as string[]).findIndex((url) => url.length > MAX_URL_LENGTH);
     if (long !== -1) return json(res, 400, { code: 'bad_request', message: `urls[${long}] is longer than ${MAX_URL_LENGTH} characters` });
     const id: MessageId | null = typeof value.id === 'string' || typeof value.id === 'number' ? value.id : null;
-    const results = await this.track(this.deps.checks.check(urls as string[]));
+    const results = await this.track(this.deps.checks.check(urls as string[], undefined, this.askerFor(req, res)));
     res.writeHead(200, { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store' }).end(doneFrame(id, results));
   }
 }

@@ -74,6 +74,7 @@ export function createMetrics(sources: MetricsSources): Metrics {
   readCounter(registry, 'coverhelper_cache_hits_total', 'URLs answered from the cover index at once.', () => stats.hits);
   readCounter(registry, 'coverhelper_cache_misses_total', 'URLs that waited for a download.', () => stats.misses);
   readCounter(registry, 'coverhelper_coalesced_askers_total', 'Askers that joined a download already in flight.', () => stats.coalesced);
+  readCounter(registry, 'coverhelper_dropped_downloads_total', 'Queued downloads dropped before they started: nobody waited for them any more.', () => stats.dropped);
   readCounter(registry, 'coverhelper_downloaded_bytes_total', 'Bytes of cover bodies downloaded.', () => stats.bytes);
   new Counter({
     name: 'coverhelper_downloads_total',

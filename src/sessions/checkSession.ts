@@ -13,9 +13,13 @@
  *             on the sender) until they are down to half (`release`). Nothing is
  *             dropped or refused: a check already read still starts.
  *   closed    the transport went away (`close`): nothing more reaches the sink;
- *             the downloads its checks started go on and are stored.
+ *             the session's asker leaves, so the downloads only it waited for
+ *             that have not started are dropped (running ones finish and are
+ *             stored). With `keepOnClose` (the 2019 port, whose clients hang up
+ *             by design) they all go on and are stored.
  */
 import type { CheckResult, CoverChecks } from '../checks/index.js';
+import type { Asker } from '../../machines/flights.js';
 import type { Logger } from '../logger.js';
 
 /** Where a session's answers go: the adapter's framing. */
@@ -47,14 +51,19 @@ export class CheckSession<Tag> {
   /** Checks taken and not yet answered. */
   private readonly inProgress = new Set<Promise<void>>();
   private readonly limit: number;
+  /** Who this session's checks are asked for: one asker per session, whatever its checks. */
+  private readonly asker: Asker;
+  private readonly keepOnClose: boolean;
 
   constructor(
-    private readonly checks: Pick<CoverChecks, 'check'>,
+    private readonly checks: Pick<CoverChecks, 'check' | 'leave'>,
     private readonly sink: CheckSink<Tag>,
     private readonly logger: Logger,
-    options: { maxUrlsInProgress?: number } = {},
+    options: { maxUrlsInProgress?: number; kind?: string; keepOnClose?: boolean } = {},
   ) {
     this.limit = options.maxUrlsInProgress ?? MAX_URLS_IN_PROGRESS;
+    this.asker = { kind: options.kind ?? 'session' };
+    this.keepOnClose = options.keepOnClose ?? false;
   }
 
   /** URLs of the checks in progress. */
@@ -79,7 +88,7 @@ export class CheckSession<Tag> {
         }
       : undefined;
     const answered = this.checks
-      .check(urls, onWaited)
+      .check(urls, onWaited, this.asker)
       .then(
         (results) => {
           if (!this.closed) this.sink.done(tag, results);
@@ -105,8 +114,10 @@ export class CheckSession<Tag> {
     while (this.inProgress.size > 0) await Promise.all(this.inProgress);
   }
 
-  /** The transport went away: answers are dropped from now on. */
+  /** The transport went away: answers are dropped from now on, and so is the work only this session waited for (unless `keepOnClose`). */
   close(): void {
+    if (this.closed) return;
     this.closed = true;
+    if (!this.keepOnClose) this.checks.leave(this.asker);
   }
 }
