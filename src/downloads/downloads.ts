@@ -315,7 +315,10 @@ export function createDownloads(deps: DownloadsDeps): Downloads {
 
   return {
     askMany: (urls, asker) => askMany(urls, asker),
-    leave: (asker) => supervisor.send({ type: 'LEAVE', asker }),
+    leave: (asker) => {
+      // After a shutdown (sockets close last) there is nothing left to drop.
+      if (supervisor.getSnapshot().status === 'active') supervisor.send({ type: 'LEAVE', asker });
+    },
     inFlight: (url) => flights().get(url),
     status: () => gateStatus(supervisor.getSnapshot()),
     tardyReasons: () => supervisor.getSnapshot().context.tardyReasons,
