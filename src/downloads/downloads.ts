@@ -256,6 +256,7 @@ export function createDownloads(deps: DownloadsDeps): Downloads {
       const { queued, downloading } = counts();
       return { queued, downloading, status: gateStatus(supervisor.getSnapshot()) };
     },
+    ownUrls: () => [...supervisor.getSnapshot().context.registry.values()].filter((flight) => flight.owner === undefined).map((flight) => flight.url),
     failTtlMs: config.failTtl * 1000,
     leaseMs: config.lease * 1000,
     logger,

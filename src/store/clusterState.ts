@@ -6,9 +6,15 @@
  * gone. The administrator's pause is a row in `settings`, read at start and
  * published as a `gate` change when it flips, so pause on one node holds every
  * node and resume on any releases them.
+ *
+ * At start, `join` refuses a node whose id a live node holds or whose shared
+ * secrets differ from the other nodes' (clusterJoin.ts); at a graceful stop,
+ * `leave` marks the node `stopped`, which frees its id at once.
  */
 import type { EventEmitter } from 'node:events';
 import type { Repository } from 'typeorm';
+import { joinCluster } from './clusterJoin.js';
+import type { JoinOutcome, SharedSecrets } from './clusterJoin.js';
 import type { Dialect } from './dialect.js';
 import { NodeEntity, SettingEntity } from './entities.js';
 import type { NodeRow, SettingRow } from './entities.js';
@@ -32,6 +38,11 @@ export class SqlClusterState implements ClusterState {
     this.nodesRepo = dialect.dataSource.getRepository(NodeEntity);
     this.settings = dialect.dataSource.getRepository(SettingEntity);
     this.startedAt = now();
+  }
+
+  async join(secrets: SharedSecrets, leaseMs: number): Promise<JoinOutcome> {
+    if (!this.dialect.shared) return { joined: true, recorded: [], replaced: [] };
+    return this.writer.run(() => joinCluster(this.dialect.dataSource, { node: this.node, startedAt: this.startedAt, leaseMs, now: this.now(), secrets }));
   }
 
   async heartbeat(report: NodeReport): Promise<void> {
