@@ -125,6 +125,7 @@ async function startOnPort(config: Config, logger: Logger, bound: Server, opened
   const joined = await store.cluster.join(
     { 'admin-token': adminToken, 'client-token': config.clientToken, 'callback-secret': callbackSecret, 'url-key': config.urlKey },
     config.lease * 1000,
+    (lastSeen) => logger.info('a node with this --node-id was seen less than a lease ago: waiting for its next heartbeat (then this start is refused) or for the lease to run out (it died)', { node, lastSeen: new Date(lastSeen).toISOString(), leaseS: config.lease }),
   );
   const refused = joinError(joined, node, config.lease * 1000);
   if (refused) throw refused;

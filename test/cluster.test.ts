@@ -234,13 +234,14 @@ describe('several nodes on one PostgreSQL database', { skip: skipWithoutPg }, ()
     const ok = await stream.next((f) => f.type === 'task' && f.url === url && f.status === 'ok', 5000);
     assert.equal(ok.node, 's1');
   });
-  it('a node started with the --node-id of a live node exits 2 with one line naming the id and when that node was last seen; the live node keeps serving; a graceful stop frees the id at once', async (t) => {
-    const { origin, nodes, db, start, args } = await cluster(t, ['d1']);
+  it('a node started with the --node-id of a live node exits 2 with one line naming the id and when that node was last seen; the live node keeps serving; a graceful stop frees the id at once, and a killed node started again at once comes back within a lease', async (t) => {
+    const lease = 12;
+    const { origin, nodes, db, start, args } = await cluster(t, ['d1'], ['--lease', String(lease)]);
     const [live] = nodes as [Service];
     const { code, lines } = await refused(args('d1', ['--data-dir', path.join(await tempDir(t), 'twin')]));
     assert.equal(code, 2, lines.join('\n'));
     t.diagnostic(cannotStart(lines));
-    assert.match(cannotStart(lines), /^coverhelper cannot start: --node-id d1 is held by a live node \(last seen \d{4}-\d\d-\d\dT[\d:.]+Z, [\d.]+ s ago; .*lease, 30 s\); give this node another --node-id/);
+    assert.match(cannotStart(lines), /^coverhelper cannot start: --node-id d1 is held by a live node \(last seen \d{4}-\d\d-\d\dT[\d:.]+Z, [\d.]+ s ago; .*lease, 12 s\); give this node another --node-id/);
     // The live node was not disturbed: it answers, and it is the one row.
     const onLive = await connect(live.wsUrl);
     t.after(() => onLive.close());
@@ -249,11 +250,20 @@ describe('several nodes on one PostgreSQL database', { skip: skipWithoutPg }, ()
     assert.deepEqual(listed.nodes.map((n) => [n.id, n.status]), [['d1', 'ready']]);
     assert.equal(live.child.exitCode, null, 'still running');
 
-    // Stopped gracefully, the node marks itself stopped: it may start again at once, within the lease.
+    // Stopped gracefully, the node marks itself stopped: it starts again at once, without waiting.
     assert.equal(await live.stop(), 0);
     assert.deepEqual(await rawSql(db, "SELECT status FROM nodes WHERE id = 'd1'"), [{ status: 'stopped' }]);
     const again = await start('d1');
     assert.equal(((await (await fetch(`${again.url}/healthz`)).json()) as { node: string }).node, 'd1');
+    assert.ok(!again.logs.some((line) => line.message.startsWith('a node with this --node-id was seen')), 'no wait after a graceful stop');
+
+    // Killed, and started again at once (a supervisor restarting it): its heartbeat stops, so it starts within a lease.
+    await again.kill();
+    const killedAt = Date.now();
+    const back = await start('d1');
+    assert.ok(back.logs.some((line) => line.message.startsWith('a node with this --node-id was seen')), 'it waited for the old heartbeat to run out');
+    assert.ok(Date.now() - killedAt < (lease + 15) * 1000);
+    assert.equal(((await (await fetch(`${back.url}/healthz`)).json()) as { node: string }).node, 'd1');
   });
 
   it('a node whose shared secret differs from the other nodes’ exits 2 with one line naming which, never the secret; after every node stopped, a new secret is recorded', async (t) => {

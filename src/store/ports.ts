@@ -197,11 +197,13 @@ export interface ClusterState {
   readonly node: string;
   /**
    * At start, on a shared database: refuses (`joined: false`) when a live node
-   * holds this node's id or when a shared secret differs from the one the
-   * database records; otherwise records this node (and the secrets, if first).
-   * A database one node uses always says joined, and writes nothing.
+   * holds this node's id (a heartbeat after the one seen; a row seen less than
+   * a lease ago is watched, `onWait` told, until it beats or goes stale) or
+   * when a shared secret differs from the one the database records; otherwise
+   * records this node (and the secrets, if first). A database one node uses
+   * always says joined, and writes nothing.
    */
-  join(secrets: SharedSecrets, leaseMs: number): Promise<JoinOutcome>;
+  join(secrets: SharedSecrets, leaseMs: number, onWait?: (lastSeen: number) => void): Promise<JoinOutcome>;
   /** Records this node as alive, with its counts. */
   heartbeat(report: NodeReport): Promise<void>;
   /** Every node seen, newest first. */
