@@ -23,7 +23,7 @@ import { Stats } from './stats.js';
 import { openStore, sweepTemp, TEMP_DIR } from './store/index.js';
 import type { OpenStore, Store } from './store/index.js';
 import { StartError } from './errors.js';
-import { bindPort, checkWritable, databaseError } from './startChecks.js';
+import { bindPort, checkWritable, databaseError, joinError } from './startChecks.js';
 import { userAgent, version } from './version.js';
 
 export interface App {
@@ -120,6 +120,18 @@ async function startOnPort(config: Config, logger: Logger, bound: Server, opened
       { cause: error },
     );
   });
+
+  // Several nodes: refused when a live node holds this id or a shared secret differs (exit 2).
+  const joined = await store.cluster.join(
+    { 'admin-token': adminToken, 'client-token': config.clientToken, 'callback-secret': callbackSecret, 'url-key': config.urlKey },
+    config.lease * 1000,
+    (lastSeen) => logger.info('a node with this --node-id was seen less than a lease ago: waiting for its next heartbeat (then this start is refused) or for the lease to run out (it died)', { node, lastSeen: new Date(lastSeen).toISOString(), leaseS: config.lease }),
+  );
+  const refused = joinError(joined, node, config.lease * 1000);
+  if (refused) throw refused;
+  if (joined.joined && joined.replaced.length > 0) logger.warn('shared secrets changed: no other node was live, so this node’s are recorded for the nodes that start next', { secrets: joined.replaced });
+  // A start that fails from here frees the id at once.
+  opened.push({ close: () => store.cluster.leave() });
 
   const { covers, tasks, deletions } = store;
   const stats = new Stats();

@@ -126,18 +126,22 @@ export function storageFault(error: unknown, what: string): CoverError {
 
 /**
  * A start that failed: what failed, where (a path or an option), and what to
- * do. `main` prints it as one line and exits 1.
+ * do. `main` prints it as one line and exits with `exitCode`: 1, or 2 when the
+ * configuration is at fault (a node that disagrees with the other nodes of its
+ * database: its id taken by a live node, a shared secret that differs).
  */
 export class StartError extends Error {
   override readonly name = 'StartError';
+  readonly exitCode: 1 | 2;
   constructor(
     /** What failed and where, such as "the database /srv/data/coverhelper.sqlite is not a SQLite database". */
     readonly what: string,
     /** What to do about it. */
     readonly hint: string,
-    options: { cause?: unknown } = {},
+    options: { cause?: unknown; exitCode?: 1 | 2 } = {},
   ) {
     super(`${what}; ${hint}`, options.cause === undefined ? undefined : { cause: options.cause });
+    this.exitCode = options.exitCode ?? 1;
   }
 }
 

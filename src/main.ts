@@ -6,7 +6,9 @@
  * starting anything (no folder made, no port bound).
  *
  * Exit codes: 0 after a graceful stop (SIGTERM/SIGINT), 1 when the start fails
- * (port taken, database unreadable), 2 for a bad configuration value or command line.
+ * (port taken, database unreadable), 2 for a bad configuration value or command line,
+ * or a node that disagrees with the other nodes of its database (its --node-id
+ * held by a live node, a shared secret that differs).
  */
 import { helpText, printableConfig, versionText } from './cli.js';
 import { parseCommandLine, resolveConfig } from './config.js';
@@ -61,7 +63,7 @@ async function main(): Promise<void> {
         : `coverhelper cannot start: ${error instanceof Error ? `${error.name}: ${error.message}` : String(error)}${code ? ` (${code})` : ''}; this is unexpected: please report it with this line`;
     logger.error(line, code ? { code } : {});
     await closeLogger(logger);
-    process.exit(1);
+    process.exit(error instanceof StartError ? error.exitCode : 1);
   }
 
   let signalled = false;

@@ -8,6 +8,9 @@
  *             ready, so a port in use stops the start before migrations run and
  *             before an admin token is written
  *   database  an unreadable or foreign database file is named with its path
+ *   cluster   on a shared database, a node whose --node-id a live node holds,
+ *             or whose shared secrets differ from the other nodes', does not
+ *             start (`joinError`; exit 2)
  */
 import { randomBytes } from 'node:crypto';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
@@ -15,6 +18,7 @@ import http from 'node:http';
 import type net from 'node:net';
 import path from 'node:path';
 import { StartError } from './errors.js';
+import type { JoinOutcome } from './store/index.js';
 
 function codeOf(error: unknown): string {
   const code = (error as { code?: unknown } | null)?.code;
@@ -112,4 +116,26 @@ export function databaseError(error: unknown, where: string): StartError {
     return new StartError(`the database ${where} is locked by another process (${code})`, 'stop the other coverhelper using this file, or choose another --db', { cause: error });
   }
   return new StartError(`could not open or migrate the database ${where} (${code}: ${text})`, 'check --db and the file it names', { cause: error });
+}
+
+/** Why a join was refused, as a `StartError` that exits 2 (it names the option, never a secret); undefined when the node joined. */
+export function joinError(outcome: JoinOutcome, node: string, leaseMs: number, now = Date.now()): StartError | undefined {
+  if (outcome.joined) return undefined;
+  if (outcome.clash === 'node') {
+    const ago = Math.max(0, (now - outcome.lastSeen) / 1000).toFixed(1);
+    return new StartError(
+      `--node-id ${node} is held by a live node (last seen ${new Date(outcome.lastSeen).toISOString()}, ${ago} s ago; a node is gone once it has not been seen for the lease, ${leaseMs / 1000} s)`,
+      'give this node another --node-id, or stop the other one first (a node stopped gracefully frees its id at once)',
+      { exitCode: 2 },
+    );
+  }
+  const option = `--${outcome.name}`;
+  const recorded = `recorded by node ${outcome.recordedBy} at ${new Date(outcome.recordedAt).toISOString()}`;
+  const what =
+    outcome.how === 'absent here'
+      ? `${option} is not set on this node, but the other nodes of this database use one (${recorded})`
+      : outcome.how === 'absent there'
+        ? `${option} is set on this node, but the other nodes of this database use none (${recorded})`
+        : `${option} differs from the one the other nodes of this database use (${recorded})`;
+  return new StartError(what, `give every node the same ${option}; to change it, stop every node, then start them with the new one`, { exitCode: 2 });
 }

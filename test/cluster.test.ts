@@ -13,7 +13,7 @@ import { migrations } from '../src/store/index.js';
 import { waitUntil } from './helpers/db.js';
 import { makeImage, startOrigin } from './helpers/origin.js';
 import type { Origin } from './helpers/origin.js';
-import { startService } from './helpers/service.js';
+import { relaxedLimits, runService, startService } from './helpers/service.js';
 import type { Service } from './helpers/service.js';
 import { freshPgDatabase, rawSql, skipWithoutPg } from './helpers/stores.js';
 import { tempDir } from './helpers/tempDir.js';
@@ -22,6 +22,7 @@ import type { Frame, TestClient } from './helpers/wsClient.js';
 
 type TestContext = Parameters<typeof tempDir>[0];
 const TOKEN = 'cluster-admin-token';
+const CALLBACK_SECRET = 'cluster-callback-secret-0123456789';
 
 interface Cluster {
   db: string;
@@ -30,6 +31,8 @@ interface Cluster {
   nodes: Service[];
   /** Starts one more node (or the named one again). */
   start: (id: string, extra?: string[]) => Promise<Service>;
+  /** The command line of node `id` (later options win). */
+  args: (id: string, extra?: string[]) => string[];
 }
 
 async function cluster(t: TestContext, ids: string[], extra: string[] = []): Promise<Cluster> {
@@ -41,28 +44,44 @@ async function cluster(t: TestContext, ids: string[], extra: string[] = []): Pro
   t.after(async () => {
     await Promise.all(started.map((service) => service.kill()));
   });
+  const args = (id: string, more: string[] = []) => [
+    '--db', db,
+    '--node-id', id,
+    '--data-dir', path.join(dir, `data-${id}`),
+    '--covers-dir', path.join(dir, 'covers'),
+    '--public-url', 'http://covers.example/',
+    '--admin-token', TOKEN,
+    '--callback-secret', CALLBACK_SECRET,
+    '--allow-private-network', '--allow-hosts', '127.0.0.1',
+    ...extra,
+    ...more,
+  ];
   const start = async (id: string, more: string[] = []) => {
-    const service = await startService([
-      '--db', db,
-      '--node-id', id,
-      '--data-dir', path.join(dir, `data-${id}`),
-      '--covers-dir', path.join(dir, 'covers'),
-      '--public-url', 'http://covers.example/',
-      '--admin-token', TOKEN,
-      '--allow-private-network', '--allow-hosts', '127.0.0.1',
-      ...extra,
-      ...more,
-    ]);
+    const service = await startService(args(id, more));
     started.push(service);
     return service;
   };
   // Started together, on an empty database.
   const nodes = await Promise.all(ids.map((id) => start(id)));
-  return { db, dir, origin, nodes, start };
+  return { db, dir, origin, nodes, start, args };
 }
 
 function admin(service: Service, method: string, route: string, body?: Buffer): Promise<Response> {
   return fetch(`${service.url}${route}`, { method, headers: { authorization: `Bearer ${TOKEN}` }, ...(body ? { body } : {}) });
+}
+
+/** Runs a node that is expected not to start: its exit code, and every line it wrote (stdout and stderr). */
+async function refused(args: string[]): Promise<{ code: number | null; lines: string[]; output: string }> {
+  const { code, stdout, stderr } = await runService(['--port', '0', '--log-format', 'json', ...relaxedLimits, ...args]);
+  const output = `${stdout}${stderr}`;
+  return { code, output, lines: output.split('\n').filter((line) => line.trim() !== '') };
+}
+
+/** The one line saying why the start failed. */
+function cannotStart(lines: string[]): string {
+  const found = lines.filter((line) => line.includes('cannot start'));
+  assert.equal(found.length, 1, `one line says why: ${lines.join('\n')}`);
+  return (JSON.parse(found[0]!) as { message: string }).message;
 }
 
 function results(done: Frame): { url: string; status: string; path?: string; source?: string; error?: { code: string } }[] {
@@ -214,5 +233,107 @@ describe('several nodes on one PostgreSQL database', { skip: skipWithoutPg }, ()
     await onA.check('s', [url]);
     const ok = await stream.next((f) => f.type === 'task' && f.url === url && f.status === 'ok', 5000);
     assert.equal(ok.node, 's1');
+  });
+  it('a node started with the --node-id of a live node exits 2 with one line naming the id and when that node was last seen; the live node keeps serving; a graceful stop frees the id at once, and a killed node started again at once comes back within a lease', async (t) => {
+    const lease = 12;
+    const { origin, nodes, db, start, args } = await cluster(t, ['d1'], ['--lease', String(lease)]);
+    const [live] = nodes as [Service];
+    const { code, lines } = await refused(args('d1', ['--data-dir', path.join(await tempDir(t), 'twin')]));
+    assert.equal(code, 2, lines.join('\n'));
+    t.diagnostic(cannotStart(lines));
+    assert.match(cannotStart(lines), /^coverhelper cannot start: --node-id d1 is held by a live node \(last seen \d{4}-\d\d-\d\dT[\d:.]+Z, [\d.]+ s ago; .*lease, 12 s\); give this node another --node-id/);
+    // The live node was not disturbed: it answers, and it is the one row.
+    const onLive = await connect(live.wsUrl);
+    t.after(() => onLive.close());
+    assert.equal((await onLive.check('still', [`${origin.url}/img/still-serving.jpg`])).done.ok, 1);
+    const listed = (await (await admin(live, 'GET', '/admin/api/nodes')).json()) as { nodes: { id: string; status: string }[] };
+    assert.deepEqual(listed.nodes.map((n) => [n.id, n.status]), [['d1', 'ready']]);
+    assert.equal(live.child.exitCode, null, 'still running');
+
+    // Stopped gracefully, the node marks itself stopped: it starts again at once, without waiting.
+    assert.equal(await live.stop(), 0);
+    assert.deepEqual(await rawSql(db, "SELECT status FROM nodes WHERE id = 'd1'"), [{ status: 'stopped' }]);
+    const again = await start('d1');
+    assert.equal(((await (await fetch(`${again.url}/healthz`)).json()) as { node: string }).node, 'd1');
+    assert.ok(!again.logs.some((line) => line.message.startsWith('a node with this --node-id was seen')), 'no wait after a graceful stop');
+
+    // Killed, and started again at once (a supervisor restarting it): its heartbeat stops, so it starts within a lease.
+    await again.kill();
+    const killedAt = Date.now();
+    const back = await start('d1');
+    assert.ok(back.logs.some((line) => line.message.startsWith('a node with this --node-id was seen')), 'it waited for the old heartbeat to run out');
+    assert.ok(Date.now() - killedAt < (lease + 15) * 1000);
+    assert.equal(((await (await fetch(`${back.url}/healthz`)).json()) as { node: string }).node, 'd1');
+  });
+
+  it('a node whose shared secret differs from the other nodes’ exits 2 with one line naming which, never the secret; after every node stopped, a new secret is recorded', async (t) => {
+    const URL_KEY = 'cluster-url-key-0123456789abcdef';
+    const { nodes, args, start } = await cluster(t, ['e1'], ['--url-key', URL_KEY]);
+    const [first] = nodes as [Service];
+    const dir = await tempDir(t);
+    const cases: [string, string[], RegExp, string[]][] = [
+      ['admin token', ['--admin-token', 'another-admin-token-4242'], /--admin-token differs from the one the other nodes of this database use \(recorded by node e1 at \d{4}-/, ['another-admin-token-4242', TOKEN]],
+      ['client token', ['--client-token', 'a-client-token-4242'], /--client-token is set on this node, but the other nodes of this database use none/, ['a-client-token-4242']],
+      ['url key', ['--url-key', 'another-url-key-0123456789abcdef'], /--url-key differs from the one the other nodes/, ['another-url-key-0123456789abcdef', URL_KEY]],
+      ['callback secret', ['--callback-secret', 'another-callback-secret-4242'], /--callback-secret differs from the one the other nodes/, ['another-callback-secret-4242', CALLBACK_SECRET]],
+    ];
+    for (const [what, flags, line, secrets] of cases) {
+      const { code, lines, output } = await refused(args(`e-${what.replace(' ', '-')}`, ['--data-dir', path.join(dir, what.replace(' ', '-')), ...flags]));
+      assert.equal(code, 2, `${what}: ${output}`);
+      const message = cannotStart(lines);
+      t.diagnostic(message);
+      assert.match(message, line, what);
+      assert.match(message, /give every node the same --/);
+      for (const secret of secrets) assert.ok(!output.includes(secret), `${what}: no secret in the output`);
+    }
+    // A node without a URL key, where the others have one, is told too.
+    const without = args('e-none').filter((arg, i, all) => arg !== '--url-key' && all[i - 1] !== '--url-key');
+    const missing = await refused([...without, '--data-dir', path.join(dir, 'none')]);
+    assert.equal(missing.code, 2);
+    assert.match(cannotStart(missing.lines), /--url-key is not set on this node, but the other nodes of this database use one/);
+    // The first node serves on, with the recorded secrets.
+    assert.equal((await admin(first, 'GET', '/admin/api/nodes')).status, 200);
+
+    // Changing a secret: stop every node, start them with the new one; a node with the old one is then refused.
+    assert.equal(await first.stop(), 0);
+    const rotated = await start('e1', ['--admin-token', 'the-new-admin-token-4242']);
+    await rotated.waitForLog((l) => l.message.startsWith('shared secrets changed') && JSON.stringify(l.secrets) === '["admin-token"]');
+    const old = await refused(args('e2', ['--data-dir', path.join(dir, 'old')]));
+    assert.equal(old.code, 2);
+    assert.match(cannotStart(old.lines), /--admin-token differs from the one the other nodes of this database use \(recorded by node e1/);
+  });
+
+  it('a claim the node holds on a task it is not working on is not renewed: settled ok when the cover is stored, else released and taken over', async (t) => {
+    const lease = 3;
+    const { origin, nodes, db } = await cluster(t, ['w1', 'w2'], ['--lease', String(lease)]);
+    const [a] = nodes as [Service, Service];
+    const onA = await connect(a.wsUrl);
+    t.after(() => onA.close());
+    const stored = `${origin.url}/img/stuck-stored.jpg`;
+    const never = `${origin.url}/img/stuck-never-asked.jpg`;
+    assert.equal((await onA.check('first', [stored])).done.ok, 1);
+    // What a lost final write (or a claim written after the supervisor gave up on the URL) leaves:
+    // rows w1 holds, unfinished, that w1's supervisor does not have.
+    const now = Date.now();
+    await rawSql(db, "UPDATE tasks SET status = 'queued', finished_at = NULL, claimed_by = 'w1', claim_expires = $1 WHERE url = $2", now + lease * 1000, stored);
+    await rawSql(
+      db,
+      "INSERT INTO tasks (url, status, attempts, bytes_done, created_at, updated_at, claimed_by, claim_expires) VALUES ($1, 'queued', 0, 0, $2, $2, 'w1', $3)",
+      never,
+      now,
+      now + lease * 1000,
+    );
+    const rows = await waitUntil(
+      async () => {
+        const found = await rawSql<{ url: string; status: string; claimed_by: string | null }>(db, 'SELECT url, status, claimed_by FROM tasks WHERE url = ANY($1::text[]) ORDER BY url', [never, stored]);
+        return found.every((row) => row.status === 'ok' && row.claimed_by === null) ? found : undefined;
+      },
+      'both rows settled and released',
+      lease * 4 * 1000,
+    );
+    assert.equal(rows.length, 2);
+    assert.equal(origin.hits.get('/img/stuck-stored.jpg'), 1, 'a stored cover is settled, not fetched again');
+    assert.equal(origin.hits.get('/img/stuck-never-asked.jpg'), 1, 'a released one is taken over and downloaded once');
+    await a.waitForLog((line) => line.message === 'settled claims this node held on tasks it was not working on');
   });
 });

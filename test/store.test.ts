@@ -465,6 +465,23 @@ describe('two nodes on one PostgreSQL database', () => {
     assert.deepEqual((await a.claims.orphaned(10)).sort(), ['x', 'y'], 'released at a graceful stop: anyone may take them at once');
   });
 
+  it('a node renews its claims but the strays it names, lists what it holds, and releases chosen claims for anyone to take', { skip: skipWithoutPg }, async (t) => {
+    let now = 1_000_000;
+    const { a, b, db } = await twoNodes(t, 5000, () => now);
+    await a.claims.claim(['x', 'y', 'z'], 'queued');
+    a.tasks.update('z', { status: 'ok', finishedAt: now });
+    await a.tasks.flush();
+    assert.deepEqual((await a.claims.held()).sort(), ['x', 'y'], 'unfinished tasks it holds');
+    assert.deepEqual(await b.claims.held(), []);
+    now += 4000;
+    assert.equal(await a.claims.renew(['y']), 1, 'x renewed, y (a stray) not');
+    const rows = await rawSql<{ url: string; claim_expires: string }>(db, "SELECT url, claim_expires FROM tasks WHERE url IN ('x', 'y') ORDER BY url");
+    assert.deepEqual(rows.map((r) => [r.url, Number(r.claim_expires)]), [['x', 1_009_000], ['y', 1_005_000]]);
+    await a.claims.release(['y']);
+    assert.deepEqual(await b.claims.orphaned(10), ['y'], 'released: any node may take it at once');
+    assert.deepEqual(await a.claims.held(), ['x']);
+  });
+
   it('every change one node writes is heard by the other: tasks, covers (memory forgotten), removals, the gate', { skip: skipWithoutPg }, async (t) => {
     const { a, b } = await twoNodes(t);
     const tasks: TaskChange[] = [];

@@ -10,8 +10,17 @@
  *                   a failure remembered here (FORGET); a URL awaited here whose
  *                   row another node removed (it dropped the download: nobody
  *                   waited there any more) is claimed here (TAKEOVER)
- *   heartbeat       every lease/3: this node's row in `nodes`, and all its
- *                   claims renewed in one statement
+ *   heartbeat       every lease/3: this node's row in `nodes`, and its claims
+ *                   renewed in one statement: only those on tasks it works on
+ *                   (`ownUrls`: its own flights, being claimed, waiting for a
+ *                   slot or running)
+ *   strays          a task this node holds a claim on but does not work on
+ *                   (its final status never written, or a claim written after
+ *                   the supervisor gave up on the URL) is not renewed; seen so
+ *                   at two heartbeats in a row, it is settled: marked `ok` if
+ *                   its cover is stored (which releases the claim and answers
+ *                   askers on other nodes), else its claim is released so any
+ *                   node takes it over at once
  *   takeover        every second (at most lease/5): unfinished tasks whose
  *                   claim ran out (their node died) or that nobody holds are
  *                   claimed here (TAKEOVER); one node wins each
@@ -35,6 +44,8 @@ export interface ClusterLinkDeps {
   supervisor: Pick<SupervisorRef, 'send' | 'getSnapshot'>;
   /** What this node says of itself at every heartbeat. */
   report: () => NodeReport;
+  /** The URLs this node works on: its own flights (being claimed, waiting for a slot, running), not those it awaits from another node. */
+  ownUrls: () => Iterable<string>;
   failTtlMs: number;
   leaseMs: number;
   logger: Logger;
@@ -53,6 +64,8 @@ export class ClusterLink {
   private takeoverTimer: NodeJS.Timeout | undefined;
   private listening = true;
   private running: Promise<unknown> = Promise.resolve();
+  /** Tasks this node held a claim on without working on them, at the last heartbeat. */
+  private strays = new Set<string>();
 
   constructor(private readonly deps: ClusterLinkDeps) {}
 
@@ -140,8 +153,43 @@ export class ClusterLink {
   }
 
   private async heartbeat(): Promise<void> {
-    await this.deps.store.cluster.heartbeat(this.deps.report());
-    await this.deps.store.claims.renew();
+    const { store } = this.deps;
+    await store.cluster.heartbeat(this.deps.report());
+    if (!store.claims.shared) return;
+    // Read before what this node works on: a URL claimed meanwhile is in the registry already.
+    const held = await store.claims.held();
+    const own = new Set(this.deps.ownUrls());
+    const strays = held.filter((url) => !own.has(url));
+    await store.claims.renew(strays);
+    await this.settleStrays(strays);
+  }
+
+  /**
+   * Settles the tasks that were strays at the last heartbeat too: marked `ok`
+   * when the cover is stored, else released. A download that has just ended
+   * (its final status not yet written) is not one: what the ledger holds is
+   * written first, and each row read again.
+   */
+  private async settleStrays(strays: readonly string[]): Promise<void> {
+    const { store, logger } = this.deps;
+    const before = this.strays;
+    this.strays = new Set(strays);
+    const due = strays.filter((url) => before.has(url));
+    if (due.length === 0) return;
+    await store.tasks.flush();
+    const own = new Set(this.deps.ownUrls());
+    const rows = await store.tasks.getMany(due);
+    const left = rows.filter((row) => row.claimedBy === store.cluster.node && (row.status === 'queued' || row.status === 'waiting' || row.status === 'downloading') && !own.has(row.url)).map((row) => row.url);
+    if (left.length === 0) return;
+    const stored = await store.covers.findMany(left, { touch: false });
+    const now = this.now();
+    const settled = left.filter((url) => stored.has(url));
+    const released = left.filter((url) => !stored.has(url));
+    for (const url of settled) store.tasks.update(url, { status: 'ok', errorCode: null, errorMessage: null, finishedAt: now });
+    await store.tasks.flush();
+    await store.claims.release(released);
+    for (const url of left) this.strays.delete(url);
+    logger.warn('settled claims this node held on tasks it was not working on', { stored: settled.length, released: released.length });
   }
 
   private async takeoverTick(): Promise<void> {

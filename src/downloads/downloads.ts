@@ -273,6 +273,10 @@ export function createDownloads(deps: DownloadsDeps): Downloads {
       const { queued, downloading } = counts();
       return { queued, downloading, status: gateStatus(supervisor.getSnapshot()) };
     },
+    ownUrls: () => {
+      const all = flights();
+      return [...all.urls('claiming'), ...all.urls('waiting'), ...all.urls('running')];
+    },
     failTtlMs: config.failTtl * 1000,
     leaseMs: config.lease * 1000,
     logger,

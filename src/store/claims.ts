@@ -2,8 +2,8 @@
  * Claims on task rows (`Claims`), across nodes: a node downloads a URL only
  * after claiming its row, in one statement for a batch of URLs. A claim lasts
  * `leaseMs` unless renewed (one statement per heartbeat for all of a node's
- * claims) and is released when the download ends (by the ledger's write of the
- * final status). A node that dies loses its claims when they run out; a living
+ * claims but its strays: rows it holds and no longer works on) and is released
+ * when the download ends (by the ledger's write of the final status). A node that dies loses its claims when they run out; a living
  * node then finds the rows among the `orphaned` and claims them.
  *
  * On a database one node uses, every claim is this node's and nothing is written.
@@ -33,9 +33,19 @@ export class SqlClaims implements Claims {
     });
   }
 
-  renew(): Promise<number> {
+  renew(except: readonly string[] = []): Promise<number> {
     if (!this.dialect.shared) return Promise.resolve(0);
-    return this.writer.run(() => this.dialect.renewClaims(this.node, this.now() + this.leaseMs));
+    return this.writer.run(() => this.dialect.renewClaims(this.node, this.now() + this.leaseMs, except));
+  }
+
+  held(): Promise<string[]> {
+    if (!this.dialect.shared) return Promise.resolve([]);
+    return this.dialect.heldTasks(this.node);
+  }
+
+  release(urls: readonly string[]): Promise<void> {
+    if (!this.dialect.shared || urls.length === 0) return Promise.resolve();
+    return this.writer.run(() => this.dialect.releaseClaims(this.node, urls));
   }
 
   orphaned(limit: number): Promise<string[]> {

@@ -6,9 +6,20 @@
  * gone. The administrator's pause is a row in `settings`, read at start and
  * published as a `gate` change when it flips, so pause on one node holds every
  * node and resume on any releases them.
+ *
+ * At start, `join` refuses a node whose id a live node holds or whose shared
+ * secrets differ from the other nodes' (clusterJoin.ts). A row with this id
+ * seen less than a lease ago may be a live twin or this node's own run that
+ * was killed: `join` watches it, refusing at its next heartbeat and joining
+ * once it is older than the lease (so a killed node restarted at once comes
+ * back within a lease). At a graceful stop, `leave` marks the node `stopped`,
+ * which frees its id at once.
  */
 import type { EventEmitter } from 'node:events';
 import type { Repository } from 'typeorm';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { isLive, joinCluster } from './clusterJoin.js';
+import type { JoinOutcome, SharedSecrets } from './clusterJoin.js';
 import type { Dialect } from './dialect.js';
 import { NodeEntity, SettingEntity } from './entities.js';
 import type { NodeRow, SettingRow } from './entities.js';
@@ -32,6 +43,28 @@ export class SqlClusterState implements ClusterState {
     this.nodesRepo = dialect.dataSource.getRepository(NodeEntity);
     this.settings = dialect.dataSource.getRepository(SettingEntity);
     this.startedAt = now();
+  }
+
+  async join(secrets: SharedSecrets, leaseMs: number, onWait?: (lastSeen: number) => void): Promise<JoinOutcome> {
+    if (!this.dialect.shared) return { joined: true, recorded: [], replaced: [] };
+    for (;;) {
+      const outcome = await this.writer.run(() => joinCluster(this.dialect.dataSource, { node: this.node, startedAt: this.startedAt, leaseMs, now: this.now(), secrets }));
+      if (outcome.joined || outcome.clash !== 'node') return outcome;
+      // A live node with this id, or this node's own run that died less than a lease ago? Its heartbeat tells.
+      onWait?.(outcome.lastSeen);
+      const beat = await this.nextHeartbeat(outcome.lastSeen, leaseMs);
+      if (beat !== undefined) return { ...outcome, lastSeen: beat };
+    }
+  }
+
+  /** Watches this id's row: the time of its next heartbeat after `seen` (a live node), or undefined once it is gone (stale or stopped). */
+  private async nextHeartbeat(seen: number, leaseMs: number): Promise<number | undefined> {
+    for (;;) {
+      await sleep(Math.max(50, Math.min(1000, leaseMs / 10)));
+      const row = await this.nodesRepo.findOneBy({ id: this.node });
+      if (row === null || !isLive(row, this.now(), leaseMs)) return undefined;
+      if (row.lastSeen !== seen) return row.lastSeen;
+    }
   }
 
   async heartbeat(report: NodeReport): Promise<void> {

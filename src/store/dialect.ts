@@ -121,9 +121,13 @@ export interface Dialect {
 
   /** Claims task rows for `node` until `until` (see `Claims.claim`). */
   claimTasks(urls: readonly string[], status: 'queued' | 'waiting', node: string, now: number, until: number): Promise<ClaimOutcome>;
-  renewClaims(node: string, until: number): Promise<number>;
+  /** Extends `node`'s claims on unfinished tasks to `until`, but not those of the URLs in `except`. */
+  renewClaims(node: string, until: number, except: readonly string[]): Promise<number>;
   orphanedTasks(node: string, now: number, limit: number): Promise<string[]>;
-  releaseClaims(node: string): Promise<void>;
+  /** The unfinished tasks `node` holds claims on. */
+  heldTasks(node: string): Promise<string[]>;
+  /** Lets go of `node`'s claims: all of them, or those of `urls`. */
+  releaseClaims(node: string, urls?: readonly string[]): Promise<void>;
 
   /** Publishes changes that no row write carries (the gate). */
   publish(changes: Published[]): Promise<void>;

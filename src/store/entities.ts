@@ -60,6 +60,22 @@ export interface NodeRow {
   status: string;
 }
 
+/**
+ * One secret every node of a shared database must be given alike, as its
+ * digest: scrypt of a fixed label and the secret, with a random salt of this
+ * row (never the secret itself). `digest` is null when the secret is absent
+ * (no `--client-token`, no `--url-key`): an absent secret must match too.
+ */
+export interface ClusterSecretRow {
+  /** The option's name without its dashes: `admin-token`, `client-token`, `callback-secret`, `url-key`. */
+  name: string;
+  salt: string;
+  digest: string | null;
+  /** The node that recorded it, and when. */
+  recordedBy: string;
+  recordedAt: number;
+}
+
 /** A switch every node shares (the administrator's pause). */
 export interface SettingRow {
   key: string;
@@ -122,6 +138,18 @@ export const SettingEntity = new EntitySchema<SettingRow>({
   columns: {
     key: { type: 'varchar', length: 64, primary: true },
     value: { type: 'text' },
+  },
+});
+
+export const ClusterSecretEntity = new EntitySchema<ClusterSecretRow>({
+  name: 'ClusterSecret',
+  tableName: 'cluster_secrets',
+  columns: {
+    name: { type: 'varchar', length: 32, primary: true },
+    salt: { type: 'varchar', length: 64 },
+    digest: { type: 'varchar', length: 128, nullable: true },
+    recordedBy: { name: 'recorded_by', type: 'varchar', length: 128 },
+    recordedAt: { name: 'recorded_at', type: 'bigint', transformer: bigintNumber },
   },
 });
 

@@ -20,10 +20,12 @@ export type {
   TaskLedger,
   TaskPatch,
 } from './ports.js';
-export { CoverEntity, DeletionEntity, JobEntity, NodeEntity, SettingEntity, TaskEntity } from './entities.js';
-export type { CoverRow, DeletionRow, JobRow, NodeRow, TaskRow } from './entities.js';
+export { ClusterSecretEntity, CoverEntity, DeletionEntity, JobEntity, NodeEntity, SettingEntity, TaskEntity } from './entities.js';
+export type { ClusterSecretRow, CoverRow, DeletionRow, JobRow, NodeRow, TaskRow } from './entities.js';
 export { coverPath, openCoverFile, openStoredFile, removeCoverFile, resolveInside, sha256, sweepTemp, writeCoverFile, TEMP_DIR } from './coverFiles.js';
 export type { OpenCover } from './coverFiles.js';
 export { migrations } from './migrations.js';
+export { SECRET_NAMES } from './clusterJoin.js';
+export type { JoinOutcome, SecretName, SharedSecrets } from './clusterJoin.js';
 export { writeCover } from './coverRecord.js';
 export type { CoverImage } from './coverRecord.js';

@@ -170,4 +170,32 @@ export class CreateJobs1764400000000 implements MigrationInterface {
   }
 }
 
-export const migrations = [CreateCoversAndTasks1763780000000, CreateDeletions1763790000000, AddClusterTables1764300000000, CreateJobs1764400000000];
+/**
+ * The digests of the secrets every node of a shared database must be given
+ * alike (`ClusterSecretRow`): a node whose secret differs refuses to start.
+ */
+export class CreateClusterSecrets1764500000000 implements MigrationInterface {
+  name = 'CreateClusterSecrets1764500000000';
+
+  async up(queryRunner: QueryRunner): Promise<void> {
+    await queryRunner.createTable(
+      new Table({
+        name: 'cluster_secrets',
+        columns: [
+          { name: 'name', type: 'varchar', length: '32', isPrimary: true },
+          { name: 'salt', type: 'varchar', length: '64' },
+          { name: 'digest', type: 'varchar', length: '128', isNullable: true },
+          { name: 'recorded_by', type: 'varchar', length: '128' },
+          { name: 'recorded_at', type: 'bigint' },
+        ],
+      }),
+      true,
+    );
+  }
+
+  async down(queryRunner: QueryRunner): Promise<void> {
+    await queryRunner.dropTable('cluster_secrets', true);
+  }
+}
+
+export const migrations = [CreateCoversAndTasks1763780000000, CreateDeletions1763790000000, AddClusterTables1764300000000, CreateJobs1764400000000, CreateClusterSecrets1764500000000];

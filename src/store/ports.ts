@@ -15,6 +15,7 @@
  * so the admin stream, the cover memory and the other nodes hear of uploads,
  * deletions and retries as well as downloads. Nothing else announces them.
  */
+import type { JoinOutcome, SharedSecrets } from './clusterJoin.js';
 import type { EventEmitter } from 'node:events';
 import type { TaskStatus } from '../../machines/types.js';
 import type { JobStatus } from '../../machines/jobMachine.js';
@@ -160,8 +161,12 @@ export interface Claims {
   readonly shared: boolean;
   /** Claims the rows of `urls` (created as `status` if new); a row another live node holds is left alone. */
   claim(urls: readonly string[], status: 'queued' | 'waiting'): Promise<ClaimOutcome>;
-  /** Extends every claim of this node, in one statement. Resolves with how many. */
-  renew(): Promise<number>;
+  /** Extends every claim of this node on an unfinished task but those of `except`, in one statement. Resolves with how many. */
+  renew(except?: readonly string[]): Promise<number>;
+  /** The unfinished tasks this node holds claims on (what it should be working on). */
+  held(): Promise<string[]>;
+  /** Lets go of this node's claims on these URLs' tasks, so any node may take them at once. */
+  release(urls: readonly string[]): Promise<void>;
   /** Unfinished tasks whose claim ran out (or that nobody holds): for a living node to take over. */
   orphaned(limit: number): Promise<string[]>;
   /** Lets go of this node's claims on unfinished tasks (at shutdown), so other nodes take them at once. */
@@ -190,6 +195,15 @@ export type NodeReport = Pick<NodeRow, 'queued' | 'downloading' | 'status'>;
 export interface ClusterState {
   /** This node's id (`--node-id`). */
   readonly node: string;
+  /**
+   * At start, on a shared database: refuses (`joined: false`) when a live node
+   * holds this node's id (a heartbeat after the one seen; a row seen less than
+   * a lease ago is watched, `onWait` told, until it beats or goes stale) or
+   * when a shared secret differs from the one the database records; otherwise
+   * records this node (and the secrets, if first). A database one node uses
+   * always says joined, and writes nothing.
+   */
+  join(secrets: SharedSecrets, leaseMs: number, onWait?: (lastSeen: number) => void): Promise<JoinOutcome>;
   /** Records this node as alive, with its counts. */
   heartbeat(report: NodeReport): Promise<void>;
   /** Every node seen, newest first. */

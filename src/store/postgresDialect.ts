@@ -13,7 +13,9 @@
  *   claims       `claimTasks` inserts or takes over task rows in one statement
  *                (a row another live node holds is left alone); the final
  *                status of a download releases this node's claim in the same
- *                transaction; `renewClaims` is one UPDATE for all of them.
+ *                transaction; `renewClaims` is one UPDATE for all of them
+ *                but the ones the node no longer works on (`heldTasks` lists
+ *                what it holds; clusterLink.ts tells which are strays).
  *   migrations   run under an advisory lock, so nodes started together on an
  *                empty database run them once.
  */
@@ -269,9 +271,17 @@ export class PostgresDialect implements Dialect {
     return { mine: [...mine, ...again.mine], elsewhere: [...elsewhere, ...again.elsewhere] };
   }
 
-  async renewClaims(node: string, until: number): Promise<number> {
-    const result = await this.pool().query(`UPDATE tasks SET claim_expires = $2 WHERE claimed_by = $1 AND status IN ${UNFINISHED}`, [node, until]);
+  async renewClaims(node: string, until: number, except: readonly string[]): Promise<number> {
+    const result = await this.pool().query(
+      `UPDATE tasks SET claim_expires = $2 WHERE claimed_by = $1 AND status IN ${UNFINISHED} AND NOT (url = ANY($3::text[]))`,
+      [node, until, except],
+    );
     return result.rowCount ?? 0;
+  }
+
+  async heldTasks(node: string): Promise<string[]> {
+    const { rows } = await this.pool().query<{ url: string }>(`SELECT url FROM tasks WHERE claimed_by = $1 AND status IN ${UNFINISHED}`, [node]);
+    return rows.map((row) => row.url);
   }
 
   async orphanedTasks(_node: string, now: number, limit: number): Promise<string[]> {
@@ -282,8 +292,9 @@ export class PostgresDialect implements Dialect {
     return rows.map((row) => row.url);
   }
 
-  async releaseClaims(node: string): Promise<void> {
-    await this.pool().query('UPDATE tasks SET claimed_by = NULL, claim_expires = NULL WHERE claimed_by = $1', [node]);
+  async releaseClaims(node: string, urls?: readonly string[]): Promise<void> {
+    if (urls === undefined) await this.pool().query('UPDATE tasks SET claimed_by = NULL, claim_expires = NULL WHERE claimed_by = $1', [node]);
+    else await this.pool().query('UPDATE tasks SET claimed_by = NULL, claim_expires = NULL WHERE claimed_by = $1 AND url = ANY($2::text[])', [node, urls]);
   }
 
   async publish(changes: Published[]): Promise<void> {

@@ -163,6 +163,10 @@ export class SqliteDialect implements Dialect {
     return [];
   }
 
+  async heldTasks(): Promise<string[]> {
+    return [];
+  }
+
   async releaseClaims(): Promise<void> {}
 
   async publish(_changes: Published[]): Promise<void> {}
