@@ -24,6 +24,8 @@ export { CoverEntity, DeletionEntity, JobEntity, NodeEntity, SettingEntity, Task
 export type { CoverRow, DeletionRow, JobRow, NodeRow, TaskRow } from './entities.js';
 export { coverPath, openCoverFile, openStoredFile, removeCoverFile, resolveInside, sha256, sweepTemp, writeCoverFile, TEMP_DIR } from './coverFiles.js';
 export type { OpenCover } from './coverFiles.js';
+export { createFile, inspectFile, makeFolder, moveFile, openFile, PathRefusedError, plainSegments, removePath, sweepFolder } from './pathGuard.js';
+export type { OpenedFile, OpenRefusal, RemoveOutcome, Segments } from './pathGuard.js';
 export { migrations } from './migrations.js';
 export { writeCover } from './coverRecord.js';
 export type { CoverImage } from './coverRecord.js';
