@@ -5,7 +5,6 @@
  * rule (no link followed, the real location checked at every call).
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { lstat, mkdir, readdir, readFile, rename, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, it } from 'node:test';
@@ -58,8 +57,9 @@ describe('one path guard: link attacks on the covers folder', () => {
   it('removing a cover through a folder link deletes nothing outside; a link in a cover’s place is removed itself', async (t) => {
     const { covers, outside } = await folders(t);
     await symlink(outside, path.join(covers, 'h'));
-    assert.equal(await removeCoverFile(covers, 'h/keep.txt'), 'refused');
-    assert.ok(await exists(path.join(outside, 'keep.txt')));
+    const outcome = await removeCoverFile(covers, 'h/keep.txt');
+    assert.ok(await exists(path.join(outside, 'keep.txt')), 'the file outside is still there');
+    assert.equal(outcome, 'refused');
     await mkdir(path.join(covers, 'g'));
     await symlink(path.join(outside, 'keep.txt'), path.join(covers, 'g', 'a.jpg'));
     assert.equal(await removeCoverFile(covers, 'g/a.jpg'), 'removed');
@@ -96,21 +96,6 @@ describe('one path guard: link attacks on the covers folder', () => {
     assert.deepEqual(await readdir(path.join(outside, 'old-tmp')), []);
     assert.equal(await exists(path.join(covers, 'h', 'second.jpg')), false);
   });
-
-  it('a FIFO or a link as a cover is not opened; the covers folder itself may be a link', async (t) => {
-    const { covers } = await folders(t);
-    const mount = await tempDir(t);
-    const root = path.join(mount, 'covers-link');
-    await symlink(covers, root);
-    await writeCoverFile(root, 'h/a.jpg', Buffer.from('A'));
-    const opened = await openStoredFile(root, 'h/a.jpg');
-    assert.equal(opened?.size, 1);
-    await opened?.handle.close();
-    execFileSync('mkfifo', [path.join(covers, 'h', 'fifo.jpg')]);
-    await symlink('/etc/passwd', path.join(covers, 'h', 'passwd.jpg'));
-    assert.equal(await openStoredFile(root, 'h/fifo.jpg'), undefined);
-    assert.equal(await openStoredFile(root, 'h/passwd.jpg'), undefined);
-  });
 });
 
 describe('one path guard: link attacks on job archives', () => {
@@ -134,8 +119,9 @@ describe('one path guard: link attacks on job archives', () => {
     // An archive-named file outside, reachable through the link: neither served nor deleted.
     await writeFile(path.join(outside, `${ID}.tar`), 'not an archive of ours');
     assert.equal(await openArchive(covers, ID), undefined);
-    assert.equal(await removeArchive(covers, ID), 'refused');
+    const outcome = await removeArchive(covers, ID);
     assert.deepEqual((await readdir(outside)).sort(), [`${ID}.tar`, 'keep.txt']);
+    assert.equal(outcome, 'refused');
   });
 
   it('a .tmp link leading out: packing writes nothing outside', async (t) => {
