@@ -53,7 +53,7 @@ async function setup(t: TestContext) {
 function recordWrites(t: TestContext, dir: string): string[] {
   const seen: string[] = [];
   const watcher = watch(dir, (_event, name) => seen.push(String(name)));
-  t.after(() => watcher.close());
+  t.after(async () => watcher.close());
   return seen;
 }
 
