@@ -6,7 +6,6 @@
 import os from 'node:os';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import path from 'node:path';
 import { CoverChecks } from './checks/index.js';
 import type { Config } from './config.js';
 import { createDownloads } from './downloads/index.js';
@@ -68,7 +67,7 @@ function hostForUrl(host: string): string {
 
 export async function startApp(config: Config, logger: Logger): Promise<App> {
   // Before the database: the folders take files, and the port is ours.
-  await checkWritable(config.coversDir, 'covers folder', '--covers-dir', path.join(config.coversDir, TEMP_DIR));
+  await checkWritable(config.coversDir, 'covers folder', '--covers-dir', [TEMP_DIR]);
   await checkWritable(config.dataDir, 'data folder', '--data-dir');
   const bound = await bindPort(config.host, config.port);
   const opened: { close(): Promise<void> }[] = [{ close: () => new Promise<void>((resolve) => bound.close(() => resolve())) }];

@@ -13,12 +13,12 @@
  *             start (`joinError`; exit 2)
  */
 import { randomBytes } from 'node:crypto';
-import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import http from 'node:http';
 import type net from 'node:net';
-import path from 'node:path';
 import { StartError } from './errors.js';
 import type { JoinOutcome } from './store/index.js';
+import { createFile, makeFolder, removePath } from './store/pathGuard.js';
 
 function codeOf(error: unknown): string {
   const code = (error as { code?: unknown } | null)?.code;
@@ -31,14 +31,17 @@ function textOf(error: unknown): string {
 
 /**
  * Makes `dir` if needed and writes and removes one probe file in `probeDir`
- * (the folder the service writes into; `dir` itself by default).
+ * under it (the folder the service writes into, e.g. `['.tmp']`; `dir` itself
+ * by default), through the path guard: a link where `probeDir` belongs stops
+ * the start, and nothing is written through it.
  */
-export async function checkWritable(dir: string, what: string, option: string, probeDir = dir): Promise<void> {
+export async function checkWritable(dir: string, what: string, option: string, probeDir: readonly string[] = []): Promise<void> {
   try {
-    await mkdir(probeDir, { recursive: true });
-    const probe = path.join(probeDir, `.write-probe-${process.pid}-${randomBytes(4).toString('hex')}`);
-    await writeFile(probe, '');
-    await rm(probe);
+    await mkdir(dir, { recursive: true });
+    await makeFolder(dir, probeDir);
+    const probe = [...probeDir, `.write-probe-${process.pid}-${randomBytes(4).toString('hex')}`];
+    await (await createFile(dir, probe, 0o644)).close();
+    await removePath(dir, probe);
   } catch (error) {
     throw new StartError(
       `the ${what} ${dir} is not writable (${codeOf(error)}: ${textOf(error)})`,

@@ -4,9 +4,9 @@
  * the file, never the token.
  */
 import { randomBytes } from 'node:crypto';
-import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from '../logger.js';
+import { createFile, inspectFile, PathRefusedError } from '../store/index.js';
 
 export const ADMIN_TOKEN_FILE = 'admin-token';
 
@@ -22,18 +22,32 @@ export async function resolveAdminToken(options: { adminToken: string | undefine
 export async function resolveSecret(given: string | undefined, dataDir: string, fileName: string, label: string, logger: Logger): Promise<string> {
   if (given !== undefined) return given;
   const file = path.join(dataDir, fileName);
-  try {
-    const saved = (await readFile(file, 'utf8')).trim();
+  // Through the path guard: a link in the secret's place is refused, never read through nor written through.
+  const opened = await inspectFile(dataDir, [fileName]);
+  if ('refused' in opened) {
+    if (opened.refused !== 'missing') {
+      throw new PathRefusedError(`${file} is not a regular file in the data folder (${opened.refused}${opened.code ? `: ${opened.code}` : ''})`);
+    }
+  } else {
+    let saved: string;
+    try {
+      saved = (await opened.handle.readFile('utf8')).trim();
+    } finally {
+      await opened.handle.close();
+    }
     if (saved !== '') {
       logger.info(`${label} read from file`, { file });
       return saved;
     }
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
   }
   const token = randomBytes(32).toString('base64url');
-  // 'wx': never overwrite a secret another start wrote meanwhile.
-  await writeFile(file, `${token}\n`, { mode: 0o600, flag: 'wx' });
+  // Exclusive: never overwrite a secret another start wrote meanwhile.
+  const handle = await createFile(dataDir, [fileName], 0o600);
+  try {
+    await handle.writeFile(`${token}\n`);
+  } finally {
+    await handle.close();
+  }
   logger.info(`${label} generated; it is in this file (readable by its owner only)`, { file });
   return token;
 }

@@ -8,15 +8,13 @@
  * image, too big, cut off mid-body) leaves the row and the files as they were.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, readFile, rm } from 'node:fs/promises';
 import type { IncomingMessage } from 'node:http';
-import path from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Config } from '../config.js';
 import { CoverError } from '../errors.js';
 import { processImage } from '../images/index.js';
-import { TEMP_DIR, writeCover } from '../store/index.js';
+import { createFile, makeFolder, openFile, removePath, TEMP_DIR, writeCover } from '../store/index.js';
 import type { CoverIndex, CoverRow, TaskLedger } from '../store/index.js';
 
 export interface CustomCoverDeps {
@@ -33,9 +31,9 @@ async function receive(body: IncomingMessage, coversDir: string, maxBytes: numbe
   if (Number.isFinite(declared) && declared > maxBytes) {
     throw new CoverError('too_large', `upload of ${declared} bytes is larger than --max-bytes ${maxBytes}`);
   }
-  const dir = path.join(coversDir, TEMP_DIR);
-  await mkdir(dir, { recursive: true });
-  const temp = path.join(dir, `${randomBytes(12).toString('hex')}.upload`);
+  // Through the path guard, like every file under the covers folder.
+  await makeFolder(coversDir, [TEMP_DIR]);
+  const temp = [TEMP_DIR, `${randomBytes(12).toString('hex')}.upload`];
   let bytes = 0;
   const limit = new Transform({
     transform(chunk: Buffer, _encoding, callback) {
@@ -45,14 +43,20 @@ async function receive(body: IncomingMessage, coversDir: string, maxBytes: numbe
     },
   });
   // Open first, so the file exists before anything can fail and `finally` always finds it.
-  const handle = await open(temp, 'wx', 0o644);
+  const handle = await createFile(coversDir, temp, 0o644);
   try {
     await pipeline(body, limit, handle.createWriteStream());
     if (!body.complete) throw new Error('the upload was cut off before its end');
-    return await readFile(temp);
+    const written = await openFile(coversDir, temp);
+    if (written === undefined) throw new Error('the upload’s temp file is gone');
+    try {
+      return await written.handle.readFile();
+    } finally {
+      await written.handle.close();
+    }
   } finally {
     await handle.close().catch(() => undefined);
-    await rm(temp, { force: true });
+    await removePath(coversDir, temp).catch(() => undefined);
   }
 }
 

@@ -11,14 +11,13 @@
  * never a half archive at the published path.
  */
 import { randomBytes } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
-import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
 import type { JobEntry, PackOutput } from '../../machines/index.js';
-import { openStoredFile, TEMP_DIR } from '../store/index.js';
+import { createFile, makeFolder, moveFile, openFile, openStoredFile, removePath, TEMP_DIR } from '../store/index.js';
+import type { RemoveOutcome } from '../store/index.js';
 
 export const ARCHIVE_DIR = '.jobs';
 
@@ -34,30 +33,31 @@ export function archiveFile(coversDir: string, id: string): string | undefined {
   return isJobId(id) ? path.join(path.resolve(coversDir), ARCHIVE_DIR, `${id}.tar`) : undefined;
 }
 
-/** Removes a job's archive; a missing one is not an error. */
-export async function removeArchive(coversDir: string, id: string): Promise<void> {
-  const file = archiveFile(coversDir, id);
-  if (file !== undefined) await rm(file, { force: true });
+/** The archive's segments under the covers folder, or undefined for anything that is not a job id. */
+function archiveSegments(id: string): string[] | undefined {
+  return isJobId(id) ? [ARCHIVE_DIR, `${id}.tar`] : undefined;
 }
 
-/** The archive opened for sending, or undefined when there is none. The caller closes `handle`. */
+/**
+ * Removes a job's archive through the path guard (a link there: the link
+ * itself; nothing removed through a `.jobs` that is a link). A missing one is
+ * not an error.
+ */
+export async function removeArchive(coversDir: string, id: string): Promise<RemoveOutcome> {
+  const segments = archiveSegments(id);
+  return segments === undefined ? 'absent' : removePath(coversDir, segments);
+}
+
+/**
+ * The archive opened for sending, or undefined when there is none: a regular
+ * file inside the covers folder, opened through the path guard (a link put in
+ * its place, or a `.jobs` link leading out, is not followed). The caller closes
+ * `handle`.
+ */
 export async function openArchive(coversDir: string, id: string): Promise<{ handle: FileHandle; size: number } | undefined> {
-  const file = archiveFile(coversDir, id);
-  if (file === undefined) return undefined;
-  try {
-    const handle = await open(file, 'r');
-    const info = await handle.stat().catch(async (error: unknown) => {
-      await handle.close();
-      throw error;
-    });
-    if (!info.isFile()) {
-      await handle.close();
-      return undefined;
-    }
-    return { handle, size: info.size };
-  } catch {
-    return undefined;
-  }
+  const segments = archiveSegments(id);
+  const opened = segments === undefined ? undefined : await openFile(coversDir, segments);
+  return opened === undefined ? undefined : { handle: opened.handle, size: opened.size };
 }
 
 /** Files read ahead of the one being packed. */
@@ -104,14 +104,14 @@ export function readme(job: { id: string; name: string }, entries: readonly JobE
  * meanwhile) is listed in the README as `file_missing` instead.
  */
 export async function packArchive(coversDir: string, job: { id: string; name: string }, entries: readonly JobEntry[], signal?: AbortSignal): Promise<PackOutput> {
-  const target = archiveFile(coversDir, job.id);
-  if (target === undefined) throw Object.assign(new Error(`not a job id: ${job.id}`), { code: 'internal_error' });
-  const tempDir = path.join(coversDir, TEMP_DIR);
-  await mkdir(tempDir, { recursive: true });
-  await mkdir(path.dirname(target), { recursive: true });
-  const temp = path.join(tempDir, `${randomBytes(12).toString('hex')}.part`);
+  if (!isJobId(job.id)) throw Object.assign(new Error(`not a job id: ${job.id}`), { code: 'internal_error' });
+  // Through the path guard: real folders inside the covers folder, checked now, and a new file opened without following a link.
+  await makeFolder(coversDir, [TEMP_DIR]);
+  await makeFolder(coversDir, [ARCHIVE_DIR]);
+  const temp = [TEMP_DIR, `${randomBytes(12).toString('hex')}.part`];
+  const out = await createFile(coversDir, temp, 0o644);
   const pack = tar.pack();
-  const written = pipeline(pack, createWriteStream(temp, { flags: 'wx', mode: 0o644, highWaterMark: 1024 * 1024 }), signal ? { signal } : {});
+  const written = pipeline(pack, out.createWriteStream({ highWaterMark: 1024 * 1024 }), signal ? { signal } : {});
   const listed: JobEntry[] = [];
   let missing = 0;
   const add = (header: Partial<tar.Header> & Pick<tar.Header, 'name'>, data: Buffer) =>
@@ -164,14 +164,13 @@ export async function packArchive(coversDir: string, job: { id: string; name: st
     await add({ name: 'README.txt', size: text.length, mode: 0o644, mtime: new Date() }, text);
     pack.finalize();
     await written;
-    await rename(temp, target);
-    const { size } = await stat(target);
+    const { size } = await moveFile(coversDir, temp, [ARCHIVE_DIR, `${job.id}.tar`]);
     return { bytes: size, missing };
   } catch (error) {
     // Reads still in flight settle (to undefined) on their own.
     pack.destroy();
     await written.catch(() => undefined);
-    await rm(temp, { force: true });
+    await removePath(coversDir, temp).catch(() => undefined);
     throw error;
   }
 }

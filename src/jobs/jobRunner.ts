@@ -27,7 +27,9 @@ import type { Actor } from 'xstate';
 import { jobMachine } from '../../machines/index.js';
 import type { FetchUrlsInput, JobContext, JobEntry, JobEvent, JobMachine, JobStatus, PackInput, PackOutput } from '../../machines/index.js';
 import type { CheckResult, CoverChecks } from '../checks/index.js';
+import { storageFault } from '../errors.js';
 import type { Logger } from '../logger.js';
+import { PathRefusedError } from '../store/index.js';
 import type { DeletionQueue, JobPatch, JobStore, JobSummary } from '../store/index.js';
 import { ARCHIVE_DIR, packArchive } from './archive.js';
 import { Slots } from './slots.js';
@@ -246,7 +248,14 @@ export class JobRunner {
           };
         }),
         packArchive: fromPromise<PackOutput, PackInput>(({ input, signal }) =>
-          this.packing.run(() => packArchive(this.deps.coversDir, { id: input.id, name: job.name }, input.entries, signal), signal),
+          this.packing.run(
+            () =>
+              packArchive(this.deps.coversDir, { id: input.id, name: job.name }, input.entries, signal).catch((error: unknown) => {
+                // A path the guard refused (a `.jobs` or `.tmp` link) is a storage fault: `disk_full`, naming the link.
+                throw error instanceof PathRefusedError ? storageFault(error, 'archive') : error;
+              }),
+            signal,
+          ),
         ),
       },
       actions: {

@@ -30,16 +30,14 @@
  * covers folder) is not the row's fault: the run stops taking rows, and the
  * next run resumes where this one stopped.
  */
-import { constants } from 'node:fs';
-import { open, readlink, realpath } from 'node:fs/promises';
-import type { FileHandle } from 'node:fs/promises';
+import { realpath } from 'node:fs/promises';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { MAX_URL_LENGTH } from '../../client/src/protocol.js';
 import type { ResizeSpec } from '../config.js';
 import { CoverError } from '../errors.js';
 import { processImage } from '../images/index.js';
-import { removeCoverFile, resolveInside, writeCover } from '../store/index.js';
+import { inspectFile, plainSegments, removeCoverFile, writeCover } from '../store/index.js';
 import type { CoverRow, Store } from '../store/index.js';
 
 /** What became of one row. */
@@ -157,13 +155,6 @@ class Skip extends Error {
   }
 }
 
-/** Opened without following a link in the last segment, without blocking on a FIFO. */
-const OPEN_FLAGS = constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK;
-
-function within(realRoot: string, real: string): boolean {
-  return real.startsWith(realRoot.endsWith(path.sep) ? realRoot : realRoot + path.sep);
-}
-
 /** The row's URL, or a Skip. */
 function checkUrl(url: unknown): string {
   if (typeof url !== 'string') throw new Skip('refused', `the url is not text (${url === null ? 'NULL' : typeof url})`);
@@ -179,34 +170,34 @@ function checkUrl(url: unknown): string {
 }
 
 /** The row's file, read whole (at most `maxBytes`), or a Skip. */
-async function readRowFile(dir: string, realDir: string, relPath: unknown, maxBytes: number): Promise<Buffer> {
+async function readRowFile(dir: string, relPath: unknown, maxBytes: number): Promise<Buffer> {
   if (typeof relPath !== 'string' || relPath === '') throw new Skip('refused', 'the path is empty or not text');
   if (relPath.startsWith('/') || relPath.includes('\\') || relPath.includes('\0')) throw new Skip('refused', 'the path is absolute or holds a backslash or NUL');
-  const file = resolveInside(dir, relPath);
-  if (file === undefined) throw new Skip('refused', 'the path leaves the folder or has an empty, "." , ".." or hidden segment');
-  let handle: FileHandle;
-  try {
-    handle = await open(file, OPEN_FLAGS);
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT' || code === 'ENOTDIR') throw new Skip('missing', 'no such file');
-    if (code === 'ELOOP') throw new Skip('refused', 'the file is a symbolic link');
-    throw new Skip('refused', `the file cannot be opened (${code ?? describe(error)})`);
-  }
-  try {
-    const info = await handle.stat();
-    if (!info.isFile()) throw new Skip('refused', 'not a regular file');
-    let real: string;
-    try {
-      real = await readlink(`/proc/self/fd/${handle.fd}`);
-    } catch {
-      real = await realpath(file);
+  const segments = plainSegments(relPath);
+  if (segments === undefined) throw new Skip('refused', 'the path leaves the folder or has an empty, "." , ".." or hidden segment');
+  // The old folder is read through the path guard too: one rule for every file the service reads.
+  const opened = await inspectFile(dir, segments);
+  if ('refused' in opened) {
+    switch (opened.refused) {
+      case 'missing':
+        throw new Skip('missing', 'no such file');
+      case 'link':
+        throw new Skip('refused', 'the file is a symbolic link');
+      case 'folder_link':
+      case 'outside':
+        throw new Skip('refused', 'a link in its path leads out of the folder (folder links are not followed)');
+      case 'not_file':
+        throw new Skip('refused', 'not a regular file');
+      default:
+        throw new Skip('refused', `the file cannot be opened (${opened.code ?? 'error'})`);
     }
-    if (!within(realDir, real)) throw new Skip('refused', 'a link in its path leads out of the folder');
-    if (info.size > maxBytes) throw new Skip('refused', `the file is ${info.size} bytes, over --max-bytes ${maxBytes}`);
-    if (info.size === 0) throw new Skip('notImage', 'the file is empty');
+  }
+  const { handle, size } = opened;
+  try {
+    if (size > maxBytes) throw new Skip('refused', `the file is ${size} bytes, over --max-bytes ${maxBytes}`);
+    if (size === 0) throw new Skip('notImage', 'the file is empty');
     // Read at most one byte past the limit: a file that grows meanwhile is still caught.
-    const buffer = Buffer.alloc(info.size + 1);
+    const buffer = Buffer.alloc(size + 1);
     let read = 0;
     while (read < buffer.length) {
       const { bytesRead } = await handle.read(buffer, read, buffer.length - read, read);
@@ -236,7 +227,8 @@ export async function importLegacy(options: ImportOptions): Promise<ImportResult
   const { db, store, config } = options;
   const now = options.now ?? Date.now;
   const dir = path.resolve(options.dir);
-  const realDir = await realpath(dir);
+  // The folder must exist (and may be a link: it is the root every row's path is read under).
+  await realpath(dir);
   const counts = emptyCounts(db.count);
   /** Repeated URLs whose first row was taken. */
   const seen = new Set<string>();
@@ -260,7 +252,7 @@ export async function importLegacy(options: ImportOptions): Promise<ImportResult
     if (sharers !== undefined) {
       throw new Skip('refused', `${sharers} URLs share this file (the 2019 service kept one file per host and name): it may be another URL's cover`);
     }
-    const data = await readRowFile(dir, realDir, row.path, config.maxBytes);
+    const data = await readRowFile(dir, row.path, config.maxBytes);
     let image;
     try {
       image = await processImage(data, config.resize);

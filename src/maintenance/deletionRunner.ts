@@ -5,7 +5,9 @@
  *      path, and the URL's task row
  *      (kind `job`) mark the archive job `expired`
  *   2. remove the file, unless a cover row points at it (the same content was
- *      stored again meanwhile); for a job, its archive
+ *      stored again meanwhile); for a job, its archive. Through the path
+ *      guard: a link is removed itself, and nothing is removed through a
+ *      folder that is a link or leads out (logged; the record is done)
  *   3. delete the record
  *
  * A crash between any two steps leaves the record in place, and the next run
@@ -21,7 +23,7 @@
  */
 import type { Logger } from '../logger.js';
 import { removeCoverFile } from '../store/index.js';
-import type { CoverIndex, DeletionQueue, DeletionRow, TaskLedger } from '../store/index.js';
+import type { CoverIndex, DeletionQueue, DeletionRow, RemoveOutcome, TaskLedger } from '../store/index.js';
 import { crashPoint } from './crashPoints.js';
 
 export interface DeletionRunnerDeps {
@@ -33,7 +35,7 @@ export interface DeletionRunnerDeps {
   /** A claim older than this may be taken over (another node died holding it). */
   leaseMs?: number;
   /** Archive jobs past `--job-ttl` (records of kind `job`): the row marked expired, then the archive removed. */
-  jobs?: { markExpired(id: string): Promise<void>; removeArchive(id: string): Promise<void> };
+  jobs?: { markExpired(id: string): Promise<void>; removeArchive(id: string): Promise<RemoveOutcome> };
   /** How long a file outlives the row removed before it (0 on a database one node uses). */
   fileGraceMs?: number;
   now?: () => number;
@@ -104,11 +106,14 @@ export class DeletionRunner {
   /** Steps 2 and 3: the file unless a row points at it again, then the record. */
   private async removeFile(record: DeletionRow): Promise<void> {
     const { covers, coversDir, deletions, logger } = this.deps;
+    let outcome: RemoveOutcome | undefined;
     if (record.kind === 'job') {
       // Without the jobs wired in (never in the service), the record stays for a runner that has them.
       if (!this.deps.jobs) return;
-      await this.deps.jobs.removeArchive(record.url);
-    } else if (!(await covers.pathInUse(record.path))) await removeCoverFile(coversDir, record.path);
+      outcome = await this.deps.jobs.removeArchive(record.url);
+    } else if (!(await covers.pathInUse(record.path))) outcome = await removeCoverFile(coversDir, record.path);
+    // The path guard removes nothing through a folder that is a link: what lies behind it is not the service's.
+    if (outcome === 'refused') logger.warn('file not removed: a folder on its path is a link or leads out of the covers folder', { url: record.url, path: record.path, kind: record.kind });
     crashPoint('deletion:file-removed');
     await deletions.remove(record.id);
     logger.info('deleted', { url: record.url, path: record.path, kind: record.kind, reason: record.reason });

@@ -24,6 +24,8 @@ export { ClusterSecretEntity, CoverEntity, DeletionEntity, JobEntity, NodeEntity
 export type { ClusterSecretRow, CoverRow, DeletionRow, JobRow, NodeRow, TaskRow } from './entities.js';
 export { coverPath, openCoverFile, openStoredFile, removeCoverFile, resolveInside, sha256, sweepTemp, writeCoverFile, TEMP_DIR } from './coverFiles.js';
 export type { OpenCover } from './coverFiles.js';
+export { createFile, inspectFile, makeFolder, moveFile, openFile, PathRefusedError, plainSegments, removePath, sweepFolder } from './pathGuard.js';
+export type { OpenedFile, OpenRefusal, RemoveOutcome, Segments } from './pathGuard.js';
 export { migrations } from './migrations.js';
 export { SECRET_NAMES } from './clusterJoin.js';
 export type { JoinOutcome, SecretName, SharedSecrets } from './clusterJoin.js';

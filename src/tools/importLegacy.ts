@@ -25,6 +25,7 @@ import { ConfigError } from '../errors.js';
 import { importLegacy, LegacyDbError, openLegacyDb, summaryLine } from '../legacy/importLegacy.js';
 import { ImportProgress } from '../legacy/importProgress.js';
 import { checkWritable, databaseError } from '../startChecks.js';
+import { TEMP_DIR } from '../store/coverFiles.js';
 
 const NAME = 'import-legacy';
 
@@ -123,7 +124,7 @@ async function main(): Promise<void> {
   const [{ openStore }] = await Promise.all([import('../store/index.js')]);
   let store;
   try {
-    await checkWritable(config.coversDir, 'covers folder', '--covers-dir', path.join(config.coversDir, '.tmp'));
+    await checkWritable(config.coversDir, 'covers folder', '--covers-dir', [TEMP_DIR]);
     if (!/^postgres(ql)?:\/\//i.test(config.db)) await checkWritable(config.dataDir, 'data folder', '--data-dir');
     try {
       store = await openStore({
