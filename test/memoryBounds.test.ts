@@ -8,10 +8,12 @@
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import WebSocket from 'ws';
 import { checkFrame } from '../client/src/protocol.js';
+import { startOrigin } from './helpers/origin.js';
 import { startService } from './helpers/service.js';
 import type { Service } from './helpers/service.js';
 import { tempDir } from './helpers/tempDir.js';
@@ -116,5 +118,143 @@ describe('memory per client is bounded', () => {
     for (const wait of waits) assert.ok(wait < 2000, `another client's check took ${Math.round(wait)} ms during the flood`);
     assert.ok(closing, 'the service logs that it closed the socket that does not read');
     assert.equal(code, 1008, 'the socket that does not read is closed with 1008 (policy)');
+  });
+
+  /** A TCP connection to the 2019 port; write errors (a connection the service closed) are kept, not thrown. */
+  async function legacyConnection(port: number) {
+    const socket = net.connect(port, '127.0.0.1');
+    await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
+    let received = '';
+    socket.on('data', (chunk: Buffer) => (received += chunk.toString('latin1')));
+    socket.on('error', () => undefined);
+    const ended = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+    let isEnded = false;
+    void ended.then(() => (isEnded = true));
+    /** Writes, waiting for the kernel to take it; false once the connection is gone. */
+    const write = (data: Buffer | string) =>
+      new Promise<boolean>((resolve) => {
+        if (socket.destroyed) return resolve(false);
+        socket.write(data, (error) => resolve(!error));
+      });
+    return { socket, ended, isEnded: () => isEnded, received: () => received, write };
+  }
+
+  /** A whole 2019 conversation of URLs answered at once, timed. */
+  async function legacyProbe(port: number, url: string): Promise<number> {
+    const started = performance.now();
+    const client = await legacyConnection(port);
+    const until = async (test: (text: string) => boolean) => {
+      for (let i = 0; i < 2000 && !test(client.received()); i++) await sleep(5);
+      assert.ok(test(client.received()), `legacy answer so far: ${JSON.stringify(client.received())}`);
+    };
+    await client.write(`C${Buffer.byteLength(url)}`);
+    await until((text) => text === 'G');
+    await client.write(url);
+    await until((text) => text.endsWith('OK'));
+    await client.write('RC');
+    await until((text) => text.endsWith(url));
+    await client.write('O');
+    await client.ended;
+    return performance.now() - started;
+  }
+
+  async function legacySetup(t: TestContext) {
+    const origin = await startOrigin();
+    t.after(() => {
+      origin.release();
+      return origin.close();
+    });
+    const service = await setup(t, ['--allow-private-network', '--allow-hosts', '127.0.0.1', '--retries', '0', '--legacy-port', '0']);
+    const line = await service.waitForLog((l) => /^legacy protocol listening on tcp:\/\//.test(l.message));
+    return { origin, service, port: Number(/:(\d+)$/.exec(line.message)![1]) };
+  }
+
+  it('2019 port: bytes sent while a check runs are not kept (the connection is closed), parsing stays linear, RSS bounded, others answered', { timeout: 120_000 }, async (t) => {
+    const { origin, service, port } = await legacySetup(t);
+    const before = await baseline(service);
+    const watch = watchRss(service);
+
+    // A check that runs until the end of the test (the origin holds its image), then R and 1 MB chunks.
+    const flood = await legacyConnection(port);
+    const urls = `${origin.url}/half/flood-running.jpg`;
+    await flood.write(`C${Buffer.byteLength(urls)}`);
+    await flood.write(urls);
+    await flood.write('R');
+    const chunk = Buffer.alloc(MB, 0x52);
+    let sent = 0;
+    const sending = (async () => {
+      const until = performance.now() + 15_000;
+      while (sent < 200 * MB && performance.now() < until && (await flood.write(chunk))) sent += MB;
+    })();
+
+    const waits: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      await sleep(700);
+      waits.push(await probe(service, `during${i}`));
+      waits.push(await legacyProbe(port, `ftp://example.com/legacy-during${i}.jpg`));
+    }
+    await sending;
+    const closedByService = await Promise.race([flood.ended.then(() => true), sleep(2000).then(() => false)]);
+    const peak = watch.stop();
+    flood.socket.destroy();
+    await sleep(1000);
+    const after = rss(service);
+    t.diagnostic(`sent ${mb(sent)} after R; RSS before ${mb(before)}, peak ${mb(peak)}, after ${mb(after)}; others answered in ${waits.map(Math.round).join(', ')} ms`);
+
+    assert.ok(peak - before < BOUND, `RSS grew from ${mb(before)} to ${mb(peak)} during the flood`);
+    assert.ok(after - before < BOUND, `RSS ${mb(after)} after the client left (before: ${mb(before)})`);
+    for (const wait of waits) assert.ok(wait < 2000, `another client was answered in ${Math.round(wait)} ms during the flood`);
+    assert.ok(closedByService, 'the service closes a connection that sends more than R, C and O while its check runs');
+    assert.ok(sent < 8 * MB, `the service took ${mb(sent)} after R before closing`);
+  });
+
+  it('2019 port: many connections holding nearly whole 8 MiB URL strings are bounded in total (the largest closed), RSS bounded, others answered', { timeout: 120_000 }, async (t) => {
+    const { service, port } = await legacySetup(t);
+    const before = await baseline(service);
+    const watch = watchRss(service);
+
+    // 20 connections each announcing 8 MiB and sending all but 64 bytes of it (160 MiB
+    // if each were kept), then kept alive by a byte every half second.
+    const declared = 8 * MB;
+    const floods = await Promise.all(Array.from({ length: 20 }, () => legacyConnection(port)));
+    const piece = Buffer.alloc(MB, 0x61);
+    const sending = floods.map(async (flood) => {
+      if (!(await flood.write(`C${declared}`))) return;
+      await flood.write(piece.subarray(0, 1));
+      for (let sent = 1; sent + MB <= declared - 64; sent += MB) if (!(await flood.write(piece))) return;
+    });
+    let trickling = true;
+    const trickle = (async () => {
+      while (trickling) {
+        await sleep(500);
+        for (const flood of floods) if (!flood.isEnded()) void flood.write('a');
+      }
+    })();
+
+    const waits: number[] = [];
+    for (let i = 0; i < 4; i++) {
+      await sleep(700);
+      waits.push(await probe(service, `during${i}`));
+      waits.push(await legacyProbe(port, `ftp://example.com/legacy-during${i}.jpg`));
+    }
+    await Promise.all(sending);
+    await sleep(1500);
+    const peak = watch.stop();
+    const open = floods.filter((flood) => !flood.isEnded()).length;
+    trickling = false;
+    await trickle;
+    for (const flood of floods) flood.socket.destroy();
+    await sleep(1000);
+    const after = rss(service);
+    t.diagnostic(`${open} of 20 flood connections still open; RSS before ${mb(before)}, peak ${mb(peak)}, after ${mb(after)}; others answered in ${waits.map(Math.round).join(', ')} ms`);
+
+    assert.ok(peak - before < BOUND, `RSS grew from ${mb(before)} to ${mb(peak)} during the flood`);
+    assert.ok(after - before < BOUND, `RSS ${mb(after)} after the clients left (before: ${mb(before)})`);
+    for (const wait of waits) assert.ok(wait < 2000, `another client was answered in ${Math.round(wait)} ms during the flood`);
+    assert.ok(open <= 8, `${open} connections still hold nearly 8 MiB each: at most 8 fit in the total of 64 MiB`);
+    assert.ok(
+      service.logs.some((line) => /legacy connection closed: the URL strings announced on the legacy port are over their total/.test(line.message)),
+      'the service logs the connections it closed for the total',
+    );
   });
 });
