@@ -258,3 +258,50 @@ describe('memory per client is bounded', () => {
     );
   });
 });
+
+describe('request bodies are bounded in time and in total', () => {
+  /** An HTTP request whose body is sent by the test, and its answer once one comes. */
+  async function postPart(service: Service, route: string, declared: number, part: Buffer) {
+    const socket = net.connect(service.port, '127.0.0.1');
+    await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
+    socket.on('error', () => undefined);
+    let answer = '';
+    socket.on('data', (chunk: Buffer) => (answer += chunk.toString('latin1')));
+    const ended = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+    socket.write(`POST ${route} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${declared}\r\n\r\n`);
+    if (part.length > 0) socket.write(part);
+    return { socket, ended, status: () => Number(/^HTTP\/1\.1 (\d{3})/.exec(answer)?.[1] ?? 0), answer: () => answer };
+  }
+
+  it('a body that trickles is answered 408 at its deadline and its connection closed', { timeout: 60_000 }, async (t) => {
+    const service = await setup(t, [], { COVERHELPER_TEST_BODY_DEADLINE_MS: '1500' });
+    const request = await postPart(service, '/api/check', 1000, Buffer.from('{"urls":['));
+    const trickle = setInterval(() => request.socket.write(' '), 200);
+    t.after(() => clearInterval(trickle));
+    const closed = await Promise.race([request.ended.then(() => true), sleep(10_000).then(() => false)]);
+    clearInterval(trickle);
+    request.socket.destroy();
+    assert.equal(request.status(), 408, `answer: ${JSON.stringify(request.answer().slice(0, 200))}`);
+    assert.ok(closed, 'the connection is closed after the 408');
+  });
+
+  it('bodies being read hold at most 64 MiB together: past it a request gets 503 busy, RSS bounded', { timeout: 120_000 }, async (t) => {
+    const service = await setup(t);
+    const before = await baseline(service);
+    const watch = watchRss(service);
+    // 10 job bodies of 12 MiB each (of 16 MiB announced): 120 MiB if each were kept.
+    const part = Buffer.alloc(12 * MB, 0x20);
+    part.write('{"urls":[', 0);
+    const requests = [];
+    for (let i = 0; i < 10; i++) requests.push(await postPart(service, '/api/jobs', 16 * MB - 1, part));
+    await sleep(3000);
+    const probeMs = await probe(service, 'during-bodies');
+    const peak = watch.stop();
+    const statuses = requests.map((request) => request.status());
+    for (const request of requests) request.socket.destroy();
+    t.diagnostic(`statuses ${statuses.join(' ')}; RSS before ${mb(before)}, peak ${mb(peak)}; another client answered in ${Math.round(probeMs)} ms`);
+    assert.ok(peak - before < BOUND, `RSS grew from ${mb(before)} to ${mb(peak)}`);
+    assert.ok(statuses.filter((status) => status === 503).length >= 4, `the bodies past the total are refused 503 busy: ${statuses.join(' ')}`);
+    assert.ok(probeMs < 2000, `another client's check took ${Math.round(probeMs)} ms`);
+  });
+});
