@@ -10,9 +10,13 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
+import { Writable } from 'node:stream';
 import { describe, it } from 'node:test';
 import WebSocket from 'ws';
 import { checkFrame } from '../client/src/protocol.js';
+import { startLegacyServer } from '../src/legacy/index.js';
+import { createLogger } from '../src/logger.js';
+import { Stats } from '../src/stats.js';
 import { startOrigin } from './helpers/origin.js';
 import { startService } from './helpers/service.js';
 import type { Service } from './helpers/service.js';
@@ -303,5 +307,36 @@ describe('request bodies are bounded in time and in total', () => {
     assert.ok(peak - before < BOUND, `RSS grew from ${mb(before)} to ${mb(peak)}`);
     assert.ok(statuses.filter((status) => status === 503).length >= 4, `the bodies past the total are refused 503 busy: ${statuses.join(' ')}`);
     assert.ok(probeMs < 2000, `another client's check took ${Math.round(probeMs)} ms`);
+  });
+});
+
+describe('the 2019 port: a URL string that trickles', () => {
+  it('is closed when its URL string is not whole within the deadline, though it never falls silent', { timeout: 30_000 }, async (t) => {
+    const lines: { message: string }[] = [];
+    const stream = new Writable({
+      write(chunk: Buffer, _encoding, callback) {
+        for (const text of chunk.toString().split('\n')) if (text.trim()) lines.push(JSON.parse(text) as { message: string });
+        callback();
+      },
+    });
+    const logger = createLogger({ logLevel: 'info', logFormat: 'json' }, stream);
+    const checks = { check: async (urls: readonly string[]) => urls.map((url) => ({ url, status: 'skipped' as const })) };
+    // The idle rule (1 s of silence) never fires: a byte comes every 200 ms.
+    const server = await startLegacyServer('127.0.0.1', 0, { checks, logger, stats: new Stats(), maxBatch: 10, idleTimeoutMs: 1000, urlStringDeadlineMs: 1500 });
+    t.after(() => server.close(0));
+    const socket = net.connect(server.port, '127.0.0.1');
+    socket.on('error', () => undefined);
+    await new Promise<void>((resolve) => socket.once('connect', resolve));
+    const ended = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+    socket.write('C1000');
+    const trickle = setInterval(() => socket.write('a'), 200);
+    t.after(() => clearInterval(trickle));
+    const started = performance.now();
+    const closed = await Promise.race([ended.then(() => true), sleep(8000).then(() => false)]);
+    clearInterval(trickle);
+    socket.destroy();
+    assert.ok(closed, 'the trickling connection is closed');
+    assert.ok(performance.now() - started < 5000, 'at its deadline, not later');
+    assert.ok(lines.some((line) => /did not arrive whole within 1\.5 s/.test(line.message)), JSON.stringify(lines));
   });
 });
