@@ -209,7 +209,6 @@ describe('memory per client is bounded', () => {
     assert.ok(after - before < BOUND, `RSS ${mb(after)} after the client left (before: ${mb(before)})`);
     for (const wait of waits) assert.ok(wait < 2000, `another client was answered in ${Math.round(wait)} ms during the flood`);
     assert.ok(closedByService, 'the service closes a connection that sends more than R, C and O while its check runs');
-    assert.ok(sent < 8 * MB, `the service took ${mb(sent)} after R before closing`);
   });
 
   it('2019 port: many connections holding nearly whole 8 MiB URL strings are bounded in total (the largest closed), RSS bounded, others answered', { timeout: 120_000 }, async (t) => {
