@@ -130,3 +130,33 @@ describe('bad input closes the conversation', () => {
     }
   });
 });
+
+describe('what one conversation keeps', () => {
+  const io = (refused: string[]) => ({ write: () => undefined, check: () => undefined, over: () => undefined, refuse: (reason: string) => refused.push(reason) });
+
+  it('while its check runs, keeps R, C, O sent ahead but refuses more than 64 bytes at once, and reads each byte once', () => {
+    const refused: string[] = [];
+    const conversation = new LegacyConversation(io(refused), { maxUrls: 10, maxBytes: 1000 });
+    conversation.receive(Buffer.from('C5abcdeRCO'));
+    assert.equal(conversation.state, 'working');
+    assert.deepEqual(refused, [], 'RCO of a client that does not wait is kept');
+    const started = performance.now();
+    for (let i = 0; i < 64 && refused.length === 0; i++) conversation.receive(Buffer.alloc(1024 * 1024, 0x52));
+    assert.equal(conversation.state, 'refused');
+    assert.match(refused[0]!, /sent while the check runs; at most 64/);
+    assert.ok(performance.now() - started < 1000, 'refused at the first large read, not after copying what came before');
+  });
+
+  it('counts the announced URL string from C until its check starts', () => {
+    const conversation = new LegacyConversation(io([]), { maxUrls: 10, maxBytes: 1000 });
+    conversation.receive(Buffer.from('C1'));
+    assert.equal(conversation.urlStringBytes, 1);
+    conversation.receive(Buffer.from('0'));
+    assert.equal(conversation.urlStringBytes, 10);
+    conversation.receive(Buffer.from('abcde'));
+    assert.equal(conversation.urlStringBytes, 10, 'half sent: the whole announcement still counts');
+    conversation.receive(Buffer.from('fghij'));
+    assert.equal(conversation.state, 'working');
+    assert.equal(conversation.urlStringBytes, 0, 'the check started: nothing unfinished');
+  });
+});

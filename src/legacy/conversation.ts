@@ -36,6 +36,12 @@
  * Reads are not framed: pieces may arrive split anywhere or merged (a client may
  * write the whole conversation at once); bytes that come before their state are
  * kept and read when it comes.
+ *
+ * What one conversation holds is bounded, and each byte is looked at once (linear
+ * time however the bytes are split): the URL string as its pieces come (at most
+ * the announced n, joined once when complete and let go when the check starts),
+ * and while the check runs at most MAX_BYTES_AHEAD bytes sent ahead of their turn
+ * (`R`, `C` and `O` of a client that does not wait); more is refused at once.
  */
 
 export type ConversationState = 'command' | 'digits' | 'length' | 'urls' | 'working' | 'awaitR' | 'awaitC' | 'awaitO' | 'over' | 'refused';
@@ -59,6 +65,8 @@ export interface LegacyLimits {
 
 /** The largest URL string accepted: 8 MiB. */
 export const MAX_URL_STRING_BYTES = 8 * 1024 * 1024;
+/** Most bytes kept while the check runs (`RCO` of a client that does not wait, and some slack). */
+export const MAX_BYTES_AHEAD = 64;
 
 const BYTE_C = 0x43;
 const BYTE_O = 0x4f;
@@ -74,7 +82,7 @@ export class LegacyConversation {
   private length = 0;
   private digits = 0;
   private sentG = false;
-  private readonly urlParts: Buffer[] = [];
+  private urlParts: Buffer[] = [];
   private urlBytes = 0;
   /** URLs in the check (the number of `W`s owed), and `W`s sent. */
   private urls = 0;
@@ -94,9 +102,18 @@ export class LegacyConversation {
     return this.current === 'refused' || this.current === 'over';
   }
 
+  /**
+   * Bytes the URL string being sent may come to hold: its announced length (as
+   * far as its digits have come) from `C` until the check starts, else 0.
+   */
+  get urlStringBytes(): number {
+    return this.current === 'length' || this.current === 'urls' ? this.length : 0;
+  }
+
   /** One read's bytes. */
   receive(chunk: Buffer): void {
     if (this.finished) return;
+    // What is pending is a few bytes at most (MAX_BYTES_AHEAD): joining it to the next read is no copy of the past.
     this.pending = this.pending.length === 0 ? chunk : Buffer.concat([this.pending, chunk]);
     this.read();
     // The end of a read ends the command, as far as a client that waits for G is concerned.
@@ -132,6 +149,7 @@ export class LegacyConversation {
   private refuse(reason: string): void {
     this.current = 'refused';
     this.pending = Buffer.alloc(0);
+    this.urlParts = [];
     this.io.refuse(reason);
   }
 
@@ -185,7 +203,9 @@ export class LegacyConversation {
           // R, C and O of a client that does not wait are read in their turn; anything
           // else means the URL string was longer than announced.
           if (byte !== BYTE_R) return this.refuse(`the URL string is longer than its announced ${this.length} bytes`);
-          this.pending = bytes.subarray(at);
+          if (bytes.length - at > MAX_BYTES_AHEAD) return this.refuse(`${bytes.length - at} bytes sent while the check runs; at most ${MAX_BYTES_AHEAD} (R, C and O) are kept`);
+          // A copy: the few bytes kept do not hold on to the read they came in.
+          this.pending = Buffer.from(bytes.subarray(at));
           return;
         case 'awaitR':
           if (byte !== BYTE_R) return this.refuse(`expected R after OK, got ${shown(byte)}`);
@@ -214,6 +234,7 @@ export class LegacyConversation {
   /** The URL string is complete: the check starts. */
   private startCheck(): void {
     const urls = Buffer.concat(this.urlParts).toString('utf8').split(' ');
+    this.urlParts = [];
     if (urls.length > this.limits.maxUrls) return this.refuse(`${urls.length} URLs in one request; at most ${this.limits.maxUrls} (--max-batch)`);
     this.urls = urls.length;
     this.current = 'working';

@@ -10,6 +10,16 @@
  * started go on and are stored. A connection that says nothing for
  * IDLE_TIMEOUT_MS (outside a running check) is closed. The port has no
  * authentication, as in 2019.
+ *
+ * Memory: one connection holds at most its announced URL string (8 MiB at most)
+ * and a few bytes sent ahead while its check runs (conversation.ts). All of them
+ * together announce at most MAX_LEGACY_BUFFERED_BYTES of unfinished URL strings
+ * (each counts from its `C<n>` until its check starts, for its n): when an
+ * announcement would pass the total, the connection with the largest one is
+ * closed (with a log line), the newest of equals, before its bytes are read. So
+ * the small strings of honest blogs go on, and a flood of large announcements is
+ * cut at its `C`. A URL string must also arrive whole within
+ * URL_STRING_DEADLINE_MS of its `C`, however it trickles.
  */
 import net from 'node:net';
 import type { CoverChecks } from '../checks/index.js';
@@ -24,6 +34,10 @@ import type { CheckResult } from '../../client/src/protocol.js';
 export const IDLE_TIMEOUT_MS = 60_000;
 /** How long a refused or finished connection has to close its side before it is cut. */
 const CLOSE_GRACE_MS = 2000;
+/** The most bytes of unfinished URL strings all connections together announce: 64 MiB (eight strings of the largest size). */
+export const MAX_LEGACY_BUFFERED_BYTES = 64 * 1024 * 1024;
+/** How long a connection has from its `C` to the last byte of its URL string. */
+export const URL_STRING_DEADLINE_MS = 60_000;
 
 export interface LegacyServerDeps {
   checks: Pick<CoverChecks, 'check' | 'leave'>;
@@ -31,7 +45,14 @@ export interface LegacyServerDeps {
   stats: Stats;
   maxBatch: number;
   idleTimeoutMs?: number;
+  /** MAX_LEGACY_BUFFERED_BYTES unless a test sets another. */
+  maxBufferedBytes?: number;
+  /** URL_STRING_DEADLINE_MS unless a test sets another. */
+  urlStringDeadlineMs?: number;
 }
+
+/** States in which a connection is sending its command and URL string. */
+const SENDING = new Set(['digits', 'length', 'urls']);
 
 /** What the 2019 service answered for a URL: the cover URL, the URL itself when not fetched, nothing when it failed. */
 export function legacyAnswer(result: CheckResult): string {
@@ -54,6 +75,39 @@ export interface LegacyServer {
 export async function startLegacyServer(host: string, port: number, deps: LegacyServerDeps): Promise<LegacyServer> {
   const { logger, stats } = deps;
   const open = new Map<net.Socket, CheckSession<null>>();
+  const maxBuffered = deps.maxBufferedBytes ?? MAX_LEGACY_BUFFERED_BYTES;
+  /** Bytes of unfinished URL strings each connection announced, and their sum. */
+  const held = new Map<net.Socket, { bytes: number; remote: string }>();
+  let heldTotal = 0;
+  const setHeld = (socket: net.Socket, bytes: number) => {
+    const entry = held.get(socket);
+    if (!entry) return;
+    heldTotal += bytes - entry.bytes;
+    entry.bytes = bytes;
+  };
+  /** Over the total: the connections with the largest announcements (the newest of equals) are closed until it fits. */
+  const keepWithinTotal = () => {
+    while (heldTotal > maxBuffered) {
+      let largest: net.Socket | undefined;
+      let most = 0;
+      for (const [socket, entry] of held) {
+        if (entry.bytes > 0 && entry.bytes >= most) {
+          most = entry.bytes;
+          largest = socket;
+        }
+      }
+      if (largest === undefined) return;
+      logger.warn('legacy connection closed: the URL strings announced on the legacy port are over their total, and this one is the largest', {
+        remote: held.get(largest)!.remote,
+        bytes: most,
+        totalBytes: heldTotal,
+        limitBytes: maxBuffered,
+      });
+      setHeld(largest, 0);
+      held.delete(largest);
+      largest.destroy();
+    }
+  };
 
   const server = net.createServer((socket) => {
     const remote = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`;
@@ -96,15 +150,37 @@ export async function startLegacyServer(host: string, port: number, deps: Legacy
       { kind: 'legacy', keepOnClose: true },
     );
     open.set(socket, session);
+    held.set(socket, { bytes: 0, remote });
+    let deadline: NodeJS.Timeout | undefined;
 
     socket.setTimeout(deps.idleTimeoutMs ?? IDLE_TIMEOUT_MS, () => {
       if (conversation.state === 'working') return;
       logger.info('legacy connection closed: silent for too long', { remote, state: conversation.state });
       socket.destroy();
     });
-    socket.on('data', (chunk: Buffer) => conversation.receive(chunk));
+    socket.on('data', (chunk: Buffer) => {
+      conversation.receive(chunk);
+      setHeld(socket, conversation.urlStringBytes);
+      keepWithinTotal();
+      const sending = SENDING.has(conversation.state);
+      if (sending && deadline === undefined && !socket.destroyed) {
+        const ms = deps.urlStringDeadlineMs ?? URL_STRING_DEADLINE_MS;
+        deadline = setTimeout(() => {
+          if (!SENDING.has(conversation.state)) return;
+          logger.info(`legacy connection closed: its URL string did not arrive whole within ${ms / 1000} s`, { remote, state: conversation.state, bytes: conversation.urlStringBytes });
+          socket.destroy();
+        }, ms);
+        deadline.unref();
+      } else if (!sending && deadline !== undefined) {
+        clearTimeout(deadline);
+        deadline = undefined;
+      }
+    });
     socket.on('error', (error) => logger.debug('legacy socket error', { remote, error: error.message }));
     socket.once('close', () => {
+      clearTimeout(deadline);
+      setHeld(socket, 0);
+      held.delete(socket);
       session.close();
       open.delete(socket);
       if (conversation.state !== 'over' && conversation.state !== 'refused') logger.debug('legacy client hung up', { remote, state: conversation.state });

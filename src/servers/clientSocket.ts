@@ -2,7 +2,12 @@
  * One blog's WebSocket on `/ws`: the WebSocket adapter of a `CheckSession`. It
  * sends `hello` on connect, parses each frame with the protocol module, hands
  * checks to the session and frames its answers. A bad frame is answered with an
- * error frame and the connection stays open; flow control pauses the socket.
+ * error frame and the connection stays open.
+ *
+ * One `ReadGate` (outbound.ts) stops reading the socket for either reason: flow
+ * control (the session's checks in progress hold too many URLs) or output the
+ * peer does not take (more than MAX_UNSENT_BYTES unsent). A socket that stays
+ * over that bound for MAX_OVERFULL_MS is closed with 1008 and a log line.
  *
  * The transport's own tricks stay here: `result` frames are gathered per socket
  * and written in rounds (resultRounds.ts), framed by coverhelper into one buffer
@@ -17,6 +22,8 @@ import { doneFrame, errorFrame, helloFrame, MAX_FRAME_BYTES, parseClientFrame, r
 import type { MessageId } from '../../client/src/protocol.js';
 import type { ResultRounds } from './resultRounds.js';
 import { textFramePairs } from './textFrames.js';
+import { OVERFULL_CLOSE_GRACE_MS, ReadGate, UnsentGuard, unsentLimits } from './outbound.js';
+import type { UnsentLimits } from './outbound.js';
 
 export interface ClientSocketDeps {
   checks: Pick<CoverChecks, 'check' | 'leave'>;
@@ -26,12 +33,15 @@ export interface ClientSocketDeps {
   version: string;
   /** Flow control's limit (the session's default unless a test sets a small one). */
   maxUrlsInProgress?: number;
+  /** The bound on unsent output (outbound.ts's, unless a test sets others). */
+  unsentLimits?: UnsentLimits;
 }
 
 interface TcpSocket {
   cork(): void;
   uncork(): void;
   write(data: Buffer): boolean;
+  once(event: 'drain', listener: () => void): void;
 }
 
 /** The TCP socket under a `ws` WebSocket (a field `ws` keeps for itself). */
@@ -50,6 +60,26 @@ type Tag = { id: MessageId; head: Buffer | undefined } | { id: null; head: undef
 
 /** Serves one client WebSocket; `rounds` is shared by all of a server's client sockets. */
 export function serveClientSocket(socket: WebSocket, deps: ClientSocketDeps, rounds: ResultRounds): ServedClient {
+  const gate = new ReadGate(socket);
+  const limits = deps.unsentLimits ?? unsentLimits();
+  const guard = new UnsentGuard(
+    {
+      // ws counts its own queue and the TCP socket's write buffer, where textFrames' writes go too.
+      unsent: () => socket.bufferedAmount,
+      onceDrained: (listener) => {
+        const tcp = tcpOf(socket);
+        if (tcp) tcp.once('drain', listener);
+      },
+    },
+    gate,
+    limits,
+    (unsent) => {
+      deps.logger.warn('client socket closed: it does not read what it is sent', { unsent, limitBytes: limits.maxUnsentBytes, forMs: limits.maxOverfullMs });
+      socket.close(1008, 'too much unsent output: read the socket');
+      // The close frame waits behind what is unsent: a peer that still reads nothing is cut off.
+      setTimeout(() => socket.terminate(), OVERFULL_CLOSE_GRACE_MS).unref();
+    },
+  );
   let corked = false;
   const write = (frame: string) => {
     if (socket.readyState !== socket.OPEN) return;
@@ -64,6 +94,7 @@ export function serveClientSocket(socket: WebSocket, deps: ClientSocketDeps, rou
       });
     }
     socket.send(frame);
+    guard.wrote();
   };
 
   /**
@@ -80,6 +111,7 @@ export function serveClientSocket(socket: WebSocket, deps: ClientSocketDeps, rou
     const tcp = tcpOf(socket);
     if (tcp) tcp.write(textFramePairs(parts));
     else for (let i = 0; i < parts.length; i += 2) socket.send(Buffer.concat([parts[i]!, parts[i + 1]!]), { binary: false });
+    guard.wrote();
   };
   const gatherer = { writeGathered };
   const sendResult = (head: Buffer, result: CheckResult) => {
@@ -102,14 +134,15 @@ export function serveClientSocket(socket: WebSocket, deps: ClientSocketDeps, rou
       },
       done: (tag, results) => send(tag.id === null ? shortAnswer(results) : doneFrame(tag.id, results)),
       failed: (tag) => send(errorFrame(tag.id, 'internal_error', 'the check failed inside coverhelper; see its log')),
-      hold: () => socket.pause(),
-      release: () => socket.resume(),
+      hold: () => gate.hold('urls'),
+      release: () => gate.release('urls'),
     },
     deps.logger,
     { kind: 'socket', ...(deps.maxUrlsInProgress === undefined ? {} : { maxUrlsInProgress: deps.maxUrlsInProgress }) },
   );
 
   socket.on('close', () => {
+    guard.close();
     session.close();
     rounds.remove(gatherer);
     gathered = [];

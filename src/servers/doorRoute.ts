@@ -9,7 +9,8 @@
  *       while the failure is remembered). A wrong signature is 403.
  *   POST /api/check   `{"urls":[…]}` (the client token when one is set): 200 with
  *       the body of a `done` frame once every URL is answered; bad input 400 with
- *       the codes of `/ws`.
+ *       the codes of `/ws`. The body is bounded in size, time and in total with
+ *       the other bodies being read (requestBody.ts).
  *
  * Requests in progress are tracked so that a shutdown answers them before the
  * server closes its connections. Each request is its own asker: when it gives
@@ -23,6 +24,7 @@ import type { Logger } from '../logger.js';
 import { doneFrame, MAX_FRAME_BYTES, MAX_URL_LENGTH } from '../../client/src/protocol.js';
 import type { MessageId } from '../../client/src/protocol.js';
 import { verifyCoverTarget } from '../../client/src/sign.js';
+import { readBody, refuseBody } from './requestBody.js';
 
 export const DOOR_PREFIX = '/c/';
 
@@ -112,10 +114,10 @@ export class Door {
   /** `POST /api/check` (already authorised). */
   async check(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const body = await readBody(req, MAX_FRAME_BYTES);
-    if (body === undefined) return json(res, 413, { code: 'bad_request', message: `the body is larger than ${MAX_FRAME_BYTES} bytes` });
+    if (!body.ok) return refuseBody(res, body.refusal);
     let parsed: unknown;
     try {
-      parsed = JSON.parse(body);
+      parsed = JSON.parse(body.text);
     } catch {
       return json(res, 400, { code: 'bad_request', message: 'the body is not JSON (send {"urls":[…]})' });
     }
@@ -132,24 +134,4 @@ export class Door {
     const results = await this.track(this.deps.checks.check(urls as string[], undefined, this.askerFor(req, res)));
     res.writeHead(200, { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store' }).end(doneFrame(id, results));
   }
-}
-
-/** A request body as text, or undefined past `limit` bytes (the rest is read and dropped). Shared by every JSON route. */
-export function readBody(req: IncomingMessage, limit: number): Promise<string | undefined> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > limit) {
-        req.removeAllListeners('data');
-        req.resume();
-        resolve(undefined);
-        return;
-      }
-      chunks.push(chunk);
-    });
-    req.once('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
-    req.once('error', reject);
-  });
 }

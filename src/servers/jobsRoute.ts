@@ -9,7 +9,8 @@
  * Bad input is 400 `{"code","message"}`: a body that is not a JSON object,
  * `urls` missing or not all strings (or too long), more than `--max-batch` × 10
  * URLs (`too_many_urls`), a bad `name` or `callback` (`bad_callback`). An
- * unknown id is 404. Bodies are read with the door's size-limited reader.
+ * unknown id is 404. Bodies are read like the door's, bounded in size, time and
+ * in total (requestBody.ts).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { pipeline } from 'node:stream/promises';
@@ -17,7 +18,7 @@ import { MAX_URL_LENGTH } from '../../client/src/protocol.js';
 import { isJobId, jobJson, openArchive } from '../jobs/index.js';
 import type { JobCallbacks, JobRunner } from '../jobs/index.js';
 import type { JobStore } from '../store/index.js';
-import { readBody } from './doorRoute.js';
+import { readBody, refuseBody } from './requestBody.js';
 
 export const JOBS_PREFIX = '/api/jobs';
 
@@ -90,10 +91,10 @@ export async function handleJobs(req: IncomingMessage, res: ServerResponse, path
 
 async function create(req: IncomingMessage, res: ServerResponse, deps: JobsRouteDeps): Promise<void> {
   const body = await readBody(req, MAX_JOB_BODY_BYTES);
-  if (body === undefined) return json(res, 413, { code: 'bad_request', message: `the body is larger than ${MAX_JOB_BODY_BYTES} bytes` });
+  if (!body.ok) return refuseBody(res, body.refusal);
   let parsed: unknown;
   try {
-    parsed = JSON.parse(body);
+    parsed = JSON.parse(body.text);
   } catch {
     return bad(res, 'the body is not JSON (send {"urls":[…], "callback"?: "https://…", "name"?: "…"})');
   }
