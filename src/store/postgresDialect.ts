@@ -20,6 +20,7 @@
 import pg from 'pg';
 import type { DataSource } from 'typeorm';
 import type { TaskStatus } from '../../machines/types.js';
+import { maskSecrets } from '../secrets.js';
 import { COVER_COLUMNS, coverFromRaw, coverParams, isFinal, SELECT_COVERS, TASK_DEFAULTS, TASK_PATCH_COLUMNS } from './dialect.js';
 import type { Dialect, Heard, ListenHandlers, Published, RawCover, TaskWrite } from './dialect.js';
 import type { CoverRow } from './entities.js';
@@ -64,17 +65,6 @@ function taskBatchSql(mask: number): string {
     `SELECT *, u.updated FROM unnest(${arrays.join(', ')}) AS u(url, ${columns.join(', ')}, updated) ` +
     `ON CONFLICT (url) DO UPDATE SET ${set.join(', ')}`
   );
-}
-
-/** A connection string without its password, for logs. */
-export function withoutPassword(url: string): string {
-  try {
-    const parsed = new URL(url);
-    if (parsed.password !== '') parsed.password = '***';
-    return parsed.toString();
-  } catch {
-    return 'postgres://…';
-  }
 }
 
 /** Keeps an error message short enough for a notification. */
@@ -125,7 +115,7 @@ export class PostgresDialect implements Dialect {
     private readonly url: string,
     private readonly node: string,
   ) {
-    this.location = withoutPassword(url);
+    this.location = maskSecrets(url);
   }
 
   /** TypeORM's pool. */
