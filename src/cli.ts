@@ -6,7 +6,7 @@
  * option table in config.ts, so it cannot drift from what is parsed.
  */
 import path from 'node:path';
-import { commandOptions, defaults, describeOrigin, envName, MASK, maskUrlSecrets, optionGroups, options } from './config.js';
+import { commandOptions, defaults, describeOrigin, envName, MASK, maskSecrets, optionGroups, options } from './config.js';
 import type { Config, OptionSpec, ResolvedConfig } from './config.js';
 import { version } from './version.js';
 
@@ -95,7 +95,7 @@ function shownValue(spec: OptionSpec, config: Config): string {
   if (spec.key === 'nodeId' && value === undefined) return 'the host name and the bound port';
   if (spec.key === 'legacyPort' && value === undefined) return 'off';
   const text = formatValue(value);
-  return typeof value === 'string' ? maskUrlSecrets(text) : text;
+  return typeof value === 'string' ? maskSecrets(text) : text;
 }
 
 /**

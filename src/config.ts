@@ -15,6 +15,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { closestMatch } from 'leven';
 import { ConfigError } from './errors.js';
+import { MASK, maskSecrets } from './secrets.js';
 
 export type LogLevel = 'error' | 'warn' | 'info' | 'debug';
 
@@ -786,26 +787,11 @@ function databaseLocation(db: string, cwd: string): string {
     return db;
   }
   if (/^[a-z][a-z0-9+.-]*:\/\//i.test(db) && !db.startsWith('sqlite:')) {
-    throw new Error(`unsupported database URL ${JSON.stringify(maskUrlSecrets(db))} (use postgres://… or a SQLite file path)`);
+    throw new Error(`unsupported database URL ${JSON.stringify(maskSecrets(db))} (use postgres://… or a SQLite file path)`);
   }
   const file = db.replace(/^sqlite:(\/\/)?/, '');
   return file === ':memory:' ? file : path.resolve(cwd, file);
 }
 
-/** The mask that stands for a secret in `--print-config` and in error lines. */
-export const MASK = '****';
-
-/** A URL with its password (`user:PASSWORD@`, `?password=`) replaced by the mask; anything else as it is. */
-export function maskUrlSecrets(value: string): string {
-  if (!/^[a-z][a-z0-9+.-]*:\/\//i.test(value)) return value;
-  let url: URL;
-  try {
-    url = new URL(value);
-  } catch {
-    // Not parseable: hide whatever stands between "://" and "@".
-    return value.replace(/^([a-z][a-z0-9+.-]*:\/\/[^/@:]*:)[^/@]*@/i, `$1${MASK}@`);
-  }
-  let masked = value;
-  if (url.password !== '') masked = masked.replace(/^([a-z][a-z0-9+.-]*:\/\/[^/@:]*:)[^/@]*@/i, `$1${MASK}@`);
-  return masked.replace(/([?&]password=)[^&#]*/gi, `$1${MASK}`);
-}
+/** The mask and the one masking function live in secrets.ts; re-exported for the option table's users. */
+export { MASK, maskSecrets };

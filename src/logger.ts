@@ -1,10 +1,23 @@
 /**
  * The winston logger: JSON lines when not on a terminal, a readable line on one.
  * `format.errors({ stack: true })` sits on the logger so every transport gets
- * the stack. Call `closeLogger` before exiting so nothing is lost.
+ * the stack. Every finished line, whatever it holds (message, fields, an
+ * error's message and stack), goes through `maskSecrets` last: no credential in
+ * a URL reaches the log. Call `closeLogger` before exiting so nothing is lost.
  */
 import winston from 'winston';
 import type { Config } from './config.js';
+import { maskSecrets } from './secrets.js';
+
+/** winston's key of the finished line (triple-beam's MESSAGE). */
+const MESSAGE = Symbol.for('message');
+
+/** The last format: the finished line with its credentials masked. */
+const masked = winston.format((info) => {
+  const line = (info as Record<symbol, unknown>)[MESSAGE];
+  if (typeof line === 'string') (info as Record<symbol, unknown>)[MESSAGE] = maskSecrets(line);
+  return info;
+});
 
 export type Logger = winston.Logger;
 
@@ -19,7 +32,7 @@ export function createLogger(options: Pick<Config, 'logLevel' | 'logFormat'>, st
         });
   return winston.createLogger({
     level: options.logLevel,
-    format: winston.format.combine(winston.format.errors({ stack: true }), winston.format.timestamp(), line),
+    format: winston.format.combine(winston.format.errors({ stack: true }), winston.format.timestamp(), line, masked()),
     transports: [new winston.transports.Stream({ stream })],
   });
 }

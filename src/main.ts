@@ -14,6 +14,7 @@ import { helpText, printableConfig, versionText } from './cli.js';
 import { parseCommandLine, resolveConfig } from './config.js';
 import type { Config } from './config.js';
 import { ConfigError, StartError } from './errors.js';
+import { maskSecrets } from './secrets.js';
 
 /** How long running downloads may take to finish after SIGTERM. */
 const GRACE_MS = 5000;
@@ -41,7 +42,7 @@ async function main(): Promise<void> {
     config = resolved.config;
   } catch (error) {
     if (error instanceof ConfigError) {
-      process.stderr.write(`coverhelper: ${error.message}\n`);
+      process.stderr.write(`coverhelper: ${maskSecrets(error.message)}\n`);
       process.exit(2);
     }
     throw error;

@@ -153,9 +153,14 @@ export class CoverChecks {
     // The URLs that wait for a download settle this one promise: one callback per
     // URL, not a promise per URL and Promise.all over them (100,000 URLs in flight
     // at once are held in memory while they wait).
-    let waiting = 0;
+    // `waiting` starts at one for the registering itself (released after the
+    // lookup below): a joined download that finishes while the index is asked
+    // cannot settle the check before the misses are counted.
+    let waiting = 1;
     let settle!: { resolve: () => void; reject: (error: unknown) => void };
     const allAnswered = new Promise<void>((resolve, reject) => (settle = { resolve, reject }));
+    // Observed even when the lookup fails first and nothing awaits it.
+    allAnswered.catch(() => undefined);
     const answerWhenDone = (at: number | number[], done: Promise<DownloadOutput>, coalesced: boolean) => {
       const count = typeof at === 'number' ? 1 : at.length;
       stats.misses += count;
@@ -204,7 +209,7 @@ export class CoverChecks {
       const asked = downloads.askMany(missed, asker);
       for (let i = 0; i < missed.length; i++) answerWhenDone(positions.get(missed[i]!)!, asked[i]!.done, asked[i]!.coalesced);
     }
-    if (waiting > 0) await allAnswered;
+    if (--waiting > 0) await allAnswered;
     return results;
   }
 }

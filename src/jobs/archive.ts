@@ -16,7 +16,7 @@ import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
 import type { JobEntry, PackOutput } from '../../machines/index.js';
-import { createFile, makeFolder, moveFile, openFile, openStoredFile, removePath, TEMP_DIR } from '../store/index.js';
+import { createFile, makeFolder, moveFile, openFile, openStoredFile, PathRefusedError, removePath, TEMP_DIR } from '../store/index.js';
 import type { RemoveOutcome } from '../store/index.js';
 
 export const ARCHIVE_DIR = '.jobs';
@@ -106,16 +106,27 @@ export function readme(job: { id: string; name: string }, entries: readonly JobE
 export async function packArchive(coversDir: string, job: { id: string; name: string }, entries: readonly JobEntry[], signal?: AbortSignal): Promise<PackOutput> {
   if (!isJobId(job.id)) throw Object.assign(new Error(`not a job id: ${job.id}`), { code: 'internal_error' });
   // Through the path guard: real folders inside the covers folder, checked now, and a new file opened without following a link.
-  await makeFolder(coversDir, [TEMP_DIR]);
-  await makeFolder(coversDir, [ARCHIVE_DIR]);
   const temp = [TEMP_DIR, `${randomBytes(12).toString('hex')}.part`];
-  const out = await createFile(coversDir, temp, 0o644);
+  let out: Awaited<ReturnType<typeof createFile>>;
+  try {
+    await makeFolder(coversDir, [TEMP_DIR]);
+    await makeFolder(coversDir, [ARCHIVE_DIR]);
+    out = await createFile(coversDir, temp, 0o644);
+  } catch (error) {
+    throw packError(error);
+  }
   const pack = tar.pack();
+  // The file's errors (ENOSPC, EIO…) can come at any time while the covers are
+  // read and packed: the pipeline's promise is raced against every wait below,
+  // so its failure ends the packing at once and is never left unhandled.
   const written = pipeline(pack, out.createWriteStream({ highWaterMark: 1024 * 1024 }), signal ? { signal } : {});
+  written.catch(() => undefined);
+  /** `work`, or the write's failure if that comes first. */
+  const unlessBroken = <T>(work: Promise<T>): Promise<T> => Promise.race([work, written.then(() => work)]);
   const listed: JobEntry[] = [];
   let missing = 0;
   const add = (header: Partial<tar.Header> & Pick<tar.Header, 'name'>, data: Buffer) =>
-    new Promise<void>((resolve, reject) => pack.entry(header, data, (error) => (error ? reject(error) : resolve())));
+    unlessBroken(new Promise<void>((resolve, reject) => pack.entry(header, data, (error) => (error ? reject(error) : resolve()))));
   // The next few files are read while one is packed (in order): the reads' waits overlap.
   const reads: (Promise<{ data: Buffer; mtime: Date } | undefined> | undefined)[] = new Array<undefined>(entries.length);
   let next = 0;
@@ -149,7 +160,7 @@ export async function packArchive(coversDir: string, job: { id: string; name: st
         }
         continue;
       }
-      const read = await reads[i];
+      const read = await unlessBroken(reads[i]!);
       reads[i] = undefined;
       packed.set(entry.path, read !== undefined);
       if (read === undefined) {
@@ -171,6 +182,28 @@ export async function packArchive(coversDir: string, job: { id: string; name: st
     pack.destroy();
     await written.catch(() => undefined);
     await removePath(coversDir, temp).catch(() => undefined);
-    throw error;
+    throw packError(error);
   }
+}
+
+/** Errors of a full disk (or a full quota). */
+const DISK_FULL = new Set(['ENOSPC', 'EDQUOT']);
+
+/**
+ * What a packing failure says on the job: a full disk is `disk_full` (the job
+ * fails; nothing is resumed at the next start), an abort stays as it is, any
+ * other failure keeps its message with `internal_error`.
+ */
+export function packError(error: unknown): unknown {
+  // A path the guard refused is named as such (the job runner makes it `disk_full`).
+  if (error instanceof PathRefusedError) return error;
+  const { code, message } = (error ?? {}) as { code?: unknown; message?: unknown };
+  if (typeof code === 'string' && DISK_FULL.has(code)) {
+    return Object.assign(new Error(`no space left to write the archive (${code}): free space in the covers folder and create the job again`, { cause: error }), { code: 'disk_full' });
+  }
+  if ((error as { name?: unknown } | null)?.name === 'AbortError') return error;
+  if (typeof code === 'string' && /^E[A-Z]+$/.test(code)) {
+    return Object.assign(new Error(`the archive could not be written (${code}: ${typeof message === 'string' ? message : String(error)})`, { cause: error }), { code: 'internal_error' });
+  }
+  return error;
 }

@@ -7,6 +7,10 @@
  *
  * A try that does not answer 2xx (or does not answer) is retried with
  * exponential backoff and jitter; each try's outcome is written on the job.
+ * A try has one whole deadline (`timeoutMs`, 10 s) for the connection, the
+ * headers and the body together: a receiver that answers and then trickles its
+ * body (which undici's `bodyTimeout`, a limit on the gap between chunks, lets
+ * run forever) is cut at the deadline, and that try counts as failed.
  *
  * Not an SSRF tool: a callback URL is checked when the job is created (http or
  * https, no credentials, and not on a private address unless
@@ -55,7 +59,7 @@ export interface JobCallbackOptions {
   tries?: number;
   /** Backoff base (default 1000 ms: about 1, 2, 4, 8 s between tries). */
   baseDelayMs?: number;
-  /** Time for one try (default 10 s). */
+  /** The whole deadline of one try: connection, headers and body (default 10 s). */
   timeoutMs?: number;
 }
 
@@ -130,11 +134,22 @@ export class JobCallbacks {
     const body = JSON.stringify({ event, ...job });
     const dispatcher = this.hostTrusted(new URL(url).hostname) ? this.trusted : this.guarded;
     const signal = this.controller.signal;
+    const timeoutMs = this.options.timeoutMs ?? 10_000;
     for (let attempt = 1; attempt <= tries; attempt++) {
       if (signal.aborted) return;
       const timestamp = Math.floor(Date.now() / 1000);
       let status: number | undefined;
       let error: string | undefined;
+      // The try's whole deadline, and the service stopping: either ends it.
+      const tryController = new AbortController();
+      const trySignal = tryController.signal;
+      let late = false;
+      const deadline = setTimeout(() => {
+        late = true;
+        tryController.abort();
+      }, timeoutMs);
+      const onStop = () => tryController.abort();
+      signal.addEventListener('abort', onStop, { once: true });
       try {
         const response = await request(url, {
           method: 'POST',
@@ -146,20 +161,27 @@ export class JobCallbacks {
             'x-coverhelper-timestamp': String(timestamp),
             'x-coverhelper-signature': signCallback(this.options.secret, timestamp, body),
           },
-          headersTimeout: this.options.timeoutMs ?? 10_000,
-          bodyTimeout: this.options.timeoutMs ?? 10_000,
-          signal,
+          headersTimeout: timeoutMs,
+          bodyTimeout: timeoutMs,
+          signal: trySignal,
         });
         status = response.statusCode;
-        await response.body.dump();
+        // At most 128 KiB of the body is read (more is not waited for), and only until the deadline.
+        await response.body.dump({ limit: 128 * 1024, signal: trySignal });
         if (status < 200 || status > 299) error = `the receiver answered ${status}`;
       } catch (caught) {
         if (signal.aborted) return;
-        error = (caught as Error).message || String(caught);
+        error = late ? `no whole answer (headers and body) within ${timeoutMs} ms` : (caught as Error).message || String(caught);
+      } finally {
+        clearTimeout(deadline);
+        signal.removeEventListener('abort', onStop);
       }
       const ok = error === undefined;
       const more = !ok && attempt < tries;
-      await record({ ok, attempts: attempt, ...(status !== undefined ? { status } : {}), ...(error !== undefined ? { error } : {}), ...(more ? { pending: true as const } : {}), at: new Date().toISOString() });
+      // A try that cannot be recorded (the database is away) is logged; the tries go on.
+      await record({ ok, attempts: attempt, ...(status !== undefined ? { status } : {}), ...(error !== undefined ? { error } : {}), ...(more ? { pending: true as const } : {}), at: new Date().toISOString() }).catch(
+        (recordError: unknown) => logger.warn('could not record a job callback try', { id: job.id, event, attempt, error: (recordError as Error).message }),
+      );
       if (ok) {
         logger.debug('job callback sent', { id: job.id, event, attempts: attempt });
         return;

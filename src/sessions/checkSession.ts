@@ -98,6 +98,8 @@ export class CheckSession<Tag> {
           if (!this.closed) this.sink.failed(tag, error);
         },
       )
+      // A sink that throws fails this check only, never the process.
+      .catch((error: unknown) => void this.logger.error('check answer failed', { error }))
       .finally(() => {
         this.urls -= count;
         this.inProgress.delete(answered);

@@ -22,6 +22,7 @@
 import pg from 'pg';
 import type { DataSource } from 'typeorm';
 import type { TaskStatus } from '../../machines/types.js';
+import { maskSecrets } from '../secrets.js';
 import { COVER_COLUMNS, coverFromRaw, coverParams, isFinal, SELECT_COVERS, TASK_DEFAULTS, TASK_PATCH_COLUMNS } from './dialect.js';
 import type { Dialect, Heard, ListenHandlers, Published, RawCover, TaskWrite } from './dialect.js';
 import type { CoverRow } from './entities.js';
@@ -68,17 +69,6 @@ function taskBatchSql(mask: number): string {
   );
 }
 
-/** A connection string without its password, for logs. */
-export function withoutPassword(url: string): string {
-  try {
-    const parsed = new URL(url);
-    if (parsed.password !== '') parsed.password = '***';
-    return parsed.toString();
-  } catch {
-    return 'postgres://…';
-  }
-}
-
 /** Keeps an error message short enough for a notification. */
 function shortPatch(change: Published): Published {
   if (change.kind !== 'task' || (change.patch.errorMessage?.length ?? 0) <= 500) return change;
@@ -112,6 +102,9 @@ export function payloads(node: string, changes: readonly Published[]): string[] 
   return out;
 }
 
+/** A connection error already told to the statement or the holder it concerns. */
+const ignore = (): void => undefined;
+
 export class PostgresDialect implements Dialect {
   readonly kind = 'postgres';
   readonly shared = true;
@@ -127,7 +120,19 @@ export class PostgresDialect implements Dialect {
     private readonly url: string,
     private readonly node: string,
   ) {
-    this.location = withoutPassword(url);
+    this.location = maskSecrets(url);
+    // No connection error may end the process. The pool emits the errors of
+    // idle clients (TypeORM listens; one more listener should that change), and
+    // every client gets a listener of its own the moment it connects: the pool
+    // hands a new client to its waiter while the first bytes are still being
+    // read, so a connection killed as it opened (a storm of
+    // pg_terminate_backend, a failover) would otherwise raise an unhandled
+    // 'error' before any waiter could listen. The statement that was running
+    // fails (its piece of work with it); the pool drops the client when it
+    // comes back and opens another when one is needed.
+    const pool = this.pool();
+    if (pool.listenerCount('error') === 0) pool.on('error', ignore);
+    pool.on('connect', (client) => client.on('error', ignore));
   }
 
   /** TypeORM's pool. */
@@ -143,6 +148,15 @@ export class PostgresDialect implements Dialect {
    */
   private async transaction<T>(publish: readonly Published[] | ((result: T) => readonly Published[]), work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
     const client = await this.pool().connect();
+    // Checked out, a client has no listener of the pool's: a connection lost
+    // between two statements (the server restarted, pg_terminate_backend, an
+    // idle killer) would be an unhandled 'error' that ends the process. Kept
+    // here, it fails this transaction only; the pool drops the client.
+    let lost: Error | undefined;
+    const onError = (error: Error) => {
+      lost ??= error;
+    };
+    client.on('error', onError);
     try {
       await client.query('BEGIN');
       const result = await work(client);
@@ -151,15 +165,19 @@ export class PostgresDialect implements Dialect {
       await client.query('COMMIT');
       return result;
     } catch (error) {
-      await client.query('ROLLBACK').catch(() => undefined);
+      if (lost === undefined) await client.query('ROLLBACK').catch(() => undefined);
       throw error;
     } finally {
-      client.release();
+      client.removeListener('error', onError);
+      // A client whose connection is gone is destroyed, not put back.
+      client.release(lost);
     }
   }
 
   async migrate(): Promise<string[]> {
     const lock = new pg.Client({ connectionString: this.url });
+    // A connection lost while migrating fails the start (its statement rejects), never as an unhandled 'error'.
+    lock.on('error', ignore);
     await lock.connect();
     try {
       await lock.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK]);

@@ -24,6 +24,7 @@ import type { Config, OptionSpec } from '../config.js';
 import { ConfigError } from '../errors.js';
 import { importLegacy, LegacyDbError, openLegacyDb, summaryLine } from '../legacy/importLegacy.js';
 import { ImportProgress } from '../legacy/importProgress.js';
+import { maskSecrets } from '../secrets.js';
 import { checkWritable, databaseError } from '../startChecks.js';
 import { TEMP_DIR } from '../store/coverFiles.js';
 
@@ -44,8 +45,13 @@ Exit codes: 0 done, 1 DB, DIR or the store unusable or a storage failure, 2 bad
 command line, 130 interrupted. Running it again imports nothing twice.
 `;
 
+/** One line on stderr, its credentials masked. */
+function say(line: string): void {
+  process.stderr.write(`${maskSecrets(line)}\n`);
+}
+
 function fail(message: string, code: number): never {
-  process.stderr.write(`${NAME}: ${message}\n`);
+  say(`${NAME}: ${message}`);
   process.exit(code);
 }
 
@@ -131,7 +137,7 @@ async function main(): Promise<void> {
         db: config.db,
         node: `${NAME}@${os.hostname()}:${process.pid}`,
         leaseMs: config.lease * 1000,
-        onTaskWriteError: (error) => process.stderr.write(`${NAME}: a task row could not be written: ${(error as Error).message}\n`),
+        onTaskWriteError: (error) => say(`${NAME}: a task row could not be written: ${(error as Error).message}`),
       });
     } catch (error) {
       throw databaseError(error, config.db);
@@ -141,7 +147,7 @@ async function main(): Promise<void> {
     fail(error instanceof Error ? error.message : String(error), 1);
   }
 
-  process.stderr.write(`${NAME}: ${legacy.count} rows of ${dbFile}, files under ${dir}, into ${store.location} and ${config.coversDir}\n`);
+  say(`${NAME}: ${legacy.count} rows of ${dbFile}, files under ${dir}, into ${store.location} and ${config.coversDir}`);
   const started = Date.now();
   const progress = new ImportProgress({ total: legacy.count, stream: process.stderr });
   const stop = new AbortController();
@@ -163,7 +169,7 @@ async function main(): Promise<void> {
       concurrency: Math.max(1, Math.min(config.workers, 2 * os.availableParallelism())),
       signal: stop.signal,
       onRow: (counts) => progress.update(counts.imported + counts.present + counts.missing + counts.notImage + counts.refused + counts.failed),
-      onReport: (report) => progress.line(`skipped ${clip(report.url)}: ${labels[report.outcome]}: ${report.reason} (path ${clip(report.path)})`),
+      onReport: (report) => progress.line(maskSecrets(`skipped ${clip(report.url)}: ${labels[report.outcome]}: ${report.reason} (path ${clip(report.path)})`)),
     });
   } finally {
     progress.finish();
