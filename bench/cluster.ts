@@ -83,8 +83,12 @@ function shown(url: string): string {
   }
 }
 
-/** The flags of a node on `db`. */
-const nodeArgs = (db: PgDatabase, id: string, more: string[] = []) => ['--db', db.url, '--node-id', id, '--public-url', PUBLIC_URL, ...more];
+/** The flags of a node on `db` (nodes of one database share their secrets: a node whose secrets differ is refused). */
+const nodeArgs = (db: PgDatabase, id: string, more: string[] = []) => [
+  '--db', db.url, '--node-id', id, '--public-url', PUBLIC_URL,
+  '--admin-token', 'bench-cluster-admin-token', '--callback-secret', 'bench-cluster-callback-secret-0123',
+  ...more,
+];
 
 /** The per-URL answers of a `done` frame. */
 const answersOf = (done: Frame) => done.results as { status: string; source?: string }[];

@@ -59,6 +59,8 @@ describe('no fault kills the process', () => {
           '--public-url', 'http://covers.example/',
           '--allow-private-network', '--allow-hosts', '127.0.0.1',
           '--lease', '5',
+          // Nodes of one database share their secrets (a node whose secrets differ is refused).
+          '--admin-token', 'faults-admin-token', '--callback-secret', 'faults-callback-secret-0123456789',
         ]),
       ),
     )) nodes.push(service);

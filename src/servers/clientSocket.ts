@@ -22,7 +22,7 @@ import { doneFrame, errorFrame, helloFrame, MAX_FRAME_BYTES, parseClientFrame, r
 import type { MessageId } from '../../client/src/protocol.js';
 import type { ResultRounds } from './resultRounds.js';
 import { textFramePairs } from './textFrames.js';
-import { OVERFULL_CLOSE_GRACE_MS, ReadGate, UnsentGuard, unsentLimits } from './outbound.js';
+import { ReadGate, UnsentGuard, unsentLimits } from './outbound.js';
 import type { UnsentLimits } from './outbound.js';
 
 export interface ClientSocketDeps {
@@ -77,7 +77,7 @@ export function serveClientSocket(socket: WebSocket, deps: ClientSocketDeps, rou
       deps.logger.warn('client socket closed: it does not read what it is sent', { unsent, limitBytes: limits.maxUnsentBytes, forMs: limits.maxOverfullMs });
       socket.close(1008, 'too much unsent output: read the socket');
       // The close frame waits behind what is unsent: a peer that still reads nothing is cut off.
-      setTimeout(() => socket.terminate(), OVERFULL_CLOSE_GRACE_MS).unref();
+      setTimeout(() => socket.terminate(), limits.closeGraceMs).unref();
     },
   );
   let corked = false;

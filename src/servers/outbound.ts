@@ -26,12 +26,14 @@ export const OVERFULL_CLOSE_GRACE_MS = 5_000;
 export interface UnsentLimits {
   maxUnsentBytes: number;
   maxOverfullMs: number;
+  /** After the close frame, how long before the socket is cut off. */
+  closeGraceMs: number;
 }
 
 /**
  * The limits: the constants above, unless the environment of a test process
- * sets COVERHELPER_TEST_MAX_UNSENT_BYTES or COVERHELPER_TEST_MAX_OVERFULL_MS
- * (read once; unset in normal use).
+ * sets COVERHELPER_TEST_MAX_UNSENT_BYTES, COVERHELPER_TEST_MAX_OVERFULL_MS or
+ * COVERHELPER_TEST_OVERFULL_CLOSE_GRACE_MS (read once; unset in normal use).
  */
 export function unsentLimits(env: NodeJS.ProcessEnv = process.env): UnsentLimits {
   const read = (name: string, fallback: number) => {
@@ -41,6 +43,7 @@ export function unsentLimits(env: NodeJS.ProcessEnv = process.env): UnsentLimits
   return {
     maxUnsentBytes: read('COVERHELPER_TEST_MAX_UNSENT_BYTES', MAX_UNSENT_BYTES),
     maxOverfullMs: read('COVERHELPER_TEST_MAX_OVERFULL_MS', MAX_OVERFULL_MS),
+    closeGraceMs: read('COVERHELPER_TEST_OVERFULL_CLOSE_GRACE_MS', OVERFULL_CLOSE_GRACE_MS),
   };
 }
 
