@@ -84,7 +84,7 @@ async function baseline(service: Service): Promise<number> {
 describe('memory per client is bounded', () => {
   it('a /ws client that stops reading: read no further past 4 MiB unsent, closed 1008 when it stays over, RSS bounded, others answered', { timeout: 120_000 }, async (t) => {
     // A long grace after the close frame: a loaded machine may take a while to read what is unsent before it.
-    const service = await setup(t, [], { COVERHELPER_TEST_MAX_OVERFULL_MS: '3000', COVERHELPER_TEST_OVERFULL_CLOSE_GRACE_MS: '60000' });
+    const service = await setup(t, [], { COVERHELPER_TEST_MAX_OVERFULL_MS: '3000', COVERHELPER_TEST_OVERFULL_CLOSE_GRACE_MS: '20000' });
     const before = await baseline(service);
     const watch = watchRss(service);
 
@@ -112,7 +112,7 @@ describe('memory per client is bounded', () => {
       .catch(() => undefined);
     const peak = watch.stop();
     flood.resume();
-    const code = await Promise.race([closed, sleep(15_000).then(() => undefined)]);
+    const code = await Promise.race([closed, sleep(25_000).then(() => undefined)]);
     flood.terminate();
     await sleep(1000);
     const after = rss(service);

@@ -76,6 +76,9 @@ export function serveClientSocket(socket: WebSocket, deps: ClientSocketDeps, rou
     (unsent) => {
       deps.logger.warn('client socket closed: it does not read what it is sent', { unsent, limitBytes: limits.maxUnsentBytes, forMs: limits.maxOverfullMs });
       socket.close(1008, 'too much unsent output: read the socket');
+      // Read again, so the peer's close frame can end the handshake; its other frames are dropped unread (below).
+      gate.release('unsent');
+      gate.release('urls');
       // The close frame waits behind what is unsent: a peer that still reads nothing is cut off.
       setTimeout(() => socket.terminate(), limits.closeGraceMs).unref();
     },
@@ -149,6 +152,8 @@ export function serveClientSocket(socket: WebSocket, deps: ClientSocketDeps, rou
   });
 
   socket.on('message', (data: RawData, isBinary: boolean) => {
+    // A socket being closed takes no more checks.
+    if (socket.readyState !== socket.OPEN) return;
     if (isBinary) {
       send(errorFrame(null, 'bad_request', 'send text frames'));
       return;
