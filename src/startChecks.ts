@@ -16,6 +16,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import http from 'node:http';
 import type net from 'node:net';
+import { refuseUpgrade, sendError } from './http/index.js';
 import { StartError } from './errors.js';
 import type { JoinOutcome } from './store/index.js';
 import { createFile, makeFolder, removePath } from './store/pathGuard.js';
@@ -90,15 +91,13 @@ export function endStarting(server: http.Server): void {
   server.off('upgrade', startingUpgrade);
 }
 
-const STARTING_BODY = JSON.stringify({ code: 'starting', message: 'coverhelper is starting; try again in a moment' });
-
 function startingRequest(req: http.IncomingMessage, res: http.ServerResponse): void {
   req.resume();
-  res.writeHead(503, { 'content-type': 'application/json; charset=utf-8', 'retry-after': '1', 'cache-control': 'no-store' }).end(STARTING_BODY);
+  sendError(res, 503, 'starting', 'coverhelper is starting; try again in a moment', { 'retry-after': '1' });
 }
 
 function startingUpgrade(_req: http.IncomingMessage, socket: import('node:stream').Duplex): void {
-  socket.end(`HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nRetry-After: 1\r\nContent-Length: 0\r\n\r\n`);
+  refuseUpgrade(socket, 503, undefined, { 'Retry-After': '1' });
 }
 
 /** What opening or migrating the database failed with, as a `StartError` naming the file or URL. */

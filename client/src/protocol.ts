@@ -97,13 +97,26 @@ export const MAX_ID_LENGTH = 256;
 const isId = (value: unknown): value is MessageId =>
   (typeof value === 'string' && value.length <= MAX_ID_LENGTH) || (typeof value === 'number' && Number.isFinite(value));
 
-function checkUrls(urls: string[], maxBatch: number, id: MessageId | null): ParseOutcome | undefined {
+/** A list of URLs as `parseUrlList` found it. */
+export type UrlListOutcome = { ok: true; urls: string[] } | { ok: false; code: 'bad_request' | 'too_many_urls'; message: string };
+
+/**
+ * An untrusted `urls` value (of a check frame, `POST /api/check`, `POST /api/jobs`)
+ * into a list of URLs, or the error to answer with the codes of `/ws`: not an array
+ * of strings, or a URL over MAX_URL_LENGTH, `bad_request`; more than `maxBatch`,
+ * `too_many_urls`. `batch` names what holds them and its limit, for the message.
+ */
+export function parseUrlList(value: unknown, maxBatch: number, batch: { noun: string; limit: string } = { noun: 'check', limit: '--max-batch' }): UrlListOutcome {
+  if (!Array.isArray(value)) return { ok: false, code: 'bad_request', message: 'needs "urls", an array of strings' };
+  const bad = value.findIndex((url) => typeof url !== 'string');
+  if (bad !== -1) return { ok: false, code: 'bad_request', message: `urls[${bad}] is not a string` };
+  const urls = value as string[];
   if (urls.length > maxBatch) {
-    return { ok: false, id, code: 'too_many_urls', message: `${urls.length} URLs in one check; at most ${maxBatch} (--max-batch)` };
+    return { ok: false, code: 'too_many_urls', message: `${urls.length} URLs in one ${batch.noun}; at most ${maxBatch} (${batch.limit})` };
   }
   const long = urls.findIndex((url) => url.length > MAX_URL_LENGTH);
-  if (long !== -1) return { ok: false, id, code: 'bad_request', message: `urls[${long}] is longer than ${MAX_URL_LENGTH} characters` };
-  return undefined;
+  if (long !== -1) return { ok: false, code: 'bad_request', message: `urls[${long}] is longer than ${MAX_URL_LENGTH} characters` };
+  return { ok: true, urls };
 }
 
 /** The service's parser: one untrusted text frame into a check, or an error with its code. */
@@ -113,7 +126,8 @@ export function parseClientFrame(text: string, maxBatch: number): ParseOutcome {
     if (urls.some((url) => url === '')) {
       return { ok: false, id: null, code: 'bad_request', message: 'short form: URLs are separated by single spaces' };
     }
-    return checkUrls(urls, maxBatch, null) ?? { ok: true, message: { type: 'short', urls } };
+    const list = parseUrlList(urls, maxBatch);
+    return list.ok ? { ok: true, message: { type: 'short', urls: list.urls } } : { ok: false, id: null, code: list.code, message: list.message };
   }
   let parsed: unknown;
   try {
@@ -131,9 +145,8 @@ export function parseClientFrame(text: string, maxBatch: number): ParseOutcome {
   }
   if (!isId(id)) return { ok: false, id: null, code: 'bad_request', message: 'check needs an "id" (a string)' };
   if (!Array.isArray(urls)) return { ok: false, id, code: 'bad_request', message: 'check needs "urls", an array of strings' };
-  const bad = urls.findIndex((url) => typeof url !== 'string');
-  if (bad !== -1) return { ok: false, id, code: 'bad_request', message: `urls[${bad}] is not a string` };
-  return checkUrls(urls as string[], maxBatch, id) ?? { ok: true, message: { type: 'check', id, urls: urls as string[] } };
+  const list = parseUrlList(urls, maxBatch);
+  return list.ok ? { ok: true, message: { type: 'check', id, urls: list.urls } } : { ok: false, id, code: list.code, message: list.message };
 }
 
 const isRecord = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);

@@ -13,8 +13,13 @@
  *   POST   /admin/api/pause | /admin/api/resume      hold or release new downloads (every node)
  *   GET    /admin/api/nodes                          the nodes using the database
  *   GET    /admin/api/jobs?limit=&offset=            archive jobs, newest first: {"total","jobs"}
+ *
+ * Each is an entry of the route table (src/servers/routes.ts), behind its
+ * admin-token guard; these are their handlers.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { sendError, sendJson } from '../http/index.js';
+import type { RouteContext } from '../http/index.js';
 import { coverUrl } from '../checks/index.js';
 import type { Config } from '../config.js';
 import { CoverError } from '../errors.js';
@@ -46,15 +51,6 @@ export interface AdminApiDeps extends Omit<CustomCoverDeps, 'onReplaced' | 'conf
 }
 
 const statuses: readonly TaskStatus[] = ['waiting', 'queued', 'downloading', 'ok', 'error', 'tle'];
-
-function send(res: ServerResponse, status: number, body: unknown): void {
-  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store' }).end(JSON.stringify(body));
-}
-
-/** Every error body is `{"code","message"}`. */
-function fail(res: ServerResponse, status: number, code: string, message: string): void {
-  send(res, status, { code, message });
-}
 
 /** Most failed tasks one retry-failed call starts again. */
 const RETRY_ALL_LIMIT = 10_000;
@@ -114,42 +110,55 @@ function intParam(query: URLSearchParams, name: string, fallback: number, min: n
   return Number.isInteger(n) && n >= min && n <= max ? n : undefined;
 }
 
-/** Handles a request under `/admin/api/` (already authorised). */
-export async function handleAdminApi(req: IncomingMessage, res: ServerResponse, url: URL, deps: AdminApiDeps): Promise<void> {
-  const route = `${req.method ?? 'GET'} ${url.pathname}`;
-  const query = url.searchParams;
-  switch (route) {
-    case 'GET /admin/api/tasks': {
+/** Checks `limit` and `offset`; undefined once answered 400. */
+function page(res: ServerResponse, query: URLSearchParams, defaultLimit: number): { limit: number; offset: number } | undefined {
+  const limit = intParam(query, 'limit', defaultLimit, 1, 1000);
+  const offset = intParam(query, 'offset', 0, 0, Number.MAX_SAFE_INTEGER);
+  if (limit === undefined) return void sendError(res, 400, 'bad_request', 'limit must be a whole number from 1 to 1000');
+  if (offset === undefined) return void sendError(res, 400, 'bad_request', 'offset must be a whole number, 0 or more');
+  return { limit, offset };
+}
+
+/** A handler of the admin API: the request, its answer and its query. */
+type AdminHandler = (req: IncomingMessage, res: ServerResponse, ctx: RouteContext) => Promise<void>;
+
+/** The admin API's handlers (already authorised), for the route table. */
+export function adminApi(deps: AdminApiDeps) {
+  const handlers = {
+    /** `GET /admin/api/tasks`. */
+    tasks: async (_req, res, { url }) => {
+      const query = url.searchParams;
       const status = query.get('status') || undefined;
       if (status !== undefined && !statuses.includes(status as TaskStatus)) {
-        return fail(res, 400, 'bad_request', `status must be one of ${statuses.join(', ')}`);
+        return sendError(res, 400, 'bad_request', `status must be one of ${statuses.join(', ')}`);
       }
-      const limit = intParam(query, 'limit', 100, 1, 1000);
-      const offset = intParam(query, 'offset', 0, 0, Number.MAX_SAFE_INTEGER);
-      if (limit === undefined) return fail(res, 400, 'bad_request', 'limit must be a whole number from 1 to 1000');
-      if (offset === undefined) return fail(res, 400, 'bad_request', 'offset must be a whole number, 0 or more');
+      const paged = page(res, query, 100);
+      if (paged === undefined) return;
       const search = query.get('q') || undefined;
-      if (search !== undefined && search.length > 2048) return fail(res, 400, 'bad_request', 'q is at most 2048 characters');
-      const { tasks, total } = await deps.tasks.list({ status: status as TaskStatus | undefined, search, limit, offset });
-      return send(res, 200, { tasks: tasks.map(taskJson), total, limit, offset });
-    }
-    case 'GET /admin/api/task': {
-      const target = query.get('url');
-      if (!target) return fail(res, 400, 'bad_request', 'needs ?url=');
+      if (search !== undefined && search.length > 2048) return sendError(res, 400, 'bad_request', 'q is at most 2048 characters');
+      const { tasks, total } = await deps.tasks.list({ status: status as TaskStatus | undefined, search, ...paged });
+      return sendJson(res, 200, { tasks: tasks.map(taskJson), total, ...paged });
+    },
+    /** `GET /admin/api/task`. */
+    task: async (_req, res, { url }) => {
+      const target = url.searchParams.get('url');
+      if (!target) return sendError(res, 400, 'bad_request', 'needs ?url=');
       const [row, cover] = await Promise.all([deps.tasks.get(target), deps.covers.find(target)]);
       const timeline = deps.history.timeline(target);
-      if (!row && !cover && timeline.length === 0) return fail(res, 404, 'not_found', 'no task or cover for this URL');
-      return send(res, 200, {
+      if (!row && !cover && timeline.length === 0) return sendError(res, 404, 'not_found', 'no task or cover for this URL');
+      return sendJson(res, 200, {
         task: row ? taskJson(row) : null,
         cover: cover ? { ...cover, coverUrl: coverUrl(deps.publicUrl(), cover.path), createdAt: iso(cover.createdAt), lastAskedAt: iso(cover.lastAskedAt) } : null,
         timeline,
       });
-    }
-    case 'GET /admin/api/summary': {
+    },
+    /** `GET /admin/api/summary`. */
+    summary: async (_req, res) => {
       const [tasks, covers, bytes] = await Promise.all([deps.tasks.countByStatus(), deps.covers.count(), deps.covers.downloadedBytes()]);
-      return send(res, 200, { tasks, covers: { count: covers, downloadedBytes: bytes } });
-    }
-    case 'POST /admin/api/retry-failed': {
+      return sendJson(res, 200, { tasks, covers: { count: covers, downloadedBytes: bytes } });
+    },
+    /** `POST /admin/api/retry-failed`. */
+    retryFailed: async (_req, res) => {
       const urls: string[] = [];
       for (const status of ['error', 'tle'] as const) {
         const { tasks } = await deps.tasks.list({ status, limit: RETRY_ALL_LIMIT - urls.length, offset: 0 });
@@ -158,82 +167,89 @@ export async function handleAdminApi(req: IncomingMessage, res: ServerResponse, 
       }
       deps.downloads.retry(urls);
       deps.logger.info('failed downloads retried by the administrator', { count: urls.length });
-      return send(res, 202, { retried: urls.length });
-    }
-    case 'POST /admin/api/cancel': {
-      const target = targetUrl(query);
-      if (target === undefined) return fail(res, 400, 'bad_request', 'needs ?url= with an http(s) URL');
+      return sendJson(res, 202, { retried: urls.length });
+    },
+    /** `POST /admin/api/cancel`. */
+    cancel: async (_req, res, { url }) => {
+      const target = targetUrl(url.searchParams);
+      if (target === undefined) return sendError(res, 400, 'bad_request', 'needs ?url= with an http(s) URL');
       const outcome = deps.downloads.cancel(target);
-      if ('none' in outcome) return fail(res, 404, 'not_found', 'this URL is not being downloaded');
-      if ('elsewhere' in outcome) return fail(res, 409, 'elsewhere', `node ${outcome.elsewhere} is downloading this URL; cancel it there`);
+      if ('none' in outcome) return sendError(res, 404, 'not_found', 'this URL is not being downloaded');
+      if ('elsewhere' in outcome) return sendError(res, 409, 'elsewhere', `node ${outcome.elsewhere} is downloading this URL; cancel it there`);
       deps.logger.info('download cancelled by the administrator', { url: target });
-      return send(res, 202, { url: target, status: 'cancelled' });
-    }
-    case 'PUT /admin/api/covers': {
-      const target = targetUrl(query);
+      return sendJson(res, 202, { url: target, status: 'cancelled' });
+    },
+    /** `PUT /admin/api/covers`: streamed to disk by `storeCustomCover`, not read into memory. */
+    putCover: async (req, res, { url }) => {
+      const target = targetUrl(url.searchParams);
       if (target === undefined) {
         req.resume();
-        return fail(res, 400, 'bad_request', 'needs ?url= with an http(s) URL');
+        return sendError(res, 400, 'bad_request', 'needs ?url= with an http(s) URL');
       }
       try {
         const row = await storeCustomCover(target, req, { ...deps, onReplaced: () => deps.deletionRunner.kick() });
         deps.downloads.forget(target);
         deps.logger.info('custom cover stored', { url: target, path: row.path, bytes: row.bytes });
-        return send(res, 200, { url: target, status: 'ok', coverUrl: coverUrl(deps.publicUrl(), row.path), path: row.path, source: 'custom' });
+        return sendJson(res, 200, { url: target, status: 'ok', coverUrl: coverUrl(deps.publicUrl(), row.path), path: row.path, source: 'custom' });
       } catch (error) {
         req.resume();
-        if (error instanceof CoverError && error.code === 'too_large') return fail(res, 413, error.code, error.message);
-        if (error instanceof CoverError && error.code === 'not_image') return fail(res, 422, error.code, error.message);
+        if (error instanceof CoverError && error.code === 'too_large') return sendError(res, 413, error.code, error.message);
+        if (error instanceof CoverError && error.code === 'not_image') return sendError(res, 422, error.code, error.message);
         if (!req.complete || req.destroyed) {
           deps.logger.info('custom cover upload cut off; nothing changed', { url: target });
-          return fail(res, 400, 'bad_request', 'the upload was cut off');
+          return sendError(res, 400, 'bad_request', 'the upload was cut off');
         }
         throw error;
       }
-    }
-    case 'DELETE /admin/api/covers': {
-      const target = targetUrl(query);
-      if (target === undefined) return fail(res, 400, 'bad_request', 'needs ?url= with an http(s) URL');
+    },
+    /** `DELETE /admin/api/covers`. */
+    deleteCover: async (_req, res, { url }) => {
+      const target = targetUrl(url.searchParams);
+      if (target === undefined) return sendError(res, 400, 'bad_request', 'needs ?url= with an http(s) URL');
       const [row, task] = await Promise.all([deps.covers.find(target), deps.tasks.get(target)]);
-      if (!row && !task) return fail(res, 404, 'not_found', 'no cover or task for this URL');
+      if (!row && !task) return sendError(res, 404, 'not_found', 'no cover or task for this URL');
       // Recorded first; the runner removes the row, then the file. An empty path removes rows only.
       await deps.deletions.schedule([{ url: target, path: row?.path ?? '', kind: 'entry', reason: 'admin' }]);
       deps.downloads.forget(target);
       deps.deletionRunner.kick();
       deps.logger.info('cover removal scheduled by the administrator', { url: target, path: row?.path ?? null });
-      return send(res, 202, { url: target, status: 'deleting' });
-    }
-    case 'POST /admin/api/retry': {
-      const target = targetUrl(query);
-      if (target === undefined) return fail(res, 400, 'bad_request', 'needs ?url= with an http(s) URL');
+      return sendJson(res, 202, { url: target, status: 'deleting' });
+    },
+    /** `POST /admin/api/retry`. */
+    retry: async (_req, res, { url }) => {
+      const target = targetUrl(url.searchParams);
+      if (target === undefined) return sendError(res, 400, 'bad_request', 'needs ?url= with an http(s) URL');
       deps.downloads.retry([target]);
       deps.logger.info('download retried by the administrator', { url: target });
-      return send(res, 202, { url: target, status: 'queued' });
-    }
-    case 'POST /admin/api/pause':
+      return sendJson(res, 202, { url: target, status: 'queued' });
+    },
+    /** `POST /admin/api/pause`. */
+    pause: async (_req, res) => {
       await deps.downloads.pause();
       deps.logger.info('downloads paused by the administrator');
-      return send(res, 200, { status: deps.downloads.status() });
-    case 'POST /admin/api/resume':
+      return sendJson(res, 200, { status: deps.downloads.status() });
+    },
+    /** `POST /admin/api/resume`. */
+    resume: async (_req, res) => {
       await deps.downloads.resume();
       deps.logger.info('downloads resumed by the administrator');
-      return send(res, 200, { status: deps.downloads.status() });
-    case 'GET /admin/api/nodes': {
+      return sendJson(res, 200, { status: deps.downloads.status() });
+    },
+    /** `GET /admin/api/nodes`. */
+    nodes: async (_req, res) => {
       const now = Date.now();
       const nodes = await deps.cluster.nodes();
-      return send(res, 200, { self: deps.cluster.node, nodes: nodes.map((node) => nodeJson(node, now, deps.config.lease * 1000)) });
-    }
-    case 'GET /admin/api/jobs': {
-      if (!deps.jobs) return fail(res, 404, 'not_found', `no admin route ${route}`);
-      const limit = intParam(query, 'limit', 50, 1, 1000);
-      const offset = intParam(query, 'offset', 0, 0, Number.MAX_SAFE_INTEGER);
-      if (limit === undefined) return fail(res, 400, 'bad_request', 'limit must be a whole number from 1 to 1000');
-      if (offset === undefined) return fail(res, 400, 'bad_request', 'offset must be a whole number, 0 or more');
-      const { jobs, total } = await deps.jobs.list({ limit, offset });
+      return sendJson(res, 200, { self: deps.cluster.node, nodes: nodes.map((node) => nodeJson(node, now, deps.config.lease * 1000)) });
+    },
+    /** `GET /admin/api/jobs`. */
+    jobs: async (_req, res, { url, path }) => {
+      if (!deps.jobs) return sendError(res, 404, 'not_found', `no admin route GET ${path}`);
+      const paged = page(res, url.searchParams, 50);
+      if (paged === undefined) return;
+      const { jobs, total } = await deps.jobs.list(paged);
       const base = deps.serviceUrl?.() ?? '';
-      return send(res, 200, { total, jobs: jobs.map((job) => jobJson(job, base)) });
-    }
-    default:
-      return fail(res, 404, 'not_found', `no admin route ${route}`);
-  }
+      return sendJson(res, 200, { total, jobs: jobs.map((job) => jobJson(job, base)) });
+    },
+  } satisfies Record<string, AdminHandler>;
+  return handlers;
 }

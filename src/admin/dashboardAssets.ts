@@ -31,6 +31,9 @@ const ASSETS: ReadonlyMap<string, { file: string; type: string }> = new Map([
   ['/admin/dashboard.css', { file: 'dashboard.css', type: 'text/css; charset=utf-8' }],
 ]);
 
+/** Every path `serveDashboard` answers: the route table's entries for the dashboard. */
+export const DASHBOARD_PATHS: readonly string[] = ['/admin', ...ASSETS.keys()];
+
 const cache = new Map<string, Buffer>();
 
 /** The bytes of one dashboard file (by its name under src/admin/dashboard/), read once. */

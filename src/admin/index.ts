@@ -1,9 +1,9 @@
 export { resolveAdminToken, resolveSecret, ADMIN_TOKEN_FILE } from './adminToken.js';
-export { handleAdminApi, taskJson } from './adminApi.js';
+export { adminApi, taskJson } from './adminApi.js';
 export type { AdminApiDeps } from './adminApi.js';
 export { createAdminFeed } from './adminFeed.js';
 export { serveAdminSocket, taskEvent } from './adminSocket.js';
 export type { AdminFeed, AdminSocketOptions, TaskEvent } from './adminSocket.js';
 export { storeCustomCover } from './customCovers.js';
 export { TaskHistory } from './taskHistory.js';
-export { DASHBOARD_CSP, serveDashboard } from './dashboardAssets.js';
+export { DASHBOARD_CSP, DASHBOARD_PATHS, serveDashboard } from './dashboardAssets.js';

@@ -1,12 +1,14 @@
 /**
  * `GET /covers/<path>`: a stored cover file, with its Content-Type, an ETag,
  * a long-lived Cache-Control (a path changes whenever its content does), 304
- * on If-None-Match, and 404 for anything not a regular file inside the covers
- * folder (links are not followed out of it: see `openCoverFile`).
+ * on If-None-Match, and 404 `{"code","message"}` for anything not a regular
+ * file inside the covers folder (links are not followed out of it: see
+ * `openCoverFile`).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
+import { sendError } from '../http/index.js';
 import { openCoverFile } from '../store/index.js';
 
 const contentTypes: Record<string, string> = {
@@ -19,15 +21,10 @@ const contentTypes: Record<string, string> = {
   '.tiff': 'image/tiff',
 };
 
-export const COVERS_PREFIX = '/covers/';
-
-function notFound(res: ServerResponse): void {
-  res.writeHead(404, { 'content-type': 'text/plain; charset=utf-8' }).end('not found\n');
-}
-
-export async function serveCover(req: IncomingMessage, res: ServerResponse, rawPath: string, coversDir: string): Promise<void> {
-  const found = await openCoverFile(coversDir, rawPath.slice(COVERS_PREFIX.length));
-  if (!found) return notFound(res);
+/** Answers `GET /covers/<file>`: `file` is the path after `/covers/`, as sent. */
+export async function serveCover(req: IncomingMessage, res: ServerResponse, file: string, coversDir: string): Promise<void> {
+  const found = await openCoverFile(coversDir, file);
+  if (!found) return sendError(res, 404, 'not_found', 'no cover at this path');
   // Served from the handle opened and checked, so nothing swapped in after the check is read.
   const stream = found.handle.createReadStream({ autoClose: true });
   const close = () => stream.destroy();

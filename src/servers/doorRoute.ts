@@ -21,12 +21,10 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { CheckResult, CoverChecks } from '../checks/index.js';
 import type { Asker } from '../../machines/flights.js';
 import type { Logger } from '../logger.js';
-import { doneFrame, MAX_FRAME_BYTES, MAX_URL_LENGTH } from '../../client/src/protocol.js';
+import { doneFrame, MAX_FRAME_BYTES, MAX_URL_LENGTH, parseUrlList } from '../../client/src/protocol.js';
 import type { MessageId } from '../../client/src/protocol.js';
 import { verifyCoverTarget } from '../../client/src/sign.js';
-import { readBody, refuseBody } from './requestBody.js';
-
-export const DOOR_PREFIX = '/c/';
+import { readJsonObject, sendError, sendJsonText } from '../http/index.js';
 
 export interface DoorDeps {
   checks: Pick<CoverChecks, 'check' | 'leave'>;
@@ -36,10 +34,6 @@ export interface DoorDeps {
   /** `--time-limit` in ms: the longest a door request waits for its answer. */
   waitMs: number;
   maxBatch: number;
-}
-
-function json(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
-  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store', ...headers }).end(JSON.stringify(body));
 }
 
 /** Seconds until `retryAt`, at least 1. */
@@ -66,17 +60,17 @@ export class Door {
     while (this.inProgress.size > 0) await Promise.allSettled(this.inProgress);
   }
 
-  /** `GET /c/<signature>/<target>`. */
-  async cover(req: IncomingMessage, res: ServerResponse, rawPath: string): Promise<void> {
+  /** `GET /c/<signature>/<target>`: `target` is the path after `/c/`. */
+  async cover(req: IncomingMessage, res: ServerResponse, target: string): Promise<void> {
     const { urlKey } = this.deps;
-    if (urlKey === undefined) return json(res, 404, { code: 'not_found', message: 'signed cover URLs are off: the service has no --url-key' });
-    const [signature, encoded, ...rest] = rawPath.slice(DOOR_PREFIX.length).split('/');
+    if (urlKey === undefined) return sendError(res, 404, 'not_found', 'signed cover URLs are off: the service has no --url-key');
+    const [signature, encoded, ...rest] = target.split('/');
     const url = rest.length === 0 && signature && encoded ? verifyCoverTarget(signature, encoded, urlKey) : undefined;
-    if (url === undefined) return json(res, 403, { code: 'forbidden', message: 'the signature does not match this URL (sign it with --url-key)' });
-    if (url.length > MAX_URL_LENGTH) return json(res, 400, { code: 'bad_request', message: `the URL is longer than ${MAX_URL_LENGTH} characters` });
+    if (url === undefined) return sendError(res, 403, 'forbidden', 'the signature does not match this URL (sign it with --url-key)');
+    if (url.length > MAX_URL_LENGTH) return sendError(res, 400, 'bad_request', `the URL is longer than ${MAX_URL_LENGTH} characters`);
     const result = await this.track(this.answerWithin(url, this.askerFor(req, res)));
     if (result === undefined) {
-      return json(res, 502, { code: 'tle', message: `no answer within --time-limit (${this.deps.waitMs / 1000} s); a download that started goes on: try again` }, { 'retry-after': '5' });
+      return sendError(res, 502, 'tle', `no answer within --time-limit (${this.deps.waitMs / 1000} s); a download that started goes on: try again`, { 'retry-after': '5' });
     }
     if (result.status === 'ok' || result.status === 'skipped') {
       const location = result.status === 'ok' ? result.coverUrl! : result.url;
@@ -84,7 +78,7 @@ export class Door {
       return;
     }
     const error = result.error ?? { code: 'network', message: 'failed' };
-    return json(res, 502, { code: error.code, message: error.message }, result.remembered ? retryAfter(result.retryAt) : {});
+    return sendError(res, 502, error.code, error.message, result.remembered ? retryAfter(result.retryAt) : {});
   }
 
   /**
@@ -113,25 +107,12 @@ export class Door {
 
   /** `POST /api/check` (already authorised). */
   async check(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const body = await readBody(req, MAX_FRAME_BYTES);
-    if (!body.ok) return refuseBody(res, body.refusal);
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(body.text);
-    } catch {
-      return json(res, 400, { code: 'bad_request', message: 'the body is not JSON (send {"urls":[…]})' });
-    }
-    const value = parsed as { urls?: unknown; id?: unknown } | null;
-    if (typeof value !== 'object' || value === null || Array.isArray(value)) return json(res, 400, { code: 'bad_request', message: 'the body is a JSON object: {"urls":[…]}' });
-    const { urls } = value;
-    if (!Array.isArray(urls)) return json(res, 400, { code: 'bad_request', message: 'needs "urls", an array of strings' });
-    const bad = urls.findIndex((url) => typeof url !== 'string');
-    if (bad !== -1) return json(res, 400, { code: 'bad_request', message: `urls[${bad}] is not a string` });
-    if (urls.length > this.deps.maxBatch) return json(res, 400, { code: 'too_many_urls', message: `${urls.length} URLs in one check; at most ${this.deps.maxBatch} (--max-batch)` });
-    const long = (urls as string[]).findIndex((url) => url.length > MAX_URL_LENGTH);
-    if (long !== -1) return json(res, 400, { code: 'bad_request', message: `urls[${long}] is longer than ${MAX_URL_LENGTH} characters` });
+    const value = await readJsonObject(req, res, MAX_FRAME_BYTES, '{"urls":[…]}');
+    if (value === undefined) return;
+    const list = parseUrlList(value.urls, this.deps.maxBatch);
+    if (!list.ok) return sendError(res, 400, list.code, list.message);
     const id: MessageId | null = typeof value.id === 'string' || typeof value.id === 'number' ? value.id : null;
-    const results = await this.track(this.deps.checks.check(urls as string[], undefined, this.askerFor(req, res)));
-    res.writeHead(200, { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store' }).end(doneFrame(id, results));
+    const results = await this.track(this.deps.checks.check(list.urls, undefined, this.askerFor(req, res)));
+    sendJsonText(res, 200, doneFrame(id, results));
   }
 }

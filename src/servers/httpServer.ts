@@ -1,28 +1,26 @@
 /**
- * The one HTTP server: cover files, `/healthz`, and the `/ws` upgrade.
- * The client token, when set, is checked at the upgrade (`Authorization: Bearer`
- * or `?token=`), before any WebSocket exists; a refusal is a plain HTTP 401.
+ * The one HTTP server: every HTTP request is served by the route table
+ * (routes.ts); the `/ws` and `/admin/ws` upgrades are checked here, with the
+ * same token check, before any WebSocket exists; a refusal is a plain HTTP 401.
  */
-import { timingSafeEqual } from 'node:crypto';
 import http from 'node:http';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer } from 'ws';
 import type { WebSocket } from 'ws';
-import { handleAdminApi, serveAdminSocket, serveDashboard } from '../admin/index.js';
+import { serveAdminSocket } from '../admin/index.js';
 import type { AdminApiDeps, AdminFeed } from '../admin/index.js';
+import { hasToken, refuseUpgrade, sendError } from '../http/index.js';
 import type { Logger } from '../logger.js';
 import type { Stats } from '../stats.js';
 import { serveClientSocket } from './clientSocket.js';
 import type { ClientSocketDeps, ServedClient } from './clientSocket.js';
-import { COVERS_PREFIX, serveCover } from './coverRoute.js';
-import { DOOR_PREFIX } from './doorRoute.js';
 import type { Door } from './doorRoute.js';
-import { handleJobs, JOBS_PREFIX } from './jobsRoute.js';
 import type { JobsRouteDeps } from './jobsRoute.js';
 import type { Metrics } from './metrics.js';
 import { Keepalive } from './keepalive.js';
 import { ResultRounds } from './resultRounds.js';
+import { serviceRoutes, UNAUTHORIZED_MESSAGE } from './routes.js';
 import { endStarting } from '../startChecks.js';
 import { MAX_FRAME_BYTES } from '../../client/src/protocol.js';
 
@@ -48,37 +46,6 @@ export interface HttpServerDeps extends ClientSocketDeps {
   jobs?: JobsRouteDeps;
 }
 
-/** Compares secrets in constant time (for equal lengths; length is not secret here). */
-export function tokenMatches(given: string | undefined, expected: string): boolean {
-  if (given === undefined) return false;
-  const a = Buffer.from(given);
-  const b = Buffer.from(expected);
-  return a.length === b.length && timingSafeEqual(a, b);
-}
-
-/** The token of a request: `Authorization: Bearer X`, else `?token=X`. */
-export function requestToken(req: IncomingMessage, url: URL): string | undefined {
-  const header = req.headers.authorization;
-  const match = header === undefined ? null : /^Bearer\s+(.+)$/i.exec(header);
-  return match?.[1]?.trim() ?? url.searchParams.get('token') ?? undefined;
-}
-
-/**
- * Answers an upgrade with an HTTP error and closes: with a `{"code","message"}`
- * body, or none at all (the admin routes say nothing to a caller without the token).
- */
-function refuseUpgrade(socket: Duplex, status: number, reason: string, body?: { code: string; message: string }): void {
-  const text = body === undefined ? '' : JSON.stringify(body);
-  const type = body === undefined ? '' : 'Content-Type: application/json; charset=utf-8\r\n';
-  // end() flushes the answer, then closes; no WebSocket is ever made.
-  socket.end(`HTTP/1.1 ${status} ${reason}\r\nConnection: close\r\n${type}Content-Length: ${Buffer.byteLength(text)}\r\n\r\n${text}`);
-}
-
-function json(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
-  const text = JSON.stringify(body);
-  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store', ...headers }).end(text);
-}
-
 /**
  * Serves the routes on `bound` (a server `bindPort` bound early, answering 503
  * until now), or on a new server the caller binds.
@@ -94,53 +61,7 @@ export function createHttpServer(deps: HttpServerDeps, bound?: http.Server) {
   /** Open admin streams, for tests and the leak check: socket → its pending count. */
   const adminSockets = new Map<WebSocket, { pending: () => number }>();
 
-  const handle = async (req: IncomingMessage, res: ServerResponse) => {
-    const url = new URL(req.url ?? '/', 'http://localhost');
-    const get = req.method === 'GET' || req.method === 'HEAD';
-    const rawPath = (req.url ?? '/').split('?')[0] ?? '/';
-    if (get && rawPath.startsWith(COVERS_PREFIX)) return serveCover(req, res, rawPath, deps.coversDir);
-    if (get && rawPath.startsWith(DOOR_PREFIX)) return deps.door.cover(req, res, rawPath);
-    /** The client token, when one is set, for the client's HTTP routes: false when refused (answered 401). */
-    const clientAllowed = () => {
-      if (deps.clientToken === undefined || tokenMatches(requestToken(req, url), deps.clientToken)) return true;
-      req.resume();
-      json(res, 401, { code: 'unauthorized', message: 'this service needs the client token (Authorization: Bearer … or ?token=)' });
-      return false;
-    };
-    if (url.pathname === '/api/check') {
-      if (req.method !== 'POST') return json(res, 405, { code: 'method_not_allowed', message: 'POST {"urls":[…]} to /api/check' });
-      if (!clientAllowed()) return;
-      return deps.door.check(req, res);
-    }
-    if (deps.jobs && (url.pathname === JOBS_PREFIX || url.pathname.startsWith(`${JOBS_PREFIX}/`))) {
-      if (!clientAllowed()) return;
-      return handleJobs(req, res, url.pathname, deps.jobs);
-    }
-    if (get && url.pathname === '/healthz') return json(res, 200, await deps.health());
-    if (get && url.pathname === '/metrics') {
-      const text = await deps.metrics.render();
-      res.writeHead(200, { 'content-type': deps.metrics.contentType, 'cache-control': 'no-store' }).end(text);
-      return;
-    }
-    if (url.pathname.startsWith('/admin/api/')) {
-      const header = req.headers.authorization;
-      const bearer = header === undefined ? undefined : /^Bearer\s+(.+)$/i.exec(header)?.[1]?.trim();
-      if (!tokenMatches(bearer, deps.admin.token)) {
-        deps.logger.debug('admin call refused: wrong or missing admin token', { method: req.method, path: url.pathname, remote: req.socket.remoteAddress });
-        req.resume();
-        res.writeHead(401, { 'content-length': '0' }).end();
-        return;
-      }
-      return handleAdminApi(req, res, url, deps.admin.api);
-    }
-    if (url.pathname === '/ws' || url.pathname === '/admin/ws') {
-      req.resume();
-      return json(res, 426, { code: 'upgrade_required', message: `${url.pathname} is a WebSocket: connect with an Upgrade: websocket request` }, { upgrade: 'websocket', connection: 'Upgrade' });
-    }
-    // The dashboard's page, script and style hold no data: each call they make carries the token.
-    if (get && serveDashboard(req, res, url.pathname)) return;
-    json(res, 404, { code: 'not_found', message: `no route for ${req.method ?? 'GET'} ${url.pathname}` });
-  };
+  const routes = serviceRoutes({ ...deps, adminToken: deps.admin.token, admin: deps.admin.api });
 
   const server = bound ?? http.createServer();
   if (bound) endStarting(bound);
@@ -158,9 +79,9 @@ export function createHttpServer(deps: HttpServerDeps, bound?: http.Server) {
         }),
       );
     }
-    handle(req, res).catch((error: unknown) => {
+    routes.serve(req, res).catch((error: unknown) => {
       deps.logger.error('request failed', { url: req.url, error });
-      if (!res.headersSent) json(res, 500, { code: 'internal_error', message: 'see the service log' });
+      if (!res.headersSent) sendError(res, 500, 'internal_error', 'see the service log');
       else res.destroy();
     });
   });
@@ -168,9 +89,9 @@ export function createHttpServer(deps: HttpServerDeps, bound?: http.Server) {
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     const url = new URL(req.url ?? '/', 'http://localhost');
     if (url.pathname === '/admin/ws') {
-      if (!tokenMatches(requestToken(req, url), deps.admin.token)) {
+      if (!hasToken(req, url, deps.admin.token, 'header-or-query')) {
         deps.logger.debug('admin stream refused: wrong or missing admin token', { remote: req.socket.remoteAddress });
-        return refuseUpgrade(socket, 401, 'Unauthorized');
+        return refuseUpgrade(socket, 401);
       }
       wss.handleUpgrade(req, socket, head, (ws) => {
         deps.stats.connected('admin', (closed) => ws.once('close', closed));
@@ -180,10 +101,10 @@ export function createHttpServer(deps: HttpServerDeps, bound?: http.Server) {
       });
       return;
     }
-    if (url.pathname !== '/ws') return refuseUpgrade(socket, 404, 'Not Found', { code: 'not_found', message: `no WebSocket at ${url.pathname}; clients connect to /ws` });
-    if (deps.clientToken !== undefined && !tokenMatches(requestToken(req, url), deps.clientToken)) {
+    if (url.pathname !== '/ws') return refuseUpgrade(socket, 404, { code: 'not_found', message: `no WebSocket at ${url.pathname}; clients connect to /ws` });
+    if (!hasToken(req, url, deps.clientToken, 'header-or-query')) {
       deps.logger.debug('client socket refused: wrong or missing client token', { remote: req.socket.remoteAddress });
-      return refuseUpgrade(socket, 401, 'Unauthorized', { code: 'unauthorized', message: 'this service needs the client token (Authorization: Bearer … or ?token=)' });
+      return refuseUpgrade(socket, 401, { code: 'unauthorized', message: UNAUTHORIZED_MESSAGE });
     }
     wss.handleUpgrade(req, socket, head, (ws) => {
       deps.stats.connected('client', (closed) => ws.once('close', closed));

@@ -1,6 +1,6 @@
 /**
- * Request bodies of the JSON routes (`POST /api/check`, `POST /api/jobs`), read
- * whole into memory, so bounded three ways:
+ * The one reader of request bodies read whole into memory (the JSON routes:
+ * `POST /api/check`, `POST /api/jobs`), so bounded three ways:
  *
  *   size    past the route's limit: 413 (the rest is read and dropped)
  *   time    not whole within BODY_DEADLINE_MS of the request: 408, the
@@ -15,6 +15,7 @@
  * at once.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { sendError } from './respond.js';
 
 /** The longest a request body may take to arrive. */
 export const BODY_DEADLINE_MS = 30_000;
@@ -116,8 +117,26 @@ export function readBody(req: IncomingMessage, limit: number, options: BodyOptio
 /** Answers a refused body; the connection is closed after the answer when the rest of the body was not read. */
 export function refuseBody(res: ServerResponse, refusal: BodyRefusal): void {
   if (res.headersSent || res.destroyed) return;
-  const headers: Record<string, string> = { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store' };
+  const headers: Record<string, string> = {};
   if (refusal.status !== 413) headers.connection = 'close';
   if (refusal.status === 503) headers['retry-after'] = '1';
-  res.writeHead(refusal.status, headers).end(JSON.stringify({ code: refusal.code, message: refusal.message }));
+  sendError(res, refusal.status, refusal.code, refusal.message, headers);
+}
+
+/**
+ * A body that must be a JSON object, read with `readBody`; undefined once the
+ * request was answered (refused, not JSON: 400 `bad_request` naming `example`,
+ * the shape to send).
+ */
+export async function readJsonObject(req: IncomingMessage, res: ServerResponse, limit: number, example: string): Promise<Record<string, unknown> | undefined> {
+  const body = await readBody(req, limit);
+  if (!body.ok) return void refuseBody(res, body.refusal);
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(body.text);
+  } catch {
+    return void sendError(res, 400, 'bad_request', `the body is not JSON (send ${example})`);
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) return void sendError(res, 400, 'bad_request', `the body is a JSON object: ${example}`);
+  return parsed as Record<string, unknown>;
 }
