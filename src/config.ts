@@ -13,11 +13,15 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import ipaddr from 'ipaddr.js';
 import { closestMatch } from 'leven';
 import { ConfigError } from './errors.js';
 import { MASK, maskSecrets } from './secrets.js';
 
 export type LogLevel = 'error' | 'warn' | 'info' | 'debug';
+
+/** `--proxy`: whether the proxy prefix is served, and whether it may be open (`--allow-hosts *`). */
+export type ProxyMode = 'on' | 'off' | 'open';
 
 export interface ResizeSpec {
   width: number;
@@ -94,6 +98,26 @@ export interface Config {
   nodeId: string | undefined;
   /** Seconds a node's claim on a download lasts unless renewed. Default 30. */
   lease: number;
+  /**
+   * The proxy prefix (`/?url=`, `/proxy/`, SPEC §14): `on`, `off` (both paths 404),
+   * or `open` (on, and allowed with `--allow-hosts *`, which `on` refuses). Default `on`.
+   */
+  proxy: ProxyMode;
+  /** Seconds of `Cache-Control: public, max-age=…` on proxy answers. Default 2592000 (30 days). */
+  proxyMaxAge: number;
+  /** Downloads (and renders) one client address may start through the proxy per 10 minutes. Default 600. */
+  proxyRate: number;
+  /**
+   * Reverse proxies whose `X-Forwarded-For` is believed: IPv4/IPv6 addresses and
+   * CIDRs in normal form (`10.0.0.0/8`, `::1`; IPv4-mapped given as IPv4). Default none (`[]`).
+   */
+  trustProxy: string[];
+  /**
+   * The image a proxied cover that cannot be had is answered with: `built-in` (a
+   * neutral 320×200 box), `none` (502 JSON instead), or an image file's absolute
+   * path (checked by decoding at start). Default `built-in`.
+   */
+  placeholder: string;
   /** Default `info`. */
   logLevel: LogLevel;
   /** `pretty` on a TTY, else `json`, unless set. */
@@ -104,7 +128,7 @@ export interface Config {
 type Raw = string | number | boolean | null;
 
 /** The heading an option is listed under in `--help`, `--print-config` and the README. */
-export const optionGroups = ['Network', 'Storage', 'Downloads', 'Access', 'Limits and expiry', 'Archive jobs', 'Several nodes', 'Logging'] as const;
+export const optionGroups = ['Network', 'Storage', 'Downloads', 'Access', 'Proxy prefix', 'Limits and expiry', 'Archive jobs', 'Several nodes', 'Logging'] as const;
 export type OptionGroup = (typeof optionGroups)[number];
 
 export interface OptionSpec<K extends keyof Config = keyof Config> {
@@ -222,6 +246,51 @@ const hmacKey = (raw: Raw): string => {
   const s = str(raw);
   if (s.length < 16) throw new Error(`must be at least 16 characters (it is ${s.length}); make one with: openssl rand -hex 32`);
   if (/\s/.test(s)) throw new Error('must not contain spaces');
+  return s;
+};
+
+/**
+ * One `--trust-proxy` entry: an IPv4 or IPv6 address or CIDR (IPv6 may be in
+ * brackets), in normal form: a CIDR as its network address (`10.1.2.3/8` is
+ * `10.0.0.0/8`), an IPv4-mapped IPv6 address or range as IPv4. IPv4 shorthands
+ * (`127.1`) are refused: a list of proxies should say what it means.
+ */
+export function trustEntry(entry: string): string {
+  const text = entry.trim().replace(/^\[([^\]]*)\](\/\d+)?$/, '$1$2');
+  const [address = '', bits, extra] = text.split('/');
+  const bad = new Error(`not an address or CIDR: ${JSON.stringify(entry)}`);
+  if (extra !== undefined || !ipaddr.isValid(address) || (!address.includes(':') && !ipaddr.IPv4.isValidFourPartDecimal(address))) throw bad;
+  if (bits === undefined) return ipaddr.process(address).toString();
+  let range: [ipaddr.IPv4 | ipaddr.IPv6, number];
+  try {
+    if (!/^\d{1,3}$/.test(bits)) throw bad;
+    range = ipaddr.parseCIDR(text);
+  } catch {
+    throw bad;
+  }
+  const [base, length] = range;
+  if (base instanceof ipaddr.IPv6 && base.isIPv4MappedAddress() && length >= 96) return trustEntry(`${base.toIPv4Address().toString()}/${length - 96}`);
+  const network = base instanceof ipaddr.IPv4 ? ipaddr.IPv4.networkAddressFromCIDR(text) : ipaddr.IPv6.networkAddressFromCIDR(text);
+  return `${network.toString()}/${length}`;
+}
+
+const trustList = (raw: Raw): string[] => {
+  const s = str(raw).toLowerCase();
+  if (s === 'none') return [];
+  const entries = s
+    .split(',')
+    .map((entry) => entry.trim())
+    .filter((entry) => entry !== '');
+  if (entries.length === 0) throw new Error('expected a comma-separated list of addresses or CIDRs, or none');
+  return [...new Set(entries.map(trustEntry))];
+};
+
+/** `built-in`, `none`, or a file path (made absolute by `resolveConfig`; read and decoded at start). */
+const placeholderSetting = (raw: Raw): string => {
+  const s = str(raw);
+  const word = s.toLowerCase();
+  if (word === 'built-in' || word === 'builtin' || word === 'built in') return 'built-in';
+  if (word === 'none') return 'none';
   return s;
 };
 
@@ -362,6 +431,46 @@ export const options: { [K in keyof Config]: OptionSpec<K> } = {
     help: 'key of the signed cover URLs /c/…, at least 16 characters; unset = /c/ is off',
     defaultText: 'none',
   },
+  proxy: {
+    key: 'proxy',
+    flag: 'proxy',
+    parse: oneOf(['on', 'off', 'open'] as const),
+    group: 'Proxy prefix',
+    placeholder: 'on|off|open',
+    help: 'serve /?url=<cover URL> and /proxy/<cover URL> for blogs that take an image-proxy prefix; off = 404; open = on, even with --allow-hosts *',
+  },
+  proxyMaxAge: {
+    key: 'proxyMaxAge',
+    flag: 'proxy-max-age',
+    parse: num(0, 10 * 365 * 86400, true),
+    group: 'Proxy prefix',
+    placeholder: 'SECONDS',
+    help: 'seconds of Cache-Control: public, max-age on proxy answers',
+  },
+  proxyRate: {
+    key: 'proxyRate',
+    flag: 'proxy-rate',
+    parse: num(1, 1_000_000, true),
+    group: 'Proxy prefix',
+    placeholder: 'N',
+    help: 'downloads (and renders) one client address may start through the proxy per 10 minutes; past it 429',
+  },
+  trustProxy: {
+    key: 'trustProxy',
+    flag: 'trust-proxy',
+    parse: trustList,
+    group: 'Proxy prefix',
+    placeholder: 'ADDRESSES',
+    help: 'addresses or CIDRs of reverse proxies whose X-Forwarded-For names the client, comma-separated',
+  },
+  placeholder: {
+    key: 'placeholder',
+    flag: 'placeholder',
+    parse: placeholderSetting,
+    group: 'Proxy prefix',
+    placeholder: 'built-in|FILE|none',
+    help: 'image answered when a proxied cover cannot be had: a 320x200 grey box, an image FILE (at most --max-bytes), or none (502 JSON)',
+  },
   diskLimit: {
     key: 'diskLimit',
     flag: 'disk-limit',
@@ -494,6 +603,11 @@ export const defaults = {
   legacyPort: undefined,
   nodeId: undefined,
   lease: 30,
+  proxy: 'on',
+  proxyMaxAge: 2592000,
+  proxyRate: 600,
+  trustProxy: [],
+  placeholder: 'built-in',
   logLevel: 'info',
 } satisfies Omit<Config, 'db' | 'logFormat'>;
 
@@ -546,6 +660,11 @@ export class OptionError extends ConfigError {
     super(option, line);
     this.message = line;
   }
+}
+
+/** The `OptionError` for a bad value of `option` from `origin`: `invalid --flag (flag): message` and the like. */
+export function invalidOption(option: string, origin: Origin, message: string): OptionError {
+  return invalid(option, origin, message);
 }
 
 function invalid(option: string, origin: Origin, message: string): OptionError {
@@ -760,6 +879,10 @@ export function resolveConfig(sources: ConfigSources): ResolvedConfig {
   result.coversDir = path.resolve(sources.cwd, result.coversDir);
   result.db ??= path.join(result.dataDir, 'coverhelper.sqlite');
   result.logFormat ??= sources.isTTY ? 'pretty' : 'json';
+  if (result.placeholder !== 'built-in' && result.placeholder !== 'none') result.placeholder = path.resolve(sources.cwd, result.placeholder);
+  if (result.proxy === 'on' && result.allowHosts.includes('*')) {
+    throw new OptionError('proxy', '--allow-hosts * with --proxy on is an open image proxy; set --proxy open to mean it, or --proxy off');
+  }
   try {
     result.db = databaseLocation(result.db, sources.cwd);
   } catch (error) {

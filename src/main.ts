@@ -6,13 +6,14 @@
  * starting anything (no folder made, no port bound).
  *
  * Exit codes: 0 after a graceful stop (SIGTERM/SIGINT), 1 when the start fails
- * (port taken, database unreadable), 2 for a bad configuration value or command line,
+ * (port taken, database unreadable), 2 for a bad configuration value or command line
+ * (a `--placeholder` file that is no image included),
  * or a node that disagrees with the other nodes of its database (its --node-id
  * held by a live node, a shared secret that differs).
  */
 import { helpText, printableConfig, versionText } from './cli.js';
 import { parseCommandLine, resolveConfig } from './config.js';
-import type { Config } from './config.js';
+import type { Config, Origin } from './config.js';
 import { ConfigError, StartError } from './errors.js';
 import { maskSecrets } from './secrets.js';
 
@@ -28,6 +29,7 @@ function codeOf(error: unknown): string | undefined {
 async function main(): Promise<void> {
   const argv = process.argv.slice(2);
   let config: Config;
+  let placeholderOrigin: Origin;
   try {
     const { action } = parseCommandLine(argv);
     if (action === 'help' || action === 'version') {
@@ -40,6 +42,7 @@ async function main(): Promise<void> {
       return;
     }
     config = resolved.config;
+    placeholderOrigin = resolved.origins.placeholder;
   } catch (error) {
     if (error instanceof ConfigError) {
       process.stderr.write(`coverhelper: ${maskSecrets(error.message)}\n`);
@@ -49,7 +52,21 @@ async function main(): Promise<void> {
   }
   // Loaded only to run the service: --help, --version and --print-config answer
   // without loading the database drivers, sharp and the servers.
-  const [{ startApp }, { closeLogger, createLogger }] = await Promise.all([import('./app.js'), import('./logger.js')]);
+  const [{ startApp }, { closeLogger, createLogger }, { preparePlaceholder }] = await Promise.all([
+    import('./app.js'),
+    import('./logger.js'),
+    import('./proxy/index.js'),
+  ]);
+  // --placeholder FILE is read and decoded once, here: a bad file is a bad value (exit 2).
+  if (config.proxy !== 'off') {
+    try {
+      await preparePlaceholder(config, placeholderOrigin);
+    } catch (error) {
+      if (!(error instanceof ConfigError)) throw error;
+      process.stderr.write(`coverhelper: ${maskSecrets(error.message)}\n`);
+      process.exit(2);
+    }
+  }
   const logger = createLogger(config);
 
   let app: Awaited<ReturnType<typeof startApp>>;

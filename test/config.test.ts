@@ -142,6 +142,58 @@ describe('configuration', () => {
     for (const [argv, expected] of bad) assert.match(errorOf(argv), expected, argv.join(' '));
   });
 
+  it('has the proxy prefix options with their defaults, validated like the others', () => {
+    const config = load([]);
+    assert.deepEqual([config.proxy, config.proxyMaxAge, config.proxyRate, config.trustProxy, config.placeholder], ['on', 2592000, 600, [], 'built-in']);
+    const set = load(['--proxy', 'OFF', '--proxy-max-age', '60', '--proxy-rate', '5', '--trust-proxy', '127.0.0.1, 10.1.2.3/8,[::1],2001:DB8::/32,::ffff:192.168.0.0/112', '--placeholder', 'img/box.png']);
+    assert.deepEqual([set.proxy, set.proxyMaxAge, set.proxyRate], ['off', 60, 5]);
+    assert.deepEqual(set.trustProxy, ['127.0.0.1', '10.0.0.0/8', '::1', '2001:db8::/32', '192.168.0.0/16']);
+    assert.equal(set.placeholder, '/srv/app/img/box.png', 'a file is made absolute');
+    assert.equal(load(['--placeholder', 'none']).placeholder, 'none');
+    assert.equal(load(['--placeholder', 'Built-In']).placeholder, 'built-in');
+    assert.deepEqual(load(['--trust-proxy', 'none']).trustProxy, []);
+    assert.equal(load([], { COVERHELPER_PROXY: 'open' }).proxy, 'open');
+    assert.equal(load([], { COVERHELPER_PROXY_RATE: '1' }).proxyRate, 1);
+    assert.deepEqual(load([], { COVERHELPER_TRUST_PROXY: '::ffff:127.0.0.1' }).trustProxy, ['127.0.0.1']);
+    const bad: [string[], RegExp][] = [
+      [['--proxy', 'yes'], /^invalid --proxy \(flag\): expected one of on, off, open, got "yes"$/],
+      [['--proxy-max-age', '-1'], /^invalid --proxy-max-age \(flag\): must be between 0 and/],
+      [['--proxy-max-age', '1.5'], /^invalid --proxy-max-age \(flag\): expected a whole number/],
+      [['--proxy-rate', '0'], /^invalid --proxy-rate \(flag\): must be between 1 and/],
+      [['--proxy-rate', 'lots'], /^invalid --proxy-rate \(flag\): expected a number/],
+      [['--trust-proxy', '10.0.0.0/33'], /^invalid --trust-proxy \(flag\): not an address or CIDR: "10.0.0.0\/33"$/],
+      [['--trust-proxy', '127.1'], /^invalid --trust-proxy \(flag\): not an address or CIDR: "127.1"$/],
+      [['--trust-proxy', 'proxy.local'], /^invalid --trust-proxy \(flag\): not an address or CIDR/],
+      [['--trust-proxy', '10.0.0.1/8/9'], /^invalid --trust-proxy \(flag\): not an address or CIDR/],
+      [['--trust-proxy', ','], /^invalid --trust-proxy \(flag\): expected a comma-separated list/],
+      [['--placeholder', ' '], /^invalid --placeholder \(flag\): must not be empty$/],
+    ];
+    for (const [argv, expected] of bad) assert.match(errorOf(argv), expected, argv.join(' '));
+  });
+
+  it('refuses --allow-hosts * with --proxy on (an open image proxy) unless --proxy open or off', () => {
+    const line = '--allow-hosts * with --proxy on is an open image proxy; set --proxy open to mean it, or --proxy off';
+    assert.equal(errorOf(['--allow-hosts', '*']), line);
+    assert.equal(errorOf(['--allow-hosts', 'i0.hdslb.com,*', '--proxy', 'on']), line);
+    assert.equal(errorOf([], { COVERHELPER_ALLOW_HOSTS: '*' }), line);
+    assert.throws(() => load(['--allow-hosts', '*']), (error: unknown) => error instanceof ConfigError && error.option === 'proxy');
+    assert.equal(load(['--allow-hosts', '*', '--proxy', 'open']).proxy, 'open');
+    assert.equal(load(['--allow-hosts', '*', '--proxy', 'off']).proxy, 'off');
+    assert.deepEqual(load(['--allow-hosts', '*', '--proxy', 'off']).allowHosts, ['*']);
+    assert.equal(load(['--proxy', 'open']).proxy, 'open', 'open without * is simply on');
+  });
+
+  it('the real process refuses an open image proxy with one line naming both options and exit code 2', async () => {
+    const result = await runService(['--allow-hosts', '*']);
+    assert.deepEqual([result.code, result.stdout, result.stderr], [2, '', 'coverhelper: --allow-hosts * with --proxy on is an open image proxy; set --proxy open to mean it, or --proxy off\n']);
+    const printed = await runService(['--print-config', '--allow-hosts', '*', '--proxy', 'open', '--trust-proxy', '10.0.0.0/8']);
+    assert.equal(printed.code, 0, printed.stderr);
+    assert.match(printed.stdout, /^--proxy\s+open\s+flag --proxy$/m);
+    assert.match(printed.stdout, /^--trust-proxy\s+10\.0\.0\.0\/8\s+flag --trust-proxy$/m);
+    assert.match(printed.stdout, /^--placeholder\s+built-in\s+default$/m);
+    assert.match(printed.stdout, /^--proxy-rate\s+600\s+default$/m);
+  });
+
   it('names where a bad value came from: flag, environment variable or config file key', async (t) => {
     const dir = await tempDir(t);
     const file = path.join(dir, 'config.json');
@@ -231,6 +283,11 @@ describe('configuration', () => {
     assert.match(help, /env COVERHELPER_RESIZE; default 320x200\n/);
     assert.match(help, /env COVERHELPER_ALLOW_HOSTS; default \*\.hdslb\.com,\*\.biliimg\.com\n/);
     assert.match(help, /env COVERHELPER_JOB_TTL; default 12\n/);
+    assert.match(help, /env COVERHELPER_PROXY; default on\n/);
+    assert.match(help, /env COVERHELPER_PROXY_MAX_AGE; default 2592000\n/);
+    assert.match(help, /env COVERHELPER_PROXY_RATE; default 600\n/);
+    assert.match(help, /env COVERHELPER_TRUST_PROXY; default none\n/);
+    assert.match(help, /env COVERHELPER_PLACEHOLDER; default built-in\n/);
     for (const flag of Object.keys(commandOptions)) assert.match(help, new RegExp(`--${flag}\\b`));
     assert.match(help, /--config FILE\n.*\n {6}env COVERHELPER_CONFIG; default none\n/);
   });
@@ -336,7 +393,7 @@ describe('configuration', () => {
     }
     const documented = [...specs.map((s) => `--${s.flag}`), ...Object.keys(commandOptions).map((f) => `--${f}`)];
     assert.deepEqual([...rows.keys()].map((k) => k.split(',').at(-1)!.trim()).sort(), documented.sort(), 'nothing else in the tables');
-    for (const group of ['Network', 'Storage', 'Downloads', 'Access', 'Limits and expiry', 'Archive jobs', 'Several nodes', 'Logging']) {
+    for (const group of ['Network', 'Storage', 'Downloads', 'Access', 'Proxy prefix', 'Limits and expiry', 'Archive jobs', 'Several nodes', 'Logging']) {
       assert.ok(section.includes(`\n### ${group}\n`), `README has the group ${group}`);
     }
   });

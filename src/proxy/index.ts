@@ -1,0 +1,11 @@
+export { coverUrlFromProxyRequest, normaliseCoverUrl, normaliseCoverValue, MAX_COVER_URL_LENGTH, PROXY_PATH_PREFIX } from './coverUrl.js';
+export type { ProxyCover, ProxyCoverResult, ProxyError, ProxyErrorCode } from './coverUrl.js';
+export { checkProxyCover, defaultRedirect } from './allowed.js';
+export type { ProxyPermission, ProxyRules } from './allowed.js';
+export { addWeservParam, fitValues, givenParams, ignoredParamsHeader, isWeservParam, noParams, outputValues, recognisedParams, weservParamNames } from './weserv.js';
+export type { Fit, Output, RecognisedParam, WeservParams } from './weserv.js';
+export { BUILT_IN_PLACEHOLDER, builtInPlaceholder, loadPlaceholderFile, NO_PLACEHOLDER, preparePlaceholder } from './placeholder.js';
+export type { PlaceholderImage } from './placeholder.js';
+export { clientKey, ProxyRateLimiter, RATE_WINDOW_SECONDS } from './rateLimit.js';
+export type { ProxyRateLimiterOptions, RateDecision } from './rateLimit.js';
+export { clientAddress, parseAddress, TrustedProxies } from './clientAddress.js';
