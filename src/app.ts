@@ -15,7 +15,8 @@ import type { Logger } from './logger.js';
 import { CacheLimits, DeletionRunner, ResourceGuard } from './maintenance/index.js';
 import { createAdminFeed, resolveAdminToken, resolveSecret, TaskHistory } from './admin/index.js';
 import { JobCallbacks, JobRunner, removeArchive } from './jobs/index.js';
-import { createHttpServer, createMetrics, Door } from './servers/index.js';
+import { preparePlaceholder } from './proxy/index.js';
+import { createHttpServer, createMetrics, Door, homePage, ProxyRoute } from './servers/index.js';
 import { startLegacyServer } from './legacy/index.js';
 import type { LegacyServer } from './legacy/index.js';
 import { Stats } from './stats.js';
@@ -206,6 +207,17 @@ async function startOnPort(config: Config, logger: Logger, bound: Server, opened
     shared: store.claims.shared,
   });
   made.jobs = jobs;
+  const door = new Door({ checks, logger, urlKey: config.urlKey, waitMs: config.timeLimit * 1000, maxBatch: config.maxBatch });
+  const proxy = new ProxyRoute({
+    config,
+    covers,
+    wouldStart: (url) => downloads.wouldStart(url),
+    door,
+    // Read and checked before the start (src/main.ts): here it is the image kept then.
+    placeholder: config.proxy === 'off' ? null : await preparePlaceholder(config),
+    home: homePage(version, () => serviceUrl, config.proxy),
+    logger,
+  });
   const http = createHttpServer(
     {
       metrics: createMetrics({
@@ -222,7 +234,8 @@ async function startOnPort(config: Config, logger: Logger, bound: Server, opened
         api: { config, covers, tasks, deletions, cluster: store.cluster, history, deletionRunner, downloads, logger, publicUrl: () => publicUrl, jobs: store.jobs, serviceUrl: () => serviceUrl },
       },
       checks,
-      door: new Door({ checks, logger, urlKey: config.urlKey, waitMs: config.timeLimit * 1000, maxBatch: config.maxBatch }),
+      door,
+      proxy,
       jobs: { runner: jobs, jobs: store.jobs, callbacks, coversDir: config.coversDir, maxBatch: config.maxBatch, serviceUrl: () => serviceUrl },
       version,
       maxBatch: config.maxBatch,
@@ -289,6 +302,7 @@ async function startOnPort(config: Config, logger: Logger, bound: Server, opened
     urlKey: config.urlKey === undefined ? 'none (/c/ is off)' : 'set',
     legacyPort: legacy?.port ?? 'off',
   });
+  logger.info(`dashboard at ${url}/admin/`, { proxy: config.proxy === 'off' ? 'off' : `${url}/?url= and ${url}/proxy/` });
   if (config.allowPrivateNetwork) logger.warn('--allow-private-network is on: the service fetches from loopback and private addresses (for tests; never in production)');
 
   let stopping: Promise<void> | undefined;

@@ -62,6 +62,8 @@ export interface Downloads {
   leave(asker: Asker): void;
   /** The URL's flight, if it is in flight now (read-only). */
   inFlight(url: string): Pick<Flight, 'url' | 'state' | 'done'> | undefined;
+  /** Whether asking for the URL now would start a download: it is neither in flight nor a remembered failure. */
+  wouldStart(url: string): boolean;
   status(): GateStatus;
   tardyReasons(): string[];
   /**
@@ -324,6 +326,10 @@ export function createDownloads(deps: DownloadsDeps): Downloads {
       if (supervisor.getSnapshot().status === 'active') supervisor.send({ type: 'LEAVE', asker });
     },
     inFlight: (url) => flights().get(url),
+    wouldStart: (url) => {
+      const all = flights();
+      return !all.has(url) && all.remembered(url) === undefined;
+    },
     status: () => gateStatus(supervisor.getSnapshot()),
     tardyReasons: () => supervisor.getSnapshot().context.tardyReasons,
     counts,

@@ -22,7 +22,8 @@ const contentTypes: Record<string, string> = {
 };
 
 /** Answers `GET /covers/<file>`: `file` is the path after `/covers/`, as sent. */
-export async function serveCover(req: IncomingMessage, res: ServerResponse, file: string, coversDir: string): Promise<void> {
+/** `extra` headers replace the defaults (the proxy prefix gives its own Cache-Control). */
+export async function serveCover(req: IncomingMessage, res: ServerResponse, file: string, coversDir: string, extra: Record<string, string> = {}): Promise<void> {
   const found = await openCoverFile(coversDir, file);
   if (!found) return sendError(res, 404, 'not_found', 'no cover at this path');
   // Served from the handle opened and checked, so nothing swapped in after the check is read.
@@ -34,6 +35,7 @@ export async function serveCover(req: IncomingMessage, res: ServerResponse, file
     etag,
     'cache-control': 'public, max-age=31536000, immutable',
     'x-content-type-options': 'nosniff',
+    ...extra,
   };
   const ifNoneMatch = req.headers['if-none-match'];
   if (ifNoneMatch !== undefined && ifNoneMatch.split(',').some((tag) => tag.trim().replace(/^W\//, '') === etag || tag.trim() === '*')) {

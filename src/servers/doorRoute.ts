@@ -68,7 +68,7 @@ export class Door {
     const url = rest.length === 0 && signature && encoded ? verifyCoverTarget(signature, encoded, urlKey) : undefined;
     if (url === undefined) return sendError(res, 403, 'forbidden', 'the signature does not match this URL (sign it with --url-key)');
     if (url.length > MAX_URL_LENGTH) return sendError(res, 400, 'bad_request', `the URL is longer than ${MAX_URL_LENGTH} characters`);
-    const result = await this.track(this.answerWithin(url, this.askerFor(req, res)));
+    const result = await this.answerWithin(url, this.askerFor(req, res));
     if (result === undefined) {
       return sendError(res, 502, 'tle', `no answer within --time-limit (${this.deps.waitMs / 1000} s); a download that started goes on: try again`, { 'retry-after': '5' });
     }
@@ -86,14 +86,18 @@ export class Door {
    * (answered or not). Requests from one address share their turns at the
    * workers (one client, however many requests it sends).
    */
-  private askerFor(req: IncomingMessage, res: ServerResponse): Asker {
-    const asker: Asker = { kind: 'door', party: `addr:${req.socket.remoteAddress ?? '?'}` };
+  askerFor(req: IncomingMessage, res: ServerResponse, kind = 'door'): Asker {
+    const asker: Asker = { kind, party: `addr:${req.socket.remoteAddress ?? '?'}` };
     res.once('close', () => this.deps.checks.leave(asker));
     return asker;
   }
 
   /** The URL's answer, or undefined when it is not known within the wait (the asker then leaves: a queued download nobody else waits for is dropped). */
-  private async answerWithin(url: string, asker: Asker): Promise<CheckResult | undefined> {
+  answerWithin(url: string, asker: Asker): Promise<CheckResult | undefined> {
+    return this.track(this.waitFor(url, asker));
+  }
+
+  private async waitFor(url: string, asker: Asker): Promise<CheckResult | undefined> {
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), this.deps.waitMs)));
     try {

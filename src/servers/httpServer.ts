@@ -20,6 +20,7 @@ import type { JobsRouteDeps } from './jobsRoute.js';
 import type { Metrics } from './metrics.js';
 import { Keepalive } from './keepalive.js';
 import { ResultRounds } from './resultRounds.js';
+import type { ProxyRoute } from './proxyRoute.js';
 import { serviceRoutes, UNAUTHORIZED_MESSAGE } from './routes.js';
 import { endStarting } from '../startChecks.js';
 import { MAX_FRAME_BYTES } from '../../client/src/protocol.js';
@@ -44,6 +45,8 @@ export interface HttpServerDeps extends ClientSocketDeps {
   door: Door;
   /** Archive jobs under `/api/jobs`. */
   jobs?: JobsRouteDeps;
+  /** The proxy prefix and the home page. */
+  proxy?: ProxyRoute;
 }
 
 /**

@@ -21,6 +21,7 @@ import type { Door } from './doorRoute.js';
 import { jobsApi } from './jobsRoute.js';
 import type { JobsRouteDeps } from './jobsRoute.js';
 import type { Metrics } from './metrics.js';
+import type { ProxyRoute } from './proxyRoute.js';
 
 export interface ServiceRouteDeps {
   coversDir: string;
@@ -33,6 +34,8 @@ export interface ServiceRouteDeps {
   admin: AdminApiDeps;
   /** Archive jobs: without them `/api/jobs` is not in the table (404). */
   jobs?: JobsRouteDeps;
+  /** The proxy prefix (`/?url=`, `/proxy/`) and the home page (`GET /`). */
+  proxy?: ProxyRoute;
 }
 
 export const UNAUTHORIZED_MESSAGE = 'this service needs the client token (Authorization: Bearer … or ?token=)';
@@ -91,6 +94,8 @@ export function serviceRoutes(deps: ServiceRouteDeps): RouteTable {
     .post('/admin/api/cancel', admin.cancel)
     .post('/admin/api/pause', admin.pause)
     .post('/admin/api/resume', admin.resume);
+  // The proxy prefix: `/` (its home page without `url`) and `/proxy/…`; neither shadows a route above.
+  if (deps.proxy) table.get('/', deps.proxy.serve).get('/proxy/*', deps.proxy.serve);
   // The dashboard's page, script and style hold no data: each call they make carries the token.
   for (const path of DASHBOARD_PATHS) table.get(path, dashboard);
   if (deps.jobs) {

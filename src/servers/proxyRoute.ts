@@ -1,0 +1,168 @@
+/**
+ * The proxy prefix (SPEC §14): `GET|HEAD /?url=<cover URL>` and
+ * `/proxy/<cover URL>`, the shapes static blogs' plugins write as
+ * `<prefix><cover URL>` into `<img src>` or a CSS background.
+ *
+ *   the cover URL      read from the raw request target (src/proxy/coverUrl.ts:
+ *                      encoded or not, `https://`, `http://`, `//host/…`,
+ *                      `host/…`, bilibili suffixes, video pages)
+ *   not an open proxy  only what `/ws` would fetch: anything else is 403
+ *                      `not_allowed` before a connection is made
+ *   stored             200 with the cover's bytes (no redirect), Content-Type,
+ *                      ETag, 304, `Cache-Control: public, max-age=--proxy-max-age`,
+ *                      HEAD; never rate limited
+ *   not stored         a download this request would start counts against its
+ *                      client address's `--proxy-rate` per 10 minutes (429 with
+ *                      Retry-After past it; joining a download in flight or a
+ *                      remembered failure starts nothing); then it is checked as
+ *                      on `/ws` (joining a download in flight) and the request
+ *                      waits up to `--time-limit` for it, as its own asker (a
+ *                      request given up drops what only it waited for)
+ *   cannot be had      `default=<URL>` (allowed by the same rules): 302 to it;
+ *                      else the placeholder (200, `no-store`,
+ *                      `X-Coverhelper-Error: <code>`); with `--placeholder none`
+ *                      502 `{"code","message"}`
+ *
+ * weserv's parameters are read (src/proxy/weserv.ts); until sizes and formats
+ * exist the stored cover is answered and `X-Coverhelper-Ignored` names them.
+ * `GET /` without `url` is the service's home page.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { CheckResult } from '../checks/index.js';
+import type { Config } from '../config.js';
+import { sendError } from '../http/index.js';
+import type { Logger } from '../logger.js';
+import { checkProxyCover, clientAddress, clientKey, coverUrlFromProxyRequest, defaultRedirect, ignoredParamsHeader, ProxyRateLimiter, TrustedProxies } from '../proxy/index.js';
+import type { PlaceholderImage, WeservParams } from '../proxy/index.js';
+import type { CoverIndex } from '../store/index.js';
+import { serveCover } from './coverRoute.js';
+import type { Door } from './doorRoute.js';
+
+export interface ProxyRouteDeps {
+  config: Pick<Config, 'proxy' | 'allowHosts' | 'allowPrivateNetwork' | 'proxyMaxAge' | 'proxyRate' | 'trustProxy' | 'coversDir'>;
+  covers: Pick<CoverIndex, 'findMany'>;
+  /** Whether asking for the URL now would start a download (not in flight here, no remembered failure). */
+  wouldStart: (url: string) => boolean;
+  door: Pick<Door, 'answerWithin' | 'askerFor'>;
+  /** The image answered when a cover cannot be had; null for `--placeholder none`. */
+  placeholder: PlaceholderImage | null;
+  /** `GET /` without `url`. */
+  home: (req: IncomingMessage, res: ServerResponse) => void;
+  logger: Logger;
+  now?: () => number;
+}
+
+/** The cover path as a URL path under `/covers/` (each segment encoded). */
+function urlPath(path: string): string {
+  return path.split('/').map(encodeURIComponent).join('/');
+}
+
+export class ProxyRoute {
+  private readonly limiter: ProxyRateLimiter;
+  private readonly trusted: TrustedProxies;
+
+  constructor(private readonly deps: ProxyRouteDeps) {
+    this.limiter = new ProxyRateLimiter({ limit: deps.config.proxyRate, ...(deps.now ? { now: deps.now } : {}) });
+    this.trusted = new TrustedProxies(deps.config.trustProxy);
+  }
+
+  /** `GET|HEAD /?url=…` and `/proxy/…`. */
+  readonly serve = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    const { config } = this.deps;
+    const parsed = coverUrlFromProxyRequest(req.url ?? '/');
+    if (!parsed.ok) {
+      if (parsed.noUrl) return this.deps.home(req, res);
+      return sendError(res, parsed.code === 'not_allowed' ? 403 : 400, parsed.code, parsed.message);
+    }
+    if (config.proxy === 'off') return sendError(res, 404, 'not_found', 'the proxy prefix is off (--proxy off)');
+    const allowed = checkProxyCover(parsed.url, config);
+    if (!allowed.ok) return sendError(res, 403, 'not_allowed', `not fetched through this proxy: ${allowed.message}`);
+    const { url, params } = parsed;
+    const ignored = ignoredParamsHeader(params);
+    const headers: Record<string, string> = ignored === undefined ? {} : { 'x-coverhelper-ignored': ignored };
+
+    const stored = (await this.deps.covers.findMany([url], { touch: true })).get(url);
+    if (stored !== undefined) return this.bytes(req, res, stored.path, headers);
+
+    if (this.deps.wouldStart(url)) {
+      const address = clientAddress(req.socket.remoteAddress, req.headers['x-forwarded-for'], this.trusted);
+      const decision = this.limiter.take(clientKey(address));
+      if (!decision.allowed) {
+        this.deps.logger.debug('proxy download refused: the client address is over --proxy-rate', { address });
+        return sendError(res, 429, 'too_many_requests', `this address may start ${config.proxyRate} downloads per 10 minutes (--proxy-rate); stored covers are not limited`, {
+          'retry-after': String(decision.retryAfterSeconds),
+          ...headers,
+        });
+      }
+    }
+    const result = await this.deps.door.answerWithin(url, this.deps.door.askerFor(req, res, 'proxy'));
+    if (result?.status === 'ok' && result.path !== undefined) return this.bytes(req, res, result.path, headers);
+    const failure = this.failureOf(result);
+    return this.cannotBeHad(req, res, params, failure, headers);
+  };
+
+  private bytes(req: IncomingMessage, res: ServerResponse, path: string, headers: Record<string, string>): Promise<void> {
+    return serveCover(req, res, urlPath(path), this.deps.config.coversDir, { 'cache-control': `public, max-age=${this.deps.config.proxyMaxAge}`, ...headers });
+  }
+
+  private failureOf(result: CheckResult | undefined): { code: string; message: string; retryAt?: string | undefined } {
+    if (result === undefined) return { code: 'tle', message: 'no answer within --time-limit; try again' };
+    if (result.status === 'skipped') return { code: 'not_allowed', message: result.reason ?? 'not fetched' };
+    return { code: result.error?.code ?? 'network', message: result.error?.message ?? 'failed', retryAt: result.retryAt };
+  }
+
+  /** A cover that cannot be had: `default=`, the placeholder, or 502 JSON. */
+  private cannotBeHad(req: IncomingMessage, res: ServerResponse, params: WeservParams, failure: { code: string; message: string; retryAt?: string | undefined }, headers: Record<string, string>): void {
+    const noStore = { 'cache-control': 'no-store', 'x-coverhelper-error': failure.code, ...headers };
+    const target = defaultRedirect(params.default, this.deps.config);
+    if (target !== undefined) {
+      res.writeHead(302, { location: target, 'content-length': '0', ...noStore }).end();
+      return;
+    }
+    const image = this.deps.placeholder;
+    if (image === null) {
+      const retry: Record<string, string> = failure.retryAt === undefined ? {} : { 'retry-after': String(Math.max(1, Math.ceil((Date.parse(failure.retryAt) - Date.now()) / 1000))) };
+      return sendError(res, 502, failure.code, failure.message, { ...noStore, ...retry });
+    }
+    res.writeHead(200, { 'content-type': image.contentType, 'content-length': String(image.body.length), 'x-content-type-options': 'nosniff', ...noStore });
+    res.end(req.method === 'HEAD' ? undefined : image.body);
+  }
+}
+
+const escapeHtml = (text: string) => text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+
+/**
+ * `GET /` without `url`: what this service is and the ways in. No script, no
+ * data: the same for everyone.
+ */
+export function homePage(version: string, serviceUrl: () => string, proxy: Config['proxy']) {
+  return (req: IncomingMessage, res: ServerResponse): void => {
+    const base = escapeHtml(serviceUrl());
+    const proxyLines =
+      proxy === 'off'
+        ? '<li>The proxy prefix is off on this service (<code>--proxy off</code>).</li>'
+        : `<li>Static blogs: the image-proxy prefix <code>${base}/?url=</code> or <code>${base}/proxy/</code> before a cover URL, in <code>&lt;img src&gt;</code> or a CSS background.</li>`;
+    const body = `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>coverhelper ${escapeHtml(version)}</title>
+<meta name="viewport" content="width=device-width, initial-scale=1"></head>
+<body style="font-family: system-ui, sans-serif; max-width: 40rem; margin: 2rem auto; line-height: 1.5">
+<h1>coverhelper ${escapeHtml(version)}</h1>
+<p>A cover cache for blogs: it downloads each video cover once, stores it, and serves it without hot-linking.</p>
+<ul>
+<li>Blog servers: a WebSocket at <code>${base.replace(/^http/, 'ws')}/ws</code> (check frames), or <code>POST ${base}/api/check</code>.</li>
+${proxyLines}
+<li>Covers: <code>${base}/covers/…</code>. Health: <a href="/healthz">/healthz</a>. Metrics: <a href="/metrics">/metrics</a>.</li>
+<li>The administrator's dashboard: <a href="/admin/">${base}/admin/</a>.</li>
+</ul>
+</body></html>
+`;
+    res.writeHead(200, {
+      'content-type': 'text/html; charset=utf-8',
+      'content-length': String(Buffer.byteLength(body)),
+      'cache-control': 'no-store',
+      'content-security-policy': "default-src 'none'; style-src 'unsafe-inline'",
+      'x-content-type-options': 'nosniff',
+    });
+    res.end(req.method === 'HEAD' ? undefined : body);
+  };
+}
