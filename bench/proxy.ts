@@ -12,7 +12,9 @@
  * gets the same load from the bench process: `BENCH_PROXY_CONNECTIONS` (32)
  * keep-alive HTTP/1.1 connections (undici's Pool), one request at a time on
  * each, closed loop, for `BENCH_PROXY_SECONDS` (5) s after a 1 s warm-up,
- * `BENCH_PROXY_ROUNDS` (3) rounds alternating. Every answer is checked: 200,
+ * `BENCH_PROXY_ROUNDS` (3) rounds alternating. A third line in the same rounds,
+ * the service's own `GET /covers/<path>` of the same files, tells the proxy's
+ * own work from the cost of serving a file. Every answer is checked: 200,
  * an `image/…` Content-Type, no `X-Coverhelper-Error` (not the placeholder), a
  * body of at least one byte. Goal: at least 0.5× nginx.
  *
@@ -136,22 +138,22 @@ runScenario('proxy', 10 * 60_000, async () => {
   const nginx = 'skip' in tool ? undefined : await startStaticNginx(tool.path, `${dir}/nginx`, dir, filePaths[0]!, 1);
   if (nginx && 'path' in tool) step(`${toolVersion(tool.path, '-v')} on ${nginx.url} (one worker, location /covers/ { root …; })`);
 
-  const rates: { service: number[]; nginx: number[] } = { service: [], nginx: [] };
-  const throughput: { service: number[]; nginx: number[] } = { service: [], nginx: [] };
-  let serviceCpu = 0;
-  let serviceRequests = 0;
+  const targets = ['service', 'covers', 'nginx'] as const;
+  const rates: Record<(typeof targets)[number], number[]> = { service: [], covers: [], nginx: [] };
+  const throughput: Record<(typeof targets)[number], number[]> = { service: [], covers: [], nginx: [] };
+  const cpu = { service: { seconds: 0, requests: 0 }, covers: { seconds: 0, requests: 0 } };
   for (let round = 1; round <= rounds; round++) {
-    for (const target of ['service', 'nginx'] as const) {
+    for (const target of targets) {
       if (target === 'nginx' && !nginx) continue;
-      const base = target === 'service' ? service.url : nginx!.url;
+      const base = target === 'nginx' ? nginx!.url : service.url;
       const paths = target === 'service' ? proxyPaths : filePaths;
       await load(base, paths, connections, 1000);
       const cpuBefore = procCpuSeconds(pid);
       const result = await load(base, paths, connections, seconds * 1000);
       if (result.bad > 0) throw new Error(`${target}: ${result.bad} answers were not the cover, first: ${result.firstBad}`);
-      if (target === 'service') {
-        serviceCpu += procCpuSeconds(pid) - cpuBefore;
-        serviceRequests += result.requests;
+      if (target !== 'nginx') {
+        cpu[target].seconds += procCpuSeconds(pid) - cpuBefore;
+        cpu[target].requests += result.requests;
       }
       rates[target].push(result.rate);
       throughput[target].push(result.bytesPerSecond);
@@ -162,7 +164,8 @@ runScenario('proxy', 10 * 60_000, async () => {
   const serviceRate = median(rates.service);
   report.figure('stored covers', num(count), `${size} JPEGs (mean ${num(origin.meanBytes / 1024, 1)} KB), cached through the client package, --resize off`);
   report.figure('service, /?url= stored covers', `${num(serviceRate)} /s`, `${mb(median(throughput.service))}/s; median of ${rounds} × ${seconds} s, ${connections} keep-alive connections; runs: ${rates.service.map((r) => num(r)).join(', ')}`);
-  report.figure('service CPU per image', `${num((serviceCpu * 1e6) / serviceRequests, 1)} µs`, 'cover URL parse, allow check, index lookup, open/stat, the bytes streamed');
+  report.figure('service CPU per image', `${num((cpu.service.seconds * 1e6) / cpu.service.requests, 1)} µs`, 'cover URL parse, allow check, index lookup, open/stat, the bytes streamed');
+  report.figure('service, /covers/ the same files', `${num(median(rates.covers))} /s`, `${mb(median(throughput.covers))}/s, ${num((cpu.covers.seconds * 1e6) / cpu.covers.requests, 1)} µs CPU each; the service's own static route (no proxy work), a reference; runs: ${rates.covers.map((r) => num(r)).join(', ')}`);
   if (nginx) {
     const nginxRate = median(rates.nginx);
     report.figure('nginx, the same files (one worker)', `${num(nginxRate)} /s`, `${mb(median(throughput.nginx))}/s; runs: ${rates.nginx.map((r) => num(r)).join(', ')}`);
