@@ -67,6 +67,10 @@ describe('the proxy prefix', () => {
     // Every form is one stored cover: one origin request (and the test's own).
     assert.equal(origin.hits.get('/img/proxy-a.jpg'), 2);
     assert.ok(direct.length > 0);
+    // A bilibili suffix is part of the URL: fetched as the CDN serves it, stored as its own cover.
+    const suffixed = await get(`${service.url}/proxy/${cover}@220w_280h.webp`);
+    assert.equal(suffixed.status, 200);
+    assert.equal(origin.hits.get('/img/proxy-a.jpg@220w_280h.webp'), 1);
     // A raw cover with its own query after `url=` keeps it (a weserv name is the proxy's).
     const withQuery = await get(`${service.url}/?url=${origin.url}/img/proxy-q.jpg?size=big&w=10`);
     assert.equal(withQuery.status, 200);
@@ -199,6 +203,19 @@ describe('the proxy prefix', () => {
     assert.ok((statuses.get(429) ?? 0) > 2000, 'the flood was refused past --proxy-rate');
     assert.ok(origin.total() <= 110, `${origin.total()} origin requests: at most --proxy-rate started`);
     assert.ok(after - before < 100 * 2 ** 20, `RSS grew by ${Math.round((after - before) / 2 ** 20)} MB`);
+  });
+
+  it('counts a client behind a --trust-proxy peer by X-Forwarded-For, and believes the header from no one else', async (t) => {
+    const trusting = await setup(t, ['--proxy-rate', '1', '--trust-proxy', '127.0.0.1']);
+    const ask = (env: typeof trusting, name: string, forwarded: string) =>
+      env.get(`${env.service.url}/?url=${encodeURIComponent(`${env.origin.url}/img/${name}.jpg`)}`, { headers: { 'x-forwarded-for': forwarded } });
+    assert.equal((await ask(trusting, 'xff-a1', '203.0.113.5')).status, 200);
+    assert.equal((await ask(trusting, 'xff-a2', '203.0.113.5')).status, 429, 'the same client behind the proxy');
+    assert.equal((await ask(trusting, 'xff-b1', '198.51.100.7')).status, 200, 'another client behind the proxy');
+    // A peer that is not trusted: its X-Forwarded-For is ignored, and every request counts against the peer.
+    const plain = await setup(t, ['--proxy-rate', '1']);
+    assert.equal((await ask(plain, 'xff-c1', '203.0.113.5')).status, 200);
+    assert.equal((await ask(plain, 'xff-c2', '198.51.100.7')).status, 429);
   });
 
   it('with --proxy off answers 404 on both paths; with --allow-hosts * it refuses to start unless --proxy open', async (t) => {

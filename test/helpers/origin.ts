@@ -3,7 +3,8 @@
  * misbehaves on request, counts requests and the most open at once, and can
  * play bilibili's view API.
  *
- *   /img/<name>.jpg|png     a real image, different per name (optional ?delay=ms)
+ *   /img/<name>.jpg|png     a real image, different per name (optional ?delay=ms);
+ *                           a bilibili suffix after it (`….jpg@220w_280h.webp`) is served the same
  *   /status/<code>          that status
  *   /redirect/<n>/<name>    n redirects, then /img/<name>
  *   /loop                   redirects to itself forever
@@ -108,7 +109,7 @@ export async function startOrigin(): Promise<Origin> {
     const path = url.pathname;
     const delay = Number(url.searchParams.get('delay') ?? origin.delayMs);
     let m: RegExpExecArray | null;
-    if ((m = /^\/img\/(.+)\.(jpg|png)$/.exec(path))) {
+    if ((m = /^\/img\/(.+?)\.(jpg|png)(?:@[\w.]*)?$/.exec(path))) {
       const body = await makeImage(m[1]!, m[2] === 'png' ? 'png' : 'jpeg');
       if (delay > 0) await sleep(delay);
       res.writeHead(200, { 'content-type': m[2] === 'png' ? 'image/png' : 'image/jpeg', 'content-length': body.length }).end(body);
