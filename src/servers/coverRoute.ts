@@ -21,24 +21,41 @@ const contentTypes: Record<string, string> = {
   '.tiff': 'image/tiff',
 };
 
-/** Answers `GET /covers/<file>`: `file` is the path after `/covers/`, as sent. */
-/** `extra` headers replace the defaults (the proxy prefix gives its own Cache-Control). */
+/** The Content-Type of a stored cover, by its extension. */
+export function contentTypeOf(file: string): string {
+  return contentTypes[path.extname(file).toLowerCase()] ?? 'application/octet-stream';
+}
+
+/** A stored file's ETag: its size and modification time. */
+export function etagOf(size: number, mtimeMs: number): string {
+  return `"${size.toString(16)}-${Math.floor(mtimeMs).toString(16)}"`;
+}
+
+/** Whether the request's If-None-Match names `etag`. */
+export function notModified(req: IncomingMessage, etag: string): boolean {
+  const ifNoneMatch = req.headers['if-none-match'];
+  return ifNoneMatch !== undefined && ifNoneMatch.split(',').some((tag) => tag.trim().replace(/^W\//, '') === etag || tag.trim() === '*');
+}
+
+/**
+ * Answers `GET /covers/<file>`: `file` is the path after `/covers/`, as sent.
+ * `extra` headers replace the defaults (the proxy prefix gives its own Cache-Control).
+ */
 export async function serveCover(req: IncomingMessage, res: ServerResponse, file: string, coversDir: string, extra: Record<string, string> = {}): Promise<void> {
   const found = await openCoverFile(coversDir, file);
   if (!found) return sendError(res, 404, 'not_found', 'no cover at this path');
   // Served from the handle opened and checked, so nothing swapped in after the check is read.
   const stream = found.handle.createReadStream({ autoClose: true });
   const close = () => stream.destroy();
-  const etag = `"${found.size.toString(16)}-${Math.floor(found.mtimeMs).toString(16)}"`;
+  const etag = etagOf(found.size, found.mtimeMs);
   const headers = {
-    'content-type': contentTypes[path.extname(found.file).toLowerCase()] ?? 'application/octet-stream',
+    'content-type': contentTypeOf(found.file),
     etag,
     'cache-control': 'public, max-age=31536000, immutable',
     'x-content-type-options': 'nosniff',
     ...extra,
   };
-  const ifNoneMatch = req.headers['if-none-match'];
-  if (ifNoneMatch !== undefined && ifNoneMatch.split(',').some((tag) => tag.trim().replace(/^W\//, '') === etag || tag.trim() === '*')) {
+  if (notModified(req, etag)) {
     close();
     res.writeHead(304, headers).end();
     return;

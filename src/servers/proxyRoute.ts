@@ -35,7 +35,8 @@ import type { Logger } from '../logger.js';
 import { checkProxyCover, clientAddress, clientKey, coverUrlFromProxyRequest, defaultRedirect, ignoredParamsHeader, ProxyRateLimiter, TrustedProxies } from '../proxy/index.js';
 import type { PlaceholderImage, WeservParams } from '../proxy/index.js';
 import type { CoverIndex } from '../store/index.js';
-import { serveCover } from './coverRoute.js';
+import { CoverBytes } from './coverBytes.js';
+import { notModified, serveCover } from './coverRoute.js';
 import type { Door } from './doorRoute.js';
 
 export interface ProxyRouteDeps {
@@ -60,8 +61,11 @@ function urlPath(path: string): string {
 export class ProxyRoute {
   private readonly limiter: ProxyRateLimiter;
   private readonly trusted: TrustedProxies;
+  /** The bytes of covers answered lately (bounded): a stored cover asked again is answered from memory. */
+  private readonly recent: CoverBytes;
 
   constructor(private readonly deps: ProxyRouteDeps) {
+    this.recent = new CoverBytes(deps.config.coversDir);
     this.limiter = new ProxyRateLimiter({ limit: deps.config.proxyRate, ...(deps.now ? { now: deps.now } : {}) });
     this.trusted = new TrustedProxies(deps.config.trustProxy);
   }
@@ -101,8 +105,17 @@ export class ProxyRoute {
     return this.cannotBeHad(req, res, params, failure, headers);
   };
 
-  private bytes(req: IncomingMessage, res: ServerResponse, path: string, headers: Record<string, string>): Promise<void> {
-    return serveCover(req, res, urlPath(path), this.deps.config.coversDir, { 'cache-control': `public, max-age=${this.deps.config.proxyMaxAge}`, ...headers });
+  private async bytes(req: IncomingMessage, res: ServerResponse, path: string, extra: Record<string, string>): Promise<void> {
+    const cacheControl = { 'cache-control': `public, max-age=${this.deps.config.proxyMaxAge}`, ...extra };
+    const cover = await this.recent.get(path);
+    if (cover === undefined || cover === 'large') return serveCover(req, res, urlPath(path), this.deps.config.coversDir, cacheControl);
+    const headers = { 'content-type': cover.contentType, etag: cover.etag, 'x-content-type-options': 'nosniff', ...cacheControl };
+    if (notModified(req, cover.etag)) {
+      res.writeHead(304, headers).end();
+      return;
+    }
+    res.writeHead(200, { ...headers, 'content-length': String(cover.body.length) });
+    res.end(req.method === 'HEAD' ? undefined : cover.body);
   }
 
   private failureOf(result: CheckResult | undefined): { code: string; message: string; retryAt?: string | undefined } {
