@@ -20,7 +20,7 @@ import sharp from 'sharp';
 import { ImportProgress } from '../src/legacy/importProgress.js';
 import { makeImage, startOrigin } from './helpers/origin.js';
 import type { Origin } from './helpers/origin.js';
-import { root, startService } from './helpers/service.js';
+import { root, runImportTool, startService } from './helpers/service.js';
 import type { Service } from './helpers/service.js';
 import { backends, freshDatabase, rawSql } from './helpers/stores.js';
 import { tempDir } from './helpers/tempDir.js';
@@ -36,24 +36,7 @@ interface Run {
 }
 
 /** Runs the tool as `npm run import-legacy` does, to its exit. */
-function runImport(args: string[], env: NodeJS.ProcessEnv = {}): Promise<Run> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', path.join(root, 'src/tools/importLegacy.ts'), ...args], {
-      cwd: root,
-      env: { ...process.env, INIT_CWD: root, ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 120_000);
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
+const runImport = (args: string[], env: NodeJS.ProcessEnv = {}): Promise<Run> => runImportTool(args, env);
 
 /** A coverHub.db with `rows`, in `dir`. */
 function makeLegacyDb(file: string, rows: [unknown, unknown][]): void {

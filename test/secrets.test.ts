@@ -5,12 +5,11 @@
  * import-legacy` runs it) given a password-bearing `--db` that cannot connect.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import { maskSecrets } from '../src/secrets.js';
-import { root, runService } from './helpers/service.js';
+import { runImportTool, runService } from './helpers/service.js';
 import type { RunResult } from './helpers/service.js';
 import { testPg } from './helpers/stores.js';
 import { tempDir } from './helpers/tempDir.js';
@@ -20,24 +19,7 @@ const QUERY_PASSWORD = 'Qp-d0nt-l0g-me';
 /** Nothing listens on port 1: the connection is refused at once. */
 const REFUSED_DB = `postgres://coverhelper:${PASSWORD}@127.0.0.1:1/covers?sslmode=disable&password=${QUERY_PASSWORD}`;
 
-function runImport(args: string[]): Promise<RunResult> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', path.join(root, 'src/tools/importLegacy.ts'), ...args], {
-      cwd: root,
-      env: { ...process.env, INIT_CWD: root },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
+const runImport = (args: string[]): Promise<RunResult> => runImportTool(args, {}, 60_000);
 
 function assertNoSecret(run: RunResult, what: string): void {
   const all = `${run.stdout}\n${run.stderr}`;

@@ -41,15 +41,20 @@ export class CoverBytes {
     return this.held;
   }
 
-  /** The cover at `path`; `large` when it is to be streamed; undefined when no such file is there. */
-  async get(path: string): Promise<CachedCover | 'large' | undefined> {
+  /** The cover at `path` if it is held now (most recently answered from now on): the hot path, with no promise. */
+  peek(path: string): CachedCover | undefined {
     const hit = this.entries.get(path);
     if (hit !== undefined) {
-      // Most recently answered last.
       this.entries.delete(path);
       this.entries.set(path, hit);
-      return hit;
     }
+    return hit;
+  }
+
+  /** The cover at `path`; `large` when it is to be streamed; undefined when no such file is there. */
+  async get(path: string): Promise<CachedCover | 'large' | undefined> {
+    const hit = this.peek(path);
+    if (hit !== undefined) return hit;
     let pending = this.reading.get(path);
     if (pending === undefined) {
       pending = this.read(path).finally(() => this.reading.delete(path));

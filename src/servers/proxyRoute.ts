@@ -36,12 +36,13 @@ import { checkProxyCover, clientAddress, clientKey, coverUrlFromProxyRequest, de
 import type { PlaceholderImage, WeservParams } from '../proxy/index.js';
 import type { CoverIndex } from '../store/index.js';
 import { CoverBytes } from './coverBytes.js';
+import type { CachedCover } from './coverBytes.js';
 import { notModified, serveCover } from './coverRoute.js';
 import type { Door } from './doorRoute.js';
 
 export interface ProxyRouteDeps {
   config: Pick<Config, 'proxy' | 'allowHosts' | 'allowPrivateNetwork' | 'proxyMaxAge' | 'proxyRate' | 'trustProxy' | 'coversDir'>;
-  covers: Pick<CoverIndex, 'findMany'>;
+  covers: Pick<CoverIndex, 'findMany' | 'findInMemory'>;
   /** Whether asking for the URL now would start a download (not in flight here, no remembered failure). */
   wouldStart: (url: string) => boolean;
   door: Pick<Door, 'answerWithin' | 'askerFor'>;
@@ -63,9 +64,11 @@ export class ProxyRoute {
   private readonly trusted: TrustedProxies;
   /** The bytes of covers answered lately (bounded): a stored cover asked again is answered from memory. */
   private readonly recent: CoverBytes;
+  private readonly cacheControl: string;
 
   constructor(private readonly deps: ProxyRouteDeps) {
     this.recent = new CoverBytes(deps.config.coversDir);
+    this.cacheControl = `public, max-age=${deps.config.proxyMaxAge}`;
     this.limiter = new ProxyRateLimiter({ limit: deps.config.proxyRate, ...(deps.now ? { now: deps.now } : {}) });
     this.trusted = new TrustedProxies(deps.config.trustProxy);
   }
@@ -85,7 +88,11 @@ export class ProxyRoute {
     const ignored = ignoredParamsHeader(params);
     const headers: Record<string, string> = ignored === undefined ? {} : { 'x-coverhelper-ignored': ignored };
 
-    const stored = (await this.deps.covers.findMany([url], { touch: true })).get(url);
+    // The hot path: a cover the index holds in memory whose bytes are held too is answered with no promise.
+    const remembered = this.deps.covers.findInMemory([url], { touch: true })[0];
+    const held = remembered === undefined ? undefined : this.recent.peek(remembered.path);
+    if (held !== undefined) return this.send(req, res, held, headers);
+    const stored = remembered ?? (await this.deps.covers.findMany([url], { touch: true })).get(url);
     if (stored !== undefined) return this.bytes(req, res, stored.path, headers);
 
     if (this.deps.wouldStart(url)) {
@@ -106,10 +113,15 @@ export class ProxyRoute {
   };
 
   private async bytes(req: IncomingMessage, res: ServerResponse, path: string, extra: Record<string, string>): Promise<void> {
-    const cacheControl = { 'cache-control': `public, max-age=${this.deps.config.proxyMaxAge}`, ...extra };
+    const cacheControl = { 'cache-control': this.cacheControl, ...extra };
     const cover = await this.recent.get(path);
     if (cover === undefined || cover === 'large') return serveCover(req, res, urlPath(path), this.deps.config.coversDir, cacheControl);
-    const headers = { 'content-type': cover.contentType, etag: cover.etag, 'x-content-type-options': 'nosniff', ...cacheControl };
+    this.send(req, res, cover, extra);
+  }
+
+  /** A held cover's bytes (or 304, or HEAD's headers). */
+  private send(req: IncomingMessage, res: ServerResponse, cover: CachedCover, extra: Record<string, string>): void {
+    const headers = { 'content-type': cover.contentType, etag: cover.etag, 'x-content-type-options': 'nosniff', 'cache-control': this.cacheControl, ...extra };
     if (notModified(req, cover.etag)) {
       res.writeHead(304, headers).end();
       return;

@@ -42,24 +42,34 @@ export interface RunResult {
   stderr: string;
 }
 
-/** Runs the service to its exit (for start-up failures). */
-export function runService(args: string[], env: NodeJS.ProcessEnv = {}, cwd = root): Promise<RunResult> {
+/** Runs `node <argv>` in `cwd` to its exit (killed after `timeoutMs`), with what it printed. */
+export function runNode(argv: string[], options: { env?: NodeJS.ProcessEnv; cwd?: string; timeoutMs?: number } = {}): Promise<RunResult> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [...nodeArgs, ...args], {
-      cwd,
-      env: { ...process.env, ...env },
+    const child = spawn(process.execPath, argv, {
+      cwd: options.cwd ?? root,
+      env: { ...process.env, ...options.env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
+    const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 20_000);
     child.once('exit', (code) => {
       clearTimeout(timer);
       resolve({ code, stdout, stderr });
     });
   });
+}
+
+/** Runs the service to its exit (for start-up failures). */
+export function runService(args: string[], env: NodeJS.ProcessEnv = {}, cwd = root): Promise<RunResult> {
+  return runNode([...nodeArgs, ...args], { env, cwd });
+}
+
+/** Runs `npm run import-legacy -- <args>` as npm does (INIT_CWD set), to its exit. */
+export function runImportTool(args: string[], env: NodeJS.ProcessEnv = {}, timeoutMs = 120_000): Promise<RunResult> {
+  return runNode(['--import', 'tsx', path.join(root, 'src/tools/importLegacy.ts'), ...args], { env: { INIT_CWD: root, ...env }, timeoutMs });
 }
 
 /**
