@@ -6,6 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import http from 'node:http';
+import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { describe, it } from 'node:test';
@@ -194,5 +195,34 @@ describe('the service\'s table', () => {
     assert.deepEqual([pause.status, pause.allow], [405, 'POST']);
     assert.equal((await fetch(`${service.url}/admin/api/nope`, { headers: auth })).status, 404);
     assert.equal((await fetch(`${service.url}/healthz`, { method: 'HEAD' })).status, 200);
+  });
+
+  it('survives request targets that are no plain path: `//`, `///`, `//[::1` (an upgrade to them is 400, a request 404), and answers on', async (t) => {
+    const dir = await tempDir(t);
+    const service = await startService(['--data-dir', path.join(dir, 'data'), '--covers-dir', path.join(dir, 'covers')]);
+    t.after(async () => void (await service.stop()));
+    /** Sends one raw request and reads the status line of the answer. */
+    const raw = (request: string) =>
+      new Promise<string>((resolve, reject) => {
+        const socket = net.connect(service.port, '127.0.0.1', () => socket.write(request));
+        let text = '';
+        socket.on('data', (chunk: Buffer) => {
+          text += chunk.toString('latin1');
+          if (text.includes('\r\n')) {
+            socket.destroy();
+            resolve(text.slice(0, text.indexOf('\r\n')));
+          }
+        });
+        socket.once('error', reject);
+        socket.once('close', () => resolve(text.split('\r\n')[0] ?? ''));
+      });
+    for (const target of ['//', '///', '//[::1', '//x/ws']) {
+      const upgrade = await raw(`GET ${target} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`);
+      assert.match(upgrade, /^HTTP\/1\.1 (400|404) /, `an upgrade to ${target}: ${upgrade}`);
+      const plain = await raw(`GET ${target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`);
+      assert.match(plain, /^HTTP\/1\.1 (400|404) /, `GET ${target}: ${plain}`);
+    }
+    assert.equal((await fetch(`${service.url}/healthz`)).status, 200, 'the service answers on');
+    assert.ok(!service.logs.some((line) => line.level === 'error'), 'nothing logged as an error');
   });
 });

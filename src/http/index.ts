@@ -1,4 +1,4 @@
-export { RouteTable } from './routeTable.js';
+export { requestUrl, RouteTable } from './routeTable.js';
 export type { Guard, RouteContext, RouteHandler, RouteMatch, RouteOptions } from './routeTable.js';
 export { JSON_TYPE, refuseUpgrade, sendError, sendJson, sendJsonText } from './respond.js';
 export type { ErrorBody } from './respond.js';

@@ -111,6 +111,21 @@ function bySpecificity(a: Resource, b: Resource): number {
   return b.segments.length - a.segments.length;
 }
 
+/**
+ * The request target as a URL, read as a path on this host whatever it looks
+ * like (`//x`, `///`, `//[::1` are paths here, never a scheme-relative URL);
+ * undefined when it is not a path at all. Never throws.
+ */
+export function requestUrl(target: string | undefined): URL | undefined {
+  const raw = target ?? '/';
+  if (!raw.startsWith('/')) return undefined;
+  try {
+    return new URL(`http://localhost${raw}`);
+  } catch {
+    return undefined;
+  }
+}
+
 export class RouteTable {
   private readonly resources: Resource[] = [];
   private readonly areas: { segments: Segment[]; guard: Guard }[] = [];
@@ -167,11 +182,15 @@ export class RouteTable {
     return { kind: 'not_found' };
   }
 
-  /** Serves one request: area guards, the route's guard, its handler; or 404/405. */
+  /** Serves one request: area guards, the route's guard, its handler; or 404/405 (400 for a target that is no path). */
   async serve(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const method = req.method ?? 'GET';
     const path = (req.url ?? '/').split('?')[0] || '/';
-    const url = new URL(req.url ?? '/', 'http://localhost');
+    const url = requestUrl(req.url);
+    if (url === undefined) {
+      req.resume();
+      return sendError(res, 400, 'bad_request', 'the request target is not a path');
+    }
     const ctx: RouteContext = { url, path, params: {} };
     const parts = path.split('/').slice(1);
     for (const area of this.areas) {

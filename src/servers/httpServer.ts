@@ -10,7 +10,7 @@ import { WebSocketServer } from 'ws';
 import type { WebSocket } from 'ws';
 import { serveAdminSocket } from '../admin/index.js';
 import type { AdminApiDeps, AdminFeed } from '../admin/index.js';
-import { hasToken, refuseUpgrade, sendError } from '../http/index.js';
+import { hasToken, refuseUpgrade, requestUrl, sendError } from '../http/index.js';
 import type { Logger } from '../logger.js';
 import type { Stats } from '../stats.js';
 import { serveClientSocket } from './clientSocket.js';
@@ -90,7 +90,8 @@ export function createHttpServer(deps: HttpServerDeps, bound?: http.Server) {
   });
 
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-    const url = new URL(req.url ?? '/', 'http://localhost');
+    const url = requestUrl(req.url);
+    if (url === undefined) return refuseUpgrade(socket, 400, { code: 'bad_request', message: 'the request target is not a path' });
     if (url.pathname === '/admin/ws') {
       if (!hasToken(req, url, deps.admin.token, 'header-or-query')) {
         deps.logger.debug('admin stream refused: wrong or missing admin token', { remote: req.socket.remoteAddress });
