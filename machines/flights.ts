@@ -84,8 +84,12 @@ interface Queue<Ref, Output> {
   head: number;
 }
 
-/** What `join` found: the flight (new or joined), or a remembered failure. */
-export type Joined<Ref, Output> = { flight: Flight<Ref, Output>; created: boolean } | { output: Output };
+/**
+ * What `join` found: the flight (new, or joined), or a remembered failure; or,
+ * for an asker that already left, `gone` when nothing is in flight (no work is
+ * made for it).
+ */
+export type Joined<Ref, Output> = { flight: Flight<Ref, Output>; created: boolean } | { output: Output } | { gone: true };
 
 export class Flights<Ref = unknown, Output = unknown> {
   private readonly entries = new Map<string, Entry<Ref, Output>>();
@@ -97,6 +101,8 @@ export class Flights<Ref = unknown, Output = unknown> {
   /** Parties that had a turn and have more: in turn order. */
   private readonly turns = new Set<Party>();
   private readonly failures = new Map<string, Output>();
+  /** Askers that left: one that asks again afterwards (a check still on its way when its socket closed) makes no new work. */
+  private readonly departed = new WeakSet<Asker>();
   private readonly counts: Record<FlightState, number> = { claiming: 0, waiting: 0, running: 0, elsewhere: 0 };
 
   /** Flights in flight, in every state. */
@@ -160,11 +166,17 @@ export class Flights<Ref = unknown, Output = unknown> {
 
   /**
    * `asker` waits on the URL: its remembered failure, its flight in flight, or a
-   * new flight made in `initial` state. Joining twice is joining once.
+   * new flight made in `initial` state. Joining twice is joining once. An asker
+   * that left is not recorded again: it gets a flight in flight (without waiting
+   * on it) or `gone`.
    */
   join(url: string, asker: Asker, initial: 'claiming' | 'waiting'): Joined<Ref, Output> {
     const failure = this.failures.get(url);
     if (failure !== undefined) return { output: failure };
+    if (this.departed.has(asker)) {
+      const existing = this.entries.get(url);
+      return existing === undefined ? { gone: true } : { flight: existing, created: false };
+    }
     let entry = this.entries.get(url);
     const created = entry === undefined;
     if (entry === undefined) {
@@ -250,6 +262,7 @@ export class Flights<Ref = unknown, Output = unknown> {
    * and returned with the state they were in, so their records can be undone.
    */
   leave(asker: Asker, dropped: (url: string) => Output): { url: string; state: FlightState }[] {
+    this.departed.add(asker);
     const waitsOn = this.askers.get(asker);
     if (waitsOn === undefined) return [];
     this.forgetAsker(asker);

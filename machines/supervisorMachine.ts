@@ -228,6 +228,7 @@ export const supervisorMachine = setup({
       for (let i = 0; i < event.urls.length; i++) {
         const joined = flights.join(event.urls[i]!, asker, initial);
         if ('output' in joined) answers[i] = joined;
+        else if ('gone' in joined) answers[i] = { output: droppedOutput(event.urls[i]!) };
         else {
           if (joined.created) made[initial].push(joined.flight.url);
           answers[i] = { flight: joined.flight };

@@ -83,6 +83,20 @@ describe('Flights', () => {
     assert.deepEqual(drain(flights), ['shared']);
   });
 
+  it('makes no new work for an asker that left and asks again (a check still on its way when its socket closed)', () => {
+    const flights = new Flights<string, Output>();
+    const gone: Asker = { kind: 'socket' };
+    const other: Asker = { kind: 'socket' };
+    flights.join('kept', other, 'waiting');
+    flights.leave(gone, dropped);
+    assert.deepEqual(flights.join('new', gone, 'waiting'), { gone: true });
+    const joined = flights.join('kept', gone, 'waiting');
+    assert.ok('flight' in joined && !joined.created, 'a flight in flight is handed back');
+    assert.deepEqual(flights.waitersOf('kept'), [other], 'without the departed asker waiting on it');
+    assert.equal(flights.size, 1);
+    assert.deepEqual(drain(flights), ['kept']);
+  });
+
   it('lets one asker with a long queue delay another asker\'s new URL by one start at most', () => {
     const flights = new Flights<string, Output>();
     const bulk: Asker = { kind: 'socket' };

@@ -347,6 +347,18 @@ describe('supervisorMachine', () => {
     assert.equal(context().flights.size, 0);
   });
 
+  it('answers an asker that already left `cancelled` and makes no download for it', async () => {
+    const { supervisor, context, fetch } = setupSupervisor(1);
+    const late: Asker = { kind: 'socket' };
+    supervisor.send({ type: 'LEAVE', asker: late });
+    let replied: Answer[] | undefined;
+    supervisor.send({ type: 'REQUEST', urls: ['https://a.hdslb.com/late-ask.jpg'], asker: late, reply: (a) => (replied = a) });
+    assert.ok(replied && 'output' in replied[0]!);
+    assert.equal((replied[0].output as { error: { code: string } }).error.code, 'cancelled');
+    assert.equal(context().flights.size, 0);
+    assert.equal(fetch.started.length, 0);
+  });
+
   it('starts another asker\'s new URL at the next free slot, whatever one asker has queued', async () => {
     const { askAs, fetch } = setupSupervisor(2);
     const bulk: Asker = { kind: 'socket' };

@@ -88,7 +88,9 @@ export class Door {
    */
   askerFor(req: IncomingMessage, res: ServerResponse, kind = 'door'): Asker {
     const asker: Asker = { kind, party: `addr:${req.socket.remoteAddress ?? '?'}` };
-    res.once('close', () => this.deps.checks.leave(asker));
+    // A client already gone (while the index was asked) leaves at once: nothing is started for it.
+    if (res.closed) this.deps.checks.leave(asker);
+    else res.once('close', () => this.deps.checks.leave(asker));
     return asker;
   }
 
