@@ -223,6 +223,10 @@ describe('the proxy prefix', () => {
     const cover = encodeURIComponent(`${origin.url}/img/off.jpg`);
     assert.equal((await get(`${service.url}/?url=${cover}`)).status, 404);
     assert.equal((await get(`${service.url}/proxy/${cover}`)).status, 404);
+    // Whatever follows: a URL that would be refused or is no URL is 404 too when the proxy is off.
+    assert.equal((await get(`${service.url}/proxy/ftp://x/a.jpg`)).status, 404);
+    assert.equal((await get(`${service.url}/?url=%zz`)).status, 404);
+    assert.equal((await get(`${service.url}/`)).status, 200, 'the home page stays');
     assert.equal(origin.total(), 0);
     const dir = await tempDir(t);
     const open = await runService(['--port', '0', '--data-dir', path.join(dir, 'data'), '--covers-dir', path.join(dir, 'covers'), '--allow-hosts', '*', '--print-config']);

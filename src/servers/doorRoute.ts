@@ -86,8 +86,8 @@ export class Door {
    * (answered or not). Requests from one address share their turns at the
    * workers (one client, however many requests it sends).
    */
-  askerFor(req: IncomingMessage, res: ServerResponse, kind = 'door'): Asker {
-    const asker: Asker = { kind, party: `addr:${req.socket.remoteAddress ?? '?'}` };
+  askerFor(req: IncomingMessage, res: ServerResponse, kind = 'door', party = `addr:${req.socket.remoteAddress ?? '?'}`): Asker {
+    const asker: Asker = { kind, party };
     // A client already gone (while the index was asked) leaves at once: nothing is started for it.
     if (res.closed) this.deps.checks.leave(asker);
     else res.once('close', () => this.deps.checks.leave(asker));

@@ -77,11 +77,9 @@ export class ProxyRoute {
   readonly serve = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const { config } = this.deps;
     const parsed = coverUrlFromProxyRequest(req.url ?? '/');
-    if (!parsed.ok) {
-      if (parsed.noUrl) return this.deps.home(req, res);
-      return sendError(res, parsed.code === 'not_allowed' ? 403 : 400, parsed.code, parsed.message);
-    }
+    if (!parsed.ok && parsed.noUrl) return this.deps.home(req, res);
     if (config.proxy === 'off') return sendError(res, 404, 'not_found', 'the proxy prefix is off (--proxy off)');
+    if (!parsed.ok) return sendError(res, parsed.code === 'not_allowed' ? 403 : 400, parsed.code, parsed.message);
     const allowed = checkProxyCover(parsed.url, config);
     if (!allowed.ok) return sendError(res, 403, 'not_allowed', `not fetched through this proxy: ${allowed.message}`);
     const { url, params } = parsed;
@@ -93,29 +91,32 @@ export class ProxyRoute {
     const held = remembered === undefined ? undefined : this.recent.peek(remembered.path);
     if (held !== undefined) return this.send(req, res, held, headers);
     const stored = remembered ?? (await this.deps.covers.findMany([url], { touch: true })).get(url);
-    if (stored !== undefined) return this.bytes(req, res, stored.path, headers);
+    if (stored !== undefined) return this.bytes(req, res, stored.path, headers, params);
 
+    // The client: the peer, or behind a --trust-proxy peer the forwarded address (its rate and its turn at the workers).
+    const client = clientKey(clientAddress(req.socket.remoteAddress, req.headers['x-forwarded-for'], this.trusted));
     if (this.deps.wouldStart(url)) {
-      const address = clientAddress(req.socket.remoteAddress, req.headers['x-forwarded-for'], this.trusted);
-      const decision = this.limiter.take(clientKey(address));
+      const decision = this.limiter.take(client);
       if (!decision.allowed) {
-        this.deps.logger.debug('proxy download refused: the client address is over --proxy-rate', { address });
+        this.deps.logger.debug('proxy download refused: the client address is over --proxy-rate', { client });
         return sendError(res, 429, 'too_many_requests', `this address may start ${config.proxyRate} downloads per 10 minutes (--proxy-rate); stored covers are not limited`, {
           'retry-after': String(decision.retryAfterSeconds),
           ...headers,
         });
       }
     }
-    const result = await this.deps.door.answerWithin(url, this.deps.door.askerFor(req, res, 'proxy'));
-    if (result?.status === 'ok' && result.path !== undefined) return this.bytes(req, res, result.path, headers);
+    const result = await this.deps.door.answerWithin(url, this.deps.door.askerFor(req, res, 'proxy', `addr:${client}`));
+    if (result?.status === 'ok' && result.path !== undefined) return this.bytes(req, res, result.path, headers, params);
     const failure = this.failureOf(result);
     return this.cannotBeHad(req, res, params, failure, headers);
   };
 
-  private async bytes(req: IncomingMessage, res: ServerResponse, path: string, extra: Record<string, string>): Promise<void> {
+  private async bytes(req: IncomingMessage, res: ServerResponse, path: string, extra: Record<string, string>, params: WeservParams): Promise<void> {
     const cacheControl = { 'cache-control': this.cacheControl, ...extra };
     const cover = await this.recent.get(path);
-    if (cover === undefined || cover === 'large') return serveCover(req, res, urlPath(path), this.deps.config.coversDir, cacheControl);
+    // The index names a file that is not there (removed meanwhile): a cover that cannot be had.
+    if (cover === undefined) return this.cannotBeHad(req, res, params, { code: 'file_missing', message: `the cover file ${path} is missing; ask again to download it` }, extra);
+    if (cover === 'large') return serveCover(req, res, urlPath(path), this.deps.config.coversDir, cacheControl);
     this.send(req, res, cover, extra);
   }
 
