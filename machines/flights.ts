@@ -345,7 +345,8 @@ export class Flights<Ref = unknown, Output = unknown> {
       queue = { items: [], head: 0 };
       this.queues.set(party, queue);
     }
-    queue.items.push(entry);
+    // The same flight asked again by the party (one client repeating a request) is queued once.
+    if (queue.items[queue.items.length - 1] !== entry) queue.items.push(entry);
     if (!this.fresh.has(party) && !this.turns.has(party)) this.fresh.add(party);
   }
 

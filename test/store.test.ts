@@ -391,6 +391,23 @@ for (const backend of backends) {
       );
     });
 
+    it('removes the rows of downloads dropped before they started in one statement: only queued or waiting ones, not those wanted again', async (t) => {
+      const { store, db } = await open(t);
+      const heard: TaskChange[] = [];
+      store.events.on('task', (change) => heard.push(change));
+      store.tasks.update('q', { status: 'queued' });
+      store.tasks.update('w', { status: 'waiting' });
+      store.tasks.update('again', { status: 'queued' });
+      store.tasks.update('started', { status: 'downloading' });
+      store.tasks.update('done', { status: 'ok' });
+      const removed = await store.tasks.removeUnstarted(['q', 'w', 'again', 'started', 'done', 'never-there'], (url) => url === 'again');
+      assert.deepEqual(removed.sort(), ['q', 'w']);
+      const rows = await rawSql<{ url: string; status: string }>(db, 'SELECT url, status FROM tasks ORDER BY url');
+      assert.deepEqual(rows.map((r) => [r.url, r.status]), [['again', 'queued'], ['done', 'ok'], ['started', 'downloading']]);
+      assert.deepEqual(heard.filter((c) => c.removed).map((c) => [c.url, c.patch.status]).sort(), [['q', 'queued'], ['w', 'waiting']]);
+      assert.deepEqual(await store.tasks.removeUnstarted([], () => false), []);
+    });
+
     it('on a database one node uses, every claim is this node’s and nothing is written', async (t) => {
       const { store, db } = await open(t);
       if (store.claims.shared) return t.skip('a shared database: see the two-node cases');
@@ -426,6 +443,18 @@ describe('two nodes on one PostgreSQL database', () => {
     const b = await openTestStore(t, 'postgres', { db, node: 'node-b', leaseMs, now });
     return { db, a: a.store, b: b.store };
   };
+
+  it('a node removes the unstarted rows it or nobody holds, never another node’s claim', { skip: skipWithoutPg }, async (t) => {
+    const { a, b, db } = await twoNodes(t);
+    await a.claims.claim(['mine'], 'queued');
+    await b.claims.claim(['theirs'], 'queued');
+    a.tasks.update('free', { status: 'queued' });
+    await a.tasks.flush();
+    await rawSql(db, 'UPDATE tasks SET claimed_by = NULL WHERE url = ?', 'free');
+    assert.deepEqual((await a.tasks.removeUnstarted(['mine', 'theirs', 'free'], () => false)).sort(), ['free', 'mine']);
+    const rows = await rawSql<{ url: string; claimed_by: string }>(db, 'SELECT url, claimed_by FROM tasks ORDER BY url');
+    assert.deepEqual(rows.map((r) => [r.url, r.claimed_by]), [['theirs', 'node-b']]);
+  });
 
   it('a URL is claimed by one node; the other is told who holds it', { skip: skipWithoutPg }, async (t) => {
     const { a, b, db } = await twoNodes(t);

@@ -223,9 +223,8 @@ export function createDownloads(deps: DownloadsDeps): Downloads {
         if (urls.length === 0) return;
         stats.dropped += urls.length;
         logger.debug('dropped downloads nobody waits for', { count: urls.length });
-        for (const url of urls) {
-          tasks.remove(url).catch((error: unknown) => logger.warn('could not remove a dropped task', { url, error: (error as Error).message }));
-        }
+        // One statement for them all; a URL asked for again by the time it runs keeps its row.
+        tasks.removeUnstarted(urls, (url) => flights().has(url)).catch((error: unknown) => logger.warn('could not remove the task rows of dropped downloads', { count: urls.length, error: (error as Error).message }));
       },
       reportAborted: (_, { outputs }) => {
         for (const output of outputs) {

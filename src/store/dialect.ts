@@ -118,6 +118,12 @@ export interface Dialect {
   writeTasks(rows: readonly TaskWrite[], publish: Published[]): Promise<void>;
   /** Deletes the URL's task row; its status before, or null when there was none. */
   deleteTask(url: string, publish: Published[]): Promise<TaskStatus | null>;
+  /**
+   * Deletes, in one statement, the rows of `urls` that are still `queued` or
+   * `waiting` (on a shared database: claimed by this node or by nobody); the
+   * rows deleted, with their status. Each is published as `taskRemoved`.
+   */
+  deleteUnstartedTasks(urls: readonly string[], at: number): Promise<{ url: string; status: TaskStatus }[]>;
 
   /** Claims task rows for `node` until `until` (see `Claims.claim`). */
   claimTasks(urls: readonly string[], status: 'queued' | 'waiting', node: string, now: number, until: number): Promise<ClaimOutcome>;

@@ -131,6 +131,14 @@ export interface TaskLedger {
   flush(): Promise<void>;
   /** Deletes the URL's task row (after any change still pending for it). */
   remove(url: string): Promise<void>;
+  /**
+   * Deletes the rows of downloads dropped before they started, in one statement
+   * (after every change pending): only rows still `queued` or `waiting` (on a
+   * shared database claimed by this node or nobody), and not those `wanted`
+   * says were asked for again by the time the statement runs. Resolves with the
+   * URLs deleted.
+   */
+  removeUnstarted(urls: readonly string[], wanted: (url: string) => boolean): Promise<string[]>;
   get(url: string): Promise<TaskRow | null>;
   /** The rows of these URLs (those that have one). */
   getMany(urls: readonly string[]): Promise<TaskRow[]>;

@@ -261,6 +261,20 @@ export class PostgresDialect implements Dialect {
     );
   }
 
+  async deleteUnstartedTasks(urls: readonly string[], at: number): Promise<{ url: string; status: TaskStatus }[]> {
+    if (urls.length === 0) return [];
+    return this.transaction(
+      (rows: { url: string; status: TaskStatus }[]) => rows.map(({ url, status }) => ({ kind: 'taskRemoved' as const, url, at, status })),
+      async (client) =>
+        (
+          await client.query<{ url: string; status: TaskStatus }>(
+            "DELETE FROM tasks WHERE url = ANY($1::text[]) AND status IN ('queued', 'waiting') AND (claimed_by = $2 OR claimed_by IS NULL) RETURNING url, status",
+            [[...urls], this.node],
+          )
+        ).rows,
+    );
+  }
+
   async claimTasks(urls: readonly string[], status: 'queued' | 'waiting', node: string, now: number, until: number): Promise<ClaimOutcome> {
     const unique = [...new Set(urls)];
     const claimed = await this.pool().query<{ url: string }>(

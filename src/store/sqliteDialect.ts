@@ -151,6 +151,14 @@ export class SqliteDialect implements Dialect {
     return removed?.status ?? null;
   }
 
+  async deleteUnstartedTasks(urls: readonly string[]): Promise<{ url: string; status: TaskStatus }[]> {
+    if (urls.length === 0) return [];
+    return this.statement("DELETE FROM tasks WHERE status IN ('queued', 'waiting') AND url IN (SELECT value FROM json_each(?)) RETURNING url, status").all(JSON.stringify(urls)) as {
+      url: string;
+      status: TaskStatus;
+    }[];
+  }
+
   async claimTasks(urls: readonly string[]): Promise<ClaimOutcome> {
     return { mine: [...urls], elsewhere: [] };
   }

@@ -86,6 +86,14 @@ export class SqlTaskLedger implements TaskLedger {
     if (status !== null) this.events.emit('task', { url, node: this.node, at, patch: { status }, removed: true, remote: false });
   }
 
+  async removeUnstarted(urls: readonly string[], wanted: (url: string) => boolean): Promise<string[]> {
+    await this.flush();
+    const at = this.now();
+    const removed = await this.writer.run(() => this.dialect.deleteUnstartedTasks(urls.filter((url) => !wanted(url)), at));
+    for (const { url, status } of removed) this.events.emit('task', { url, node: this.node, at, patch: { status }, removed: true, remote: false });
+    return removed.map((row) => row.url);
+  }
+
   async get(url: string): Promise<TaskRow | null> {
     await this.flush();
     return this.repo.findOneBy({ url });
