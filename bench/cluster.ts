@@ -58,6 +58,7 @@ import type { Service } from './lib/service.js';
 import { median } from './lib/stats.js';
 import { checkFrame, closeSocket, DONE_PREFIX, idFor, openSocket, pipelined } from './lib/wsLoad.js';
 import type WebSocket from 'ws';
+import { maskSecrets } from '../src/secrets.js';
 
 const BATCH = 100;
 /** Rows each node's cover memory keeps: CoverIndex's default (src/store/coverIndex.ts); no option changes it. */
@@ -71,17 +72,6 @@ const TAKEOVER_URLS = 20;
 const TAKEOVER_ASKERS = 10;
 const TAKEOVER_SLACK_S = 3;
 const TAKEOVER_LOG = 'taking over unfinished downloads that no live node holds';
-
-/** A server URL fit to print: its password hidden. */
-function shown(url: string): string {
-  try {
-    const parsed = new URL(url);
-    if (parsed.password) parsed.password = '***';
-    return parsed.toString();
-  } catch {
-    return '(not a URL)';
-  }
-}
 
 /** The flags of a node on `db` (nodes of one database share their secrets: a node whose secrets differ is refused). */
 const nodeArgs = (db: PgDatabase, id: string, more: string[] = []) => [
@@ -510,7 +500,7 @@ runScenario('cluster', 15 * 60_000, async () => {
   const report = new Report('cluster', 'Several nodes on PostgreSQL, against one node on SQLite', 'npm run bench:cluster');
   const server = benchPgServer();
   const unusable = server
-    ? await pgUnreachable(server.url).then((why) => (why ? `PostgreSQL at ${shown(server.url)} (${server.from}) does not answer: ${why}` : undefined))
+    ? await pgUnreachable(server.url).then((why) => (why ? `PostgreSQL at ${maskSecrets(server.url)} (${server.from}) does not answer: ${why}` : undefined))
     : 'no PostgreSQL named: set COVERHELPER_BENCH_PG or COVERHELPER_TEST_PG (for example postgres://postgres@127.0.0.1:5432/test)';
   if (!server || unusable) {
     step(`skipped: ${unusable}`);
@@ -518,7 +508,7 @@ runScenario('cluster', 15 * 60_000, async () => {
     report.finish();
     return;
   }
-  step(`PostgreSQL at ${shown(server.url)} (${server.from})`);
+  step(`PostgreSQL at ${maskSecrets(server.url)} (${server.from})`);
   const loadBefore = os.loadavg()[0]!;
   const dir = await tempDir('cluster');
   for (const part of ['checks', 'herd', 'takeover']) await mkdir(`${dir}/${part}`, { recursive: true });

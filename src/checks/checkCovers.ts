@@ -97,11 +97,6 @@ export class CoverChecks {
     return { url: output.url, status: 'error', error };
   };
 
-  /** A new asker, for one connection, request or job. */
-  static asker(kind: string): Asker {
-    return { kind };
-  }
-
   /** `asker` waits on nothing any more (its connection closed, its request gave up): the downloads only it waited for and that have not started are dropped. */
   leave(asker: Asker): void {
     this.deps.downloads.leave(asker);
@@ -179,21 +174,21 @@ export class CoverChecks {
     // A URL being downloaded right now is not stored yet: join its download without
     // asking the index (a herd of checks for the same URLs then costs no lookups).
     const lookup: string[] = [];
-    let joined: string[] | undefined;
+    let joined: Set<string> | undefined;
     for (const url of positions.keys()) {
-      if (downloads.inFlight(url) !== undefined) (joined ??= []).push(url);
+      if (downloads.inFlight(url) !== undefined) (joined ??= new Set()).add(url);
       else if (url.startsWith('http')) lookup.push(url);
     }
     if (joined !== undefined) {
-      const asked = downloads.askMany(joined, asker);
-      for (let i = 0; i < joined.length; i++) answerWhenDone(positions.get(joined[i]!)!, asked[i]!.done, asked[i]!.coalesced);
+      const urls = [...joined];
+      const asked = downloads.askMany(urls, asker);
+      for (let i = 0; i < urls.length; i++) answerWhenDone(positions.get(urls[i]!)!, asked[i]!.done, asked[i]!.coalesced);
     }
-    const wasJoined = joined === undefined ? undefined : new Set(joined);
     // Any other URL may have a custom cover, so the index is asked about all of them.
     const stored = await covers.findMany(lookup, { touch: true });
     const missed: string[] = [];
     for (const [url, at] of positions) {
-      if (wasJoined?.has(url)) continue;
+      if (joined?.has(url)) continue;
       const row = stored.get(url);
       if (row) {
         stats.hits += typeof at === 'number' ? 1 : at.length;

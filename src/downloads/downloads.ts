@@ -214,6 +214,8 @@ export function createDownloads(deps: DownloadsDeps): Downloads {
     },
   });
 
+  /** How long work found without an asker (resumed at start, taken over) waits for one. */
+  const graceMs = deps.orphanGraceMs ?? ORPHAN_GRACE_MS;
   const supervisorLogic = supervisorMachine.provide({
     actions: {
       reportWaiting: (_, { urls, status }) => {
@@ -256,7 +258,7 @@ export function createDownloads(deps: DownloadsDeps): Downloads {
       now: Date.now,
       // The downloads done in one turn reach the supervisor as one FINISHED.
       finishLater: setImmediate,
-      orphanGraceMs: deps.orphanGraceMs ?? ORPHAN_GRACE_MS,
+      orphanGraceMs: graceMs,
     },
   });
   supervisor.start();
@@ -274,10 +276,8 @@ export function createDownloads(deps: DownloadsDeps): Downloads {
       const { queued, downloading } = counts();
       return { queued, downloading, status: gateStatus(supervisor.getSnapshot()) };
     },
-    ownUrls: () => {
-      const all = flights();
-      return [...all.urls('claiming'), ...all.urls('waiting'), ...all.urls('running')];
-    },
+    // Its own flights: every one but those another node holds.
+    ownUrls: () => [...flights().values()].flatMap((flight) => (flight.state === 'elsewhere' ? [] : [flight.url])),
     failTtlMs: config.failTtl * 1000,
     leaseMs: config.lease * 1000,
     logger,
@@ -341,7 +341,7 @@ export function createDownloads(deps: DownloadsDeps): Downloads {
         supervisor.send({ type: 'REMEMBER', url: task.url, output: { url: task.url, status: 'error', error }, ttlMs });
       }
       // Held for the grace, so that askers coming back (reconnecting clients, resumed jobs) join them.
-      if (unfinished.length > 0) askMany(unfinished.map((task) => task.url), { kind: 'resumed' }, deps.orphanGraceMs ?? ORPHAN_GRACE_MS);
+      if (unfinished.length > 0) askMany(unfinished.map((task) => task.url), { kind: 'resumed' }, graceMs);
       return unfinished.length;
     },
     forget: (url) => supervisor.send({ type: 'FORGET', url }),
