@@ -172,7 +172,13 @@ function greyPng(width: number, height: number): Promise<Buffer> {
 function watchSharp(): { changes: number; mostTasks: number; mostPixels: number; mostWaiting: number; stop(): void } {
   const seen = { changes: 0, mostTasks: 0, mostPixels: 0, mostWaiting: 0, stop: () => sharp.queue.off('change', listener) };
   const listener = () => {
-    const { queue, process } = sharp.counters();
+    // sharp.counters() reads `queue` then `process`; a libuv thread that moves a
+    // task from one to the other between those reads makes it count twice (seen
+    // on CI: 3 with two tasks). Tasks enter and leave only on this thread, so
+    // reading `process` first and `queue` after can only count a moving task
+    // once or not at all: never more tasks than there are.
+    const { process } = sharp.counters();
+    const { queue } = sharp.counters();
     seen.changes++;
     seen.mostTasks = Math.max(seen.mostTasks, queue + process);
     seen.mostPixels = Math.max(seen.mostPixels, decodeBudget.inUse);
