@@ -8,6 +8,7 @@
 import path from 'node:path';
 import { commandOptions, defaults, describeOrigin, envName, MASK, maskSecrets, optionGroups, options } from './config.js';
 import type { Config, OptionSpec, ResolvedConfig } from './config.js';
+import { formatHostLimit } from './upstream/hostLimits.js';
 import { version } from './version.js';
 
 const optionList = Object.values(options) as OptionSpec[];
@@ -16,7 +17,7 @@ const optionList = Object.values(options) as OptionSpec[];
 function formatValue(value: Config[keyof Config]): string {
   if (value === undefined) return 'none';
   if (value === null) return 'off';
-  if (Array.isArray(value)) return value.length === 0 ? 'none' : value.join(',');
+  if (Array.isArray(value)) return value.length === 0 ? 'none' : value.map((item) => (typeof item === 'string' ? item : formatHostLimit(item))).join(',');
   if (typeof value === 'object') return `${value.width}x${value.height}`;
   return String(value);
 }

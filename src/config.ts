@@ -17,6 +17,8 @@ import ipaddr from 'ipaddr.js';
 import { closestMatch } from 'leven';
 import { ConfigError } from './errors.js';
 import { MASK, maskSecrets } from './secrets.js';
+import { DEFAULT_HOST_LIMITS, parseHostLimits } from './upstream/hostLimits.js';
+import type { HostLimit } from './upstream/hostLimits.js';
 
 export type LogLevel = 'error' | 'warn' | 'info' | 'debug';
 
@@ -52,6 +54,12 @@ export interface Config {
   allowPrivateNetwork: boolean;
   /** Downloads running at once. Default 10. */
   workers: number;
+  /**
+   * Per-host rate (token bucket) and concurrency of every outbound request, first
+   * match wins; the default entries not named follow the given ones.
+   * Default `api.bilibili.com=2/s:4:2,*=20/s:40:16`.
+   */
+  hostLimits: HostLimit[];
   /** Seconds one download may take, wall clock, before it ends as `tle`. Default 60. */
   timeLimit: number;
   /** Largest image accepted, in bytes. Default 10 MiB. */
@@ -359,6 +367,14 @@ export const options: { [K in keyof Config]: OptionSpec<K> } = {
     help: 'allow origins on addresses that are not public (loopback, private, link-local, …)',
   },
   workers: { key: 'workers', flag: 'workers', parse: num(1, 1000, true), group: 'Downloads', placeholder: 'N', help: 'downloads running at once' },
+  hostLimits: {
+    key: 'hostLimits',
+    flag: 'host-limits',
+    parse: (raw) => parseHostLimits(str(raw)),
+    group: 'Downloads',
+    placeholder: 'LIMITS',
+    help: 'per-host limits of every request to an upstream, pattern=RATE/s:BURST:CONCURRENCY, comma-separated, first match wins (pattern: host, *.domain or *); the default entries not named follow',
+  },
   timeLimit: {
     key: 'timeLimit',
     flag: 'time-limit',
@@ -582,6 +598,7 @@ export const defaults = {
   bilibiliApi: 'https://api.bilibili.com',
   allowPrivateNetwork: false,
   workers: 10,
+  hostLimits: DEFAULT_HOST_LIMITS.map((limit) => ({ ...limit })),
   timeLimit: 60,
   maxBytes: 10 * 1024 * 1024,
   retries: 2,

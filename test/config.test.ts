@@ -142,6 +142,35 @@ describe('configuration', () => {
     for (const [argv, expected] of bad) assert.match(errorOf(argv), expected, argv.join(' '));
   });
 
+  it('has --host-limits: entries in order, then the default entries not named; bad values refused with what to write', () => {
+    assert.deepEqual(load([]).hostLimits, [
+      { pattern: 'api.bilibili.com', rate: 2, burst: 4, concurrency: 2 },
+      { pattern: '*', rate: 20, burst: 40, concurrency: 16 },
+    ]);
+    assert.deepEqual(load(['--host-limits', ' 127.0.0.1=5/s:5:2 , *.HDSLB.com=0.5/s:1:1']).hostLimits, [
+      { pattern: '127.0.0.1', rate: 5, burst: 5, concurrency: 2 },
+      { pattern: '*.hdslb.com', rate: 0.5, burst: 1, concurrency: 1 },
+      { pattern: 'api.bilibili.com', rate: 2, burst: 4, concurrency: 2 },
+      { pattern: '*', rate: 20, burst: 40, concurrency: 16 },
+    ]);
+    assert.deepEqual(load([], { COVERHELPER_HOST_LIMITS: '*=1/s:2:3' }).hostLimits.map((l) => l.pattern), ['*', 'api.bilibili.com']);
+    assert.match(printableConfig(resolve(['--host-limits', 'a.example=3/s:6:1'])), /^--host-limits\s+a\.example=3\/s:6:1,api\.bilibili\.com=2\/s:4:2,\*=20\/s:40:16\s+flag --host-limits$/m);
+    const bad: [string[], RegExp][] = [
+      [['--host-limits', 'a.com=2:4'], /^invalid --host-limits \(flag\): "a\.com=2:4" has 2 parts after "="; expected pattern=RATE\/s:BURST:CONCURRENCY/],
+      [['--host-limits', 'a.com=120/m:4:2'], /^invalid --host-limits \(flag\): "a\.com=120\/m:4:2": the rate is written per second; did you mean 2\/s\?$/],
+      [['--host-limits', 'a.com=2:4:2:1'], /has 4 parts after "="/],
+      [['--host-limits', 'a.com=2/s:0:2'], /the burst must be between 1 and 100000, got 0$/],
+      [['--host-limits', 'a.com=2/s:4:x'], /the concurrency must be a whole number, got "x"/],
+      [['--host-limits', 'a.com=0/s:4:2'], /the rate must be more than 0/],
+      [['--host-limits', 'a b=2/s:4:2'], /not a host pattern: "a b"/],
+      [['--host-limits', 'a.com 2/s:4:2'], /has no "="; expected pattern=RATE\/s:BURST:CONCURRENCY \(such as api\.bilibili\.com=2\/s:4:2\)$/],
+      [['--host-limits', 'a.com=1/s:1:1,A.com=2/s:2:2'], /the pattern "a\.com" is given twice/],
+      [['--host-limits', ' , '], /expected comma-separated pattern=RATE\/s:BURST:CONCURRENCY/],
+    ];
+    for (const [argv, expected] of bad) assert.match(errorOf(argv), expected, argv.join(' '));
+    assert.match(errorOf(['--host-limits', 'a.com=2:4:2']), /the rate needs its unit; did you mean 2\/s\?$/);
+  });
+
   it('has the proxy prefix options with their defaults, validated like the others', () => {
     const config = load([]);
     assert.deepEqual([config.proxy, config.proxyMaxAge, config.proxyRate, config.trustProxy, config.placeholder], ['on', 2592000, 600, [], 'built-in']);
