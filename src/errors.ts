@@ -21,11 +21,14 @@ export class CoverError extends Error {
   readonly code: ErrorCode;
   /** For `http_status`: the origin's status; for `resolve_failed`: bilibili's `code`. */
   readonly detail: number | undefined;
+  /** For `upstream_limited`: when the cooling host reopens (epoch ms). */
+  readonly retryAt: number | undefined;
 
-  constructor(code: ErrorCode, message: string, options: { cause?: unknown; detail?: number } = {}) {
+  constructor(code: ErrorCode, message: string, options: { cause?: unknown; detail?: number; retryAt?: number } = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.code = code;
     this.detail = options.detail;
+    this.retryAt = options.retryAt;
   }
 
   toInfo(): CoverErrorInfo {
@@ -49,6 +52,8 @@ const retryableByCode: Record<ErrorCode, boolean> = {
   disk_full: false, // the resource guard holds downloads while the disk is full
   shutting_down: false,
   cancelled: false,
+  // The host cools: the download waits for it to reopen, it is not tried again at once.
+  upstream_limited: false,
 };
 
 /**
@@ -68,6 +73,8 @@ const rememberedByCode: Record<ErrorCode, boolean> = {
   disk_full: false,
   shutting_down: false,
   cancelled: false,
+  // A refusal of the host (rate, risk control) says nothing of the URL.
+  upstream_limited: false,
 };
 
 /** Whether a failure with this code is remembered as the URL's answer for `--fail-ttl`. */

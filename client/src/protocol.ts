@@ -34,6 +34,7 @@ export const RESULT_ERROR_CODES = [
   'disk_full',
   'shutting_down',
   'cancelled',
+  'upstream_limited',
 ] as const;
 
 export type ResultErrorCode = (typeof RESULT_ERROR_CODES)[number];
@@ -54,7 +55,7 @@ export interface CheckResult {
   error?: { code: string; message: string };
   /** When error: answered from a failure remembered for `--fail-ttl`. */
   remembered?: true;
-  /** With `remembered`: when the URL will be tried again (ISO time). */
+  /** With `remembered`: when the URL will be tried again; with `upstream_limited`: when its host reopens (ISO time). */
   retryAt?: string;
 }
 

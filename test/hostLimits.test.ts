@@ -1,0 +1,280 @@
+/**
+ * The per-host gate (src/upstream/hostGates.ts) on the test clock: rate,
+ * concurrency, interactive before bulk, bulk at most half the rate while
+ * interactive work is present, cooling, backoff and the probe.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { TestClock } from '../src/clock.js';
+import { CoverError } from '../src/errors.js';
+import { HOLD_MS, HostGates } from '../src/upstream/hostGates.js';
+import type { Release } from '../src/upstream/hostGates.js';
+import { limitFor, parseHostLimits } from '../src/upstream/hostLimits.js';
+import { UpstreamRefusal } from '../src/upstream/types.js';
+import type { Priority } from '../src/upstream/types.js';
+
+const host = 'i0.hdslb.com';
+
+function gatesWith(limits: string, clock = new TestClock()) {
+  const warnings: { message: string; meta: Record<string, unknown> | undefined }[] = [];
+  const gates = new HostGates({ limits: parseHostLimits(limits), clock, logger: { warn: (message, meta) => warnings.push({ message, meta }) } });
+  return { gates, clock, warnings };
+}
+
+/** The most starts within any closed window of `windowMs` (starts sorted). */
+function busiestWindow(starts: readonly number[], windowMs: number): number {
+  let most = 0;
+  let j = 0;
+  for (let i = 0; i < starts.length; i++) {
+    while (starts[i]! - starts[j]! > windowMs) j++;
+    most = Math.max(most, i - j + 1);
+  }
+  return most;
+}
+
+const bulk = (): Priority => 'bulk';
+const interactive = (): Priority => 'interactive';
+
+async function rejection(promise: Promise<unknown>): Promise<CoverError> {
+  try {
+    await promise;
+  } catch (error) {
+    assert.ok(error instanceof CoverError, `a CoverError, not ${String(error)}`);
+    return error;
+  }
+  assert.fail('resolved');
+}
+
+describe('--host-limits matching', () => {
+  it('takes the first entry that matches: exact, *.domain (subdomains only), then *', () => {
+    const limits = parseHostLimits('a.example=1/s:1:1,*.example=3/s:3:3');
+    assert.equal(limitFor('a.example', limits).rate, 1);
+    assert.equal(limitFor('b.a.example', limits).rate, 3);
+    assert.equal(limitFor('example', limits).rate, 20, 'the domain itself is not its own subdomain: the default *');
+    assert.equal(limitFor('API.bilibili.com', limits).rate, 2, 'the default API entry still applies');
+  });
+});
+
+describe('HostGates', () => {
+  it('1,000 requests to one host: no closed window of T s holds more than burst + rate·T starts, and never more than CONCURRENCY at once', async () => {
+    const rate = 5;
+    const burst = 10;
+    const concurrency = 3;
+    const { gates, clock } = gatesWith(`${host}=${rate}/s:${burst}:${concurrency}`);
+    const starts: number[] = [];
+    let active = 0;
+    let mostActive = 0;
+    let finished = 0;
+    const one = async (i: number) => {
+      const release = await gates.acquire(host, bulk);
+      starts.push(clock.monotonic());
+      active++;
+      mostActive = Math.max(mostActive, active);
+      // Each request takes its own time (50 ms to 1 s), so slots and tokens both bind by turns.
+      await clock.sleep(50 + ((i * 37) % 950));
+      active--;
+      release('ok');
+      finished++;
+    };
+    const all = Array.from({ length: 1000 }, (_, i) => one(i));
+    while (finished < 1000) await clock.advance(250);
+    await Promise.all(all);
+    assert.equal(starts.length, 1000);
+    assert.ok(mostActive <= concurrency, `at most ${concurrency} at once (saw ${mostActive})`);
+    assert.equal(mostActive, concurrency, 'the slots were used');
+    for (const seconds of [0, 0.5, 1, 2, 10]) {
+      const most = busiestWindow(starts, seconds * 1000);
+      assert.ok(most <= burst + rate * seconds, `${most} starts in a window of ${seconds} s; the bucket allows ${burst + rate * seconds}`);
+    }
+    // The whole run: at least as long as the rate says.
+    const span = (starts.at(-1)! - starts[0]!) / 1000;
+    assert.ok(1000 <= burst + rate * span, `1000 starts in ${span} s`);
+    assert.ok(busiestWindow(starts, 1000) >= rate, 'the rate was reached');
+  });
+
+  it('serves interactive waiters first (first come within a priority), reading the priority when served', async () => {
+    const { gates, clock } = gatesWith(`${host}=1/s:1:1`);
+    const order: string[] = [];
+    const take = (name: string, priority: () => Priority) =>
+      gates.acquire(host, priority).then((release) => {
+        order.push(name);
+        release('ok');
+      });
+    const first = await gates.acquire(host, bulk);
+    let promoted: Priority = 'bulk';
+    const waits = [take('b1', bulk), take('b2', () => promoted), take('b3', bulk), take('i1', interactive), take('i2', interactive)];
+    promoted = 'interactive'; // b2's flight was joined by an interactive asker
+    first('ok');
+    for (let i = 0; i < 10 && order.length < 5; i++) await clock.advance(1000);
+    await Promise.all(waits);
+    assert.deepEqual(order, ['b2', 'i1', 'i2', 'b1', 'b3']);
+  });
+
+  it('while interactive work is present bulk starts at most rate·T/2 (+1 in a window inside it); without it bulk has the whole rate', async () => {
+    const rate = 10;
+    const { gates, clock } = gatesWith(`${host}=${rate}/s:${rate}:50`);
+    const bulkStarts: number[] = [];
+    const interactiveWaits: number[] = [];
+    let stop = false;
+    // Bulk: always 20 waiting (a job).
+    const bulkLoop = async () => {
+      while (!stop) {
+        const release = await gates.acquire(host, bulk);
+        bulkStarts.push(clock.monotonic());
+        release('ok');
+      }
+    };
+    const loops = Array.from({ length: 20 }, bulkLoop);
+    // 5 s of bulk alone.
+    await clock.advance(5000);
+    const alone = bulkStarts.filter((t) => t < 5000).length;
+    assert.ok(alone >= rate * 5, `bulk alone had the whole rate (${alone} starts in 5 s)`);
+    // 10 s with an interactive request every 400 ms.
+    const presenceStart = clock.monotonic();
+    let presenceEnd = 0;
+    const interactiveLoop = (async () => {
+      for (let i = 0; i < 25; i++) {
+        const asked = clock.monotonic();
+        const release = await gates.acquire(host, interactive);
+        interactiveWaits.push(clock.monotonic() - asked);
+        presenceEnd = clock.monotonic();
+        release('ok');
+        if (i < 24) await clock.sleep(400);
+      }
+    })();
+    while (interactiveWaits.length < 25) await clock.advance(100);
+    await interactiveLoop;
+    const during = bulkStarts.filter((t) => t > presenceStart && t <= presenceEnd);
+    const seconds = (presenceEnd - presenceStart) / 1000;
+    assert.ok(during.length <= (rate * seconds) / 2, `bulk started ${during.length} times in ${seconds} s of interactive work; half the rate allows ${(rate * seconds) / 2}`);
+    assert.ok(during.length >= (rate * seconds) / 2 - 2 * seconds, `bulk was not starved (${during.length})`);
+    for (const windowS of [0.5, 1, 3]) {
+      const most = busiestWindow(during, windowS * 1000);
+      assert.ok(most <= 1 + (rate * windowS) / 2, `${most} bulk starts in a window of ${windowS} s`);
+    }
+    assert.ok(interactiveWaits.every((ms) => ms <= 1000 / rate), `interactive requests waited at most one token's time: ${interactiveWaits.join(',')}`);
+    // After the presence ends (HOLD_MS later), bulk has the whole rate again.
+    await clock.advance(presenceEnd + HOLD_MS + 5000 - clock.monotonic());
+    const after = bulkStarts.filter((t) => t > presenceEnd + HOLD_MS).length;
+    assert.ok(after >= rate * 4, `bulk had the whole rate back (${after} in 5 s)`);
+    stop = true;
+    await clock.advance(5000);
+    await Promise.all(loops);
+  });
+
+  it('an aborted waiter leaves at once; past the waiter cap acquire is refused with a clear error', async () => {
+    const clock = new TestClock();
+    const gates = new HostGates({ limits: parseHostLimits(`${host}=1/s:1:1`), clock, maxWaiters: 2 });
+    const held = await gates.acquire(host, bulk);
+    const controller = new AbortController();
+    const aborted = gates.acquire(host, bulk, controller.signal);
+    const next = gates.acquire(host, bulk);
+    const refused = await rejection(gates.acquire(host, bulk));
+    assert.equal(refused.code, 'upstream_limited');
+    assert.match(refused.message, /2 requests already wait for i0\.hdslb\.com/);
+    controller.abort(new Error('gone'));
+    await assert.rejects(aborted, /gone/);
+    held('ok');
+    await clock.advance(1000);
+    const release = await next; // the aborted one took nothing
+    release('ok');
+  });
+
+  it('cools on a refusal: acquire rejects at once with upstream_limited and retryAt, waiters too; one probe reopens', async () => {
+    const { gates, clock, warnings } = gatesWith(`${host}=100/s:100:2`);
+    const changes: string[] = [];
+    gates.onChange((name) => changes.push(`${name}:${gates.coolingUntil(name) === undefined ? 'open' : 'closed'}`));
+    const a = await gates.acquire(host, bulk);
+    const b = await gates.acquire(host, bulk);
+    const waiting = gates.acquire(host, interactive);
+    const cooledAt = clock.now();
+    a(new UpstreamRefusal(host, 'HTTP 429'));
+    const waiterError = await rejection(waiting);
+    assert.equal(waiterError.code, 'upstream_limited');
+    assert.equal(waiterError.retryAt, cooledAt + 30_000);
+    const error = await rejection(gates.acquire(host, interactive));
+    assert.equal(error.retryAt, cooledAt + 30_000);
+    assert.match(error.message, /i0\.hdslb\.com is cooling after HTTP 429/);
+    assert.equal(gates.coolingUntil(host), cooledAt + 30_000);
+    // A request sent before the cooling, refused too: no second cooling, no second line.
+    b(new UpstreamRefusal(host, 'HTTP 429'));
+    assert.equal(gates.coolingUntil(host), cooledAt + 30_000);
+    assert.equal(warnings.length, 1);
+    assert.equal(warnings[0]!.meta!.host, host);
+    assert.equal(warnings[0]!.meta!.why, 'HTTP 429');
+    assert.equal(warnings[0]!.meta!.until, new Date(cooledAt + 30_000).toISOString());
+    assert.deepEqual(gates.status(), [{ host, state: 'cooling', retryAt: cooledAt + 30_000, reason: 'HTTP 429', cooledAt }]);
+    await clock.advance(29_999);
+    await rejection(gates.acquire(host, bulk));
+    await clock.advance(1);
+    // Reopening time: one probe goes, the others wait behind it (not refused).
+    const probe = await gates.acquire(host, bulk);
+    let second: Release | undefined;
+    const behind = gates.acquire(host, interactive).then((r) => (second = r));
+    await clock.advance(100);
+    assert.equal(second, undefined, 'waits behind the probe');
+    probe('ok');
+    await behind;
+    second!('ok');
+    assert.equal(gates.coolingUntil(host), undefined);
+    assert.equal(warnings.length, 2);
+    assert.equal(warnings[1]!.message, 'upstream host reopened');
+    assert.equal(warnings[1]!.meta!.afterS, 30);
+    assert.deepEqual(changes, [`${host}:closed`, `${host}:closed`, `${host}:open`]);
+    assert.deepEqual(gates.status(), [{ host, state: 'open', reason: 'HTTP 429', cooledAt }]);
+    assert.deepEqual(gates.counts().get(host), { ok: 2, refused: 2, error: 0 });
+    await clock.advance(60 * 60_000 + 1);
+    assert.deepEqual(gates.status(), [], 'shown for an hour');
+  });
+
+  it('backoff: 30 s doubling to 30 min while probes are refused, back to 30 s after a success; Retry-After wins (capped at 1 h, at least 1 s)', async () => {
+    const { gates, clock } = gatesWith(`${host}=100/s:100:2`);
+    const refuseOnce = async (retryAfterMs?: number): Promise<number> => {
+      const release = await gates.acquire(host, bulk);
+      const at = clock.now();
+      release(new UpstreamRefusal(host, 'HTTP 412', retryAfterMs));
+      const until = gates.coolingUntil(host)!;
+      await clock.advance(until - clock.now());
+      return until - at;
+    };
+    const waits: number[] = [];
+    for (let i = 0; i < 8; i++) waits.push(await refuseOnce());
+    assert.deepEqual(waits, [30_000, 60_000, 120_000, 240_000, 480_000, 960_000, 1_800_000, 1_800_000]);
+    (await gates.acquire(host, bulk))('ok');
+    assert.equal(gates.coolingUntil(host), undefined);
+    assert.equal(await refuseOnce(), 30_000, 'a success resets the backoff');
+    (await gates.acquire(host, bulk))('ok');
+    assert.equal(await refuseOnce(5000), 5000);
+    (await gates.acquire(host, bulk))('ok');
+    assert.equal(await refuseOnce(10 * 3_600_000), 3_600_000);
+    (await gates.acquire(host, bulk))('ok');
+    assert.equal(await refuseOnce(0), 1000);
+    // A refusal heard after its slot was given back (an API answer's code) cools the host too.
+    (await gates.acquire(host, bulk))('ok');
+    gates.refused(new UpstreamRefusal(host, 'API code -352'));
+    assert.equal(gates.coolingUntil(host), clock.now() + 30_000);
+    // Other hosts are not touched.
+    (await gates.acquire('other.example', bulk))('ok');
+  });
+
+  it('a probe that is aborted lets the next waiter probe; an error answer reopens', async () => {
+    const { gates, clock } = gatesWith(`${host}=100/s:100:4`);
+    (await gates.acquire(host, bulk))(new UpstreamRefusal(host, 'HTTP 503', 2000));
+    await clock.advance(2000);
+    const probe = await gates.acquire(host, bulk);
+    let next: Release | undefined;
+    const nextWait = gates.acquire(host, bulk).then((r) => (next = r));
+    await clock.advance(10);
+    assert.equal(next, undefined);
+    probe('aborted');
+    await nextWait;
+    let third: Release | undefined;
+    const thirdWait = gates.acquire(host, bulk).then((r) => (third = r));
+    await clock.advance(10);
+    assert.equal(third, undefined, 'the second waiter is now the probe');
+    next!('error');
+    await thirdWait;
+    third!('ok');
+    assert.equal(gates.coolingUntil(host), undefined);
+  });
+});
