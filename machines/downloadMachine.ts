@@ -55,9 +55,11 @@ export type DownloadEvent = { type: 'START' } | { type: 'CANCEL' } | { type: 'AB
 /** Normalizes whatever `fetchCover` rejected with into `{ code, message }`. */
 export function toFailure(error: unknown): FailureInfo {
   if (typeof error === 'object' && error !== null) {
-    const { code, message, detail } = error as { code?: unknown; message?: unknown; detail?: unknown };
+    const { code, message, detail, retryAt } = error as { code?: unknown; message?: unknown; detail?: unknown; retryAt?: unknown };
     if (typeof code === 'string' && typeof message === 'string') {
-      return typeof detail === 'number' ? { code, message, detail } : { code, message };
+      const failure: FailureInfo = typeof detail === 'number' ? { code, message, detail } : { code, message };
+      if (typeof retryAt === 'number') failure.retryAt = retryAt;
+      return failure;
     }
     if (typeof message === 'string') return { code: 'network', message };
   }

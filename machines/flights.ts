@@ -12,9 +12,12 @@
  *   running     its download actor holds a worker slot
  *   elsewhere   another node holds its claim (`owner`); settled when that node's
  *               outcome is heard, or claimed again when that node is gone
+ *   parked      its upstream host is cooling: held (by a keeper asker) outside the
+ *               queue, holding no worker slot, queued again when the host reopens
  *
  *   claiming ──claimed here──▶ waiting ──slot──▶ running ──▶ (left: finish)
  *      └──held elsewhere──▶ elsewhere ──reclaimed──▶ claiming
+ *   (new) | (left: cooling) ──park──▶ parked ──host reopens──▶ waiting
  *   any state but running ──settle | drop──▶ (left)
  *
  * Askers. Every flight knows who waits on it: an `Asker` is an identity (a
@@ -53,9 +56,15 @@ export interface Asker {
    * request) gets one turn, not one per request. Without it, the asker is its own party.
    */
   readonly party?: string;
+  /**
+   * Bulk work (a job, the administrator's retry-all, work resumed or kept with
+   * nobody waiting): a flight only such askers wait on asks the upstream after
+   * interactive ones (`isInteractive`).
+   */
+  readonly bulk?: boolean;
 }
 
-export type FlightState = 'claiming' | 'waiting' | 'running' | 'elsewhere';
+export type FlightState = 'claiming' | 'waiting' | 'running' | 'elsewhere' | 'parked';
 
 /** One URL in flight. `Ref` is its download actor's type, `Output` its outcome's. */
 export interface Flight<Ref = unknown, Output = unknown> {
@@ -103,7 +112,7 @@ export class Flights<Ref = unknown, Output = unknown> {
   private readonly failures = new Map<string, Output>();
   /** Askers that left: one that asks again afterwards (a check still on its way when its socket closed) makes no new work. */
   private readonly departed = new WeakSet<Asker>();
-  private readonly counts: Record<FlightState, number> = { claiming: 0, waiting: 0, running: 0, elsewhere: 0 };
+  private readonly counts: Record<FlightState, number> = { claiming: 0, waiting: 0, running: 0, elsewhere: 0, parked: 0 };
 
   /** Flights in flight, in every state. */
   get size(): number {
@@ -142,6 +151,15 @@ export class Flights<Ref = unknown, Output = unknown> {
     return askers === undefined ? [] : askers instanceof Set ? [...askers] : [askers];
   }
 
+  /** Whether an interactive asker (one that is not `bulk`) waits on the URL. */
+  isInteractive(url: string): boolean {
+    const askers = this.entries.get(url)?.askers;
+    if (askers === undefined) return false;
+    if (!(askers instanceof Set)) return askers.bulk !== true;
+    for (const asker of askers) if (asker.bulk !== true) return true;
+    return false;
+  }
+
   /** How many askers wait on something now. */
   get askerCount(): number {
     return this.askers.size;
@@ -170,7 +188,7 @@ export class Flights<Ref = unknown, Output = unknown> {
    * that left is not recorded again: it gets a flight in flight (without waiting
    * on it) or `gone`.
    */
-  join(url: string, asker: Asker, initial: 'claiming' | 'waiting'): Joined<Ref, Output> {
+  join(url: string, asker: Asker, initial: 'claiming' | 'waiting' | 'parked'): Joined<Ref, Output> {
     const failure = this.failures.get(url);
     if (failure !== undefined) return { output: failure };
     if (this.departed.has(asker)) {
@@ -190,7 +208,7 @@ export class Flights<Ref = unknown, Output = unknown> {
     return { flight: entry, created };
   }
 
-  /** A claiming (or elsewhere) flight becomes this node's to download: it waits for a slot, in its askers' queues. */
+  /** A claiming, elsewhere or parked flight becomes this node's to download: it waits for a slot, in its askers' queues. */
   queue(flight: Flight<Ref, Output>): void {
     const entry = this.own(flight);
     if (entry === undefined || entry.state === 'waiting' || entry.state === 'running') return;

@@ -88,6 +88,16 @@
  *                   (`reportAborted` records it). A URL held by another node is
  *                   that node's to cancel.
  *
+ * Cooling upstream hosts (`coolingUntil`, provided from src/): a download that
+ * ends `upstream_limited` is not the URL's failure. Its askers are answered at
+ * once (with the reopening time), nothing is remembered, and the URL stays in
+ * flight `parked`, held by the supervisor's keeper asker (bulk: it is not
+ * dropped for want of askers), holding no worker slot. A new ask for a URL
+ * whose host cools is answered so at once and parked without a download.
+ *   UNPARK          a host reopened (src/ sends it on the gates' changes; a delayed
+ *                   UNPARK at the reopening time is raised too): the parked flights
+ *                   whose host no longer cools are queued again, in the order parked.
+ *
  * Failure memory: a download that ends in error or tle is remembered in the
  * flights if the input's `isRemembered` says its code is about the URL (not a
  * local storage fault, not a shutdown); REQUESTs for it are answered with that
@@ -137,6 +147,8 @@ export interface SupervisorInput {
   finishLater?: (send: () => void) => void;
   /** How long work taken over from a dead node without an asker here waits for one (default ORPHAN_GRACE_MS). */
   orphanGraceMs?: number;
+  /** When the URL's upstream host (its image host, the API host for a video page) reopens, while it cools; else undefined. */
+  coolingUntil?: (url: string) => number | undefined;
 }
 
 /** One URL in flight. */
@@ -156,6 +168,8 @@ export interface SupervisorContext extends SupervisorInput {
   finishing: Finished[];
   /** What the event being handled did to the flights, for the actions after it to report. */
   made: Made;
+  /** Holds the parked flights (their hosts cool): bulk, and it never leaves. */
+  keeper: Asker;
 }
 
 /** URLs the event being handled queued, sent to be claimed, and dropped (their task rows are removed). */
@@ -192,7 +206,8 @@ export type SupervisorEvent =
   | { type: 'READY' }
   | { type: 'SHUTDOWN' }
   | { type: 'GATE_OPENED' }
-  | { type: 'GATE_CLOSED' };
+  | { type: 'GATE_CLOSED' }
+  | { type: 'UNPARK' };
 
 /** The service status as `/healthz` and the admin stream name it. */
 export type GateStatus = 'ready' | 'tardy' | 'paused';
@@ -203,6 +218,15 @@ function shuttingDown(url: string): DownloadOutput {
 
 function abortedOutput(url: string): DownloadOutput {
   return { url, status: 'error', error: { code: 'cancelled', message: 'the administrator cancelled this download' } };
+}
+
+/** The answer of a URL whose upstream host cools until `retryAt`. */
+function limitedOutput(url: string, retryAt: number): DownloadOutput {
+  return {
+    url,
+    status: 'error',
+    error: { code: 'upstream_limited', message: `the upstream host of this URL is cooling after refusing requests; it is fetched after ${new Date(retryAt).toISOString()}`, retryAt },
+  };
 }
 
 /** The answer of a flight dropped because nobody waits on it (nobody reads it; kept for completeness). */
@@ -225,8 +249,33 @@ export const supervisorMachine = setup({
       const initial = context.shared ? 'claiming' : 'waiting';
       const made = (context.made = noneMade());
       const answers: Answer[] = new Array<Answer>(event.urls.length);
+      /** Reopening times an UNPARK is raised for by this event (one timer each). */
+      let unparkAt: Set<number> | undefined;
       for (let i = 0; i < event.urls.length; i++) {
-        const joined = flights.join(event.urls[i]!, asker, initial);
+        const url = event.urls[i]!;
+        // A URL whose host cools is answered at once and parked (not on a shared database: claimed first, it parks when its download is refused at once).
+        const existing = flights.get(url);
+        const until = context.coolingUntil !== undefined && (existing === undefined ? !context.shared && flights.remembered(url) === undefined : existing.state === 'parked') ? context.coolingUntil(url) : undefined;
+        if (until !== undefined) {
+          if (existing === undefined) {
+            flights.join(url, context.keeper, 'parked');
+            // Its task row is written queued: it is fetched after the reopening (or resumed at the next start).
+            made.waiting.push(url);
+            if (!(unparkAt ??= new Set()).has(until)) {
+              unparkAt.add(until);
+              enqueue.cancel(`unpark:${until}`);
+              enqueue.raise({ type: 'UNPARK' }, { delay: Math.max(0, until - context.now()), id: `unpark:${until}` });
+            }
+          }
+          answers[i] = { output: limitedOutput(url, until) };
+          continue;
+        }
+        // Parked, and its host reopened before UNPARK came: queued again now.
+        if (existing?.state === 'parked') {
+          flights.queue(existing);
+          made.waiting.push(url);
+        }
+        const joined = flights.join(url, asker, initial);
         if ('output' in joined) answers[i] = joined;
         else if ('gone' in joined) answers[i] = { output: droppedOutput(event.urls[i]!) };
         else {
@@ -254,7 +303,7 @@ export const supervisorMachine = setup({
         if (flights.remembered(url) !== undefined) continue;
         const flight = flights.get(url);
         if (flight === undefined) {
-          flights.join(url, (orphans ??= { kind: 'takeover' }), 'claiming');
+          flights.join(url, (orphans ??= { kind: 'takeover', bulk: true }), 'claiming');
           made.claiming.push(url);
         } else if (flight.state === 'elsewhere') {
           flights.reclaim(flight);
@@ -346,6 +395,29 @@ export const supervisorMachine = setup({
         ref.send({ type: 'START' });
       }
     },
+    /** Downloads that ended `upstream_limited` (answered by `release`) stay in flight, parked, until their host reopens. */
+    parkLimited: enqueueActions(({ context, event, enqueue }) => {
+      if (event.type !== 'FINISHED') return;
+      const unparkAt = new Set<number>();
+      for (const { url, ref } of event.finished) {
+        const output = ref.getSnapshot().output;
+        if (output?.status !== 'error' || output.error.code !== 'upstream_limited' || context.flights.has(url)) continue;
+        context.flights.join(url, context.keeper, 'parked');
+        unparkAt.add(output.error.retryAt ?? context.now());
+      }
+      for (const until of unparkAt) {
+        enqueue.cancel(`unpark:${until}`);
+        enqueue.raise({ type: 'UNPARK' }, { delay: Math.max(0, until - context.now()), id: `unpark:${until}` });
+      }
+    }),
+    /** UNPARK: parked flights whose host no longer cools wait for a slot again, in the order they were parked. */
+    unpark: ({ context }) => {
+      const { flights } = context;
+      if (flights.count('parked') === 0) return;
+      for (const flight of [...flights.values()]) {
+        if (flight.state === 'parked' && context.coolingUntil?.(flight.url) === undefined) flights.queue(flight);
+      }
+    },
     /** Forgets a finished download and hands its output to everyone waiting on the URL. */
     release: ({ context, event }) => {
       if (event.type !== 'FINISHED') return;
@@ -396,7 +468,7 @@ export const supervisorMachine = setup({
 }).createMachine({
   id: 'supervisor',
   type: 'parallel',
-  context: ({ input }) => ({ ...input, flights: new Flights<DownloadRef, DownloadOutput>(), tardyReasons: [], finishing: [], made: noneMade() }),
+  context: ({ input }) => ({ ...input, flights: new Flights<DownloadRef, DownloadOutput>(), tardyReasons: [], finishing: [], made: noneMade(), keeper: { kind: 'parked', bulk: true } }),
   on: {
     REQUEST: [
       { guard: 'isStopping', actions: 'refuse' },
@@ -440,7 +512,7 @@ export const supervisorMachine = setup({
           type: 'reportAborted',
           params: ({ context, event }) => {
             const flight = event.type === 'ABORT' ? context.flights.get(event.url) : undefined;
-            return { outputs: flight !== undefined && (flight.state === 'waiting' || flight.state === 'claiming') ? [abortedOutput(flight.url)] : [] };
+            return { outputs: flight !== undefined && (flight.state === 'waiting' || flight.state === 'claiming' || flight.state === 'parked') ? [abortedOutput(flight.url)] : [] };
           },
         },
         'abort',
@@ -448,9 +520,10 @@ export const supervisorMachine = setup({
     },
     SETTLE: { actions: 'settleHeard' },
     FINISHED: [
-      { guard: 'isOpen', actions: ['release', 'rememberFailure', 'startWaiting'] },
-      { actions: ['release', 'rememberFailure'] },
+      { guard: 'isOpen', actions: ['release', 'parkLimited', 'rememberFailure', 'startWaiting'] },
+      { actions: ['release', 'parkLimited', 'rememberFailure'] },
     ],
+    UNPARK: [{ guard: 'isOpen', actions: ['unpark', 'startWaiting'] }, { actions: 'unpark' }],
     REMEMBER: { actions: 'rememberFailure' },
     FORGET: { actions: 'forgetFailure' },
     GATE_OPENED: {

@@ -31,6 +31,8 @@ export interface FailureInfo {
   message: string;
   /** For `http_status` the origin's status, for `resolve_failed` bilibili's code; not sent to clients. */
   detail?: number | undefined;
+  /** For `upstream_limited`: when the URL's host reopens (epoch ms). */
+  retryAt?: number | undefined;
 }
 
 /** What a finished download hands to every subscriber. */

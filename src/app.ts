@@ -25,6 +25,8 @@ import type { OpenStore, Store } from './store/index.js';
 import { StartError } from './errors.js';
 import { bindPort, checkWritable, databaseError, joinError } from './startChecks.js';
 import { userAgent, version } from './version.js';
+import { systemClock } from './clock.js';
+import { HostGates } from './upstream/hostGates.js';
 
 export interface App {
   /** `http://HOST:PORT` as bound. */
@@ -42,6 +44,8 @@ export interface App {
   stats: Stats;
   /** Archive jobs running on this node. */
   jobs: JobRunner;
+  /** The per-host gates of outbound requests (their state: `status()`, `counts()`, `onChange`). */
+  gates: HostGates;
   adminToken: string;
   /** Open admin streams (socket → pending changes), for tests. */
   adminSockets: Map<import('ws').WebSocket, { pending: () => number }>;
@@ -154,7 +158,9 @@ async function startOnPort(config: Config, logger: Logger, bound: Server, opened
   });
   const cacheLimits = new CacheLimits({ covers, deletions, runner: deletionRunner, logger, maxAgeHours: config.maxAgeHours, maxCacheBytes: config.maxCacheBytes });
   const client = createHttpClient({ allowPrivateNetwork: config.allowPrivateNetwork, userAgent });
-  const downloads = createDownloads({ config, store, client, logger, stats, onStored: () => cacheLimits.kick(), orphanGraceMs: config.resumeGrace * 1000 });
+  // Every request to an upstream passes its host's gate (--host-limits); limits are per node.
+  const gates = new HostGates({ limits: config.hostLimits, clock: systemClock, logger });
+  const downloads = createDownloads({ config, store, client, logger, stats, onStored: () => cacheLimits.kick(), orphanGraceMs: config.resumeGrace * 1000, gates, clock: systemClock });
   const guard = new ResourceGuard({
     coversDir: config.coversDir,
     limits: config,
@@ -318,6 +324,7 @@ async function startOnPort(config: Config, logger: Logger, bound: Server, opened
     guard,
     stats,
     jobs,
+    gates,
     adminToken,
     adminSockets: http.adminSockets,
     stop(graceMs = 5000) {
@@ -331,6 +338,7 @@ async function startOnPort(config: Config, logger: Logger, bound: Server, opened
         await jobs.stop();
         await deletionRunner.stop();
         await downloads.shutdown(graceMs);
+        gates.close();
         await Promise.all([http.close(), legacy?.close()]);
         await client.close();
         await callbacks.close();

@@ -4,6 +4,7 @@
  * No mocks, no sleeps: waits are on real events, each behind a timeout guard.
  */
 import assert from 'node:assert/strict';
+import { UpstreamRefusal } from '../src/upstream/types.js';
 import diagnosticsChannel from 'node:diagnostics_channel';
 import http from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
@@ -240,6 +241,46 @@ describe('downloadImage', () => {
     });
     const error = await coverError(downloadImage(new URL(`${origin.base}/broken.jpg`), options()), 'http_status');
     assert.equal(error.detail, 500);
+  });
+
+  it('passes the gate of each hop\'s host, gives the slot back when the body is read, and turns 412/429/503 into refusals with their Retry-After', async (t) => {
+    const now = Date.UTC(2026, 0, 1);
+    const origin = await startOrigin(t, (req, res) => {
+      if (req.url === '/hop') res.writeHead(302, { location: `http://localhost:${(req.socket.localPort ?? 0).toString()}/image` }).end();
+      else if (req.url === '/image') res.writeHead(200, { 'content-type': 'image/jpeg' }).end('JPEG');
+      else if (req.url === '/429') res.writeHead(429, { 'retry-after': '7' }).end();
+      else if (req.url === '/503') res.writeHead(503, { 'retry-after': new Date(now + 90_000).toUTCString() }).end();
+      else if (req.url === '/412') res.writeHead(412).end();
+      else res.writeHead(404).end();
+    });
+    const passed: string[] = [];
+    const outcomes: unknown[] = [];
+    const gate = {
+      acquire: (host: string) => {
+        passed.push(host);
+        return Promise.resolve((outcome: unknown) => void outcomes.push(outcome));
+      },
+      now: () => now,
+    };
+    const hops = { ...options(), allowHosts: ['127.0.0.1', 'localhost'], gate };
+    const result = await downloadImage(new URL(`${origin.base}/hop`), hops);
+    assert.equal(result.body.toString(), 'JPEG');
+    assert.deepEqual(passed, ['127.0.0.1', 'localhost']);
+    assert.deepEqual(outcomes, ['ok', 'ok']);
+    for (const [path, retryAfterMs] of [['/429', 7000], ['/503', 90_000], ['/412', undefined]] as const) {
+      outcomes.length = 0;
+      const refusal = await downloadImage(new URL(`${origin.base}${path}`), hops).then(
+        () => assert.fail('resolved'),
+        (thrown: unknown) => thrown,
+      );
+      assert.ok(refusal instanceof UpstreamRefusal, String(refusal));
+      assert.equal(refusal.why, `HTTP ${path.slice(1)}`);
+      assert.equal(refusal.retryAfterMs, retryAfterMs);
+      assert.deepEqual(outcomes, [refusal], 'the slot is given back with the refusal');
+    }
+    outcomes.length = 0;
+    await coverError(downloadImage(new URL(`${origin.base}/missing`), hops), 'http_status');
+    assert.deepEqual(outcomes, ['error']);
   });
 
   it('follows a chain of 5 redirects of every kind to the image', async (t) => {
@@ -578,10 +619,20 @@ describe('resolveVideoCover', () => {
     }
   });
 
-  it('fails a non-2xx API answer with http_status', async (t) => {
-    const origin = await api(t, () => ({ status: 412, body: '{"code":-412}' }));
+  it('fails a non-2xx API answer with http_status; 412/429/503 and the risk-control codes are refusals of the host', async (t) => {
+    const origin = await api(t, () => ({ status: 404, body: '{"code":-404}' }));
     const error = await coverError(resolveVideoCover(bv, { client, apiBase: origin.base, signal: never }), 'http_status');
-    assert.equal(error.detail, 412);
+    assert.equal(error.detail, 404);
+    for (const [status, body, why] of [[412, '{"code":-412}', 'HTTP 412'], [200, '{"code":-352,"message":"risk"}', 'API code -352'], [200, '{"code":-799}', 'API code -799']] as const) {
+      const refusing = await api(t, () => ({ status, body }));
+      const refusal = await resolveVideoCover(bv, { client, apiBase: refusing.base, signal: never }).then(
+        () => assert.fail('resolved'),
+        (thrown: unknown) => thrown,
+      );
+      assert.ok(refusal instanceof UpstreamRefusal, String(refusal));
+      assert.equal(refusal.why, why);
+      assert.equal(refusal.host, '127.0.0.1');
+    }
   });
 
   it('refuses a JSON answer larger than the limit with resolve_failed', async (t) => {

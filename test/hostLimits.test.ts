@@ -220,7 +220,7 @@ describe('HostGates', () => {
     assert.equal(warnings.length, 2);
     assert.equal(warnings[1]!.message, 'upstream host reopened');
     assert.equal(warnings[1]!.meta!.afterS, 30);
-    assert.deepEqual(changes, [`${host}:closed`, `${host}:closed`, `${host}:open`]);
+    assert.deepEqual(changes, [`${host}:closed`, `${host}:open`, `${host}:open`], 'cooling, probe let through, reopened');
     assert.deepEqual(gates.status(), [{ host, state: 'open', reason: 'HTTP 429', cooledAt }]);
     assert.deepEqual(gates.counts().get(host), { ok: 2, refused: 2, error: 0 });
     await clock.advance(60 * 60_000 + 1);

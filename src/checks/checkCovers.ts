@@ -92,6 +92,8 @@ export class CoverChecks {
   private readonly makeFromOutput = (output: DownloadOutput): CheckResult => {
     if (output.status === 'ok') return this.ok(output.url, output.cover, output.source === 'cache' ? 'cache' : output.source);
     const error = { code: output.error.code, message: output.error.message };
+    // A cooling upstream host: when it reopens (the URL is fetched then; nothing is remembered against it).
+    if (output.error.code === 'upstream_limited' && output.error.retryAt !== undefined) return { url: output.url, status: 'error', error, retryAt: new Date(output.error.retryAt).toISOString() };
     // A failure answered from memory says so, and when the URL will be tried again.
     if (output.retryAt !== undefined) return { url: output.url, status: 'error', error, remembered: true, retryAt: new Date(output.retryAt).toISOString() };
     return { url: output.url, status: 'error', error };

@@ -18,7 +18,10 @@ import type { AnyActorRef } from 'xstate';
 import type { Config } from '../config.js';
 import { isRemembered, isRetryable } from '../errors.js';
 import type { ErrorCode } from '../errors.js';
+import { classifyUrl } from '../fetch/index.js';
 import type { HttpClient } from '../fetch/index.js';
+import type { Clock } from '../clock.js';
+import type { HostGates } from '../upstream/hostGates.js';
 import type { Logger } from '../logger.js';
 import type { Stats } from '../stats.js';
 import type { Store, TaskPatch, TaskRow } from '../store/index.js';
@@ -37,6 +40,10 @@ export interface DownloadsDeps {
   onStored?: () => void;
   /** How long work resumed at start or taken over without an asker waits for one (default ORPHAN_GRACE_MS). */
   orphanGraceMs?: number;
+  /** The per-host gates every outbound request passes (made once in startApp). */
+  gates?: HostGates;
+  /** The clock of the gates. */
+  clock?: Clock;
 }
 
 /** A task starting over: no error, no bytes yet. */
@@ -111,7 +118,22 @@ export interface Downloads {
 export function createDownloads(deps: DownloadsDeps): Downloads {
   const { config, store, logger, stats } = deps;
   const { tasks } = store;
-  const fetchDeps = { config, covers: store.covers, client: deps.client };
+  const { gates } = deps;
+  const fetchDeps = { config, covers: store.covers, client: deps.client, ...(gates ? { gates } : {}), ...(deps.clock ? { clock: deps.clock } : {}) };
+  /** The host a URL's download asks first: its image host, or the API host for a video page. */
+  const apiHost = (() => {
+    try {
+      return new URL(config.bilibiliApi).hostname;
+    } catch {
+      return undefined;
+    }
+  })();
+  const coolingUntil = (url: string): number | undefined => {
+    if (gates === undefined || !gates.anyCooling) return undefined;
+    const kind = classifyUrl(url, config.allowHosts);
+    const host = kind.kind === 'image' ? kind.url.hostname : kind.kind === 'video' ? apiHost : undefined;
+    return host === undefined ? undefined : gates.coolingUntil(host);
+  };
   /** When each running download started, for the finished-download log line. */
   const startedAt = new WeakMap<AnyActorRef, number>();
   /** Download actors that started and have not reached a final state (or been stopped). */
@@ -157,7 +179,8 @@ export function createDownloads(deps: DownloadsDeps): Downloads {
         logger.debug('download try', { url: input.url, attempt: input.attempt });
         const progress = progressReporter(input.url);
         try {
-          return await fetchCover(input.url, fetchDeps, signal, progress.onProgress);
+          // Interactive while an interactive asker waits on the URL (read at each request: a bulk download joined later moves up).
+          return await fetchCover(input.url, fetchDeps, signal, progress.onProgress, () => (flights().isInteractive(input.url) ? 'interactive' : 'bulk'));
         } finally {
           progress.stop();
         }
@@ -171,6 +194,9 @@ export function createDownloads(deps: DownloadsDeps): Downloads {
           startedAt.set(self, now);
           liveActors.add(self);
           report(context.url, status, { ...FRESH, attempts: context.attempt + 1, startedAt: now, finishedAt: null });
+        } else if (context.output?.status === 'error' && context.output.error.code === 'upstream_limited') {
+          // Not the URL's failure: its task stays queued, fetched when the host reopens.
+          report(context.url, 'queued', FRESH);
         } else {
           const output = context.output;
           const error = output?.status === 'error' ? output.error : undefined;
@@ -199,6 +225,9 @@ export function createDownloads(deps: DownloadsDeps): Downloads {
           logger.info('download finished', { url: context.url, outcome: 'ok', source: output.source, bytes: output.fetched ?? 0, stored: output.cover.bytes, ms, attempts: context.attempt });
         } else if (output.error.code === 'shutting_down') {
           logger.debug('download cancelled', { url: context.url, outcome: 'shutting_down' });
+        } else if (output.error.code === 'upstream_limited') {
+          // The host's cooling is logged once by the gates; the URL waits for the reopening.
+          logger.debug('download parked: its host is cooling', { url: context.url, retryAt: output.error.retryAt });
         } else {
           stats.failed(output.error.code);
           logger.warn('download failed', { url: context.url, outcome: output.error.code, error: output.error.message, bytes: 0, ms, attempts: context.attempt });
@@ -259,14 +288,19 @@ export function createDownloads(deps: DownloadsDeps): Downloads {
       // The downloads done in one turn reach the supervisor as one FINISHED.
       finishLater: setImmediate,
       orphanGraceMs: graceMs,
+      coolingUntil,
     },
   });
   supervisor.start();
+  // A host that reopens (or lets its probe through) queues the URLs parked for it.
+  const unsubscribe = gates?.onChange(() => {
+    if (supervisor.getSnapshot().status === 'active') supervisor.send({ type: 'UNPARK' });
+  });
 
   const flights = () => supervisor.getSnapshot().context.flights;
   const counts = () => {
     const all = flights();
-    const queued = all.count('waiting') + all.count('claiming');
+    const queued = all.count('waiting') + all.count('claiming') + all.count('parked');
     return { queued, downloading: all.count('running'), inFlight: all.size, actors: liveActors.size, elsewhere: all.count('elsewhere') };
   };
   const cluster = new ClusterLink({
@@ -284,7 +318,7 @@ export function createDownloads(deps: DownloadsDeps): Downloads {
   });
 
   /** The administrator's retries: never dropped (nobody leaves on its behalf). */
-  const adminRetry: Asker = { kind: 'admin' };
+  const adminRetry: Asker = { kind: 'admin', bulk: true };
   const outputOf = (given: Answer) => ('output' in given ? Promise.resolve(given.output) : given.flight.done);
 
   const askMany = (urls: readonly string[], asker: Asker, leaveAfterMs?: number): Asked[] => {
@@ -341,7 +375,7 @@ export function createDownloads(deps: DownloadsDeps): Downloads {
         supervisor.send({ type: 'REMEMBER', url: task.url, output: { url: task.url, status: 'error', error }, ttlMs });
       }
       // Held for the grace, so that askers coming back (reconnecting clients, resumed jobs) join them.
-      if (unfinished.length > 0) askMany(unfinished.map((task) => task.url), { kind: 'resumed' }, graceMs);
+      if (unfinished.length > 0) askMany(unfinished.map((task) => task.url), { kind: 'resumed', bulk: true }, graceMs);
       return unfinished.length;
     },
     forget: (url) => supervisor.send({ type: 'FORGET', url }),
@@ -370,6 +404,7 @@ export function createDownloads(deps: DownloadsDeps): Downloads {
       await cluster.start();
     },
     async shutdown(graceMs: number) {
+      unsubscribe?.();
       supervisor.send({ type: 'SHUTDOWN' });
       try {
         await waitFor(supervisor, (snapshot) => snapshot.context.flights.size === 0, { timeout: graceMs });

@@ -13,7 +13,11 @@
 import type { Config } from '../config.js';
 import { CoverError, storageFault, toCoverError } from '../errors.js';
 import { classifyUrl, downloadImage, hostAllowed, resolveVideoCover } from '../fetch/index.js';
-import type { HttpClient } from '../fetch/index.js';
+import type { HttpClient, RequestGate } from '../fetch/index.js';
+import type { Clock } from '../clock.js';
+import type { HostGates } from '../upstream/hostGates.js';
+import { UpstreamRefusal } from '../upstream/types.js';
+import type { Priority } from '../upstream/types.js';
 import { processImage } from '../images/index.js';
 import { removeCoverFile, writeCover } from '../store/index.js';
 import type { CoverIndex, CoverRow } from '../store/index.js';
@@ -24,6 +28,30 @@ export interface FetchCoverDeps {
   covers: CoverIndex;
   client: HttpClient;
   now?: () => number;
+  /** The per-host gates every request passes (none: requests are not limited, for tests of the fetch alone). */
+  gates?: HostGates;
+  /** The clock of the gates (Retry-After dates). */
+  clock?: Clock;
+}
+
+/** The gate of one download: its priority read at each request (a bulk download joined by an interactive asker moves up). */
+function gateFor(deps: FetchCoverDeps, priority: () => Priority): RequestGate | undefined {
+  const { gates } = deps;
+  if (gates === undefined) return undefined;
+  const now = deps.clock ? () => deps.clock!.now() : Date.now;
+  return { acquire: (host, signal) => gates.acquire(host, priority, signal), now };
+}
+
+/**
+ * A refusal anywhere in the fetch (an HTTP status, an API code) cools its host
+ * (unless its gate already did) and is the download's `upstream_limited`, with
+ * when the host reopens: not the URL's failure.
+ */
+function limited(refusal: UpstreamRefusal, deps: FetchCoverDeps): CoverError {
+  const { gates } = deps;
+  if (gates !== undefined && gates.coolingUntil(refusal.host) === undefined) gates.refused(refusal);
+  const retryAt = gates?.coolingUntil(refusal.host) ?? (deps.clock?.now() ?? Date.now()) + (refusal.retryAfterMs ?? 30_000);
+  return new CoverError('upstream_limited', `${refusal.host} refused (${refusal.why}); it is asked again from ${new Date(retryAt).toISOString()}`, { retryAt, cause: refusal });
 }
 
 export function storedCover(row: CoverRow): StoredCover {
@@ -31,11 +59,11 @@ export function storedCover(row: CoverRow): StoredCover {
 }
 
 /** The image URL to download for `url`: itself, or a video page's cover. */
-async function imageUrlFor(url: string, deps: FetchCoverDeps, signal: AbortSignal): Promise<URL> {
+async function imageUrlFor(url: string, deps: FetchCoverDeps, signal: AbortSignal, gate: RequestGate | undefined): Promise<URL> {
   const kind = classifyUrl(url, deps.config.allowHosts);
   if (kind.kind === 'image') return kind.url;
   if (kind.kind === 'skip') throw new CoverError('invalid_url', `not an image or video URL this service handles: ${kind.reason}`);
-  const pic = await resolveVideoCover(kind, { client: deps.client, apiBase: deps.config.bilibiliApi, signal });
+  const pic = await resolveVideoCover(kind, { client: deps.client, apiBase: deps.config.bilibiliApi, signal, ...(gate ? { gate } : {}) });
   if (!hostAllowed(pic.hostname, deps.config.allowHosts)) {
     throw new CoverError('not_allowed', `the video's cover is on ${pic.hostname}, which is not in --allow-hosts`);
   }
@@ -47,12 +75,14 @@ export async function fetchCover(
   deps: FetchCoverDeps,
   signal: AbortSignal,
   onProgress?: (bytes: number, total: number | undefined) => void,
+  priority: () => Priority = () => 'interactive',
 ): Promise<FetchCoverOutput> {
   try {
-    return await fetchAndStore(url, deps, signal, onProgress);
+    return await fetchAndStore(url, deps, signal, onProgress, gateFor(deps, priority));
   } catch (error) {
     // An abort is the machine's own doing (time limit, shutdown): pass it on as it is.
     if (signal.aborted) throw error;
+    if (error instanceof UpstreamRefusal) throw limited(error, deps);
     throw toCoverError(error);
   }
 }
@@ -61,19 +91,21 @@ async function fetchAndStore(
   url: string,
   deps: FetchCoverDeps,
   signal: AbortSignal,
-  onProgress?: (bytes: number, total: number | undefined) => void,
+  onProgress: ((bytes: number, total: number | undefined) => void) | undefined,
+  gate: RequestGate | undefined,
 ): Promise<FetchCoverOutput> {
   // A URL stored and asked for lately is answered from memory; otherwise one indexed read.
   const existing = await deps.covers.findRemembered(url);
   if (existing) return { cover: storedCover(existing), source: existing.source === 'custom' ? 'custom' : 'cache' };
 
-  const imageUrl = await imageUrlFor(url, deps, signal);
+  const imageUrl = await imageUrlFor(url, deps, signal, gate);
   const { body } = await downloadImage(imageUrl, {
     client: deps.client,
     allowHosts: deps.config.allowHosts,
     maxBytes: deps.config.maxBytes,
     signal,
     ...(onProgress ? { onProgress } : {}),
+    ...(gate ? { gate } : {}),
   });
   const image = await processImage(body, deps.config.resize, signal);
   signal.throwIfAborted();

@@ -8,6 +8,7 @@
  */
 import { CoverError } from '../errors.js';
 import { getJson } from './download.js';
+import type { RequestGate } from './download.js';
 import type { HttpClient } from './httpClient.js';
 import type { VideoRef } from './urlRules.js';
 import { isPrivateHost } from './urlRules.js';
@@ -17,6 +18,17 @@ export interface ResolveOptions {
   /** `--bilibili-api`, such as `https://api.bilibili.com` (a trailing slash is ignored). */
   apiBase: string;
   signal: AbortSignal;
+  /** The per-host gate the API request passes. */
+  gate?: RequestGate;
+}
+
+/** bilibili's risk-control and rate-limit codes: the API host cools (not the video's failure). */
+const refusalCodes = new Set([-412, -352, -799, -509]);
+
+/** What a view answer says when it is a refusal (`API code -352`), else undefined. */
+export function apiRefusal(answer: unknown): string | undefined {
+  const code = field(answer, 'code');
+  return typeof code === 'number' && refusalCodes.has(code) ? `API code ${code}` : undefined;
 }
 
 /** The view API endpoint for a video. */
@@ -44,8 +56,8 @@ function field(value: unknown, key: string): unknown {
  * host is a private literal (or localhost) and the client allows private origins.
  */
 export async function resolveVideoCover(video: VideoRef, options: ResolveOptions): Promise<URL> {
-  const { client, signal } = options;
-  const answer = await getJson(viewApiUrl(video, options.apiBase), { client, signal });
+  const { client, signal, gate } = options;
+  const answer = await getJson(viewApiUrl(video, options.apiBase), { client, signal, refusal: apiRefusal, ...(gate ? { gate } : {}) });
 
   const code = field(answer, 'code');
   if (typeof code !== 'number') throw new CoverError('resolve_failed', 'bilibili API answer has no numeric code');

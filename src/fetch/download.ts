@@ -11,8 +11,44 @@
 import { request } from 'undici';
 import type { Dispatcher } from 'undici';
 import { CoverError } from '../errors.js';
+import type { Release } from '../upstream/hostGates.js';
+import { UpstreamRefusal } from '../upstream/types.js';
 import type { HttpClient } from './httpClient.js';
 import { hostAllowed } from './urlRules.js';
+
+/**
+ * The per-host gate each request passes (src/upstream/hostGates.ts), for one
+ * download: `acquire` waits for the host's token and slot (or rejects at once
+ * while it cools), with the download's priority already bound.
+ */
+export interface RequestGate {
+  acquire(host: string, signal: AbortSignal): Promise<Release>;
+  /** Wall time (epoch ms), to read a Retry-After that is an HTTP date. */
+  now(): number;
+}
+
+/** HTTP statuses that say "too much" (rate, risk control): the host cools. */
+const refusalStatuses = new Set([412, 429, 503]);
+
+/** A `Retry-After` (seconds, or an HTTP date) in ms from `now`; undefined when absent or unreadable. */
+export function parseRetryAfter(value: string | undefined, now: number): number | undefined {
+  const text = value?.trim();
+  if (text === undefined || text === '') return undefined;
+  if (/^\d{1,10}$/.test(text)) return Number(text) * 1000;
+  const date = Date.parse(text);
+  return Number.isFinite(date) ? Math.max(0, date - now) : undefined;
+}
+
+/** Passes the gate when there is one; without one (tools, tests of the client alone), a release that does nothing. */
+async function pass(gate: RequestGate | undefined, url: URL, signal: AbortSignal): Promise<Release> {
+  return gate === undefined ? () => {} : gate.acquire(url.hostname, signal);
+}
+
+/** How a request that threw ended, for the gate. */
+function outcomeOf(error: unknown, signal: AbortSignal): 'aborted' | 'error' | UpstreamRefusal {
+  if (error instanceof UpstreamRefusal) return error;
+  return signal.aborted ? 'aborted' : 'error';
+}
 
 export interface DownloadOptions {
   client: HttpClient;
@@ -24,6 +60,8 @@ export interface DownloadOptions {
   signal: AbortSignal;
   /** Called as chunks arrive, with the bytes so far and the announced length. Not throttled. */
   onProgress?: (bytes: number, total: number | undefined) => void;
+  /** The per-host gate every hop passes. */
+  gate?: RequestGate;
 }
 
 export interface DownloadResult {
@@ -39,6 +77,10 @@ export interface GetJsonOptions {
   signal: AbortSignal;
   /** Largest answer accepted. Default 1 MiB. */
   maxBytes?: number;
+  /** The per-host gate the request passes. */
+  gate?: RequestGate;
+  /** Reads a refusal in a 2xx answer (a bilibili risk-control code): what it says, or undefined. */
+  refusal?: (answer: unknown) => string | undefined;
 }
 
 type Body = Dispatcher.ResponseData['body'];
@@ -107,6 +149,7 @@ export function toFetchError(error: unknown): CoverError {
 /** Rethrows an abort as it came; turns everything else into a `CoverError`. */
 function failure(error: unknown, signal: AbortSignal): unknown {
   if (signal.aborted) return isAbort(error, signal) ? error : (signal.reason as unknown);
+  if (error instanceof UpstreamRefusal) return error;
   return toFetchError(error);
 }
 
@@ -195,42 +238,54 @@ function readBody(body: Body, limit: number, tooLarge: () => CoverError, onBytes
  * `http_status`, `too_large`, `network`), or the abort as it came.
  */
 export async function downloadImage(url: URL, options: DownloadOptions): Promise<DownloadResult> {
-  const { client, allowHosts, maxBytes, signal, onProgress } = options;
+  const { client, allowHosts, maxBytes, signal, onProgress, gate } = options;
   const tooLarge = () => new CoverError('too_large', `image larger than ${maxBytes} bytes`);
   let current = url;
   try {
     for (let redirects = 0; ; ) {
-      const response = await request(current, {
-        method: 'GET',
-        dispatcher: client.dispatcher,
-        signal,
-        headers: { 'user-agent': client.userAgent, accept: imageAccept },
-      });
-      const { statusCode, headers, body } = response;
+      // Each hop passes its own host's gate, and gives its slot back when its body is done.
+      const release = await pass(gate, current, signal);
+      try {
+        const response = await request(current, {
+          method: 'GET',
+          dispatcher: client.dispatcher,
+          signal,
+          headers: { 'user-agent': client.userAgent, accept: imageAccept },
+        });
+        const { statusCode, headers, body } = response;
 
-      const location = redirectStatuses.has(statusCode) ? header(headers, 'location') : undefined;
-      if (location !== undefined) {
-        await discard(body);
-        if (redirects >= maxRedirects) {
-          throw new CoverError('http_status', `too many redirects (more than ${maxRedirects})`, { detail: statusCode });
+        const location = redirectStatuses.has(statusCode) ? header(headers, 'location') : undefined;
+        if (location !== undefined) {
+          await discard(body);
+          release('ok');
+          if (redirects >= maxRedirects) {
+            throw new CoverError('http_status', `too many redirects (more than ${maxRedirects})`, { detail: statusCode });
+          }
+          current = checkRedirect(location, current, allowHosts);
+          redirects++;
+          continue;
         }
-        current = checkRedirect(location, current, allowHosts);
-        redirects++;
-        continue;
-      }
 
-      if (statusCode < 200 || statusCode > 299) {
-        await discard(body);
-        throw new CoverError('http_status', `HTTP ${statusCode}`, { detail: statusCode });
-      }
+        if (statusCode < 200 || statusCode > 299) {
+          await discard(body);
+          if (refusalStatuses.has(statusCode)) {
+            throw new UpstreamRefusal(current.hostname, `HTTP ${statusCode}`, parseRetryAfter(header(headers, 'retry-after'), gate?.now() ?? Date.now()));
+          }
+          throw new CoverError('http_status', `HTTP ${statusCode}`, { detail: statusCode });
+        }
 
-      const total = contentLength(headers);
-      if (total !== undefined && total > maxBytes) {
-        abandon(body);
-        throw tooLarge();
+        const total = contentLength(headers);
+        if (total !== undefined && total > maxBytes) {
+          abandon(body);
+          throw tooLarge();
+        }
+        const bytes = await readBody(body, maxBytes, tooLarge, onProgress && ((n) => onProgress(n, total)));
+        release('ok');
+        return { body: bytes, finalUrl: current, contentType: header(headers, 'content-type') };
+      } catch (error) {
+        release(outcomeOf(error, signal));
+        throw error;
       }
-      const bytes = await readBody(body, maxBytes, tooLarge, onProgress && ((n) => onProgress(n, total)));
-      return { body: bytes, finalUrl: current, contentType: header(headers, 'content-type') };
     }
   } catch (error) {
     throw failure(error, signal);
@@ -262,27 +317,40 @@ function checkRedirect(location: string, from: URL, allowHosts: readonly string[
  * not JSON, or larger than `maxBytes`, is `resolve_failed`; redirects are not followed.
  */
 export async function getJson(url: URL, options: GetJsonOptions): Promise<unknown> {
-  const { client, signal } = options;
+  const { client, signal, gate } = options;
   const maxBytes = options.maxBytes ?? defaultJsonMaxBytes;
   try {
-    const { statusCode, body } = await request(url, {
-      method: 'GET',
-      dispatcher: client.dispatcher,
-      signal,
-      headers: { 'user-agent': client.userAgent, accept: 'application/json' },
-    });
-    if (statusCode < 200 || statusCode > 299) {
-      await discard(body);
-      throw new CoverError('http_status', `HTTP ${statusCode}`, { detail: statusCode });
-    }
-    const bytes = await readBody(body, maxBytes, () => new CoverError('resolve_failed', `bilibili API answer larger than ${maxBytes} bytes`));
-    let value: unknown;
+    const release = await pass(gate, url, signal);
     try {
-      value = JSON.parse(bytes.toString('utf8'));
+      const { statusCode, headers, body } = await request(url, {
+        method: 'GET',
+        dispatcher: client.dispatcher,
+        signal,
+        headers: { 'user-agent': client.userAgent, accept: 'application/json' },
+      });
+      if (statusCode < 200 || statusCode > 299) {
+        await discard(body);
+        if (refusalStatuses.has(statusCode)) {
+          throw new UpstreamRefusal(url.hostname, `HTTP ${statusCode}`, parseRetryAfter(header(headers, 'retry-after'), gate?.now() ?? Date.now()));
+        }
+        throw new CoverError('http_status', `HTTP ${statusCode}`, { detail: statusCode });
+      }
+      const bytes = await readBody(body, maxBytes, () => new CoverError('resolve_failed', `bilibili API answer larger than ${maxBytes} bytes`));
+      let value: unknown;
+      try {
+        value = JSON.parse(bytes.toString('utf8'));
+      } catch (error) {
+        throw new CoverError('resolve_failed', 'bilibili API answered with something other than JSON', { cause: error });
+      }
+      // A refusal in a 2xx answer (risk control) is read before the slot is given back, so a probe is judged by it.
+      const why = options.refusal?.(value);
+      if (why !== undefined) throw new UpstreamRefusal(url.hostname, why);
+      release('ok');
+      return value;
     } catch (error) {
-      throw new CoverError('resolve_failed', 'bilibili API answered with something other than JSON', { cause: error });
+      release(outcomeOf(error, signal));
+      throw error;
     }
-    return value;
   } catch (error) {
     throw failure(error, signal);
   }

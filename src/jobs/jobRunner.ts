@@ -225,7 +225,8 @@ export class JobRunner {
           let failed = 0;
           let live = true;
           // The job is the asker of its URLs: stopped (cancelled, expired, the node stopping), it leaves.
-          const asker = { kind: 'job' };
+          // Bulk: interactive askers come first at the upstream.
+          const asker = { kind: 'job', bulk: true };
           this.deps.checks
             .check(input.urls, (_index, result) => {
               if (result.status === 'ok') ok++;

@@ -78,7 +78,8 @@ export class Door {
       return;
     }
     const error = result.error ?? { code: 'network', message: 'failed' };
-    return sendError(res, 502, error.code, error.message, result.remembered ? retryAfter(result.retryAt) : {});
+    // Retry-After while the failure is remembered, or while the URL's upstream host cools.
+    return sendError(res, 502, error.code, error.message, result.remembered || error.code === 'upstream_limited' ? retryAfter(result.retryAt) : {});
   }
 
   /**

@@ -137,6 +137,8 @@ export class HostGates {
   readonly #maxRetryAfterMs: number;
   readonly #hosts = new Map<string, Host>();
   readonly #listeners = new Set<(host: string) => void>();
+  /** Hosts cooling now. */
+  #cooling = 0;
 
   constructor(options: HostGatesOptions) {
     this.#limits = options.limits;
@@ -183,10 +185,18 @@ export class HostGates {
     this.#cool(state, refusal);
   }
 
-  /** When the host reopens (epoch ms), while it cools or its probe is out; undefined when open. */
+  /**
+   * When the host reopens (epoch ms), while it cools; undefined when it is open
+   * or its probe may go (requests then wait behind the probe instead of being refused).
+   */
   coolingUntil(host: string): number | undefined {
     const state = this.#hosts.get(host.toLowerCase());
-    return state === undefined || state.state === 'open' ? undefined : state.retryAt;
+    return state?.state === 'cooling' ? state.retryAt : undefined;
+  }
+
+  /** Whether any host is cooling now (a quick test before looking a URL's host up). */
+  get anyCooling(): boolean {
+    return this.#cooling > 0;
   }
 
   /** Hosts that cooled within the last hour, with their state now. */
@@ -387,8 +397,10 @@ export class HostGates {
     this.#clock.clearTimeout(state.wake);
     state.wake = undefined;
     this.#clock.clearTimeout(state.reopen);
+    this.#cooling++;
     state.reopen = this.#clock.setTimeout(() => {
       state.reopen = undefined;
+      this.#cooling--;
       state.state = 'probing';
       state.probing = false;
       this.#emit(state);
