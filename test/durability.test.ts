@@ -136,7 +136,7 @@ describe('durable downloads', () => {
     const { done } = await ws.check('retries', Object.values(urls), 30_000);
     const results = done.results as Frame[];
     assert.deepEqual(results.map((r) => r.status), ['ok', 'ok', 'error', 'error', 'error']);
-    assert.equal(origin.hits.get('/flaky/twice.jpg'), 3, '503 twice, then ok');
+    assert.equal(origin.hits.get('/flaky/twice.jpg'), 3, '500 twice, then ok');
     assert.equal(origin.hits.get('/reset/once.jpg'), 2, 'reset once, then ok');
     assert.equal(origin.hits.get('/flaky/always.jpg'), 3, '1 try + 2 retries');
     assert.equal(origin.hits.get('/status/404'), 1, 'a 404 is not retried');

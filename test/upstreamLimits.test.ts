@@ -187,3 +187,42 @@ describe('cooling on refusal (real process)', () => {
     for (const url of urls.slice(2)) assert.ok(queued.includes(url), `${url} queued: ${queued}`);
   });
 });
+
+describe('interactive before bulk (real process)', () => {
+  it('a 2,000-URL job on a slow host, then /ws checks: each starts within one free worker slot, and the job gets at most half the rate meanwhile', async (t) => {
+    const origin = await countingOrigin(t, { delayMs: 100 });
+    const rate = 10;
+    const workers = 10;
+    const svc = await service(t, ['--host-limits', `127.0.0.1=${rate}/s:1:2`, '--workers', String(workers), '--max-batch', '2000']);
+    const urls = Array.from({ length: 2000 }, (_, i) => `${origin.url}/img/job-${i}.jpg`);
+    const created = await fetch(`${svc.url}/api/jobs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ urls }) });
+    assert.equal(created.status, 201);
+    const isJob = (hit: Hit) => hit.path.startsWith('/img/job-');
+    while (origin.hits.filter(isJob).length < 20) await new Promise((resolve) => setTimeout(resolve, 50));
+    const client = await connect(svc.wsUrl);
+    t.after(() => client.close());
+    const arrivals: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      const sentAt = Date.now();
+      const jobBefore = origin.hits.filter(isJob).length;
+      const { done } = await client.check(`live-${i}`, [`${origin.url}/img/live-${i}.jpg`], 10_000);
+      assert.equal(done.ok, 1);
+      const hit = origin.hits.find((h) => h.path === `/img/live-${i}.jpg`)!;
+      assert.ok(hit.at >= sentAt - 5);
+      arrivals.push(hit.at);
+      const jobMeanwhile = origin.hits.filter((h) => isJob(h) && h.at <= hit.at).length - jobBefore;
+      assert.ok(jobMeanwhile <= workers, `the check started within one free worker slot (${jobMeanwhile} job requests before it)`);
+      await new Promise((resolve) => setTimeout(resolve, 300));
+    }
+    // While interactive work was present (from the first check's request to the last's plus the hold), the job had at most half the rate.
+    const from = arrivals[0]!;
+    const to = arrivals.at(-1)! + 900;
+    const jobDuring = origin.hits.filter((h) => isJob(h) && h.at > from && h.at <= to).length;
+    const allowed = 1 + (rate * (to - from)) / 2000;
+    assert.ok(jobDuring <= allowed + 1, `the job sent ${jobDuring} requests in ${to - from} ms of interactive work; half the rate allows ${allowed.toFixed(1)}`);
+    // Before the checks it had the whole rate.
+    const firstJob = origin.hits.find(isJob)!.at;
+    const jobBeforeChecks = origin.hits.filter((h) => isJob(h) && h.at >= firstJob + 500 && h.at < firstJob + 1500).length;
+    assert.ok(jobBeforeChecks >= rate - 2, `alone the job had the rate (${jobBeforeChecks} in 1 s)`);
+  });
+});

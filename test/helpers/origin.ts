@@ -14,7 +14,8 @@
  *   /hang                   headers, then a body that never ends
  *   /x/web-interface/view   bilibili's view API, answers set with `videos`
  *   /half/<name>.jpg        headers and half the image, the rest when `release()` is called
- *   /flaky/<name>.jpg?fails=N   503 for the first N requests of that path, then the image
+ *   /flaky/<name>.jpg?fails=N   500 for the first N requests of that path, then the image
+ *                           (a transient failure; 503 would be a refusal that cools the host)
  *   /reset/<name>.jpg?fails=N   connection reset for the first N requests, then the image
  */
 import http from 'node:http';
@@ -146,7 +147,7 @@ export async function startOrigin(): Promise<Origin> {
       const fails = Number(url.searchParams.get('fails') ?? 1);
       if ((origin.hits.get(path) ?? 0) <= fails) {
         if (m[1] === 'reset') res.socket?.resetAndDestroy();
-        else res.writeHead(503, { 'retry-after': '0' }).end('busy');
+        else res.writeHead(500).end('busy');
         return;
       }
       const body = await makeImage(m[2]!);
