@@ -99,7 +99,7 @@ import { createActor } from 'xstate';
 import type { DownloadMachine } from './downloadMachine.js';
 import { Flights } from './flights.js';
 import type { Asker, Flight as FlightOf } from './flights.js';
-import type { DownloadOutput, FailureInfo } from './types.js';
+import type { DownloadOutput, FailureInfo, MachineClock } from './types.js';
 
 export type DownloadRef = ActorRefFrom<DownloadMachine>;
 
@@ -127,8 +127,12 @@ export interface SupervisorInput {
   isRemembered: (code: string) => boolean;
   /** Several nodes share the database: a URL is claimed before it may start. */
   shared: boolean;
-  /** The time (epoch ms) of the clock this machine runs on: when a remembered failure is tried again is told to askers. */
-  now: () => number;
+  /**
+   * The clock this machine runs on (the one given to its own actor): the download actors
+   * get it through XState's `clock` option, their retry jitter draws from it, and when a
+   * remembered failure is tried again is told to askers by its `now`.
+   */
+  clock: MachineClock;
   /**
    * Runs `send` later in this turn's end (src/ gives `setImmediate`), so that the
    * downloads done meanwhile reach the supervisor as one FINISHED. Omitted (the
@@ -327,8 +331,8 @@ export const supervisorMachine = setup({
         if (flight === undefined) break;
         const { url } = flight;
         const ref = createActor(context.download, {
-          input: { url, timeLimitMs: context.timeLimitMs, retries: context.retries },
-          clock: self.system._clock,
+          input: { url, timeLimitMs: context.timeLimitMs, retries: context.retries, random: () => context.clock.random() },
+          clock: context.clock,
         });
         flights.start(flight, ref);
         const finished = () => {
@@ -369,7 +373,7 @@ export const supervisorMachine = setup({
       const remember = (url: string, output: DownloadOutput | undefined, ttlMs: number) => {
         if (output?.status !== 'error' || ttlMs <= 0 || output.error.code === 'shutting_down' || !context.isRemembered(output.error.code)) return;
         // Askers from now on are told it is remembered, and until when.
-        context.flights.remember(url, { url: output.url, status: 'error', error: output.error, retryAt: context.now() + ttlMs });
+        context.flights.remember(url, { url: output.url, status: 'error', error: output.error, retryAt: context.clock.now() + ttlMs });
         enqueue.cancel(`forget:${url}`);
         enqueue.raise({ type: 'FORGET', url }, { delay: ttlMs, id: `forget:${url}` });
       };

@@ -15,6 +15,8 @@
  */
 import { createActor, fromPromise, waitFor } from 'xstate';
 import type { AnyActorRef } from 'xstate';
+import { systemClock } from '../clock.js';
+import type { Clock, ClockTimer } from '../clock.js';
 import type { Config } from '../config.js';
 import { isRemembered, isRetryable } from '../errors.js';
 import type { ErrorCode } from '../errors.js';
@@ -37,6 +39,8 @@ export interface DownloadsDeps {
   onStored?: () => void;
   /** How long work resumed at start or taken over without an asker waits for one (default ORPHAN_GRACE_MS). */
   orphanGraceMs?: number;
+  /** The one clock (default the system's): the supervisor, the download actors and the progress timers run on it. */
+  clock?: Clock;
 }
 
 /** A task starting over: no error, no bytes yet. */
@@ -110,8 +114,9 @@ export interface Downloads {
 
 export function createDownloads(deps: DownloadsDeps): Downloads {
   const { config, store, logger, stats } = deps;
+  const clock = deps.clock ?? systemClock;
   const { tasks } = store;
-  const fetchDeps = { config, covers: store.covers, client: deps.client };
+  const fetchDeps = { config, covers: store.covers, client: deps.client, clock };
   /** When each running download started, for the finished-download log line. */
   const startedAt = new WeakMap<AnyActorRef, number>();
   /** Download actors that started and have not reached a final state (or been stopped). */
@@ -127,7 +132,7 @@ export function createDownloads(deps: DownloadsDeps): Downloads {
    * stalled one shows where it stands.
    */
   const progressReporter = (url: string) => {
-    let timer: NodeJS.Timeout | undefined;
+    let timer: ClockTimer | undefined;
     let bytesDone = 0;
     let bytesTotal: number | null = null;
     let stopped = false;
@@ -140,13 +145,12 @@ export function createDownloads(deps: DownloadsDeps): Downloads {
         bytesDone = bytes;
         bytesTotal = total ?? null;
         if (timer === undefined && !stopped) {
-          timer = setTimeout(flush, PROGRESS_INTERVAL_MS);
-          timer.unref();
+          timer = clock.setTimeout(flush, PROGRESS_INTERVAL_MS).unref();
         }
       },
       stop: () => {
         stopped = true;
-        clearTimeout(timer);
+        clock.clearTimeout(timer);
       },
     };
   };
@@ -165,7 +169,7 @@ export function createDownloads(deps: DownloadsDeps): Downloads {
     },
     actions: {
       reportStatus: ({ context, self }, { status }) => {
-        const now = Date.now();
+        const now = clock.now();
         if (status === 'queued' || status === 'waiting') report(context.url, status, FRESH);
         else if (status === 'downloading') {
           startedAt.set(self, now);
@@ -187,7 +191,7 @@ export function createDownloads(deps: DownloadsDeps): Downloads {
       reportFinished: ({ context, self }, { output }) => {
         liveActors.delete(self);
         const started = startedAt.get(self);
-        const ms = started === undefined ? 0 : Date.now() - started;
+        const ms = started === undefined ? 0 : clock.now() - started;
         // Downloads that did work: not answers from the store, not cancellations.
         const worked = output.status === 'ok' ? output.source === 'download' : output.error.code !== 'shutting_down';
         if (started !== undefined && worked) stats.observeDuration(ms);
@@ -230,7 +234,7 @@ export function createDownloads(deps: DownloadsDeps): Downloads {
       },
       reportAborted: (_, { outputs }) => {
         for (const output of outputs) {
-          if (output.status === 'error') report(output.url, 'error', { finishedAt: Date.now(), errorCode: output.error.code, errorMessage: output.error.message });
+          if (output.status === 'error') report(output.url, 'error', { finishedAt: clock.now(), errorCode: output.error.code, errorMessage: output.error.message });
         }
       },
       claimUrls: (_, { urls, status }) => {
@@ -255,11 +259,12 @@ export function createDownloads(deps: DownloadsDeps): Downloads {
       failTtlMs: config.failTtl * 1000,
       isRemembered,
       shared: store.claims.shared,
-      now: Date.now,
+      clock,
       // The downloads done in one turn reach the supervisor as one FINISHED.
       finishLater: setImmediate,
       orphanGraceMs: graceMs,
     },
+    clock,
   });
   supervisor.start();
 
@@ -281,6 +286,7 @@ export function createDownloads(deps: DownloadsDeps): Downloads {
     failTtlMs: config.failTtl * 1000,
     leaseMs: config.lease * 1000,
     logger,
+    clock,
   });
 
   /** The administrator's retries: never dropped (nobody leaves on its behalf). */
@@ -332,7 +338,7 @@ export function createDownloads(deps: DownloadsDeps): Downloads {
     status: () => gateStatus(supervisor.getSnapshot()),
     tardyReasons: () => supervisor.getSnapshot().context.tardyReasons,
     counts,
-    restore(unfinished, failures, now = Date.now()) {
+    restore(unfinished, failures, now = clock.now()) {
       for (const task of failures) {
         const ttlMs = (task.finishedAt ?? task.updatedAt) + config.failTtl * 1000 - now;
         if (ttlMs <= 0 || (task.status !== 'error' && task.status !== 'tle')) continue;
@@ -371,8 +377,11 @@ export function createDownloads(deps: DownloadsDeps): Downloads {
     },
     async shutdown(graceMs: number) {
       supervisor.send({ type: 'SHUTDOWN' });
+      // The grace runs on the clock: `waitFor`'s own timeout would be node's timer.
+      const graceOver = new AbortController();
+      const grace = clock.setTimeout(() => graceOver.abort(), graceMs);
       try {
-        await waitFor(supervisor, (snapshot) => snapshot.context.flights.size === 0, { timeout: graceMs });
+        await waitFor(supervisor, (snapshot) => snapshot.context.flights.size === 0, { timeout: Infinity, signal: graceOver.signal });
       } catch {
         const left = [...flights().values()].flatMap((flight) => (flight.ref ? [flight.ref] : []));
         logger.warn('stopping downloads still running after the grace period; the next start resumes them', { count: left.length });
@@ -380,6 +389,8 @@ export function createDownloads(deps: DownloadsDeps): Downloads {
           ref.stop();
           liveActors.delete(ref);
         }
+      } finally {
+        clock.clearTimeout(grace);
       }
       // Downloads that ended in this turn, gathered for the supervisor: their askers hear of them before it stops.
       const { finishing } = supervisor.getSnapshot().context;

@@ -12,6 +12,8 @@
  */
 import type { Config } from '../config.js';
 import { CoverError, storageFault, toCoverError } from '../errors.js';
+import { systemClock } from '../clock.js';
+import type { Clock } from '../clock.js';
 import { classifyUrl, downloadImage, hostAllowed, resolveVideoCover } from '../fetch/index.js';
 import type { HttpClient } from '../fetch/index.js';
 import { processImage } from '../images/index.js';
@@ -23,7 +25,8 @@ export interface FetchCoverDeps {
   config: Pick<Config, 'allowHosts' | 'bilibiliApi' | 'maxBytes' | 'resize' | 'coversDir'>;
   covers: CoverIndex;
   client: HttpClient;
-  now?: () => number;
+  /** The one clock: the stored cover's time (default the system's). */
+  clock?: Clock;
 }
 
 export function storedCover(row: CoverRow): StoredCover {
@@ -81,7 +84,7 @@ async function fetchAndStore(
   // A failure from here on is this machine's (disk, folder, database), not the origin's.
   let row: CoverRow;
   try {
-    row = await writeCover(url, image, { coversDir: deps.config.coversDir, source: 'download', now: (deps.now ?? Date.now)(), signal });
+    row = await writeCover(url, image, { coversDir: deps.config.coversDir, source: 'download', now: (deps.clock ?? systemClock).now(), signal });
   } catch (error) {
     if (signal.aborted) throw error;
     throw storageFault(error, 'cover file');
