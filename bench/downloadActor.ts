@@ -10,6 +10,7 @@
  */
 import { createActor, fromPromise } from 'xstate';
 import { downloadMachine, supervisorMachine } from '../machines/index.js';
+import { systemClock } from '../src/clock.js';
 import { log } from './lib/report.js';
 import type { DownloadOutput, FetchCoverInput, FetchCoverOutput } from '../machines/index.js';
 
@@ -28,7 +29,8 @@ const download = downloadMachine.provide({
 
 async function run(prefix: string, count: number): Promise<void> {
   const supervisor = createActor(supervisorMachine, {
-    input: { workers, download, timeLimitMs: 60_000, retries: 2, failTtlMs: 60_000, isRemembered: () => true, shared: false, now: Date.now, finishLater: setImmediate },
+    input: { workers, download, timeLimitMs: 60_000, retries: 2, failTtlMs: 60_000, isRemembered: () => true, shared: false, clock: systemClock, finishLater: setImmediate },
+    clock: systemClock,
   });
   supervisor.start();
   const urls = Array.from({ length: count }, (_, i) => `http://127.0.0.1/${prefix}/${i}.jpg`);

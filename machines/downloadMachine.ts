@@ -130,7 +130,7 @@ export const downloadMachine = setup({
   },
   delays: {
     timeLimit: ({ context }) => context.timeLimitMs,
-    retryDelay: ({ context }) => backoffDelay(context.attempt, Math.random()),
+    retryDelay: ({ context }) => backoffDelay(context.attempt, context.random()),
   },
 }).createMachine({
   id: 'download',

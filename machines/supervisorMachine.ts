@@ -109,7 +109,7 @@ import { createActor } from 'xstate';
 import type { DownloadMachine } from './downloadMachine.js';
 import { Flights } from './flights.js';
 import type { Asker, Flight as FlightOf } from './flights.js';
-import type { DownloadOutput, FailureInfo } from './types.js';
+import type { DownloadOutput, FailureInfo, MachineClock } from './types.js';
 
 export type DownloadRef = ActorRefFrom<DownloadMachine>;
 
@@ -137,8 +137,12 @@ export interface SupervisorInput {
   isRemembered: (code: string) => boolean;
   /** Several nodes share the database: a URL is claimed before it may start. */
   shared: boolean;
-  /** The time (epoch ms) of the clock this machine runs on: when a remembered failure is tried again is told to askers. */
-  now: () => number;
+  /**
+   * The clock this machine runs on (the one given to its own actor): the download actors
+   * get it through XState's `clock` option, their retry jitter draws from it, and when a
+   * remembered failure is tried again is told to askers by its `now`.
+   */
+  clock: MachineClock;
   /**
    * Runs `send` later in this turn's end (src/ gives `setImmediate`), so that the
    * downloads done meanwhile reach the supervisor as one FINISHED. Omitted (the
@@ -264,7 +268,7 @@ export const supervisorMachine = setup({
             if (!(unparkAt ??= new Set()).has(until)) {
               unparkAt.add(until);
               enqueue.cancel(`unpark:${until}`);
-              enqueue.raise({ type: 'UNPARK' }, { delay: Math.max(0, until - context.now()), id: `unpark:${until}` });
+              enqueue.raise({ type: 'UNPARK' }, { delay: Math.max(0, until - context.clock.now()), id: `unpark:${until}` });
             }
           }
           answers[i] = { output: limitedOutput(url, until) };
@@ -376,8 +380,8 @@ export const supervisorMachine = setup({
         if (flight === undefined) break;
         const { url } = flight;
         const ref = createActor(context.download, {
-          input: { url, timeLimitMs: context.timeLimitMs, retries: context.retries },
-          clock: self.system._clock,
+          input: { url, timeLimitMs: context.timeLimitMs, retries: context.retries, random: () => context.clock.random() },
+          clock: context.clock,
         });
         flights.start(flight, ref);
         const finished = () => {
@@ -403,11 +407,11 @@ export const supervisorMachine = setup({
         const output = ref.getSnapshot().output;
         if (output?.status !== 'error' || output.error.code !== 'upstream_limited' || context.flights.has(url)) continue;
         context.flights.join(url, context.keeper, 'parked');
-        unparkAt.add(output.error.retryAt ?? context.now());
+        unparkAt.add(output.error.retryAt ?? context.clock.now());
       }
       for (const until of unparkAt) {
         enqueue.cancel(`unpark:${until}`);
-        enqueue.raise({ type: 'UNPARK' }, { delay: Math.max(0, until - context.now()), id: `unpark:${until}` });
+        enqueue.raise({ type: 'UNPARK' }, { delay: Math.max(0, until - context.clock.now()), id: `unpark:${until}` });
       }
     }),
     /** UNPARK: parked flights whose host no longer cools wait for a slot again, in the order they were parked. */
@@ -441,7 +445,7 @@ export const supervisorMachine = setup({
       const remember = (url: string, output: DownloadOutput | undefined, ttlMs: number) => {
         if (output?.status !== 'error' || ttlMs <= 0 || output.error.code === 'shutting_down' || !context.isRemembered(output.error.code)) return;
         // Askers from now on are told it is remembered, and until when.
-        context.flights.remember(url, { url: output.url, status: 'error', error: output.error, retryAt: context.now() + ttlMs });
+        context.flights.remember(url, { url: output.url, status: 'error', error: output.error, retryAt: context.clock.now() + ttlMs });
         enqueue.cancel(`forget:${url}`);
         enqueue.raise({ type: 'FORGET', url }, { delay: ttlMs, id: `forget:${url}` });
       };

@@ -44,6 +44,20 @@ export type DownloadOutput =
 /** Task statuses as SPEC §5 names them. */
 export type TaskStatus = 'waiting' | 'queued' | 'downloading' | 'ok' | 'error' | 'tle';
 
+/**
+ * The clock the machines run on, as far as they use it: the shape of src/clock.ts's
+ * `Clock` that they need (machines import nothing from src/), and the shape XState's
+ * public `clock` option asks for, so the same object serves both.
+ */
+export interface MachineClock {
+  /** Milliseconds since the Unix epoch. */
+  now(): number;
+  /** A number in [0, 1) (retry jitter). */
+  random(): number;
+  setTimeout(fn: () => void, ms: number): unknown;
+  clearTimeout(timer: unknown): void;
+}
+
 /** Input of one download actor. */
 export interface DownloadInput {
   url: string;
@@ -51,6 +65,8 @@ export interface DownloadInput {
   timeLimitMs: number;
   /** Extra tries for transient failures. */
   retries: number;
+  /** Draws the retry jitter, a number in [0, 1) (the clock's `random`). */
+  random: () => number;
 }
 
 /** Input of the `fetchCover` actor: one try at one URL. */

@@ -7,6 +7,8 @@ import os from 'node:os';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { CoverChecks } from './checks/index.js';
+import { systemClock } from './clock.js';
+import type { Clock } from './clock.js';
 import type { Config } from './config.js';
 import { createDownloads } from './downloads/index.js';
 import type { Downloads } from './downloads/index.js';
@@ -25,7 +27,6 @@ import type { OpenStore, Store } from './store/index.js';
 import { StartError } from './errors.js';
 import { bindPort, checkWritable, databaseError, joinError } from './startChecks.js';
 import { userAgent, version } from './version.js';
-import { systemClock } from './clock.js';
 import { HostGates } from './upstream/hostGates.js';
 
 export interface App {
@@ -70,21 +71,25 @@ function hostForUrl(host: string): string {
   return host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
 }
 
-export async function startApp(config: Config, logger: Logger): Promise<App> {
+/**
+ * `clock` is the one clock of the service (default the system's): everything that reads time,
+ * sets a timer or draws a random number is given it. Tests pass a `TestClock`.
+ */
+export async function startApp(config: Config, logger: Logger, clock: Clock = systemClock): Promise<App> {
   // Before the database: the folders take files, and the port is ours.
   await checkWritable(config.coversDir, 'covers folder', '--covers-dir', [TEMP_DIR]);
   await checkWritable(config.dataDir, 'data folder', '--data-dir');
   const bound = await bindPort(config.host, config.port);
   const opened: { close(): Promise<void> }[] = [{ close: () => new Promise<void>((resolve) => bound.close(() => resolve())) }];
   try {
-    return await startOnPort(config, logger, bound, opened);
+    return await startOnPort(config, logger, clock, bound, opened);
   } catch (error) {
     for (const thing of opened.reverse()) await thing.close().catch(() => undefined);
     throw error;
   }
 }
 
-async function startOnPort(config: Config, logger: Logger, bound: Server, opened: { close(): Promise<void> }[]): Promise<App> {
+async function startOnPort(config: Config, logger: Logger, clock: Clock, bound: Server, opened: { close(): Promise<void> }[]): Promise<App> {
   const { port } = bound.address() as AddressInfo;
   const node = config.nodeId ?? `${os.hostname()}:${port}`;
 
@@ -95,6 +100,7 @@ async function startOnPort(config: Config, logger: Logger, bound: Server, opened
       node,
       leaseMs: config.lease * 1000,
       onTaskWriteError: (error) => logger.error('task write failed', { error }),
+      clock,
     });
   } catch (error) {
     throw databaseError(error, config.db);
@@ -104,7 +110,7 @@ async function startOnPort(config: Config, logger: Logger, bound: Server, opened
   // Other nodes write temp files into a shared covers folder: only old ones are leftovers there.
   const tempAgeMs = store.claims.shared ? config.timeLimit * 1000 + TEMP_SWEEP_MARGIN_MS : 0;
   const sweep = async () => {
-    const swept = await sweepTemp(config.coversDir, tempAgeMs);
+    const swept = await sweepTemp(config.coversDir, tempAgeMs, clock.now());
     if (swept > 0) logger.info('removed temp files left by an earlier run', { count: swept });
   };
   await sweep();
@@ -131,7 +137,7 @@ async function startOnPort(config: Config, logger: Logger, bound: Server, opened
     config.lease * 1000,
     (lastSeen) => logger.info('a node with this --node-id was seen less than a lease ago: waiting for its next heartbeat (then this start is refused) or for the lease to run out (it died)', { node, lastSeen: new Date(lastSeen).toISOString(), leaseS: config.lease }),
   );
-  const refused = joinError(joined, node, config.lease * 1000);
+  const refused = joinError(joined, node, config.lease * 1000, clock.now());
   if (refused) throw refused;
   if (joined.joined && joined.replaced.length > 0) logger.warn('shared secrets changed: no other node was live, so this node’s are recorded for the nodes that start next', { secrets: joined.replaced });
   // A start that fails from here frees the id at once.
@@ -155,12 +161,13 @@ async function startOnPort(config: Config, logger: Logger, bound: Server, opened
       },
       removeArchive: (id) => removeArchive(config.coversDir, id),
     },
+    clock,
   });
-  const cacheLimits = new CacheLimits({ covers, deletions, runner: deletionRunner, logger, maxAgeHours: config.maxAgeHours, maxCacheBytes: config.maxCacheBytes });
+  const cacheLimits = new CacheLimits({ covers, deletions, runner: deletionRunner, logger, maxAgeHours: config.maxAgeHours, maxCacheBytes: config.maxCacheBytes, clock });
   const client = createHttpClient({ allowPrivateNetwork: config.allowPrivateNetwork, userAgent });
   // Every request to an upstream passes its host's gate (--host-limits); limits are per node.
-  const gates = new HostGates({ limits: config.hostLimits, clock: systemClock, logger });
-  const downloads = createDownloads({ config, store, client, logger, stats, onStored: () => cacheLimits.kick(), orphanGraceMs: config.resumeGrace * 1000, gates, clock: systemClock });
+  const gates = new HostGates({ limits: config.hostLimits, clock, logger });
+  const downloads = createDownloads({ config, store, client, logger, stats, onStored: () => cacheLimits.kick(), orphanGraceMs: config.resumeGrace * 1000, gates, clock });
   const guard = new ResourceGuard({
     coversDir: config.coversDir,
     limits: config,
@@ -171,6 +178,7 @@ async function startOnPort(config: Config, logger: Logger, bound: Server, opened
       if (was === 'tardy' && reasons.length === 0) logger.info('resources back under their limits: downloads resume');
     },
     onError: (error) => logger.error('resource sample failed', { error }),
+    clock,
   });
 
   // Before anything runs: the guard's first verdict, then what the last run left.
@@ -182,7 +190,7 @@ async function startOnPort(config: Config, logger: Logger, bound: Server, opened
   await downloads.join();
   if (downloads.status() === 'paused') logger.warn('downloads are paused by the administrator (resume in the dashboard or POST /admin/api/resume)');
   const unfinished = await tasks.unfinished();
-  const failures = config.failTtl > 0 ? await tasks.failedSince(Date.now() - config.failTtl * 1000) : [];
+  const failures = config.failTtl > 0 ? await tasks.failedSince(clock.now() - config.failTtl * 1000) : [];
   const resumed = downloads.restore(unfinished, failures);
   if (resumed > 0) logger.info('resuming unfinished downloads', { count: resumed });
   guard.start(GUARD_INTERVAL_MS);
@@ -190,13 +198,13 @@ async function startOnPort(config: Config, logger: Logger, bound: Server, opened
   cacheLimits.start(cacheLimitsInterval(config.maxAgeHours));
   cacheLimits.kick(0);
   // A node that died leaves its temp files in the shared folder: swept once they are old.
-  const sweeper = store.claims.shared ? setInterval(() => void sweep().catch(() => undefined), TEMP_SWEEP_INTERVAL_MS).unref() : undefined;
+  const sweeper = store.claims.shared ? clock.setInterval(() => void sweep().catch(() => undefined), TEMP_SWEEP_INTERVAL_MS).unref() : undefined;
 
   let publicUrl = config.publicUrl ?? '';
   const history = new TaskHistory(store);
   const checks = new CoverChecks({ config, covers, downloads, stats, publicUrl: () => publicUrl });
   let serviceUrl = '';
-  const callbacks = new JobCallbacks({ secret: callbackSecret, allowPrivateNetwork: config.allowPrivateNetwork, callbackHosts: config.callbackHosts, userAgent, logger });
+  const callbacks = new JobCallbacks({ secret: callbackSecret, allowPrivateNetwork: config.allowPrivateNetwork, callbackHosts: config.callbackHosts, userAgent, logger, clock });
   opened.push({ close: () => callbacks.close() });
   const jobs = new JobRunner({
     jobs: store.jobs,
@@ -211,9 +219,10 @@ async function startOnPort(config: Config, logger: Logger, bound: Server, opened
     leaseMs: config.lease * 1000,
     serviceUrl: () => serviceUrl,
     shared: store.claims.shared,
+    clock,
   });
   made.jobs = jobs;
-  const door = new Door({ checks, logger, urlKey: config.urlKey, waitMs: config.timeLimit * 1000, maxBatch: config.maxBatch });
+  const door = new Door({ checks, logger, urlKey: config.urlKey, waitMs: config.timeLimit * 1000, maxBatch: config.maxBatch, clock });
   const proxy = new ProxyRoute({
     config,
     covers,
@@ -223,6 +232,7 @@ async function startOnPort(config: Config, logger: Logger, bound: Server, opened
     placeholder: config.proxy === 'off' ? null : await preparePlaceholder(config),
     home: homePage(version, () => serviceUrl, config.proxy),
     logger,
+    clock,
   });
   const http = createHttpServer(
     {
@@ -237,18 +247,19 @@ async function startOnPort(config: Config, logger: Logger, bound: Server, opened
       admin: {
         token: adminToken,
         feed: createAdminFeed({ store, downloads, stats, serviceUrl: () => serviceUrl }),
-        api: { config, covers, tasks, deletions, cluster: store.cluster, history, deletionRunner, downloads, logger, publicUrl: () => publicUrl, jobs: store.jobs, serviceUrl: () => serviceUrl },
+        api: { config, covers, tasks, deletions, cluster: store.cluster, history, deletionRunner, downloads, logger, publicUrl: () => publicUrl, jobs: store.jobs, serviceUrl: () => serviceUrl, clock },
       },
       checks,
       door,
       proxy,
-      jobs: { runner: jobs, jobs: store.jobs, callbacks, coversDir: config.coversDir, maxBatch: config.maxBatch, serviceUrl: () => serviceUrl },
+      jobs: { runner: jobs, jobs: store.jobs, callbacks, coversDir: config.coversDir, maxBatch: config.maxBatch, serviceUrl: () => serviceUrl, clock },
       version,
       maxBatch: config.maxBatch,
       logger,
       coversDir: config.coversDir,
       clientToken: config.clientToken,
       stats,
+      clock,
       health: async () => {
         const sample = guard.latest ?? (await guard.check());
         const counts = downloads.counts();
@@ -270,7 +281,7 @@ async function startOnPort(config: Config, logger: Logger, bound: Server, opened
   let legacy: LegacyServer | undefined;
   if (config.legacyPort !== undefined) {
     try {
-      legacy = await startLegacyServer(config.host, config.legacyPort, { checks, logger, stats, maxBatch: config.maxBatch });
+      legacy = await startLegacyServer(config.host, config.legacyPort, { checks, logger, stats, maxBatch: config.maxBatch, clock });
     } catch (error) {
       const code = (error as { code?: string }).code ?? 'error';
       throw new StartError(
@@ -333,7 +344,7 @@ async function startOnPort(config: Config, logger: Logger, bound: Server, opened
         http.server.close();
         legacy?.stopAccepting();
         guard.stop();
-        clearInterval(sweeper);
+        clock.clearInterval(sweeper);
         await cacheLimits.stop();
         await jobs.stop();
         await deletionRunner.stop();

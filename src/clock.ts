@@ -13,6 +13,31 @@
  *
  * Modelled on pg-boss's `src/clock.ts` (one injectable time source with a
  * test double that fires due timers in order), trimmed to what this service uses.
+ *
+ * Who gets it: `startApp(config, logger, clock)` hands it to the store (every
+ * time written, leases, the touch flush), the supervisor and its download actors
+ * (XState's `clock` option; the retry jitter draws `random` through the download
+ * machine's input), the job runner and its job actors, the callbacks (deadline,
+ * backoff, jitter), the cluster link, the cache limits, the deletion runner, the
+ * resource guard, the HTTP server (keepalive, result rounds, body deadlines,
+ * unsent-output bound, admin streams, close graces), the door, the proxy's rate
+ * limit and the legacy port. The machines take it through their input as the
+ * structural `MachineClock` of machines/types.ts (they import nothing from src/).
+ *
+ * What does not go through the clock:
+ *   - the logger's 2 s flush on exit (logger.ts): it runs while the process
+ *     ends, after everything holding a clock has stopped;
+ *   - socket timeouts that are node's or undici's own: the legacy port's idle
+ *     timeout (`socket.setTimeout`), undici's `headersTimeout`/`bodyTimeout`;
+ *   - the DNS lookup deadline inside the guarded connector (fetch/httpClient.ts)
+ *     and the PostgreSQL listener's reconnect backoff (store/postgresDialect.ts):
+ *     both bound waits on real I/O inside a connection, no logic reads them,
+ *     and no test can move a real DNS answer or a real server with a test clock;
+ *   - `setImmediate` where it means "at the end of this turn" (the supervisor's
+ *     `finishLater`, socket corking, touch slices): no time passes there;
+ *   - `randomBytes`/`randomUUID` for ids, tokens and temp names: those are not
+ *     draws a test wants to repeat, and must stay unpredictable;
+ *   - files' own times (`mtime` read from disk) and `/healthz` resource samples.
  */
 import { setImmediate as macrotask } from 'node:timers/promises';
 

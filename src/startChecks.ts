@@ -121,7 +121,7 @@ export function databaseError(error: unknown, where: string): StartError {
 }
 
 /** Why a join was refused, as a `StartError` that exits 2 (it names the option, never a secret); undefined when the node joined. */
-export function joinError(outcome: JoinOutcome, node: string, leaseMs: number, now = Date.now()): StartError | undefined {
+export function joinError(outcome: JoinOutcome, node: string, leaseMs: number, now: number): StartError | undefined {
   if (outcome.joined) return undefined;
   if (outcome.clash === 'node') {
     const ago = Math.max(0, (now - outcome.lastSeen) / 1000).toFixed(1);

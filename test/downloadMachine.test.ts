@@ -5,7 +5,8 @@ import { backoffDelay, downloadMachine, toFailure } from '../machines/downloadMa
 import type { DownloadOutput, TaskStatus } from '../machines/types.js';
 import { controllableFetch, coverFor, flush } from './helpers/fakeFetch.js';
 
-function setupDownload(options: { retries?: number; timeLimitMs?: number; transient?: string[] } = {}) {
+/** `random` given: the machine's own backoff (jitter drawn from it); otherwise a fixed 1 s retry delay. */
+function setupDownload(options: { retries?: number; timeLimitMs?: number; transient?: string[]; random?: () => number } = {}) {
   const fetch = controllableFetch();
   const statuses: TaskStatus[] = [];
   const finished: DownloadOutput[] = [];
@@ -18,10 +19,10 @@ function setupDownload(options: { retries?: number; timeLimitMs?: number; transi
       reportFinished: (_, params) => finished.push(params.output),
     },
     guards: { isTransient: ({ context }) => context.error !== undefined && transient.has(context.error.code) },
-    delays: { retryDelay: 1000 },
+    ...(options.random ? {} : { delays: { retryDelay: 1000 } }),
   });
   const actor = createActor(logic, {
-    input: { url: 'https://i0.hdslb.com/a.jpg', timeLimitMs: options.timeLimitMs ?? 60_000, retries: options.retries ?? 2 },
+    input: { url: 'https://i0.hdslb.com/a.jpg', timeLimitMs: options.timeLimitMs ?? 60_000, retries: options.retries ?? 2, random: options.random ?? (() => 0.5) },
     clock,
   });
   actor.start();
@@ -97,6 +98,23 @@ describe('downloadMachine', () => {
     assert.equal(output.status, 'error');
     assert.equal(fetch.started.length, 3, '1 try + 2 retries');
     assert.deepEqual(output.status === 'error' && output.error, { code: 'network', message: 'ECONNRESET again' });
+  });
+
+  it('draws the backoff jitter from the random it is given (the clock\'s), nothing else', async () => {
+    for (const draw of [0, 0.5, 0.999]) {
+      const draws: number[] = [];
+      const { actor, fetch, clock } = setupDownload({ retries: 1, random: () => (draws.push(draw), draw) });
+      actor.send({ type: 'START' });
+      fetch.fail({ code: 'network', message: 'reset' });
+      await flush();
+      assert.deepEqual(draws, [draw], 'one draw per backoff');
+      const delay = backoffDelay(1, draw);
+      clock.increment(delay - 1);
+      assert.equal(fetch.started.length, 1, `draw ${draw}: not before ${delay} ms`);
+      clock.increment(1);
+      assert.equal(fetch.started.length, 2, `draw ${draw}: the second try at ${delay} ms`);
+      actor.stop();
+    }
   });
 
   it('succeeds on a retry after a transient failure', async () => {

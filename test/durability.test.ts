@@ -7,8 +7,11 @@ import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import sharp from 'sharp';
+import { TestClock } from '../src/clock.js';
+import { backoffDelay } from '../machines/index.js';
 import { sha256 } from '../src/store/index.js';
 import { readTable, readTasks, waitUntil } from './helpers/db.js';
+import { startInProcess } from './helpers/inProcess.js';
 import { startOrigin } from './helpers/origin.js';
 import type { Origin } from './helpers/origin.js';
 import { startService } from './helpers/service.js';
@@ -155,6 +158,46 @@ describe('durable downloads', () => {
     const afterRestart = await ws2.check('after-restart', [urls.missing]);
     assert.equal((afterRestart.done.results as Frame[])[0]!.status, 'error');
     assert.equal(origin.hits.get('/status/404'), 1, 'still remembered after a restart');
+  });
+
+  it('on the test clock (in process): a retry waits its backoff, and a failure is answered from memory for exactly --fail-ttl', async (t) => {
+    const origin = await startOrigin();
+    t.after(() => origin.close());
+    const clock = new TestClock();
+    const { checks } = await startInProcess(t, ['--retries', '2', '--fail-ttl', '300'], clock);
+    const flaky = `${origin.url}/flaky/clocked.jpg?fails=2`;
+    const missing = `${origin.url}/status/404?clocked`;
+    const hits = (path: string) => origin.hits.get(path) ?? 0;
+
+    // Backoff: no second try however long real time passes, until the clock reaches it (at most the backoff's ceiling).
+    const flakyDone = checks.check([flaky]);
+    await waitUntil(() => hits('/flaky/clocked.jpg') === 1, 'the first try');
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.equal(hits('/flaky/clocked.jpg'), 1, 'no retry before the clock moves');
+    for (const attempt of [1, 2]) {
+      const ceiling = backoffDelay(attempt, 0.999_999);
+      await waitUntil(async () => {
+        await clock.advance(ceiling / 10);
+        return hits('/flaky/clocked.jpg') === attempt + 1;
+      }, `try ${attempt + 1} after its backoff`);
+    }
+    assert.equal((await flakyDone)[0]!.status, 'ok', '503 twice, then ok');
+
+    // Fail TTL: remembered until retryAt, tried again from then on.
+    const first = (await checks.check([missing]))[0]!;
+    assert.equal(first.error?.code, 'http_status');
+    assert.equal(hits('/status/404'), 1);
+    const remembered = (await checks.check([missing]))[0]!;
+    assert.equal(remembered.remembered, true);
+    const retryAt = Date.parse(remembered.retryAt!);
+    assert.equal(retryAt, clock.now() + 300_000, 'remembered for --fail-ttl from when it failed (the clock has not moved since)');
+    await clock.advance(retryAt - clock.now() - 1);
+    assert.equal((await checks.check([missing]))[0]!.remembered, true, 'a millisecond before retryAt');
+    assert.equal(hits('/status/404'), 1, 'not asked again');
+    await clock.advance(1);
+    const again = (await checks.check([missing]))[0]!;
+    assert.equal(again.remembered, undefined, 'tried again at retryAt');
+    assert.equal(hits('/status/404'), 2);
   });
 
   it('resumes downloads killed with SIGKILL, refetches nothing stored, and leaves no partial file', async (t) => {

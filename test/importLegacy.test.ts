@@ -8,6 +8,7 @@
  * TCP port and over /ws without one request to the origin (whose hit counter
  * would show it: every imported URL points at it).
  */
+import { TestClock } from '../src/clock.js';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -400,10 +401,10 @@ describe('npm run import-legacy', () => {
 
     // On a TTY: one line redrawn with \r, cleared before a report line and drawn again after it.
     const written: string[] = [];
-    let clock = 0;
-    const bar = new ImportProgress({ total: 10, stream: { isTTY: true, columns: 120, write: (text: string) => written.push(text) }, now: () => clock });
+    const clock = new TestClock(0);
+    const bar = new ImportProgress({ total: 10, stream: { isTTY: true, columns: 120, write: (text: string) => written.push(text) }, clock });
     for (let done = 1; done <= 4; done++) {
-      clock += 1000;
+      await clock.advance(1000);
       bar.update(done);
     }
     assert.equal(written.at(-1), '\r\x1b[2K[########------------]  40%  4/10 rows  1 rows/s  eta 6s');

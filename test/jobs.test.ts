@@ -13,7 +13,9 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import { describe, it } from 'node:test';
 import tar from 'tar-stream';
+import { TestClock } from '../src/clock.js';
 import { waitUntil } from './helpers/db.js';
+import { startInProcess } from './helpers/inProcess.js';
 import { startOrigin } from './helpers/origin.js';
 import type { Origin } from './helpers/origin.js';
 import { startService } from './helpers/service.js';
@@ -61,7 +63,7 @@ async function setup(t: TestContext, extra: string[] = [], options: { dir?: stri
   return { origin, service, dir };
 }
 
-async function post(service: Service, body: unknown, headers: Record<string, string> = {}): Promise<{ status: number; body: Record<string, unknown> }> {
+async function post(service: Pick<Service, 'url'>, body: unknown, headers: Record<string, string> = {}): Promise<{ status: number; body: Record<string, unknown> }> {
   const response = await fetch(`${service.url}/api/jobs`, {
     method: 'POST',
     headers: { 'content-type': 'application/json', ...headers },
@@ -70,13 +72,13 @@ async function post(service: Service, body: unknown, headers: Record<string, str
   return { status: response.status, body: (await response.json()) as Record<string, unknown> };
 }
 
-async function getJob(service: Service, id: string, headers: Record<string, string> = {}): Promise<Job> {
+async function getJob(service: Pick<Service, 'url'>, id: string, headers: Record<string, string> = {}): Promise<Job> {
   const response = await fetch(`${service.url}/api/jobs/${id}`, { headers });
   assert.equal(response.status, 200);
   return (await response.json()) as Job;
 }
 
-async function untilStatus(service: Service, id: string, status: string, timeoutMs = 60_000): Promise<Job> {
+async function untilStatus(service: Pick<Service, 'url'>, id: string, status: string, timeoutMs = 60_000): Promise<Job> {
   let last: Job | undefined;
   return waitUntil(
     async () => {
@@ -337,6 +339,37 @@ describe('archive jobs', () => {
     // The archive was there while the job was ready (the deletion runner removed it).
     assert.ok(service.logs.some((line) => line.message === 'archive job ready' && line.id === id));
     assert.ok(service.logs.some((line) => line.message === 'deleted' && line.url === id && line.kind === 'job'));
+  });
+
+  it('on the test clock (in process), a job is ready until exactly --job-ttl, then expired: 200, then 410 and the archive removed', async (t) => {
+    const origin = await startOrigin();
+    t.after(() => origin.close());
+    const clock = new TestClock();
+    const ttlMs = 0.05 * 3_600_000;
+    const { app, dir } = await startInProcess(t, ['--job-ttl', '0.05', '--retries', '0'], clock);
+    const created = await post(app, { urls: [`${origin.url}/img/expire-fast.jpg`] });
+    assert.equal(created.status, 201);
+    const id = (created.body as unknown as Job).id;
+    const ready = await untilStatus(app, id, 'ready', 30_000);
+    assert.equal(Date.parse(ready.expires) - Date.parse(ready.created), ttlMs);
+    const archive = path.join(dir, 'covers', '.jobs', `${id}.tar`);
+    const { access } = await import('node:fs/promises');
+    // A millisecond before: every heartbeat so far left it alone.
+    await clock.advance(Date.parse(ready.expires) - clock.now() - 1);
+    assert.equal((await getJob(app, id)).status, 'ready');
+    const before = await fetch(`${app.url}/api/jobs/${id}/archive`);
+    assert.equal(before.status, 200);
+    await before.arrayBuffer();
+    // At the time itself the archive is gone for askers at once; the next heartbeat expires the job.
+    await clock.advance(1);
+    const at = await fetch(`${app.url}/api/jobs/${id}/archive`);
+    assert.equal(at.status, 410);
+    assert.equal(((await at.json()) as { code: string }).code, 'expired');
+    await clock.advance(ttlMs / 4); // the heartbeat runs at least this often
+    const expired = await untilStatus(app, id, 'expired', 10_000);
+    assert.equal(expired.archiveUrl, undefined);
+    await waitUntil(() => access(archive).then(() => false, () => true), 'the archive file removed');
+    assert.equal(app.jobs.outcomes.expired, 1);
   });
 
   it('bad input is 400 with {code, message}; an unknown job is 404; the client token is needed when set', async (t) => {

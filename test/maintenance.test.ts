@@ -7,6 +7,7 @@ import { access, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import { describe, it } from 'node:test';
+import { TestClock } from '../src/clock.js';
 import { createLogger } from '../src/logger.js';
 import { CacheLimits, DeletionRunner, overLimits } from '../src/maintenance/index.js';
 import { writeCoverFile } from '../src/store/index.js';
@@ -152,11 +153,12 @@ describe('cache limits', () => {
     const { covers, tasks, deletions, coversDir, addCover } = await openStores(t);
     const hour = 3_600_000;
     const now = 100 * hour;
+    const clock = new TestClock(now);
     const stale = await addCover('https://a.hdslb.com/stale.jpg', { lastAskedAt: now - 3 * hour });
     const fresh = await addCover('https://a.hdslb.com/fresh.jpg', { lastAskedAt: now - hour / 2 });
     const custom = await addCover('https://a.hdslb.com/custom.jpg', { source: 'custom', lastAskedAt: 0 });
     const runner = new DeletionRunner({ deletions, covers, tasks, coversDir, logger: quiet });
-    const limits = new CacheLimits({ covers, deletions, runner, logger: quiet, maxAgeHours: 2, maxCacheBytes: 0, now: () => now });
+    const limits = new CacheLimits({ covers, deletions, runner, logger: quiet, maxAgeHours: 2, maxCacheBytes: 0, clock });
     assert.deepEqual(await limits.runOnce(), { expired: 1, overCap: 0 });
     assert.equal(await covers.find(stale.url), null);
     assert.equal(await exists(path.join(coversDir, stale.path)), false);
@@ -166,14 +168,14 @@ describe('cache limits', () => {
   });
 
   it('asking for a cover keeps it from expiring', async (t) => {
-    let now = 10 * 3_600_000;
-    const { covers, tasks, deletions, coversDir, addCover } = await openStores(t, { now: () => now });
+    const clock = new TestClock(10 * 3_600_000);
+    const { covers, tasks, deletions, coversDir, addCover } = await openStores(t, { clock });
     const row = await addCover('https://a.hdslb.com/asked.jpg', { lastAskedAt: 0 });
     covers.touch([row.url]);
     await covers.flushTouches();
-    now += 3_600_000;
+    await clock.advance(3_600_000);
     const runner = new DeletionRunner({ deletions, covers, tasks, coversDir, logger: quiet });
-    const limits = new CacheLimits({ covers, deletions, runner, logger: quiet, maxAgeHours: 2, maxCacheBytes: 0, now: () => now });
+    const limits = new CacheLimits({ covers, deletions, runner, logger: quiet, maxAgeHours: 2, maxCacheBytes: 0, clock });
     assert.deepEqual(await limits.runOnce(), { expired: 0, overCap: 0 });
   });
 
@@ -182,7 +184,7 @@ describe('cache limits', () => {
     for (let i = 0; i < 10; i++) await addCover(`https://a.hdslb.com/lru-${i}.jpg`, { bytes: 100, lastAskedAt: 1000 + i });
     await addCover('https://a.hdslb.com/custom-big.jpg', { source: 'custom', bytes: 5000, lastAskedAt: 0 });
     const runner = new DeletionRunner({ deletions, covers, tasks, coversDir, logger: quiet });
-    const limits = new CacheLimits({ covers, deletions, runner, logger: quiet, maxAgeHours: 0, maxCacheBytes: 650, now: () => 2000 });
+    const limits = new CacheLimits({ covers, deletions, runner, logger: quiet, maxAgeHours: 0, maxCacheBytes: 650, clock: new TestClock(2000) });
     assert.deepEqual(await limits.runOnce(), { expired: 0, overCap: 4 });
     assert.equal(await covers.downloadedBytes(), 600);
     for (let i = 0; i < 4; i++) assert.equal(await covers.find(`https://a.hdslb.com/lru-${i}.jpg`), null, `lru-${i} went first`);

@@ -7,6 +7,8 @@
  * Chromium) runs where /usr/bin/chromium is installed, and is skipped with a
  * message elsewhere (never faked).
  */
+import { TestClock } from '../src/clock.js';
+import { startInProcess } from './helpers/inProcess.js';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import http from 'node:http';
@@ -170,6 +172,33 @@ describe('the proxy prefix', () => {
     assert.ok(Number(refused.headers.get('retry-after')) > 0);
     assert.equal(origin.hits.get('/img/rate-3.jpg'), undefined, 'nothing was started for it');
     for (let i = 0; i < 20; i++) assert.equal((await get(urls[i % 3]!)).status, 200, 'stored covers are answered past the limit');
+  });
+
+  it('on the test clock (in process): the address refused past --proxy-rate starts again exactly at Retry-After, not a second before', async (t) => {
+    const origin = await startOrigin();
+    t.after(() => origin.close());
+    const clock = new TestClock();
+    const { app } = await startInProcess(t, ['--proxy-rate', '3', '--retries', '0', '--bilibili-api', origin.url], clock);
+    const url = (i: number) => `${app.url}/?url=${encodeURIComponent(`${origin.url}/img/clocked-rate-${i}.jpg`)}`;
+    const get = async (i: number) => {
+      const response = await fetch(url(i), { redirect: 'manual' });
+      await response.arrayBuffer();
+      return response;
+    };
+    for (let i = 0; i < 3; i++) {
+      assert.equal((await get(i)).status, 200);
+      await clock.advance(60_000);
+    }
+    const refused = await get(3);
+    assert.equal(refused.status, 429);
+    const retryAfter = Number(refused.headers.get('retry-after'));
+    assert.ok(retryAfter > 0 && retryAfter <= 600, `Retry-After ${retryAfter}`);
+    await clock.advance(retryAfter * 1000 - 1000);
+    assert.equal((await get(3)).status, 429, 'a second early');
+    assert.equal(origin.hits.get('/img/clocked-rate-3.jpg'), undefined, 'nothing started for it');
+    await clock.advance(1000);
+    assert.equal((await get(3)).status, 200, 'allowed at Retry-After');
+    assert.equal(origin.hits.get('/img/clocked-rate-3.jpg'), 1);
   });
 
   it('a flood of distinct uncached proxy URLs from one address leaves another client answered as soon as its download ends, and RSS bounded', async (t) => {

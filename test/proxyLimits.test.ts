@@ -1,66 +1,66 @@
 /**
- * The proxy's per-client bound (`ProxyRateLimiter`, driven by a fake clock) and
+ * The proxy's per-client bound (`ProxyRateLimiter`, driven by the test clock) and
  * which client a request is counted against (`clientAddress`, `--trust-proxy`).
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { TestClock } from '../src/clock.js';
 import { clientAddress, clientKey, ProxyRateLimiter, TrustedProxies } from '../src/proxy/index.js';
 
 const MINUTE = 60_000;
 
-/** A clock the test moves by hand, starting at a minute boundary plus `offset` ms. */
+/** The test clock, starting at a minute boundary plus `offset` ms. */
 function fakeClock(offset = 0) {
-  let t = 1_000 * MINUTE + offset;
-  return { now: () => t, advance: (ms: number) => (t += ms) };
+  return new TestClock(1_000 * MINUTE + offset);
 }
 
 describe('proxy rate limit: downloads one client may start per 10 minutes', () => {
-  it('allows the limit, then answers retryAfterSeconds, and allows again once the window has passed', () => {
+  it('allows the limit, then answers retryAfterSeconds, and allows again once the window has passed', async () => {
     const clock = fakeClock();
-    const limiter = new ProxyRateLimiter({ limit: 600, now: clock.now });
+    const limiter = new ProxyRateLimiter({ limit: 600, clock });
     for (let i = 0; i < 600; i++) assert.deepEqual(limiter.take('203.0.113.7'), { allowed: true }, `start ${i + 1}`);
     const denied = limiter.take('203.0.113.7');
     assert.equal(denied.allowed, false);
     // All 600 started in the first minute: allowed again when that minute leaves the count (11 minutes on).
     assert.deepEqual(denied, { allowed: false, retryAfterSeconds: 660 });
     assert.deepEqual(limiter.take('198.51.100.1'), { allowed: true }, 'another client is not limited');
-    clock.advance(5 * MINUTE + 30_000);
+    await clock.advance(5 * MINUTE + 30_000);
     assert.deepEqual(limiter.take('203.0.113.7'), { allowed: false, retryAfterSeconds: 330 }, 'denied starts are not counted');
-    clock.advance(330_000 - 1);
+    await clock.advance(330_000 - 1);
     assert.equal(limiter.take('203.0.113.7').allowed, false, 'one ms early');
-    clock.advance(1);
+    await clock.advance(1);
     assert.deepEqual(limiter.take('203.0.113.7'), { allowed: true });
   });
 
-  it('never allows more than the limit in any 10 minutes, and answers when the oldest starts leave', () => {
+  it('never allows more than the limit in any 10 minutes, and answers when the oldest starts leave', async () => {
     const clock = fakeClock(12_345);
-    const limiter = new ProxyRateLimiter({ limit: 3, now: clock.now });
+    const limiter = new ProxyRateLimiter({ limit: 3, clock });
     const started: number[] = [];
     // One try every 20 seconds for an hour; record the allowed ones.
     for (let i = 0; i < 180; i++) {
       const decision = limiter.take('192.0.2.1');
       if (decision.allowed) started.push(clock.now());
       else assert.ok(decision.retryAfterSeconds >= 1 && decision.retryAfterSeconds <= 660, String(decision.retryAfterSeconds));
-      clock.advance(20_000);
+      await clock.advance(20_000);
     }
     for (let i = 3; i < started.length; i++) assert.ok(started[i]! - started[i - 3]! >= 600_000, `no 4 starts within 10 minutes (${i})`);
     assert.ok(started.length >= 15, `it keeps allowing at about the limit (${started.length} in an hour)`);
   });
 
-  it('retryAfterSeconds is exact for the count: denied just before, allowed at it', () => {
+  it('retryAfterSeconds is exact for the count: denied just before, allowed at it', async () => {
     for (const offset of [0, 1, 29_999, 59_999]) {
       const clock = fakeClock(offset);
-      const limiter = new ProxyRateLimiter({ limit: 2, now: clock.now });
+      const limiter = new ProxyRateLimiter({ limit: 2, clock });
       limiter.take('192.0.2.9');
-      clock.advance(3 * MINUTE);
+      await clock.advance(3 * MINUTE);
       limiter.take('192.0.2.9');
-      clock.advance(MINUTE);
+      await clock.advance(MINUTE);
       const denied = limiter.take('192.0.2.9');
       assert.equal(denied.allowed, false);
       if (denied.allowed) continue;
-      clock.advance(denied.retryAfterSeconds * 1000 - 1000);
+      await clock.advance(denied.retryAfterSeconds * 1000 - 1000);
       assert.equal(limiter.take('192.0.2.9').allowed, false, `offset ${offset}: a second early`);
-      clock.advance(1000);
+      await clock.advance(1000);
       assert.equal(limiter.take('192.0.2.9').allowed, true, `offset ${offset}: at retryAfterSeconds`);
     }
   });
@@ -70,7 +70,7 @@ describe('proxy rate limit: downloads one client may start per 10 minutes', () =
     assert.notEqual(clientKey('2001:db8:1:2::1'), clientKey('2001:db8:1:3::1'));
     assert.equal(clientKey('::ffff:192.0.2.1'), '192.0.2.1');
     const clock = fakeClock();
-    const limiter = new ProxyRateLimiter({ limit: 2, now: clock.now });
+    const limiter = new ProxyRateLimiter({ limit: 2, clock });
     assert.equal(limiter.take('2001:db8::1').allowed, true);
     assert.equal(limiter.take('2001:db8::ffff:2').allowed, true);
     assert.equal(limiter.take('2001:db8::3').allowed, false, 'the third from one /64');
@@ -81,7 +81,7 @@ describe('proxy rate limit: downloads one client may start per 10 minutes', () =
 
   it('keeps at most maxClients clients: a flood of distinct addresses evicts the oldest, memory stays bounded', () => {
     const clock = fakeClock();
-    const limiter = new ProxyRateLimiter({ limit: 1, maxClients: 1000, now: clock.now });
+    const limiter = new ProxyRateLimiter({ limit: 1, maxClients: 1000, clock });
     assert.equal(limiter.take('198.51.100.200').allowed, true);
     assert.equal(limiter.take('198.51.100.200').allowed, false);
     for (let i = 0; i < 100_000; i++) limiter.take(`10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`);
@@ -89,7 +89,7 @@ describe('proxy rate limit: downloads one client may start per 10 minutes', () =
     // The first client was evicted long ago: it starts afresh (the price of bounded memory).
     assert.equal(limiter.take('198.51.100.200').allowed, true);
     // A client counted recently survives a smaller flood.
-    const recent = new ProxyRateLimiter({ limit: 1, maxClients: 10, now: clock.now });
+    const recent = new ProxyRateLimiter({ limit: 1, maxClients: 10, clock });
     for (let i = 0; i < 9; i++) recent.take(`10.0.0.${i}`);
     recent.take('198.51.100.7');
     assert.equal(recent.take('198.51.100.7').allowed, false);
@@ -98,12 +98,12 @@ describe('proxy rate limit: downloads one client may start per 10 minutes', () =
     assert.equal(recent.size, 10);
   });
 
-  it('forgets idle clients first when full', () => {
+  it('forgets idle clients first when full', async () => {
     const clock = fakeClock();
-    const limiter = new ProxyRateLimiter({ limit: 1, maxClients: 3, now: clock.now });
+    const limiter = new ProxyRateLimiter({ limit: 1, maxClients: 3, clock });
     limiter.take('192.0.2.1');
     limiter.take('192.0.2.2');
-    clock.advance(30 * MINUTE);
+    await clock.advance(30 * MINUTE);
     limiter.take('192.0.2.3');
     limiter.take('192.0.2.4');
     assert.equal(limiter.size, 2, 'both idle clients were dropped when one had to go');

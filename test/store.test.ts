@@ -11,7 +11,11 @@ import path from 'node:path';
 import { describe, it } from 'node:test';
 import { DataSource } from 'typeorm';
 import { createDataSource } from '../ormconfig.js';
+import { systemClock, TestClock } from '../src/clock.js';
+import type { Clock } from '../src/clock.js';
 import { CoverEntity, coverPath, openCoverFile, resolveInside, sweepTemp, writeCoverFile, TEMP_DIR } from '../src/store/index.js';
+import { TOUCH_INTERVAL_MS } from '../src/store/touchBatcher.js';
+import type { StoreOptions } from '../src/store/index.js';
 import type { CoverChange, CoverRow, GateChange, JobChange, JobRow, TaskChange } from '../src/store/index.js';
 import { backends, freshPgDatabase, openTestStore, rawSql, skipWithoutPg } from './helpers/stores.js';
 import { waitUntil } from './helpers/db.js';
@@ -66,7 +70,7 @@ async function typeorm(t: Parameters<typeof tempDir>[0], db: string): Promise<Da
 
 for (const backend of backends) {
   describe(`store on ${backend}`, () => {
-    const open = (t: Parameters<typeof tempDir>[0], options = {}) => openTestStore(t, backend, options);
+    const open = (t: Parameters<typeof tempDir>[0], options: Partial<StoreOptions> = {}) => openTestStore(t, backend, options);
 
     it('runs every migration on a fresh database', async (t) => {
       const { db } = await open(t);
@@ -163,13 +167,14 @@ for (const backend of backends) {
     });
 
     it('writes the last-asked-for times a slice per event-loop turn, and only on a flush', async (t) => {
-      let now = 5_000;
-      const { store, db } = await open(t, { now: () => now });
+      const clock = new TestClock(5_000);
+      const { store, db } = await open(t, { clock });
       const urls = Array.from({ length: 1000 }, (_, i) => `https://i0.hdslb.com/touch/${i}.jpg?q='"\\${i}`);
       for (const url of urls) await store.covers.save(row(url, { lastAskedAt: 1 }));
       store.covers.touch([...urls, 'https://i0.hdslb.com/never-stored.jpg']);
-      await new Promise((resolve) => setTimeout(resolve, 100));
+      await clock.advance(TOUCH_INTERVAL_MS - 1);
       assert.equal(await lastAsked(db, urls[0]!), 1, 'not written before the interval');
+      const flushedAt = clock.now();
       let turns = 0;
       let counting = true;
       const count = () => {
@@ -180,22 +185,22 @@ for (const backend of backends) {
       await store.covers.flushTouches();
       counting = false;
       assert.ok(turns >= 4, `the flush gave the loop ${turns} turns`);
-      for (const url of [urls[0]!, urls[199]!, urls[200]!, urls[999]!]) assert.equal(await lastAsked(db, url), 5_000, url);
+      for (const url of [urls[0]!, urls[199]!, urls[200]!, urls[999]!]) assert.equal(await lastAsked(db, url), flushedAt, url);
       assert.equal(await lastAsked(db, 'https://i0.hdslb.com/never-stored.jpg'), undefined, 'no row made for a URL not stored');
       // A flush asked for while one runs resolves only when everything touched before it is written.
-      now = 6_000;
+      await clock.advance(1_000);
       store.covers.touch(urls.slice(0, 500));
       const first = store.covers.flushTouches();
       store.covers.touch([urls[999]!]);
       await store.covers.flushTouches();
-      assert.equal(await lastAsked(db, urls[499]!), 6_000);
-      assert.equal(await lastAsked(db, urls[999]!), 6_000);
+      assert.equal(await lastAsked(db, urls[499]!), flushedAt + 1_000);
+      assert.equal(await lastAsked(db, urls[999]!), flushedAt + 1_000);
       await first;
     });
 
     it('findMany and findInMemory with touch note the URLs found, once per flush round', async (t) => {
-      let now = 10_000;
-      const { store, db } = await open(t, { now: () => now, covers: { memoryRows: 4 } });
+      const clock = new TestClock(10_000);
+      const { store, db } = await open(t, { clock, covers: { memoryRows: 4 } });
       const urls = Array.from({ length: 6 }, (_, i) => `https://i0.hdslb.com/ask/${i}.jpg`);
       for (const url of urls) await store.covers.save(row(url, { lastAskedAt: 1 }));
       await store.covers.findMany(urls.slice(0, 4));
@@ -203,7 +208,7 @@ for (const backend of backends) {
       await store.covers.findMany([urls[5]!, 'https://i0.hdslb.com/ask/none.jpg'], { touch: true });
       await store.covers.flushTouches();
       assert.deepEqual(await Promise.all(urls.map((url) => lastAsked(db, url))), [10_000, 10_000, 1, 1, 1, 10_000]);
-      now = 20_000;
+      await clock.advance(10_000);
       const found = store.covers.findInMemory([urls[1]!, urls[4]!, 'none', urls[0]!, urls[1]!], { touch: true });
       assert.deepEqual(Array.from(found, (r) => r?.url), [urls[1], undefined, undefined, urls[0], urls[1]], 'memory only, aligned, a repeated URL at each position');
       store.covers.findInMemory([urls[2]!]);
@@ -212,10 +217,14 @@ for (const backend of backends) {
     });
 
     it('flushes the touches by itself after the interval', async (t) => {
-      const { store, db } = await open(t, { now: () => 7_000, covers: { touchIntervalMs: 20 } });
+      const clock = new TestClock(7_000);
+      const { store, db } = await open(t, { clock });
       await store.covers.save(row('https://i0.hdslb.com/timed.jpg', { lastAskedAt: 1 }));
       store.covers.touch(['https://i0.hdslb.com/timed.jpg']);
-      await waitUntil(async () => (await lastAsked(db, 'https://i0.hdslb.com/timed.jpg')) === 7_000, 'written by the timer', 5_000);
+      await clock.advance(TOUCH_INTERVAL_MS - 1);
+      assert.equal(await lastAsked(db, 'https://i0.hdslb.com/timed.jpg'), 1, 'nothing written a millisecond before the interval');
+      await clock.advance(1);
+      await waitUntil(async () => (await lastAsked(db, 'https://i0.hdslb.com/timed.jpg')) === 7_000 + TOUCH_INTERVAL_MS, 'written by the timer at the interval', 5_000);
     });
 
     it('publishes every cover write and removal to this node', async (t) => {
@@ -252,8 +261,8 @@ for (const backend of backends) {
     });
 
     it('claims unfinished jobs, renews and releases them; finished jobs past their time are due to expire', async (t) => {
-      let now = 10_000;
-      const { store } = await openTestStore(t, backend, { leaseMs: 5000, now: () => now });
+      const clock = new TestClock(10_000);
+      const { store } = await openTestStore(t, backend, { leaseMs: 5000, clock });
       await store.jobs.create(newJob('a', 1000));
       await store.jobs.create(newJob('b', 2000, { status: 'ready', expiresAt: 9000 }));
       await store.jobs.create(newJob('c', 3000, { status: 'failed', expiresAt: 20_000 }));
@@ -262,19 +271,19 @@ for (const backend of backends) {
       assert.equal(await store.jobs.claim('b'), false, 'a finished job is not claimed');
       const claimed = await store.jobs.get('a');
       assert.deepEqual([claimed?.claimedBy, claimed?.claimExpires, claimed?.node], ['test-node', 15_000, 'test-node']);
-      now = 12_000;
+      await clock.advance(12_000 - clock.now());
       assert.equal(await store.jobs.renew(), 1);
       assert.equal((await store.jobs.get('a'))?.claimExpires, 17_000);
       await store.jobs.releaseAll();
       assert.equal((await store.jobs.get('a'))?.claimedBy, null);
-      assert.deepEqual((await store.jobs.expiredBy(now, 10)).map((job) => job.id), ['b']);
-      now = 20_000;
-      assert.deepEqual((await store.jobs.expiredBy(now, 10)).map((job) => job.id), ['b', 'c']);
+      assert.deepEqual((await store.jobs.expiredBy(clock.now(), 10)).map((job) => job.id), ['b']);
+      await clock.advance(20_000 - clock.now());
+      assert.deepEqual((await store.jobs.expiredBy(clock.now(), 10)).map((job) => job.id), ['b', 'c']);
     });
 
     it('claims the finished jobs whose finished callback was not delivered nor given up', async (t) => {
-      const now = 10_000;
-      const { store } = await openTestStore(t, backend, { leaseMs: 5000, now: () => now });
+      const clock = new TestClock(10_000);
+      const { store } = await openTestStore(t, backend, { leaseMs: 5000, clock });
       const hook = { callbackUrl: 'https://blog/hook', expiresAt: 50_000 };
       await store.jobs.create(newJob('none', 1000, { ...hook, status: 'ready' }));
       await store.jobs.create(newJob('pending', 2000, { ...hook, status: 'failed', callbackFinished: JSON.stringify({ ok: false, attempts: 2, pending: true, at: 'x' }) }));
@@ -289,15 +298,15 @@ for (const backend of backends) {
   });
 
   describe(`task ledger on ${backend}`, () => {
-    const open = (t: Parameters<typeof tempDir>[0], options = {}) => openTestStore(t, backend, options);
+    const open = (t: Parameters<typeof tempDir>[0], options: Partial<StoreOptions> = {}) => openTestStore(t, backend, options);
 
     it('inserts on the first change and updates later ones without losing earlier fields', async (t) => {
-      let time = 1000;
-      const { store } = await open(t, { now: () => time });
+      const clock = new TestClock(1000);
+      const { store } = await open(t, { clock });
       const tasks = store.tasks;
       tasks.update('u1', { status: 'queued' });
       await tasks.flush();
-      time = 2000;
+      await clock.advance(2000 - clock.now());
       tasks.update('u1', { status: 'downloading', attempts: 1, startedAt: 2000 });
       tasks.update('u1', { bytesDone: 50, bytesTotal: 100 });
       await tasks.flush();
@@ -313,8 +322,8 @@ for (const backend of backends) {
     });
 
     it('sets exactly the patched columns, nulls included, and gives a new row the defaults', async (t) => {
-      let time = 1000;
-      const { store } = await open(t, { now: () => time });
+      const clock = new TestClock(1000);
+      const { store } = await open(t, { clock });
       const tasks = store.tasks;
       const fresh = { status: 'queued', attempts: 0, errorCode: null, errorMessage: null, bytesDone: 0, bytesTotal: null, startedAt: null, finishedAt: null, claimedBy: null, claimExpires: null };
       tasks.update('u1', { status: 'queued' });
@@ -322,11 +331,11 @@ for (const backend of backends) {
       await tasks.flush();
       assert.deepEqual(await tasks.get('u1'), { url: 'u1', ...fresh, createdAt: 1000, updatedAt: 1000 });
       assert.deepEqual(await tasks.get('u2'), { url: 'u2', ...fresh, status: 'downloading', attempts: 1, startedAt: 900, bytesTotal: 5000, createdAt: 1000, updatedAt: 1000 });
-      time = 2000;
+      await clock.advance(2000 - clock.now());
       tasks.update('u1', { status: 'error', attempts: 3, errorCode: 'http_status', errorMessage: "HTTP 404 'quoted'", finishedAt: 1900 });
       tasks.update('u2', { bytesDone: 5000 });
       await tasks.flush();
-      time = 3000;
+      await clock.advance(3000 - clock.now());
       tasks.update('u1', { status: 'queued', errorCode: null, errorMessage: null });
       await tasks.flush();
       assert.deepEqual(await tasks.get('u1'), { url: 'u1', ...fresh, attempts: 3, finishedAt: 1900, createdAt: 1000, updatedAt: 3000 });
@@ -418,8 +427,8 @@ for (const backend of backends) {
     });
 
     it('keeps the pause switch and the nodes’ heartbeats', async (t) => {
-      let now = 1000;
-      const { store } = await open(t, { now: () => now });
+      const clock = new TestClock(1000);
+      const { store } = await open(t, { clock });
       const gates: GateChange[] = [];
       store.events.on('gate', (change) => gates.push(change));
       assert.equal(await store.cluster.paused(), false);
@@ -427,7 +436,7 @@ for (const backend of backends) {
       assert.equal(await store.cluster.paused(), true);
       assert.deepEqual(gates.map((g) => [g.paused, g.remote]), [[true, false]]);
       await store.cluster.heartbeat({ queued: 3, downloading: 2, status: 'paused' });
-      now = 2000;
+      await clock.advance(1000);
       await store.cluster.heartbeat({ queued: 1, downloading: 0, status: 'ready' });
       assert.deepEqual(await store.cluster.nodes(), [{ id: 'test-node', startedAt: 1000, lastSeen: 2000, queued: 1, downloading: 0, status: 'ready' }]);
       await store.cluster.leave();
@@ -437,10 +446,10 @@ for (const backend of backends) {
 }
 
 describe('two nodes on one PostgreSQL database', () => {
-  const twoNodes = async (t: Parameters<typeof tempDir>[0], leaseMs = 30_000, now: () => number = Date.now) => {
+  const twoNodes = async (t: Parameters<typeof tempDir>[0], leaseMs = 30_000, clock: Clock = systemClock) => {
     const db = await freshPgDatabase(t);
-    const a = await openTestStore(t, 'postgres', { db, node: 'node-a', leaseMs, now });
-    const b = await openTestStore(t, 'postgres', { db, node: 'node-b', leaseMs, now });
+    const a = await openTestStore(t, 'postgres', { db, node: 'node-a', leaseMs, clock });
+    const b = await openTestStore(t, 'postgres', { db, node: 'node-b', leaseMs, clock });
     return { db, a: a.store, b: b.store };
   };
 
@@ -474,18 +483,18 @@ describe('two nodes on one PostgreSQL database', () => {
   });
 
   it('claims are renewed in one statement, released by the final status, and taken over once they run out', { skip: skipWithoutPg }, async (t) => {
-    let now = 1_000_000;
-    const { a, b, db } = await twoNodes(t, 5000, () => now);
+    const clock = new TestClock(1_000_000);
+    const { a, b, db } = await twoNodes(t, 5000, clock);
     await a.claims.claim(['x', 'y', 'z'], 'queued');
-    now += 4000;
+    await clock.advance(4000);
     assert.equal(await a.claims.renew(), 3, 'one statement renews all three');
-    a.tasks.update('z', { status: 'ok', finishedAt: now });
+    a.tasks.update('z', { status: 'ok', finishedAt: clock.now() });
     await a.tasks.flush();
     const [z] = await rawSql<{ claimed_by: string | null }>(db, "SELECT claimed_by FROM tasks WHERE url = 'z'");
     assert.equal(z?.claimed_by, null, 'released when the download ends');
     assert.deepEqual(await b.claims.orphaned(10), [], 'a live claim is nobody’s to take');
     assert.deepEqual((await b.claims.claim(['x'], 'queued')).elsewhere, [['x', 'node-a']]);
-    now += 5001; // node-a died: its lease runs out
+    await clock.advance(5001); // node-a died: its lease runs out
     assert.deepEqual((await b.claims.orphaned(10)).sort(), ['x', 'y']);
     assert.deepEqual((await b.claims.claim(['x', 'y'], 'queued')).mine.sort(), ['x', 'y'], 'taken over');
     assert.deepEqual((await b.tasks.unfinished()).map((r) => r.url).sort(), ['x', 'y'], 'node-b resumes them');
@@ -495,14 +504,14 @@ describe('two nodes on one PostgreSQL database', () => {
   });
 
   it('a node renews its claims but the strays it names, lists what it holds, and releases chosen claims for anyone to take', { skip: skipWithoutPg }, async (t) => {
-    let now = 1_000_000;
-    const { a, b, db } = await twoNodes(t, 5000, () => now);
+    const clock = new TestClock(1_000_000);
+    const { a, b, db } = await twoNodes(t, 5000, clock);
     await a.claims.claim(['x', 'y', 'z'], 'queued');
-    a.tasks.update('z', { status: 'ok', finishedAt: now });
+    a.tasks.update('z', { status: 'ok', finishedAt: clock.now() });
     await a.tasks.flush();
     assert.deepEqual((await a.claims.held()).sort(), ['x', 'y'], 'unfinished tasks it holds');
     assert.deepEqual(await b.claims.held(), []);
-    now += 4000;
+    await clock.advance(4000);
     assert.equal(await a.claims.renew(['y']), 1, 'x renewed, y (a stray) not');
     const rows = await rawSql<{ url: string; claim_expires: string }>(db, "SELECT url, claim_expires FROM tasks WHERE url IN ('x', 'y') ORDER BY url");
     assert.deepEqual(rows.map((r) => [r.url, Number(r.claim_expires)]), [['x', 1_009_000], ['y', 1_005_000]]);
@@ -542,20 +551,20 @@ describe('two nodes on one PostgreSQL database', () => {
 
 describe('jobs on two nodes of one PostgreSQL database', () => {
   it('a job claimed by one node is not the other’s until its lease runs out; every change is heard by the other', { skip: skipWithoutPg }, async (t) => {
-    let now = 1_000_000;
+    const clock = new TestClock(1_000_000);
     const db = await freshPgDatabase(t);
-    const a = (await openTestStore(t, 'postgres', { db, node: 'node-a', leaseMs: 5000, now: () => now })).store;
-    const b = (await openTestStore(t, 'postgres', { db, node: 'node-b', leaseMs: 5000, now: () => now })).store;
+    const a = (await openTestStore(t, 'postgres', { db, node: 'node-a', leaseMs: 5000, clock })).store;
+    const b = (await openTestStore(t, 'postgres', { db, node: 'node-b', leaseMs: 5000, clock })).store;
     const heard: JobChange[] = [];
     b.events.on('job', (change) => heard.push(change));
-    await a.jobs.create(newJob('shared', now));
+    await a.jobs.create(newJob('shared', clock.now()));
     const [first, second] = await Promise.all([a.jobs.claim('shared'), b.jobs.claim('shared')]);
     assert.equal(Number(first) + Number(second), 1, 'one node holds it');
     const [holder, other] = first ? [a, b] : [b, a];
     assert.deepEqual(await other.jobs.claimable(10), []);
     await holder.jobs.update('shared', { status: 'fetching', ok: 1 });
     await waitUntil(() => heard.some((c) => c.job.status === 'fetching'), 'the change heard', 5000);
-    now += 5001; // the holder died
+    await clock.advance(5001); // the holder died
     assert.deepEqual(await other.jobs.claimable(10), ['shared']);
     assert.equal(await other.jobs.claim('shared'), true, 'taken over');
     if (holder === a) {

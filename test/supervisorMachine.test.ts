@@ -8,7 +8,8 @@ import { controllableFetch, flush } from './helpers/fakeFetch.js';
 
 function setupSupervisor(workers = 3, failTtlMs = 0, finishLater?: (send: () => void) => void) {
   const fetch = controllableFetch();
-  const clock = new SimulatedClock();
+  // XState's simulated clock, with the draw the download actors' jitter takes from it.
+  const clock = Object.assign(new SimulatedClock(), { random: () => 0.5 });
   const download = downloadMachine.provide({ actors: { fetchCover: fetch.logic } });
   const waitingReports: { urls: string[]; status: string }[] = [];
   const droppedReports: string[] = [];
@@ -20,7 +21,7 @@ function setupSupervisor(workers = 3, failTtlMs = 0, finishLater?: (send: () => 
   });
   // The table of src/errors.ts: a local storage fault is not the URL's answer.
   const isRemembered = (code: string) => code !== 'disk_full';
-  const supervisor = createActor(logic, { input: { workers, download, timeLimitMs: 10_000, retries: 0, failTtlMs, isRemembered, shared: false, now: () => clock.now(), ...(finishLater ? { finishLater } : {}) }, clock });
+  const supervisor = createActor(logic, { input: { workers, download, timeLimitMs: 10_000, retries: 0, failTtlMs, isRemembered, shared: false, clock, ...(finishLater ? { finishLater } : {}) }, clock });
   supervisor.start();
   const answer = (url: string): Answer => {
     let replied: Answer | undefined;

@@ -21,6 +21,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { sendError, sendJson } from '../http/index.js';
 import type { RouteContext } from '../http/index.js';
 import { coverUrl } from '../checks/index.js';
+import { systemClock } from '../clock.js';
+import type { Clock } from '../clock.js';
 import type { Config } from '../config.js';
 import { CoverError } from '../errors.js';
 import type { Downloads } from '../downloads/index.js';
@@ -48,6 +50,8 @@ export interface AdminApiDeps extends Omit<CustomCoverDeps, 'onReplaced' | 'conf
   jobs?: Pick<JobStore, 'list'>;
   /** `http://HOST:PORT`, for the jobs' `archiveUrl`. */
   serviceUrl?: () => string;
+  /** The one clock (default the system's): custom covers' times, which nodes are live. */
+  clock?: Clock;
 }
 
 const statuses: readonly TaskStatus[] = ['waiting', 'queued', 'downloading', 'ok', 'error', 'tle'];
@@ -187,7 +191,7 @@ export function adminApi(deps: AdminApiDeps) {
         return sendError(res, 400, 'bad_request', 'needs ?url= with an http(s) URL');
       }
       try {
-        const row = await storeCustomCover(target, req, { ...deps, onReplaced: () => deps.deletionRunner.kick() });
+        const row = await storeCustomCover(target, req, { ...deps, onReplaced: () => deps.deletionRunner.kick() }, (deps.clock ?? systemClock).now());
         deps.downloads.forget(target);
         deps.logger.info('custom cover stored', { url: target, path: row.path, bytes: row.bytes });
         return sendJson(res, 200, { url: target, status: 'ok', coverUrl: coverUrl(deps.publicUrl(), row.path), path: row.path, source: 'custom' });
@@ -209,7 +213,7 @@ export function adminApi(deps: AdminApiDeps) {
       const [row, task] = await Promise.all([deps.covers.find(target), deps.tasks.get(target)]);
       if (!row && !task) return sendError(res, 404, 'not_found', 'no cover or task for this URL');
       // Recorded first; the runner removes the row, then the file. An empty path removes rows only.
-      await deps.deletions.schedule([{ url: target, path: row?.path ?? '', kind: 'entry', reason: 'admin' }]);
+      await deps.deletions.schedule([{ url: target, path: row?.path ?? '', kind: 'entry', reason: 'admin' }], (deps.clock ?? systemClock).now());
       deps.downloads.forget(target);
       deps.deletionRunner.kick();
       deps.logger.info('cover removal scheduled by the administrator', { url: target, path: row?.path ?? null });
@@ -237,7 +241,7 @@ export function adminApi(deps: AdminApiDeps) {
     },
     /** `GET /admin/api/nodes`. */
     nodes: async (_req, res) => {
-      const now = Date.now();
+      const now = (deps.clock ?? systemClock).now();
       const nodes = await deps.cluster.nodes();
       return sendJson(res, 200, { self: deps.cluster.node, nodes: nodes.map((node) => nodeJson(node, now, deps.config.lease * 1000)) });
     },

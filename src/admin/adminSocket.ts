@@ -9,6 +9,8 @@
  * snapshot when it drains. Memory per socket is bounded either way.
  */
 import type { WebSocket } from 'ws';
+import { systemClock } from '../clock.js';
+import type { Clock, ClockTimer } from '../clock.js';
 import type { TaskStatus } from '../../machines/types.js';
 import type { TaskChange } from '../store/index.js';
 
@@ -56,6 +58,8 @@ export interface AdminSocketOptions {
   highWaterBytes?: number;
   maxPending?: number;
   statsIntervalMs?: number;
+  /** The one clock (default the system's): the pump's and the stats frame's timers. */
+  clock?: Clock;
 }
 
 export function serveAdminSocket(ws: WebSocket, feed: AdminFeed, options: AdminSocketOptions = {}): { pending: () => number } {
@@ -66,12 +70,13 @@ export function serveAdminSocket(ws: WebSocket, feed: AdminFeed, options: AdminS
   let stats: Record<string, unknown> | undefined;
   let needSnapshot = true;
   let sendingSnapshot = false;
-  let timer: NodeJS.Timeout | undefined;
+  let timer: ClockTimer | undefined;
+  const clock = options.clock ?? systemClock;
 
   const open = () => ws.readyState === ws.OPEN;
   const roomy = () => ws.bufferedAmount < highWater;
   const schedule = (delayMs = 0) => {
-    if (timer === undefined && open()) timer = setTimeout(pump, delayMs);
+    if (timer === undefined && open()) timer = clock.setTimeout(pump, delayMs);
   };
 
   function pump(): void {
@@ -126,15 +131,15 @@ export function serveAdminSocket(ws: WebSocket, feed: AdminFeed, options: AdminS
     stopTasks();
     stopJobs?.();
   };
-  const statsTimer = setInterval(() => {
+  const statsTimer = clock.setInterval(() => {
     stats = feed.stats();
     schedule();
   }, options.statsIntervalMs ?? 1000);
 
   ws.on('close', () => {
     stopListening();
-    clearInterval(statsTimer);
-    clearTimeout(timer);
+    clock.clearInterval(statsTimer);
+    clock.clearTimeout(timer);
     pending.clear();
   });
   ws.on('error', () => undefined);

@@ -60,7 +60,7 @@ async function receive(body: IncomingMessage, coversDir: string, maxBytes: numbe
   }
 }
 
-export async function storeCustomCover(url: string, body: IncomingMessage, deps: CustomCoverDeps, now = Date.now()): Promise<CoverRow> {
+export async function storeCustomCover(url: string, body: IncomingMessage, deps: CustomCoverDeps, now: number): Promise<CoverRow> {
   const { config, covers, tasks } = deps;
   const data = await receive(body, config.coversDir, config.maxBytes);
   if (data.length === 0) throw new CoverError('not_image', 'the upload is empty');

@@ -33,6 +33,8 @@
  *
  * On a database only this node uses, only the heartbeat does anything.
  */
+import { systemClock } from '../clock.js';
+import type { Clock, ClockTimer } from '../clock.js';
 import type { Logger } from '../logger.js';
 import { isRemembered } from '../errors.js';
 import type { GateChange, NodeReport, Store, TaskChange, TaskRow } from '../store/index.js';
@@ -49,7 +51,8 @@ export interface ClusterLinkDeps {
   failTtlMs: number;
   leaseMs: number;
   logger: Logger;
-  now?: () => number;
+  /** The one clock (default the system's): heartbeats, takeovers, how old a heard failure is. */
+  clock?: Clock;
 }
 
 /** Most orphaned tasks taken over per tick (the rest at the next ticks, or by other nodes). */
@@ -60,17 +63,21 @@ function failureOf(url: string, status: TaskStatus, code: string | null | undefi
 }
 
 export class ClusterLink {
-  private heartbeatTimer: NodeJS.Timeout | undefined;
-  private takeoverTimer: NodeJS.Timeout | undefined;
+  private heartbeatTimer: ClockTimer | undefined;
+  private takeoverTimer: ClockTimer | undefined;
   private listening = true;
   private running: Promise<unknown> = Promise.resolve();
   /** Tasks this node held a claim on without working on them, at the last heartbeat. */
   private strays = new Set<string>();
 
-  constructor(private readonly deps: ClusterLinkDeps) {}
+  private readonly clock: Clock;
+
+  constructor(private readonly deps: ClusterLinkDeps) {
+    this.clock = deps.clock ?? systemClock;
+  }
 
   private now(): number {
-    return (this.deps.now ?? Date.now)();
+    return this.clock.now();
   }
 
   private send(event: SupervisorEvent): void {
@@ -212,18 +219,18 @@ export class ClusterLink {
     store.events.on('lost', this.onLost);
     store.events.on('resync', this.onResync);
     await this.heartbeat();
-    this.heartbeatTimer = setInterval(() => this.track(this.heartbeat()), Math.max(250, leaseMs / 3));
+    this.heartbeatTimer = this.clock.setInterval(() => this.track(this.heartbeat()), Math.max(250, leaseMs / 3));
     this.heartbeatTimer.unref();
     if (store.claims.shared) {
-      this.takeoverTimer = setInterval(() => this.track(this.takeoverTick()), Math.max(100, Math.min(1000, leaseMs / 5)));
+      this.takeoverTimer = this.clock.setInterval(() => this.track(this.takeoverTick()), Math.max(100, Math.min(1000, leaseMs / 5)));
       this.takeoverTimer.unref();
     }
   }
 
   async stop(): Promise<void> {
     const { store } = this.deps;
-    clearInterval(this.heartbeatTimer);
-    clearInterval(this.takeoverTimer);
+    this.clock.clearInterval(this.heartbeatTimer);
+    this.clock.clearInterval(this.takeoverTimer);
     store.events.off('task', this.onTask);
     store.events.off('gate', this.onGate);
     store.events.off('lost', this.onLost);

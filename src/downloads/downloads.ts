@@ -15,12 +15,13 @@
  */
 import { createActor, fromPromise, waitFor } from 'xstate';
 import type { AnyActorRef } from 'xstate';
+import { systemClock } from '../clock.js';
+import type { Clock, ClockTimer } from '../clock.js';
 import type { Config } from '../config.js';
 import { isRemembered, isRetryable } from '../errors.js';
 import type { ErrorCode } from '../errors.js';
 import { classifyUrl } from '../fetch/index.js';
 import type { HttpClient } from '../fetch/index.js';
-import type { Clock } from '../clock.js';
 import type { HostGates } from '../upstream/hostGates.js';
 import type { Logger } from '../logger.js';
 import type { Stats } from '../stats.js';
@@ -42,7 +43,7 @@ export interface DownloadsDeps {
   orphanGraceMs?: number;
   /** The per-host gates every outbound request passes (made once in startApp). */
   gates?: HostGates;
-  /** The clock of the gates. */
+  /** The one clock (default the system's): the supervisor, the download actors and the progress timers run on it. */
   clock?: Clock;
 }
 
@@ -117,9 +118,10 @@ export interface Downloads {
 
 export function createDownloads(deps: DownloadsDeps): Downloads {
   const { config, store, logger, stats } = deps;
+  const clock = deps.clock ?? systemClock;
   const { tasks } = store;
   const { gates } = deps;
-  const fetchDeps = { config, covers: store.covers, client: deps.client, ...(gates ? { gates } : {}), ...(deps.clock ? { clock: deps.clock } : {}) };
+  const fetchDeps = { config, covers: store.covers, client: deps.client, ...(gates ? { gates } : {}), clock };
   /** The host a URL's download asks first: its image host, or the API host for a video page. */
   const apiHost = (() => {
     try {
@@ -149,7 +151,7 @@ export function createDownloads(deps: DownloadsDeps): Downloads {
    * stalled one shows where it stands.
    */
   const progressReporter = (url: string) => {
-    let timer: NodeJS.Timeout | undefined;
+    let timer: ClockTimer | undefined;
     let bytesDone = 0;
     let bytesTotal: number | null = null;
     let stopped = false;
@@ -162,13 +164,12 @@ export function createDownloads(deps: DownloadsDeps): Downloads {
         bytesDone = bytes;
         bytesTotal = total ?? null;
         if (timer === undefined && !stopped) {
-          timer = setTimeout(flush, PROGRESS_INTERVAL_MS);
-          timer.unref();
+          timer = clock.setTimeout(flush, PROGRESS_INTERVAL_MS).unref();
         }
       },
       stop: () => {
         stopped = true;
-        clearTimeout(timer);
+        clock.clearTimeout(timer);
       },
     };
   };
@@ -188,7 +189,7 @@ export function createDownloads(deps: DownloadsDeps): Downloads {
     },
     actions: {
       reportStatus: ({ context, self }, { status }) => {
-        const now = Date.now();
+        const now = clock.now();
         if (status === 'queued' || status === 'waiting') report(context.url, status, FRESH);
         else if (status === 'downloading') {
           startedAt.set(self, now);
@@ -213,7 +214,7 @@ export function createDownloads(deps: DownloadsDeps): Downloads {
       reportFinished: ({ context, self }, { output }) => {
         liveActors.delete(self);
         const started = startedAt.get(self);
-        const ms = started === undefined ? 0 : Date.now() - started;
+        const ms = started === undefined ? 0 : clock.now() - started;
         // Downloads that did work: not answers from the store, not cancellations.
         const worked = output.status === 'ok' ? output.source === 'download' : output.error.code !== 'shutting_down';
         if (started !== undefined && worked) stats.observeDuration(ms);
@@ -259,7 +260,7 @@ export function createDownloads(deps: DownloadsDeps): Downloads {
       },
       reportAborted: (_, { outputs }) => {
         for (const output of outputs) {
-          if (output.status === 'error') report(output.url, 'error', { finishedAt: Date.now(), errorCode: output.error.code, errorMessage: output.error.message });
+          if (output.status === 'error') report(output.url, 'error', { finishedAt: clock.now(), errorCode: output.error.code, errorMessage: output.error.message });
         }
       },
       claimUrls: (_, { urls, status }) => {
@@ -284,12 +285,13 @@ export function createDownloads(deps: DownloadsDeps): Downloads {
       failTtlMs: config.failTtl * 1000,
       isRemembered,
       shared: store.claims.shared,
-      now: Date.now,
+      clock,
       // The downloads done in one turn reach the supervisor as one FINISHED.
       finishLater: setImmediate,
       orphanGraceMs: graceMs,
       coolingUntil,
     },
+    clock,
   });
   supervisor.start();
   // A host that reopens (or lets its probe through) queues the URLs parked for it.
@@ -315,6 +317,7 @@ export function createDownloads(deps: DownloadsDeps): Downloads {
     failTtlMs: config.failTtl * 1000,
     leaseMs: config.lease * 1000,
     logger,
+    clock,
   });
 
   /** The administrator's retries: never dropped (nobody leaves on its behalf). */
@@ -366,7 +369,7 @@ export function createDownloads(deps: DownloadsDeps): Downloads {
     status: () => gateStatus(supervisor.getSnapshot()),
     tardyReasons: () => supervisor.getSnapshot().context.tardyReasons,
     counts,
-    restore(unfinished, failures, now = Date.now()) {
+    restore(unfinished, failures, now = clock.now()) {
       for (const task of failures) {
         const ttlMs = (task.finishedAt ?? task.updatedAt) + config.failTtl * 1000 - now;
         if (ttlMs <= 0 || (task.status !== 'error' && task.status !== 'tle')) continue;
@@ -406,8 +409,11 @@ export function createDownloads(deps: DownloadsDeps): Downloads {
     async shutdown(graceMs: number) {
       unsubscribe?.();
       supervisor.send({ type: 'SHUTDOWN' });
+      // The grace runs on the clock: `waitFor`'s own timeout would be node's timer.
+      const graceOver = new AbortController();
+      const grace = clock.setTimeout(() => graceOver.abort(), graceMs);
       try {
-        await waitFor(supervisor, (snapshot) => snapshot.context.flights.size === 0, { timeout: graceMs });
+        await waitFor(supervisor, (snapshot) => snapshot.context.flights.size === 0, { timeout: Infinity, signal: graceOver.signal });
       } catch {
         const left = [...flights().values()].flatMap((flight) => (flight.ref ? [flight.ref] : []));
         logger.warn('stopping downloads still running after the grace period; the next start resumes them', { count: left.length });
@@ -415,6 +421,8 @@ export function createDownloads(deps: DownloadsDeps): Downloads {
           ref.stop();
           liveActors.delete(ref);
         }
+      } finally {
+        clock.clearTimeout(grace);
       }
       // Downloads that ended in this turn, gathered for the supervisor: their askers hear of them before it stops.
       const { finishing } = supervisor.getSnapshot().context;

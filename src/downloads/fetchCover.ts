@@ -12,9 +12,10 @@
  */
 import type { Config } from '../config.js';
 import { CoverError, storageFault, toCoverError } from '../errors.js';
+import { systemClock } from '../clock.js';
+import type { Clock } from '../clock.js';
 import { classifyUrl, downloadImage, hostAllowed, resolveVideoCover } from '../fetch/index.js';
 import type { HttpClient, RequestGate } from '../fetch/index.js';
-import type { Clock } from '../clock.js';
 import type { HostGates } from '../upstream/hostGates.js';
 import { UpstreamRefusal } from '../upstream/types.js';
 import type { Priority } from '../upstream/types.js';
@@ -27,10 +28,9 @@ export interface FetchCoverDeps {
   config: Pick<Config, 'allowHosts' | 'bilibiliApi' | 'maxBytes' | 'resize' | 'coversDir'>;
   covers: CoverIndex;
   client: HttpClient;
-  now?: () => number;
   /** The per-host gates every request passes (none: requests are not limited, for tests of the fetch alone). */
   gates?: HostGates;
-  /** The clock of the gates (Retry-After dates). */
+  /** The one clock: the stored cover's time, Retry-After dates (default the system's). */
   clock?: Clock;
 }
 
@@ -38,7 +38,8 @@ export interface FetchCoverDeps {
 function gateFor(deps: FetchCoverDeps, priority: () => Priority): RequestGate | undefined {
   const { gates } = deps;
   if (gates === undefined) return undefined;
-  const now = deps.clock ? () => deps.clock!.now() : Date.now;
+  const clock = deps.clock ?? systemClock;
+  const now = () => clock.now();
   return { acquire: (host, signal) => gates.acquire(host, priority, signal), now };
 }
 
@@ -50,7 +51,7 @@ function gateFor(deps: FetchCoverDeps, priority: () => Priority): RequestGate | 
 function limited(refusal: UpstreamRefusal, deps: FetchCoverDeps): CoverError {
   const { gates } = deps;
   if (gates !== undefined && gates.coolingUntil(refusal.host) === undefined) gates.refused(refusal);
-  const retryAt = gates?.coolingUntil(refusal.host) ?? (deps.clock?.now() ?? Date.now()) + (refusal.retryAfterMs ?? 30_000);
+  const retryAt = gates?.coolingUntil(refusal.host) ?? (deps.clock ?? systemClock).now() + (refusal.retryAfterMs ?? 30_000);
   return new CoverError('upstream_limited', `${refusal.host} refused (${refusal.why}); it is asked again from ${new Date(retryAt).toISOString()}`, { retryAt, cause: refusal });
 }
 
@@ -113,7 +114,7 @@ async function fetchAndStore(
   // A failure from here on is this machine's (disk, folder, database), not the origin's.
   let row: CoverRow;
   try {
-    row = await writeCover(url, image, { coversDir: deps.config.coversDir, source: 'download', now: (deps.now ?? Date.now)(), signal });
+    row = await writeCover(url, image, { coversDir: deps.config.coversDir, source: 'download', now: (deps.clock ?? systemClock).now(), signal });
   } catch (error) {
     if (signal.aborted) throw error;
     throw storageFault(error, 'cover file');

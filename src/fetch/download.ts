@@ -8,6 +8,7 @@
  * which is rethrown as it came (see `isAbort`) so the caller can tell its own
  * cancellation or time limit from a failure of the origin.
  */
+import { systemClock } from '../clock.js';
 import { request } from 'undici';
 import type { Dispatcher } from 'undici';
 import { CoverError } from '../errors.js';
@@ -269,7 +270,7 @@ export async function downloadImage(url: URL, options: DownloadOptions): Promise
         if (statusCode < 200 || statusCode > 299) {
           await discard(body);
           if (refusalStatuses.has(statusCode)) {
-            throw new UpstreamRefusal(current.hostname, `HTTP ${statusCode}`, parseRetryAfter(header(headers, 'retry-after'), gate?.now() ?? Date.now()));
+            throw new UpstreamRefusal(current.hostname, `HTTP ${statusCode}`, parseRetryAfter(header(headers, 'retry-after'), gate?.now() ?? systemClock.now()));
           }
           throw new CoverError('http_status', `HTTP ${statusCode}`, { detail: statusCode });
         }
@@ -331,7 +332,7 @@ export async function getJson(url: URL, options: GetJsonOptions): Promise<unknow
       if (statusCode < 200 || statusCode > 299) {
         await discard(body);
         if (refusalStatuses.has(statusCode)) {
-          throw new UpstreamRefusal(url.hostname, `HTTP ${statusCode}`, parseRetryAfter(header(headers, 'retry-after'), gate?.now() ?? Date.now()));
+          throw new UpstreamRefusal(url.hostname, `HTTP ${statusCode}`, parseRetryAfter(header(headers, 'retry-after'), gate?.now() ?? systemClock.now()));
         }
         throw new CoverError('http_status', `HTTP ${statusCode}`, { detail: statusCode });
       }

@@ -15,6 +15,8 @@
  * at once.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { systemClock } from '../clock.js';
+import type { Clock } from '../clock.js';
 import { sendError } from './respond.js';
 
 /** The longest a request body may take to arrive. */
@@ -60,6 +62,8 @@ export type BodyRead = { ok: true; text: string } | { ok: false; refusal: BodyRe
 export interface BodyOptions {
   deadlineMs?: number;
   budget?: BodyBudget;
+  /** The one clock (default the system's): the body's deadline. */
+  clock?: Clock;
 }
 
 const busy: BodyRefusal = { status: 503, code: 'busy', message: 'the service is reading too many request bodies at once; try again shortly' };
@@ -68,6 +72,7 @@ const busy: BodyRefusal = { status: 503, code: 'busy', message: 'the service is 
 export function readBody(req: IncomingMessage, limit: number, options: BodyOptions = {}): Promise<BodyRead> {
   const budget = options.budget ?? requestBodies;
   const deadlineMs = options.deadlineMs ?? deadline;
+  const clock = options.clock ?? systemClock;
   return new Promise((resolve) => {
     let chunks: Buffer[] = [];
     let size = 0;
@@ -76,7 +81,7 @@ export function readBody(req: IncomingMessage, limit: number, options: BodyOptio
     const settle = (result: BodyRead) => {
       if (settled) return;
       settled = true;
-      clearTimeout(timer);
+      clock.clearTimeout(timer);
       req.removeListener('data', onData);
       budget.give(taken);
       taken = 0;
@@ -98,7 +103,7 @@ export function readBody(req: IncomingMessage, limit: number, options: BodyOptio
       }
       chunks.push(chunk);
     };
-    const timer = setTimeout(() => refuse({ status: 408, code: 'bad_request', message: `the body did not arrive whole within ${deadlineMs / 1000} s` }), deadlineMs);
+    const timer = clock.setTimeout(() => refuse({ status: 408, code: 'bad_request', message: `the body did not arrive whole within ${deadlineMs / 1000} s` }), deadlineMs);
     timer.unref();
     const declared = Number(req.headers['content-length']);
     if (Number.isSafeInteger(declared) && declared >= 0) {
@@ -128,8 +133,8 @@ export function refuseBody(res: ServerResponse, refusal: BodyRefusal): void {
  * request was answered (refused, not JSON: 400 `bad_request` naming `example`,
  * the shape to send).
  */
-export async function readJsonObject(req: IncomingMessage, res: ServerResponse, limit: number, example: string): Promise<Record<string, unknown> | undefined> {
-  const body = await readBody(req, limit);
+export async function readJsonObject(req: IncomingMessage, res: ServerResponse, limit: number, example: string, options: BodyOptions = {}): Promise<Record<string, unknown> | undefined> {
+  const body = await readBody(req, limit, options);
   if (!body.ok) return void refuseBody(res, body.refusal);
   let parsed: unknown;
   try {

@@ -13,6 +13,7 @@
 import { randomBytes } from 'node:crypto';
 import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
+import { systemClock } from '../clock.js';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
 import type { JobEntry, PackOutput } from '../../machines/index.js';
@@ -103,7 +104,7 @@ export function readme(job: { id: string; name: string }, entries: readonly JobE
  * Writes the job's archive. An ok entry whose file is gone by now (deleted
  * meanwhile) is listed in the README as `file_missing` instead.
  */
-export async function packArchive(coversDir: string, job: { id: string; name: string }, entries: readonly JobEntry[], signal?: AbortSignal): Promise<PackOutput> {
+export async function packArchive(coversDir: string, job: { id: string; name: string; packedAt?: number }, entries: readonly JobEntry[], signal?: AbortSignal): Promise<PackOutput> {
   if (!isJobId(job.id)) throw Object.assign(new Error(`not a job id: ${job.id}`), { code: 'internal_error' });
   // Through the path guard: real folders inside the covers folder, checked now, and a new file opened without following a link.
   const temp = [TEMP_DIR, `${randomBytes(12).toString('hex')}.part`];
@@ -172,7 +173,7 @@ export async function packArchive(coversDir: string, job: { id: string; name: st
       listed.push(entry);
     }
     const text = Buffer.from(readme(job, listed), 'utf8');
-    await add({ name: 'README.txt', size: text.length, mode: 0o644, mtime: new Date() }, text);
+    await add({ name: 'README.txt', size: text.length, mode: 0o644, mtime: new Date(job.packedAt ?? systemClock.now()) }, text);
     pack.finalize();
     await written;
     const { size } = await moveFile(coversDir, temp, [ARCHIVE_DIR, `${job.id}.tar`]);

@@ -24,9 +24,10 @@
 import { createHmac } from 'node:crypto';
 import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { Agent, request } from 'undici';
 import { backoffDelay } from '../../machines/index.js';
+import { systemClock } from '../clock.js';
+import type { Clock } from '../clock.js';
 import { createGuardedConnector, hostAllowed, isPrivateAddress, isPrivateHost } from '../fetch/index.js';
 import type { Logger } from '../logger.js';
 
@@ -55,6 +56,8 @@ export interface JobCallbackOptions {
   callbackHosts: readonly string[];
   userAgent: string;
   logger: Logger;
+  /** The one clock (default the system's): signed timestamps, each try's deadline, the backoff and its jitter. */
+  clock?: Clock;
   /** Tries in all (default 5). */
   tries?: number;
   /** Backoff base (default 1000 ms: about 1, 2, 4, 8 s between tries). */
@@ -135,16 +138,17 @@ export class JobCallbacks {
     const dispatcher = this.hostTrusted(new URL(url).hostname) ? this.trusted : this.guarded;
     const signal = this.controller.signal;
     const timeoutMs = this.options.timeoutMs ?? 10_000;
+    const clock = this.options.clock ?? systemClock;
     for (let attempt = 1; attempt <= tries; attempt++) {
       if (signal.aborted) return;
-      const timestamp = Math.floor(Date.now() / 1000);
+      const timestamp = Math.floor(clock.now() / 1000);
       let status: number | undefined;
       let error: string | undefined;
       // The try's whole deadline, and the service stopping: either ends it.
       const tryController = new AbortController();
       const trySignal = tryController.signal;
       let late = false;
-      const deadline = setTimeout(() => {
+      const deadline = clock.setTimeout(() => {
         late = true;
         tryController.abort();
       }, timeoutMs);
@@ -173,13 +177,13 @@ export class JobCallbacks {
         if (signal.aborted) return;
         error = late ? `no whole answer (headers and body) within ${timeoutMs} ms` : (caught as Error).message || String(caught);
       } finally {
-        clearTimeout(deadline);
+        clock.clearTimeout(deadline);
         signal.removeEventListener('abort', onStop);
       }
       const ok = error === undefined;
       const more = !ok && attempt < tries;
       // A try that cannot be recorded (the database is away) is logged; the tries go on.
-      await record({ ok, attempts: attempt, ...(status !== undefined ? { status } : {}), ...(error !== undefined ? { error } : {}), ...(more ? { pending: true as const } : {}), at: new Date().toISOString() }).catch(
+      await record({ ok, attempts: attempt, ...(status !== undefined ? { status } : {}), ...(error !== undefined ? { error } : {}), ...(more ? { pending: true as const } : {}), at: new Date(clock.now()).toISOString() }).catch(
         (recordError: unknown) => logger.warn('could not record a job callback try', { id: job.id, event, attempt, error: (recordError as Error).message }),
       );
       if (ok) {
@@ -188,8 +192,8 @@ export class JobCallbacks {
       }
       logger.warn('job callback try failed', { id: job.id, event, attempt, status, error, retry: more });
       if (!more) return;
-      const delay = backoffDelay(attempt, Math.random(), this.options.baseDelayMs ?? 1000);
-      await sleep(delay, undefined, { signal }).catch(() => undefined);
+      const delay = backoffDelay(attempt, clock.random(), this.options.baseDelayMs ?? 1000);
+      await clock.sleep(delay, signal).catch(() => undefined);
     }
   }
 

@@ -27,6 +27,8 @@ import type { Actor } from 'xstate';
 import { jobMachine } from '../../machines/index.js';
 import type { FetchUrlsInput, JobContext, JobEntry, JobEvent, JobMachine, JobStatus, PackInput, PackOutput } from '../../machines/index.js';
 import type { CheckResult, CoverChecks } from '../checks/index.js';
+import { systemClock } from '../clock.js';
+import type { Clock, ClockTimer } from '../clock.js';
 import { storageFault } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { PathRefusedError } from '../store/index.js';
@@ -56,7 +58,8 @@ export interface JobRunnerDeps {
   serviceUrl: () => string;
   /** Several nodes share the database: look for orphaned jobs at every heartbeat. */
   shared: boolean;
-  now?: () => number;
+  /** The one clock (default the system's): job times, progress writes, the heartbeat, the job actors. */
+  clock?: Clock;
 }
 
 /** The job as the API, the admin stream and the callbacks show it (SPEC §11). */
@@ -118,16 +121,20 @@ export const PACKING_AT_ONCE = 2;
 export class JobRunner {
   private readonly actors = new Map<string, JobActor>();
   private readonly packing = new Slots(PACKING_AT_ONCE);
-  private timer: NodeJS.Timeout | undefined;
+  private timer: ClockTimer | undefined;
   private stopping = false;
   private resuming: Promise<number> | undefined;
   /** Jobs this node finished, by outcome (for /metrics). */
   readonly outcomes: Record<'ready' | 'failed' | 'expired', number> = { ready: 0, failed: 0, expired: 0 };
 
-  constructor(private readonly deps: JobRunnerDeps) {}
+  private readonly clock: Clock;
+
+  constructor(private readonly deps: JobRunnerDeps) {
+    this.clock = deps.clock ?? systemClock;
+  }
 
   private now(): number {
-    return (this.deps.now ?? Date.now)();
+    return this.clock.now();
   }
 
   /** Jobs running on this node. */
@@ -200,7 +207,7 @@ export class JobRunner {
     let announced: Promise<unknown> = Promise.resolve();
     let lastStatus: JobStatus = job.status;
     let lastProgress = 0;
-    let progressTimer: NodeJS.Timeout | undefined;
+    let progressTimer: ClockTimer | undefined;
     const write = (patch: JobPatch) => {
       chain = chain
         .then(() => jobs.update(job.id, patch))
@@ -251,7 +258,7 @@ export class JobRunner {
         packArchive: fromPromise<PackOutput, PackInput>(({ input, signal }) =>
           this.packing.run(
             () =>
-              packArchive(this.deps.coversDir, { id: input.id, name: job.name }, input.entries, signal).catch((error: unknown) => {
+              packArchive(this.deps.coversDir, { id: input.id, name: job.name, packedAt: this.now() }, input.entries, signal).catch((error: unknown) => {
                 // A path the guard refused (a `.jobs` or `.tmp` link) is a storage fault: `disk_full`, naming the link.
                 throw error instanceof PathRefusedError ? storageFault(error, 'archive') : error;
               }),
@@ -261,7 +268,7 @@ export class JobRunner {
       },
       actions: {
         persist: (_, { context }) => {
-          clearTimeout(progressTimer);
+          this.clock.clearTimeout(progressTimer);
           progressTimer = undefined;
           if (context.status !== lastStatus) {
             lastStatus = context.status;
@@ -276,7 +283,7 @@ export class JobRunner {
             lastProgress = this.now();
             void write(counts);
           } else {
-            progressTimer = setTimeout(() => {
+            progressTimer = this.clock.setTimeout(() => {
               progressTimer = undefined;
               lastProgress = this.now();
               void write(counts);
@@ -297,12 +304,12 @@ export class JobRunner {
         },
       },
     });
-    const actor = createActor(machine, { input: { id: job.id, urls } });
+    const actor = createActor(machine, { input: { id: job.id, urls }, clock: this.clock });
     this.actors.set(job.id, actor);
     actor.subscribe({
       next: (snapshot) => {
         if (snapshot.status !== 'done') return;
-        clearTimeout(progressTimer);
+        this.clock.clearTimeout(progressTimer);
         this.actors.delete(job.id);
         const status = snapshot.context.status;
         if (snapshot.value === 'stopped') return;
@@ -312,7 +319,7 @@ export class JobRunner {
         }
       },
       error: (error) => {
-        clearTimeout(progressTimer);
+        this.clock.clearTimeout(progressTimer);
         this.actors.delete(job.id);
         logger.error('archive job actor failed', { id: job.id, error });
       },
@@ -370,14 +377,14 @@ export class JobRunner {
       if (this.deps.shared) await this.resume();
       await this.expire();
     };
-    this.timer = setInterval(() => void beat().catch((error: unknown) => this.deps.logger.error('job heartbeat failed', { error })), intervalMs);
+    this.timer = this.clock.setInterval(() => void beat().catch((error: unknown) => this.deps.logger.error('job heartbeat failed', { error })), intervalMs);
     this.timer.unref();
   }
 
   /** Stops the jobs running here (they are resumed later, here or elsewhere) and lets go of their claims. */
   async stop(): Promise<void> {
     this.stopping = true;
-    clearInterval(this.timer);
+    this.clock.clearInterval(this.timer);
     await this.resuming?.catch(() => undefined);
     for (const actor of [...this.actors.values()]) actor.send({ type: 'STOP' });
     this.actors.clear();

@@ -34,6 +34,8 @@ import { realpath } from 'node:fs/promises';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { MAX_URL_LENGTH } from '../../client/src/protocol.js';
+import { systemClock } from '../clock.js';
+import type { Clock } from '../clock.js';
 import type { ResizeSpec } from '../config.js';
 import { CoverError } from '../errors.js';
 import { processImage } from '../images/index.js';
@@ -137,7 +139,8 @@ export interface ImportOptions {
   onReport?: (report: ImportReport) => void;
   /** Stops taking rows (those begun finish). */
   signal?: AbortSignal;
-  now?: () => number;
+  /** The one clock (default the system's): the imported covers' times. */
+  clock?: Clock;
 }
 
 export interface ImportResult {
@@ -225,7 +228,7 @@ function storage(what: string, error: unknown): ImportStorageError {
 
 export async function importLegacy(options: ImportOptions): Promise<ImportResult> {
   const { db, store, config } = options;
-  const now = options.now ?? Date.now;
+  const clock = options.clock ?? systemClock;
   const dir = path.resolve(options.dir);
   // The folder must exist (and may be a link: it is the root every row's path is read under).
   await realpath(dir);
@@ -261,7 +264,7 @@ export async function importLegacy(options: ImportOptions): Promise<ImportResult
       if (error instanceof CoverError) throw new Skip('refused', error.message);
       throw error;
     }
-    const at = now();
+    const at = clock.now();
     let stored: CoverRow;
     try {
       stored = await writeCover(url, image, { coversDir: config.coversDir, source: 'download', now: at });

@@ -10,6 +10,8 @@
  * Written here rather than taken from a package: the bar is one line, and the
  * plain lines for logs (which cli-progress does not write) are the other half.
  */
+import { systemClock } from '../clock.js';
+import type { Clock } from '../clock.js';
 
 export interface ProgressStream {
   write(text: string): unknown;
@@ -24,7 +26,8 @@ export interface ProgressOptions {
   everyMs?: number;
   /** A plain line every this many rows (not on a TTY). Default 1000. */
   everyRows?: number;
-  now?: () => number;
+  /** The one clock (default the system's): the rate and when lines are drawn. */
+  clock?: Clock;
 }
 
 const BAR_WIDTH = 20;
@@ -46,7 +49,7 @@ export class ImportProgress {
   }
 
   private now(): number {
-    return (this.options.now ?? Date.now)();
+    return (this.options.clock ?? systemClock).now();
   }
 
   private rate(at: number): number {

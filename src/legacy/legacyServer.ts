@@ -23,6 +23,8 @@
  */
 import net from 'node:net';
 import type { CoverChecks } from '../checks/index.js';
+import { systemClock } from '../clock.js';
+import type { Clock, ClockTimer } from '../clock.js';
 import type { Logger } from '../logger.js';
 import { CheckSession } from '../sessions/index.js';
 import type { Stats } from '../stats.js';
@@ -49,6 +51,8 @@ export interface LegacyServerDeps {
   maxBufferedBytes?: number;
   /** URL_STRING_DEADLINE_MS unless a test sets another. */
   urlStringDeadlineMs?: number;
+  /** The one clock (default the system's): the URL string's deadline and the close graces (the idle timeout is the socket's own). */
+  clock?: Clock;
 }
 
 /** States in which a connection is sending its command and URL string. */
@@ -76,6 +80,7 @@ export async function startLegacyServer(host: string, port: number, deps: Legacy
   const { logger, stats } = deps;
   const open = new Map<net.Socket, CheckSession<null>>();
   const maxBuffered = deps.maxBufferedBytes ?? MAX_LEGACY_BUFFERED_BYTES;
+  const clock = deps.clock ?? systemClock;
   /** Bytes of unfinished URL strings each connection announced, and their sum. */
   const held = new Map<net.Socket, { bytes: number; remote: string }>();
   let heldTotal = 0;
@@ -117,7 +122,7 @@ export async function startLegacyServer(host: string, port: number, deps: Legacy
 
     const closeSoon = () => {
       socket.end();
-      setTimeout(() => socket.destroy(), CLOSE_GRACE_MS).unref();
+      clock.setTimeout(() => socket.destroy(), CLOSE_GRACE_MS).unref();
     };
     const conversation = new LegacyConversation(
       {
@@ -151,7 +156,7 @@ export async function startLegacyServer(host: string, port: number, deps: Legacy
     );
     open.set(socket, session);
     held.set(socket, { bytes: 0, remote });
-    let deadline: NodeJS.Timeout | undefined;
+    let deadline: ClockTimer | undefined;
 
     socket.setTimeout(deps.idleTimeoutMs ?? IDLE_TIMEOUT_MS, () => {
       if (conversation.state === 'working') return;
@@ -165,20 +170,20 @@ export async function startLegacyServer(host: string, port: number, deps: Legacy
       const sending = SENDING.has(conversation.state);
       if (sending && deadline === undefined && !socket.destroyed) {
         const ms = deps.urlStringDeadlineMs ?? URL_STRING_DEADLINE_MS;
-        deadline = setTimeout(() => {
+        deadline = clock.setTimeout(() => {
           if (!SENDING.has(conversation.state)) return;
           logger.info(`legacy connection closed: its URL string did not arrive whole within ${ms / 1000} s`, { remote, state: conversation.state, bytes: conversation.urlStringBytes });
           socket.destroy();
         }, ms);
         deadline.unref();
       } else if (!sending && deadline !== undefined) {
-        clearTimeout(deadline);
+        clock.clearTimeout(deadline);
         deadline = undefined;
       }
     });
     socket.on('error', (error) => logger.debug('legacy socket error', { remote, error: error.message }));
     socket.once('close', () => {
-      clearTimeout(deadline);
+      clock.clearTimeout(deadline);
       setHeld(socket, 0);
       held.delete(socket);
       session.close();
@@ -211,12 +216,12 @@ export async function startLegacyServer(host: string, port: number, deps: Legacy
     stopAccepting,
     async close(graceMs = 1000) {
       stopAccepting();
-      let waited: NodeJS.Timeout | undefined;
+      let waited: ClockTimer | undefined;
       await Promise.race([
         Promise.all([...open.values()].map((session) => session.drained())),
-        new Promise<void>((resolve) => (waited = setTimeout(resolve, graceMs))),
+        new Promise<void>((resolve) => (waited = clock.setTimeout(resolve, graceMs))),
       ]);
-      clearTimeout(waited);
+      clock.clearTimeout(waited);
       for (const socket of open.keys()) socket.destroy();
     },
   };

@@ -6,6 +6,8 @@
  * recently asked-for ones are. Custom covers are never touched. Everything goes
  * through deletion records and the deletion runner.
  */
+import { systemClock } from '../clock.js';
+import type { Clock, ClockTimer } from '../clock.js';
 import type { Logger } from '../logger.js';
 import type { CoverIndex, DeletionQueue } from '../store/index.js';
 import type { DeletionRunner } from './deletionRunner.js';
@@ -17,17 +19,22 @@ export interface CacheLimitsDeps {
   logger: Logger;
   maxAgeHours: number;
   maxCacheBytes: number;
-  now?: () => number;
+  /** The one clock (default the system's): what is too old, and when passes run. */
+  clock?: Clock;
 }
 
 const PAGE = 500;
 
 export class CacheLimits {
-  private timer: NodeJS.Timeout | undefined;
-  private kickTimer: NodeJS.Timeout | undefined;
+  private timer: ClockTimer | undefined;
+  private kickTimer: ClockTimer | undefined;
   private running: Promise<{ expired: number; overCap: number }> | undefined;
 
-  constructor(private readonly deps: CacheLimitsDeps) {}
+  private readonly clock: Clock;
+
+  constructor(private readonly deps: CacheLimitsDeps) {
+    this.clock = deps.clock ?? systemClock;
+  }
 
   get enabled(): boolean {
     return this.deps.maxAgeHours > 0 || this.deps.maxCacheBytes > 0;
@@ -41,7 +48,7 @@ export class CacheLimits {
 
   private async pass(): Promise<{ expired: number; overCap: number }> {
     const { covers, deletions, runner, logger, maxAgeHours, maxCacheBytes } = this.deps;
-    const now = (this.deps.now ?? Date.now)();
+    const now = this.clock.now();
     await covers.flushTouches();
     let expired = 0;
     if (maxAgeHours > 0) {
@@ -79,7 +86,7 @@ export class CacheLimits {
   /** Runs a pass within `delayMs` (once, however often it is called meanwhile). */
   kick(delayMs = 1000): void {
     if (!this.enabled || this.kickTimer !== undefined) return;
-    this.kickTimer = setTimeout(() => {
+    this.kickTimer = this.clock.setTimeout(() => {
       this.kickTimer = undefined;
       this.runOnce().catch((error: unknown) => this.deps.logger.error('cache limits failed', { error }));
     }, delayMs);
@@ -88,15 +95,15 @@ export class CacheLimits {
 
   start(intervalMs: number): void {
     if (!this.enabled) return;
-    this.timer = setInterval(() => {
+    this.timer = this.clock.setInterval(() => {
       this.runOnce().catch((error: unknown) => this.deps.logger.error('cache limits failed', { error }));
     }, intervalMs);
     this.timer.unref();
   }
 
   async stop(): Promise<void> {
-    clearInterval(this.timer);
-    clearTimeout(this.kickTimer);
+    this.clock.clearInterval(this.timer);
+    this.clock.clearTimeout(this.kickTimer);
     await this.running?.catch(() => undefined);
   }
 }

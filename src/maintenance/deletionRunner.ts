@@ -21,6 +21,8 @@
  * files of a claimed batch are removed only `fileGraceMs` after its rows, so no
  * node answers a path whose file is already gone.
  */
+import { systemClock } from '../clock.js';
+import type { Clock, ClockTimer } from '../clock.js';
 import type { Logger } from '../logger.js';
 import { removeCoverFile } from '../store/index.js';
 import type { CoverIndex, DeletionQueue, DeletionRow, RemoveOutcome, TaskLedger } from '../store/index.js';
@@ -38,15 +40,19 @@ export interface DeletionRunnerDeps {
   jobs?: { markExpired(id: string): Promise<void>; removeArchive(id: string): Promise<RemoveOutcome> };
   /** How long a file outlives the row removed before it (0 on a database one node uses). */
   fileGraceMs?: number;
-  now?: () => number;
+  /** The one clock (default the system's): claims, the file grace, the interval. */
+  clock?: Clock;
 }
 
 export class DeletionRunner {
   private running: Promise<number> | undefined;
   private again = false;
-  private timer: NodeJS.Timeout | undefined;
+  private timer: ClockTimer | undefined;
+  private readonly clock: Clock;
 
-  constructor(private readonly deps: DeletionRunnerDeps) {}
+  constructor(private readonly deps: DeletionRunnerDeps) {
+    this.clock = deps.clock ?? systemClock;
+  }
 
   /** Runs soon; a run already going runs once more after it. */
   kick(): void {
@@ -71,15 +77,14 @@ export class DeletionRunner {
 
   private async runAll(): Promise<number> {
     const { deletions, logger } = this.deps;
-    const now = this.deps.now ?? Date.now;
     let done = 0;
     for (;;) {
-      const batch = await deletions.claim(100, now(), this.deps.leaseMs ?? 60_000);
+      const batch = await deletions.claim(100, this.clock.now(), this.deps.leaseMs ?? 60_000);
       if (batch.length === 0) return done;
       try {
         for (const record of batch) await this.removeRows(record);
         // Every node forgets the rows before their files go.
-        if ((this.deps.fileGraceMs ?? 0) > 0) await new Promise((resolve) => setTimeout(resolve, this.deps.fileGraceMs));
+        if ((this.deps.fileGraceMs ?? 0) > 0) await this.clock.sleep(this.deps.fileGraceMs ?? 0);
         for (const record of batch) {
           await this.removeFile(record);
           done++;
@@ -121,12 +126,12 @@ export class DeletionRunner {
 
   /** Runs every `intervalMs` as well as when kicked. */
   start(intervalMs: number): void {
-    this.timer = setInterval(() => this.kick(), intervalMs);
+    this.timer = this.clock.setInterval(() => this.kick(), intervalMs);
     this.timer.unref();
   }
 
   async stop(): Promise<void> {
-    clearInterval(this.timer);
+    this.clock.clearInterval(this.timer);
     this.again = false;
     await this.running;
   }

@@ -4,6 +4,8 @@
  * any figure is above its limit, back to `ok` when all are under. The gate is
  * the supervisor's state; this only reports samples to it.
  */
+import { systemClock } from '../clock.js';
+import type { Clock, ClockTimer } from '../clock.js';
 import type { Config } from '../config.js';
 import { sampleResources } from './resources.js';
 import type { ResourceSample } from './resources.js';
@@ -17,6 +19,8 @@ export interface ResourceGuardDeps {
   report: (reasons: string[]) => void;
   sample?: (coversDir: string) => Promise<ResourceSample>;
   onError?: (error: unknown) => void;
+  /** The one clock (default the system's): when samples are taken. */
+  clock?: Clock;
 }
 
 /** Why a sample is over its limits, one phrase per figure. */
@@ -30,11 +34,13 @@ export function overLimits(sample: ResourceSample, limits: ResourceLimits): stri
 
 export class ResourceGuard {
   private limits: ResourceLimits;
-  private timer: NodeJS.Timeout | undefined;
+  private timer: ClockTimer | undefined;
+  private readonly clock: Clock;
   latest: ResourceSample | undefined;
 
   constructor(private readonly deps: ResourceGuardDeps) {
     this.limits = { ...deps.limits };
+    this.clock = deps.clock ?? systemClock;
   }
 
   /** Takes a sample now and reports it. */
@@ -51,13 +57,13 @@ export class ResourceGuard {
   }
 
   start(intervalMs: number): void {
-    this.timer = setInterval(() => {
+    this.timer = this.clock.setInterval(() => {
       this.check().catch((error: unknown) => this.deps.onError?.(error));
     }, intervalMs);
     this.timer.unref();
   }
 
   stop(): void {
-    clearInterval(this.timer);
+    this.clock.clearInterval(this.timer);
   }
 }

@@ -28,6 +28,8 @@
  * Time comes from `now()` (milliseconds), so tests drive a fake clock.
  */
 import ipaddr from 'ipaddr.js';
+import { systemClock } from '../clock.js';
+import type { Clock } from '../clock.js';
 
 export const RATE_WINDOW_SECONDS = 600;
 const BUCKET_MS = 60_000;
@@ -41,8 +43,8 @@ export interface ProxyRateLimiterOptions {
   limit: number;
   /** Clients tracked at most. Default 100,000. */
   maxClients?: number;
-  /** Milliseconds since some epoch. Default `Date.now`. */
-  now?: () => number;
+  /** The one clock (default the system's): which 10-minute window a start falls in. */
+  clock?: Clock;
 }
 
 /** The key a client is counted under: an IPv4 address, an IPv6 /64 prefix, or the text itself if it is no address. */
@@ -71,12 +73,12 @@ export class ProxyRateLimiter {
   private slotsUsed = 0;
   private readonly limit: number;
   private readonly maxClients: number;
-  private readonly now: () => number;
+  private readonly clock: Clock;
 
   constructor(options: ProxyRateLimiterOptions) {
     this.limit = options.limit;
     this.maxClients = Math.max(1, Math.floor(options.maxClients ?? 100_000));
-    this.now = options.now ?? Date.now;
+    this.clock = options.clock ?? systemClock;
     const initial = Math.min(this.maxClients, 1024);
     this.counts = new Uint32Array(initial * BUCKETS);
     this.last = new Float64Array(initial);
@@ -108,7 +110,7 @@ export class ProxyRateLimiter {
    * counted, and `retryAfterSeconds` (at least 1) says when a start will be allowed.
    */
   take(address: string): RateDecision {
-    const nowMs = this.now();
+    const nowMs = this.clock.now();
     const bucket = Math.floor(nowMs / BUCKET_MS);
     const key = clientKey(address);
     let slot = this.clients.get(key);

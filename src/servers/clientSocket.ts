@@ -22,6 +22,8 @@ import { doneFrame, errorFrame, helloFrame, MAX_FRAME_BYTES, parseClientFrame, r
 import type { MessageId } from '../../client/src/protocol.js';
 import type { ResultRounds } from './resultRounds.js';
 import { textFramePairs } from './textFrames.js';
+import { systemClock } from '../clock.js';
+import type { Clock } from '../clock.js';
 import { ReadGate, UnsentGuard, unsentLimits } from './outbound.js';
 import type { UnsentLimits } from './outbound.js';
 
@@ -35,6 +37,8 @@ export interface ClientSocketDeps {
   maxUrlsInProgress?: number;
   /** The bound on unsent output (outbound.ts's, unless a test sets others). */
   unsentLimits?: UnsentLimits;
+  /** The one clock (default the system's): the unsent-output bound's timers, result rounds' timing is the server's. */
+  clock?: Clock;
 }
 
 interface TcpSocket {
@@ -62,6 +66,7 @@ type Tag = { id: MessageId; head: Buffer | undefined } | { id: null; head: undef
 export function serveClientSocket(socket: WebSocket, deps: ClientSocketDeps, rounds: ResultRounds): ServedClient {
   const gate = new ReadGate(socket);
   const limits = deps.unsentLimits ?? unsentLimits();
+  const clock = deps.clock ?? systemClock;
   const guard = new UnsentGuard(
     {
       // ws counts its own queue and the TCP socket's write buffer, where textFrames' writes go too.
@@ -80,8 +85,9 @@ export function serveClientSocket(socket: WebSocket, deps: ClientSocketDeps, rou
       gate.release('unsent');
       gate.release('urls');
       // The close frame waits behind what is unsent: a peer that still reads nothing is cut off.
-      setTimeout(() => socket.terminate(), limits.closeGraceMs).unref();
+      clock.setTimeout(() => socket.terminate(), limits.closeGraceMs).unref();
     },
+    clock,
   );
   let corked = false;
   const write = (frame: string) => {

@@ -20,6 +20,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { CheckResult, CoverChecks } from '../checks/index.js';
 import type { Asker } from '../../machines/flights.js';
+import { systemClock } from '../clock.js';
+import type { Clock, ClockTimer } from '../clock.js';
 import type { Logger } from '../logger.js';
 import { doneFrame, MAX_FRAME_BYTES, MAX_URL_LENGTH, parseUrlList } from '../../client/src/protocol.js';
 import type { MessageId } from '../../client/src/protocol.js';
@@ -34,19 +36,25 @@ export interface DoorDeps {
   /** `--time-limit` in ms: the longest a door request waits for its answer. */
   waitMs: number;
   maxBatch: number;
+  /** The one clock (default the system's): the wait, the body's deadline, `retry-after`. */
+  clock?: Clock;
 }
 
 /** Seconds until `retryAt`, at least 1. */
-function retryAfter(retryAt: string | undefined): Record<string, string> {
+function retryAfter(retryAt: string | undefined, now: number): Record<string, string> {
   if (retryAt === undefined) return {};
-  const seconds = Math.max(1, Math.ceil((Date.parse(retryAt) - Date.now()) / 1000));
+  const seconds = Math.max(1, Math.ceil((Date.parse(retryAt) - now) / 1000));
   return Number.isFinite(seconds) ? { 'retry-after': String(seconds) } : {};
 }
 
 export class Door {
   private readonly inProgress = new Set<Promise<unknown>>();
 
-  constructor(private readonly deps: DoorDeps) {}
+  private readonly clock: Clock;
+
+  constructor(private readonly deps: DoorDeps) {
+    this.clock = deps.clock ?? systemClock;
+  }
 
   /** Runs a request's work and keeps it until it ends. */
   private track<T>(work: Promise<T>): Promise<T> {
@@ -79,7 +87,7 @@ export class Door {
     }
     const error = result.error ?? { code: 'network', message: 'failed' };
     // Retry-After while the failure is remembered, or while the URL's upstream host cools.
-    return sendError(res, 502, error.code, error.message, result.remembered || error.code === 'upstream_limited' ? retryAfter(result.retryAt) : {});
+    return sendError(res, 502, error.code, error.message, result.remembered || error.code === 'upstream_limited' ? retryAfter(result.retryAt, this.clock.now()) : {});
   }
 
   /**
@@ -101,20 +109,20 @@ export class Door {
   }
 
   private async waitFor(url: string, asker: Asker): Promise<CheckResult | undefined> {
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), this.deps.waitMs)));
+    let timer: ClockTimer | undefined;
+    const timeout = new Promise<undefined>((resolve) => (timer = this.clock.setTimeout(() => resolve(undefined), this.deps.waitMs)));
     try {
       const result = await Promise.race([this.deps.checks.check([url], undefined, asker).then((results) => results[0]), timeout]);
       if (result === undefined) this.deps.checks.leave(asker);
       return result;
     } finally {
-      clearTimeout(timer);
+      this.clock.clearTimeout(timer);
     }
   }
 
   /** `POST /api/check` (already authorised). */
   async check(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const value = await readJsonObject(req, res, MAX_FRAME_BYTES, '{"urls":[…]}');
+    const value = await readJsonObject(req, res, MAX_FRAME_BYTES, '{"urls":[…]}', { clock: this.clock });
     if (value === undefined) return;
     const list = parseUrlList(value.urls, this.deps.maxBatch);
     if (!list.ok) return sendError(res, 400, list.code, list.message);

@@ -11,6 +11,8 @@ import type { WebSocket } from 'ws';
 import { serveAdminSocket } from '../admin/index.js';
 import type { AdminApiDeps, AdminFeed } from '../admin/index.js';
 import { hasToken, refuseUpgrade, requestUrl, sendError } from '../http/index.js';
+import { systemClock } from '../clock.js';
+import type { ClockTimer } from '../clock.js';
 import type { Logger } from '../logger.js';
 import type { Stats } from '../stats.js';
 import { serveClientSocket } from './clientSocket.js';
@@ -57,8 +59,9 @@ export function createHttpServer(deps: HttpServerDeps, bound?: http.Server) {
   // No permessage-deflate: result frames are written to the TCP socket framed by us (textFrames.ts).
   const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_FRAME_BYTES, perMessageDeflate: false });
   /** When the client sockets' gathered `result` frames are written. */
-  const resultRounds = new ResultRounds();
-  const keepalive = new Keepalive(deps.pingIntervalMs);
+  const clock = deps.clock ?? systemClock;
+  const resultRounds = new ResultRounds(clock);
+  const keepalive = new Keepalive(deps.pingIntervalMs, clock);
   /** Open client sockets, each with what closing waits for. */
   const clientSockets = new Map<WebSocket, ServedClient>();
   /** Open admin streams, for tests and the leak check: socket → its pending count. */
@@ -71,13 +74,13 @@ export function createHttpServer(deps: HttpServerDeps, bound?: http.Server) {
   server.on('request', (req: IncomingMessage, res: ServerResponse) => {
     // The access log, at debug: method, path (never the query: it may hold a token), status, time.
     if (deps.logger.isDebugEnabled()) {
-      const started = performance.now();
+      const started = clock.monotonic();
       res.once('finish', () =>
         deps.logger.debug('http', {
           method: req.method,
           path: (req.url ?? '/').split('?')[0],
           status: res.statusCode,
-          ms: Math.round((performance.now() - started) * 10) / 10,
+          ms: Math.round((clock.monotonic() - started) * 10) / 10,
           remote: req.socket.remoteAddress,
         }),
       );
@@ -100,7 +103,7 @@ export function createHttpServer(deps: HttpServerDeps, bound?: http.Server) {
       wss.handleUpgrade(req, socket, head, (ws) => {
         deps.stats.connected('admin', (closed) => ws.once('close', closed));
         deps.logger.debug('admin stream connected', { remote: req.socket.remoteAddress });
-        adminSockets.set(ws, serveAdminSocket(ws, deps.admin.feed));
+        adminSockets.set(ws, serveAdminSocket(ws, deps.admin.feed, { clock }));
         ws.once('close', () => adminSockets.delete(ws));
       });
       return;
@@ -131,22 +134,22 @@ export function createHttpServer(deps: HttpServerDeps, bound?: http.Server) {
      * CLOSE_GRACE_MS for them.
      */
     async close(): Promise<void> {
-      let waited: NodeJS.Timeout | undefined;
+      let waited: ClockTimer | undefined;
       await Promise.race([
         Promise.all([...[...clientSockets.values()].map((client) => client.drained()), deps.door.drained()]),
-        new Promise<void>((resolve) => (waited = setTimeout(resolve, CLOSE_GRACE_MS))),
+        new Promise<void>((resolve) => (waited = clock.setTimeout(resolve, CLOSE_GRACE_MS))),
       ]);
-      clearTimeout(waited);
+      clock.clearTimeout(waited);
       keepalive.close();
       const clients = [...wss.clients];
       const closed = clients.map((client) => new Promise<void>((resolve) => client.once('close', () => resolve())));
       for (const client of clients) client.close(1001, 'server shutting down');
       // A peer that does not answer the closing handshake (one that stopped reading) is cut off.
-      const cutOff = setTimeout(() => {
+      const cutOff = clock.setTimeout(() => {
         for (const client of clients) client.terminate();
       }, CLOSE_GRACE_MS);
       await Promise.all(closed);
-      clearTimeout(cutOff);
+      clock.clearTimeout(cutOff);
       await new Promise<void>((resolve) => wss.close(() => resolve()));
       await new Promise<void>((resolve) => {
         server.close(() => resolve());

@@ -16,6 +16,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { pipeline } from 'node:stream/promises';
 import { parseUrlList } from '../../client/src/protocol.js';
+import { systemClock } from '../clock.js';
+import type { Clock } from '../clock.js';
 import { readJsonObject, sendError, sendJson } from '../http/index.js';
 import type { RouteContext } from '../http/index.js';
 import { isJobId, jobJson, openArchive } from '../jobs/index.js';
@@ -34,7 +36,8 @@ export interface JobsRouteDeps {
   /** `--max-batch`: a job holds at most ten times as many URLs. */
   maxBatch: number;
   serviceUrl: () => string;
-  now?: () => number;
+  /** The one clock (default the system's): whether an archive expired, the body's deadline. */
+  clock?: Clock;
 }
 
 /** The handlers of the jobs' routes (already authorised), for the route table. */
@@ -59,7 +62,7 @@ export function jobsApi(deps: JobsRouteDeps) {
     archive: async (req: IncomingMessage, res: ServerResponse, { params }: RouteContext): Promise<void> => {
       const job = await find(res, params.id);
       if (job === undefined) return;
-      const now = (deps.now ?? Date.now)();
+      const now = (deps.clock ?? systemClock).now();
       if (job.status === 'expired' || job.expiresAt <= now) return sendError(res, 410, 'expired', `job ${job.id} expired at ${new Date(job.expiresAt).toISOString()}; its archive is gone`);
       if (job.status !== 'ready') return sendError(res, 409, 'not_ready', `job ${job.id} is ${job.status}; the archive is there once it is ready`);
       const archive = await openArchive(deps.coversDir, job.id);
@@ -88,7 +91,7 @@ export function jobsApi(deps: JobsRouteDeps) {
 
 async function create(req: IncomingMessage, res: ServerResponse, deps: JobsRouteDeps): Promise<void> {
   const bad = (message: string, code = 'bad_request') => sendError(res, 400, code, message);
-  const value = await readJsonObject(req, res, MAX_JOB_BODY_BYTES, '{"urls":[…], "callback"?: "https://…", "name"?: "…"}');
+  const value = await readJsonObject(req, res, MAX_JOB_BODY_BYTES, '{"urls":[…], "callback"?: "https://…", "name"?: "…"}', { clock: deps.clock ?? systemClock });
   if (value === undefined) return;
   const { callback, name } = value;
   const limit = deps.maxBatch * 10;

@@ -9,16 +9,18 @@
  *            gone (a dropped network leaves no FIN) and the socket is terminated
  */
 import type { WebSocket } from 'ws';
+import { systemClock } from '../clock.js';
+import type { Clock, ClockTimer } from '../clock.js';
 
 export const PING_INTERVAL_MS = 30_000;
 
 export class Keepalive {
   /** Each socket and whether it was pinged at the last tick with no answer yet. */
   private readonly sockets = new Map<WebSocket, { heard: boolean; pinged: boolean }>();
-  private readonly timer: NodeJS.Timeout;
+  private readonly timer: ClockTimer;
 
-  constructor(intervalMs = PING_INTERVAL_MS) {
-    this.timer = setInterval(() => this.tick(), intervalMs);
+  constructor(intervalMs = PING_INTERVAL_MS, private readonly clock: Clock = systemClock) {
+    this.timer = clock.setInterval(() => this.tick(), intervalMs);
     this.timer.unref();
   }
 
@@ -51,7 +53,7 @@ export class Keepalive {
   }
 
   close(): void {
-    clearInterval(this.timer);
+    this.clock.clearInterval(this.timer);
     this.sockets.clear();
   }
 }

@@ -15,6 +15,8 @@
  * answers of the checks already read. A socket that stays over the bound for
  * MAX_OVERFULL_MS is closed (1008, with a log line): its peer reads nothing.
  */
+import { systemClock } from '../clock.js';
+import type { Clock, ClockTimer } from '../clock.js';
 
 /** Unsent bytes past which a socket is read no further: 4 MiB. */
 export const MAX_UNSENT_BYTES = 4 * 1024 * 1024;
@@ -91,13 +93,14 @@ export interface WatchedOutput {
  */
 export class UnsentGuard {
   private state: 'under' | 'over' | 'closed' = 'under';
-  private timer: NodeJS.Timeout | undefined;
+  private timer: ClockTimer | undefined;
 
   constructor(
     private readonly output: WatchedOutput,
     private readonly gate: ReadGate,
     private readonly limits: UnsentLimits,
     private readonly overfull: (unsent: number) => void,
+    private readonly clock: Clock = systemClock,
   ) {}
 
   /** Something was written: checks the bound. */
@@ -105,7 +108,7 @@ export class UnsentGuard {
     if (this.state !== 'under' || this.output.unsent() <= this.limits.maxUnsentBytes) return;
     this.state = 'over';
     this.gate.hold('unsent');
-    this.timer = setTimeout(() => {
+    this.timer = this.clock.setTimeout(() => {
       if (this.state !== 'over') return;
       this.state = 'closed';
       this.overfull(this.output.unsent());
@@ -113,7 +116,7 @@ export class UnsentGuard {
     this.timer.unref();
     this.output.onceDrained(() => {
       if (this.state !== 'over') return;
-      clearTimeout(this.timer);
+      this.clock.clearTimeout(this.timer);
       this.timer = undefined;
       this.state = 'under';
       this.gate.release('unsent');
@@ -124,7 +127,7 @@ export class UnsentGuard {
 
   close(): void {
     this.state = 'closed';
-    clearTimeout(this.timer);
+    this.clock.clearTimeout(this.timer);
     this.timer = undefined;
   }
 }

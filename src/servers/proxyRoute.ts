@@ -29,6 +29,8 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { CheckResult } from '../checks/index.js';
+import { systemClock } from '../clock.js';
+import type { Clock } from '../clock.js';
 import type { Config } from '../config.js';
 import { sendError } from '../http/index.js';
 import type { Logger } from '../logger.js';
@@ -51,7 +53,8 @@ export interface ProxyRouteDeps {
   /** `GET /` without `url`. */
   home: (req: IncomingMessage, res: ServerResponse) => void;
   logger: Logger;
-  now?: () => number;
+  /** The one clock (default the system's): the rate limit's windows, `retry-after`. */
+  clock?: Clock;
 }
 
 /** The cover path as a URL path under `/covers/` (each segment encoded). */
@@ -69,7 +72,7 @@ export class ProxyRoute {
   constructor(private readonly deps: ProxyRouteDeps) {
     this.recent = new CoverBytes(deps.config.coversDir);
     this.cacheControl = `public, max-age=${deps.config.proxyMaxAge}`;
-    this.limiter = new ProxyRateLimiter({ limit: deps.config.proxyRate, ...(deps.now ? { now: deps.now } : {}) });
+    this.limiter = new ProxyRateLimiter({ limit: deps.config.proxyRate, ...(deps.clock ? { clock: deps.clock } : {}) });
     this.trusted = new TrustedProxies(deps.config.trustProxy);
   }
 
@@ -147,7 +150,7 @@ export class ProxyRoute {
     }
     const image = this.deps.placeholder;
     if (image === null) {
-      const retry: Record<string, string> = failure.retryAt === undefined ? {} : { 'retry-after': String(Math.max(1, Math.ceil((Date.parse(failure.retryAt) - Date.now()) / 1000))) };
+      const retry: Record<string, string> = failure.retryAt === undefined ? {} : { 'retry-after': String(Math.max(1, Math.ceil((Date.parse(failure.retryAt) - (this.deps.clock ?? systemClock).now()) / 1000))) };
       return sendError(res, 502, failure.code, failure.message, { ...noStore, ...retry });
     }
     res.writeHead(200, { 'content-type': image.contentType, 'content-length': String(image.body.length), 'x-content-type-options': 'nosniff', ...noStore });

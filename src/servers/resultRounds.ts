@@ -18,6 +18,9 @@
  * ~38,000 write calls, a quarter of the thread's time; in rounds, ~13,000–15,000
  * (docs/BENCHMARKS.md, herd).
  */
+import { systemClock } from '../clock.js';
+import type { Clock } from '../clock.js';
+
 export const MIN_ROUND_MS = 10;
 export const ROUND_MS_PER_SOCKET = 0.1;
 export const MAX_ROUND_MS = 100;
@@ -33,6 +36,8 @@ export class ResultRounds {
   private lastRound = -Infinity;
   private lastRoundSize = 0;
 
+  constructor(private readonly clock: Clock = systemClock) {}
+
   /** The shortest time from the last round to the next, in ms. */
   interval(): number {
     return Math.min(MAX_ROUND_MS, Math.max(MIN_ROUND_MS, this.lastRoundSize * ROUND_MS_PER_SOCKET));
@@ -43,9 +48,9 @@ export class ResultRounds {
     this.waiting.add(gatherer);
     if (this.scheduled) return;
     this.scheduled = true;
-    const wait = this.lastRound + this.interval() - performance.now();
+    const wait = this.lastRound + this.interval() - this.clock.monotonic();
     if (wait <= 0) setImmediate(this.round);
-    else setTimeout(this.round, wait);
+    else this.clock.setTimeout(this.round, wait);
   }
 
   /** `gatherer` wrote its results itself (a frame that must follow them) or closed. */
@@ -55,7 +60,7 @@ export class ResultRounds {
 
   private readonly round = () => {
     this.scheduled = false;
-    this.lastRound = performance.now();
+    this.lastRound = this.clock.monotonic();
     this.lastRoundSize = this.waiting.size;
     const gatherers = [...this.waiting];
     this.waiting.clear();

@@ -8,6 +8,7 @@
  *
  * On a database one node uses, every claim is this node's and nothing is written.
  */
+import type { Clock } from '../clock.js';
 import type { Dialect } from './dialect.js';
 import type { ClaimOutcome, Claims } from './ports.js';
 import type { SerialWriter } from './serialWriter.js';
@@ -18,7 +19,7 @@ export class SqlClaims implements Claims {
     private readonly writer: SerialWriter,
     private readonly node: string,
     private readonly leaseMs: number,
-    private readonly now: () => number = Date.now,
+    private readonly clock: Clock,
   ) {}
 
   get shared(): boolean {
@@ -28,14 +29,14 @@ export class SqlClaims implements Claims {
   claim(urls: readonly string[], status: 'queued' | 'waiting'): Promise<ClaimOutcome> {
     if (!this.dialect.shared || urls.length === 0) return Promise.resolve({ mine: [...urls], elsewhere: [] });
     return this.writer.run(() => {
-      const now = this.now();
+      const now = this.clock.now();
       return this.dialect.claimTasks(urls, status, this.node, now, now + this.leaseMs);
     });
   }
 
   renew(except: readonly string[] = []): Promise<number> {
     if (!this.dialect.shared) return Promise.resolve(0);
-    return this.writer.run(() => this.dialect.renewClaims(this.node, this.now() + this.leaseMs, except));
+    return this.writer.run(() => this.dialect.renewClaims(this.node, this.clock.now() + this.leaseMs, except));
   }
 
   held(): Promise<string[]> {
@@ -50,7 +51,7 @@ export class SqlClaims implements Claims {
 
   orphaned(limit: number): Promise<string[]> {
     if (!this.dialect.shared) return Promise.resolve([]);
-    return this.dialect.orphanedTasks(this.node, this.now(), limit);
+    return this.dialect.orphanedTasks(this.node, this.clock.now(), limit);
   }
 
   releaseAll(): Promise<void> {

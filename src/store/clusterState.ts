@@ -15,9 +15,9 @@
  * back within a lease). At a graceful stop, `leave` marks the node `stopped`,
  * which frees its id at once.
  */
+import type { Clock } from '../clock.js';
 import type { EventEmitter } from 'node:events';
 import type { Repository } from 'typeorm';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { isLive, joinCluster } from './clusterJoin.js';
 import type { JoinOutcome, SharedSecrets } from './clusterJoin.js';
 import type { Dialect } from './dialect.js';
@@ -38,17 +38,17 @@ export class SqlClusterState implements ClusterState {
     private readonly writer: SerialWriter,
     private readonly events: EventEmitter<StoreEventMap>,
     readonly node: string,
-    private readonly now: () => number = Date.now,
+    private readonly clock: Clock,
   ) {
     this.nodesRepo = dialect.dataSource.getRepository(NodeEntity);
     this.settings = dialect.dataSource.getRepository(SettingEntity);
-    this.startedAt = now();
+    this.startedAt = clock.now();
   }
 
   async join(secrets: SharedSecrets, leaseMs: number, onWait?: (lastSeen: number) => void): Promise<JoinOutcome> {
     if (!this.dialect.shared) return { joined: true, recorded: [], replaced: [] };
     for (;;) {
-      const outcome = await this.writer.run(() => joinCluster(this.dialect.dataSource, { node: this.node, startedAt: this.startedAt, leaseMs, now: this.now(), secrets }));
+      const outcome = await this.writer.run(() => joinCluster(this.dialect.dataSource, { node: this.node, startedAt: this.startedAt, leaseMs, now: this.clock.now(), secrets }));
       if (outcome.joined || outcome.clash !== 'node') return outcome;
       // A live node with this id, or this node's own run that died less than a lease ago? Its heartbeat tells.
       onWait?.(outcome.lastSeen);
@@ -60,15 +60,15 @@ export class SqlClusterState implements ClusterState {
   /** Watches this id's row: the time of its next heartbeat after `seen` (a live node), or undefined once it is gone (stale or stopped). */
   private async nextHeartbeat(seen: number, leaseMs: number): Promise<number | undefined> {
     for (;;) {
-      await sleep(Math.max(50, Math.min(1000, leaseMs / 10)));
+      await this.clock.sleep(Math.max(50, Math.min(1000, leaseMs / 10)));
       const row = await this.nodesRepo.findOneBy({ id: this.node });
-      if (row === null || !isLive(row, this.now(), leaseMs)) return undefined;
+      if (row === null || !isLive(row, this.clock.now(), leaseMs)) return undefined;
       if (row.lastSeen !== seen) return row.lastSeen;
     }
   }
 
   async heartbeat(report: NodeReport): Promise<void> {
-    const row: NodeRow = { id: this.node, startedAt: this.startedAt, lastSeen: this.now(), ...report };
+    const row: NodeRow = { id: this.node, startedAt: this.startedAt, lastSeen: this.clock.now(), ...report };
     await this.writer.run(() => this.nodesRepo.upsert(row, { conflictPaths: ['id'], skipUpdateIfNoValuesChanged: false }));
   }
 
@@ -89,6 +89,6 @@ export class SqlClusterState implements ClusterState {
   }
 
   async leave(): Promise<void> {
-    await this.writer.run(() => this.nodesRepo.update({ id: this.node }, { status: 'stopped', lastSeen: this.now() }));
+    await this.writer.run(() => this.nodesRepo.update({ id: this.node }, { status: 'stopped', lastSeen: this.clock.now() }));
   }
 }

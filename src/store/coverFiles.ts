@@ -20,6 +20,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import path from 'node:path';
+import { systemClock } from '../clock.js';
 import { createFile, makeFolder, moveFile, openFile, PathRefusedError, plainSegments, removePath, sweepFolder } from './pathGuard.js';
 import type { OpenedFile, RemoveOutcome } from './pathGuard.js';
 
@@ -105,7 +106,7 @@ export async function writeCoverFile(coversDir: string, relPath: string, data: B
  * its target; a `.tmp` that is itself a link is not swept. Returns how many were
  * removed.
  */
-export function sweepTemp(coversDir: string, olderThanMs = 0, now = Date.now()): Promise<number> {
+export function sweepTemp(coversDir: string, olderThanMs = 0, now = systemClock.now()): Promise<number> {
   return sweepFolder(coversDir, [TEMP_DIR], olderThanMs, now);
 }
 

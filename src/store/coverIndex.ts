@@ -8,6 +8,7 @@
  * when heard, and while other nodes cannot be heard the memory is suspended.
  * "Last asked for" times go through `TouchBatcher` (every 30 s, in slices).
  */
+import type { Clock } from '../clock.js';
 import type { EventEmitter } from 'node:events';
 import { LessThan } from 'typeorm';
 import type { Repository } from 'typeorm';
@@ -24,7 +25,8 @@ const CHUNK = 500;
 
 export interface CoverIndexOptions {
   touchIntervalMs?: number;
-  now?: () => number;
+  /** The one clock (default the system's): when covers were last asked for, and the touch flush timer. */
+  clock?: Clock;
   /** Rows kept in memory (default 20,000). */
   memoryRows?: number;
 }
@@ -45,7 +47,7 @@ export class SqlCoverIndex implements CoverIndex {
     this.memory = new CoverMemory(options.memoryRows ?? 20_000);
     this.touches = new TouchBatcher((urls, now) => this.writer.run(() => this.dialect.touchCovers(urls, now)), {
       ...(options.touchIntervalMs !== undefined ? { intervalMs: options.touchIntervalMs } : {}),
-      ...(options.now ? { now: options.now } : {}),
+      ...(options.clock ? { clock: options.clock } : {}),
     });
   }
 

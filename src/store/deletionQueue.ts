@@ -4,6 +4,7 @@
  * out. TypeORM alone: the same statements on every database. All writes go
  * through the serial writer.
  */
+import type { Clock } from '../clock.js';
 import { In, IsNull, LessThan } from 'typeorm';
 import type { DataSource, Repository } from 'typeorm';
 import { DeletionEntity } from './entities.js';
@@ -17,12 +18,13 @@ export class SqlDeletionQueue implements DeletionQueue {
   constructor(
     dataSource: DataSource,
     private readonly writer: SerialWriter,
+    private readonly clock: Clock,
   ) {
     this.repo = dataSource.getRepository(DeletionEntity);
   }
 
   /** Records deletions to carry out; one already recorded for the same target is kept as it is. */
-  async schedule(deletions: readonly NewDeletion[], now = Date.now()): Promise<void> {
+  async schedule(deletions: readonly NewDeletion[], now = this.clock.now()): Promise<void> {
     if (deletions.length === 0) return;
     await this.writer.run(async () => {
       for (let i = 0; i < deletions.length; i += 200) {

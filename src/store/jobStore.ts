@@ -11,6 +11,7 @@
  * while it works. On a database only one node uses, every claim is this node's
  * (whatever node id an earlier run had).
  */
+import type { Clock } from '../clock.js';
 import type { EventEmitter } from 'node:events';
 import { In, IsNull, LessThan, LessThanOrEqual } from 'typeorm';
 import type { FindOptionsSelect, FindOptionsWhere, Repository } from 'typeorm';
@@ -60,7 +61,7 @@ export class SqlJobStore implements JobStore {
     private readonly events: EventEmitter<StoreEventMap>,
     private readonly node: string,
     private readonly leaseMs: number,
-    private readonly now: () => number = Date.now,
+    private readonly clock: Clock,
   ) {
     this.repo = dialect.dataSource.getRepository(JobEntity);
   }
@@ -89,13 +90,13 @@ export class SqlJobStore implements JobStore {
   }
 
   async update(id: string, patch: JobPatch): Promise<JobSummary | null> {
-    const result = await this.writer.run(() => this.repo.update({ id }, { ...patch, updatedAt: this.now() }));
+    const result = await this.writer.run(() => this.repo.update({ id }, { ...patch, updatedAt: this.clock.now() }));
     if (result.affected === 0) return null;
     return this.published(id);
   }
 
   async claim(id: string): Promise<boolean> {
-    const now = this.now();
+    const now = this.clock.now();
     const query = this.repo
       .createQueryBuilder()
       .update()
@@ -113,7 +114,7 @@ export class SqlJobStore implements JobStore {
       ? [
           { status, claimedBy: IsNull() },
           { status, claimedBy: this.node },
-          { status, claimExpires: LessThan(this.now()) },
+          { status, claimExpires: LessThan(this.clock.now()) },
         ]
       : [{ status }];
     const rows = await this.repo.find({ where, select: { id: true }, order: { createdAt: 'ASC' }, take: limit });
@@ -121,7 +122,7 @@ export class SqlJobStore implements JobStore {
   }
 
   async renew(): Promise<number> {
-    const result = await this.writer.run(() => this.repo.update({ claimedBy: this.node, status: In(UNFINISHED) }, { claimExpires: this.now() + this.leaseMs }));
+    const result = await this.writer.run(() => this.repo.update({ claimedBy: this.node, status: In(UNFINISHED) }, { claimExpires: this.clock.now() + this.leaseMs }));
     return result.affected ?? 0;
   }
 
@@ -130,7 +131,7 @@ export class SqlJobStore implements JobStore {
   }
 
   async claimUndelivered(limit: number): Promise<JobSummary[]> {
-    const now = this.now();
+    const now = this.clock.now();
     const candidates = await this.repo
       .createQueryBuilder('job')
       .select('job.id', 'id')

@@ -6,6 +6,8 @@
  */
 import { EventEmitter } from 'node:events';
 import { createDataSource, isPostgresUrl } from '../../ormconfig.js';
+import { systemClock } from '../clock.js';
+import type { Clock } from '../clock.js';
 import { SqlClaims } from './claims.js';
 import { SqlClusterState } from './clusterState.js';
 import { SqlCoverIndex } from './coverIndex.js';
@@ -28,7 +30,8 @@ export interface StoreOptions {
   leaseMs: number;
   /** A task batch that could not be written (logged; the batch is lost). */
   onTaskWriteError: (error: unknown) => void;
-  now?: () => number;
+  /** The one clock (default the system's): every time the store writes, leases, the touch flush. */
+  clock?: Clock;
   covers?: CoverIndexOptions;
 }
 
@@ -44,20 +47,20 @@ export async function openStore(options: StoreOptions): Promise<OpenStore> {
   const dialect: Dialect = isPostgresUrl(options.db) ? new PostgresDialect(dataSource, options.db, options.node) : new SqliteDialect(dataSource, options.db);
   try {
     const migrated = await dialect.migrate();
-    const now = options.now ?? Date.now;
+    const clock = options.clock ?? systemClock;
     const writer = new SerialWriter();
     const events = new EventEmitter<StoreEventMap>();
     // Every admin stream listens: no leak warning for many of them.
     events.setMaxListeners(0);
-    const covers = new SqlCoverIndex(dialect, writer, events, options.node, { now, ...options.covers });
-    const tasks = new SqlTaskLedger(dialect, writer, events, options.node, options.onTaskWriteError, now);
-    const jobs = new SqlJobStore(dialect, writer, events, options.node, options.leaseMs, now);
+    const covers = new SqlCoverIndex(dialect, writer, events, options.node, { clock, ...options.covers });
+    const tasks = new SqlTaskLedger(dialect, writer, events, options.node, options.onTaskWriteError, clock);
+    const jobs = new SqlJobStore(dialect, writer, events, options.node, options.leaseMs, clock);
     const store: OpenStore = {
       covers,
       tasks,
-      deletions: new SqlDeletionQueue(dataSource, writer),
-      claims: new SqlClaims(dialect, writer, options.node, options.leaseMs, now),
-      cluster: new SqlClusterState(dialect, writer, events, options.node, now),
+      deletions: new SqlDeletionQueue(dataSource, writer, clock),
+      claims: new SqlClaims(dialect, writer, options.node, options.leaseMs, clock),
+      cluster: new SqlClusterState(dialect, writer, events, options.node, clock),
       jobs,
       events,
       location: dialect.location,

@@ -318,7 +318,7 @@ export async function removePath(root: string, file: Segments, options: { recurs
  * that is missing, a link or leads out is not swept (nothing is removed through
  * it). Returns how many entries were removed.
  */
-export async function sweepFolder(root: string, folder: Segments, olderThanMs = 0, now = Date.now()): Promise<number> {
+export async function sweepFolder(root: string, folder: Segments, olderThanMs: number, now: number): Promise<number> {
   let abs: string;
   try {
     checkSegments(folder);

@@ -10,6 +10,7 @@
  * and, on a shared database, to every other node (NOTIFY, in the batch's
  * transaction). A change is built only when someone can hear it.
  */
+import type { Clock } from '../clock.js';
 import type { EventEmitter } from 'node:events';
 import { In, IsNull, LessThan, MoreThan, Raw } from 'typeorm';
 import type { FindOptionsWhere, Repository } from 'typeorm';
@@ -36,13 +37,13 @@ export class SqlTaskLedger implements TaskLedger {
     private readonly events: EventEmitter<StoreEventMap>,
     private readonly node: string,
     private readonly onError: (error: unknown) => void,
-    private readonly now: () => number = Date.now,
+    private readonly clock: Clock,
   ) {
     this.repo = dialect.dataSource.getRepository(TaskEntity);
   }
 
   update(url: string, patch: TaskPatch): void {
-    const at = this.now();
+    const at = this.clock.now();
     const entry = this.pending.get(url);
     if (entry) {
       Object.assign(entry.patch, patch);
@@ -79,7 +80,7 @@ export class SqlTaskLedger implements TaskLedger {
 
   async remove(url: string): Promise<void> {
     await this.flush();
-    const at = this.now();
+    const at = this.clock.now();
     // Published with the status the row had: known only once it is deleted, so the dialect fills it in.
     const publish: Published[] = this.dialect.shared ? [{ kind: 'taskRemoved', url, at, status: 'ok' }] : [];
     const status = await this.writer.run(() => this.dialect.deleteTask(url, publish));
@@ -88,7 +89,7 @@ export class SqlTaskLedger implements TaskLedger {
 
   async removeUnstarted(urls: readonly string[], wanted: (url: string) => boolean): Promise<string[]> {
     await this.flush();
-    const at = this.now();
+    const at = this.clock.now();
     const removed = await this.writer.run(() => this.dialect.deleteUnstartedTasks(urls.filter((url) => !wanted(url)), at));
     for (const { url, status } of removed) this.events.emit('task', { url, node: this.node, at, patch: { status }, removed: true, remote: false });
     return removed.map((row) => row.url);
@@ -138,7 +139,7 @@ export class SqlTaskLedger implements TaskLedger {
       ? [
           { status, claimedBy: IsNull() },
           { status, claimedBy: this.node },
-          { status, claimExpires: LessThan(this.now()) },
+          { status, claimExpires: LessThan(this.clock.now()) },
         ]
       : [{ status }];
     return this.repo.find({ where, order: { createdAt: 'ASC' } });

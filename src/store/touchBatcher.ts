@@ -9,6 +9,9 @@
  * a hot URL costs one Set insert per 30 s, not one per hit.
  */
 
+import { systemClock } from '../clock.js';
+import type { Clock, ClockTimer } from '../clock.js';
+
 /** URLs written per event-loop turn. */
 const SLICE = 200;
 /** How long touches wait in memory. */
@@ -16,7 +19,7 @@ export const TOUCH_INTERVAL_MS = 30_000;
 
 export class TouchBatcher {
   private touched = new Set<string>();
-  private timer: NodeJS.Timeout | undefined;
+  private timer: ClockTimer | undefined;
   /** The flush running, if any: the next one starts after it. */
   private flushing: Promise<void> = Promise.resolve();
   /** Which flush interval this is. */
@@ -25,8 +28,12 @@ export class TouchBatcher {
   constructor(
     /** Writes one slice's times (one statement). */
     private readonly writeSlice: (urls: string[], now: number) => Promise<void>,
-    private readonly options: { intervalMs?: number; now?: () => number } = {},
+    private readonly options: { intervalMs?: number; clock?: Clock } = {},
   ) {}
+
+  private get clock(): Clock {
+    return this.options.clock ?? systemClock;
+  }
 
   /** Notes one URL as asked for now (call `schedule` after a batch of these). */
   note(url: string): void {
@@ -42,8 +49,7 @@ export class TouchBatcher {
   /** Starts the flush timer if touches wait and none runs. */
   schedule(): void {
     if (this.timer === undefined && this.touched.size > 0) {
-      this.timer = setTimeout(() => void this.flush().catch(() => undefined), this.options.intervalMs ?? TOUCH_INTERVAL_MS);
-      this.timer.unref();
+      this.timer = this.clock.setTimeout(() => void this.flush().catch(() => undefined), this.options.intervalMs ?? TOUCH_INTERVAL_MS).unref();
     }
   }
 
@@ -53,7 +59,7 @@ export class TouchBatcher {
    * kept, with the rest, for the next flush.
    */
   flush(): Promise<void> {
-    clearTimeout(this.timer);
+    this.clock.clearTimeout(this.timer);
     this.timer = undefined;
     const flush = this.flushing.then(() => this.writeAll());
     this.flushing = flush.catch(() => undefined);
@@ -65,7 +71,7 @@ export class TouchBatcher {
     const urls = [...this.touched];
     this.touched = new Set();
     this.round++;
-    const now = (this.options.now ?? Date.now)();
+    const now = this.clock.now();
     for (let i = 0; i < urls.length; i += SLICE) {
       if (i > 0) await new Promise<void>((resolve) => setImmediate(resolve));
       try {

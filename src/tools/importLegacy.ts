@@ -19,6 +19,7 @@ import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { printableConfig, versionText } from '../cli.js';
+import { systemClock } from '../clock.js';
 import { isBooleanWord, options, parseArgsOptions, parseCommandLine, resolveConfig } from '../config.js';
 import type { Config, OptionSpec } from '../config.js';
 import { ConfigError } from '../errors.js';
@@ -148,8 +149,10 @@ async function main(): Promise<void> {
   }
 
   say(`${NAME}: ${legacy.count} rows of ${dbFile}, files under ${dir}, into ${store.location} and ${config.coversDir}`);
-  const started = Date.now();
-  const progress = new ImportProgress({ total: legacy.count, stream: process.stderr });
+  // The tool is an edge: its one clock is the system's.
+  const clock = systemClock;
+  const started = clock.now();
+  const progress = new ImportProgress({ total: legacy.count, stream: process.stderr, clock });
   const stop = new AbortController();
   const onSignal = () => {
     if (!stop.signal.aborted) progress.line(`${NAME}: stopping: the rows begun are finished first`);
@@ -168,6 +171,7 @@ async function main(): Promise<void> {
       config,
       concurrency: Math.max(1, Math.min(config.workers, 2 * os.availableParallelism())),
       signal: stop.signal,
+      clock,
       onRow: (counts) => progress.update(counts.imported + counts.present + counts.missing + counts.notImage + counts.refused + counts.failed),
       onReport: (report) => progress.line(maskSecrets(`skipped ${clip(report.url)}: ${labels[report.outcome]}: ${report.reason} (path ${clip(report.path)})`)),
     });
@@ -176,7 +180,7 @@ async function main(): Promise<void> {
     legacy.close();
     await store.close().catch(() => undefined);
   }
-  process.stdout.write(`${summaryLine(result.counts, (Date.now() - started) / 1000)}\n`);
+  process.stdout.write(`${summaryLine(result.counts, (clock.now() - started) / 1000)}\n`);
   if (result.stopped === 'interrupted') process.exit(130);
   if (result.stopped !== undefined) fail(`stopped: ${result.stopped}; run it again to go on (nothing is imported twice)`, 1);
 }
