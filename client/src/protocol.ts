@@ -34,6 +34,7 @@ export const RESULT_ERROR_CODES = [
   'disk_full',
   'shutting_down',
   'cancelled',
+  'upstream_limited',
 ] as const;
 
 export type ResultErrorCode = (typeof RESULT_ERROR_CODES)[number];

@@ -39,6 +39,8 @@ export interface GetJsonOptions {
   signal: AbortSignal;
   /** Largest answer accepted. Default 1 MiB. */
   maxBytes?: number;
+  /** Extra request headers (the API identity: `user-agent` replaces the client's, `cookie`). */
+  headers?: Record<string, string>;
 }
 
 type Body = Dispatcher.ResponseData['body'];
@@ -269,7 +271,7 @@ export async function getJson(url: URL, options: GetJsonOptions): Promise<unknow
       method: 'GET',
       dispatcher: client.dispatcher,
       signal,
-      headers: { 'user-agent': client.userAgent, accept: 'application/json' },
+      headers: { 'user-agent': client.userAgent, accept: 'application/json', ...options.headers },
     });
     if (statusCode < 200 || statusCode > 299) {
       await discard(body);
