@@ -96,7 +96,7 @@ function shownValue(spec: OptionSpec, config: Config): string {
   if (spec.key === 'legacyPort' && value === undefined) return 'off';
   if (spec.key === 'apiUserAgent' && value === undefined) return `${userAgent} (coverhelper's own)`;
   // The path of the cookie file, never what it holds (read at start only).
-  if (spec.key === 'bilibiliCookie' && value !== undefined) return `${String(value)} (read at start)`;
+  if (spec.key === 'bilibiliCookie' && config.bilibiliCookie !== undefined) return `${config.bilibiliCookie} (read at start)`;
   const text = formatValue(value);
   return typeof value === 'string' ? maskSecrets(text) : text;
 }

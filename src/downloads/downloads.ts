@@ -26,6 +26,7 @@ import { downloadMachine, gateStatus, ORPHAN_GRACE_MS, supervisorMachine } from 
 import type { Answer, Asker, DownloadOutput, FetchCoverInput, FetchCoverOutput, Flight, GateStatus, TaskStatus } from '../../machines/index.js';
 import { ClusterLink } from './clusterLink.js';
 import { fetchCover } from './fetchCover.js';
+import type { FetchCoverDeps } from './fetchCover.js';
 
 export interface DownloadsDeps {
   config: Pick<Config, 'workers' | 'timeLimit' | 'retries' | 'failTtl' | 'allowHosts' | 'bilibiliApi' | 'maxBytes' | 'resize' | 'coversDir' | 'lease'>;
@@ -37,6 +38,8 @@ export interface DownloadsDeps {
   onStored?: () => void;
   /** How long work resumed at start or taken over without an asker waits for one (default ORPHAN_GRACE_MS). */
   orphanGraceMs?: number;
+  /** The API identity and the background re-resolves, handed to `fetchCover`. */
+  fetch?: Pick<FetchCoverDeps, 'identity' | 'reresolve'>;
 }
 
 /** A task starting over: no error, no bytes yet. */
@@ -111,7 +114,7 @@ export interface Downloads {
 export function createDownloads(deps: DownloadsDeps): Downloads {
   const { config, store, logger, stats } = deps;
   const { tasks } = store;
-  const fetchDeps = { config, covers: store.covers, client: deps.client };
+  const fetchDeps: FetchCoverDeps = { config, covers: store.covers, client: deps.client, ...deps.fetch };
   /** When each running download started, for the finished-download log line. */
   const startedAt = new WeakMap<AnyActorRef, number>();
   /** Download actors that started and have not reached a final state (or been stopped). */
