@@ -165,7 +165,11 @@ async function startOnPort(config: Config, logger: Logger, bound: Server, opened
     ask: (urls, asker) => downloads.askMany(urls, asker),
     clock: systemClock,
     onDone: (url, output) => {
-      if (output.status === 'ok' && output.source === 'download') logger.info('video cover changed upstream: the new cover replaces the stored one', { url, path: output.cover.path });
+      if (output.status === 'ok' && output.source === 'download') {
+        logger.info('video cover changed upstream: the new cover replaces the stored one', { url, path: output.cover.path });
+        // The old file was recorded for deletion with the new row.
+        deletionRunner.kick();
+      }
       else if (output.status === 'ok') logger.debug('video re-resolved: cover unchanged', { url });
       else logger.info('could not re-resolve a video page: its stored cover stays', { url, code: output.error.code, error: output.error.message });
     },
