@@ -136,7 +136,7 @@ describe('covers that change upstream, in process against a real API origin', ()
 
     // Resolved more than 24 hours ago, pic unchanged: answered at once, re-resolved once, no image download.
     const longAgo = Date.now() - 25 * HOUR;
-    assert.equal(await app.store.covers.markResolved(page, stored.path, longAgo, stored.resolvedPic!), true);
+    assert.equal(await app.store.covers.markResolved(page, stored.path, longAgo, stored.resolvedPic), true);
     const stale = await ask('c3');
     assert.deepEqual([stale.status, stale.source, stale.path], ['ok', 'cache', first.path], 'the stored cover, at once');
     await waitUntil(async () => ((await app.store.covers.find(page))?.resolvedAt ?? 0) > longAgo, 'the resolved time recorded');
@@ -149,7 +149,7 @@ describe('covers that change upstream, in process against a real API origin', ()
 
     // The uploader changed the cover.
     origin.videos.set('BV1xx411c7mD', { code: 0, data: { pic: `${origin.url}/img/second.jpg` } });
-    await app.store.covers.markResolved(page, stored.path, longAgo, stored.resolvedPic!);
+    await app.store.covers.markResolved(page, stored.path, longAgo, stored.resolvedPic);
     const before = await ask('c5');
     assert.deepEqual([before.source, before.path], ['cache', first.path], 'answered from the store at once, as before');
     const changed = await waitUntil(async () => {
