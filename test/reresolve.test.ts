@@ -15,6 +15,8 @@ import type { DownloadOutput } from '../machines/types.js';
 import { waitUntil } from './helpers/db.js';
 import { startInProcess } from './helpers/inProcess.js';
 import { startOrigin } from './helpers/origin.js';
+import { startService } from './helpers/service.js';
+import { tempDir } from './helpers/tempDir.js';
 import { connect } from './helpers/wsClient.js';
 import type { Frame } from './helpers/wsClient.js';
 
@@ -198,5 +200,38 @@ describe('covers that change upstream, in process against a real API origin', ()
     assert.equal(app.downloads.wouldStart(refused), true, 'nothing remembered against the URL');
     assert.equal((await app.store.tasks.get(refused))?.errorCode, 'upstream_limited');
     assert.equal(origin.hits.get('/x/web-interface/view'), 2, 'not retried by the backoff: one request');
+  });
+});
+
+describe('covers that change upstream, the real process', () => {
+  it('with --resolve-ttl 0.0003 (about a second): once it has passed, the stored cover is answered and the changed pic becomes the cover', async (t) => {
+    const origin = await startOrigin();
+    t.after(() => origin.close());
+    origin.videos.set('BV1xx411c7mD', { code: 0, data: { pic: `${origin.url}/img/before.jpg` } });
+    const dir = await tempDir(t);
+    const service = await startService([
+      '--data-dir', `${dir}/data`, '--covers-dir', `${dir}/covers`, '--allow-private-network', '--allow-hosts', '127.0.0.1',
+      '--bilibili-api', origin.url, '--retries', '0', '--resolve-ttl', '0.0003',
+    ]);
+    t.after(() => service.kill());
+    const ws = await connect(service.wsUrl);
+    t.after(() => ws.close());
+    const ask = async (id: string) => ((await ws.check(id, [page])).done.results as Frame[])[0]!;
+
+    const first = await ask('p1');
+    assert.deepEqual([first.status, first.source], ['ok', 'download']);
+    const storedAt = Date.now();
+    origin.videos.set('BV1xx411c7mD', { code: 0, data: { pic: `${origin.url}/img/after.jpg` } });
+    // The TTL (0.0003 h = 1.08 s) is wall-clock time in a real process: wait until it has passed.
+    await waitUntil(() => Date.now() - storedAt > 1200, 'the TTL passed');
+    const stale = await ask('p2');
+    assert.deepEqual([stale.source, stale.path], ['cache', first.path], 'answered from the store');
+    await waitUntil(() => origin.hits.get('/img/after.jpg') === 1, 'the new pic downloaded');
+    await service.waitForLog((line) => line.message.startsWith('video cover changed upstream'));
+    const changed = await ask('p3');
+    assert.equal(changed.status, 'ok');
+    assert.notEqual(changed.path, first.path, 'the new cover');
+    assert.equal(origin.hits.get('/x/web-interface/view'), 2);
+    assert.equal(await service.stop(), 0);
   });
 });
