@@ -25,7 +25,8 @@ import { Stats } from './stats.js';
 import { openStore, sweepTemp, TEMP_DIR } from './store/index.js';
 import type { OpenStore, Store } from './store/index.js';
 import { StartError } from './errors.js';
-import { bindPort, checkWritable, databaseError, joinError } from './startChecks.js';
+import { bindPort, checkWritable, databaseError, joinError, readApiCookie } from './startChecks.js';
+import { Reresolver } from './downloads/reresolve.js';
 import { userAgent, version } from './version.js';
 import { HostGates } from './upstream/hostGates.js';
 
@@ -79,17 +80,19 @@ export async function startApp(config: Config, logger: Logger, clock: Clock = sy
   // Before the database: the folders take files, and the port is ours.
   await checkWritable(config.coversDir, 'covers folder', '--covers-dir', [TEMP_DIR]);
   await checkWritable(config.dataDir, 'data folder', '--data-dir');
+  // The API identity: read once, refused (exit 2) unless only its owner may read it.
+  const cookie = config.bilibiliCookie === undefined ? undefined : await readApiCookie(config.bilibiliCookie);
   const bound = await bindPort(config.host, config.port);
   const opened: { close(): Promise<void> }[] = [{ close: () => new Promise<void>((resolve) => bound.close(() => resolve())) }];
   try {
-    return await startOnPort(config, logger, clock, bound, opened);
+    return await startOnPort(config, logger, clock, bound, opened, cookie);
   } catch (error) {
     for (const thing of opened.reverse()) await thing.close().catch(() => undefined);
     throw error;
   }
 }
 
-async function startOnPort(config: Config, logger: Logger, clock: Clock, bound: Server, opened: { close(): Promise<void> }[]): Promise<App> {
+async function startOnPort(config: Config, logger: Logger, clock: Clock, bound: Server, opened: { close(): Promise<void> }[], cookie: string | undefined): Promise<App> {
   const { port } = bound.address() as AddressInfo;
   const node = config.nodeId ?? `${os.hostname()}:${port}`;
 
@@ -167,7 +170,35 @@ async function startOnPort(config: Config, logger: Logger, clock: Clock, bound: 
   const client = createHttpClient({ allowPrivateNetwork: config.allowPrivateNetwork, userAgent });
   // Every request to an upstream passes its host's gate (--host-limits); limits are per node.
   const gates = new HostGates({ limits: config.hostLimits, clock, logger });
-  const downloads = createDownloads({ config, store, client, logger, stats, onStored: () => cacheLimits.kick(), orphanGraceMs: config.resumeGrace * 1000, gates, clock });
+  // Video pages asked again after --resolve-ttl: answered from the store, re-resolved in the background at bulk priority.
+  const reresolver = new Reresolver({
+    ttlMs: config.resolveTtl * 3_600_000,
+    allowHosts: config.allowHosts,
+    ask: (urls, asker) => downloads.askMany(urls, asker),
+    clock,
+    onDone: (url, output) => {
+      if (output.status === 'ok' && output.source === 'download') {
+        logger.info('video cover changed upstream: the new cover replaces the stored one', { url, path: output.cover.path });
+        // The old file was recorded for deletion with the new row.
+        deletionRunner.kick();
+      }
+      else if (output.status === 'ok') logger.debug('video re-resolved: cover unchanged', { url });
+      else logger.info('could not re-resolve a video page: its stored cover stays', { url, code: output.error.code, error: output.error.message });
+    },
+  });
+  const identity = { ...(cookie === undefined ? {} : { cookie }), ...(config.apiUserAgent === undefined ? {} : { userAgent: config.apiUserAgent }) };
+  const downloads = createDownloads({
+    config,
+    store,
+    client,
+    logger,
+    stats,
+    onStored: () => cacheLimits.kick(),
+    orphanGraceMs: config.resumeGrace * 1000,
+    fetch: { identity, reresolve: reresolver },
+    gates,
+    clock,
+  });
   const guard = new ResourceGuard({
     coversDir: config.coversDir,
     limits: config,
@@ -202,7 +233,7 @@ async function startOnPort(config: Config, logger: Logger, clock: Clock, bound: 
 
   let publicUrl = config.publicUrl ?? '';
   const history = new TaskHistory(store);
-  const checks = new CoverChecks({ config, covers, downloads, stats, publicUrl: () => publicUrl });
+  const checks = new CoverChecks({ config, covers, downloads, stats, publicUrl: () => publicUrl, reresolve: reresolver });
   let serviceUrl = '';
   const callbacks = new JobCallbacks({ secret: callbackSecret, allowPrivateNetwork: config.allowPrivateNetwork, callbackHosts: config.callbackHosts, userAgent, logger, clock });
   opened.push({ close: () => callbacks.close() });
@@ -233,6 +264,7 @@ async function startOnPort(config: Config, logger: Logger, clock: Clock, bound: 
     home: homePage(version, () => serviceUrl, config.proxy),
     logger,
     clock,
+    reresolve: reresolver,
   });
   const http = createHttpServer(
     {
@@ -314,6 +346,8 @@ async function startOnPort(config: Config, logger: Logger, clock: Clock, bound: 
     workers: config.workers,
     allowHosts: config.allowHosts,
     allowPrivateNetwork: config.allowPrivateNetwork,
+    bilibiliCookie: cookie === undefined ? 'none' : 'set',
+    resolveTtl: config.resolveTtl,
     resize: config.resize === null ? 'off' : `${config.resize.width}x${config.resize.height}`,
     clientToken: config.clientToken === undefined ? 'none (anyone may ask)' : 'set',
     urlKey: config.urlKey === undefined ? 'none (/c/ is off)' : 'set',

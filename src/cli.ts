@@ -9,7 +9,7 @@ import path from 'node:path';
 import { commandOptions, defaults, describeOrigin, envName, MASK, maskSecrets, optionGroups, options } from './config.js';
 import type { Config, OptionSpec, ResolvedConfig } from './config.js';
 import { formatHostLimit } from './upstream/hostLimits.js';
-import { version } from './version.js';
+import { userAgent, version } from './version.js';
 
 const optionList = Object.values(options) as OptionSpec[];
 
@@ -95,6 +95,9 @@ function shownValue(spec: OptionSpec, config: Config): string {
   }
   if (spec.key === 'nodeId' && value === undefined) return 'the host name and the bound port';
   if (spec.key === 'legacyPort' && value === undefined) return 'off';
+  if (spec.key === 'apiUserAgent' && value === undefined) return `${userAgent} (coverhelper's own)`;
+  // The path of the cookie file, never what it holds (read at start only).
+  if (spec.key === 'bilibiliCookie' && config.bilibiliCookie !== undefined) return `${config.bilibiliCookie} (read at start)`;
   const text = formatValue(value);
   return typeof value === 'string' ? maskSecrets(text) : text;
 }

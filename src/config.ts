@@ -50,6 +50,16 @@ export interface Config {
   allowHosts: string[];
   /** Base URL of bilibili's video-info API. Default `https://api.bilibili.com`. */
   bilibiliApi: string;
+  /**
+   * A file holding the Cookie line sent to the `--bilibili-api` host only (made
+   * absolute; read and checked once at start: owner-only mode). The path, never
+   * the cookie, is what the configuration holds. Default none.
+   */
+  bilibiliCookie: string | undefined;
+  /** `User-Agent` of the view API requests; `undefined` = coverhelper's own. Default none. */
+  apiUserAgent: string | undefined;
+  /** Hours after which a video page asked again is re-resolved in the background (fractions allowed); 0 = never. Default 24. */
+  resolveTtl: number;
   /** Allow origins on addresses that are not public (loopback, private, link-local, …). Default false. */
   allowPrivateNetwork: boolean;
   /** Downloads running at once. Default 10. */
@@ -246,6 +256,15 @@ const optionalPort = (raw: Raw): number | undefined => {
 
 const optionalString = (raw: Raw): string | undefined => str(raw);
 
+/** A header value: printable, no control characters (a CR or LF would start another header). */
+const headerValue = (raw: Raw): string => {
+  const s = str(raw);
+  // eslint-disable-next-line no-control-regex
+  if (/[\x00-\x1f\x7f]/.test(s)) throw new Error('must not contain control characters (CR, LF, tab, …)');
+  if (s.length > 512) throw new Error(`must be at most 512 characters (it is ${s.length})`);
+  return s;
+};
+
 /**
  * An HMAC key. Signed cover URLs are public (they sit in blog pages), so a short
  * key could be found offline by trying keys against one of them.
@@ -356,6 +375,32 @@ export const options: { [K in keyof Config]: OptionSpec<K> } = {
     group: 'Downloads',
     placeholder: 'URL',
     help: "base URL of bilibili's video-info API",
+  },
+  bilibiliCookie: {
+    key: 'bilibiliCookie',
+    flag: 'bilibili-cookie',
+    parse: str,
+    group: 'Downloads',
+    placeholder: 'FILE',
+    help: 'a file (mode 0600) holding the Cookie line (SESSDATA=…; buvid3=…) sent to the --bilibili-api host only; read once at start',
+    defaultText: 'none',
+  },
+  apiUserAgent: {
+    key: 'apiUserAgent',
+    flag: 'api-user-agent',
+    parse: headerValue,
+    group: 'Downloads',
+    placeholder: 'TEXT',
+    help: 'User-Agent of the view API requests',
+    defaultText: "coverhelper's own (coverhelper/VERSION)",
+  },
+  resolveTtl: {
+    key: 'resolveTtl',
+    flag: 'resolve-ttl',
+    parse: num(0, 24 * 365 * 10, false),
+    group: 'Downloads',
+    placeholder: 'HOURS',
+    help: 'a video page asked again this many hours after it was last resolved is answered from the store and re-resolved in the background (fractions allowed); 0 = never',
   },
   allowPrivateNetwork: {
     key: 'allowPrivateNetwork',
@@ -596,6 +641,9 @@ export const defaults = {
   publicUrl: undefined,
   allowHosts: ['*.hdslb.com', '*.biliimg.com'],
   bilibiliApi: 'https://api.bilibili.com',
+  bilibiliCookie: undefined,
+  apiUserAgent: undefined,
+  resolveTtl: 24,
   allowPrivateNetwork: false,
   workers: 10,
   hostLimits: DEFAULT_HOST_LIMITS.map((limit) => ({ ...limit })),
@@ -897,6 +945,7 @@ export function resolveConfig(sources: ConfigSources): ResolvedConfig {
   result.db ??= path.join(result.dataDir, 'coverhelper.sqlite');
   result.logFormat ??= sources.isTTY ? 'pretty' : 'json';
   if (result.placeholder !== 'built-in' && result.placeholder !== 'none') result.placeholder = path.resolve(sources.cwd, result.placeholder);
+  if (result.bilibiliCookie !== undefined) result.bilibiliCookie = path.resolve(sources.cwd, result.bilibiliCookie);
   if (result.proxy === 'on' && result.allowHosts.includes('*')) {
     throw new OptionError('proxy', '--allow-hosts * with --proxy on is an open image proxy; set --proxy open to mean it, or --proxy off');
   }

@@ -7,6 +7,7 @@
  * (`isRetryable`), and nowhere else.
  */
 import type { ResultErrorCode } from '../client/src/protocol.js';
+import { UpstreamRefusal } from './upstream/types.js';
 
 /** The error codes of results (`result.error.code`): the protocol module's one list. */
 export type ErrorCode = ResultErrorCode;
@@ -86,12 +87,13 @@ export function isRemembered(code: string): boolean {
 const retryableStatuses = new Set([408, 425, 429, 500, 502, 503, 504]);
 
 /**
- * bilibili API codes that are transient: -412 (request intercepted, rate limited),
- * -500/-503/-504 (server error, overloaded, timeout), -509 (too many requests),
- * -799 (request too frequent). Others such as -404 (no such video), -400 (bad
- * request), -403 and 62002/62004 (invisible or under review) are permanent.
+ * bilibili API codes that are transient: -500/-503/-504 (server error,
+ * overloaded, timeout). The risk-control codes (-412, -352, -799, -509) never
+ * reach here as `resolve_failed`: they are the host's refusal (`UpstreamRefusal`,
+ * then `upstream_limited`). Others such as -404 (no such video), -400 (bad
+ * request), -403 and 62002/62004/62012 (invisible or under review) are permanent.
  */
-const retryableBilibiliCodes = new Set([-412, -500, -503, -504, -509, -799]);
+const retryableBilibiliCodes = new Set([-500, -503, -504]);
 
 export function isRetryable(error: { code: ErrorCode; detail?: number | undefined }): boolean {
   if (error.code === 'http_status') return error.detail !== undefined && retryableStatuses.has(error.detail);
@@ -99,9 +101,24 @@ export function isRetryable(error: { code: ErrorCode; detail?: number | undefine
   return retryableByCode[error.code];
 }
 
+/**
+ * An upstream's refusal for rate or risk reasons (`UpstreamRefusal`: HTTP
+ * 412/429/503, bilibili API codes -412, -352, -799, -509) as the URL's answer:
+ * `upstream_limited`, never remembered against the URL (`isRemembered`) and not
+ * retried by the download machine (the host's cooling decides when it is asked again).
+ */
+export function refusalToCoverError(refusal: UpstreamRefusal, retryAt?: number): CoverError {
+  const when = retryAt === undefined ? 'once the host accepts requests' : `from ${new Date(retryAt).toISOString()}, when the host reopens`;
+  return new CoverError('upstream_limited', `${refusal.host} refused for rate or risk reasons (${refusal.why}); not this URL's failure: it is fetched again ${when}`, {
+    cause: refusal,
+    ...(retryAt === undefined ? {} : { retryAt }),
+  });
+}
+
 /** Turns anything thrown into a `CoverError`; unknown failures count as `network`. */
 export function toCoverError(error: unknown): CoverError {
   if (error instanceof CoverError) return error;
+  if (error instanceof UpstreamRefusal) return refusalToCoverError(error);
   const code = (error as { code?: unknown } | null)?.code;
   if (code === 'ENOSPC' || code === 'EDQUOT') {
     return new CoverError('disk_full', 'no space left for the cover file', { cause: error });

@@ -8,16 +8,20 @@
  *             ready, so a port in use stops the start before migrations run and
  *             before an admin token is written
  *   database  an unreadable or foreign database file is named with its path
+ *   cookie    the `--bilibili-cookie` file: a regular file readable by its
+ *             owner only, holding one Cookie line (exit 2 otherwise)
  *   cluster   on a shared database, a node whose --node-id a live node holds,
  *             or whose shared secrets differ from the other nodes', does not
  *             start (`joinError`; exit 2)
  */
 import { randomBytes } from 'node:crypto';
-import { mkdir } from 'node:fs/promises';
+import { constants as fsConstants } from 'node:fs';
+import { mkdir, open } from 'node:fs/promises';
 import http from 'node:http';
 import type net from 'node:net';
 import { refuseUpgrade, sendError } from './http/index.js';
 import { StartError } from './errors.js';
+import { registerSecret } from './secrets.js';
 import type { JoinOutcome } from './store/index.js';
 import { createFile, makeFolder, removePath } from './store/pathGuard.js';
 
@@ -140,4 +144,55 @@ export function joinError(outcome: JoinOutcome, node: string, leaseMs: number, n
         ? `${option} is set on this node, but the other nodes of this database use none (${recorded})`
         : `${option} differs from the one the other nodes of this database use (${recorded})`;
   return new StartError(what, `give every node the same ${option}; to change it, stop every node, then start them with the new one`, { exitCode: 2 });
+}
+
+/** A cookie line longer than this is not a cookie line. */
+export const MAX_COOKIE_BYTES = 8192;
+
+/**
+ * Reads the `--bilibili-cookie` file once: a regular file, not readable or
+ * writable by group or others (mode & 0o077 == 0), holding one Cookie line
+ * (`SESSDATA=…; buvid3=…`; a leading `Cookie:` and the final newline are
+ * dropped), at most 8 KiB, without control characters. Each failure is a
+ * `StartError` (exit 2) naming the file and what to do, never its content.
+ * The line and its values are registered with `maskSecrets`, so no log line
+ * or error can show them.
+ */
+export async function readApiCookie(file: string): Promise<string> {
+  const refuse = (what: string, hint: string, cause?: unknown) =>
+    new StartError(`--bilibili-cookie ${file} ${what}`, hint, { exitCode: 2, ...(cause === undefined ? {} : { cause }) });
+  let handle: Awaited<ReturnType<typeof open>>;
+  try {
+    // O_NONBLOCK: a FIFO put where the file belongs does not hang the start.
+    handle = await open(file, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
+  } catch (error) {
+    const code = codeOf(error);
+    throw refuse(`cannot be read (${code})`, code === 'ENOENT' ? 'create it (mode 0600) or drop --bilibili-cookie' : 'make it readable by the user running coverhelper', error);
+  }
+  let text: string;
+  try {
+    const stat = await handle.stat();
+    if (!stat.isFile()) throw refuse('is not a regular file', 'point --bilibili-cookie at a file holding the Cookie line');
+    if ((stat.mode & 0o077) !== 0) {
+      throw refuse(`is readable or writable by group or others (mode ${(stat.mode & 0o777).toString(8).padStart(4, '0')})`, `it holds a login: chmod 600 ${file}`);
+    }
+    if (stat.size > MAX_COOKIE_BYTES) throw refuse(`is ${stat.size} bytes; a Cookie line is at most ${MAX_COOKIE_BYTES}`, 'put the one Cookie line in it (SESSDATA=…; buvid3=…)');
+    const bytes = Buffer.alloc(MAX_COOKIE_BYTES + 1);
+    const { bytesRead } = await handle.read(bytes, 0, bytes.length, 0);
+    if (bytesRead > MAX_COOKIE_BYTES) throw refuse(`is larger than ${MAX_COOKIE_BYTES} bytes`, 'put the one Cookie line in it (SESSDATA=…; buvid3=…)');
+    text = bytes.subarray(0, bytesRead).toString('utf8');
+  } finally {
+    await handle.close();
+  }
+  const line = text.replace(/(\r?\n)+$/, '').replace(/^cookie:\s*/i, '').trim();
+  if (line === '') throw refuse('is empty', 'put the Cookie line in it (SESSDATA=…; buvid3=…), or drop --bilibili-cookie');
+  if (/[^\x20-\x7e\t]/.test(line)) {
+    throw refuse('holds a line break, a NUL, a control or a non-ASCII character', 'it must hold one Cookie line (SESSDATA=…; buvid3=…) and nothing else');
+  }
+  registerSecret(line);
+  for (const pair of line.split(';')) {
+    const value = pair.slice(pair.indexOf('=') + 1).trim();
+    if (pair.includes('=')) registerSecret(value);
+  }
+  return line;
 }

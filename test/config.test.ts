@@ -200,6 +200,25 @@ describe('configuration', () => {
     for (const [argv, expected] of bad) assert.match(errorOf(argv), expected, argv.join(' '));
   });
 
+  it('has the upstream identity and re-resolve options with their defaults, validated like the others', () => {
+    const config = load([]);
+    assert.deepEqual([config.bilibiliCookie, config.apiUserAgent, config.resolveTtl], [undefined, undefined, 24]);
+    const set = load(['--bilibili-cookie', 'secrets/cookie', '--api-user-agent', 'MyBlog/1.0 (+https://blog.example)', '--resolve-ttl', '0.5']);
+    assert.deepEqual([set.bilibiliCookie, set.apiUserAgent, set.resolveTtl], ['/srv/app/secrets/cookie', 'MyBlog/1.0 (+https://blog.example)', 0.5], 'the cookie file is made absolute');
+    assert.equal(load(['--resolve-ttl', '0']).resolveTtl, 0, '0 = never');
+    assert.equal(load([], { COVERHELPER_BILIBILI_COOKIE: '/etc/coverhelper/cookie' }).bilibiliCookie, '/etc/coverhelper/cookie');
+    assert.equal(load([], { COVERHELPER_RESOLVE_TTL: '48' }).resolveTtl, 48);
+    const bad: [string[], RegExp][] = [
+      [['--api-user-agent', 'a\r\nX-Injected: 1'], /^invalid --api-user-agent \(flag\): must not contain control characters/],
+      [['--api-user-agent', 'tab\there'], /^invalid --api-user-agent \(flag\): must not contain control characters/],
+      [['--api-user-agent', 'x'.repeat(513)], /^invalid --api-user-agent \(flag\): must be at most 512 characters/],
+      [['--resolve-ttl', '-1'], /^invalid --resolve-ttl \(flag\): must be between 0 and/],
+      [['--resolve-ttl', 'daily'], /^invalid --resolve-ttl \(flag\): expected a number/],
+      [['--bilibili-cookie', ' '], /^invalid --bilibili-cookie \(flag\): must not be empty$/],
+    ];
+    for (const [argv, expected] of bad) assert.match(errorOf(argv), expected, argv.join(' '));
+  });
+
   it('refuses --allow-hosts * with --proxy on (an open image proxy) unless --proxy open or off', () => {
     const line = '--allow-hosts * with --proxy on is an open image proxy; set --proxy open to mean it, or --proxy off';
     assert.equal(errorOf(['--allow-hosts', '*']), line);

@@ -11,7 +11,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import type { TestContext } from 'node:test';
 import { Agent, buildConnector } from 'undici';
-import { CoverError } from '../src/errors.js';
+import { CoverError, isRemembered, isRetryable, toCoverError } from '../src/errors.js';
 import type { ErrorCode } from '../src/errors.js';
 import {
   classifyUrl,
@@ -599,11 +599,69 @@ describe('resolveVideoCover', () => {
     assert.equal(pic.href, 'http://127.0.0.1:9/cover.jpg');
   });
 
-  it('fails code -404 with resolve_failed carrying -404 and bilibili\'s message', async (t) => {
-    const origin = await api(t, () => ({ body: JSON.stringify({ code: -404, message: '啥都木有', ttl: 1 }) }));
+  it('fails a deleted or private video (-404, 62002, 62004, 62012) with resolve_failed carrying the code, saying what it means', async (t) => {
+    const meanings: [number, RegExp][] = [
+      [-404, /does not exist or was deleted/],
+      [62002, /not visible/],
+      [62004, /under review/],
+      [62012, /visible to its uploader only/],
+    ];
+    for (const [code, meaning] of meanings) {
+      const origin = await api(t, () => ({ body: JSON.stringify({ code, message: '啥都木有', ttl: 1 }) }));
+      const error = await coverError(resolveVideoCover(bv, { client, apiBase: origin.base, signal: never }), 'resolve_failed');
+      assert.equal(error.detail, code);
+      assert.match(error.message, new RegExp(`^bilibili answered code ${code} \\(`));
+      assert.match(error.message, meaning);
+      assert.match(error.message, /bvid=BV1xx411c7mD: 啥都木有/, "names the video and keeps bilibili's message");
+      assert.equal(isRemembered(error.code), true);
+    }
+  });
+
+  it('keeps any other non-zero code as resolve_failed with bilibili\'s message', async (t) => {
+    const origin = await api(t, () => ({ body: JSON.stringify({ code: -400, message: '请求错误' }) }));
     const error = await coverError(resolveVideoCover(bv, { client, apiBase: origin.base, signal: never }), 'resolve_failed');
-    assert.equal(error.detail, -404);
-    assert.equal(error.message, 'bilibili answered code -404: 啥都木有');
+    assert.equal(error.detail, -400);
+    assert.equal(error.message, 'bilibili answered code -400: 请求错误');
+  });
+
+  it('throws UpstreamRefusal for a risk-control code (-412, -352, -799, -509), naming the API host; it becomes upstream_limited, never remembered', async (t) => {
+    for (const code of [-412, -352, -799, -509]) {
+      const origin = await api(t, () => ({ body: JSON.stringify({ code, message: '请求被拦截' }) }));
+      const thrown = await resolveVideoCover(bv, { client, apiBase: origin.base, signal: never }).then(
+        () => assert.fail('resolved'),
+        (error: unknown) => error,
+      );
+      assert.ok(thrown instanceof UpstreamRefusal, `code ${code}: ${String(thrown)}`);
+      assert.equal(thrown.host, '127.0.0.1');
+      assert.equal(thrown.why, `API code ${code}`);
+      assert.equal(thrown.retryAfterMs, undefined);
+      const answer = toCoverError(thrown);
+      assert.equal(answer.code, 'upstream_limited');
+      assert.match(answer.message, new RegExp(`127\\.0\\.0\\.1 refused .*API code ${code}`));
+      assert.equal(isRemembered(answer.code), false);
+      assert.equal(isRetryable(answer), false, 'the host cooling decides when it is asked again, not the retry backoff');
+    }
+  });
+
+  it('sends the API identity (Cookie, User-Agent) on the view API request when given, and only what it was given', async (t) => {
+    const origin = await api(t, () => ({ body: JSON.stringify({ code: 0, data: { pic: 'https://i0.hdslb.com/a.jpg' } }) }));
+    const cookie = 'SESSDATA=abc123%2Cdef; buvid3=XYZ-0001infoc';
+    await resolveVideoCover(bv, { client, apiBase: origin.base, signal: never, identity: { cookie, userAgent: 'MyBlog/1.0 (+https://blog.example)' } });
+    assert.equal(origin.requests[0]!.headers.cookie, cookie);
+    assert.equal(origin.requests[0]!.headers['user-agent'], 'MyBlog/1.0 (+https://blog.example)');
+    await resolveVideoCover(bv, { client, apiBase: origin.base, signal: never, identity: { cookie } });
+    assert.equal(origin.requests[1]!.headers['user-agent'], userAgent, "the client's own User-Agent when none is set");
+    await resolveVideoCover(bv, { client, apiBase: origin.base, signal: never });
+    assert.equal(origin.requests[2]!.headers.cookie, undefined, 'no cookie unless one is set');
+  });
+
+  it('never follows an API redirect, so the cookie cannot reach another host', async (t) => {
+    const elsewhere = await startOrigin(t, (_req, res) => res.writeHead(200, { 'content-type': 'application/json' }).end('{"code":0,"data":{"pic":"https://i0.hdslb.com/a.jpg"}}'));
+    const redirecting = await startOrigin(t, (_req, res) => res.writeHead(302, { location: `${elsewhere.base}/x/web-interface/view?bvid=BV1xx411c7mD` }).end());
+    const error = await coverError(resolveVideoCover(bv, { client, apiBase: redirecting.base, signal: never, identity: { cookie: 'SESSDATA=secret-value-1' } }), 'http_status');
+    assert.equal(error.detail, 302);
+    assert.equal(redirecting.requests[0]!.headers.cookie, 'SESSDATA=secret-value-1');
+    assert.equal(elsewhere.requests.length, 0, 'the other host saw nothing');
   });
 
   it('fails an answer that is not JSON with resolve_failed', async (t) => {

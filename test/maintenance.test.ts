@@ -40,6 +40,8 @@ async function openStores(t: TestContext, options: Partial<StoreOptions> = {}) {
       sha256: 'a'.repeat(64),
       createdAt: 0,
       lastAskedAt: 0,
+      resolvedAt: null,
+      resolvedPic: null,
       ...overrides,
     };
     await writeCoverFile(coversDir, row.path, Buffer.alloc(row.bytes, 1));

@@ -32,6 +32,8 @@ const row = (url: string, overrides: Partial<CoverRow> = {}): CoverRow => ({
   sha256: 'a'.repeat(64),
   createdAt: 1,
   lastAskedAt: 2,
+  resolvedAt: null,
+  resolvedPic: null,
   ...overrides,
 });
 
@@ -134,6 +136,39 @@ for (const backend of backends) {
       assert.equal((await store.covers.find('u'))?.path, 'h/new.jpg');
       const pending = await store.deletions.pending();
       assert.deepEqual(pending.map(({ url, path, kind, reason, createdAt }) => ({ url, path, kind, reason, createdAt })), [{ url: 'u', path: 'h/old.jpg', kind: 'file', reason: 'replaced', createdAt: 50 }]);
+    });
+
+    it('keeps when a video page was resolved and its pic; markResolved updates them only while the row points at the same file', async (t) => {
+      const { store, db } = await open(t);
+      const page = 'https://www.bilibili.com/video/BV1xx411c7mD';
+      const stored = row(page, { path: 'h/old.jpg', resolvedAt: 1_763_780_000_123, resolvedPic: 'https://i0.hdslb.com/bfs/archive/a.jpg' });
+      await store.covers.save(stored);
+      assert.deepEqual(await store.covers.find(page), stored);
+      const repo = (await typeorm(t, db)).getRepository(CoverEntity);
+      assert.deepEqual(await repo.findOneBy({ url: page }), stored, 'TypeORM reads the same columns');
+      // Remembered in memory first: the mark must not leave the old row there.
+      assert.equal((await store.covers.findMany([page])).get(page)?.resolvedAt, 1_763_780_000_123);
+      assert.equal(await store.covers.markResolved(page, 'h/old.jpg', 2_000_000_000_000, 'https://i0.hdslb.com/bfs/archive/b.jpg'), true);
+      assert.deepEqual(await store.covers.findRemembered(page), { ...stored, resolvedAt: 2_000_000_000_000, resolvedPic: 'https://i0.hdslb.com/bfs/archive/b.jpg' });
+      assert.equal((await store.covers.findMany([page])).get(page)?.resolvedAt, 2_000_000_000_000, 'memory never answers the row before the mark');
+      // The cover was replaced meanwhile (an upload): the mark changes nothing.
+      const custom = row(page, { path: 'h/custom.png', source: 'custom' });
+      await store.covers.save(custom);
+      assert.equal(await store.covers.markResolved(page, 'h/old.jpg', 3, 'https://i0.hdslb.com/x.jpg'), false);
+      assert.deepEqual(await store.covers.find(page), custom);
+      assert.equal(await store.covers.markResolved('https://www.bilibili.com/video/BV1none', 'h/x.jpg', 3, 'p'), false, 'no row: nothing to mark');
+    });
+
+    it('a cover stored before resolved times were kept reads with none (null), and the columns take values afterwards', async (t) => {
+      const { store, db } = await open(t);
+      // A row as the earlier schema wrote it: only the columns it had.
+      await rawSql(db, "INSERT INTO covers (url, path, source, bytes, content_type, width, height, sha256, created_at, last_asked_at) VALUES ('old', 'h/o.jpg', 'download', 1, 'image/jpeg', 1, 1, ?, 7, 8)", 'c'.repeat(64));
+      const found = await store.covers.find('old');
+      assert.equal(found?.resolvedAt, null);
+      assert.equal(found?.resolvedPic, null);
+      assert.equal(found?.createdAt, 7);
+      assert.equal(await store.covers.markResolved('old', 'h/o.jpg', 9, 'https://i0.hdslb.com/o.jpg'), true);
+      assert.deepEqual([(await store.covers.find('old'))?.resolvedAt, (await store.covers.find('old'))?.resolvedPic], [9, 'https://i0.hdslb.com/o.jpg']);
     });
 
     it('answers repeated lookups from memory and never serves a row that was replaced or removed', async (t) => {

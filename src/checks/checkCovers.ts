@@ -1,7 +1,9 @@
 /**
  * Answers one check request: every URL of a batch, in input order.
  *
- *   in the cover index   → `ok` from `cache` (or `custom`), at once
+ *   in the cover index   → `ok` from `cache` (or `custom`), at once (a video
+ *                          page's cover due to be re-resolved is also handed
+ *                          to `reresolve`, which asks it again in the background)
  *   not a cover URL      → `skipped`, at once, never fetched
  *   anything else        → asks the supervisor and waits for the download;
  *                          `onWaited` is called for each such position as soon
@@ -32,6 +34,8 @@ export interface CheckDeps {
   stats: Stats;
   /** Base of the cover URLs, ending in `/`. */
   publicUrl: () => string;
+  /** Stored video page covers due to be re-resolved are asked again in the background (`Reresolver`). */
+  reresolve?: { consider(row: CoverRow, now?: number): boolean; now(): number };
 }
 
 export function coverUrl(base: string, path: string): string {
@@ -117,6 +121,8 @@ export class CoverChecks {
     // The hot path: the URLs the cover index holds in memory are answered here,
     // position by position, with no map of positions and no database.
     const remembered = covers.findInMemory(urls, { touch: true });
+    const { reresolve } = this.deps;
+    const now = reresolve?.now();
     // The rest: url → its index, or its indexes when the batch repeats it (an array only then).
     const positions = new Map<string, number | number[]>();
     let hits = 0;
@@ -125,6 +131,7 @@ export class CoverChecks {
       if (row !== undefined) {
         results[index] = this.fromRow(row);
         hits++;
+        reresolve?.consider(row, now);
         continue;
       }
       const url = urls[index]!;
@@ -195,6 +202,7 @@ export class CoverChecks {
       if (row) {
         stats.hits += typeof at === 'number' ? 1 : at.length;
         answer(at, this.fromRow(row), false);
+        reresolve?.consider(row, now);
       } else {
         const kind = classifyUrl(url, config.allowHosts);
         if (kind.kind === 'skip') answer(at, { url, status: 'skipped', reason: kind.reason }, false);

@@ -30,6 +30,7 @@ import { downloadMachine, gateStatus, ORPHAN_GRACE_MS, supervisorMachine } from 
 import type { Answer, Asker, DownloadOutput, FetchCoverInput, FetchCoverOutput, Flight, GateStatus, TaskStatus } from '../../machines/index.js';
 import { ClusterLink } from './clusterLink.js';
 import { fetchCover } from './fetchCover.js';
+import type { FetchCoverDeps } from './fetchCover.js';
 
 export interface DownloadsDeps {
   config: Pick<Config, 'workers' | 'timeLimit' | 'retries' | 'failTtl' | 'allowHosts' | 'bilibiliApi' | 'maxBytes' | 'resize' | 'coversDir' | 'lease'>;
@@ -45,6 +46,8 @@ export interface DownloadsDeps {
   gates?: HostGates;
   /** The one clock (default the system's): the supervisor, the download actors and the progress timers run on it. */
   clock?: Clock;
+  /** The API identity and the background re-resolves, handed to `fetchCover`. */
+  fetch?: Pick<FetchCoverDeps, 'identity' | 'reresolve'>;
 }
 
 /** A task starting over: no error, no bytes yet. */
@@ -121,7 +124,7 @@ export function createDownloads(deps: DownloadsDeps): Downloads {
   const clock = deps.clock ?? systemClock;
   const { tasks } = store;
   const { gates } = deps;
-  const fetchDeps = { config, covers: store.covers, client: deps.client, ...(gates ? { gates } : {}), clock };
+  const fetchDeps: FetchCoverDeps = { config, covers: store.covers, client: deps.client, ...deps.fetch, ...(gates ? { gates } : {}), clock };
   /** The host a URL's download asks first: its image host, or the API host for a video page. */
   const apiHost = (() => {
     try {

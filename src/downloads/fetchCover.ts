@@ -1,7 +1,11 @@
 /**
  * One try at one URL: the real I/O behind the download machine's `fetchCover`.
  *
- *   stored already?  → answer it (source `cache`, or `custom`)
+ *   stored already?  → answer it (source `cache`, or `custom`), unless this
+ *                      is a background re-resolve of a video page (`reresolve`):
+ *                      then its page is resolved again; an unchanged pic only
+ *                      records the time, a changed one is downloaded and
+ *                      replaces the cover (the old file is deleted after)
  *   video page       → resolve its cover through bilibili's view API
  *   image URL        → download (guarded, size-limited, abortable)
  *                    → decode and resize → write atomically → upsert the row,
@@ -11,11 +15,12 @@
  * (time limit, shutdown) aborts the socket and any temp file.
  */
 import type { Config } from '../config.js';
-import { CoverError, storageFault, toCoverError } from '../errors.js';
 import { systemClock } from '../clock.js';
 import type { Clock } from '../clock.js';
+import { CoverError, refusalToCoverError, storageFault, toCoverError } from '../errors.js';
 import { classifyUrl, downloadImage, hostAllowed, resolveVideoCover } from '../fetch/index.js';
-import type { HttpClient, RequestGate } from '../fetch/index.js';
+import type { HttpClient, RequestGate, VideoRef } from '../fetch/index.js';
+import type { ApiIdentity } from '../fetch/bilibili.js';
 import type { HostGates } from '../upstream/hostGates.js';
 import { UpstreamRefusal } from '../upstream/types.js';
 import type { Priority } from '../upstream/types.js';
@@ -32,7 +37,14 @@ export interface FetchCoverDeps {
   gates?: HostGates;
   /** The one clock: the stored cover's time, Retry-After dates (default the system's). */
   clock?: Clock;
+  /** The operator's API identity (`--bilibili-cookie`, `--api-user-agent`), sent to the API host only. */
+  identity?: ApiIdentity;
+  /** Which fetches are background re-resolves of a stored video page (`Reresolver.wants`). */
+  reresolve?: { wants(url: string): boolean };
 }
+
+/** Why a replaced file is deleted (the deletions table's `reason`). */
+export const COVER_CHANGED = 'cover_changed';
 
 /** The gate of one download: its priority read at each request (a bulk download joined by an interactive asker moves up). */
 function gateFor(deps: FetchCoverDeps, priority: () => Priority): RequestGate | undefined {
@@ -52,7 +64,7 @@ function limited(refusal: UpstreamRefusal, deps: FetchCoverDeps): CoverError {
   const { gates } = deps;
   if (gates !== undefined && gates.coolingUntil(refusal.host) === undefined) gates.refused(refusal);
   const retryAt = gates?.coolingUntil(refusal.host) ?? (deps.clock ?? systemClock).now() + (refusal.retryAfterMs ?? 30_000);
-  return new CoverError('upstream_limited', `${refusal.host} refused (${refusal.why}); it is asked again from ${new Date(retryAt).toISOString()}`, { retryAt, cause: refusal });
+  return refusalToCoverError(refusal, retryAt);
 }
 
 export function storedCover(row: CoverRow): StoredCover {
@@ -60,11 +72,17 @@ export function storedCover(row: CoverRow): StoredCover {
 }
 
 /** The image URL to download for `url`: itself, or a video page's cover. */
-async function imageUrlFor(url: string, deps: FetchCoverDeps, signal: AbortSignal, gate: RequestGate | undefined): Promise<URL> {
+async function imageUrlFor(url: string, deps: FetchCoverDeps, signal: AbortSignal, gate: RequestGate | undefined): Promise<{ imageUrl: URL; pic?: string }> {
   const kind = classifyUrl(url, deps.config.allowHosts);
-  if (kind.kind === 'image') return kind.url;
+  if (kind.kind === 'image') return { imageUrl: kind.url };
   if (kind.kind === 'skip') throw new CoverError('invalid_url', `not an image or video URL this service handles: ${kind.reason}`);
-  const pic = await resolveVideoCover(kind, { client: deps.client, apiBase: deps.config.bilibiliApi, signal, ...(gate ? { gate } : {}) });
+  const pic = await videoCover(kind, deps, signal, gate);
+  return { imageUrl: pic, pic: pic.href };
+}
+
+/** A video page's cover URL, checked against `--allow-hosts`. */
+async function videoCover(video: VideoRef, deps: FetchCoverDeps, signal: AbortSignal, gate: RequestGate | undefined): Promise<URL> {
+  const pic = await resolveVideoCover(video, { client: deps.client, apiBase: deps.config.bilibiliApi, signal, ...(deps.identity ? { identity: deps.identity } : {}), ...(gate ? { gate } : {}) });
   if (!hostAllowed(pic.hostname, deps.config.allowHosts)) {
     throw new CoverError('not_allowed', `the video's cover is on ${pic.hostname}, which is not in --allow-hosts`);
   }
@@ -97,9 +115,25 @@ async function fetchAndStore(
 ): Promise<FetchCoverOutput> {
   // A URL stored and asked for lately is answered from memory; otherwise one indexed read.
   const existing = await deps.covers.findRemembered(url);
-  if (existing) return { cover: storedCover(existing), source: existing.source === 'custom' ? 'custom' : 'cache' };
-
-  const imageUrl = await imageUrlFor(url, deps, signal, gate);
+  let resolved: { imageUrl: URL; pic?: string };
+  if (existing) {
+    const video = existing.source === 'download' && deps.reresolve?.wants(url) ? classifyUrl(url, deps.config.allowHosts) : undefined;
+    if (video?.kind !== 'video') return { cover: storedCover(existing), source: existing.source === 'custom' ? 'custom' : 'cache' };
+    // A background re-resolve: has the video's cover changed?
+    const pic = await videoCover(video, deps, signal, gate);
+    if (existing.resolvedPic === pic.href) {
+      try {
+        await deps.covers.markResolved(url, existing.path, (deps.clock ?? systemClock).now(), pic.href);
+      } catch (error) {
+        throw storageFault(error, 'cover row');
+      }
+      return { cover: storedCover(existing), source: 'cache' };
+    }
+    resolved = { imageUrl: pic, pic: pic.href };
+  } else {
+    resolved = await imageUrlFor(url, deps, signal, gate);
+  }
+  const { imageUrl, pic } = resolved;
   const { body } = await downloadImage(imageUrl, {
     client: deps.client,
     allowHosts: deps.config.allowHosts,
@@ -114,14 +148,20 @@ async function fetchAndStore(
   // A failure from here on is this machine's (disk, folder, database), not the origin's.
   let row: CoverRow;
   try {
-    row = await writeCover(url, image, { coversDir: deps.config.coversDir, source: 'download', now: (deps.clock ?? systemClock).now(), signal });
+    row = await writeCover(url, image, { coversDir: deps.config.coversDir, source: 'download', now: (deps.clock ?? systemClock).now(), signal, resolvedPic: pic });
   } catch (error) {
     if (signal.aborted) throw error;
     throw storageFault(error, 'cover file');
   }
   let custom: CoverRow | null;
   try {
-    custom = await deps.covers.saveUnlessCustom(row);
+    if (existing && existing.path !== row.path) {
+      // The video's cover changed: the new file becomes the page's cover, the old
+      // one is recorded for deletion in the same write (unless an upload came meanwhile).
+      const now = await deps.covers.find(url);
+      custom = now?.source === 'custom' ? now : null;
+      if (!custom) await deps.covers.replace(row, existing.path, COVER_CHANGED);
+    } else custom = await deps.covers.saveUnlessCustom(row);
   } catch (error) {
     // The file stays: an older row of this URL may point at the same path (same content).
     throw storageFault(error, 'cover row');

@@ -7,6 +7,7 @@
  * that, as for any other image URL.
  */
 import { CoverError } from '../errors.js';
+import { UpstreamRefusal } from '../upstream/types.js';
 import { getJson } from './download.js';
 import type { RequestGate } from './download.js';
 import type { HttpClient } from './httpClient.js';
@@ -20,16 +21,46 @@ export interface ResolveOptions {
   signal: AbortSignal;
   /** The per-host gate the API request passes. */
   gate?: RequestGate;
+  /** The operator's API identity (`--bilibili-cookie`, `--api-user-agent`): sent to the API host only. */
+  identity?: ApiIdentity;
 }
 
-/** bilibili's risk-control and rate-limit codes: the API host cools (not the video's failure). */
-const refusalCodes = new Set([-412, -352, -799, -509]);
-
-/** What a view answer says when it is a refusal (`API code -352`), else undefined. */
+/** What a view answer says when it is a refusal (`API code -352`), else undefined: read inside the gate, so a probe is judged by it. */
 export function apiRefusal(answer: unknown): string | undefined {
   const code = field(answer, 'code');
   return typeof code === 'number' && refusalCodes.has(code) ? `API code ${code}` : undefined;
 }
+
+/** What the view API requests carry besides the defaults: never sent to another host. */
+export interface ApiIdentity {
+  /** The `Cookie` line (`SESSDATA=…; buvid3=…`), already checked (`checkCookieLine`). */
+  cookie?: string | undefined;
+  /** `User-Agent` of API requests; the client's own when unset. */
+  userAgent?: string | undefined;
+}
+
+/**
+ * Codes that say the video cannot be seen (deleted, private, under review,
+ * region-locked, …): the URL's own answer, remembered for `--fail-ttl`.
+ */
+export const unavailableCodes: ReadonlyMap<number, string> = new Map([
+  [-404, 'the video does not exist or was deleted'],
+  [62002, 'the video is not visible (made private or hidden by its uploader)'],
+  [62004, 'the video is under review'],
+  [62012, 'the video is visible to its uploader only'],
+]);
+
+/**
+ * Risk-control codes: bilibili refuses the caller, not the video. The host
+ * cools down and the URL is asked again once it reopens; nothing is remembered
+ * against the URL.
+ */
+export const refusalCodes: ReadonlyMap<number, string> = new Map([
+  [-412, 'request blocked by risk control'],
+  [-352, 'risk check failed'],
+  [-799, 'requests too frequent'],
+  [-509, 'over the request limit'],
+]);
 
 /** The view API endpoint for a video. */
 export function viewApiUrl(video: VideoRef, apiBase: string): URL {
@@ -49,21 +80,34 @@ function field(value: unknown, key: string): unknown {
 
 /**
  * The cover URL of `video`. Throws `resolve_failed` (with bilibili's `code` as
- * `detail` when it answered one other than 0) for answers without a usable cover,
- * and the errors of `getJson` (`http_status`, `network`, an abort) otherwise.
+ * `detail` when it answered one other than 0: a deleted or private video names
+ * what its code means) for answers without a usable cover; `UpstreamRefusal`
+ * (the API host, `API code -352`) for a risk-control code; and the errors of
+ * `getJson` (`http_status`, `network`, an abort) otherwise.
  *
  * A `//host/…` pic becomes https; an `http:` pic is upgraded to https unless its
  * host is a private literal (or localhost) and the client allows private origins.
  */
 export async function resolveVideoCover(video: VideoRef, options: ResolveOptions): Promise<URL> {
-  const { client, signal, gate } = options;
-  const answer = await getJson(viewApiUrl(video, options.apiBase), { client, signal, refusal: apiRefusal, ...(gate ? { gate } : {}) });
+  const { client, signal, gate, identity } = options;
+  const apiUrl = viewApiUrl(video, options.apiBase);
+  // The identity goes to the API host only; getJson follows no redirect, so it cannot go further.
+  const headers: Record<string, string> = {};
+  if (identity?.userAgent !== undefined) headers['user-agent'] = identity.userAgent;
+  if (identity?.cookie !== undefined) headers.cookie = identity.cookie;
+  const answer = await getJson(apiUrl, { client, signal, headers, refusal: apiRefusal, ...(gate ? { gate } : {}) });
 
   const code = field(answer, 'code');
   if (typeof code !== 'number') throw new CoverError('resolve_failed', 'bilibili API answer has no numeric code');
   if (code !== 0) {
     const message = field(answer, 'message');
-    const text = typeof message === 'string' && message !== '' ? message : 'no message';
+    const text = typeof message === 'string' && message !== '' ? message.slice(0, 200) : 'no message';
+    const refused = refusalCodes.get(code);
+    if (refused !== undefined) throw new UpstreamRefusal(apiUrl.hostname.toLowerCase(), `API code ${code}`);
+    const unavailable = unavailableCodes.get(code);
+    if (unavailable !== undefined) {
+      throw new CoverError('resolve_failed', `bilibili answered code ${code} (${unavailable}) for ${video.param}=${video.id}: ${text}; the URL is remembered as failed for --fail-ttl`, { detail: code });
+    }
     throw new CoverError('resolve_failed', `bilibili answered code ${code}: ${text}`, { detail: code });
   }
 

@@ -82,6 +82,8 @@ export interface GetJsonOptions {
   gate?: RequestGate;
   /** Reads a refusal in a 2xx answer (a bilibili risk-control code): what it says, or undefined. */
   refusal?: (answer: unknown) => string | undefined;
+  /** Extra request headers (the API identity: `user-agent` replaces the client's, `cookie`). */
+  headers?: Record<string, string>;
 }
 
 type Body = Dispatcher.ResponseData['body'];
@@ -327,7 +329,7 @@ export async function getJson(url: URL, options: GetJsonOptions): Promise<unknow
         method: 'GET',
         dispatcher: client.dispatcher,
         signal,
-        headers: { 'user-agent': client.userAgent, accept: 'application/json' },
+        headers: { 'user-agent': client.userAgent, accept: 'application/json', ...options.headers },
       });
       if (statusCode < 200 || statusCode > 299) {
         await discard(body);

@@ -36,7 +36,7 @@ import { sendError } from '../http/index.js';
 import type { Logger } from '../logger.js';
 import { checkProxyCover, clientAddress, clientKey, coverUrlFromProxyRequest, defaultRedirect, ignoredParamsHeader, ProxyRateLimiter, TrustedProxies } from '../proxy/index.js';
 import type { PlaceholderImage, WeservParams } from '../proxy/index.js';
-import type { CoverIndex } from '../store/index.js';
+import type { CoverIndex, CoverRow } from '../store/index.js';
 import { CoverBytes } from './coverBytes.js';
 import type { CachedCover } from './coverBytes.js';
 import { notModified, serveCover } from './coverRoute.js';
@@ -55,6 +55,8 @@ export interface ProxyRouteDeps {
   logger: Logger;
   /** The one clock (default the system's): the rate limit's windows, `retry-after`. */
   clock?: Clock;
+  /** Stored video page covers due to be re-resolved are asked again in the background (`Reresolver`). */
+  reresolve?: { consider(row: CoverRow): boolean };
 }
 
 /** The cover path as a URL path under `/covers/` (each segment encoded). */
@@ -91,9 +93,11 @@ export class ProxyRoute {
 
     // The hot path: a cover the index holds in memory whose bytes are held too is answered with no promise.
     const remembered = this.deps.covers.findInMemory([url], { touch: true })[0];
+    if (remembered !== undefined) this.deps.reresolve?.consider(remembered);
     const held = remembered === undefined ? undefined : this.recent.peek(remembered.path);
     if (held !== undefined) return this.send(req, res, held, headers);
     const stored = remembered ?? (await this.deps.covers.findMany([url], { touch: true })).get(url);
+    if (stored !== undefined && remembered === undefined) this.deps.reresolve?.consider(stored);
     if (stored !== undefined) return this.bytes(req, res, stored.path, headers, params);
 
     // The client: the peer, or behind a --trust-proxy peer the forwarded address (its rate and its turn at the workers).

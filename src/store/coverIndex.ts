@@ -160,6 +160,10 @@ export class SqlCoverIndex implements CoverIndex {
     await this.write(url, true, (publish) => this.dialect.deleteCoverIfPath(url, path, publish));
   }
 
+  async markResolved(url: string, path: string, at: number, pic: string): Promise<boolean> {
+    return this.write(url, false, (publish) => this.dialect.markResolved(url, path, at, pic, publish));
+  }
+
   async pathInUse(path: string): Promise<boolean> {
     return this.repo.exists({ where: { path } });
   }

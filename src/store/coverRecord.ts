@@ -17,7 +17,7 @@ export interface CoverImage {
 export async function writeCover(
   url: string,
   image: CoverImage,
-  options: { coversDir: string; source: CoverRow['source']; now: number; signal?: AbortSignal },
+  options: { coversDir: string; source: CoverRow['source']; now: number; signal?: AbortSignal; resolvedPic?: string | undefined },
 ): Promise<CoverRow> {
   const hash = sha256(image.data);
   const path = coverPath(url, hash, image.ext);
@@ -33,5 +33,8 @@ export async function writeCover(
     sha256: hash,
     createdAt: options.now,
     lastAskedAt: options.now,
+    // A video page's cover: resolved now, to this pic.
+    resolvedAt: options.resolvedPic === undefined ? null : options.now,
+    resolvedPic: options.resolvedPic ?? null,
   };
 }

@@ -21,7 +21,7 @@ import type { CoverRow, TaskRow } from './entities.js';
 import type { ClaimOutcome, NewDeletion, TaskPatch } from './ports.js';
 
 /** The covers table's columns, in the order the hot-path statements of both dialects name them. */
-export const COVER_COLUMNS = ['url', 'path', 'source', 'bytes', 'content_type', 'width', 'height', 'sha256', 'created_at', 'last_asked_at'] as const;
+export const COVER_COLUMNS = ['url', 'path', 'source', 'bytes', 'content_type', 'width', 'height', 'sha256', 'created_at', 'last_asked_at', 'resolved_at', 'resolved_pic'] as const;
 export const SELECT_COVERS = `SELECT ${COVER_COLUMNS.join(', ')} FROM covers`;
 
 /** A covers row as a driver hands it out (PostgreSQL's pg gives bigint columns as strings). */
@@ -36,6 +36,8 @@ export interface RawCover {
   sha256: string;
   created_at: number | string;
   last_asked_at: number | string;
+  resolved_at: number | string | null;
+  resolved_pic: string | null;
 }
 
 export function coverFromRaw(row: RawCover): CoverRow {
@@ -50,12 +52,14 @@ export function coverFromRaw(row: RawCover): CoverRow {
     sha256: row.sha256,
     createdAt: Number(row.created_at),
     lastAskedAt: Number(row.last_asked_at),
+    resolvedAt: row.resolved_at === null ? null : Number(row.resolved_at),
+    resolvedPic: row.resolved_pic,
   };
 }
 
 /** A cover's values in COVER_COLUMNS order: the upsert's parameters. */
 export function coverParams(row: CoverRow): unknown[] {
-  return [row.url, row.path, row.source, row.bytes, row.contentType, row.width, row.height, row.sha256, row.createdAt, row.lastAskedAt];
+  return [row.url, row.path, row.source, row.bytes, row.contentType, row.width, row.height, row.sha256, row.createdAt, row.lastAskedAt, row.resolvedAt, row.resolvedPic];
 }
 
 /** A change as other nodes hear it. */
@@ -113,6 +117,8 @@ export interface Dialect {
   deleteCoverIfPath(url: string, path: string, publish: Published[]): Promise<boolean>;
   /** Sets `last_asked_at` of these URLs (one statement). */
   touchCovers(urls: readonly string[], now: number): Promise<void>;
+  /** Records that the URL's video page was resolved at `at` to `pic`, if its row still points at `path`. */
+  markResolved(url: string, path: string, at: number, pic: string, publish: Published[]): Promise<boolean>;
 
   /** Writes a batch of task changes in one transaction; on a shared database it also releases this node's claims on the tasks it finished. */
   writeTasks(rows: readonly TaskWrite[], publish: Published[]): Promise<void>;

@@ -28,6 +28,14 @@ export interface CoverRow {
   sha256: string;
   createdAt: number;
   lastAskedAt: number;
+  /**
+   * A video page's cover: when its page was last resolved through the view API
+   * (epoch ms), and the `pic` URL it answered. Null for image URLs, custom
+   * covers, and covers stored before these were kept (resolved at `createdAt`,
+   * from a pic not known).
+   */
+  resolvedAt: number | null;
+  resolvedPic: string | null;
 }
 
 /** The task of one URL: its download's status, persisted on every change. */
@@ -96,6 +104,8 @@ export const CoverEntity = new EntitySchema<CoverRow>({
     sha256: { type: 'varchar', length: 64 },
     createdAt: { name: 'created_at', type: 'bigint', transformer: bigintNumber },
     lastAskedAt: { name: 'last_asked_at', type: 'bigint', transformer: bigintNumber },
+    resolvedAt: { name: 'resolved_at', type: 'bigint', nullable: true, transformer: bigintNumber },
+    resolvedPic: { name: 'resolved_pic', type: 'text', nullable: true },
   },
 });
 

@@ -198,4 +198,24 @@ export class CreateClusterSecrets1764500000000 implements MigrationInterface {
   }
 }
 
-export const migrations = [CreateCoversAndTasks1763780000000, CreateDeletions1763790000000, AddClusterTables1764300000000, CreateJobs1764400000000, CreateClusterSecrets1764500000000];
+/**
+ * When a video page was last resolved and the `pic` it answered: a cover that
+ * changes upstream is found by re-resolving the page after `--resolve-ttl`.
+ * Rows stored before have neither (resolved at their `created_at`).
+ */
+export class AddCoverResolved1764600000000 implements MigrationInterface {
+  name = 'AddCoverResolved1764600000000';
+
+  async up(queryRunner: QueryRunner): Promise<void> {
+    await queryRunner.addColumns('covers', [
+      new TableColumn({ name: 'resolved_at', type: 'bigint', isNullable: true }),
+      new TableColumn({ name: 'resolved_pic', type: 'text', isNullable: true }),
+    ]);
+  }
+
+  async down(queryRunner: QueryRunner): Promise<void> {
+    await queryRunner.dropColumns('covers', ['resolved_at', 'resolved_pic']);
+  }
+}
+
+export const migrations = [CreateCoversAndTasks1763780000000, CreateDeletions1763790000000, AddClusterTables1764300000000, CreateJobs1764400000000, CreateClusterSecrets1764500000000, AddCoverResolved1764600000000];

@@ -113,6 +113,12 @@ export interface CoverIndex {
   count(): Promise<number>;
   /** Deletes the URL's row if it still points at `path`. */
   removeIfPath(url: string, path: string): Promise<void>;
+  /**
+   * Records that the URL's video page was resolved again at `at` and answered
+   * `pic`, if its row still points at `path` (a cover replaced meanwhile is left
+   * alone). Says whether the row was updated.
+   */
+  markResolved(url: string, path: string, at: number, pic: string): Promise<boolean>;
   /** Whether any row points at this file. */
   pathInUse(path: string): Promise<boolean>;
   /** Downloaded covers not asked for since `before` (epoch ms), oldest first. */

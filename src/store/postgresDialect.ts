@@ -219,6 +219,10 @@ export class PostgresDialect implements Dialect {
     return this.transaction(publish, async (client) => (await client.query('DELETE FROM covers WHERE url = $1 AND path = $2', [url, path])).rowCount !== 0);
   }
 
+  async markResolved(url: string, path: string, at: number, pic: string, publish: Published[]): Promise<boolean> {
+    return this.transaction(publish, async (client) => (await client.query('UPDATE covers SET resolved_at = $1, resolved_pic = $2 WHERE url = $3 AND path = $4', [at, pic, url, path])).rowCount !== 0);
+  }
+
   async touchCovers(urls: readonly string[], now: number): Promise<void> {
     await this.pool().query('UPDATE covers SET last_asked_at = $1 WHERE url = ANY($2::text[])', [now, urls]);
   }
