@@ -197,8 +197,8 @@ describe('covers that change upstream, in process against a real API origin', ()
     assert.equal((limited.error as { code: string }).code, 'upstream_limited');
     assert.match((limited.error as { message: string }).message, /API code -352/);
     assert.equal(limited.remembered, undefined);
-    assert.equal(app.downloads.wouldStart(refused), true, 'nothing remembered against the URL');
-    assert.equal((await app.store.tasks.get(refused))?.errorCode, 'upstream_limited');
+    assert.equal(app.downloads.wouldStart(refused), false, 'kept (parked) until the API host reopens, not remembered as failed');
+    assert.equal((await app.store.tasks.get(refused))?.status, 'queued', 'the task keeps its place');
     assert.equal(origin.hits.get('/x/web-interface/view'), 2, 'not retried by the backoff: one request');
   });
 });
