@@ -54,7 +54,7 @@ export function upstreamFrame(status: readonly HostStatus[]): Record<string, Ups
 
 /**
  * The hosts `/metrics` labels: cooling ones, then those that cooled within the
- * hour, then the busiest; at most `MAX_SHOWN_HOSTS`, so a service that fetched
+ * hour (the most recent first), then the busiest; at most `MAX_SHOWN_HOSTS`, so a service that fetched
  * from many hosts keeps its label sets bounded.
  */
 export function metricHosts(counts: ReadonlyMap<string, HostCounts>, status: readonly HostStatus[]): { host: string; counts: HostCounts; cooling: boolean }[] {
@@ -63,9 +63,10 @@ export function metricHosts(counts: ReadonlyMap<string, HostCounts>, status: rea
     const s = shown.get(host);
     return s === undefined ? 0 : s.state === 'cooling' ? 2 : 1;
   };
+  const cooledAt = (host: string) => shown.get(host)?.cooledAt ?? 0;
   const total = (c: HostCounts) => c.ok + c.refused + c.error;
   return [...counts]
-    .sort(([a, ca], [b, cb]) => rank(b) - rank(a) || total(cb) - total(ca) || (a < b ? -1 : 1))
+    .sort(([a, ca], [b, cb]) => rank(b) - rank(a) || cooledAt(b) - cooledAt(a) || total(cb) - total(ca) || (a < b ? -1 : 1))
     .slice(0, MAX_SHOWN_HOSTS)
     .map(([host, c]) => ({ host, counts: c, cooling: shown.get(host)?.state === 'cooling' }));
 }
