@@ -29,6 +29,7 @@ import { bindPort, checkWritable, databaseError, joinError, readApiCookie } from
 import { Reresolver } from './downloads/reresolve.js';
 import { userAgent, version } from './version.js';
 import { HostGates } from './upstream/hostGates.js';
+import { upstreamHealth } from './upstream/shown.js';
 
 export interface App {
   /** `http://HOST:PORT` as bound. */
@@ -275,10 +276,11 @@ async function startOnPort(config: Config, logger: Logger, clock: Clock, bound: 
         counts: () => downloads.counts(),
         resources: () => guard.latest,
         jobs: { outcomes: jobs.outcomes, countByStatus: () => store.jobs.countByStatus() },
+        upstream: { counts: () => gates.counts(), status: () => gates.status() },
       }),
       admin: {
         token: adminToken,
-        feed: createAdminFeed({ store, downloads, stats, serviceUrl: () => serviceUrl }),
+        feed: createAdminFeed({ store, downloads, stats, serviceUrl: () => serviceUrl, upstream: () => gates.status() }),
         api: { config, covers, tasks, deletions, cluster: store.cluster, history, deletionRunner, downloads, logger, publicUrl: () => publicUrl, jobs: store.jobs, serviceUrl: () => serviceUrl, clock },
       },
       checks,
@@ -296,6 +298,9 @@ async function startOnPort(config: Config, logger: Logger, clock: Clock, bound: 
         const sample = guard.latest ?? (await guard.check());
         const counts = downloads.counts();
         const status = downloads.status();
+        // Hosts that cooled within the hour (absent when none, like `reasons`). A cooling host
+        // does not change the status nor the 200: the node itself is fine.
+        const upstream = upstreamHealth(gates.status());
         return {
           status,
           ...(status === 'tardy' ? { reasons: downloads.tardyReasons() } : {}),
@@ -304,6 +309,7 @@ async function startOnPort(config: Config, logger: Logger, clock: Clock, bound: 
           ...sample,
           queued: counts.queued,
           downloading: counts.downloading,
+          ...(Object.keys(upstream).length > 0 ? { upstream } : {}),
         };
       },
     },

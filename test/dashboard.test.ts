@@ -542,3 +542,88 @@ test('the admin dashboard, in a real browser', { timeout: 240_000 }, async (t) =
     assert.deepEqual(cspViolations, []);
   });
 });
+
+test('the dashboard shows a banner per cooling upstream host, gone when it reopens (real browser)', { timeout: 120_000 }, async (t) => {
+  if (!existsSync(CHROMIUM)) {
+    t.skip("Chromium not installed (/usr/bin/chromium): the browser test needs Debian's chromium package");
+    return;
+  }
+  // An origin on 127.0.0.1: /img/<name>.jpg, refused from the 3rd request for 1.5 s (429, Retry-After: 5);
+  // the probe (the 4th) is answered when the test says, so the banner's last state is seen whatever the machine's speed.
+  let hits = 0;
+  let refusingSince: number | undefined;
+  let answerProbe!: () => void;
+  const probeAnswered = new Promise<void>((resolve) => (answerProbe = resolve));
+  const server = http.createServer((req, res) => {
+    const n = ++hits;
+    const m = /^\/img\/([a-z0-9-]+)\.jpg$/.exec(new URL(req.url ?? '/', 'http://x').pathname);
+    if (!m) return void res.writeHead(404).end();
+    if (n > 2) {
+      refusingSince ??= Date.now();
+      if (Date.now() - refusingSince < 1500) return void res.writeHead(429, { 'retry-after': '5' }).end('slow down');
+    }
+    void (async () => {
+      if (n === 4) await probeAnswered;
+      const body = await makeImage(m[1]!, 'jpeg', 64, 40);
+      res.writeHead(200, { 'content-type': 'image/jpeg', 'content-length': body.length }).end(body);
+    })();
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const originUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'coverhelper-dashboard-cooling-'));
+  const open: { service?: Service; browser?: Browser; client?: TestClient } = {};
+  t.after(async () => {
+    answerProbe();
+    await open.browser?.close();
+    await open.client?.close();
+    await open.service?.stop();
+    server.closeAllConnections();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    await rm(dir, { recursive: true, force: true });
+  });
+  const service = (open.service = await startService([
+    '--admin-token', TOKEN,
+    '--data-dir', path.join(dir, 'data'),
+    '--covers-dir', path.join(dir, 'covers'),
+    '--allow-private-network',
+    '--allow-hosts', '127.0.0.1',
+    '--retries', '0',
+    '--host-limits', '127.0.0.1=100/s:100:1',
+  ]));
+  const browser = (open.browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS }));
+  const page: Page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+  const problems: string[] = [];
+  page.on('pageerror', (error) => problems.push(`page error: ${error.message}`));
+  await page.goto(`${service.url}/admin/`);
+  await page.fill('#token', TOKEN);
+  await page.click('#connect');
+  await waitForText(page, '#status', 'ready');
+  assert.equal(await countOf(page, '#upstream .upstream-banner'), 0, 'no banner while no host cools');
+
+  const client = (open.client = await connect(service.wsUrl));
+  const urls = Array.from({ length: 6 }, (_, i) => `${originUrl}/img/banner-${i}.jpg`);
+  const { done } = await client.check('cool', urls, 15_000);
+  assert.equal(done.ok, 2);
+  const limited = (done.results as Frame[]).filter((r) => r.status === 'error');
+  assert.equal(limited.length, 4);
+  const retryAt = Date.parse(String(limited[0]!.retryAt));
+  const d = new Date(retryAt);
+  const hhmmss = [d.getHours(), d.getMinutes(), d.getSeconds()].map((n) => String(n).padStart(2, '0')).join(':');
+
+  // One banner for the host, with why, until when (the browser's local time, as here) and a countdown.
+  const banner = '#upstream .upstream-banner[data-host="127.0.0.1"]';
+  const text = await waitForMatch(page, banner, /is cooling/, 10_000);
+  const escaped = hhmmss.replace(/:/g, '\\:');
+  assert.match(text, new RegExp(`^127\\.0\\.0\\.1 is cooling \\(HTTP 429\\) — nothing is sent to it until ${escaped} \\(in [1-5] s\\); its URLs are answered upstream_limited and fetched after$`));
+  assert.equal(await countOf(page, '#upstream .upstream-banner'), 1);
+  await mkdir(OUTPUT, { recursive: true });
+  await page.screenshot({ path: path.join(OUTPUT, 'upstream-cooling.png'), fullPage: true });
+  // The countdown moves on, then the probe goes out (held by the origin): the host still cools.
+  await waitForMatch(page, banner, /^127\.0\.0\.1 is cooling \(HTTP 429\) — reopening: one probe request is let through; its URLs are answered upstream_limited and fetched after$/, 15_000);
+  assert.equal(hits, 4, 'nothing but the probe sent while cooling');
+  // The probe is answered: the host reopens and the banner goes.
+  answerProbe();
+  await page.waitForSelector(banner, { state: 'detached', timeout: 15_000 });
+  assert.equal(await countOf(page, '#upstream .upstream-banner'), 0);
+  assert.deepEqual(problems, []);
+});

@@ -17,8 +17,10 @@ const host = 'i0.hdslb.com';
 
 function gatesWith(limits: string, clock = new TestClock()) {
   const warnings: { message: string; meta: Record<string, unknown> | undefined }[] = [];
-  const gates = new HostGates({ limits: parseHostLimits(limits), clock, logger: { warn: (message, meta) => warnings.push({ message, meta }) } });
-  return { gates, clock, warnings };
+  const infos: { message: string; meta: Record<string, unknown> | undefined }[] = [];
+  const logger = { warn: (message: string, meta?: Record<string, unknown>) => warnings.push({ message, meta }), info: (message: string, meta?: Record<string, unknown>) => infos.push({ message, meta }) };
+  const gates = new HostGates({ limits: parseHostLimits(limits), clock, logger });
+  return { gates, clock, warnings, infos };
 }
 
 /** The most starts within any closed window of `windowMs` (starts sorted). */
@@ -225,6 +227,29 @@ describe('HostGates', () => {
     assert.deepEqual(gates.counts().get(host), { ok: 2, refused: 2, error: 0 });
     await clock.advance(60 * 60_000 + 1);
     assert.deepEqual(gates.status(), [], 'shown for an hour');
+  });
+
+  it('the log: one warn line when a host starts cooling and one when it reopens; a refused probe (still cooling) is an info line', async () => {
+    const { gates, clock, warnings, infos } = gatesWith(`${host}=100/s:100:2`);
+    const first = clock.now();
+    (await gates.acquire(host, bulk))(new UpstreamRefusal(host, 'HTTP 429', 2000));
+    await clock.advance(2000);
+    // The probe is refused too, without Retry-After: the host never reopened, and the backoff has doubled once already.
+    const probeAt = clock.now();
+    (await gates.acquire(host, bulk))(new UpstreamRefusal(host, 'HTTP 503'));
+    assert.deepEqual(warnings.map((w) => w.message), ['upstream host cooling: nothing is sent to it until then']);
+    assert.deepEqual(warnings[0]!.meta, { host, why: 'HTTP 429', until: new Date(first + 2000).toISOString(), seconds: 2 });
+    assert.deepEqual(infos, [{ message: 'upstream host still cooling: its probe was refused', meta: { host, why: 'HTTP 503', until: new Date(probeAt + 60_000).toISOString(), seconds: 60 } }]);
+    await clock.advance(60_000);
+    (await gates.acquire(host, bulk))('ok');
+    assert.deepEqual(warnings.map((w) => w.message), ['upstream host cooling: nothing is sent to it until then', 'upstream host reopened']);
+    assert.deepEqual(warnings[1]!.meta, { host, why: 'HTTP 503', afterS: 62 });
+    // A later refusal is a new start: a warn line again.
+    (await gates.acquire(host, bulk))(new UpstreamRefusal(host, 'HTTP 412'));
+    assert.equal(warnings.length, 3);
+    assert.equal(warnings[2]!.message, 'upstream host cooling: nothing is sent to it until then');
+    assert.equal(warnings[2]!.meta!.why, 'HTTP 412');
+    assert.equal(infos.length, 1);
   });
 
   it('backoff: 30 s doubling to 30 min while probes are refused, back to 30 s after a success; Retry-After wins (capped at 1 h, at least 1 s)', async () => {

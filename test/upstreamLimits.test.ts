@@ -22,8 +22,11 @@ interface Hit {
   status: number;
 }
 
-/** An origin that serves /img/<name>.jpg after `delayMs`, and refuses while `refuse` says so. */
-async function countingOrigin(t: TestContext, options: { delayMs?: number; refuse?: (hit: number) => { status: number; headers?: Record<string, string> } | undefined } = {}) {
+/** An origin that serves /img/<name>.jpg after `delayMs` (and after what `hold` returns), and refuses while `refuse` says so. */
+async function countingOrigin(
+  t: TestContext,
+  options: { delayMs?: number; refuse?: (hit: number) => { status: number; headers?: Record<string, string> } | undefined; hold?: (hit: number) => Promise<void> | undefined } = {},
+) {
   const hits: Hit[] = [];
   let open = 0;
   let maxOpen = 0;
@@ -35,7 +38,8 @@ async function countingOrigin(t: TestContext, options: { delayMs?: number; refus
     open++;
     maxOpen = Math.max(maxOpen, open);
     res.once('close', () => open--);
-    const refusal = options.refuse?.(hits.length);
+    const number = hits.length;
+    const refusal = options.refuse?.(number);
     if (refusal) {
       hit.status = refusal.status;
       res.writeHead(refusal.status, refusal.headers ?? {}).end('slow down');
@@ -48,6 +52,7 @@ async function countingOrigin(t: TestContext, options: { delayMs?: number; refus
       return;
     }
     void makeImage(m[1]!, 'jpeg', 64, 40).then(async (body) => {
+      await options.hold?.(number);
       if (options.delayMs) await new Promise((resolve) => setTimeout(resolve, options.delayMs));
       served.set(url.pathname, (served.get(url.pathname) ?? 0) + 1);
       res.writeHead(200, { 'content-type': 'image/jpeg', 'content-length': body.length }).end(body);
@@ -151,9 +156,10 @@ describe('cooling on refusal (real process)', () => {
       assert.equal(after.done.ok, 20, JSON.stringify(resultsOf(after.done).filter((r) => r.status !== 'ok')));
       assert.ok(resultsOf(after.done).every((r) => r.status === 'ok'));
       for (const url of urls) assert.equal(origin.served.get(new URL(url).pathname), 1, `${url} downloaded once`);
-      // Two coolings (the first probe was refused too), one reopening, each said once.
-      assert.equal(svc.logs.filter((line) => line.message === 'upstream host cooling: nothing is sent to it until then').length, 2);
-      assert.equal(svc.logs.filter((line) => line.message === 'upstream host reopened').length, 1);
+      // One cooling (its first probe was refused too: still cooling, an info line) and one reopening, each said once at warn.
+      const warned = svc.logs.filter((line) => line.level === 'warn' && line.message.startsWith('upstream host'));
+      assert.deepEqual(warned.map((line) => line.message), ['upstream host cooling: nothing is sent to it until then', 'upstream host reopened']);
+      assert.equal(svc.logs.filter((line) => line.message === 'upstream host still cooling: its probe was refused' && line.level === 'info').length, 1);
       assert.equal(svc.logs.filter((line) => line.message === 'download failed').length, 0, 'a refusal is not a failure');
     });
   }
@@ -224,5 +230,109 @@ describe('interactive before bulk (real process)', () => {
     const firstJob = origin.hits.find(isJob)!.at;
     const jobBeforeChecks = origin.hits.filter((h) => isJob(h) && h.at >= firstJob + 500 && h.at < firstJob + 1500).length;
     assert.ok(jobBeforeChecks >= rate - 2, `alone the job had the rate (${jobBeforeChecks} in 1 s)`);
+  });
+});
+
+/** Prometheus text: the value of the sample `name` whose labels are exactly `labels`, or undefined. */
+function sample(text: string, name: string, labels: Record<string, string>): number | undefined {
+  for (const line of text.split('\n')) {
+    const m = /^([a-z_]+)\{([^}]*)\} (\S+)$/.exec(line);
+    if (!m || m[1] !== name) continue;
+    const found = Object.fromEntries([...m[2]!.matchAll(/([a-z_]+)="([^"]*)"/g)].map((l) => [l[1]!, l[2]!]));
+    if (JSON.stringify(Object.entries(found).sort()) === JSON.stringify(Object.entries(labels).sort())) return Number(m[3]);
+  }
+  return undefined;
+}
+
+describe('seen by the operator (real process)', () => {
+  it('429 with Retry-After: 2 after 3 requests: /healthz, /metrics and the admin stream show the host cooling with retryAt, then open; one warn line for the start and one for the stop', async (t) => {
+    const token = 'o'.repeat(32);
+    // Refuses from the 4th request for 1.5 s: the one request in flight is refused; the probe (2 s later, the 5th)
+    // is answered when the test says, so the test sees the host before it reopens whatever the machine's speed.
+    let refusingSince: number | undefined;
+    let answerProbe!: () => void;
+    const probeAnswered = new Promise<void>((resolve) => (answerProbe = resolve));
+    t.after(() => answerProbe());
+    const origin = await countingOrigin(t, {
+      refuse: (hit) => {
+        if (hit <= 3) return undefined;
+        refusingSince ??= Date.now();
+        return Date.now() - refusingSince < 1500 ? { status: 429, headers: { 'retry-after': '2' } } : undefined;
+      },
+      hold: (hit) => (hit === 5 ? probeAnswered : undefined),
+    });
+    const svc = await service(t, ['--host-limits', '127.0.0.1=100/s:100:1', '--admin-token', token]);
+    const health = async () => {
+      const res = await fetch(`${svc.url}/healthz`);
+      assert.equal(res.status, 200, 'a cooling host is not the node’s fault: /healthz stays 200');
+      return (await res.json()) as { status: string; upstream?: Record<string, { state: string; retryAt?: string }> };
+    };
+    const metrics = async () => {
+      const text = await (await fetch(`${svc.url}/metrics`)).text();
+      return {
+        ok: sample(text, 'coverhelper_upstream_requests_total', { host: '127.0.0.1', outcome: 'ok' }),
+        refused: sample(text, 'coverhelper_upstream_requests_total', { host: '127.0.0.1', outcome: 'refused' }),
+        error: sample(text, 'coverhelper_upstream_requests_total', { host: '127.0.0.1', outcome: 'error' }),
+        cooling: sample(text, 'coverhelper_upstream_cooling', { host: '127.0.0.1' }),
+      };
+    };
+    // Nothing cooled yet: no `upstream` at all, no host labelled.
+    assert.equal((await health()).upstream, undefined);
+    assert.deepEqual(await metrics(), { ok: undefined, refused: undefined, error: undefined, cooling: undefined });
+
+    const admin = await connect(`${svc.url.replace('http:', 'ws:')}/admin/ws?token=${token}`);
+    t.after(() => admin.close());
+    const client = await connect(svc.wsUrl);
+    t.after(() => client.close());
+    const urls = Array.from({ length: 10 }, (_, i) => `${origin.url}/img/seen-${i}.jpg`);
+    const { done } = await client.check('first', urls, 15_000);
+    assert.equal(done.ok, 3);
+    const limited = resultsOf(done).filter((r) => r.status === 'error');
+    assert.equal(limited.length, 7);
+    const retryAt = limited[0]!.retryAt!;
+    assert.ok(limited.every((r) => r.error?.code === 'upstream_limited' && r.retryAt === retryAt), JSON.stringify(limited));
+
+    // Cooling (2 s, then until the probe is answered): /healthz says so with the same retryAt, the status stays ready;
+    // /metrics counts 3 ok and 1 refused and shows the host cooling; the admin stream carries it with why and since when.
+    const seenCooling = async () => {
+      const now = await health();
+      assert.equal(now.status, 'ready');
+      assert.deepEqual(now.upstream, { '127.0.0.1': { state: 'cooling', retryAt } });
+      assert.deepEqual(await metrics(), { ok: 3, refused: 1, error: 0, cooling: 1 });
+      const frame = await admin.next((f) => f.type === 'stats' && f.upstream !== undefined, 5000);
+      const shown = (frame.upstream as Record<string, { state: string; retryAt?: string; reason?: string; cooledAt?: string }>)['127.0.0.1']!;
+      assert.deepEqual({ ...shown, cooledAt: undefined }, { state: 'cooling', retryAt, reason: 'HTTP 429', cooledAt: undefined });
+      const cooledFor = Date.parse(retryAt) - Date.parse(shown.cooledAt!);
+      assert.ok(cooledFor === 2000, `cooledAt is the refusal, 2 s before retryAt: ${JSON.stringify(shown)}`);
+      admin.frames.length = 0;
+    };
+    await seenCooling();
+    // The probe is out (the origin holds its answer): still cooling, nothing else sent.
+    while (origin.hits.length < 5) await new Promise((resolve) => setTimeout(resolve, 20));
+    await seenCooling();
+    assert.equal(origin.hits.length, 5, 'nothing but the probe while cooling');
+
+    // It reopens (the probe is answered) and the parked URLs are fetched.
+    answerProbe();
+    await svc.waitForLog((line) => line.message === 'upstream host reopened', 15_000);
+    const deadline = Date.now() + 15_000;
+    while (origin.served.size < 10 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 100));
+    assert.equal(origin.served.size, 10, 'every URL fetched after the reopening');
+    // Shown for the hour as open, without retryAt; the gauge is 0.
+    assert.deepEqual((await health()).upstream, { '127.0.0.1': { state: 'open' } });
+    assert.deepEqual(await metrics(), { ok: 10, refused: 1, error: 0, cooling: 0 });
+    const reopened = await admin.next((f) => f.type === 'stats' && (f.upstream as Record<string, { state: string }> | undefined)?.['127.0.0.1']?.state === 'open', 5000);
+    assert.deepEqual(Object.keys((reopened.upstream as Record<string, { reason?: string }>)['127.0.0.1']!).sort(), ['cooledAt', 'reason', 'state']);
+    assert.equal(origin.hits.filter((hit) => hit.status === 429).length, 1, 'one request refused: nothing was sent while cooling');
+
+    // The log: one warn line when it started cooling (why, until) and one when it stopped, nothing else about it.
+    const about = svc.logs.filter((line) => line.host === '127.0.0.1' && line.message.startsWith('upstream host'));
+    assert.deepEqual(about.map((line) => [line.level, line.message]), [
+      ['warn', 'upstream host cooling: nothing is sent to it until then'],
+      ['warn', 'upstream host reopened'],
+    ]);
+    assert.equal(about[0]!.why, 'HTTP 429');
+    assert.equal(about[0]!.until, retryAt);
+    assert.equal(about[1]!.why, 'HTTP 429');
   });
 });

@@ -5,6 +5,8 @@
  */
 import type { Downloads } from '../downloads/index.js';
 import type { Stats } from '../stats.js';
+import { upstreamFrame } from '../upstream/shown.js';
+import type { HostStatus } from '../upstream/types.js';
 import type { JobChange, Store, TaskChange, TaskRow } from '../store/index.js';
 import { jobJson } from '../jobs/index.js';
 import { taskJson } from './adminApi.js';
@@ -32,13 +34,29 @@ function snapshotTasks(open: TaskRow[]) {
   return picked.reverse();
 }
 
-export function createAdminFeed(deps: { store: Store; downloads: Downloads; stats: Stats; serviceUrl?: () => string }): AdminFeed {
+export function createAdminFeed(deps: {
+  store: Store;
+  downloads: Downloads;
+  stats: Stats;
+  serviceUrl?: () => string;
+  /** The upstream hosts that cooled within the hour (the per-host gates' `status()`). */
+  upstream?: () => HostStatus[];
+}): AdminFeed {
   const { store, downloads, stats } = deps;
   const serviceUrl = deps.serviceUrl ?? (() => '');
   const statsFrame = () => {
     const counts = downloads.counts();
     const status = downloads.status();
-    return { status, ...(status === 'tardy' ? { reasons: downloads.tardyReasons() } : {}), ...stats.snapshot(), queued: counts.queued, downloading: counts.downloading };
+    // `upstream` as in /healthz (absent when no host cooled within the hour), with why and when each cooled.
+    const upstream = upstreamFrame(deps.upstream?.() ?? []);
+    return {
+      status,
+      ...(status === 'tardy' ? { reasons: downloads.tardyReasons() } : {}),
+      ...stats.snapshot(),
+      queued: counts.queued,
+      downloading: counts.downloading,
+      ...(Object.keys(upstream).length > 0 ? { upstream } : {}),
+    };
   };
   return {
     snapshot: async () => {

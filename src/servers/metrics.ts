@@ -14,11 +14,21 @@
  *   coverhelper_disk_used_ratio, _memory_used_ratio, _load5   the resource guard's last sample
  *   coverhelper_jobs_total{outcome}                     archive jobs this node finished: ready | failed | expired
  *   coverhelper_jobs{status}                            archive jobs in the database by status (every node's)
+ *   coverhelper_upstream_requests_total{host,outcome}   requests to each upstream host (API, image, each redirect hop)
+ *                                                       by outcome: ok | refused (412/429/503, a risk-control code) | error
+ *   coverhelper_upstream_cooling{host}                  1 while the host cools (nothing is sent to it), 0 when open
+ *
+ * The upstream hosts labelled are at most 200: cooling ones first, then those
+ * that cooled within the hour, then the busiest (the gates forget idle hosts, so
+ * a host's counter can start again from 0, which Prometheus reads as a reset).
  */
 import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
 import type { GateStatus } from '../../machines/index.js';
 import type { ResourceSample } from '../maintenance/index.js';
 import type { Stats } from '../stats.js';
+import type { HostCounts } from '../upstream/hostGates.js';
+import { metricHosts } from '../upstream/shown.js';
+import type { HostStatus } from '../upstream/types.js';
 
 export interface MetricsSources {
   stats: Stats;
@@ -28,6 +38,8 @@ export interface MetricsSources {
   resources: () => ResourceSample | undefined;
   /** Archive jobs: this node's outcomes, and every job's status from the database. */
   jobs?: { outcomes: Record<string, number>; countByStatus(): Promise<Record<string, number>> };
+  /** The per-host gates: requests by outcome per host, and the hosts that cooled within the hour. */
+  upstream?: { counts(): ReadonlyMap<string, HostCounts>; status(): HostStatus[] };
 }
 
 export interface Metrics {
@@ -141,6 +153,32 @@ export function createMetrics(sources: MetricsSources): Metrics {
         const counts = await jobs.countByStatus().catch(() => undefined);
         if (counts === undefined) return;
         for (const [status, n] of Object.entries(counts)) this.labels({ status }).set(n);
+      },
+    });
+  }
+
+  const upstream = sources.upstream;
+  if (upstream) {
+    new Counter({
+      name: 'coverhelper_upstream_requests_total',
+      help: 'Requests to each upstream host (API, image, each redirect hop) by outcome: ok, refused (HTTP 412/429/503 or a risk-control code: the host cools), error. At most 200 hosts, cooling ones first.',
+      labelNames: ['host', 'outcome'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const { host, counts } of metricHosts(upstream.counts(), upstream.status())) {
+          for (const outcome of ['ok', 'refused', 'error'] as const) this.labels({ host, outcome }).inc(counts[outcome]);
+        }
+      },
+    });
+    new Gauge({
+      name: 'coverhelper_upstream_cooling',
+      help: 'Per upstream host: 1 while it cools after a refusal (nothing is sent to it), 0 when open. At most 200 hosts, cooling ones first.',
+      labelNames: ['host'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const { host, cooling } of metricHosts(upstream.counts(), upstream.status())) this.labels({ host }).set(cooling ? 1 : 0);
       },
     });
   }

@@ -31,7 +31,9 @@
  *   sent. When the time comes, ONE probe request is let through (the others
  *   wait behind it): a probe that is not refused reopens the host, a refused
  *   one cools it again with the backoff doubled. The log says once, at warn,
- *   when a host starts cooling (host, why, until) and when it reopens (after how long).
+ *   when a host starts cooling (host, why, until) and once when it reopens
+ *   (host, why it had cooled, after how long); a refused probe does not end the
+ *   cooling, so its new `until` is an info line, not another start.
  *
  * Bounded: at most `maxWaiters` waiters per host (past it `acquire` rejects);
  * an aborted waiter leaves at once; idle open hosts are forgotten.
@@ -58,6 +60,7 @@ export interface HostCounts {
 
 export interface GateLogger {
   warn(message: string, meta?: Record<string, unknown>): unknown;
+  info?(message: string, meta?: Record<string, unknown>): unknown;
 }
 
 export interface HostGatesOptions {
@@ -388,6 +391,8 @@ export class HostGates {
         ? Math.min(this.#maxRetryAfterMs, Math.max(MIN_RETRY_AFTER_MS, retryAfter))
         : state.backoffMs;
     state.backoffMs = Math.min(this.#maxBackoffMs, state.backoffMs * 2);
+    // A refused probe: the host never reopened, so this is not a new start.
+    const still = state.closedSince !== undefined;
     state.state = 'cooling';
     state.probing = false;
     state.retryAt = now + waitMs;
@@ -407,7 +412,9 @@ export class HostGates {
       this.#pump(state);
     }, waitMs);
     state.reopen.unref();
-    this.#logger?.warn('upstream host cooling: nothing is sent to it until then', { host: state.name, why: refusal.why, until: new Date(state.retryAt).toISOString(), seconds: Math.round(waitMs / 1000) });
+    const meta = { host: state.name, why: refusal.why, until: new Date(state.retryAt).toISOString(), seconds: Math.round(waitMs / 1000) };
+    if (still) this.#logger?.info?.('upstream host still cooling: its probe was refused', meta);
+    else this.#logger?.warn('upstream host cooling: nothing is sent to it until then', meta);
     const error = this.#limited(state);
     for (const waiter of state.waiters.splice(0)) this.#reject(waiter, error);
     this.#emit(state);
@@ -419,7 +426,7 @@ export class HostGates {
     state.probing = false;
     state.retryAt = undefined;
     state.closedSince = undefined;
-    this.#logger?.warn('upstream host reopened', { host: state.name, afterS: since === undefined ? 0 : Math.round((this.#clock.now() - since) / 1000) });
+    this.#logger?.warn('upstream host reopened', { host: state.name, why: state.reason, afterS: since === undefined ? 0 : Math.round((this.#clock.now() - since) / 1000) });
     this.#emit(state);
   }
 

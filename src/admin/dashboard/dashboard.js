@@ -51,6 +51,15 @@
  * @property {string|null} node
  */
 /**
+ * An upstream host that cooled within the hour, as the stats frame's `upstream` says.
+ * @typedef {object} UpstreamHost
+ * @property {string} host
+ * @property {'open'|'cooling'} state
+ * @property {number} retryAt     ms, when a cooling host reopens (0 when not said)
+ * @property {string|null} reason why it cooled last (`HTTP 429`, `API code -352`)
+ * @property {number} cooledAt    ms, when it last started cooling (0 when not said)
+ */
+/**
  * @typedef {object} NodeInfo
  * @property {string} id
  * @property {string|null} started
@@ -72,6 +81,8 @@ const SPEED_WINDOW_MS = 5000;
 /** The least time between two fetches of the totals or of the task page that task changes set off. */
 const REFRESH_MS = 1500;
 const NODES_EVERY_MS = 5000;
+/** Most upstream hosts kept from a frame (the service sends at most 200). */
+const MAX_UPSTREAM_HOSTS = 200;
 /** @type {readonly TaskStatus[]} */
 const STATUSES = ['waiting', 'queued', 'downloading', 'ok', 'error', 'tle'];
 /** @type {ReadonlySet<string>} */
@@ -108,7 +119,7 @@ const input = (id) => byId(id, HTMLInputElement);
 const select = (id) => byId(id, HTMLSelectElement);
 
 const ui = {
-  status: elem('status'), reasons: elem('reasons'), link: elem('link'), actions: elem('actions'), notice: elem('notice'),
+  status: elem('status'), reasons: elem('reasons'), link: elem('link'), actions: elem('actions'), notice: elem('notice'), upstream: elem('upstream'),
   login: elem('login'), loginForm: byId('login-form', HTMLFormElement), token: input('token'), connect: button('connect'), loginError: elem('login-error'),
   dashboard: elem('dashboard'), pause: button('pause'), resume: button('resume'), logout: button('logout'),
   since: elem('since'),
@@ -167,6 +178,8 @@ const state = {
   self: null,
   /** @type {Job[]|null} null: the service sends no jobs */
   jobs: null,
+  /** @type {Map<string, UpstreamHost>} host → its state, from the latest stats (absent: no host cooled within the hour) */
+  upstream: new Map(),
 };
 
 const conn = {
@@ -412,6 +425,8 @@ function showLogin(message) {
   setText(ui.loginError, message);
   ui.loginError.className = message ? 'empty bad' : 'empty';
   state.status = null;
+  // Nothing of the service is shown without its token.
+  state.upstream.clear();
   setLink('off', 'offline');
   ui.connect.disabled = false;
   ui.token.focus();
@@ -593,6 +608,7 @@ window.setInterval(() => {
   if (conn.live && Date.now() - nodesLoadedAt >= NODES_EVERY_MS) void loadNodes();
   renderRunning();
   renderNodes();
+  renderUpstream();
 }, 1000);
 
 // ---- frames --------------------------------------------------------------
@@ -759,8 +775,25 @@ function applyStats(s) {
     const n = num(value);
     if (n !== null) state.stats[key] = n;
   }
+  applyUpstream(s.upstream);
   if (s.type === 'stats') applyStatus(s.status, s.reasons);
   invalidate();
+}
+
+/**
+ * The upstream hosts of a stats frame (or a snapshot's stats); none when it has no `upstream`.
+ * @param {unknown} value
+ */
+function applyUpstream(value) {
+  state.upstream.clear();
+  const hosts = record(value);
+  if (!hosts) return;
+  for (const [host, info] of Object.entries(hosts)) {
+    if (state.upstream.size >= MAX_UPSTREAM_HOSTS) break;
+    const h = record(info);
+    if (!h || (h.state !== 'open' && h.state !== 'cooling')) continue;
+    state.upstream.set(host, { host, state: h.state, retryAt: timeOf(h.retryAt), reason: str(h.reason), cooledAt: timeOf(h.cooledAt) });
+  }
 }
 
 /**
@@ -968,8 +1001,49 @@ function renderStatus() {
   ui.resume.disabled = !conn.live || state.status !== 'paused' || pausing;
 }
 
+/** @param {number} n */
+const pad2 = (n) => String(n).padStart(2, '0');
+/** @param {number} ms  a wall time, shown as the browser's local HH:MM:SS */
+function clockTime(ms) {
+  const d = new Date(ms);
+  return `${pad2(d.getHours())}:${pad2(d.getMinutes())}:${pad2(d.getSeconds())}`;
+}
+
+/**
+ * What a cooling host's banner says.
+ * @param {UpstreamHost} h
+ */
+function upstreamText(h) {
+  const head = `${h.host} is cooling (${h.reason ?? 'refused'})`;
+  const tail = 'its URLs are answered upstream_limited and fetched after';
+  const left = Math.ceil((h.retryAt - Date.now()) / 1000);
+  const text =
+    h.retryAt && left > 0
+      ? `${head} — nothing is sent to it until ${clockTime(h.retryAt)} (in ${left} s); ${tail}`
+      : `${head} — reopening: one probe request is let through; ${tail}`;
+  // Nothing shown is left to look current when it is not.
+  return conn.live ? text : `Last known (disconnected): ${text}`;
+}
+
+/** One banner per cooling host, gone when the host reopens. */
+function renderUpstream() {
+  const cooling = [...state.upstream.values()].filter((h) => h.state === 'cooling').sort((a, b) => (a.host < b.host ? -1 : 1));
+  reconcile(
+    ui.upstream,
+    cooling,
+    (h) => h.host,
+    (h) => {
+      const p = make('p', 'notice info upstream-banner');
+      p.dataset.host = h.host;
+      return p;
+    },
+    (p, h) => setText(p, upstreamText(h)),
+  );
+}
+
 function render() {
   renderStatus();
+  renderUpstream();
   for (const [key, cell] of statCells) {
     const value = state.stats[key];
     if (typeof value !== 'number') {
