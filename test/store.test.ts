@@ -138,6 +138,24 @@ for (const backend of backends) {
       assert.deepEqual(pending.map(({ url, path, kind, reason, createdAt }) => ({ url, path, kind, reason, createdAt })), [{ url: 'u', path: 'h/old.jpg', kind: 'file', reason: 'replaced', createdAt: 50 }]);
     });
 
+    it('replaceUnlessCustom replaces a download and records its file, and never overwrites a custom cover (nor records its file)', async (t) => {
+      const { store } = await open(t);
+      await store.covers.save(row('page', { path: 'h/old.jpg' }));
+      assert.equal(await store.covers.replaceUnlessCustom(row('page', { path: 'h/changed.jpg', createdAt: 60 }), 'h/old.jpg', 'cover_changed'), null, 'replaced');
+      assert.equal((await store.covers.find('page'))?.path, 'h/changed.jpg');
+      const custom = row('page', { path: 'h/upload.png', source: 'custom', contentType: 'image/png', createdAt: 70 });
+      await store.covers.replace(custom, 'h/changed.jpg', 'replaced');
+      // A re-resolve that found yet another pic while the upload was written: the upload wins.
+      assert.deepEqual(await store.covers.replaceUnlessCustom(row('page', { path: 'h/later.jpg', createdAt: 80 }), 'h/changed.jpg', 'cover_changed'), custom, 'refused: the custom row answers');
+      assert.deepEqual(await store.covers.find('page'), custom, 'unchanged');
+      const pending = await store.deletions.pending();
+      assert.deepEqual(
+        pending.map(({ path, reason }) => ({ path, reason })).sort((a, b) => a.path.localeCompare(b.path)),
+        [{ path: 'h/changed.jpg', reason: 'replaced' }, { path: 'h/old.jpg', reason: 'cover_changed' }],
+        'only the written replacements recorded a deletion',
+      );
+    });
+
     it('keeps when a video page was resolved and its pic; markResolved updates them only while the row points at the same file', async (t) => {
       const { store, db } = await open(t);
       const page = 'https://www.bilibili.com/video/BV1xx411c7mD';

@@ -157,10 +157,8 @@ async function fetchAndStore(
   try {
     if (existing && existing.path !== row.path) {
       // The video's cover changed: the new file becomes the page's cover, the old
-      // one is recorded for deletion in the same write (unless an upload came meanwhile).
-      const now = await deps.covers.find(url);
-      custom = now?.source === 'custom' ? now : null;
-      if (!custom) await deps.covers.replace(row, existing.path, COVER_CHANGED);
+      // one is recorded for deletion in the same write, unless an upload came meanwhile (one conditional write).
+      custom = await deps.covers.replaceUnlessCustom(row, existing.path, COVER_CHANGED);
     } else custom = await deps.covers.saveUnlessCustom(row);
   } catch (error) {
     // The file stays: an older row of this URL may point at the same path (same content).

@@ -144,6 +144,11 @@ export class SqlCoverIndex implements CoverIndex {
     await this.write(row.url, false, (publish) => this.dialect.upsertCover(row, { replaced }, publish));
   }
 
+  async replaceUnlessCustom(row: CoverRow, replacedPath: string, reason: string): Promise<CoverRow | null> {
+    const replaced = { url: row.url, path: replacedPath, kind: 'file' as const, reason, createdAt: row.createdAt };
+    return this.write(row.url, false, (publish) => this.dialect.upsertCover(row, { unlessCustom: true, replaced }, publish));
+  }
+
   touch(urls: Iterable<string>): void {
     this.touches.touch(urls);
   }

@@ -106,6 +106,12 @@ export interface CoverIndex {
   saveUnlessCustom(row: CoverRow): Promise<CoverRow | null>;
   /** Replaces the URL's cover and records, in the same transaction, the deletion of the file it replaces. */
   replace(row: CoverRow, replacedPath: string, reason: string): Promise<void>;
+  /**
+   * `replace`, unless the URL's cover is custom (uploaded meanwhile): then nothing
+   * is written and the custom row is returned; null when replaced. One write, so
+   * an upload is never overwritten.
+   */
+  replaceUnlessCustom(row: CoverRow, replacedPath: string, reason: string): Promise<CoverRow | null>;
   /** Notes that these URLs were asked for now; written within the touch interval (30 s). */
   touch(urls: Iterable<string>): void;
   /** Writes the pending "last asked for" times. */

@@ -202,7 +202,8 @@ export class PostgresDialect implements Dialect {
   async upsertCover(row: CoverRow, options: { unlessCustom?: boolean; replaced?: NewDeletion & { createdAt: number } }, publish: Published[]): Promise<CoverRow | null> {
     return this.transaction(publish, async (client) => {
       const saved = await client.query(`${UPSERT_COVER}${options.unlessCustom ? " WHERE covers.source <> 'custom'" : ''}`, coverParams(row));
-      if (options.replaced) {
+      // The replaced file is recorded for deletion only when the row was written (a custom cover keeps its row).
+      if (options.replaced && saved.rowCount !== 0) {
         const { url, path, kind, reason, createdAt } = options.replaced;
         await client.query(
           'INSERT INTO deletions (url, path, kind, reason, created_at, claimed_at) VALUES ($1, $2, $3, $4, $5, NULL) ON CONFLICT (url, path, kind) DO NOTHING',

@@ -43,7 +43,7 @@ export class SqliteDialect implements Dialect {
   private db: BetterSqlite3.Database | undefined;
   private statements = new Map<string, Statement>();
   private writeBatch: ((rows: readonly TaskWrite[]) => void) | undefined;
-  private upsertCoverWithDeletion: ((row: CoverRow, replaced: NewDeletion & { createdAt: number }) => void) | undefined;
+  private upsertCoverWithDeletion: ((row: CoverRow, replaced: NewDeletion & { createdAt: number }, unlessCustom: boolean) => boolean) | undefined;
 
   constructor(
     readonly dataSource: DataSource,
@@ -93,12 +93,14 @@ export class SqliteDialect implements Dialect {
   async upsertCover(row: CoverRow, options: { unlessCustom?: boolean; replaced?: NewDeletion & { createdAt: number } }): Promise<CoverRow | null> {
     if (options.replaced) {
       this.connection();
-      this.upsertCoverWithDeletion ??= this.connection().transaction((cover: CoverRow, replaced: NewDeletion & { createdAt: number }) => {
-        this.statement(UPSERT_COVER).run(coverParams(cover));
+      this.upsertCoverWithDeletion ??= this.connection().transaction((cover: CoverRow, replaced: NewDeletion & { createdAt: number }, unlessCustom: boolean) => {
+        // The replaced file is recorded for deletion only when the row was written (a custom cover keeps its row).
+        if (this.statement(unlessCustom ? UPSERT_COVER_UNLESS_CUSTOM : UPSERT_COVER).run(coverParams(cover)).changes === 0) return false;
         this.statement(INSERT_DELETION).run(replaced.url, replaced.path, replaced.kind, replaced.reason, replaced.createdAt);
+        return true;
       });
-      this.upsertCoverWithDeletion(row, options.replaced);
-      return null;
+      if (this.upsertCoverWithDeletion(row, options.replaced, options.unlessCustom === true)) return null;
+      return this.findCover(row.url);
     }
     if (!options.unlessCustom) {
       this.statement(UPSERT_COVER).run(coverParams(row));
