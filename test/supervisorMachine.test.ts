@@ -599,11 +599,11 @@ describe('supervisorMachine: parking on a cooling host', () => {
     const { supervisor, answerAll, cooling, flights, fetch, clock, abortedReports, droppedReports } = setupParking({ workers: 2 });
     cooling.set('a.hdslb.com', clock.now() + 10_000);
     const [aborted, deleted, kept] = ['https://a.hdslb.com/abort.jpg', 'https://a.hdslb.com/delete.jpg', 'https://a.hdslb.com/kept.jpg'];
-    answerAll([aborted!, deleted!, kept!]);
+    answerAll([aborted, deleted, kept]);
     assert.equal(flights().count('parked'), 3);
-    supervisor.send({ type: 'ABORT', url: aborted! });
+    supervisor.send({ type: 'ABORT', url: aborted });
     assert.deepEqual(abortedReports, [{ url: aborted, code: 'cancelled' }]);
-    supervisor.send({ type: 'FORGET', url: deleted! });
+    supervisor.send({ type: 'FORGET', url: deleted });
     assert.deepEqual(droppedReports, [deleted]);
     assert.deepEqual(flights().urls('parked'), [kept]);
     await clock.advance(10_000);
