@@ -7,8 +7,9 @@
  *              job's claim) → fetching. STOP → stopped.
  *   fetching   Invokes `fetchUrls` (provided from src/: asks the same checks as
  *              every `/ws` check, so the same supervisor, worker slots and
- *              tardy/paused gate; one download per URL for everyone). It sends
- *              PROGRESS as answers come and FETCHED with every answer → packing;
+ *              tardy/paused gate; one download per URL for everyone; a URL whose
+ *              upstream host cools is asked again when it reopens). It sends
+ *              PROGRESS (ok, failed, waiting) as answers come and FETCHED with every answer → packing;
  *              an error → failed. Entering it runs `announce` with `started`.
  *   packing    Invokes `packArchive` (provided: streams the tar to a temp file
  *              and renames it into place). Done → ready; error → failed.
@@ -47,6 +48,8 @@ export interface JobContext extends JobInput {
   status: JobStatus;
   ok: number;
   failed: number;
+  /** URLs waiting for a cooling upstream host while fetching (asked again when it reopens). */
+  waiting: number;
   entries: JobEntry[] | undefined;
   /** The archive written: its size in bytes. */
   archiveBytes: number | undefined;
@@ -56,7 +59,7 @@ export interface JobContext extends JobInput {
 export type JobEvent =
   | { type: 'START' }
   | { type: 'STOP' }
-  | { type: 'PROGRESS'; ok: number; failed: number }
+  | { type: 'PROGRESS'; ok: number; failed: number; waiting?: number }
   | { type: 'FETCHED'; entries: JobEntry[] }
   /** The checks themselves failed (a database error): the job fails. */
   | { type: 'FETCH_FAILED'; error: { code: string; message: string } };
@@ -104,7 +107,7 @@ export const jobMachine = setup({
   },
 }).createMachine({
   id: 'job',
-  context: ({ input }) => ({ ...input, status: 'queued', ok: 0, failed: 0, entries: undefined, archiveBytes: undefined, error: undefined }),
+  context: ({ input }) => ({ ...input, status: 'queued', ok: 0, failed: 0, waiting: 0, entries: undefined, archiveBytes: undefined, error: undefined }),
   initial: 'queued',
   states: {
     queued: {
@@ -114,7 +117,7 @@ export const jobMachine = setup({
     fetching: {
       description: 'Every URL asked of the checks; PROGRESS as answers come, FETCHED with all of them.',
       entry: [
-        assign({ status: 'fetching', ok: 0, failed: 0 }),
+        assign({ status: 'fetching', ok: 0, failed: 0, waiting: 0 }),
         { type: 'persist', params: ({ context }) => ({ context }) },
         { type: 'announce', params: ({ context }) => ({ event: 'started' as const, context }) },
       ],
@@ -125,11 +128,12 @@ export const jobMachine = setup({
       },
       on: {
         PROGRESS: {
-          actions: [assign({ ok: ({ event }) => event.ok, failed: ({ event }) => event.failed }), { type: 'persist', params: ({ context }) => ({ context }) }],
+          actions: [assign({ ok: ({ event }) => event.ok, failed: ({ event }) => event.failed, waiting: ({ event }) => event.waiting ?? 0 }), { type: 'persist', params: ({ context }) => ({ context }) }],
         },
         FETCHED: {
           target: 'packing',
           actions: assign({
+            waiting: 0,
             entries: ({ event }) => event.entries,
             ok: ({ event }) => event.entries.filter((entry) => entry.path !== undefined).length,
             failed: ({ event }) => event.entries.filter((entry) => entry.path === undefined).length,

@@ -97,6 +97,11 @@
  *   UNPARK          a host reopened (src/ sends it on the gates' changes; a delayed
  *                   UNPARK at the reopening time is raised too): the parked flights
  *                   whose host no longer cools are queued again, in the order parked.
+ * At most `maxParked` flights are parked; past it a refused URL is answered the
+ * same but not kept (its task row is removed, as for a dropped flight). FORGET (the
+ * administrator deleted the URL's cover or stored a custom one) and ABORT drop a
+ * parked flight; a shutdown answers parked flights like waiting ones (their task
+ * rows stay queued, so the next start resumes them).
  *
  * Failure memory: a download that ends in error or tle is remembered in the
  * flights if the input's `isRemembered` says its code is about the URL (not a
@@ -119,6 +124,13 @@ export type DownloadLogic = DownloadMachine;
 /** How long work found without an asker (resumed at start, taken over) waits for one by default. */
 export const ORPHAN_GRACE_MS = 30_000;
 
+/**
+ * Flights parked at once by default. Parked flights are held by the keeper, not by
+ * their askers (who were answered at once), so leaving does not drop them: this
+ * bounds what askers of cooling hosts can make the service hold.
+ */
+export const MAX_PARKED = 100_000;
+
 export interface SupervisorInput {
   /** Downloads running at once. */
   workers: number;
@@ -132,7 +144,7 @@ export interface SupervisorInput {
   failTtlMs: number;
   /**
    * Whether a failure with this code is the URL's answer for the fail TTL (src/
-   * gives the table of src/errors.ts). A shutdown is never remembered, whatever this says.
+   * gives the table of src/errors.ts). A shutdown or `upstream_limited` is never remembered, whatever this says.
    */
   isRemembered: (code: string) => boolean;
   /** Several nodes share the database: a URL is claimed before it may start. */
@@ -153,6 +165,12 @@ export interface SupervisorInput {
   orphanGraceMs?: number;
   /** When the URL's upstream host (its image host, the API host for a video page) reopens, while it cools; else undefined. */
   coolingUntil?: (url: string) => number | undefined;
+  /**
+   * Flights parked at once (default MAX_PARKED). Past it, a URL whose host cools is
+   * answered `upstream_limited` all the same but not kept: no flight, its task row
+   * removed (as for a dropped flight), fetched when it is asked again.
+   */
+  maxParked?: number;
 }
 
 /** One URL in flight. */
@@ -261,7 +279,7 @@ export const supervisorMachine = setup({
         const existing = flights.get(url);
         const until = context.coolingUntil !== undefined && (existing === undefined ? !context.shared && flights.remembered(url) === undefined : existing.state === 'parked') ? context.coolingUntil(url) : undefined;
         if (until !== undefined) {
-          if (existing === undefined) {
+          if (existing === undefined && flights.count('parked') < (context.maxParked ?? MAX_PARKED)) {
             flights.join(url, context.keeper, 'parked');
             // Its task row is written queued: it is fetched after the reopening (or resumed at the next start).
             made.waiting.push(url);
@@ -403,9 +421,15 @@ export const supervisorMachine = setup({
     parkLimited: enqueueActions(({ context, event, enqueue }) => {
       if (event.type !== 'FINISHED') return;
       const unparkAt = new Set<number>();
+      const made = (context.made = noneMade());
       for (const { url, ref } of event.finished) {
         const output = ref.getSnapshot().output;
         if (output?.status !== 'error' || output.error.code !== 'upstream_limited' || context.flights.has(url)) continue;
+        // Past the bound: answered all the same, not kept (its task row, written queued, is removed).
+        if (context.flights.count('parked') >= (context.maxParked ?? MAX_PARKED)) {
+          made.dropped.push(url);
+          continue;
+        }
         context.flights.join(url, context.keeper, 'parked');
         unparkAt.add(output.error.retryAt ?? context.clock.now());
       }
@@ -443,7 +467,8 @@ export const supervisorMachine = setup({
     /** Remembers a finished download's failure for the fail TTL, if it is about the URL (`isRemembered`). */
     rememberFailure: enqueueActions(({ context, event, enqueue }) => {
       const remember = (url: string, output: DownloadOutput | undefined, ttlMs: number) => {
-        if (output?.status !== 'error' || ttlMs <= 0 || output.error.code === 'shutting_down' || !context.isRemembered(output.error.code)) return;
+        // A shutdown or a cooling host (the URL is parked) says nothing of the URL, whatever `isRemembered` says.
+        if (output?.status !== 'error' || ttlMs <= 0 || output.error.code === 'shutting_down' || output.error.code === 'upstream_limited' || !context.isRemembered(output.error.code)) return;
         // Askers from now on are told it is remembered, and until when.
         context.flights.remember(url, { url: output.url, status: 'error', error: output.error, retryAt: context.clock.now() + ttlMs });
         enqueue.cancel(`forget:${url}`);
@@ -452,10 +477,17 @@ export const supervisorMachine = setup({
       if (event.type === 'REMEMBER') remember(event.url, event.output, event.ttlMs);
       else if (event.type === 'FINISHED') for (const { url, ref } of event.finished) remember(url, ref.getSnapshot().output, context.failTtlMs);
     }),
+    /** FORGET: the remembered failure goes, and so does a parked flight (nobody waits on it but the keeper; its task row is removed). */
     forgetFailure: enqueueActions(({ context, event, enqueue }) => {
       if (event.type !== 'FORGET') return;
       context.flights.forget(event.url);
       enqueue.cancel(`forget:${event.url}`);
+      const flight = context.flights.get(event.url);
+      context.made = noneMade();
+      if (flight?.state === 'parked') {
+        context.flights.settle(flight, droppedOutput(event.url));
+        context.made.dropped.push(event.url);
+      }
     }),
     /** Persists `waiting` (gate closed) or `queued` (gate open) for every URL waiting for a slot. Provided from src/. */
     reportWaiting: (_args, _params: { urls: string[]; status: 'waiting' | 'queued' }) => {},
@@ -524,12 +556,12 @@ export const supervisorMachine = setup({
     },
     SETTLE: { actions: 'settleHeard' },
     FINISHED: [
-      { guard: 'isOpen', actions: ['release', 'parkLimited', 'rememberFailure', 'startWaiting'] },
-      { actions: ['release', 'parkLimited', 'rememberFailure'] },
+      { guard: 'isOpen', actions: ['release', 'parkLimited', { type: 'reportDropped', params: ({ context }) => ({ urls: context.made.dropped }) }, 'rememberFailure', 'startWaiting'] },
+      { actions: ['release', 'parkLimited', { type: 'reportDropped', params: ({ context }) => ({ urls: context.made.dropped }) }, 'rememberFailure'] },
     ],
     UNPARK: [{ guard: 'isOpen', actions: ['unpark', 'startWaiting'] }, { actions: 'unpark' }],
     REMEMBER: { actions: 'rememberFailure' },
-    FORGET: { actions: 'forgetFailure' },
+    FORGET: { actions: ['forgetFailure', { type: 'reportDropped', params: ({ context }) => ({ urls: context.made.dropped }) }] },
     GATE_OPENED: {
       guard: 'isOpen',
       actions: ['startWaiting', { type: 'reportWaiting', params: ({ context }) => ({ urls: context.flights.urls('waiting'), status: 'queued' as const }) }],

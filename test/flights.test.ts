@@ -171,6 +171,25 @@ describe('Flights', () => {
     assert.equal(flights.next(), flight);
   });
 
+  it('holds a parked flight outside the queue, kept by its keeper when other askers leave, and queues it for its askers when its host reopens', () => {
+    const flights = new Flights<string, Output>();
+    const keeper: Asker = { kind: 'parked', bulk: true };
+    const socket: Asker = { kind: 'socket' };
+    const flight = flightOf(flights.join('u', keeper, 'parked'));
+    flights.join('u', socket, 'parked');
+    flightOf(flights.join('other', socket, 'waiting'));
+    assert.equal(flights.count('parked'), 1);
+    assert.deepEqual(flights.urls('parked'), ['u']);
+    assert.deepEqual(drain(flights), ['other'], 'a parked flight takes no worker slot');
+    assert.deepEqual(flights.leave(socket, dropped), [], 'the keeper still holds it');
+    assert.equal(flight.state, 'parked');
+    assert.equal(flights.isInteractive('u'), false, 'only bulk work waits on it');
+    flights.queue(flight);
+    assert.equal(flights.count('parked'), 0);
+    assert.equal(flight.state, 'waiting');
+    assert.deepEqual(drain(flights), ['u']);
+  });
+
   it('settles a flight once with its outcome, and forgets askers that wait on nothing', async () => {
     const flights = new Flights<string, Output>();
     const a: Asker = { kind: 'a' };

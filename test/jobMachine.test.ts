@@ -72,6 +72,17 @@ describe('jobMachine', () => {
     assert.equal(snapshot.context.entries, undefined, 'the entries are dropped once packed');
   });
 
+  it('carries the URLs waiting for a cooling host in its progress, and none once every URL is answered', async () => {
+    const { actor, sendBack } = setup();
+    actor.send({ type: 'START' });
+    sendBack({ type: 'PROGRESS', ok: 1, failed: 0, waiting: 2 });
+    assert.equal(actor.getSnapshot().context.waiting, 2);
+    sendBack({ type: 'PROGRESS', ok: 2, failed: 0, waiting: 1 });
+    assert.equal(actor.getSnapshot().context.waiting, 1);
+    sendBack({ type: 'FETCHED', entries });
+    assert.equal(actor.getSnapshot().context.waiting, 0);
+  });
+
   it('counts a cover whose file was gone when packed as failed', async () => {
     const { actor, sendBack } = setup({ pack: async () => ({ bytes: 10, missing: 1 }) });
     actor.send({ type: 'START' });

@@ -14,6 +14,7 @@ import { Readable } from 'node:stream';
 import { describe, it } from 'node:test';
 import tar from 'tar-stream';
 import { TestClock } from '../src/clock.js';
+import { countingOrigin } from './helpers/countingOrigin.js';
 import { waitUntil } from './helpers/db.js';
 import { startInProcess } from './helpers/inProcess.js';
 import { startOrigin } from './helpers/origin.js';
@@ -40,6 +41,7 @@ interface Job {
   total: number;
   ok: number;
   failed: number;
+  waiting: number;
   created: string;
   expires: string;
   archiveUrl?: string;
@@ -182,6 +184,83 @@ describe('archive jobs', () => {
     assert.equal((await fetch(`${service.url}/admin/api/resume`, { method: 'POST', headers: admin })).status, 200);
     const ready = await untilStatus(service, id, 'ready');
     assert.equal(ready.ok, 1);
+  });
+
+  it('a job whose host refuses (429, Retry-After: 1) waits for it: URLs shown waiting meanwhile, ready with every cover, nothing downloaded twice', async (t) => {
+    // Serves 4 images, then refuses for 1.5 s: the first probe (after 1 s) is refused again, the second reopens the host.
+    let refusingSince: number | undefined;
+    const origin = await countingOrigin(t, {
+      delayMs: 20,
+      refuse: (hit) => {
+        if (hit <= 4) return undefined;
+        refusingSince ??= Date.now();
+        return Date.now() - refusingSince < 1500 ? { status: 429, headers: { 'retry-after': '1' } } : undefined;
+      },
+    });
+    const dir = await tempDir(t);
+    const service = await startService([
+      '--data-dir', path.join(dir, 'data'), '--covers-dir', path.join(dir, 'covers'), '--allow-private-network',
+      '--allow-hosts', '127.0.0.1', '--retries', '0', '--host-limits', '127.0.0.1=100/s:100:1',
+    ]);
+    t.after(async () => void (await service.stop()));
+    const urls = Array.from({ length: 12 }, (_, i) => `${origin.url}/img/wait-${i}.jpg`);
+    const created = await post(service, { urls: [...urls, urls[0]] });
+    assert.equal(created.status, 201);
+    const id = (created.body as unknown as Job).id;
+    assert.equal((created.body as unknown as Job).waiting, 0);
+    // Polled while it runs: the URLs of the cooling host are shown waiting, not failed.
+    let mostWaiting = 0;
+    const ready = await waitUntil(async () => {
+      const job = await getJob(service, id);
+      mostWaiting = Math.max(mostWaiting, job.waiting);
+      if (job.status === 'fetching') assert.ok(job.failed === 0, `no URL failed while its host cools: ${JSON.stringify(job)}`);
+      return job.status === 'ready' || job.status === 'failed' ? job : undefined;
+    }, 'the job finished', 30_000);
+    assert.equal(ready.status, 'ready', JSON.stringify(ready));
+    assert.deepEqual([ready.ok, ready.failed, ready.waiting], [13, 0, 0]);
+    assert.ok(mostWaiting >= 1, `URLs were shown waiting (most: ${mostWaiting})`);
+    assert.ok(origin.hits.filter((hit) => hit.status === 429).length >= 2, 'the host refused (and its first probe too)');
+    for (const url of urls) assert.equal(origin.served.get(new URL(url).pathname), 1, `${url} downloaded once`);
+    const entries = await readTar(Buffer.from(await (await fetch(ready.archiveUrl!)).arrayBuffer()));
+    assert.equal([...entries.keys()].filter((name) => name.startsWith('covers/')).length, 12);
+    const readme = entries.get('README.txt')?.toString('utf8') ?? '';
+    assert.ok(!readme.includes('upstream_limited'), readme);
+    assert.equal(service.logs.filter((line) => line.message === 'download failed').length, 0, 'a refusal is not a failure');
+  });
+
+  it('on the test clock (in process), a job waits for a cooling host until half its --job-ttl: asked again at the reopening, or failed upstream_limited at once when the host reopens later', async (t) => {
+    // The first request is refused with Retry-After: 10 (within the job's wait of 18 s), the third with 60 (past it).
+    const origin = await countingOrigin(t, {
+      refuse: (hit) => (hit === 1 ? { status: 429, headers: { 'retry-after': '10' } } : hit === 3 ? { status: 429, headers: { 'retry-after': '60' } } : undefined),
+    });
+    const clock = new TestClock();
+    // --job-ttl 0.01 h = 36 s: a job waits for a cooling host until 18 s after it was made.
+    const { app } = await startInProcess(t, ['--job-ttl', '0.01', '--retries', '0'], clock);
+    const first = (await post(app, { urls: [`${origin.url}/img/soon.jpg`] })).body as unknown as Job;
+    await waitUntil(() => origin.hits.length === 1, 'the first request refused');
+    // Progress is written at most every 250 ms (on the clock).
+    await clock.advance(250);
+    const waiting = await waitUntil(async () => {
+      const job = await getJob(app, first.id);
+      return job.waiting === 1 ? job : undefined;
+    }, 'the URL shown waiting');
+    assert.deepEqual([waiting.status, waiting.ok, waiting.failed], ['fetching', 0, 0]);
+    await clock.advance(9_000);
+    assert.equal(origin.hits.length, 1, 'nothing sent while the host cools');
+    assert.equal((await getJob(app, first.id)).status, 'fetching');
+    await clock.advance(750);
+    const ready = await untilStatus(app, first.id, 'ready', 15_000);
+    assert.deepEqual([ready.ok, ready.failed, ready.waiting], [1, 0, 0]);
+    assert.equal(origin.served.get('/img/soon.jpg'), 1);
+
+    // A host that reopens only after the job's wait: the URL fails upstream_limited at once, the job does not wait.
+    const second = (await post(app, { urls: [`${origin.url}/img/late.jpg`, `${origin.url}/img/soon.jpg`] })).body as unknown as Job;
+    const done = await untilStatus(app, second.id, 'ready', 15_000);
+    assert.deepEqual([done.ok, done.failed, done.waiting], [1, 1, 0]);
+    const entries = await readTar(Buffer.from(await (await fetch(done.archiveUrl!)).arrayBuffer()));
+    const readme = entries.get('README.txt')?.toString('utf8') ?? '';
+    assert.match(readme, /\/img\/late\.jpg\terror upstream_limited: /);
+    assert.equal(origin.hits.length, 3);
   });
 
   it('a job cut off by SIGKILL goes on by itself at the next start', async (t) => {

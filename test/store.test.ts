@@ -37,7 +37,7 @@ const row = (url: string, overrides: Partial<CoverRow> = {}): CoverRow => ({
   ...overrides,
 });
 
-const newJob = (id: string, createdAt: number, overrides: Partial<JobRow> = {}): Omit<JobRow, 'updatedAt' | 'claimedBy' | 'claimExpires' | 'node'> => ({
+const newJob = (id: string, createdAt: number, overrides: Partial<Omit<JobRow, 'waiting'>> = {}): Omit<JobRow, 'updatedAt' | 'claimedBy' | 'claimExpires' | 'node' | 'waiting'> => ({
   id,
   name: `job ${id}`,
   status: 'queued',

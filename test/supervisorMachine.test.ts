@@ -4,6 +4,7 @@ import { createActor, SimulatedClock } from 'xstate';
 import { downloadMachine } from '../machines/downloadMachine.js';
 import { gateStatus, supervisorMachine } from '../machines/supervisorMachine.js';
 import type { Answer, Asker, Flight } from '../machines/supervisorMachine.js';
+import { TestClock } from '../src/clock.js';
 import { controllableFetch, flush } from './helpers/fakeFetch.js';
 
 function setupSupervisor(workers = 3, failTtlMs = 0, finishLater?: (send: () => void) => void) {
@@ -389,5 +390,244 @@ describe('supervisorMachine', () => {
     fetch.succeed();
     assert.equal((await third!.done).status, 'ok');
     assert.deepEqual(fetch.started.map((s) => s.url), [urls[0], urls[2]]);
+  });
+});
+
+/**
+ * Parking: a download refused by its upstream host (`upstream_limited`) is not the
+ * URL's failure. The supervisor runs on the TestClock; `coolingUntil` is the
+ * supervisor's input as src/ provides it from the gates (here read from a map of
+ * host → reopening time, so each test says when a host cools and reopens).
+ */
+function setupParking(options: { workers?: number; failTtlMs?: number; maxParked?: number } = {}) {
+  const fetch = controllableFetch();
+  const clock = new TestClock();
+  const download = downloadMachine.provide({ actors: { fetchCover: fetch.logic } });
+  const waitingReports: { urls: string[]; status: string }[] = [];
+  const droppedReports: string[] = [];
+  const abortedReports: { url: string; code: string }[] = [];
+  const logic = supervisorMachine.provide({
+    actions: {
+      reportWaiting: (_, params) => waitingReports.push(params),
+      reportDropped: (_, params) => droppedReports.push(...params.urls),
+      reportAborted: (_, params) => abortedReports.push(...params.outputs.map((o) => ({ url: o.url, code: o.status === 'error' ? o.error.code : 'ok' }))),
+    },
+  });
+  const cooling = new Map<string, number>();
+  const coolingUntil = (url: string): number | undefined => {
+    const until = cooling.get(new URL(url).hostname);
+    return until !== undefined && until > clock.now() ? until : undefined;
+  };
+  const supervisor = createActor(logic, {
+    input: {
+      workers: options.workers ?? 1,
+      download,
+      timeLimitMs: 10_000,
+      retries: 0,
+      failTtlMs: options.failTtlMs ?? 60_000,
+      // Every code remembered: the machine itself never remembers upstream_limited.
+      isRemembered: () => true,
+      shared: false,
+      clock,
+      coolingUntil,
+      ...(options.maxParked === undefined ? {} : { maxParked: options.maxParked }),
+    },
+    clock,
+  });
+  supervisor.start();
+  const answerAll = (urls: string[], asker: Asker = { kind: 'socket' }): Answer[] => {
+    let replied: Answer[] | undefined;
+    supervisor.send({ type: 'REQUEST', urls, asker, reply: (a) => (replied = a) });
+    assert.ok(replied, 'replied within the send');
+    return replied;
+  };
+  const answer = (url: string, asker?: Asker): Answer => answerAll([url], asker)[0]!;
+  const ask = (url: string, asker?: Asker): Flight => {
+    const replied = answer(url, asker);
+    assert.ok('flight' in replied, `${url} is in flight`);
+    return replied.flight;
+  };
+  /** The host refuses: it cools for `ms`, and the running download of `url` ends as fetchCover ends it then. */
+  const refuse = (url: string, ms: number): number => {
+    const until = clock.now() + ms;
+    cooling.set(new URL(url).hostname, until);
+    fetch.fail({ code: 'upstream_limited', message: 'cooling', retryAt: until }, url);
+    return until;
+  };
+  const flights = () => supervisor.getSnapshot().context.flights;
+  const startsOf = (url: string) => fetch.started.filter((s) => s.url === url).length;
+  return { supervisor, fetch, clock, cooling, answer, answerAll, ask, refuse, flights, startsOf, waitingReports, droppedReports, abortedReports };
+}
+
+/** The answer's output when it was answered at once (no flight to wait on). */
+function limitedAt(answer: Answer): number | undefined {
+  assert.ok('output' in answer, 'answered at once');
+  const { output } = answer;
+  assert.equal(output.status === 'error' && output.error.code, 'upstream_limited');
+  return output.status === 'error' ? output.error.retryAt : undefined;
+}
+
+describe('supervisorMachine: parking on a cooling host', () => {
+  const A = 'https://a.hdslb.com/a.jpg';
+  const B = 'https://b.hdslb.com/b.jpg';
+
+  it('a download ending upstream_limited answers every asker at once with retryAt, remembers nothing, and frees its worker slot', async () => {
+    const { ask, refuse, flights, fetch, clock } = setupParking({ workers: 1, failTtlMs: 60_000 });
+    const first = ask(A, { kind: 'socket' });
+    const second = ask(A, { kind: 'job', bulk: true });
+    assert.equal(first, second, 'one flight');
+    const other = ask(B);
+    assert.equal(other.state, 'waiting', 'the only slot is taken by A');
+    const until = refuse(A, 5_000);
+    await flush();
+    // Answered without the clock moving: nobody waits for the reopening.
+    for (const output of [await first.done, await second.done]) {
+      assert.equal(output.status === 'error' && output.error.code, 'upstream_limited');
+      assert.equal(output.status === 'error' && output.error.retryAt, until);
+    }
+    assert.equal(clock.now(), until - 5_000);
+    assert.equal(flights().remembered(A), undefined, 'not remembered against the URL');
+    assert.equal(flights().rememberedCount, 0);
+    assert.equal(flights().get(A)?.state, 'parked');
+    assert.equal(flights().get(A)?.ref, undefined, 'no download actor while parked');
+    assert.equal(flights().count('running'), 1);
+    assert.deepEqual(fetch.started.map((s) => s.url), [A, B], 'B took the slot A left');
+    assert.equal(flights().get(B)?.state, 'running');
+  });
+
+  it('at retryAt the parked flight runs again, exactly once; an ask meanwhile is answered at once; the ask after reopening gets the cover', async () => {
+    const { supervisor, ask, answer, refuse, flights, fetch, clock, startsOf } = setupParking({ workers: 2 });
+    const flight = ask(A);
+    const until = refuse(A, 5_000);
+    await flight.done;
+    await clock.advance(2_000);
+    // Asked again while the host cools: the same answer at once, no download.
+    const meanwhile = answer(A, { kind: 'socket' });
+    assert.equal(limitedAt(meanwhile), until);
+    assert.equal(flights().get(A)?.state, 'parked');
+    await clock.advance(2_999);
+    assert.equal(startsOf(A), 1, 'nothing sent before the reopening');
+    await clock.advance(1);
+    assert.equal(startsOf(A), 2, 'fetched at the reopening by itself');
+    assert.equal(flights().get(A)?.state, 'running');
+    // The gates' change arrives as well (src/ sends UNPARK on it): still one download.
+    supervisor.send({ type: 'UNPARK' });
+    await clock.advance(1_000);
+    assert.equal(startsOf(A), 2);
+    const after = ask(A);
+    fetch.succeed(A);
+    const output = await after.done;
+    assert.equal(output.status, 'ok');
+    assert.equal(startsOf(A), 2, 'downloaded once after the refusal');
+    assert.equal(flights().size, 0);
+  });
+
+  it('UNPARK (a host that reopened) queues its parked flights at once, in the order parked; a host still cooling keeps its own', async () => {
+    const { supervisor, ask, refuse, cooling, flights, fetch, startsOf } = setupParking({ workers: 3 });
+    const urls = ['https://a.hdslb.com/1.jpg', 'https://a.hdslb.com/2.jpg', B];
+    const done = urls.map((url) => ask(url).done);
+    refuse(urls[1]!, 60_000);
+    refuse(urls[0]!, 60_000);
+    refuse(B, 60_000);
+    await Promise.all(done);
+    assert.equal(flights().count('parked'), 3);
+    cooling.delete('a.hdslb.com');
+    supervisor.send({ type: 'UNPARK' });
+    assert.deepEqual(fetch.pending.map((p) => p.input.url), [urls[1], urls[0]], 'the reopened host\'s flights, in the order parked');
+    assert.equal(flights().get(B)?.state, 'parked', 'b.hdslb.com still cools');
+    assert.equal(startsOf(B), 1);
+  });
+
+  it('a parked URL asked again after its host reopened (before UNPARK came) is queued and joined at once', async () => {
+    const { ask, refuse, cooling, flights, fetch, startsOf } = setupParking();
+    const first = ask(A);
+    refuse(A, 60_000);
+    await first.done;
+    assert.equal(flights().get(A)?.state, 'parked');
+    cooling.delete('a.hdslb.com');
+    const joined = ask(A);
+    assert.equal(joined.state, 'running');
+    assert.equal(startsOf(A), 2);
+    fetch.succeed(A);
+    assert.equal((await joined.done).status, 'ok');
+  });
+
+  it('a new ask for a URL whose host cools is answered at once and parked without a download, its task row written queued', async () => {
+    const { answerAll, cooling, flights, fetch, clock, waitingReports, startsOf } = setupParking({ workers: 4 });
+    const until = clock.now() + 10_000;
+    cooling.set('a.hdslb.com', until);
+    const urls = ['https://a.hdslb.com/n1.jpg', 'https://a.hdslb.com/n2.jpg', B];
+    const answers = answerAll(urls);
+    assert.equal(limitedAt(answers[0]!), until);
+    assert.equal(limitedAt(answers[1]!), until);
+    assert.ok('flight' in answers[2]!, 'another host\'s URL is downloaded');
+    assert.deepEqual(fetch.started.map((s) => s.url), [B]);
+    assert.equal(flights().count('parked'), 2);
+    assert.deepEqual(waitingReports.at(-1), { urls, status: 'queued' });
+    await clock.advance(9_999);
+    assert.equal(startsOf(urls[0]!) + startsOf(urls[1]!), 0);
+    await clock.advance(1);
+    assert.deepEqual(fetch.pending.map((p) => p.input.url).sort(), [B, ...urls.slice(0, 2)].sort(), 'both fetched at the reopening');
+  });
+
+  it('parked flights are bounded by maxParked: past it a refused URL is answered the same but not kept, and its task row is removed', async () => {
+    const { answerAll, ask, refuse, cooling, flights, fetch, clock, waitingReports, droppedReports } = setupParking({ workers: 1, maxParked: 3 });
+    const running = ask(A);
+    const until = clock.now() + 10_000;
+    cooling.set('c.hdslb.com', until);
+    const urls = Array.from({ length: 5 }, (_, i) => `https://c.hdslb.com/${i}.jpg`);
+    const answers = answerAll(urls);
+    for (const given of answers) assert.equal(limitedAt(given), until, 'every one answered at once');
+    assert.equal(flights().count('parked'), 3);
+    assert.deepEqual(flights().urls('parked'), urls.slice(0, 3));
+    assert.equal(flights().has(urls[3]!), false);
+    assert.deepEqual(waitingReports.at(-1), { urls: urls.slice(0, 3), status: 'queued' }, 'task rows only for what is kept');
+    // A download refused while the bound is full: answered, not parked, its row removed.
+    refuse(A, 10_000);
+    const output = await running.done;
+    assert.equal(output.status === 'error' && output.error.code, 'upstream_limited');
+    await flush();
+    assert.equal(flights().has(A), false);
+    assert.deepEqual(droppedReports, [A]);
+    await clock.advance(10_000);
+    assert.equal(fetch.started.length, 2, 'A, then the first parked one in the only slot');
+    assert.equal(flights().count('parked'), 0);
+    assert.equal(flights().count('waiting'), 2);
+  });
+
+  it('the administrator\'s abort and delete (FORGET) of a parked URL drop it: answered, its row recorded or removed, not fetched at the reopening', async () => {
+    const { supervisor, answerAll, cooling, flights, fetch, clock, abortedReports, droppedReports } = setupParking({ workers: 2 });
+    cooling.set('a.hdslb.com', clock.now() + 10_000);
+    const [aborted, deleted, kept] = ['https://a.hdslb.com/abort.jpg', 'https://a.hdslb.com/delete.jpg', 'https://a.hdslb.com/kept.jpg'];
+    answerAll([aborted, deleted, kept]);
+    assert.equal(flights().count('parked'), 3);
+    supervisor.send({ type: 'ABORT', url: aborted });
+    assert.deepEqual(abortedReports, [{ url: aborted, code: 'cancelled' }]);
+    supervisor.send({ type: 'FORGET', url: deleted });
+    assert.deepEqual(droppedReports, [deleted]);
+    assert.deepEqual(flights().urls('parked'), [kept]);
+    await clock.advance(10_000);
+    assert.deepEqual(fetch.started.map((s) => s.url), [kept]);
+  });
+
+  it('shutdown with parked flights ends cleanly: they are answered, nothing starts at the reopening, their rows are left for the next start', async () => {
+    const { supervisor, ask, answerAll, refuse, cooling, flights, fetch, clock, droppedReports } = setupParking({ workers: 1 });
+    const until = clock.now() + 5_000;
+    cooling.set('c.hdslb.com', until);
+    answerAll(['https://c.hdslb.com/1.jpg', 'https://c.hdslb.com/2.jpg']);
+    const refused = ask(A);
+    refuse(A, 5_000);
+    await refused.done;
+    await flush();
+    assert.equal(flights().count('parked'), 3);
+    const parked = [...flights().values()].map((flight) => flight.done);
+    supervisor.send({ type: 'SHUTDOWN' });
+    for (const output of await Promise.all(parked)) assert.equal(output.status === 'error' && output.error.code, 'shutting_down');
+    assert.equal(flights().size, 0, 'nothing left in flight: the shutdown does not wait for the reopening');
+    assert.deepEqual(droppedReports, [], 'their task rows stay (resumed at the next start)');
+    await clock.advance(10_000);
+    assert.equal(fetch.started.length, 1, 'nothing started at the reopening');
+    supervisor.stop();
+    assert.equal(supervisor.getSnapshot().status, 'stopped');
   });
 });

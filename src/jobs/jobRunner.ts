@@ -6,7 +6,9 @@
  *                 check asks them: answered from the cover index, skipped, or
  *                 waiting on the supervisor's one download per URL (its worker
  *                 slots, retries and tardy/paused gate). There is no second
- *                 download path.
+ *                 download path. A URL whose upstream host cools is asked again
+ *                 when the host reopens, until half the job's time to live has
+ *                 passed (askUntilAnswered.ts).
  *   packArchive   `packArchive` (archive.ts): the tar to a temp file, renamed.
  *   persist       the job row (status at once, progress at most every 250 ms),
  *                 which the store publishes to the admin streams of every node.
@@ -34,6 +36,7 @@ import type { Logger } from '../logger.js';
 import { PathRefusedError } from '../store/index.js';
 import type { DeletionQueue, JobPatch, JobStore, JobSummary } from '../store/index.js';
 import { ARCHIVE_DIR, packArchive } from './archive.js';
+import { askUntilAnswered } from './askUntilAnswered.js';
 import { Slots } from './slots.js';
 import type { CallbackEvent, CallbackOutcome, JobCallbacks } from './callbacks.js';
 
@@ -70,6 +73,8 @@ export interface JobJson {
   total: number;
   ok: number;
   failed: number;
+  /** URLs waiting for a cooling upstream host (while fetching; 0 otherwise). */
+  waiting: number;
   created: string;
   expires: string;
   archiveUrl?: string;
@@ -97,6 +102,7 @@ export function jobJson(job: JobSummary, serviceUrl: string): JobJson {
     total: job.total,
     ok: job.ok,
     failed: job.failed,
+    waiting: job.waiting,
     created: new Date(job.createdAt).toISOString(),
     expires: new Date(job.expiresAt).toISOString(),
     ...(job.status === 'ready' ? { archiveUrl: `${serviceUrl}/api/jobs/${job.id}/archive` } : {}),
@@ -221,6 +227,7 @@ export class JobRunner {
       status: context.status,
       ok: context.ok,
       failed: context.failed,
+      waiting: context.waiting,
       ...(context.status === 'ready' || context.status === 'failed' ? { finishedAt: this.now(), archiveBytes: context.archiveBytes ?? null } : {}),
       ...(context.error ? { errorCode: context.error.code.slice(0, 32), errorMessage: context.error.message } : {}),
     });
@@ -228,30 +235,31 @@ export class JobRunner {
     const machine = jobMachine.provide({
       actors: {
         fetchUrls: fromCallback<JobEvent, FetchUrlsInput>(({ input, sendBack }) => {
-          let ok = 0;
-          let failed = 0;
           let live = true;
           // The job is the asker of its URLs: stopped (cancelled, expired, the node stopping), it leaves.
           // Bulk: interactive askers come first at the upstream.
           const asker = { kind: 'job', bulk: true };
-          this.deps.checks
-            .check(input.urls, (_index, result) => {
-              if (result.status === 'ok') ok++;
-              else failed++;
-              if (live) sendBack({ type: 'PROGRESS', ok, failed });
-              },
-              asker,
-            )
-            .then(
-              (results) => {
-                if (live) sendBack({ type: 'FETCHED', entries: results.map(entryOf) });
-              },
-              (error: unknown) => {
-                if (live) sendBack({ type: 'FETCH_FAILED', error: { code: 'internal_error', message: (error as Error).message ?? String(error) } });
-              },
-            );
+          const asking = askUntilAnswered({
+            urls: input.urls,
+            check: (urls, onWaited) => this.deps.checks.check(urls, onWaited, asker),
+            clock: this.clock,
+            // A cooling host is waited for until half the job's time to live has passed: its archive is then there for the other half.
+            waitUntil: job.createdAt + (job.expiresAt - job.createdAt) / 2,
+            onProgress: (counts) => {
+              if (live) sendBack({ type: 'PROGRESS', ...counts });
+            },
+          });
+          asking.done.then(
+            (results) => {
+              if (live) sendBack({ type: 'FETCHED', entries: results.map(entryOf) });
+            },
+            (error: unknown) => {
+              if (live) sendBack({ type: 'FETCH_FAILED', error: { code: 'internal_error', message: (error as Error).message ?? String(error) } });
+            },
+          );
           return () => {
             live = false;
+            asking.stop();
             this.deps.checks.leave(asker);
           };
         }),
@@ -278,7 +286,7 @@ export class JobRunner {
           }
           // Progress: at once if the last write is old enough, else once the interval has passed (the latest counts).
           const wait = lastProgress + PROGRESS_INTERVAL_MS - this.now();
-          const counts = { ok: context.ok, failed: context.failed };
+          const counts = { ok: context.ok, failed: context.failed, waiting: context.waiting };
           if (wait <= 0) {
             lastProgress = this.now();
             void write(counts);

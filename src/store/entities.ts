@@ -213,6 +213,8 @@ export interface JobRow {
   total: number;
   ok: number;
   failed: number;
+  /** URLs waiting for a cooling upstream host while the job is fetching. */
+  waiting: number;
   /** Where `started` and `finished` are POSTed, if anywhere. */
   callbackUrl: string | null;
   /** The outcome of the `started` callback, as JSON (`CallbackOutcome`). */
@@ -244,6 +246,7 @@ export const JobEntity = new EntitySchema<JobRow>({
     total: { type: 'integer' },
     ok: { type: 'integer', default: 0 },
     failed: { type: 'integer', default: 0 },
+    waiting: { type: 'integer', default: 0 },
     callbackUrl: { name: 'callback_url', type: 'text', nullable: true },
     callbackStarted: { name: 'callback_started', type: 'text', nullable: true },
     callbackFinished: { name: 'callback_finished', type: 'text', nullable: true },

@@ -32,6 +32,7 @@ const SUMMARY: FindOptionsSelect<JobRow> = {
   total: true,
   ok: true,
   failed: true,
+  waiting: true,
   callbackUrl: true,
   callbackStarted: true,
   callbackFinished: true,
@@ -74,8 +75,8 @@ export class SqlJobStore implements JobStore {
     return row;
   }
 
-  async create(row: Omit<JobRow, 'updatedAt' | 'claimedBy' | 'claimExpires' | 'node'>): Promise<JobSummary> {
-    const full: JobRow = { ...row, updatedAt: row.createdAt, node: null, claimedBy: null, claimExpires: null };
+  async create(row: Omit<JobRow, 'updatedAt' | 'claimedBy' | 'claimExpires' | 'node' | 'waiting'>): Promise<JobSummary> {
+    const full: JobRow = { ...row, waiting: 0, updatedAt: row.createdAt, node: null, claimedBy: null, claimExpires: null };
     await this.writer.run(() => this.repo.insert(full));
     return (await this.published(row.id)) ?? summary(full);
   }

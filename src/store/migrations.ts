@@ -218,4 +218,17 @@ export class AddCoverResolved1764600000000 implements MigrationInterface {
   }
 }
 
-export const migrations = [CreateCoversAndTasks1763780000000, CreateDeletions1763790000000, AddClusterTables1764300000000, CreateJobs1764400000000, CreateClusterSecrets1764500000000, AddCoverResolved1764600000000];
+/** How many of a fetching job's URLs wait for a cooling upstream host (shown on the job as `waiting`). */
+export class AddJobWaiting1764700000000 implements MigrationInterface {
+  name = 'AddJobWaiting1764700000000';
+
+  async up(queryRunner: QueryRunner): Promise<void> {
+    await queryRunner.addColumn('jobs', new TableColumn({ name: 'waiting', type: 'integer', default: 0 }));
+  }
+
+  async down(queryRunner: QueryRunner): Promise<void> {
+    await queryRunner.dropColumn('jobs', 'waiting');
+  }
+}
+
+export const migrations = [CreateCoversAndTasks1763780000000, CreateDeletions1763790000000, AddClusterTables1764300000000, CreateJobs1764400000000, CreateClusterSecrets1764500000000, AddCoverResolved1764600000000, AddJobWaiting1764700000000];

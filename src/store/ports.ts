@@ -243,7 +243,7 @@ export interface ClusterState {
  * taken over by another node, or by this one at its next start.
  */
 export interface JobStore {
-  create(row: Omit<JobRow, 'updatedAt' | 'claimedBy' | 'claimExpires' | 'node'>): Promise<JobSummary>;
+  create(row: Omit<JobRow, 'updatedAt' | 'claimedBy' | 'claimExpires' | 'node' | 'waiting'>): Promise<JobSummary>;
   get(id: string): Promise<JobRow | null>;
   /** Jobs, newest first, without their URL lists. */
   list(options: { limit: number; offset: number }): Promise<{ jobs: JobSummary[]; total: number }>;

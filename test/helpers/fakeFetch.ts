@@ -44,7 +44,7 @@ export function controllableFetch() {
       const p = take(url);
       p.resolve({ cover: coverFor(p.input.url), source: 'download' });
     },
-    fail(error: { code: string; message: string; detail?: number }, url?: string) {
+    fail(error: { code: string; message: string; detail?: number; retryAt?: number }, url?: string) {
       take(url).reject(Object.assign(new Error(error.message), error));
     },
   };
