@@ -556,10 +556,12 @@ export const supervisorMachine = setup({
     },
     SETTLE: { actions: 'settleHeard' },
     FINISHED: [
+      // Stopping: nothing is parked any more (a refused URL keeps its queued task row for the next start).
+      { guard: 'isStopping', actions: ['release', { type: 'reportDropped', params: ({ context }) => ({ urls: context.made.dropped }) }, 'rememberFailure'] },
       { guard: 'isOpen', actions: ['release', 'parkLimited', { type: 'reportDropped', params: ({ context }) => ({ urls: context.made.dropped }) }, 'rememberFailure', 'startWaiting'] },
       { actions: ['release', 'parkLimited', { type: 'reportDropped', params: ({ context }) => ({ urls: context.made.dropped }) }, 'rememberFailure'] },
     ],
-    UNPARK: [{ guard: 'isOpen', actions: ['unpark', 'startWaiting'] }, { actions: 'unpark' }],
+    UNPARK: [{ guard: 'isStopping' }, { guard: 'isOpen', actions: ['unpark', 'startWaiting'] }, { actions: 'unpark' }],
     REMEMBER: { actions: 'rememberFailure' },
     FORGET: { actions: ['forgetFailure', { type: 'reportDropped', params: ({ context }) => ({ urls: context.made.dropped }) }] },
     GATE_OPENED: {

@@ -181,7 +181,7 @@ describe('durable downloads', () => {
         return hits('/flaky/clocked.jpg') === attempt + 1;
       }, `try ${attempt + 1} after its backoff`);
     }
-    assert.equal((await flakyDone)[0]!.status, 'ok', '503 twice, then ok');
+    assert.equal((await flakyDone)[0]!.status, 'ok', '500 twice, then ok');
 
     // Fail TTL: remembered until retryAt, tried again from then on.
     const first = (await checks.check([missing]))[0]!;

@@ -111,6 +111,31 @@ describe('the re-resolve decision (test clock)', () => {
   });
 });
 
+describe('a failed re-resolve (test clock)', () => {
+  it('waits another TTL before the page is asked again; a cooling host or a shutdown does not count as a failure', async () => {
+    const { clock, r, asks, settle } = reresolver();
+    await clock.advance(25 * HOUR);
+    const gone = row(page);
+    const limited = row(`${page}?p=2`);
+    const fail = (url: string, code: string) =>
+      settle.get(url)!({ url, status: 'error', error: { code, message: code } });
+    assert.equal(r.consider(gone), true);
+    assert.equal(r.consider(limited), true);
+    await turn();
+    fail(gone.url, 'resolve_failed');
+    fail(limited.url, 'upstream_limited');
+    await turn();
+    assert.equal(r.consider(gone), false, 'failed just now: not asked again at the next ask');
+    assert.equal(r.consider(limited), true, 'a cooling host is not the page\'s answer: considered again');
+    await clock.advance(24 * HOUR - 1);
+    assert.equal(r.consider(gone), false, 'still within a TTL of the failure');
+    await clock.advance(1);
+    assert.equal(r.consider(gone), true, 'a TTL after the failure');
+    await turn();
+    assert.equal(asks.length, 3);
+  });
+});
+
 describe('covers that change upstream, in process against a real API origin', () => {
   it('within the TTL no API request; after it the stored cover is answered at once, the page re-resolved once in the background; an unchanged pic downloads nothing, a changed pic becomes the cover and the old file is deleted', async (t) => {
     const origin = await startOrigin();

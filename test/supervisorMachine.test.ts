@@ -630,4 +630,20 @@ describe('supervisorMachine: parking on a cooling host', () => {
     supervisor.stop();
     assert.equal(supervisor.getSnapshot().status, 'stopped');
   });
+
+  it('a download refused while stopping is answered and not parked: the shutdown does not wait for the reopening', async () => {
+    const { supervisor, ask, refuse, flights, fetch, clock } = setupParking({ workers: 1 });
+    const running = ask(A);
+    supervisor.send({ type: 'SHUTDOWN' });
+    assert.equal(flights().size, 1, 'the running download is let finish');
+    refuse(A, 5_000);
+    const output = await running.done;
+    assert.equal(output.status === 'error' && output.error.code, 'upstream_limited');
+    await flush();
+    assert.equal(flights().size, 0, 'nothing parked while stopping');
+    supervisor.send({ type: 'UNPARK' });
+    await clock.advance(10_000);
+    assert.equal(fetch.started.length, 1, 'nothing started at the reopening');
+    assert.equal(flights().size, 0);
+  });
 });

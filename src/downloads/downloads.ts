@@ -124,7 +124,8 @@ export function createDownloads(deps: DownloadsDeps): Downloads {
   const clock = deps.clock ?? systemClock;
   const { tasks } = store;
   const { gates } = deps;
-  const fetchDeps: FetchCoverDeps = { config, covers: store.covers, client: deps.client, ...deps.fetch, ...(gates ? { gates } : {}), clock };
+  // A turn at a host's gate is waited for at most half the time limit: the rest is the download's own.
+  const fetchDeps: FetchCoverDeps = { config, covers: store.covers, client: deps.client, ...deps.fetch, ...(gates ? { gates } : {}), clock, gateWaitMs: (config.timeLimit * 1000) / 2 };
   /** The host a URL's download asks first: its image host, or the API host for a video page. */
   const apiHost = (() => {
     try {

@@ -21,7 +21,7 @@ import { CoverError, refusalToCoverError, storageFault, toCoverError } from '../
 import { classifyUrl, downloadImage, hostAllowed, resolveVideoCover } from '../fetch/index.js';
 import type { HttpClient, RequestGate, VideoRef } from '../fetch/index.js';
 import type { ApiIdentity } from '../fetch/bilibili.js';
-import type { HostGates } from '../upstream/hostGates.js';
+import type { HostGates, Release } from '../upstream/hostGates.js';
 import { UpstreamRefusal } from '../upstream/types.js';
 import type { Priority } from '../upstream/types.js';
 import { processImage } from '../images/index.js';
@@ -37,6 +37,8 @@ export interface FetchCoverDeps {
   gates?: HostGates;
   /** The one clock: the stored cover's time, Retry-After dates (default the system's). */
   clock?: Clock;
+  /** The longest wait for a turn at a host's gate (half the time limit); undefined: no bound. */
+  gateWaitMs?: number;
   /** The operator's API identity (`--bilibili-cookie`, `--api-user-agent`), sent to the API host only. */
   identity?: ApiIdentity;
   /** Which fetches are background re-resolves of a stored video page (`Reresolver.wants`). */
@@ -52,7 +54,35 @@ function gateFor(deps: FetchCoverDeps, priority: () => Priority): RequestGate | 
   if (gates === undefined) return undefined;
   const clock = deps.clock ?? systemClock;
   const now = () => clock.now();
-  return { acquire: (host, signal) => gates.acquire(host, priority, signal), now };
+  const maxWaitMs = deps.gateWaitMs;
+  if (maxWaitMs === undefined) return { acquire: (host, signal) => gates.acquire(host, priority, signal), now };
+  return { acquire: (host, signal) => waitAtGate(gates, host, priority, signal, clock, maxWaitMs), now };
+}
+
+/** How soon a download that waited too long at its host's gate is queued again. */
+export const GATE_RETRY_MS = 5_000;
+
+/**
+ * Waits for a turn at `host`'s gate, at most `maxWaitMs`: past that the wait
+ * ends as `upstream_limited` (the URL is parked and queued again shortly), so
+ * the time a slow host's limit takes is never the download's `tle`, remembered
+ * against the URL, and a worker slot is not held for it.
+ */
+async function waitAtGate(gates: HostGates, host: string, priority: () => Priority, signal: AbortSignal, clock: Clock, maxWaitMs: number): Promise<Release> {
+  signal.throwIfAborted();
+  const waiting = new AbortController();
+  const onAbort = () => waiting.abort(signal.reason);
+  signal.addEventListener('abort', onAbort, { once: true });
+  const timer = clock.setTimeout(() => {
+    const retryAt = clock.now() + GATE_RETRY_MS;
+    waiting.abort(new CoverError('upstream_limited', `waited ${Math.round(maxWaitMs / 1000)} s for a turn at ${host} (its --host-limits are taken); it is fetched again from ${new Date(retryAt).toISOString()}`, { retryAt }));
+  }, maxWaitMs);
+  try {
+    return await gates.acquire(host, priority, waiting.signal);
+  } finally {
+    clock.clearTimeout(timer);
+    signal.removeEventListener('abort', onAbort);
+  }
 }
 
 /**

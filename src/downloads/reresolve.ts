@@ -15,9 +15,11 @@
  *
  * Bounded: at most `cap` re-resolves are asked and unfinished at once; a page
  * found due beyond that is not queued (it is found due again the next time it
- * is asked for). A failed re-resolve keeps the stored cover; the failure is
- * remembered for `--fail-ttl` like any other, so a page whose API answer keeps
- * failing is not asked again on every ask.
+ * is asked for). A failed re-resolve keeps the stored cover, and the page is
+ * not re-resolved again before another TTL has passed (its failure is also
+ * remembered for `--fail-ttl` like any other). A re-resolve answered
+ * `upstream_limited` (its host cools) is considered again at the next ask
+ * after the reopening.
  */
 import type { Clock } from '../clock.js';
 import { classifyUrl } from '../fetch/index.js';
@@ -27,6 +29,9 @@ import type { DownloadOutput } from '../../machines/types.js';
 
 /** Re-resolves asked and not finished at once, by default. */
 export const RERESOLVE_CAP = 64;
+
+/** Failed re-resolves remembered (so they wait a TTL before the next try). */
+export const MAX_FAILED = 10_000;
 
 export interface ReresolverDeps {
   /** `--resolve-ttl` in ms; 0 = never. */
@@ -52,6 +57,8 @@ export class Reresolver {
   /** Stored rows found not to be video pages (row objects of the store's memory are stable: classified once). */
   private readonly notVideo = new WeakSet<CoverRow>();
   private readonly cap: number;
+  /** When a page's last re-resolve failed (insertion order: oldest first), at most MAX_FAILED. */
+  private readonly failedAt = new Map<string, number>();
   /** Re-resolves found due but not queued because `cap` were already pending. */
   dropped = 0;
   /** Re-resolves asked so far. */
@@ -85,6 +92,9 @@ export class Reresolver {
     const { ttlMs } = this.deps;
     if (ttlMs <= 0 || row.source !== 'download') return false;
     if (now - (row.resolvedAt ?? row.createdAt) < ttlMs) return false;
+    // A re-resolve that failed is tried again a TTL later, not at every ask.
+    const failed = this.failedAt.get(row.url);
+    if (failed !== undefined && now - failed < ttlMs) return false;
     if (row.resolvedPic !== null) return true;
     if (this.notVideo.has(row)) return false;
     if (classifyUrl(row.url, this.deps.allowHosts).kind === 'video') return true;
@@ -109,6 +119,20 @@ export class Reresolver {
     return true;
   }
 
+  /**
+   * Remembers when a re-resolve failed (a deleted video, a refused pic host, …),
+   * so the page is not asked of the API again before another TTL has passed.
+   * A cooling host (`upstream_limited`) or a shutdown is not the page's answer:
+   * the next ask after it considers the page again.
+   */
+  private noteOutcome(url: string, output: DownloadOutput): void {
+    this.failedAt.delete(url);
+    if (output.status === 'ok' || output.error.code === 'upstream_limited' || output.error.code === 'shutting_down') return;
+    this.failedAt.set(url, this.deps.clock.now());
+    // Bounded: the oldest failures are forgotten first (they are only asked again a little early).
+    if (this.failedAt.size > MAX_FAILED) this.failedAt.delete(this.failedAt.keys().next().value!);
+  }
+
   private flush(): void {
     const urls = this.batch;
     this.batch = [];
@@ -126,6 +150,7 @@ export class Reresolver {
       const url = urls[i]!;
       void asked[i]!.done.then((output) => {
         this.pending.delete(url);
+        this.noteOutcome(url, output);
         this.deps.onDone?.(url, output);
       });
     }
