@@ -45,6 +45,7 @@
  * @property {number} total
  * @property {number} ok
  * @property {number} failed
+ * @property {number} waiting URLs waiting for a cooling upstream host
  * @property {string|null} created
  * @property {string|null} expires
  * @property {string|null} archiveUrl
@@ -810,6 +811,7 @@ function normJob(value) {
     total: num(j.total) ?? 0,
     ok: num(j.ok) ?? 0,
     failed: num(j.failed) ?? 0,
+    waiting: num(j.waiting) ?? 0,
     created: str(j.created),
     expires: str(j.expires),
     archiveUrl: str(j.archiveUrl),
@@ -1318,7 +1320,7 @@ function updateJobRow(li, job) {
   bar.value = Math.min(done, bar.max);
   setText(
     part(li, '.detail', HTMLElement),
-    `${done} / ${job.total} (${job.failed} failed)${job.node ? ` · on ${job.node}` : ''} · created ${formatTime(job.created)}${job.expires ? ` · expires ${formatTime(job.expires)}` : ''}`,
+    `${done} / ${job.total} (${job.failed} failed${job.waiting ? `, ${job.waiting} waiting for a cooling host` : ''})${job.node ? ` · on ${job.node}` : ''} · created ${formatTime(job.created)}${job.expires ? ` · expires ${formatTime(job.expires)}` : ''}`,
   );
   const cell = part(li, '.link-cell', HTMLElement);
   const href = job.status === 'ready' ? safeHref(job.archiveUrl) : null;
