@@ -42,6 +42,10 @@ async function openStores(t: TestContext, options: Partial<StoreOptions> = {}) {
       lastAskedAt: 0,
       resolvedAt: null,
       resolvedPic: null,
+      originalPath: null,
+      originalWidth: null,
+      originalHeight: null,
+      originalBytes: null,
       ...overrides,
     };
     await writeCoverFile(coversDir, row.path, Buffer.alloc(row.bytes, 1));

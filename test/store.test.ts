@@ -34,6 +34,10 @@ const row = (url: string, overrides: Partial<CoverRow> = {}): CoverRow => ({
   lastAskedAt: 2,
   resolvedAt: null,
   resolvedPic: null,
+  originalPath: null,
+  originalWidth: null,
+  originalHeight: null,
+  originalBytes: null,
   ...overrides,
 });
 
