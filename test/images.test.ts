@@ -183,7 +183,7 @@ describe('processImage with the header reader', () => {
       assert.deepEqual([off.width, off.height, off.ext], [meta.width, meta.height, meta.format === 'jpeg' ? 'jpg' : meta.format], name);
       const on = await processImage(body, { width: 32, height: 20 });
       // Upright size; never enlarged: an image smaller than 32×20 gives the largest 32:20 box inside it.
-      const [w, h] = (meta.orientation ?? 1) >= 5 ? [meta.height!, meta.width!] : [meta.width!, meta.height!];
+      const [w, h] = (meta.orientation ?? 1) >= 5 ? [meta.height, meta.width] : [meta.width, meta.height];
       const box = w >= 32 && h >= 20 ? [32, 20] : [Math.max(1, Math.min(w, Math.round((h * 32) / 20))), Math.max(1, Math.min(h, Math.round((w * 20) / 32)))];
       const decoded = await sharp(on.data).metadata();
       assert.deepEqual([on.width, on.height, decoded.width, decoded.height], [...box, ...box], name);

@@ -70,9 +70,9 @@ describe('originals kept beside the default variant', () => {
     const stored = row(url)!;
     assert.equal(stored.path, result.path);
     assert.equal(stored.original_path, originalPathOf(stored.path));
-    assert.match(stored.original_path!, /\.orig\.jpg$/);
+    assert.match(stored.original_path, /\.orig\.jpg$/);
     const variant = await decoded(path.join(coversDir, stored.path));
-    const original = await decoded(path.join(coversDir, stored.original_path!));
+    const original = await decoded(path.join(coversDir, stored.original_path));
     assert.deepEqual(variant, { format: 'jpeg', width: 320, height: 200, bytes: stored.bytes });
     assert.deepEqual(original, { format: 'jpeg', width: 1146, height: 717, bytes: stored.original_bytes });
     assert.deepEqual([stored.original_width, stored.original_height], [1146, 717]);
@@ -80,13 +80,13 @@ describe('originals kept beside the default variant', () => {
     // coverUrl names the default variant, as before; the original is not served.
     const served = await fetch(result.coverUrl as string);
     assert.deepEqual((await sharp(Buffer.from(await served.arrayBuffer())).metadata()).width, 320);
-    const originalUrl = `${service.url}/covers/${stored.original_path!}`;
+    const originalUrl = `${service.url}/covers/${stored.original_path}`;
     assert.equal((await fetch(originalUrl)).status, 404);
     assert.equal((await fetch(originalUrl.replace('.orig.', '%2Eorig.'))).status, 404);
 
     assert.equal((await api(service, 'DELETE', `/admin/api/covers?url=${encodeURIComponent(url)}`)).status, 202);
     await waitUntil(async () => !(await exists(path.join(coversDir, stored.path))) && readTable(db, 'SELECT id FROM deletions').length === 0, 'the deletion carried out');
-    assert.equal(await exists(path.join(coversDir, stored.original_path!)), false, 'the original went with its cover');
+    assert.equal(await exists(path.join(coversDir, stored.original_path)), false, 'the original went with its cover');
     assert.equal(row(url), undefined);
   });
 
