@@ -18,9 +18,9 @@
  *         downloaded again when asked for)
  *   data  decoded and resized by the service's own `processImage` (format
  *         sniffed from the bytes, the 25-megapixel limit, the shared pixel
- *         budget), then written like a download, original kept beside it
- *         (`writeCover`: temp file and
- *         rename, content-addressed path) and recorded with source `download`
+ *         budget), then written like a download, its original kept beside
+ *         it (`writeCover`: temp file and rename, content-addressed path) and
+ *         recorded with source `download`
  *
  * A URL that already has a cover (an earlier import, a download, an upload) is
  * left alone, so a second run imports nothing twice. Rows are imported a few at
