@@ -86,6 +86,11 @@ export interface Config {
   resumeGrace: number;
   /** `WxH` crops to fill at that size; `null` (flag value `off`) keeps the original bytes. Default 320x200. */
   resize: ResizeSpec | null;
+  /**
+   * Longest side, in pixels, of the original kept beside each cover (scaled down
+   * once to fit, never enlarged). Default 1920.
+   */
+  originalMax: number;
   /** URLs accepted in one check request. Default 1000. */
   maxBatch: number;
   /** If set, `/ws` needs it as a Bearer header or `?token=`. Default none. */
@@ -459,7 +464,15 @@ export const options: { [K in keyof Config]: OptionSpec<K> } = {
     parse: resize,
     group: 'Downloads',
     placeholder: 'WxH|off',
-    help: 'WxH (cropped to fill, aspect kept) or off (original bytes)',
+    help: 'WxH (cropped to fill, aspect kept, never enlarged) or off (original bytes)',
+  },
+  originalMax: {
+    key: 'originalMax',
+    flag: 'original-max',
+    parse: num(16, 10000, true),
+    group: 'Downloads',
+    placeholder: 'PIXELS',
+    help: 'longest side of the original kept beside each cover (scaled down once past it, never enlarged)',
   },
   maxBatch: { key: 'maxBatch', flag: 'max-batch', parse: num(1, 100000, true), group: 'Downloads', placeholder: 'N', help: 'URLs in one check request' },
   clientToken: {
@@ -653,6 +666,7 @@ export const defaults = {
   failTtl: 300,
   resumeGrace: 30,
   resize: { width: 320, height: 200 },
+  originalMax: 1920,
   maxBatch: 1000,
   clientToken: undefined,
   adminToken: undefined,

@@ -72,6 +72,9 @@ describe('configuration', () => {
     assert.equal(load([], { COVERHELPER_ALLOW_PRIVATE_NETWORK: 'true' }).allowPrivateNetwork, true);
     assert.equal(load(['--public-url', 'https://cdn.example.com/c']).publicUrl, 'https://cdn.example.com/c/');
     assert.deepEqual(load(['--resize', '100x50']).resize, { width: 100, height: 50 });
+    assert.equal(load([]).originalMax, 1920);
+    assert.equal(load(['--original-max', '800']).originalMax, 800);
+    assert.equal(load([], { COVERHELPER_ORIGINAL_MAX: '1280' }).originalMax, 1280);
     assert.equal(load(['--legacy-port', 'off']).legacyPort, undefined);
     assert.equal(load(['--legacy-port', '25005']).legacyPort, 25005);
   });
@@ -86,6 +89,8 @@ describe('configuration', () => {
       [['--max-bytes', 'x'], 'max-bytes'],
       [['--resize', '320'], 'resize'],
       [['--resize', '0x10'], 'resize'],
+      [['--original-max', '8'], 'original-max'],
+      [['--original-max', '1.5'], 'original-max'],
       [['--allow-hosts', 'a b'], 'allow-hosts'],
       [['--public-url', 'ftp://x'], 'public-url'],
       [['--bilibili-api', 'nope'], 'bilibili-api'],

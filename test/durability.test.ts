@@ -48,12 +48,14 @@ async function coverFiles(dir: string): Promise<string[]> {
   return found.sort();
 }
 
-/** Every cover row has its file with the recorded hash, every file has a row, and no temp file is left. */
+/** Every cover row has its file (and its original) with the recorded hash, every file has a row, and no temp file is left. */
 async function assertConsistent(dir: string, db: string): Promise<void> {
-  const rows = readTable<{ url: string; path: string; sha256: string }>(db, 'SELECT url, path, sha256 FROM covers ORDER BY path');
+  const rows = readTable<{ url: string; path: string; sha256: string; original_path: string | null }>(db, 'SELECT url, path, sha256, original_path FROM covers ORDER BY path');
   const files = await coverFiles(dir);
   assert.deepEqual(files.filter((f) => f.startsWith('.tmp/')), [], 'no temp file left');
-  assert.deepEqual(files.filter((f) => !f.startsWith('.tmp/')), rows.map((r) => r.path).sort(), 'files and rows match one to one');
+  // Each row names its file and the original kept beside it.
+  const named = rows.flatMap((r) => (r.original_path !== null && r.original_path !== r.path ? [r.path, r.original_path] : [r.path]));
+  assert.deepEqual(files.filter((f) => !f.startsWith('.tmp/')), named.sort(), 'files and rows match one to one');
   for (const row of rows) {
     const data = await readFile(path.join(dir, 'covers', row.path));
     assert.equal(sha256(data), row.sha256, `${row.path} is the whole file`);

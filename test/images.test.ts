@@ -14,11 +14,60 @@ import { tempDir } from './helpers/tempDir.js';
 
 describe('processImage', () => {
   it('crops to fill the resize box, keeping the aspect and the format', async () => {
-    const tall = await makeImage('tall', 'png', 300, 900);
+    const tall = await makeImage('tall', 'png', 400, 1200);
     const out = await processImage(tall, { width: 320, height: 200 });
     assert.deepEqual([out.width, out.height, out.contentType, out.ext], [320, 200, 'image/png', 'png']);
     const meta = await sharp(out.data).metadata();
     assert.deepEqual([meta.width, meta.height, meta.format], [320, 200, 'png']);
+  });
+
+  it('never enlarges the default variant: a smaller image is cropped to the aspect at its own scale', async () => {
+    for (const [width, height, expected] of [
+      [64, 40, [64, 40]],
+      [300, 900, [300, 188]],
+      [100, 50, [80, 50]],
+      [330, 150, [240, 150]],
+    ] as const) {
+      const body = await makeImage(`small-${width}`, 'png', width, height);
+      const out = await processImage(body, { width: 320, height: 200 });
+      const meta = await sharp(out.data).metadata();
+      assert.deepEqual([meta.width, meta.height, out.width, out.height], [...expected, ...expected], `${width}×${height}`);
+      // The original is the body itself: same format, within --original-max, upright.
+      assert.equal(out.original.data, body);
+      assert.deepEqual([out.original.width, out.original.height, out.original.ext], [width, height, 'png']);
+    }
+  });
+
+  it('keeps the original beside the variant, scaled down once past originalMax', async () => {
+    const jpeg = await makeImage('big', 'jpeg', 1146, 717);
+    const out = await processImage(jpeg, { width: 320, height: 200 });
+    const variant = await sharp(out.data).metadata();
+    assert.deepEqual([variant.format, variant.width, variant.height], ['jpeg', 320, 200]);
+    assert.equal(out.original.data, jpeg, 'within the limit, in its format, upright: the bytes as downloaded');
+    assert.deepEqual([out.original.width, out.original.height, out.original.contentType, out.original.ext], [1146, 717, 'image/jpeg', 'jpg']);
+
+    const scaled = await processImage(jpeg, { width: 320, height: 200 }, undefined, 800);
+    const original = await sharp(scaled.original.data).metadata();
+    // 717 × 800 / 1146 = 500.5…: sharp rounds to 501.
+    assert.deepEqual([original.format, original.width, original.height], ['jpeg', 800, Math.round((717 * 800) / 1146)]);
+    assert.deepEqual([scaled.original.width, scaled.original.height], [original.width, original.height]);
+    assert.deepEqual([scaled.width, scaled.height], [320, 200], 'the default variant is unchanged');
+  });
+
+  it('turns an EXIF-rotated original upright, and keeps a GIF original as the variant’s format', async () => {
+    const rotated = await sharp({ create: { width: 300, height: 500, channels: 3, background: '#336699' } }).withMetadata({ orientation: 6 }).jpeg().toBuffer();
+    const out = await processImage(rotated, { width: 320, height: 200 });
+    const original = await sharp(out.original.data).metadata();
+    assert.notEqual(out.original.data, rotated);
+    assert.deepEqual([original.width, original.height, original.orientation ?? 1, original.format], [500, 300, 1, 'jpeg']);
+    assert.deepEqual([out.original.width, out.original.height], [500, 300]);
+
+    const gif = await sharp({ create: { width: 120, height: 90, channels: 3, background: '#993366' } }).gif().toBuffer();
+    const fromGif = await processImage(gif, { width: 320, height: 200 });
+    const gifOriginal = await sharp(fromGif.original.data).metadata();
+    assert.deepEqual([fromGif.ext, fromGif.original.ext, gifOriginal.format, gifOriginal.width, gifOriginal.height], ['jpg', 'jpg', 'jpeg', 120, 90]);
+    const gifVariant = await sharp(fromGif.data).metadata();
+    assert.deepEqual([gifVariant.width, gifVariant.height], [120, 75]);
   });
 
   it('keeps the original bytes with resize off, after decoding them', async () => {
@@ -133,7 +182,17 @@ describe('processImage with the header reader', () => {
       assert.equal(off.data, body, name);
       assert.deepEqual([off.width, off.height, off.ext], [meta.width, meta.height, meta.format === 'jpeg' ? 'jpg' : meta.format], name);
       const on = await processImage(body, { width: 32, height: 20 });
-      assert.deepEqual([on.width, on.height], [32, 20], name);
+      // Upright size; never enlarged: an image smaller than 32×20 gives the largest 32:20 box inside it.
+      const [w, h] = (meta.orientation ?? 1) >= 5 ? [meta.height, meta.width] : [meta.width, meta.height];
+      const box = w >= 32 && h >= 20 ? [32, 20] : [Math.max(1, Math.min(w, Math.round((h * 32) / 20))), Math.max(1, Math.min(h, Math.round((w * 20) / 32)))];
+      const decoded = await sharp(on.data).metadata();
+      assert.deepEqual([on.width, on.height, decoded.width, decoded.height], [...box, ...box], name);
+      const original = await sharp(on.original.data).metadata();
+      // Past --original-max (1920) on its longer side, scaled down to it.
+      const scale = Math.min(1, 1920 / Math.max(w, h));
+      const [ow, oh] = [Math.max(1, Math.round(w * scale)), Math.max(1, Math.round(h * scale))];
+      assert.deepEqual([on.original.width, on.original.height, original.width, original.height], [ow, oh, ow, oh], `${name}: the original, upright`);
+      assert.equal(on.original.ext, on.ext, name);
       assert.equal((await sharp(on.data).metadata()).format, meta.format === 'gif' ? 'jpeg' : meta.format, name);
     }
   });
@@ -290,7 +349,7 @@ describe('a download waiting for the decode budget', () => {
     const client = createHttpClient({ allowPrivateNetwork: true, userAgent: 'coverhelper-test/0.0.0' });
     t.after(() => client.close());
     const covers = store.covers;
-    const deps = { config: { allowHosts: ['127.0.0.1'], bilibiliApi: origin.url, maxBytes: 10_000_000, resize: null, coversDir: path.join(dir, 'covers') }, covers, client };
+    const deps = { config: { allowHosts: ['127.0.0.1'], bilibiliApi: origin.url, maxBytes: 10_000_000, resize: null, originalMax: 1920, coversDir: path.join(dir, 'covers') }, covers, client };
 
     // Other decodes hold the whole budget.
     const release = await decodeBudget.acquire(decodeBudget.capacity);

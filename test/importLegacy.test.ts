@@ -12,7 +12,7 @@ import { TestClock } from '../src/clock.js';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { link, mkdir, symlink, writeFile } from 'node:fs/promises';
+import { link, mkdir, readFile, symlink, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import { describe, it } from 'node:test';
@@ -237,6 +237,16 @@ describe('npm run import-legacy', () => {
       assert.deepEqual([meta.format, meta.width, meta.height], ['jpeg', 320, 200]);
       const rows = await rawSql<{ url: string; source: string }>(db, 'SELECT url, source FROM covers ORDER BY url');
       assert.deepEqual(rows.filter((r) => good.includes(r.url)).map((r) => r.source), ['download', 'download', 'download', 'download']);
+      // Each keeps its original beside it, decoded to the size its row records.
+      const originals = await rawSql<{ url: string; path: string; original_path: string | null; original_width: number | null; original_height: number | null }>(
+        db,
+        'SELECT url, path, original_path, original_width, original_height FROM covers ORDER BY url',
+      );
+      for (const row of originals.filter((r) => good.includes(r.url))) {
+        assert.match(row.original_path ?? '', /\.orig\.[a-z]+$/, row.url);
+        const original = await sharp(await readFile(path.join(legacy.base, 'covers', row.original_path!))).metadata();
+        assert.deepEqual([original.width, original.height], [row.original_width, row.original_height], row.url);
+      }
 
       // Again: nothing is imported twice.
       const second = await runImport([legacy.db, legacy.dir, ...folders, '--max-bytes', '200000']);

@@ -10,7 +10,7 @@ import { describe, it } from 'node:test';
 import { TestClock } from '../src/clock.js';
 import { createLogger } from '../src/logger.js';
 import { CacheLimits, DeletionRunner, overLimits } from '../src/maintenance/index.js';
-import { writeCoverFile } from '../src/store/index.js';
+import { originalPathOf, writeCoverFile } from '../src/store/index.js';
 import type { CoverRow, StoreOptions } from '../src/store/index.js';
 import { readTasks, waitUntil } from './helpers/db.js';
 import { startOrigin } from './helpers/origin.js';
@@ -42,9 +42,14 @@ async function openStores(t: TestContext, options: Partial<StoreOptions> = {}) {
       lastAskedAt: 0,
       resolvedAt: null,
       resolvedPic: null,
+      originalPath: null,
+      originalWidth: null,
+      originalHeight: null,
+      originalBytes: null,
       ...overrides,
     };
     await writeCoverFile(coversDir, row.path, Buffer.alloc(row.bytes, 1));
+    if (row.originalPath !== null && row.originalPath !== row.path) await writeCoverFile(coversDir, row.originalPath, Buffer.alloc(row.originalBytes ?? 0, 2));
     await covers.save(row);
     tasks.update(url, { status: 'ok' });
     return row;
@@ -192,6 +197,40 @@ describe('cache limits', () => {
     for (let i = 0; i < 4; i++) assert.equal(await covers.find(`https://a.hdslb.com/lru-${i}.jpg`), null, `lru-${i} went first`);
     for (let i = 4; i < 10; i++) assert.ok(await covers.find(`https://a.hdslb.com/lru-${i}.jpg`));
     assert.ok(await covers.find('https://a.hdslb.com/custom-big.jpg'), 'custom covers do not count and are never removed');
+  });
+});
+
+describe('originals in the cache limits and the deletion runner', () => {
+  it('counts each original in --max-cache-bytes and removes it with its cover; a replaced file takes its original too, unless a row points at it again', async (t) => {
+    const { covers, tasks, deletions, coversDir, addCover } = await openStores(t);
+    const withOriginal = (i: number) => {
+      const file = `h/orig-${i}.jpg`;
+      return { path: file, bytes: 100, originalPath: originalPathOf(file), originalWidth: 10, originalHeight: 10, originalBytes: 200, lastAskedAt: 1000 + i };
+    };
+    const rows = [];
+    for (let i = 0; i < 4; i++) rows.push(await addCover(`https://a.hdslb.com/orig-${i}.jpg`, withOriginal(i)));
+    const runner = new DeletionRunner({ deletions, covers, tasks, coversDir, logger: quiet });
+    // 1,200 bytes stored; the variants alone (400) are under 650, with their originals two covers must go.
+    const limits = new CacheLimits({ covers, deletions, runner, logger: quiet, maxAgeHours: 0, maxCacheBytes: 650, clock: new TestClock(2000) });
+    assert.deepEqual(await limits.runOnce(), { expired: 0, overCap: 2 });
+    assert.equal(await covers.downloadedBytes(), 600);
+    for (const [i, row] of rows.entries()) {
+      const kept = i >= 2;
+      assert.equal(await exists(path.join(coversDir, row.path)), kept, row.path);
+      assert.equal(await exists(path.join(coversDir, row.originalPath!)), kept, row.originalPath!);
+    }
+
+    // A replaced file (kind `file`) goes with its original...
+    await deletions.schedule([{ url: rows[2]!.url, path: rows[2]!.path, kind: 'file', reason: 'replaced' }]);
+    await covers.save({ ...rows[2]!, path: 'h/new.jpg', originalPath: null, originalBytes: null });
+    await runner.runOnce();
+    assert.equal(await exists(path.join(coversDir, rows[2]!.path)), false);
+    assert.equal(await exists(path.join(coversDir, rows[2]!.originalPath!)), false);
+    // ...unless a row points at the file again: both stay.
+    await deletions.schedule([{ url: 'https://a.hdslb.com/other.jpg', path: rows[3]!.path, kind: 'file', reason: 'replaced' }]);
+    await runner.runOnce();
+    assert.equal(await exists(path.join(coversDir, rows[3]!.path)), true);
+    assert.equal(await exists(path.join(coversDir, rows[3]!.originalPath!)), true);
   });
 });
 

@@ -37,6 +37,10 @@ const row = (url: string, overrides: Partial<CoverRow> = {}): CoverRow => ({
   lastAskedAt: 0,
   resolvedAt: null,
   resolvedPic: null,
+  originalPath: null,
+  originalWidth: null,
+  originalHeight: null,
+  originalBytes: null,
   ...overrides,
 });
 

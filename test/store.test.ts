@@ -34,6 +34,10 @@ const row = (url: string, overrides: Partial<CoverRow> = {}): CoverRow => ({
   lastAskedAt: 2,
   resolvedAt: null,
   resolvedPic: null,
+  originalPath: null,
+  originalWidth: null,
+  originalHeight: null,
+  originalBytes: null,
   ...overrides,
 });
 
@@ -187,6 +191,24 @@ for (const backend of backends) {
       assert.equal(found?.createdAt, 7);
       assert.equal(await store.covers.markResolved('old', 'h/o.jpg', 9, 'https://i0.hdslb.com/o.jpg'), true);
       assert.deepEqual([(await store.covers.find('old'))?.resolvedAt, (await store.covers.find('old'))?.resolvedPic], [9, 'https://i0.hdslb.com/o.jpg']);
+    });
+
+    it('keeps the original’s path, size and bytes; counts an original of its own in downloadedBytes, not one that is the stored file', async (t) => {
+      const { store, db } = await open(t);
+      const repo = (await typeorm(t, db)).getRepository(CoverEntity);
+      const kept = row('https://i0.hdslb.com/kept.jpg', { path: 'h/kept.jpg', bytes: 1000, originalPath: 'h/kept.orig.jpg', originalWidth: 1146, originalHeight: 717, originalBytes: 2 ** 33 });
+      const same = row('https://i0.hdslb.com/same.jpg', { path: 'h/same.jpg', bytes: 300, originalPath: 'h/same.jpg', originalWidth: 64, originalHeight: 40, originalBytes: 300 });
+      const before = row('https://i0.hdslb.com/before.jpg', { path: 'h/before.jpg', bytes: 40 });
+      const custom = row('https://i0.hdslb.com/custom.jpg', { path: 'h/custom.jpg', source: 'custom', bytes: 5, originalPath: 'h/custom.orig.jpg', originalWidth: 1, originalHeight: 1, originalBytes: 7 });
+      for (const r of [kept, same, before, custom]) await store.covers.save(r);
+      assert.deepEqual(await store.covers.find(kept.url), kept);
+      assert.deepEqual(await repo.findOneBy({ url: kept.url }), kept, 'TypeORM reads the same columns');
+      assert.deepEqual((await store.covers.findMany([same.url])).get(same.url), same);
+      const found = await store.covers.find(before.url);
+      assert.deepEqual([found?.originalPath, found?.originalWidth, found?.originalHeight, found?.originalBytes], [null, null, null, null], 'a cover stored before originals were kept has none');
+      assert.equal(await store.covers.downloadedBytes(), 1000 + 2 ** 33 + 300 + 40, 'custom covers do not count; an original that is the stored file counts once');
+      assert.equal(await store.covers.replaceUnlessCustom({ ...kept, path: 'h/kept2.jpg', originalPath: 'h/kept2.orig.jpg', originalBytes: 9 }, kept.path, 'cover_changed'), null);
+      assert.deepEqual([(await store.covers.find(kept.url))?.originalPath, (await store.covers.find(kept.url))?.originalBytes], ['h/kept2.orig.jpg', 9]);
     });
 
     it('answers repeated lookups from memory and never serves a row that was replaced or removed', async (t) => {

@@ -28,7 +28,7 @@ describe('fetchCover and custom covers', () => {
     const client = createHttpClient({ allowPrivateNetwork: true, userAgent: 'coverhelper-test/0.0.0' });
     t.after(() => client.close());
     const covers = store.covers;
-    const deps = { config: { allowHosts: ['127.0.0.1'], bilibiliApi: origin.url, maxBytes: 10_000_000, resize: null, coversDir }, covers, client };
+    const deps = { config: { allowHosts: ['127.0.0.1'], bilibiliApi: origin.url, maxBytes: 10_000_000, resize: null, originalMax: 1920, coversDir }, covers, client };
 
     const url = `${origin.url}/half/raced.jpg`;
     const download = fetchCover(url, deps, new AbortController().signal);

@@ -3,8 +3,8 @@
  *
  * The body is streamed to a temp file in the covers folder, stopped as soon as
  * it passes `--max-bytes`, decoded and resized like a download, written under a
- * new content-dependent path, and only then recorded (source `custom`). The
- * file it replaces is removed through a deletion record. A bad upload (not an
+ * new content-dependent path with its original beside it, and only then
+ * recorded (source `custom`). The file it replaces (and its original) is removed through a deletion record. A bad upload (not an
  * image, too big, cut off mid-body) leaves the row and the files as they were.
  */
 import { randomBytes } from 'node:crypto';
@@ -18,7 +18,7 @@ import { createFile, makeFolder, openFile, removePath, TEMP_DIR, writeCover } fr
 import type { CoverIndex, CoverRow, TaskLedger } from '../store/index.js';
 
 export interface CustomCoverDeps {
-  config: Pick<Config, 'coversDir' | 'maxBytes' | 'resize'>;
+  config: Pick<Config, 'coversDir' | 'maxBytes' | 'resize' | 'originalMax'>;
   covers: CoverIndex;
   tasks: TaskLedger;
   /** Called after the replaced file's deletion was recorded. */
@@ -64,7 +64,7 @@ export async function storeCustomCover(url: string, body: IncomingMessage, deps:
   const { config, covers, tasks } = deps;
   const data = await receive(body, config.coversDir, config.maxBytes);
   if (data.length === 0) throw new CoverError('not_image', 'the upload is empty');
-  const image = await processImage(data, config.resize);
+  const image = await processImage(data, config.resize, undefined, config.originalMax);
   const row = await writeCover(url, image, { coversDir: config.coversDir, source: 'custom', now });
   const previous = await covers.find(url);
   if (previous && previous.path !== row.path) {

@@ -33,7 +33,7 @@ import { fetchCover } from './fetchCover.js';
 import type { FetchCoverDeps } from './fetchCover.js';
 
 export interface DownloadsDeps {
-  config: Pick<Config, 'workers' | 'timeLimit' | 'retries' | 'failTtl' | 'allowHosts' | 'bilibiliApi' | 'maxBytes' | 'resize' | 'coversDir' | 'lease'>;
+  config: Pick<Config, 'workers' | 'timeLimit' | 'retries' | 'failTtl' | 'allowHosts' | 'bilibiliApi' | 'maxBytes' | 'resize' | 'originalMax' | 'coversDir' | 'lease'>;
   store: Store;
   client: HttpClient;
   logger: Logger;

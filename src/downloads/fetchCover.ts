@@ -8,7 +8,8 @@
  *                      replaces the cover (the old file is deleted after)
  *   video page       → resolve its cover through bilibili's view API
  *   image URL        → download (guarded, size-limited, abortable)
- *                    → decode and resize → write atomically → upsert the row,
+ *                    → decode and resize → write the original and the cover
+ *                      atomically → upsert the row,
  *                      unless a custom cover was uploaded meanwhile (then it wins)
  *
  * The AbortSignal comes from the machine (`fromPromise`): leaving `running`
@@ -25,12 +26,12 @@ import type { HostGates, Release } from '../upstream/hostGates.js';
 import { UpstreamRefusal } from '../upstream/types.js';
 import type { Priority } from '../upstream/types.js';
 import { processImage } from '../images/index.js';
-import { removeCoverFile, writeCover } from '../store/index.js';
+import { removeCoverFiles, writeCover } from '../store/index.js';
 import type { CoverIndex, CoverRow } from '../store/index.js';
 import type { FetchCoverOutput, StoredCover } from '../../machines/types.js';
 
 export interface FetchCoverDeps {
-  config: Pick<Config, 'allowHosts' | 'bilibiliApi' | 'maxBytes' | 'resize' | 'coversDir'>;
+  config: Pick<Config, 'allowHosts' | 'bilibiliApi' | 'maxBytes' | 'resize' | 'originalMax' | 'coversDir'>;
   covers: CoverIndex;
   client: HttpClient;
   /** The per-host gates every request passes (none: requests are not limited, for tests of the fetch alone). */
@@ -172,7 +173,7 @@ async function fetchAndStore(
     ...(onProgress ? { onProgress } : {}),
     ...(gate ? { gate } : {}),
   });
-  const image = await processImage(body, deps.config.resize, signal);
+  const image = await processImage(body, deps.config.resize, signal, deps.config.originalMax);
   signal.throwIfAborted();
 
   // A failure from here on is this machine's (disk, folder, database), not the origin's.
@@ -196,7 +197,7 @@ async function fetchAndStore(
   }
   if (custom) {
     // The administrator uploaded a cover while this download ran: theirs wins.
-    if (custom.path !== row.path) await removeCoverFile(deps.config.coversDir, row.path);
+    if (custom.path !== row.path) await removeCoverFiles(deps.config.coversDir, row.path);
     return { cover: storedCover(custom), source: 'custom', fetched: body.length };
   }
   return { cover: storedCover(row), source: 'download', fetched: body.length };

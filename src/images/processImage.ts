@@ -3,8 +3,18 @@
  *
  * With a resize spec the image is cropped to fill `width`×`height` (aspect kept,
  * centre crop) and re-encoded in its own format (JPEG, PNG, WebP, AVIF; anything
- * else becomes JPEG). Without one the original bytes are kept, but the image is
- * still fully decoded first, so a body that merely claims to be an image is refused.
+ * else becomes JPEG): the *default variant*. It is never enlarged: an image
+ * smaller than the box is cropped to the box's aspect at its own scale (a 64×40
+ * image stays 64×40, a 300×900 one becomes 300×188). Beside it comes the
+ * *original*: the body itself when it is already in the variant's format, upright
+ * (no EXIF rotation) and within `originalMax` on its longer side; otherwise the
+ * decoded image, turned upright, scaled down to fit `originalMax` (never
+ * enlarged), in the variant's format. The two always share a format, so the
+ * original's path follows from the variant's (`originalPathOf`).
+ *
+ * Without a resize spec the original bytes are kept and are the original too,
+ * but the image is still fully decoded first, so a body that merely claims to be
+ * an image is refused.
  *
  * Memory, which decoding spends far more of than the body's size suggests (a
  * 100 KB PNG can hold 10000×10000 pixels; a progressive JPEG is held whole,
@@ -18,18 +28,27 @@
  *   hits, and what it keeps holds decoders' memory after they finish.
  */
 import sharp from 'sharp';
+import type { Sharp } from 'sharp';
 import { CoverError } from '../errors.js';
 import type { ResizeSpec } from '../config.js';
 import { readImageHeader } from './imageHeader.js';
 import { PixelBudget } from './pixelBudget.js';
 
-export interface ProcessedImage {
+export interface EncodedImage {
   data: Buffer;
   contentType: string;
   ext: string;
   width: number;
   height: number;
 }
+
+/** The default variant, and the original kept beside it (`original.data === data` when they are one file: resize off). */
+export interface ProcessedImage extends EncodedImage {
+  original: EncodedImage;
+}
+
+/** The default `--original-max`. */
+export const DEFAULT_ORIGINAL_MAX = 1920;
 
 const formats: Record<string, { contentType: string; ext: string }> = {
   jpeg: { contentType: 'image/jpeg', ext: 'jpg' },
@@ -84,7 +103,7 @@ sharp.cache(false);
  * call rejects at once with the signal's reason, and the decode finishes on its
  * own thread, keeping its pixels of the budget until it ends.
  */
-export async function processImage(body: Buffer, resize: ResizeSpec | null, signal?: AbortSignal): Promise<ProcessedImage> {
+export async function processImage(body: Buffer, resize: ResizeSpec | null, signal?: AbortSignal, originalMax = DEFAULT_ORIGINAL_MAX): Promise<ProcessedImage> {
   signal?.throwIfAborted();
   const header = readImageHeader(body) ?? (await readMetadata(body));
   if (header.format === 'svg') throw new CoverError('not_image', 'SVG covers are not accepted');
@@ -96,7 +115,7 @@ export async function processImage(body: Buffer, resize: ResizeSpec | null, sign
     );
   }
   const release = await decodeBudget.acquire(pixels, signal);
-  const decoding = decode(body, header, resize).finally(release);
+  const decoding = decode(body, header, resize, originalMax).finally(release);
   const image = signal ? await untilAborted(decoding, signal) : await decoding;
   signal?.throwIfAborted();
   return image;
@@ -129,7 +148,7 @@ async function readMetadata(body: Buffer): Promise<Header> {
   }
 }
 
-async function decode(body: Buffer, header: Header, resize: ResizeSpec | null): Promise<ProcessedImage> {
+async function decode(body: Buffer, header: Header, resize: ResizeSpec | null, originalMax: number): Promise<ProcessedImage> {
   const format = header.format;
   try {
     if (resize === null) {
@@ -137,24 +156,53 @@ async function decode(body: Buffer, header: Header, resize: ResizeSpec | null): 
       // thumbnail reads every byte too, but lets JPEG shrink on load (a quarter cheaper).
       await input(body).resize(16, 16, { fit: 'inside' }).raw().toBuffer();
       const known = formats[format] ?? { contentType: 'application/octet-stream', ext: 'bin' };
-      return { data: body, contentType: known.contentType, ext: known.ext, width: header.width, height: header.height };
+      const image = { data: body, contentType: known.contentType, ext: known.ext, width: header.width, height: header.height };
+      return { ...image, original: image };
     }
     const target = keepFormat.has(format) ? format : 'jpeg';
-    const pipeline = input(body).rotate().resize(resize.width, resize.height, { fit: 'cover', position: 'centre' });
-    const encoded =
-      target === 'png'
-        ? pipeline.png()
-        : target === 'webp'
-          ? pipeline.webp({ quality: 82 })
-          : target === 'avif'
-            ? pipeline.avif({ quality: 60 })
-            : pipeline.jpeg({ quality: 85, mozjpeg: false });
-    const { data, info } = await encoded.toBuffer({ resolveWithObject: true });
-    const known = formats[target]!;
-    return { data, contentType: known.contentType, ext: known.ext, width: info.width, height: info.height };
+    // EXIF orientations 5–8 turn the image a quarter: its upright size is the header's, swapped.
+    // (A header read: no pixels decoded.)
+    const orientation = (await input(body).metadata()).orientation ?? 1;
+    const upright = orientation >= 5 ? { width: header.height, height: header.width } : { width: header.width, height: header.height };
+    const box = defaultBox(upright, resize);
+    const variant = await encode(input(body).rotate().resize(box.width, box.height, { fit: 'cover', position: 'centre' }), target, 'variant');
+    const longer = Math.max(upright.width, upright.height);
+    const original =
+      target === format && orientation === 1 && longer <= originalMax
+        ? { data: body, contentType: formats[target]!.contentType, ext: formats[target]!.ext, width: upright.width, height: upright.height }
+        : await encode(input(body).rotate().resize(originalMax, originalMax, { fit: 'inside', withoutEnlargement: true }), target, 'original');
+    return { ...variant, original };
   } catch (error) {
     throw notImage(error);
   }
+}
+
+/**
+ * The size of the default variant of an upright `source`: the resize box when
+ * the image covers it, else the largest box of the same aspect inside the image
+ * (cropped, not enlarged).
+ */
+export function defaultBox(source: { width: number; height: number }, resize: ResizeSpec): { width: number; height: number } {
+  if (source.width >= resize.width && source.height >= resize.height) return resize;
+  const width = Math.max(1, Math.min(source.width, Math.round((source.height * resize.width) / resize.height)));
+  const height = Math.max(1, Math.min(source.height, Math.round((source.width * resize.height) / resize.width)));
+  return { width, height };
+}
+
+/** Encodes a pipeline in `target` (the original a little finer than the variant). */
+async function encode(pipeline: Sharp, target: string, kind: 'variant' | 'original'): Promise<EncodedImage> {
+  const fine = kind === 'original';
+  const encoded =
+    target === 'png'
+      ? pipeline.png()
+      : target === 'webp'
+        ? pipeline.webp({ quality: fine ? 90 : 82 })
+        : target === 'avif'
+          ? pipeline.avif({ quality: fine ? 70 : 60 })
+          : pipeline.jpeg({ quality: fine ? 92 : 85, mozjpeg: false });
+  const { data, info } = await encoded.toBuffer({ resolveWithObject: true });
+  const known = formats[target]!;
+  return { data, contentType: known.contentType, ext: known.ext, width: info.width, height: info.height };
 }
 
 /** `work`, or the signal's reason as soon as it aborts (`work` goes on, unobserved). */

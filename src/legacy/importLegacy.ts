@@ -18,8 +18,9 @@
  *         downloaded again when asked for)
  *   data  decoded and resized by the service's own `processImage` (format
  *         sniffed from the bytes, the 25-megapixel limit, the shared pixel
- *         budget), then written like a download (`writeCover`: temp file and
- *         rename, content-addressed path) and recorded with source `download`
+ *         budget), then written like a download, its original kept beside
+ *         it (`writeCover`: temp file and rename, content-addressed path) and
+ *         recorded with source `download`
  *
  * A URL that already has a cover (an earlier import, a download, an upload) is
  * left alone, so a second run imports nothing twice. Rows are imported a few at
@@ -39,7 +40,7 @@ import type { Clock } from '../clock.js';
 import type { ResizeSpec } from '../config.js';
 import { CoverError } from '../errors.js';
 import { processImage } from '../images/index.js';
-import { inspectFile, plainSegments, removeCoverFile, writeCover } from '../store/index.js';
+import { inspectFile, plainSegments, removeCoverFiles, writeCover } from '../store/index.js';
 import type { CoverRow, Store } from '../store/index.js';
 
 /** What became of one row. */
@@ -130,7 +131,7 @@ export interface ImportOptions {
   /** The folder the Go service ran in: row paths are relative to it. */
   dir: string;
   store: Pick<Store, 'covers' | 'tasks'>;
-  config: { coversDir: string; maxBytes: number; resize: ResizeSpec | null };
+  config: { coversDir: string; maxBytes: number; resize: ResizeSpec | null; originalMax?: number };
   /** Rows imported at once. */
   concurrency: number;
   /** After each row. */
@@ -258,7 +259,7 @@ export async function importLegacy(options: ImportOptions): Promise<ImportResult
     const data = await readRowFile(dir, row.path, config.maxBytes);
     let image;
     try {
-      image = await processImage(data, config.resize);
+      image = await processImage(data, config.resize, undefined, config.originalMax);
     } catch (error) {
       if (error instanceof CoverError && error.code === 'not_image') throw new Skip('notImage', error.message);
       if (error instanceof CoverError) throw new Skip('refused', error.message);
@@ -284,7 +285,7 @@ export async function importLegacy(options: ImportOptions): Promise<ImportResult
       throw storage('recording the cover', error);
     }
     if (custom) {
-      if (custom.path !== stored.path) await removeCoverFile(config.coversDir, stored.path);
+      if (custom.path !== stored.path) await removeCoverFiles(config.coversDir, stored.path);
       return 'present';
     }
     store.tasks.update(url, { status: 'ok', attempts: 1, errorCode: null, errorMessage: null, bytesDone: data.length, bytesTotal: data.length, startedAt: at, finishedAt: at });

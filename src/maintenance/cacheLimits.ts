@@ -3,12 +3,14 @@
  *
  * Downloaded covers not asked for in `maxAgeHours` are scheduled for deletion;
  * then, while the downloaded covers hold more than `maxCacheBytes`, the least
- * recently asked-for ones are. Custom covers are never touched. Everything goes
+ * recently asked-for ones are (a cover's bytes are its file's and its
+ * original's). Custom covers are never touched. Everything goes
  * through deletion records and the deletion runner.
  */
 import { systemClock } from '../clock.js';
 import type { Clock, ClockTimer } from '../clock.js';
 import type { Logger } from '../logger.js';
+import { diskBytes } from '../store/index.js';
 import type { CoverIndex, DeletionQueue } from '../store/index.js';
 import type { DeletionRunner } from './deletionRunner.js';
 
@@ -72,7 +74,7 @@ export class CacheLimits {
         for (const row of rows) {
           if (excess <= 0) break;
           chosen.push(row);
-          excess -= row.bytes;
+          excess -= diskBytes(row);
         }
         await deletions.schedule(chosen.map((row) => ({ url: row.url, path: row.path, kind: 'entry', reason: 'cache_cap' })), now);
         overCap += chosen.length;

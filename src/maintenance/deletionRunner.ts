@@ -4,8 +4,8 @@
  *   1. (kind `entry`) delete the cover row if it still points at the record's
  *      path, and the URL's task row
  *      (kind `job`) mark the archive job `expired`
- *   2. remove the file, unless a cover row points at it (the same content was
- *      stored again meanwhile); for a job, its archive. Through the path
+ *   2. remove the file and the original kept beside it, unless a cover row
+ *      points at it (the same content was stored again meanwhile); for a job, its archive. Through the path
  *      guard: a link is removed itself, and nothing is removed through a
  *      folder that is a link or leads out (logged; the record is done)
  *   3. delete the record
@@ -24,7 +24,7 @@
 import { systemClock } from '../clock.js';
 import type { Clock, ClockTimer } from '../clock.js';
 import type { Logger } from '../logger.js';
-import { removeCoverFile } from '../store/index.js';
+import { removeCoverFiles } from '../store/index.js';
 import type { CoverIndex, DeletionQueue, DeletionRow, RemoveOutcome, TaskLedger } from '../store/index.js';
 import { crashPoint } from './crashPoints.js';
 
@@ -116,7 +116,7 @@ export class DeletionRunner {
       // Without the jobs wired in (never in the service), the record stays for a runner that has them.
       if (!this.deps.jobs) return;
       outcome = await this.deps.jobs.removeArchive(record.url);
-    } else if (!(await covers.pathInUse(record.path))) outcome = await removeCoverFile(coversDir, record.path);
+    } else if (!(await covers.pathInUse(record.path))) outcome = await removeCoverFiles(coversDir, record.path);
     // The path guard removes nothing through a folder that is a link: what lies behind it is not the service's.
     if (outcome === 'refused') logger.warn('file not removed: a folder on its path is a link or leads out of the covers folder', { url: record.url, path: record.path, kind: record.kind });
     crashPoint('deletion:file-removed');

@@ -7,6 +7,12 @@
  * different whenever the content changes (the content's hash), and built only
  * from `[a-z0-9._-]` so it cannot escape the folder.
  *
+ * Each cover keeps its original beside it, at `originalPathOf(path)`:
+ * `<host>/<base>-<urlhash>-<contenthash>.orig.<ext>` (the variant's path with
+ * `.orig` before its extension; the two share a format). Whatever removes a
+ * cover's file removes its original with it (`removeCoverFiles`). Originals are
+ * not served (`isOriginalPath`).
+ *
  * Files are written to `<covers>/.tmp/<random>`, flushed, then renamed into
  * place: a crash leaves at worst a temp file, which `sweepTemp` removes at start,
  * never a half file at a published path. The temp folder sits inside the covers
@@ -57,6 +63,18 @@ export function coverPath(url: string, contentSha256: string, ext: string): stri
     // not a URL: the hashes still make the path unique
   }
   return `${host}/${base}-${hash(url).slice(0, 12)}-${contentSha256.slice(0, 12)}.${cleanSegment(ext, 'bin', 5)}`;
+}
+
+/** The path of the original kept beside the cover stored at `relPath`. */
+export function originalPathOf(relPath: string): string {
+  const dot = relPath.lastIndexOf('.');
+  const slash = relPath.lastIndexOf('/');
+  return dot > slash ? `${relPath.slice(0, dot)}.orig${relPath.slice(dot)}` : `${relPath}.orig`;
+}
+
+/** Whether a stored path names an original (`originalPathOf`). */
+export function isOriginalPath(relPath: string): boolean {
+  return /\.orig(\.[A-Za-z0-9]+)?$/.test(relPath);
 }
 
 export function sha256(data: Buffer): string {
@@ -117,6 +135,17 @@ export async function removeCoverFile(coversDir: string, relPath: string): Promi
 }
 
 /**
+ * Removes a cover's file and the original kept beside it (`originalPathOf`);
+ * missing files are not errors. The outcome is the cover file's, or `refused`
+ * if either removal was.
+ */
+export async function removeCoverFiles(coversDir: string, relPath: string): Promise<RemoveOutcome> {
+  const original = isOriginalPath(relPath) ? 'absent' : await removeCoverFile(coversDir, originalPathOf(relPath));
+  const outcome = await removeCoverFile(coversDir, relPath);
+  return original === 'refused' ? 'refused' : outcome;
+}
+
+/**
  * Joins a relative path under `root`, or `undefined` if any segment is empty,
  * `.`, `..`, hidden (starts with a dot), or holds a separator or NUL.
  */
@@ -134,7 +163,7 @@ export type OpenCover = OpenedFile;
 /**
  * Opens the cover file at the URL path after `/covers/`, or `undefined`. Each
  * segment is percent-decoded once; `..`, encoded `%2e%2e`, encoded slashes,
- * absolute paths and dot-files come back `undefined`, and so does anything but a
+ * absolute paths, dot-files and originals (`isOriginalPath`) come back `undefined`, and so does anything but a
  * regular file whose real path is inside `root`: a link (to `/etc/passwd`, or a
  * folder link leading out), a FIFO, a device.
  */
@@ -146,6 +175,8 @@ export async function openCoverFile(root: string, urlPath: string): Promise<Open
     return undefined;
   }
   if (decoded.some((segment) => segment.includes('/'))) return undefined;
+  // Originals are kept, not served: what pages get is made from them.
+  if (isOriginalPath(decoded.join('/'))) return undefined;
   return openStoredFile(root, decoded.join('/'));
 }
 

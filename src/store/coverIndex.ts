@@ -178,8 +178,11 @@ export class SqlCoverIndex implements CoverIndex {
   }
 
   async downloadedBytes(): Promise<number> {
-    const total = await this.repo.sum('bytes', { source: 'download' });
-    return Number(total ?? 0);
+    // A cover's file, and its original when that is a file of its own (`diskBytes`).
+    const rows = await this.dialect.dataSource.query<{ total: number | string | null }[]>(
+      "SELECT SUM(bytes + CASE WHEN original_path IS NOT NULL AND original_path <> path THEN COALESCE(original_bytes, 0) ELSE 0 END) AS total FROM covers WHERE source = 'download'",
+    );
+    return Number(rows[0]?.total ?? 0);
   }
 
   async leastRecentlyAsked(limit: number, offset: number): Promise<CoverRow[]> {

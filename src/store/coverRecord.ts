@@ -1,9 +1,16 @@
 /**
- * Stores a processed image as a URL's cover file and builds its row: the one
- * path shared by downloads and custom uploads.
+ * Stores a processed image as a URL's cover file, with the original kept beside
+ * it, and builds its row: the one path shared by downloads, custom uploads and
+ * imports.
+ *
+ * The original is written first, then the cover, each temp file + rename; the
+ * row is recorded by the caller only after both, so a row never points at a
+ * missing file. If the cover's write fails after the original's, the original
+ * is removed again (unless it was there before: the same content stored earlier,
+ * which a row may point at).
  */
 import type { CoverRow } from './entities.js';
-import { coverPath, sha256, writeCoverFile } from './coverFiles.js';
+import { coverPath, openStoredFile, originalPathOf, removeCoverFile, sha256, writeCoverFile } from './coverFiles.js';
 
 export interface CoverImage {
   data: Buffer;
@@ -11,9 +18,11 @@ export interface CoverImage {
   ext: string;
   width: number;
   height: number;
+  /** The original to keep beside it; the same `data` when the stored file is the original. None: not kept. */
+  original?: Omit<CoverImage, 'original'>;
 }
 
-/** Writes the image under its URL- and content-derived path; returns the row to record. */
+/** Writes the image (and its original) under its URL- and content-derived path; returns the row to record. */
 export async function writeCover(
   url: string,
   image: CoverImage,
@@ -21,7 +30,22 @@ export async function writeCover(
 ): Promise<CoverRow> {
   const hash = sha256(image.data);
   const path = coverPath(url, hash, image.ext);
-  await writeCoverFile(options.coversDir, path, image.data, options.signal);
+  const original = image.original;
+  const separate = original !== undefined && original.data !== image.data;
+  const originalPath = original === undefined ? null : separate ? originalPathOf(path) : path;
+  let wroteOriginal = false;
+  if (separate && originalPath !== null) {
+    const before = await openStoredFile(options.coversDir, originalPath);
+    await before?.handle.close();
+    await writeCoverFile(options.coversDir, originalPath, original.data, options.signal);
+    wroteOriginal = before === undefined;
+  }
+  try {
+    await writeCoverFile(options.coversDir, path, image.data, options.signal);
+  } catch (error) {
+    if (wroteOriginal && originalPath !== null) await removeCoverFile(options.coversDir, originalPath).catch(() => undefined);
+    throw error;
+  }
   return {
     url,
     path,
@@ -36,5 +60,14 @@ export async function writeCover(
     // A video page's cover: resolved now, to this pic.
     resolvedAt: options.resolvedPic === undefined ? null : options.now,
     resolvedPic: options.resolvedPic ?? null,
+    originalPath,
+    originalWidth: original?.width ?? null,
+    originalHeight: original?.height ?? null,
+    originalBytes: original?.data.length ?? null,
   };
+}
+
+/** The bytes a cover holds on disk: its file, and its original when that is a file of its own. */
+export function diskBytes(row: Pick<CoverRow, 'path' | 'bytes' | 'originalPath' | 'originalBytes'>): number {
+  return row.bytes + (row.originalPath !== null && row.originalPath !== row.path ? (row.originalBytes ?? 0) : 0);
 }

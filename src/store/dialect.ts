@@ -21,7 +21,7 @@ import type { CoverRow, TaskRow } from './entities.js';
 import type { ClaimOutcome, NewDeletion, TaskPatch } from './ports.js';
 
 /** The covers table's columns, in the order the hot-path statements of both dialects name them. */
-export const COVER_COLUMNS = ['url', 'path', 'source', 'bytes', 'content_type', 'width', 'height', 'sha256', 'created_at', 'last_asked_at', 'resolved_at', 'resolved_pic'] as const;
+export const COVER_COLUMNS = ['url', 'path', 'source', 'bytes', 'content_type', 'width', 'height', 'sha256', 'created_at', 'last_asked_at', 'resolved_at', 'resolved_pic', 'original_path', 'original_width', 'original_height', 'original_bytes'] as const;
 export const SELECT_COVERS = `SELECT ${COVER_COLUMNS.join(', ')} FROM covers`;
 
 /** A covers row as a driver hands it out (PostgreSQL's pg gives bigint columns as strings). */
@@ -38,6 +38,10 @@ export interface RawCover {
   last_asked_at: number | string;
   resolved_at: number | string | null;
   resolved_pic: string | null;
+  original_path: string | null;
+  original_width: number | null;
+  original_height: number | null;
+  original_bytes: number | string | null;
 }
 
 export function coverFromRaw(row: RawCover): CoverRow {
@@ -54,12 +58,16 @@ export function coverFromRaw(row: RawCover): CoverRow {
     lastAskedAt: Number(row.last_asked_at),
     resolvedAt: row.resolved_at === null ? null : Number(row.resolved_at),
     resolvedPic: row.resolved_pic,
+    originalPath: row.original_path,
+    originalWidth: row.original_width,
+    originalHeight: row.original_height,
+    originalBytes: row.original_bytes === null ? null : Number(row.original_bytes),
   };
 }
 
 /** A cover's values in COVER_COLUMNS order: the upsert's parameters. */
 export function coverParams(row: CoverRow): unknown[] {
-  return [row.url, row.path, row.source, row.bytes, row.contentType, row.width, row.height, row.sha256, row.createdAt, row.lastAskedAt, row.resolvedAt, row.resolvedPic];
+  return [row.url, row.path, row.source, row.bytes, row.contentType, row.width, row.height, row.sha256, row.createdAt, row.lastAskedAt, row.resolvedAt, row.resolvedPic, row.originalPath, row.originalWidth, row.originalHeight, row.originalBytes];
 }
 
 /** A change as other nodes hear it. */

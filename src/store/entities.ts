@@ -36,6 +36,16 @@ export interface CoverRow {
    */
   resolvedAt: number | null;
   resolvedPic: string | null;
+  /**
+   * The original kept beside the cover (scaled down once past `--original-max`):
+   * its path (`originalPathOf(path)`, or `path` itself when the stored file is
+   * the original, with `--resize off`), size and bytes. Null for covers stored
+   * before originals were kept.
+   */
+  originalPath: string | null;
+  originalWidth: number | null;
+  originalHeight: number | null;
+  originalBytes: number | null;
 }
 
 /** The task of one URL: its download's status, persisted on every change. */
@@ -106,6 +116,10 @@ export const CoverEntity = new EntitySchema<CoverRow>({
     lastAskedAt: { name: 'last_asked_at', type: 'bigint', transformer: bigintNumber },
     resolvedAt: { name: 'resolved_at', type: 'bigint', nullable: true, transformer: bigintNumber },
     resolvedPic: { name: 'resolved_pic', type: 'text', nullable: true },
+    originalPath: { name: 'original_path', type: 'varchar', nullable: true },
+    originalWidth: { name: 'original_width', type: 'integer', nullable: true },
+    originalHeight: { name: 'original_height', type: 'integer', nullable: true },
+    originalBytes: { name: 'original_bytes', type: 'bigint', nullable: true, transformer: bigintNumber },
   },
 });
 

@@ -22,12 +22,12 @@ export type {
 } from './ports.js';
 export { ClusterSecretEntity, CoverEntity, DeletionEntity, JobEntity, NodeEntity, SettingEntity, TaskEntity } from './entities.js';
 export type { ClusterSecretRow, CoverRow, DeletionRow, JobRow, NodeRow, TaskRow } from './entities.js';
-export { coverPath, openCoverFile, openStoredFile, removeCoverFile, resolveInside, sha256, sweepTemp, writeCoverFile, TEMP_DIR } from './coverFiles.js';
+export { coverPath, isOriginalPath, openCoverFile, openStoredFile, originalPathOf, removeCoverFile, removeCoverFiles, resolveInside, sha256, sweepTemp, writeCoverFile, TEMP_DIR } from './coverFiles.js';
 export type { OpenCover } from './coverFiles.js';
 export { createFile, inspectFile, makeFolder, moveFile, openFile, PathRefusedError, plainSegments, removePath, sweepFolder } from './pathGuard.js';
 export type { OpenedFile, OpenRefusal, RemoveOutcome, Segments } from './pathGuard.js';
 export { migrations } from './migrations.js';
 export { SECRET_NAMES } from './clusterJoin.js';
 export type { JoinOutcome, SecretName, SharedSecrets } from './clusterJoin.js';
-export { writeCover } from './coverRecord.js';
+export { diskBytes, writeCover } from './coverRecord.js';
 export type { CoverImage } from './coverRecord.js';

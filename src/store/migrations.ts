@@ -231,4 +231,25 @@ export class AddJobWaiting1764700000000 implements MigrationInterface {
   }
 }
 
-export const migrations = [CreateCoversAndTasks1763780000000, CreateDeletions1763790000000, AddClusterTables1764300000000, CreateJobs1764400000000, CreateClusterSecrets1764500000000, AddCoverResolved1764600000000, AddJobWaiting1764700000000];
+/**
+ * The original kept beside each cover (scaled down once past `--original-max`):
+ * its path, size and bytes. Rows stored before have none.
+ */
+export class AddCoverOriginal1764800000000 implements MigrationInterface {
+  name = 'AddCoverOriginal1764800000000';
+
+  async up(queryRunner: QueryRunner): Promise<void> {
+    await queryRunner.addColumns('covers', [
+      new TableColumn({ name: 'original_path', type: 'varchar', isNullable: true }),
+      new TableColumn({ name: 'original_width', type: 'integer', isNullable: true }),
+      new TableColumn({ name: 'original_height', type: 'integer', isNullable: true }),
+      new TableColumn({ name: 'original_bytes', type: 'bigint', isNullable: true }),
+    ]);
+  }
+
+  async down(queryRunner: QueryRunner): Promise<void> {
+    await queryRunner.dropColumns('covers', ['original_path', 'original_width', 'original_height', 'original_bytes']);
+  }
+}
+
+export const migrations = [CreateCoversAndTasks1763780000000, CreateDeletions1763790000000, AddClusterTables1764300000000, CreateJobs1764400000000, CreateClusterSecrets1764500000000, AddCoverResolved1764600000000, AddJobWaiting1764700000000, AddCoverOriginal1764800000000];

@@ -3,7 +3,7 @@
  * coverHelper's covers (DB: its `coverHub.db`; DIR: the folder it ran in, which
  * holds `coverFiles/`) into the store and covers folder the service uses with
  * the same flags, environment and `--config` file (`--data-dir`, `--db`,
- * `--covers-dir`, `--resize`, `--max-bytes`, `--workers`).
+ * `--covers-dir`, `--resize`, `--original-max`, `--max-bytes`, `--workers`).
  *
  * Prints each skipped row and the progress on stderr, and one summary line on
  * stdout. Safe while the service runs on the same database (see
@@ -40,7 +40,7 @@ Imports the covers of the 2019 coverHelper into coverhelper's store.
 
 Takes the service's options, environment variables and --config file (see
 npm start -- --help); those that matter here: --data-dir, --db, --covers-dir,
---resize, --max-bytes, --workers (rows imported at once, at most one per core).
+--resize, --original-max, --max-bytes, --workers (rows imported at once, at most one per core).
 Skipped rows and progress go to stderr, one summary line to stdout.
 Exit codes: 0 done, 1 DB, DIR or the store unusable or a storage failure, 2 bad
 command line, 130 interrupted. Running it again imports nothing twice.

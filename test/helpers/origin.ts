@@ -111,7 +111,9 @@ export async function startOrigin(): Promise<Origin> {
     const delay = Number(url.searchParams.get('delay') ?? origin.delayMs);
     let m: RegExpExecArray | null;
     if ((m = /^\/img\/(.+?)\.(jpg|png)(?:@[\w.]*)?$/.exec(path))) {
-      const body = await makeImage(m[1]!, m[2] === 'png' ? 'png' : 'jpeg');
+      // `?size=WxH` picks the image's size (default 640×400).
+      const size = /^(\d{1,5})x(\d{1,5})$/.exec(url.searchParams.get('size') ?? '');
+      const body = await makeImage(m[1]!, m[2] === 'png' ? 'png' : 'jpeg', size ? Number(size[1]) : undefined, size ? Number(size[2]) : undefined);
       if (delay > 0) await sleep(delay);
       res.writeHead(200, { 'content-type': m[2] === 'png' ? 'image/png' : 'image/jpeg', 'content-length': body.length }).end(body);
     } else if ((m = /^\/status\/(\d+)$/.exec(path))) {
