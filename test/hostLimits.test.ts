@@ -9,7 +9,7 @@ import { TestClock } from '../src/clock.js';
 import { CoverError } from '../src/errors.js';
 import { HOLD_MS, HostGates } from '../src/upstream/hostGates.js';
 import type { Release } from '../src/upstream/hostGates.js';
-import { limitFor, parseHostLimits } from '../src/upstream/hostLimits.js';
+import { canonicalHost, limitFor, parseHostLimits } from '../src/upstream/hostLimits.js';
 import { UpstreamRefusal } from '../src/upstream/types.js';
 import type { Priority } from '../src/upstream/types.js';
 
@@ -54,6 +54,17 @@ describe('--host-limits matching', () => {
     assert.equal(limitFor('b.a.example', limits).rate, 3);
     assert.equal(limitFor('example', limits).rate, 20, 'the domain itself is not its own subdomain: the default *');
     assert.equal(limitFor('API.bilibili.com', limits).rate, 2, 'the default API entry still applies');
+  });
+
+  it('one name per host: case, trailing dots and IPv6 brackets do not make another host', () => {
+    assert.equal(canonicalHost('I0.HDSLB.COM.'), 'i0.hdslb.com');
+    assert.equal(canonicalHost('i0.hdslb.com..'), 'i0.hdslb.com');
+    assert.equal(canonicalHost('::1'), '[::1]');
+    assert.equal(canonicalHost('[::1]'), '[::1]');
+    const limits = parseHostLimits('a.example=1/s:1:1,[::1]=7/s:7:7');
+    assert.equal(limitFor('A.Example.', limits).rate, 1);
+    assert.equal(limitFor('::1', limits).rate, 7);
+    assert.equal(limitFor('api.bilibili.com.', limits).rate, 2);
   });
 });
 
@@ -280,6 +291,33 @@ describe('HostGates', () => {
     assert.equal(gates.coolingUntil(host), clock.now() + 30_000);
     // Other hosts are not touched.
     (await gates.acquire('other.example', bulk))('ok');
+  });
+
+  it('a host spelled with capitals or a trailing dot is the same host: one bucket, one cooling', async () => {
+    const { gates, clock } = gatesWith(`${host}=1/s:1:5`);
+    const spelled = 'I0.HDSLB.COM.';
+    const first = await gates.acquire(host, bulk);
+    let second: Release | undefined;
+    const secondWait = gates.acquire(spelled, bulk).then((r) => (second = r));
+    await clock.advance(500);
+    assert.equal(second, undefined, 'the bucket is shared: no second token within the first second');
+    await clock.advance(500);
+    await secondWait;
+    first('ok');
+    second!('ok');
+    await clock.advance(1000);
+    // Cooling under one spelling refuses every other at once, and a refusal named with a dot cools the same host.
+    (await gates.acquire(host, bulk))(new UpstreamRefusal(host, 'HTTP 429'));
+    const until = gates.coolingUntil(host);
+    assert.ok(until !== undefined);
+    assert.equal(gates.coolingUntil(spelled), until);
+    assert.equal(gates.coolingUntil('i0.hdslb.com.'), until);
+    assert.equal((await rejection(gates.acquire(spelled, interactive))).retryAt, until);
+    assert.equal((await rejection(gates.acquire('i0.hdslb.com.', bulk))).retryAt, until);
+    gates.refused(new UpstreamRefusal('OTHER.example.', 'API code -352'));
+    assert.ok(gates.coolingUntil('other.example') !== undefined);
+    assert.deepEqual([...gates.counts().keys()].sort(), [host, 'other.example']);
+    assert.deepEqual(gates.status().map((s) => s.host).sort(), [host, 'other.example']);
   });
 
   it('a probe that is aborted lets the next waiter probe; an error answer reopens', async () => {

@@ -5,7 +5,8 @@
  *   try { …one request… release('ok'); } catch { release('error' | refusal) }
  *
  * Per host (its limit is the first `--host-limits` entry that matches; its state
- * is its own, per actual host):
+ * is its own, per actual host, named by `canonicalHost`: `I0.HDSLB.COM.` and
+ * `i0.hdslb.com` are one host, one bucket, one cooling):
  *
  * - **Rate**: a token bucket of `burst` tokens refilled at `rate` per second.
  *   A request takes one token. So in any closed window of T seconds at most
@@ -43,7 +44,7 @@ import { CoverError } from '../errors.js';
 import type { HostStatus, Priority } from './types.js';
 import { UpstreamRefusal } from './types.js';
 import type { HostLimit } from './hostLimits.js';
-import { limitFor } from './hostLimits.js';
+import { canonicalHost, limitFor } from './hostLimits.js';
 
 /** How a request ended, for the host's state and counters: an answer, a failure (no answer, or an error status), an abort (counts nothing), or a refusal. */
 export type Outcome = 'ok' | 'error' | 'aborted' | UpstreamRefusal;
@@ -193,7 +194,7 @@ export class HostGates {
    * or its probe may go (requests then wait behind the probe instead of being refused).
    */
   coolingUntil(host: string): number | undefined {
-    const state = this.#hosts.get(host.toLowerCase());
+    const state = this.#hosts.get(canonicalHost(host));
     return state?.state === 'cooling' ? state.retryAt : undefined;
   }
 
@@ -241,7 +242,7 @@ export class HostGates {
   }
 
   #host(name: string): Host {
-    const key = name.toLowerCase();
+    const key = canonicalHost(name);
     let state = this.#hosts.get(key);
     if (state === undefined) {
       if (this.#hosts.size >= MAX_IDLE_HOSTS) this.#forgetIdle();

@@ -120,6 +120,18 @@ export function parseHostLimits(text: string): HostLimit[] {
   return [...given, ...DEFAULT_HOST_LIMITS.filter((limit) => !named.has(limit.pattern)).map((limit) => ({ ...limit }))];
 }
 
+/**
+ * The one name a host goes by in the gates and their limits: lower case, without
+ * the trailing dot(s) of a fully qualified name, and an IPv6 literal in brackets
+ * (`I0.HDSLB.COM.` is `i0.hdslb.com`; `::1` and `[::1]` are `[::1]`).
+ */
+export function canonicalHost(host: string): string {
+  let name = host.trim().toLowerCase();
+  while (name.endsWith('.')) name = name.slice(0, -1);
+  if (name.includes(':') && !name.startsWith('[')) name = `[${name}]`;
+  return name;
+}
+
 /** Whether `host` (lower case) matches `pattern`: exact, `*.domain` (a subdomain, not the domain itself), or `*`. */
 export function hostMatches(host: string, pattern: string): boolean {
   if (pattern === '*') return true;
@@ -130,9 +142,9 @@ export function hostMatches(host: string, pattern: string): boolean {
   return host === pattern;
 }
 
-/** The limit of `host`: the first entry that matches it (the last default, `*`, matches any). */
+/** The limit of `host` (any spelling: see `canonicalHost`): the first entry that matches it (the last default, `*`, matches any). */
 export function limitFor(host: string, limits: readonly HostLimit[]): HostLimit {
-  const name = host.toLowerCase();
+  const name = canonicalHost(host);
   for (const limit of limits) if (hostMatches(name, limit.pattern)) return limit;
   return DEFAULT_HOST_LIMITS[DEFAULT_HOST_LIMITS.length - 1]!;
 }
