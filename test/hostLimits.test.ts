@@ -56,6 +56,16 @@ describe('--host-limits matching', () => {
     assert.equal(limitFor('API.bilibili.com', limits).rate, 2, 'the default API entry still applies');
   });
 
+  it('naming * (or *.bilibili.com) keeps the API default in front of it: api.bilibili.com stays at 2/s:4:2', () => {
+    for (const text of ['*=10/s:20:8', '*.bilibili.com=10/s:20:8', 'a.example=1/s:1:1,*=10/s:20:8']) {
+      const limits = parseHostLimits(text);
+      assert.deepEqual(limitFor('api.bilibili.com', limits), { pattern: 'api.bilibili.com', rate: 2, burst: 4, concurrency: 2 }, text);
+      assert.equal(limitFor('i0.hdslb.com', limits).rate, text.startsWith('*.') ? 20 : 10, text);
+    }
+    assert.equal(limitFor('s1.bilibili.com', parseHostLimits('*.bilibili.com=10/s:20:8')).rate, 10);
+    assert.equal(limitFor('api.bilibili.com', parseHostLimits('*=10/s:20:8,api.bilibili.com=5/s:5:5')).rate, 10, 'given entries: first match wins');
+  });
+
   it('one name per host: case, trailing dots and IPv6 brackets do not make another host', () => {
     assert.equal(canonicalHost('I0.HDSLB.COM.'), 'i0.hdslb.com');
     assert.equal(canonicalHost('i0.hdslb.com..'), 'i0.hdslb.com');
