@@ -33,8 +33,11 @@
  *   wait behind it): a probe that is not refused reopens the host, a refused
  *   one cools it again with the backoff doubled. The log says once, at warn,
  *   when a host starts cooling (host, why, until) and once when it reopens
- *   (host, why it had cooled, after how long); a refused probe does not end the
- *   cooling, so its new `until` is an info line, not another start.
+ *   (host, why it had cooled, after how long): that is when its probe is
+ *   answered, at the first request after the cooling time; a refused probe does
+ *   not end the cooling, so its new `until` is an info line, not another start.
+ *   `status()` shows the host `open` from the end of the cooling time until a
+ *   probe goes out (no request may come for a long while), `cooling` while it is out.
  *
  * Bounded: at most `maxWaiters` waiters per host (past it `acquire` rejects);
  * an aborted waiter leaves at once; idle open hosts are forgotten.
@@ -203,16 +206,21 @@ export class HostGates {
     return this.#cooling > 0;
   }
 
-  /** Hosts that cooled within the last hour, with their state now. */
+  /**
+   * Hosts that cooled within the last hour, with their state now. A host whose
+   * cooling has ended is shown `open` as soon as its probe may go, without
+   * waiting for a request to come (it is `cooling` only while its probe is out).
+   */
   status(): HostStatus[] {
     const now = this.#clock.now();
     const shown: HostStatus[] = [];
     for (const state of this.#hosts.values()) {
-      if (state.cooledAt === undefined || (state.state === 'open' && now - state.cooledAt > SHOWN_MS)) continue;
+      const closed = HostGates.#closed(state);
+      if (state.cooledAt === undefined || (!closed && now - state.cooledAt > SHOWN_MS)) continue;
       shown.push({
         host: state.name,
-        state: state.state === 'open' ? 'open' : 'cooling',
-        ...(state.state !== 'open' && state.retryAt !== undefined ? { retryAt: state.retryAt } : {}),
+        state: closed ? 'cooling' : 'open',
+        ...(closed && state.retryAt !== undefined ? { retryAt: state.retryAt } : {}),
         ...(state.reason === undefined ? {} : { reason: state.reason }),
         cooledAt: state.cooledAt,
       });
@@ -275,13 +283,18 @@ export class HostGates {
     return state;
   }
 
-  /** Forgets hosts with nothing going on: open, idle, full bucket, not cooled within the hour. */
+  /** Whether the host is closed to requests as the operator sees it: cooling, or its probe is out. */
+  static #closed(state: Host): boolean {
+    return state.state === 'cooling' || (state.state === 'probing' && state.probing);
+  }
+
+  /** Forgets hosts with nothing going on: open (or their cooling over, no probe out), idle, full bucket, not cooled within the hour. */
   #forgetIdle(): void {
     const now = this.#clock.now();
     for (const [key, state] of this.#hosts) {
       this.#refill(state);
       const recent = state.cooledAt !== undefined && now - state.cooledAt <= SHOWN_MS;
-      if (state.state === 'open' && state.active === 0 && state.waiters.length === 0 && state.tokens >= state.limit.burst && !recent) {
+      if (!HostGates.#closed(state) && state.active === 0 && state.waiters.length === 0 && state.tokens >= state.limit.burst && !recent) {
         this.#clock.clearTimeout(state.wake);
         this.#hosts.delete(key);
       }
