@@ -330,6 +330,57 @@ describe('HostGates', () => {
     assert.deepEqual(gates.status().map((s) => s.host).sort(), [host, 'other.example']);
   });
 
+  it('20,000 hosts that each refuse (--allow-hosts * under attack): at most 10,000 host states; past them a new host is refused for 1 s, not kept', async () => {
+    const clock = new TestClock();
+    const gates = new HostGates({ limits: parseHostLimits('*=100/s:100:2'), clock });
+    const cap = 10_000;
+    const api = 'api.bilibili.com';
+    let admitted = 0;
+    let turnedAway = 0;
+    let most = 0;
+    const attack = async (prefix: string, count: number, stepMs: number) => {
+      for (let i = 0; i < count; i++) {
+        const name = `${prefix}-${i}.attacker.example`;
+        try {
+          (await gates.acquire(name, bulk))(new UpstreamRefusal(name, 'HTTP 429', 3_600_000));
+          admitted++;
+        } catch (error) {
+          assert.ok(error instanceof CoverError && error.code === 'upstream_limited', String(error));
+          assert.equal(error.retryAt, clock.now() + 1000);
+          assert.match(error.message, /10000 upstream hosts are busy or cooling/);
+          turnedAway++;
+        }
+        if (i % 500 === 0) most = Math.max(most, gates.counts().size);
+        if (stepMs > 0) await clock.advance(stepMs);
+      }
+    };
+    // Real hosts in use before the attack: an image host (the * entry) and the API (named exactly by the default entries).
+    (await gates.acquire(host, bulk))('ok');
+    (await gates.acquire(api, bulk))('ok');
+    // Each cools for an hour (its Retry-After): none can be forgotten, so once 10,000 are kept new ones are turned away.
+    await attack('a', 20_000, 0);
+    most = Math.max(most, gates.counts().size);
+    assert.ok(most <= cap, `at most ${cap} host states (saw ${most})`);
+    assert.equal(admitted, cap, 'the idle real hosts, the least recently used, made room');
+    assert.equal(turnedAway, 20_000 - admitted);
+    // A cooling host kept says its own time; a new image host waits with the others; the API is never shut out.
+    assert.equal((await rejection(gates.acquire('a-0.attacker.example', bulk))).retryAt, gates.coolingUntil('a-0.attacker.example'));
+    assert.equal((await rejection(gates.acquire(host, bulk))).retryAt, clock.now() + 1000);
+    (await gates.acquire(api, bulk))('ok');
+    assert.ok(gates.counts().size <= cap + 1);
+    // When the coolings end, idle hosts make room for new ones, the least recently used first.
+    await clock.advance(3_600_000);
+    admitted = turnedAway = 0;
+    await attack('b', 5000, 0);
+    assert.equal(turnedAway, 0);
+    assert.ok(gates.counts().size <= cap + 1, `${gates.counts().size}`);
+    assert.ok(gates.counts().has('b-4999.attacker.example'));
+    const kept = [...gates.counts().keys()];
+    assert.equal(kept.filter((name) => name.startsWith('b-')).length, 5000);
+    assert.ok(kept.filter((name) => name.startsWith('a-')).length <= cap - 5000, 'idle ones made room');
+    gates.close();
+  });
+
   it('a probe that is aborted lets the next waiter probe; an error answer reopens', async () => {
     const { gates, clock } = gatesWith(`${host}=100/s:100:4`);
     (await gates.acquire(host, bulk))(new UpstreamRefusal(host, 'HTTP 503', 2000));

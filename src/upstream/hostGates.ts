@@ -40,7 +40,12 @@
  *   probe goes out (no request may come for a long while), `cooling` while it is out.
  *
  * Bounded: at most `maxWaiters` waiters per host (past it `acquire` rejects);
- * an aborted waiter leaves at once; idle open hosts are forgotten.
+ * an aborted waiter leaves at once; idle open hosts are forgotten (past 1,000
+ * hosts, those that did not cool within the hour); at most `maxHosts` host
+ * states (10,000): past it the least recently used idle host is forgotten even
+ * if it cooled within the hour, and when every host looked at is busy or
+ * cooling a NEW host is refused `upstream_limited` (retry in 1 s) rather than
+ * grow. Each new host looks at no more than 32 others.
  */
 import type { Clock, ClockTimer } from '../clock.js';
 import { CoverError } from '../errors.js';
@@ -79,6 +84,8 @@ export interface HostGatesOptions {
   maxBackoffMs?: number;
   /** Longest Retry-After believed (default 1 h); a shorter one than 1 s is taken as 1 s. */
   maxRetryAfterMs?: number;
+  /** Host states kept at most (default 10,000); see `#host`. */
+  maxHosts?: number;
 }
 
 /** How long an interactive request keeps bulk work at half the rate after it started. */
@@ -89,8 +96,12 @@ const MAX_RETRY_AFTER_MS = 60 * 60_000;
 const MIN_RETRY_AFTER_MS = 1000;
 /** Hosts that cooled within this long are shown by `status()`. */
 const SHOWN_MS = 60 * 60_000;
-/** Above this many host states, idle open ones are forgotten. */
+/** Above this many host states, idle open ones that did not cool within the hour are forgotten. */
 const MAX_IDLE_HOSTS = 1000;
+/** Host states kept at most: past it the least recently used idle one goes, or a new host is refused. */
+const MAX_HOSTS = 10_000;
+/** Host states looked at per new host when forgetting or evicting (so a new host costs O(1), not O(hosts)). */
+const SCAN = 32;
 
 interface Waiter {
   priority: () => Priority;
@@ -142,6 +153,8 @@ export class HostGates {
   readonly #baseBackoffMs: number;
   readonly #maxBackoffMs: number;
   readonly #maxRetryAfterMs: number;
+  readonly #maxHosts: number;
+  /** Host states, least recently used first (a host is moved to the end when used). */
   readonly #hosts = new Map<string, Host>();
   readonly #listeners = new Set<(host: string) => void>();
   /** Hosts cooling now. */
@@ -155,6 +168,7 @@ export class HostGates {
     this.#baseBackoffMs = options.baseBackoffMs ?? BASE_BACKOFF_MS;
     this.#maxBackoffMs = options.maxBackoffMs ?? MAX_BACKOFF_MS;
     this.#maxRetryAfterMs = options.maxRetryAfterMs ?? MAX_RETRY_AFTER_MS;
+    this.#maxHosts = options.maxHosts ?? MAX_HOSTS;
   }
 
   /**
@@ -165,6 +179,9 @@ export class HostGates {
   acquire(host: string, priority: () => Priority, signal?: AbortSignal): Promise<Release> {
     if (signal?.aborted) return Promise.reject(signal.reason as Error);
     const state = this.#host(host);
+    if (state === undefined) {
+      return Promise.reject(new CoverError('upstream_limited', `${this.#maxHosts} upstream hosts are busy or cooling; a new one is not asked now; try again shortly`, { retryAt: this.#clock.now() + 1000 }));
+    }
     if (state.state === 'cooling') return Promise.reject(this.#limited(state));
     if (state.waiters.length >= this.#maxWaiters) {
       return Promise.reject(new CoverError('upstream_limited', `${this.#maxWaiters} requests already wait for ${state.name}; try again shortly`, { retryAt: this.#clock.now() + 1000 }));
@@ -188,6 +205,8 @@ export class HostGates {
   /** A refusal heard outside a held slot (an answer read after its slot was given back): the host cools. */
   refused(refusal: UpstreamRefusal): void {
     const state = this.#host(refusal.host);
+    // A host with no state that cannot have one now (every state kept is busy or cooling) was not asked through the gates.
+    if (state === undefined) return;
     state.counts.refused++;
     this.#cool(state, refusal);
   }
@@ -249,12 +268,24 @@ export class HostGates {
     }
   }
 
-  #host(name: string): Host {
+  /**
+   * The host's state, made when it is new; moved to the end of the map (the
+   * most recently used). Bounded at `maxHosts`: past it the least recently used
+   * idle host that is not cooling is forgotten, and when none is found among the
+   * oldest `SCAN` (they move to the end, so the next new host looks at others)
+   * undefined: the new host is not asked now (unless `--host-limits` names it exactly).
+   */
+  #host(name: string): Host | undefined {
     const key = canonicalHost(name);
     let state = this.#hosts.get(key);
-    if (state === undefined) {
+    if (state !== undefined) {
+      this.#hosts.delete(key);
+      this.#hosts.set(key, state);
+    } else {
       if (this.#hosts.size >= MAX_IDLE_HOSTS) this.#forgetIdle();
       const limit = limitFor(key, this.#limits);
+      // A host named exactly in --host-limits (the API) is always given a state: at most 256 more, and many cooling strangers cannot shut it out.
+      if (this.#hosts.size >= this.#maxHosts && !this.#evictOne() && limit.pattern !== key) return undefined;
       const now = this.#clock.monotonic();
       state = {
         name: key,
@@ -288,17 +319,60 @@ export class HostGates {
     return state.state === 'cooling' || (state.state === 'probing' && state.probing);
   }
 
-  /** Forgets hosts with nothing going on: open (or their cooling over, no probe out), idle, full bucket, not cooled within the hour. */
+  /** Whether nothing is going on at the host: not cooling, no probe out, nothing held, nobody waiting. */
+  static #idle(state: Host): boolean {
+    return !HostGates.#closed(state) && state.active === 0 && state.waiters.length === 0;
+  }
+
+  /** The oldest `SCAN` host states (least recently used first). */
+  #oldest(): [string, Host][] {
+    const oldest: [string, Host][] = [];
+    for (const entry of this.#hosts) {
+      oldest.push(entry);
+      if (oldest.length >= SCAN) break;
+    }
+    return oldest;
+  }
+
+  /** Moves a host state to the end of the map, so the next scan looks at others. */
+  #skip(key: string, state: Host): void {
+    this.#hosts.delete(key);
+    this.#hosts.set(key, state);
+  }
+
+  #drop(key: string, state: Host): void {
+    this.#clock.clearTimeout(state.wake);
+    this.#clock.clearTimeout(state.reopen);
+    state.wake = state.reopen = undefined;
+    this.#hosts.delete(key);
+  }
+
+  /**
+   * Of the oldest `SCAN` hosts, forgets those with nothing going on: idle, full
+   * bucket, not cooled within the hour; the others move to the end. Called for
+   * each new host past `MAX_IDLE_HOSTS`, so the map shrinks back by up to `SCAN`
+   * for each one it grows.
+   */
   #forgetIdle(): void {
     const now = this.#clock.now();
-    for (const [key, state] of this.#hosts) {
+    for (const [key, state] of this.#oldest()) {
       this.#refill(state);
       const recent = state.cooledAt !== undefined && now - state.cooledAt <= SHOWN_MS;
-      if (!HostGates.#closed(state) && state.active === 0 && state.waiters.length === 0 && state.tokens >= state.limit.burst && !recent) {
-        this.#clock.clearTimeout(state.wake);
-        this.#hosts.delete(key);
-      }
+      if (HostGates.#idle(state) && state.tokens >= state.limit.burst && !recent) this.#drop(key, state);
+      else this.#skip(key, state);
     }
+  }
+
+  /** Forgets the least recently used idle host among the oldest `SCAN` (the others looked at move to the end); false when none is. */
+  #evictOne(): boolean {
+    for (const [key, state] of this.#oldest()) {
+      if (HostGates.#idle(state)) {
+        this.#drop(key, state);
+        return true;
+      }
+      this.#skip(key, state);
+    }
+    return false;
   }
 
   #limited(state: Host): CoverError {
