@@ -255,16 +255,16 @@ describe('HostGates', () => {
     const first = clock.now();
     (await gates.acquire(host, bulk))(new UpstreamRefusal(host, 'HTTP 429', 2000));
     await clock.advance(2000);
-    // The probe is refused too, without Retry-After: the host never reopened, and the backoff has doubled once already.
+    // The probe is refused too, without Retry-After: the host never reopened; the backoff is still the first (a Retry-After cooling does not double it).
     const probeAt = clock.now();
     (await gates.acquire(host, bulk))(new UpstreamRefusal(host, 'HTTP 503'));
     assert.deepEqual(warnings.map((w) => w.message), ['upstream host cooling: nothing is sent to it until then']);
     assert.deepEqual(warnings[0]!.meta, { host, why: 'HTTP 429', until: new Date(first + 2000).toISOString(), seconds: 2 });
-    assert.deepEqual(infos, [{ message: 'upstream host still cooling: its probe was refused', meta: { host, why: 'HTTP 503', until: new Date(probeAt + 60_000).toISOString(), seconds: 60 } }]);
-    await clock.advance(60_000);
+    assert.deepEqual(infos, [{ message: 'upstream host still cooling: its probe was refused', meta: { host, why: 'HTTP 503', until: new Date(probeAt + 30_000).toISOString(), seconds: 30 } }]);
+    await clock.advance(30_000);
     (await gates.acquire(host, bulk))('ok');
     assert.deepEqual(warnings.map((w) => w.message), ['upstream host cooling: nothing is sent to it until then', 'upstream host reopened']);
-    assert.deepEqual(warnings[1]!.meta, { host, why: 'HTTP 503', afterS: 62 });
+    assert.deepEqual(warnings[1]!.meta, { host, why: 'HTTP 503', afterS: 32 });
     // A later refusal is a new start: a warn line again.
     (await gates.acquire(host, bulk))(new UpstreamRefusal(host, 'HTTP 412'));
     assert.equal(warnings.length, 3);
@@ -379,6 +379,51 @@ describe('HostGates', () => {
     assert.equal(kept.filter((name) => name.startsWith('b-')).length, 5000);
     assert.ok(kept.filter((name) => name.startsWith('a-')).length <= cap - 5000, 'idle ones made room');
     gates.close();
+  });
+
+  it('outcomes of requests let through before a cooling change nothing (counted only); only the probe decides; a Retry-After cooling does not double the backoff', async () => {
+    const { gates, clock, warnings, infos } = gatesWith(`${host}=100/s:100:4`);
+    // Two requests go out; one is refused (no Retry-After): 30 s, the next backoff 60 s.
+    const early = await gates.acquire(host, bulk);
+    const late = await gates.acquire(host, bulk);
+    const earlyOk = await gates.acquire(host, bulk);
+    (await gates.acquire(host, bulk))(new UpstreamRefusal(host, 'HTTP 429'));
+    assert.equal(gates.coolingUntil(host), clock.now() + 30_000);
+    await clock.advance(30_000);
+    // Reopening time, no probe out yet: a refusal of a request sent before the cooling does not cool the host again.
+    const lateRefusal = new UpstreamRefusal(host, 'HTTP 429');
+    early(lateRefusal);
+    assert.equal(gates.coolingUntil(host), undefined, 'not cooled again by a request from before');
+    gates.refused(lateRefusal); // the fetch path hears it again outside the slot: still nothing
+    assert.equal(gates.coolingUntil(host), undefined);
+    // The probe goes; a success from before the cooling neither reopens the host nor resets the backoff.
+    const probe = await gates.acquire(host, bulk);
+    earlyOk('ok');
+    assert.equal(gates.status()[0]!.state, 'cooling', 'the probe is still out');
+    let behind: Release | undefined;
+    const behindWait = gates.acquire(host, bulk).then((r) => (behind = r));
+    await clock.advance(10);
+    assert.equal(behind, undefined, 'still waiting behind the probe');
+    probe(new UpstreamRefusal(host, 'HTTP 429'));
+    await assert.rejects(behindWait);
+    const probedAt = clock.now();
+    assert.equal(gates.coolingUntil(host), probedAt + 60_000, 'the backoff doubled once: the success from before did not reset it');
+    // A success from before, heard while cooling: nothing.
+    late('ok');
+    assert.equal(gates.coolingUntil(host), probedAt + 60_000);
+    await clock.advance(60_000);
+    (await gates.acquire(host, bulk))(new UpstreamRefusal(host, 'HTTP 503'));
+    assert.equal(gates.coolingUntil(host) ?? 0, clock.now() + 120_000, 'and again: 120 s');
+    assert.deepEqual(gates.counts().get(host), { ok: 2, refused: 4, error: 0 }, 'every outcome counted once');
+    assert.equal(warnings.length, 1, 'one cooling, never reopened');
+    assert.equal(infos.length, 2);
+    // A Retry-After cooling leaves the backoff as it was.
+    await clock.advance(120_000);
+    (await gates.acquire(host, bulk))(new UpstreamRefusal(host, 'HTTP 429', 5000));
+    await clock.advance(5000);
+    (await gates.acquire(host, bulk))(new UpstreamRefusal(host, 'HTTP 429'));
+    assert.equal(gates.coolingUntil(host), clock.now() + 240_000, 'the backoff doubled by the 120 s cooling only');
+    void behind;
   });
 
   it('a probe that is aborted lets the next waiter probe; an error answer reopens', async () => {

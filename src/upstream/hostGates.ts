@@ -26,7 +26,11 @@
  *   half of the host's rate, and the rest is kept for the interactive work.
  * - **Cooling**: `refused` (HTTP 412/429/503, a bilibili risk-control code)
  *   puts the host in cooling until its Retry-After (at most `maxRetryAfterMs`)
- *   or a backoff (30 s, doubling to 30 min; back to 30 s after a success).
+ *   or a backoff (30 s, doubling with each cooling by the backoff to 30 min;
+ *   a Retry-After cooling leaves it as it was; back to 30 s after a success).
+ *   Each cooling begins an epoch: the outcome of a request let through before it
+ *   (a late answer, refusal or success) is counted but changes nothing, and
+ *   while the host is closed only its probe's outcome decides.
  *   While cooling, `acquire` rejects at once with `upstream_limited` and the
  *   reopening time (`retryAt`), and every waiter is rejected so; nothing is
  *   sent. When the time comes, ONE probe request is let through (the others
@@ -134,6 +138,8 @@ interface Host {
   backoffMs: number;
   /** A probe is out (state probing). */
   probing: boolean;
+  /** Counts the coolings: a request's outcome changes the state only if no cooling began since it was let through. */
+  epoch: number;
   /** Monotonic time an interactive request last started. */
   interactiveAt: number;
   /** Whether interactive work was present at the last look (the bulk share is emptied when it begins). */
@@ -157,6 +163,8 @@ export class HostGates {
   /** Host states, least recently used first (a host is moved to the end when used). */
   readonly #hosts = new Map<string, Host>();
   readonly #listeners = new Set<(host: string) => void>();
+  /** Refusals already given to a release (`refused` then changes nothing: the same refusal is not heard twice). */
+  readonly #heard = new WeakSet<UpstreamRefusal>();
   /** Hosts cooling now. */
   #cooling = 0;
 
@@ -202,13 +210,19 @@ export class HostGates {
     });
   }
 
-  /** A refusal heard outside a held slot (an answer read after its slot was given back): the host cools. */
+  /**
+   * A refusal heard outside a held slot (an answer read after its slot was given
+   * back): an open host cools. While it is closed (cooling, or reopening: only
+   * its probe decides) it changes nothing; a refusal a release was already given changes nothing either.
+   */
   refused(refusal: UpstreamRefusal): void {
+    if (this.#heard.has(refusal)) return;
+    this.#heard.add(refusal);
     const state = this.#host(refusal.host);
     // A host with no state that cannot have one now (every state kept is busy or cooling) was not asked through the gates.
     if (state === undefined) return;
     state.counts.refused++;
-    this.#cool(state, refusal);
+    if (state.state === 'open') this.#cool(state, refusal);
   }
 
   /**
@@ -301,6 +315,7 @@ export class HostGates {
         closedSince: undefined,
         backoffMs: this.#baseBackoffMs,
         probing: false,
+        epoch: 0,
         interactiveAt: -Infinity,
         present: false,
         bulkTokens: 0,
@@ -445,25 +460,37 @@ export class HostGates {
     state.wake.unref();
   }
 
+  /**
+   * The release of a request let through now. Its outcome is counted always, but
+   * changes the host's state (cools it, reopens it, resets the backoff) only if
+   * no cooling began since (the same epoch): a request sent before a cooling
+   * tells nothing about the host after it, and while the host is closed only its
+   * probe decides.
+   */
   #releaseFor(state: Host): Release {
     let released = false;
     const wasProbe = state.state === 'probing';
+    const epoch = state.epoch;
     return (outcome) => {
       if (released) return;
       released = true;
       state.active--;
+      const current = epoch === state.epoch && (state.state === 'open' || (wasProbe && state.state === 'probing'));
       if (outcome instanceof UpstreamRefusal) {
+        this.#heard.add(outcome);
         state.counts.refused++;
-        this.#cool(state, outcome);
+        if (current) this.#cool(state, outcome);
+        else this.#pump(state);
         return;
       }
-      if (outcome === 'ok') {
-        state.counts.ok++;
-        state.backoffMs = this.#baseBackoffMs;
-      } else if (outcome === 'error') state.counts.error++;
-      if (wasProbe && state.state === 'probing') {
-        if (outcome === 'aborted') state.probing = false;
-        else this.#open(state);
+      if (outcome === 'ok') state.counts.ok++;
+      else if (outcome === 'error') state.counts.error++;
+      if (current) {
+        if (outcome === 'ok') state.backoffMs = this.#baseBackoffMs;
+        if (wasProbe && state.state === 'probing') {
+          if (outcome === 'aborted') state.probing = false;
+          else this.#open(state);
+        }
       }
       this.#pump(state);
     };
@@ -478,7 +505,9 @@ export class HostGates {
       retryAfter !== undefined && Number.isFinite(retryAfter)
         ? Math.min(this.#maxRetryAfterMs, Math.max(MIN_RETRY_AFTER_MS, retryAfter))
         : state.backoffMs;
-    state.backoffMs = Math.min(this.#maxBackoffMs, state.backoffMs * 2);
+    // Only a cooling by the backoff doubles it: a Retry-After is the host's own word and leaves it as it was.
+    if (retryAfter === undefined || !Number.isFinite(retryAfter)) state.backoffMs = Math.min(this.#maxBackoffMs, state.backoffMs * 2);
+    state.epoch++;
     // A refused probe: the host never reopened, so this is not a new start.
     const still = state.closedSince !== undefined;
     state.state = 'cooling';
