@@ -423,7 +423,7 @@ export const options: { [K in keyof Config]: OptionSpec<K> } = {
     parse: (raw) => parseHostLimits(str(raw)),
     group: 'Downloads',
     placeholder: 'LIMITS',
-    help: 'per-host limits of every request to an upstream, pattern=RATE/s:BURST:CONCURRENCY, comma-separated, first match wins (pattern: host, *.domain or *); the default entries not named follow',
+    help: 'per-host limits of every request to an upstream, pattern=RATE/s:BURST:CONCURRENCY, comma-separated, first match wins (pattern: host, *.domain or *); a default entry not named stays, before the first given entry that covers it',
   },
   timeLimit: {
     key: 'timeLimit',

@@ -147,7 +147,7 @@ describe('configuration', () => {
     for (const [argv, expected] of bad) assert.match(errorOf(argv), expected, argv.join(' '));
   });
 
-  it('has --host-limits: entries in order, then the default entries not named; bad values refused with what to write', () => {
+  it('has --host-limits: entries in order, each default entry not named before the first given one that covers it (else at the end); bad values refused with what to write', () => {
     assert.deepEqual(load([]).hostLimits, [
       { pattern: 'api.bilibili.com', rate: 2, burst: 4, concurrency: 2 },
       { pattern: '*', rate: 20, burst: 40, concurrency: 16 },
@@ -158,7 +158,16 @@ describe('configuration', () => {
       { pattern: 'api.bilibili.com', rate: 2, burst: 4, concurrency: 2 },
       { pattern: '*', rate: 20, burst: 40, concurrency: 16 },
     ]);
-    assert.deepEqual(load([], { COVERHELPER_HOST_LIMITS: '*=1/s:2:3' }).hostLimits.map((l) => l.pattern), ['*', 'api.bilibili.com']);
+    // Naming `*` (or `*.bilibili.com`) does not lift the API's default: it stays before them, and first match wins.
+    assert.deepEqual(load([], { COVERHELPER_HOST_LIMITS: '*=1/s:2:3' }).hostLimits.map((l) => l.pattern), ['api.bilibili.com', '*']);
+    assert.deepEqual(load(['--host-limits', 'a.example=3/s:6:1,*.bilibili.com=9/s:9:9,*=10/s:20:8']).hostLimits.map((l) => l.pattern), [
+      'a.example',
+      'api.bilibili.com',
+      '*.bilibili.com',
+      '*',
+    ]);
+    assert.deepEqual(load(['--host-limits', 'api.bilibili.com=1/s:1:1,*=10/s:20:8']).hostLimits.map((l) => l.pattern), ['api.bilibili.com', '*'], 'named: as given');
+    assert.deepEqual(load(['--host-limits', '*=10/s:20:8,api.bilibili.com=1/s:1:1']).hostLimits.map((l) => l.pattern), ['*', 'api.bilibili.com'], 'named: as given, first match wins');
     assert.match(printableConfig(resolve(['--host-limits', 'a.example=3/s:6:1'])), /^--host-limits\s+a\.example=3\/s:6:1,api\.bilibili\.com=2\/s:4:2,\*=20\/s:40:16\s+flag --host-limits$/m);
     const bad: [string[], RegExp][] = [
       [['--host-limits', 'a.com=2:4'], /^invalid --host-limits \(flag\): "a\.com=2:4" has 2 parts after "="; expected pattern=RATE\/s:BURST:CONCURRENCY/],

@@ -9,7 +9,7 @@ import { TestClock } from '../src/clock.js';
 import { CoverError } from '../src/errors.js';
 import { HOLD_MS, HostGates } from '../src/upstream/hostGates.js';
 import type { Release } from '../src/upstream/hostGates.js';
-import { limitFor, parseHostLimits } from '../src/upstream/hostLimits.js';
+import { canonicalHost, limitFor, parseHostLimits } from '../src/upstream/hostLimits.js';
 import { UpstreamRefusal } from '../src/upstream/types.js';
 import type { Priority } from '../src/upstream/types.js';
 
@@ -54,6 +54,27 @@ describe('--host-limits matching', () => {
     assert.equal(limitFor('b.a.example', limits).rate, 3);
     assert.equal(limitFor('example', limits).rate, 20, 'the domain itself is not its own subdomain: the default *');
     assert.equal(limitFor('API.bilibili.com', limits).rate, 2, 'the default API entry still applies');
+  });
+
+  it('naming * (or *.bilibili.com) keeps the API default in front of it: api.bilibili.com stays at 2/s:4:2', () => {
+    for (const text of ['*=10/s:20:8', '*.bilibili.com=10/s:20:8', 'a.example=1/s:1:1,*=10/s:20:8']) {
+      const limits = parseHostLimits(text);
+      assert.deepEqual(limitFor('api.bilibili.com', limits), { pattern: 'api.bilibili.com', rate: 2, burst: 4, concurrency: 2 }, text);
+      assert.equal(limitFor('i0.hdslb.com', limits).rate, text.startsWith('*.') ? 20 : 10, text);
+    }
+    assert.equal(limitFor('s1.bilibili.com', parseHostLimits('*.bilibili.com=10/s:20:8')).rate, 10);
+    assert.equal(limitFor('api.bilibili.com', parseHostLimits('*=10/s:20:8,api.bilibili.com=5/s:5:5')).rate, 10, 'given entries: first match wins');
+  });
+
+  it('one name per host: case, trailing dots and IPv6 brackets do not make another host', () => {
+    assert.equal(canonicalHost('I0.HDSLB.COM.'), 'i0.hdslb.com');
+    assert.equal(canonicalHost('i0.hdslb.com..'), 'i0.hdslb.com');
+    assert.equal(canonicalHost('::1'), '[::1]');
+    assert.equal(canonicalHost('[::1]'), '[::1]');
+    const limits = parseHostLimits('a.example=1/s:1:1,[::1]=7/s:7:7');
+    assert.equal(limitFor('A.Example.', limits).rate, 1);
+    assert.equal(limitFor('::1', limits).rate, 7);
+    assert.equal(limitFor('api.bilibili.com.', limits).rate, 2);
   });
 });
 
@@ -234,16 +255,16 @@ describe('HostGates', () => {
     const first = clock.now();
     (await gates.acquire(host, bulk))(new UpstreamRefusal(host, 'HTTP 429', 2000));
     await clock.advance(2000);
-    // The probe is refused too, without Retry-After: the host never reopened, and the backoff has doubled once already.
+    // The probe is refused too, without Retry-After: the host never reopened; the backoff is still the first (a Retry-After cooling does not double it).
     const probeAt = clock.now();
     (await gates.acquire(host, bulk))(new UpstreamRefusal(host, 'HTTP 503'));
     assert.deepEqual(warnings.map((w) => w.message), ['upstream host cooling: nothing is sent to it until then']);
     assert.deepEqual(warnings[0]!.meta, { host, why: 'HTTP 429', until: new Date(first + 2000).toISOString(), seconds: 2 });
-    assert.deepEqual(infos, [{ message: 'upstream host still cooling: its probe was refused', meta: { host, why: 'HTTP 503', until: new Date(probeAt + 60_000).toISOString(), seconds: 60 } }]);
-    await clock.advance(60_000);
+    assert.deepEqual(infos, [{ message: 'upstream host still cooling: its probe was refused', meta: { host, why: 'HTTP 503', until: new Date(probeAt + 30_000).toISOString(), seconds: 30 } }]);
+    await clock.advance(30_000);
     (await gates.acquire(host, bulk))('ok');
     assert.deepEqual(warnings.map((w) => w.message), ['upstream host cooling: nothing is sent to it until then', 'upstream host reopened']);
-    assert.deepEqual(warnings[1]!.meta, { host, why: 'HTTP 503', afterS: 62 });
+    assert.deepEqual(warnings[1]!.meta, { host, why: 'HTTP 503', afterS: 32 });
     // A later refusal is a new start: a warn line again.
     (await gates.acquire(host, bulk))(new UpstreamRefusal(host, 'HTTP 412'));
     assert.equal(warnings.length, 3);
@@ -280,6 +301,129 @@ describe('HostGates', () => {
     assert.equal(gates.coolingUntil(host), clock.now() + 30_000);
     // Other hosts are not touched.
     (await gates.acquire('other.example', bulk))('ok');
+  });
+
+  it('a host spelled with capitals or a trailing dot is the same host: one bucket, one cooling', async () => {
+    const { gates, clock } = gatesWith(`${host}=1/s:1:5`);
+    const spelled = 'I0.HDSLB.COM.';
+    const first = await gates.acquire(host, bulk);
+    let second: Release | undefined;
+    const secondWait = gates.acquire(spelled, bulk).then((r) => (second = r));
+    await clock.advance(500);
+    assert.equal(second, undefined, 'the bucket is shared: no second token within the first second');
+    await clock.advance(500);
+    await secondWait;
+    first('ok');
+    second!('ok');
+    await clock.advance(1000);
+    // Cooling under one spelling refuses every other at once, and a refusal named with a dot cools the same host.
+    (await gates.acquire(host, bulk))(new UpstreamRefusal(host, 'HTTP 429'));
+    const until = gates.coolingUntil(host);
+    assert.ok(until !== undefined);
+    assert.equal(gates.coolingUntil(spelled), until);
+    assert.equal(gates.coolingUntil('i0.hdslb.com.'), until);
+    assert.equal((await rejection(gates.acquire(spelled, interactive))).retryAt, until);
+    assert.equal((await rejection(gates.acquire('i0.hdslb.com.', bulk))).retryAt, until);
+    gates.refused(new UpstreamRefusal('OTHER.example.', 'API code -352'));
+    assert.ok(gates.coolingUntil('other.example') !== undefined);
+    assert.deepEqual([...gates.counts().keys()].sort(), [host, 'other.example']);
+    assert.deepEqual(gates.status().map((s) => s.host).sort(), [host, 'other.example']);
+  });
+
+  it('20,000 hosts that each refuse (--allow-hosts * under attack): at most 10,000 host states; past them a new host is refused for 1 s, not kept', async () => {
+    const clock = new TestClock();
+    const gates = new HostGates({ limits: parseHostLimits('*=100/s:100:2'), clock });
+    const cap = 10_000;
+    const api = 'api.bilibili.com';
+    let admitted = 0;
+    let turnedAway = 0;
+    let most = 0;
+    const attack = async (prefix: string, count: number, stepMs: number) => {
+      for (let i = 0; i < count; i++) {
+        const name = `${prefix}-${i}.attacker.example`;
+        try {
+          (await gates.acquire(name, bulk))(new UpstreamRefusal(name, 'HTTP 429', 3_600_000));
+          admitted++;
+        } catch (error) {
+          assert.ok(error instanceof CoverError && error.code === 'upstream_limited', String(error));
+          assert.equal(error.retryAt, clock.now() + 1000);
+          assert.match(error.message, /10000 upstream hosts are busy or cooling/);
+          turnedAway++;
+        }
+        if (i % 500 === 0) most = Math.max(most, gates.counts().size);
+        if (stepMs > 0) await clock.advance(stepMs);
+      }
+    };
+    // Real hosts in use before the attack: an image host (the * entry) and the API (named exactly by the default entries).
+    (await gates.acquire(host, bulk))('ok');
+    (await gates.acquire(api, bulk))('ok');
+    // Each cools for an hour (its Retry-After): none can be forgotten, so once 10,000 are kept new ones are turned away.
+    await attack('a', 20_000, 0);
+    most = Math.max(most, gates.counts().size);
+    assert.ok(most <= cap, `at most ${cap} host states (saw ${most})`);
+    assert.equal(admitted, cap, 'the idle real hosts, the least recently used, made room');
+    assert.equal(turnedAway, 20_000 - admitted);
+    // A cooling host kept says its own time; a new image host waits with the others; the API is never shut out.
+    assert.equal((await rejection(gates.acquire('a-0.attacker.example', bulk))).retryAt, gates.coolingUntil('a-0.attacker.example'));
+    assert.equal((await rejection(gates.acquire(host, bulk))).retryAt, clock.now() + 1000);
+    (await gates.acquire(api, bulk))('ok');
+    assert.ok(gates.counts().size <= cap + 1);
+    // When the coolings end, idle hosts make room for new ones, the least recently used first.
+    await clock.advance(3_600_000);
+    admitted = turnedAway = 0;
+    await attack('b', 5000, 0);
+    assert.equal(turnedAway, 0);
+    assert.ok(gates.counts().size <= cap + 1, `${gates.counts().size}`);
+    assert.ok(gates.counts().has('b-4999.attacker.example'));
+    const kept = [...gates.counts().keys()];
+    assert.equal(kept.filter((name) => name.startsWith('b-')).length, 5000);
+    assert.ok(kept.filter((name) => name.startsWith('a-')).length <= cap - 5000, 'idle ones made room');
+    gates.close();
+  });
+
+  it('outcomes of requests let through before a cooling change nothing (counted only); only the probe decides; a Retry-After cooling does not double the backoff', async () => {
+    const { gates, clock, warnings, infos } = gatesWith(`${host}=100/s:100:4`);
+    // Two requests go out; one is refused (no Retry-After): 30 s, the next backoff 60 s.
+    const early = await gates.acquire(host, bulk);
+    const late = await gates.acquire(host, bulk);
+    const earlyOk = await gates.acquire(host, bulk);
+    (await gates.acquire(host, bulk))(new UpstreamRefusal(host, 'HTTP 429'));
+    assert.equal(gates.coolingUntil(host), clock.now() + 30_000);
+    await clock.advance(30_000);
+    // Reopening time, no probe out yet: a refusal of a request sent before the cooling does not cool the host again.
+    const lateRefusal = new UpstreamRefusal(host, 'HTTP 429');
+    early(lateRefusal);
+    assert.equal(gates.coolingUntil(host), undefined, 'not cooled again by a request from before');
+    gates.refused(lateRefusal); // the fetch path hears it again outside the slot: still nothing
+    assert.equal(gates.coolingUntil(host), undefined);
+    // The probe goes; a success from before the cooling neither reopens the host nor resets the backoff.
+    const probe = await gates.acquire(host, bulk);
+    earlyOk('ok');
+    assert.equal(gates.status()[0]!.state, 'cooling', 'the probe is still out');
+    let behind: Release | undefined;
+    const behindWait = gates.acquire(host, bulk).then((r) => (behind = r));
+    await clock.advance(10);
+    assert.equal(behind, undefined, 'still waiting behind the probe');
+    probe(new UpstreamRefusal(host, 'HTTP 429'));
+    await assert.rejects(behindWait);
+    const probedAt = clock.now();
+    assert.equal(gates.coolingUntil(host), probedAt + 60_000, 'the backoff doubled once: the success from before did not reset it');
+    // A success from before, heard while cooling: nothing.
+    late('ok');
+    assert.equal(gates.coolingUntil(host), probedAt + 60_000);
+    await clock.advance(60_000);
+    (await gates.acquire(host, bulk))(new UpstreamRefusal(host, 'HTTP 503'));
+    assert.equal(gates.coolingUntil(host) ?? 0, clock.now() + 120_000, 'and again: 120 s');
+    assert.deepEqual(gates.counts().get(host), { ok: 2, refused: 4, error: 0 }, 'every outcome counted once');
+    assert.equal(warnings.length, 1, 'one cooling, never reopened');
+    assert.equal(infos.length, 2);
+    // A Retry-After cooling leaves the backoff as it was.
+    await clock.advance(120_000);
+    (await gates.acquire(host, bulk))(new UpstreamRefusal(host, 'HTTP 429', 5000));
+    await clock.advance(5000);
+    (await gates.acquire(host, bulk))(new UpstreamRefusal(host, 'HTTP 429'));
+    assert.equal(gates.coolingUntil(host), clock.now() + 240_000, 'the backoff doubled by the 120 s cooling only');
+    void behind;
   });
 
   it('a probe that is aborted lets the next waiter probe; an error answer reopens', async () => {

@@ -85,12 +85,44 @@ describe('the upstream as the operator sees it', () => {
     assert.ok(requests.includes('coverhelper_upstream_requests_total{host="reopened-0.example",outcome="refused"} 1'));
     assert.ok(requests.includes('coverhelper_upstream_requests_total{host="cooling-3.example",outcome="refused"} 1'));
     assert.ok(!text.includes('busy-'), 'the busy open hosts come after, past the bound');
-    // After the hour, the reopened ones are no longer "recently cooled": the busiest open hosts take their places.
-    // (The cooling ones have not reopened: no probe has been sent to them, so they stay first.)
+    // After the hour, none is cooling (the cooling ones' time ended long ago and no probe is out: open too) and
+    // none cooled within the hour: the busiest hosts come first (busy 3 requests, reopened 2, the others 1).
     await clock.advance(60 * 60_000 + 1);
+    assert.deepEqual(gates.status(), [], 'nothing cooled within the hour');
     const later = metricHosts(gates.counts(), gates.status());
-    assert.deepEqual(later.slice(0, 100).map((h) => h.cooling), Array(100).fill(true));
-    assert.ok(later.slice(100).every((h) => !h.cooling && h.host.startsWith('busy-')), later.slice(100, 103).map((h) => h.host).join());
+    assert.ok(later.every((h) => !h.cooling));
+    assert.ok(later.slice(0, 150).every((h) => h.host.startsWith('busy-')), later.slice(0, 3).map((h) => h.host).join());
+    assert.ok(later.slice(150).every((h) => h.host.startsWith('reopened-')), later.slice(150, 153).map((h) => h.host).join());
+    gates.close();
+  });
+
+  it('a host whose cooling ended and no request came is shown open (why and when kept), its gauge 0, and is forgotten after the hour', async () => {
+    const clock = new TestClock();
+    const gates = gatesOn(clock);
+    const t0 = clock.now();
+    (await gates.acquire('quiet.example', bulk))(new UpstreamRefusal('quiet.example', 'HTTP 429', 2000));
+    assert.deepEqual(upstreamFrame(gates.status())['quiet.example'], { state: 'cooling', retryAt: new Date(t0 + 2000).toISOString(), reason: 'HTTP 429', cooledAt: new Date(t0).toISOString() });
+    await clock.advance(2000);
+    // Its probe may go, but no request comes: not cooling, no past retryAt.
+    assert.deepEqual(gates.status(), [{ host: 'quiet.example', state: 'open', reason: 'HTTP 429', cooledAt: t0 }]);
+    assert.deepEqual(upstreamHealth(gates.status()), { 'quiet.example': { state: 'open' } });
+    assert.equal(gates.anyCooling, false);
+    const gauge = (await metricsOf(gates).render()).split('\n').find((line) => line.startsWith('coverhelper_upstream_cooling{host="quiet.example"}'));
+    assert.equal(gauge, 'coverhelper_upstream_cooling{host="quiet.example"} 0');
+    // While its probe is out it is shown cooling (reopening); once answered, open.
+    const probe = await gates.acquire('quiet.example', bulk);
+    assert.equal(gates.status()[0]!.state, 'cooling');
+    probe('ok');
+    assert.equal(gates.status()[0]!.state, 'open');
+    // Another that cooled and never saw a request again: forgotten with the idle hosts after the hour.
+    (await gates.acquire('stuck.example', bulk))(new UpstreamRefusal('stuck.example', 'HTTP 503', 1000));
+    await clock.advance(60 * 60_000 + 1000);
+    assert.ok(gates.counts().has('stuck.example'));
+    for (let i = 0; i < 1100; i++) (await gates.acquire(`idle-${i}.example`, bulk))('ok');
+    await clock.advance(1000);
+    for (let i = 0; i < 1100; i++) (await gates.acquire(`later-${i}.example`, bulk))('ok');
+    assert.ok(!gates.counts().has('stuck.example'), 'forgotten');
+    assert.ok(gates.counts().size <= 2300);
     gates.close();
   });
 });

@@ -5,7 +5,8 @@
  *   try { …one request… release('ok'); } catch { release('error' | refusal) }
  *
  * Per host (its limit is the first `--host-limits` entry that matches; its state
- * is its own, per actual host):
+ * is its own, per actual host, named by `canonicalHost`: `I0.HDSLB.COM.` and
+ * `i0.hdslb.com` are one host, one bucket, one cooling):
  *
  * - **Rate**: a token bucket of `burst` tokens refilled at `rate` per second.
  *   A request takes one token. So in any closed window of T seconds at most
@@ -25,25 +26,37 @@
  *   half of the host's rate, and the rest is kept for the interactive work.
  * - **Cooling**: `refused` (HTTP 412/429/503, a bilibili risk-control code)
  *   puts the host in cooling until its Retry-After (at most `maxRetryAfterMs`)
- *   or a backoff (30 s, doubling to 30 min; back to 30 s after a success).
+ *   or a backoff (30 s, doubling with each cooling by the backoff to 30 min;
+ *   a Retry-After cooling leaves it as it was; back to 30 s after a success).
+ *   Each cooling begins an epoch: the outcome of a request let through before it
+ *   (a late answer, refusal or success) is counted but changes nothing, and
+ *   while the host is closed only its probe's outcome decides.
  *   While cooling, `acquire` rejects at once with `upstream_limited` and the
  *   reopening time (`retryAt`), and every waiter is rejected so; nothing is
  *   sent. When the time comes, ONE probe request is let through (the others
  *   wait behind it): a probe that is not refused reopens the host, a refused
  *   one cools it again with the backoff doubled. The log says once, at warn,
  *   when a host starts cooling (host, why, until) and once when it reopens
- *   (host, why it had cooled, after how long); a refused probe does not end the
- *   cooling, so its new `until` is an info line, not another start.
+ *   (host, why it had cooled, after how long): that is when its probe is
+ *   answered, at the first request after the cooling time; a refused probe does
+ *   not end the cooling, so its new `until` is an info line, not another start.
+ *   `status()` shows the host `open` from the end of the cooling time until a
+ *   probe goes out (no request may come for a long while), `cooling` while it is out.
  *
  * Bounded: at most `maxWaiters` waiters per host (past it `acquire` rejects);
- * an aborted waiter leaves at once; idle open hosts are forgotten.
+ * an aborted waiter leaves at once; idle open hosts are forgotten (past 1,000
+ * hosts, those that did not cool within the hour); at most `maxHosts` host
+ * states (10,000): past it the least recently used idle host is forgotten even
+ * if it cooled within the hour, and when every host looked at is busy or
+ * cooling a NEW host is refused `upstream_limited` (retry in 1 s) rather than
+ * grow. Each new host looks at no more than 32 others.
  */
 import type { Clock, ClockTimer } from '../clock.js';
 import { CoverError } from '../errors.js';
 import type { HostStatus, Priority } from './types.js';
 import { UpstreamRefusal } from './types.js';
 import type { HostLimit } from './hostLimits.js';
-import { limitFor } from './hostLimits.js';
+import { canonicalHost, limitFor } from './hostLimits.js';
 
 /** How a request ended, for the host's state and counters: an answer, a failure (no answer, or an error status), an abort (counts nothing), or a refusal. */
 export type Outcome = 'ok' | 'error' | 'aborted' | UpstreamRefusal;
@@ -75,6 +88,8 @@ export interface HostGatesOptions {
   maxBackoffMs?: number;
   /** Longest Retry-After believed (default 1 h); a shorter one than 1 s is taken as 1 s. */
   maxRetryAfterMs?: number;
+  /** Host states kept at most (default 10,000); see `#host`. */
+  maxHosts?: number;
 }
 
 /** How long an interactive request keeps bulk work at half the rate after it started. */
@@ -85,8 +100,12 @@ const MAX_RETRY_AFTER_MS = 60 * 60_000;
 const MIN_RETRY_AFTER_MS = 1000;
 /** Hosts that cooled within this long are shown by `status()`. */
 const SHOWN_MS = 60 * 60_000;
-/** Above this many host states, idle open ones are forgotten. */
+/** Above this many host states, idle open ones that did not cool within the hour are forgotten. */
 const MAX_IDLE_HOSTS = 1000;
+/** Host states kept at most: past it the least recently used idle one goes, or a new host is refused. */
+const MAX_HOSTS = 10_000;
+/** Host states looked at per new host when forgetting or evicting (so a new host costs O(1), not O(hosts)). */
+const SCAN = 32;
 
 interface Waiter {
   priority: () => Priority;
@@ -119,6 +138,8 @@ interface Host {
   backoffMs: number;
   /** A probe is out (state probing). */
   probing: boolean;
+  /** Counts the coolings: a request's outcome changes the state only if no cooling began since it was let through. */
+  epoch: number;
   /** Monotonic time an interactive request last started. */
   interactiveAt: number;
   /** Whether interactive work was present at the last look (the bulk share is emptied when it begins). */
@@ -138,8 +159,12 @@ export class HostGates {
   readonly #baseBackoffMs: number;
   readonly #maxBackoffMs: number;
   readonly #maxRetryAfterMs: number;
+  readonly #maxHosts: number;
+  /** Host states, least recently used first (a host is moved to the end when used). */
   readonly #hosts = new Map<string, Host>();
   readonly #listeners = new Set<(host: string) => void>();
+  /** Refusals already given to a release (`refused` then changes nothing: the same refusal is not heard twice). */
+  readonly #heard = new WeakSet<UpstreamRefusal>();
   /** Hosts cooling now. */
   #cooling = 0;
 
@@ -151,6 +176,7 @@ export class HostGates {
     this.#baseBackoffMs = options.baseBackoffMs ?? BASE_BACKOFF_MS;
     this.#maxBackoffMs = options.maxBackoffMs ?? MAX_BACKOFF_MS;
     this.#maxRetryAfterMs = options.maxRetryAfterMs ?? MAX_RETRY_AFTER_MS;
+    this.#maxHosts = options.maxHosts ?? MAX_HOSTS;
   }
 
   /**
@@ -161,6 +187,9 @@ export class HostGates {
   acquire(host: string, priority: () => Priority, signal?: AbortSignal): Promise<Release> {
     if (signal?.aborted) return Promise.reject(signal.reason as Error);
     const state = this.#host(host);
+    if (state === undefined) {
+      return Promise.reject(new CoverError('upstream_limited', `${this.#maxHosts} upstream hosts are busy or cooling; a new one is not asked now; try again shortly`, { retryAt: this.#clock.now() + 1000 }));
+    }
     if (state.state === 'cooling') return Promise.reject(this.#limited(state));
     if (state.waiters.length >= this.#maxWaiters) {
       return Promise.reject(new CoverError('upstream_limited', `${this.#maxWaiters} requests already wait for ${state.name}; try again shortly`, { retryAt: this.#clock.now() + 1000 }));
@@ -181,11 +210,19 @@ export class HostGates {
     });
   }
 
-  /** A refusal heard outside a held slot (an answer read after its slot was given back): the host cools. */
+  /**
+   * A refusal heard outside a held slot (an answer read after its slot was given
+   * back): an open host cools. While it is closed (cooling, or reopening: only
+   * its probe decides) it changes nothing; a refusal a release was already given changes nothing either.
+   */
   refused(refusal: UpstreamRefusal): void {
+    if (this.#heard.has(refusal)) return;
+    this.#heard.add(refusal);
     const state = this.#host(refusal.host);
+    // A host with no state that cannot have one now (every state kept is busy or cooling) was not asked through the gates.
+    if (state === undefined) return;
     state.counts.refused++;
-    this.#cool(state, refusal);
+    if (state.state === 'open') this.#cool(state, refusal);
   }
 
   /**
@@ -193,7 +230,7 @@ export class HostGates {
    * or its probe may go (requests then wait behind the probe instead of being refused).
    */
   coolingUntil(host: string): number | undefined {
-    const state = this.#hosts.get(host.toLowerCase());
+    const state = this.#hosts.get(canonicalHost(host));
     return state?.state === 'cooling' ? state.retryAt : undefined;
   }
 
@@ -202,16 +239,21 @@ export class HostGates {
     return this.#cooling > 0;
   }
 
-  /** Hosts that cooled within the last hour, with their state now. */
+  /**
+   * Hosts that cooled within the last hour, with their state now. A host whose
+   * cooling has ended is shown `open` as soon as its probe may go, without
+   * waiting for a request to come (it is `cooling` only while its probe is out).
+   */
   status(): HostStatus[] {
     const now = this.#clock.now();
     const shown: HostStatus[] = [];
     for (const state of this.#hosts.values()) {
-      if (state.cooledAt === undefined || (state.state === 'open' && now - state.cooledAt > SHOWN_MS)) continue;
+      const closed = HostGates.#closed(state);
+      if (state.cooledAt === undefined || (!closed && now - state.cooledAt > SHOWN_MS)) continue;
       shown.push({
         host: state.name,
-        state: state.state === 'open' ? 'open' : 'cooling',
-        ...(state.state !== 'open' && state.retryAt !== undefined ? { retryAt: state.retryAt } : {}),
+        state: closed ? 'cooling' : 'open',
+        ...(closed && state.retryAt !== undefined ? { retryAt: state.retryAt } : {}),
         ...(state.reason === undefined ? {} : { reason: state.reason }),
         cooledAt: state.cooledAt,
       });
@@ -240,12 +282,24 @@ export class HostGates {
     }
   }
 
-  #host(name: string): Host {
-    const key = name.toLowerCase();
+  /**
+   * The host's state, made when it is new; moved to the end of the map (the
+   * most recently used). Bounded at `maxHosts`: past it the least recently used
+   * idle host that is not cooling is forgotten, and when none is found among the
+   * oldest `SCAN` (they move to the end, so the next new host looks at others)
+   * undefined: the new host is not asked now (unless `--host-limits` names it exactly).
+   */
+  #host(name: string): Host | undefined {
+    const key = canonicalHost(name);
     let state = this.#hosts.get(key);
-    if (state === undefined) {
+    if (state !== undefined) {
+      this.#hosts.delete(key);
+      this.#hosts.set(key, state);
+    } else {
       if (this.#hosts.size >= MAX_IDLE_HOSTS) this.#forgetIdle();
       const limit = limitFor(key, this.#limits);
+      // A host named exactly in --host-limits (the API) is always given a state: at most 256 more, and many cooling strangers cannot shut it out.
+      if (this.#hosts.size >= this.#maxHosts && !this.#evictOne() && limit.pattern !== key) return undefined;
       const now = this.#clock.monotonic();
       state = {
         name: key,
@@ -261,6 +315,7 @@ export class HostGates {
         closedSince: undefined,
         backoffMs: this.#baseBackoffMs,
         probing: false,
+        epoch: 0,
         interactiveAt: -Infinity,
         present: false,
         bulkTokens: 0,
@@ -274,17 +329,65 @@ export class HostGates {
     return state;
   }
 
-  /** Forgets hosts with nothing going on: open, idle, full bucket, not cooled within the hour. */
+  /** Whether the host is closed to requests as the operator sees it: cooling, or its probe is out. */
+  static #closed(state: Host): boolean {
+    return state.state === 'cooling' || (state.state === 'probing' && state.probing);
+  }
+
+  /** Whether nothing is going on at the host: not cooling, no probe out, nothing held, nobody waiting. */
+  static #idle(state: Host): boolean {
+    return !HostGates.#closed(state) && state.active === 0 && state.waiters.length === 0;
+  }
+
+  /** The oldest `SCAN` host states (least recently used first). */
+  #oldest(): [string, Host][] {
+    const oldest: [string, Host][] = [];
+    for (const entry of this.#hosts) {
+      oldest.push(entry);
+      if (oldest.length >= SCAN) break;
+    }
+    return oldest;
+  }
+
+  /** Moves a host state to the end of the map, so the next scan looks at others. */
+  #skip(key: string, state: Host): void {
+    this.#hosts.delete(key);
+    this.#hosts.set(key, state);
+  }
+
+  #drop(key: string, state: Host): void {
+    this.#clock.clearTimeout(state.wake);
+    this.#clock.clearTimeout(state.reopen);
+    state.wake = state.reopen = undefined;
+    this.#hosts.delete(key);
+  }
+
+  /**
+   * Of the oldest `SCAN` hosts, forgets those with nothing going on: idle, full
+   * bucket, not cooled within the hour; the others move to the end. Called for
+   * each new host past `MAX_IDLE_HOSTS`, so the map shrinks back by up to `SCAN`
+   * for each one it grows.
+   */
   #forgetIdle(): void {
     const now = this.#clock.now();
-    for (const [key, state] of this.#hosts) {
+    for (const [key, state] of this.#oldest()) {
       this.#refill(state);
       const recent = state.cooledAt !== undefined && now - state.cooledAt <= SHOWN_MS;
-      if (state.state === 'open' && state.active === 0 && state.waiters.length === 0 && state.tokens >= state.limit.burst && !recent) {
-        this.#clock.clearTimeout(state.wake);
-        this.#hosts.delete(key);
-      }
+      if (HostGates.#idle(state) && state.tokens >= state.limit.burst && !recent) this.#drop(key, state);
+      else this.#skip(key, state);
     }
+  }
+
+  /** Forgets the least recently used idle host among the oldest `SCAN` (the others looked at move to the end); false when none is. */
+  #evictOne(): boolean {
+    for (const [key, state] of this.#oldest()) {
+      if (HostGates.#idle(state)) {
+        this.#drop(key, state);
+        return true;
+      }
+      this.#skip(key, state);
+    }
+    return false;
   }
 
   #limited(state: Host): CoverError {
@@ -357,25 +460,37 @@ export class HostGates {
     state.wake.unref();
   }
 
+  /**
+   * The release of a request let through now. Its outcome is counted always, but
+   * changes the host's state (cools it, reopens it, resets the backoff) only if
+   * no cooling began since (the same epoch): a request sent before a cooling
+   * tells nothing about the host after it, and while the host is closed only its
+   * probe decides.
+   */
   #releaseFor(state: Host): Release {
     let released = false;
     const wasProbe = state.state === 'probing';
+    const epoch = state.epoch;
     return (outcome) => {
       if (released) return;
       released = true;
       state.active--;
+      const current = epoch === state.epoch && (state.state === 'open' || (wasProbe && state.state === 'probing'));
       if (outcome instanceof UpstreamRefusal) {
+        this.#heard.add(outcome);
         state.counts.refused++;
-        this.#cool(state, outcome);
+        if (current) this.#cool(state, outcome);
+        else this.#pump(state);
         return;
       }
-      if (outcome === 'ok') {
-        state.counts.ok++;
-        state.backoffMs = this.#baseBackoffMs;
-      } else if (outcome === 'error') state.counts.error++;
-      if (wasProbe && state.state === 'probing') {
-        if (outcome === 'aborted') state.probing = false;
-        else this.#open(state);
+      if (outcome === 'ok') state.counts.ok++;
+      else if (outcome === 'error') state.counts.error++;
+      if (current) {
+        if (outcome === 'ok') state.backoffMs = this.#baseBackoffMs;
+        if (wasProbe && state.state === 'probing') {
+          if (outcome === 'aborted') state.probing = false;
+          else this.#open(state);
+        }
       }
       this.#pump(state);
     };
@@ -390,7 +505,9 @@ export class HostGates {
       retryAfter !== undefined && Number.isFinite(retryAfter)
         ? Math.min(this.#maxRetryAfterMs, Math.max(MIN_RETRY_AFTER_MS, retryAfter))
         : state.backoffMs;
-    state.backoffMs = Math.min(this.#maxBackoffMs, state.backoffMs * 2);
+    // Only a cooling by the backoff doubles it: a Retry-After is the host's own word and leaves it as it was.
+    if (retryAfter === undefined || !Number.isFinite(retryAfter)) state.backoffMs = Math.min(this.#maxBackoffMs, state.backoffMs * 2);
+    state.epoch++;
     // A refused probe: the host never reopened, so this is not a new start.
     const still = state.closedSince !== undefined;
     state.state = 'cooling';

@@ -8,9 +8,11 @@
  *   └─────────────────────── the host: exact, `*.example.com` (its subdomains) or `*` (any)
  *
  * Entries are comma-separated and read in order: the first whose pattern
- * matches a host gives its limit. The default entries whose patterns a list does
- * not name are read after it, so every host has a limit and naming one host does
- * not lift the API's.
+ * matches a host gives its limit. A default entry whose pattern a list does not
+ * name is kept, placed just before the first given entry that would also cover
+ * its hosts (the `api.bilibili.com` default goes before a given `*` or
+ * `*.bilibili.com`), else at the end: so every host has a limit, and naming `*`
+ * or another host does not lift the API's. Name `api.bilibili.com` to change it.
  */
 
 export interface HostLimit {
@@ -110,14 +112,43 @@ function parseEntries(text: string): HostLimit[] {
 /** The default entries. */
 export const DEFAULT_HOST_LIMITS: readonly HostLimit[] = Object.freeze(parseEntries(DEFAULT_HOST_LIMITS_TEXT));
 
+/** Whether every host `inner` matches is matched by `outer` too (`*` covers all; `*.d` covers `d`'s subdomains and their `*.` patterns). */
+function covers(outer: string, inner: string): boolean {
+  if (outer === '*') return true;
+  if (inner === '*') return false;
+  if (outer.startsWith('*.')) return hostMatches(inner.startsWith('*.') ? inner.slice(2) : inner, outer);
+  return outer === inner;
+}
+
 /**
- * A `--host-limits` value: its entries in order, then the default entries whose
- * patterns it does not name. Throws a one-line message for a bad value.
+ * A `--host-limits` value: its entries in order, with each default entry whose
+ * pattern it does not name placed before the first given entry that would cover
+ * that entry's hosts (else at the end). Throws a one-line message for a bad value.
  */
 export function parseHostLimits(text: string): HostLimit[] {
   const given = parseEntries(text);
   const named = new Set(given.map((limit) => limit.pattern));
-  return [...given, ...DEFAULT_HOST_LIMITS.filter((limit) => !named.has(limit.pattern)).map((limit) => ({ ...limit }))];
+  const before = new Map<number, HostLimit[]>();
+  const after: HostLimit[] = [];
+  for (const limit of DEFAULT_HOST_LIMITS) {
+    if (named.has(limit.pattern)) continue;
+    const at = given.findIndex((entry) => covers(entry.pattern, limit.pattern));
+    if (at === -1) after.push({ ...limit });
+    else before.set(at, [...(before.get(at) ?? []), { ...limit }]);
+  }
+  return [...given.flatMap((entry, i) => [...(before.get(i) ?? []), entry]), ...after];
+}
+
+/**
+ * The one name a host goes by in the gates and their limits: lower case, without
+ * the trailing dot(s) of a fully qualified name, and an IPv6 literal in brackets
+ * (`I0.HDSLB.COM.` is `i0.hdslb.com`; `::1` and `[::1]` are `[::1]`).
+ */
+export function canonicalHost(host: string): string {
+  let name = host.trim().toLowerCase();
+  while (name.endsWith('.')) name = name.slice(0, -1);
+  if (name.includes(':') && !name.startsWith('[')) name = `[${name}]`;
+  return name;
 }
 
 /** Whether `host` (lower case) matches `pattern`: exact, `*.domain` (a subdomain, not the domain itself), or `*`. */
@@ -130,9 +161,9 @@ export function hostMatches(host: string, pattern: string): boolean {
   return host === pattern;
 }
 
-/** The limit of `host`: the first entry that matches it (the last default, `*`, matches any). */
+/** The limit of `host` (any spelling: see `canonicalHost`): the first entry that matches it (the last default, `*`, matches any). */
 export function limitFor(host: string, limits: readonly HostLimit[]): HostLimit {
-  const name = host.toLowerCase();
+  const name = canonicalHost(host);
   for (const limit of limits) if (hostMatches(name, limit.pattern)) return limit;
   return DEFAULT_HOST_LIMITS[DEFAULT_HOST_LIMITS.length - 1]!;
 }
