@@ -13,6 +13,7 @@ import { CacheLimits, DeletionRunner, overLimits } from '../src/maintenance/inde
 import { originalPathOf, writeCoverFile } from '../src/store/index.js';
 import type { CoverRow, StoreOptions } from '../src/store/index.js';
 import { readTasks, waitUntil } from './helpers/db.js';
+import { coverRow } from './helpers/coverRow.js';
 import { startOrigin } from './helpers/origin.js';
 import { startInProcess } from './helpers/inProcess.js';
 import { openTestStore } from './helpers/stores.js';
@@ -29,25 +30,7 @@ async function openStores(t: TestContext, options: Partial<StoreOptions> = {}) {
   const coversDir = path.join(dir, 'covers');
   /** Stores a cover row and its file. */
   const addCover = async (url: string, overrides: Partial<CoverRow> = {}) => {
-    const row: CoverRow = {
-      url,
-      path: `h/${encodeURIComponent(url).replace(/%/g, '_')}.jpg`,
-      source: 'download',
-      bytes: 100,
-      contentType: 'image/jpeg',
-      width: 1,
-      height: 1,
-      sha256: 'a'.repeat(64),
-      createdAt: 0,
-      lastAskedAt: 0,
-      resolvedAt: null,
-      resolvedPic: null,
-      originalPath: null,
-      originalWidth: null,
-      originalHeight: null,
-      originalBytes: null,
-      ...overrides,
-    };
+    const row = coverRow(url, { path: `h/${encodeURIComponent(url).replace(/%/g, '_')}.jpg`, bytes: 100, ...overrides });
     await writeCoverFile(coversDir, row.path, Buffer.alloc(row.bytes, 1));
     if (row.originalPath !== null && row.originalPath !== row.path) await writeCoverFile(coversDir, row.originalPath, Buffer.alloc(row.originalBytes ?? 0, 2));
     await covers.save(row);

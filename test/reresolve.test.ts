@@ -9,9 +9,9 @@ import path from 'node:path';
 import { describe, it } from 'node:test';
 import { TestClock } from '../src/clock.js';
 import { Reresolver } from '../src/downloads/reresolve.js';
-import type { CoverRow } from '../src/store/index.js';
 import type { Asker } from '../machines/flights.js';
 import type { DownloadOutput } from '../machines/types.js';
+import { coverRow } from './helpers/coverRow.js';
 import { waitUntil } from './helpers/db.js';
 import { startInProcess } from './helpers/inProcess.js';
 import { startOrigin } from './helpers/origin.js';
@@ -24,25 +24,7 @@ const HOUR = 3_600_000;
 const page = 'https://www.bilibili.com/video/BV1xx411c7mD';
 const allowHosts = ['*.hdslb.com'];
 
-const row = (url: string, overrides: Partial<CoverRow> = {}): CoverRow => ({
-  url,
-  path: 'h/a.jpg',
-  source: 'download',
-  bytes: 1,
-  contentType: 'image/jpeg',
-  width: 1,
-  height: 1,
-  sha256: 'a'.repeat(64),
-  createdAt: 0,
-  lastAskedAt: 0,
-  resolvedAt: null,
-  resolvedPic: null,
-  originalPath: null,
-  originalWidth: null,
-  originalHeight: null,
-  originalBytes: null,
-  ...overrides,
-});
+const row = coverRow;
 
 /** A Reresolver on the test clock whose asks are recorded and settled by the test. */
 function reresolver(options: { ttlHours?: number; cap?: number } = {}) {

@@ -19,27 +19,11 @@ import type { StoreOptions } from '../src/store/index.js';
 import type { CoverChange, CoverRow, GateChange, JobChange, JobRow, TaskChange } from '../src/store/index.js';
 import { backends, freshPgDatabase, openTestStore, rawSql, skipWithoutPg } from './helpers/stores.js';
 import { waitUntil } from './helpers/db.js';
+import { coverRow } from './helpers/coverRow.js';
 import { tempDir } from './helpers/tempDir.js';
 
-const row = (url: string, overrides: Partial<CoverRow> = {}): CoverRow => ({
-  url,
-  path: `h/${url.length}.jpg`,
-  source: 'download',
-  bytes: 100,
-  contentType: 'image/jpeg',
-  width: 320,
-  height: 200,
-  sha256: 'a'.repeat(64),
-  createdAt: 1,
-  lastAskedAt: 2,
-  resolvedAt: null,
-  resolvedPic: null,
-  originalPath: null,
-  originalWidth: null,
-  originalHeight: null,
-  originalBytes: null,
-  ...overrides,
-});
+const row = (url: string, overrides: Partial<CoverRow> = {}): CoverRow =>
+  coverRow(url, { path: `h/${url.length}.jpg`, bytes: 100, width: 320, height: 200, createdAt: 1, lastAskedAt: 2, ...overrides });
 
 const newJob = (id: string, createdAt: number, overrides: Partial<Omit<JobRow, 'waiting'>> = {}): Omit<JobRow, 'updatedAt' | 'claimedBy' | 'claimExpires' | 'node' | 'waiting'> => ({
   id,
