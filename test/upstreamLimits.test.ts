@@ -8,6 +8,7 @@ import path from 'node:path';
 import { describe, it } from 'node:test';
 import type { TestContext } from 'node:test';
 import { countingOrigin } from './helpers/countingOrigin.js';
+import { waitUntil } from './helpers/db.js';
 import type { Hit } from './helpers/countingOrigin.js';
 import { startService } from './helpers/service.js';
 import type { Service } from './helpers/service.js';
@@ -96,8 +97,7 @@ describe('cooling on refusal (real process)', () => {
       await svc.waitForLog((line) => line.message === 'upstream host cooling: nothing is sent to it until then' && line.why === `HTTP ${status}`);
       // The parked URLs are fetched after reopening, by themselves.
       await svc.waitForLog((line) => line.message === 'upstream host reopened', 15_000);
-      const deadline = Date.now() + 15_000;
-      while (origin.served.size < 20 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 100));
+      await waitUntil(() => origin.served.size >= 20, 'every parked URL fetched after the reopening', 15_000);
       const after = await client.check('after', urls, 15_000);
       assert.equal(after.done.ok, 20, JSON.stringify(resultsOf(after.done).filter((r) => r.status !== 'ok')));
       assert.ok(resultsOf(after.done).every((r) => r.status === 'ok'));
@@ -150,7 +150,7 @@ describe('interactive before bulk (real process)', () => {
     const created = await fetch(`${svc.url}/api/jobs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ urls }) });
     assert.equal(created.status, 201);
     const isJob = (hit: Hit) => hit.path.startsWith('/img/job-');
-    while (origin.hits.filter(isJob).length < 30) await new Promise((resolve) => setTimeout(resolve, 50));
+    await waitUntil(() => origin.hits.filter(isJob).length >= 30, '30 job requests sent', 60_000);
     const checksFrom = Date.now();
     const client = await connect(svc.wsUrl);
     t.after(() => client.close());
@@ -255,15 +255,14 @@ describe('seen by the operator (real process)', () => {
     };
     await seenCooling();
     // The probe is out (the origin holds its answer): still cooling, nothing else sent.
-    while (origin.hits.length < 5) await new Promise((resolve) => setTimeout(resolve, 20));
+    await waitUntil(() => origin.hits.length >= 5, 'the probe sent', 60_000);
     await seenCooling();
     assert.equal(origin.hits.length, 5, 'nothing but the probe while cooling');
 
     // It reopens (the probe is answered) and the parked URLs are fetched.
     answerProbe();
     await svc.waitForLog((line) => line.message === 'upstream host reopened', 15_000);
-    const deadline = Date.now() + 15_000;
-    while (origin.served.size < 10 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 100));
+    await waitUntil(() => origin.served.size >= 10, 'every URL fetched after the reopening', 15_000);
     assert.equal(origin.served.size, 10, 'every URL fetched after the reopening');
     // Shown for the hour as open, without retryAt; the gauge is 0.
     assert.deepEqual((await health()).upstream, { '127.0.0.1': { state: 'open' } });
