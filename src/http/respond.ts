@@ -45,3 +45,10 @@ export function refuseUpgrade(socket: Duplex, status: number, body?: ErrorBody, 
   // end() flushes the answer, then closes; no WebSocket is ever made.
   socket.end(`${lines.join('\r\n')}\r\n\r\n${text}`);
 }
+
+/** A `Retry-After` header saying the seconds until `retryAt` (ISO), at least 1; none when there is no readable `retryAt`. */
+export function retryAfterHeader(retryAt: string | undefined, now: number): Record<string, string> {
+  if (retryAt === undefined) return {};
+  const seconds = Math.max(1, Math.ceil((Date.parse(retryAt) - now) / 1000));
+  return Number.isFinite(seconds) ? { 'retry-after': String(seconds) } : {};
+}

@@ -26,7 +26,7 @@ import type { Logger } from '../logger.js';
 import { doneFrame, MAX_FRAME_BYTES, MAX_URL_LENGTH, parseUrlList } from '../../client/src/protocol.js';
 import type { MessageId } from '../../client/src/protocol.js';
 import { verifyCoverTarget } from '../../client/src/sign.js';
-import { readJsonObject, sendError, sendJsonText } from '../http/index.js';
+import { readJsonObject, retryAfterHeader, sendError, sendJsonText } from '../http/index.js';
 
 export interface DoorDeps {
   checks: Pick<CoverChecks, 'check' | 'leave'>;
@@ -40,12 +40,6 @@ export interface DoorDeps {
   clock?: Clock;
 }
 
-/** Seconds until `retryAt`, at least 1. */
-function retryAfter(retryAt: string | undefined, now: number): Record<string, string> {
-  if (retryAt === undefined) return {};
-  const seconds = Math.max(1, Math.ceil((Date.parse(retryAt) - now) / 1000));
-  return Number.isFinite(seconds) ? { 'retry-after': String(seconds) } : {};
-}
 
 export class Door {
   private readonly inProgress = new Set<Promise<unknown>>();
@@ -87,7 +81,7 @@ export class Door {
     }
     const error = result.error ?? { code: 'network', message: 'failed' };
     // Retry-After while the failure is remembered, or while the URL's upstream host cools.
-    return sendError(res, 502, error.code, error.message, result.remembered || error.code === 'upstream_limited' ? retryAfter(result.retryAt, this.clock.now()) : {});
+    return sendError(res, 502, error.code, error.message, result.remembered || error.code === 'upstream_limited' ? retryAfterHeader(result.retryAt, this.clock.now()) : {});
   }
 
   /**

@@ -32,7 +32,7 @@ import type { CheckResult } from '../checks/index.js';
 import { systemClock } from '../clock.js';
 import type { Clock } from '../clock.js';
 import type { Config } from '../config.js';
-import { sendError } from '../http/index.js';
+import { retryAfterHeader, sendError } from '../http/index.js';
 import type { Logger } from '../logger.js';
 import { checkProxyCover, clientAddress, clientKey, coverUrlFromProxyRequest, defaultRedirect, ignoredParamsHeader, ProxyRateLimiter, TrustedProxies } from '../proxy/index.js';
 import type { PlaceholderImage, WeservParams } from '../proxy/index.js';
@@ -154,8 +154,7 @@ export class ProxyRoute {
     }
     const image = this.deps.placeholder;
     if (image === null) {
-      const retry: Record<string, string> = failure.retryAt === undefined ? {} : { 'retry-after': String(Math.max(1, Math.ceil((Date.parse(failure.retryAt) - (this.deps.clock ?? systemClock).now()) / 1000))) };
-      return sendError(res, 502, failure.code, failure.message, { ...noStore, ...retry });
+      return sendError(res, 502, failure.code, failure.message, { ...noStore, ...retryAfterHeader(failure.retryAt, (this.deps.clock ?? systemClock).now()) });
     }
     res.writeHead(200, { 'content-type': image.contentType, 'content-length': String(image.body.length), 'x-content-type-options': 'nosniff', ...noStore });
     res.end(req.method === 'HEAD' ? undefined : image.body);
