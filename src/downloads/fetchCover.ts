@@ -93,7 +93,8 @@ async function waitAtGate(gates: HostGates, host: string, priority: () => Priori
  */
 function limited(refusal: UpstreamRefusal, deps: FetchCoverDeps): CoverError {
   const { gates } = deps;
-  if (gates !== undefined && gates.coolingUntil(refusal.host) === undefined) gates.refused(refusal);
+  // Heard already when the refusal came through a gated request (the gates ignore it then).
+  gates?.refused(refusal);
   const retryAt = gates?.coolingUntil(refusal.host) ?? (deps.clock ?? systemClock).now() + (refusal.retryAfterMs ?? 30_000);
   return refusalToCoverError(refusal, retryAt);
 }
