@@ -900,8 +900,21 @@ export interface ResolvedConfig {
   configFile: { path: string; origin: Origin } | undefined;
   action: Action;
   /** `COVERHELPER_…` environment variables that name no option (ignored), each with the closest one that does. */
-  unknownEnv: { variable: string; suggestion: string | undefined }[];
+  unknownEnv: UnknownVariable[];
 }
+
+/** A `COVERHELPER_…` variable that names no option, and the closest one that does. */
+export interface UnknownVariable {
+  variable: string;
+  suggestion: string | undefined;
+}
+
+/**
+ * Variables of the test suite and the benchmarks, not options: the crash points
+ * (`COVERHELPER_CRASH_AT`), `COVERHELPER_TEST_…` knobs and databases, and
+ * `COVERHELPER_BENCH_…`. Never reported as unknown.
+ */
+const internalVariable = /^COVERHELPER_(CRASH_AT$|TEST_|BENCH_)/;
 
 /** `COVERHELPER_…` variables in `env` that are not options, such as a misspelt `COVERHELPER_WORKRES`. */
 function unknownEnvironment(env: NodeJS.ProcessEnv): ResolvedConfig['unknownEnv'] {
@@ -909,7 +922,7 @@ function unknownEnvironment(env: NodeJS.ProcessEnv): ResolvedConfig['unknownEnv'
   const known = [...optionList.map((o) => envName(o.flag)), commandOptions.config.env];
   const knownNames = known.map((name) => name.slice(prefix.length));
   return Object.keys(env)
-    .filter((name) => name.startsWith(prefix) && !known.includes(name))
+    .filter((name) => name.startsWith(prefix) && !known.includes(name) && !internalVariable.test(name))
     .sort()
     .map((variable) => {
       const near = suggestion(variable.slice(prefix.length), knownNames);

@@ -5,6 +5,8 @@
  * `--help`, `--version` and `--print-config` print to stdout and exit 0 without
  * starting anything (no folder made, no port bound).
  *
+ * SIGHUP is ignored with a log line (the log is standard output: nothing to reopen).
+ *
  * Exit codes: 0 after a graceful stop (SIGTERM/SIGINT), 1 when the start fails
  * (port taken, database unreadable), 2 for a bad configuration value or command line
  * (a `--placeholder` file that is no image included),
@@ -13,7 +15,7 @@
  */
 import { helpText, printableConfig, versionText } from './cli.js';
 import { parseCommandLine, resolveConfig } from './config.js';
-import type { Config, Origin } from './config.js';
+import type { Config, Origin, UnknownVariable } from './config.js';
 import { ConfigError, StartError } from './errors.js';
 import { maskSecrets } from './secrets.js';
 
@@ -30,6 +32,7 @@ async function main(): Promise<void> {
   const argv = process.argv.slice(2);
   let config: Config;
   let placeholderOrigin: Origin;
+  let unknownEnv: UnknownVariable[];
   try {
     const { action } = parseCommandLine(argv);
     if (action === 'help' || action === 'version') {
@@ -43,6 +46,7 @@ async function main(): Promise<void> {
     }
     config = resolved.config;
     placeholderOrigin = resolved.origins.placeholder;
+    unknownEnv = resolved.unknownEnv;
   } catch (error) {
     if (error instanceof ConfigError) {
       process.stderr.write(`coverhelper: ${maskSecrets(error.message)}\n`);
@@ -68,6 +72,16 @@ async function main(): Promise<void> {
     }
   }
   const logger = createLogger(config);
+  // SIGHUP (a closed terminal, or logrotate's habit) would end the process at once by default,
+  // even while it starts. The log goes to standard output, so there is no file to reopen:
+  // it is ignored, and said.
+  process.on('SIGHUP', () => {
+    logger.info('SIGHUP received: ignored (the log goes to standard output; there is no file to reopen). Stop with SIGTERM.');
+  });
+  // A misspelt variable is ignored, as --print-config says; a real start says it too, once each.
+  for (const { variable, suggestion } of unknownEnv) {
+    logger.warn(`${variable} is set but is not an option: ignored${suggestion ? `; did you mean ${suggestion}?` : ''}`, { variable });
+  }
 
   let app: Awaited<ReturnType<typeof startApp>>;
   try {

@@ -360,10 +360,15 @@ describe('admin HTTP API', () => {
 
     assert.deepEqual((await api(service, 'POST', '/admin/api/pause')).json, { status: 'paused' });
     assert.equal(((await (await fetch(`${service.url}/healthz`)).json()) as Frame).status, 'paused');
+    const paused = await fetch(`${service.url}/healthz?strict=1`);
+    assert.equal(paused.status, 503, 'strict: not ready while paused');
+    assert.equal(((await paused.json()) as Frame).status, 'paused', 'the same body');
+    assert.equal((await fetch(`${service.url}/healthz`)).status, 200, 'not strict: 200 while paused');
     const held = ws.check('held', [`${origin.url}/img/paused.jpg`]);
     await waitUntil(async () => ((await api(service, 'GET', '/admin/api/tasks?status=waiting')).json!.total as number) === 1, 'held as waiting');
     assert.equal(origin.hits.get('/img/paused.jpg'), undefined);
     assert.deepEqual((await api(service, 'POST', '/admin/api/resume')).json, { status: 'ready' });
+    assert.equal((await fetch(`${service.url}/healthz?strict=1`)).status, 200, 'strict: 200 once ready');
     assert.equal((await held).done.ok, 1);
   });
 });

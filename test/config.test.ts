@@ -396,6 +396,9 @@ describe('configuration', () => {
     assert.match(typo, /^# COVERHELPER_WORKRES is set but is not an option: ignored; did you mean COVERHELPER_WORKERS\?$/m);
     assert.match(typo, /^# COVERHELPER_SOMETHING_ELSE is set but is not an option: ignored$/m);
     assert.doesNotMatch(typo, /HOME/);
+    // The suite's and the benchmarks' own variables are not options to report.
+    assert.doesNotMatch(printableConfig(resolve([], { COVERHELPER_TEST_PG: 'postgres://x', COVERHELPER_CRASH_AT: 'after-rename', COVERHELPER_BENCH_PG: 'y' })), /not an option/);
+    assert.match(printableConfig(resolve([], { COVERHELPER_CRASH_AT_ALL: '1' })), /COVERHELPER_CRASH_AT_ALL is set but is not an option/);
     assert.doesNotMatch(printableConfig(resolve([], { COVERHELPER_WORKERS: '3', COVERHELPER_CONFIG: file })), /not an option/);
   });
 

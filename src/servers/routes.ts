@@ -74,7 +74,12 @@ export function serviceRoutes(deps: ServiceRouteDeps): RouteTable {
     .get('/covers/*', (req, res, { params }) => serveCover(req, res, params['*'] ?? '', deps.coversDir))
     .get('/c/*', (req, res, { params }) => deps.door.cover(req, res, params['*'] ?? ''))
     .post('/api/check', (req, res) => deps.door.check(req, res), client)
-    .get('/healthz', async (_req, res) => sendJson(res, 200, await deps.health()))
+    .get('/healthz', async (_req, res, { url }) => {
+      // `?strict=1` is for load balancers that should send nothing to a node not ready (tardy, paused).
+      const health = await deps.health();
+      const strict = url.searchParams.get('strict');
+      sendJson(res, (strict === '1' || strict === 'true') && health.status !== 'ready' ? 503 : 200, health);
+    })
     .get('/metrics', async (_req, res) => {
       const text = await deps.metrics.render();
       res.writeHead(200, { 'content-type': deps.metrics.contentType, 'cache-control': 'no-store' }).end(text);
