@@ -259,7 +259,6 @@ const optionalPort = (raw: Raw): number | undefined => {
   return num(0, 65535, true)(raw);
 };
 
-const optionalString = (raw: Raw): string | undefined => str(raw);
 
 /** A header value: printable, no control characters (a CR or LF would start another header). */
 const headerValue = (raw: Raw): string => {
@@ -274,12 +273,38 @@ const headerValue = (raw: Raw): string => {
  * An HMAC key. Signed cover URLs are public (they sit in blog pages), so a short
  * key could be found offline by trying keys against one of them.
  */
-const hmacKey = (raw: Raw): string => {
+const hmacKey = (raw: Raw): string => secretValue(raw);
+
+/**
+ * Words that mark a value copied from an example rather than made: a secret
+ * holding one (after dropping case and punctuation) is refused.
+ */
+const placeholderWords = ['changeme', 'changethis', 'replaceme', 'replacethis', 'yoursecret', 'yourtoken', 'yourkey', 'yourpassword', 'placeholder', 'example', 'putyour', 'insertyour', 'secrethere', 'tokenhere', 'keyhere'];
+
+/**
+ * A token or key: the client and admin tokens and the two HMAC keys. Each is
+ * guessed by anyone who can try it (the tokens against the service, the keys
+ * offline against one signed URL), so it must be at least 16 characters, hold
+ * no spaces, and not be a well-known placeholder (`change-me`, `your-token-here`,
+ * `xxxxxxxxxxxxxxxx`, `1234567890123456`).
+ */
+function secretValue(raw: Raw): string {
   const s = str(raw);
-  if (s.length < 16) throw new Error(`must be at least 16 characters (it is ${s.length}); make one with: openssl rand -hex 32`);
+  const make = 'make one with: openssl rand -hex 32';
+  if (s.length < 16) throw new Error(`must be at least 16 characters (it is ${s.length}); ${make}`);
   if (/\s/.test(s)) throw new Error('must not contain spaces');
+  const plain = s.toLowerCase().replace(/[^a-z0-9]/g, '');
+  const word = placeholderWords.find((w) => plain.includes(w));
+  const digitsInRow = '01234567890123456789';
+  const few = new Set(plain).size <= 3;
+  if (word !== undefined || few || digitsInRow.includes(plain) || '9876543210987654321'.includes(plain)) {
+    throw new Error(`looks like a placeholder${word ? ` ("${word}")` : ''}, not a secret; ${make}`);
+  }
   return s;
-};
+}
+
+/** An optional token (`--client-token`, `--admin-token`): a secret when set. */
+const optionalSecret = (raw: Raw): string | undefined => secretValue(raw);
 
 /**
  * One `--trust-proxy` entry: an IPv4 or IPv6 address or CIDR (IPv6 may be in
@@ -478,21 +503,21 @@ export const options: { [K in keyof Config]: OptionSpec<K> } = {
   clientToken: {
     key: 'clientToken',
     flag: 'client-token',
-    parse: optionalString,
+    parse: optionalSecret,
     secret: true,
     group: 'Access',
     placeholder: 'TOKEN',
-    help: 'if set, /ws needs it (Authorization: Bearer … or ?token=)',
+    help: 'if set (at least 16 characters), /ws needs it (Authorization: Bearer … or ?token=)',
     defaultText: 'none',
   },
   adminToken: {
     key: 'adminToken',
     flag: 'admin-token',
-    parse: optionalString,
+    parse: optionalSecret,
     secret: true,
     group: 'Access',
     placeholder: 'TOKEN',
-    help: 'admin secret; if unset one is generated at first start into DATA_DIR/admin-token',
+    help: 'admin secret, at least 16 characters; if unset one is generated at first start into DATA_DIR/admin-token',
     defaultText: 'generated',
   },
   urlKey: {

@@ -246,7 +246,7 @@ describe('CoverClient: connection', () => {
   });
 
   it('refuses a wrong token with unauthorized, and works with the right one', async (t) => {
-    const { origin, service } = await setup(t, ['--client-token', 'sesame']);
+    const { origin, service } = await setup(t, ['--client-token', 'sesame-open-up-please']);
     const url = `${origin.url}/img/token.jpg`;
     for (const token of [undefined, 'wrong']) {
       const refused = client(t, service.wsUrl, token === undefined ? {} : { token });
@@ -254,7 +254,7 @@ describe('CoverClient: connection', () => {
       assert.ok(error instanceof CoverClientError);
       assert.equal(error.code, 'unauthorized');
     }
-    const allowed = client(t, service.wsUrl, { token: 'sesame' });
+    const allowed = client(t, service.wsUrl, { token: 'sesame-open-up-please' });
     assert.ok(isCover((await allowed.check([url]))[0], url));
   });
 });

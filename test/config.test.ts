@@ -128,11 +128,11 @@ describe('configuration', () => {
     assert.deepEqual(config.callbackHosts, []);
     assert.equal(config.callbackSecret, undefined);
     assert.equal(config.urlKey, undefined);
-    const set = load(['--job-ttl', '0.5', '--callback-hosts', 'Blog.Local, *.internal.example', '--callback-secret', 'c'.repeat(16), '--url-key', 'k'.repeat(32)]);
+    const set = load(['--job-ttl', '0.5', '--callback-hosts', 'Blog.Local, *.internal.example', '--callback-secret', 'callback-0123456789', '--url-key', 'url-key-9f8e7d6c5b4a']);
     assert.equal(set.jobTtl, 0.5);
     assert.deepEqual(set.callbackHosts, ['blog.local', '*.internal.example']);
-    assert.equal(set.callbackSecret, 'c'.repeat(16));
-    assert.equal(set.urlKey, 'k'.repeat(32));
+    assert.equal(set.callbackSecret, 'callback-0123456789');
+    assert.equal(set.urlKey, 'url-key-9f8e7d6c5b4a');
     assert.deepEqual(load([], { COVERHELPER_CALLBACK_HOSTS: '127.0.0.1' }).callbackHosts, ['127.0.0.1']);
     assert.equal(load([], { COVERHELPER_JOB_TTL: '48' }).jobTtl, 48);
     const bad: [string[], RegExp][] = [
@@ -142,7 +142,16 @@ describe('configuration', () => {
       [['--callback-hosts', 'a b'], /^invalid --callback-hosts \(flag\): not a host pattern/],
       [['--callback-secret', 'short'], /^invalid --callback-secret \(flag\): must be at least 16 characters \(it is 5\)/],
       [['--url-key', 'x'.repeat(15)], /^invalid --url-key \(flag\): must be at least 16 characters/],
-      [['--url-key', `${'x'.repeat(16)} y`], /^invalid --url-key \(flag\): must not contain spaces/],
+      [['--url-key', 'url-key-9f8e7d6c5b4a y'], /^invalid --url-key \(flag\): must not contain spaces/],
+      // Tokens are secrets too: short ones and well-known placeholders are refused like a short key.
+      [['--client-token', 'sesame'], /^invalid --client-token \(flag\): must be at least 16 characters \(it is 6\); make one with: openssl rand -hex 32/],
+      [['--admin-token', 'change-me'], /^invalid --admin-token \(flag\): must be at least 16 characters/],
+      [['--admin-token', 'Change-Me-Change-Me'], /^invalid --admin-token \(flag\): looks like a placeholder \("changeme"\), not a secret/],
+      [['--client-token', 'your-token-goes-here'], /^invalid --client-token \(flag\): looks like a placeholder \("yourtoken"\)/],
+      [['--url-key', 'x'.repeat(32)], /^invalid --url-key \(flag\): looks like a placeholder, not a secret/],
+      [['--callback-secret', '1234567890123456'], /^invalid --callback-secret \(flag\): looks like a placeholder/],
+      [['--callback-secret', 'abababababababab'], /^invalid --callback-secret \(flag\): looks like a placeholder/],
+      [['--client-token', 'an example token value'], /^invalid --client-token \(flag\): must not contain spaces/],
     ];
     for (const [argv, expected] of bad) assert.match(errorOf(argv), expected, argv.join(' '));
   });
@@ -303,7 +312,7 @@ describe('configuration', () => {
     assert.equal(errorOf(['---h']), 'unknown option ---h (see --help)');
     assert.equal(errorOf(['--host']), 'invalid --host (flag): needs a value');
     assert.equal(errorOf(['--host', '--port', '1']), 'invalid --host (flag): needs a value (for a value starting with "-" write --host=VALUE)');
-    assert.equal(load(['--client-token=--odd']).clientToken, '--odd');
+    assert.equal(load(['--client-token=--odd-token-9f8e7d6c']).clientToken, '--odd-token-9f8e7d6c');
     assert.equal(errorOf(['--print-config=yes']), 'invalid --print-config (flag): takes no value');
     // Booleans: alone, with =, or followed by their value.
     assert.equal(load(['--allow-private-network', 'false']).allowPrivateNetwork, false);

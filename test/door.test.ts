@@ -90,10 +90,10 @@ describe('signed cover URLs (GET /c/…)', () => {
   });
 
   it('a herd of 200 requests for one new URL makes one origin request; they count in statistics and the admin stream', async (t) => {
-    const { origin, service } = await setup(t, ['--url-key', KEY, '--admin-token', 'door-admin']);
+    const { origin, service } = await setup(t, ['--url-key', KEY, '--admin-token', 'door-admin-token-0123']);
     origin.delayMs = 300;
     const url = `${origin.url}/img/door-herd.jpg`;
-    const admin = await connect(`${service.url.replace('http:', 'ws:')}/admin/ws?token=door-admin`);
+    const admin = await connect(`${service.url.replace('http:', 'ws:')}/admin/ws?token=door-admin-token-0123`);
     t.after(() => admin.close());
     await admin.next((f) => f.type === 'snapshot');
     const before = await checksTotal(service.url);

@@ -297,13 +297,13 @@ describe('private networks', () => {
 describe('the client token', () => {
   it('refuses the upgrade with 401 without it, and accepts a Bearer header or ?token=', async (t) => {
     const dir = await tempDir(t);
-    const service = await startService(['--data-dir', `${dir}/data`, '--covers-dir', `${dir}/covers`, '--client-token', 's3cret']);
+    const service = await startService(['--data-dir', `${dir}/data`, '--covers-dir', `${dir}/covers`, '--client-token', 's3cret-client-token']);
     t.after(async () => void (await service.stop()));
     await assert.rejects(connect(service.wsUrl), /HTTP 401/);
     await assert.rejects(connect(`${service.wsUrl}?token=wrong`), /HTTP 401/);
-    await assert.rejects(connect(service.wsUrl, { headers: { authorization: 'Bearer s3cre' } }), /HTTP 401/);
-    const byHeader = await connect(service.wsUrl, { headers: { authorization: 'Bearer s3cret' } });
-    const byQuery = await connect(`${service.wsUrl}?token=s3cret`);
+    await assert.rejects(connect(service.wsUrl, { headers: { authorization: 'Bearer s3cret-client-toke' } }), /HTTP 401/);
+    const byHeader = await connect(service.wsUrl, { headers: { authorization: 'Bearer s3cret-client-token' } });
+    const byQuery = await connect(`${service.wsUrl}?token=s3cret-client-token`);
     assert.equal((await byHeader.check('h', ['https://example.com/a'])).done.skipped, 1);
     assert.equal((await byQuery.check('q', ['https://example.com/a'])).done.skipped, 1);
     await Promise.all([byHeader.close(), byQuery.close()]);

@@ -112,7 +112,7 @@ describe('cooling on refusal (real process)', () => {
 
   it('412 without Retry-After: cools for the 30 s backoff; asks meanwhile answered at once, nothing sent, the task stays queued', async (t) => {
     const origin = await countingOrigin(t, { refuse: (hit) => (hit >= 3 ? { status: 412 } : undefined) });
-    const svc = await service(t, ['--host-limits', '127.0.0.1=100/s:100:1', '--admin-token', 'a'.repeat(32)]);
+    const svc = await service(t, ['--host-limits', '127.0.0.1=100/s:100:1', '--admin-token', 'upstream-admin-token-0123456789']);
     const client = await connect(svc.wsUrl);
     t.after(() => client.close());
     const urls = Array.from({ length: 6 }, (_, i) => `${origin.url}/img/b-${i}.jpg`);
@@ -133,7 +133,7 @@ describe('cooling on refusal (real process)', () => {
     assert.ok(resultsOf(again.done).slice(2).every((r) => r.error?.code === 'upstream_limited'));
     assert.equal(origin.hits.length, sent, 'nothing sent while cooling');
     // The tasks stay queued: not an error, nothing remembered.
-    const tasksIn = async (status: string) => JSON.stringify(await (await fetch(`${svc.url}/admin/api/tasks?status=${status}`, { headers: { authorization: `Bearer ${'a'.repeat(32)}` } })).json());
+    const tasksIn = async (status: string) => JSON.stringify(await (await fetch(`${svc.url}/admin/api/tasks?status=${status}`, { headers: { authorization: 'Bearer upstream-admin-token-0123456789' } })).json());
     assert.ok(!(await tasksIn('error')).includes('/img/b-'), 'no task in error');
     const queued = await tasksIn('queued');
     for (const url of urls.slice(2)) assert.ok(queued.includes(url), `${url} queued: ${queued}`);
@@ -193,7 +193,7 @@ function sample(text: string, name: string, labels: Record<string, string>): num
 
 describe('seen by the operator (real process)', () => {
   it('429 with Retry-After: 2 after 3 requests: /healthz, /metrics and the admin stream show the host cooling with retryAt, then open; one warn line for the start and one for the stop', async (t) => {
-    const token = 'o'.repeat(32);
+    const token = 'upstream-other-token-0123456789';
     // Refuses from the 4th request for 1.5 s: the one request in flight is refused; the probe (2 s later, the 5th)
     // is answered when the test says, so the test sees the host before it reopens whatever the machine's speed.
     let refusingSince: number | undefined;
