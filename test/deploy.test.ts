@@ -21,6 +21,7 @@ import path from 'node:path';
 import { describe, it } from 'node:test';
 import sharp from 'sharp';
 import { loadConfig } from '../src/config.js';
+import { originalPathOf } from '../src/store/index.js';
 import { waitUntil } from './helpers/db.js';
 import { root, startService } from './helpers/service.js';
 import { tempDir } from './helpers/tempDir.js';
@@ -246,8 +247,14 @@ ${site}
     const { coverUrl, path: coverPath } = JSON.parse(stored.body.toString()) as { coverUrl: string; path: string };
     assert.equal(coverUrl, `https://covers.example.com/covers/${coverPath}`);
 
+    // A size or format asked for is the service's to make: a query goes to it.
+    const sized = await request(`${base}/covers/${coverPath}?w=160`, tls);
+    assert.equal(sized.status, 200);
+    assert.match(String(sized.headers['content-type']), /^image\//);
+
     // Covers come from the folder: also once the service has stopped.
     assert.equal(await service.stop(), 0);
+    assert.equal((await request(`${base}/covers/${coverPath}?w=160`, tls)).status, 502, 'a query went to the service, now gone');
     const cover = await request(`${base}/covers/${coverPath}`, tls);
     assert.equal(cover.status, 200);
     assert.deepEqual(cover.body, await readFile(path.join(covers, coverPath)));
@@ -255,7 +262,13 @@ ${site}
     assert.equal(cover.headers['cache-control'], 'public, max-age=31536000, immutable');
     assert.equal(cover.headers['x-content-type-options'], 'nosniff');
     assert.equal((await request(`${base}/healthz`, tls)).status, 502, 'the service is really gone');
-    assert.equal((await request(`${base}/covers/no/such.jpg`, tls)).status, 404);
+    const missing = await request(`${base}/covers/no/such.jpg`, tls);
+    assert.equal(missing.status, 404);
+    assert.match(String(missing.headers['content-type']), /^application\/json/);
+    assert.equal((JSON.parse(missing.body.toString()) as { code: string }).code, 'not_found', 'a 404 like every other of the service');
+    // The original kept beside a cover is not served, as by the service.
+    assert.ok(existsSync(path.join(covers, originalPathOf(coverPath))), 'the upload kept its original');
+    assert.equal((await request(`${base}/covers/${originalPathOf(coverPath)}`, tls)).status, 404, 'originals are not served');
 
     // No link is followed, in or out of the folder, and no dot file is served.
     await writeFile(path.join(dir, 'secret.jpg'), 'outside the covers folder');
