@@ -387,7 +387,7 @@ describe('metrics', () => {
     assert.equal(value('coverhelper_cache_misses_total'), 2);
     assert.equal(value('coverhelper_downloads_total{outcome="ok",code=""}'), 1);
     assert.equal(value('coverhelper_downloads_total{outcome="error",code="http_status"}'), 1, 'error outcomes split by code');
-    assert.match(text, /^coverhelper_build_info\{version="\d+\.\d+\.\d+[^"]*",node="v\d+[^"]*"\} 1$/m);
+    assert.match(text, /^coverhelper_build_info\{version="\d+\.\d+\.\d+[^"]*",nodejs_version="v\d+[^"]*"\} 1$/m);
     assert.equal(value('coverhelper_download_duration_seconds_count'), 2);
     assert.equal(value('coverhelper_download_duration_seconds_bucket{le="+Inf"}'), 2);
     assert.ok(value('coverhelper_downloaded_bytes_total') > 0);
@@ -402,6 +402,26 @@ describe('metrics', () => {
     assert.ok(value('process_resident_memory_bytes') > 0 && value('nodejs_heap_size_used_bytes') > 0);
     assert.ok(value('nodejs_heap_size_total_bytes') >= value('nodejs_heap_size_used_bytes') && value('nodejs_external_memory_bytes') > 0);
     assert.ok(value('process_cpu_seconds_total') > 0 && value('nodejs_eventloop_lag_seconds') >= 0);
+    // prom-client's `_total` gauges are gone (promtool refuses them); their by-type gauges stay.
+    assert.doesNotMatch(text, /^# TYPE nodejs_active_\w+_total gauge$/m);
+    assert.match(text, /^# TYPE nodejs_active_handles gauge$/m);
+
+    // HTTP requests by route pattern and status, and their time.
+    const stored = await ws.check('m3', [`${origin.url}/img/metric.jpg`]);
+    const coverPath = (stored.done.results as Frame[])[0]!.path as string;
+    for (let i = 0; i < 3; i++) assert.equal((await fetch(`${service.url}/covers/${coverPath}`)).status, 200);
+    assert.equal((await fetch(`${service.url}/covers/no/such.jpg`)).status, 404);
+    assert.equal((await fetch(`${service.url}/no-such-route`)).status, 404);
+    assert.equal((await fetch(`${service.url}/api/check`, { method: 'POST', body: '{' })).status, 400);
+    const after = await (await fetch(`${service.url}/metrics`)).text();
+    const valueIn = (body: string, name: string) => Number(new RegExp(`^${name.replace(/[{}"+*/]/g, '\\$&')} (\\S+)$`, 'm').exec(body)?.[1]);
+    assert.equal(valueIn(after, 'coverhelper_http_requests_total{route="/covers/*",status="200"}'), 3);
+    assert.equal(valueIn(after, 'coverhelper_http_requests_total{route="/covers/*",status="404"}'), 1);
+    assert.equal(valueIn(after, 'coverhelper_http_requests_total{route="none",status="404"}'), 1);
+    assert.equal(valueIn(after, 'coverhelper_http_requests_total{route="/api/check",status="400"}'), 1);
+    assert.equal(valueIn(after, 'coverhelper_http_request_duration_seconds_count{route="/covers/*"}'), 4);
+    assert.equal(valueIn(after, 'coverhelper_http_request_duration_seconds_bucket{le="+Inf",route="/covers/*"}'), 4);
+
     const health = (await (await fetch(`${service.url}/healthz`)).json()) as Frame;
     assert.deepEqual(Object.keys(health).sort(), ['diskPercent', 'downloading', 'load5', 'memPercent', 'node', 'queued', 'status', 'version']);
 

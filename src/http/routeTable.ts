@@ -48,7 +48,7 @@ export interface RouteOptions {
 }
 
 export type RouteMatch =
-  | { kind: 'found'; handler: RouteHandler; guard: Guard | undefined; params: Record<string, string> }
+  | { kind: 'found'; handler: RouteHandler; guard: Guard | undefined; params: Record<string, string>; pattern: string }
   | { kind: 'not_found' }
   | { kind: 'method_not_allowed'; allow: string[] };
 
@@ -174,7 +174,7 @@ export class RouteTable {
       const params = matchSegments(resource.segments, parts);
       if (params === undefined) continue;
       const route = resource.methods.get(method) ?? (method === 'HEAD' ? resource.methods.get('GET') : undefined);
-      if (route !== undefined) return { kind: 'found', handler: route.handler, guard: route.guard, params };
+      if (route !== undefined) return { kind: 'found', handler: route.handler, guard: route.guard, params, pattern: resource.pattern };
       const allow = [...resource.methods.keys()];
       if (allow.includes('GET') && !allow.includes('HEAD')) allow.splice(allow.indexOf('GET') + 1, 0, 'HEAD');
       return { kind: 'method_not_allowed', allow };
@@ -182,8 +182,11 @@ export class RouteTable {
     return { kind: 'not_found' };
   }
 
-  /** Serves one request: area guards, the route's guard, its handler; or 404/405 (400 for a target that is no path). */
-  async serve(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  /**
+   * Serves one request: area guards, the route's guard, its handler; or 404/405 (400 for a target that is no path).
+   * `onRoute` hears the matched route's pattern (`/covers/*`), or `none`, before anything is answered.
+   */
+  async serve(req: IncomingMessage, res: ServerResponse, onRoute?: (route: string) => void): Promise<void> {
     const method = req.method ?? 'GET';
     const path = (req.url ?? '/').split('?')[0] || '/';
     const url = requestUrl(req.url);
@@ -193,10 +196,11 @@ export class RouteTable {
     }
     const ctx: RouteContext = { url, path, params: {} };
     const parts = path.split('/').slice(1);
+    const found = this.match(method, path);
+    onRoute?.(found.kind === 'found' ? found.pattern : 'none');
     for (const area of this.areas) {
       if (matchSegments(area.segments, parts) !== undefined && !area.guard(req, res, ctx)) return void req.resume();
     }
-    const found = this.match(method, path);
     if (found.kind === 'not_found') {
       req.resume();
       return sendError(res, 404, 'not_found', `no route for ${method} ${path}`);

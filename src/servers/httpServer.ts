@@ -74,18 +74,22 @@ export function createHttpServer(deps: HttpServerDeps, bound?: http.Server) {
   server.on('request', (req: IncomingMessage, res: ServerResponse) => {
     // The access log, at debug: method, path (never the query: it may hold a token), status, time.
     if (deps.logger.isDebugEnabled()) {
-      const started = clock.monotonic();
+      const begun = clock.monotonic();
       res.once('finish', () =>
         deps.logger.debug('http', {
           method: req.method,
           path: (req.url ?? '/').split('?')[0],
           status: res.statusCode,
-          ms: Math.round((clock.monotonic() - started) * 10) / 10,
+          ms: Math.round((clock.monotonic() - begun) * 10) / 10,
           remote: req.socket.remoteAddress,
         }),
       );
     }
-    routes.serve(req, res).catch((error: unknown) => {
+    // Requests by route and status, and their time to the end of the answer (/metrics).
+    const started = clock.monotonic();
+    let route = 'none';
+    res.once('close', () => deps.metrics.observeRequest(route, res.statusCode, (clock.monotonic() - started) / 1000));
+    routes.serve(req, res, (matched) => (route = matched)).catch((error: unknown) => {
       deps.logger.error('request failed', { url: req.url, error });
       if (!res.headersSent) sendError(res, 500, 'internal_error', 'see the service log');
       else res.destroy();

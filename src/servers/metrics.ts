@@ -3,6 +3,9 @@
  * default process metrics, `coverhelper_build_info`, and the service's own,
  * read from `Stats` and the supervisor when scraped.
  *
+ *   coverhelper_build_info{version,nodejs_version}      1
+ *   coverhelper_http_requests_total{route,status}       HTTP requests by route pattern ("none": no route) and status
+ *   coverhelper_http_request_duration_seconds{route}    histogram, to the end of the answer
  *   coverhelper_checks_total, _check_urls_total, _cache_hits_total,
  *   _cache_misses_total, _coalesced_askers_total        counters
  *   coverhelper_downloads_total{outcome,code}           outcome ok | error | tle; code the error code ("" when ok)
@@ -22,7 +25,7 @@
  * that cooled within the hour, then the busiest (the gates forget idle hosts, so
  * a host's counter can start again from 0, which Prometheus reads as a reset).
  */
-import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { GateStatus } from '../../machines/index.js';
 import type { ResourceSample } from '../maintenance/index.js';
 import type { Stats } from '../stats.js';
@@ -45,6 +48,8 @@ export interface MetricsSources {
 export interface Metrics {
   contentType: string;
   render(): Promise<string>;
+  /** One HTTP request answered: its route's pattern ("none" without one), its status, its time. */
+  observeRequest(route: string, status: number, seconds: number): void;
 }
 
 /** A counter whose value is read from the service when scraped. */
@@ -77,9 +82,27 @@ export function createMetrics(sources: MetricsSources): Metrics {
   const { stats } = sources;
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
-  new Gauge({ name: 'coverhelper_build_info', help: 'The running version: 1, labelled with it.', labelNames: ['version', 'node'], registers: [registry] })
-    .labels({ version: sources.version, node: process.version })
+  // prom-client's gauges named `…_total` (the sums of nodejs_active_handles and the like,
+  // by type) break the convention that `_total` is a counter: `promtool check metrics`
+  // refuses them. Their by-type gauges stay, and sum to the same.
+  for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) registry.removeSingleMetric(name);
+  // `node` is a cluster node everywhere else in this service: Node.js's version is `nodejs_version`.
+  new Gauge({ name: 'coverhelper_build_info', help: 'The running version: 1, labelled with it and the Node.js version.', labelNames: ['version', 'nodejs_version'], registers: [registry] })
+    .labels({ version: sources.version, nodejs_version: process.version })
     .set(1);
+  const httpRequests = new Counter({
+    name: 'coverhelper_http_requests_total',
+    help: 'HTTP requests answered, by route (the route table\'s pattern: /covers/*, /c/*, / and /proxy/* for the proxy prefix, /api/check, …; "none" for no route) and status.',
+    labelNames: ['route', 'status'],
+    registers: [registry],
+  });
+  const httpDurations = new Histogram({
+    name: 'coverhelper_http_request_duration_seconds',
+    help: 'Time from a request to the end of its answer, by route (as coverhelper_http_requests_total).',
+    labelNames: ['route'],
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    registers: [registry],
+  });
 
   readCounter(registry, 'coverhelper_checks_total', 'Check requests answered (WebSocket, short form, TCP, HTTP).', () => stats.checks);
   readCounter(registry, 'coverhelper_check_urls_total', 'URLs asked for in checks.', () => stats.urls);
@@ -183,5 +206,12 @@ export function createMetrics(sources: MetricsSources): Metrics {
     });
   }
 
-  return { contentType: registry.contentType, render: () => registry.metrics() };
+  return {
+    contentType: registry.contentType,
+    render: () => registry.metrics(),
+    observeRequest(route, status, seconds) {
+      httpRequests.inc({ route, status: String(status) });
+      httpDurations.observe({ route }, seconds);
+    },
+  };
 }
