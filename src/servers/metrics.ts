@@ -206,12 +206,20 @@ export function createMetrics(sources: MetricsSources): Metrics {
     });
   }
 
+  const requestChildren = new Map<string, ReturnType<typeof httpRequests.labels>>();
+  const durationChildren = new Map<string, ReturnType<typeof httpDurations.labels>>();
   return {
     contentType: registry.contentType,
     render: () => registry.metrics(),
     observeRequest(route, status, seconds) {
-      httpRequests.inc({ route, status: String(status) });
-      httpDurations.observe({ route }, seconds);
+      // The label children are kept (routes × statuses are few): no label hashing per request.
+      const key = `${route} ${status}`;
+      let counted = requestChildren.get(key);
+      if (counted === undefined) requestChildren.set(key, (counted = httpRequests.labels({ route, status: String(status) })));
+      counted.inc();
+      let timed = durationChildren.get(route);
+      if (timed === undefined) durationChildren.set(route, (timed = httpDurations.labels({ route })));
+      timed.observe(seconds);
     },
   };
 }
