@@ -4,6 +4,7 @@
  * fresh data folder.
  */
 import os from 'node:os';
+import path from 'node:path';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { CoverChecks } from './checks/index.js';
@@ -15,7 +16,7 @@ import type { Downloads } from './downloads/index.js';
 import { createHttpClient } from './fetch/index.js';
 import type { Logger } from './logger.js';
 import { CacheLimits, DeletionRunner, ResourceGuard } from './maintenance/index.js';
-import { createAdminFeed, resolveAdminToken, resolveSecret, TaskHistory } from './admin/index.js';
+import { ADMIN_TOKEN_FILE, createAdminFeed, resolveAdminToken, resolveSecret, TaskHistory } from './admin/index.js';
 import { JobCallbacks, JobRunner, removeArchive } from './jobs/index.js';
 import { preparePlaceholder } from './proxy/index.js';
 import { createHttpServer, createMetrics, Door, homePage, ProxyRoute } from './servers/index.js';
@@ -342,7 +343,9 @@ async function startOnPort(config: Config, logger: Logger, clock: Clock, bound: 
   await jobs.expire();
   jobs.start();
   // The start line names what an operator checks first: the version and the settings that decide what is fetched and who may ask.
-  logger.info(`listening on ${url}`, {
+  // Then where the dashboard is and where its token is: what a new operator looks for first.
+  const tokenAt = config.adminToken === undefined ? `the token is in ${path.join(config.dataDir, ADMIN_TOKEN_FILE)}` : 'the token is the one given (--admin-token)';
+  logger.info(`listening on ${url} (dashboard: ${url}/admin/, ${tokenAt})`, {
     version,
     node,
     publicUrl,

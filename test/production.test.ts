@@ -183,7 +183,7 @@ describe('production', () => {
       if (running(service.pid!)) service.kill('SIGKILL');
     });
     const serviceOut = watch(service);
-    const [, url] = await serviceOut.waitFor(/listening on (http:\/\/\S+?)"/);
+    const [, url] = await serviceOut.waitFor(/listening on (http:\/\/[^\s"]+)/);
     assert.equal(descendants(service.pid!).length, 0, 'no esbuild or other helper process: plain node');
     const health = (await (await fetch(`${url}/healthz`)).json()) as { status: string; version: string };
     assert.deepEqual([health.status, health.version], ['ready', packageVersion]);
