@@ -95,6 +95,19 @@ const retryableStatuses = new Set([408, 425, 429, 500, 502, 503, 504]);
  */
 const retryableBilibiliCodes = new Set([-500, -503, -504]);
 
+/**
+ * A failure as answers carry it: `{code, message}`, and for `http_status` the
+ * origin's last `status` as a number (a redirect's after too many redirects):
+ * from the failure's detail, or, for an outcome heard from another node, which
+ * keeps the message only, from its `HTTP <status>`.
+ */
+export function resultError(failure: { code: string; message: string; detail?: number | undefined }): { code: string; message: string; status?: number } {
+  const error = { code: failure.code, message: failure.message };
+  if (failure.code !== 'http_status') return error;
+  const status = failure.detail ?? Number(/^HTTP ([1-5]\d\d)\b/.exec(failure.message)?.[1]);
+  return Number.isInteger(status) && status >= 100 && status <= 599 ? { ...error, status } : error;
+}
+
 export function isRetryable(error: { code: ErrorCode; detail?: number | undefined }): boolean {
   if (error.code === 'http_status') return error.detail !== undefined && retryableStatuses.has(error.detail);
   if (error.code === 'resolve_failed') return error.detail !== undefined && retryableBilibiliCodes.has(error.detail);

@@ -320,6 +320,7 @@ describe('CoverClient: calls', () => {
     const [failed, skip, ok] = await covers.check([missing, skipped, good]);
     assert.equal(failed?.status, 'error');
     assert.equal(failed?.error?.code, 'http_status');
+    assert.equal(failed?.error?.status, 404, 'the client package passes the status on, typed');
     assert.equal(skip?.status, 'skipped');
     assert.match(skip?.reason ?? '', /\S/);
     assert.ok(isCover(ok, good));

@@ -64,7 +64,7 @@ describe('signed cover URLs (GET /c/…)', () => {
     const failed = await get(signCoverUrl(broken, KEY, service.url));
     assert.equal(failed.status, 502);
     assert.equal(failed.headers.get('cache-control'), 'no-store');
-    assert.deepEqual(await failed.json(), { code: 'http_status', message: 'HTTP 404' });
+    assert.deepEqual(await failed.json(), { code: 'http_status', message: 'HTTP 404', status: 404 }, 'the status as a field');
     const remembered = await get(signCoverUrl(broken, KEY, service.url));
     assert.equal(remembered.status, 502);
     const retryAfter = Number(remembered.headers.get('retry-after'));

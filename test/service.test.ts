@@ -189,6 +189,11 @@ describe('the service, end to end', () => {
     });
     assert.match((results[0]!.error as { message: string }).message, /404/);
     assert.match((results[1]!.error as { message: string }).message, /500/);
+    // http_status carries the origin's last status as a number (a redirect's, after too many of them).
+    assert.deepEqual([0, 1, 2].map((i) => (results[i]!.error as { status?: number }).status), [404, 500, 302]);
+    // Asked again: the remembered failure keeps it.
+    const again = (await ws.check('failures-again', [origin.url + '/status/404'])).done.results as Frame[];
+    assert.deepEqual([again[0]!.remembered, (again[0]!.error as { status?: number }).status], [true, 404]);
     assert.equal(done.failed, cases.length);
     // The origin hears the socket close a moment after the service gave up on it.
     await waitUntil(() => origin.abortedSockets >= 1, 'the hanging download aborted at the time limit', 5000);

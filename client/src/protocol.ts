@@ -51,8 +51,8 @@ export interface CheckResult {
   source?: CoverSource;
   /** When skipped: why the URL is not fetched, in words an operator can act on. */
   reason?: string;
-  /** When error. */
-  error?: { code: string; message: string };
+  /** When error; for `http_status` also the origin's last `status` as a number. */
+  error?: { code: string; message: string; status?: number };
   /** When error: answered from a failure remembered for `--fail-ttl`. */
   remembered?: true;
   /** With `remembered`: when the URL will be tried again; with `upstream_limited`: when its host reopens (ISO time). */
@@ -168,6 +168,7 @@ function checkResult(value: unknown): CheckResult | undefined {
     const error = value.error;
     if (!isRecord(error) || typeof error.code !== 'string' || typeof error.message !== 'string') return undefined;
     result.error = { code: error.code, message: error.message };
+    if (typeof error.status === 'number' && Number.isInteger(error.status)) result.error.status = error.status;
     if (value.remembered === true) result.remembered = true;
     if (typeof value.retryAt === 'string') result.retryAt = value.retryAt;
   }

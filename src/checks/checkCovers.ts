@@ -17,6 +17,7 @@
  * position.
  */
 import type { Config } from '../config.js';
+import { resultError } from '../errors.js';
 import { classifyUrl } from '../fetch/index.js';
 import type { Downloads } from '../downloads/index.js';
 import type { Stats } from '../stats.js';
@@ -95,7 +96,7 @@ export class CoverChecks {
 
   private readonly makeFromOutput = (output: DownloadOutput): CheckResult => {
     if (output.status === 'ok') return this.ok(output.url, output.cover, output.source === 'cache' ? 'cache' : output.source);
-    const error = { code: output.error.code, message: output.error.message };
+    const error = resultError(output.error);
     // A cooling upstream host: when it reopens (the URL is fetched then; nothing is remembered against it).
     if (output.error.code === 'upstream_limited' && output.error.retryAt !== undefined) return { url: output.url, status: 'error', error, retryAt: new Date(output.error.retryAt).toISOString() };
     // A failure answered from memory says so, and when the URL will be tried again.

@@ -26,7 +26,7 @@ import type { Logger } from '../logger.js';
 import { doneFrame, MAX_FRAME_BYTES, MAX_URL_LENGTH, parseUrlList } from '../../client/src/protocol.js';
 import type { MessageId } from '../../client/src/protocol.js';
 import { verifyCoverTarget } from '../../client/src/sign.js';
-import { readJsonObject, retryAfterHeader, sendError, sendJsonText } from '../http/index.js';
+import { readJsonObject, retryAfterHeader, sendError, sendJson, sendJsonText } from '../http/index.js';
 
 export interface DoorDeps {
   checks: Pick<CoverChecks, 'check' | 'leave'>;
@@ -81,7 +81,9 @@ export class Door {
     }
     const error = result.error ?? { code: 'network', message: 'failed' };
     // Retry-After while the failure is remembered, or while the URL's upstream host cools.
-    return sendError(res, 502, error.code, error.message, result.remembered || error.code === 'upstream_limited' ? retryAfterHeader(result.retryAt, this.clock.now()) : {});
+    const headers = result.remembered || error.code === 'upstream_limited' ? retryAfterHeader(result.retryAt, this.clock.now()) : {};
+    // The error as results carry it (`status` for http_status).
+    return sendJson(res, 502, error, headers);
   }
 
   /**
