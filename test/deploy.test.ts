@@ -248,13 +248,15 @@ ${site}
     assert.equal(coverUrl, `https://covers.example.com/covers/${coverPath}`);
 
     // A size or format asked for is the service's to make: a query goes to it.
-    const sized = await request(`${base}/covers/${coverPath}?w=160`, tls);
+    const sized = await request(`${base}/covers/${coverPath}?w=160&f=webp`, tls);
     assert.equal(sized.status, 200);
-    assert.match(String(sized.headers['content-type']), /^image\//);
+    assert.equal(sized.headers['content-type'], 'image/webp');
+    const variant = await sharp(sized.body).metadata();
+    assert.deepEqual([variant.format, variant.width], ['webp', 160], 'the service made the variant');
 
     // Covers come from the folder: also once the service has stopped.
     assert.equal(await service.stop(), 0);
-    assert.equal((await request(`${base}/covers/${coverPath}?w=160`, tls)).status, 502, 'a query went to the service, now gone');
+    assert.equal((await request(`${base}/covers/${coverPath}?w=240`, tls)).status, 502, 'a query goes to the service, now gone');
     const cover = await request(`${base}/covers/${coverPath}`, tls);
     assert.equal(cover.status, 200);
     assert.deepEqual(cover.body, await readFile(path.join(covers, coverPath)));
