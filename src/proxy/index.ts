@@ -2,8 +2,10 @@ export { coverUrlFromProxyRequest, normaliseCoverUrl, normaliseCoverValue, MAX_C
 export type { ProxyCover, ProxyCoverResult, ProxyError, ProxyErrorCode } from './coverUrl.js';
 export { checkProxyCover, defaultRedirect } from './allowed.js';
 export type { ProxyPermission, ProxyRules } from './allowed.js';
-export { addWeservParam, fitValues, givenParams, ignoredParamsHeader, isWeservParam, noParams, outputValues, recognisedParams, weservParamNames } from './weserv.js';
-export type { Fit, Output, RecognisedParam, WeservParams } from './weserv.js';
+export { addWeservParam, fitValues, givenParams, ignoredParamsHeader, isWeservParam, noParams, outputValues, recognisedParams, variantParams, weservParamNames, weservVariant } from './weserv.js';
+export type { Fit, Output, RecognisedParam, WeservParams, WeservVariant } from './weserv.js';
+export { MAX_SUFFIX_SIDE, readBilibiliSuffix, suffixBox } from './bilibiliSuffix.js';
+export type { BilibiliSuffix, SuffixBox, SuffixFormat, SuffixRequest } from './bilibiliSuffix.js';
 export { BUILT_IN_PLACEHOLDER, builtInPlaceholder, loadPlaceholderFile, NO_PLACEHOLDER, preparePlaceholder } from './placeholder.js';
 export type { PlaceholderImage } from './placeholder.js';
 export { clientKey, ProxyRateLimiter, RATE_WINDOW_SECONDS } from './rateLimit.js';
