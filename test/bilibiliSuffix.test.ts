@@ -6,7 +6,9 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { readBilibiliSuffix, suffixBox } from '../src/proxy/bilibiliSuffix.js';
+import sharp from 'sharp';
+import { renderVariant } from '../src/images/variants.js';
+import { readBilibiliSuffix, suffixSpec } from '../src/proxy/bilibiliSuffix.js';
 import type { SuffixRequest } from '../src/proxy/bilibiliSuffix.js';
 
 const B = 'https://i0.hdslb.com/bfs/archive/4c1b6d0e0f3e9a2b8f2d1c0e9a8b7c6d5e4f3a2b.jpg';
@@ -114,11 +116,11 @@ describe('bilibili suffixes: unreadable ones are kept whole', () => {
 });
 
 describe('bilibili suffixes: the exact size asked of an original', () => {
-  const cover = { width: 1146, height: 717, format: 'jpeg' as const };
-  const box = (suffix: string, original: { width: number; height: number; format: 'jpeg' | 'png' } = cover) => {
+  const cover = { width: 1146, height: 717, format: 'jpeg' };
+  const box = (suffix: string, original: { width: number; height: number; format: string } = cover) => {
     const read = readBilibiliSuffix(`${B}@${suffix}`);
     assert.ok(read, suffix);
-    return suffixBox(read.request, original);
+    return suffixSpec(read.request, original);
   };
 
   it('w and h are maxima: the aspect is kept inside the box', () => {
@@ -153,5 +155,26 @@ describe('bilibili suffixes: the exact size asked of an original', () => {
 
   it('a 1-pixel answer at least, even for an extreme aspect', () => {
     assert.deepEqual(box('1w.webp', { width: 1000, height: 10, format: 'jpeg' }), { width: 1, height: 1, fit: 'fill', format: 'webp' });
+  });
+});
+
+describe('bilibili suffixes: rendered by the render core', () => {
+  it('a 1146×717 JPEG through renderVariant comes out at the size and format each suffix asks', async () => {
+    const original = await sharp({ create: { width: 1146, height: 717, channels: 3, background: { r: 200, g: 80, b: 40 } } }).jpeg().toBuffer();
+    const info = { width: 1146, height: 717, format: 'jpeg' };
+    for (const [suffix, width, height, format] of [
+      ['220w_280h.webp', 220, 138, 'webp'],
+      ['336w_190h_1c.webp', 336, 190, 'webp'],
+      ['100w.avif', 100, 63, 'heif'],
+      ['96w_96h_1e_1c.png', 96, 96, 'png'],
+      ['160w_160h_1e.jpg', 256, 160, 'jpeg'],
+      ['2000w_1000h_1c.webp', 1146, 573, 'webp'],
+    ] as const) {
+      const read = readBilibiliSuffix(`${B}@${suffix}`);
+      assert.ok(read, suffix);
+      const made = await renderVariant(original, suffixSpec(read.request, info));
+      const meta = await sharp(made.data).metadata();
+      assert.deepEqual([meta.width, meta.height, meta.format], [width, height, format], suffix);
+    }
   });
 });

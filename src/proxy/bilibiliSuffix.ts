@@ -32,8 +32,11 @@
  * the same way.
  */
 
+import { specFromRequest } from '../images/variants.js';
+import type { OriginalInfo, VariantFormat, VariantRequest, VariantSpec } from '../images/variants.js';
+
 /** The formats a suffix can name (the render core's names). */
-export type SuffixFormat = 'jpeg' | 'png' | 'webp' | 'avif';
+export type SuffixFormat = VariantFormat;
 
 /** What a readable suffix asks for. */
 export interface SuffixRequest {
@@ -134,38 +137,30 @@ export function readBilibiliSuffix(href: string): BilibiliSuffix | undefined {
   return { base: href.slice(0, href.length - suffix.length - 1), suffix, request };
 }
 
-/** The exact pixel box and encoding a suffix asks of an original. */
-export interface SuffixBox {
-  width: number;
-  height: number;
-  /** `cover` crops centred to exactly width×height; `fill` scales to it (the aspect was kept when computing it). */
-  fit: 'cover' | 'fill';
-  format: SuffixFormat;
-  quality?: number;
+/** The render core's request for a suffix: `1c` is `cover`, `1e` is `outside`, else `inside`. */
+export function suffixVariantRequest(request: SuffixRequest): VariantRequest {
+  return {
+    w: request.w,
+    h: request.h,
+    fit: request.crop ? 'cover' : request.cover ? 'outside' : 'inside',
+    format: request.format,
+    quality: request.quality,
+  };
 }
 
-const atLeastOne = (n: number) => Math.max(1, Math.round(n));
-
 /**
- * The exact output of `request` for an original of `original.width`×`height`
- * in `original.format`: the aspect kept inside the box (or covering it with
- * `1e`), or with `1c` cropped to the box; never past the original.
+ * The exact variant `request` asks of an original of `original.width`×`height`
+ * in `original.format` (a sharp format name or a content type): the aspect
+ * kept inside the box (or covering it with `1e`), or with `1c` cropped to the
+ * box; never past the original; sizes exact (not rounded to `--widths`, both
+ * sides given, so the render makes exactly them); the extension's format, else
+ * the original's own (`Accept` plays no part).
  */
-export function suffixBox(request: SuffixRequest, original: { width: number; height: number; format: SuffixFormat }): SuffixBox {
-  const ow = Math.max(1, original.width);
-  const oh = Math.max(1, original.height);
-  const format = request.format ?? original.format;
-  const quality = request.quality === undefined ? {} : { quality: request.quality };
-  const { w, h } = request;
-  if (request.crop && w !== undefined && h !== undefined) {
-    // The largest box of the asked aspect inside the original, when the box is larger.
-    const s = Math.min(1, ow / w, oh / h);
-    return { width: Math.min(ow, atLeastOne(w * s)), height: Math.min(oh, atLeastOne(h * s)), fit: 'cover', format, ...quality };
-  }
-  let s = 1;
-  if (w !== undefined && h !== undefined) s = request.cover ? Math.max(w / ow, h / oh) : Math.min(w / ow, h / oh);
-  else if (w !== undefined) s = w / ow;
-  else if (h !== undefined) s = h / oh;
-  s = Math.min(1, s);
-  return { width: Math.min(ow, atLeastOne(ow * s)), height: Math.min(oh, atLeastOne(oh * s)), fit: 'fill', format, ...quality };
+export function suffixSpec(request: SuffixRequest, original: OriginalInfo): VariantSpec {
+  const spec = specFromRequest(suffixVariantRequest(request), original, { widths: [], formats: [], round: false });
+  if (spec.fit === 'cover') return spec;
+  // The size at the kept aspect, both sides rounded, made exactly (`fill`): left to
+  // sharp, `inside` may come out a pixel short (100 wide of 1146×717 is 100×62.6: 63).
+  const height = spec.height ?? Math.max(1, Math.round((Math.max(1, original.height) * spec.width) / Math.max(1, original.width)));
+  return { ...spec, height, fit: 'fill' };
 }
