@@ -1,5 +1,5 @@
 /**
- * The cover URL of a proxy request (SPEC §14): blogs write `<prefix><cover URL>`
+ * The cover URL of a proxy request: blogs write `<prefix><cover URL>`
  * by string concatenation, with the prefix `…/?url=` or `…/proxy/`, the cover
  * encoded with `encodeURIComponent` or not, and in any of the forms plugins
  * produce. `coverUrlFromProxyRequest` turns the raw request target (path and

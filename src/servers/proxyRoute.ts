@@ -1,5 +1,5 @@
 /**
- * The proxy prefix (SPEC §14): `GET|HEAD /?url=<cover URL>` and
+ * The proxy prefix: `GET|HEAD /?url=<cover URL>` and
  * `/proxy/<cover URL>`, the shapes static blogs' plugins write as
  * `<prefix><cover URL>` into `<img src>` or a CSS background.
  *
@@ -23,8 +23,20 @@
  *                      `X-Coverhelper-Error: <code>`); with `--placeholder none`
  *                      502 `{"code","message"}`
  *
- * weserv's parameters are read (src/proxy/weserv.ts); until sizes and formats
- * exist the stored cover is answered and `X-Coverhelper-Ignored` names them.
+ *   a variant         weserv's `w`, `h`, `dpr`, `fit`, `output`, `q`
+ *                      (src/proxy/weserv.ts: rounded to `--widths`, format by
+ *                      `output` or `Accept` with `Vary: Accept`) or a readable
+ *                      bilibili suffix (src/proxy/bilibiliSuffix.ts: exact
+ *                      sizes; the cover is the URL without it): the cover is
+ *                      found or waited for as above, then its variant is asked
+ *                      of the render supervisor (rendered once; a render this
+ *                      request would start counts against `--proxy-rate` too),
+ *                      answered with the same cache headers; a render that
+ *                      fails is a cover that cannot be had. Variant bytes are
+ *                      held like covers', by their stored path.
+ *
+ * `X-Coverhelper-Ignored` names the parameters given and not applied. Without
+ * size or format parameters the answer is the stored cover itself.
  * `GET /` without `url` is the service's home page.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
