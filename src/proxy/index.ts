@@ -11,3 +11,5 @@ export type { PlaceholderImage } from './placeholder.js';
 export { clientKey, ProxyRateLimiter, RATE_WINDOW_SECONDS } from './rateLimit.js';
 export type { ProxyRateLimiterOptions, RateDecision } from './rateLimit.js';
 export { clientAddress, parseAddress, TrustedProxies } from './clientAddress.js';
+export { SuffixChecks } from './suffixChecks.js';
+export type { SuffixChecksDeps, SuffixRenders } from './suffixChecks.js';

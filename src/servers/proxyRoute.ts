@@ -105,7 +105,7 @@ interface VariantAsk {
 type Failure = { code: string; message: string; retryAt?: string | undefined };
 
 /** What a stored cover's original is, for a spec: its size and format (the cover's own for covers stored before originals were kept). */
-function originalOf(row: CoverRow): OriginalInfo {
+export function originalOf(row: CoverRow): OriginalInfo {
   const width = row.originalWidth ?? row.width;
   const height = row.originalHeight ?? row.height;
   return { width, height, format: contentTypeOf(row.originalPath ?? row.path) };
