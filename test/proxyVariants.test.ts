@@ -17,8 +17,10 @@ import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import sharp from 'sharp';
+import type { CheckResult } from '../src/checks/index.js';
 import { countingOrigin } from './helpers/countingOrigin.js';
 import { startInProcess } from './helpers/inProcess.js';
+import { connect } from './helpers/wsClient.js';
 
 type TestContext = Parameters<typeof countingOrigin>[0];
 
@@ -188,5 +190,45 @@ describe('proxy: a variant that cannot be made', () => {
     const failed = await ask(`${base}/proxy/${cover}@336w_190h_1c.webp`);
     assert.equal(failed.status, 502);
     assert.equal(failed.headers.get('cache-control'), 'no-store');
+  });
+});
+
+describe('/ws and the door: a URL with a readable suffix', () => {
+  it('is checked as its base URL (one download) and its ok answer names the rendered variant, servable as a plain /covers/ path', async (t) => {
+    const { origin, base } = await setup(t);
+    const cover = `${origin.url}/img/ws.jpg`;
+    const urls = [cover, `${cover}@220w_280h.webp`, `${cover}@336w_190h_1c.webp`, `${cover}@220w_280h.webp`];
+    const client = await connect(`${base.replace(/^http/, 'ws')}/ws`);
+    t.after(() => client.close());
+    const { done } = await client.check('suffixes', urls);
+    const results = done.results as CheckResult[];
+    assert.deepEqual(results.map((r) => r.status), ['ok', 'ok', 'ok', 'ok']);
+    assert.deepEqual(results.map((r) => r.url), urls, 'each answer names the URL as asked');
+    assert.equal(origin.hits.length, 1, 'one download for the cover and its suffixes');
+    assert.equal(results[1]!.coverUrl, results[3]!.coverUrl);
+    assert.match(results[1]!.path!, /\.variants\//);
+    const expected = [[320, 200, 'jpeg'], [220, 138, 'webp'], [336, 190, 'webp']];
+    for (let i = 0; i < 3; i++) {
+      const answer = await ask(results[i]!.coverUrl!);
+      assert.deepEqual(dims(answer), expected[i], urls[i]);
+    }
+
+    // The door: the same answers (the variant already made).
+    const res = await fetch(`${base}/api/check`, { method: 'POST', body: JSON.stringify({ urls: [`${cover}@336w_190h_1c.webp`, `${cover}@100w.avif`] }) });
+    const body = (await res.json()) as { results: CheckResult[] };
+    assert.equal(body.results[0]!.coverUrl, results[2]!.coverUrl);
+    assert.deepEqual(dims(await ask(body.results[1]!.coverUrl!)), [100, 63, 'avif']);
+    assert.equal(origin.hits.length, 1);
+  });
+
+  it('an unreadable suffix is checked as it is; a failed base is a failed answer under the URL asked', async (t) => {
+    const { origin, base } = await setup(t);
+    const client = await connect(`${base.replace(/^http/, 'ws')}/ws`);
+    t.after(() => client.close());
+    const urls = [`${origin.url}/img/x.jpg@220w_!style.webp`, `${origin.url}/missing/y.jpg@220w.webp`];
+    const { done } = await client.check('odd', urls);
+    const results = done.results as CheckResult[];
+    assert.deepEqual(results.map((r) => [r.url, r.status]), [[urls[0], 'error'], [urls[1], 'error']]);
+    assert.deepEqual(origin.hits.map((h) => h.path).sort(), ['/img/x.jpg@220w_!style.webp', '/missing/y.jpg']);
   });
 });

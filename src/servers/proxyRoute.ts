@@ -166,6 +166,8 @@ export class ProxyRoute {
       const ignored = ignoredParamsHeader(params);
       return { specFor: (original) => suffixSpec(suffix.request, original), headers: ignored === undefined ? {} : { 'x-coverhelper-ignored': ignored } };
     }
+    // The common case, the stored cover itself, allocates nothing here.
+    if (params.w === undefined && params.h === undefined && params.dpr === undefined && params.fit === undefined && params.output === undefined && params.q === undefined) return undefined;
     const weserv = weservVariant(params);
     if (weserv === undefined) return undefined;
     const ignored = ignoredParamsHeader(params, weserv.applied);
