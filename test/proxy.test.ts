@@ -97,14 +97,15 @@ describe('the proxy prefix', () => {
     assert.equal(origin.hits.get('/img/proxy-video.jpg'), 1);
   });
 
-  it('answers the stored cover for weserv parameters it cannot apply yet, naming them', async (t) => {
+  it('applies the weserv size and format parameters and names only the ones it does not apply (sizes checked in proxyVariants.test.ts)', async (t) => {
     const { origin, service, get } = await setup(t);
     const cover = `${origin.url}/img/proxy-params.jpg`;
-    const response = await get(`${service.url}/?url=${encodeURIComponent(cover)}&w=200&h=100&output=webp`);
+    const response = await get(`${service.url}/?url=${encodeURIComponent(cover)}&w=200&h=100&output=webp&n=-1`);
     assert.equal(response.status, 200);
-    assert.equal(response.headers.get('content-type'), 'image/jpeg');
-    assert.match(response.headers.get('x-coverhelper-ignored') ?? '', /w.*h.*output/);
+    assert.equal(response.headers.get('content-type'), 'image/webp');
+    assert.equal(response.headers.get('x-coverhelper-ignored'), 'n');
     const plain = await get(`${service.url}/proxy/${cover}`);
+    assert.equal(plain.headers.get('content-type'), 'image/jpeg');
     assert.equal(plain.headers.get('x-coverhelper-ignored'), null);
   });
 
