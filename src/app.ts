@@ -18,8 +18,8 @@ import type { Logger } from './logger.js';
 import { CacheLimits, DeletionRunner, ResourceGuard } from './maintenance/index.js';
 import { ADMIN_TOKEN_FILE, createAdminFeed, resolveAdminToken, resolveSecret, TaskHistory } from './admin/index.js';
 import { JobCallbacks, JobRunner, removeArchive } from './jobs/index.js';
-import { preparePlaceholder } from './proxy/index.js';
-import { createHttpServer, createMetrics, Door, homePage, ProxyRoute } from './servers/index.js';
+import { preparePlaceholder, SuffixChecks } from './proxy/index.js';
+import { createHttpServer, createMetrics, Door, homePage, originalOf, ProxyRoute } from './servers/index.js';
 import { startLegacyServer } from './legacy/index.js';
 import type { LegacyServer } from './legacy/index.js';
 import { Stats } from './stats.js';
@@ -258,12 +258,16 @@ async function startOnPort(config: Config, logger: Logger, clock: Clock, bound: 
     clock,
   });
   made.jobs = jobs;
-  const door = new Door({ checks, logger, urlKey: config.urlKey, waitMs: config.timeLimit * 1000, maxBatch: config.maxBatch, clock });
+  const renders = new Renders({ coversDir: config.coversDir, covers, workers: config.renderWorkers, clock, logger, timeLimitMs: config.timeLimit * 1000 });
+  // /ws and the door read bilibili suffixes: checked as the URL without, answered with the rendered variant.
+  const suffixChecks = new SuffixChecks({ checks, covers, renders, publicUrl: () => publicUrl, originalOf, logger });
+  const door = new Door({ checks: suffixChecks, logger, urlKey: config.urlKey, waitMs: config.timeLimit * 1000, maxBatch: config.maxBatch, clock });
   const proxy = new ProxyRoute({
     config,
     covers,
     wouldStart: (url) => downloads.wouldStart(url),
     door,
+    variants: { renders, widths: config.widths, formats: config.formats },
     // Read and checked before the start (src/main.ts): here it is the image kept then.
     placeholder: config.proxy === 'off' ? null : await preparePlaceholder(config),
     home: homePage(version, () => serviceUrl, config.proxy),
@@ -271,7 +275,6 @@ async function startOnPort(config: Config, logger: Logger, clock: Clock, bound: 
     clock,
     reresolve: reresolver,
   });
-  const renders = new Renders({ coversDir: config.coversDir, covers, workers: config.renderWorkers, clock, logger, timeLimitMs: config.timeLimit * 1000 });
   const http = createHttpServer(
     {
       metrics: createMetrics({
@@ -289,7 +292,7 @@ async function startOnPort(config: Config, logger: Logger, clock: Clock, bound: 
         feed: createAdminFeed({ store, downloads, stats, serviceUrl: () => serviceUrl, upstream: () => gates.status() }),
         api: { config, covers, tasks, deletions, cluster: store.cluster, history, deletionRunner, downloads, logger, publicUrl: () => publicUrl, jobs: store.jobs, serviceUrl: () => serviceUrl, clock },
       },
-      checks,
+      checks: suffixChecks,
       door,
       proxy,
       variants: { coversDir: config.coversDir, covers, renders, widths: config.widths, formats: config.formats, logger },

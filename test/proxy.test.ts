@@ -69,10 +69,10 @@ describe('the proxy prefix', () => {
     // Every form is one stored cover: one origin request (and the test's own).
     assert.equal(origin.hits.get('/img/proxy-a.jpg'), 2);
     assert.ok(direct.length > 0);
-    // A bilibili suffix is part of the URL: fetched as the CDN serves it, stored as its own cover.
-    const suffixed = await get(`${service.url}/proxy/${cover}@220w_280h.webp`);
+    // A bilibili suffix that cannot be read is part of the URL: fetched as the CDN serves it, stored as its own cover.
+    const suffixed = await get(`${service.url}/proxy/${cover}@220W_280H.webp`);
     assert.equal(suffixed.status, 200);
-    assert.equal(origin.hits.get('/img/proxy-a.jpg@220w_280h.webp'), 1);
+    assert.equal(origin.hits.get('/img/proxy-a.jpg@220W_280H.webp'), 1);
     // A raw cover with its own query after `url=` keeps it (a weserv name is the proxy's).
     const withQuery = await get(`${service.url}/?url=${origin.url}/img/proxy-q.jpg?size=big&w=10`);
     assert.equal(withQuery.status, 200);
@@ -97,14 +97,15 @@ describe('the proxy prefix', () => {
     assert.equal(origin.hits.get('/img/proxy-video.jpg'), 1);
   });
 
-  it('answers the stored cover for weserv parameters it cannot apply yet, naming them', async (t) => {
+  it('applies the weserv size and format parameters and names only the ones it does not apply (sizes checked in proxyVariants.test.ts)', async (t) => {
     const { origin, service, get } = await setup(t);
     const cover = `${origin.url}/img/proxy-params.jpg`;
-    const response = await get(`${service.url}/?url=${encodeURIComponent(cover)}&w=200&h=100&output=webp`);
+    const response = await get(`${service.url}/?url=${encodeURIComponent(cover)}&w=200&h=100&output=webp&n=-1`);
     assert.equal(response.status, 200);
-    assert.equal(response.headers.get('content-type'), 'image/jpeg');
-    assert.match(response.headers.get('x-coverhelper-ignored') ?? '', /w.*h.*output/);
+    assert.equal(response.headers.get('content-type'), 'image/webp');
+    assert.equal(response.headers.get('x-coverhelper-ignored'), 'n');
     const plain = await get(`${service.url}/proxy/${cover}`);
+    assert.equal(plain.headers.get('content-type'), 'image/jpeg');
     assert.equal(plain.headers.get('x-coverhelper-ignored'), null);
   });
 

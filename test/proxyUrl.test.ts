@@ -8,7 +8,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { checkProxyCover, coverUrlFromProxyRequest, defaultRedirect, ignoredParamsHeader, noParams, addWeservParam } from '../src/proxy/index.js';
+import { checkProxyCover, coverUrlFromProxyRequest, defaultRedirect, ignoredParamsHeader, noParams, addWeservParam, weservVariant } from '../src/proxy/index.js';
 import type { ProxyCoverResult } from '../src/proxy/index.js';
 
 const prefixes = ['http://h/?url=', 'http://h/proxy/'] as const;
@@ -28,16 +28,20 @@ const ok = (result: ProxyCoverResult, label: string) => {
   return result;
 };
 
-/** [cover as a plugin writes it, the normalised cover URL]. */
-const forms: [string, string][] = [
+/** [cover as a plugin writes it, the normalised cover URL, the bilibili suffix read off it]. */
+const forms: [string, string, string?][] = [
   ['https://i0.hdslb.com/bfs/archive/abc.jpg', 'https://i0.hdslb.com/bfs/archive/abc.jpg'],
   ['http://i0.hdslb.com/bfs/archive/abc.jpg', 'http://i0.hdslb.com/bfs/archive/abc.jpg'],
   ['//i0.hdslb.com/bfs/archive/abc.jpg', 'https://i0.hdslb.com/bfs/archive/abc.jpg'],
   ['i0.hdslb.com/bfs/archive/abc.jpg', 'https://i0.hdslb.com/bfs/archive/abc.jpg'],
   ['HTTPS://I0.HDSLB.COM/bfs/archive/abc.jpg', 'https://i0.hdslb.com/bfs/archive/abc.jpg'],
-  ['https://i0.hdslb.com/bfs/archive/abc.jpg@220w_280h.webp', 'https://i0.hdslb.com/bfs/archive/abc.jpg@220w_280h.webp'],
-  ['//i1.hdslb.com/bfs/archive/abc.jpg@336w_190h_1c.webp', 'https://i1.hdslb.com/bfs/archive/abc.jpg@336w_190h_1c.webp'],
-  ['i2.hdslb.com/bfs/face/f.png@96w_96h.avif', 'https://i2.hdslb.com/bfs/face/f.png@96w_96h.avif'],
+  // A readable bilibili suffix names a variant of the URL without it.
+  ['https://i0.hdslb.com/bfs/archive/abc.jpg@220w_280h.webp', 'https://i0.hdslb.com/bfs/archive/abc.jpg', '220w_280h.webp'],
+  ['//i1.hdslb.com/bfs/archive/abc.jpg@336w_190h_1c.webp', 'https://i1.hdslb.com/bfs/archive/abc.jpg', '336w_190h_1c.webp'],
+  ['i2.hdslb.com/bfs/face/f.png@96w_96h.avif', 'https://i2.hdslb.com/bfs/face/f.png', '96w_96h.avif'],
+  // One that cannot be read stays part of the URL.
+  ['https://i0.hdslb.com/bfs/archive/abc.jpg@672w_378h_1c_!web-search-common-cover.webp', 'https://i0.hdslb.com/bfs/archive/abc.jpg@672w_378h_1c_!web-search-common-cover.webp'],
+  ['https://i0.hdslb.com/bfs/archive/logo@2x.png', 'https://i0.hdslb.com/bfs/archive/logo@2x.png'],
   ['https://i0.hdslb.com/bfs/a%20b.jpg', 'https://i0.hdslb.com/bfs/a%20b.jpg'],
   ['https://i0.hdslb.com/bfs/a+b.jpg', 'https://i0.hdslb.com/bfs/a+b.jpg'],
   ['https://i0.hdslb.com/bfs/a.jpg?x=1&y=2', 'https://i0.hdslb.com/bfs/a.jpg?x=1&y=2'],
@@ -58,10 +62,11 @@ describe('proxy cover URL: every form plugins write', () => {
   for (const prefix of prefixes) {
     for (const encode of [false, true]) {
       it(`${prefix}<cover> with the cover ${encode ? 'encoded' : 'raw'}`, () => {
-        for (const [cover, expected] of forms) {
+        for (const [cover, expected, suffix] of forms) {
           const written = encode ? encodeURIComponent(cover) : cover;
           const result = ok(parse(prefix, written), `${prefix}${written}`);
           assert.equal(result.url, expected, `${prefix}${written}`);
+          assert.equal(result.suffix?.suffix, suffix, `${prefix}${written}: the suffix`);
           assert.equal(result.video, undefined);
           assert.equal(result.shape, prefix.endsWith('/proxy/') ? 'path' : 'query');
           assert.deepEqual(result.params, noParams(), `${prefix}${written}: no parameters`);
@@ -182,6 +187,20 @@ describe('proxy cover URL: weserv parameters and a raw & after url=', () => {
     assert.equal(ignoredParamsHeader(ok(coverUrlFromProxyRequest('/?url=i0.hdslb.com/x.jpg&default=i0.hdslb.com/d.jpg'), 'd').params), undefined);
     const bad = ok(coverUrlFromProxyRequest('/?url=i0.hdslb.com/x.jpg&w=x&default='), 'bad').params;
     assert.equal(ignoredParamsHeader(bad, ['w', 'default']), 'w, default', 'a bad value is never applied');
+  });
+
+  it('weservVariant: the variant the parameters ask for, with the names it applies', () => {
+    const of = (query: string) => weservVariant(ok(coverUrlFromProxyRequest(`/?url=i0.hdslb.com/x.jpg${query}`), query).params);
+    assert.equal(of(''), undefined, 'no parameters: the stored cover itself');
+    assert.equal(of('&default=i0.hdslb.com/d.jpg&n=-1&w=abc'), undefined, 'default, others and bad values make no variant');
+    assert.deepEqual(of('&w=200&h=100'), { request: { w: 200, h: 100, fit: 'inside' }, applied: ['w', 'h'], byAccept: true }, "weserv's default fit: inside");
+    assert.deepEqual(of('&w=300&fit=cover&output=jpg&q=70'), { request: { w: 300, fit: 'cover', format: 'jpeg', quality: 70 }, applied: ['w', 'fit', 'output', 'q'], byAccept: false });
+    assert.deepEqual(of('&output=avif'), { request: { fit: 'inside', format: 'avif' }, applied: ['output'], byAccept: false });
+    assert.deepEqual(of('&w=100&dpr=8')?.request, { w: 100, dpr: 3, fit: 'inside' }, 'dpr past 3 is applied as 3');
+    assert.deepEqual(of('&w=100&dpr=0.5')?.request, { w: 100, dpr: 1, fit: 'inside' }, 'dpr below 1 as 1');
+    assert.deepEqual(of('&w=100&dpr=1.555')?.request, { w: 100, dpr: 1.56, fit: 'inside' }, 'two decimals');
+    const given = ok(coverUrlFromProxyRequest('/?url=i0.hdslb.com/x.jpg&w=200&h=100&fit=cover&n=-1&we'), 'given').params;
+    assert.equal(ignoredParamsHeader(given, weservVariant(given)?.applied), 'n', 'only what was not applied is named');
   });
 });
 

@@ -1,5 +1,5 @@
 /**
- * Only what `/ws` would fetch is fetched through the proxy (SPEC §14): an image
+ * Only what `/ws` would fetch is fetched through the proxy: an image
  * URL on `--allow-hosts`, or a bilibili video page. Everything else is
  * `not_allowed` before any connection is made. On top of `/ws`'s rules, a host
  * that is a private address literal (or `localhost`) is refused here unless

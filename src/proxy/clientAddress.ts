@@ -1,5 +1,5 @@
 /**
- * Which client a request comes from (SPEC §14): the socket's peer, unless the
+ * Which client a request comes from: the socket's peer, unless the
  * peer is a reverse proxy named by `--trust-proxy`; then the right-most entry
  * of `X-Forwarded-For` that is not itself a trusted proxy. Entries to the left
  * of it were written by the client (or whoever it claims to be) and are never

@@ -1,5 +1,5 @@
 /**
- * The cover URL of a proxy request (SPEC §14): blogs write `<prefix><cover URL>`
+ * The cover URL of a proxy request: blogs write `<prefix><cover URL>`
  * by string concatenation, with the prefix `…/?url=` or `…/proxy/`, the cover
  * encoded with `encodeURIComponent` or not, and in any of the forms plugins
  * produce. `coverUrlFromProxyRequest` turns the raw request target (path and
@@ -16,8 +16,11 @@
  *   (a scheme and a host never do): then it is decoded, again while that stays
  *   true (a cover encoded twice), at most three times. A raw URL is not decoded:
  *   its own `%20` stays as it is. A `+` is a plus, never a space;
- * - a bilibili processing suffix (`…/abc.jpg@220w_280h.webp`) is part of the
- *   URL: until sizes and formats exist it is fetched as the CDN serves it;
+ * - a bilibili processing suffix (`…/abc.jpg@220w_280h.webp`) that can be read
+ *   (src/proxy/bilibiliSuffix.ts) names a variant of the URL without it: `url`
+ *   is then that URL (what is checked, downloaded and stored) and `suffix` says
+ *   what size and format to make of it. One that cannot be read stays part of
+ *   the URL, fetched as the CDN serves it;
  * - a bilibili video page (`https://www.bilibili.com/video/BV…`) is recognised
  *   (`video`): the service resolves it as for `/ws`.
  *
@@ -40,6 +43,8 @@
  */
 import { classifyUrl } from '../fetch/urlRules.js';
 import type { VideoRef } from '../fetch/urlRules.js';
+import { readBilibiliSuffix } from './bilibiliSuffix.js';
+import type { BilibiliSuffix } from './bilibiliSuffix.js';
 import { addWeservParam, noParams } from './weserv.js';
 import type { WeservParams } from './weserv.js';
 
@@ -61,8 +66,13 @@ export interface ProxyError {
 
 export interface ProxyCover {
   ok: true;
-  /** The normalised cover URL (`URL.href`): the key the cover is stored under. */
+  /**
+   * The normalised cover URL (`URL.href`): the key the cover is stored under.
+   * Without the bilibili suffix when there is a readable one.
+   */
   url: string;
+  /** A readable bilibili suffix the URL was given with (removed from `url`): the variant asked. */
+  suffix: BilibiliSuffix | undefined;
   /** Set when `url` is a bilibili video page, resolved to its cover as on `/ws`. */
   video: VideoRef | undefined;
   /** The weserv parameters given with it. */
@@ -155,8 +165,10 @@ export function normaliseCoverValue(value: string): { ok: true; url: URL } | Pro
 
 /** A successful parse, with the video page recognised. */
 function cover(url: URL, params: WeservParams, shape: ProxyCover['shape']): ProxyCover {
-  const kind = classifyUrl(url.href, []);
-  return { ok: true, url: url.href, video: kind.kind === 'video' ? kind : undefined, params, shape };
+  const suffix = readBilibiliSuffix(url.href);
+  const href = suffix === undefined ? url.href : suffix.base;
+  const kind = classifyUrl(href, []);
+  return { ok: true, url: href, suffix, video: kind.kind === 'video' ? kind : undefined, params, shape };
 }
 
 /** Splits `name=value` (the name percent-decoded); `hasValue` false for a part without `=`. */

@@ -2,10 +2,14 @@ export { coverUrlFromProxyRequest, normaliseCoverUrl, normaliseCoverValue, MAX_C
 export type { ProxyCover, ProxyCoverResult, ProxyError, ProxyErrorCode } from './coverUrl.js';
 export { checkProxyCover, defaultRedirect } from './allowed.js';
 export type { ProxyPermission, ProxyRules } from './allowed.js';
-export { addWeservParam, fitValues, givenParams, ignoredParamsHeader, isWeservParam, noParams, outputValues, recognisedParams, weservParamNames } from './weserv.js';
-export type { Fit, Output, RecognisedParam, WeservParams } from './weserv.js';
+export { addWeservParam, fitValues, givenParams, ignoredParamsHeader, isWeservParam, noParams, outputValues, recognisedParams, variantParams, weservParamNames, weservVariant } from './weserv.js';
+export type { Fit, Output, RecognisedParam, WeservParams, WeservVariant } from './weserv.js';
+export { MAX_SUFFIX_SIDE, readBilibiliSuffix, suffixSpec, suffixVariantRequest } from './bilibiliSuffix.js';
+export type { BilibiliSuffix, SuffixFormat, SuffixRequest } from './bilibiliSuffix.js';
 export { BUILT_IN_PLACEHOLDER, builtInPlaceholder, loadPlaceholderFile, NO_PLACEHOLDER, preparePlaceholder } from './placeholder.js';
 export type { PlaceholderImage } from './placeholder.js';
 export { clientKey, ProxyRateLimiter, RATE_WINDOW_SECONDS } from './rateLimit.js';
 export type { ProxyRateLimiterOptions, RateDecision } from './rateLimit.js';
 export { clientAddress, parseAddress, TrustedProxies } from './clientAddress.js';
+export { SuffixChecks } from './suffixChecks.js';
+export type { SuffixChecksDeps, SuffixRenders } from './suffixChecks.js';

@@ -1,5 +1,5 @@
 /**
- * The image a proxy request gets when its cover cannot be had (SPEC §14): a
+ * The image a proxy request gets when its cover cannot be had: a
  * clean box rather than a broken image. `--placeholder` is one of:
  *
  * - `built-in` (the default): a neutral light grey 320×200 (16:10) PNG, made

@@ -1,5 +1,5 @@
 /**
- * How much work one client may start through the proxy (SPEC §14): at most
+ * How much work one client may start through the proxy: at most
  * `--proxy-rate` downloads (and renders) per 10 minutes per client address.
  * Answers from stored covers are never counted; the route calls `take` only
  * when a request is about to start work.

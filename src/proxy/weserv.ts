@@ -1,7 +1,17 @@
 /**
- * The weserv parameters of a proxy request (SPEC §14): the ones blog plugins
- * send to `images.weserv.nl`, read and validated here so that the route only
- * has to decide which it applies.
+ * The weserv parameters of a proxy request: the ones blog plugins send to
+ * `images.weserv.nl`, read and validated here, and turned into the variant
+ * they ask for (`weservVariant`).
+ *
+ * - Applied: `w`, `h`, `dpr`, `fit`, `output` and `q` make a variant of the
+ *   cover through the render core, as `/covers/<path>?w=&h=&fit=&f=&dpr=`
+ *   does: `w` rounded up to `--widths`, never past the original, `dpr`
+ *   multiplying first (at most 3: a larger one is applied as 3), the format by
+ *   `output`, else by `Accept` among `--formats` (the answer then varies by
+ *   `Accept`), else the original's own. One difference keeps weserv's meaning:
+ *   without `fit`, `w` with `h` fits inside the box (weserv's default), where
+ *   `/covers` crops to fill it.
+ * - `default` is honoured by the route (a redirect when the cover cannot be had).
  *
  * - Recognised and validated: `w`, `h` (whole numbers 1–10000), `dpr` (a number
  *   above 0, at most 8), `fit` (`cover`, `contain`, `inside`, `outside`, `fill`),
@@ -141,13 +151,45 @@ export function givenParams(params: WeservParams): string[] {
   return [...given, ...params.invalid.filter((name) => !given.includes(name)), ...params.other];
 }
 
+/** The parameters that make a variant. */
+export const variantParams = ['w', 'h', 'dpr', 'fit', 'output', 'q'] as const;
+
+/** What a request's weserv parameters ask of the render core. */
+export interface WeservVariant {
+  /** The render core's request values (`specFromRequest`). */
+  request: { w?: number; h?: number; dpr?: number; fit: Fit; format?: string; quality?: number };
+  /** The names of the parameters it applies (for `ignoredParamsHeader`). */
+  applied: string[];
+  /** True when no `output` is given: the format is chosen by `Accept` (the answer varies by it). */
+  byAccept: boolean;
+}
+
+/**
+ * The variant the parameters ask for, or undefined when none of `w`, `h`,
+ * `dpr`, `fit`, `output`, `q` is given with a usable value (the stored cover
+ * itself is the answer). `dpr` is at most 3 (larger is applied as 3, below 1
+ * as 1, to two decimals); `fit` is weserv's default, `inside`, when not given.
+ */
+export function weservVariant(params: WeservParams): WeservVariant | undefined {
+  const applied: string[] = variantParams.filter((name) => params[name] !== undefined);
+  if (applied.length === 0) return undefined;
+  const request: WeservVariant['request'] = { fit: params.fit ?? 'inside' };
+  if (params.w !== undefined) request.w = params.w;
+  if (params.h !== undefined) request.h = params.h;
+  if (params.dpr !== undefined) request.dpr = Math.round(Math.min(3, Math.max(1, params.dpr)) * 100) / 100;
+  if (params.output !== undefined) request.format = params.output === 'jpg' ? 'jpeg' : params.output;
+  if (params.q !== undefined) request.quality = params.q;
+  return { request, applied, byAccept: params.output === undefined };
+}
+
 /**
  * The value of `X-Coverhelper-Ignored`: the names of the parameters given but
  * not applied, comma-separated (`w, h, fit`), or `undefined` when there are
  * none (then the header is not sent). `applied` names the ones the answer did
- * apply (none until sizes and formats exist). `default` is honoured by the
- * route itself (a redirect when the cover cannot be had), so it is named only
- * when its value was bad. A bad value is never applied.
+ * apply (`weservVariant`'s `applied` when a variant was answered; none for the
+ * stored cover itself or a bilibili suffix's variant). `default` is honoured
+ * by the route itself (a redirect when the cover cannot be had), so it is
+ * named only when its value was bad. A bad value is never applied.
  */
 export function ignoredParamsHeader(params: WeservParams, applied: Iterable<string> = []): string | undefined {
   const done = new Set(applied);

@@ -1,5 +1,5 @@
 /**
- * The proxy prefix (SPEC §14): `GET|HEAD /?url=<cover URL>` and
+ * The proxy prefix: `GET|HEAD /?url=<cover URL>` and
  * `/proxy/<cover URL>`, the shapes static blogs' plugins write as
  * `<prefix><cover URL>` into `<img src>` or a CSS background.
  *
@@ -23,8 +23,20 @@
  *                      `X-Coverhelper-Error: <code>`); with `--placeholder none`
  *                      502 `{"code","message"}`
  *
- * weserv's parameters are read (src/proxy/weserv.ts); until sizes and formats
- * exist the stored cover is answered and `X-Coverhelper-Ignored` names them.
+ *   a variant         weserv's `w`, `h`, `dpr`, `fit`, `output`, `q`
+ *                      (src/proxy/weserv.ts: rounded to `--widths`, format by
+ *                      `output` or `Accept` with `Vary: Accept`) or a readable
+ *                      bilibili suffix (src/proxy/bilibiliSuffix.ts: exact
+ *                      sizes; the cover is the URL without it): the cover is
+ *                      found or waited for as above, then its variant is asked
+ *                      of the render supervisor (rendered once; a render this
+ *                      request would start counts against `--proxy-rate` too),
+ *                      answered with the same cache headers; a render that
+ *                      fails is a cover that cannot be had. Variant bytes are
+ *                      held like covers', by their stored path.
+ *
+ * `X-Coverhelper-Ignored` names the parameters given and not applied. Without
+ * size or format parameters the answer is the stored cover itself.
  * `GET /` without `url` is the service's home page.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -34,13 +46,25 @@ import type { Clock } from '../clock.js';
 import type { Config } from '../config.js';
 import { retryAfterHeader, sendError } from '../http/index.js';
 import type { Logger } from '../logger.js';
-import { checkProxyCover, clientAddress, clientKey, coverUrlFromProxyRequest, defaultRedirect, ignoredParamsHeader, ProxyRateLimiter, TrustedProxies } from '../proxy/index.js';
-import type { PlaceholderImage, WeservParams } from '../proxy/index.js';
+import { CoverError } from '../errors.js';
+import { specFromRequest, VariantRequestError, variantKey } from '../images/variants.js';
+import type { OriginalInfo, VariantFormat, VariantSpec } from '../images/variants.js';
+import { checkProxyCover, clientAddress, clientKey, coverUrlFromProxyRequest, defaultRedirect, ignoredParamsHeader, ProxyRateLimiter, suffixSpec, TrustedProxies, weservVariant } from '../proxy/index.js';
+import type { PlaceholderImage, ProxyCover, WeservParams } from '../proxy/index.js';
+import { variantPathOf } from '../store/index.js';
 import type { CoverIndex, CoverRow } from '../store/index.js';
 import { CoverBytes } from './coverBytes.js';
 import type { CachedCover } from './coverBytes.js';
-import { notModified, serveCover } from './coverRoute.js';
+import { contentTypeOf, notModified, serveCover } from './coverRoute.js';
 import type { Door } from './doorRoute.js';
+
+/** The render supervisor, as the proxy uses it (the service's `Renders`). */
+export interface ProxyRenders {
+  /** Whether asking for this variant now would start a render (not on disk, not in flight): counted against --proxy-rate. */
+  wouldStart(coverPath: string, spec: VariantSpec): Promise<boolean> | boolean;
+  /** The variant's stored path, rendered once if missing (concurrent callers share one render); rejects with a CoverError. */
+  variant(coverPath: string, spec: VariantSpec, signal?: AbortSignal): Promise<{ path: string }>;
+}
 
 export interface ProxyRouteDeps {
   config: Pick<Config, 'proxy' | 'allowHosts' | 'allowPrivateNetwork' | 'proxyMaxAge' | 'proxyRate' | 'trustProxy' | 'coversDir'>;
@@ -48,6 +72,12 @@ export interface ProxyRouteDeps {
   /** Whether asking for the URL now would start a download (not in flight here, no remembered failure). */
   wouldStart: (url: string) => boolean;
   door: Pick<Door, 'answerWithin' | 'askerFor'>;
+  /**
+   * Sizes and formats: the render supervisor, `--widths` and `--formats`.
+   * Without it, weserv's size and format parameters are not applied (named in
+   * `X-Coverhelper-Ignored`) and a bilibili suffix is answered with its base cover.
+   */
+  variants?: { renders: ProxyRenders; widths: readonly number[]; formats: readonly VariantFormat[] };
   /** The image answered when a cover cannot be had; null for `--placeholder none`. */
   placeholder: PlaceholderImage | null;
   /** `GET /` without `url`. */
@@ -64,10 +94,27 @@ function urlPath(path: string): string {
   return path.split('/').map(encodeURIComponent).join('/');
 }
 
+/** A variant a request asks for: from a bilibili suffix or from weserv's parameters. */
+interface VariantAsk {
+  /** The spec for a stored cover's original (throws `VariantRequestError` for values that cannot be made). */
+  specFor(original: OriginalInfo, accept: string | undefined): VariantSpec;
+  /** Headers every answer to it carries: `X-Coverhelper-Ignored` for what is not applied, `Vary: Accept` when the format follows it. */
+  headers: Record<string, string>;
+}
+
+type Failure = { code: string; message: string; retryAt?: string | undefined };
+
+/** What a stored cover's original is, for a spec: its size and format (the cover's own for covers stored before originals were kept). */
+export function originalOf(row: CoverRow): OriginalInfo {
+  const width = row.originalWidth ?? row.width;
+  const height = row.originalHeight ?? row.height;
+  return { width, height, format: contentTypeOf(row.originalPath ?? row.path) };
+}
+
 export class ProxyRoute {
   private readonly limiter: ProxyRateLimiter;
   private readonly trusted: TrustedProxies;
-  /** The bytes of covers answered lately (bounded): a stored cover asked again is answered from memory. */
+  /** The bytes of covers and variants answered lately (bounded), by stored path: one asked again is answered from memory. */
   private readonly recent: CoverBytes;
   private readonly cacheControl: string;
 
@@ -87,6 +134,8 @@ export class ProxyRoute {
     if (!parsed.ok) return sendError(res, parsed.code === 'not_allowed' ? 403 : 400, parsed.code, parsed.message);
     const allowed = checkProxyCover(parsed.url, config);
     if (!allowed.ok) return sendError(res, 403, 'not_allowed', `not fetched through this proxy: ${allowed.message}`);
+    const ask = this.variantAsk(parsed);
+    if (ask !== undefined) return this.serveVariant(req, res, parsed.url, parsed.params, ask);
     const { url, params } = parsed;
     const ignored = ignoredParamsHeader(params);
     const headers: Record<string, string> = ignored === undefined ? {} : { 'x-coverhelper-ignored': ignored };
@@ -100,23 +149,114 @@ export class ProxyRoute {
     if (stored !== undefined && remembered === undefined) this.deps.reresolve?.consider(stored);
     if (stored !== undefined) return this.bytes(req, res, stored.path, headers, params);
 
-    // The client: the peer, or behind a --trust-proxy peer the forwarded address (its rate and its turn at the workers).
-    const client = clientKey(clientAddress(req.socket.remoteAddress, req.headers['x-forwarded-for'], this.trusted));
-    if (this.deps.wouldStart(url)) {
-      const decision = this.limiter.take(client);
-      if (!decision.allowed) {
-        this.deps.logger.debug('proxy download refused: the client address is over --proxy-rate', { client });
-        return sendError(res, 429, 'too_many_requests', `this address may start ${config.proxyRate} downloads per 10 minutes (--proxy-rate); stored covers are not limited`, {
-          'retry-after': String(decision.retryAfterSeconds),
-          ...headers,
-        });
-      }
-    }
+    const client = this.clientOf(req);
+    if (this.deps.wouldStart(url) && !this.take(res, client, 'downloads', headers)) return;
     const result = await this.deps.door.answerWithin(url, this.deps.door.askerFor(req, res, 'proxy', `addr:${client}`));
     if (result?.status === 'ok' && result.path !== undefined) return this.bytes(req, res, result.path, headers, params);
-    const failure = this.failureOf(result);
-    return this.cannotBeHad(req, res, params, failure, headers);
+    return this.cannotBeHad(req, res, params, this.failureOf(result), headers);
   };
+
+  /** The variant a request asks for, or undefined for the stored cover itself (no suffix, no size or format parameter, or no render supervisor). */
+  private variantAsk(parsed: ProxyCover): VariantAsk | undefined {
+    const variants = this.deps.variants;
+    if (variants === undefined) return undefined;
+    const { suffix, params } = parsed;
+    if (suffix !== undefined) {
+      // The suffix names the variant: weserv's size and format parameters beside it are not applied.
+      const ignored = ignoredParamsHeader(params);
+      return { specFor: (original) => suffixSpec(suffix.request, original), headers: ignored === undefined ? {} : { 'x-coverhelper-ignored': ignored } };
+    }
+    // The common case, the stored cover itself, allocates nothing here.
+    if (params.w === undefined && params.h === undefined && params.dpr === undefined && params.fit === undefined && params.output === undefined && params.q === undefined) return undefined;
+    const weserv = weservVariant(params);
+    if (weserv === undefined) return undefined;
+    const ignored = ignoredParamsHeader(params, weserv.applied);
+    return {
+      specFor: (original, accept) => specFromRequest(weserv.request, original, { widths: variants.widths, formats: variants.formats, accept, round: true }),
+      headers: { ...(ignored === undefined ? {} : { 'x-coverhelper-ignored': ignored }), ...(weserv.byAccept ? { vary: 'Accept' } : {}) },
+    };
+  }
+
+  /**
+   * A variant of the cover at `url`: the cover is found (or checked and waited
+   * for, as for the cover itself), then its variant is answered, rendered once
+   * if it is not there yet. A download and a render the request would start
+   * each count against its client's `--proxy-rate`.
+   */
+  private async serveVariant(req: IncomingMessage, res: ServerResponse, url: string, params: WeservParams, ask: VariantAsk): Promise<void> {
+    const { headers } = ask;
+    const accept = req.headers.accept;
+    // The hot path, as for covers: the index row in memory, the variant's bytes held.
+    const remembered = this.deps.covers.findInMemory([url], { touch: true })[0];
+    if (remembered !== undefined) {
+      this.deps.reresolve?.consider(remembered);
+      const spec = this.specOf(remembered, ask, accept);
+      const held = spec === undefined ? undefined : this.recent.peek(variantPathOf(remembered.path, spec));
+      if (held !== undefined) return this.send(req, res, held, headers);
+    }
+    let row = remembered ?? (await this.deps.covers.findMany([url], { touch: true })).get(url);
+    if (row !== undefined && remembered === undefined) this.deps.reresolve?.consider(row);
+    const client = this.clientOf(req);
+    if (row === undefined) {
+      if (this.deps.wouldStart(url) && !this.take(res, client, 'downloads', headers)) return;
+      const result = await this.deps.door.answerWithin(url, this.deps.door.askerFor(req, res, 'proxy', `addr:${client}`));
+      if (result?.status !== 'ok' || result.path === undefined) return this.cannotBeHad(req, res, params, this.failureOf(result), headers);
+      row = (await this.deps.covers.findMany([url], { touch: false })).get(url);
+      if (row === undefined) return this.cannotBeHad(req, res, params, { code: 'file_missing', message: 'the cover was removed meanwhile; ask again to download it' }, headers);
+    }
+    const spec = this.specOf(row, ask, accept);
+    if (spec === undefined) {
+      // Values no variant can be made of (a spec past the render core's limits): the cover itself, every parameter named.
+      const ignored = ignoredParamsHeader(params);
+      return this.bytes(req, res, row.path, ignored === undefined ? {} : { 'x-coverhelper-ignored': ignored }, params);
+    }
+    const held = this.recent.peek(variantPathOf(row.path, spec));
+    if (held !== undefined) return this.send(req, res, held, headers);
+    const renders = this.deps.variants!.renders;
+    if ((await renders.wouldStart(row.path, spec)) && !this.take(res, client, 'renders', headers)) return;
+    const controller = new AbortController();
+    const abort = () => controller.abort();
+    res.once('close', abort);
+    let made: { path: string };
+    try {
+      made = await renders.variant(row.path, spec, controller.signal);
+    } catch (error) {
+      if (res.closed) return;
+      const failure = error instanceof CoverError ? { code: error.code, message: error.message } : { code: 'internal_error', message: 'the variant could not be made' };
+      this.deps.logger.warn('proxy variant not made', { url, variant: variantKey(spec), code: failure.code, message: failure.message });
+      return this.cannotBeHad(req, res, params, failure, headers);
+    } finally {
+      res.off('close', abort);
+    }
+    return this.bytes(req, res, made.path, headers, params);
+  }
+
+  /** The spec `ask` makes of the cover in `row`, or undefined when its values cannot be made. */
+  private specOf(row: CoverRow, ask: VariantAsk, accept: string | undefined): VariantSpec | undefined {
+    try {
+      return ask.specFor(originalOf(row), accept);
+    } catch (error) {
+      if (error instanceof VariantRequestError || error instanceof RangeError) return undefined;
+      throw error;
+    }
+  }
+
+  /** The client: the peer, or behind a --trust-proxy peer the forwarded address (its rate and its turn at the workers). */
+  private clientOf(req: IncomingMessage): string {
+    return clientKey(clientAddress(req.socket.remoteAddress, req.headers['x-forwarded-for'], this.trusted));
+  }
+
+  /** Counts one start (a download or a render) for `client`; past `--proxy-rate` answers 429 and returns false. */
+  private take(res: ServerResponse, client: string, what: 'downloads' | 'renders', headers: Record<string, string>): boolean {
+    const decision = this.limiter.take(client);
+    if (decision.allowed) return true;
+    this.deps.logger.debug(`proxy ${what === 'downloads' ? 'download' : 'render'} refused: the client address is over --proxy-rate`, { client });
+    sendError(res, 429, 'too_many_requests', `this address may start ${this.deps.config.proxyRate} downloads and renders per 10 minutes (--proxy-rate); stored covers are not limited`, {
+      'retry-after': String(decision.retryAfterSeconds),
+      ...headers,
+    });
+    return false;
+  }
 
   private async bytes(req: IncomingMessage, res: ServerResponse, path: string, extra: Record<string, string>, params: WeservParams): Promise<void> {
     const cacheControl = { 'cache-control': this.cacheControl, ...extra };
@@ -138,14 +278,14 @@ export class ProxyRoute {
     res.end(req.method === 'HEAD' ? undefined : cover.body);
   }
 
-  private failureOf(result: CheckResult | undefined): { code: string; message: string; retryAt?: string | undefined } {
+  private failureOf(result: CheckResult | undefined): Failure {
     if (result === undefined) return { code: 'tle', message: 'no answer within --time-limit; try again' };
     if (result.status === 'skipped') return { code: 'not_allowed', message: result.reason ?? 'not fetched' };
     return { code: result.error?.code ?? 'network', message: result.error?.message ?? 'failed', retryAt: result.retryAt };
   }
 
   /** A cover that cannot be had: `default=`, the placeholder, or 502 JSON. */
-  private cannotBeHad(req: IncomingMessage, res: ServerResponse, params: WeservParams, failure: { code: string; message: string; retryAt?: string | undefined }, headers: Record<string, string>): void {
+  private cannotBeHad(req: IncomingMessage, res: ServerResponse, params: WeservParams, failure: Failure, headers: Record<string, string>): void {
     const noStore = { 'cache-control': 'no-store', 'x-coverhelper-error': failure.code, ...headers };
     const target = defaultRedirect(params.default, this.deps.config);
     if (target !== undefined) {

@@ -14,10 +14,15 @@ export interface Hit {
   status: number;
 }
 
-/** An origin that serves /img/<name>.jpg after `delayMs` (and after what `hold` returns), and refuses while `refuse` says so. */
+/** An origin that serves /img/<name>.jpg (64×40, or `size`) after `delayMs` (and after what `hold` returns), and refuses while `refuse` says so. */
 export async function countingOrigin(
   t: TestContext,
-  options: { delayMs?: number; refuse?: (hit: number) => { status: number; headers?: Record<string, string> } | undefined; hold?: (hit: number) => Promise<void> | undefined } = {},
+  options: {
+    delayMs?: number;
+    refuse?: (hit: number) => { status: number; headers?: Record<string, string> } | undefined;
+    hold?: (hit: number) => Promise<void> | undefined;
+    size?: { width: number; height: number };
+  } = {},
 ) {
   const hits: Hit[] = [];
   let open = 0;
@@ -43,7 +48,7 @@ export async function countingOrigin(
       res.writeHead(404).end();
       return;
     }
-    void makeImage(m[1]!, 'jpeg', 64, 40).then(async (body) => {
+    void makeImage(m[1]!, 'jpeg', options.size?.width ?? 64, options.size?.height ?? 40).then(async (body) => {
       await options.hold?.(number);
       if (options.delayMs) await new Promise((resolve) => setTimeout(resolve, options.delayMs));
       served.set(url.pathname, (served.get(url.pathname) ?? 0) + 1);

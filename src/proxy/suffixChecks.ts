@@ -1,0 +1,98 @@
+/**
+ * bilibili suffixes on `/ws` and the door (`POST /api/check`, `GET /c/…`): a
+ * URL asked with a readable suffix (`…/abc.jpg@220w_280h.webp`, read by
+ * `readBilibiliSuffix`) is checked as the URL without it, so every suffix of a
+ * cover shares its one download and its stored cover, and its `ok` answer
+ * names the variant the suffix asks for, rendered once by the render
+ * supervisor: `coverUrl` is `…/covers/<variant path>` (variant files are
+ * served as plain paths) and `path` that path. The answer's `url` is the URL
+ * as asked.
+ *
+ * A variant that cannot be made (the original missing, a render failing) is
+ * an `error` answer with the render's code. A URL without `@` costs one
+ * `includes` per URL: a check without suffixes goes straight to the checks
+ * it wraps.
+ */
+import type { CheckResult, CoverChecks } from '../checks/index.js';
+import { coverUrl } from '../checks/checkCovers.js';
+import { CoverError } from '../errors.js';
+import type { OriginalInfo, VariantSpec } from '../images/variants.js';
+import type { Logger } from '../logger.js';
+import type { CoverIndex, CoverRow } from '../store/index.js';
+import type { Asker } from '../../machines/flights.js';
+import { readBilibiliSuffix, suffixSpec } from './bilibiliSuffix.js';
+import type { BilibiliSuffix } from './bilibiliSuffix.js';
+
+/** The render supervisor, as suffixes use it (the service's `Renders`). */
+export interface SuffixRenders {
+  variant(coverPath: string, spec: VariantSpec, signal?: AbortSignal): Promise<{ path: string }>;
+}
+
+export interface SuffixChecksDeps {
+  /** The checks wrapped (the service's `CoverChecks`). */
+  checks: Pick<CoverChecks, 'check' | 'leave'>;
+  covers: Pick<CoverIndex, 'findMany'>;
+  renders: SuffixRenders;
+  /** Base of the cover URLs, ending in `/` (as the wrapped checks make them). */
+  publicUrl: () => string;
+  /** The original's size and format for a stored row. */
+  originalOf: (row: CoverRow) => OriginalInfo;
+  logger: Logger;
+}
+
+export class SuffixChecks {
+  constructor(private readonly deps: SuffixChecksDeps) {}
+
+  leave(asker: Asker): void {
+    this.deps.checks.leave(asker);
+  }
+
+  async check(urls: readonly string[], onWaited: (index: number, result: CheckResult) => void = () => {}, asker?: Asker): Promise<CheckResult[]> {
+    let suffixes: (BilibiliSuffix | undefined)[] | undefined;
+    for (let i = 0; i < urls.length; i++) {
+      if (!urls[i]!.includes('@')) continue;
+      const suffix = readBilibiliSuffix(urls[i]!);
+      if (suffix !== undefined) (suffixes ??= new Array<BilibiliSuffix | undefined>(urls.length))[i] = suffix;
+    }
+    if (suffixes === undefined) return this.deps.checks.check(urls, onWaited, asker);
+    const found = suffixes;
+    const asked = urls.map((url, i) => found[i]?.base ?? url);
+    // A position answered while the check runs is turned into its variant then; the others once it returns.
+    const made = new Map<number, Promise<CheckResult>>();
+    const variantAt = (index: number, result: CheckResult) => {
+      let pending = made.get(index);
+      if (pending === undefined) {
+        pending = this.variantAnswer(urls[index]!, found[index]!, result);
+        made.set(index, pending);
+      }
+      return pending;
+    };
+    const results = await this.deps.checks.check(
+      asked,
+      (index, result) => {
+        if (found[index] === undefined) return onWaited(index, result);
+        void variantAt(index, result).then((answer) => onWaited(index, answer));
+      },
+      asker,
+    );
+    return Promise.all(results.map((result, index) => (found[index] === undefined ? Promise.resolve(result) : variantAt(index, result))));
+  }
+
+  /** The answer for `url`, asked with `suffix`, from its base URL's answer. */
+  private async variantAnswer(url: string, suffix: BilibiliSuffix, result: CheckResult): Promise<CheckResult> {
+    if (result.status !== 'ok' || result.path === undefined) return { ...result, url };
+    const row = (await this.deps.covers.findMany([suffix.base], { touch: false })).get(suffix.base);
+    if (row === undefined || row.path !== result.path) {
+      return { url, status: 'error', error: { code: 'file_missing', message: 'the cover was replaced or removed while its variant was asked; ask again' } };
+    }
+    try {
+      const spec = suffixSpec(suffix.request, this.deps.originalOf(row));
+      const variant = await this.deps.renders.variant(row.path, spec);
+      return { ...result, url, path: variant.path, coverUrl: coverUrl(this.deps.publicUrl(), variant.path) };
+    } catch (error) {
+      const failure = error instanceof CoverError ? { code: error.code, message: error.message } : { code: 'internal_error', message: 'the variant could not be made' };
+      this.deps.logger.warn('suffix variant not made', { url, code: failure.code, message: failure.message });
+      return { url, status: 'error', error: failure };
+    }
+  }
+}
