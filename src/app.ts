@@ -352,9 +352,7 @@ async function startOnPort(config: Config, logger: Logger, clock: Clock, bound: 
   await jobs.expire();
   jobs.start();
   // The start line names what an operator checks first: the version and the settings that decide what is fetched and who may ask.
-  // Then where the dashboard is and where its token is: what a new operator looks for first.
-  const tokenAt = config.adminToken === undefined ? `the token is in ${path.join(config.dataDir, ADMIN_TOKEN_FILE)}` : 'the token is the one given (--admin-token)';
-  logger.info(`listening on ${url} (dashboard: ${url}/admin/, ${tokenAt})`, {
+  logger.info(`listening on ${url}`, {
     version,
     node,
     publicUrl,
@@ -371,7 +369,9 @@ async function startOnPort(config: Config, logger: Logger, clock: Clock, bound: 
     urlKey: config.urlKey === undefined ? 'none (/c/ is off)' : 'set',
     legacyPort: legacy?.port ?? 'off',
   });
-  logger.info(`dashboard at ${url}/admin/`, { proxy: config.proxy === 'off' ? 'off' : `${url}/?url= and ${url}/proxy/` });
+  // Where the dashboard is and where its token is: what a new operator looks for first.
+  const tokenAt = config.adminToken === undefined ? `its token is in ${path.join(config.dataDir, ADMIN_TOKEN_FILE)}` : 'its token is the one given (--admin-token)';
+  logger.info(`dashboard at ${url}/admin/ (${tokenAt})`, { proxy: config.proxy === 'off' ? 'off' : `${url}/?url= and ${url}/proxy/` });
   if (config.allowPrivateNetwork) logger.warn('--allow-private-network is on: the service fetches from loopback and private addresses (for tests; never in production)');
 
   let stopping: Promise<void> | undefined;

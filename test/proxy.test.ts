@@ -274,6 +274,7 @@ describe('the proxy prefix', () => {
     assert.match(text, /\/ws/);
     assert.match(text, /\?url=/);
     assert.match(text, /\/admin\//);
+    assert.match(text, /--admin-token<\/code>, or, without one, the one generated at the first start into <code>admin-token<\/code> in the data folder/, 'where the token is');
     assert.ok(service.logs.some((line) => /dashboard/.test(line.message) && line.message.includes(`${service.url}/admin/`)));
   });
 

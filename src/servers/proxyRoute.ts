@@ -324,7 +324,7 @@ export function homePage(version: string, serviceUrl: () => string, proxy: Confi
 <li>Blog servers: a WebSocket at <code>${base.replace(/^http/, 'ws')}/ws</code> (check frames), or <code>POST ${base}/api/check</code>.</li>
 ${proxyLines}
 <li>Covers: <code>${base}/covers/…</code>. Health: <a href="/healthz">/healthz</a>. Metrics: <a href="/metrics">/metrics</a>.</li>
-<li>The administrator's dashboard: <a href="/admin/">${base}/admin/</a>.</li>
+<li>The administrator's dashboard: <a href="/admin/">${base}/admin/</a>. Its token is the service's <code>--admin-token</code>, or, without one, the one generated at the first start into <code>admin-token</code> in the data folder (the start line in the log names the file).</li>
 </ul>
 </body></html>
 `;
