@@ -107,7 +107,7 @@ describe('admin token', () => {
     assert.ok(token.length >= 32);
     assert.equal((await stat(file)).mode & 0o777, 0o600);
     assert.ok(first.logs.some((l) => l.file === file), 'the log names the file');
-    assert.ok(first.logs.some((l) => l.message === `dashboard at ${first.url}/admin/ (its token is in ${file})`), 'the start says where the dashboard and its token are');
+    await first.waitForLog((l) => l.message === `dashboard at ${first.url}/admin/ (its token is in ${file})`, 5000);
     assert.ok(!JSON.stringify(first.logs).includes(token), 'the log never holds the token');
     assert.equal((await api(first, 'GET', '/admin/api/tasks', { token })).status, 200);
     assert.equal(await first.stop(), 0);

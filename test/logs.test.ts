@@ -28,7 +28,7 @@ describe('the log', () => {
     t.after(async () => void (await service.stop()));
     const start = service.logs.find((l) => l.message.startsWith('listening on '))!;
     // The next line says where the dashboard is and where its token is (here: given on the command line).
-    assert.ok(service.logs.some((l) => l.message === `dashboard at ${service.url}/admin/ (its token is the one given (--admin-token))`));
+    await service.waitForLog((l) => l.message === `dashboard at ${service.url}/admin/ (its token is the one given (--admin-token))`, 5000);
     assert.equal(start.version, version);
     assert.deepEqual(start.allowHosts, ['127.0.0.1']);
     assert.equal(start.allowPrivateNetwork, true);
