@@ -9,7 +9,9 @@
  * format's default quality):
  * - AVIF at effort 0..9 (sharp's `avif({ effort })`, default 4);
  * - WebP at effort 0..6 (sharp's `webp({ effort })`, default 4);
- * - JPEG (mozjpeg defaults) as the reference line.
+ * - JPEG as the reference line;
+ * each at the quality the render core gives variants (src/images/encode.ts
+ * `QUALITY.variant`: AVIF 60, WebP 82, JPEG 85 without mozjpeg's trellis).
  * Per setting: wall ms per render, CPU ms per render (this process, all
  * threads: process.cpuUsage), mean bytes, and PSNR against the same resize
  * kept lossless (how much the smaller file gives away). Renders run one at a
@@ -19,6 +21,7 @@
  */
 import sharp from 'sharp';
 import type { Sharp } from 'sharp';
+import { QUALITY } from '../src/images/encode.js';
 import { photoImages, PHOTO_HEIGHT, PHOTO_WIDTH } from './lib/photoImages.js';
 import { num, Report, step } from './lib/report.js';
 import { envNumber, scaled } from './lib/scale.js';
@@ -60,12 +63,12 @@ const raw = (data: Buffer) => sharp(data).removeAlpha().raw().toBuffer();
 
 export const avifSettings: Setting[] = Array.from({ length: 10 }, (_, effort) => ({
   name: `avif effort ${effort}`,
-  encode: (image: Sharp) => image.avif({ effort }),
+  encode: (image: Sharp) => image.avif({ quality: QUALITY.variant.avif, effort }),
   ...(effort === 4 ? { note: "sharp's default" } : {}),
 }));
 export const webpSettings: Setting[] = Array.from({ length: 7 }, (_, effort) => ({
   name: `webp effort ${effort}`,
-  encode: (image: Sharp) => image.webp({ effort }),
+  encode: (image: Sharp) => image.webp({ quality: QUALITY.variant.webp, effort }),
   ...(effort === 4 ? { note: "sharp's default" } : {}),
 }));
 
@@ -74,7 +77,7 @@ runScenario('avifEffort', 30 * 60_000, async () => {
   const count = scaled(envNumber('BENCH_AVIF_IMAGES', 12), 3);
   const { images, made } = await photoImages(count);
   step(`${count} photo-like ${PHOTO_WIDTH}×${PHOTO_HEIGHT} JPEGs (mean ${num(images.reduce((s, i) => s + i.length, 0) / count / 1024, 1)} KB), ${made} made now; sharp ${sharp.versions.sharp}, libvips ${sharp.versions.vips}, aom ${sharp.versions.aom ?? '?'}, libwebp ${sharp.versions.webp ?? '?'}, sharp.concurrency() ${sharp.concurrency()}`);
-  const settings: Setting[] = [{ name: 'jpeg (mozjpeg defaults)', encode: (image) => image.jpeg(), note: 'reference' }, ...webpSettings, ...avifSettings];
+  const settings: Setting[] = [{ name: 'jpeg', encode: (image) => image.jpeg({ quality: QUALITY.variant.jpeg, mozjpeg: false }), note: 'reference' }, ...webpSettings, ...avifSettings];
   const tallies = settings.map((): Tally => ({ wallMs: 0, cpuMs: 0, bytes: 0, psnr: 0, count: 0 }));
 
   // Warm-up: one render of each setting (loads the codecs, fills the allocator).
@@ -105,6 +108,6 @@ runScenario('avifEffort', 30 * 60_000, async () => {
       `CPU ${num(t.cpuMs / n, 1)} ms per render; ${num(t.bytes / n / 1024, 1)} KB; PSNR ${num(t.psnr / n, 2)} dB${setting.note ? `; ${setting.note}` : ''}`,
     );
   }
-  report.note(`Each figure is the mean over ${count} renders of distinct images, one at a time in this process; CPU is process.cpuUsage() (all threads) over each render. Quality is each format's default (AVIF 50, WebP 80, JPEG 80).`);
+  report.note(`Each figure is the mean over ${count} renders of distinct images, one at a time in this process; CPU is process.cpuUsage() (all threads) over each render. Quality is the render core's for variants (AVIF ${QUALITY.variant.avif}, WebP ${QUALITY.variant.webp}, JPEG ${QUALITY.variant.jpeg}).`);
   report.finish();
 });
