@@ -230,6 +230,7 @@ describe('admin HTTP API: what the dashboard asks', () => {
     assert.equal(body.cover.source, 'download');
     assert.match(body.cover.coverUrl as string, /^http:\/\/127\.0\.0\.1:\d+\/covers\//);
     assert.deepEqual(body.timeline.map((event) => event.status), ['queued', 'downloading', 'ok']);
+    assert.deepEqual([detail.json!.variants, detail.json!.variantsTotal], [[], 0], 'no variant made yet');
     assert.equal((await api(service, 'GET', `/admin/api/task?url=${encodeURIComponent(`${origin.url}/never`)}`)).status, 404);
 
     const summary = await api(service, 'GET', '/admin/api/summary');
