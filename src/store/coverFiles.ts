@@ -156,7 +156,7 @@ function coverSegments(relPath: string): string[] {
  * power cut may lose covers written in its last seconds, which are then
  * downloaded again).
  */
-export async function writeCoverFile(coversDir: string, relPath: string, data: Buffer, signal?: AbortSignal): Promise<void> {
+export async function writeCoverFile(coversDir: string, relPath: string, data: Buffer, signal?: AbortSignal, hooks: { beforeRename?: () => void } = {}): Promise<void> {
   const target = coverSegments(relPath);
   await makeFolder(coversDir, [TEMP_DIR]);
   await makeFolder(coversDir, target.slice(0, -1));
@@ -169,6 +169,7 @@ export async function writeCoverFile(coversDir: string, relPath: string, data: B
       await handle.close();
     }
     signal?.throwIfAborted();
+    hooks.beforeRename?.();
     await moveFile(coversDir, temp, target);
   } catch (error) {
     await removePath(coversDir, temp).catch(() => undefined);
@@ -196,15 +197,21 @@ export async function removeCoverFile(coversDir: string, relPath: string): Promi
 /**
  * Removes a cover's file, the original kept beside it (`originalPathOf`) and its
  * variants (`variantsFolderOf`); missing files are not errors. The outcome is
- * the cover file's, or `refused` if any removal was. The cover file goes last:
- * a crash part way leaves the cover's path on disk, so the removal is tried
- * again and finds what is left.
+ * the cover file's, or `refused` if any removal was.
+ *
+ * The cover file goes first and the variants folder last: a render that
+ * publishes a variant while this runs either lands before the folder is
+ * removed (and goes with it), or finds the cover's file gone when it looks
+ * after publishing, and removes its variant itself (see `renders.ts`). A crash
+ * part way is finished by the deletion runner, whose record outlives it: each
+ * removal here finds what is left.
  */
 export async function removeCoverFiles(coversDir: string, relPath: string): Promise<RemoveOutcome> {
   if (isVariantPath(relPath)) return removeCoverFile(coversDir, relPath);
-  const original = isOriginalPath(relPath) ? 'absent' : await removeCoverFile(coversDir, originalPathOf(relPath));
-  const variants = isOriginalPath(relPath) ? 'absent' : await removeVariantFiles(coversDir, relPath);
   const outcome = await removeCoverFile(coversDir, relPath);
+  if (isOriginalPath(relPath)) return outcome;
+  const original = await removeCoverFile(coversDir, originalPathOf(relPath));
+  const variants = await removeVariantFiles(coversDir, relPath);
   return original === 'refused' || variants === 'refused' ? 'refused' : outcome;
 }
 

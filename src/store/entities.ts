@@ -46,6 +46,13 @@ export interface CoverRow {
   originalWidth: number | null;
   originalHeight: number | null;
   originalBytes: number | null;
+  /**
+   * Bytes of the variants made from this cover (sizes and formats asked for on
+   * demand, kept beside it), as last counted on disk after a render. Read from
+   * the table (zero when the row's path changes); only `leastRecentlyAsked`
+   * reads it, other rows leave it out.
+   */
+  variantBytes?: number;
 }
 
 /** The task of one URL: its download's status, persisted on every change. */
@@ -120,6 +127,8 @@ export const CoverEntity = new EntitySchema<CoverRow>({
     originalWidth: { name: 'original_width', type: 'integer', nullable: true },
     originalHeight: { name: 'original_height', type: 'integer', nullable: true },
     originalBytes: { name: 'original_bytes', type: 'bigint', nullable: true, transformer: bigintNumber },
+    // Not read unless asked for (`leastRecentlyAsked`): rows elsewhere are the same whichever path read them.
+    variantBytes: { name: 'variant_bytes', type: 'bigint', default: 0, select: false, transformer: bigintNumber },
   },
 });
 
