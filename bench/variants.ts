@@ -120,7 +120,7 @@ async function viaService(service: Service, renders: Render[], firsts: Map<strin
       const { statusCode, headers, body } = await pool.request({ method: 'GET', path: requestPath(render) });
       const data = Buffer.from(await body.arrayBuffer());
       if (statusCode !== 200 || headers['content-type'] !== render.variant.contentType || data.length === 0) {
-        throw new Error(`GET ${requestPath(render)}: HTTP ${statusCode}, ${String(headers['content-type'])}, ${data.length} bytes: ${data.toString('utf8', 0, 200)}`);
+        throw new Error(`GET ${requestPath(render)}: HTTP ${statusCode}, ${String(headers['content-type'])}, ${data.length} bytes${String(headers['content-type']).startsWith('application/json') ? `: ${data.toString('utf8', 0, 300)}` : ''}`);
       }
       if (!firsts.has(render.variant.f)) firsts.set(render.variant.f, data);
     }
