@@ -42,7 +42,7 @@ import { benchRoot } from './lib/paths.js';
 import { photoImages, PHOTO_HEIGHT, PHOTO_WIDTH } from './lib/photoImages.js';
 import { num, ratio, Report, step } from './lib/report.js';
 import { envNumber, scaled } from './lib/scale.js';
-import { mainThreadCpuSeconds, procCpuSeconds, runScenario, startBenchService, stopService, tempDir, track } from './lib/service.js';
+import { mainThreadCpuSeconds, procCpuSeconds, profiling, runScenario, startBenchService, stopService, tempDir, track } from './lib/service.js';
 import type { Service } from './lib/service.js';
 import { median } from './lib/stats.js';
 
@@ -112,6 +112,7 @@ async function viaService(service: Service, renders: Render[], firsts: Map<strin
   const cpu = procCpuSeconds(pid);
   const mainCpu = mainThreadCpuSeconds(pid);
   const benchCpu = benchCpuSeconds();
+  const clock = clockNow();
   const start = performance.now();
   let next = 0;
   const worker = async () => {
@@ -128,6 +129,8 @@ async function viaService(service: Service, renders: Render[], firsts: Map<strin
   await Promise.all(Array.from({ length: IN_FLIGHT }, worker));
   const ms = performance.now() - start;
   const run = { ms, renders: renders.length, cpu: procCpuSeconds(pid) - cpu, mainCpu: mainThreadCpuSeconds(pid) - mainCpu, benchCpu: benchCpuSeconds() - benchCpu };
+  // Under BENCH_PROFILE=1, where the run sits in the service's profile (bench/profileTop.ts --clock).
+  if (profiling()) step(`coverhelper (pid ${pid}): profile window --clock ${clock.toFixed(3)}-${clockNow().toFixed(3)}`);
   await pool.close();
   return run;
 }
@@ -158,6 +161,9 @@ async function viaScript(dir: string, coversDir: string, renders: Render[], conc
   if (run.renders !== renders.length) throw new Error(`variant script: ${run.renders} of ${renders.length}`);
   return run;
 }
+
+/** The monotonic clock V8 stamps profiles with, in seconds. */
+const clockNow = () => Number(process.hrtime.bigint() / 1000n) / 1e6;
 
 const sizeOf = async (file: string) => (await stat(file)).size;
 
