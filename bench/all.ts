@@ -20,7 +20,7 @@ import { log, machineInfo, step } from './lib/report.js';
 import type { SavedReport } from './lib/report.js';
 import { scale } from './lib/scale.js';
 
-const scenarios = ['hotPath', 'herd', 'cold', 'memory', 'startRestore', 'cluster', 'legacy', 'client', 'door', 'jobs', 'proxy'];
+const scenarios = ['hotPath', 'herd', 'cold', 'memory', 'startRestore', 'cluster', 'legacy', 'client', 'door', 'jobs', 'proxy', 'variants'];
 const only = (process.env.BENCH_ONLY ?? '').split(',').filter(Boolean);
 const chosen = only.length > 0 ? scenarios.filter((name) => only.includes(name)) : scenarios;
 

@@ -233,6 +233,7 @@ describe('admin HTTP API: what the dashboard asks', () => {
     // A slow download adds progress events ('downloading' again, with bytes): the steps are these, in this order.
     const steps = body.timeline.map((event) => event.status as string).filter((status, i, all) => status !== all[i - 1]);
     assert.deepEqual(steps, ['queued', 'downloading', 'ok']);
+    assert.deepEqual([detail.json!.variants, detail.json!.variantsTotal], [[], 0], 'no variant made yet');
     assert.equal((await api(service, 'GET', `/admin/api/task?url=${encodeURIComponent(`${origin.url}/never`)}`)).status, 404);
 
     const summary = await api(service, 'GET', '/admin/api/summary');

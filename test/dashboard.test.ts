@@ -8,13 +8,15 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
 import { chromium } from 'playwright-core';
 import type { Browser, Page } from 'playwright-core';
+import sharp from 'sharp';
 import { DASHBOARD_CSP, serveDashboard } from '../src/admin/index.js';
+import { originalPathOf } from '../src/store/index.js';
 import { makeImage, startOrigin } from './helpers/origin.js';
 import type { Origin } from './helpers/origin.js';
 import { root, startService } from './helpers/service.js';
@@ -221,6 +223,53 @@ test('the admin dashboard, in a real browser', { timeout: 240_000 }, async (t) =
     // The stored totals come from the database, not from counters since start.
     await waitForText(page, '[data-total="ok"]', '1');
     await waitForText(page, '[data-total="covers"]', '1');
+  });
+
+  await t.test("a stored cover's detail shows the cover and the variants made of it: size, format, bytes", async () => {
+    const { done } = await client.check('dash-v', [halfUrl]);
+    const coverPath = (done.results as Frame[])[0]?.path as string;
+    assert.ok(coverPath, 'the cover is stored');
+    // Nothing made yet.
+    await page.click(row('finished', halfUrl, ' button.url-button'));
+    await page.waitForSelector('#detail[open] #detail-facts:not([hidden])');
+    await waitForText(page, '#detail-variants', 'none made yet');
+    await page.click('#detail-close');
+    await page.waitForSelector('#detail', { state: 'hidden' });
+    // Three variants, asked for as a page does: each one render of the original kept beside the cover.
+    const coverHref = `${service.url}/covers/${coverPath.split('/').map(encodeURIComponent).join('/')}`;
+    const bytes: number[] = [];
+    for (const query of ['w=160&f=webp', 'w=320&h=320&f=avif', 'w=480&f=jpeg']) {
+      const res = await fetch(`${coverHref}?${query}`);
+      assert.equal(res.status, 200, query);
+      bytes.push((await res.arrayBuffer()).byteLength);
+    }
+    const stored = await readFile(path.join(dir, 'covers', originalPathOf(coverPath)));
+    const meta = await sharp(stored).metadata();
+    const heightAt = (width: number) => Math.round((meta.height * width) / meta.width);
+    await page.click(row('finished', halfUrl, ' button.url-button'));
+    await page.waitForSelector('#detail[open] #detail-variants li');
+    const items = await page.$$eval('#detail-variants li', (lis) => lis.map((li) => (li as unknown as PageElement).textContent ?? ''));
+    const kb = (n: number) => (n < 1024 ? `${n} B` : `${(n / 1024).toFixed(1)} KB`);
+    assert.deepEqual(items, [
+      `480×${heightAt(480)} jpeg · ${kb(bytes[2]!)}`,
+      `320×320 avif · ${kb(bytes[1]!)}`,
+      `160×${heightAt(160)} webp · ${kb(bytes[0]!)}`,
+    ]);
+    // Each links to its file, which is served.
+    const hrefs = await page.$$eval('#detail-variants li a', (links) => links.map((a) => (a as unknown as { href: string }).href));
+    for (const [i, href] of hrefs.entries()) {
+      const res = await fetch(href);
+      assert.equal(res.status, 200, href);
+      assert.equal(Number(res.headers.get('content-length')), bytes[2 - i], href);
+    }
+    // The cover itself is shown beside them.
+    await page.waitForFunction((selector) => {
+      const img = (globalThis as unknown as PageGlobals).document.querySelector(selector);
+      return img !== null && img.complete === true && (img.naturalWidth ?? 0) > 0;
+    }, '#detail-cover img');
+    await shoot('detail-variants');
+    await page.click('#detail-close');
+    await page.waitForSelector('#detail', { state: 'hidden' });
   });
 
   const broken = `${origin.url}/status/404`;

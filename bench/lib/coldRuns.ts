@@ -114,7 +114,7 @@ export async function viaService(t: RunTarget, profileName: string): Promise<Run
 }
 
 /** Waits for a stdout line of `child` matching `pattern`. */
-function lineOf(child: { stdout: NodeJS.ReadableStream }, pattern: RegExp, timeoutMs: number, what: string): Promise<RegExpExecArray> {
+export function lineOf(child: { stdout: NodeJS.ReadableStream }, pattern: RegExp, timeoutMs: number, what: string): Promise<RegExpExecArray> {
   return new Promise((resolve, reject) => {
     let text = '';
     const timer = setTimeout(() => {

@@ -3,7 +3,7 @@
  * token as `Authorization: Bearer …`; without it: 401 and nothing else.
  *
  *   GET    /admin/api/tasks?status=&q=&limit=&offset=  tasks, newest first (q: URL contains)
- *   GET    /admin/api/task?url=                      one task: its row, its cover, its recent changes
+ *   GET    /admin/api/task?url=                      one task: its row, its cover and the variants kept of it, its recent changes
  *   GET    /admin/api/summary                        tasks by status, covers stored
  *   PUT    /admin/api/covers?url=                    body = image bytes → custom cover
  *   DELETE /admin/api/covers?url=                    202; the deletion runner removes it
@@ -31,6 +31,7 @@ import type { ClusterState, CoverIndex, DeletionQueue, JobStore, NodeRow, TaskLe
 import { jobJson } from '../jobs/index.js';
 import type { DeletionRunner } from '../maintenance/index.js';
 import type { TaskHistory } from './taskHistory.js';
+import { coverVariants } from './coverVariants.js';
 import { storeCustomCover } from './customCovers.js';
 import type { CustomCoverDeps } from './customCovers.js';
 import type { TaskStatus } from '../../machines/types.js';
@@ -150,9 +151,13 @@ export function adminApi(deps: AdminApiDeps) {
       const [row, cover] = await Promise.all([deps.tasks.get(target), deps.covers.find(target)]);
       const timeline = deps.history.timeline(target);
       if (!row && !cover && timeline.length === 0) return sendError(res, 404, 'not_found', 'no task or cover for this URL');
+      // The sizes and formats made of the cover on demand (`/covers/<path>?w=&f=`), as stored now.
+      const made = cover ? await coverVariants(deps.config.coversDir, cover.path, deps.publicUrl()) : { variants: [], total: 0 };
       return sendJson(res, 200, {
         task: row ? taskJson(row) : null,
         cover: cover ? { ...cover, coverUrl: coverUrl(deps.publicUrl(), cover.path), createdAt: iso(cover.createdAt), lastAskedAt: iso(cover.lastAskedAt) } : null,
+        variants: made.variants,
+        variantsTotal: made.total,
         timeline,
       });
     },

@@ -35,8 +35,17 @@ export const QUALITY: Record<'variant' | 'original', Record<Exclude<EncodeFormat
   original: { jpeg: 92, webp: 90, avif: 70 },
 };
 
-/** AVIF's encoder effort (0–9, sharp's default 4): CPU per image against bytes. */
-export const AVIF_EFFORT = 4;
+/**
+ * AVIF's encoder effort (0–9, sharp's default 4): CPU per image against bytes.
+ * 3, from the measured cost (docs/BENCHMARKS.md, "AVIF's encoder effort",
+ * `npm run bench:avif`): for a 1146×717 cover made 480 px wide at quality 60,
+ * effort 4 costs about five times the CPU of effort 3 (0.54 s against 0.11 s)
+ * for a file only ~10 % smaller; 5–9 cost more again for almost nothing. At 3
+ * an AVIF variant is still ~16 % smaller than the WebP one at a higher PSNR,
+ * and a page's first view of twenty new covers waits about a second of CPU,
+ * not five.
+ */
+export const AVIF_EFFORT = 3;
 
 /**
  * Encodes a pipeline in `format` at `quality` (1–100; the kind's default when

@@ -139,7 +139,7 @@ const ui = {
   detail: byId('detail', HTMLDialogElement), detailClose: button('detail-close'), detailUrl: elem('detail-url'), detailLoading: elem('detail-loading'),
   detailFacts: elem('detail-facts'), detailStatus: elem('detail-status'), detailAttempts: elem('detail-attempts'), detailError: elem('detail-error'),
   detailNode: elem('detail-node'), detailCreated: elem('detail-created'), detailStarted: elem('detail-started'), detailFinished: elem('detail-finished'),
-  detailBytes: elem('detail-bytes'), detailCover: elem('detail-cover'), detailTimeline: elem('detail-timeline'), detailTimelineEmpty: elem('detail-timeline-empty'),
+  detailBytes: elem('detail-bytes'), detailCover: elem('detail-cover'), detailVariants: elem('detail-variants'), detailTimeline: elem('detail-timeline'), detailTimelineEmpty: elem('detail-timeline-empty'),
   detailRetry: button('detail-retry'), detailCancel: button('detail-cancel'), detailRemove: button('detail-remove'), detailResult: elem('detail-result'),
 };
 
@@ -1707,6 +1707,7 @@ function showDetail(answer) {
   } else {
     ui.detailCover.replaceChildren('none stored');
   }
+  showVariants(answer);
   const items = [];
   for (const value of Array.isArray(answer.timeline) ? answer.timeline : []) {
     const event = normTask(value);
@@ -1728,6 +1729,42 @@ function showDetail(answer) {
   ui.detailTimeline.replaceChildren(...items);
   ui.detailTimelineEmpty.hidden = items.length > 0;
   renderDetailButtons();
+}
+
+/**
+ * The sizes and formats made of the cover on demand, largest first: each a link
+ * to the file, `W×H format · bytes`.
+ * @param {Record<string, unknown>} answer
+ */
+function showVariants(answer) {
+  const list = make('ul', 'variants');
+  for (const value of Array.isArray(answer.variants) ? answer.variants : []) {
+    const v = record(value);
+    const href = safeHref(v?.coverUrl);
+    const format = str(v?.format);
+    if (!v || !href || !format) continue;
+    const width = num(v.width);
+    const height = num(v.height);
+    const size = width !== null ? `${width}×${height ?? '?'}` : 'size unknown';
+    const li = make('li');
+    li.dataset.format = format;
+    const a = make('a', 'mono', `${size} ${format}`);
+    a.href = href;
+    a.target = '_blank';
+    a.rel = 'noopener noreferrer';
+    li.append(a, make('span', 'bytes', ` · ${formatBytes(num(v.bytes))}`));
+    list.append(li);
+  }
+  const shown = list.childElementCount;
+  const total = num(answer.variantsTotal) ?? shown;
+  if (shown === 0) {
+    ui.detailVariants.replaceChildren(answer.cover ? 'none made yet' : '—');
+    return;
+  }
+  /** @type {HTMLElement[]} */
+  const nodes = [list];
+  if (total > shown) nodes.push(make('p', 'hint', `${total - shown} more not shown`));
+  ui.detailVariants.replaceChildren(...nodes);
 }
 
 function renderDetailButtons() {
