@@ -7,7 +7,7 @@ import sharp from 'sharp';
 import { TestClock } from '../src/clock.js';
 import { CoverError } from '../src/errors.js';
 import { decodeBudget } from '../src/images/index.js';
-import { CoverGoneError, Renders, RendersBusyError } from '../src/images/renders.js';
+import { CoverGoneError, Renders, RendersBusyError, TooManyVariantsError } from '../src/images/renders.js';
 import type { RendersDeps } from '../src/images/renders.js';
 import type { VariantSpec } from '../src/images/variants.js';
 import { originalPathOf, removeCoverFiles, variantPathOf, writeCoverFile } from '../src/store/index.js';
@@ -74,7 +74,7 @@ describe('Renders', () => {
     const release = await holdDecodes(t);
     const widths = [160, 240, 320, 480, 640, 960];
     const asks = widths.map((width) => renders.variant(COVER, { width, fit: 'inside', format: 'jpeg' }));
-    await waitUntil(() => renders.counts().running === 2, 'running 2');
+    await waitUntil(() => renders.counts().waiting === 6, 'all asked');
     assert.deepEqual([renders.counts().running, renders.counts().queued, renders.counts().waiting], [2, 4, 6]);
     release();
     const answers = await Promise.all(asks);
@@ -88,13 +88,17 @@ describe('Renders', () => {
   it('an asker that aborts leaves; a render nobody waits for any more is dropped before it starts', async (t) => {
     const { coversDir, renders } = await setup(t, { workers: 1 });
     const release = await holdDecodes(t);
+    // One at a time: each ask looks at the disk first, so their order is set here.
     const first = renders.variant(COVER, webp320);
+    await waitUntil(() => renders.counts().running === 1, 'running 1');
     const controller = new AbortController();
     const second = renders.variant(COVER, { ...webp320, format: 'png' }, controller.signal);
+    await waitUntil(() => renders.counts().queued === 1, 'queued 1');
     const stays = renders.variant(COVER, { ...webp320, format: 'jpeg' });
+    await waitUntil(() => renders.counts().queued === 2, 'queued 2');
     const leaves = new AbortController();
     const third = renders.variant(COVER, { ...webp320, format: 'jpeg' }, leaves.signal);
-    await waitUntil(() => renders.counts().queued === 2, 'queued 2');
+    await waitUntil(() => renders.counts().waiting === 4, 'waiting 4');
     const left = [assert.rejects(second, /the page was closed/), assert.rejects(third, /gone too/)];
     controller.abort(new CoverError('cancelled', 'the page was closed'));
     leaves.abort(new CoverError('cancelled', 'gone too'));
@@ -124,6 +128,18 @@ describe('Renders', () => {
     assert.equal(renders.counts().refused, 1);
     release();
     await Promise.all([...asks, joined]);
+  });
+
+  it('refuses a new variant past the bound per cover, and still serves those made', async (t) => {
+    const { renders } = await setup(t, { maxPerCover: 2 });
+    const made = await renders.variant(COVER, webp320);
+    await renders.variant(COVER, { ...webp320, format: 'png' });
+    await assert.rejects(renders.variant(COVER, { ...webp320, format: 'jpeg' }), (error: unknown) => {
+      assert.ok(error instanceof TooManyVariantsError);
+      assert.match(error.message, /^this cover has 2 variants already \(at most 2\)/);
+      return true;
+    });
+    assert.deepEqual(await renders.variant(COVER, webp320), made);
   });
 
   it('a cover removed while its variant renders leaves no variant behind', async (t) => {

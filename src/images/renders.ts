@@ -22,7 +22,9 @@
  * file is gone meanwhile (removed, or replaced by an upload), the variant just
  * published is removed again (no orphan) and the render fails as `gone`;
  * otherwise the cover's variants are counted on disk and their bytes recorded
- * on its row (`variant_bytes`, counted in `--max-cache-bytes`). A crash between
+ * on its row (`variant_bytes`, counted in `--max-cache-bytes`). A cover keeps
+ * at most `maxPerCover` variants (100): past it a new one is refused
+ * (`TooManyVariantsError`), those made are still served. A crash between
  * the rename and that record leaves a complete file, uncounted until the next
  * render of that cover, and removed with the cover all the same.
  */
@@ -49,12 +51,25 @@ export const DEFAULT_MAX_QUEUED = 1000;
 export const DEFAULT_MAX_ASKERS = 20_000;
 /** A render's wall-clock limit. */
 export const DEFAULT_RENDER_TIME_LIMIT_MS = 60_000;
+/**
+ * Variants kept per cover before a new one is refused: heights, fits, formats
+ * and qualities multiply, and each is a file; pages ask for a handful.
+ */
+export const DEFAULT_MAX_PER_COVER = 100;
 
 /** Refused: too many renders wait already. Answered 503 `busy` over HTTP; worth asking again shortly. */
 export class RendersBusyError extends CoverError {
   readonly busy = true;
   constructor(message: string) {
     super('network', message);
+  }
+}
+
+/** The cover has `maxPerCover` variants already: a new one is refused (answered 429 `too_many_variants`). */
+export class TooManyVariantsError extends CoverError {
+  readonly tooMany = true;
+  constructor(message: string) {
+    super('too_large', message);
   }
 }
 
@@ -65,6 +80,8 @@ export class CoverGoneError extends CoverError {
     super('http_status', message, { detail: 404 });
   }
 }
+
+const TOO_MANY = 'this cover has ';
 
 const gone = (coverPath: string) => new CoverGoneError(`no cover is stored at ${coverPath} (removed or replaced)`);
 
@@ -78,6 +95,7 @@ export interface RendersDeps {
   maxQueued?: number;
   maxAskers?: number;
   timeLimitMs?: number;
+  maxPerCover?: number;
 }
 
 /** Counters since start, and what is in flight now. */
@@ -119,6 +137,7 @@ interface Flight {
 
 function failureError(failure: { code: string; message: string; detail?: number | undefined }): CoverError {
   if (failure.code === 'http_status' && failure.detail === 404) return new CoverGoneError(failure.message);
+  if (failure.code === 'too_large' && failure.message.startsWith(TOO_MANY)) return new TooManyVariantsError(failure.message);
   return new CoverError(failure.code as CoverError['code'], failure.message, failure.detail === undefined ? {} : { detail: failure.detail });
 }
 
@@ -309,6 +328,11 @@ export class Renders {
     const { coversDir, covers } = this.#deps;
     const row = await covers.findByPath(coverPath);
     if (row === null) throw gone(coverPath);
+    const maxPerCover = this.#deps.maxPerCover ?? DEFAULT_MAX_PER_COVER;
+    const kept = (await listVariantFiles(coversDir, coverPath)).length;
+    if (kept >= maxPerCover) {
+      throw new TooManyVariantsError(`${TOO_MANY}${kept} variants already (at most ${maxPerCover}); ask for one of the sizes it has, such as a w of --widths without h or q`);
+    }
     const opened = await openStoredFile(coversDir, row.originalPath ?? row.path);
     if (opened === undefined) throw gone(coverPath);
     let original: Buffer;

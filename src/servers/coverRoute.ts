@@ -19,7 +19,7 @@ import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { CoverError } from '../errors.js';
 import { sendError } from '../http/index.js';
-import { CoverGoneError, RendersBusyError } from '../images/renders.js';
+import { CoverGoneError, RendersBusyError, TooManyVariantsError } from '../images/renders.js';
 import type { Renders } from '../images/renders.js';
 import { specFromRequest, variantContentType, VariantRequestError } from '../images/variants.js';
 import type { VariantFormat, VariantSpec } from '../images/variants.js';
@@ -182,6 +182,7 @@ export async function serveCoverVariant(req: IncomingMessage, res: ServerRespons
 
 function sendRenderError(res: ServerResponse, error: unknown, coverPath: string, logger: Logger | undefined): void {
   if (error instanceof CoverGoneError) return sendError(res, 404, 'not_found', 'no cover at this path');
+  if (error instanceof TooManyVariantsError) return sendError(res, 429, 'too_many_variants', error.message);
   if (error instanceof RendersBusyError) return sendError(res, 503, 'busy', error.message, { 'retry-after': '1' });
   if (error instanceof CoverError && (error.code === 'shutting_down' || error.code === 'tle')) {
     return sendError(res, 503, error.code, error.message, { 'retry-after': '1' });
