@@ -46,6 +46,12 @@ export interface CoverRow {
   originalWidth: number | null;
   originalHeight: number | null;
   originalBytes: number | null;
+  /**
+   * The cover's dominant colour, `#rrggbb` (lower case), computed once when it
+   * is stored. Null for covers stored before colours were kept, until the
+   * colour pass (`ColourPass`) fills it in.
+   */
+  color: string | null;
 }
 
 /** The task of one URL: its download's status, persisted on every change. */
@@ -120,6 +126,7 @@ export const CoverEntity = new EntitySchema<CoverRow>({
     originalWidth: { name: 'original_width', type: 'integer', nullable: true },
     originalHeight: { name: 'original_height', type: 'integer', nullable: true },
     originalBytes: { name: 'original_bytes', type: 'bigint', nullable: true, transformer: bigintNumber },
+    color: { type: 'varchar', length: 7, nullable: true },
   },
 });
 
