@@ -234,6 +234,7 @@ async function startOnPort(config: Config, logger: Logger, clock: Clock, bound: 
   // Covers stored before colours were kept get theirs in the background, one at a time.
   const colorPass = new ColorPass({ covers, coversDir: config.coversDir, logger, clock, maxFileBytes: Math.max(config.maxBytes, 20 * 1024 * 1024) });
   void colorPass.start();
+  opened.push({ close: () => colorPass.stop() });
   // A node that died leaves its temp files in the shared folder: swept once they are old.
   const sweeper = store.claims.shared ? clock.setInterval(() => void sweep().catch(() => undefined), TEMP_SWEEP_INTERVAL_MS).unref() : undefined;
 
