@@ -7,3 +7,5 @@ export type { Asker, Answer, Finished, Flight, SupervisorMachine, SupervisorRef,
 export type * from './types.js';
 export { jobMachine } from './jobMachine.js';
 export type { JobMachine, JobStatus, JobEntry, JobInput, JobContext, JobEvent, FetchUrlsInput, PackInput, PackOutput } from './jobMachine.js';
+export { renderMachine } from './renderMachine.js';
+export type { RenderMachine, RenderContext, RenderEvent, RenderInput, RenderOutput, RenderedVariant } from './renderMachine.js';

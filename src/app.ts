@@ -29,6 +29,7 @@ import { bindPort, checkWritable, databaseError, joinError, readApiCookie } from
 import { Reresolver } from './downloads/reresolve.js';
 import { userAgent, version } from './version.js';
 import { HostGates } from './upstream/hostGates.js';
+import { Renders } from './images/renders.js';
 import { upstreamHealth } from './upstream/shown.js';
 
 export interface App {
@@ -51,6 +52,8 @@ export interface App {
   jobs: JobRunner;
   /** The per-host gates of outbound requests (their state: `status()`, `counts()`, `onChange`). */
   gates: HostGates;
+  /** Variants made on demand (`/covers/<path>?w=`, the proxy): one render per missing variant, on a bounded pool. */
+  renders: Renders;
   adminToken: string;
   /** Open admin streams (socket → pending changes), for tests. */
   adminSockets: Map<import('ws').WebSocket, { pending: () => number }>;
@@ -273,6 +276,7 @@ async function startOnPort(config: Config, logger: Logger, clock: Clock, bound: 
     clock,
     reresolve: reresolver,
   });
+  const renders = new Renders({ coversDir: config.coversDir, covers, workers: config.renderWorkers, clock, logger, timeLimitMs: config.timeLimit * 1000 });
   const http = createHttpServer(
     {
       metrics: createMetrics({
@@ -283,6 +287,7 @@ async function startOnPort(config: Config, logger: Logger, clock: Clock, bound: 
         resources: () => guard.latest,
         jobs: { outcomes: jobs.outcomes, countByStatus: () => store.jobs.countByStatus() },
         upstream: { counts: () => gates.counts(), status: () => gates.status() },
+        renders: () => renders.counts(),
       }),
       admin: {
         token: adminToken,
@@ -292,6 +297,7 @@ async function startOnPort(config: Config, logger: Logger, clock: Clock, bound: 
       checks,
       door,
       proxy,
+      variants: { coversDir: config.coversDir, covers, renders, widths: config.widths, formats: config.formats, logger },
       jobs: { runner: jobs, jobs: store.jobs, callbacks, coversDir: config.coversDir, maxBatch: config.maxBatch, serviceUrl: () => serviceUrl, clock },
       version,
       maxBatch: config.maxBatch,
@@ -383,6 +389,7 @@ async function startOnPort(config: Config, logger: Logger, clock: Clock, bound: 
     stats,
     jobs,
     gates,
+    renders,
     adminToken,
     adminSockets: http.adminSockets,
     stop(graceMs = 5000) {
@@ -397,6 +404,7 @@ async function startOnPort(config: Config, logger: Logger, clock: Clock, bound: 
         await jobs.stop();
         await deletionRunner.stop();
         await downloads.shutdown(graceMs);
+        renders.close();
         gates.close();
         await Promise.all([http.close(), legacy?.close()]);
         await client.close();

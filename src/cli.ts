@@ -17,7 +17,7 @@ const optionList = Object.values(options) as OptionSpec[];
 function formatValue(value: Config[keyof Config]): string {
   if (value === undefined) return 'none';
   if (value === null) return 'off';
-  if (Array.isArray(value)) return value.length === 0 ? 'none' : value.map((item) => (typeof item === 'string' ? item : formatHostLimit(item))).join(',');
+  if (Array.isArray(value)) return value.length === 0 ? 'none' : value.map((item) => (typeof item === 'string' || typeof item === 'number' ? String(item) : formatHostLimit(item))).join(',');
   if (typeof value === 'object') return `${value.width}x${value.height}`;
   return String(value);
 }

@@ -10,12 +10,15 @@
  * (tokens only: the option table below decides what is known and valid); an
  * unknown option is answered with the closest known one (`leven`).
  */
+import os from 'node:os';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import ipaddr from 'ipaddr.js';
 import { closestMatch } from 'leven';
 import { ConfigError } from './errors.js';
+import { DEFAULT_FORMATS, DEFAULT_WIDTHS, VARIANT_FORMATS, variantFormatOf } from './images/variants.js';
+import type { VariantFormat } from './images/variants.js';
 import { MASK, maskSecrets } from './secrets.js';
 import { DEFAULT_HOST_LIMITS, parseHostLimits } from './upstream/hostLimits.js';
 import type { HostLimit } from './upstream/hostLimits.js';
@@ -91,6 +94,15 @@ export interface Config {
    * once to fit, never enlarged). Default 1920.
    */
   originalMax: number;
+  /**
+   * Widths a variant's `w` is rounded up to (`/covers/<path>?w=`), ascending,
+   * no duplicates. Default 160,240,320,480,640,960,1280,1920.
+   */
+  widths: number[];
+  /** Formats a variant may be made in without `f`, by `Accept`, in order of preference. Default avif,webp. */
+  formats: VariantFormat[];
+  /** Variants rendered at once. Default the number of cores (`os.availableParallelism()`). */
+  renderWorkers: number;
   /** URLs accepted in one check request. Default 1000. */
   maxBatch: number;
   /** If set, `/ws` needs it as a Bearer header or `?token=`. Default none. */
@@ -252,6 +264,38 @@ const resize = (raw: Raw): ResizeSpec | null => {
   const height = Number(m[2]);
   if (width < 1 || height < 1 || width > 10000 || height > 10000) throw new Error(`width and height must be between 1 and 10000, got ${s}`);
   return { width, height };
+};
+
+const widthList = (raw: Raw): number[] => {
+  const parts = str(raw)
+    .split(',')
+    .map((part) => part.trim())
+    .filter((part) => part !== '');
+  if (parts.length === 0) throw new Error('expected a comma-separated list of widths, such as 320,640,960');
+  if (parts.length > 32) throw new Error(`at most 32 widths, got ${parts.length}`);
+  const widths = parts.map((part) => {
+    if (!/^\d{1,5}$/.test(part)) throw new Error(`not a width in pixels: ${JSON.stringify(part)}`);
+    const width = Number(part);
+    if (width < 1 || width > 10000) throw new Error(`widths must be between 1 and 10000, got ${width}`);
+    return width;
+  });
+  if (new Set(widths).size !== widths.length) throw new Error('a width is given twice');
+  return widths.sort((a, b) => a - b);
+};
+
+const formatList = (raw: Raw): VariantFormat[] => {
+  const parts = str(raw)
+    .split(',')
+    .map((part) => part.trim().toLowerCase())
+    .filter((part) => part !== '');
+  if (parts.length === 0) throw new Error(`expected a comma-separated list of ${VARIANT_FORMATS.join(', ')}`);
+  const formats = parts.map((part) => {
+    const format = variantFormatOf(part);
+    if (format === undefined) throw new Error(`not a format: ${JSON.stringify(part)} (use ${VARIANT_FORMATS.join(', ')})`);
+    return format;
+  });
+  if (new Set(formats).size !== formats.length) throw new Error('a format is given twice');
+  return formats;
 };
 
 const optionalPort = (raw: Raw): number | undefined => {
@@ -474,6 +518,33 @@ export const options: { [K in keyof Config]: OptionSpec<K> } = {
     placeholder: 'PIXELS',
     help: 'longest side of the original kept beside each cover (scaled down once past it, never enlarged)',
   },
+  widths: {
+    key: 'widths',
+    flag: 'widths',
+    parse: widthList,
+    group: 'Downloads',
+    placeholder: 'W,W,…',
+    help: 'widths a variant\'s w (/covers/<path>?w=) is rounded up to, never past the original',
+    defaultText: DEFAULT_WIDTHS.join(','),
+  },
+  formats: {
+    key: 'formats',
+    flag: 'formats',
+    parse: formatList,
+    group: 'Downloads',
+    placeholder: 'FORMATS',
+    help: 'formats a variant is made in by Accept when no f is given, in order (then the original\'s own): avif, webp, png, jpeg',
+    defaultText: DEFAULT_FORMATS.join(','),
+  },
+  renderWorkers: {
+    key: 'renderWorkers',
+    flag: 'render-workers',
+    parse: num(1, 256, true),
+    group: 'Downloads',
+    placeholder: 'N',
+    help: 'variants rendered at once',
+    defaultText: 'the number of cores',
+  },
   maxBatch: { key: 'maxBatch', flag: 'max-batch', parse: num(1, 100000, true), group: 'Downloads', placeholder: 'N', help: 'URLs in one check request' },
   clientToken: {
     key: 'clientToken',
@@ -667,6 +738,9 @@ export const defaults = {
   resumeGrace: 30,
   resize: { width: 320, height: 200 },
   originalMax: 1920,
+  widths: [...DEFAULT_WIDTHS],
+  formats: [...DEFAULT_FORMATS],
+  renderWorkers: Math.max(1, os.availableParallelism()),
   maxBatch: 1000,
   clientToken: undefined,
   adminToken: undefined,

@@ -3,6 +3,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { defaultText, helpText, printableConfig, versionText } from '../src/cli.js';
@@ -183,6 +184,30 @@ describe('configuration', () => {
     ];
     for (const [argv, expected] of bad) assert.match(errorOf(argv), expected, argv.join(' '));
     assert.match(errorOf(['--host-limits', 'a.com=2:4:2']), /the rate needs its unit; did you mean 2\/s\?$/);
+  });
+
+  it('has the variant options (--widths, --formats, --render-workers) with their defaults, validated like the others', () => {
+    const config = load([]);
+    assert.deepEqual(config.widths, [160, 240, 320, 480, 640, 960, 1280, 1920]);
+    assert.deepEqual(config.formats, ['avif', 'webp']);
+    assert.equal(config.renderWorkers, Math.max(1, os.availableParallelism()));
+    const set = load(['--widths', '640, 320,1000', '--formats', 'WEBP,jpg', '--render-workers', '3']);
+    assert.deepEqual([set.widths, set.formats, set.renderWorkers], [[320, 640, 1000], ['webp', 'jpeg'], 3]);
+    assert.deepEqual(load([], { COVERHELPER_WIDTHS: '100' }).widths, [100]);
+    assert.deepEqual(load([], { COVERHELPER_FORMATS: 'avif' }).formats, ['avif']);
+    assert.equal(load([], { COVERHELPER_RENDER_WORKERS: '1' }).renderWorkers, 1);
+    const bad: [string[], RegExp][] = [
+      [['--widths', '320,abc'], /^invalid --widths \(flag\): not a width in pixels: "abc"$/],
+      [['--widths', '0'], /^invalid --widths \(flag\): widths must be between 1 and 10000, got 0$/],
+      [['--widths', '320,320'], /^invalid --widths \(flag\): a width is given twice$/],
+      [['--widths', ','], /^invalid --widths \(flag\): expected a comma-separated list of widths/],
+      [['--widths', Array.from({ length: 33 }, (_, i) => i + 1).join(',')], /^invalid --widths \(flag\): at most 32 widths, got 33$/],
+      [['--formats', 'gif'], /^invalid --formats \(flag\): not a format: "gif" \(use jpeg, png, webp, avif\)$/],
+      [['--formats', 'webp,webp'], /^invalid --formats \(flag\): a format is given twice$/],
+      [['--render-workers', '0'], /^invalid --render-workers \(flag\): must be between 1 and 256, got 0$/],
+      [['--render-workers', '1.5'], /^invalid --render-workers \(flag\): expected a whole number/],
+    ];
+    for (const [argv, expected] of bad) assert.match(errorOf(argv), expected, argv.join(' '));
   });
 
   it('has the proxy prefix options with their defaults, validated like the others', () => {

@@ -98,7 +98,8 @@ for (const backend of backends) {
       const replaced = { ...big, path: 'h/new.jpg', source: 'custom' as const, bytes: 9, contentType: 'image/png', width: 10, height: 20, sha256: 'b'.repeat(64), createdAt: 5, lastAskedAt: 6, color: null };
       await store.covers.save(replaced);
       assert.deepEqual(await store.covers.find(big.url), replaced, 'a save replaces every column but the URL');
-      await repo.upsert(big, { conflictPaths: ['url'], skipUpdateIfNoValuesChanged: false });
+      // A copy: TypeORM writes the defaults it used (variantBytes) back into what it is given.
+      await repo.upsert({ ...big }, { conflictPaths: ['url'], skipUpdateIfNoValuesChanged: false });
       assert.deepEqual(await store.covers.find(big.url), big, 'a row TypeORM wrote reads back the same');
     });
 
@@ -213,6 +214,28 @@ for (const backend of backends) {
       assert.equal(await store.covers.downloadedBytes(), 1000 + 2 ** 33 + 300 + 40, 'custom covers do not count; an original that is the stored file counts once');
       assert.equal(await store.covers.replaceUnlessCustom({ ...kept, path: 'h/kept2.jpg', originalPath: 'h/kept2.orig.jpg', originalBytes: 9 }, kept.path, 'cover_changed'), null);
       assert.deepEqual([(await store.covers.find(kept.url))?.originalPath, (await store.covers.find(kept.url))?.originalBytes], ['h/kept2.orig.jpg', 9]);
+    });
+
+    it('finds a cover by its path; counts its variants\' bytes in downloadedBytes and the cache order, and drops them when the row\'s path changes', async (t) => {
+      const { store } = await open(t);
+      const a = row('https://i0.hdslb.com/va.jpg', { path: 'h/va.jpg', bytes: 100, lastAskedAt: 1 });
+      const shared = row('https://i0.hdslb.com/vb.jpg', { path: 'h/vb.jpg', bytes: 10, lastAskedAt: 2 });
+      const custom = row('https://i0.hdslb.com/vc.jpg', { path: 'h/vc.jpg', bytes: 5, source: 'custom' });
+      for (const r of [a, shared, custom]) await store.covers.save(r);
+      assert.equal((await store.covers.findByPath('h/va.jpg'))?.url, a.url);
+      assert.equal(await store.covers.findByPath('h/none.jpg'), null);
+      await store.covers.setVariantBytes('h/va.jpg', 2 ** 33);
+      await store.covers.setVariantBytes('h/vc.jpg', 1000);
+      assert.equal(await store.covers.downloadedBytes(), 100 + 2 ** 33 + 10, 'variants of downloads count, not those of custom covers');
+      const order = await store.covers.leastRecentlyAsked(10, 0);
+      assert.deepEqual(order.map((r) => [r.url, r.variantBytes]), [[a.url, 2 ** 33], [shared.url, 0]]);
+      // A row read elsewhere is the same whatever its variants.
+      assert.deepEqual(await store.covers.find(a.url), a);
+      // The same file saved again keeps its variants; a new file has none yet.
+      await store.covers.save({ ...a, lastAskedAt: 5 });
+      assert.equal(await store.covers.downloadedBytes(), 100 + 2 ** 33 + 10);
+      await store.covers.save({ ...a, path: 'h/va2.jpg' });
+      assert.equal(await store.covers.downloadedBytes(), 100 + 10);
     });
 
     it('answers repeated lookups from memory and never serves a row that was replaced or removed', async (t) => {

@@ -34,18 +34,14 @@
 import sharp from 'sharp';
 import type { Sharp } from 'sharp';
 import { CoverError } from '../errors.js';
+import { encodeImage, FORMATS as formats } from './encode.js';
+import type { EncodedImage, EncodeFormat } from './encode.js';
 import type { ResizeSpec } from '../config.js';
 import { colorThumbnail, dominantOfPixels } from './dominantColor.js';
 import { readImageHeader } from './imageHeader.js';
 import { PixelBudget } from './pixelBudget.js';
 
-export interface EncodedImage {
-  data: Buffer;
-  contentType: string;
-  ext: string;
-  width: number;
-  height: number;
-}
+export type { EncodedImage } from './encode.js';
 
 /** The default variant, and the original kept beside it (`original.data === data` when they are one file: resize off). */
 export interface ProcessedImage extends EncodedImage {
@@ -56,17 +52,6 @@ export interface ProcessedImage extends EncodedImage {
 
 /** The default `--original-max`. */
 export const DEFAULT_ORIGINAL_MAX = 1920;
-
-const formats: Record<string, { contentType: string; ext: string }> = {
-  jpeg: { contentType: 'image/jpeg', ext: 'jpg' },
-  png: { contentType: 'image/png', ext: 'png' },
-  webp: { contentType: 'image/webp', ext: 'webp' },
-  gif: { contentType: 'image/gif', ext: 'gif' },
-  avif: { contentType: 'image/avif', ext: 'avif' },
-  heif: { contentType: 'image/avif', ext: 'avif' },
-  tiff: { contentType: 'image/tiff', ext: 'tiff' },
-  svg: { contentType: 'image/svg+xml', ext: 'svg' },
-};
 
 /** Formats re-encoded as themselves when resizing; the rest become JPEG. */
 const keepFormat = new Set(['jpeg', 'png', 'webp', 'avif']);
@@ -110,7 +95,17 @@ sharp.cache(false);
  * call rejects at once with the signal's reason, and the decode finishes on its
  * own thread, keeping its pixels of the budget until it ends.
  */
-export async function processImage(body: Buffer, resize: ResizeSpec | null, signal?: AbortSignal, originalMax = DEFAULT_ORIGINAL_MAX): Promise<ProcessedImage> {
+export function processImage(body: Buffer, resize: ResizeSpec | null, signal?: AbortSignal, originalMax = DEFAULT_ORIGINAL_MAX): Promise<ProcessedImage> {
+  return withinDecodeBudget(body, signal, (header) => decode(body, header, resize, originalMax));
+}
+
+/**
+ * Runs `work` (one decode of `body`) within the decode budget: the header read
+ * (SVG refused, the pixel limit checked by name), the pixels taken from
+ * `decodeBudget` before `work` starts and given back when it ends, `signal`
+ * honoured before, while waiting, and after (see `processImage`).
+ */
+export async function withinDecodeBudget<T>(body: Buffer, signal: AbortSignal | undefined, work: (header: Header) => Promise<T>): Promise<T> {
   signal?.throwIfAborted();
   const header = readImageHeader(body) ?? (await readMetadata(body));
   if (header.format === 'svg') throw new CoverError('not_image', 'SVG covers are not accepted');
@@ -122,30 +117,30 @@ export async function processImage(body: Buffer, resize: ResizeSpec | null, sign
     );
   }
   const release = await decodeBudget.acquire(pixels, signal);
-  const decoding = decode(body, header, resize, originalMax).finally(release);
-  const image = signal ? await untilAborted(decoding, signal) : await decoding;
+  const decoding = work(header).finally(release);
+  const result = signal ? await untilAborted(decoding, signal) : await decoding;
   signal?.throwIfAborted();
-  return image;
+  return result;
 }
 
-interface Header {
+export interface Header {
   format: string;
   width: number;
   height: number;
 }
 
-const megapixels = (pixels: number) => (pixels / 1e6).toLocaleString('en-US', { maximumFractionDigits: 1 });
+export const megapixels = (pixels: number) => (pixels / 1e6).toLocaleString('en-US', { maximumFractionDigits: 1 });
 
-function input(body: Buffer) {
+export function input(body: Buffer) {
   // limitInputPixels is the second guard, for a body whose header undersold it.
   return sharp(body, { failOn: 'error', limitInputPixels: MAX_IMAGE_PIXELS, animated: false });
 }
 
-function notImage(error: unknown): CoverError {
+export function notImage(error: unknown): CoverError {
   return new CoverError('not_image', `the body is not a decodable image: ${(error as Error).message}`, { cause: error });
 }
 
-async function readMetadata(body: Buffer): Promise<Header> {
+export async function readMetadata(body: Buffer): Promise<Header> {
   try {
     // The header alone: no pixel limit here, so that the size can be refused by name below.
     const meta = await sharp(body, { limitInputPixels: false, animated: false }).metadata();
@@ -200,24 +195,13 @@ export function defaultBox(source: { width: number; height: number }, resize: Re
   return { width, height };
 }
 
-/** Encodes a pipeline in `target` (the original a little finer than the variant). */
-async function encode(pipeline: Sharp, target: string, kind: 'variant' | 'original'): Promise<EncodedImage> {
-  const fine = kind === 'original';
-  const encoded =
-    target === 'png'
-      ? pipeline.png()
-      : target === 'webp'
-        ? pipeline.webp({ quality: fine ? 90 : 82 })
-        : target === 'avif'
-          ? pipeline.avif({ quality: fine ? 70 : 60 })
-          : pipeline.jpeg({ quality: fine ? 92 : 85, mozjpeg: false });
-  const { data, info } = await encoded.toBuffer({ resolveWithObject: true });
-  const known = formats[target]!;
-  return { data, contentType: known.contentType, ext: known.ext, width: info.width, height: info.height };
+/** Encodes a pipeline in `target` (the original a little finer than the variant), with the shared encoder. */
+function encode(pipeline: Sharp, target: string, kind: 'variant' | 'original'): Promise<EncodedImage> {
+  return encodeImage(pipeline, target as EncodeFormat, kind);
 }
 
 /** `work`, or the signal's reason as soon as it aborts (`work` goes on, unobserved). */
-function untilAborted<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
+export function untilAborted<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
   return new Promise((resolve, reject) => {
     const onAbort = () => reject(signal.reason as Error);
     signal.addEventListener('abort', onAbort, { once: true });

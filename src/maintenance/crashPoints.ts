@@ -6,7 +6,7 @@
  */
 const target = process.env.COVERHELPER_CRASH_AT;
 
-export type CrashPoint = 'deletion:claimed' | 'deletion:rows-removed' | 'deletion:file-removed';
+export type CrashPoint = 'deletion:claimed' | 'deletion:rows-removed' | 'deletion:file-removed' | 'render:temp-written' | 'render:published';
 
 export function crashPoint(name: CrashPoint): void {
   if (target === name) process.kill(process.pid, 'SIGKILL');

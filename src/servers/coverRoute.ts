@@ -4,12 +4,29 @@
  * on If-None-Match, and 404 `{"code","message"}` for anything not a regular
  * file inside the covers folder (links are not followed out of it: see
  * `openCoverFile`).
+ *
+ * `GET /covers/<path>?w=&h=&fit=&f=&dpr=&q=`: a variant of the cover stored at
+ * `<path>` (`serveCoverVariant`): the request's values make a spec
+ * (`specFromRequest`: `w` rounded up to `--widths`, never past the original,
+ * the format by `f` or by `Accept` among `--formats`), the variant is rendered
+ * once if missing (`Renders`), and its file is served like a cover, with
+ * `Vary: Accept` when the format came from `Accept`. Bad values are 400
+ * `bad_request`; a path that is not a cover's is 404. A query naming none of
+ * these is ignored (the plain file, as without a query).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
+import { CoverError } from '../errors.js';
 import { sendError } from '../http/index.js';
-import { openCoverFile } from '../store/index.js';
+import { CoverGoneError, RendersBusyError, TooManyVariantsError } from '../images/renders.js';
+import type { Renders } from '../images/renders.js';
+import { specFromRequest, variantContentType, VariantRequestError } from '../images/variants.js';
+import type { VariantFormat, VariantSpec } from '../images/variants.js';
+import type { Logger } from '../logger.js';
+import { isOriginalPath, isVariantPath, openCoverFile, openStoredFile, plainSegments, variantPathOf } from '../store/index.js';
+import type { OpenCover } from '../store/index.js';
+import type { CoverIndex } from '../store/ports.js';
 
 const contentTypes: Record<string, string> = {
   '.jpg': 'image/jpeg',
@@ -44,12 +61,17 @@ export function notModified(req: IncomingMessage, etag: string): boolean {
 export async function serveCover(req: IncomingMessage, res: ServerResponse, file: string, coversDir: string, extra: Record<string, string> = {}): Promise<void> {
   const found = await openCoverFile(coversDir, file);
   if (!found) return sendError(res, 404, 'not_found', 'no cover at this path');
+  return sendOpened(req, res, found, contentTypeOf(found.file), extra);
+}
+
+/** Serves a file opened through the path guard (ETag, 304, HEAD), then closes it. */
+async function sendOpened(req: IncomingMessage, res: ServerResponse, found: OpenCover, contentType: string, extra: Record<string, string>): Promise<void> {
   // Served from the handle opened and checked, so nothing swapped in after the check is read.
   const stream = found.handle.createReadStream({ autoClose: true });
   const close = () => stream.destroy();
   const etag = etagOf(found.size, found.mtimeMs);
   const headers = {
-    'content-type': contentTypeOf(found.file),
+    'content-type': contentType,
     etag,
     'cache-control': 'public, max-age=31536000, immutable',
     'x-content-type-options': 'nosniff',
@@ -71,4 +93,101 @@ export async function serveCover(req: IncomingMessage, res: ServerResponse, file
   } catch {
     res.destroy();
   }
+}
+
+/** The query parameters that ask for a variant. */
+const VARIANT_PARAMS = ['w', 'h', 'fit', 'f', 'dpr', 'q'] as const;
+
+/** Whether a query asks for a variant (names any of `w`, `h`, `fit`, `f`, `dpr`, `q`). */
+export function asksForVariant(query: URLSearchParams): boolean {
+  return VARIANT_PARAMS.some((name) => query.has(name));
+}
+
+export interface CoverVariantDeps {
+  coversDir: string;
+  covers: Pick<CoverIndex, 'findByPath' | 'touch'>;
+  renders: Renders;
+  /** `--widths`. */
+  widths: readonly number[];
+  /** `--formats`. */
+  formats: readonly VariantFormat[];
+  logger?: Logger;
+}
+
+/** A cover's stored path from the URL path after `/covers/` (each segment decoded once), or undefined. */
+function storedPathOf(urlPath: string): string | undefined {
+  let decoded: string[];
+  try {
+    decoded = urlPath.split('/').map((segment) => decodeURIComponent(segment));
+  } catch {
+    return undefined;
+  }
+  if (decoded.some((segment) => segment.includes('/'))) return undefined;
+  const joined = decoded.join('/');
+  return plainSegments(joined) === undefined ? undefined : joined;
+}
+
+/**
+ * Answers `GET /covers/<file>?w=&h=&fit=&f=&dpr=&q=`: the variant of the cover
+ * stored at `file`, rendered once if missing.
+ */
+export async function serveCoverVariant(req: IncomingMessage, res: ServerResponse, file: string, query: URLSearchParams, deps: CoverVariantDeps): Promise<void> {
+  const values: Record<string, string | undefined> = {};
+  for (const name of VARIANT_PARAMS) {
+    const all = query.getAll(name);
+    if (all.length > 1) return sendError(res, 400, 'bad_request', `${name} is given ${all.length} times; give it once`);
+    values[name] = all[0];
+  }
+  const coverPath = storedPathOf(file);
+  // Originals are not served, and a variant has no variants of its own.
+  if (coverPath === undefined || isOriginalPath(coverPath) || isVariantPath(coverPath)) return sendError(res, 404, 'not_found', 'no cover at this path');
+  const row = await deps.covers.findByPath(coverPath);
+  if (row === null) return sendError(res, 404, 'not_found', 'no cover at this path');
+  let spec: VariantSpec;
+  try {
+    spec = specFromRequest(
+      { w: values.w, h: values.h, fit: values.fit, format: values.f, dpr: values.dpr, quality: values.q },
+      { width: row.originalWidth ?? row.width, height: row.originalHeight ?? row.height, format: row.contentType },
+      { widths: deps.widths, formats: deps.formats, accept: req.headers.accept, round: true },
+    );
+  } catch (error) {
+    if (error instanceof VariantRequestError) return sendError(res, 400, error.code, error.message);
+    throw error;
+  }
+  // Asking for a variant is asking for the cover: it is not expired while pages use it.
+  deps.covers.touch([row.url]);
+  const extra: Record<string, string> = values.f === undefined || values.f === '' ? { vary: 'Accept' } : {};
+  const contentType = variantContentType(spec.format);
+  const variantPath = variantPathOf(coverPath, spec);
+  const onDisk = await openStoredFile(deps.coversDir, variantPath);
+  if (onDisk) return sendOpened(req, res, onDisk, contentType, extra);
+
+  // Missing: render it (or wait for the render in flight). A client that leaves stops waiting.
+  const left = new AbortController();
+  const onClose = () => left.abort(new CoverError('cancelled', 'the client left'));
+  res.once('close', onClose);
+  try {
+    await deps.renders.variant(coverPath, spec, left.signal);
+  } catch (error) {
+    if (left.signal.aborted) return;
+    return sendRenderError(res, error, coverPath, deps.logger);
+  } finally {
+    res.off('close', onClose);
+  }
+  const made = await openStoredFile(deps.coversDir, variantPath);
+  // Made, then removed at once (its cover removed meanwhile).
+  if (!made) return sendError(res, 404, 'not_found', 'no cover at this path');
+  return sendOpened(req, res, made, contentType, extra);
+}
+
+function sendRenderError(res: ServerResponse, error: unknown, coverPath: string, logger: Logger | undefined): void {
+  if (error instanceof CoverGoneError) return sendError(res, 404, 'not_found', 'no cover at this path');
+  if (error instanceof TooManyVariantsError) return sendError(res, 429, 'too_many_variants', error.message);
+  if (error instanceof RendersBusyError) return sendError(res, 503, 'busy', error.message, { 'retry-after': '1' });
+  if (error instanceof CoverError && (error.code === 'shutting_down' || error.code === 'tle')) {
+    return sendError(res, 503, error.code, error.message, { 'retry-after': '1' });
+  }
+  logger?.warn('variant could not be made', { path: coverPath, error });
+  const message = error instanceof Error ? error.message : String(error);
+  sendError(res, 500, 'render_failed', `the variant could not be made: ${message}`);
 }

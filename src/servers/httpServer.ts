@@ -24,6 +24,7 @@ import { Keepalive } from './keepalive.js';
 import { ResultRounds } from './resultRounds.js';
 import type { ProxyRoute } from './proxyRoute.js';
 import { serviceRoutes, UNAUTHORIZED_MESSAGE } from './routes.js';
+import type { CoverVariantDeps } from './coverRoute.js';
 import { endStarting } from '../startChecks.js';
 import { MAX_FRAME_BYTES } from '../../client/src/protocol.js';
 
@@ -49,6 +50,8 @@ export interface HttpServerDeps extends ClientSocketDeps {
   jobs?: JobsRouteDeps;
   /** The proxy prefix and the home page. */
   proxy?: ProxyRoute;
+  /** Variants on `/covers/<path>?w=…`. */
+  variants?: CoverVariantDeps;
 }
 
 /**

@@ -17,6 +17,8 @@
  *   coverhelper_upstream_requests_total{host,outcome}   requests to each upstream host (API, image, each redirect hop)
  *                                                       by outcome: ok | refused (412/429/503, a risk-control code) | error
  *   coverhelper_upstream_cooling{host}                  1 while the host cools (nothing is sent to it), 0 when open
+ *   coverhelper_renders_total{outcome}                  variant renders: rendered | failed | dropped (before they started)
+ *   coverhelper_renders{state}                          variant renders now: running | queued
  *
  * The upstream hosts labelled are at most 200: cooling ones first, then those
  * that cooled within the hour, then the busiest (the gates forget idle hosts, so
@@ -40,6 +42,8 @@ export interface MetricsSources {
   jobs?: { outcomes: Record<string, number>; countByStatus(): Promise<Record<string, number>> };
   /** The per-host gates: requests by outcome per host, and the hosts that cooled within the hour. */
   upstream?: { counts(): ReadonlyMap<string, HostCounts>; status(): HostStatus[] };
+  /** Variant renders (`Renders.counts()`). */
+  renders?: () => { rendered: number; failed: number; dropped: number; running: number; queued: number };
 }
 
 export interface Metrics {
@@ -133,6 +137,31 @@ export function createMetrics(sources: MetricsSources): Metrics {
   });
   readGauge(registry, 'coverhelper_load5', 'Five-minute load average.', () => sources.resources()?.load5);
   const jobs = sources.jobs;
+  const renders = sources.renders;
+  if (renders) {
+    new Counter({
+      name: 'coverhelper_renders_total',
+      help: 'Variant renders this node finished, by outcome: rendered, failed (or out of time), dropped (nobody waited any more before it started).',
+      labelNames: ['outcome'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        const counts = renders();
+        for (const outcome of ['rendered', 'failed', 'dropped'] as const) this.labels({ outcome }).inc(counts[outcome]);
+      },
+    });
+    new Gauge({
+      name: 'coverhelper_renders',
+      help: 'Variant renders now, by state: running (on a render worker), queued (waiting for one).',
+      labelNames: ['state'],
+      registers: [registry],
+      collect() {
+        const counts = renders();
+        this.labels({ state: 'running' }).set(counts.running);
+        this.labels({ state: 'queued' }).set(counts.queued);
+      },
+    });
+  }
   if (jobs) {
     new Counter({
       name: 'coverhelper_jobs_total',

@@ -16,7 +16,8 @@ import type { AdminApiDeps } from '../admin/index.js';
 import { hasToken, RouteTable, sendError, sendJson } from '../http/index.js';
 import type { Guard, RouteContext } from '../http/index.js';
 import type { Logger } from '../logger.js';
-import { serveCover } from './coverRoute.js';
+import { asksForVariant, serveCover, serveCoverVariant } from './coverRoute.js';
+import type { CoverVariantDeps } from './coverRoute.js';
 import type { Door } from './doorRoute.js';
 import { jobsApi } from './jobsRoute.js';
 import type { JobsRouteDeps } from './jobsRoute.js';
@@ -36,6 +37,8 @@ export interface ServiceRouteDeps {
   jobs?: JobsRouteDeps;
   /** The proxy prefix (`/?url=`, `/proxy/`) and the home page (`GET /`). */
   proxy?: ProxyRoute;
+  /** Variants on `/covers/<path>?w=…`: without them a query is ignored (the plain file). */
+  variants?: CoverVariantDeps;
 }
 
 export const UNAUTHORIZED_MESSAGE = 'this service needs the client token (Authorization: Bearer … or ?token=)';
@@ -71,7 +74,12 @@ export function serviceRoutes(deps: ServiceRouteDeps): RouteTable {
   const admin = adminApi(deps.admin);
   const dashboard = (req: IncomingMessage, res: ServerResponse, { path }: RouteContext) => void serveDashboard(req, res, path);
   const table = new RouteTable()
-    .get('/covers/*', (req, res, { params }) => serveCover(req, res, params['*'] ?? '', deps.coversDir))
+    .get('/covers/*', (req, res, { params, url }) =>
+      // The plain file unless the query asks for a variant (a query-less request decides on one comparison).
+      url.search !== '' && deps.variants !== undefined && asksForVariant(url.searchParams)
+        ? serveCoverVariant(req, res, params['*'] ?? '', url.searchParams, deps.variants)
+        : serveCover(req, res, params['*'] ?? '', deps.coversDir),
+    )
     .get('/c/*', (req, res, { params }) => deps.door.cover(req, res, params['*'] ?? ''))
     .post('/api/check', (req, res) => deps.door.check(req, res), client)
     .get('/healthz', async (_req, res) => sendJson(res, 200, await deps.health()))

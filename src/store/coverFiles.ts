@@ -13,6 +13,14 @@
  * cover's file removes its original with it (`removeCoverFiles`). Originals are
  * not served (`isOriginalPath`).
  *
+ * Its variants (sizes and formats made on demand from the original) sit in a
+ * folder beside it, `variantsFolderOf(path)`: `<path>.variants/<key>.<ext>`
+ * (`variantPathOf`; the key is `variantKey`'s, `[a-z0-9-]` only). One folder
+ * per cover, so listing or removing a cover's variants never reads the whole
+ * host folder. `.variants` is longer than any cover's extension, so the folder
+ * cannot be another cover's path. Variants are served as they are (unlike
+ * originals), and removed with their cover (`removeCoverFiles`).
+ *
  * Files are written to `<covers>/.tmp/<random>`, flushed, then renamed into
  * place: a crash leaves at worst a temp file, which `sweepTemp` removes at start,
  * never a half file at a published path. The temp folder sits inside the covers
@@ -27,7 +35,9 @@
 import { createHash, randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { systemClock } from '../clock.js';
-import { createFile, makeFolder, moveFile, openFile, PathRefusedError, plainSegments, removePath, sweepFolder } from './pathGuard.js';
+import { variantExtension, variantKey } from '../images/variants.js';
+import type { VariantSpec } from '../images/variants.js';
+import { createFile, listFiles, makeFolder, moveFile, openFile, PathRefusedError, plainSegments, removePath, sweepFolder } from './pathGuard.js';
 import type { OpenedFile, RemoveOutcome } from './pathGuard.js';
 
 export const TEMP_DIR = '.tmp';
@@ -77,6 +87,55 @@ export function isOriginalPath(relPath: string): boolean {
   return /\.orig(\.[A-Za-z0-9]+)?$/.test(relPath);
 }
 
+/** The folder beside a cover holding its variants. */
+export function variantsFolderOf(relPath: string): string {
+  return `${relPath}${VARIANTS_SUFFIX}`;
+}
+
+const VARIANTS_SUFFIX = '.variants';
+const VARIANT_FILE = /^[a-z0-9-]+\.(jpg|png|webp|avif)$/;
+
+/** The stored path of the variant `spec` of the cover stored at `coverPath`. */
+export function variantPathOf(coverPath: string, spec: VariantSpec): string {
+  return `${variantsFolderOf(coverPath)}/${variantKey(spec)}.${variantExtension(spec.format)}`;
+}
+
+/** Whether a stored path names a variant (`variantPathOf`). */
+export function isVariantPath(relPath: string): boolean {
+  const segments = relPath.split('/');
+  return segments.length >= 2 && segments.at(-2)!.endsWith(VARIANTS_SUFFIX) && segments.at(-2)!.length > VARIANTS_SUFFIX.length && VARIANT_FILE.test(segments.at(-1)!);
+}
+
+/** The cover a variant path belongs to (`variantPathOf` undone), or undefined for a path that is not a variant's. */
+export function coverPathOfVariant(relPath: string): string | undefined {
+  if (!isVariantPath(relPath)) return undefined;
+  return relPath.slice(0, relPath.lastIndexOf('/') - VARIANTS_SUFFIX.length);
+}
+
+/**
+ * The variant files kept for the cover stored at `coverPath`, with their sizes
+ * (through the path guard: a folder that is a link lists nothing, temp files
+ * and anything not named as a variant are left out).
+ */
+export async function listVariantFiles(coversDir: string, coverPath: string): Promise<{ path: string; bytes: number }[]> {
+  const folder = plainSegments(variantsFolderOf(coverPath));
+  if (folder === undefined) return [];
+  let files;
+  try {
+    files = await listFiles(coversDir, folder);
+  } catch (error) {
+    if (error instanceof PathRefusedError) return [];
+    throw error;
+  }
+  return files.filter((file) => VARIANT_FILE.test(file.name)).map((file) => ({ path: `${variantsFolderOf(coverPath)}/${file.name}`, bytes: file.size }));
+}
+
+/** Removes the variants folder of the cover stored at `coverPath` (a link there: the link itself). */
+export async function removeVariantFiles(coversDir: string, coverPath: string): Promise<RemoveOutcome> {
+  const folder = plainSegments(variantsFolderOf(coverPath));
+  return folder === undefined ? 'refused' : removePath(coversDir, folder, { recursive: true });
+}
+
 export function sha256(data: Buffer): string {
   return hash(data);
 }
@@ -97,7 +156,7 @@ function coverSegments(relPath: string): string[] {
  * power cut may lose covers written in its last seconds, which are then
  * downloaded again).
  */
-export async function writeCoverFile(coversDir: string, relPath: string, data: Buffer, signal?: AbortSignal): Promise<void> {
+export async function writeCoverFile(coversDir: string, relPath: string, data: Buffer, signal?: AbortSignal, hooks: { beforeRename?: () => void } = {}): Promise<void> {
   const target = coverSegments(relPath);
   await makeFolder(coversDir, [TEMP_DIR]);
   await makeFolder(coversDir, target.slice(0, -1));
@@ -110,6 +169,7 @@ export async function writeCoverFile(coversDir: string, relPath: string, data: B
       await handle.close();
     }
     signal?.throwIfAborted();
+    hooks.beforeRename?.();
     await moveFile(coversDir, temp, target);
   } catch (error) {
     await removePath(coversDir, temp).catch(() => undefined);
@@ -135,14 +195,24 @@ export async function removeCoverFile(coversDir: string, relPath: string): Promi
 }
 
 /**
- * Removes a cover's file and the original kept beside it (`originalPathOf`);
- * missing files are not errors. The outcome is the cover file's, or `refused`
- * if either removal was.
+ * Removes a cover's file, the original kept beside it (`originalPathOf`) and its
+ * variants (`variantsFolderOf`); missing files are not errors. The outcome is
+ * the cover file's, or `refused` if any removal was.
+ *
+ * The cover file goes first and the variants folder last: a render that
+ * publishes a variant while this runs either lands before the folder is
+ * removed (and goes with it), or finds the cover's file gone when it looks
+ * after publishing, and removes its variant itself (see `renders.ts`). A crash
+ * part way is finished by the deletion runner, whose record outlives it: each
+ * removal here finds what is left.
  */
 export async function removeCoverFiles(coversDir: string, relPath: string): Promise<RemoveOutcome> {
-  const original = isOriginalPath(relPath) ? 'absent' : await removeCoverFile(coversDir, originalPathOf(relPath));
+  if (isVariantPath(relPath)) return removeCoverFile(coversDir, relPath);
   const outcome = await removeCoverFile(coversDir, relPath);
-  return original === 'refused' ? 'refused' : outcome;
+  if (isOriginalPath(relPath)) return outcome;
+  const original = await removeCoverFile(coversDir, originalPathOf(relPath));
+  const variants = await removeVariantFiles(coversDir, relPath);
+  return original === 'refused' || variants === 'refused' ? 'refused' : outcome;
 }
 
 /**

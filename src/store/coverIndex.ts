@@ -185,15 +185,32 @@ export class SqlCoverIndex implements CoverIndex {
     return this.repo.find({ where: { source: 'download', lastAskedAt: LessThan(before) }, order: { lastAskedAt: 'ASC' }, take: limit });
   }
 
+  async findByPath(path: string): Promise<CoverRow | null> {
+    return this.repo.findOne({ where: { path }, order: { url: 'ASC' } });
+  }
+
+  async setVariantBytes(path: string, bytes: number): Promise<void> {
+    await this.repo.update({ path }, { variantBytes: bytes });
+  }
+
   async downloadedBytes(): Promise<number> {
-    // A cover's file, and its original when that is a file of its own (`diskBytes`).
+    // A cover's file, its original when that is a file of its own, and its variants (`diskBytes`).
     const rows = await this.dialect.dataSource.query<{ total: number | string | null }[]>(
-      "SELECT SUM(bytes + CASE WHEN original_path IS NOT NULL AND original_path <> path THEN COALESCE(original_bytes, 0) ELSE 0 END) AS total FROM covers WHERE source = 'download'",
+      "SELECT SUM(bytes + CASE WHEN original_path IS NOT NULL AND original_path <> path THEN COALESCE(original_bytes, 0) ELSE 0 END + variant_bytes) AS total FROM covers WHERE source = 'download'",
     );
     return Number(rows[0]?.total ?? 0);
   }
 
   async leastRecentlyAsked(limit: number, offset: number): Promise<CoverRow[]> {
-    return this.repo.find({ where: { source: 'download' }, order: { lastAskedAt: 'ASC', url: 'ASC' }, take: limit, skip: offset });
+    // With the variants' bytes: the cache cap counts them (`diskBytes`).
+    return this.repo
+      .createQueryBuilder('cover')
+      .addSelect('cover.variantBytes')
+      .where('cover.source = :source', { source: 'download' })
+      .orderBy('cover.lastAskedAt', 'ASC')
+      .addOrderBy('cover.url', 'ASC')
+      .take(limit)
+      .skip(offset)
+      .getMany();
   }
 }

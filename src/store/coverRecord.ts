@@ -70,7 +70,7 @@ export async function writeCover(
   };
 }
 
-/** The bytes a cover holds on disk: its file, and its original when that is a file of its own. */
-export function diskBytes(row: Pick<CoverRow, 'path' | 'bytes' | 'originalPath' | 'originalBytes'>): number {
-  return row.bytes + (row.originalPath !== null && row.originalPath !== row.path ? (row.originalBytes ?? 0) : 0);
+/** The bytes a cover holds on disk: its file, its original when that is a file of its own, and its variants (as last counted). */
+export function diskBytes(row: Pick<CoverRow, 'path' | 'bytes' | 'originalPath' | 'originalBytes' | 'variantBytes'>): number {
+  return row.bytes + (row.originalPath !== null && row.originalPath !== row.path ? (row.originalBytes ?? 0) : 0) + (row.variantBytes ?? 0);
 }

@@ -23,6 +23,12 @@ import type { ClaimOutcome, NewDeletion, TaskPatch } from './ports.js';
 /** The covers table's columns, in the order the hot-path statements of both dialects name them. */
 export const COVER_COLUMNS = ['url', 'path', 'source', 'bytes', 'content_type', 'width', 'height', 'sha256', 'created_at', 'last_asked_at', 'resolved_at', 'resolved_pic', 'original_path', 'original_width', 'original_height', 'original_bytes', 'color'] as const;
 export const SELECT_COVERS = `SELECT ${COVER_COLUMNS.join(', ')} FROM covers`;
+/**
+ * The upsert's last assignment: a row whose path changes (a new download, an
+ * upload) no longer has the old path's variants, so their bytes go to zero
+ * (the old files are removed with the old path).
+ */
+export const RESET_VARIANT_BYTES = 'variant_bytes = CASE WHEN covers.path = excluded.path THEN covers.variant_bytes ELSE 0 END';
 
 /** A covers row as a driver hands it out (PostgreSQL's pg gives bigint columns as strings). */
 export interface RawCover {

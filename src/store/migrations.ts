@@ -253,6 +253,24 @@ export class AddCoverOriginal1764800000000 implements MigrationInterface {
 }
 
 /**
+ * The bytes of each cover's variants (counted in `--max-cache-bytes`), and an
+ * index on the path: variants are asked for by a cover's path.
+ */
+export class AddCoverVariants1764900000000 implements MigrationInterface {
+  name = 'AddCoverVariants1764900000000';
+
+  async up(queryRunner: QueryRunner): Promise<void> {
+    await queryRunner.addColumn('covers', new TableColumn({ name: 'variant_bytes', type: 'bigint', default: 0 }));
+    await queryRunner.createIndex('covers', new TableIndex({ name: 'idx_covers_path', columnNames: ['path'] }));
+  }
+
+  async down(queryRunner: QueryRunner): Promise<void> {
+    await queryRunner.dropIndex('covers', 'idx_covers_path');
+    await queryRunner.dropColumn('covers', 'variant_bytes');
+  }
+}
+
+/**
  * Each cover's dominant colour (`#rrggbb`), computed when it is stored. Rows
  * stored before have none until the colour pass reads their files.
  */
@@ -268,4 +286,4 @@ export class AddCoverColor1764910000000 implements MigrationInterface {
   }
 }
 
-export const migrations = [CreateCoversAndTasks1763780000000, CreateDeletions1763790000000, AddClusterTables1764300000000, CreateJobs1764400000000, CreateClusterSecrets1764500000000, AddCoverResolved1764600000000, AddJobWaiting1764700000000, AddCoverOriginal1764800000000, AddCoverColor1764910000000];
+export const migrations = [CreateCoversAndTasks1763780000000, CreateDeletions1763790000000, AddClusterTables1764300000000, CreateJobs1764400000000, CreateClusterSecrets1764500000000, AddCoverResolved1764600000000, AddJobWaiting1764700000000, AddCoverOriginal1764800000000, AddCoverVariants1764900000000, AddCoverColor1764910000000];

@@ -313,6 +313,38 @@ export async function removePath(root: string, file: Segments, options: { recurs
 }
 
 /**
+ * The regular files `folder` under `root` holds, with their sizes (links,
+ * folders and anything else in it are left out, never followed). A folder that
+ * is missing is empty; one that is a link or leads out is refused
+ * (`PathRefusedError`).
+ */
+export async function listFiles(root: string, folder: Segments): Promise<{ name: string; size: number }[]> {
+  checkSegments(folder);
+  let abs: string;
+  try {
+    ({ abs } = await checkedFolder(root, folder, false));
+  } catch (error) {
+    const code = codeOf(error);
+    if (code === 'ENOENT' || code === 'ENOTDIR') return [];
+    throw error;
+  }
+  let names: string[];
+  try {
+    names = await readdir(abs);
+  } catch (error) {
+    const code = codeOf(error);
+    if (code === 'ENOENT' || code === 'ENOTDIR') return [];
+    throw error;
+  }
+  const files: { name: string; size: number }[] = [];
+  for (const name of names) {
+    const info = await lstat(path.join(abs, name)).catch(() => undefined);
+    if (info?.isFile()) files.push({ name, size: info.size });
+  }
+  return files.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+}
+
+/**
  * Removes what `folder` under `root` holds (only entries older than
  * `olderThanMs`, when given): files, links (themselves) and folders. A folder
  * that is missing, a link or leads out is not swept (nothing is removed through

@@ -136,7 +136,11 @@ export interface CoverIndex {
   pathInUse(path: string): Promise<boolean>;
   /** Downloaded covers not asked for since `before` (epoch ms), oldest first. */
   downloadedNotAskedSince(before: number, limit: number): Promise<CoverRow[]>;
-  /** Total bytes of downloaded (not custom) covers. */
+  /** A row whose cover is stored at `path` (the first by URL when several share the file), from the table. */
+  findByPath(path: string): Promise<CoverRow | null>;
+  /** Records the bytes of the variants kept beside the file at `path` (every row pointing at it). */
+  setVariantBytes(path: string, bytes: number): Promise<void>;
+  /** Total bytes of downloaded (not custom) covers: files, originals and variants. */
   downloadedBytes(): Promise<number>;
   /** Downloaded covers, least recently asked for first, a page at a time. */
   leastRecentlyAsked(limit: number, offset: number): Promise<CoverRow[]>;

@@ -23,7 +23,7 @@ import pg from 'pg';
 import type { DataSource } from 'typeorm';
 import type { TaskStatus } from '../../machines/types.js';
 import { maskSecrets } from '../secrets.js';
-import { COVER_COLUMNS, coverFromRaw, coverParams, isFinal, SELECT_COVERS, TASK_DEFAULTS, TASK_PATCH_COLUMNS } from './dialect.js';
+import { COVER_COLUMNS, RESET_VARIANT_BYTES, coverFromRaw, coverParams, isFinal, SELECT_COVERS, TASK_DEFAULTS, TASK_PATCH_COLUMNS } from './dialect.js';
 import type { Dialect, Heard, ListenHandlers, Published, RawCover, TaskWrite } from './dialect.js';
 import type { CoverRow } from './entities.js';
 import type { ClaimOutcome, NewDeletion } from './ports.js';
@@ -40,7 +40,7 @@ const UPSERT_COVER =
   `INSERT INTO covers (${COVER_COLUMNS.join(', ')}) VALUES (${COVER_COLUMNS.map((_, i) => `$${i + 1}`).join(', ')}) ` +
   `ON CONFLICT (url) DO UPDATE SET ${COVER_COLUMNS.slice(1)
     .map((column) => `${column} = excluded.${column}`)
-    .join(', ')}`;
+    .join(', ')}, ${RESET_VARIANT_BYTES}`;
 
 /** The array type of each task column, for `unnest`. */
 const TASK_COLUMN_TYPES: Record<string, string> = {

@@ -11,7 +11,7 @@
 import type BetterSqlite3 from 'better-sqlite3';
 import type { DataSource } from 'typeorm';
 import type { TaskStatus } from '../../machines/types.js';
-import { COVER_COLUMNS, coverFromRaw, coverParams, SELECT_COVERS, TASK_DEFAULTS, TASK_PATCH_COLUMNS } from './dialect.js';
+import { COVER_COLUMNS, RESET_VARIANT_BYTES, coverFromRaw, coverParams, SELECT_COVERS, TASK_DEFAULTS, TASK_PATCH_COLUMNS } from './dialect.js';
 import type { Dialect, Published, RawCover, TaskWrite } from './dialect.js';
 import type { CoverRow } from './entities.js';
 import type { ClaimOutcome, NewDeletion } from './ports.js';
@@ -22,7 +22,7 @@ const UPSERT_COVER =
   `INSERT INTO covers (${COVER_COLUMNS.join(', ')}) VALUES (${COVER_COLUMNS.map(() => '?').join(', ')}) ` +
   `ON CONFLICT(url) DO UPDATE SET ${COVER_COLUMNS.slice(1)
     .map((column) => `${column} = excluded.${column}`)
-    .join(', ')}`;
+    .join(', ')}, ${RESET_VARIANT_BYTES}`;
 const UPSERT_COVER_UNLESS_CUSTOM = `${UPSERT_COVER} WHERE covers.source <> 'custom'`;
 const INSERT_DELETION = 'INSERT OR IGNORE INTO deletions (url, path, kind, reason, created_at, claimed_at) VALUES (?, ?, ?, ?, ?, NULL)';
 
