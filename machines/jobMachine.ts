@@ -35,6 +35,10 @@ export interface JobEntry {
   url: string;
   /** The cover's path under the covers folder when it is ok. */
   path?: string;
+  /** When ok: the original's size and the dominant colour (`#rrggbb`, when known), as answers carry them. */
+  width?: number;
+  height?: number;
+  color?: string;
   /** Why it has no file: a stable code and a message. */
   error?: { code: string; message: string };
 }

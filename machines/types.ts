@@ -15,6 +15,11 @@ export interface StoredCover {
   width: number;
   height: number;
   sha256: string;
+  /** The original's size (the stored file's when no original is kept), for answers. */
+  originalWidth?: number;
+  originalHeight?: number;
+  /** The dominant colour, `#rrggbb`; absent for a cover stored before colours were kept, until the colour pass reaches it. */
+  color?: string;
 }
 
 /** What the `fetchCover` actor resolves with. */

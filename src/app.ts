@@ -15,7 +15,7 @@ import { createDownloads } from './downloads/index.js';
 import type { Downloads } from './downloads/index.js';
 import { createHttpClient } from './fetch/index.js';
 import type { Logger } from './logger.js';
-import { CacheLimits, DeletionRunner, ResourceGuard } from './maintenance/index.js';
+import { CacheLimits, ColorPass, DeletionRunner, ResourceGuard } from './maintenance/index.js';
 import { ADMIN_TOKEN_FILE, createAdminFeed, resolveAdminToken, resolveSecret, TaskHistory } from './admin/index.js';
 import { JobCallbacks, JobRunner, removeArchive } from './jobs/index.js';
 import { preparePlaceholder, SuffixChecks } from './proxy/index.js';
@@ -45,6 +45,8 @@ export interface App {
   store: Store;
   deletionRunner: DeletionRunner;
   cacheLimits: CacheLimits;
+  /** The background pass giving covers stored before colours were kept their colour (started at start). */
+  colorPass: ColorPass;
   guard: ResourceGuard;
   stats: Stats;
   /** Archive jobs running on this node. */
@@ -233,6 +235,10 @@ async function startOnPort(config: Config, logger: Logger, clock: Clock, bound: 
   deletionRunner.start(DELETION_INTERVAL_MS);
   cacheLimits.start(cacheLimitsInterval(config.maxAgeHours));
   cacheLimits.kick(0);
+  // Covers stored before colours were kept get theirs in the background, one at a time.
+  const colorPass = new ColorPass({ covers, coversDir: config.coversDir, logger, clock, maxFileBytes: Math.max(config.maxBytes, 20 * 1024 * 1024) });
+  void colorPass.start();
+  opened.push({ close: () => colorPass.stop() });
   // A node that died leaves its temp files in the shared folder: swept once they are old.
   const sweeper = store.claims.shared ? clock.setInterval(() => void sweep().catch(() => undefined), TEMP_SWEEP_INTERVAL_MS).unref() : undefined;
 
@@ -384,6 +390,7 @@ async function startOnPort(config: Config, logger: Logger, clock: Clock, bound: 
     store,
     deletionRunner,
     cacheLimits,
+    colorPass,
     guard,
     stats,
     jobs,
@@ -399,6 +406,7 @@ async function startOnPort(config: Config, logger: Logger, clock: Clock, bound: 
         guard.stop();
         clock.clearInterval(sweeper);
         await cacheLimits.stop();
+        await colorPass.stop();
         await jobs.stop();
         await deletionRunner.stop();
         await downloads.shutdown(graceMs);

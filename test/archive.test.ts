@@ -10,6 +10,7 @@ import { Readable } from 'node:stream';
 import { describe, it } from 'node:test';
 import tar from 'tar-stream';
 import { archiveFile, openArchive, packArchive, removeArchive } from '../src/jobs/index.js';
+import { readme } from '../src/jobs/archive.js';
 import { tempDir } from './helpers/tempDir.js';
 
 const ID = '3f2b8c1e-0a4d-4e5f-9b6c-7d8e9f0a1b2c';
@@ -86,6 +87,19 @@ describe('job archives', () => {
     assert.deepEqual(await readdir(path.join(covers, '.tmp')), [], 'no temp file left');
     await removeArchive(covers, ID);
     assert.equal(await openArchive(covers, ID), undefined);
+  });
+
+  it("README lines of ok covers carry the original's size and the colour when known", () => {
+    const text = readme({ id: ID, name: '' }, [
+      { url: 'https://x/a.jpg', path: 'h/a.jpg', width: 1146, height: 717, color: '#3366cc' },
+      { url: 'https://x/old.jpg', path: 'h/old.jpg', width: 320, height: 200 },
+      { url: 'https://x/bare.jpg', path: 'h/bare.jpg', color: '#000000' },
+    ]);
+    assert.deepEqual(text.split('\n').filter((line) => line.startsWith('https://')), [
+      'https://x/a.jpg\tcovers/h/a.jpg\t1146x717\t#3366cc',
+      'https://x/old.jpg\tcovers/h/old.jpg\t320x200',
+      'https://x/bare.jpg\tcovers/h/bare.jpg',
+    ]);
   });
 
   it('refuses what is not a job id, and leaves no temp file when aborted', async (t) => {

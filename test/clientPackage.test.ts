@@ -180,6 +180,16 @@ describe('the example blog server', () => {
       assert.equal(image.headers.get('content-type'), 'image/jpeg');
     }
     assert.equal(sources[2], videos[2]!.cover, 'a failed cover falls back to the original URL');
+    // Each cover is a <picture>: AVIF and WebP sizes by coverSrcset (none past the 640-wide original),
+    // the original's size for the aspect, and its colour as the box's background while it loads.
+    const pictures = [...html.matchAll(/<picture>(.*?)<\/picture>/g)].map((m) => m[1]!);
+    assert.equal(pictures.length, 2);
+    const coverUrl = sources[0]!;
+    const candidates = (format: string) => [160, 240, 320, 480, 640].map((w) => `${coverUrl}?w=${w}&amp;f=${format} ${w}w`).join(', ');
+    assert.ok(pictures[0]!.includes(`<source type="image/avif" srcset="${candidates('avif')}"`), pictures[0]);
+    assert.ok(pictures[0]!.includes(`<source type="image/webp" srcset="${candidates('webp')}"`), pictures[0]);
+    assert.ok(pictures[0]!.includes(`<img src="${coverUrl}" srcset="${candidates('jpeg')}"`), pictures[0]);
+    assert.match(pictures[0]!, / width="640" height="400" style="background-color:#[0-9a-f]{6}"/);
     assert.match(html, /First &lt;video&gt;/);
     assert.match(html, /error: http_status/);
     assert.match(html, /Covers from coverhelper: 2 of 3\./);

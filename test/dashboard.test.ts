@@ -341,6 +341,15 @@ test('the admin dashboard, in a real browser', { timeout: 240_000 }, async (t) =
     await waitForText(page, '#status', 'ready');
     await page.waitForSelector(row('finished', broken, '[data-status="ok"]'));
     assert.equal(await countOf(page, row('failures', broken)), 0);
+    // Its detail says what answers say: the original's size and its colour, with a swatch and the cover's box painted.
+    await page.click(row('finished', broken, ' button.url-button'));
+    await page.waitForSelector('#detail[open] #detail-facts:not([hidden])');
+    assert.equal(await page.textContent('#detail-answer'), `${String(result?.color)} · 480×300 original`);
+    assert.match(String(result?.color), /^#[0-9a-f]{6}$/);
+    assert.equal(await page.$eval('#detail-answer .swatch', (el) => (el as unknown as { style: { backgroundColor: string } }).style.backgroundColor !== ''), true);
+    assert.equal(await page.$eval('#detail-cover img', (el) => (el as unknown as { style: { backgroundColor: string } }).style.backgroundColor !== ''), true);
+    await page.click('#detail-close');
+    await page.waitForSelector('#detail', { state: 'hidden' });
 
     // Removal asks; "Cancel" removes nothing.
     await page.fill('#upload-url', broken);

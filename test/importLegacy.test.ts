@@ -238,14 +238,18 @@ describe('npm run import-legacy', () => {
       const rows = await rawSql<{ url: string; source: string }>(db, 'SELECT url, source FROM covers ORDER BY url');
       assert.deepEqual(rows.filter((r) => good.includes(r.url)).map((r) => r.source), ['download', 'download', 'download', 'download']);
       // Each keeps its original beside it, decoded to the size its row records.
-      const originals = await rawSql<{ url: string; path: string; original_path: string | null; original_width: number | null; original_height: number | null }>(
+      const originals = await rawSql<{ url: string; path: string; original_path: string | null; original_width: number | null; original_height: number | null; color: string | null }>(
         db,
-        'SELECT url, path, original_path, original_width, original_height FROM covers ORDER BY url',
+        'SELECT url, path, original_path, original_width, original_height, color FROM covers ORDER BY url',
       );
       for (const row of originals.filter((r) => good.includes(r.url))) {
         assert.match(row.original_path ?? '', /\.orig\.[a-z]+$/, row.url);
-        const original = await sharp(await readFile(path.join(legacy.base, 'covers', row.original_path!))).metadata();
+        const originalFile = await readFile(path.join(legacy.base, 'covers', row.original_path!));
+        const original = await sharp(originalFile).metadata();
         assert.deepEqual([original.width, original.height], [row.original_width, row.original_height], row.url);
+        // And its colour: the images are solid, so every pixel's.
+        const { channels } = await sharp(originalFile).stats();
+        assert.equal(row.color, `#${channels.slice(0, 3).map((c) => Math.round(c.mean).toString(16).padStart(2, '0')).join('')}`, row.url);
       }
 
       // Again: nothing is imported twice.

@@ -142,6 +142,9 @@ describe('archive jobs', () => {
     const lines = readme.split('\n').filter((line) => line.includes('\t'));
     assert.equal(lines.length, 5, readme);
     assert.match(lines[0]!, new RegExp(`^${urls[0]}\\tcovers/127\\.0\\.0\\.1/job-a-`));
+    // Each ok line carries the original's size and the cover's colour (a solid 640×400 image).
+    assert.match(lines[0]!, /\.jpg\t640x400\t#[0-9a-f]{6}$/);
+    assert.match(lines[1]!, /\.png\t640x400\t#[0-9a-f]{6}$/);
     assert.ok(covers.includes(lines[0]!.split('\t')[1]!));
     assert.match(lines[1]!, new RegExp(`^${urls[1]}\\tcovers/127\\.0\\.0\\.1/job-b-`));
     assert.equal(lines[2], `${urls[2]}\terror http_status: HTTP 404`);

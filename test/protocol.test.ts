@@ -74,6 +74,19 @@ describe('the parsers of untrusted frames', () => {
     assert.deepEqual(parseShortAnswer(shortAnswer([ok, skipped])), [ok.coverUrl, skipped.url]);
   });
 
+  it("keeps an ok result's width, height and color, and drops malformed ones", () => {
+    const base = { type: 'result', id: 'r', url: 'u', status: 'ok', coverUrl: 'http://x/covers/a.jpg', path: 'a.jpg', source: 'cache' };
+    const parsed = (extra: Record<string, unknown>) => parseServerFrame(JSON.stringify({ ...base, ...extra }));
+    assert.deepEqual(parsed({ width: 1146, height: 717, color: '#3366cc' }), { ...base, width: 1146, height: 717, color: '#3366cc' });
+    for (const bad of [{ width: 0, height: 5 }, { width: 1.5, height: 5 }, { width: '10', height: 5 }, { width: 10 }, { width: 10, height: 2e6 }]) {
+      const result = parsed({ ...bad, color: '#000000' });
+      assert.ok(result?.type === 'result');
+      assert.deepEqual([result.width, result.height, result.color], [undefined, undefined, '#000000'], JSON.stringify(bad));
+    }
+    for (const color of ['#FFF', '#GGGGGG', 'red', '#3366CC', 7, '#3366cc;x']) assert.equal((parsed({ width: 1, height: 1, color }) as { color?: string }).color, undefined, String(color));
+    assert.equal((parseServerFrame(JSON.stringify({ ...base, status: 'error', error: { code: 'tle', message: 'm' }, width: 5, height: 5, color: '#000000' })) as { width?: number }).width, undefined, 'only ok results carry them');
+  });
+
   it('refuses what a server must never be trusted with', () => {
     for (const text of [
       'not json',

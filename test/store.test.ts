@@ -89,18 +89,38 @@ for (const backend of backends) {
     it('finds and saves rows exactly as TypeORM reads and writes them', async (t) => {
       const { store, db } = await open(t);
       const repo = (await typeorm(t, db)).getRepository(CoverEntity);
-      const big = row("https://i0.hdslb.com/a'b\"c.jpg", { bytes: 2 ** 40, createdAt: 1_763_780_000_123, lastAskedAt: 1_763_780_000_456, width: 0, height: 65_535 });
+      const big = row("https://i0.hdslb.com/a'b\"c.jpg", { bytes: 2 ** 40, createdAt: 1_763_780_000_123, lastAskedAt: 1_763_780_000_456, width: 0, height: 65_535, color: '#3366cc' });
       await store.covers.save(big);
       assert.deepEqual(await store.covers.find(big.url), big);
       assert.deepEqual(await store.covers.find(big.url), await repo.findOneBy({ url: big.url }));
       assert.deepEqual((await store.covers.findMany([big.url])).get(big.url), big);
       assert.equal(await store.covers.find('https://i0.hdslb.com/none.jpg'), null);
-      const replaced = { ...big, path: 'h/new.jpg', source: 'custom' as const, bytes: 9, contentType: 'image/png', width: 10, height: 20, sha256: 'b'.repeat(64), createdAt: 5, lastAskedAt: 6 };
+      const replaced = { ...big, path: 'h/new.jpg', source: 'custom' as const, bytes: 9, contentType: 'image/png', width: 10, height: 20, sha256: 'b'.repeat(64), createdAt: 5, lastAskedAt: 6, color: null };
       await store.covers.save(replaced);
       assert.deepEqual(await store.covers.find(big.url), replaced, 'a save replaces every column but the URL');
       // A copy: TypeORM writes the defaults it used (variantBytes) back into what it is given.
       await repo.upsert({ ...big }, { conflictPaths: ['url'], skipUpdateIfNoValuesChanged: false });
       assert.deepEqual(await store.covers.find(big.url), big, 'a row TypeORM wrote reads back the same');
+    });
+
+    it('setColor gives a row without a colour its colour, only while it points at that file; lackingColor pages through the rows without one', async (t) => {
+      const { store } = await open(t);
+      const covers = store.covers;
+      const urls = ['https://a/1.jpg', 'https://a/2.jpg', 'https://a/3.jpg', 'https://a/4.jpg', 'https://a/5.jpg'];
+      for (const url of urls) await covers.save(row(url, { path: `h/${url.slice(-5)}` }));
+      await covers.save(row('https://a/0.jpg', { color: '#010203' }));
+      assert.deepEqual((await covers.lackingColor('', 2)).map((r) => r.url), urls.slice(0, 2));
+      assert.deepEqual((await covers.lackingColor(urls[1]!, 10)).map((r) => r.url), urls.slice(2), 'after a URL, in URL order');
+      // Read into memory first: the write must not leave the old row answering.
+      assert.equal((await covers.findMany([urls[0]!])).get(urls[0]!)?.color, null);
+      assert.equal(await covers.setColor(urls[0]!, 'h/1.jpg', '#ff0000'), true);
+      assert.equal((await covers.findMany([urls[0]!])).get(urls[0]!)?.color, '#ff0000', 'memory forgot the old row');
+      assert.equal((await covers.find(urls[0]!))?.color, '#ff0000');
+      assert.equal(await covers.setColor(urls[0]!, 'h/1.jpg', '#00ff00'), false, 'a colour already there is kept');
+      assert.equal(await covers.setColor(urls[1]!, 'h/other.jpg', '#00ff00'), false, 'the row points at another file now');
+      assert.equal((await covers.find(urls[1]!))?.color, null);
+      assert.equal(await covers.setColor('https://a/none.jpg', 'h/x.jpg', '#00ff00'), false);
+      assert.deepEqual((await covers.lackingColor('', 10)).map((r) => r.url), urls.slice(1));
     });
 
     it('a download never replaces a custom cover: saveUnlessCustom keeps and answers it', async (t) => {

@@ -2,7 +2,9 @@
  * A small blog server that renders a page of videos with their covers through
  * coverhelper: plain `node:http`, one `CoverClient` for the whole process, one
  * `check()` per page (the client merges the checks of concurrent pages into one
- * frame and asks each URL once).
+ * frame and asks each URL once). Each cover is a `<picture>` whose `srcset`s
+ * (`coverSrcset`) offer AVIF and WebP sizes, with the original's aspect and
+ * dominant colour reserved while it loads.
  *
  *   COVERHELPER_URL=ws://127.0.0.1:8080/ws npm run example      (in client/)
  *
@@ -19,7 +21,7 @@
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { CoverClient, CoverClientError } from '../src/index.js';
+import { CoverClient, CoverClientError, coverSrcset } from '../src/index.js';
 import type { CheckResult } from '../src/index.js';
 
 interface Video {
@@ -45,19 +47,37 @@ function loadVideos(file: string | undefined): Video[] {
 const escapeHtml = (text: string) =>
   text.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
 
+/** The widths the page offers (the service rounds each up to its own --widths), and how wide a cover is laid out. */
+const WIDTHS = [160, 240, 320, 480, 640, 960];
+const SIZES = '(max-width: 40rem) 100vw, 320px';
+
+/**
+ * One cover: from the service, a `<picture>` of AVIF and WebP sizes with the
+ * default variant (`coverUrl`) as the fallback `src`; its `width`/`height`
+ * reserve the original's aspect before it loads (no layout shift) and its
+ * `color` paints the box meanwhile. Without a cover: the original URL.
+ */
+function renderCover(video: Video, result: CheckResult | undefined): string {
+  const alt = escapeHtml(video.title);
+  if (result?.status !== 'ok' || !result.coverUrl) return `<img src="${escapeHtml(video.cover)}" alt="${alt}" width="320" height="200" loading="lazy">`;
+  const size = result.width && result.height ? `width="${result.width}" height="${result.height}"` : 'width="320" height="200"';
+  const style = result.color ? ` style="background-color:${escapeHtml(result.color)}"` : '';
+  const source = (format: 'avif' | 'webp') => `<source type="image/${format}" srcset="${escapeHtml(coverSrcset(result, { widths: WIDTHS, format }))}" sizes="${SIZES}">`;
+  return `<picture>${source('avif')}${source('webp')}<img src="${escapeHtml(result.coverUrl)}" srcset="${escapeHtml(coverSrcset(result, { widths: WIDTHS, format: 'jpeg' }))}" sizes="${SIZES}" alt="${alt}" ${size}${style} loading="lazy"></picture>`;
+}
+
 /** The page: each video's cover from the service, or the original URL when it has none. */
 function renderPage(videos: Video[], results: (CheckResult | undefined)[], note: string): string {
   const items = videos.map((video, i) => {
     const result = results[i];
-    const src = result?.status === 'ok' && result.coverUrl ? result.coverUrl : video.cover;
     const status = result ? (result.status === 'error' ? `error: ${result.error?.code ?? '?'}` : result.status) : 'not checked';
-    return `    <li><img src="${escapeHtml(src)}" alt="${escapeHtml(video.title)}" width="320" height="200" loading="lazy">
+    return `    <li>${renderCover(video, result)}
       <span class="title">${escapeHtml(video.title)}</span> <small data-status="${escapeHtml(result?.status ?? 'none')}">${escapeHtml(status)}</small></li>`;
   });
   return `<!doctype html>
 <html lang="en">
 <head><meta charset="utf-8"><title>Videos</title>
-<style>body{font-family:sans-serif;max-width:60rem;margin:auto} ul{list-style:none;padding:0;display:grid;grid-template-columns:repeat(auto-fill,minmax(320px,1fr));gap:1rem} img{display:block;object-fit:cover;background:#ddd}</style>
+<style>body{font-family:sans-serif;max-width:60rem;margin:auto} ul{list-style:none;padding:0;display:grid;grid-template-columns:repeat(auto-fill,minmax(320px,1fr));gap:1rem} img{display:block;width:100%;height:auto;object-fit:cover;background:#ddd}</style>
 </head>
 <body>
   <h1>Videos</h1>

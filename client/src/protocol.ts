@@ -49,6 +49,16 @@ export interface CheckResult {
   path?: string;
   /** When ok. */
   source?: CoverSource;
+  /**
+   * When ok: the size in pixels of the original image the service keeps (scaled
+   * down once past `--original-max`), the largest it can serve. Its aspect is
+   * the one to reserve on the page (`coverUrl` itself may be cropped to
+   * `--resize`).
+   */
+  width?: number;
+  height?: number;
+  /** When ok: the cover's dominant colour, `#rrggbb`, to paint its box while it loads. Absent for a cover stored before colours were kept, until the service has read it. */
+  color?: string;
   /** When skipped: why the URL is not fetched, in words an operator can act on. */
   reason?: string;
   /** When error; for `http_status` also the origin's last `status` as a number. */
@@ -152,6 +162,11 @@ export function parseClientFrame(text: string, maxBatch: number): ParseOutcome {
 
 const isRecord = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
 
+const isDimension = (value: unknown): value is number => typeof value === 'number' && Number.isInteger(value) && value > 0 && value <= 1_000_000;
+
+/** A colour as answers carry it. */
+const COLOR = /^#[0-9a-f]{6}$/;
+
 /** A result as the client may trust it: the fields of `CheckResult`, checked. */
 function checkResult(value: unknown): CheckResult | undefined {
   if (!isRecord(value) || typeof value.url !== 'string') return undefined;
@@ -163,6 +178,11 @@ function checkResult(value: unknown): CheckResult | undefined {
     result.coverUrl = value.coverUrl;
     result.path = value.path;
     if (value.source === 'cache' || value.source === 'download' || value.source === 'custom') result.source = value.source;
+    if (isDimension(value.width) && isDimension(value.height)) {
+      result.width = value.width;
+      result.height = value.height;
+    }
+    if (typeof value.color === 'string' && COLOR.test(value.color)) result.color = value.color;
   }
   if (status === 'error') {
     const error = value.error;

@@ -20,7 +20,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { sendError, sendJson } from '../http/index.js';
 import type { RouteContext } from '../http/index.js';
-import { coverUrl } from '../checks/index.js';
+import { answerFields, coverUrl } from '../checks/index.js';
 import { systemClock } from '../clock.js';
 import type { Clock } from '../clock.js';
 import type { Config } from '../config.js';
@@ -155,7 +155,8 @@ export function adminApi(deps: AdminApiDeps) {
       const made = cover ? await coverVariants(deps.config.coversDir, cover.path, deps.publicUrl()) : { variants: [], total: 0 };
       return sendJson(res, 200, {
         task: row ? taskJson(row) : null,
-        cover: cover ? { ...cover, coverUrl: coverUrl(deps.publicUrl(), cover.path), createdAt: iso(cover.createdAt), lastAskedAt: iso(cover.lastAskedAt) } : null,
+        // `answer`: what ok answers say of it (the original's size, the colour when known).
+        cover: cover ? { ...cover, coverUrl: coverUrl(deps.publicUrl(), cover.path), createdAt: iso(cover.createdAt), lastAskedAt: iso(cover.lastAskedAt), answer: answerFields(cover) } : null,
         variants: made.variants,
         variantsTotal: made.total,
         timeline,
@@ -199,7 +200,7 @@ export function adminApi(deps: AdminApiDeps) {
         const row = await storeCustomCover(target, req, { ...deps, onReplaced: () => deps.deletionRunner.kick() }, (deps.clock ?? systemClock).now());
         deps.downloads.forget(target);
         deps.logger.info('custom cover stored', { url: target, path: row.path, bytes: row.bytes });
-        return sendJson(res, 200, { url: target, status: 'ok', coverUrl: coverUrl(deps.publicUrl(), row.path), path: row.path, source: 'custom' });
+        return sendJson(res, 200, { url: target, status: 'ok', coverUrl: coverUrl(deps.publicUrl(), row.path), path: row.path, source: 'custom', ...answerFields(row) });
       } catch (error) {
         req.resume();
         if (error instanceof CoverError && error.code === 'too_large') return sendError(res, 413, error.code, error.message);

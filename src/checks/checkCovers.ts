@@ -22,7 +22,7 @@ import { classifyUrl } from '../fetch/index.js';
 import type { Downloads } from '../downloads/index.js';
 import type { Stats } from '../stats.js';
 import type { CoverIndex, CoverRow } from '../store/index.js';
-import type { CoverSource, DownloadOutput, StoredCover } from '../../machines/types.js';
+import type { CoverSource, DownloadOutput } from '../../machines/types.js';
 import type { Asker } from '../../machines/flights.js';
 import type { CheckResult, CheckStatus } from '../../client/src/protocol.js';
 
@@ -55,6 +55,26 @@ interface Answered {
   [ANSWER]?: { base: string; answer: CheckResult };
 }
 
+/** What an ok answer is made from: a stored row or a download's cover. */
+interface OkFields {
+  path: string;
+  width: number;
+  height: number;
+  originalWidth?: number | null | undefined;
+  originalHeight?: number | null | undefined;
+  color?: string | null | undefined;
+}
+
+/**
+ * An ok answer's `width`, `height` (the original's, or the stored file's when no
+ * original is kept) and `color` (when known), from a row or a download's cover.
+ */
+export function answerFields(cover: Omit<OkFields, 'path'>): Pick<CheckResult, 'width' | 'height' | 'color'> {
+  const fields: Pick<CheckResult, 'width' | 'height' | 'color'> = { width: cover.originalWidth ?? cover.width, height: cover.originalHeight ?? cover.height };
+  if (typeof cover.color === 'string') fields.color = cover.color;
+  return fields;
+}
+
 export class CoverChecks {
   /** The base the answers' cover URLs are made with (known only once the server listens on port 0). */
   private answersBase = '';
@@ -78,8 +98,8 @@ export class CoverChecks {
     return answer;
   }
 
-  private ok(url: string, cover: Pick<StoredCover, 'path'>, source: CoverSource): CheckResult {
-    return { url, status: 'ok', coverUrl: coverUrl(this.deps.publicUrl(), cover.path), path: cover.path, source };
+  private ok(url: string, cover: OkFields, source: CoverSource): CheckResult {
+    return { url, status: 'ok', coverUrl: coverUrl(this.deps.publicUrl(), cover.path), path: cover.path, source, ...answerFields(cover) };
   }
 
   /** A stored row's answer (the row objects of the store's memory are stable, so this is made once per row). */

@@ -1,2 +1,2 @@
-export { CoverChecks, coverUrl } from './checkCovers.js';
+export { answerFields, CoverChecks, coverUrl } from './checkCovers.js';
 export type { CheckDeps, CheckResult, CheckStatus } from './checkCovers.js';

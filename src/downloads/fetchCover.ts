@@ -100,7 +100,18 @@ function limited(refusal: UpstreamRefusal, deps: FetchCoverDeps): CoverError {
 }
 
 export function storedCover(row: CoverRow): StoredCover {
-  return { path: row.path, contentType: row.contentType, bytes: row.bytes, width: row.width, height: row.height, sha256: row.sha256 };
+  const cover: StoredCover = {
+    path: row.path,
+    contentType: row.contentType,
+    bytes: row.bytes,
+    width: row.width,
+    height: row.height,
+    sha256: row.sha256,
+    originalWidth: row.originalWidth ?? row.width,
+    originalHeight: row.originalHeight ?? row.height,
+  };
+  if (row.color !== null) cover.color = row.color;
+  return cover;
 }
 
 /** The image URL to download for `url`: itself, or a video page's cover. */

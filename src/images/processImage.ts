@@ -16,6 +16,10 @@
  * but the image is still fully decoded first, so a body that merely claims to be
  * an image is refused.
  *
+ * Either way the image's dominant colour comes with it (`dominantColor`), taken
+ * from the default variant (or, with resize off, from the decode that proves
+ * the body), so answers can carry it without touching the file again.
+ *
  * Memory, which decoding spends far more of than the body's size suggests (a
  * 100 KB PNG can hold 10000×10000 pixels; a progressive JPEG is held whole,
  * as coefficients, while it decodes):
@@ -33,6 +37,7 @@ import { CoverError } from '../errors.js';
 import { encodeImage, FORMATS as formats } from './encode.js';
 import type { EncodedImage, EncodeFormat } from './encode.js';
 import type { ResizeSpec } from '../config.js';
+import { colorThumbnail, dominantOfPixels } from './dominantColor.js';
 import { readImageHeader } from './imageHeader.js';
 import { PixelBudget } from './pixelBudget.js';
 
@@ -41,6 +46,8 @@ export type { EncodedImage } from './encode.js';
 /** The default variant, and the original kept beside it (`original.data === data` when they are one file: resize off). */
 export interface ProcessedImage extends EncodedImage {
   original: EncodedImage;
+  /** The dominant colour, `#rrggbb` (`dominantColor`): of the default variant, or with resize off of the whole image. */
+  color: string;
 }
 
 /** The default `--original-max`. */
@@ -148,11 +155,12 @@ async function decode(body: Buffer, header: Header, resize: ResizeSpec | null, o
   try {
     if (resize === null) {
       // Decode the whole body: a truncated or corrupt one fails here. Decoding to a
-      // thumbnail reads every byte too, but lets JPEG shrink on load (a quarter cheaper).
-      await input(body).resize(16, 16, { fit: 'inside' }).raw().toBuffer();
+      // thumbnail reads every byte too, but lets JPEG shrink on load (a quarter
+      // cheaper), and the thumbnail's pixels give the colour.
+      const thumbnail = await colorThumbnail(input(body));
       const known = formats[format] ?? { contentType: 'application/octet-stream', ext: 'bin' };
       const image = { data: body, contentType: known.contentType, ext: known.ext, width: header.width, height: header.height };
-      return { ...image, original: image };
+      return { ...image, original: image, color: dominantOfPixels(thumbnail.data, thumbnail.info.channels) };
     }
     const target = keepFormat.has(format) ? format : 'jpeg';
     // EXIF orientations 5–8 turn the image a quarter: its upright size is the header's, swapped.
@@ -160,13 +168,16 @@ async function decode(body: Buffer, header: Header, resize: ResizeSpec | null, o
     const orientation = (await input(body).metadata()).orientation ?? 1;
     const upright = orientation >= 5 ? { width: header.height, height: header.width } : { width: header.width, height: header.height };
     const box = defaultBox(upright, resize);
-    const variant = await encode(input(body).rotate().resize(box.width, box.height, { fit: 'cover', position: 'centre' }), target, 'variant');
+    // The variant's pixels first, then encoded: the same pixels give the colour, with no second decode.
+    const pixels = await input(body).rotate().resize(box.width, box.height, { fit: 'cover', position: 'centre' }).raw().toBuffer({ resolveWithObject: true });
+    const { width, height, channels } = pixels.info;
+    const variant = await encode(sharp(pixels.data, { raw: { width, height, channels } }), target, 'variant');
     const longer = Math.max(upright.width, upright.height);
     const original =
       target === format && orientation === 1 && longer <= originalMax
         ? { data: body, contentType: formats[target]!.contentType, ext: formats[target]!.ext, width: upright.width, height: upright.height }
         : await encode(input(body).rotate().resize(originalMax, originalMax, { fit: 'inside', withoutEnlargement: true }), target, 'original');
-    return { ...variant, original };
+    return { ...variant, original, color: dominantOfPixels(pixels.data, channels) };
   } catch (error) {
     throw notImage(error);
   }

@@ -83,7 +83,11 @@ async function readCover(coversDir: string, relPath: string): Promise<{ data: Bu
 /** The README's line for one URL: tab-separated, one URL a line. */
 function readmeLine(entry: JobEntry): string {
   const url = entry.url.replace(/[\t\r\n]/g, ' ');
-  if (entry.path !== undefined) return `${url}\tcovers/${entry.path}`;
+  if (entry.path !== undefined) {
+    // The original's size and the colour follow when known (a cover stored before colours were kept has none yet).
+    const size = entry.width !== undefined && entry.height !== undefined ? `\t${entry.width}x${entry.height}` : '';
+    return `${url}\tcovers/${entry.path}${size}${size !== '' && entry.color !== undefined ? `\t${entry.color}` : ''}`;
+  }
   const message = (entry.error?.message ?? '').replace(/[\t\r\n]+/g, ' ');
   return `${url}\terror ${entry.error?.code ?? 'error'}: ${message}`;
 }
@@ -93,7 +97,8 @@ export function readme(job: { id: string; name: string }, entries: readonly JobE
   return [
     `coverhelper archive job ${job.id}${job.name === '' ? '' : ` (${job.name.replace(/[\r\n]+/g, ' ')})`}`,
     `${ok} of ${entries.length} URLs have a cover in covers/; one line per URL, in the order asked:`,
-    'URL<TAB>covers/<path>, or URL<TAB>error <code>: <message>',
+    'URL<TAB>covers/<path><TAB><width>x<height><TAB><#rrggbb>, or URL<TAB>error <code>: <message>',
+    '(width and height: the original image, in pixels; #rrggbb: its dominant colour, when known)',
     '',
     ...entries.map(readmeLine),
     '',

@@ -114,7 +114,15 @@ export function jobJson(job: JobSummary, serviceUrl: string): JobJson {
 
 /** A check's answer as the job's README lists it. */
 function entryOf(result: CheckResult): JobEntry {
-  if (result.status === 'ok' && result.path !== undefined) return { url: result.url, path: result.path };
+  if (result.status === 'ok' && result.path !== undefined) {
+    const entry: JobEntry = { url: result.url, path: result.path };
+    if (result.width !== undefined && result.height !== undefined) {
+      entry.width = result.width;
+      entry.height = result.height;
+    }
+    if (result.color !== undefined) entry.color = result.color;
+    return entry;
+  }
   if (result.status === 'skipped') return { url: result.url, error: { code: 'skipped', message: result.reason ?? 'not a cover URL' } };
   return { url: result.url, error: { code: result.error?.code ?? 'error', message: result.error?.message ?? 'failed' } };
 }

@@ -4,3 +4,5 @@ export { ResourceGuard, overLimits } from './resourceGuard.js';
 export type { ResourceLimits } from './resourceGuard.js';
 export { DeletionRunner } from './deletionRunner.js';
 export { CacheLimits } from './cacheLimits.js';
+export { ColorPass } from './colorPass.js';
+export type { ColorPassOutcome } from './colorPass.js';

@@ -10,7 +10,7 @@
  */
 import type { Clock } from '../clock.js';
 import type { EventEmitter } from 'node:events';
-import { LessThan } from 'typeorm';
+import { IsNull, LessThan, MoreThan } from 'typeorm';
 import type { Repository } from 'typeorm';
 import { CoverMemory } from './coverMemory.js';
 import type { Dialect, Published } from './dialect.js';
@@ -167,6 +167,14 @@ export class SqlCoverIndex implements CoverIndex {
 
   async markResolved(url: string, path: string, at: number, pic: string): Promise<boolean> {
     return this.write(url, false, (publish) => this.dialect.markResolved(url, path, at, pic, publish));
+  }
+
+  async setColor(url: string, path: string, color: string): Promise<boolean> {
+    return this.write(url, false, (publish) => this.dialect.setCoverColor(url, path, color, publish));
+  }
+
+  async lackingColor(after: string, limit: number): Promise<CoverRow[]> {
+    return this.repo.find({ where: { color: IsNull(), url: MoreThan(after) }, order: { url: 'ASC' }, take: limit });
   }
 
   async pathInUse(path: string): Promise<boolean> {

@@ -19,7 +19,9 @@ export interface CoverImage {
   width: number;
   height: number;
   /** The original to keep beside it; the same `data` when the stored file is the original. None: not kept. */
-  original?: Omit<CoverImage, 'original'>;
+  original?: Omit<CoverImage, 'original' | 'color'>;
+  /** Its dominant colour, `#rrggbb` (`processImage` computes it). */
+  color?: string;
 }
 
 /** Writes the image (and its original) under its URL- and content-derived path; returns the row to record. */
@@ -64,6 +66,7 @@ export async function writeCover(
     originalWidth: original?.width ?? null,
     originalHeight: original?.height ?? null,
     originalBytes: original?.data.length ?? null,
+    color: image.color ?? null,
   };
 }
 

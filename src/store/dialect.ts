@@ -21,7 +21,7 @@ import type { CoverRow, TaskRow } from './entities.js';
 import type { ClaimOutcome, NewDeletion, TaskPatch } from './ports.js';
 
 /** The covers table's columns, in the order the hot-path statements of both dialects name them. */
-export const COVER_COLUMNS = ['url', 'path', 'source', 'bytes', 'content_type', 'width', 'height', 'sha256', 'created_at', 'last_asked_at', 'resolved_at', 'resolved_pic', 'original_path', 'original_width', 'original_height', 'original_bytes'] as const;
+export const COVER_COLUMNS = ['url', 'path', 'source', 'bytes', 'content_type', 'width', 'height', 'sha256', 'created_at', 'last_asked_at', 'resolved_at', 'resolved_pic', 'original_path', 'original_width', 'original_height', 'original_bytes', 'color'] as const;
 export const SELECT_COVERS = `SELECT ${COVER_COLUMNS.join(', ')} FROM covers`;
 /**
  * The upsert's last assignment: a row whose path changes (a new download, an
@@ -48,6 +48,7 @@ export interface RawCover {
   original_width: number | null;
   original_height: number | null;
   original_bytes: number | string | null;
+  color: string | null;
 }
 
 export function coverFromRaw(row: RawCover): CoverRow {
@@ -68,12 +69,13 @@ export function coverFromRaw(row: RawCover): CoverRow {
     originalWidth: row.original_width,
     originalHeight: row.original_height,
     originalBytes: row.original_bytes === null ? null : Number(row.original_bytes),
+    color: row.color,
   };
 }
 
 /** A cover's values in COVER_COLUMNS order: the upsert's parameters. */
 export function coverParams(row: CoverRow): unknown[] {
-  return [row.url, row.path, row.source, row.bytes, row.contentType, row.width, row.height, row.sha256, row.createdAt, row.lastAskedAt, row.resolvedAt, row.resolvedPic, row.originalPath, row.originalWidth, row.originalHeight, row.originalBytes];
+  return [row.url, row.path, row.source, row.bytes, row.contentType, row.width, row.height, row.sha256, row.createdAt, row.lastAskedAt, row.resolvedAt, row.resolvedPic, row.originalPath, row.originalWidth, row.originalHeight, row.originalBytes, row.color];
 }
 
 /** A change as other nodes hear it. */
@@ -133,6 +135,8 @@ export interface Dialect {
   touchCovers(urls: readonly string[], now: number): Promise<void>;
   /** Records that the URL's video page was resolved at `at` to `pic`, if its row still points at `path`. */
   markResolved(url: string, path: string, at: number, pic: string, publish: Published[]): Promise<boolean>;
+  /** Sets the URL's colour if its row still points at `path` and has none yet; whether it did. */
+  setCoverColor(url: string, path: string, color: string, publish: Published[]): Promise<boolean>;
 
   /** Writes a batch of task changes in one transaction; on a shared database it also releases this node's claims on the tasks it finished. */
   writeTasks(rows: readonly TaskWrite[], publish: Published[]): Promise<void>;

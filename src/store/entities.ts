@@ -47,6 +47,12 @@ export interface CoverRow {
   originalHeight: number | null;
   originalBytes: number | null;
   /**
+   * The cover's dominant colour, `#rrggbb` (lower case), computed once when it
+   * is stored. Null for covers stored before colours were kept, until the
+   * colour pass (`ColorPass`) fills it in.
+   */
+  color: string | null;
+  /**
    * Bytes of the variants made from this cover (sizes and formats asked for on
    * demand, kept beside it), as last counted on disk after a render. Read from
    * the table (zero when the row's path changes); only `leastRecentlyAsked`
@@ -127,6 +133,7 @@ export const CoverEntity = new EntitySchema<CoverRow>({
     originalWidth: { name: 'original_width', type: 'integer', nullable: true },
     originalHeight: { name: 'original_height', type: 'integer', nullable: true },
     originalBytes: { name: 'original_bytes', type: 'bigint', nullable: true, transformer: bigintNumber },
+    color: { type: 'varchar', length: 7, nullable: true },
     // Not read unless asked for (`leastRecentlyAsked`): rows elsewhere are the same whichever path read them.
     variantBytes: { name: 'variant_bytes', type: 'bigint', default: 0, select: false, transformer: bigintNumber },
   },

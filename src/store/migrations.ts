@@ -270,4 +270,20 @@ export class AddCoverVariants1764900000000 implements MigrationInterface {
   }
 }
 
-export const migrations = [CreateCoversAndTasks1763780000000, CreateDeletions1763790000000, AddClusterTables1764300000000, CreateJobs1764400000000, CreateClusterSecrets1764500000000, AddCoverResolved1764600000000, AddJobWaiting1764700000000, AddCoverOriginal1764800000000, AddCoverVariants1764900000000];
+/**
+ * Each cover's dominant colour (`#rrggbb`), computed when it is stored. Rows
+ * stored before have none until the colour pass reads their files.
+ */
+export class AddCoverColor1764910000000 implements MigrationInterface {
+  name = 'AddCoverColor1764910000000';
+
+  async up(queryRunner: QueryRunner): Promise<void> {
+    await queryRunner.addColumn('covers', new TableColumn({ name: 'color', type: 'varchar', length: '7', isNullable: true }));
+  }
+
+  async down(queryRunner: QueryRunner): Promise<void> {
+    await queryRunner.dropColumn('covers', 'color');
+  }
+}
+
+export const migrations = [CreateCoversAndTasks1763780000000, CreateDeletions1763790000000, AddClusterTables1764300000000, CreateJobs1764400000000, CreateClusterSecrets1764500000000, AddCoverResolved1764600000000, AddJobWaiting1764700000000, AddCoverOriginal1764800000000, AddCoverVariants1764900000000, AddCoverColor1764910000000];

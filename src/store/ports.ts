@@ -125,6 +125,13 @@ export interface CoverIndex {
    * alone). Says whether the row was updated.
    */
   markResolved(url: string, path: string, at: number, pic: string): Promise<boolean>;
+  /**
+   * Records the URL's dominant colour if its row still points at `path` and has
+   * none yet (a cover replaced meanwhile is left alone). Says whether it did.
+   */
+  setColor(url: string, path: string, color: string): Promise<boolean>;
+  /** Rows without a colour (stored before colours were kept), by URL after `after`, at most `limit`. */
+  lackingColor(after: string, limit: number): Promise<CoverRow[]>;
   /** Whether any row points at this file. */
   pathInUse(path: string): Promise<boolean>;
   /** Downloaded covers not asked for since `before` (epoch ms), oldest first. */

@@ -224,6 +224,10 @@ export class PostgresDialect implements Dialect {
     return this.transaction(publish, async (client) => (await client.query('UPDATE covers SET resolved_at = $1, resolved_pic = $2 WHERE url = $3 AND path = $4', [at, pic, url, path])).rowCount !== 0);
   }
 
+  async setCoverColor(url: string, path: string, color: string, publish: Published[]): Promise<boolean> {
+    return this.transaction(publish, async (client) => (await client.query('UPDATE covers SET color = $1 WHERE url = $2 AND path = $3 AND color IS NULL', [color, url, path])).rowCount !== 0);
+  }
+
   async touchCovers(urls: readonly string[], now: number): Promise<void> {
     await this.pool().query('UPDATE covers SET last_asked_at = $1 WHERE url = ANY($2::text[])', [now, urls]);
   }

@@ -118,6 +118,10 @@ export class SqliteDialect implements Dialect {
     return this.statement('UPDATE covers SET resolved_at = ?, resolved_pic = ? WHERE url = ? AND path = ?').run(at, pic, url, path).changes > 0;
   }
 
+  async setCoverColor(url: string, path: string, color: string): Promise<boolean> {
+    return this.statement('UPDATE covers SET color = ? WHERE url = ? AND path = ? AND color IS NULL').run(color, url, path).changes > 0;
+  }
+
   async touchCovers(urls: readonly string[], now: number): Promise<void> {
     this.statement('UPDATE covers SET last_asked_at = ? WHERE url IN (SELECT value FROM json_each(?))').run(now, JSON.stringify(urls));
   }

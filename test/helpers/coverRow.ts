@@ -1,7 +1,7 @@
 /**
  * A cover row for tests that write rows directly: every column set, the ones a
  * test does not care about to a plain download of a 1×1 JPEG stored at time 0,
- * never resolved (not a video page yet) and without an original.
+ * never resolved (not a video page yet) without an original or a colour.
  */
 import type { CoverRow } from '../../src/store/index.js';
 
@@ -23,6 +23,7 @@ export function coverRow(url: string, overrides: Partial<CoverRow> = {}): CoverR
     originalWidth: null,
     originalHeight: null,
     originalBytes: null,
+    color: null,
     ...overrides,
   };
 }

@@ -139,7 +139,7 @@ const ui = {
   detail: byId('detail', HTMLDialogElement), detailClose: button('detail-close'), detailUrl: elem('detail-url'), detailLoading: elem('detail-loading'),
   detailFacts: elem('detail-facts'), detailStatus: elem('detail-status'), detailAttempts: elem('detail-attempts'), detailError: elem('detail-error'),
   detailNode: elem('detail-node'), detailCreated: elem('detail-created'), detailStarted: elem('detail-started'), detailFinished: elem('detail-finished'),
-  detailBytes: elem('detail-bytes'), detailCover: elem('detail-cover'), detailVariants: elem('detail-variants'), detailTimeline: elem('detail-timeline'), detailTimelineEmpty: elem('detail-timeline-empty'),
+  detailBytes: elem('detail-bytes'), detailCover: elem('detail-cover'), detailVariants: elem('detail-variants'), detailAnswer: elem('detail-answer'), detailTimeline: elem('detail-timeline'), detailTimelineEmpty: elem('detail-timeline-empty'),
   detailRetry: button('detail-retry'), detailCancel: button('detail-cancel'), detailRemove: button('detail-remove'), detailResult: elem('detail-result'),
 };
 
@@ -1669,6 +1669,29 @@ async function openDetail(url) {
   }
 }
 
+/**
+ * What ok answers say of the cover: the original's size and its dominant colour
+ * (a swatch, and the stored cover's box painted with it while it loads).
+ * @param {Record<string, unknown> | null} fields
+ */
+function showAnswerFields(fields) {
+  const width = num(fields?.width);
+  const height = num(fields?.height);
+  const color = str(fields?.color);
+  const known = color !== null && /^#[0-9a-f]{6}$/.test(color) ? color : null;
+  /** @type {(Node | string)[]} */
+  const parts = [];
+  if (known) {
+    const swatch = make('span', 'swatch');
+    swatch.style.background = known;
+    parts.push(swatch, `${known} · `);
+    const img = ui.detailCover.querySelector('img');
+    if (img) img.style.background = known;
+  }
+  parts.push(width && height ? `${width}×${height} original${known ? '' : ' · colour not known yet'}` : '—');
+  ui.detailAnswer.replaceChildren(...parts);
+}
+
 /** @param {Record<string, unknown>} answer */
 function showDetail(answer) {
   const raw = record(answer.task);
@@ -1708,6 +1731,7 @@ function showDetail(answer) {
     ui.detailCover.replaceChildren('none stored');
   }
   showVariants(answer);
+  showAnswerFields(record(cover?.answer));
   const items = [];
   for (const value of Array.isArray(answer.timeline) ? answer.timeline : []) {
     const event = normTask(value);
