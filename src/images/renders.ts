@@ -122,6 +122,14 @@ export interface RenderCounts {
   waiting: number;
 }
 
+/** What an asker already knows of the cover, so that a render need not look it up again. */
+export interface KnownCover {
+  /** The stored file to render from (the cover row's original, else its file). */
+  source?: string | undefined;
+  /** The asker has just looked on disk and not found the variant. */
+  notOnDisk?: boolean;
+}
+
 interface Asker {
   resolve: (variant: RenderedVariant) => void;
   reject: (error: Error) => void;
@@ -181,23 +189,25 @@ export class Renders {
    * share one render). Rejects with a `CoverError` on failure, with the
    * signal's reason on abort, with `RendersBusyError` when the queue is full.
    */
-  async variant(coverPath: string, spec: VariantSpec, signal?: AbortSignal): Promise<RenderedVariant> {
+  async variant(coverPath: string, spec: VariantSpec, signal?: AbortSignal, known: KnownCover = {}): Promise<RenderedVariant> {
     signal?.throwIfAborted();
     this.#open();
     const path = variantPathOf(coverPath, spec);
     const inFlight = this.#flights.get(path);
     if (inFlight) return this.#join(inFlight, signal, true);
-    const found = await this.#onDisk(path, spec.format);
-    if (found) {
-      this.#counts.onDisk++;
-      return found;
+    if (!known.notOnDisk) {
+      const found = await this.#onDisk(path, spec.format);
+      if (found) {
+        this.#counts.onDisk++;
+        return found;
+      }
+      signal?.throwIfAborted();
+      this.#open();
+      // Another asker may have started it while the disk was looked at.
+      const started = this.#flights.get(path);
+      if (started) return this.#join(started, signal, true);
     }
-    signal?.throwIfAborted();
-    this.#open();
-    // Another asker may have started it while the disk was looked at.
-    const started = this.#flights.get(path);
-    if (started) return this.#join(started, signal, true);
-    return this.#join(this.#spawn(coverPath, spec, path), signal, false);
+    return this.#join(this.#spawn(coverPath, spec, path, known.source), signal, false);
   }
 
   /** Counters since start, and what is in flight now (`coverhelper_renders_total`). */
@@ -215,7 +225,7 @@ export class Renders {
     if (this.#closed) throw new CoverError('shutting_down', 'the service is shutting down');
   }
 
-  #spawn(coverPath: string, spec: VariantSpec, path: string): Flight {
+  #spawn(coverPath: string, spec: VariantSpec, path: string, source: string | undefined): Flight {
     const maxQueued = this.#deps.maxQueued ?? DEFAULT_MAX_QUEUED;
     if (this.#queue.length >= maxQueued) {
       this.#counts.refused++;
@@ -226,7 +236,7 @@ export class Renders {
       clock: this.#clock,
     });
     const flight: Flight = { path, actor, askers: new Set(), started: false };
-    this.#specs.set(path, { coverPath, spec });
+    this.#specs.set(path, { coverPath, spec, source });
     this.#flights.set(path, flight);
     this.#queue.push(flight);
     actor.start();
@@ -234,7 +244,7 @@ export class Renders {
   }
 
   /** What each render in flight is to make (read by `#render`). */
-  readonly #specs = new Map<string, { coverPath: string; spec: VariantSpec }>();
+  readonly #specs = new Map<string, { coverPath: string; spec: VariantSpec; source: string | undefined }>();
 
   #join(flight: Flight, signal: AbortSignal | undefined, joined: boolean): Promise<RenderedVariant> {
     const maxAskers = this.#deps.maxAskers ?? DEFAULT_MAX_ASKERS;
@@ -326,14 +336,19 @@ export class Renders {
     if (what === undefined) throw new CoverError('cancelled', 'the render was dropped');
     const { coverPath, spec } = what;
     const { coversDir, covers } = this.#deps;
-    const row = await covers.findByPath(coverPath);
-    if (row === null) throw gone(coverPath);
-    const maxPerCover = this.#deps.maxPerCover ?? DEFAULT_MAX_PER_COVER;
-    const kept = (await listVariantFiles(coversDir, coverPath)).length;
-    if (kept >= maxPerCover) {
-      throw new TooManyVariantsError(`${TOO_MANY}${kept} variants already (at most ${maxPerCover}); ask for one of the sizes it has, such as a w of --widths without h or q`);
+    // The file to render from: as the asker found it in the cover's row, else from the row now.
+    let source = what.source;
+    if (source === undefined) {
+      const row = await covers.findByPath(coverPath);
+      if (row === null) throw gone(coverPath);
+      source = row.originalPath ?? row.path;
     }
-    const opened = await openStoredFile(coversDir, row.originalPath ?? row.path);
+    const maxPerCover = this.#deps.maxPerCover ?? DEFAULT_MAX_PER_COVER;
+    const before = await listVariantFiles(coversDir, coverPath);
+    if (before.length >= maxPerCover) {
+      throw new TooManyVariantsError(`${TOO_MANY}${before.length} variants already (at most ${maxPerCover}); ask for one of the sizes it has, such as a w of --widths without h or q`);
+    }
+    const opened = await openStoredFile(coversDir, source);
     if (opened === undefined) throw gone(coverPath);
     let original: Buffer;
     try {
@@ -352,8 +367,11 @@ export class Renders {
       throw gone(coverPath);
     }
     await cover.handle.close();
-    const files = await listVariantFiles(coversDir, coverPath);
-    await covers.setVariantBytes(coverPath, files.reduce((sum, file) => sum + file.bytes, 0));
+    // The folder as listed before, with this file: one listing per render. A render of
+    // another variant of this cover finishing meanwhile may be missed here; the next
+    // render of the cover counts it (removal never depends on this figure).
+    const others = before.filter((file) => file.path !== path).reduce((sum, file) => sum + file.bytes, 0);
+    await covers.setVariantBytes(coverPath, others + image.data.length);
     return { path, contentType: image.contentType, bytes: image.data.length, width: image.width, height: image.height };
   }
 }

@@ -25,7 +25,7 @@ import type { BilibiliSuffix } from './bilibiliSuffix.js';
 
 /** The render supervisor, as suffixes use it (the service's `Renders`). */
 export interface SuffixRenders {
-  variant(coverPath: string, spec: VariantSpec, signal?: AbortSignal): Promise<{ path: string }>;
+  variant(coverPath: string, spec: VariantSpec, signal?: AbortSignal, known?: { source?: string | undefined }): Promise<{ path: string }>;
 }
 
 export interface SuffixChecksDeps {
@@ -87,7 +87,7 @@ export class SuffixChecks {
     }
     try {
       const spec = suffixSpec(suffix.request, this.deps.originalOf(row));
-      const variant = await this.deps.renders.variant(row.path, spec);
+      const variant = await this.deps.renders.variant(row.path, spec, undefined, { source: row.originalPath ?? row.path });
       return { ...result, url, path: variant.path, coverUrl: coverUrl(this.deps.publicUrl(), variant.path) };
     } catch (error) {
       const failure = error instanceof CoverError ? { code: error.code, message: error.message } : { code: 'internal_error', message: 'the variant could not be made' };

@@ -167,7 +167,7 @@ export async function serveCoverVariant(req: IncomingMessage, res: ServerRespons
   const onClose = () => left.abort(new CoverError('cancelled', 'the client left'));
   res.once('close', onClose);
   try {
-    await deps.renders.variant(coverPath, spec, left.signal);
+    await deps.renders.variant(coverPath, spec, left.signal, { source: row.originalPath ?? row.path, notOnDisk: true });
   } catch (error) {
     if (left.signal.aborted) return;
     return sendRenderError(res, error, coverPath, deps.logger);

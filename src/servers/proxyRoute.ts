@@ -63,7 +63,7 @@ export interface ProxyRenders {
   /** Whether asking for this variant now would start a render (not on disk, not in flight): counted against --proxy-rate. */
   wouldStart(coverPath: string, spec: VariantSpec): Promise<boolean> | boolean;
   /** The variant's stored path, rendered once if missing (concurrent callers share one render); rejects with a CoverError. */
-  variant(coverPath: string, spec: VariantSpec, signal?: AbortSignal): Promise<{ path: string }>;
+  variant(coverPath: string, spec: VariantSpec, signal?: AbortSignal, known?: { source?: string | undefined }): Promise<{ path: string }>;
 }
 
 export interface ProxyRouteDeps {
@@ -219,7 +219,7 @@ export class ProxyRoute {
     res.once('close', abort);
     let made: { path: string };
     try {
-      made = await renders.variant(row.path, spec, controller.signal);
+      made = await renders.variant(row.path, spec, controller.signal, { source: row.originalPath ?? row.path });
     } catch (error) {
       if (res.closed) return;
       const failure = error instanceof CoverError ? { code: error.code, message: error.message } : { code: 'internal_error', message: 'the variant could not be made' };
