@@ -56,6 +56,8 @@ export interface Asker {
    * request) gets one turn, not one per request. Without it, the asker is its own party.
    */
   readonly party?: string;
+  /** The client's network address, where limits are counted per address (renders a bilibili suffix starts). */
+  readonly address?: string;
   /**
    * Bulk work (a job, the administrator's retry-all, work resumed or kept with
    * nobody waiting): a flight only such askers wait on asks the upstream after

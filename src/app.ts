@@ -18,7 +18,7 @@ import type { Logger } from './logger.js';
 import { CacheLimits, ColorPass, DeletionRunner, ResourceGuard } from './maintenance/index.js';
 import { ADMIN_TOKEN_FILE, createAdminFeed, resolveAdminToken, resolveSecret, TaskHistory } from './admin/index.js';
 import { JobCallbacks, JobRunner, removeArchive } from './jobs/index.js';
-import { preparePlaceholder, SuffixChecks } from './proxy/index.js';
+import { preparePlaceholder, ProxyRateLimiter, SuffixChecks, TrustedProxies } from './proxy/index.js';
 import { createHttpServer, createMetrics, Door, homePage, originalOf, ProxyRoute } from './servers/index.js';
 import { startLegacyServer } from './legacy/index.js';
 import type { LegacyServer } from './legacy/index.js';
@@ -266,12 +266,15 @@ async function startOnPort(config: Config, logger: Logger, clock: Clock, bound: 
   made.jobs = jobs;
   const renders = new Renders({ coversDir: config.coversDir, covers, workers: config.renderWorkers, clock, logger, timeLimitMs: config.timeLimit * 1000 });
   // /ws and the door read bilibili suffixes: checked as the URL without, answered with the rendered variant.
-  const suffixChecks = new SuffixChecks({ checks, covers, renders, publicUrl: () => publicUrl, originalOf, logger });
+  // One count per client address of the downloads and renders it starts (--proxy-rate): the proxy, /covers variants, suffixes.
+  const startLimiter = new ProxyRateLimiter({ limit: config.proxyRate, clock });
+  const suffixChecks = new SuffixChecks({ checks, covers, renders, publicUrl: () => publicUrl, originalOf, logger, limiter: startLimiter, clock });
   const door = new Door({ checks: suffixChecks, logger, urlKey: config.urlKey, waitMs: config.timeLimit * 1000, maxBatch: config.maxBatch, clock });
   const proxy = new ProxyRoute({
     config,
     covers,
     wouldStart: (url) => downloads.wouldStart(url),
+    limiter: startLimiter,
     door,
     variants: { renders, widths: config.widths, formats: config.formats },
     // Read and checked before the start (src/main.ts): here it is the image kept then.
@@ -301,7 +304,17 @@ async function startOnPort(config: Config, logger: Logger, clock: Clock, bound: 
       checks: suffixChecks,
       door,
       proxy,
-      variants: { coversDir: config.coversDir, covers, renders, widths: config.widths, formats: config.formats, logger },
+      variants: {
+        coversDir: config.coversDir,
+        covers,
+        renders,
+        widths: config.widths,
+        formats: config.formats,
+        logger,
+        limiter: startLimiter,
+        trusted: new TrustedProxies(config.trustProxy),
+        rate: config.proxyRate,
+      },
       jobs: { runner: jobs, jobs: store.jobs, callbacks, coversDir: config.coversDir, maxBatch: config.maxBatch, serviceUrl: () => serviceUrl, clock },
       version,
       maxBatch: config.maxBatch,

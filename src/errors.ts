@@ -55,6 +55,9 @@ const retryableByCode: Record<ErrorCode, boolean> = {
   cancelled: false,
   // The host cools: the download waits for it to reopen, it is not tried again at once.
   upstream_limited: false,
+  // A suffix's variant past --proxy-rate, or its cover replaced meanwhile: answers to this ask, not download failures.
+  too_many_requests: false,
+  file_missing: false,
 };
 
 /**
@@ -76,6 +79,8 @@ const rememberedByCode: Record<ErrorCode, boolean> = {
   cancelled: false,
   // A refusal of the host (rate, risk control) says nothing of the URL.
   upstream_limited: false,
+  too_many_requests: false,
+  file_missing: false,
 };
 
 /** Whether a failure with this code is remembered as the URL's answer for `--fail-ttl`. */

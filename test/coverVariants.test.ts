@@ -245,3 +245,25 @@ describe('a crash while a variant is written', () => {
     await waitUntil(async () => !(await exists(path.join(coversDir, `${cover}.variants`))), 'removed with the cover');
   });
 });
+
+describe('GET /covers/<path>?… limits and identity', () => {
+  it('counts a render a request starts against --proxy-rate (429 with Retry-After past it); variants made and joins are not limited; a variant path takes sizes of its cover', async (t) => {
+    const { origin, service, store } = await setup(t, ['--proxy-rate', '2']);
+    const cover = await store(`${origin.url}/img/limited.jpg?size=1146x717`);
+    assert.equal((await get(service, `/covers/${cover}?w=160&f=webp`)).status, 200);
+    const made = await get(service, `/covers/${cover}?w=240&f=webp`);
+    assert.equal(made.status, 200);
+    const refused = await get(service, `/covers/${cover}?w=320&f=webp`);
+    assert.equal(refused.status, 429);
+    assert.equal((JSON.parse(refused.body.toString()) as { code: string }).code, 'too_many_requests');
+    assert.ok(Number(refused.headers.get('retry-after')) >= 1, 'Retry-After');
+    // Made already: answered however often, not counted.
+    for (let i = 0; i < 3; i++) assert.equal((await get(service, `/covers/${cover}?w=240&f=webp`)).status, 200);
+    // A variant's own path with a size asks for that size of its cover (what a suffix answer's coverUrl allows).
+    const variantPath = `${cover}.variants/w240-inside-webp.webp`;
+    assert.equal((await get(service, `/covers/${variantPath}`)).status, 200, 'the variant file is served as it is');
+    const fromVariant = await get(service, `/covers/${variantPath}?w=160&f=webp`);
+    assert.equal(fromVariant.status, 200);
+    assert.deepEqual(await decode(fromVariant.body), [160, 100, 'webp']);
+  });
+});

@@ -231,4 +231,21 @@ describe('/ws and the door: a URL with a readable suffix', () => {
     assert.deepEqual(results.map((r) => [r.url, r.status]), [[urls[0], 'error'], [urls[1], 'error']]);
     assert.deepEqual(origin.hits.map((h) => h.path).sort(), ['/img/x.jpg@220w_!style.webp', '/missing/y.jpg']);
   });
+
+  it('a render a suffix starts counts against the client address\'s --proxy-rate, with the download: past it too_many_requests with retryAt; a variant made is not limited', async (t) => {
+    const { origin, base } = await setup(t, ['--proxy-rate', '2']);
+    const client = await connect(`${base.replace(/^http/, 'ws')}/ws`);
+    t.after(() => client.close());
+    const cover = `${origin.url}/img/rated.jpg`;
+    // The download goes through the checks (not counted on /ws); two renders are within the rate.
+    const first = (await client.check('r1', [`${cover}@220w.webp`, `${cover}@240w.webp`])).done.results as CheckResult[];
+    assert.deepEqual(first.map((r) => r.status), ['ok', 'ok']);
+    const refused = ((await client.check('r2', [`${cover}@260w.webp`])).done.results as CheckResult[])[0]!;
+    assert.equal(refused.status, 'error');
+    assert.equal(refused.error?.code, 'too_many_requests');
+    assert.ok(refused.retryAt !== undefined && Date.parse(refused.retryAt) > Date.now(), 'retryAt ahead');
+    const again = ((await client.check('r3', [`${cover}@220w.webp`])).done.results as CheckResult[])[0]!;
+    assert.equal(again.status, 'ok', 'a variant already made is answered');
+    assert.equal(origin.hits.length, 1);
+  });
 });

@@ -142,6 +142,27 @@ describe('Renders', () => {
     assert.deepEqual(await renders.variant(COVER, webp320), made);
   });
 
+  it('renders of one cover finishing together count every variant\'s bytes on its row', async (t) => {
+    const { renders, store } = await setup(t, { workers: 2 });
+    const specs: VariantSpec[] = [160, 240, 320, 480].flatMap((width) => (['webp', 'jpeg'] as const).map((format) => ({ width, fit: 'inside' as const, format })));
+    const made = await Promise.all(specs.map((spec) => renders.variant(COVER, spec)));
+    assert.equal(renders.counts().rendered, specs.length);
+    const row = (await store.covers.leastRecentlyAsked(10, 0))[0]!;
+    assert.equal(row.variantBytes, made.reduce((sum, variant) => sum + variant.bytes, 0), 'the sum of all, not the last one written');
+  });
+
+  it('an original rewritten at the same path while its variant renders: the variant is not kept (it would be stale)', async (t) => {
+    const { coversDir, renders } = await setup(t, { workers: 1 });
+    const release = await holdDecodes(t);
+    const asked = renders.variant(COVER, webp320);
+    await waitUntil(() => renders.counts().running === 1, 'running 1');
+    // An upload whose default variant encodes the same keeps the path and rewrites the original.
+    await writeCoverFile(coversDir, originalPathOf(COVER), await makeImage('another original', 'jpeg', 1000, 700));
+    release();
+    await assert.rejects(asked, CoverGoneError);
+    assert.deepEqual(await readdir(path.join(coversDir, 'example.com')).then((names) => names.filter((n) => n.endsWith('.variants'))), [], 'no variant made from the old original');
+  });
+
   it('a cover removed while its variant renders leaves no variant behind', async (t) => {
     const { coversDir, renders, store } = await setup(t, { workers: 1 });
     const release = await holdDecodes(t);

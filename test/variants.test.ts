@@ -5,7 +5,7 @@ import { describe, it } from 'node:test';
 import sharp from 'sharp';
 import { CoverError } from '../src/errors.js';
 import { decodeBudget } from '../src/images/index.js';
-import { DEFAULT_FORMATS, DEFAULT_WIDTHS, renderVariant, specFromRequest, VariantRequestError, variantKey } from '../src/images/variants.js';
+import { DEFAULT_FORMATS, DEFAULT_WIDTHS, MAX_DIMENSION, renderVariant, specFromRequest, VariantRequestError, variantKey } from '../src/images/variants.js';
 import type { VariantSpec } from '../src/images/variants.js';
 import {
   coverPathOfVariant,
@@ -231,5 +231,15 @@ describe('variant files', () => {
     await removeCoverFiles(dir, cover);
     // The link itself may go; what it points at stays.
     assert.equal(await readFile(path.join(outside, 'w320-h200-cover-webp.webp'), 'utf8'), 'precious');
+  });
+
+  it('never asks for a side past MAX_DIMENSION, even of an original kept whole that is wider (a bound, not a 500)', () => {
+    const wide = { width: 20_000, height: 1_000, format: 'jpeg' };
+    const spec = specFromRequest({ format: 'webp' }, wide, { widths: [160, 320], formats: ['webp'], round: false });
+    assert.equal(spec.width, MAX_DIMENSION);
+    assert.doesNotThrow(() => variantKey(spec));
+    const tall = specFromRequest({ w: 160, h: 10_000, fit: 'fill', format: 'webp' }, { width: 1_000, height: 20_000, format: 'jpeg' }, { widths: [160], formats: ['webp'], round: false });
+    assert.ok(tall.width <= MAX_DIMENSION && (tall.height ?? 0) <= MAX_DIMENSION);
+    assert.doesNotThrow(() => variantKey(tall));
   });
 });

@@ -35,6 +35,8 @@ export const RESULT_ERROR_CODES = [
   'shutting_down',
   'cancelled',
   'upstream_limited',
+  'too_many_requests',
+  'file_missing',
 ] as const;
 
 export type ResultErrorCode = (typeof RESULT_ERROR_CODES)[number];

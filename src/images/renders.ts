@@ -174,6 +174,11 @@ export class Renders {
     });
   }
 
+  /** Whether this variant is being rendered now (asking for it joins that render). */
+  inFlight(coverPath: string, spec: VariantSpec): boolean {
+    return this.#flights.has(variantPathOf(coverPath, spec));
+  }
+
   /** Whether asking for this variant now would start a render (not on disk, not in flight). */
   async wouldStart(coverPath: string, spec: VariantSpec): Promise<boolean> {
     const path = variantPathOf(coverPath, spec);
@@ -330,6 +335,28 @@ export class Renders {
     return { path, contentType: variantContentType(format), bytes: data.length, width: header.width, height: header.height };
   }
 
+  /** Per cover, the recount of its variant bytes in progress: recounts of one cover run one after the other. */
+  readonly #tallies = new Map<string, Promise<void>>();
+
+  /**
+   * Records the bytes of the cover's variants as on disk now. Renders of one
+   * cover's variants finish at once (a page asks for several sizes): their
+   * recounts are chained, so the last one written counts every file.
+   */
+  #tally(coverPath: string): Promise<void> {
+    const previous = this.#tallies.get(coverPath) ?? Promise.resolve();
+    const next = previous.then(async () => {
+      const files = await listVariantFiles(this.#deps.coversDir, coverPath);
+      await this.#deps.covers.setVariantBytes(coverPath, files.reduce((sum, file) => sum + file.bytes, 0));
+    });
+    const settled = next.catch(() => undefined);
+    this.#tallies.set(coverPath, settled);
+    void settled.then(() => {
+      if (this.#tallies.get(coverPath) === settled) this.#tallies.delete(coverPath);
+    });
+    return next;
+  }
+
   /** One render: the real work behind the actor's `render`. */
   async #render(path: string, signal: AbortSignal): Promise<RenderedVariant> {
     const what = this.#specs.get(path);
@@ -350,6 +377,8 @@ export class Renders {
     }
     const opened = await openStoredFile(coversDir, source);
     if (opened === undefined) throw gone(coverPath);
+    // What was read: the published variant must come from the file still there after.
+    const read = { size: opened.size, mtimeMs: opened.mtimeMs };
     let original: Buffer;
     try {
       original = await opened.handle.readFile();
@@ -360,18 +389,18 @@ export class Renders {
     const image = await renderVariant(original, spec, signal);
     await writeCoverFile(coversDir, path, image.data, signal, { beforeRename: () => crashPoint('render:temp-written') });
     crashPoint('render:published');
-    // Removed (or replaced) meanwhile: what was just published must not outlive it.
+    // The cover removed, or its original rewritten, meanwhile: what was just published must not
+    // outlive it nor be served for the new one. (Removal takes the cover's file first, then its
+    // original, then the variants; an upload at the same path rewrites the original first.)
     const cover = await openStoredFile(coversDir, coverPath);
-    if (cover === undefined) {
+    await cover?.handle.close();
+    const after = cover === undefined ? undefined : source === coverPath ? cover : await openStoredFile(coversDir, source);
+    if (after !== undefined && after !== cover) await after.handle.close();
+    if (cover === undefined || after === undefined || after.size !== read.size || after.mtimeMs !== read.mtimeMs) {
       await removeVariantFiles(coversDir, coverPath);
       throw gone(coverPath);
     }
-    await cover.handle.close();
-    // The folder as listed before, with this file: one listing per render. A render of
-    // another variant of this cover finishing meanwhile may be missed here; the next
-    // render of the cover counts it (removal never depends on this figure).
-    const others = before.filter((file) => file.path !== path).reduce((sum, file) => sum + file.bytes, 0);
-    await covers.setVariantBytes(coverPath, others + image.data.length);
+    await this.#tally(coverPath);
     return { path, contentType: image.contentType, bytes: image.data.length, width: image.width, height: image.height };
   }
 }

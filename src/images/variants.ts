@@ -220,8 +220,11 @@ export function specFromRequest(request: VariantRequest, original: OriginalInfo,
     if (named === undefined) throw new VariantRequestError(`f must be one of ${VARIANT_FORMATS.join(', ')}, not ${JSON.stringify(request.format)}`);
     format = named;
   }
-  const ow = Math.max(1, Math.round(original.width));
-  const oh = Math.max(1, Math.round(original.height));
+  // The original as a box no side of which passes MAX_DIMENSION (an original kept whole, --resize
+  // off, may be wider): a variant is never larger than that.
+  const fitScale = Math.min(1, MAX_DIMENSION / Math.max(original.width, original.height, 1));
+  const ow = Math.max(1, Math.round(original.width * fitScale));
+  const oh = Math.max(1, Math.round(original.height * fitScale));
   const withQuality = (spec: VariantSpec): VariantSpec => (quality === undefined ? spec : { ...spec, quality });
 
   // Without a height: the width alone, at the original's aspect (the fit then changes nothing).

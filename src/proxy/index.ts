@@ -12,4 +12,4 @@ export { clientKey, ProxyRateLimiter, RATE_WINDOW_SECONDS } from './rateLimit.js
 export type { ProxyRateLimiterOptions, RateDecision } from './rateLimit.js';
 export { clientAddress, parseAddress, TrustedProxies } from './clientAddress.js';
 export { SuffixChecks } from './suffixChecks.js';
-export type { SuffixChecksDeps, SuffixRenders } from './suffixChecks.js';
+export type { StartLimiter, SuffixChecksDeps, SuffixRenders } from './suffixChecks.js';

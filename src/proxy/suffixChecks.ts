@@ -15,6 +15,7 @@
  */
 import type { CheckResult, CoverChecks } from '../checks/index.js';
 import { coverUrl } from '../checks/checkCovers.js';
+import type { Clock } from '../clock.js';
 import { CoverError } from '../errors.js';
 import type { OriginalInfo, VariantSpec } from '../images/variants.js';
 import type { Logger } from '../logger.js';
@@ -26,6 +27,12 @@ import type { BilibiliSuffix } from './bilibiliSuffix.js';
 /** The render supervisor, as suffixes use it (the service's `Renders`). */
 export interface SuffixRenders {
   variant(coverPath: string, spec: VariantSpec, signal?: AbortSignal, known?: { source?: string | undefined }): Promise<{ path: string }>;
+  wouldStart(coverPath: string, spec: VariantSpec): Promise<boolean> | boolean;
+}
+
+/** Starts per client address (`--proxy-rate`, shared with the proxy and `/covers`). */
+export interface StartLimiter {
+  take(address: string): { allowed: true } | { allowed: false; retryAfterSeconds: number };
 }
 
 export interface SuffixChecksDeps {
@@ -38,13 +45,25 @@ export interface SuffixChecksDeps {
   /** The original's size and format for a stored row. */
   originalOf: (row: CoverRow) => OriginalInfo;
   logger: Logger;
+  /** A render a suffix starts counts against its client address's `--proxy-rate` here. */
+  limiter: StartLimiter;
+  /** The one clock: `retryAt` of a refused render. */
+  clock: Clock;
 }
 
 export class SuffixChecks {
+  /** Per asker with suffix checks in progress (and how many): aborted when it leaves (its renders not started are dropped). */
+  private readonly leaving = new Map<Asker, { controller: AbortController; checks: number }>();
+
   constructor(private readonly deps: SuffixChecksDeps) {}
 
   leave(asker: Asker): void {
     this.deps.checks.leave(asker);
+    const entry = this.leaving.get(asker);
+    if (entry !== undefined) {
+      this.leaving.delete(asker);
+      entry.controller.abort(new CoverError('cancelled', 'the asker left'));
+    }
   }
 
   async check(urls: readonly string[], onWaited: (index: number, result: CheckResult) => void = () => {}, asker?: Asker): Promise<CheckResult[]> {
@@ -56,13 +75,35 @@ export class SuffixChecks {
     }
     if (suffixes === undefined) return this.deps.checks.check(urls, onWaited, asker);
     const found = suffixes;
+    let entry: { controller: AbortController; checks: number } | undefined;
+    if (asker !== undefined) {
+      entry = this.leaving.get(asker) ?? { controller: new AbortController(), checks: 0 };
+      entry.checks++;
+      this.leaving.set(asker, entry);
+    }
+    const signal = entry?.controller.signal;
+    try {
+      return await this.checkWithSuffixes(urls, found, onWaited, asker, signal);
+    } finally {
+      // The entry lives while its asker has checks with suffixes in progress (an asker that never leaves holds none after).
+      if (entry !== undefined && --entry.checks === 0 && this.leaving.get(asker!) === entry) this.leaving.delete(asker!);
+    }
+  }
+
+  private async checkWithSuffixes(
+    urls: readonly string[],
+    found: (BilibiliSuffix | undefined)[],
+    onWaited: (index: number, result: CheckResult) => void,
+    asker: Asker | undefined,
+    signal: AbortSignal | undefined,
+  ): Promise<CheckResult[]> {
     const asked = urls.map((url, i) => found[i]?.base ?? url);
     // A position answered while the check runs is turned into its variant then; the others once it returns.
     const made = new Map<number, Promise<CheckResult>>();
     const variantAt = (index: number, result: CheckResult) => {
       let pending = made.get(index);
       if (pending === undefined) {
-        pending = this.variantAnswer(urls[index]!, found[index]!, result);
+        pending = this.variantAnswer(urls[index]!, found[index]!, result, asker, signal);
         made.set(index, pending);
       }
       return pending;
@@ -71,7 +112,9 @@ export class SuffixChecks {
       asked,
       (index, result) => {
         if (found[index] === undefined) return onWaited(index, result);
-        void variantAt(index, result).then((answer) => onWaited(index, answer));
+        variantAt(index, result)
+          .then((answer) => onWaited(index, answer))
+          .catch((error: unknown) => this.deps.logger.error('a suffix answer could not be sent', { url: urls[index], error }));
       },
       asker,
     );
@@ -79,15 +122,23 @@ export class SuffixChecks {
   }
 
   /** The answer for `url`, asked with `suffix`, from its base URL's answer. */
-  private async variantAnswer(url: string, suffix: BilibiliSuffix, result: CheckResult): Promise<CheckResult> {
+  private async variantAnswer(url: string, suffix: BilibiliSuffix, result: CheckResult, asker: Asker | undefined, signal: AbortSignal | undefined): Promise<CheckResult> {
     if (result.status !== 'ok' || result.path === undefined) return { ...result, url };
-    const row = (await this.deps.covers.findMany([suffix.base], { touch: false })).get(suffix.base);
-    if (row === undefined || row.path !== result.path) {
-      return { url, status: 'error', error: { code: 'file_missing', message: 'the cover was replaced or removed while its variant was asked; ask again' } };
-    }
     try {
+      const row = (await this.deps.covers.findMany([suffix.base], { touch: false })).get(suffix.base);
+      if (row === undefined || row.path !== result.path) {
+        return { url, status: 'error', error: { code: 'file_missing', message: 'the cover was replaced or removed while its variant was asked; ask again' } };
+      }
       const spec = suffixSpec(suffix.request, this.deps.originalOf(row));
-      const variant = await this.deps.renders.variant(row.path, spec, undefined, { source: row.originalPath ?? row.path });
+      // A render this ask would start counts against the client's --proxy-rate, as through the proxy.
+      if (await this.deps.renders.wouldStart(row.path, spec)) {
+        const decision = this.deps.limiter.take(asker?.address ?? asker?.party ?? 'local');
+        if (!decision.allowed) {
+          const retryAt = new Date(this.deps.clock.now() + decision.retryAfterSeconds * 1000).toISOString();
+          return { url, status: 'error', error: { code: 'too_many_requests', message: 'this address has started as many downloads and renders as --proxy-rate allows in 10 minutes; stored covers and variants made are not limited' }, retryAt };
+        }
+      }
+      const variant = await this.deps.renders.variant(row.path, spec, signal, { source: row.originalPath ?? row.path });
       return { ...result, url, path: variant.path, coverUrl: coverUrl(this.deps.publicUrl(), variant.path) };
     } catch (error) {
       const failure = error instanceof CoverError ? { code: error.code, message: error.message } : { code: 'internal_error', message: 'the variant could not be made' };

@@ -63,7 +63,7 @@ export interface ServedClient {
 type Tag = { id: MessageId; head: Buffer | undefined } | { id: null; head: undefined };
 
 /** Serves one client WebSocket; `rounds` is shared by all of a server's client sockets. */
-export function serveClientSocket(socket: WebSocket, deps: ClientSocketDeps, rounds: ResultRounds): ServedClient {
+export function serveClientSocket(socket: WebSocket, deps: ClientSocketDeps, rounds: ResultRounds, address?: string): ServedClient {
   const gate = new ReadGate(socket);
   const limits = deps.unsentLimits ?? unsentLimits();
   const clock = deps.clock ?? systemClock;
@@ -147,7 +147,7 @@ export function serveClientSocket(socket: WebSocket, deps: ClientSocketDeps, rou
       release: () => gate.release('urls'),
     },
     deps.logger,
-    { kind: 'socket', ...(deps.maxUrlsInProgress === undefined ? {} : { maxUrlsInProgress: deps.maxUrlsInProgress }) },
+    { kind: 'socket', address, ...(deps.maxUrlsInProgress === undefined ? {} : { maxUrlsInProgress: deps.maxUrlsInProgress }) },
   );
 
   socket.on('close', () => {

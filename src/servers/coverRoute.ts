@@ -24,7 +24,9 @@ import type { Renders } from '../images/renders.js';
 import { specFromRequest, variantContentType, VariantRequestError } from '../images/variants.js';
 import type { VariantFormat, VariantSpec } from '../images/variants.js';
 import type { Logger } from '../logger.js';
-import { isOriginalPath, isVariantPath, openCoverFile, openStoredFile, plainSegments, variantPathOf } from '../store/index.js';
+import { clientAddress, clientKey } from '../proxy/index.js';
+import type { StartLimiter, TrustedProxies } from '../proxy/index.js';
+import { coverPathOfVariant, isOriginalPath, isVariantPath, openCoverFile, openStoredFile, plainSegments, variantPathOf } from '../store/index.js';
 import type { OpenCover } from '../store/index.js';
 import type { CoverIndex } from '../store/ports.js';
 
@@ -107,6 +109,12 @@ export interface CoverVariantDeps {
   coversDir: string;
   covers: Pick<CoverIndex, 'findByPath' | 'touch'>;
   renders: Renders;
+  /** A render a request starts counts against its client address's `--proxy-rate` (shared with the proxy). */
+  limiter: StartLimiter;
+  /** `--trust-proxy`: whose `X-Forwarded-For` names the client. */
+  trusted: TrustedProxies;
+  /** `--proxy-rate`, for the 429's message. */
+  rate: number;
   /** `--widths`. */
   widths: readonly number[];
   /** `--formats`. */
@@ -138,9 +146,10 @@ export async function serveCoverVariant(req: IncomingMessage, res: ServerRespons
     if (all.length > 1) return sendError(res, 400, 'bad_request', `${name} is given ${all.length} times; give it once`);
     values[name] = all[0];
   }
-  const coverPath = storedPathOf(file);
-  // Originals are not served, and a variant has no variants of its own.
-  if (coverPath === undefined || isOriginalPath(coverPath) || isVariantPath(coverPath)) return sendError(res, 404, 'not_found', 'no cover at this path');
+  const asked = storedPathOf(file);
+  // A variant's path (a suffix's answer names one) asks for a variant of its cover; originals are not served.
+  const coverPath = asked !== undefined && isVariantPath(asked) ? coverPathOfVariant(asked) : asked;
+  if (coverPath === undefined || isOriginalPath(coverPath)) return sendError(res, 404, 'not_found', 'no cover at this path');
   const row = await deps.covers.findByPath(coverPath);
   if (row === null) return sendError(res, 404, 'not_found', 'no cover at this path');
   let spec: VariantSpec;
@@ -162,7 +171,17 @@ export async function serveCoverVariant(req: IncomingMessage, res: ServerRespons
   const onDisk = await openStoredFile(deps.coversDir, variantPath);
   if (onDisk) return sendOpened(req, res, onDisk, contentType, extra);
 
-  // Missing: render it (or wait for the render in flight). A client that leaves stops waiting.
+  // Missing: a render this request starts counts against its client's --proxy-rate (joining one in flight does not).
+  if (!deps.renders.inFlight(coverPath, spec)) {
+    const client = clientKey(clientAddress(req.socket.remoteAddress, req.headers['x-forwarded-for'], deps.trusted));
+    const decision = deps.limiter.take(client);
+    if (!decision.allowed) {
+      return sendError(res, 429, 'too_many_requests', `this address may start ${deps.rate} downloads and renders per 10 minutes (--proxy-rate); variants already made are not limited`, {
+        'retry-after': String(decision.retryAfterSeconds),
+      });
+    }
+  }
+  // Render it (or wait for the render in flight). A client that leaves stops waiting.
   const left = new AbortController();
   const onClose = () => left.abort(new CoverError('cancelled', 'the client left'));
   res.once('close', onClose);

@@ -92,7 +92,7 @@ export class Door {
    * workers (one client, however many requests it sends).
    */
   askerFor(req: IncomingMessage, res: ServerResponse, kind = 'door', party = `addr:${req.socket.remoteAddress ?? '?'}`): Asker {
-    const asker: Asker = { kind, party };
+    const asker: Asker = { kind, party, address: req.socket.remoteAddress ?? '?' };
     // A client already gone (while the index was asked) leaves at once: nothing is started for it.
     if (res.closed) this.deps.checks.leave(asker);
     else res.once('close', () => this.deps.checks.leave(asker));

@@ -125,7 +125,7 @@ export function createHttpServer(deps: HttpServerDeps, bound?: http.Server) {
       const remote = req.socket.remoteAddress;
       deps.logger.debug('client socket connected', { remote });
       ws.once('close', (code: number) => deps.logger.debug('client socket closed', { remote, code }));
-      clientSockets.set(ws, serveClientSocket(ws, deps, resultRounds));
+      clientSockets.set(ws, serveClientSocket(ws, deps, resultRounds, remote));
       keepalive.add(ws);
       ws.once('close', () => clientSockets.delete(ws));
     });

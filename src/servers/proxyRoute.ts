@@ -50,7 +50,7 @@ import { CoverError } from '../errors.js';
 import { specFromRequest, VariantRequestError, variantKey } from '../images/variants.js';
 import type { OriginalInfo, VariantFormat, VariantSpec } from '../images/variants.js';
 import { checkProxyCover, clientAddress, clientKey, coverUrlFromProxyRequest, defaultRedirect, ignoredParamsHeader, ProxyRateLimiter, suffixSpec, TrustedProxies, weservVariant } from '../proxy/index.js';
-import type { PlaceholderImage, ProxyCover, WeservParams } from '../proxy/index.js';
+import type { PlaceholderImage, ProxyCover, StartLimiter, WeservParams } from '../proxy/index.js';
 import { variantPathOf } from '../store/index.js';
 import type { CoverIndex, CoverRow } from '../store/index.js';
 import { CoverBytes } from './coverBytes.js';
@@ -71,6 +71,8 @@ export interface ProxyRouteDeps {
   covers: Pick<CoverIndex, 'findMany' | 'findInMemory'>;
   /** Whether asking for the URL now would start a download (not in flight here, no remembered failure). */
   wouldStart: (url: string) => boolean;
+  /** Starts per client address (`--proxy-rate`), shared with `/covers` variants and suffixes on `/ws`; default its own. */
+  limiter?: StartLimiter;
   door: Pick<Door, 'answerWithin' | 'askerFor'>;
   /**
    * Sizes and formats: the render supervisor, `--widths` and `--formats`.
@@ -112,7 +114,7 @@ export function originalOf(row: CoverRow): OriginalInfo {
 }
 
 export class ProxyRoute {
-  private readonly limiter: ProxyRateLimiter;
+  private readonly limiter: StartLimiter;
   private readonly trusted: TrustedProxies;
   /** The bytes of covers and variants answered lately (bounded), by stored path: one asked again is answered from memory. */
   private readonly recent: CoverBytes;
@@ -121,7 +123,7 @@ export class ProxyRoute {
   constructor(private readonly deps: ProxyRouteDeps) {
     this.recent = new CoverBytes(deps.config.coversDir);
     this.cacheControl = `public, max-age=${deps.config.proxyMaxAge}`;
-    this.limiter = new ProxyRateLimiter({ limit: deps.config.proxyRate, ...(deps.clock ? { clock: deps.clock } : {}) });
+    this.limiter = deps.limiter ?? new ProxyRateLimiter({ limit: deps.config.proxyRate, ...(deps.clock ? { clock: deps.clock } : {}) });
     this.trusted = new TrustedProxies(deps.config.trustProxy);
   }
 

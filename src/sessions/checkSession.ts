@@ -59,10 +59,10 @@ export class CheckSession<Tag> {
     private readonly checks: Pick<CoverChecks, 'check' | 'leave'>,
     private readonly sink: CheckSink<Tag>,
     private readonly logger: Logger,
-    options: { maxUrlsInProgress?: number; kind?: string; keepOnClose?: boolean } = {},
+    options: { maxUrlsInProgress?: number; kind?: string; keepOnClose?: boolean; address?: string | undefined } = {},
   ) {
     this.limit = options.maxUrlsInProgress ?? MAX_URLS_IN_PROGRESS;
-    this.asker = { kind: options.kind ?? 'session' };
+    this.asker = options.address === undefined ? { kind: options.kind ?? 'session' } : { kind: options.kind ?? 'session', address: options.address };
     this.keepOnClose = options.keepOnClose ?? false;
   }
 

@@ -10,7 +10,7 @@
  * which a row may point at).
  */
 import type { CoverRow } from './entities.js';
-import { coverPath, openStoredFile, originalPathOf, removeCoverFile, sha256, writeCoverFile } from './coverFiles.js';
+import { coverPath, openStoredFile, originalPathOf, removeCoverFile, removeVariantFiles, sha256, writeCoverFile } from './coverFiles.js';
 
 export interface CoverImage {
   data: Buffer;
@@ -41,6 +41,9 @@ export async function writeCover(
     await before?.handle.close();
     await writeCoverFile(options.coversDir, originalPath, original.data, options.signal);
     wroteOriginal = before === undefined;
+    // The same path with an original rewritten (a default variant that encodes the same from a
+    // different original): the variants made from the old one must not be served for it.
+    if (before !== undefined) await removeVariantFiles(options.coversDir, path);
   }
   try {
     await writeCoverFile(options.coversDir, path, image.data, options.signal);
