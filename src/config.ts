@@ -623,7 +623,7 @@ export const options: { [K in keyof Config]: OptionSpec<K> } = {
     parse: num(1, 1_000_000, true),
     group: 'Proxy prefix',
     placeholder: 'N',
-    help: 'downloads (and renders) one client address may start through the proxy per 10 minutes; past it 429',
+    help: 'downloads and renders one client address may start per 10 minutes (the proxy, /covers sizes, bilibili suffixes); past it 429',
   },
   trustProxy: {
     key: 'trustProxy',
