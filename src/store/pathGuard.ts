@@ -97,6 +97,25 @@ function outsideRefused(abs: string, root: string): PathRefusedError {
   return new PathRefusedError(`refusing to follow a link: ${abs} leads out of ${root}`);
 }
 
+/** The real path of each root seen, resolved once (bounded: a service has two or three roots). */
+const realRoots = new Map<string, string>();
+
+/**
+ * The root's real path, resolved once per process: the root is the operator's
+ * (it may be a link or a mount) and does not move under a running service; what
+ * lies below it is resolved at every call. Were the root re-pointed anyway, what
+ * lies under its new target would resolve outside the old real path and be
+ * refused: never the other way round.
+ */
+async function realRootOf(root: string): Promise<string> {
+  const known = realRoots.get(root);
+  if (known !== undefined) return known;
+  const real = await realpath(root);
+  if (realRoots.size >= 64) realRoots.clear();
+  realRoots.set(root, real);
+  return real;
+}
+
 /**
  * The absolute path of `folder` under `root` once each of its segments is found
  * to be a real folder (not a link) and its real path inside the root's; with
@@ -106,7 +125,7 @@ function outsideRefused(abs: string, root: string): PathRefusedError {
 async function checkedFolder(root: string, folder: Segments, make: boolean): Promise<{ abs: string; realRoot: string }> {
   // The root is the operator's (it may be a link, a mount): made as configured if it is missing.
   if (make) await mkdir(root, { recursive: true });
-  const realRoot = await realpath(root);
+  const realRoot = await realRootOf(root);
   let abs = path.resolve(root);
   for (const segment of folder) {
     abs = path.join(abs, segment);
