@@ -141,7 +141,7 @@ describe('GET /covers/<path>?w=&h=&fit=&f=&dpr=', () => {
     for (const route of [
       '/covers/127.0.0.1/none.jpg?w=100',
       `/covers/${cover.replace(/\.jpg$/, '.orig.jpg')}?w=100`,
-      `/covers/${cover}.variants/w320-inside-webp.webp?w=100`,
+      `/covers/127.0.0.1/none.jpg.variants/w320-inside-webp.webp?w=100`,
       '/covers/..%2f..%2fetc/passwd?w=100',
       '/covers/.tmp/x?w=100',
     ]) {

@@ -186,11 +186,12 @@ export class SqlCoverIndex implements CoverIndex {
   }
 
   async findByPath(path: string): Promise<CoverRow | null> {
-    return this.repo.findOne({ where: { path }, order: { url: 'ASC' } });
+    // A prepared statement, not the ORM's query builder: every variant request asks it.
+    return this.dialect.findCoverByPath(path);
   }
 
   async setVariantBytes(path: string, bytes: number): Promise<void> {
-    await this.repo.update({ path }, { variantBytes: bytes });
+    await this.dialect.setVariantBytes(path, bytes);
   }
 
   async downloadedBytes(): Promise<number> {

@@ -121,6 +121,10 @@ export interface Dialect {
   migrate(): Promise<string[]>;
 
   findCover(url: string): Promise<CoverRow | null>;
+  /** The row whose cover is stored at `path` (the first by URL if several share it). */
+  findCoverByPath(path: string): Promise<CoverRow | null>;
+  /** Records the bytes of the variants kept beside the cover stored at `path`. */
+  setVariantBytes(path: string, bytes: number): Promise<void>;
   /** The rows of these URLs (any number of them). */
   findCovers(urls: readonly string[]): Promise<CoverRow[]>;
   /**

@@ -194,6 +194,15 @@ export class PostgresDialect implements Dialect {
     return rows[0] ? coverFromRaw(rows[0]) : null;
   }
 
+  async findCoverByPath(path: string): Promise<CoverRow | null> {
+    const { rows } = await this.pool().query<RawCover>(`${SELECT_COVERS} WHERE path = $1 ORDER BY url LIMIT 1`, [path]);
+    return rows[0] ? coverFromRaw(rows[0]) : null;
+  }
+
+  async setVariantBytes(path: string, bytes: number): Promise<void> {
+    await this.pool().query('UPDATE covers SET variant_bytes = $1 WHERE path = $2', [bytes, path]);
+  }
+
   async findCovers(urls: readonly string[]): Promise<CoverRow[]> {
     const { rows } = await this.pool().query<RawCover>(`${SELECT_COVERS} WHERE url = ANY($1::text[])`, [urls]);
     return rows.map(coverFromRaw);

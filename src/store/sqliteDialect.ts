@@ -85,6 +85,15 @@ export class SqliteDialect implements Dialect {
     return found ? coverFromRaw(found) : null;
   }
 
+  async findCoverByPath(path: string): Promise<CoverRow | null> {
+    const found = this.statement(`${SELECT_COVERS} WHERE path = ? ORDER BY url LIMIT 1`).get(path) as RawCover | undefined;
+    return found ? coverFromRaw(found) : null;
+  }
+
+  async setVariantBytes(path: string, bytes: number): Promise<void> {
+    this.statement('UPDATE covers SET variant_bytes = ? WHERE path = ?').run(bytes, path);
+  }
+
   async findCovers(urls: readonly string[]): Promise<CoverRow[]> {
     const rows = this.statement(`${SELECT_COVERS} WHERE url IN (SELECT value FROM json_each(?))`).all(JSON.stringify(urls)) as RawCover[];
     return rows.map(coverFromRaw);
