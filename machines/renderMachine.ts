@@ -37,6 +37,8 @@ export interface RenderedVariant {
   bytes: number;
   width: number;
   height: number;
+  /** Just made: its bytes and the file's time as written, so the first askers are answered without reading it back. */
+  made?: { data: Buffer; mtimeMs: number };
 }
 
 export interface RenderInput {

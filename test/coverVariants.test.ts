@@ -257,8 +257,13 @@ describe('GET /covers/<path>?… limits and identity', () => {
     assert.equal(refused.status, 429);
     assert.equal((JSON.parse(refused.body.toString()) as { code: string }).code, 'too_many_requests');
     assert.ok(Number(refused.headers.get('retry-after')) >= 1, 'Retry-After');
-    // Made already: answered however often, not counted.
-    for (let i = 0; i < 3; i++) assert.equal((await get(service, `/covers/${cover}?w=240&f=webp`)).status, 200);
+    // Made already: answered however often, not counted, from the file: the same bytes and ETag as when just made.
+    for (let i = 0; i < 3; i++) {
+      const again = await get(service, `/covers/${cover}?w=240&f=webp`);
+      assert.equal(again.status, 200);
+      assert.deepEqual([again.headers.get('etag'), again.body], [made.headers.get('etag'), made.body]);
+    }
+    assert.equal((await get(service, `/covers/${cover}?w=240&f=webp`, { 'if-none-match': made.headers.get('etag')! })).status, 304);
     // A variant's own path with a size asks for that size of its cover (what a suffix answer's coverUrl allows).
     const variantPath = `${cover}.variants/w240-inside-webp.webp`;
     assert.equal((await get(service, `/covers/${variantPath}`)).status, 200, 'the variant file is served as it is');

@@ -387,7 +387,7 @@ export class Renders {
     }
     signal.throwIfAborted();
     const image = await renderVariant(original, spec, signal);
-    await writeCoverFile(coversDir, path, image.data, signal, { beforeRename: () => crashPoint('render:temp-written') });
+    const { mtimeMs } = await writeCoverFile(coversDir, path, image.data, signal, { beforeRename: () => crashPoint('render:temp-written') });
     crashPoint('render:published');
     // The cover removed, or its original rewritten, meanwhile: what was just published must not
     // outlive it nor be served for the new one. (Removal takes the cover's file first, then its
@@ -401,6 +401,6 @@ export class Renders {
       throw gone(coverPath);
     }
     await this.#tally(coverPath);
-    return { path, contentType: image.contentType, bytes: image.data.length, width: image.width, height: image.height };
+    return { path, contentType: image.contentType, bytes: image.data.length, width: image.width, height: image.height, made: { data: image.data, mtimeMs } };
   }
 }

@@ -20,7 +20,7 @@ import { pipeline } from 'node:stream/promises';
 import { CoverError } from '../errors.js';
 import { sendError } from '../http/index.js';
 import { CoverGoneError, RendersBusyError, TooManyVariantsError } from '../images/renders.js';
-import type { Renders } from '../images/renders.js';
+import type { RenderedVariant, Renders } from '../images/renders.js';
 import { specFromRequest, variantContentType, VariantRequestError } from '../images/variants.js';
 import type { VariantFormat, VariantSpec } from '../images/variants.js';
 import type { Logger } from '../logger.js';
@@ -95,6 +95,17 @@ async function sendOpened(req: IncomingMessage, res: ServerResponse, found: Open
   } catch {
     res.destroy();
   }
+}
+
+/** Serves bytes in memory as `sendOpened` serves a file (ETag, 304, HEAD). */
+function sendBytes(req: IncomingMessage, res: ServerResponse, data: Buffer, etag: string, contentType: string, extra: Record<string, string>): void {
+  const headers = { 'content-type': contentType, etag, 'cache-control': 'public, max-age=31536000, immutable', 'x-content-type-options': 'nosniff', ...extra };
+  if (notModified(req, etag)) {
+    res.writeHead(304, headers).end();
+    return;
+  }
+  res.writeHead(200, { ...headers, 'content-length': String(data.length) });
+  res.end(req.method === 'HEAD' ? undefined : data);
 }
 
 /** The query parameters that ask for a variant. */
@@ -185,14 +196,17 @@ export async function serveCoverVariant(req: IncomingMessage, res: ServerRespons
   const left = new AbortController();
   const onClose = () => left.abort(new CoverError('cancelled', 'the client left'));
   res.once('close', onClose);
+  let rendered: RenderedVariant;
   try {
-    await deps.renders.variant(coverPath, spec, left.signal, { source: row.originalPath ?? row.path, notOnDisk: true });
+    rendered = await deps.renders.variant(coverPath, spec, left.signal, { source: row.originalPath ?? row.path, notOnDisk: true });
   } catch (error) {
     if (left.signal.aborted) return;
     return sendRenderError(res, error, coverPath, deps.logger);
   } finally {
     res.off('close', onClose);
   }
+  // Just made: its bytes are at hand (the ETag the file will have when served from disk).
+  if (rendered.made !== undefined) return sendBytes(req, res, rendered.made.data, etagOf(rendered.made.data.length, rendered.made.mtimeMs), contentType, extra);
   const made = await openStoredFile(deps.coversDir, variantPath);
   // Made, then removed at once (its cover removed meanwhile).
   if (!made) return sendError(res, 404, 'not_found', 'no cover at this path');

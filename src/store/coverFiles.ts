@@ -156,21 +156,34 @@ function coverSegments(relPath: string): string[] {
  * power cut may lose covers written in its last seconds, which are then
  * downloaded again).
  */
-export async function writeCoverFile(coversDir: string, relPath: string, data: Buffer, signal?: AbortSignal, hooks: { beforeRename?: () => void } = {}): Promise<void> {
+export async function writeCoverFile(coversDir: string, relPath: string, data: Buffer, signal?: AbortSignal, hooks: { beforeRename?: () => void } = {}): Promise<{ mtimeMs: number }> {
   const target = coverSegments(relPath);
-  await makeFolder(coversDir, [TEMP_DIR]);
-  await makeFolder(coversDir, target.slice(0, -1));
   const temp = [TEMP_DIR, `${randomBytes(12).toString('hex')}.part`];
-  const handle = await createFile(coversDir, temp, 0o644);
+  // The folders are made only when missing: creating and moving check them anyway (each
+  // segment a real folder inside the root), so a write into folders that exist checks each once.
+  const whenMissing = async <T>(work: () => Promise<T>, folder: string[]): Promise<T> => {
+    try {
+      return await work();
+    } catch (error) {
+      if ((error as { code?: unknown }).code !== 'ENOENT') throw error;
+      await makeFolder(coversDir, folder);
+      return work();
+    }
+  };
+  const handle = await whenMissing(() => createFile(coversDir, temp, 0o644), [TEMP_DIR]);
   try {
+    let mtimeMs: number;
     try {
       await handle.writeFile(data);
+      // The file's time as written (a rename keeps it): what its ETag is made of.
+      mtimeMs = (await handle.stat()).mtimeMs;
     } finally {
       await handle.close();
     }
     signal?.throwIfAborted();
     hooks.beforeRename?.();
-    await moveFile(coversDir, temp, target);
+    await whenMissing(() => moveFile(coversDir, temp, target), target.slice(0, -1));
+    return { mtimeMs };
   } catch (error) {
     await removePath(coversDir, temp).catch(() => undefined);
     throw error;
