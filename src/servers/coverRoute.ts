@@ -26,7 +26,7 @@ import type { VariantFormat, VariantSpec } from '../images/variants.js';
 import type { Logger } from '../logger.js';
 import { clientAddress, clientKey } from '../proxy/index.js';
 import type { StartLimiter, TrustedProxies } from '../proxy/index.js';
-import { coverPathOfVariant, isOriginalPath, isVariantPath, openCoverFile, openStoredFile, plainSegments, variantPathOf } from '../store/index.js';
+import { coverPathOfVariant, isOriginalPath, isVariantPath, openCoverFile, openStoredFile, storedPathOfUrl, variantPathOf } from '../store/index.js';
 import type { OpenCover } from '../store/index.js';
 import type { CoverIndex } from '../store/ports.js';
 
@@ -133,18 +133,6 @@ export interface CoverVariantDeps {
   logger?: Logger;
 }
 
-/** A cover's stored path from the URL path after `/covers/` (each segment decoded once), or undefined. */
-function storedPathOf(urlPath: string): string | undefined {
-  let decoded: string[];
-  try {
-    decoded = urlPath.split('/').map((segment) => decodeURIComponent(segment));
-  } catch {
-    return undefined;
-  }
-  if (decoded.some((segment) => segment.includes('/'))) return undefined;
-  const joined = decoded.join('/');
-  return plainSegments(joined) === undefined ? undefined : joined;
-}
 
 /**
  * Answers `GET /covers/<file>?w=&h=&fit=&f=&dpr=&q=`: the variant of the cover
@@ -157,7 +145,7 @@ export async function serveCoverVariant(req: IncomingMessage, res: ServerRespons
     if (all.length > 1) return sendError(res, 400, 'bad_request', `${name} is given ${all.length} times; give it once`);
     values[name] = all[0];
   }
-  const asked = storedPathOf(file);
+  const asked = storedPathOfUrl(file);
   // A variant's path (a suffix's answer names one) asks for a variant of its cover; originals are not served.
   const coverPath = asked !== undefined && isVariantPath(asked) ? coverPathOfVariant(asked) : asked;
   if (coverPath === undefined || isOriginalPath(coverPath)) return sendError(res, 404, 'not_found', 'no cover at this path');

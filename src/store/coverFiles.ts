@@ -251,6 +251,18 @@ export type OpenCover = OpenedFile;
  * folder link leading out), a FIFO, a device.
  */
 export async function openCoverFile(root: string, urlPath: string): Promise<OpenCover | undefined> {
+  const stored = storedPathOfUrl(urlPath);
+  // Originals are kept, not served: what pages get is made from them.
+  if (stored === undefined || isOriginalPath(stored)) return undefined;
+  return openStoredFile(root, stored);
+}
+
+/**
+ * The stored path a URL path after `/covers/` names: each segment
+ * percent-decoded once; undefined for a segment that does not decode, an
+ * encoded slash, or a path that is not plain (`..`, dot-files, empty segments).
+ */
+export function storedPathOfUrl(urlPath: string): string | undefined {
   let decoded: string[];
   try {
     decoded = urlPath.split('/').map((segment) => decodeURIComponent(segment));
@@ -258,9 +270,8 @@ export async function openCoverFile(root: string, urlPath: string): Promise<Open
     return undefined;
   }
   if (decoded.some((segment) => segment.includes('/'))) return undefined;
-  // Originals are kept, not served: what pages get is made from them.
-  if (isOriginalPath(decoded.join('/'))) return undefined;
-  return openStoredFile(root, decoded.join('/'));
+  const joined = decoded.join('/');
+  return plainSegments(joined) === undefined ? undefined : joined;
 }
 
 /**

@@ -22,7 +22,7 @@ export type {
 } from './ports.js';
 export { ClusterSecretEntity, CoverEntity, DeletionEntity, JobEntity, NodeEntity, SettingEntity, TaskEntity } from './entities.js';
 export type { ClusterSecretRow, CoverRow, DeletionRow, JobRow, NodeRow, TaskRow } from './entities.js';
-export { coverPath, coverPathOfVariant, isOriginalPath, isVariantPath, listVariantFiles, openCoverFile, removeVariantFiles, variantPathOf, variantsFolderOf, openStoredFile, originalPathOf, removeCoverFile, removeCoverFiles, resolveInside, sha256, sweepTemp, writeCoverFile, TEMP_DIR } from './coverFiles.js';
+export { coverPath, coverPathOfVariant, isOriginalPath, isVariantPath, listVariantFiles, openCoverFile, removeVariantFiles, storedPathOfUrl, variantPathOf, variantsFolderOf, openStoredFile, originalPathOf, removeCoverFile, removeCoverFiles, resolveInside, sha256, sweepTemp, writeCoverFile, TEMP_DIR } from './coverFiles.js';
 export type { OpenCover } from './coverFiles.js';
 export { createFile, inspectFile, makeFolder, moveFile, openFile, PathRefusedError, plainSegments, removePath, sweepFolder } from './pathGuard.js';
 export type { OpenedFile, OpenRefusal, RemoveOutcome, Segments } from './pathGuard.js';
