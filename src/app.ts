@@ -19,7 +19,7 @@ import { CacheLimits, ColorPass, DeletionRunner, ResourceGuard } from './mainten
 import { ADMIN_TOKEN_FILE, createAdminFeed, resolveAdminToken, resolveSecret, TaskHistory } from './admin/index.js';
 import { JobCallbacks, JobRunner, removeArchive } from './jobs/index.js';
 import { preparePlaceholder, ProxyRateLimiter, SuffixChecks, TrustedProxies } from './proxy/index.js';
-import { createHttpServer, createMetrics, Door, homePage, originalOf, ProxyRoute } from './servers/index.js';
+import { createHttpServer, createMetrics, Door, homePage, ProxyRoute } from './servers/index.js';
 import { startLegacyServer } from './legacy/index.js';
 import type { LegacyServer } from './legacy/index.js';
 import { Stats } from './stats.js';
@@ -268,7 +268,7 @@ async function startOnPort(config: Config, logger: Logger, clock: Clock, bound: 
   // /ws and the door read bilibili suffixes: checked as the URL without, answered with the rendered variant.
   // One count per client address of the downloads and renders it starts (--proxy-rate): the proxy, /covers variants, suffixes.
   const startLimiter = new ProxyRateLimiter({ limit: config.proxyRate, clock });
-  const suffixChecks = new SuffixChecks({ checks, covers, renders, publicUrl: () => publicUrl, originalOf, logger, limiter: startLimiter, clock });
+  const suffixChecks = new SuffixChecks({ checks, covers, renders, publicUrl: () => publicUrl, logger, limiter: startLimiter, clock });
   const door = new Door({ checks: suffixChecks, logger, urlKey: config.urlKey, waitMs: config.timeLimit * 1000, maxBatch: config.maxBatch, clock });
   const proxy = new ProxyRoute({
     config,

@@ -109,6 +109,15 @@ export interface VariantRequest {
   quality?: string | number | undefined;
 }
 
+/**
+ * What a stored cover's original is, for a spec: its size (the cover's own for
+ * covers stored before originals were kept) and its format (the original and
+ * the cover always share one).
+ */
+export function originalOf(row: { width: number; height: number; contentType: string; originalWidth: number | null; originalHeight: number | null }): OriginalInfo {
+  return { width: row.originalWidth ?? row.width, height: row.originalHeight ?? row.height, format: row.contentType };
+}
+
 export interface OriginalInfo {
   width: number;
   height: number;

@@ -17,16 +17,17 @@ import type { CheckResult, CoverChecks } from '../checks/index.js';
 import { coverUrl } from '../checks/checkCovers.js';
 import type { Clock } from '../clock.js';
 import { CoverError } from '../errors.js';
-import type { OriginalInfo, VariantSpec } from '../images/variants.js';
+import { originalOf } from '../images/variants.js';
+import type { VariantSpec } from '../images/variants.js';
 import type { Logger } from '../logger.js';
-import type { CoverIndex, CoverRow } from '../store/index.js';
+import type { CoverIndex } from '../store/index.js';
 import type { Asker } from '../../machines/flights.js';
 import { readBilibiliSuffix, suffixSpec } from './bilibiliSuffix.js';
 import type { BilibiliSuffix } from './bilibiliSuffix.js';
 
 /** The render supervisor, as suffixes use it (the service's `Renders`). */
 export interface SuffixRenders {
-  variant(coverPath: string, spec: VariantSpec, signal?: AbortSignal, known?: { source?: string | undefined }): Promise<{ path: string }>;
+  variant(coverPath: string, spec: VariantSpec, signal?: AbortSignal, known?: { source?: string | undefined; notOnDisk?: boolean }): Promise<{ path: string }>;
   wouldStart(coverPath: string, spec: VariantSpec): Promise<boolean> | boolean;
 }
 
@@ -42,8 +43,6 @@ export interface SuffixChecksDeps {
   renders: SuffixRenders;
   /** Base of the cover URLs, ending in `/` (as the wrapped checks make them). */
   publicUrl: () => string;
-  /** The original's size and format for a stored row. */
-  originalOf: (row: CoverRow) => OriginalInfo;
   logger: Logger;
   /** A render a suffix starts counts against its client address's `--proxy-rate` here. */
   limiter: StartLimiter;
@@ -129,16 +128,17 @@ export class SuffixChecks {
       if (row === undefined || row.path !== result.path) {
         return { url, status: 'error', error: { code: 'file_missing', message: 'the cover was replaced or removed while its variant was asked; ask again' } };
       }
-      const spec = suffixSpec(suffix.request, this.deps.originalOf(row));
+      const spec = suffixSpec(suffix.request, originalOf(row));
       // A render this ask would start counts against the client's --proxy-rate, as through the proxy.
-      if (await this.deps.renders.wouldStart(row.path, spec)) {
+      const starts = await this.deps.renders.wouldStart(row.path, spec);
+      if (starts) {
         const decision = this.deps.limiter.take(asker?.address ?? asker?.party ?? 'local');
         if (!decision.allowed) {
           const retryAt = new Date(this.deps.clock.now() + decision.retryAfterSeconds * 1000).toISOString();
           return { url, status: 'error', error: { code: 'too_many_requests', message: 'this address has started as many downloads and renders as --proxy-rate allows in 10 minutes; stored covers and variants made are not limited' }, retryAt };
         }
       }
-      const variant = await this.deps.renders.variant(row.path, spec, signal, { source: row.originalPath ?? row.path });
+      const variant = await this.deps.renders.variant(row.path, spec, signal, { source: row.originalPath ?? row.path, notOnDisk: starts });
       return { ...result, url, path: variant.path, coverUrl: coverUrl(this.deps.publicUrl(), variant.path) };
     } catch (error) {
       const failure = error instanceof CoverError ? { code: error.code, message: error.message } : { code: 'internal_error', message: 'the variant could not be made' };

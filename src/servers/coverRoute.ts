@@ -21,7 +21,7 @@ import { CoverError } from '../errors.js';
 import { sendError } from '../http/index.js';
 import { CoverGoneError, RendersBusyError, TooManyVariantsError } from '../images/renders.js';
 import type { RenderedVariant, Renders } from '../images/renders.js';
-import { specFromRequest, variantContentType, VariantRequestError } from '../images/variants.js';
+import { originalOf, specFromRequest, variantContentType, VariantRequestError } from '../images/variants.js';
 import type { VariantFormat, VariantSpec } from '../images/variants.js';
 import type { Logger } from '../logger.js';
 import { clientAddress, clientKey } from '../proxy/index.js';
@@ -155,7 +155,7 @@ export async function serveCoverVariant(req: IncomingMessage, res: ServerRespons
   try {
     spec = specFromRequest(
       { w: values.w, h: values.h, fit: values.fit, format: values.f, dpr: values.dpr, quality: values.q },
-      { width: row.originalWidth ?? row.width, height: row.originalHeight ?? row.height, format: row.contentType },
+      originalOf(row),
       { widths: deps.widths, formats: deps.formats, accept: req.headers.accept, round: true },
     );
   } catch (error) {

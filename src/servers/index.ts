@@ -8,5 +8,5 @@ export { jobsApi, MAX_JOB_BODY_BYTES } from './jobsRoute.js';
 export { adminGuard, clientGuard, serviceRoutes } from './routes.js';
 export type { ServiceRouteDeps } from './routes.js';
 export type { JobsRouteDeps } from './jobsRoute.js';
-export { homePage, originalOf, ProxyRoute } from './proxyRoute.js';
+export { homePage, ProxyRoute } from './proxyRoute.js';
 export type { ProxyRenders, ProxyRouteDeps } from './proxyRoute.js';

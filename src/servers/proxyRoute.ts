@@ -47,7 +47,7 @@ import type { Config } from '../config.js';
 import { retryAfterHeader, sendError } from '../http/index.js';
 import type { Logger } from '../logger.js';
 import { CoverError } from '../errors.js';
-import { specFromRequest, VariantRequestError, variantKey } from '../images/variants.js';
+import { originalOf, specFromRequest, VariantRequestError, variantKey } from '../images/variants.js';
 import type { OriginalInfo, VariantFormat, VariantSpec } from '../images/variants.js';
 import { checkProxyCover, clientAddress, clientKey, coverUrlFromProxyRequest, defaultRedirect, ignoredParamsHeader, ProxyRateLimiter, suffixSpec, TrustedProxies, weservVariant } from '../proxy/index.js';
 import type { PlaceholderImage, ProxyCover, StartLimiter, WeservParams } from '../proxy/index.js';
@@ -55,15 +55,15 @@ import { variantPathOf } from '../store/index.js';
 import type { CoverIndex, CoverRow } from '../store/index.js';
 import { CoverBytes } from './coverBytes.js';
 import type { CachedCover } from './coverBytes.js';
-import { contentTypeOf, notModified, serveCover } from './coverRoute.js';
+import { notModified, serveCover } from './coverRoute.js';
 import type { Door } from './doorRoute.js';
 
 /** The render supervisor, as the proxy uses it (the service's `Renders`). */
 export interface ProxyRenders {
-  /** Whether asking for this variant now would start a render (not on disk, not in flight): counted against --proxy-rate. */
-  wouldStart(coverPath: string, spec: VariantSpec): Promise<boolean> | boolean;
+  /** Whether this variant is being rendered now (asking for it joins that render, which starts nothing). */
+  inFlight(coverPath: string, spec: VariantSpec): boolean;
   /** The variant's stored path, rendered once if missing (concurrent callers share one render); rejects with a CoverError. */
-  variant(coverPath: string, spec: VariantSpec, signal?: AbortSignal, known?: { source?: string | undefined }): Promise<{ path: string }>;
+  variant(coverPath: string, spec: VariantSpec, signal?: AbortSignal, known?: { source?: string | undefined; notOnDisk?: boolean }): Promise<{ path: string }>;
 }
 
 export interface ProxyRouteDeps {
@@ -106,12 +106,6 @@ interface VariantAsk {
 
 type Failure = { code: string; message: string; retryAt?: string | undefined };
 
-/** What a stored cover's original is, for a spec: its size and format (the cover's own for covers stored before originals were kept). */
-export function originalOf(row: CoverRow): OriginalInfo {
-  const width = row.originalWidth ?? row.width;
-  const height = row.originalHeight ?? row.height;
-  return { width, height, format: contentTypeOf(row.originalPath ?? row.path) };
-}
 
 export class ProxyRoute {
   private readonly limiter: StartLimiter;
@@ -212,16 +206,25 @@ export class ProxyRoute {
       const ignored = ignoredParamsHeader(params);
       return this.bytes(req, res, row.path, ignored === undefined ? {} : { 'x-coverhelper-ignored': ignored }, params);
     }
-    const held = this.recent.peek(variantPathOf(row.path, spec));
+    const variantPath = variantPathOf(row.path, spec);
+    const held = this.recent.peek(variantPath);
     if (held !== undefined) return this.send(req, res, held, headers);
     const renders = this.deps.variants!.renders;
-    if ((await renders.wouldStart(row.path, spec)) && !this.take(res, client, 'renders', headers)) return;
+    const joining = renders.inFlight(row.path, spec);
+    if (!joining) {
+      // Made already: read once, into the held bytes (a large one streamed), as a stored cover is.
+      const onDisk = await this.recent.get(variantPath);
+      if (onDisk === 'large') return serveCover(req, res, urlPath(variantPath), this.deps.config.coversDir, { 'cache-control': this.cacheControl, ...headers });
+      if (onDisk !== undefined) return this.send(req, res, onDisk, headers);
+      // Missing: the render this request starts counts against its client's --proxy-rate.
+      if (!this.take(res, client, 'renders', headers)) return;
+    }
     const controller = new AbortController();
     const abort = () => controller.abort();
     res.once('close', abort);
     let made: { path: string };
     try {
-      made = await renders.variant(row.path, spec, controller.signal, { source: row.originalPath ?? row.path });
+      made = await renders.variant(row.path, spec, controller.signal, { source: row.originalPath ?? row.path, notOnDisk: !joining });
     } catch (error) {
       if (res.closed) return;
       const failure = error instanceof CoverError ? { code: error.code, message: error.message } : { code: 'internal_error', message: 'the variant could not be made' };
