@@ -31,11 +31,11 @@
 import { readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { createInterface } from 'node:readline';
 import { Agent, request } from 'undici';
 import type { ResizeSpec } from '../../src/config.js';
 import { processImage } from '../../src/images/processImage.js';
 import { coverPath, sha256, writeCoverFile } from '../../src/store/coverFiles.js';
+import { inTurns, serveScript } from './imageCache.js';
 
 const [mode, listFile, out, resizeArg, concurrencyArg] = process.argv.slice(2);
 if ((mode !== 'same' && mode !== 'plain') || !listFile || !out || !resizeArg || !concurrencyArg) {
@@ -70,33 +70,12 @@ async function plain(url: string, index: number): Promise<void> {
 
 async function run(): Promise<number> {
   const one = mode === 'same' ? same : plain;
-  let next = 0;
   let ok = 0;
-  const worker = async () => {
-    while (next < urls.length) {
-      const i = next++;
-      await one(urls[i]!, i);
-      ok++;
-    }
-  };
-  await Promise.all(Array.from({ length: concurrency }, worker));
+  await inTurns(urls.length, concurrency, async (i) => {
+    await one(urls[i]!, i);
+    ok++;
+  });
   return ok;
 }
 
-const lines = createInterface({ input: process.stdin });
-let started = false;
-lines.on('line', () => {
-  if (started) return;
-  started = true;
-  run().then(
-    (ok) => process.stdout.write(`done ${ok}\n`),
-    (error: unknown) => {
-      process.stdout.write(`failed ${error instanceof Error ? error.message : String(error)}\n`);
-      process.exit(1);
-    },
-  );
-});
-lines.on('close', () => {
-  void agent.close().finally(() => process.exit(0));
-});
-process.stdout.write('ready\n');
+serveScript(run, () => agent.close());

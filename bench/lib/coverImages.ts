@@ -12,10 +12,11 @@
  * `NNNNN.jpg` and `quality.json`. A run that needs more images than are there
  * makes only the missing ones. Delete the folder to make them again.
  */
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
+import { cachedImages, writeAtomically } from './imageCache.js';
 import type { Sharp } from 'sharp';
 
 export const COVER_WIDTH = 1920;
@@ -63,13 +64,6 @@ async function readQuality(): Promise<number | undefined> {
   }
 }
 
-/** Written under a temp name, then renamed: an interrupted run leaves no half image. */
-async function writeAtomically(file: string, data: Buffer | string): Promise<void> {
-  const temp = `${file}.${process.pid}.part`;
-  await writeFile(temp, data);
-  await rename(temp, file);
-}
-
 export interface CoverImages {
   images: Buffer[];
   quality: number;
@@ -85,23 +79,7 @@ export async function coverImages(count: number): Promise<CoverImages> {
     quality = await chooseQuality();
     await writeAtomically(path.join(coverCacheDir, 'quality.json'), `${JSON.stringify({ quality, blur: BLUR, width: COVER_WIDTH, height: COVER_HEIGHT })}\n`);
   }
-  const images: Buffer[] = new Array<Buffer>(count);
-  let made = 0;
-  let next = 0;
-  const worker = async () => {
-    while (next < count) {
-      const i = next++;
-      const file = path.join(coverCacheDir, `${String(i).padStart(5, '0')}.jpg`);
-      try {
-        images[i] = await readFile(file);
-      } catch {
-        const image = await encode(i + 1, quality);
-        await writeAtomically(file, image);
-        images[i] = image;
-        made++;
-      }
-    }
-  };
-  await Promise.all([worker(), worker()]);
+  const chosen = quality;
+  const { images, made } = await cachedImages(coverCacheDir, count, (seed) => encode(seed, chosen));
   return { images, quality, made };
 }

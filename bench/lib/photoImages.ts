@@ -14,10 +14,10 @@
  * Making one costs ~50 ms, so they are kept on disk and made only once per
  * machine: `<tmpdir>/coverhelper-bench-cache/photos-1146x717-v1/NNNNN.jpg`.
  */
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
+import { cachedImages } from './imageCache.js';
 
 export const PHOTO_WIDTH = 1146;
 export const PHOTO_HEIGHT = 717;
@@ -105,32 +105,7 @@ export async function makePhoto(seed: number): Promise<Buffer> {
     .toBuffer();
 }
 
-async function writeAtomically(file: string, data: Buffer): Promise<void> {
-  const temp = `${file}.${process.pid}.part`;
-  await writeFile(temp, data);
-  await rename(temp, file);
-}
-
 /** `count` distinct photo-like covers, from the cache or made now. */
-export async function photoImages(count: number): Promise<{ images: Buffer[]; made: number }> {
-  await mkdir(photoCacheDir, { recursive: true });
-  const images: Buffer[] = new Array<Buffer>(count);
-  let made = 0;
-  let next = 0;
-  const worker = async () => {
-    while (next < count) {
-      const i = next++;
-      const file = path.join(photoCacheDir, `${String(i).padStart(5, '0')}.jpg`);
-      try {
-        images[i] = await readFile(file);
-      } catch {
-        const image = await makePhoto(i + 1);
-        await writeAtomically(file, image);
-        images[i] = image;
-        made++;
-      }
-    }
-  };
-  await Promise.all([worker(), worker()]);
-  return { images, made };
+export function photoImages(count: number): Promise<{ images: Buffer[]; made: number }> {
+  return cachedImages(photoCacheDir, count, makePhoto);
 }

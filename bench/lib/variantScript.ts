@@ -24,9 +24,9 @@
  */
 import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { createInterface } from 'node:readline';
 import { DEFAULT_FORMATS, DEFAULT_WIDTHS, renderVariant, specFromRequest } from '../../src/images/variants.js';
 import { variantPathOf, writeCoverFile } from '../../src/store/coverFiles.js';
+import { inTurns, serveScript } from './imageCache.js';
 import { PHOTO_HEIGHT, PHOTO_WIDTH } from './photoImages.js';
 
 const [listFile, out, concurrencyArg] = process.argv.slice(2);
@@ -60,30 +60,12 @@ async function one(job: Job): Promise<void> {
 }
 
 async function run(): Promise<number> {
-  let next = 0;
   let ok = 0;
-  const worker = async () => {
-    while (next < jobs.length) {
-      await one(jobs[next++]!);
-      ok++;
-    }
-  };
-  await Promise.all(Array.from({ length: concurrency }, worker));
+  await inTurns(jobs.length, concurrency, async (i) => {
+    await one(jobs[i]!);
+    ok++;
+  });
   return ok;
 }
 
-const lines = createInterface({ input: process.stdin });
-let started = false;
-lines.on('line', () => {
-  if (started) return;
-  started = true;
-  run().then(
-    (ok) => process.stdout.write(`done ${ok}\n`),
-    (error: unknown) => {
-      process.stdout.write(`failed ${error instanceof Error ? error.message : String(error)}\n`);
-      process.exit(1);
-    },
-  );
-});
-lines.on('close', () => process.exit(0));
-process.stdout.write('ready\n');
+serveScript(run);
