@@ -46,7 +46,7 @@ export type DownloadOutput =
   /** `retryAt` (epoch ms): answered from a failure remembered until then, without a download. */
   | { url: string; status: 'error'; error: FailureInfo; retryAt?: number };
 
-/** Task statuses as SPEC §5 names them. */
+/** Task statuses as docs/ADMIN.md names them. */
 export type TaskStatus = 'waiting' | 'queued' | 'downloading' | 'ok' | 'error' | 'tle';
 
 /**

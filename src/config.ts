@@ -1,5 +1,5 @@
 /**
- * The one typed configuration object (SPEC §3, §13) and the command line.
+ * The one typed configuration object (README, Configuration) and the command line.
  *
  * Precedence: command-line flag > environment variable (`COVERHELPER_` + the flag
  * in upper snake case) > `--config FILE` (a JSON object) > default. Every value is
@@ -109,7 +109,7 @@ export interface Config {
   clientToken: string | undefined;
   /** Admin secret; generated into `DATA_DIR/admin-token` when unset. */
   adminToken: string | undefined;
-  /** Key of the signed cover URLs (`/c/…`, SPEC §13), at least 16 characters; `undefined` = that door is off. Default none. */
+  /** Key of the signed cover URLs (`/c/…`, docs/PROTOCOL.md, The HTTP door), at least 16 characters; `undefined` = that door is off. Default none. */
   urlKey: string | undefined;
   /** % disk used on the covers filesystem above which the service is tardy. Default 80. */
   diskLimit: number;
@@ -121,7 +121,7 @@ export interface Config {
   maxAgeHours: number;
   /** Cap on the bytes of stored downloaded covers; 0 = no cap. Default 0. */
   maxCacheBytes: number;
-  /** Hours an archive job and its archive are kept (SPEC §11). Default 12. */
+  /** Hours an archive job and its archive are kept (docs/JOBS.md). Default 12. */
   jobTtl: number;
   /** Host patterns (`host`, `*.domain`) that job callbacks may reach on private addresses. Default none (`[]`). */
   callbackHosts: string[];
@@ -134,7 +134,7 @@ export interface Config {
   /** Seconds a node's claim on a download lasts unless renewed. Default 30. */
   lease: number;
   /**
-   * The proxy prefix (`/?url=`, `/proxy/`, SPEC §14): `on`, `off` (both paths 404),
+   * The proxy prefix (`/?url=`, `/proxy/`, docs/PROTOCOL.md, The proxy prefix): `on`, `off` (both paths 404),
    * or `open` (on, and allowed with `--allow-hosts *`, which `on` refuses). Default `on`.
    */
   proxy: ProxyMode;

@@ -1,5 +1,5 @@
 /**
- * The admin HTTP API (SPEC §7), under `/admin/api/`. Every call needs the admin
+ * The admin HTTP API (docs/ADMIN.md), under `/admin/api/`. Every call needs the admin
  * token as `Authorization: Bearer …`; without it: 401 and nothing else.
  *
  *   GET    /admin/api/tasks?status=&q=&limit=&offset=  tasks, newest first (q: URL contains)

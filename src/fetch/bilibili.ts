@@ -1,5 +1,5 @@
 /**
- * Resolves a bilibili video page to its cover image URL (SPEC §4) through
+ * Resolves a bilibili video page to its cover image URL (README, Administration: which URLs are fetched) through
  * `GET {apiBase}/x/web-interface/view?bvid=…` (or `aid=…`), which answers
  * `{ code, message, data: { pic } }`.
  *

@@ -4,7 +4,7 @@
  * `downloadImage` follows redirects by hand (at most 5), checking every hop's
  * scheme and host here and its address in the client's connector; it stops a body
  * as soon as it grows past `maxBytes`; and it stops everything when `signal`
- * aborts. Failures are `CoverError`s with the codes of SPEC §6, except an abort,
+ * aborts. Failures are `CoverError`s with the codes of docs/PROTOCOL.md, except an abort,
  * which is rethrown as it came (see `isAbort`) so the caller can tell its own
  * cancellation or time limit from a failure of the origin.
  */
@@ -235,7 +235,7 @@ function readBody(body: Body, limit: number, tooLarge: () => CoverError, onBytes
 }
 
 /**
- * Downloads `url` (SPEC §4): no Referer, our User-Agent, at most 5 redirects each
+ * Downloads `url` (README, Administration: which URLs are fetched): no Referer, our User-Agent, at most 5 redirects each
  * checked against the allow list (and, in the connector, the private-network rule),
  * at most `maxBytes`. Throws `CoverError` (`invalid_url`, `not_allowed`,
  * `http_status`, `too_large`, `network`), or the abort as it came.

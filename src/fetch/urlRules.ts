@@ -1,5 +1,5 @@
 /**
- * Which URLs are handled (SPEC §4).
+ * Which URLs are handled (README, Administration: which URLs are fetched).
  *
  * - `classifyUrl` sorts an input URL into an image to download, a bilibili video
  *   page to resolve, or something to skip.
@@ -39,7 +39,7 @@ function normalHost(hostname: string): string {
 }
 
 /**
- * Sorts an input URL (SPEC §4).
+ * Sorts an input URL (README, Administration: which URLs are fetched).
  *
  * - bilibili video pages (`http(s)://[www.|m.]bilibili.com/video/BV…` or `…/video/av123`,
  *   with or without trailing slash, query or fragment) are `video`, whatever the allow list;

@@ -1,5 +1,5 @@
 /**
- * Job callbacks (SPEC §11): the job POSTed as JSON when fetching starts
+ * Job callbacks (docs/JOBS.md): the job POSTed as JSON when fetching starts
  * (`"event":"started"`) and when it ends (`"event":"finished"`), signed:
  *
  *   X-Coverhelper-Timestamp: <unix seconds>

@@ -65,7 +65,7 @@ export interface JobRunnerDeps {
   clock?: Clock;
 }
 
-/** The job as the API, the admin stream and the callbacks show it (SPEC §11). */
+/** The job as the API, the admin stream and the callbacks show it (docs/JOBS.md). */
 export interface JobJson {
   id: string;
   name: string;

@@ -1,5 +1,5 @@
 /**
- * The HTTP door (SPEC §13), for blogs that cannot hold a WebSocket:
+ * The HTTP door (docs/PROTOCOL.md, The HTTP door), for blogs that cannot hold a WebSocket:
  *
  *   GET /c/<signature>/<base64url of the URL>   signed by `--url-key` (off without it: 404).
  *       The URL is checked like any (joining a download in flight, waiting for it

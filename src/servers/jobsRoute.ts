@@ -1,5 +1,5 @@
 /**
- * Archive jobs over HTTP (SPEC §11), behind the client token when one is set:
+ * Archive jobs over HTTP (docs/JOBS.md), behind the client token when one is set:
  *
  *   POST /api/jobs               `{"urls":[…], "callback"?, "name"?}` → 201 with the job
  *   GET  /api/jobs/:id           the job (`archiveUrl` once ready)

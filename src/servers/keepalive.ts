@@ -1,5 +1,5 @@
 /**
- * Pings idle WebSockets (SPEC §6: every 30 s) and cuts off the ones that stopped
+ * Pings idle WebSockets (docs/PROTOCOL.md: every 30 s) and cuts off the ones that stopped
  * answering. One timer for all of a server's sockets, not one per socket.
  *
  * Each socket is, at each tick:

@@ -229,7 +229,7 @@ export const DeletionEntity = new EntitySchema<DeletionRow>({
 });
 
 /**
- * An archive job (SPEC §11): its URLs, its status and counts, its callback's
+ * An archive job (docs/JOBS.md): its URLs, its status and counts, its callback's
  * outcomes, and the claim of the node running it. The archive itself is a
  * file, `<covers>/.jobs/<id>.tar`.
  */

@@ -128,7 +128,7 @@ export class AddClusterTables1764300000000 implements MigrationInterface {
   }
 }
 
-/** Archive jobs (SPEC §11): one row per job, claimed by the node that runs it. */
+/** Archive jobs (docs/JOBS.md): one row per job, claimed by the node that runs it. */
 export class CreateJobs1764400000000 implements MigrationInterface {
   name = 'CreateJobs1764400000000';
 
