@@ -62,12 +62,15 @@ export interface ServedClient {
 /** A check as the session carries it: its id and the head of its `result` frames (or the short form). */
 type Tag = { id: MessageId; head: Buffer | undefined } | { id: null; head: undefined };
 
-/** Serves one client WebSocket; `rounds` is shared by all of a server's client sockets. */
-export function serveClientSocket(socket: WebSocket, deps: ClientSocketDeps, rounds: ResultRounds, address?: string): ServedClient {
-  const gate = new ReadGate(socket);
+/**
+ * The guard of a socket's unsent output: a peer that leaves more than the limit
+ * unread for too long is closed (1008), read again so its close frame can end
+ * the handshake, and cut off if it still reads nothing.
+ */
+function unsentGuardOf(socket: WebSocket, gate: ReadGate, deps: ClientSocketDeps): UnsentGuard {
   const limits = deps.unsentLimits ?? unsentLimits();
   const clock = deps.clock ?? systemClock;
-  const guard = new UnsentGuard(
+  return new UnsentGuard(
     {
       // ws counts its own queue and the TCP socket's write buffer, where textFrames' writes go too.
       unsent: () => socket.bufferedAmount,
@@ -81,7 +84,7 @@ export function serveClientSocket(socket: WebSocket, deps: ClientSocketDeps, rou
     (unsent) => {
       deps.logger.warn('client socket closed: it does not read what it is sent', { unsent, limitBytes: limits.maxUnsentBytes, forMs: limits.maxOverfullMs });
       socket.close(1008, 'too much unsent output: read the socket');
-      // Read again, so the peer's close frame can end the handshake; its other frames are dropped unread (below).
+      // Read again, so the peer's close frame can end the handshake; its other frames are dropped unread (serveClientSocket's message handler).
       gate.release('unsent');
       gate.release('urls');
       // The close frame waits behind what is unsent: a peer that still reads nothing is cut off.
@@ -89,6 +92,12 @@ export function serveClientSocket(socket: WebSocket, deps: ClientSocketDeps, rou
     },
     clock,
   );
+}
+
+/** Serves one client WebSocket; `rounds` is shared by all of a server's client sockets. */
+export function serveClientSocket(socket: WebSocket, deps: ClientSocketDeps, rounds: ResultRounds, address?: string): ServedClient {
+  const gate = new ReadGate(socket);
+  const guard = unsentGuardOf(socket, gate, deps);
   let corked = false;
   const write = (frame: string) => {
     if (socket.readyState !== socket.OPEN) return;

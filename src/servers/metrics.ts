@@ -82,6 +82,83 @@ function readGauge(registry: Registry, name: string, help: string, read: () => n
   });
 }
 
+/** The render supervisor's counters and gauges. */
+function renderMetrics(registry: Registry, renders: NonNullable<MetricsSources['renders']>): void {
+  new Counter({
+    name: 'coverhelper_renders_total',
+    help: 'Variant renders this node finished, by outcome: rendered, failed (or out of time), dropped (nobody waited any more before it started).',
+    labelNames: ['outcome'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      const counts = renders();
+      for (const outcome of ['rendered', 'failed', 'dropped'] as const) this.labels({ outcome }).inc(counts[outcome]);
+    },
+  });
+  new Gauge({
+    name: 'coverhelper_renders',
+    help: 'Variant renders now, by state: running (on a render worker), queued (waiting for one).',
+    labelNames: ['state'],
+    registers: [registry],
+    collect() {
+      const counts = renders();
+      this.labels({ state: 'running' }).set(counts.running);
+      this.labels({ state: 'queued' }).set(counts.queued);
+    },
+  });
+}
+
+/** The archive jobs' counters and gauges. */
+function jobMetrics(registry: Registry, jobs: NonNullable<MetricsSources['jobs']>): void {
+  new Counter({
+    name: 'coverhelper_jobs_total',
+    help: 'Archive jobs this node finished, by outcome (ready, failed) and expired.',
+    labelNames: ['outcome'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [outcome, n] of Object.entries(jobs.outcomes)) this.labels({ outcome }).inc(n);
+    },
+  });
+  new Gauge({
+    name: 'coverhelper_jobs',
+    help: 'Archive jobs in the database by status (those of every node).',
+    labelNames: ['status'],
+    registers: [registry],
+    async collect() {
+      const counts = await jobs.countByStatus().catch(() => undefined);
+      if (counts === undefined) return;
+      for (const [status, n] of Object.entries(counts)) this.labels({ status }).set(n);
+    },
+  });
+}
+
+/** Per upstream host: requests by outcome, and whether it cools. */
+function upstreamMetrics(registry: Registry, upstream: NonNullable<MetricsSources['upstream']>): void {
+  new Counter({
+    name: 'coverhelper_upstream_requests_total',
+    help: 'Requests to each upstream host (API, image, each redirect hop) by outcome: ok, refused (HTTP 412/429/503 or a risk-control code: the host cools), error. At most 200 hosts, cooling ones first.',
+    labelNames: ['host', 'outcome'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const { host, counts } of metricHosts(upstream.counts(), upstream.status())) {
+        for (const outcome of ['ok', 'refused', 'error'] as const) this.labels({ host, outcome }).inc(counts[outcome]);
+      }
+    },
+  });
+  new Gauge({
+    name: 'coverhelper_upstream_cooling',
+    help: 'Per upstream host: 1 while it cools after a refusal (nothing is sent to it), 0 when open. At most 200 hosts, cooling ones first.',
+    labelNames: ['host'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const { host, cooling } of metricHosts(upstream.counts(), upstream.status())) this.labels({ host }).set(cooling ? 1 : 0);
+    },
+  });
+}
+
 export function createMetrics(sources: MetricsSources): Metrics {
   const { stats } = sources;
   const registry = new Registry();
@@ -161,79 +238,11 @@ export function createMetrics(sources: MetricsSources): Metrics {
   readGauge(registry, 'coverhelper_load5', 'Five-minute load average.', () => sources.resources()?.load5);
   const jobs = sources.jobs;
   const renders = sources.renders;
-  if (renders) {
-    new Counter({
-      name: 'coverhelper_renders_total',
-      help: 'Variant renders this node finished, by outcome: rendered, failed (or out of time), dropped (nobody waited any more before it started).',
-      labelNames: ['outcome'],
-      registers: [registry],
-      collect() {
-        this.reset();
-        const counts = renders();
-        for (const outcome of ['rendered', 'failed', 'dropped'] as const) this.labels({ outcome }).inc(counts[outcome]);
-      },
-    });
-    new Gauge({
-      name: 'coverhelper_renders',
-      help: 'Variant renders now, by state: running (on a render worker), queued (waiting for one).',
-      labelNames: ['state'],
-      registers: [registry],
-      collect() {
-        const counts = renders();
-        this.labels({ state: 'running' }).set(counts.running);
-        this.labels({ state: 'queued' }).set(counts.queued);
-      },
-    });
-  }
-  if (jobs) {
-    new Counter({
-      name: 'coverhelper_jobs_total',
-      help: 'Archive jobs this node finished, by outcome (ready, failed) and expired.',
-      labelNames: ['outcome'],
-      registers: [registry],
-      collect() {
-        this.reset();
-        for (const [outcome, n] of Object.entries(jobs.outcomes)) this.labels({ outcome }).inc(n);
-      },
-    });
-    new Gauge({
-      name: 'coverhelper_jobs',
-      help: 'Archive jobs in the database by status (those of every node).',
-      labelNames: ['status'],
-      registers: [registry],
-      async collect() {
-        const counts = await jobs.countByStatus().catch(() => undefined);
-        if (counts === undefined) return;
-        for (const [status, n] of Object.entries(counts)) this.labels({ status }).set(n);
-      },
-    });
-  }
+  if (renders) renderMetrics(registry, renders);
+  if (jobs) jobMetrics(registry, jobs);
 
   const upstream = sources.upstream;
-  if (upstream) {
-    new Counter({
-      name: 'coverhelper_upstream_requests_total',
-      help: 'Requests to each upstream host (API, image, each redirect hop) by outcome: ok, refused (HTTP 412/429/503 or a risk-control code: the host cools), error. At most 200 hosts, cooling ones first.',
-      labelNames: ['host', 'outcome'],
-      registers: [registry],
-      collect() {
-        this.reset();
-        for (const { host, counts } of metricHosts(upstream.counts(), upstream.status())) {
-          for (const outcome of ['ok', 'refused', 'error'] as const) this.labels({ host, outcome }).inc(counts[outcome]);
-        }
-      },
-    });
-    new Gauge({
-      name: 'coverhelper_upstream_cooling',
-      help: 'Per upstream host: 1 while it cools after a refusal (nothing is sent to it), 0 when open. At most 200 hosts, cooling ones first.',
-      labelNames: ['host'],
-      registers: [registry],
-      collect() {
-        this.reset();
-        for (const { host, cooling } of metricHosts(upstream.counts(), upstream.status())) this.labels({ host }).set(cooling ? 1 : 0);
-      },
-    });
-  }
+  if (upstream) upstreamMetrics(registry, upstream);
 
   const requestChildren = new Map<string, ReturnType<typeof httpRequests.labels>>();
   const durationChildren = new Map<string, ReturnType<typeof httpDurations.labels>>();
