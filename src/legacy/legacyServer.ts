@@ -76,121 +76,152 @@ export interface LegacyServer {
   close(graceMs?: number): Promise<void>;
 }
 
-export async function startLegacyServer(host: string, port: number, deps: LegacyServerDeps): Promise<LegacyServer> {
-  const { logger, stats } = deps;
-  const open = new Map<net.Socket, CheckSession<null>>();
-  const maxBuffered = deps.maxBufferedBytes ?? MAX_LEGACY_BUFFERED_BYTES;
-  const clock = deps.clock ?? systemClock;
-  /** Bytes of unfinished URL strings each connection announced, and their sum. */
-  const held = new Map<net.Socket, { bytes: number; remote: string }>();
-  let heldTotal = 0;
-  const setHeld = (socket: net.Socket, bytes: number) => {
-    const entry = held.get(socket);
-    if (!entry) return;
-    heldTotal += bytes - entry.bytes;
-    entry.bytes = bytes;
-  };
-  /** Over the total: the connections with the largest announcements (the newest of equals) are closed until it fits. */
-  const keepWithinTotal = () => {
-    while (heldTotal > maxBuffered) {
+/**
+ * Bytes of unfinished URL strings each legacy connection announced, and their sum.
+ * Over the total, the connections with the largest announcements (the newest of
+ * equals) are closed until it fits.
+ */
+class AnnouncedBytes {
+  private readonly held = new Map<net.Socket, { bytes: number; remote: string }>();
+  private total = 0;
+
+  constructor(
+    private readonly maxTotal: number,
+    private readonly logger: Logger,
+  ) {}
+
+  add(socket: net.Socket, remote: string): void {
+    this.held.set(socket, { bytes: 0, remote });
+  }
+
+  remove(socket: net.Socket): void {
+    this.update(socket, 0);
+    this.held.delete(socket);
+  }
+
+  /** `socket` now announces `bytes`; closes the largest while the sum is over the total. */
+  set(socket: net.Socket, bytes: number): void {
+    this.update(socket, bytes);
+    while (this.total > this.maxTotal) {
       let largest: net.Socket | undefined;
       let most = 0;
-      for (const [socket, entry] of held) {
+      for (const [each, entry] of this.held) {
         if (entry.bytes > 0 && entry.bytes >= most) {
           most = entry.bytes;
-          largest = socket;
+          largest = each;
         }
       }
       if (largest === undefined) return;
-      logger.warn('legacy connection closed: the URL strings announced on the legacy port are over their total, and this one is the largest', {
-        remote: held.get(largest)!.remote,
+      this.logger.warn('legacy connection closed: the URL strings announced on the legacy port are over their total, and this one is the largest', {
+        remote: this.held.get(largest)!.remote,
         bytes: most,
-        totalBytes: heldTotal,
-        limitBytes: maxBuffered,
+        totalBytes: this.total,
+        limitBytes: this.maxTotal,
       });
-      setHeld(largest, 0);
-      held.delete(largest);
+      this.remove(largest);
       largest.destroy();
     }
+  }
+
+  private update(socket: net.Socket, bytes: number): void {
+    const entry = this.held.get(socket);
+    if (!entry) return;
+    this.total += bytes - entry.bytes;
+    entry.bytes = bytes;
+  }
+}
+
+/** What every connection of one legacy server shares. */
+interface LegacyShared {
+  open: Map<net.Socket, CheckSession<null>>;
+  held: AnnouncedBytes;
+  clock: Clock;
+}
+
+/** One 2019-protocol connection: its conversation, its check session, its deadlines. */
+function serveLegacySocket(socket: net.Socket, deps: LegacyServerDeps, { open, held, clock }: LegacyShared): void {
+  const { logger, stats } = deps;
+  const remote = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`;
+  stats.connected('legacy', (closed) => socket.once('close', closed));
+  socket.setNoDelay(true);
+  logger.debug('legacy connection', { remote });
+
+  const closeSoon = () => {
+    socket.end();
+    clock.setTimeout(() => socket.destroy(), CLOSE_GRACE_MS).unref();
   };
-
-  const server = net.createServer((socket) => {
-    const remote = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`;
-    stats.connected('legacy', (closed) => socket.once('close', closed));
-    socket.setNoDelay(true);
-    logger.debug('legacy connection', { remote });
-
-    const closeSoon = () => {
-      socket.end();
-      clock.setTimeout(() => socket.destroy(), CLOSE_GRACE_MS).unref();
-    };
-    const conversation = new LegacyConversation(
-      {
-        write: (text) => {
-          if (!socket.destroyed) socket.write(text);
-        },
-        check: (urls) => session.check(urls, null, { results: true }),
-        over: closeSoon,
-        refuse: (reason) => {
-          logger.warn(`legacy connection closed: ${reason}`, { remote });
-          closeSoon();
-        },
+  const conversation = new LegacyConversation(
+    {
+      write: (text) => {
+        if (!socket.destroyed) socket.write(text);
       },
-      { maxUrls: deps.maxBatch, maxBytes: MAX_URL_STRING_BYTES },
-    );
-    const session = new CheckSession<null>(
-      deps.checks,
-      {
-        result: () => conversation.answeredOne(),
-        done: (_tag, results) => conversation.answered(results.map(legacyAnswer)),
-        failed: () => {
-          logger.warn('legacy connection closed: the check failed inside coverhelper', { remote });
-          socket.destroy();
-        },
-        hold: () => socket.pause(),
-        release: () => socket.resume(),
+      check: (urls) => session.check(urls, null, { results: true }),
+      over: closeSoon,
+      refuse: (reason) => {
+        logger.warn(`legacy connection closed: ${reason}`, { remote });
+        closeSoon();
       },
-      logger,
-      // The 2019 protocol's clients may hang up at any step and their downloads still finish and are stored.
-      { kind: 'legacy', keepOnClose: true },
-    );
-    open.set(socket, session);
-    held.set(socket, { bytes: 0, remote });
-    let deadline: ClockTimer | undefined;
+    },
+    { maxUrls: deps.maxBatch, maxBytes: MAX_URL_STRING_BYTES },
+  );
+  const session = new CheckSession<null>(
+    deps.checks,
+    {
+      result: () => conversation.answeredOne(),
+      done: (_tag, results) => conversation.answered(results.map(legacyAnswer)),
+      failed: () => {
+        logger.warn('legacy connection closed: the check failed inside coverhelper', { remote });
+        socket.destroy();
+      },
+      hold: () => socket.pause(),
+      release: () => socket.resume(),
+    },
+    logger,
+    // The 2019 protocol's clients may hang up at any step and their downloads still finish and are stored.
+    { kind: 'legacy', keepOnClose: true },
+  );
+  open.set(socket, session);
+  held.add(socket, remote);
+  let deadline: ClockTimer | undefined;
 
-    socket.setTimeout(deps.idleTimeoutMs ?? IDLE_TIMEOUT_MS, () => {
-      if (conversation.state === 'working') return;
-      logger.info('legacy connection closed: silent for too long', { remote, state: conversation.state });
-      socket.destroy();
-    });
-    socket.on('data', (chunk: Buffer) => {
-      conversation.receive(chunk);
-      setHeld(socket, conversation.urlStringBytes);
-      keepWithinTotal();
-      const sending = SENDING.has(conversation.state);
-      if (sending && deadline === undefined && !socket.destroyed) {
-        const ms = deps.urlStringDeadlineMs ?? URL_STRING_DEADLINE_MS;
-        deadline = clock.setTimeout(() => {
-          if (!SENDING.has(conversation.state)) return;
-          logger.info(`legacy connection closed: its URL string did not arrive whole within ${ms / 1000} s`, { remote, state: conversation.state, bytes: conversation.urlStringBytes });
-          socket.destroy();
-        }, ms);
-        deadline.unref();
-      } else if (!sending && deadline !== undefined) {
-        clock.clearTimeout(deadline);
-        deadline = undefined;
-      }
-    });
-    socket.on('error', (error) => logger.debug('legacy socket error', { remote, error: error.message }));
-    socket.once('close', () => {
-      clock.clearTimeout(deadline);
-      setHeld(socket, 0);
-      held.delete(socket);
-      session.close();
-      open.delete(socket);
-      if (conversation.state !== 'over' && conversation.state !== 'refused') logger.debug('legacy client hung up', { remote, state: conversation.state });
-    });
+  socket.setTimeout(deps.idleTimeoutMs ?? IDLE_TIMEOUT_MS, () => {
+    if (conversation.state === 'working') return;
+    logger.info('legacy connection closed: silent for too long', { remote, state: conversation.state });
+    socket.destroy();
   });
+  socket.on('data', (chunk: Buffer) => {
+    conversation.receive(chunk);
+    held.set(socket, conversation.urlStringBytes);
+    const sending = SENDING.has(conversation.state);
+    if (sending && deadline === undefined && !socket.destroyed) {
+      const ms = deps.urlStringDeadlineMs ?? URL_STRING_DEADLINE_MS;
+      deadline = clock.setTimeout(() => {
+        if (!SENDING.has(conversation.state)) return;
+        logger.info(`legacy connection closed: its URL string did not arrive whole within ${ms / 1000} s`, { remote, state: conversation.state, bytes: conversation.urlStringBytes });
+        socket.destroy();
+      }, ms);
+      deadline.unref();
+    } else if (!sending && deadline !== undefined) {
+      clock.clearTimeout(deadline);
+      deadline = undefined;
+    }
+  });
+  socket.on('error', (error) => logger.debug('legacy socket error', { remote, error: error.message }));
+  socket.once('close', () => {
+    clock.clearTimeout(deadline);
+    held.remove(socket);
+    session.close();
+    open.delete(socket);
+    if (conversation.state !== 'over' && conversation.state !== 'refused') logger.debug('legacy client hung up', { remote, state: conversation.state });
+  });
+}
+
+export async function startLegacyServer(host: string, port: number, deps: LegacyServerDeps): Promise<LegacyServer> {
+  const { logger } = deps;
+  const open = new Map<net.Socket, CheckSession<null>>();
+  const clock = deps.clock ?? systemClock;
+  const held = new AnnouncedBytes(deps.maxBufferedBytes ?? MAX_LEGACY_BUFFERED_BYTES, logger);
+  const server = net.createServer((socket) => serveLegacySocket(socket, deps, { open, held, clock }));
 
   try {
     await listenOn(server, port, host);
