@@ -213,6 +213,40 @@ export class JobRunner {
     return resumed;
   }
 
+  /**
+   * The job's fetching: the job is the asker of its URLs (bulk: interactive askers
+   * come first at the upstream); stopped (cancelled, expired, the node stopping), it leaves.
+   */
+  private fetchUrls(job: JobSummary) {
+    return fromCallback<JobEvent, FetchUrlsInput>(({ input, sendBack }) => {
+      let live = true;
+      const asker = { kind: 'job', bulk: true };
+      const asking = askUntilAnswered({
+        urls: input.urls,
+        check: (urls, onWaited) => this.deps.checks.check(urls, onWaited, asker),
+        clock: this.clock,
+        // A cooling host is waited for until half the job's time to live has passed: its archive is then there for the other half.
+        waitUntil: job.createdAt + (job.expiresAt - job.createdAt) / 2,
+        onProgress: (counts) => {
+          if (live) sendBack({ type: 'PROGRESS', ...counts });
+        },
+      });
+      asking.done.then(
+        (results) => {
+          if (live) sendBack({ type: 'FETCHED', entries: results.map(entryOf) });
+        },
+        (error: unknown) => {
+          if (live) sendBack({ type: 'FETCH_FAILED', error: { code: 'internal_error', message: (error as Error).message ?? String(error) } });
+        },
+      );
+      return () => {
+        live = false;
+        asking.stop();
+        this.deps.checks.leave(asker);
+      };
+    });
+  }
+
   private run(job: JobSummary, urls: string[]): void {
     const { jobs, logger } = this.deps;
     let known: JobSummary = job;
@@ -242,35 +276,7 @@ export class JobRunner {
 
     const machine = jobMachine.provide({
       actors: {
-        fetchUrls: fromCallback<JobEvent, FetchUrlsInput>(({ input, sendBack }) => {
-          let live = true;
-          // The job is the asker of its URLs: stopped (cancelled, expired, the node stopping), it leaves.
-          // Bulk: interactive askers come first at the upstream.
-          const asker = { kind: 'job', bulk: true };
-          const asking = askUntilAnswered({
-            urls: input.urls,
-            check: (urls, onWaited) => this.deps.checks.check(urls, onWaited, asker),
-            clock: this.clock,
-            // A cooling host is waited for until half the job's time to live has passed: its archive is then there for the other half.
-            waitUntil: job.createdAt + (job.expiresAt - job.createdAt) / 2,
-            onProgress: (counts) => {
-              if (live) sendBack({ type: 'PROGRESS', ...counts });
-            },
-          });
-          asking.done.then(
-            (results) => {
-              if (live) sendBack({ type: 'FETCHED', entries: results.map(entryOf) });
-            },
-            (error: unknown) => {
-              if (live) sendBack({ type: 'FETCH_FAILED', error: { code: 'internal_error', message: (error as Error).message ?? String(error) } });
-            },
-          );
-          return () => {
-            live = false;
-            asking.stop();
-            this.deps.checks.leave(asker);
-          };
-        }),
+        fetchUrls: this.fetchUrls(job),
         packArchive: fromPromise<PackOutput, PackInput>(({ input, signal }) =>
           this.packing.run(
             () =>
