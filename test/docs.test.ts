@@ -52,11 +52,11 @@ describe('the docs', () => {
     assert.deepEqual(named, []);
   });
 
-  it('are not contradicted by the code\'s comments: no SPEC, and every file a comment names exists', () => {
+  it('are held to the code: no SPEC in its comments, and every file a comment or a doc names exists', () => {
     const bad: string[] = [];
     // A path the code names: a known top folder, then a file with an extension we keep.
     const fileRef = /(?<![\w./-])((?:src|machines|test|bench|docs|client|deploy)\/[\w./-]*\.(?:ts|js|md|json|ya?ml|html|css|sh))\b/g;
-    for (const file of sourceFiles()) {
+    for (const file of [...sourceFiles(), ...markdownFiles()]) {
       const text = readFileSync(path.join(root, file), 'utf8');
       for (const pattern of [/\bSPEC\b/, /\.\.\/shared/]) {
         if (pattern.test(text)) bad.push(`${file}: ${pattern.source}`);
@@ -65,7 +65,8 @@ describe('the docs', () => {
         const named = match[1]!.replace(/[.]+$/, '');
         if (named.includes('*') || named.includes('<')) continue;
         // A built file (`dist/…/x.js`) names its source `x.ts`; bench/results/ is written by the benchmarks.
-        const exists = existsSync(path.join(root, named)) || existsSync(path.join(root, named.replace(/\.js$/, '.ts')));
+        // From the root, or (a package's own README) from the file's folder.
+        const exists = [root, path.join(root, path.dirname(file))].some((from) => existsSync(path.join(from, named)) || existsSync(path.join(from, named.replace(/\.js$/, '.ts'))));
         if (!exists && !named.startsWith('bench/results/')) bad.push(`${file}: names ${named}, which does not exist`);
       }
     }
