@@ -19,6 +19,8 @@ export default tseslint.config(
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
       '@typescript-eslint/require-await': 'off',
       'no-console': 'error',
+      // The client package is a workspace: imported by its name, never by a path into its sources.
+      'no-restricted-imports': ['error', { patterns: [{ regex: '(^|/)client/src/', message: "import '@coverhelper/client' (or /protocol, /sign): the client package is a workspace" }] }],
     },
   },
   {

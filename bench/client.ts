@@ -20,8 +20,8 @@
  *
  * Both go to the same service (cached, small JPEGs), in the bench process.
  */
-import { CoverClient } from '../client/src/index.js';
-import { parseServerFrame } from '../client/src/protocol.js';
+import { CoverClient } from '@coverhelper/client';
+import { parseServerFrame } from '@coverhelper/client/protocol';
 import { startBulkOrigin } from './lib/bulkOrigin.js';
 import { num, ratio, Report, step } from './lib/report.js';
 import { envNumber, scaled } from './lib/scale.js';

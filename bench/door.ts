@@ -16,7 +16,7 @@
  * logging. It is the ceiling of a redirect on this machine, not a rival.
  */
 import { Pool } from 'undici';
-import { CoverClient, signCoverUrl } from '../client/src/index.js';
+import { CoverClient, signCoverUrl } from '@coverhelper/client';
 import { startBulkOrigin } from './lib/bulkOrigin.js';
 import { ensureTool, toolVersion } from './lib/install.js';
 import { startRedirectNginx } from './lib/nginxRedirect.js';

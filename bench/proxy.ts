@@ -31,7 +31,7 @@
  * the first request to the last body.
  */
 import { Pool } from 'undici';
-import { CoverClient } from '../client/src/index.js';
+import { CoverClient } from '@coverhelper/client';
 import { startBulkOrigin } from './lib/bulkOrigin.js';
 import type { SizeClass } from './lib/bulkOrigin.js';
 import { ensureTool, toolVersion } from './lib/install.js';

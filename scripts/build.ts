@@ -3,7 +3,9 @@
  * JavaScript (ESM, with source maps) under OUT_DIR (default `dist/`) with
  * tsconfig.build.json, then copies the files the service reads at run time
  * beside their modules (every file under src/ that is not TypeScript, such as
- * the dashboard's files under src/admin/dashboard/). `node dist/src/main.js` then runs without tsx.
+ * the dashboard's files under src/admin/dashboard/), and builds the client
+ * package (client/dist/), whose protocol module the service imports.
+ * `node dist/src/main.js` then runs without tsx.
  *
  * OUT_DIR is emptied first. It must sit inside this package (or beside a copy of
  * its package.json and node_modules), so that the modules find their packages.
@@ -21,6 +23,9 @@ if (outDir === root || root.startsWith(outDir + path.sep)) throw new Error(`refu
 rmSync(outDir, { recursive: true, force: true });
 const tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc');
 execFileSync(process.execPath, [tsc, '-p', path.join(root, 'tsconfig.build.json'), '--outDir', outDir], { stdio: 'inherit' });
+// The service imports the client package (a workspace, linked in node_modules) for the wire
+// protocol: its JavaScript is client/dist/, built here as `npm install` builds it.
+execFileSync(process.execPath, [tsc, '-p', path.join(root, 'client', 'tsconfig.json')], { stdio: 'inherit' });
 
 let assets = 0;
 for (const entry of readdirSync(path.join(root, 'src'), { recursive: true, withFileTypes: true })) {

@@ -6,7 +6,7 @@
  * failure is worth another try is decided here, from one table keyed by code
  * (`isRetryable`), and nowhere else.
  */
-import type { ResultErrorCode } from '../client/src/protocol.js';
+import type { ResultErrorCode } from '@coverhelper/client/protocol';
 import { UpstreamRefusal } from './upstream/types.js';
 
 /** The error codes of results (`result.error.code`): the protocol module's one list. */

@@ -11,7 +11,7 @@
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { signCoverUrl } from '../client/src/sign.js';
+import { signCoverUrl } from '@coverhelper/client/sign';
 import { readTasks, waitUntil } from './helpers/db.js';
 import { startOrigin } from './helpers/origin.js';
 import type { Origin } from './helpers/origin.js';

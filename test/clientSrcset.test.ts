@@ -9,8 +9,8 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { describe, it } from 'node:test';
 import sharp from 'sharp';
-import { CoverClient, coverSrcset } from '../client/src/index.js';
-import type { CheckResult } from '../client/src/index.js';
+import { CoverClient, coverSrcset } from '@coverhelper/client';
+import type { CheckResult } from '@coverhelper/client';
 import { startService } from './helpers/service.js';
 import { tempDir } from './helpers/tempDir.js';
 

@@ -10,7 +10,7 @@ import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { parseClientFrame, parseUrlList } from '../client/src/protocol.js';
+import { parseClientFrame, parseUrlList } from '@coverhelper/client/protocol';
 import { hasToken, RouteTable, sendJson, tokenMatches } from '../src/http/index.js';
 import type { Guard, RouteContext } from '../src/http/index.js';
 import { startService } from './helpers/service.js';

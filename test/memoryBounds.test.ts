@@ -13,7 +13,7 @@ import path from 'node:path';
 import { Writable } from 'node:stream';
 import { describe, it } from 'node:test';
 import WebSocket from 'ws';
-import { checkFrame } from '../client/src/protocol.js';
+import { checkFrame } from '@coverhelper/client/protocol';
 import { startLegacyServer } from '../src/legacy/index.js';
 import { createLogger } from '../src/logger.js';
 import { Stats } from '../src/stats.js';

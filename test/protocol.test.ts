@@ -18,8 +18,8 @@ import {
   resultTail,
   shortAnswer,
   shortFrame,
-} from '../client/src/protocol.js';
-import type { CheckResult } from '../client/src/protocol.js';
+} from '@coverhelper/client/protocol';
+import type { CheckResult } from '@coverhelper/client/protocol';
 
 const ok: CheckResult = { url: 'https://i0.hdslb.com/bfs/a "quoted".jpg', status: 'ok', coverUrl: 'http://c/covers/a%20b.jpg', path: 'a b.jpg', source: 'cache' };
 const skipped: CheckResult = { url: 'https://example.com/\u2028page', status: 'skipped' };

@@ -14,7 +14,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { WebSocketServer } from 'ws';
-import { helloFrame } from '../../client/src/protocol.js';
+import { helloFrame } from '@coverhelper/client/protocol';
 
 interface Reply {
   reply: string;

@@ -11,7 +11,7 @@ import { spawn } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import WebSocket from 'ws';
-import * as protocol from '../../client/src/protocol.js';
+import * as protocol from '@coverhelper/client/protocol';
 import { benchRoot } from './paths.js';
 import { track } from './service.js';
 

@@ -24,7 +24,7 @@ import type { Stats } from '../stats.js';
 import type { CoverIndex, CoverRow } from '../store/index.js';
 import type { CoverSource, DownloadOutput } from '../../machines/types.js';
 import type { Asker } from '../../machines/flights.js';
-import type { CheckResult, CheckStatus } from '../../client/src/protocol.js';
+import type { CheckResult, CheckStatus } from '@coverhelper/client/protocol';
 
 export type { CheckResult, CheckStatus };
 

@@ -34,7 +34,7 @@
 import { realpath } from 'node:fs/promises';
 import path from 'node:path';
 import Database from 'better-sqlite3';
-import { MAX_URL_LENGTH } from '../../client/src/protocol.js';
+import { MAX_URL_LENGTH } from '@coverhelper/client/protocol';
 import { systemClock } from '../clock.js';
 import type { Clock } from '../clock.js';
 import type { ResizeSpec } from '../config.js';

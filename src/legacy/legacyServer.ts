@@ -30,7 +30,7 @@ import { CheckSession } from '../sessions/index.js';
 import type { Stats } from '../stats.js';
 import { LegacyConversation, MAX_URL_STRING_BYTES } from './conversation.js';
 import { listenOn } from '../startChecks.js';
-import type { CheckResult } from '../../client/src/protocol.js';
+import type { CheckResult } from '@coverhelper/client/protocol';
 
 /** How long a connection may stay silent while no check of it runs. */
 export const IDLE_TIMEOUT_MS = 60_000;

@@ -23,9 +23,9 @@ import type { Asker } from '../../machines/flights.js';
 import { systemClock } from '../clock.js';
 import type { Clock, ClockTimer } from '../clock.js';
 import type { Logger } from '../logger.js';
-import { doneFrame, MAX_FRAME_BYTES, MAX_URL_LENGTH, parseUrlList } from '../../client/src/protocol.js';
-import type { MessageId } from '../../client/src/protocol.js';
-import { verifyCoverTarget } from '../../client/src/sign.js';
+import { doneFrame, MAX_FRAME_BYTES, MAX_URL_LENGTH, parseUrlList } from '@coverhelper/client/protocol';
+import type { MessageId } from '@coverhelper/client/protocol';
+import { verifyCoverTarget } from '@coverhelper/client/sign';
 import { readJsonObject, retryAfterHeader, sendError, sendJson, sendJsonText } from '../http/index.js';
 
 export interface DoorDeps {

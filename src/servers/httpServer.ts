@@ -26,7 +26,7 @@ import type { ProxyRoute } from './proxyRoute.js';
 import { serviceRoutes, UNAUTHORIZED_MESSAGE } from './routes.js';
 import type { CoverVariantDeps } from './coverRoute.js';
 import { endStarting } from '../startChecks.js';
-import { MAX_FRAME_BYTES } from '../../client/src/protocol.js';
+import { MAX_FRAME_BYTES } from '@coverhelper/client/protocol';
 
 /** How long a WebSocket peer has to answer the closing handshake at shutdown. */
 const CLOSE_GRACE_MS = 1000;

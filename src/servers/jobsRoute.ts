@@ -15,7 +15,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { pipeline } from 'node:stream/promises';
-import { parseUrlList } from '../../client/src/protocol.js';
+import { parseUrlList } from '@coverhelper/client/protocol';
 import { systemClock } from '../clock.js';
 import type { Clock } from '../clock.js';
 import { readJsonObject, sendError, sendJson } from '../http/index.js';

@@ -7,7 +7,7 @@
  *
  * Exit codes: 0 printed, 2 a bad command line or no `--url-key`.
  */
-import { signCoverUrl } from '../../client/src/sign.js';
+import { signCoverUrl } from '@coverhelper/client/sign';
 import { loadConfig } from '../config.js';
 import { ConfigError } from '../errors.js';
 

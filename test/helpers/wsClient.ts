@@ -3,8 +3,8 @@
  * and the `hello` frame read with the protocol module the service uses.
  */
 import WebSocket from 'ws';
-import { checkFrame, parseServerFrame } from '../../client/src/protocol.js';
-import type { HelloFrame } from '../../client/src/protocol.js';
+import { checkFrame, parseServerFrame } from '@coverhelper/client/protocol';
+import type { HelloFrame } from '@coverhelper/client/protocol';
 
 export interface Frame {
   type: string;
