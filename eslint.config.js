@@ -26,7 +26,7 @@ export default tseslint.config(
   {
     files: ['machines/**/*.ts'],
     rules: {
-      'no-restricted-imports': ['error', { patterns: [{ regex: '^(?!xstate$|\\./|\\.\\./machines/).*', message: 'machines import only xstate and each other' }] }],
+      'no-restricted-imports': ['error', { patterns: [{ regex: '^(?!xstate$|@coverhelper/client/protocol$|\\./|\\.\\./machines/).*', message: 'machines import only xstate, each other and the wire protocol (its types)' }] }],
     },
   },
   { files: ['eslint.config.js'], ...tseslint.configs.disableTypeChecked },

@@ -1,10 +1,12 @@
 /**
  * Types shared by the machines and the code that provides their I/O.
- * Plain data only: the machines import nothing but `xstate`.
+ * Plain data only: the machines import nothing but `xstate` and the wire
+ * protocol's types (the client package's dependency-free protocol module).
  */
+import type { CoverSource } from '@coverhelper/client/protocol';
 
-/** Where a cover came from, as answered to clients. */
-export type CoverSource = 'cache' | 'download' | 'custom';
+/** Where a cover came from, as answered to clients: declared once, by the wire protocol. */
+export type { CoverSource };
 
 /** A stored cover, as the store records it and clients are told of it. */
 export interface StoredCover {
