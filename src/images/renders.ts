@@ -342,7 +342,7 @@ export class Renders {
       else asker.reject(new CoverError('cancelled', 'the render was dropped'));
     }
     // Formatted only when written: winston formats a line before its transports drop it by level.
-    if (output.status === 'ok' && this.#deps.logger?.isLevelEnabled('debug')) this.#deps.logger.debug('variant rendered', { path: output.path, bytes: output.variant.bytes, ms: output.ms });
+    if (output.status === 'ok' && this.#deps.logger?.isDebugEnabled()) this.#deps.logger.debug('variant rendered', { path: output.path, bytes: output.variant.bytes, ms: output.ms });
     else if (output.status === 'error' && output.error.code !== 'shutting_down') this.#deps.logger?.warn('variant render failed', { path: output.path, code: output.error.code, message: output.error.message });
     // After this turn: the actor is still finishing its own transition.
     queueMicrotask(() => this.#pump());
