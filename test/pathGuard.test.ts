@@ -9,7 +9,7 @@ import { lstat, mkdir, readdir, readFile, rename, rm, symlink, writeFile } from 
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { openArchive, packArchive, removeArchive } from '../src/jobs/index.js';
-import { openStoredFile, removeCoverFile, sweepTemp, writeCoverFile, TEMP_DIR } from '../src/store/index.js';
+import { openStoredFile, removeCoverFile, statStoredFiles, sweepTemp, writeCoverFile, TEMP_DIR } from '../src/store/index.js';
 import { tempDir } from './helpers/tempDir.js';
 
 const ID = '3f2b8c1e-0a4d-4e5f-9b6c-7d8e9f0a1b2c';
@@ -52,6 +52,21 @@ describe('one path guard: link attacks on the covers folder', () => {
     await assert.rejects(writeCoverFile(covers, 'alias/b.jpg', Buffer.from('B')), /refusing to follow a link/);
     assert.ok((await lstat(path.join(covers, 'alias'))).isSymbolicLink(), 'the link is left as it was');
     assert.deepEqual(await readdir(path.join(covers, 'real')), ['a.jpg']);
+  });
+
+  it('a look at files (statStoredFiles) sees regular files only: not a link, not through a folder link, not a folder', async (t) => {
+    const { covers, outside } = await folders(t);
+    await writeCoverFile(covers, 'h/a.jpg', Buffer.from('AAA'));
+    await symlink(path.join(outside, 'keep.txt'), path.join(covers, 'h', 'b.jpg'));
+    await mkdir(path.join(covers, 'h', 'c.jpg'));
+    const [a, b, c, d] = await statStoredFiles(covers, ['h/a.jpg', 'h/b.jpg', 'h/c.jpg', 'h/d.jpg']);
+    assert.equal(a?.size, 3);
+    assert.deepEqual([b, c, d], [undefined, undefined, undefined], 'a link to a file outside, a folder, a missing file');
+    await symlink(outside, path.join(covers, 'out'));
+    assert.deepEqual(await statStoredFiles(covers, ['out/keep.txt']), [undefined], 'not through a folder link');
+    await symlink(path.join(covers, 'h'), path.join(covers, 'alias'));
+    assert.deepEqual(await statStoredFiles(covers, ['alias/a.jpg', 'h/a.jpg']), [undefined, a], 'not through a folder link pointing inside either; each path its own look');
+    assert.deepEqual(await statStoredFiles(covers, ['../x.jpg', 'h/.hidden']), [undefined, undefined], 'not plain: not looked at');
   });
 
   it('removing a cover through a folder link deletes nothing outside; a link in a cover’s place is removed itself', async (t) => {

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { readdir, readFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import type { TestContext } from 'node:test';
@@ -153,6 +153,25 @@ describe('Renders', () => {
     assert.equal(renders.counts().rendered, specs.length);
     const row = (await store.covers.leastRecentlyAsked(10, 0))[0]!;
     assert.equal(row.variantBytes, made.reduce((sum, variant) => sum + variant.bytes, 0), 'the sum of all, not the last one written');
+  });
+
+  it('the last render of a cover\'s burst ending without a file: the bytes of those made are still recorded', async (t) => {
+    const { coversDir, renders, store } = await setup(t, { workers: 1 });
+    // The png variant's place is taken by a folder: its render fails at the rename.
+    const png: VariantSpec = { ...webp320, format: 'png' };
+    await mkdir(path.join(coversDir, variantPathOf(COVER, png)), { recursive: true });
+    const release = await holdDecodes(t);
+    const made = renders.variant(COVER, webp320);
+    await waitUntil(() => renders.counts().running === 1, 'running 1');
+    const fails = assert.rejects(renders.variant(COVER, png));
+    await waitUntil(() => renders.counts().queued === 1, 'queued 1');
+    release();
+    // The webp render finishes first, with the png one still in flight: it answers without recounting.
+    const file = await made;
+    await fails;
+    const row = await waitUntil(async () => (await store.covers.leastRecentlyAsked(10, 0)).find((r) => (r.variantBytes ?? 0) > 0), 'the bytes recorded');
+    assert.equal(row.variantBytes, file.bytes, 'recounted once the burst ended, by its failed last render');
+    assert.equal(renders.counts().failed, 1);
   });
 
   it('an original rewritten at the same path while its variant renders: the variant is not kept (it would be stale)', async (t) => {

@@ -27,6 +27,16 @@
  * (`TooManyVariantsError`), those made are still served. A crash between
  * the rename and that record leaves a complete file, uncounted until the next
  * render of that cover, and removed with the cover all the same.
+ *
+ * Renders of one cover come in bursts (a page asks for several sizes and
+ * formats at once): while any render of a cover is in flight, its variants are
+ * counted once (listed for the first render's `maxPerCover` check, then one
+ * more per variant published), and the bytes are recounted on disk and
+ * recorded once, by the last render of the burst to finish (awaited before it
+ * answers; if the last one fails or is dropped, recounted in the background
+ * when it ends). Each recount lists the folder, so it counts what any process
+ * wrote there; a render alone on its cover lists before and recounts after,
+ * as each render did before bursts.
  */
 import sharp from 'sharp';
 import { createActor, fromPromise } from 'xstate';
@@ -37,7 +47,7 @@ import type { Clock } from '../clock.js';
 import { CoverError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { crashPoint } from '../maintenance/crashPoints.js';
-import { listVariantFiles, openStoredFile, removeVariantFiles, variantPathOf, writeCoverFile } from '../store/coverFiles.js';
+import { listVariantFiles, openStoredFile, removeVariantFiles, statStoredFiles, variantPathOf, writeCoverFile } from '../store/coverFiles.js';
 import type { CoverIndex } from '../store/ports.js';
 import { readImageHeader } from './imageHeader.js';
 import { renderVariant, variantContentType } from './variants.js';
@@ -98,6 +108,18 @@ export interface RendersDeps {
   maxPerCover?: number;
 }
 
+/** The renders of one cover in flight now (see "bursts" above). */
+interface CoverBurst {
+  /** Renders of this cover spawned and not yet finished. */
+  flights: number;
+  /** How many variant files it has (listed once, then one more per variant published); undefined: not known yet. */
+  count: number | undefined;
+  /** The listing that will say `count`, while it runs. */
+  counting: Promise<number> | undefined;
+  /** A variant was published since its bytes were last recounted. */
+  owed: boolean;
+}
+
 /** Counters since start, and what is in flight now. */
 export interface RenderCounts {
   /** Renders started (given a worker). */
@@ -138,6 +160,7 @@ interface Asker {
 
 interface Flight {
   path: string;
+  coverPath: string;
   actor: ReturnType<typeof createActor<typeof renderMachine>>;
   askers: Set<Asker>;
   started: boolean;
@@ -240,8 +263,11 @@ export class Renders {
       input: { path, timeLimitMs: this.#deps.timeLimitMs ?? DEFAULT_RENDER_TIME_LIMIT_MS, clock: this.#clock },
       clock: this.#clock,
     });
-    const flight: Flight = { path, actor, askers: new Set(), started: false };
+    const flight: Flight = { path, coverPath, actor, askers: new Set(), started: false };
     this.#specs.set(path, { coverPath, spec, source });
+    const burst = this.#bursts.get(coverPath);
+    if (burst) burst.flights++;
+    else this.#bursts.set(coverPath, { flights: 1, count: undefined, counting: undefined, owed: false });
     this.#flights.set(path, flight);
     this.#queue.push(flight);
     actor.start();
@@ -304,6 +330,7 @@ export class Renders {
     const queued = this.#queue.indexOf(flight);
     if (queued >= 0) this.#queue.splice(queued, 1);
     if (flight.started) this.#running--;
+    this.#leaveBurst(flight.coverPath);
     if (output.status === 'ok') this.#counts.rendered++;
     else if (output.status === 'dropped') this.#counts.dropped++;
     else if (flight.started) this.#counts.failed++;
@@ -314,7 +341,8 @@ export class Renders {
       else if (output.status === 'error') asker.reject(failureError(output.error));
       else asker.reject(new CoverError('cancelled', 'the render was dropped'));
     }
-    if (output.status === 'ok') this.#deps.logger?.debug('variant rendered', { path: output.path, bytes: output.variant.bytes, ms: output.ms });
+    // Formatted only when written: winston formats a line before its transports drop it by level.
+    if (output.status === 'ok' && this.#deps.logger?.isDebugEnabled()) this.#deps.logger.debug('variant rendered', { path: output.path, bytes: output.variant.bytes, ms: output.ms });
     else if (output.status === 'error' && output.error.code !== 'shutting_down') this.#deps.logger?.warn('variant render failed', { path: output.path, code: output.error.code, message: output.error.message });
     // After this turn: the actor is still finishing its own transition.
     queueMicrotask(() => this.#pump());
@@ -335,17 +363,33 @@ export class Renders {
     return { path, contentType: variantContentType(format), bytes: data.length, width: header.width, height: header.height };
   }
 
+  /** Per cover, its renders in flight now: the burst's variant count and whether a recount is owed. */
+  readonly #bursts = new Map<string, CoverBurst>();
+
+  /** A render of the cover ended: the last of its burst leaves a recount owed to the background. */
+  #leaveBurst(coverPath: string): void {
+    const burst = this.#bursts.get(coverPath);
+    if (burst === undefined) return;
+    if (--burst.flights > 0) return;
+    this.#bursts.delete(coverPath);
+    if (burst.owed && !this.#closed) {
+      this.#tally(coverPath).catch((error: unknown) => this.#deps.logger?.warn('variant bytes not recorded', { path: coverPath, error }));
+    }
+  }
+
   /** Per cover, the recount of its variant bytes in progress: recounts of one cover run one after the other. */
   readonly #tallies = new Map<string, Promise<void>>();
 
   /**
-   * Records the bytes of the cover's variants as on disk now. Renders of one
-   * cover's variants finish at once (a page asks for several sizes): their
-   * recounts are chained, so the last one written counts every file.
+   * Records the bytes of the cover's variants as on disk now. Recounts of one
+   * cover are chained, so the last one written counts every file.
    */
   #tally(coverPath: string): Promise<void> {
     const previous = this.#tallies.get(coverPath) ?? Promise.resolve();
     const next = previous.then(async () => {
+      // What is published from here on is owed another recount (this listing may not see it).
+      const burst = this.#bursts.get(coverPath);
+      if (burst) burst.owed = false;
       const files = await listVariantFiles(this.#deps.coversDir, coverPath);
       await this.#deps.covers.setVariantBytes(coverPath, files.reduce((sum, file) => sum + file.bytes, 0));
     });
@@ -371,9 +415,20 @@ export class Renders {
       source = row.originalPath ?? row.path;
     }
     const maxPerCover = this.#deps.maxPerCover ?? DEFAULT_MAX_PER_COVER;
-    const before = await listVariantFiles(coversDir, coverPath);
-    if (before.length >= maxPerCover) {
-      throw new TooManyVariantsError(`${TOO_MANY}${before.length} variants already (at most ${maxPerCover}); ask for one of the sizes it has, such as a w of --widths without h or q`);
+    // Spawned with this render and kept until it finishes.
+    const burst = this.#bursts.get(coverPath)!;
+    if (burst.count === undefined) {
+      burst.counting ??= listVariantFiles(coversDir, coverPath)
+        .then((files) => files.length)
+        .finally(() => {
+          burst.counting = undefined;
+        });
+      const listed = await burst.counting;
+      burst.count ??= listed;
+    }
+    const before = burst.count;
+    if (before >= maxPerCover) {
+      throw new TooManyVariantsError(`${TOO_MANY}${before} variants already (at most ${maxPerCover}); ask for one of the sizes it has, such as a w of --widths without h or q`);
     }
     const opened = await openStoredFile(coversDir, source);
     if (opened === undefined) throw gone(coverPath);
@@ -392,15 +447,18 @@ export class Renders {
     // The cover removed, or its original rewritten, meanwhile: what was just published must not
     // outlive it nor be served for the new one. (Removal takes the cover's file first, then its
     // original, then the variants; an upload at the same path rewrites the original first.)
-    const cover = await openStoredFile(coversDir, coverPath);
-    await cover?.handle.close();
-    const after = cover === undefined ? undefined : source === coverPath ? cover : await openStoredFile(coversDir, source);
-    if (after !== undefined && after !== cover) await after.handle.close();
-    if (cover === undefined || after === undefined || after.size !== read.size || after.mtimeMs !== read.mtimeMs) {
+    // Looked at, not opened: both through the path guard, in one look at their folder.
+    const found = await statStoredFiles(coversDir, source === coverPath ? [coverPath] : [coverPath, source]);
+    const after = found.at(-1);
+    if (found.includes(undefined) || after === undefined || after.size !== read.size || after.mtimeMs !== read.mtimeMs) {
+      burst.count = undefined;
       await removeVariantFiles(coversDir, coverPath);
       throw gone(coverPath);
     }
-    await this.#tally(coverPath);
+    if (burst.count !== undefined) burst.count++;
+    burst.owed = true;
+    // The last render of the cover's burst records its bytes; the others answer now.
+    if (burst.flights <= 1) await this.#tally(coverPath);
     return { path, contentType: image.contentType, bytes: image.data.length, width: image.width, height: image.height, made: { data: image.data, mtimeMs } };
   }
 }

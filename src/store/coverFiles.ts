@@ -37,8 +37,8 @@ import path from 'node:path';
 import { systemClock } from '../clock.js';
 import { variantExtension, variantKey } from '../images/variants.js';
 import type { VariantSpec } from '../images/variants.js';
-import { createFile, listFiles, makeFolder, moveFile, openFile, PathRefusedError, plainSegments, removePath, sweepFolder } from './pathGuard.js';
-import type { OpenedFile, RemoveOutcome } from './pathGuard.js';
+import { createFile, listFiles, makeFolder, moveFile, openFile, PathRefusedError, plainSegments, removePath, statFiles, sweepFolder } from './pathGuard.js';
+import type { FileStat, OpenedFile, RemoveOutcome } from './pathGuard.js';
 
 export const TEMP_DIR = '.tmp';
 
@@ -282,4 +282,19 @@ export function storedPathOfUrl(urlPath: string): string | undefined {
 export async function openStoredFile(root: string, relPath: string): Promise<OpenCover | undefined> {
   const segments = plainSegments(relPath);
   return segments === undefined ? undefined : openFile(root, segments);
+}
+
+/**
+ * The size and time of each stored file at `relPaths` that is a regular file
+ * inside `root` (`statFiles`: no link followed, nothing opened), `undefined`
+ * for one that is not. Files in one folder (a cover and its original) are
+ * looked at with one check of that folder.
+ */
+export async function statStoredFiles(root: string, relPaths: readonly string[]): Promise<(FileStat | undefined)[]> {
+  const split = relPaths.map((relPath) => plainSegments(relPath));
+  const folder = split[0]?.slice(0, -1);
+  if (folder !== undefined && split.every((segments) => segments !== undefined && segments.length === folder.length + 1 && segments.slice(0, -1).every((segment, i) => segment === folder[i]))) {
+    return statFiles(root, folder, split.map((segments) => segments!.at(-1)!));
+  }
+  return Promise.all(split.map(async (segments) => (segments === undefined ? undefined : (await statFiles(root, segments.slice(0, -1), [segments.at(-1)!]))[0])));
 }

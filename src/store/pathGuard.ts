@@ -12,14 +12,20 @@
  *             service names its own folders so); input is checked first with
  *             `plainSegments`, which refuses them.
  *   root      may itself be a link (an operator's mount): its real path is read
- *             at each call and everything must stay inside it.
+ *             once (`realRootOf`) and everything must stay inside it.
  *   folders   every folder between the root and the file is a real folder, never
  *             a link (each is `lstat`ed, even a link that points inside), and the
- *             parent's real path is inside the root's real path.
+ *             real path of what is reached through them is inside the root's
+ *             real path: read from `/proc/self/fd` for a file opened, made or
+ *             renamed (after the call, so a swap in between is caught; the
+ *             folder's own real path would say nothing more), and with
+ *             `realpath` of the folder for a listing, a stat and a removal.
  *   files     opened with O_NOFOLLOW (a link as the last segment is refused) and
  *             O_NONBLOCK (a FIFO never blocks); what was opened is checked again
  *             by its real path, read from `/proc/self/fd`, so a link swapped in
  *             between the check and the open is still caught.
+ *   stat      `statFiles`: the folder as for a listing, then `lstat` of each
+ *             file (a link is not followed, and is not a file): nothing is read.
  *   mkdir     one segment at a time; an existing link where a folder belongs is
  *             refused, never followed and never replaced.
  *   rename    both folders checked just before; the file checked where it landed
@@ -118,11 +124,14 @@ async function realRootOf(root: string): Promise<string> {
 
 /**
  * The absolute path of `folder` under `root` once each of its segments is found
- * to be a real folder (not a link) and its real path inside the root's; with
- * `make`, the root is made if missing and missing segments one at a time. ENOENT/ENOTDIR as the
- * file system says them; a link is a `PathRefusedError`.
+ * to be a real folder (not a link) and, with `resolve`, its real path inside the
+ * root's; with `make`, the root is made if missing and missing segments one at a
+ * time. ENOENT/ENOTDIR as the file system says them; a link is a
+ * `PathRefusedError`. Without `resolve` the caller checks the real path of what
+ * it reaches (the open file's, from `/proc/self/fd`) after the call: a folder's
+ * real path read before would be as old as the `lstat`s already are.
  */
-async function checkedFolder(root: string, folder: Segments, make: boolean): Promise<{ abs: string; realRoot: string }> {
+async function checkedFolder(root: string, folder: Segments, make: boolean, resolve = true): Promise<{ abs: string; realRoot: string }> {
   // The root is the operator's (it may be a link, a mount): made as configured if it is missing.
   if (make) await mkdir(root, { recursive: true });
   const realRoot = await realRootOf(root);
@@ -143,7 +152,7 @@ async function checkedFolder(root: string, folder: Segments, make: boolean): Pro
     if (!info.isDirectory()) throw Object.assign(new Error(`ENOTDIR: not a folder: ${abs}`), { code: 'ENOTDIR' });
   }
   // Each segment was a real folder when looked at; the real path says where it is now.
-  if (folder.length > 0 && !within(realRoot, await realpath(abs))) throw outsideRefused(abs, root);
+  if (resolve && folder.length > 0 && !within(realRoot, await realpath(abs))) throw outsideRefused(abs, root);
   return { abs, realRoot };
 }
 
@@ -160,7 +169,8 @@ export async function makeFolder(root: string, folder: Segments): Promise<string
  */
 export async function createFile(root: string, file: Segments, mode: number): Promise<FileHandle> {
   checkSegments(file);
-  const { abs: dir, realRoot } = await checkedFolder(root, file.slice(0, -1), false);
+  // What was made is checked by its real path below.
+  const { abs: dir, realRoot } = await checkedFolder(root, file.slice(0, -1), false, false);
   const abs = path.join(dir, file.at(-1)!);
   const handle = await open(abs, CREATE_FLAGS, mode);
   let real: string;
@@ -207,7 +217,8 @@ export async function inspectFile(root: string, file: Segments): Promise<OpenedF
   let dir: string;
   let realRoot: string;
   try {
-    ({ abs: dir, realRoot } = await checkedFolder(root, file.slice(0, -1), false));
+    // What is opened is checked by its real path below.
+    ({ abs: dir, realRoot } = await checkedFolder(root, file.slice(0, -1), false, false));
   } catch (error) {
     if (error instanceof PathRefusedError) return { refused: 'folder_link' };
     const code = codeOf(error);
@@ -248,6 +259,43 @@ export async function openFile(root: string, file: Segments): Promise<OpenedFile
   return 'refused' in opened ? undefined : opened;
 }
 
+/** A regular file's size and time, as `statFiles` finds them. */
+export interface FileStat {
+  size: number;
+  mtimeMs: number;
+}
+
+/**
+ * The size and time of each of `names` in `folder` under `root` that is a
+ * regular file there (not a link: `lstat` never follows one), once each folder
+ * on the way is found a real folder, not a link, and the folder's real path
+ * inside the root's; `undefined` for a name that is missing or anything but a
+ * file, and for all of them when the folder is missing or refused. Nothing is
+ * opened or read: a look at files' identity (still the file read before?), not
+ * at their bytes.
+ */
+export async function statFiles(root: string, folder: Segments, names: readonly string[]): Promise<(FileStat | undefined)[]> {
+  let dir: string;
+  try {
+    for (const name of names) checkSegments([...folder, name]);
+    ({ abs: dir } = await checkedFolder(root, folder, false));
+  } catch (error) {
+    const code = codeOf(error);
+    if (error instanceof PathRefusedError || code === 'ENOENT' || code === 'ENOTDIR') return names.map(() => undefined);
+    throw error;
+  }
+  return Promise.all(
+    names.map(async (name) => {
+      const info = await lstat(path.join(dir, name)).catch((error: unknown) => {
+        const code = codeOf(error);
+        if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
+        throw error;
+      });
+      return info?.isFile() ? { size: info.size, mtimeMs: info.mtimeMs } : undefined;
+    }),
+  );
+}
+
 /**
  * Renames `from` to `to` (both under `root`; `to`'s folder must exist and is
  * not made here). Resolves with the size of the file where it landed; if a swap
@@ -256,8 +304,9 @@ export async function openFile(root: string, file: Segments): Promise<OpenedFile
 export async function moveFile(root: string, from: Segments, to: Segments): Promise<{ size: number }> {
   checkSegments(from);
   checkSegments(to);
-  const { abs: fromDir } = await checkedFolder(root, from.slice(0, -1), false);
-  const { abs: toDir, realRoot } = await checkedFolder(root, to.slice(0, -1), false);
+  // Where the file lands is checked by its real path just after.
+  const { abs: fromDir } = await checkedFolder(root, from.slice(0, -1), false, false);
+  const { abs: toDir, realRoot } = await checkedFolder(root, to.slice(0, -1), false, false);
   const target = path.join(toDir, to.at(-1)!);
   await rename(path.join(fromDir, from.at(-1)!), target);
   const handle = await open(target, READ_FLAGS);
