@@ -99,7 +99,89 @@ export async function startApp(config: Config, logger: Logger, clock: Clock = sy
   }
 }
 
+/** What a start opens before anything is built: the store, the secrets, this node's place in the cluster. */
+interface Opened {
+  config: Config;
+  logger: Logger;
+  clock: Clock;
+  node: string;
+  port: number;
+  store: OpenStore;
+  adminToken: string;
+  callbackSecret: string;
+  cookie: string | undefined;
+  /** Removes temp files a run left (on a shared folder, only old ones). */
+  sweep: () => Promise<void>;
+}
+
+/** The service's parts, built and wired, before any of them runs. */
+interface Parts extends Opened {
+  /** The cover URLs' base and the service's URL: known once the port is bound and the start line is near. */
+  urls: { publicUrl: string; serviceUrl: string };
+  stats: Stats;
+  deletionRunner: DeletionRunner;
+  cacheLimits: CacheLimits;
+  client: ReturnType<typeof createHttpClient>;
+  gates: HostGates;
+  reresolver: Reresolver;
+  downloads: Downloads;
+  guard: ResourceGuard;
+  history: TaskHistory;
+  checks: CoverChecks;
+  callbacks: JobCallbacks;
+  jobs: JobRunner;
+  renders: Renders;
+  startLimiter: ProxyRateLimiter;
+  suffixChecks: SuffixChecks;
+  door: Door;
+}
+
+/** What runs once the parts are built: the background work and the servers. */
+interface Running {
+  colorPass: ColorPass;
+  sweeper: ReturnType<Clock['setInterval']> | undefined;
+  http: ReturnType<typeof createHttpServer>;
+  legacy: LegacyServer | undefined;
+}
+
 async function startOnPort(config: Config, logger: Logger, clock: Clock, bound: Server, opened: { close(): Promise<void> }[], cookie: string | undefined): Promise<App> {
+  const parts = buildParts(await openAll(config, logger, clock, bound, opened, cookie));
+  const { colorPass, sweeper } = await resumeWork(parts, opened);
+  const { http, legacy } = await serve(parts, bound, opened);
+  const running: Running = { colorPass, sweeper, http, legacy };
+  const url = `http://${hostForUrl(config.host)}:${parts.port}`;
+  parts.urls.publicUrl ||= `${url}/covers/`;
+  parts.urls.serviceUrl = url;
+  await resumeJobs(parts);
+  logStart(parts, url, legacy);
+  let stopping: Promise<void> | undefined;
+  const { store, downloads, deletionRunner, cacheLimits, guard, stats, jobs, gates, renders, adminToken, node } = parts;
+  return {
+    url,
+    port: parts.port,
+    publicUrl: parts.urls.publicUrl,
+    node,
+    downloads,
+    store,
+    deletionRunner,
+    cacheLimits,
+    colorPass,
+    guard,
+    stats,
+    jobs,
+    gates,
+    renders,
+    adminToken,
+    adminSockets: http.adminSockets,
+    stop(graceMs = 5000) {
+      stopping ??= stopAll(parts, running, graceMs);
+      return stopping;
+    },
+  };
+}
+
+/** Opens the store (migrated), reads or makes the secrets, and joins the cluster (refused: exit 2). */
+async function openAll(config: Config, logger: Logger, clock: Clock, bound: Server, opened: { close(): Promise<void> }[], cookie: string | undefined): Promise<Opened> {
   const { port } = bound.address() as AddressInfo;
   const node = config.nodeId ?? `${os.hostname()}:${port}`;
 
@@ -153,6 +235,15 @@ async function startOnPort(config: Config, logger: Logger, clock: Clock, bound: 
   // A start that fails from here frees the id at once.
   opened.push({ close: () => store.cluster.leave() });
 
+  return { config, logger, clock, node, port, store, adminToken, callbackSecret, cookie, sweep };
+}
+
+/** Builds every part and wires them to each other; nothing runs yet. */
+function buildParts(opened: Opened): Parts {
+  const { config, logger, clock, store, node, cookie, callbackSecret } = opened;
+  const urls = { publicUrl: config.publicUrl ?? '', serviceUrl: '' };
+  const publicUrl = () => urls.publicUrl;
+  const serviceUrl = () => urls.serviceUrl;
   const { covers, tasks, deletions } = store;
   const stats = new Stats();
   // The job runner is made once the checks are; expiries the deletion runner meets before that are written directly.
@@ -219,6 +310,39 @@ async function startOnPort(config: Config, logger: Logger, clock: Clock, bound: 
     clock,
   });
 
+  const history = new TaskHistory(store);
+  const checks = new CoverChecks({ config, covers, downloads, stats, publicUrl, reresolve: reresolver });
+  const callbacks = new JobCallbacks({ secret: callbackSecret, allowPrivateNetwork: config.allowPrivateNetwork, callbackHosts: config.callbackHosts, userAgent, logger, clock });
+  const jobs = new JobRunner({
+    jobs: store.jobs,
+    deletions,
+    deletionRunner,
+    checks,
+    callbacks,
+    coversDir: config.coversDir,
+    logger,
+    node,
+    ttlMs: config.jobTtl * 3_600_000,
+    leaseMs: config.lease * 1000,
+    serviceUrl: serviceUrl,
+    shared: store.claims.shared,
+    clock,
+  });
+  made.jobs = jobs;
+  const renders = new Renders({ coversDir: config.coversDir, covers, workers: config.renderWorkers, clock, logger, timeLimitMs: config.timeLimit * 1000 });
+  // /ws and the door read bilibili suffixes: checked as the URL without, answered with the rendered variant.
+  // One count per client address of the downloads and renders it starts (--proxy-rate): the proxy, /covers variants, suffixes.
+  const startLimiter = new ProxyRateLimiter({ limit: config.proxyRate, clock });
+  const suffixChecks = new SuffixChecks({ checks, covers, renders, publicUrl, logger, limiter: startLimiter, clock });
+  const door = new Door({ checks: suffixChecks, logger, urlKey: config.urlKey, waitMs: config.timeLimit * 1000, maxBatch: config.maxBatch, clock });
+  return { ...opened, urls, stats, deletionRunner, cacheLimits, client, gates, reresolver, downloads, guard, history, checks, callbacks, jobs, renders, startLimiter, suffixChecks, door };
+}
+
+/** Before anything is served: the guard's first verdict, what the last run left, then the background work. */
+async function resumeWork(parts: Parts, opened: { close(): Promise<void> }[]): Promise<Pick<Running, 'colorPass' | 'sweeper'>> {
+  const { config, logger, clock, store, guard, deletionRunner, downloads, cacheLimits, sweep } = parts;
+  const { covers, tasks, deletions } = store;
+  opened.push({ close: () => parts.callbacks.close() });
   // Before anything runs: the guard's first verdict, then what the last run left.
   await guard.check();
   // One process per SQLite file: no claim can be alive. Several nodes: claims run out by themselves.
@@ -242,34 +366,15 @@ async function startOnPort(config: Config, logger: Logger, clock: Clock, bound: 
   // A node that died leaves its temp files in the shared folder: swept once they are old.
   const sweeper = store.claims.shared ? clock.setInterval(() => void sweep().catch(() => undefined), TEMP_SWEEP_INTERVAL_MS).unref() : undefined;
 
-  let publicUrl = config.publicUrl ?? '';
-  const history = new TaskHistory(store);
-  const checks = new CoverChecks({ config, covers, downloads, stats, publicUrl: () => publicUrl, reresolve: reresolver });
-  let serviceUrl = '';
-  const callbacks = new JobCallbacks({ secret: callbackSecret, allowPrivateNetwork: config.allowPrivateNetwork, callbackHosts: config.callbackHosts, userAgent, logger, clock });
-  opened.push({ close: () => callbacks.close() });
-  const jobs = new JobRunner({
-    jobs: store.jobs,
-    deletions,
-    deletionRunner,
-    checks,
-    callbacks,
-    coversDir: config.coversDir,
-    logger,
-    node,
-    ttlMs: config.jobTtl * 3_600_000,
-    leaseMs: config.lease * 1000,
-    serviceUrl: () => serviceUrl,
-    shared: store.claims.shared,
-    clock,
-  });
-  made.jobs = jobs;
-  const renders = new Renders({ coversDir: config.coversDir, covers, workers: config.renderWorkers, clock, logger, timeLimitMs: config.timeLimit * 1000 });
-  // /ws and the door read bilibili suffixes: checked as the URL without, answered with the rendered variant.
-  // One count per client address of the downloads and renders it starts (--proxy-rate): the proxy, /covers variants, suffixes.
-  const startLimiter = new ProxyRateLimiter({ limit: config.proxyRate, clock });
-  const suffixChecks = new SuffixChecks({ checks, covers, renders, publicUrl: () => publicUrl, logger, limiter: startLimiter, clock });
-  const door = new Door({ checks: suffixChecks, logger, urlKey: config.urlKey, waitMs: config.timeLimit * 1000, maxBatch: config.maxBatch, clock });
+  return { colorPass, sweeper };
+}
+
+/** The HTTP server (every route) and the 2019 port, on the bound port. */
+async function serve(parts: Parts, bound: Server, opened: { close(): Promise<void> }[]): Promise<Pick<Running, 'http' | 'legacy'>> {
+  const { config, logger, clock, store, node, adminToken, urls, stats, downloads, guard, gates, jobs, renders, startLimiter, door, reresolver, suffixChecks, checks, history, deletionRunner, callbacks } = parts;
+  const { covers, tasks, deletions } = store;
+  const publicUrl = () => urls.publicUrl;
+  const serviceUrl = () => urls.serviceUrl;
   const proxy = new ProxyRoute({
     config,
     covers,
@@ -279,7 +384,7 @@ async function startOnPort(config: Config, logger: Logger, clock: Clock, bound: 
     variants: { renders, widths: config.widths, formats: config.formats },
     // Read and checked before the start (src/main.ts): here it is the image kept then.
     placeholder: config.proxy === 'off' ? null : await preparePlaceholder(config),
-    home: homePage(version, () => serviceUrl, config.proxy),
+    home: homePage(version, serviceUrl, config.proxy),
     logger,
     clock,
     reresolve: reresolver,
@@ -298,8 +403,8 @@ async function startOnPort(config: Config, logger: Logger, clock: Clock, bound: 
       }),
       admin: {
         token: adminToken,
-        feed: createAdminFeed({ store, downloads, stats, serviceUrl: () => serviceUrl, upstream: () => gates.status() }),
-        api: { config, covers, tasks, deletions, cluster: store.cluster, history, deletionRunner, downloads, logger, publicUrl: () => publicUrl, jobs: store.jobs, serviceUrl: () => serviceUrl, clock },
+        feed: createAdminFeed({ store, downloads, stats, serviceUrl: serviceUrl, upstream: () => gates.status() }),
+        api: { config, covers, tasks, deletions, cluster: store.cluster, history, deletionRunner, downloads, logger, publicUrl, jobs: store.jobs, serviceUrl: serviceUrl, clock },
       },
       checks: suffixChecks,
       door,
@@ -315,7 +420,7 @@ async function startOnPort(config: Config, logger: Logger, clock: Clock, bound: 
         trusted: new TrustedProxies(config.trustProxy),
         rate: config.proxyRate,
       },
-      jobs: { runner: jobs, jobs: store.jobs, callbacks, coversDir: config.coversDir, maxBatch: config.maxBatch, serviceUrl: () => serviceUrl, clock },
+      jobs: { runner: jobs, jobs: store.jobs, callbacks, coversDir: config.coversDir, maxBatch: config.maxBatch, serviceUrl: serviceUrl, clock },
       version,
       maxBatch: config.maxBatch,
       logger,
@@ -360,16 +465,22 @@ async function startOnPort(config: Config, logger: Logger, clock: Clock, bound: 
     opened.push({ close: () => legacy!.close(0) });
   }
 
-  const url = `http://${hostForUrl(config.host)}:${port}`;
-  publicUrl ||= `${url}/covers/`;
-  serviceUrl = url;
-  // Jobs a kill cut off (or a dead node left) go on; finished ones past --job-ttl expire.
+  return { http, legacy };
+}
+
+/** Jobs a kill cut off (or a dead node left) go on; finished ones past --job-ttl expire. */
+async function resumeJobs({ jobs, logger }: Parts): Promise<void> {
   const resumedJobs = await jobs.resume();
   if (resumedJobs > 0) logger.info('resuming unfinished archive jobs', { count: resumedJobs });
   const redelivered = await jobs.redeliver();
   if (redelivered > 0) logger.info('sending job callbacks a stop cut off', { count: redelivered });
   await jobs.expire();
   jobs.start();
+}
+
+/** The start lines: what an operator checks first. */
+function logStart({ config, logger, node, store, cookie, urls }: Parts, url: string, legacy: LegacyServer | undefined): void {
+  const publicUrl = urls.publicUrl;
   // The start line names what an operator checks first: the version and the settings that decide what is fetched and who may ask.
   logger.info(`listening on ${url}`, {
     version,
@@ -393,45 +504,26 @@ async function startOnPort(config: Config, logger: Logger, clock: Clock, bound: 
   logger.info(`dashboard at ${url}/admin/ (${tokenAt})`, { proxy: config.proxy === 'off' ? 'off' : `${url}/?url= and ${url}/proxy/` });
   if (config.allowPrivateNetwork) logger.warn('--allow-private-network is on: the service fetches from loopback and private addresses (for tests; never in production)');
 
-  let stopping: Promise<void> | undefined;
-  return {
-    url,
-    port,
-    publicUrl,
-    node,
-    downloads,
-    store,
-    deletionRunner,
-    cacheLimits,
-    colorPass,
-    guard,
-    stats,
-    jobs,
-    gates,
-    renders,
-    adminToken,
-    adminSockets: http.adminSockets,
-    stop(graceMs = 5000) {
-      stopping ??= (async () => {
-        // Stop taking connections first, then let downloads end, then close the rest.
-        http.server.close();
-        legacy?.stopAccepting();
-        guard.stop();
-        clock.clearInterval(sweeper);
-        await cacheLimits.stop();
-        await colorPass.stop();
-        await jobs.stop();
-        await deletionRunner.stop();
-        await downloads.shutdown(graceMs);
-        renders.close();
-        gates.close();
-        await Promise.all([http.close(), legacy?.close()]);
-        await client.close();
-        await callbacks.close();
-        history.close();
-        await store.close();
-      })();
-      return stopping;
-    },
-  };
+}
+
+/** Graceful stop: no new connections, downloads finish within `graceMs`, everything closed. */
+async function stopAll(parts: Parts, { colorPass, sweeper, http, legacy }: Running, graceMs: number): Promise<void> {
+  const { clock, guard, cacheLimits, jobs, deletionRunner, downloads, renders, gates, client, callbacks, history, store } = parts;
+  // Stop taking connections first, then let downloads end, then close the rest.
+  http.server.close();
+  legacy?.stopAccepting();
+  guard.stop();
+  clock.clearInterval(sweeper);
+  await cacheLimits.stop();
+  await colorPass.stop();
+  await jobs.stop();
+  await deletionRunner.stop();
+  await downloads.shutdown(graceMs);
+  renders.close();
+  gates.close();
+  await Promise.all([http.close(), legacy?.close()]);
+  await client.close();
+  await callbacks.close();
+  history.close();
+  await store.close();
 }
