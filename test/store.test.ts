@@ -682,6 +682,33 @@ describe('two nodes on one PostgreSQL database', () => {
     assert.deepEqual(rows.map((r) => [r.url, r.claimed_by]), [['theirs', 'node-b']]);
   });
 
+  it('one timeline per task across nodes; a claimed row gets its host; clear-failed leaves a failed row another live node holds', { skip: skipWithoutPg }, async (t) => {
+    const { a, b, db } = await twoNodes(t);
+    const url = 'https://Img.Example/shared.jpg';
+    await a.claims.claim([url], 'queued');
+    a.tasks.update(url, { status: 'downloading', attempts: 1 });
+    a.tasks.update(url, { status: 'error', attempts: 1, errorCode: 'network', errorMessage: 'reset' });
+    await a.tasks.flush();
+    b.tasks.update(url, { status: 'downloading', attempts: 1 });
+    b.tasks.update(url, { status: 'ok', attempts: 1, bytesDone: 7 });
+    await b.tasks.flush();
+    assert.deepEqual((await a.tasks.timeline(url)).map((e) => [e.node, e.status, e.errorCode, e.bytes]), [
+      ['node-a', 'downloading', null, null],
+      ['node-a', 'error', 'network', null],
+      ['node-b', 'downloading', null, null],
+      ['node-b', 'ok', null, 7],
+    ]);
+    const [row] = await rawSql<{ host: string }>(db, 'SELECT host FROM tasks WHERE url = ?', url);
+    assert.equal(row?.host, 'img.example', 'the claim that made the row gave it its host');
+    // A failed row node B has claimed again (a retry about to start) is not cleared by node A.
+    b.tasks.update('held', { status: 'error', errorCode: 'network' });
+    a.tasks.update('free', { status: 'error', errorCode: 'network' });
+    await Promise.all([a.tasks.flush(), b.tasks.flush()]);
+    await b.claims.claim(['held'], 'queued');
+    assert.deepEqual(await a.tasks.removeFailed(100), ['free']);
+    assert.equal((await b.tasks.get('held'))?.status, 'error');
+  });
+
   it('a URL is claimed by one node; the other is told who holds it', { skip: skipWithoutPg }, async (t) => {
     const { a, b, db } = await twoNodes(t);
     const [first, second] = await Promise.all([a.claims.claim(['u1', 'u2'], 'queued'), b.claims.claim(['u2', 'u3'], 'queued')]);
