@@ -8,7 +8,7 @@
  */
 import path from 'node:path';
 import { DataSource } from 'typeorm';
-import { ClusterSecretEntity, CoverEntity, DeletionEntity, JobEntity, NodeEntity, SettingEntity, TaskEntity } from './src/store/entities.js';
+import { ClusterSecretEntity, CoverEntity, DeletionEntity, JobEntity, NodeEntity, SettingEntity, TaskEntity, TaskEventEntity } from './src/store/entities.js';
 import { migrations } from './src/store/migrations.js';
 
 export interface DataSourceSettings {
@@ -16,7 +16,7 @@ export interface DataSourceSettings {
   db: string;
 }
 
-const entities = [CoverEntity, TaskEntity, DeletionEntity, NodeEntity, SettingEntity, JobEntity, ClusterSecretEntity];
+const entities = [CoverEntity, TaskEntity, DeletionEntity, NodeEntity, SettingEntity, JobEntity, ClusterSecretEntity, TaskEventEntity];
 
 /** Whether `db` names a PostgreSQL database. */
 export function isPostgresUrl(db: string): boolean {

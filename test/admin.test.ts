@@ -78,6 +78,8 @@ describe('admin token', () => {
       ['POST', '/admin/api/retry?url=https://a.hdslb.com/x.jpg'],
       ['POST', '/admin/api/pause'],
       ['POST', '/admin/api/resume'],
+      ['POST', '/admin/api/fetch?url=https://a.hdslb.com/x.jpg'],
+      ['POST', '/admin/api/clear-failed'],
     ];
     for (const [method, route] of routes) {
       for (const token of [null, 'wrong', `${TOKEN}x`, TOKEN.slice(0, -1)]) {
@@ -208,6 +210,131 @@ describe('admin stream', () => {
     assert.ok(maxPending <= 500, `at most one pending change per URL (saw ${maxPending})`);
     assert.ok(maxBuffered < 256 * 1024 + 64 * 1024, `the server's buffer stays bounded (max ${maxBuffered} bytes)`);
     assert.ok(withStalled < alone * 2 + 1000, `500 downloads took ${withStalled.toFixed(0)} ms with a stalled admin, ${alone.toFixed(0)} ms without`);
+  });
+});
+
+describe('admin HTTP API: timeline, filters, fetch now, clear failed', () => {
+  it("keeps a task's tries and errors in the database: the detail shows them after a restart", async (t) => {
+    const { origin, service, args } = await setup(t, ['--admin-token', TOKEN, '--retries', '1']);
+    const failing = `${origin.url}/status/500`;
+    const ws = await connect(service.wsUrl);
+    const checked = await ws.check('twice', [failing]);
+    await ws.close();
+    assert.equal(checked.done.failed, 1);
+    assert.equal(origin.hits.get('/status/500'), 2, 'two tries against the origin');
+    const before = await api(service, 'GET', `/admin/api/task?url=${encodeURIComponent(failing)}`);
+    await service.stop();
+
+    const again = await startService(args);
+    t.after(async () => void (await again.stop()));
+    const detail = await api(again, 'GET', `/admin/api/task?url=${encodeURIComponent(failing)}`);
+    assert.equal(detail.status, 200);
+    const timeline = detail.json!.timeline as Frame[];
+    assert.deepEqual(timeline, before.json!.timeline, 'the same timeline as before the restart');
+    const tries = timeline.filter((event) => (event.error as Frame | null)?.code === 'http_status').map((event) => [event.status, event.try, (event.error as Frame).message]);
+    assert.equal(tries.length, 2, `both failed tries, with their errors: ${JSON.stringify(timeline)}`);
+    assert.deepEqual(tries.map(([status, n]) => [status, n]), [['downloading', 1], ['error', 2]]);
+    for (const [, , message] of tries) assert.match(message as string, /500/);
+    // Queued, the download started (try 1), try 1 failed (and is tried again), the download failed (try 2).
+    assert.deepEqual(timeline.map((event) => [event.status, event.try]), [['queued', null], ['downloading', 1], ['downloading', 1], ['error', 2]]);
+    assert.ok(timeline.every((event) => typeof event.node === 'string' && !Number.isNaN(Date.parse(event.at as string))));
+  });
+
+  it('filters tasks by error code and host, sorts by changed time or tries, and refuses unknown values by name', async (t) => {
+    const { origin, service, ws } = await setup(t, ['--admin-token', TOKEN, '--retries', '1']);
+    const ok = `${origin.url}/img/filter-ok.jpg`;
+    const missing = `${origin.url}/status/404`;
+    const notImage = `${origin.url}/fake.jpg`;
+    const flaky = `${origin.url}/flaky/filter-twice.jpg?fails=1`;
+    await ws.check('f', [ok, missing, notImage, flaky]);
+    const tasks = async (query: string) => {
+      const res = await api(service, 'GET', `/admin/api/tasks?${query}`);
+      assert.equal(res.status, 200, `${query}: ${res.text}`);
+      return res.json!.tasks as Frame[];
+    };
+    const list = async (query: string) => (await tasks(query)).map((task) => task.url);
+    assert.deepEqual(await list('code=http_status'), [missing]);
+    assert.deepEqual(await list('code=not_image'), [notImage]);
+    assert.deepEqual(await list('code=tle'), []);
+    assert.deepEqual((await list('host=127.0.0.1')).sort(), [flaky, missing, notImage, ok].sort());
+    assert.deepEqual(await list('host=other.example'), []);
+    assert.deepEqual(await list('host=127.0.0.1&code=http_status&status=error'), [missing]);
+    // The flaky one took two tries: most tries first.
+    const byTries = await tasks('sort=tries');
+    assert.deepEqual([byTries[0]?.url, byTries[0]?.attempts], [flaky, 2]);
+    assert.ok(byTries.slice(1).every((task) => task.attempts === 1));
+    const byChange = (await tasks('sort=changed')).map((task) => Date.parse(task.updatedAt as string));
+    assert.deepEqual(byChange, [...byChange].sort((a, b) => b - a), 'newest change first');
+    assert.deepEqual(await list(''), await list('sort=changed'), 'the default');
+
+    const refused: [string, RegExp][] = [
+      ['code=bogus_code', /bogus_code/],
+      ['code=%3Cscript%3E', /<script>/],
+      ['host=a.example%2Fpath', /a\.example\/path/],
+      ['host=a.example:8080', /a\.example:8080/],
+      ['host=' + 'h'.repeat(300), /not a host name/],
+      ['host=bad%20host', /bad host/],
+      ['sort=size', /size/],
+      ['sort=tries%20desc', /tries desc/],
+    ];
+    for (const [query, named] of refused) {
+      const res = await api(service, 'GET', `/admin/api/tasks?${query}`);
+      assert.equal(res.status, 400, query);
+      assert.equal(res.json!.code, 'bad_request', query);
+      assert.match(res.json!.message as string, named, query);
+    }
+  });
+
+  it('fetches a URL typed in now: checked as /ws checks it, then queued, in flight, or answered from the store', async (t) => {
+    const { origin, service } = await setup(t, ['--admin-token', TOKEN, '--retries', '0']);
+    const bad: [string, RegExp][] = [
+      ['/admin/api/fetch', /needs \?url=/],
+      [`/admin/api/fetch?url=${encodeURIComponent('ftp://127.0.0.1/x.jpg')}`, /not an http\(s\) URL/],
+      [`/admin/api/fetch?url=${encodeURIComponent('https://evil.example/x.jpg')}`, /evil\.example is not in --allow-hosts/],
+      [`/admin/api/fetch?url=${encodeURIComponent('http://user:pw@127.0.0.1/x.jpg')}`, /user name or password/],
+      [`/admin/api/fetch?url=not%20a%20url`, /not a URL/],
+      [`/admin/api/fetch?url=${encodeURIComponent(`${origin.url}/img/${'a'.repeat(9000)}.jpg`)}`, /longer than 8192/],
+    ];
+    for (const [route, why] of bad) {
+      const res = await api(service, 'POST', route);
+      assert.equal(res.status, 400, route.slice(0, 80));
+      assert.match(res.json!.message as string, why);
+    }
+    assert.equal(origin.total(), 0, 'nothing fetched for a refused URL');
+
+    const url = `${origin.url}/img/fetch-now.jpg`;
+    const started = await api(service, 'POST', `/admin/api/fetch?url=${encodeURIComponent(url)}`);
+    assert.deepEqual([started.status, started.json], [202, { url, status: 'queued' }]);
+    await waitUntil(async () => ((await api(service, 'GET', `/admin/api/task?url=${encodeURIComponent(url)}`)).json?.task as Frame | undefined)?.status === 'ok', 'downloaded');
+    const stored = await api(service, 'POST', `/admin/api/fetch?url=${encodeURIComponent(url)}`);
+    assert.equal(stored.status, 200);
+    assert.equal(stored.json!.status, 'ok');
+    assert.match(stored.json!.coverUrl as string, /\/covers\//);
+    assert.equal(origin.hits.get('/img/fetch-now.jpg'), 1, 'once');
+
+    const slow = `${origin.url}/half/fetch-now-slow.jpg`;
+    assert.equal((await api(service, 'POST', `/admin/api/fetch?url=${encodeURIComponent(slow)}`)).status, 202);
+    await waitUntil(async () => ((await api(service, 'GET', `/admin/api/task?url=${encodeURIComponent(slow)}`)).json?.task as Frame | undefined)?.status === 'downloading', 'running');
+    const inFlight = await api(service, 'POST', `/admin/api/fetch?url=${encodeURIComponent(slow)}`);
+    assert.equal(inFlight.status, 202);
+    assert.equal(inFlight.json!.status, 'in_flight');
+    origin.release();
+    await waitUntil(async () => ((await api(service, 'GET', `/admin/api/task?url=${encodeURIComponent(slow)}`)).json?.task as Frame | undefined)?.status === 'ok', 'finished');
+  });
+
+  it('clears failed tasks: their rows and timelines are forgotten, and the next ask downloads again', async (t) => {
+    const { origin, service, ws } = await setup(t, ['--admin-token', TOKEN, '--retries', '0', '--fail-ttl', '300']);
+    const flaky = `${origin.url}/flaky/clear-me.jpg?fails=1`;
+    const ok = `${origin.url}/img/keep-me.jpg`;
+    assert.equal((await ws.check('a', [flaky, ok, `${origin.url}/status/404`])).done.failed, 2);
+    assert.equal((await ws.check('b', [flaky])).done.failed, 1, 'remembered');
+    const cleared = await api(service, 'POST', '/admin/api/clear-failed');
+    assert.deepEqual([cleared.status, cleared.json], [200, { removed: 2, more: false }]);
+    assert.equal((await api(service, 'GET', '/admin/api/tasks?status=error')).json!.total, 0);
+    assert.equal((await api(service, 'GET', '/admin/api/tasks')).json!.total, 1, 'the ok task stays');
+    assert.equal((await api(service, 'GET', `/admin/api/task?url=${encodeURIComponent(flaky)}`)).status, 404, 'its timeline went with it');
+    assert.deepEqual((await api(service, 'POST', '/admin/api/clear-failed')).json, { removed: 0, more: false });
+    assert.equal((await ws.check('c', [flaky])).done.ok, 1, 'not remembered any more: downloaded again');
   });
 });
 

@@ -295,7 +295,7 @@ test('the admin dashboard, in a real browser', { timeout: 240_000 }, async (t) =
     assert.match((await page.textContent('#detail-error')) ?? '', /^http_status: .*404/);
     const timeline = await page.$$eval('#detail-timeline li', (items) => items.map((li) => (li as unknown as PageElement).textContent ?? ''));
     assert.ok(timeline.some((line) => /downloading/.test(line)), `a downloading change: ${timeline.join(' | ')}`);
-    assert.match(timeline.at(-1) ?? '', /error · http_status/, 'the failure last');
+    assert.match(timeline.at(-1) ?? '', /error · try 1 · http_status/, 'the failure last, with its try');
     // Buttons match the state: a failed task can be retried, not cancelled.
     assert.equal(await page.isEnabled('#detail-retry'), true);
     assert.equal(await page.isDisabled('#detail-cancel'), true);
@@ -685,3 +685,158 @@ test('the dashboard shows a banner per cooling upstream host, gone when it reope
   assert.equal(await countOf(page, '#upstream .upstream-banner'), 0);
   assert.deepEqual(problems, []);
 });
+
+test('the task list in a real browser: deep links to a task, filters by error code and host, sort by tries, fetch now, clear failed', { timeout: 180_000 }, async (t) => {
+  if (!existsSync(CHROMIUM)) {
+    t.skip("Chromium not installed (/usr/bin/chromium): the browser test needs Debian's chromium package");
+    return;
+  }
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'coverhelper-dashboard-tasks-'));
+  const open: { origin?: Origin; service?: Service; browser?: Browser; client?: TestClient } = {};
+  t.after(async () => {
+    await open.browser?.close();
+    await open.client?.close();
+    await open.service?.stop();
+    await open.origin?.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+  const origin = (open.origin = await startOrigin());
+  const service = (open.service = await startService([
+    '--admin-token', TOKEN,
+    '--data-dir', path.join(dir, 'data'),
+    '--covers-dir', path.join(dir, 'covers'),
+    '--allow-private-network',
+    '--allow-hosts', '127.0.0.1',
+    '--retries', '1',
+  ]));
+  const client = (open.client = await connect(service.wsUrl));
+  const ok = `${origin.url}/img/tasks-ok.jpg`;
+  const broken = `${origin.url}/status/404`;
+  const notImage = `${origin.url}/fake.jpg`;
+  const flaky = `${origin.url}/flaky/tasks-twice.jpg?fails=1`;
+  const { done } = await client.check('tasks', [ok, broken, notImage, flaky]);
+  assert.deepEqual([done.ok, done.failed], [2, 2]);
+
+  const browser = (open.browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS }));
+  const page: Page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+  const problems: string[] = [];
+  const posts: string[] = [];
+  page.on('pageerror', (error) => problems.push(`page error: ${error.message}`));
+  page.on('console', (message) => {
+    if (message.type() === 'error') problems.push(`console error: ${message.text()}`);
+  });
+  page.on('request', (request) => {
+    if (request.method() === 'POST') posts.push(new URL(request.url()).pathname);
+  });
+  const detailOpen = () => page.evaluate(() => (globalThis as unknown as { document: { querySelector(s: string): { open: boolean } | null } }).document.querySelector('#detail')?.open === true);
+  const closeDetail = async () => {
+    await page.click('#detail-close');
+    await page.waitForSelector('#detail', { state: 'hidden' });
+  };
+
+  // A link to a task opens its detail, once the token is given: the tries and errors from the database.
+  await page.goto(`${service.url}/admin/#task=${encodeURIComponent(broken)}`);
+  await page.fill('#token', TOKEN);
+  await page.click('#connect');
+  await waitForText(page, '#status', 'ready');
+  await page.waitForSelector('#detail[open] #detail-facts:not([hidden])');
+  assert.equal(await page.textContent('#detail-url'), broken);
+  assert.equal(await page.getAttribute('#detail-link', 'href'), `#task=${encodeURIComponent(broken)}`);
+  const brokenTimeline = await page.$$eval('#detail-timeline li', (items) => items.map((li) => (li as unknown as PageElement).textContent ?? ''));
+  assert.match(brokenTimeline.at(-1) ?? '', /error · try 1 · http_status: .*404/);
+  await closeDetail();
+  assert.equal(new URL(page.url()).hash, '', 'a closed detail lets go of its link');
+
+  // The hash is hostile input: nothing but an http(s) URL opens anything, and nothing breaks.
+  for (const hostile of ['#task=javascript%3Aalert(1)', '#task=%E0%A4%A', '#task=', `#task=${'%41'.repeat(9000)}`, '#task=data%3Atext%2Fhtml%2C%3Cscript%3E']) {
+    await page.evaluate((hash) => void ((globalThis as unknown as { location: { hash: string } }).location.hash = hash), hostile);
+    await new Promise((resolve) => setTimeout(resolve, 150));
+    assert.equal(await detailOpen(), false, hostile.slice(0, 40));
+  }
+  // A hash set on the page (hashchange) opens the detail.
+  await page.evaluate((hash) => void ((globalThis as unknown as { location: { hash: string } }).location.hash = hash), `#task=${encodeURIComponent(flaky)}`);
+  await page.waitForSelector('#detail[open] #detail-facts:not([hidden])');
+  assert.equal(await page.textContent('#detail-url'), flaky);
+  const flakyTimeline = await page.$$eval('#detail-timeline li', (items) => items.map((li) => (li as unknown as PageElement).textContent ?? ''));
+  assert.ok(flakyTimeline.some((line) => /downloading · try 1 · http_status/.test(line)), `the failed first try: ${flakyTimeline.join(' | ')}`);
+  assert.match(flakyTimeline.at(-1) ?? '', /ok · try 2/);
+  await closeDetail();
+
+  // Each row of the list links to its task.
+  await waitForText(page, '#tasks-page', '1–4 of 4');
+  const href = await page.getAttribute(row('tasks', notImage, ' a.task-link'), 'href');
+  assert.equal(href, `#task=${encodeURIComponent(notImage)}`);
+  await page.click(row('tasks', notImage, ' a.task-link'));
+  await page.waitForSelector('#detail[open] #detail-facts:not([hidden])');
+  assert.equal(await page.textContent('#detail-url'), notImage);
+  assert.match((await page.textContent('#detail-error')) ?? '', /^not_image/);
+  await closeDetail();
+
+  // Filters: by error code, by host; sorted by tries.
+  await page.selectOption('#task-code', 'http_status');
+  await waitForText(page, '#tasks-page', '1–1 of 1');
+  assert.equal(await countOf(page, row('tasks', broken)), 1);
+  await page.selectOption('#task-code', '');
+  await page.fill('#task-host', 'other.example');
+  await page.click('#task-go');
+  await waitForText(page, '#tasks-page', 'no tasks');
+  await page.fill('#task-host', '127.0.0.1');
+  await page.click('#task-go');
+  await waitForText(page, '#tasks-page', '1–4 of 4');
+  await page.fill('#task-host', 'not a host/');
+  await page.click('#task-go');
+  await waitForMatch(page, '#tasks-page', /^Could not load tasks: host "not a host\/" is not a host name/);
+  await page.fill('#task-host', '');
+  await page.selectOption('#task-sort', 'tries');
+  await waitForText(page, '#tasks-page', '1–4 of 4');
+  await page.waitForFunction((url) => (globalThis as unknown as { document: { querySelector(s: string): { getAttribute(n: string): string | null } | null } }).document.querySelector('#tasks tr')?.getAttribute('data-url') === url, flaky);
+  assert.equal((await page.textContent(`${row('tasks', flaky)} .tries`))?.trim(), '2');
+  await page.selectOption('#task-sort', 'changed');
+  await shoot(page, 'tasks-filters');
+
+  // Fetch now: a URL the service does not take is refused with its reason; one it takes is fetched.
+  await page.fill('#fetch-url', 'ftp://127.0.0.1/x.jpg');
+  await page.click('#fetch-go');
+  await waitForText(page, '#task-tools-result', 'Enter the http(s) URL to fetch.');
+  await page.fill('#fetch-url', 'https://evil.example/x.jpg');
+  await page.click('#fetch-go');
+  await waitForMatch(page, '#task-tools-result', /^Not fetched: this URL is not fetched: host evil\.example is not in --allow-hosts$/);
+  const fresh = `${origin.url}/img/fetched-now.jpg`;
+  await page.fill('#fetch-url', fresh);
+  await page.click('#fetch-go');
+  await waitForText(page, '#task-tools-result', 'Fetching now: its task.');
+  assert.equal(await page.getAttribute('#task-tools-result a', 'href'), `#task=${encodeURIComponent(fresh)}`);
+  await page.waitForSelector(row('tasks', fresh, '[data-status="ok"]'));
+  assert.equal(origin.hits.get('/img/fetched-now.jpg'), 1);
+  await page.click('#fetch-go');
+  await waitForText(page, '#task-tools-result', 'Stored already: its task.');
+
+  // Clear failed asks first: "Cancel" sends nothing, "OK" forgets both failures.
+  const dismissed = new Promise<string>((resolve) => page.once('dialog', (dialog) => {
+    resolve(`${dialog.type()}: ${dialog.message()}`);
+    void dialog.dismiss();
+  }));
+  await page.click('#clear-failed');
+  assert.match(await dismissed, /^confirm: Forget every failed task/);
+  await waitForText(page, '#task-tools-result', 'Nothing cleared.');
+  assert.ok(!posts.includes('/admin/api/clear-failed'), 'nothing sent');
+  const accepted = new Promise<void>((resolve) => page.once('dialog', (dialog) => void dialog.accept().then(resolve)));
+  await page.click('#clear-failed');
+  await accepted;
+  await waitForText(page, '#task-tools-result', '2 failed tasks forgotten.');
+  await waitForText(page, '#tasks-page', '1–3 of 3');
+  assert.equal(await countOf(page, row('tasks', broken)), 0);
+  await page.selectOption('#task-status', 'error');
+  await waitForText(page, '#tasks-page', 'no tasks');
+  // A link to a forgotten task says so.
+  await page.evaluate((hash) => void ((globalThis as unknown as { location: { hash: string } }).location.hash = hash), `#task=${encodeURIComponent(broken)}`);
+  await waitForText(page, '#detail-loading', 'Nothing is known of this URL any more.');
+  await shoot(page, 'tasks-cleared');
+  // The refused host filter and fetch (400) and the forgotten task (404) are the only failed loads.
+  assert.deepEqual(problems.filter((p) => !/status of (400|404)/.test(p)), []);
+});
+
+async function shoot(page: Page, name: string): Promise<void> {
+  await mkdir(OUTPUT, { recursive: true });
+  await page.screenshot({ path: path.join(OUTPUT, `${name}.png`), fullPage: true });
+}

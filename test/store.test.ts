@@ -13,11 +13,11 @@ import { DataSource } from 'typeorm';
 import { createDataSource } from '../ormconfig.js';
 import { systemClock, TestClock } from '../src/clock.js';
 import type { Clock } from '../src/clock.js';
-import { CoverEntity, coverPath, openCoverFile, resolveInside, sweepTemp, writeCoverFile, TEMP_DIR } from '../src/store/index.js';
+import { CoverEntity, coverPath, migrations, openCoverFile, resolveInside, sweepTemp, writeCoverFile, TEMP_DIR } from '../src/store/index.js';
 import { TOUCH_INTERVAL_MS } from '../src/store/touchBatcher.js';
 import type { StoreOptions } from '../src/store/index.js';
 import type { CoverChange, CoverRow, GateChange, JobChange, JobRow, TaskChange } from '../src/store/index.js';
-import { backends, freshPgDatabase, openTestStore, rawSql, skipWithoutPg } from './helpers/stores.js';
+import { backends, freshDatabase, freshPgDatabase, openTestStore, rawSql, skipWithoutPg } from './helpers/stores.js';
 import { waitUntil } from './helpers/db.js';
 import { coverRow } from './helpers/coverRow.js';
 import { tempDir } from './helpers/tempDir.js';
@@ -519,6 +519,121 @@ for (const backend of backends) {
       assert.deepEqual(await store.tasks.removeUnstarted([], () => false), []);
     });
 
+    it('keeps a timeline of status changes, tries and errors (not progress), bounded per URL, that outlives the store and goes with the row', async (t) => {
+      const clock = new TestClock(1000);
+      const { store, db } = await open(t, { clock });
+      const tasks = store.tasks;
+      tasks.update('t', { status: 'queued' });
+      tasks.update('t', { status: 'downloading', attempts: 1, startedAt: 1000 });
+      for (let i = 1; i <= 50; i++) tasks.update('t', { status: 'downloading', bytesDone: i * 10, bytesTotal: 500 });
+      await tasks.flush();
+      await clock.advance(100);
+      tasks.noteTry('t', 1, { code: 'http_status', message: 'HTTP 500' });
+      tasks.update('t', { status: 'downloading', attempts: 2, startedAt: 1100 });
+      tasks.update('t', { status: 'error', attempts: 2, errorCode: 'http_status', errorMessage: `HTTP 500 ${'x'.repeat(3000)}`, finishedAt: 1100 });
+      await tasks.flush();
+      const timeline = await tasks.timeline('t');
+      assert.deepEqual(
+        timeline.map((e) => [e.status, e.attempt, e.errorCode, e.at, e.node]),
+        [
+          ['queued', null, null, 1000, 'test-node'],
+          ['downloading', 1, null, 1000, 'test-node'],
+          ['downloading', 1, 'http_status', 1100, 'test-node'],
+          ['downloading', 2, null, 1100, 'test-node'],
+          ['error', 2, 'http_status', 1100, 'test-node'],
+        ],
+        'one event per change of status or try, none per progress update',
+      );
+      assert.equal(timeline.at(-1)!.errorMessage!.length, 1000, 'a long message is cut');
+      // Bounded: the newest 40 are kept.
+      for (let i = 0; i < 30; i++) {
+        tasks.update('t', { status: 'queued' });
+        tasks.update('t', { status: 'error', attempts: 3 + i, errorCode: 'network', errorMessage: `try ${3 + i}` });
+        await tasks.flush();
+      }
+      const kept = await tasks.timeline('t');
+      assert.equal(kept.length, 40);
+      assert.equal(kept.at(-1)!.errorMessage, 'try 32', 'the newest last');
+      const [count] = await rawSql<{ n: number | string }>(db, 'SELECT COUNT(*) AS n FROM task_events WHERE url = ?', 't');
+      assert.equal(Number(count?.n), 40, 'the table holds no more than that');
+      // Read again by a store opened on the same database.
+      await store.close();
+      const again = await open(t, { db });
+      assert.deepEqual((await again.store.tasks.timeline('t')).map((e) => e.errorMessage), kept.map((e) => e.errorMessage));
+      // Removed with the row, whichever way it goes.
+      await again.store.tasks.remove('t');
+      again.store.tasks.update('u', { status: 'queued' });
+      assert.deepEqual(await again.store.tasks.removeUnstarted(['u'], () => false), ['u']);
+      assert.deepEqual(await again.store.tasks.timeline('t'), []);
+      assert.deepEqual(await rawSql(db, 'SELECT url FROM task_events'), []);
+    });
+
+    it('lists tasks by error code and host, newest change or most tries first', async (t) => {
+      const clock = new TestClock(1000);
+      const { store } = await open(t, { clock });
+      const tasks = store.tasks;
+      const rows: [string, string, number, string | null][] = [
+        ['https://a.example/1.jpg', 'error', 1, 'http_status'],
+        ['https://A.example:8443/2.jpg', 'error', 3, 'network'],
+        ['http://b.example/3.jpg?x=https://a.example/', 'tle', 2, 'tle'],
+        ['https://b.example/4.jpg', 'ok', 5, null],
+      ];
+      for (const [url, status, attempts, errorCode] of rows) {
+        tasks.update(url, { status: status as 'error', attempts, errorCode });
+        await tasks.flush();
+        await clock.advance(10);
+      }
+      const urls = async (options: Partial<Parameters<typeof tasks.list>[0]>) => (await tasks.list({ limit: 10, offset: 0, ...options })).tasks.map((r) => r.url);
+      assert.deepEqual(await urls({}), rows.map((r) => r[0]).reverse(), 'newest change first by default');
+      assert.deepEqual(await urls({ host: 'a.example' }), ['https://A.example:8443/2.jpg', 'https://a.example/1.jpg'], 'the host, any port, any case; not a host named in the query');
+      assert.deepEqual(await urls({ errorCode: 'http_status' }), ['https://a.example/1.jpg']);
+      assert.deepEqual(await urls({ sort: 'tries' }), ['https://b.example/4.jpg', 'https://A.example:8443/2.jpg', 'http://b.example/3.jpg?x=https://a.example/', 'https://a.example/1.jpg']);
+      assert.deepEqual(await urls({ host: 'b.example', sort: 'tries', status: 'tle' }), ['http://b.example/3.jpg?x=https://a.example/']);
+      assert.equal((await tasks.list({ host: 'b.example', limit: 1, offset: 0 })).total, 2);
+    });
+
+    it('removes failed tasks and their timelines, oldest first, at most the limit a call, and publishes each removal', async (t) => {
+      const clock = new TestClock(1000);
+      const { store, db } = await open(t, { clock });
+      const heard: TaskChange[] = [];
+      store.events.on('task', (change) => heard.push(change));
+      const statuses = ['error', 'ok', 'tle', 'error', 'queued', 'downloading'] as const;
+      for (const [i, status] of statuses.entries()) {
+        store.tasks.update(`f${i}`, { status });
+        await store.tasks.flush();
+        await clock.advance(10);
+      }
+      assert.deepEqual(await store.tasks.removeFailed(2), ['f0', 'f2']);
+      assert.deepEqual(await store.tasks.removeFailed(100), ['f3']);
+      assert.deepEqual(await store.tasks.removeFailed(100), []);
+      const left = await rawSql<{ url: string }>(db, 'SELECT url FROM tasks ORDER BY url');
+      assert.deepEqual(left.map((r) => r.url), ['f1', 'f4', 'f5']);
+      const events = await rawSql<{ url: string }>(db, 'SELECT DISTINCT url FROM task_events ORDER BY url');
+      // f5's bare `downloading` (no try number) reads as progress: it has no event.
+      assert.deepEqual(events.map((r) => r.url), ['f1', 'f4']);
+      assert.deepEqual(heard.filter((c) => c.removed).map((c) => [c.url, c.patch.status]), [['f0', 'error'], ['f2', 'tle'], ['f3', 'error']]);
+    });
+
+    it('gives the task rows made before hosts were kept their hosts when it migrates', async (t) => {
+      const db = await freshDatabase(t, backend);
+      const options = createDataSource({ db }).options;
+      const before = new DataSource({ ...options, migrations: migrations.slice(0, -1) });
+      await before.initialize();
+      try {
+        await before.runMigrations();
+        for (const [i, url] of ['https://Img.Example/a.jpg', 'http://[::1]:8080/b.png', 'not a url'].entries()) {
+          await before.query(backend === 'postgres' ? 'INSERT INTO tasks (url, status, created_at, updated_at) VALUES ($1, $2, $3, $3)' : 'INSERT INTO tasks (url, status, created_at, updated_at) VALUES (?, ?, ?, ?)', backend === 'postgres' ? [url, 'ok', i] : [url, 'ok', i, i]);
+        }
+      } finally {
+        await before.destroy();
+      }
+      const { store } = await open(t, { db });
+      assert.deepEqual(store.migrated, ['AddTaskEvents1765000000000']);
+      const hosts = await rawSql<{ url: string; host: string | null }>(db, 'SELECT url, host FROM tasks ORDER BY created_at');
+      assert.deepEqual(hosts.map((r) => r.host), ['img.example', '[::1]', null]);
+      assert.deepEqual((await store.tasks.list({ host: '[::1]', limit: 5, offset: 0 })).tasks.map((r) => r.url), ['http://[::1]:8080/b.png']);
+    });
+
     it('on a database one node uses, every claim is this node’s and nothing is written', async (t) => {
       const { store, db } = await open(t);
       if (store.claims.shared) return t.skip('a shared database: see the two-node cases');
@@ -565,6 +680,33 @@ describe('two nodes on one PostgreSQL database', () => {
     assert.deepEqual((await a.tasks.removeUnstarted(['mine', 'theirs', 'free'], () => false)).sort(), ['free', 'mine']);
     const rows = await rawSql<{ url: string; claimed_by: string }>(db, 'SELECT url, claimed_by FROM tasks ORDER BY url');
     assert.deepEqual(rows.map((r) => [r.url, r.claimed_by]), [['theirs', 'node-b']]);
+  });
+
+  it('one timeline per task across nodes; a claimed row gets its host; clear-failed leaves a failed row another live node holds', { skip: skipWithoutPg }, async (t) => {
+    const { a, b, db } = await twoNodes(t);
+    const url = 'https://Img.Example/shared.jpg';
+    await a.claims.claim([url], 'queued');
+    a.tasks.update(url, { status: 'downloading', attempts: 1 });
+    a.tasks.update(url, { status: 'error', attempts: 1, errorCode: 'network', errorMessage: 'reset' });
+    await a.tasks.flush();
+    b.tasks.update(url, { status: 'downloading', attempts: 1 });
+    b.tasks.update(url, { status: 'ok', attempts: 1, bytesDone: 7 });
+    await b.tasks.flush();
+    assert.deepEqual((await a.tasks.timeline(url)).map((e) => [e.node, e.status, e.errorCode, e.bytes]), [
+      ['node-a', 'downloading', null, null],
+      ['node-a', 'error', 'network', null],
+      ['node-b', 'downloading', null, null],
+      ['node-b', 'ok', null, 7],
+    ]);
+    const [row] = await rawSql<{ host: string }>(db, 'SELECT host FROM tasks WHERE url = ?', url);
+    assert.equal(row?.host, 'img.example', 'the claim that made the row gave it its host');
+    // A failed row node B has claimed again (a retry about to start) is not cleared by node A.
+    b.tasks.update('held', { status: 'error', errorCode: 'network' });
+    a.tasks.update('free', { status: 'error', errorCode: 'network' });
+    await Promise.all([a.tasks.flush(), b.tasks.flush()]);
+    await b.claims.claim(['held'], 'queued');
+    assert.deepEqual(await a.tasks.removeFailed(100), ['free']);
+    assert.equal((await b.tasks.get('held'))?.status, 'error');
   });
 
   it('a URL is claimed by one node; the other is told who holds it', { skip: skipWithoutPg }, async (t) => {

@@ -2,13 +2,17 @@
  * The admin HTTP API (docs/ADMIN.md), under `/admin/api/`. Every call needs the admin
  * token as `Authorization: Bearer …`; without it: 401 and nothing else.
  *
- *   GET    /admin/api/tasks?status=&q=&limit=&offset=  tasks, newest first (q: URL contains)
- *   GET    /admin/api/task?url=                      one task: its row, its cover and the variants kept of it, its recent changes
+ *   GET    /admin/api/tasks?status=&q=&code=&host=&sort=&limit=&offset=
+ *                                                    tasks (q: URL contains; code: error code; host: the URL's host;
+ *                                                    sort: `changed` newest first, the default, or `tries` most first)
+ *   GET    /admin/api/task?url=                      one task: its row, its cover and the variants kept of it, its timeline (from the database)
  *   GET    /admin/api/summary                        tasks by status, covers stored
  *   PUT    /admin/api/covers?url=                    body = image bytes → custom cover
  *   DELETE /admin/api/covers?url=                    202; the deletion runner removes it
  *   POST   /admin/api/retry?url=                     forget a failure, download now
  *   POST   /admin/api/retry-failed                   the same for every failed task
+ *   POST   /admin/api/fetch?url=                     fetch a URL now (checked as /ws checks it), as an interactive download
+ *   POST   /admin/api/clear-failed                   forget failed tasks (rows and timelines), at most 10,000 a call
  *   POST   /admin/api/cancel?url=                    cancel a queued or running download here
  *   POST   /admin/api/pause | /admin/api/resume      hold or release new downloads (every node)
  *   GET    /admin/api/nodes                          the nodes using the database
@@ -25,9 +29,12 @@ import { systemClock } from '../clock.js';
 import type { Clock } from '../clock.js';
 import type { Config } from '../config.js';
 import { CoverError } from '../errors.js';
+import { classifyUrl } from '../fetch/index.js';
+import { MAX_URL_LENGTH, RESULT_ERROR_CODES } from '@coverhelper/client/protocol';
 import type { Downloads } from '../downloads/index.js';
 import type { Logger } from '../logger.js';
-import type { ClusterState, CoverIndex, DeletionQueue, JobStore, NodeRow, TaskLedger, TaskRow } from '../store/index.js';
+import { hostOfUrl } from '../store/index.js';
+import type { ClusterState, CoverIndex, DeletionQueue, JobStore, NodeRow, TaskLedger, TaskRow, TaskSort } from '../store/index.js';
 import { jobJson } from '../jobs/index.js';
 import type { DeletionRunner } from '../maintenance/index.js';
 import type { TaskHistory } from './taskHistory.js';
@@ -37,7 +44,7 @@ import type { CustomCoverDeps } from './customCovers.js';
 import type { TaskStatus } from '../../machines/types.js';
 
 export interface AdminApiDeps extends Omit<CustomCoverDeps, 'onReplaced' | 'config'> {
-  config: CustomCoverDeps['config'] & Pick<Config, 'lease'>;
+  config: CustomCoverDeps['config'] & Pick<Config, 'lease' | 'allowHosts'>;
   downloads: Downloads;
   covers: CoverIndex;
   tasks: TaskLedger;
@@ -59,6 +66,23 @@ const statuses: readonly TaskStatus[] = ['waiting', 'queued', 'downloading', 'ok
 
 /** Most failed tasks one retry-failed call starts again. */
 const RETRY_ALL_LIMIT = 10_000;
+/** Most failed tasks one clear-failed call forgets. */
+const CLEAR_FAILED_LIMIT = 10_000;
+const sorts: readonly TaskSort[] = ['changed', 'tries'];
+
+/**
+ * The `host` query parameter: a host name as URLs carry it (no port, no path),
+ * in lower case as stored; `null` when absent, undefined when not a host name.
+ */
+function hostParam(raw: string | null): string | null | undefined {
+  if (raw === null || raw === '') return null;
+  if (raw.length > 255) return undefined;
+  const host = hostOfUrl(`http://${raw}/`);
+  return host !== null && host === raw.toLowerCase() ? host : undefined;
+}
+
+/** The fetch-now asker: interactive (it goes before bulk work), and it never leaves, so its download is never dropped. */
+const adminFetch = { kind: 'admin-fetch' } as const;
 
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 
@@ -141,15 +165,23 @@ export function adminApi(deps: AdminApiDeps) {
       if (paged === undefined) return;
       const search = query.get('q') || undefined;
       if (search !== undefined && search.length > 2048) return sendError(res, 400, 'bad_request', 'q is at most 2048 characters');
-      const { tasks, total } = await deps.tasks.list({ status: status as TaskStatus | undefined, search, ...paged });
+      const code = query.get('code') || undefined;
+      if (code !== undefined && !(RESULT_ERROR_CODES as readonly string[]).includes(code)) {
+        return sendError(res, 400, 'bad_request', `code ${JSON.stringify(code.slice(0, 64))} is not an error code; one of ${RESULT_ERROR_CODES.join(', ')}`);
+      }
+      const host = hostParam(query.get('host'));
+      if (host === undefined) return sendError(res, 400, 'bad_request', `host ${JSON.stringify(query.get('host')!.slice(0, 64))} is not a host name (a name or address as URLs carry it, without a port)`);
+      const sort = query.get('sort') || 'changed';
+      if (!sorts.includes(sort as TaskSort)) return sendError(res, 400, 'bad_request', `sort ${JSON.stringify(sort.slice(0, 64))} is not known; one of ${sorts.join(', ')}`);
+      const { tasks, total } = await deps.tasks.list({ status: status as TaskStatus | undefined, search, errorCode: code, host: host ?? undefined, sort: sort as TaskSort, ...paged });
       return sendJson(res, 200, { tasks: tasks.map(taskJson), total, ...paged });
     },
     /** `GET /admin/api/task`. */
     task: async (_req, res, { url }) => {
       const target = url.searchParams.get('url');
       if (!target) return sendError(res, 400, 'bad_request', 'needs ?url=');
-      const [row, cover] = await Promise.all([deps.tasks.get(target), deps.covers.find(target)]);
-      const timeline = deps.history.timeline(target);
+      if (target.length > MAX_URL_LENGTH) return sendError(res, 400, 'bad_request', `the URL is longer than ${MAX_URL_LENGTH} characters`);
+      const [row, cover, timeline] = await Promise.all([deps.tasks.get(target), deps.covers.find(target), deps.history.timeline(target)]);
       if (!row && !cover && timeline.length === 0) return sendError(res, 404, 'not_found', 'no task or cover for this URL');
       // The sizes and formats made of the cover on demand (`/covers/<path>?w=&f=`), as stored now.
       const made = cover ? await coverVariants(deps.config.coversDir, cover.path, deps.publicUrl()) : { variants: [], total: 0 };
@@ -178,6 +210,33 @@ export function adminApi(deps: AdminApiDeps) {
       deps.downloads.retry(urls);
       deps.logger.info('failed downloads retried by the administrator', { count: urls.length });
       return sendJson(res, 202, { retried: urls.length });
+    },
+    /**
+     * `POST /admin/api/fetch?url=`: the URL checked as a check over /ws checks
+     * it; stored already → 200 `ok` with its cover; in flight → 202 `in_flight`;
+     * else a download starts now, interactive (a remembered failure forgotten) → 202 `queued`.
+     */
+    fetch: async (_req, res, { url }) => {
+      const target = url.searchParams.get('url');
+      if (!target) return sendError(res, 400, 'bad_request', 'needs ?url= with the URL to fetch');
+      if (target.length > MAX_URL_LENGTH) return sendError(res, 400, 'bad_request', `the URL is longer than ${MAX_URL_LENGTH} characters`);
+      const kind = classifyUrl(target, deps.config.allowHosts);
+      if (kind.kind === 'skip') return sendError(res, 400, 'bad_request', `this URL is not fetched: ${kind.reason}`);
+      const cover = await deps.covers.find(target);
+      if (cover) return sendJson(res, 200, { url: target, status: 'ok', source: cover.source, coverUrl: coverUrl(deps.publicUrl(), cover.path) });
+      const flight = deps.downloads.inFlight(target);
+      if (flight) return sendJson(res, 202, { url: target, status: 'in_flight', state: flight.state });
+      deps.downloads.forget(target);
+      deps.downloads.askMany([target], adminFetch);
+      deps.logger.info('download started by the administrator', { url: target });
+      return sendJson(res, 202, { url: target, status: 'queued' });
+    },
+    /** `POST /admin/api/clear-failed`: failed task rows and their timelines, forgotten (their remembered failures too). */
+    clearFailed: async (_req, res) => {
+      const urls = await deps.tasks.removeFailed(CLEAR_FAILED_LIMIT);
+      for (const url of urls) deps.downloads.forget(url);
+      deps.logger.info('failed tasks cleared by the administrator', { count: urls.length });
+      return sendJson(res, 200, { removed: urls.length, more: urls.length === CLEAR_FAILED_LIMIT });
     },
     /** `POST /admin/api/cancel`. */
     cancel: async (_req, res, { url }) => {

@@ -1,47 +1,50 @@
 /**
- * The recent changes of recent tasks, for the dashboard's per-task timeline:
- * every task change this node hears (its own and, on a shared database, other
- * nodes'), kept per URL for the most recently changed URLs. Memory is bounded
- * (URLs × changes per URL); it starts empty at each start (the task row keeps
- * the times that outlive a restart: created, started, finished).
+ * The per-task timeline the dashboard's detail shows, read from the database
+ * (`task_events`, written by the task ledger with each batch): status changes
+ * with their try number, each failed try's error, the final status with its
+ * error or bytes, and the node that made each. It survives restarts, is shared
+ * by every node of a shared database, keeps the newest `TASK_EVENTS_PER_URL`
+ * per URL, and goes when the task row is removed. Progress updates are not kept.
  */
-import type { Store, TaskChange } from '../store/index.js';
-import { taskEvent } from './adminSocket.js';
-import type { TaskEvent } from './adminSocket.js';
+import type { TaskStatus } from '../../machines/types.js';
+import type { Store, TaskEventRow } from '../store/index.js';
+
+/** One entry of `GET /admin/api/task`'s `timeline`. */
+export interface TimelineEvent {
+  url: string;
+  /** The node that made the change. */
+  node: string;
+  status: TaskStatus;
+  /** The try it belongs to (1 for the first), when known. */
+  try: number | null;
+  /** The bytes stored, for an `ok`; else 0. */
+  bytes: number;
+  total: null;
+  error: { code: string; message: string } | null;
+  at: string;
+}
+
+export function timelineEvent(row: TaskEventRow): TimelineEvent {
+  return {
+    url: row.url,
+    node: row.node,
+    status: row.status,
+    try: row.attempt,
+    bytes: row.bytes ?? 0,
+    total: null,
+    error: row.errorCode ? { code: row.errorCode, message: row.errorMessage ?? '' } : null,
+    at: new Date(row.at).toISOString(),
+  };
+}
 
 export class TaskHistory {
-  private readonly byUrl = new Map<string, TaskEvent[]>();
-  private readonly onTask = (change: TaskChange) => {
-    let events = this.byUrl.get(change.url);
-    if (events === undefined) {
-      events = [];
-      if (this.byUrl.size >= this.maxUrls) this.byUrl.delete(this.byUrl.keys().next().value!);
-    } else {
-      this.byUrl.delete(change.url); // newest last
-    }
-    this.byUrl.set(change.url, events);
-    // Progress changes of one download are many: keep the last of a run of them.
-    const event = taskEvent(change);
-    const last = events.at(-1);
-    if (last !== undefined && last.status === 'downloading' && event.status === 'downloading' && event.bytes > 0 && last.bytes > 0) events[events.length - 1] = event;
-    else events.push(event);
-    if (events.length > this.maxPerUrl) events.splice(0, events.length - this.maxPerUrl);
-  };
+  constructor(private readonly store: Pick<Store, 'tasks'>) {}
 
-  constructor(
-    private readonly store: Store,
-    private readonly maxUrls = 5000,
-    private readonly maxPerUrl = 40,
-  ) {
-    store.events.on('task', this.onTask);
+  /** The changes kept for `url`, oldest first. */
+  async timeline(url: string): Promise<TimelineEvent[]> {
+    return (await this.store.tasks.timeline(url)).map(timelineEvent);
   }
 
-  /** The changes heard for `url`, oldest first. */
-  timeline(url: string): TaskEvent[] {
-    return [...(this.byUrl.get(url) ?? [])];
-  }
-
-  close(): void {
-    this.store.events.off('task', this.onTask);
-  }
+  /** Nothing to let go of: kept for the shutdown sequence. */
+  close(): void {}
 }

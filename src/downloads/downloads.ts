@@ -240,6 +240,8 @@ export function createDownloads(deps: DownloadsDeps): Downloads {
       },
       reportRetry: ({ context }, { attempt, error }) => {
         logger.debug('download try failed; trying again after a backoff', { url: context.url, attempt, code: error.code, error: error.message });
+        // Kept in the task's timeline: the row shows the download running, the timeline each try's error.
+        tasks.noteTry(context.url, attempt, error);
       },
     },
     guards: {

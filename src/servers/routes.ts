@@ -104,6 +104,8 @@ export function serviceRoutes(deps: ServiceRouteDeps): RouteTable {
     .add('DELETE', '/admin/api/covers', admin.deleteCover)
     .post('/admin/api/retry', admin.retry)
     .post('/admin/api/retry-failed', admin.retryFailed)
+    .post('/admin/api/fetch', admin.fetch)
+    .post('/admin/api/clear-failed', admin.clearFailed)
     .post('/admin/api/cancel', admin.cancel)
     .post('/admin/api/pause', admin.pause)
     .post('/admin/api/resume', admin.resume);

@@ -17,7 +17,7 @@
  */
 import type { DataSource } from 'typeorm';
 import type { TaskStatus } from '../../machines/types.js';
-import type { CoverRow, TaskRow } from './entities.js';
+import type { CoverRow, TaskEventRow, TaskRow } from './entities.js';
 import type { ClaimOutcome, NewDeletion, TaskPatch } from './ports.js';
 
 /** The covers table's columns, in the order the hot-path statements of both dialects name them. */
@@ -87,6 +87,22 @@ export type Published =
   /** A job row changed: listeners read it again. */
   | { kind: 'job'; id: string };
 
+/** How many timeline events are kept per URL: the oldest go when more are written. */
+export const TASK_EVENTS_PER_URL = 40;
+/** The longest error message a timeline event keeps. */
+export const TASK_EVENT_MESSAGE_MAX = 1000;
+
+/** One timeline event to be written (a `TaskEventRow` without its id). */
+export type TaskEventWrite = Omit<TaskEventRow, 'id'>;
+
+/** The columns of `task_events` in the order both dialects' inserts name them. */
+export const TASK_EVENT_COLUMNS = ['url', 'at', 'node', 'status', 'attempt', 'error_code', 'error_message', 'bytes'] as const;
+
+/** An event's values in TASK_EVENT_COLUMNS order. */
+export function taskEventParams(event: TaskEventWrite): unknown[] {
+  return [event.url, event.at, event.node, event.status, event.attempt, event.errorCode, event.errorMessage, event.bytes];
+}
+
 /** One task row's merged changes, to be written. */
 export interface TaskWrite {
   url: string;
@@ -142,9 +158,20 @@ export interface Dialect {
   /** Sets the URL's colour if its row still points at `path` and has none yet; whether it did. */
   setCoverColor(url: string, path: string, color: string, publish: Published[]): Promise<boolean>;
 
-  /** Writes a batch of task changes in one transaction; on a shared database it also releases this node's claims on the tasks it finished. */
-  writeTasks(rows: readonly TaskWrite[], publish: Published[]): Promise<void>;
-  /** Deletes the URL's task row; its status before, or null when there was none. */
+  /**
+   * Writes a batch of task changes and their timeline events in one
+   * transaction (a new row is given its host), then drops each URL's events
+   * past the newest `TASK_EVENTS_PER_URL`; on a shared database it also
+   * releases this node's claims on the tasks it finished.
+   */
+  writeTasks(rows: readonly TaskWrite[], events: readonly TaskEventWrite[], publish: Published[]): Promise<void>;
+  /**
+   * Deletes up to `limit` rows that are `error` or `tle` (on a shared database
+   * claimed by nobody, or by a node whose claim ran out by `at`), oldest change
+   * first, and their events; the rows deleted. Each is published as `taskRemoved`.
+   */
+  deleteFailedTasks(limit: number, at: number): Promise<{ url: string; status: TaskStatus }[]>;
+  /** Deletes the URL's task row (and its events); its status before, or null when there was none. */
   deleteTask(url: string, publish: Published[]): Promise<TaskStatus | null>;
   /**
    * Deletes, in one statement, the rows of `urls` that are still `queued` or
@@ -171,7 +198,7 @@ export interface Dialect {
   close(): Promise<void>;
 }
 
-type PatchProperty = keyof Omit<TaskRow, 'url' | 'createdAt' | 'updatedAt'>;
+type PatchProperty = keyof Omit<TaskRow, 'url' | 'createdAt' | 'updatedAt' | 'host'>;
 
 /** The columns a task patch may set, in the order of the upsert's parameters (after `url`). */
 export const TASK_PATCH_COLUMNS: readonly (readonly [PatchProperty, string])[] = [

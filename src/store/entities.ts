@@ -78,6 +78,33 @@ export interface TaskRow {
   claimedBy: string | null;
   /** When that claim runs out unless renewed (epoch ms). */
   claimExpires: number | null;
+  /**
+   * The URL's host name (lower case, as `URL.hostname` gives it), written when
+   * the row is made: what `host=` filters on. Not read with the row.
+   */
+  host?: string | null;
+}
+
+/**
+ * One change of a task that the timeline keeps: a status change (queued,
+ * downloading with its try number, a final status with its error), or a try
+ * that failed and is tried again. Progress updates are not kept. At most
+ * `TASK_EVENTS_PER_URL` per URL (the oldest go first); removed with the task row.
+ */
+export interface TaskEventRow {
+  id: number;
+  url: string;
+  /** When it was made (epoch ms). */
+  at: number;
+  /** The node that made it. */
+  node: string;
+  status: TaskStatus;
+  /** The try it belongs to (1 for the first), when known. */
+  attempt: number | null;
+  errorCode: string | null;
+  errorMessage: string | null;
+  /** The bytes stored, for a finished download. */
+  bytes: number | null;
 }
 
 /** A node using the database, as its heartbeat last said. */
@@ -156,6 +183,23 @@ export const TaskEntity = new EntitySchema<TaskRow>({
     finishedAt: { name: 'finished_at', type: 'bigint', nullable: true, transformer: bigintNumber },
     claimedBy: { name: 'claimed_by', type: 'varchar', length: 128, nullable: true },
     claimExpires: { name: 'claim_expires', type: 'bigint', nullable: true, transformer: bigintNumber },
+    host: { type: 'varchar', length: 255, nullable: true, select: false },
+  },
+});
+
+export const TaskEventEntity = new EntitySchema<TaskEventRow>({
+  name: 'TaskEvent',
+  tableName: 'task_events',
+  columns: {
+    id: { type: 'integer', primary: true, generated: 'increment' },
+    url: { type: 'varchar' },
+    at: { type: 'bigint', transformer: bigintNumber },
+    node: { type: 'varchar', length: 128 },
+    status: { type: 'varchar', length: 16 },
+    attempt: { type: 'integer', nullable: true },
+    errorCode: { name: 'error_code', type: 'varchar', length: 32, nullable: true },
+    errorMessage: { name: 'error_message', type: 'text', nullable: true },
+    bytes: { type: 'bigint', nullable: true, transformer: bigintNumber },
   },
 });
 

@@ -286,4 +286,81 @@ export class AddCoverColor1764910000000 implements MigrationInterface {
   }
 }
 
-export const migrations = [CreateCoversAndTasks1763780000000, CreateDeletions1763790000000, AddClusterTables1764300000000, CreateJobs1764400000000, CreateClusterSecrets1764500000000, AddCoverResolved1764600000000, AddJobWaiting1764700000000, AddCoverOriginal1764800000000, AddCoverVariants1764900000000, AddCoverColor1764910000000];
+/** Rows of the tasks table read and given their host per round of the host backfill. */
+const HOST_BACKFILL_BATCH = 2000;
+
+/** The host name `host=` filters on: `URL.hostname` (lower case), or null for a URL that does not parse. */
+export function hostOfUrl(url: string): string | null {
+  try {
+    const host = new URL(url).hostname;
+    return host === '' ? null : host.slice(0, 255);
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The task timeline kept in the database (`task_events`: status changes, tries
+ * and errors, bounded per URL), and what the admin list filters and sorts on:
+ * each task's host (given to the rows already there), its error code, its tries.
+ */
+export class AddTaskEvents1765000000000 implements MigrationInterface {
+  name = 'AddTaskEvents1765000000000';
+
+  async up(queryRunner: QueryRunner): Promise<void> {
+    await queryRunner.createTable(
+      new Table({
+        name: 'task_events',
+        columns: [
+          { name: 'id', type: 'integer', isPrimary: true, isGenerated: true, generationStrategy: 'increment' },
+          { name: 'url', type: 'varchar' },
+          { name: 'at', type: 'bigint' },
+          { name: 'node', type: 'varchar', length: '128' },
+          { name: 'status', type: 'varchar', length: '16' },
+          { name: 'attempt', type: 'integer', isNullable: true },
+          { name: 'error_code', type: 'varchar', length: '32', isNullable: true },
+          { name: 'error_message', type: 'text', isNullable: true },
+          { name: 'bytes', type: 'bigint', isNullable: true },
+        ],
+      }),
+      true,
+    );
+    await queryRunner.createIndex('task_events', new TableIndex({ name: 'idx_task_events_url', columnNames: ['url', 'id'] }));
+    await queryRunner.addColumn('tasks', new TableColumn({ name: 'host', type: 'varchar', length: '255', isNullable: true }));
+    // Rows made before have no host: given theirs here, a batch at a time (by URL, so each round starts where the last ended).
+    const postgres = queryRunner.connection.options.type === 'postgres';
+    let after = '';
+    for (;;) {
+      const rows = (await queryRunner.query(postgres ? 'SELECT url FROM tasks WHERE url > $1 ORDER BY url LIMIT $2' : 'SELECT url FROM tasks WHERE url > ? ORDER BY url LIMIT ?', [after, HOST_BACKFILL_BATCH])) as { url: string }[];
+      if (rows.length === 0) break;
+      const urls = rows.map((row) => row.url);
+      const hosts = urls.map(hostOfUrl);
+      if (postgres) {
+        await queryRunner.query('UPDATE tasks SET host = u.host FROM unnest($1::text[], $2::text[]) AS u(url, host) WHERE tasks.url = u.url', [urls, hosts]);
+      } else {
+        const pairs = JSON.stringify(urls.map((url, i) => [url, hosts[i]]));
+        await queryRunner.query(
+          "UPDATE tasks SET host = u.host FROM (SELECT json_extract(value, '$[0]') AS url, json_extract(value, '$[1]') AS host FROM json_each(?)) AS u WHERE tasks.url = u.url",
+          [pairs],
+        );
+      }
+      after = urls.at(-1)!;
+      if (rows.length < HOST_BACKFILL_BATCH) break;
+    }
+    await queryRunner.createIndex('tasks', new TableIndex({ name: 'idx_tasks_host', columnNames: ['host', 'updated_at'] }));
+    await queryRunner.createIndex('tasks', new TableIndex({ name: 'idx_tasks_error_code', columnNames: ['error_code', 'updated_at'] }));
+    await queryRunner.createIndex('tasks', new TableIndex({ name: 'idx_tasks_attempts', columnNames: ['attempts', 'updated_at'] }));
+    await queryRunner.createIndex('tasks', new TableIndex({ name: 'idx_tasks_updated', columnNames: ['updated_at'] }));
+  }
+
+  async down(queryRunner: QueryRunner): Promise<void> {
+    await queryRunner.dropIndex('tasks', 'idx_tasks_updated');
+    await queryRunner.dropIndex('tasks', 'idx_tasks_attempts');
+    await queryRunner.dropIndex('tasks', 'idx_tasks_error_code');
+    await queryRunner.dropIndex('tasks', 'idx_tasks_host');
+    await queryRunner.dropColumn('tasks', 'host');
+    await queryRunner.dropTable('task_events', true);
+  }
+}
+
+export const migrations = [CreateCoversAndTasks1763780000000, CreateDeletions1763790000000, AddClusterTables1764300000000, CreateJobs1764400000000, CreateClusterSecrets1764500000000, AddCoverResolved1764600000000, AddJobWaiting1764700000000, AddCoverOriginal1764800000000, AddCoverVariants1764900000000, AddCoverColor1764910000000, AddTaskEvents1765000000000];

@@ -19,10 +19,10 @@ import type { JoinOutcome, SharedSecrets } from './clusterJoin.js';
 import type { EventEmitter } from 'node:events';
 import type { TaskStatus } from '../../machines/types.js';
 import type { JobStatus } from '../../machines/jobMachine.js';
-import type { CoverRow, DeletionRow, JobRow, NodeRow, TaskRow } from './entities.js';
+import type { CoverRow, DeletionRow, JobRow, NodeRow, TaskEventRow, TaskRow } from './entities.js';
 
 /** The columns of a task a change may set (the URL and the times are the ledger's). */
-export type TaskPatch = Partial<Omit<TaskRow, 'url' | 'createdAt' | 'updatedAt'>> & { status?: TaskStatus };
+export type TaskPatch = Partial<Omit<TaskRow, 'url' | 'createdAt' | 'updatedAt' | 'host'>> & { status?: TaskStatus };
 
 /** One change of a task row, as it was written. */
 export interface TaskChange {
@@ -146,6 +146,19 @@ export interface CoverIndex {
   leastRecentlyAsked(limit: number, offset: number): Promise<CoverRow[]>;
 }
 
+/** How `TaskLedger.list` orders tasks. */
+export type TaskSort = 'changed' | 'tries';
+
+export interface TaskListOptions {
+  status?: TaskStatus | undefined;
+  search?: string | undefined;
+  errorCode?: string | undefined;
+  host?: string | undefined;
+  sort?: TaskSort | undefined;
+  limit: number;
+  offset: number;
+}
+
 /** The task ledger: one row per URL with its download's status, written as it changes. */
 export interface TaskLedger {
   /** Records a change of the URL's task; written (and published) within this event-loop turn. */
@@ -167,8 +180,25 @@ export interface TaskLedger {
   getMany(urls: readonly string[]): Promise<TaskRow[]>;
   /** Tasks that failed (error or tle) and finished after `since`. */
   failedSince(since: number): Promise<TaskRow[]>;
-  /** Tasks, newest change first, optionally of one status and with URLs containing `search`. */
-  list(options: { status?: TaskStatus | undefined; search?: string | undefined; limit: number; offset: number }): Promise<{ tasks: TaskRow[]; total: number }>;
+  /**
+   * Tasks, optionally of one status, with URLs containing `search`, of one
+   * error code, of one host (`URL.hostname`); newest change first (`changed`,
+   * the default) or most tries first (`tries`).
+   */
+  list(options: TaskListOptions): Promise<{ tasks: TaskRow[]; total: number }>;
+  /**
+   * Records a try that failed and is tried again (the row is not changed): kept
+   * in the URL's timeline with the change `update` makes, in the same write.
+   */
+  noteTry(url: string, attempt: number, error: { code: string; message: string }): void;
+  /** The URL's timeline: its last status changes, tries and errors (at most `TASK_EVENTS_PER_URL`), oldest first. */
+  timeline(url: string): Promise<TaskEventRow[]>;
+  /**
+   * Deletes up to `limit` failed tasks (error or tle; on a shared database those
+   * no live node holds) with their timelines, oldest change first, in one
+   * statement; each is published as removed. Resolves with the URLs deleted.
+   */
+  removeFailed(limit: number): Promise<string[]>;
   /** How many tasks have each status. */
   countByStatus(): Promise<Record<TaskStatus, number>>;
   /** Unfinished tasks (waiting, queued, downloading), oldest first; on a shared database only those no other live node holds. */

@@ -23,8 +23,9 @@ import pg from 'pg';
 import type { DataSource } from 'typeorm';
 import type { TaskStatus } from '../../machines/types.js';
 import { maskSecrets } from '../secrets.js';
-import { COVER_COLUMNS, RESET_VARIANT_BYTES, coverFromRaw, coverParams, isFinal, SELECT_COVERS, TASK_DEFAULTS, TASK_PATCH_COLUMNS } from './dialect.js';
-import type { Dialect, Heard, ListenHandlers, Published, RawCover, TaskWrite } from './dialect.js';
+import { COVER_COLUMNS, RESET_VARIANT_BYTES, coverFromRaw, coverParams, isFinal, SELECT_COVERS, TASK_DEFAULTS, TASK_EVENTS_PER_URL, TASK_PATCH_COLUMNS } from './dialect.js';
+import type { Dialect, Heard, ListenHandlers, Published, RawCover, TaskEventWrite, TaskWrite } from './dialect.js';
+import { hostOfUrl } from './migrations.js';
 import type { CoverRow } from './entities.js';
 import type { ClaimOutcome, NewDeletion } from './ports.js';
 
@@ -59,15 +60,24 @@ const TASK_COLUMN_TYPES: Record<string, string> = {
 /** The upsert of a batch of task rows that all set the columns in `mask`, one array parameter per column. */
 function taskBatchSql(mask: number): string {
   const columns = TASK_PATCH_COLUMNS.map(([, column]) => column);
-  const arrays = ['$1::text[]', ...columns.map((column, i) => `$${i + 2}::${TASK_COLUMN_TYPES[column]}[]`), `$${columns.length + 2}::bigint[]`];
+  const arrays = ['$1::text[]', ...columns.map((column, i) => `$${i + 2}::${TASK_COLUMN_TYPES[column]}[]`), `$${columns.length + 2}::bigint[]`, `$${columns.length + 3}::text[]`];
   const set = columns.filter((_, i) => mask & (1 << i)).map((column) => `${column} = excluded.${column}`);
   set.push('updated_at = excluded.updated_at');
   return (
-    `INSERT INTO tasks (url, ${columns.join(', ')}, updated_at, created_at) ` +
-    `SELECT *, u.updated FROM unnest(${arrays.join(', ')}) AS u(url, ${columns.join(', ')}, updated) ` +
+    `INSERT INTO tasks (url, ${columns.join(', ')}, updated_at, host, created_at) ` +
+    `SELECT *, u.updated FROM unnest(${arrays.join(', ')}) AS u(url, ${columns.join(', ')}, updated, host) ` +
     `ON CONFLICT (url) DO UPDATE SET ${set.join(', ')}`
   );
 }
+
+/** The events of a batch, one array parameter per column. */
+const INSERT_TASK_EVENTS =
+  'INSERT INTO task_events (url, at, node, status, attempt, error_code, error_message, bytes) ' +
+  'SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::int[], $6::text[], $7::text[], $8::bigint[])';
+/** Drops each URL's events past the newest TASK_EVENTS_PER_URL (one seek per URL on the (url, id) index). */
+const PRUNE_TASK_EVENTS =
+  'DELETE FROM task_events e USING (SELECT u.url, (SELECT t.id FROM task_events t WHERE t.url = u.url ORDER BY t.id DESC OFFSET ' +
+  `${TASK_EVENTS_PER_URL} LIMIT 1) AS cut FROM unnest($1::text[]) AS u(url)) c WHERE e.url = c.url AND e.id <= c.cut`;
 
 /** Keeps an error message short enough for a notification. */
 function shortPatch(change: Published): Published {
@@ -243,10 +253,11 @@ export class PostgresDialect implements Dialect {
 
   /**
    * One statement per set of patched columns, each row's values in column
-   * arrays; then this node's claims on the tasks that ended are released; all
+   * arrays (a new row gets its host); the events in one statement and each of
+   * their URLs' oldest past the bound dropped in another; then this node's claims on the tasks that ended are released; all
    * in one transaction with the changes published.
    */
-  async writeTasks(rows: readonly TaskWrite[], publish: Published[]): Promise<void> {
+  async writeTasks(rows: readonly TaskWrite[], events: readonly TaskEventWrite[], publish: Published[]): Promise<void> {
     const groups = new Map<number, TaskWrite[]>();
     const ended: string[] = [];
     for (const row of rows) {
@@ -263,7 +274,21 @@ export class PostgresDialect implements Dialect {
         // A column the patch sets is written as given, nulls included; the others get a new row's defaults.
         for (const [property] of TASK_PATCH_COLUMNS) params.push(group.map((row) => (row.patch[property] === undefined ? TASK_DEFAULTS[property] : row.patch[property])));
         params.push(group.map((row) => row.at));
+        params.push(group.map((row) => hostOfUrl(row.url)));
         await client.query(taskBatchSql(mask), params);
+      }
+      if (events.length > 0) {
+        await client.query(INSERT_TASK_EVENTS, [
+          events.map((e) => e.url),
+          events.map((e) => e.at),
+          events.map((e) => e.node),
+          events.map((e) => e.status),
+          events.map((e) => e.attempt),
+          events.map((e) => e.errorCode),
+          events.map((e) => e.errorMessage),
+          events.map((e) => e.bytes),
+        ]);
+        await client.query(PRUNE_TASK_EVENTS, [[...new Set(events.map((e) => e.url))]]);
       }
       if (ended.length > 0) {
         await client.query('UPDATE tasks SET claimed_by = NULL, claim_expires = NULL WHERE url = ANY($1::text[]) AND claimed_by = $2', [ended, this.node]);
@@ -275,7 +300,27 @@ export class PostgresDialect implements Dialect {
     return this.transaction(
       // Published only if a row was deleted, with the status it had.
       (status: TaskStatus | null) => (status === null ? [] : publish.map((change) => (change.kind === 'taskRemoved' ? { ...change, status } : change))),
-      async (client) => (await client.query<{ status: TaskStatus }>('DELETE FROM tasks WHERE url = $1 RETURNING status', [url])).rows[0]?.status ?? null,
+      async (client) => {
+        const status = (await client.query<{ status: TaskStatus }>('DELETE FROM tasks WHERE url = $1 RETURNING status', [url])).rows[0]?.status ?? null;
+        await client.query('DELETE FROM task_events WHERE url = $1', [url]);
+        return status;
+      },
+    );
+  }
+
+  async deleteFailedTasks(limit: number, at: number): Promise<{ url: string; status: TaskStatus }[]> {
+    return this.transaction(
+      (rows: { url: string; status: TaskStatus }[]) => rows.map(({ url, status }) => ({ kind: 'taskRemoved' as const, url, at, status })),
+      async (client) => {
+        // A failed row another node still holds (a retry it is about to start) is left alone; SKIP LOCKED passes rows being written.
+        const { rows } = await client.query<{ url: string; status: TaskStatus }>(
+          "DELETE FROM tasks WHERE url IN (SELECT url FROM tasks WHERE status IN ('error', 'tle') AND (claimed_by IS NULL OR claim_expires < $2) " +
+            "ORDER BY updated_at LIMIT $1 FOR UPDATE SKIP LOCKED) AND status IN ('error', 'tle') RETURNING url, status",
+          [limit, at],
+        );
+        if (rows.length > 0) await client.query('DELETE FROM task_events WHERE url = ANY($1::text[])', [rows.map((row) => row.url)]);
+        return rows;
+      },
     );
   }
 
@@ -283,25 +328,26 @@ export class PostgresDialect implements Dialect {
     if (urls.length === 0) return [];
     return this.transaction(
       (rows: { url: string; status: TaskStatus }[]) => rows.map(({ url, status }) => ({ kind: 'taskRemoved' as const, url, at, status })),
-      async (client) =>
-        (
-          await client.query<{ url: string; status: TaskStatus }>(
-            "DELETE FROM tasks WHERE url = ANY($1::text[]) AND status IN ('queued', 'waiting') AND (claimed_by = $2 OR claimed_by IS NULL) RETURNING url, status",
-            [[...urls], this.node],
-          )
-        ).rows,
+      async (client) => {
+        const { rows } = await client.query<{ url: string; status: TaskStatus }>(
+          "DELETE FROM tasks WHERE url = ANY($1::text[]) AND status IN ('queued', 'waiting') AND (claimed_by = $2 OR claimed_by IS NULL) RETURNING url, status",
+          [[...urls], this.node],
+        );
+        if (rows.length > 0) await client.query('DELETE FROM task_events WHERE url = ANY($1::text[])', [rows.map((row) => row.url)]);
+        return rows;
+      },
     );
   }
 
   async claimTasks(urls: readonly string[], status: 'queued' | 'waiting', node: string, now: number, until: number): Promise<ClaimOutcome> {
     const unique = [...new Set(urls)];
     const claimed = await this.pool().query<{ url: string }>(
-      'INSERT INTO tasks (url, status, attempts, bytes_done, created_at, updated_at, claimed_by, claim_expires) ' +
-        'SELECT u, $2, 0, 0, $4, $4, $3, $5 FROM unnest($1::text[]) AS u ' +
+      'INSERT INTO tasks (url, status, attempts, bytes_done, created_at, updated_at, claimed_by, claim_expires, host) ' +
+        'SELECT u.url, $2, 0, 0, $4, $4, $3, $5, u.host FROM unnest($1::text[], $6::text[]) AS u(url, host) ' +
         'ON CONFLICT (url) DO UPDATE SET claimed_by = excluded.claimed_by, claim_expires = excluded.claim_expires ' +
         'WHERE tasks.claimed_by IS NULL OR tasks.claimed_by = excluded.claimed_by OR tasks.claim_expires < $4 ' +
         'RETURNING url',
-      [unique, status, node, now, until],
+      [unique, status, node, now, until, unique.map(hostOfUrl)],
     );
     const mine = claimed.rows.map((row) => row.url);
     if (mine.length === unique.length) return { mine, elsewhere: [] };

@@ -11,8 +11,9 @@
 import type BetterSqlite3 from 'better-sqlite3';
 import type { DataSource } from 'typeorm';
 import type { TaskStatus } from '../../machines/types.js';
-import { COVER_COLUMNS, RESET_VARIANT_BYTES, coverFromRaw, coverParams, SELECT_COVERS, TASK_DEFAULTS, TASK_PATCH_COLUMNS } from './dialect.js';
-import type { Dialect, Published, RawCover, TaskWrite } from './dialect.js';
+import { COVER_COLUMNS, RESET_VARIANT_BYTES, coverFromRaw, coverParams, SELECT_COVERS, TASK_DEFAULTS, TASK_EVENT_COLUMNS, TASK_EVENTS_PER_URL, TASK_PATCH_COLUMNS, taskEventParams } from './dialect.js';
+import type { Dialect, Published, RawCover, TaskEventWrite, TaskWrite } from './dialect.js';
+import { hostOfUrl } from './migrations.js';
 import type { CoverRow } from './entities.js';
 import type { ClaimOutcome, NewDeletion } from './ports.js';
 
@@ -24,6 +25,10 @@ const UPSERT_COVER =
     .map((column) => `${column} = excluded.${column}`)
     .join(', ')}, ${RESET_VARIANT_BYTES}`;
 const UPSERT_COVER_UNLESS_CUSTOM = `${UPSERT_COVER} WHERE covers.source <> 'custom'`;
+const INSERT_TASK_EVENT = `INSERT INTO task_events (${TASK_EVENT_COLUMNS.join(', ')}) VALUES (${TASK_EVENT_COLUMNS.map(() => '?').join(', ')})`;
+/** Drops the URL's events past the newest TASK_EVENTS_PER_URL (one seek on the (url, id) index). */
+const PRUNE_TASK_EVENTS = `DELETE FROM task_events WHERE url = ? AND id <= (SELECT id FROM task_events WHERE url = ? ORDER BY id DESC LIMIT 1 OFFSET ${TASK_EVENTS_PER_URL})`;
+const DELETE_TASK_EVENTS = 'DELETE FROM task_events WHERE url IN (SELECT value FROM json_each(?))';
 const INSERT_DELETION = 'INSERT OR IGNORE INTO deletions (url, path, kind, reason, created_at, claimed_at) VALUES (?, ?, ?, ?, ?, NULL)';
 
 /** The upsert that sets the columns in `mask` (bits in TASK_PATCH_COLUMNS order) and `updated_at`. */
@@ -32,7 +37,7 @@ function taskUpsertSql(mask: number): string {
   const set = columns.filter((_, i) => mask & (1 << i)).map((column) => `${column} = excluded.${column}`);
   set.push('updated_at = excluded.updated_at');
   return (
-    `INSERT INTO tasks (url, ${columns.join(', ')}, created_at, updated_at) VALUES (${Array(columns.length + 3).fill('?').join(', ')}) ` +
+    `INSERT INTO tasks (url, ${columns.join(', ')}, created_at, updated_at, host) VALUES (${Array(columns.length + 4).fill('?').join(', ')}) ` +
     `ON CONFLICT(url) DO UPDATE SET ${set.join(', ')}`
   );
 }
@@ -42,7 +47,10 @@ export class SqliteDialect implements Dialect {
   readonly shared = false;
   private db: BetterSqlite3.Database | undefined;
   private statements = new Map<string, Statement>();
-  private writeBatch: ((rows: readonly TaskWrite[]) => void) | undefined;
+  private writeBatch: ((rows: readonly TaskWrite[], events: readonly TaskEventWrite[]) => void) | undefined;
+  private deleteFailed: ((limit: number) => { url: string; status: TaskStatus }[]) | undefined;
+  private deleteOne: ((url: string) => TaskStatus | null) | undefined;
+  private deleteUnstarted: ((urls: readonly string[]) => { url: string; status: TaskStatus }[]) | undefined;
   private upsertCoverWithDeletion: ((row: CoverRow, replaced: NewDeletion & { createdAt: number }, unlessCustom: boolean) => boolean) | undefined;
 
   constructor(
@@ -59,6 +67,9 @@ export class SqliteDialect implements Dialect {
       this.db = db;
       this.statements = new Map();
       this.writeBatch = undefined;
+      this.deleteFailed = undefined;
+      this.deleteOne = undefined;
+      this.deleteUnstarted = undefined;
       this.upsertCoverWithDeletion = undefined;
     }
     return db;
@@ -138,13 +149,15 @@ export class SqliteDialect implements Dialect {
   /**
    * The batch in one transaction, one prepared upsert per row that sets only the
    * columns its patch has (and `updated_at`); a new row gets the defaults for
-   * the rest. Synchronous: nothing else runs on the connection meanwhile.
+   * the rest, and its host. Then the events, and each of their URLs' oldest
+   * events past the bound dropped. Synchronous: nothing else runs on the
+   * connection meanwhile.
    */
-  async writeTasks(rows: readonly TaskWrite[]): Promise<void> {
+  async writeTasks(rows: readonly TaskWrite[], events: readonly TaskEventWrite[]): Promise<void> {
     this.connection();
-    this.writeBatch ??= this.connection().transaction((batch: readonly TaskWrite[]) => {
+    this.writeBatch ??= this.connection().transaction((batch: readonly TaskWrite[], added: readonly TaskEventWrite[]) => {
       // One parameter array for the whole batch: each run binds it before the next row refills it.
-      const values: unknown[] = new Array<unknown>(TASK_PATCH_COLUMNS.length + 3);
+      const values: unknown[] = new Array<unknown>(TASK_PATCH_COLUMNS.length + 4);
       for (const { url, patch, at } of batch) {
         let mask = 0;
         values[0] = url;
@@ -159,23 +172,49 @@ export class SqliteDialect implements Dialect {
         }
         values[TASK_PATCH_COLUMNS.length + 1] = at;
         values[TASK_PATCH_COLUMNS.length + 2] = at;
+        values[TASK_PATCH_COLUMNS.length + 3] = hostOfUrl(url);
         this.statement(taskUpsertSql(mask)).run(values);
       }
+      if (added.length === 0) return;
+      const insert = this.statement(INSERT_TASK_EVENT);
+      for (const event of added) insert.run(taskEventParams(event));
+      const prune = this.statement(PRUNE_TASK_EVENTS);
+      for (const url of new Set(added.map((event) => event.url))) prune.run(url, url);
     });
-    this.writeBatch(rows);
+    this.writeBatch(rows, events);
   }
 
   async deleteTask(url: string): Promise<TaskStatus | null> {
-    const removed = this.statement('DELETE FROM tasks WHERE url = ? RETURNING status').get(url) as { status: TaskStatus } | undefined;
-    return removed?.status ?? null;
+    this.deleteOne ??= this.connection().transaction((target: string) => {
+      const removed = this.statement('DELETE FROM tasks WHERE url = ? RETURNING status').get(target) as { status: TaskStatus } | undefined;
+      this.statement('DELETE FROM task_events WHERE url = ?').run(target);
+      return removed?.status ?? null;
+    });
+    return this.deleteOne(url);
   }
 
   async deleteUnstartedTasks(urls: readonly string[]): Promise<{ url: string; status: TaskStatus }[]> {
     if (urls.length === 0) return [];
-    return this.statement("DELETE FROM tasks WHERE status IN ('queued', 'waiting') AND url IN (SELECT value FROM json_each(?)) RETURNING url, status").all(JSON.stringify(urls)) as {
-      url: string;
-      status: TaskStatus;
-    }[];
+    this.deleteUnstarted ??= this.connection().transaction((targets: readonly string[]) => {
+      const removed = this.statement("DELETE FROM tasks WHERE status IN ('queued', 'waiting') AND url IN (SELECT value FROM json_each(?)) RETURNING url, status").all(JSON.stringify(targets)) as {
+        url: string;
+        status: TaskStatus;
+      }[];
+      if (removed.length > 0) this.statement(DELETE_TASK_EVENTS).run(JSON.stringify(removed.map((row) => row.url)));
+      return removed;
+    });
+    return this.deleteUnstarted(urls);
+  }
+
+  async deleteFailedTasks(limit: number): Promise<{ url: string; status: TaskStatus }[]> {
+    this.deleteFailed ??= this.connection().transaction((most: number) => {
+      const removed = this.statement(
+        "DELETE FROM tasks WHERE url IN (SELECT url FROM tasks WHERE status IN ('error', 'tle') ORDER BY updated_at LIMIT ?) RETURNING url, status",
+      ).all(most) as { url: string; status: TaskStatus }[];
+      if (removed.length > 0) this.statement(DELETE_TASK_EVENTS).run(JSON.stringify(removed.map((row) => row.url)));
+      return removed;
+    });
+    return this.deleteFailed(limit);
   }
 
   async claimTasks(urls: readonly string[]): Promise<ClaimOutcome> {

@@ -9,23 +9,33 @@
  * it was made, as a `task` change: to this node's listeners (the admin stream)
  * and, on a shared database, to every other node (NOTIFY, in the batch's
  * transaction). A change is built only when someone can hear it.
+ *
+ * The timeline (`task_events`) is written with the batch, in its transaction:
+ * one event per status change, try and error, never one per progress update
+ * (a `downloading` patch that only carries byte counts), so a download costs
+ * three or four small inserts; the dialect keeps the newest
+ * `TASK_EVENTS_PER_URL` per URL and deletes them with the row.
  */
 import type { Clock } from '../clock.js';
 import type { EventEmitter } from 'node:events';
 import { In, IsNull, LessThan, MoreThan, Raw } from 'typeorm';
 import type { FindOptionsWhere, Repository } from 'typeorm';
 import type { TaskStatus } from '../../machines/types.js';
-import type { Dialect, Published, TaskWrite } from './dialect.js';
-import { TaskEntity } from './entities.js';
-import type { TaskRow } from './entities.js';
-import type { StoreEventMap, TaskChange, TaskLedger, TaskPatch } from './ports.js';
+import { TASK_EVENT_MESSAGE_MAX, TASK_EVENTS_PER_URL } from './dialect.js';
+import type { Dialect, Published, TaskEventWrite, TaskWrite } from './dialect.js';
+import { TaskEntity, TaskEventEntity } from './entities.js';
+import type { TaskEventRow, TaskRow } from './entities.js';
+import type { StoreEventMap, TaskChange, TaskLedger, TaskListOptions, TaskPatch } from './ports.js';
 import type { SerialWriter } from './serialWriter.js';
 
 const UNFINISHED: TaskStatus[] = ['waiting', 'queued', 'downloading'];
 
 export class SqlTaskLedger implements TaskLedger {
   private readonly repo: Repository<TaskRow>;
+  private readonly eventRepo: Repository<TaskEventRow>;
   private pending = new Map<string, TaskWrite>();
+  /** The timeline events of the pending batch, in the order they were made. */
+  private pendingEvents: TaskEventWrite[] = [];
   /** The changes of the pending batch, in the order they were made (only when someone listens). */
   private changes: TaskChange[] = [];
   private scheduled = false;
@@ -40,6 +50,24 @@ export class SqlTaskLedger implements TaskLedger {
     private readonly clock: Clock,
   ) {
     this.repo = dialect.dataSource.getRepository(TaskEntity);
+    this.eventRepo = dialect.dataSource.getRepository(TaskEventEntity);
+  }
+
+  /** Whether a patch is only a running download's byte counts (not kept in the timeline). */
+  private static progressOnly(patch: TaskPatch): boolean {
+    if (patch.status !== 'downloading') return false;
+    for (const key in patch) if (key !== 'status' && key !== 'bytesDone' && key !== 'bytesTotal') return false;
+    return true;
+  }
+
+  private schedule(): void {
+    if (!this.scheduled) {
+      this.scheduled = true;
+      setImmediate(() => {
+        this.scheduled = false;
+        void this.flush();
+      });
+    }
   }
 
   update(url: string, patch: TaskPatch): void {
@@ -53,24 +81,37 @@ export class SqlTaskLedger implements TaskLedger {
     }
     // The admin streams listen; other nodes always may. With neither, a change costs no object.
     if (this.dialect.shared || this.events.listenerCount('task') > 0) this.changes.push({ url, node: this.node, at, patch, remote: false });
-    if (!this.scheduled) {
-      this.scheduled = true;
-      setImmediate(() => {
-        this.scheduled = false;
-        void this.flush();
+    if (patch.status !== undefined && !SqlTaskLedger.progressOnly(patch)) {
+      this.pendingEvents.push({
+        url,
+        at,
+        node: this.node,
+        status: patch.status,
+        attempt: patch.attempts ?? null,
+        errorCode: patch.errorCode ?? null,
+        errorMessage: patch.errorMessage?.slice(0, TASK_EVENT_MESSAGE_MAX) ?? null,
+        bytes: patch.status === 'ok' ? (patch.bytesDone ?? null) : null,
       });
     }
+    this.schedule();
+  }
+
+  noteTry(url: string, attempt: number, error: { code: string; message: string }): void {
+    this.pendingEvents.push({ url, at: this.clock.now(), node: this.node, status: 'downloading', attempt, errorCode: error.code.slice(0, 32), errorMessage: error.message.slice(0, TASK_EVENT_MESSAGE_MAX), bytes: null });
+    this.schedule();
   }
 
   flush(): Promise<void> {
-    if (this.pending.size === 0) return this.chain;
+    if (this.pending.size === 0 && this.pendingEvents.length === 0) return this.chain;
     const rows = [...this.pending.values()];
     const changes = this.changes;
+    const events = this.pendingEvents;
     this.pending = new Map();
     this.changes = [];
+    this.pendingEvents = [];
     const publish: Published[] = this.dialect.shared ? changes.map(({ url, at, patch }) => ({ kind: 'task', url, at, patch })) : [];
     this.chain = this.writer
-      .run(() => this.dialect.writeTasks(rows, publish))
+      .run(() => this.dialect.writeTasks(rows, events, publish))
       .then(() => {
         for (const change of changes) this.events.emit('task', change);
       })
@@ -110,16 +151,33 @@ export class SqlTaskLedger implements TaskLedger {
     return this.repo.find({ where: { status: In(['error', 'tle']), finishedAt: MoreThan(since) } });
   }
 
-  async list(options: { status?: TaskStatus | undefined; search?: string | undefined; limit: number; offset: number }): Promise<{ tasks: TaskRow[]; total: number }> {
+  async removeFailed(limit: number): Promise<string[]> {
+    await this.flush();
+    const at = this.clock.now();
+    const removed = await this.writer.run(() => this.dialect.deleteFailedTasks(limit, at));
+    for (const { url, status } of removed) this.events.emit('task', { url, node: this.node, at, patch: { status }, removed: true, remote: false });
+    return removed.map((row) => row.url);
+  }
+
+  async timeline(url: string): Promise<TaskEventRow[]> {
+    await this.flush();
+    const newest = await this.eventRepo.find({ where: { url }, order: { id: 'DESC' }, take: TASK_EVENTS_PER_URL });
+    return newest.reverse();
+  }
+
+  async list(options: TaskListOptions): Promise<{ tasks: TaskRow[]; total: number }> {
     await this.flush();
     const where: FindOptionsWhere<TaskRow> = {};
     if (options.status) where.status = options.status;
+    if (options.errorCode) where.errorCode = options.errorCode;
+    if (options.host) where.host = options.host;
     if (options.search) {
       // A substring, taken literally: LIKE's own wildcards are escaped.
       const pattern = `%${options.search.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
       where.url = Raw((column) => `${column} LIKE :pattern ESCAPE '\\'`, { pattern });
     }
-    const [tasks, total] = await this.repo.findAndCount({ where, order: { updatedAt: 'DESC', url: 'ASC' }, take: options.limit, skip: options.offset });
+    const order = options.sort === 'tries' ? ({ attempts: 'DESC', updatedAt: 'DESC', url: 'ASC' } as const) : ({ updatedAt: 'DESC', url: 'ASC' } as const);
+    const [tasks, total] = await this.repo.findAndCount({ where, order, take: options.limit, skip: options.offset });
     return { tasks, total };
   }
 

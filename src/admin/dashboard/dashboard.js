@@ -578,6 +578,7 @@ function becameLive() {
   void loadTotals();
   void loadNodes();
   void loadTaskPage();
+  openFromHash();
 }
 
 // Back online, or the tab shown again while waiting to reconnect: try now.
@@ -1532,9 +1533,22 @@ ui.deleteCover.addEventListener('click', () => {
 
 // ---- the task list: search, filter, pages -------------------------------
 
+/** The All tasks page's filters, fetch-now and clear-failed controls. */
+const tasksUi = {
+  code: select('task-code'), host: input('task-host'), sort: select('task-sort'),
+  fetchForm: byId('task-fetch', HTMLFormElement), fetchUrl: input('fetch-url'), fetchGo: button('fetch-go'),
+  clearFailed: button('clear-failed'), result: elem('task-tools-result'), detailLink: byId('detail-link', HTMLAnchorElement),
+};
+
 const page = {
   q: '',
   status: '',
+  /** an error code (`code=`), or '' for any */
+  code: '',
+  /** a host name (`host=`), or '' for any */
+  host: '',
+  /** `changed` (newest first) or `tries` (most first) */
+  sort: 'changed',
   limit: 25,
   offset: 0,
   total: 0,
@@ -1552,6 +1566,9 @@ async function loadTaskPage() {
   const params = new URLSearchParams({ limit: String(page.limit), offset: String(page.offset) });
   if (page.q) params.set('q', page.q);
   if (page.status) params.set('status', page.status);
+  if (page.code) params.set('code', page.code);
+  if (page.host) params.set('host', page.host);
+  if (page.sort !== 'changed') params.set('sort', page.sort);
   try {
     const answer = await api('GET', `api/tasks?${params.toString()}`);
     if (seq !== page.seq) return;
@@ -1589,6 +1606,7 @@ function renderTaskPage() {
   if (page.loaded) setText(ui.tasksPage, page.total === 0 ? 'no tasks' : `${first}–${last} of ${page.total}`);
   ui.tasksPrev.disabled = page.offset === 0;
   ui.tasksNext.disabled = page.offset + page.limit >= page.total;
+  renderTaskTools();
 }
 
 /** @param {Task} task */
@@ -1598,7 +1616,7 @@ function createTaskRow(task) {
   const status = make('td');
   status.append(make('span', 'badge'));
   const url = make('td', 'url-cell');
-  url.append(urlButton(task.url));
+  url.append(urlButton(task.url), taskLink(task.url));
   tr.append(status, url, make('td', 'num tries'), make('td', 'err'), make('td', 'mono node'), make('td', 'when'));
   return tr;
 }
@@ -1619,11 +1637,14 @@ ui.taskSearch.addEventListener('submit', (event) => {
   event.preventDefault();
   page.q = ui.taskQ.value.trim().slice(0, 2048);
   page.status = ui.taskStatus.value;
+  page.code = tasksUi.code.value;
+  page.host = tasksUi.host.value.trim().toLowerCase().slice(0, 255);
+  page.sort = tasksUi.sort.value === 'tries' ? 'tries' : 'changed';
   page.limit = Number(ui.taskLimit.value) || 25;
   page.offset = 0;
   void loadTaskPage();
 });
-for (const control of [ui.taskStatus, ui.taskLimit]) control.addEventListener('change', () => ui.taskSearch.requestSubmit());
+for (const control of [ui.taskStatus, ui.taskLimit, tasksUi.code, tasksUi.sort]) control.addEventListener('change', () => ui.taskSearch.requestSubmit());
 ui.tasksPrev.addEventListener('click', () => {
   page.offset = Math.max(0, page.offset - page.limit);
   void loadTaskPage();
@@ -1631,6 +1652,149 @@ ui.tasksPrev.addEventListener('click', () => {
 ui.tasksNext.addEventListener('click', () => {
   if (page.offset + page.limit < page.total) page.offset += page.limit;
   void loadTaskPage();
+});
+
+// ---- the task list: links, fetch now, clear failed ----------------------
+
+
+/** The longest URL the service takes (as the protocol says). */
+const MAX_TASK_URL = 8192;
+const TASK_HASH = '#task=';
+let fetching = false;
+let clearing = false;
+
+/**
+ * The page's link to a task's detail: `#task=<encoded url>`.
+ * @param {string} url
+ */
+function taskHref(url) {
+  return `${TASK_HASH}${encodeURIComponent(url)}`;
+}
+
+/**
+ * The task a `#task=` hash names: an http(s) URL, or null for anything else
+ * (the hash is whatever a link said: decoded with care, never trusted).
+ * @param {string} hash
+ * @returns {string|null}
+ */
+function taskOfHash(hash) {
+  if (!hash.startsWith(TASK_HASH) || hash.length > TASK_HASH.length + 3 * MAX_TASK_URL) return null;
+  /** @type {string} */
+  let url;
+  try {
+    url = decodeURIComponent(hash.slice(TASK_HASH.length));
+  } catch {
+    return null;
+  }
+  if (url === '' || url.length > MAX_TASK_URL) return null;
+  try {
+    const parsed = new URL(url);
+    return parsed.protocol === 'http:' || parsed.protocol === 'https:' ? url : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * A row's link to its task's detail (the address to keep or send).
+ * @param {string} url
+ */
+function taskLink(url) {
+  const a = make('a', 'task-link', 'link');
+  a.href = taskHref(url);
+  a.title = `Link to the detail of ${url}`;
+  a.setAttribute('aria-label', `Link to ${url}`);
+  return a;
+}
+
+/** Opens the detail the page's hash names, once the token is known. */
+function openFromHash() {
+  if (!conn.token) return;
+  const url = taskOfHash(location.hash);
+  if (url === null) return;
+  if (ui.detail.open && detail.url === url) return;
+  void openDetail(url);
+}
+window.addEventListener('hashchange', openFromHash);
+
+function renderTaskTools() {
+  tasksUi.fetchGo.disabled = !conn.live || fetching;
+  tasksUi.clearFailed.disabled = !conn.live || clearing;
+}
+
+/** @param {string} kind @param {...(Node|string)} children */
+function taskToolsMessage(kind, ...children) {
+  tasksUi.result.replaceChildren(...children);
+  tasksUi.result.className = `hint ${kind}`.trim();
+}
+
+/** Loads the task page again a little later (the download's first change is written by then). */
+function reloadTaskPageSoon() {
+  window.setTimeout(() => void loadTaskPage(), 300);
+}
+
+tasksUi.fetchForm.addEventListener('submit', (event) => {
+  event.preventDefault();
+  void (async () => {
+    const url = tasksUi.fetchUrl.value.trim();
+    if (!/^https?:\/\//i.test(url) || url.length > MAX_TASK_URL) {
+      taskToolsMessage('bad', 'Enter the http(s) URL to fetch.');
+      tasksUi.fetchUrl.focus();
+      return;
+    }
+    fetching = true;
+    invalidate();
+    try {
+      const answer = record(await api('POST', `api/fetch?url=${q(url)}`));
+      const status = str(answer?.status);
+      const link = taskLink(url);
+      setText(link, 'its task');
+      if (status === 'ok') taskToolsMessage('ok', 'Stored already: ', link, '.');
+      else if (status === 'in_flight') taskToolsMessage('ok', 'Being fetched already: ', link, '.');
+      else taskToolsMessage('ok', 'Fetching now: ', link, '.');
+      reloadTaskPageSoon();
+    } catch (error) {
+      if (error instanceof AuthError) return taskToolsMessage('bad', 'wrong token');
+      taskToolsMessage('bad', `Not fetched: ${messageOf(error)}`);
+    } finally {
+      fetching = false;
+      invalidate();
+    }
+  })();
+});
+
+/** Asks before failed tasks are forgotten; true when the administrator agrees. */
+function confirmClearFailed() {
+  return window.confirm('Forget every failed task (error and tle)?\n\nTheir rows and timelines are deleted; the next check of such a URL downloads it again.');
+}
+
+tasksUi.clearFailed.addEventListener('click', () => {
+  void (async () => {
+    if (!confirmClearFailed()) {
+      taskToolsMessage('', 'Nothing cleared.');
+      return;
+    }
+    clearing = true;
+    invalidate();
+    try {
+      const answer = record(await api('POST', 'api/clear-failed'));
+      const removed = num(answer?.removed) ?? 0;
+      taskToolsMessage('ok', `${removed} failed ${removed === 1 ? 'task' : 'tasks'} forgotten${answer?.more === true ? '; more are left: clear again' : ''}.`);
+      void loadTotals();
+      reloadTaskPageSoon();
+    } catch (error) {
+      if (error instanceof AuthError) return taskToolsMessage('bad', 'wrong token');
+      taskToolsMessage('bad', `Clear failed: ${messageOf(error)}`);
+    } finally {
+      clearing = false;
+      invalidate();
+    }
+  })();
+});
+
+// A closed detail lets go of its link, so the same link opens it again.
+ui.detail.addEventListener('close', () => {
+  if (location.hash.startsWith(TASK_HASH)) window.history.replaceState(null, '', `${location.pathname}${location.search}`);
 });
 
 // ---- the detail view -----------------------------------------------------
@@ -1651,6 +1815,7 @@ async function openDetail(url) {
   detail.hasCover = false;
   const seq = ++detail.seq;
   setText(ui.detailUrl, url);
+  tasksUi.detailLink.href = taskHref(url);
   setText(ui.detailResult, '');
   ui.detailLoading.hidden = false;
   setText(ui.detailLoading, 'loading…');
@@ -1745,6 +1910,8 @@ function showDetail(answer) {
     const parts = [event.status];
     if (e?.removed === true) parts.push('removed');
     if (event.status === 'downloading' && event.bytes > 0) parts.push(`${formatBytes(event.bytes)}${event.total !== null ? ` of ${formatBytes(event.total)}` : ''}`);
+    const n = num(e?.try);
+    if (n !== null && n > 0) parts.push(`try ${n}`);
     if (event.error) parts.push(`${event.error.code}${event.error.message ? `: ${event.error.message}` : ''}`);
     if (event.node) parts.push(`by ${event.node}`);
     li.append(time, parts.join(' · '));
