@@ -106,17 +106,22 @@ export function taskJson(row: TaskRow) {
 
 /**
  * A node as the API shows it: a node whose last heartbeat is older than the
- * lease is `gone` (its claims have run out), whatever it last said.
+ * lease is `gone` (its claims have run out), whatever it last said, and a gone
+ * or stopped node holds no work: its queued and downloading are 0, not what it
+ * said last. `live`, for this node: its gate and counts now rather than as of
+ * its last heartbeat; `paused`: the stored switch holds every node, so a live
+ * node is shown paused without waiting for its next heartbeat.
  */
-export function nodeJson(node: NodeRow, now: number, leaseMs: number) {
+export function nodeJson(node: NodeRow, now: number, leaseMs: number, live?: { status: string; queued: number; downloading: number }, paused = false) {
   const alive = node.status !== 'stopped' && now - node.lastSeen <= leaseMs;
+  const status = alive ? (live?.status ?? (paused && node.status !== 'starting' ? 'paused' : node.status)) : node.status === 'stopped' ? 'stopped' : 'gone';
   return {
     id: node.id,
     started: iso(node.startedAt),
     lastSeen: iso(node.lastSeen),
-    queued: node.queued,
-    downloading: node.downloading,
-    status: alive || node.status === 'stopped' ? node.status : 'gone',
+    queued: alive ? (live?.queued ?? node.queued) : 0,
+    downloading: alive ? (live?.downloading ?? node.downloading) : 0,
+    status,
   };
 }
 
@@ -308,7 +313,14 @@ export function adminApi(deps: AdminApiDeps) {
     nodes: async (_req, res) => {
       const now = (deps.clock ?? systemClock).now();
       const nodes = await deps.cluster.nodes();
-      return sendJson(res, 200, { self: deps.cluster.node, nodes: nodes.map((node) => nodeJson(node, now, deps.config.lease * 1000)) });
+      const self = deps.cluster.node;
+      const status = deps.downloads.status();
+      const { queued, downloading } = deps.downloads.counts();
+      const lease = deps.config.lease * 1000;
+      return sendJson(res, 200, {
+        self,
+        nodes: nodes.map((node) => nodeJson(node, now, lease, node.id === self ? { status, queued, downloading } : undefined, status === 'paused')),
+      });
     },
     /** `GET /admin/api/jobs`. */
     jobs: async (_req, res, { url, path }) => {

@@ -46,12 +46,15 @@ export function createAdminFeed(deps: {
   const serviceUrl = deps.serviceUrl ?? (() => '');
   const statsFrame = () => {
     const counts = downloads.counts();
-    const status = downloads.status();
+    const { status, since, why } = downloads.statusDetail();
     // `upstream` as in /healthz (absent when no host cooled within the hour), with why and when each cooled.
     const upstream = upstreamFrame(deps.upstream?.() ?? []);
     return {
       status,
       ...(status === 'tardy' ? { reasons: downloads.tardyReasons() } : {}),
+      // Since when this node's gate shows the status, and (tardy, paused) why: the limits passed, who paused.
+      since: new Date(since).toISOString(),
+      ...(why !== null ? { why } : {}),
       ...stats.snapshot(),
       queued: counts.queued,
       downloading: counts.downloading,
@@ -60,7 +63,7 @@ export function createAdminFeed(deps: {
   };
   return {
     snapshot: async () => {
-      const { status, reasons, ...rest } = statsFrame();
+      const { status, reasons, since, why, ...rest } = statsFrame();
       const open = await store.tasks.unfinished();
       const { jobs } = await store.jobs.list({ limit: SNAPSHOT_JOBS, offset: 0 });
       const base = serviceUrl();
@@ -68,9 +71,11 @@ export function createAdminFeed(deps: {
         type: 'snapshot',
         status,
         ...(reasons ? { reasons } : {}),
+        since,
+        ...(why !== undefined ? { why } : {}),
         tasks: snapshotTasks(open),
         jobs: jobs.map((job) => jobJson(job, base)),
-        stats: { status, ...rest },
+        stats: { status, since, ...(why !== undefined ? { why } : {}), ...rest },
       };
     },
     stats: statsFrame,

@@ -78,6 +78,12 @@ export interface Downloads {
   status(): GateStatus;
   tardyReasons(): string[];
   /**
+   * The gate's status with since when (ms, when this node's gate last changed
+   * to it) and why: for `tardy` the limits passed (the resource guard's
+   * reasons), for `paused` who paused; null when `ready`.
+   */
+  statusDetail(): { status: GateStatus; since: number; why: string | null };
+  /**
    * URLs waiting for a worker, downloads running, both together, and download
    * actors alive (started and not yet ended: one per running download, unless one leaked).
    */
@@ -205,7 +211,8 @@ export function createDownloads(deps: DownloadsDeps): Downloads {
         } else {
           const output = context.output;
           const error = output?.status === 'error' ? output.error : undefined;
-          const bytes = output?.status === 'ok' ? output.cover.bytes : 0;
+          // What came from the origin (not the stored, resized file's size): where the progress ended.
+          const bytes = output?.status === 'ok' ? (output.fetched ?? 0) : 0;
           report(context.url, status, {
             attempts: context.attempt,
             finishedAt: now,
@@ -300,6 +307,18 @@ export function createDownloads(deps: DownloadsDeps): Downloads {
     clock,
   });
   supervisor.start();
+  // Since when the gate shows its status: the time of each change of it.
+  let shown = { status: gateStatus(supervisor.getSnapshot()), since: clock.now() };
+  const watchGate = supervisor.subscribe((snapshot) => {
+    const status = gateStatus(snapshot);
+    if (status !== shown.status) shown = { status, since: clock.now() };
+  });
+  // Who paused (the node the administrator used), for the paused status's `why`.
+  let pausedBy: string | undefined;
+  const onGate = (change: { paused: boolean; node: string }) => {
+    pausedBy = change.paused ? change.node : undefined;
+  };
+  store.events.on('gate', onGate);
   // A host that reopens (or lets its probe through) queues the URLs parked for it.
   const unsubscribe = gates?.onChange(() => {
     if (supervisor.getSnapshot().status === 'active') supervisor.send({ type: 'UNPARK' });
@@ -374,6 +393,17 @@ export function createDownloads(deps: DownloadsDeps): Downloads {
     },
     status: () => gateStatus(supervisor.getSnapshot()),
     tardyReasons: () => supervisor.getSnapshot().context.tardyReasons,
+    statusDetail() {
+      const snapshot = supervisor.getSnapshot();
+      const status = gateStatus(snapshot);
+      const since = status === shown.status ? shown.since : clock.now();
+      if (status === 'tardy') {
+        const reasons = snapshot.context.tardyReasons;
+        return { status, since, why: reasons.length > 0 ? `over a resource limit: ${reasons.join('; ')}` : 'over a resource limit' };
+      }
+      if (status === 'paused') return { status, since, why: `paused by the administrator${pausedBy ? ` on node ${pausedBy}` : ' (the stored pause switch)'}` };
+      return { status, since, why: null };
+    },
     counts,
     restore(unfinished, failures, now = clock.now()) {
       for (const task of failures) {
@@ -414,6 +444,8 @@ export function createDownloads(deps: DownloadsDeps): Downloads {
     },
     async shutdown(graceMs: number) {
       unsubscribe?.();
+      watchGate.unsubscribe();
+      store.events.off('gate', onGate);
       supervisor.send({ type: 'SHUTDOWN' });
       // The grace runs on the clock: `waitFor`'s own timeout would be node's timer.
       const graceOver = new AbortController();

@@ -121,6 +121,7 @@ const select = (id) => byId(id, HTMLSelectElement);
 
 const ui = {
   status: elem('status'), reasons: elem('reasons'), link: elem('link'), actions: elem('actions'), notice: elem('notice'), upstream: elem('upstream'),
+  gateBanner: elem('gate-banner'), heldLabel: elem('held-label'),
   login: elem('login'), loginForm: byId('login-form', HTMLFormElement), token: input('token'), connect: button('connect'), loginError: elem('login-error'),
   dashboard: elem('dashboard'), pause: button('pause'), resume: button('resume'), logout: button('logout'),
   since: elem('since'),
@@ -147,6 +148,9 @@ const ui = {
 const statCells = new Map();
 for (const cell of document.querySelectorAll('[data-stat]')) if (cell instanceof HTMLElement && cell.dataset.stat) statCells.set(cell.dataset.stat, cell);
 /** @type {Map<string, HTMLElement>} */
+const nowCells = new Map();
+for (const cell of document.querySelectorAll('[data-now]')) if (cell instanceof HTMLElement && cell.dataset.now) nowCells.set(cell.dataset.now, cell);
+/** @type {Map<string, HTMLElement>} */
 const totalCells = new Map();
 for (const cell of document.querySelectorAll('[data-total]')) if (cell instanceof HTMLElement && cell.dataset.total) totalCells.set(cell.dataset.total, cell);
 
@@ -157,6 +161,10 @@ const state = {
   status: null,
   /** @type {string[]} */
   reasons: [],
+  /** @type {number} ms, since when the service shows its status (0: not said) */
+  since: 0,
+  /** @type {string|null} why it is tardy (the limits passed) or paused (who paused) */
+  why: null,
   /** @type {Record<string, number>} counters of the latest stats frame */
   stats: {},
   /** @type {Record<string, number>|null} GET /admin/api/summary */
@@ -610,6 +618,7 @@ window.setInterval(() => {
   if (conn.live && Date.now() - nodesLoadedAt >= NODES_EVERY_MS) void loadNodes();
   renderRunning();
   renderNodes();
+  renderGate();
   renderUpstream();
 }, 1000);
 
@@ -631,13 +640,23 @@ function handleFrame(frame) {
   }
 }
 
-/** @param {unknown} status @param {unknown} reasons */
-function applyStatus(status, reasons) {
+/**
+ * The service's status, with since when and why (frames from older services say neither).
+ * @param {unknown} status @param {unknown} reasons @param {unknown} [since] @param {unknown} [why]
+ */
+function applyStatus(status, reasons, since, why) {
   if (typeof status === 'string' && status) {
-    if (status !== state.status) state.reasons = [];
+    if (status !== state.status) {
+      state.reasons = [];
+      state.since = 0;
+      state.why = null;
+    }
     state.status = status;
   }
   if (Array.isArray(reasons)) state.reasons = reasons.map(String);
+  const at = timeOf(since);
+  if (at) state.since = at;
+  if (typeof why === 'string') state.why = why.slice(0, 2000);
   invalidate();
 }
 
@@ -657,7 +676,7 @@ function applySnapshot(frame) {
   state.stats = {};
   const stats = record(frame.stats);
   if (stats) applyStats(stats);
-  applyStatus(frame.status, frame.reasons);
+  applyStatus(frame.status, frame.reasons, frame.since, frame.why);
   // A service without archive jobs sends no `jobs`: the panel says "no jobs".
   state.jobs = null;
   if (Array.isArray(frame.jobs)) {
@@ -778,7 +797,7 @@ function applyStats(s) {
     if (n !== null) state.stats[key] = n;
   }
   applyUpstream(s.upstream);
-  if (s.type === 'stats') applyStatus(s.status, s.reasons);
+  if (s.type === 'stats') applyStatus(s.status, s.reasons, s.since, s.why);
   invalidate();
 }
 
@@ -943,6 +962,43 @@ function refreshSoon() {
 
 // ---- rendering -----------------------------------------------------------
 
+/**
+ * The unfinished tasks the stream lists, counted once for every place the page
+ * shows them: the Now counters, the Downloading and Waiting panels and the Nodes
+ * rows all read this, so no two of them can disagree. A task counts for the node
+ * holding it while that node is alive; a task of a gone or stopped node, or one
+ * no node holds yet on a shared database, counts as `unassigned` (on one node,
+ * that node holds every task).
+ */
+function nowFigures() {
+  /** @type {Task[]} */
+  const downloading = [];
+  /** @type {Task[]} */
+  const waiting = [];
+  let queued = 0;
+  let unassigned = 0;
+  /** @type {Map<string, {queued: number, downloading: number}>} */
+  const byNode = new Map();
+  const alive = state.nodes.filter((n) => n.status !== 'gone' && n.status !== 'stopped');
+  for (const n of alive) byNode.set(n.id, { queued: 0, downloading: 0 });
+  const only = alive.length <= 1 ? (alive[0]?.id ?? state.self) : null;
+  if (only !== null && !byNode.has(only)) byNode.set(only, { queued: 0, downloading: 0 });
+  for (const task of state.tasks.values()) {
+    if (task.status === 'downloading') downloading.push(task);
+    else {
+      waiting.push(task);
+      if (task.status === 'queued') queued++;
+    }
+    const holder = byNode.get(task.node ?? only ?? '');
+    if (!holder) unassigned++;
+    else if (task.status === 'downloading') holder.downloading++;
+    else holder.queued++;
+  }
+  downloading.sort((a, b) => a.url.localeCompare(b.url));
+  waiting.sort((a, b) => timeOf(a.at) - timeOf(b.at));
+  return { downloading, waiting, queued, held: waiting.length - queued, byNode, unassigned };
+}
+
 let scheduled = false;
 function invalidate() {
   if (scheduled) return;
@@ -998,7 +1054,8 @@ function renderStatus() {
   setText(ui.status, text);
   ui.status.dataset.status = kind;
   ui.status.title = conn.live ? 'Service status' : state.status ? `Not connected; the service last said ${state.status}` : 'Not connected';
-  setText(ui.reasons, conn.live && state.status === 'tardy' && state.reasons.length ? `(${state.reasons.join('; ')})` : '');
+  // Why it is tardy or paused is in the banner under the header (renderGate).
+  setText(ui.reasons, '');
   // Buttons match the state: each does something only when it can.
   ui.pause.disabled = !conn.live || state.status === 'paused' || pausing;
   ui.resume.disabled = !conn.live || state.status !== 'paused' || pausing;
@@ -1028,6 +1085,29 @@ function upstreamText(h) {
   return conn.live ? text : `Last known (disconnected): ${text}`;
 }
 
+/**
+ * What the paused or tardy banner says: since when (the browser's local time, and
+ * how long ago) and why (tardy: the limits passed; paused: who paused); null when
+ * downloads are not held.
+ */
+function gateText() {
+  if (state.status !== 'paused' && state.status !== 'tardy') return null;
+  const since = state.since ? ` since ${clockTime(state.since)} (${formatDuration(Date.now() - state.since)} ago)` : '';
+  const text =
+    state.status === 'paused'
+      ? `Downloads are paused${since}: ${state.why ?? 'paused by the administrator'}. New downloads wait (held) until Resume.`
+      : `Downloads are held: the service is tardy${since}, ${state.why ?? `over a resource limit: ${state.reasons.join('; ') || 'not said'}`}. New downloads wait (held) until it is back under its limits.`;
+  return conn.live ? text : `Last known (disconnected): ${text}`;
+}
+
+/** The paused or tardy banner under the header, the way the disconnected state shows. */
+function renderGate() {
+  const text = conn.token && (conn.live || conn.everLive) ? gateText() : null;
+  ui.gateBanner.hidden = text === null;
+  ui.gateBanner.dataset.status = state.status ?? '';
+  setText(ui.gateBanner, text ?? '');
+}
+
 /** One banner per cooling host, gone when the host reopens. */
 function renderUpstream() {
   const cooling = [...state.upstream.values()].filter((h) => h.state === 'cooling').sort((a, b) => (a.host < b.host ? -1 : 1));
@@ -1046,6 +1126,7 @@ function renderUpstream() {
 
 function render() {
   renderStatus();
+  renderGate();
   renderUpstream();
   for (const [key, cell] of statCells) {
     const value = state.stats[key];
@@ -1057,6 +1138,17 @@ function render() {
     setText(cell, key === 'bytes' ? formatBytes(value) : value);
     cell.dataset.value = String(value);
   }
+  const now = nowFigures();
+  /** @type {Record<string, number>} */
+  const nowValues = { downloading: now.downloading.length, queued: now.queued, held: now.held };
+  for (const [key, cell] of nowCells) {
+    const value = nowValues[key];
+    // Before the first snapshot nothing is known.
+    const known = conn.gotFrame && typeof value === 'number';
+    setText(cell, known ? value : '—');
+    if (known) cell.dataset.value = String(value);
+    else delete cell.dataset.value;
+  }
   for (const [key, cell] of totalCells) {
     const value = state.totals?.[key];
     if (typeof value !== 'number') {
@@ -1067,14 +1159,15 @@ function render() {
     cell.dataset.value = String(value);
   }
 
-  renderRunning();
+  renderRunning(now);
 
   // Each unfinished task is in one list only: downloading above, the rest here.
-  const waiting = [...state.tasks.values()].filter((t) => t.status !== 'downloading').sort((a, b) => timeOf(a.at) - timeOf(b.at));
-  const queued = waiting.filter((t) => t.status === 'queued').length;
+  const { waiting, queued } = now;
   setText(ui.queueCount, waiting.length);
   setText(ui.queuedCount, queued);
-  setText(ui.waitingCount, waiting.length - queued);
+  setText(ui.waitingCount, now.held);
+  // Held: waiting for the gate, which says why (paused, or tardy over a limit).
+  setText(ui.heldLabel, state.status === 'paused' ? 'held (paused)' : state.status === 'tardy' ? 'held (tardy: over a resource limit)' : 'held');
   reconcile(ui.queue, waiting.slice(0, MAX_QUEUE_ROWS), (t) => t.url, createQueueRow, updateQueueRow);
   ui.queueEmpty.hidden = waiting.length > 0;
   ui.queueMore.hidden = waiting.length <= MAX_QUEUE_ROWS;
@@ -1092,20 +1185,65 @@ function render() {
 
   ui.upload.disabled = !conn.live || uploading;
   ui.deleteCover.disabled = !conn.live || removing;
-  renderNodes();
+  renderNodes(now);
   renderJobs();
   renderTaskPage();
   renderDetailButtons();
 }
 
+/** The most characters a URL is shown with in a row; a longer one is shortened in the middle. */
+const URL_CHARS = 64;
+
 /**
- * The URL of a row, as a button that opens the detail view.
+ * A URL as a row shows it: `head` (its beginning: the host) and `tail` (its end:
+ * the file name with the query, where URLs that share a long beginning differ).
+ * A URL longer than `max` is shortened in the middle to `host/…` and its end:
+ * the file name (its end, when the name alone is too long) and the folders
+ * before it that fit; a shorter one is split before its last `/`. When the row is
+ * narrower still, the style gives the head up first (cut at its end) and then
+ * the tail (cut at its start), so the file name stays in sight. The whole URL is
+ * in the title and in the detail view.
+ * @param {string} url
+ * @param {number} [max]
+ * @returns {{head: string, tail: string}}
+ */
+function shortUrl(url, max = URL_CHARS) {
+  const m = /^([a-z][a-z0-9+.-]*:\/\/)?([^/?#]*)(.*)$/i.exec(url);
+  const rest = m?.[3] ?? '';
+  const queryAt = rest.search(/[?#]/);
+  const path = queryAt < 0 ? rest : rest.slice(0, queryAt);
+  const slash = path.lastIndexOf('/');
+  if (url.length <= max) {
+    const cut = url.length - rest.length + Math.max(0, slash);
+    return { head: url.slice(0, cut), tail: url.slice(cut) };
+  }
+  const host = (m?.[2] ?? '').slice(0, 40);
+  const file = rest.slice(slash + 1);
+  const room = Math.max(12, max - host.length - 2);
+  if (file.length >= room) return { head: `${host}/…`, tail: file.slice(-room) };
+  // The file name, and as much of the folders before it as fits, from a `/`.
+  const end = rest.slice(-room);
+  const from = end.indexOf('/');
+  return { head: `${host}/…`, tail: from >= 0 && end.length - from > file.length ? end.slice(from) : `/${file}` };
+}
+
+/**
+ * The URL of a row, as a button that opens the detail view: shortened in the
+ * middle (shortUrl), the whole URL in its title.
  * @param {string} url
  */
 function urlButton(url) {
-  const b = make('button', 'url-button', url);
+  const b = make('button', 'url-button');
+  const { head, tail } = shortUrl(url);
+  b.append(make('span', 'url-head', head));
+  if (tail) {
+    const end = make('span', 'url-tail');
+    end.append(make('bdi', '', tail));
+    b.append(end);
+  }
   b.type = 'button';
-  b.title = `${url} — details`;
+  b.title = url;
+  b.setAttribute('aria-label', `Details of ${url}`);
   b.addEventListener('click', () => void openDetail(url));
   return b;
 }
@@ -1177,8 +1315,9 @@ function updateRunningRow(li, task) {
   li.dataset.stalled = String(Boolean(p && still >= STALL_MS));
 }
 
-function renderRunning() {
-  const running = [...state.tasks.values()].filter((t) => t.status === 'downloading').sort((a, b) => a.url.localeCompare(b.url));
+/** @param {ReturnType<typeof nowFigures>} [now] */
+function renderRunning(now = nowFigures()) {
+  const running = now.downloading;
   reconcile(ui.running, running, (t) => t.url, createRunningRow, updateRunningRow);
   setText(ui.runningCount, running.length);
   ui.runningEmpty.hidden = running.length > 0;
@@ -1256,17 +1395,34 @@ function updateFailureRow(li, task) {
   detail.classList.toggle('bad', Boolean(failed));
 }
 
-function renderNodes() {
-  reconcile(ui.nodes, state.nodes, (n) => n.id, createNodeRow, updateNodeRow);
+/**
+ * The nodes (GET /admin/api/nodes) with the work each holds now, counted from the
+ * stream's tasks like the counters and panels above (a gone or stopped node holds
+ * none); this node's status is the stream's.
+ * @param {ReturnType<typeof nowFigures>} [now]
+ */
+function renderNodes(now = nowFigures()) {
+  const rows = state.nodes.map((n) => {
+    const dead = n.status === 'gone' || n.status === 'stopped';
+    const work = dead ? undefined : now.byNode.get(n.id);
+    return {
+      ...n,
+      status: n.id === state.self && conn.live && state.status ? state.status : n.status,
+      queued: work?.queued ?? 0,
+      downloading: work?.downloading ?? 0,
+    };
+  });
+  reconcile(ui.nodes, rows, (n) => n.id, createNodeRow, updateNodeRow);
   setText(ui.nodesCount, state.nodes.length);
   const alive = state.nodes.filter((n) => n.status !== 'gone' && n.status !== 'stopped').length;
+  const unassigned = now.unassigned > 0 ? ` ${now.unassigned} unfinished ${now.unassigned === 1 ? 'task is' : 'tasks are'} held by no live node yet.` : '';
   setText(
     ui.nodesHint,
-    state.nodes.length === 0
+    (state.nodes.length === 0
       ? 'No node is known yet.'
       : state.nodes.length === 1
-        ? 'One node: every download runs here. Its figures are as of its last heartbeat.'
-        : `${alive} of ${state.nodes.length} nodes alive on the shared database; each download shows the node that runs it. Figures are as of each node's last heartbeat.`,
+        ? 'One node: every download runs here. Queued (with held) and downloading are the tasks listed above.'
+        : `${alive} of ${state.nodes.length} nodes alive on the shared database; each download shows the node that runs it. Queued (with held) and downloading are the tasks listed above, by the node holding them; a gone or stopped node holds none.`) + unassigned,
   );
 }
 
@@ -1857,6 +2013,19 @@ function showAnswerFields(fields) {
   ui.detailAnswer.replaceChildren(...parts);
 }
 
+/**
+ * The detail's progress: bytes downloaded (of the total while downloading), and
+ * the stored file's size apart (resized, it is not what was downloaded).
+ * @param {Task|null} task @param {number|null} stored
+ */
+function progressText(task, stored) {
+  const kept = stored !== null ? `stored ${formatBytes(stored)}` : '';
+  if (!task) return kept || '—';
+  if (ACTIVE.has(task.status)) return task.bytes > 0 || task.total !== null ? `${formatBytes(task.bytes)} of ${task.total !== null ? formatBytes(task.total) : '?'} downloaded` : 'nothing downloaded yet';
+  const got = task.bytes > 0 ? `${formatBytes(task.bytes)} downloaded` : '';
+  return [got, kept].filter(Boolean).join(' · ') || '—';
+}
+
 /** @param {Record<string, unknown>} answer */
 function showDetail(answer) {
   const raw = record(answer.task);
@@ -1881,7 +2050,7 @@ function showDetail(answer) {
   setText(ui.detailCreated, formatTime(raw?.createdAt));
   setText(ui.detailStarted, formatTime(raw?.startedAt));
   setText(ui.detailFinished, formatTime(raw?.finishedAt));
-  setText(ui.detailBytes, task ? `${formatBytes(task.bytes)}${task.total !== null ? ` of ${formatBytes(task.total)}` : ''}` : '—');
+  setText(ui.detailBytes, progressText(task, num(cover?.bytes)));
   const href = safeHref(cover?.coverUrl);
   if (cover && href) {
     const a = make('a', '', `${str(cover.source) ?? 'stored'} cover, ${formatBytes(num(cover.bytes))}${num(cover.width) ? `, ${num(cover.width)}×${num(cover.height)}` : ''}`);
