@@ -54,11 +54,17 @@ export async function waitForText(page: Page, selector: string, text: string, ti
 
 /** Waits until the element's text matches `pattern`; returns the text. */
 export async function waitForMatch(page: Page, selector: string, pattern: RegExp, timeout = 30_000): Promise<string> {
-  await page.waitForFunction(
-    ([sel, source, flags]) => new RegExp(source, flags).test((globalThis as unknown as PageGlobals).document.querySelector(sel)?.textContent ?? ''),
-    [selector, pattern.source, pattern.flags] as [string, string, string],
-    { timeout },
-  );
+  await page
+    .waitForFunction(
+      ([sel, source, flags]) => new RegExp(source, flags).test((globalThis as unknown as PageGlobals).document.querySelector(sel)?.textContent ?? ''),
+      [selector, pattern.source, pattern.flags] as [string, string, string],
+      { timeout },
+    )
+    .catch(async (error: unknown) => {
+      // Say what the element said instead: a timeout alone does not.
+      const seen = await page.textContent(selector).catch(() => null);
+      throw new Error(`${selector} never matched ${String(pattern)}; it says ${JSON.stringify(seen)}`, { cause: error });
+    });
   return (await page.textContent(selector)) ?? '';
 }
 
