@@ -123,6 +123,25 @@ describe('admin token', () => {
 });
 
 describe('admin stream', () => {
+  it('after a restart while paused, says paused since the switch was turned on, and by which node', async (t) => {
+    const { service, args } = await setup(t, ['--admin-token', TOKEN, '--node-id', 'pauser']);
+    const before = Date.now();
+    assert.equal((await api(service, 'POST', '/admin/api/pause')).status, 200);
+    const pausedAt = Date.parse(String((await (await adminStream(t, service)).next((f) => f.type === 'snapshot')).since));
+    assert.ok(pausedAt >= before - 1000 && pausedAt <= Date.now(), 'since: the pause');
+    assert.equal(await service.stop(), 0);
+    await new Promise((resolve) => setTimeout(resolve, 1100));
+
+    const again = await startService(args);
+    t.after(async () => void (await again.stop()));
+    const snapshot = await (await adminStream(t, again)).next((f) => f.type === 'snapshot');
+    assert.equal(snapshot.status, 'paused');
+    // The time the switch was turned on (as stored, within the few ms the pause took), not this start's, a second later.
+    const since = Date.parse(String(snapshot.since));
+    assert.ok(Math.abs(since - pausedAt) < 200, `since ${String(snapshot.since)}, paused at ${new Date(pausedAt).toISOString()}`);
+    assert.equal(snapshot.why, 'paused by the administrator on node pauser');
+  });
+
   it('sends the snapshot first, then every task change as it happens, then stats every second', async (t) => {
     const { origin, service, ws } = await setup(t, ['--admin-token', TOKEN, '--workers', '1', '--time-limit', '1', '--retries', '0']);
     const admin = await adminStream(t, service);

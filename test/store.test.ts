@@ -649,13 +649,19 @@ for (const backend of backends) {
       const gates: GateChange[] = [];
       store.events.on('gate', (change) => gates.push(change));
       assert.equal(await store.cluster.paused(), false);
+      assert.deepEqual(await store.cluster.pauseSwitch(), { paused: false, since: null, by: null });
       await store.cluster.setPaused(true);
       assert.equal(await store.cluster.paused(), true);
-      assert.deepEqual(gates.map((g) => [g.paused, g.remote]), [[true, false]]);
+      // When and where it was turned on; pausing again keeps the first time.
+      assert.deepEqual(await store.cluster.pauseSwitch(), { paused: true, since: 1000, by: 'test-node' });
+      await clock.advance(500);
+      await store.cluster.setPaused(true);
+      assert.deepEqual(await store.cluster.pauseSwitch(), { paused: true, since: 1000, by: 'test-node' });
+      assert.deepEqual(gates.map((g) => [g.paused, g.remote]), [[true, false], [true, false]]);
       await store.cluster.heartbeat({ queued: 3, downloading: 2, status: 'paused' });
       await clock.advance(1000);
       await store.cluster.heartbeat({ queued: 1, downloading: 0, status: 'ready' });
-      assert.deepEqual(await store.cluster.nodes(), [{ id: 'test-node', startedAt: 1000, lastSeen: 2000, queued: 1, downloading: 0, status: 'ready' }]);
+      assert.deepEqual(await store.cluster.nodes(), [{ id: 'test-node', startedAt: 1000, lastSeen: 2500, queued: 1, downloading: 0, status: 'ready' }]);
       await store.cluster.leave();
       assert.equal((await store.cluster.nodes())[0]?.status, 'stopped');
     });

@@ -439,7 +439,13 @@ export function createDownloads(deps: DownloadsDeps): Downloads {
       supervisor.send({ type: 'RESUME' });
     },
     async join() {
-      if (await store.cluster.paused()) supervisor.send({ type: 'PAUSE' });
+      const stored = await store.cluster.pauseSwitch();
+      if (stored.paused) {
+        supervisor.send({ type: 'PAUSE' });
+        // Paused before this start: since when, and by whom, as the switch recorded it.
+        pausedBy = stored.by ?? undefined;
+        if (stored.since !== null && shown.status === 'paused') shown = { status: 'paused', since: stored.since };
+      }
       await cluster.start();
     },
     async shutdown(graceMs: number) {

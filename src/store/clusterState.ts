@@ -23,10 +23,13 @@ import type { JoinOutcome, SharedSecrets } from './clusterJoin.js';
 import type { Dialect } from './dialect.js';
 import { NodeEntity, SettingEntity } from './entities.js';
 import type { NodeRow, SettingRow } from './entities.js';
-import type { ClusterState, NodeReport, StoreEventMap } from './ports.js';
+import type { ClusterState, NodeReport, PauseSwitch, StoreEventMap } from './ports.js';
 import type { SerialWriter } from './serialWriter.js';
 
 const PAUSED = 'paused';
+/** When the switch was last turned on, and from which node: for "paused since … by …" after a restart too. */
+const PAUSED_AT = 'paused_at';
+const PAUSED_BY = 'paused_by';
 
 export class SqlClusterState implements ClusterState {
   private readonly nodesRepo: Repository<NodeRow>;
@@ -80,9 +83,20 @@ export class SqlClusterState implements ClusterState {
     return (await this.settings.findOneBy({ key: PAUSED }))?.value === 'true';
   }
 
+  async pauseSwitch(): Promise<PauseSwitch> {
+    const rows = await this.settings.find({ where: [{ key: PAUSED }, { key: PAUSED_AT }, { key: PAUSED_BY }] });
+    const value = (key: string) => rows.find((row) => row.key === key)?.value;
+    const paused = value(PAUSED) === 'true';
+    const at = Number(value(PAUSED_AT));
+    return { paused, since: paused && Number.isSafeInteger(at) && at > 0 ? at : null, by: paused ? (value(PAUSED_BY) ?? null) : null };
+  }
+
   async setPaused(paused: boolean): Promise<void> {
     await this.writer.run(async () => {
-      await this.settings.upsert({ key: PAUSED, value: String(paused) }, { conflictPaths: ['key'], skipUpdateIfNoValuesChanged: false });
+      const rows = [{ key: PAUSED, value: String(paused) }];
+      // Turning it on records when and where; a second pause keeps the first one's time.
+      if (paused && !(await this.paused())) rows.push({ key: PAUSED_AT, value: String(this.clock.now()) }, { key: PAUSED_BY, value: this.node });
+      await this.settings.upsert(rows, { conflictPaths: ['key'], skipUpdateIfNoValuesChanged: false });
       await this.dialect.publish([{ kind: 'gate', paused }]);
     });
     this.events.emit('gate', { paused, node: this.node, remote: false });

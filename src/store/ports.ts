@@ -271,6 +271,8 @@ export interface ClusterState {
   nodes(): Promise<NodeRow[]>;
   /** Whether the administrator holds new downloads (shared by every node). */
   paused(): Promise<boolean>;
+  /** The pause switch, with when it was turned on and from which node (null when off or not recorded). */
+  pauseSwitch(): Promise<PauseSwitch>;
   /** Holds or releases new downloads on every node; published as a `gate` change. */
   setPaused(paused: boolean): Promise<void>;
   /** Marks this node stopped (at a graceful stop). */
@@ -328,4 +330,11 @@ export interface Store {
   readonly fileGraceMs: number;
   /** Writes what is pending and closes the connections. */
   close(): Promise<void>;
+}
+
+/** The administrator's pause switch as stored: on or off, since when (ms) and from which node it was turned on. */
+export interface PauseSwitch {
+  paused: boolean;
+  since: number | null;
+  by: string | null;
 }
