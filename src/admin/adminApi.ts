@@ -156,9 +156,9 @@ function page(res: ServerResponse, query: URLSearchParams, defaultLimit: number)
 /** A handler of the admin API: the request, its answer and its query. */
 type AdminHandler = (req: IncomingMessage, res: ServerResponse, ctx: RouteContext) => Promise<void>;
 
-/** The admin API's handlers (already authorised), for the route table. */
-export function adminApi(deps: AdminApiDeps) {
-  const handlers = {
+/** What the dashboard reads: tasks, one task, the summary, the nodes, the jobs. */
+function readHandlers(deps: AdminApiDeps) {
+  return {
     /** `GET /admin/api/tasks`. */
     tasks: async (_req, res, { url }) => {
       const query = url.searchParams;
@@ -204,55 +204,34 @@ export function adminApi(deps: AdminApiDeps) {
       const [tasks, covers, bytes] = await Promise.all([deps.tasks.countByStatus(), deps.covers.count(), deps.covers.downloadedBytes()]);
       return sendJson(res, 200, { tasks, covers: { count: covers, downloadedBytes: bytes } });
     },
-    /** `POST /admin/api/retry-failed`. */
-    retryFailed: async (_req, res) => {
-      const urls: string[] = [];
-      for (const status of ['error', 'tle'] as const) {
-        const { tasks } = await deps.tasks.list({ status, limit: RETRY_ALL_LIMIT - urls.length, offset: 0 });
-        urls.push(...tasks.map((task) => task.url));
-        if (urls.length >= RETRY_ALL_LIMIT) break;
-      }
-      deps.downloads.retry(urls);
-      deps.logger.info('failed downloads retried by the administrator', { count: urls.length });
-      return sendJson(res, 202, { retried: urls.length });
+    /** `GET /admin/api/nodes`. */
+    nodes: async (_req, res) => {
+      const now = (deps.clock ?? systemClock).now();
+      const nodes = await deps.cluster.nodes();
+      const self = deps.cluster.node;
+      const status = deps.downloads.status();
+      const { queued, downloading } = deps.downloads.counts();
+      const lease = deps.config.lease * 1000;
+      return sendJson(res, 200, {
+        self,
+        nodes: nodes.map((node) => nodeJson(node, now, lease, node.id === self ? { status, queued, downloading } : undefined, status === 'paused')),
+      });
     },
-    /**
-     * `POST /admin/api/fetch?url=`: the URL checked as a check over /ws checks
-     * it; stored already → 200 `ok` with its cover; in flight → 202 `in_flight`;
-     * else a download starts now, interactive (a remembered failure forgotten) → 202 `queued`.
-     */
-    fetch: async (_req, res, { url }) => {
-      const target = url.searchParams.get('url');
-      if (!target) return sendError(res, 400, 'bad_request', 'needs ?url= with the URL to fetch');
-      if (target.length > MAX_URL_LENGTH) return sendError(res, 400, 'bad_request', `the URL is longer than ${MAX_URL_LENGTH} characters`);
-      const kind = classifyUrl(target, deps.config.allowHosts);
-      if (kind.kind === 'skip') return sendError(res, 400, 'bad_request', `this URL is not fetched: ${kind.reason}`);
-      const cover = await deps.covers.find(target);
-      if (cover) return sendJson(res, 200, { url: target, status: 'ok', source: cover.source, coverUrl: coverUrl(deps.publicUrl(), cover.path) });
-      const flight = deps.downloads.inFlight(target);
-      if (flight) return sendJson(res, 202, { url: target, status: 'in_flight', state: flight.state });
-      deps.downloads.forget(target);
-      deps.downloads.askMany([target], adminFetch);
-      deps.logger.info('download started by the administrator', { url: target });
-      return sendJson(res, 202, { url: target, status: 'queued' });
+    /** `GET /admin/api/jobs`. */
+    jobs: async (_req, res, { url, path }) => {
+      if (!deps.jobs) return sendError(res, 404, 'not_found', `no admin route GET ${path}`);
+      const paged = page(res, url.searchParams, 50);
+      if (paged === undefined) return;
+      const { jobs, total } = await deps.jobs.list(paged);
+      const base = deps.serviceUrl?.() ?? '';
+      return sendJson(res, 200, { total, jobs: jobs.map((job) => jobJson(job, base)) });
     },
-    /** `POST /admin/api/clear-failed`: failed task rows and their timelines, forgotten (their remembered failures too). */
-    clearFailed: async (_req, res) => {
-      const urls = await deps.tasks.removeFailed(CLEAR_FAILED_LIMIT);
-      for (const url of urls) deps.downloads.forget(url);
-      deps.logger.info('failed tasks cleared by the administrator', { count: urls.length });
-      return sendJson(res, 200, { removed: urls.length, more: urls.length === CLEAR_FAILED_LIMIT });
-    },
-    /** `POST /admin/api/cancel`. */
-    cancel: async (_req, res, { url }) => {
-      const target = targetUrl(url.searchParams);
-      if (target === undefined) return sendError(res, 400, 'bad_request', 'needs ?url= with an http(s) URL');
-      const outcome = deps.downloads.cancel(target);
-      if ('none' in outcome) return sendError(res, 404, 'not_found', 'this URL is not being downloaded');
-      if ('elsewhere' in outcome) return sendError(res, 409, 'elsewhere', `node ${outcome.elsewhere} is downloading this URL; cancel it there`);
-      deps.logger.info('download cancelled by the administrator', { url: target });
-      return sendJson(res, 202, { url: target, status: 'cancelled' });
-    },
+  } satisfies Record<string, AdminHandler>;
+}
+
+/** Covers the administrator sets or removes. */
+function coverHandlers(deps: AdminApiDeps) {
+  return {
     /** `PUT /admin/api/covers`: streamed to disk by `storeCustomCover`, not read into memory. */
     putCover: async (req, res, { url }) => {
       const target = targetUrl(url.searchParams);
@@ -289,6 +268,32 @@ export function adminApi(deps: AdminApiDeps) {
       deps.logger.info('cover removal scheduled by the administrator', { url: target, path: row?.path ?? null });
       return sendJson(res, 202, { url: target, status: 'deleting' });
     },
+  } satisfies Record<string, AdminHandler>;
+}
+
+/** Downloads the administrator starts, retries, cancels, forgets, pauses or resumes. */
+function downloadHandlers(deps: AdminApiDeps) {
+  return {
+    /**
+     * `POST /admin/api/fetch?url=`: the URL checked as a check over /ws checks
+     * it; stored already → 200 `ok` with its cover; in flight → 202 `in_flight`;
+     * else a download starts now, interactive (a remembered failure forgotten) → 202 `queued`.
+     */
+    fetch: async (_req, res, { url }) => {
+      const target = url.searchParams.get('url');
+      if (!target) return sendError(res, 400, 'bad_request', 'needs ?url= with the URL to fetch');
+      if (target.length > MAX_URL_LENGTH) return sendError(res, 400, 'bad_request', `the URL is longer than ${MAX_URL_LENGTH} characters`);
+      const kind = classifyUrl(target, deps.config.allowHosts);
+      if (kind.kind === 'skip') return sendError(res, 400, 'bad_request', `this URL is not fetched: ${kind.reason}`);
+      const cover = await deps.covers.find(target);
+      if (cover) return sendJson(res, 200, { url: target, status: 'ok', source: cover.source, coverUrl: coverUrl(deps.publicUrl(), cover.path) });
+      const flight = deps.downloads.inFlight(target);
+      if (flight) return sendJson(res, 202, { url: target, status: 'in_flight', state: flight.state });
+      deps.downloads.forget(target);
+      deps.downloads.askMany([target], adminFetch);
+      deps.logger.info('download started by the administrator', { url: target });
+      return sendJson(res, 202, { url: target, status: 'queued' });
+    },
     /** `POST /admin/api/retry`. */
     retry: async (_req, res, { url }) => {
       const target = targetUrl(url.searchParams);
@@ -296,6 +301,35 @@ export function adminApi(deps: AdminApiDeps) {
       deps.downloads.retry([target]);
       deps.logger.info('download retried by the administrator', { url: target });
       return sendJson(res, 202, { url: target, status: 'queued' });
+    },
+    /** `POST /admin/api/retry-failed`. */
+    retryFailed: async (_req, res) => {
+      const urls: string[] = [];
+      for (const status of ['error', 'tle'] as const) {
+        const { tasks } = await deps.tasks.list({ status, limit: RETRY_ALL_LIMIT - urls.length, offset: 0 });
+        urls.push(...tasks.map((task) => task.url));
+        if (urls.length >= RETRY_ALL_LIMIT) break;
+      }
+      deps.downloads.retry(urls);
+      deps.logger.info('failed downloads retried by the administrator', { count: urls.length });
+      return sendJson(res, 202, { retried: urls.length });
+    },
+    /** `POST /admin/api/clear-failed`: failed task rows and their timelines, forgotten (their remembered failures too). */
+    clearFailed: async (_req, res) => {
+      const urls = await deps.tasks.removeFailed(CLEAR_FAILED_LIMIT);
+      for (const url of urls) deps.downloads.forget(url);
+      deps.logger.info('failed tasks cleared by the administrator', { count: urls.length });
+      return sendJson(res, 200, { removed: urls.length, more: urls.length === CLEAR_FAILED_LIMIT });
+    },
+    /** `POST /admin/api/cancel`. */
+    cancel: async (_req, res, { url }) => {
+      const target = targetUrl(url.searchParams);
+      if (target === undefined) return sendError(res, 400, 'bad_request', 'needs ?url= with an http(s) URL');
+      const outcome = deps.downloads.cancel(target);
+      if ('none' in outcome) return sendError(res, 404, 'not_found', 'this URL is not being downloaded');
+      if ('elsewhere' in outcome) return sendError(res, 409, 'elsewhere', `node ${outcome.elsewhere} is downloading this URL; cancel it there`);
+      deps.logger.info('download cancelled by the administrator', { url: target });
+      return sendJson(res, 202, { url: target, status: 'cancelled' });
     },
     /** `POST /admin/api/pause`. */
     pause: async (_req, res) => {
@@ -309,28 +343,10 @@ export function adminApi(deps: AdminApiDeps) {
       deps.logger.info('downloads resumed by the administrator');
       return sendJson(res, 200, { status: deps.downloads.status() });
     },
-    /** `GET /admin/api/nodes`. */
-    nodes: async (_req, res) => {
-      const now = (deps.clock ?? systemClock).now();
-      const nodes = await deps.cluster.nodes();
-      const self = deps.cluster.node;
-      const status = deps.downloads.status();
-      const { queued, downloading } = deps.downloads.counts();
-      const lease = deps.config.lease * 1000;
-      return sendJson(res, 200, {
-        self,
-        nodes: nodes.map((node) => nodeJson(node, now, lease, node.id === self ? { status, queued, downloading } : undefined, status === 'paused')),
-      });
-    },
-    /** `GET /admin/api/jobs`. */
-    jobs: async (_req, res, { url, path }) => {
-      if (!deps.jobs) return sendError(res, 404, 'not_found', `no admin route GET ${path}`);
-      const paged = page(res, url.searchParams, 50);
-      if (paged === undefined) return;
-      const { jobs, total } = await deps.jobs.list(paged);
-      const base = deps.serviceUrl?.() ?? '';
-      return sendJson(res, 200, { total, jobs: jobs.map((job) => jobJson(job, base)) });
-    },
   } satisfies Record<string, AdminHandler>;
-  return handlers;
+}
+
+/** The admin API's handlers (already authorised), for the route table. */
+export function adminApi(deps: AdminApiDeps) {
+  return { ...readHandlers(deps), ...coverHandlers(deps), ...downloadHandlers(deps) };
 }

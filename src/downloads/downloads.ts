@@ -25,9 +25,9 @@ import type { HttpClient } from '../fetch/index.js';
 import type { HostGates } from '../upstream/hostGates.js';
 import type { Logger } from '../logger.js';
 import type { Stats } from '../stats.js';
-import type { Store, TaskPatch, TaskRow } from '../store/index.js';
+import type { PauseSwitch, Store, TaskPatch, TaskRow } from '../store/index.js';
 import { downloadMachine, gateStatus, ORPHAN_GRACE_MS, supervisorMachine } from '../../machines/index.js';
-import type { Answer, Asker, DownloadOutput, FetchCoverInput, FetchCoverOutput, Flight, GateStatus, TaskStatus } from '../../machines/index.js';
+import type { Answer, Asker, DownloadOutput, FetchCoverInput, FetchCoverOutput, Flight, GateStatus, SupervisorEvent, SupervisorInput, SupervisorRef, TaskStatus } from '../../machines/index.js';
 import { ClusterLink } from './clusterLink.js';
 import { fetchCover } from './fetchCover.js';
 import type { FetchCoverDeps } from './fetchCover.js';
@@ -125,70 +125,62 @@ export interface Downloads {
   shutdown(graceMs: number): Promise<void>;
 }
 
-export function createDownloads(deps: DownloadsDeps): Downloads {
-  const { config, store, logger, stats } = deps;
-  const clock = deps.clock ?? systemClock;
-  const { tasks } = store;
-  const { gates } = deps;
-  // A turn at a host's gate is waited for at most half the time limit: the rest is the download's own.
-  const fetchDeps: FetchCoverDeps = { config, covers: store.covers, client: deps.client, ...deps.fetch, ...(gates ? { gates } : {}), clock, gateWaitMs: (config.timeLimit * 1000) / 2 };
-  /** The host a URL's download asks first: its image host, or the API host for a video page. */
-  const apiHost = (() => {
-    try {
-      return new URL(config.bilibiliApi).hostname;
-    } catch {
-      return undefined;
-    }
-  })();
-  const coolingUntil = (url: string): number | undefined => {
-    if (gates === undefined || !gates.anyCooling) return undefined;
-    const kind = classifyUrl(url, config.allowHosts);
-    const host = kind.kind === 'image' ? kind.url.hostname : kind.kind === 'video' ? apiHost : undefined;
-    return host === undefined ? undefined : gates.coolingUntil(host);
+/** A task change: written by the ledger, which publishes it (admin streams, other nodes). */
+type Report = (url: string, status: TaskStatus, patch: TaskPatch) => void;
+
+/**
+ * Byte counts of a running download, reported at most every PROGRESS_INTERVAL_MS
+ * and only once a download has run that long: a small body that arrives at once
+ * costs no progress writes (its final status carries its size), while a slow or
+ * stalled one shows where it stands.
+ */
+function progressReporter(url: string, clock: Clock, report: Report) {
+  let timer: ClockTimer | undefined;
+  let bytesDone = 0;
+  let bytesTotal: number | null = null;
+  let stopped = false;
+  const flush = () => {
+    timer = undefined;
+    if (!stopped) report(url, 'downloading', { bytesDone, bytesTotal });
   };
-  /** When each running download started, for the finished-download log line. */
-  const startedAt = new WeakMap<AnyActorRef, number>();
-  /** Download actors that started and have not reached a final state (or been stopped). */
-  const liveActors = new Set<AnyActorRef>();
-
-  /** A task change: written by the ledger, which publishes it (admin streams, other nodes). */
-  const report = (url: string, status: TaskStatus, patch: TaskPatch) => tasks.update(url, { status, ...patch });
-
-  /**
-   * Byte counts of a running download, reported at most every PROGRESS_INTERVAL_MS
-   * and only once a download has run that long: a small body that arrives at once
-   * costs no progress writes (its final status carries its size), while a slow or
-   * stalled one shows where it stands.
-   */
-  const progressReporter = (url: string) => {
-    let timer: ClockTimer | undefined;
-    let bytesDone = 0;
-    let bytesTotal: number | null = null;
-    let stopped = false;
-    const flush = () => {
-      timer = undefined;
-      if (!stopped) report(url, 'downloading', { bytesDone, bytesTotal });
-    };
-    return {
-      onProgress: (bytes: number, total: number | undefined) => {
-        bytesDone = bytes;
-        bytesTotal = total ?? null;
-        if (timer === undefined && !stopped) {
-          timer = clock.setTimeout(flush, PROGRESS_INTERVAL_MS).unref();
-        }
-      },
-      stop: () => {
-        stopped = true;
-        clock.clearTimeout(timer);
-      },
-    };
+  return {
+    onProgress: (bytes: number, total: number | undefined) => {
+      bytesDone = bytes;
+      bytesTotal = total ?? null;
+      if (timer === undefined && !stopped) {
+        timer = clock.setTimeout(flush, PROGRESS_INTERVAL_MS).unref();
+      }
+    },
+    stop: () => {
+      stopped = true;
+      clock.clearTimeout(timer);
+    },
   };
+}
 
-  const download = downloadMachine.provide({
+/** What the download actors' provided actions and actor use. */
+interface DownloadWiring {
+  logger: Logger;
+  stats: Stats;
+  clock: Clock;
+  report: Report;
+  fetchDeps: FetchCoverDeps;
+  /** Whether an interactive asker waits on a URL (its flight's priority at the upstream). */
+  flights: () => { isInteractive(url: string): boolean };
+  onStored: (() => void) | undefined;
+  tasks: Store['tasks'];
+}
+
+/** The download machine with its I/O: the fetch, and the task rows, stats and log lines of each change. */
+function downloadLogic(
+  { logger, stats, clock, report, fetchDeps, flights, onStored, tasks }: DownloadWiring,
+  { startedAt, liveActors }: { startedAt: WeakMap<AnyActorRef, number>; liveActors: Set<AnyActorRef> },
+) {
+  return downloadMachine.provide({
     actors: {
       fetchCover: fromPromise<FetchCoverOutput, FetchCoverInput>(async ({ input, signal }) => {
         logger.debug('download try', { url: input.url, attempt: input.attempt });
-        const progress = progressReporter(input.url);
+        const progress = progressReporter(input.url, clock, report);
         try {
           // Interactive while an interactive asker waits on the URL (read at each request: a bulk download joined later moves up).
           return await fetchCover(input.url, fetchDeps, signal, progress.onProgress, () => (flights().isInteractive(input.url) ? 'interactive' : 'bulk'));
@@ -232,7 +224,7 @@ export function createDownloads(deps: DownloadsDeps): Downloads {
         if (output.status === 'ok') {
           stats.downloadsOk++;
           stats.bytes += output.fetched ?? 0;
-          if (output.source === 'download') deps.onStored?.();
+          if (output.source === 'download') onStored?.();
           // `bytes` is what came from the origin; `stored` what the cover file holds (resized).
           logger.info('download finished', { url: context.url, outcome: 'ok', source: output.source, bytes: output.fetched ?? 0, stored: output.cover.bytes, ms, attempts: context.attempt });
         } else if (output.error.code === 'shutting_down') {
@@ -256,40 +248,205 @@ export function createDownloads(deps: DownloadsDeps): Downloads {
         context.error !== undefined && isRetryable({ code: context.error.code as ErrorCode, detail: context.error.detail }),
     },
   });
+}
 
-  /** How long work found without an asker (resumed at start, taken over) waits for one. */
-  const graceMs = deps.orphanGraceMs ?? ORPHAN_GRACE_MS;
-  const supervisorLogic = supervisorMachine.provide({
-    actions: {
-      reportWaiting: (_, { urls, status }) => {
-        for (const url of urls) report(url, status, FRESH);
+/** When a URL's first host (its image host, or the API host for a video page) stops cooling; undefined when it does not cool. */
+function coolingLookup(config: DownloadsDeps['config'], gates: HostGates | undefined): (url: string) => number | undefined {
+  const apiHost = (() => {
+    try {
+      return new URL(config.bilibiliApi).hostname;
+    } catch {
+      return undefined;
+    }
+  })();
+  return (url) => {
+    if (gates === undefined || !gates.anyCooling) return undefined;
+    const kind = classifyUrl(url, config.allowHosts);
+    const host = kind.kind === 'image' ? kind.url.hostname : kind.kind === 'video' ? apiHost : undefined;
+    return host === undefined ? undefined : gates.coolingUntil(host);
+  };
+}
+
+/** The supervisor's provided actions: task rows of waiting, dropped and aborted URLs, and claims in the database. */
+function supervisorActions({ report, stats, logger, clock, store, flights, send }: {
+  report: Report;
+  stats: Stats;
+  logger: Logger;
+  clock: Clock;
+  store: Store;
+  flights: () => { has(url: string): boolean };
+  send: (event: SupervisorEvent) => void;
+}) {
+  const { tasks } = store;
+  return {
+  reportWaiting: (_, { urls, status }) => {
+    for (const url of urls) report(url, status, FRESH);
+  },
+  reportDropped: (_, { urls }) => {
+    if (urls.length === 0) return;
+    stats.dropped += urls.length;
+    logger.debug('dropped downloads nobody waits for', { count: urls.length });
+    // One statement for them all; a URL asked for again by the time it runs keeps its row.
+    tasks.removeUnstarted(urls, (url) => flights().has(url)).catch((error: unknown) => logger.warn('could not remove the task rows of dropped downloads', { count: urls.length, error: (error as Error).message }));
+  },
+  reportAborted: (_, { outputs }) => {
+    for (const output of outputs) {
+      if (output.status === 'error') report(output.url, 'error', { finishedAt: clock.now(), errorCode: output.error.code, errorMessage: output.error.message });
+    }
+  },
+  claimUrls: (_, { urls, status }) => {
+    if (urls.length === 0) return;
+    store.claims.claim(urls, status).then(
+      ({ mine, elsewhere }) => send({ type: 'CLAIMED', mine, elsewhere }),
+      (error: unknown) => {
+        const message = error instanceof Error ? error.message : String(error);
+        logger.error('could not claim downloads in the database', { count: urls.length, error: message });
+        send({ type: 'CLAIM_FAILED', urls, error: { code: 'disk_full', message: `could not record the download in the database: ${message}` } });
       },
-      reportDropped: (_, { urls }) => {
-        if (urls.length === 0) return;
-        stats.dropped += urls.length;
-        logger.debug('dropped downloads nobody waits for', { count: urls.length });
-        // One statement for them all; a URL asked for again by the time it runs keeps its row.
-        tasks.removeUnstarted(urls, (url) => flights().has(url)).catch((error: unknown) => logger.warn('could not remove the task rows of dropped downloads', { count: urls.length, error: (error as Error).message }));
-      },
-      reportAborted: (_, { outputs }) => {
-        for (const output of outputs) {
-          if (output.status === 'error') report(output.url, 'error', { finishedAt: clock.now(), errorCode: output.error.code, errorMessage: output.error.message });
-        }
-      },
-      claimUrls: (_, { urls, status }) => {
-        if (urls.length === 0) return;
-        store.claims.claim(urls, status).then(
-          ({ mine, elsewhere }) => supervisor.send({ type: 'CLAIMED', mine, elsewhere }),
-          (error: unknown) => {
-            const message = error instanceof Error ? error.message : String(error);
-            logger.error('could not claim downloads in the database', { count: urls.length, error: message });
-            supervisor.send({ type: 'CLAIM_FAILED', urls, error: { code: 'disk_full', message: `could not record the download in the database: ${message}` } });
-          },
-        );
-      },
+    );
+  },
+  } satisfies Parameters<typeof supervisorMachine.provide>[0]['actions'];
+}
+
+const outputOf = (given: Answer) => ('output' in given ? Promise.resolve(given.output) : given.flight.done);
+
+/**
+ * Asks the supervisor for `urls` in one event: each URL's answer (remembered,
+ * stored, or its flight's `done`), and whether it joined a download in flight.
+ */
+function askVia(supervisor: SupervisorRef, urls: readonly string[], asker: Asker, leaveAfterMs?: number): Asked[] {
+  const asked: Asked[] = new Array<Asked>(urls.length);
+  if (urls.length === 0) return asked;
+  // Which URLs join a download in flight is known before the event (for the coalesced count).
+  const all = supervisor.getSnapshot().context.flights;
+  for (let i = 0; i < urls.length; i++) {
+    const url = urls[i]!;
+    asked[i] = { done: undefined as unknown as Promise<DownloadOutput>, coalesced: all.remembered(url) === undefined && all.has(url) };
+  }
+  // The URLs go to the supervisor as one event.
+  let answers: Answer[] | undefined;
+  let deferred: ((answers: Answer[]) => void) | undefined;
+  supervisor.send({
+    type: 'REQUEST',
+    urls,
+    asker,
+    ...(leaveAfterMs === undefined ? {} : { leaveAfterMs }),
+    reply: (given) => {
+      if (deferred) deferred(given);
+      else answers = given;
     },
   });
-  const supervisor = createActor(supervisorLogic, {
+  // The supervisor replies at once unless it is busy with another event (then it
+  // replies when it gets to this one).
+  const later = answers === undefined ? new Promise<Answer[]>((resolve) => (deferred = resolve)) : undefined;
+  for (let k = 0; k < urls.length; k++) {
+    asked[k]!.done = answers !== undefined ? outputOf(answers[k]!) : later!.then((given) => outputOf(given[k]!));
+  }
+  return asked;
+}
+
+/**
+ * What the gate's status is shown with: since when (the time of each change of
+ * it, or the stored switch's time for a pause found at start) and why (the
+ * resource guard's reasons; who paused).
+ */
+class GateShown {
+  private shown: { status: GateStatus; since: number };
+  /** Who paused (the node the administrator used). */
+  private pausedBy: string | undefined;
+  private readonly watch: { unsubscribe(): void };
+  private readonly onGate = (change: { paused: boolean; node: string }) => {
+    this.pausedBy = change.paused ? change.node : undefined;
+  };
+
+  constructor(
+    private readonly supervisor: SupervisorRef,
+    private readonly store: Store,
+    private readonly clock: Clock,
+  ) {
+    this.shown = { status: gateStatus(supervisor.getSnapshot()), since: clock.now() };
+    this.watch = supervisor.subscribe((snapshot) => {
+      const status = gateStatus(snapshot);
+      if (status !== this.shown.status) this.shown = { status, since: clock.now() };
+    });
+    store.events.on('gate', this.onGate);
+  }
+
+  /** Paused before this start: since when, and by whom, as the switch recorded it. */
+  pausedBefore(stored: PauseSwitch): void {
+    this.pausedBy = stored.by ?? undefined;
+    if (stored.since !== null && this.shown.status === 'paused') this.shown = { status: 'paused', since: stored.since };
+  }
+
+  detail(): { status: GateStatus; since: number; why: string | null } {
+    const snapshot = this.supervisor.getSnapshot();
+    const status = gateStatus(snapshot);
+    const since = status === this.shown.status ? this.shown.since : this.clock.now();
+    if (status === 'tardy') {
+      const reasons = snapshot.context.tardyReasons;
+      return { status, since, why: reasons.length > 0 ? `over a resource limit: ${reasons.join('; ')}` : 'over a resource limit' };
+    }
+    if (status === 'paused') return { status, since, why: `paused by the administrator${this.pausedBy ? ` on node ${this.pausedBy}` : ' (the stored pause switch)'}` };
+    return { status, since, why: null };
+  }
+
+  close(): void {
+    this.watch.unsubscribe();
+    this.store.events.off('gate', this.onGate);
+  }
+}
+
+/** Failures still within the fail TTL (`failTtlMs` after they finished), remembered again at start. */
+function rememberFailures(supervisor: SupervisorRef, failures: readonly TaskRow[], failTtlMs: number, now: number): void {
+  for (const task of failures) {
+    const ttlMs = (task.finishedAt ?? task.updatedAt) + failTtlMs - now;
+    if (ttlMs <= 0 || (task.status !== 'error' && task.status !== 'tle')) continue;
+    const error = { code: task.status === 'tle' ? 'tle' : (task.errorCode ?? 'network'), message: task.errorMessage ?? 'failed' };
+    if (!isRemembered(error.code)) continue;
+    supervisor.send({ type: 'REMEMBER', url: task.url, output: { url: task.url, status: 'error', error }, ttlMs });
+  }
+}
+
+/**
+ * SHUTDOWN, then running downloads may finish within `graceMs` (on the clock:
+ * `waitFor`'s own timeout would be node's timer); the rest are stopped, and the
+ * supervisor stops once the downloads that ended in this turn are heard.
+ */
+async function stopSupervisor(supervisor: SupervisorRef, graceMs: number, { clock, logger, liveActors }: { clock: Clock; logger: Logger; liveActors: Set<AnyActorRef> }): Promise<void> {
+  supervisor.send({ type: 'SHUTDOWN' });
+  const graceOver = new AbortController();
+  const grace = clock.setTimeout(() => graceOver.abort(), graceMs);
+  try {
+    await waitFor(supervisor, (snapshot) => snapshot.context.flights.size === 0, { timeout: Infinity, signal: graceOver.signal });
+  } catch {
+    const left = [...supervisor.getSnapshot().context.flights.values()].flatMap((flight) => (flight.ref ? [flight.ref] : []));
+    logger.warn('stopping downloads still running after the grace period; the next start resumes them', { count: left.length });
+    for (const ref of left) {
+      ref.stop();
+      liveActors.delete(ref);
+    }
+  } finally {
+    clock.clearTimeout(grace);
+  }
+  // Downloads that ended in this turn, gathered for the supervisor: their askers hear of them before it stops.
+  const { finishing } = supervisor.getSnapshot().context;
+  if (finishing.length > 0) supervisor.send({ type: 'FINISHED', finished: finishing.splice(0) });
+  supervisor.stop();
+}
+
+/** The supervisor of this node's downloads, with its provided actions, started. */
+function startSupervisor(
+  actions: ReturnType<typeof supervisorActions>,
+  { config, download, shared, clock, orphanGraceMs, coolingUntil }: {
+    config: DownloadsDeps['config'];
+    download: SupervisorInput['download'];
+    shared: boolean;
+    clock: Clock;
+    orphanGraceMs: number;
+    coolingUntil: (url: string) => number | undefined;
+  },
+): SupervisorRef {
+  const supervisor = createActor(supervisorMachine.provide({ actions }), {
     input: {
       workers: config.workers,
       download,
@@ -297,28 +454,42 @@ export function createDownloads(deps: DownloadsDeps): Downloads {
       retries: config.retries,
       failTtlMs: config.failTtl * 1000,
       isRemembered,
-      shared: store.claims.shared,
+      shared,
       clock,
       // The downloads done in one turn reach the supervisor as one FINISHED.
       finishLater: setImmediate,
-      orphanGraceMs: graceMs,
+      orphanGraceMs,
       coolingUntil,
     },
     clock,
   });
   supervisor.start();
-  // Since when the gate shows its status: the time of each change of it.
-  let shown = { status: gateStatus(supervisor.getSnapshot()), since: clock.now() };
-  const watchGate = supervisor.subscribe((snapshot) => {
-    const status = gateStatus(snapshot);
-    if (status !== shown.status) shown = { status, since: clock.now() };
-  });
-  // Who paused (the node the administrator used), for the paused status's `why`.
-  let pausedBy: string | undefined;
-  const onGate = (change: { paused: boolean; node: string }) => {
-    pausedBy = change.paused ? change.node : undefined;
-  };
-  store.events.on('gate', onGate);
+  return supervisor;
+}
+
+export function createDownloads(deps: DownloadsDeps): Downloads {
+  const { config, store, logger, stats } = deps;
+  const clock = deps.clock ?? systemClock;
+  const { tasks } = store;
+  const { gates } = deps;
+  // A turn at a host's gate is waited for at most half the time limit: the rest is the download's own.
+  const fetchDeps: FetchCoverDeps = { config, covers: store.covers, client: deps.client, ...deps.fetch, ...(gates ? { gates } : {}), clock, gateWaitMs: (config.timeLimit * 1000) / 2 };
+  const coolingUntil = coolingLookup(config, gates);
+  /** When each running download started, for the finished-download log line. */
+  const startedAt = new WeakMap<AnyActorRef, number>();
+  /** Download actors that started and have not reached a final state (or been stopped). */
+  const liveActors = new Set<AnyActorRef>();
+
+  /** A task change: written by the ledger, which publishes it (admin streams, other nodes). */
+  const report = (url: string, status: TaskStatus, patch: TaskPatch) => tasks.update(url, { status, ...patch });
+
+  const download = downloadLogic({ logger, stats, clock, report, fetchDeps, flights: () => flights(), onStored: deps.onStored, tasks }, { startedAt, liveActors });
+
+  /** How long work found without an asker (resumed at start, taken over) waits for one. */
+  const graceMs = deps.orphanGraceMs ?? ORPHAN_GRACE_MS;
+  const actions = supervisorActions({ report, stats, logger, clock, store, flights: () => flights(), send: (event) => supervisor.send(event) });
+  const supervisor = startSupervisor(actions, { config, download, shared: store.claims.shared, clock, orphanGraceMs: graceMs, coolingUntil });
+  const gate = new GateShown(supervisor, store, clock);
   // A host that reopens (or lets its probe through) queues the URLs parked for it.
   const unsubscribe = gates?.onChange(() => {
     if (supervisor.getSnapshot().status === 'active') supervisor.send({ type: 'UNPARK' });
@@ -347,38 +518,8 @@ export function createDownloads(deps: DownloadsDeps): Downloads {
 
   /** The administrator's retries: never dropped (nobody leaves on its behalf). */
   const adminRetry: Asker = { kind: 'admin', bulk: true };
-  const outputOf = (given: Answer) => ('output' in given ? Promise.resolve(given.output) : given.flight.done);
 
-  const askMany = (urls: readonly string[], asker: Asker, leaveAfterMs?: number): Asked[] => {
-    const asked: Asked[] = new Array<Asked>(urls.length);
-    if (urls.length === 0) return asked;
-    // Which URLs join a download in flight is known before the event (for the coalesced count).
-    const all = flights();
-    for (let i = 0; i < urls.length; i++) {
-      const url = urls[i]!;
-      asked[i] = { done: undefined as unknown as Promise<DownloadOutput>, coalesced: all.remembered(url) === undefined && all.has(url) };
-    }
-    // The URLs go to the supervisor as one event.
-    let answers: Answer[] | undefined;
-    let deferred: ((answers: Answer[]) => void) | undefined;
-    supervisor.send({
-      type: 'REQUEST',
-      urls,
-      asker,
-      ...(leaveAfterMs === undefined ? {} : { leaveAfterMs }),
-      reply: (given) => {
-        if (deferred) deferred(given);
-        else answers = given;
-      },
-    });
-    // The supervisor replies at once unless it is busy with another event (then it
-    // replies when it gets to this one).
-    const later = answers === undefined ? new Promise<Answer[]>((resolve) => (deferred = resolve)) : undefined;
-    for (let k = 0; k < urls.length; k++) {
-      asked[k]!.done = answers !== undefined ? outputOf(answers[k]!) : later!.then((given) => outputOf(given[k]!));
-    }
-    return asked;
-  };
+  const askMany = (urls: readonly string[], asker: Asker, leaveAfterMs?: number) => askVia(supervisor, urls, asker, leaveAfterMs);
 
   return {
     askMany: (urls, asker) => askMany(urls, asker),
@@ -393,26 +534,10 @@ export function createDownloads(deps: DownloadsDeps): Downloads {
     },
     status: () => gateStatus(supervisor.getSnapshot()),
     tardyReasons: () => supervisor.getSnapshot().context.tardyReasons,
-    statusDetail() {
-      const snapshot = supervisor.getSnapshot();
-      const status = gateStatus(snapshot);
-      const since = status === shown.status ? shown.since : clock.now();
-      if (status === 'tardy') {
-        const reasons = snapshot.context.tardyReasons;
-        return { status, since, why: reasons.length > 0 ? `over a resource limit: ${reasons.join('; ')}` : 'over a resource limit' };
-      }
-      if (status === 'paused') return { status, since, why: `paused by the administrator${pausedBy ? ` on node ${pausedBy}` : ' (the stored pause switch)'}` };
-      return { status, since, why: null };
-    },
+    statusDetail: () => gate.detail(),
     counts,
     restore(unfinished, failures, now = clock.now()) {
-      for (const task of failures) {
-        const ttlMs = (task.finishedAt ?? task.updatedAt) + config.failTtl * 1000 - now;
-        if (ttlMs <= 0 || (task.status !== 'error' && task.status !== 'tle')) continue;
-        const error = { code: task.status === 'tle' ? 'tle' : (task.errorCode ?? 'network'), message: task.errorMessage ?? 'failed' };
-        if (!isRemembered(error.code)) continue;
-        supervisor.send({ type: 'REMEMBER', url: task.url, output: { url: task.url, status: 'error', error }, ttlMs });
-      }
+      rememberFailures(supervisor, failures, config.failTtl * 1000, now);
       // Held for the grace, so that askers coming back (reconnecting clients, resumed jobs) join them.
       if (unfinished.length > 0) askMany(unfinished.map((task) => task.url), { kind: 'resumed', bulk: true }, graceMs);
       return unfinished.length;
@@ -442,36 +567,14 @@ export function createDownloads(deps: DownloadsDeps): Downloads {
       const stored = await store.cluster.pauseSwitch();
       if (stored.paused) {
         supervisor.send({ type: 'PAUSE' });
-        // Paused before this start: since when, and by whom, as the switch recorded it.
-        pausedBy = stored.by ?? undefined;
-        if (stored.since !== null && shown.status === 'paused') shown = { status: 'paused', since: stored.since };
+        gate.pausedBefore(stored);
       }
       await cluster.start();
     },
     async shutdown(graceMs: number) {
       unsubscribe?.();
-      watchGate.unsubscribe();
-      store.events.off('gate', onGate);
-      supervisor.send({ type: 'SHUTDOWN' });
-      // The grace runs on the clock: `waitFor`'s own timeout would be node's timer.
-      const graceOver = new AbortController();
-      const grace = clock.setTimeout(() => graceOver.abort(), graceMs);
-      try {
-        await waitFor(supervisor, (snapshot) => snapshot.context.flights.size === 0, { timeout: Infinity, signal: graceOver.signal });
-      } catch {
-        const left = [...flights().values()].flatMap((flight) => (flight.ref ? [flight.ref] : []));
-        logger.warn('stopping downloads still running after the grace period; the next start resumes them', { count: left.length });
-        for (const ref of left) {
-          ref.stop();
-          liveActors.delete(ref);
-        }
-      } finally {
-        clock.clearTimeout(grace);
-      }
-      // Downloads that ended in this turn, gathered for the supervisor: their askers hear of them before it stops.
-      const { finishing } = supervisor.getSnapshot().context;
-      if (finishing.length > 0) supervisor.send({ type: 'FINISHED', finished: finishing.splice(0) });
-      supervisor.stop();
+      gate.close();
+      await stopSupervisor(supervisor, graceMs, { clock, logger, liveActors });
       await cluster.stop();
       await tasks.flush();
       // Whatever is left unfinished is for the next start, or at once for another node.

@@ -14,6 +14,7 @@ export type {
   JobSummary,
   NewDeletion,
   NodeReport,
+  PauseSwitch,
   Store,
   StoreEventMap,
   TaskChange,
