@@ -378,7 +378,7 @@ test('one source for every figure shown twice: downloads, a pause, a node killed
       await openDashboard(other, tardy.url, TOKEN);
       await waitForText(other, '#status', 'tardy');
       // Memory is named; on a busy machine another limit (the load's) may be named beside it.
-      const text = await waitForMatch(other, '#gate-banner', /^Downloads are held: the service is tardy since \d\d:\d\d:\d\d \(\d+ (s|min \d+ s) ago\), over a resource limit: (.+; )?memory \d+% used > --mem-limit 1%(; .+)?\. New downloads wait \(held\) until it is back under its limits\.$/);
+      const text = await waitForMatch(other, '#gate-banner', /^Downloads are held: the service is tardy since \d\d:\d\d:\d\d \(\d+ (s|min \d+ s) ago\), over a resource limit: (.+; )?memory [\d.]+% used > --mem-limit 1%(; .+)?\. New downloads wait \(held\) until it is back under its limits\.$/);
       assert.doesNotMatch(text, /paused/);
       assert.doesNotMatch((await other.textContent('#h-queue'))! + (await other.textContent('.queue-counts'))!, /held while paused/);
       await waitForText(other, '#held-label', 'held (tardy: over a resource limit)');
