@@ -1,61 +1,11 @@
 /**
- * The one TypeORM DataSource, for the service and for the TypeORM CLI
- * (`npx typeorm -d ormconfig.ts migration:show` with a TypeScript loader).
- *
- * `--db` picks the database: a `postgres://…` URL (several nodes share it) or a
- * SQLite file through the `better-sqlite3` driver with WAL on. The schema is
- * built by the migrations in src/store/migrations.ts, never by `synchronize`.
+ * The TypeORM DataSource for the TypeORM CLI (`npx typeorm -d ormconfig.ts
+ * migration:show` with a TypeScript loader): the database the service would
+ * open with the same environment, made by the store's one factory
+ * (src/store/dataSource.ts).
  */
 import path from 'node:path';
-import { DataSource } from 'typeorm';
-import { ClusterSecretEntity, CoverEntity, DeletionEntity, JobEntity, NodeEntity, SettingEntity, TaskEntity, TaskEventEntity } from './src/store/entities.js';
-import { migrations } from './src/store/migrations.js';
+import { createDataSource } from './src/store/dataSource.js';
 
-export interface DataSourceSettings {
-  /** `postgres://…`, a SQLite file path, `sqlite:PATH`, or `:memory:`. */
-  db: string;
-}
-
-const entities = [CoverEntity, TaskEntity, DeletionEntity, NodeEntity, SettingEntity, JobEntity, ClusterSecretEntity, TaskEventEntity];
-
-/** Whether `db` names a PostgreSQL database. */
-export function isPostgresUrl(db: string): boolean {
-  return /^postgres(ql)?:\/\//i.test(db);
-}
-
-export function createDataSource(settings: DataSourceSettings): DataSource {
-  if (isPostgresUrl(settings.db)) {
-    return new DataSource({
-      type: 'postgres',
-      url: settings.db,
-      entities,
-      migrations,
-      migrationsRun: false,
-      synchronize: false,
-      logging: false,
-      extra: { max: 10, application_name: 'coverhelper' },
-    });
-  }
-  const database = settings.db.replace(/^sqlite:(\/\/)?/, '');
-  return new DataSource({
-    type: 'better-sqlite3',
-    database,
-    enableWAL: database !== ':memory:',
-    timeout: 10_000,
-    // Queries differ by their IN-list lengths; a larger cache keeps them prepared.
-    statementCacheSize: 1000,
-    prepareDatabase: (db: { pragma: (sql: string) => unknown }) => {
-      db.pragma('synchronous = NORMAL');
-      db.pragma('foreign_keys = ON');
-    },
-    entities,
-    migrations,
-    migrationsRun: false,
-    synchronize: false,
-    logging: false,
-  });
-}
-
-/** For the CLI: the database the service would open with the same environment. */
 const dataDir = process.env.COVERHELPER_DATA_DIR ?? './data';
 export default createDataSource({ db: process.env.COVERHELPER_DB ?? path.join(dataDir, 'coverhelper.sqlite') });

@@ -26,7 +26,7 @@ import { Stats } from './stats.js';
 import { openStore, sweepTemp, TEMP_DIR } from './store/index.js';
 import type { OpenStore, Store } from './store/index.js';
 import { StartError } from './errors.js';
-import { bindPort, checkWritable, databaseError, joinError, readApiCookie } from './startChecks.js';
+import { bindPort, checkWritable, databaseError, joinError, readApiCookie } from './preflight.js';
 import { Reresolver } from './downloads/reresolve.js';
 import { userAgent, version } from './version.js';
 import { HostGates } from './upstream/hostGates.js';
@@ -344,7 +344,7 @@ async function resumeWork(parts: Parts, opened: { close(): Promise<void> }[]): P
   const { covers, tasks, deletions } = store;
   opened.push({ close: () => parts.callbacks.close() });
   // Before anything runs: the guard's first verdict, then what the last run left.
-  await guard.check();
+  await guard.sample();
   // One process per SQLite file: no claim can be alive. Several nodes: claims run out by themselves.
   if (!store.claims.shared) await deletions.releaseClaims();
   const done = await deletionRunner.runOnce();
@@ -429,7 +429,7 @@ async function serve(parts: Parts, bound: Server, opened: { close(): Promise<voi
       stats,
       clock,
       health: async () => {
-        const sample = guard.latest ?? (await guard.check());
+        const sample = guard.latest ?? (await guard.sample());
         const counts = downloads.counts();
         const status = downloads.status();
         // Hosts that cooled within the hour (absent when none, like `reasons`). A cooling host

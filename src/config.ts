@@ -18,6 +18,7 @@ import ipaddr from 'ipaddr.js';
 import { closestMatch } from 'leven';
 import { ConfigError } from './errors.js';
 import { DEFAULT_FORMATS, DEFAULT_WIDTHS, VARIANT_FORMATS, variantFormatOf } from './images/variants.js';
+import type { ResizeSpec } from './images/processImage.js';
 import type { VariantFormat } from './images/variants.js';
 import { MASK, maskSecrets } from './secrets.js';
 import { DEFAULT_HOST_LIMITS, parseHostLimits } from './upstream/hostLimits.js';
@@ -28,10 +29,8 @@ export type LogLevel = 'error' | 'warn' | 'info' | 'debug';
 /** `--proxy`: whether the proxy prefix is served, and whether it may be open (`--allow-hosts *`). */
 export type ProxyMode = 'on' | 'off' | 'open';
 
-export interface ResizeSpec {
-  width: number;
-  height: number;
-}
+/** `--resize WxH`: the default variant's box (declared with the image code that uses it). */
+export type { ResizeSpec };
 
 export interface Config {
   /** Bind address. Default `127.0.0.1`. */

@@ -7,7 +7,6 @@
  * (`isRetryable`), and nowhere else.
  */
 import type { ResultErrorCode } from '@coverhelper/client/protocol';
-import { UpstreamRefusal } from './upstream/types.js';
 
 /** The error codes of results (`result.error.code`): the protocol module's one list. */
 export type ErrorCode = ResultErrorCode;
@@ -117,6 +116,25 @@ export function isRetryable(error: { code: ErrorCode; detail?: number | undefine
   if (error.code === 'http_status') return error.detail !== undefined && retryableStatuses.has(error.detail);
   if (error.code === 'resolve_failed') return error.detail !== undefined && retryableBilibiliCodes.has(error.detail);
   return retryableByCode[error.code];
+}
+
+/**
+ * An upstream refused for rate or risk reasons (HTTP 412/429/503, or a bilibili
+ * API answer with code -412, -352, -799 or -509). Not the URL's failure: its
+ * host cools down (src/upstream/) and the URL is fetched again when the host reopens.
+ */
+export class UpstreamRefusal extends Error {
+  constructor(
+    /** The host that refused (lower case, no port). */
+    readonly host: string,
+    /** What it answered, for the log and the operator: `HTTP 429`, `API code -352`. */
+    readonly why: string,
+    /** Its `Retry-After`, in ms, when it sent one. */
+    readonly retryAfterMs?: number,
+  ) {
+    super(`${host} refused: ${why}`);
+    this.name = 'UpstreamRefusal';
+  }
 }
 
 /**

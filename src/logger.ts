@@ -6,7 +6,6 @@
  * a URL reaches the log. Call `closeLogger` before exiting so nothing is lost.
  */
 import winston from 'winston';
-import type { Config } from './config.js';
 import { maskSecrets } from './secrets.js';
 
 /** winston's key of the finished line (triple-beam's MESSAGE). */
@@ -21,7 +20,13 @@ const masked = winston.format((info) => {
 
 export type Logger = winston.Logger;
 
-export function createLogger(options: Pick<Config, 'logLevel' | 'logFormat'>, stream: NodeJS.WritableStream = process.stdout): Logger {
+/** What the logger takes of the configuration (`--log-level`, `--log-format`). */
+export interface LoggerOptions {
+  logLevel: 'error' | 'warn' | 'info' | 'debug';
+  logFormat: 'pretty' | 'json';
+}
+
+export function createLogger(options: LoggerOptions, stream: NodeJS.WritableStream = process.stdout): Logger {
   const line =
     options.logFormat === 'json'
       ? winston.format.json()

@@ -10,7 +10,8 @@ import sharp from 'sharp';
 import { avifSize, coverVariants, MAX_LISTED } from '../src/admin/coverVariants.js';
 import { renderVariant } from '../src/images/variants.js';
 import type { VariantSpec } from '../src/images/variants.js';
-import { variantPathOf, writeCoverFile } from '../src/store/index.js';
+import { variantPathOf } from '../src/images/variants.js';
+import { writeCoverFile } from '../src/store/index.js';
 import { makeImage } from './helpers/origin.js';
 import { tempDir } from './helpers/tempDir.js';
 

@@ -11,7 +11,7 @@ import path from 'node:path';
 import { describe, it } from 'node:test';
 import { StartError } from '../src/errors.js';
 import { maskSecrets } from '../src/secrets.js';
-import { readApiCookie } from '../src/startChecks.js';
+import { readApiCookie } from '../src/preflight.js';
 import { userAgent } from '../src/version.js';
 import { startOrigin } from './helpers/origin.js';
 import { runService, startService } from './helpers/service.js';

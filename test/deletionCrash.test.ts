@@ -1,7 +1,7 @@
 /**
  * A SIGKILL between any two steps of a deletion leaves nothing dangling after
  * the next start. The real process kills itself at a named point
- * (COVERHELPER_CRASH_AT, see src/maintenance/crashPoints.ts), exactly as an
+ * (COVERHELPER_CRASH_AT, see src/crashPoints.ts), exactly as an
  * outside `kill -9` would at that moment; the deletion comes from expiry with a
  * tiny --max-age-hours.
  */

@@ -18,7 +18,7 @@ import path from 'node:path';
 import { describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import sharp from 'sharp';
-import { ImportProgress } from '../src/legacy/importProgress.js';
+import { ImportProgress } from '../src/legacyImport/index.js';
 import { makeImage, startOrigin } from './helpers/origin.js';
 import type { Origin } from './helpers/origin.js';
 import { root, runImportTool, startService } from './helpers/service.js';

@@ -59,7 +59,7 @@ describe('resource guard', () => {
 
     // A limit this machine is already above: any disk in use is more than 0%.
     app.guard.setLimits({ diskLimit: 0 });
-    await app.guard.check();
+    await app.guard.sample();
     assert.equal(app.downloads.status(), 'tardy');
     const health = (await (await fetch(`${app.url}/healthz`)).json()) as { status: string; reasons: string[] };
     assert.equal(health.status, 'tardy');
@@ -73,7 +73,7 @@ describe('resource guard', () => {
     assert.equal(origin.hits.get('/img/guard-held.jpg'), undefined, 'nothing new is fetched while tardy');
 
     app.guard.setLimits({ diskLimit: 100 });
-    await app.guard.check();
+    await app.guard.sample();
     assert.equal(app.downloads.status(), 'ready');
     const results = await waiting;
     assert.deepEqual(results.map((r) => r.status), ['ok', 'ok']);

@@ -10,7 +10,7 @@ import { readdir, readFile, writeFile, mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { DataSource } from 'typeorm';
-import { createDataSource } from '../ormconfig.js';
+import { createDataSource } from '../src/store/dataSource.js';
 import { systemClock, TestClock } from '../src/clock.js';
 import type { Clock } from '../src/clock.js';
 import { CoverEntity, coverPath, migrations, openCoverFile, resolveInside, sweepTemp, writeCoverFile, TEMP_DIR } from '../src/store/index.js';

@@ -5,7 +5,7 @@ import { describe, it } from 'node:test';
 import sharp from 'sharp';
 import { CoverError } from '../src/errors.js';
 import { decodeBudget } from '../src/images/index.js';
-import { DEFAULT_FORMATS, DEFAULT_WIDTHS, MAX_DIMENSION, renderVariant, specFromRequest, VariantRequestError, variantKey } from '../src/images/variants.js';
+import { DEFAULT_FORMATS, DEFAULT_WIDTHS, MAX_DIMENSION, renderVariant, specFromRequest, VariantRequestError, variantKey, variantPathOf } from '../src/images/variants.js';
 import type { VariantSpec } from '../src/images/variants.js';
 import {
   coverPathOfVariant,
@@ -15,7 +15,6 @@ import {
   openCoverFile,
   originalPathOf,
   removeCoverFiles,
-  variantPathOf,
   writeCoverFile,
 } from '../src/store/index.js';
 import { makeImage } from './helpers/origin.js';

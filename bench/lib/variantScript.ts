@@ -24,8 +24,8 @@
  */
 import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { DEFAULT_FORMATS, DEFAULT_WIDTHS, renderVariant, specFromRequest } from '../../src/images/variants.js';
-import { variantPathOf, writeCoverFile } from '../../src/store/coverFiles.js';
+import { DEFAULT_FORMATS, DEFAULT_WIDTHS, renderVariant, specFromRequest, variantPathOf } from '../../src/images/variants.js';
+import { writeCoverFile } from '../../src/store/coverFiles.js';
 import { inTurns, serveScript } from './imageCache.js';
 import { PHOTO_HEIGHT, PHOTO_WIDTH } from './photoImages.js';
 

@@ -36,10 +36,15 @@ import type { Sharp } from 'sharp';
 import { CoverError } from '../errors.js';
 import { encodeImage, FORMATS as formats } from './encode.js';
 import type { EncodedImage, EncodeFormat } from './encode.js';
-import type { ResizeSpec } from '../config.js';
 import { colorThumbnail, dominantOfPixels } from './dominantColor.js';
 import { readImageHeader } from './imageHeader.js';
 import { PixelBudget } from './pixelBudget.js';
+
+/** `--resize WxH`: the box of the default variant (a cover crop, never enlarged). */
+export interface ResizeSpec {
+  width: number;
+  height: number;
+}
 
 export type { EncodedImage } from './encode.js';
 

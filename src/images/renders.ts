@@ -46,11 +46,11 @@ import { systemClock } from '../clock.js';
 import type { Clock } from '../clock.js';
 import { CoverError } from '../errors.js';
 import type { Logger } from '../logger.js';
-import { crashPoint } from '../maintenance/crashPoints.js';
-import { listVariantFiles, openStoredFile, removeVariantFiles, statStoredFiles, variantPathOf, writeCoverFile } from '../store/coverFiles.js';
+import { crashPoint } from '../crashPoints.js';
+import { listVariantFiles, openStoredFile, removeVariantFiles, statStoredFiles, writeCoverFile } from '../store/coverFiles.js';
 import type { CoverIndex } from '../store/ports.js';
 import { readImageHeader } from './imageHeader.js';
-import { renderVariant, variantContentType } from './variants.js';
+import { renderVariant, variantContentType, variantPathOf } from './variants.js';
 import type { VariantFormat, VariantSpec } from './variants.js';
 
 export type { RenderedVariant } from '../../machines/renderMachine.js';

@@ -3,7 +3,8 @@
  * the original kept beside it. Pure (no I/O but sharp): what to make
  * (`specFromRequest`, from a request's values), its name (`variantKey`), and the
  * making (`renderVariant`, within the shared decode budget, with the shared
- * encoder). Where variants are stored is `coverFiles.ts`'s (`variantPathOf`);
+ * encoder), and its stored path (`variantPathOf`, in the folder `coverFiles.ts`
+ * keeps beside each cover);
  * who makes them, once each, is the render supervisor's (`renders.ts`).
  *
  * A variant is never larger than its original: a request past it is scaled
@@ -13,6 +14,7 @@ import { CoverError } from '../errors.js';
 import { encodeImage } from './encode.js';
 import type { EncodedImage } from './encode.js';
 import { input, notImage, withinDecodeBudget } from './processImage.js';
+import { variantsFolderOf } from '../store/coverFiles.js';
 
 export type VariantFormat = 'jpeg' | 'png' | 'webp' | 'avif';
 export type VariantFit = 'cover' | 'contain' | 'inside' | 'outside' | 'fill';
@@ -74,6 +76,11 @@ export function variantKey(spec: VariantSpec): string {
   parts.push(spec.fit, spec.format);
   if (spec.quality !== undefined) parts.push(`q${spec.quality}`);
   return parts.join('-');
+}
+
+/** The stored path of the variant `spec` of the cover stored at `coverPath`: `<path>.variants/<key>.<ext>`, beside it (the folder is the store's). */
+export function variantPathOf(coverPath: string, spec: VariantSpec): string {
+  return `${variantsFolderOf(coverPath)}/${variantKey(spec)}.${variantExtension(spec.format)}`;
 }
 
 /**

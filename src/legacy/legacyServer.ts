@@ -29,7 +29,7 @@ import type { Logger } from '../logger.js';
 import { CheckSession } from '../sessions/index.js';
 import type { Stats } from '../stats.js';
 import { LegacyConversation, MAX_URL_STRING_BYTES } from './conversation.js';
-import { listenOn } from '../startChecks.js';
+import { listenOn } from '../preflight.js';
 import type { CheckResult } from '@coverhelper/client/protocol';
 
 /** How long a connection may stay silent while no check of it runs. */

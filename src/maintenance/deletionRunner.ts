@@ -26,7 +26,7 @@ import type { Clock, ClockTimer } from '../clock.js';
 import type { Logger } from '../logger.js';
 import { removeCoverFiles } from '../store/index.js';
 import type { CoverIndex, DeletionQueue, DeletionRow, RemoveOutcome, TaskLedger } from '../store/index.js';
-import { crashPoint } from './crashPoints.js';
+import { crashPoint } from '../crashPoints.js';
 
 export interface DeletionRunnerDeps {
   deletions: DeletionQueue;

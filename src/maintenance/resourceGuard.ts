@@ -44,7 +44,7 @@ export class ResourceGuard {
   }
 
   /** Takes a sample now and reports it. */
-  async check(): Promise<ResourceSample> {
+  async sample(): Promise<ResourceSample> {
     const sample = await (this.deps.sample ?? sampleResources)(this.deps.coversDir);
     this.latest = sample;
     this.deps.report(overLimits(sample, this.limits));
@@ -58,7 +58,7 @@ export class ResourceGuard {
 
   start(intervalMs: number): void {
     this.timer = this.clock.setInterval(() => {
-      this.check().catch((error: unknown) => this.deps.onError?.(error));
+      this.sample().catch((error: unknown) => this.deps.onError?.(error));
     }, intervalMs);
     this.timer.unref();
   }

@@ -21,12 +21,12 @@ import { CoverError } from '../errors.js';
 import { sendError } from '../http/index.js';
 import { CoverGoneError, RendersBusyError, TooManyVariantsError } from '../images/renders.js';
 import type { RenderedVariant, Renders } from '../images/renders.js';
-import { originalOf, specFromRequest, variantContentType, VariantRequestError } from '../images/variants.js';
+import { originalOf, specFromRequest, variantContentType, variantPathOf, VariantRequestError } from '../images/variants.js';
 import type { VariantFormat, VariantSpec } from '../images/variants.js';
 import type { Logger } from '../logger.js';
 import { clientAddress, clientKey } from '../proxy/index.js';
 import type { StartLimiter, TrustedProxies } from '../proxy/index.js';
-import { coverPathOfVariant, isOriginalPath, isVariantPath, openCoverFile, openStoredFile, storedPathOfUrl, variantPathOf } from '../store/index.js';
+import { coverPathOfVariant, isOriginalPath, isVariantPath, openCoverFile, openStoredFile, storedPathOfUrl } from '../store/index.js';
 import type { OpenCover } from '../store/index.js';
 import type { CoverIndex } from '../store/ports.js';
 

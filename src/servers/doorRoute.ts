@@ -117,7 +117,7 @@ export class Door {
   }
 
   /** `POST /api/check` (already authorised). */
-  async check(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  async serveApiCheck(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const value = await readJsonObject(req, res, MAX_FRAME_BYTES, '{"urls":[…]}', { clock: this.clock });
     if (value === undefined) return;
     const list = parseUrlList(value.urls, this.deps.maxBatch);

@@ -25,7 +25,7 @@ import { ResultRounds } from './resultRounds.js';
 import type { ProxyRoute } from './proxyRoute.js';
 import { serviceRoutes, UNAUTHORIZED_MESSAGE } from './routes.js';
 import type { CoverVariantDeps } from './coverRoute.js';
-import { endStarting } from '../startChecks.js';
+import { endStarting } from '../preflight.js';
 import { MAX_FRAME_BYTES } from '@coverhelper/client/protocol';
 
 /** How long a WebSocket peer has to answer the closing handshake at shutdown. */

@@ -81,7 +81,7 @@ export function serviceRoutes(deps: ServiceRouteDeps): RouteTable {
         : serveCover(req, res, params['*'] ?? '', deps.coversDir),
     )
     .get('/c/*', (req, res, { params }) => deps.door.cover(req, res, params['*'] ?? ''))
-    .post('/api/check', (req, res) => deps.door.check(req, res), client)
+    .post('/api/check', (req, res) => deps.door.serveApiCheck(req, res), client)
     .get('/healthz', async (_req, res, { url }) => {
       // `?strict=1` is for load balancers that should send nothing to a node not ready (tardy, paused).
       const health = await deps.health();

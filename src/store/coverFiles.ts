@@ -15,7 +15,7 @@
  *
  * Its variants (sizes and formats made on demand from the original) sit in a
  * folder beside it, `variantsFolderOf(path)`: `<path>.variants/<key>.<ext>`
- * (`variantPathOf`; the key is `variantKey`'s, `[a-z0-9-]` only). One folder
+ * (`variantPathOf` in src/images/variants.ts; the key is `variantKey`'s, `[a-z0-9-]` only). One folder
  * per cover, so listing or removing a cover's variants never reads the whole
  * host folder. `.variants` is longer than any cover's extension, so the folder
  * cannot be another cover's path. Variants are served as they are (unlike
@@ -35,8 +35,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { systemClock } from '../clock.js';
-import { variantExtension, variantKey } from '../images/variants.js';
-import type { VariantSpec } from '../images/variants.js';
 import { createFile, listFiles, makeFolder, moveFile, openFile, PathRefusedError, plainSegments, removePath, statFiles, sweepFolder } from './pathGuard.js';
 import type { FileStat, OpenedFile, RemoveOutcome } from './pathGuard.js';
 
@@ -95,10 +93,6 @@ export function variantsFolderOf(relPath: string): string {
 const VARIANTS_SUFFIX = '.variants';
 const VARIANT_FILE = /^[a-z0-9-]+\.(jpg|png|webp|avif)$/;
 
-/** The stored path of the variant `spec` of the cover stored at `coverPath`. */
-export function variantPathOf(coverPath: string, spec: VariantSpec): string {
-  return `${variantsFolderOf(coverPath)}/${variantKey(spec)}.${variantExtension(spec.format)}`;
-}
 
 /** Whether a stored path names a variant (`variantPathOf`). */
 export function isVariantPath(relPath: string): boolean {

@@ -25,7 +25,7 @@ export type {
 } from './ports.js';
 export { ClusterSecretEntity, CoverEntity, DeletionEntity, JobEntity, NodeEntity, SettingEntity, TaskEntity, TaskEventEntity } from './entities.js';
 export type { ClusterSecretRow, CoverRow, DeletionRow, JobRow, NodeRow, TaskEventRow, TaskRow } from './entities.js';
-export { coverPath, coverPathOfVariant, isOriginalPath, isVariantPath, listVariantFiles, openCoverFile, removeVariantFiles, storedPathOfUrl, variantPathOf, variantsFolderOf, openStoredFile, originalPathOf, removeCoverFile, removeCoverFiles, resolveInside, sha256, statStoredFiles, sweepTemp, writeCoverFile, TEMP_DIR } from './coverFiles.js';
+export { coverPath, coverPathOfVariant, isOriginalPath, isVariantPath, listVariantFiles, openCoverFile, removeVariantFiles, storedPathOfUrl, variantsFolderOf, openStoredFile, originalPathOf, removeCoverFile, removeCoverFiles, resolveInside, sha256, statStoredFiles, sweepTemp, writeCoverFile, TEMP_DIR } from './coverFiles.js';
 export type { OpenCover } from './coverFiles.js';
 export { createFile, inspectFile, makeFolder, moveFile, openFile, PathRefusedError, plainSegments, removePath, statFiles, sweepFolder } from './pathGuard.js';
 export type { FileStat, OpenedFile, OpenRefusal, RemoveOutcome, Segments } from './pathGuard.js';

@@ -5,7 +5,7 @@
  * `Store.events` this node's own writes emit (with `remote: true`).
  */
 import { EventEmitter } from 'node:events';
-import { createDataSource, isPostgresUrl } from '../../ormconfig.js';
+import { createDataSource, isPostgresUrl } from './dataSource.js';
 import { systemClock } from '../clock.js';
 import type { Clock } from '../clock.js';
 import { SqlClaims } from './claims.js';

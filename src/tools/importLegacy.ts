@@ -7,7 +7,7 @@
  *
  * Prints each skipped row and the progress on stderr, and one summary line on
  * stdout. Safe while the service runs on the same database (see
- * src/legacy/importLegacy.ts and docs/MIGRATING.md).
+ * src/legacyImport/importCovers.ts and docs/MIGRATING.md).
  *
  * Exit codes: 0 done (skipped rows are reported, not failures), 1 the DB, DIR
  * or the store cannot be used, or the run stopped on a storage failure (run it
@@ -23,10 +23,9 @@ import { systemClock } from '../clock.js';
 import { isBooleanWord, options, parseArgsOptions, parseCommandLine, resolveConfig } from '../config.js';
 import type { Config, OptionSpec } from '../config.js';
 import { ConfigError } from '../errors.js';
-import { importLegacy, LegacyDbError, openLegacyDb, summaryLine } from '../legacy/importLegacy.js';
-import { ImportProgress } from '../legacy/importProgress.js';
+import { ImportProgress, importLegacy, LegacyDbError, openLegacyDb, summaryLine } from '../legacyImport/index.js';
 import { maskSecrets } from '../secrets.js';
-import { checkWritable, databaseError } from '../startChecks.js';
+import { checkWritable, databaseError } from '../preflight.js';
 import { TEMP_DIR } from '../store/coverFiles.js';
 
 const NAME = 'import-legacy';

@@ -1,5 +1,5 @@
 /**
- * What a start checks before it touches the database, each failure a
+ * The preflight: what a start checks before it touches the database, each failure a
  * `StartError` that says what failed, where, and what to do (`main` prints it
  * as one line and exits 1):
  *
