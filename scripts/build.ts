@@ -11,7 +11,7 @@
  * its package.json and node_modules), so that the modules find their packages.
  */
 import { execFileSync } from 'node:child_process';
-import { cpSync, readdirSync, rmSync } from 'node:fs';
+import { cpSync, existsSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -24,8 +24,16 @@ rmSync(outDir, { recursive: true, force: true });
 const tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc');
 execFileSync(process.execPath, [tsc, '-p', path.join(root, 'tsconfig.build.json'), '--outDir', outDir], { stdio: 'inherit' });
 // The service imports the client package (a workspace, linked in node_modules) for the wire
-// protocol: its JavaScript is client/dist/, built here as `npm install` builds it.
-execFileSync(process.execPath, [tsc, '-p', path.join(root, 'client', 'tsconfig.json')], { stdio: 'inherit' });
+// protocol: its JavaScript is client/dist/, built as `npm install` builds it, here when a
+// source is newer than it (not rewritten under a process that is reading it).
+const newest = (dir: string, ext: string) =>
+  readdirSync(dir, { recursive: true, withFileTypes: true })
+    .filter((entry) => entry.isFile() && entry.name.endsWith(ext))
+    .reduce((most, entry) => Math.max(most, statSync(path.join(entry.parentPath, entry.name)).mtimeMs), 0);
+const clientDist = path.join(root, 'client', 'dist');
+if (!existsSync(clientDist) || newest(path.join(root, 'client', 'src'), '.ts') > newest(clientDist, '.js')) {
+  execFileSync(process.execPath, [tsc, '-p', path.join(root, 'client', 'tsconfig.json')], { stdio: 'inherit' });
+}
 
 let assets = 0;
 for (const entry of readdirSync(path.join(root, 'src'), { recursive: true, withFileTypes: true })) {
