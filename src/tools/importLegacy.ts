@@ -147,7 +147,6 @@ async function main(): Promise<void> {
     fail(error instanceof Error ? error.message : String(error), 1);
   }
 
-  say(`${NAME}: ${legacy.count} rows of ${dbFile}, files under ${dir}, into ${store.location} and ${config.coversDir}`);
   // The tool is an edge: its one clock is the system's.
   const clock = systemClock;
   const started = clock.now();
@@ -159,6 +158,8 @@ async function main(): Promise<void> {
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  // Said once a stop is handled: a SIGINT from here on finishes the rows begun (exit 130).
+  say(`${NAME}: ${legacy.count} rows of ${dbFile}, files under ${dir}, into ${store.location} and ${config.coversDir}`);
   const labels = { missing: 'missing file', notImage: 'not an image', refused: 'refused' } as const;
   const clip = (text: string) => JSON.stringify(text.length > 300 ? `${text.slice(0, 300)}…` : text);
   let result;
