@@ -12,7 +12,7 @@ import type { WebSocket } from 'ws';
 import { systemClock } from '../clock.js';
 import type { Clock, ClockTimer } from '../clock.js';
 import type { TaskChange } from '../store/index.js';
-import type { AdminFrame, JobEvent, JobFrame, SnapshotFrame, StatsBody, StatsFrame, TaskEvent, TaskFrame } from '../wire/adminStream.js';
+import type { AdminFrame, JobUpdate, JobFrame, SnapshotFrame, StatsBody, StatsFrame, TaskEvent, TaskFrame } from '../wire/adminStream.js';
 
 /** A task change, as the admin stream's `task` frame shows it (without `type`): declared by the wire contract. */
 export type { TaskEvent };
@@ -40,7 +40,7 @@ export interface AdminFeed {
   /** Registers a task listener; returns the function that removes it. */
   onTask(listener: (event: TaskEvent) => void): () => void;
   /** Registers a listener of archive job changes (`job` frames); returns the function that removes it. */
-  onJob?(listener: (event: JobEvent) => void): () => void;
+  onJob?(listener: (event: JobUpdate) => void): () => void;
 }
 
 export interface AdminSocketOptions {

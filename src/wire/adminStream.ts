@@ -102,7 +102,7 @@ export interface StatsBody extends GateShown, Counters {
 }
 
 /** A job change, as the `job` frame shows it (without `type`). */
-export type JobEvent = JobJson & { at: string };
+export type JobUpdate = JobJson & { at: string };
 
 export type SnapshotFrame = { type: 'snapshot' } & GateShown & {
   tasks: SnapshotTask[];
@@ -111,7 +111,7 @@ export type SnapshotFrame = { type: 'snapshot' } & GateShown & {
 };
 export type TaskFrame = { type: 'task' } & TaskEvent;
 export type StatsFrame = { type: 'stats' } & StatsBody;
-export type JobFrame = { type: 'job' } & JobEvent;
+export type JobFrame = { type: 'job' } & JobUpdate;
 
 /** Every frame of `/admin/ws`. */
 export type AdminFrame = SnapshotFrame | TaskFrame | StatsFrame | JobFrame;
