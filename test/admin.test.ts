@@ -18,6 +18,7 @@ import type { Service } from './helpers/service.js';
 import { tempDir } from './helpers/tempDir.js';
 import { connect } from './helpers/wsClient.js';
 import type { Frame } from './helpers/wsClient.js';
+import type { StatsFrame, Summary, TaskDetail, TaskJson, TimelineEvent } from '../src/wire/adminStream.js';
 
 type TestContext = Parameters<typeof tempDir>[0];
 const TOKEN = 'admin-secret-for-tests';
@@ -183,7 +184,7 @@ describe('admin stream', () => {
     assert.deepEqual(failed.error, { code: 'http_status', message: 'HTTP 404' });
     assert.equal((seen.find((f) => f.url === hang && f.status === 'tle')!.error as { code: string }).code, 'tle');
 
-    const stats = await admin.next((f) => f.type === 'stats' && (f.downloads as { tle: number }).tle === 1, 3000);
+    const stats = await admin.next((f) => f.type === 'stats' && (f as unknown as StatsFrame).downloads.tle === 1, 3000);
     for (const key of ['checks', 'hits', 'misses', 'coalesced', 'bytes', 'queued', 'downloading', 'connections']) assert.equal(typeof stats[key], 'number', key);
     assert.deepEqual(stats.downloads, { ok: 1, error: 1, tle: 1 });
     assert.equal(stats.status, 'ready');
@@ -248,15 +249,15 @@ describe('admin HTTP API: timeline, filters, fetch now, clear failed', () => {
     t.after(async () => void (await again.stop()));
     const detail = await api(again, 'GET', `/admin/api/task?url=${encodeURIComponent(failing)}`);
     assert.equal(detail.status, 200);
-    const timeline = detail.json!.timeline as Frame[];
+    const timeline = detail.json!.timeline as TimelineEvent[];
     assert.deepEqual(timeline, before.json!.timeline, 'the same timeline as before the restart');
-    const tries = timeline.filter((event) => (event.error as Frame | null)?.code === 'http_status').map((event) => [event.status, event.try, (event.error as Frame).message]);
+    const tries = timeline.filter((event) => event.error?.code === 'http_status').map((event) => [event.status, event.try, event.error!.message]);
     assert.equal(tries.length, 2, `both failed tries, with their errors: ${JSON.stringify(timeline)}`);
     assert.deepEqual(tries.map(([status, n]) => [status, n]), [['downloading', 1], ['error', 2]]);
     for (const [, , message] of tries) assert.match(message as string, /500/);
     // Queued, the download started (try 1), try 1 failed (and is tried again), the download failed (try 2).
     assert.deepEqual(timeline.map((event) => [event.status, event.try]), [['queued', null], ['downloading', 1], ['downloading', 1], ['error', 2]]);
-    assert.ok(timeline.every((event) => typeof event.node === 'string' && !Number.isNaN(Date.parse(event.at as string))));
+    assert.ok(timeline.every((event) => typeof event.node === 'string' && !Number.isNaN(Date.parse(event.at))));
   });
 
   it('filters tasks by error code and host, sorts by changed time or tries, and refuses unknown values by name', async (t) => {
@@ -269,7 +270,7 @@ describe('admin HTTP API: timeline, filters, fetch now, clear failed', () => {
     const tasks = async (query: string) => {
       const res = await api(service, 'GET', `/admin/api/tasks?${query}`);
       assert.equal(res.status, 200, `${query}: ${res.text}`);
-      return res.json!.tasks as Frame[];
+      return res.json!.tasks as TaskJson[];
     };
     const list = async (query: string) => (await tasks(query)).map((task) => task.url);
     assert.deepEqual(await list('code=http_status'), [missing]);
@@ -364,27 +365,27 @@ describe('admin HTTP API: what the dashboard asks', () => {
     const wild = `${origin.url}/img/100%25_off.jpg`;
     await ws.check('s', [plain, wild, `${origin.url}/status/404`]);
     const found = await api(service, 'GET', `/admin/api/tasks?q=${encodeURIComponent('search-me')}`);
-    assert.deepEqual((found.json!.tasks as Frame[]).map((task) => task.url), [plain]);
+    assert.deepEqual((found.json!.tasks as TaskJson[]).map((task) => task.url), [plain]);
     const literal = await api(service, 'GET', `/admin/api/tasks?q=${encodeURIComponent('%25_')}`);
-    assert.deepEqual((literal.json!.tasks as Frame[]).map((task) => task.url), [wild], '% and _ are not wildcards');
+    assert.deepEqual((literal.json!.tasks as TaskJson[]).map((task) => task.url), [wild], '% and _ are not wildcards');
     assert.equal((await api(service, 'GET', `/admin/api/tasks?q=${encodeURIComponent('_')}`)).json!.total, 1);
 
     const detail = await api(service, 'GET', `/admin/api/task?url=${encodeURIComponent(plain)}`);
     assert.equal(detail.status, 200);
-    const body = detail.json as { task: Frame; cover: Frame; timeline: Frame[] };
-    assert.equal(body.task.status, 'ok');
-    assert.equal(body.task.attempts, 1);
-    assert.equal(body.cover.source, 'download');
-    assert.match(body.cover.coverUrl as string, /^http:\/\/127\.0\.0\.1:\d+\/covers\//);
+    const body = detail.json as unknown as TaskDetail;
+    assert.equal(body.task!.status, 'ok');
+    assert.equal(body.task!.attempts, 1);
+    assert.equal(body.cover!.source, 'download');
+    assert.match(body.cover!.coverUrl, /^http:\/\/127\.0\.0\.1:\d+\/covers\//);
     // A slow download adds progress events ('downloading' again, with bytes): the steps are these, in this order.
-    const steps = body.timeline.map((event) => event.status as string).filter((status, i, all) => status !== all[i - 1]);
+    const steps = body.timeline.map((event) => event.status).filter((status, i, all) => status !== all[i - 1]);
     assert.deepEqual(steps, ['queued', 'downloading', 'ok']);
     assert.deepEqual([detail.json!.variants, detail.json!.variantsTotal], [[], 0], 'no variant made yet');
     assert.equal((await api(service, 'GET', `/admin/api/task?url=${encodeURIComponent(`${origin.url}/never`)}`)).status, 404);
 
     const summary = await api(service, 'GET', '/admin/api/summary');
     assert.deepEqual(summary.json!.tasks, { waiting: 0, queued: 0, downloading: 0, ok: 2, error: 1, tle: 0 });
-    assert.equal((summary.json!.covers as Frame).count, 2);
+    assert.equal((summary.json as unknown as Summary).covers.count, 2);
   });
 
   it('retries every failed task at once', async (t) => {
@@ -407,8 +408,8 @@ describe('admin HTTP API: what the dashboard asks', () => {
     assert.equal((await api(service, 'POST', `/admin/api/cancel?url=${encodeURIComponent(running)}`)).status, 202);
     const { done } = await asked;
     assert.deepEqual((done.results as Frame[]).map((r) => (r.error as { code: string }).code), ['cancelled', 'cancelled']);
-    const tasks = (await api(service, 'GET', '/admin/api/tasks?status=error')).json!.tasks as Frame[];
-    assert.deepEqual(tasks.map((task) => (task.error as { code: string }).code).sort(), ['cancelled', 'cancelled']);
+    const tasks = (await api(service, 'GET', '/admin/api/tasks?status=error')).json!.tasks as TaskJson[];
+    assert.deepEqual(tasks.map((task) => task.error!.code).sort(), ['cancelled', 'cancelled']);
     assert.equal((await api(service, 'POST', `/admin/api/cancel?url=${encodeURIComponent(queued)}`)).status, 404, 'nothing left to cancel');
     origin.release();
     assert.equal((await ws.check('again', [running, queued])).done.ok, 2, 'not remembered: downloaded when asked again');
@@ -423,12 +424,12 @@ describe('admin HTTP API', () => {
     await ws.check('c', [`${origin.url}/img/list-2.jpg`]);
     await waitUntil(async () => ((await api(service, 'GET', '/admin/api/tasks')).json!.total as number) === 3 && ((await api(service, 'GET', '/admin/api/tasks?status=ok')).json!.total as number) === 2, 'three tasks written');
     const all = (await api(service, 'GET', '/admin/api/tasks')).json!;
-    assert.deepEqual((all.tasks as Frame[]).map((task) => task.url), [`${origin.url}/img/list-2.jpg`, `${origin.url}/status/404`, `${origin.url}/img/list-1.jpg`]);
+    assert.deepEqual((all.tasks as TaskJson[]).map((task) => task.url), [`${origin.url}/img/list-2.jpg`, `${origin.url}/status/404`, `${origin.url}/img/list-1.jpg`]);
     const errors = (await api(service, 'GET', '/admin/api/tasks?status=error')).json!;
     assert.equal(errors.total, 1);
-    assert.deepEqual((errors.tasks as Frame[])[0]!.error, { code: 'http_status', message: 'HTTP 404' });
+    assert.deepEqual((errors.tasks as TaskJson[])[0]!.error, { code: 'http_status', message: 'HTTP 404' });
     const page = (await api(service, 'GET', '/admin/api/tasks?limit=1&offset=1')).json!;
-    assert.deepEqual([(page.tasks as Frame[]).length, (page.tasks as Frame[])[0]!.url, page.total], [1, `${origin.url}/status/404`, 3]);
+    assert.deepEqual([(page.tasks as TaskJson[]).length, (page.tasks as TaskJson[])[0]!.url, page.total], [1, `${origin.url}/status/404`, 3]);
     assert.equal((await api(service, 'GET', '/admin/api/tasks?status=nope')).status, 400);
     assert.equal((await api(service, 'GET', '/admin/api/tasks?limit=0')).status, 400);
   });

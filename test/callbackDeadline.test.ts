@@ -16,20 +16,10 @@ import { waitUntil } from './helpers/db.js';
 import { startOrigin } from './helpers/origin.js';
 import { startService } from './helpers/service.js';
 import { tempDir } from './helpers/tempDir.js';
+import type { CallbackBody, JobJson } from '../src/wire/jobs.js';
 
-interface Outcome {
-  ok: boolean;
-  attempts: number;
-  status?: number;
-  error?: string;
-  pending?: true;
-}
-
-interface Job {
-  id: string;
-  status: string;
-  callback?: { started?: Outcome; finished?: Outcome };
-}
+/** The job as the service answers it: the wire contract, not a copy. */
+type Job = JobJson;
 
 describe('job callbacks', () => {
   it('a receiver that answers 200 and then trickles its body is cut at the deadline, the try recorded and retried, and finished still goes out', async (t) => {
@@ -50,7 +40,7 @@ describe('job callbacks', () => {
       const chunks: Buffer[] = [];
       req.on('data', (chunk: Buffer) => chunks.push(chunk));
       req.on('end', () => {
-        const { event } = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { event: string };
+        const { event } = JSON.parse(Buffer.concat(chunks).toString('utf8')) as CallbackBody;
         const seen = tries.get(event) ?? [];
         tries.set(event, seen);
         const entry: { at: number; trickled: boolean; cutAfterMs?: number } = { at: Date.now(), trickled: seen.length === 0 };
@@ -87,7 +77,7 @@ describe('job callbacks', () => {
       body: JSON.stringify({ urls: [`${origin.url}/img/trickle.jpg`], callback, name: 'trickling receiver' }),
     });
     assert.equal(created.status, 201, await created.clone().text());
-    const { id } = (await created.json()) as { id: string };
+    const { id } = (await created.json()) as JobJson;
     const getJob = async () => (await (await fetch(`${service.url}/api/jobs/${id}`)).json()) as Job;
 
     // The cut try is recorded on the job while its retry waits.

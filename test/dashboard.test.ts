@@ -23,6 +23,8 @@ import { root, startService } from './helpers/service.js';
 import type { Service } from './helpers/service.js';
 import { connect } from './helpers/wsClient.js';
 import type { Frame, TestClient } from './helpers/wsClient.js';
+import type { NodesAnswer } from '../src/wire/adminStream.js';
+import type { JobJson } from '../src/wire/jobs.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const TOKEN = 'dashboard-test-token-7f3a9c';
@@ -470,7 +472,7 @@ test('the admin dashboard, in a real browser', { timeout: 240_000 }, async (t) =
   });
 
   await t.test('shows the nodes (one, on SQLite)', async () => {
-    const nodes = (await (await fetch(`${service.url}/admin/api/nodes`, { headers: AUTH })).json()) as { self: string };
+    const nodes = (await (await fetch(`${service.url}/admin/api/nodes`, { headers: AUTH })).json()) as NodesAnswer;
     const selector = `#nodes tr[data-node=${JSON.stringify(nodes.self)}]`;
     await page.waitForSelector(selector);
     assert.equal(await page.textContent('#nodes-count'), '1');
@@ -486,7 +488,7 @@ test('the admin dashboard, in a real browser', { timeout: 240_000 }, async (t) =
     const urls = [`${origin.url}/img/job-a.jpg`, `${origin.url}/img/job-b.jpg`, `${origin.url}/status/404?job`];
     const res = await fetch(`${service.url}/api/jobs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ urls, name: 'dashboard job' }) });
     assert.equal(res.status, 201);
-    const job = (await res.json()) as { id: string };
+    const job = (await res.json()) as JobJson;
     const row = `#jobs li[data-job=${JSON.stringify(job.id)}]`;
     await page.waitForSelector(row);
     assert.equal(await page.isVisible('#jobs-empty'), false);

@@ -36,6 +36,7 @@ import type { Service } from './helpers/service.js';
 import { freshPgDatabase, testPg } from './helpers/stores.js';
 import { connect } from './helpers/wsClient.js';
 import type { Frame, TestClient } from './helpers/wsClient.js';
+import type { NodesAnswer } from '../src/wire/adminStream.js';
 
 const TOKEN = 'dashboard-layout-token-4b1e';
 const AUTH = { authorization: `Bearer ${TOKEN}` };
@@ -302,7 +303,7 @@ test('one source for every figure shown twice: downloads, a pause, a node killed
     await waitForText(page, '#status', 'paused');
     const text = await waitForMatch(page, '#gate-banner', /^Downloads are paused since \d\d:\d\d:\d\d \(\d+ s ago\): paused by the administrator on node \S+\. New downloads wait \(held\) until Resume\.$/);
     assert.doesNotMatch(text, /tardy/);
-    const nodes = (await (await fetch(`${a.url}/admin/api/nodes`, { headers: AUTH })).json()) as { self: string; nodes: { id: string; status: string }[] };
+    const nodes = (await (await fetch(`${a.url}/admin/api/nodes`, { headers: AUTH })).json()) as NodesAnswer;
     assert.match(text, new RegExp(`on node ${nodes.self.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\.`));
     assert.equal(nodes.nodes.find((n) => n.id === nodes.self)?.status, 'paused', 'the API says paused at once, not at the next heartbeat');
     const heldUrls = [0, 1].map((i) => `${origin.url}/img/figures-held-${i}.jpg`);
@@ -358,7 +359,7 @@ test('one source for every figure shown twice: downloads, a pause, a node killed
       Array.from((globalThis as unknown as PageGlobals).document.querySelectorAll('#running > li')).filter((li) => /on node-b/.test(li.querySelector('.node')?.textContent ?? '')).length,
     );
     assertAgree(f, 'node-b gone', goneDownloads);
-    const api = (await (await fetch(`${a.url}/admin/api/nodes`, { headers: AUTH })).json()) as { nodes: { id: string; status: string; queued: number; downloading: number }[] };
+    const api = (await (await fetch(`${a.url}/admin/api/nodes`, { headers: AUTH })).json()) as NodesAnswer;
     const row = api.nodes.find((n) => n.id === 'node-b');
     assert.deepEqual([row?.status, row?.queued, row?.downloading], ['gone', 0, 0]);
     await page.screenshot({ path: path.join(OUTPUT, 'node-gone.png'), fullPage: true });

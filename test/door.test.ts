@@ -19,6 +19,7 @@ import { startOrigin } from './helpers/origin.js';
 import { root, startService } from './helpers/service.js';
 import { tempDir } from './helpers/tempDir.js';
 import { connect } from './helpers/wsClient.js';
+import type { ErrorBody, ResultError } from '../src/wire/door.js';
 
 type TestContext = Parameters<typeof tempDir>[0];
 const KEY = 'door-test-key-0123456789abcdef';
@@ -64,7 +65,7 @@ describe('signed cover URLs (GET /c/…)', () => {
     const failed = await get(signCoverUrl(broken, KEY, service.url));
     assert.equal(failed.status, 502);
     assert.equal(failed.headers.get('cache-control'), 'no-store');
-    assert.deepEqual(await failed.json(), { code: 'http_status', message: 'HTTP 404', status: 404 }, 'the status as a field');
+    assert.deepEqual(await failed.json(), { code: 'http_status', message: 'HTTP 404', status: 404 } satisfies ResultError, 'the status as a field');
     const remembered = await get(signCoverUrl(broken, KEY, service.url));
     assert.equal(remembered.status, 502);
     const retryAfter = Number(remembered.headers.get('retry-after'));
@@ -77,7 +78,7 @@ describe('signed cover URLs (GET /c/…)', () => {
     for (const bad of [`/c/${signature}/${tampered}`, `/c/${'A'.repeat(43)}/${encoded}`, `/c/${signature}`, `/c/x/${encoded}`, `/c/${signature}/${encoded}/extra`]) {
       const refused = await get(`${service.url}${bad}`);
       assert.equal(refused.status, 403, bad);
-      assert.equal(((await refused.json()) as { code: string }).code, 'forbidden');
+      assert.equal(((await refused.json()) as ErrorBody).code, 'forbidden');
     }
     assert.equal(origin.hits.get('/img/other.jpg'), undefined, 'a forged URL makes no request');
   });
@@ -86,7 +87,7 @@ describe('signed cover URLs (GET /c/…)', () => {
     const { origin, service, get } = await setup(t);
     const res = await get(signCoverUrl(`${origin.url}/img/x.jpg`, KEY, service.url));
     assert.equal(res.status, 404);
-    assert.match(((await res.json()) as { message: string }).message, /--url-key/);
+    assert.match(((await res.json()) as ErrorBody).message, /--url-key/);
   });
 
   it('a herd of 200 requests for one new URL makes one origin request; they count in statistics and the admin stream', async (t) => {
@@ -163,7 +164,7 @@ describe('POST /api/check', () => {
     ] as const) {
       const res = await post(body);
       assert.equal(res.status, 400, body.slice(0, 30));
-      assert.equal(((await res.json()) as { code: string }).code, code, body.slice(0, 30));
+      assert.equal(((await res.json()) as ErrorBody).code, code, body.slice(0, 30));
     }
     assert.equal((await post('{"urls":[]}', null)).status, 401);
     assert.equal((await post('{"urls":[]}', 'wrong')).status, 401);
@@ -179,7 +180,7 @@ describe('the WebSocket routes over plain HTTP', () => {
     for (const route of ['/ws', '/admin/ws']) {
       const res = await fetch(`${service.url}${route}`);
       assert.equal(res.status, 426, route);
-      assert.equal(((await res.json()) as { code: string }).code, 'upgrade_required');
+      assert.equal(((await res.json()) as ErrorBody).code, 'upgrade_required');
     }
   });
 });

@@ -21,33 +21,16 @@ import { startOrigin } from './helpers/origin.js';
 import type { Origin } from './helpers/origin.js';
 import { startService } from './helpers/service.js';
 import type { Service } from './helpers/service.js';
+import type { CallbackBody, JobJson, JobsPage } from '../src/wire/jobs.js';
 import { freshPgDatabase, skipWithoutPg } from './helpers/stores.js';
 import { tempDir } from './helpers/tempDir.js';
 import { connect } from './helpers/wsClient.js';
+import type { ErrorBody } from '../src/wire/door.js';
 
 type TestContext = Parameters<typeof tempDir>[0];
 
-interface Outcome {
-  ok: boolean;
-  attempts: number;
-  status?: number;
-  pending?: true;
-}
-
-interface Job {
-  id: string;
-  name: string;
-  status: string;
-  total: number;
-  ok: number;
-  failed: number;
-  waiting: number;
-  created: string;
-  expires: string;
-  archiveUrl?: string;
-  node?: string;
-  callback?: { started?: Outcome; finished?: Outcome };
-}
+/** The job as the service answers it: the wire contract, not a copy. */
+type Job = JobJson;
 
 const ADMIN = 'jobs-admin-token-0123456789';
 const SECRET = 'jobs-callback-secret-0123456789';
@@ -306,7 +289,7 @@ describe('archive jobs', () => {
         const timestamp = String(req.headers['x-coverhelper-timestamp']);
         const expected = `sha256=${createHmac('sha256', secret).update(`${timestamp}.${body}`).digest('hex')}`;
         const fresh = Math.abs(Date.now() / 1000 - Number(timestamp)) < 300;
-        const parsed = JSON.parse(body) as { event: string; id: string; status: string };
+        const parsed = JSON.parse(body) as CallbackBody;
         received.push({ event: parsed.event, id: parsed.id, status: parsed.status, valid: req.headers['x-coverhelper-signature'] === expected && fresh });
         // The first try fails: the service must try again.
         res.writeHead(calls === 1 ? 500 : 204).end();
@@ -373,7 +356,7 @@ describe('archive jobs', () => {
       const chunks: Buffer[] = [];
       req.on('data', (chunk: Buffer) => chunks.push(chunk));
       req.on('end', () => {
-        events.push((JSON.parse(Buffer.concat(chunks).toString('utf8')) as { event: string }).event);
+        events.push((JSON.parse(Buffer.concat(chunks).toString('utf8')) as CallbackBody).event);
         res.writeHead(answer).end();
       });
     });
@@ -412,7 +395,7 @@ describe('archive jobs', () => {
     assert.equal(expired.archiveUrl, undefined);
     const answer = await fetch(`${service.url}/api/jobs/${id}/archive`);
     assert.equal(answer.status, 410);
-    assert.equal(((await answer.json()) as { code: string }).code, 'expired');
+    assert.equal(((await answer.json()) as ErrorBody).code, 'expired');
     // The status is written first (no one is sent to a file about to go), then the file removed.
     await waitUntil(() => access(archive).then(() => false, () => true), 'the archive file removed');
     // The archive was there while the job was ready (the deletion runner removed it).
@@ -443,7 +426,7 @@ describe('archive jobs', () => {
     await clock.advance(1);
     const at = await fetch(`${app.url}/api/jobs/${id}/archive`);
     assert.equal(at.status, 410);
-    assert.equal(((await at.json()) as { code: string }).code, 'expired');
+    assert.equal(((await at.json()) as ErrorBody).code, 'expired');
     await clock.advance(ttlMs / 4); // the heartbeat runs at least this often
     const expired = await untilStatus(app, id, 'expired', 10_000);
     assert.equal(expired.archiveUrl, undefined);
@@ -483,7 +466,7 @@ describe('archive jobs', () => {
     const slow = await post(service, { urls: [`${origin.url}/img/slow.jpg?delay=3000`] }, auth);
     const early = await fetch(`${service.url}/api/jobs/${String(slow.body.id)}/archive`, { headers: auth });
     assert.equal(early.status, 409);
-    assert.equal(((await early.json()) as { code: string }).code, 'not_ready');
+    assert.equal(((await early.json()) as ErrorBody).code, 'not_ready');
 
     // Twenty URLs (--max-batch × 10) are fine.
     const most = await post(service, { urls: Array.from({ length: 20 }, (_, i) => `https://example.com/${i}.jpg`) }, auth);
@@ -492,7 +475,7 @@ describe('archive jobs', () => {
     for (const unknown of ['00000000-0000-4000-8000-000000000000', 'nope', '00000000-0000-4000-8000-000000000000/archive', '../../etc/passwd']) {
       const answer = await fetch(`${service.url}/api/jobs/${unknown}`, { headers: auth });
       assert.equal(answer.status, 404, unknown);
-      assert.equal(((await answer.json()) as { code: string }).code, 'not_found');
+      assert.equal(((await answer.json()) as ErrorBody).code, 'not_found');
     }
     assert.equal((await fetch(`${service.url}/api/jobs/${String(most.body.id)}/other`, { headers: auth })).status, 404);
     assert.equal((await fetch(`${service.url}/api/jobs`, { headers: auth })).status, 405);
@@ -519,7 +502,7 @@ describe('archive jobs', () => {
     const second = await again.next((frame) => frame.type === 'snapshot');
     assert.deepEqual((second.jobs as Job[]).map((job) => [job.id, job.status]), [[id, 'ready']]);
 
-    const listed = (await (await fetch(`${service.url}/admin/api/jobs?limit=10&offset=0`, { headers: { authorization: `Bearer ${ADMIN}` } })).json()) as { total: number; jobs: Job[] };
+    const listed = (await (await fetch(`${service.url}/admin/api/jobs?limit=10&offset=0`, { headers: { authorization: `Bearer ${ADMIN}` } })).json()) as JobsPage;
     assert.equal(listed.total, 1);
     assert.equal(listed.jobs[0]?.id, id);
     assert.equal((await fetch(`${service.url}/admin/api/jobs`)).status, 401);

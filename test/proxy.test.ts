@@ -20,6 +20,7 @@ import { startOrigin } from './helpers/origin.js';
 import { relaxedLimits, runService, startService } from './helpers/service.js';
 import { tempDir } from './helpers/tempDir.js';
 import { connect } from './helpers/wsClient.js';
+import type { ErrorBody } from '../src/wire/door.js';
 
 type TestContext = Parameters<typeof tempDir>[0];
 const CHROMIUM = '/usr/bin/chromium';
@@ -125,7 +126,7 @@ describe('the proxy prefix', () => {
       for (const prefix of [`${service.url}/?url=`, `${service.url}/proxy/`]) {
         const response = await get(prefix + encodeURIComponent(target));
         assert.equal(response.status, 403, `${prefix}${target}`);
-        assert.equal(((await response.json()) as { code: string }).code, 'not_allowed');
+        assert.equal(((await response.json()) as ErrorBody).code, 'not_allowed');
       }
     }
     assert.equal(origin.total(), 0, 'no connection made');
@@ -161,7 +162,7 @@ describe('the proxy prefix', () => {
     const json = await bare.get(`${bare.service.url}/?url=${encodeURIComponent(`${bare.origin.url}/status/404`)}`);
     assert.equal(json.status, 502);
     assert.equal(json.headers.get('cache-control'), 'no-store');
-    assert.equal(((await json.json()) as { code: string }).code, 'http_status');
+    assert.equal(((await json.json()) as ErrorBody).code, 'http_status');
   });
 
   it('lets one address start at most --proxy-rate downloads, then 429 with Retry-After; stored covers are never limited', async (t) => {

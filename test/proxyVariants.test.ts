@@ -21,6 +21,7 @@ import type { CheckResult } from '../src/checks/index.js';
 import { countingOrigin } from './helpers/countingOrigin.js';
 import { startInProcess } from './helpers/inProcess.js';
 import { connect } from './helpers/wsClient.js';
+import type { DoneFrame } from '../src/wire/door.js';
 
 type TestContext = Parameters<typeof countingOrigin>[0];
 
@@ -215,7 +216,7 @@ describe('/ws and the door: a URL with a readable suffix', () => {
 
     // The door: the same answers (the variant already made).
     const res = await fetch(`${base}/api/check`, { method: 'POST', body: JSON.stringify({ urls: [`${cover}@336w_190h_1c.webp`, `${cover}@100w.avif`] }) });
-    const body = (await res.json()) as { results: CheckResult[] };
+    const body = (await res.json()) as DoneFrame;
     assert.equal(body.results[0]!.coverUrl, results[2]!.coverUrl);
     assert.deepEqual(dims(await ask(body.results[1]!.coverUrl!)), [100, 63, 'avif']);
     assert.equal(origin.hits.length, 1);

@@ -42,6 +42,12 @@ import { coverVariants } from './coverVariants.js';
 import { storeCustomCover } from './customCovers.js';
 import type { CustomCoverDeps } from './customCovers.js';
 import type { TaskStatus } from '../../machines/types.js';
+import type { CoverJson, NodeJson, NodesAnswer, Summary, TaskDetail, TaskJson, TasksPage, TaskStatus as WireTaskStatus } from '../wire/adminStream.js';
+import type { JobsPage } from '../wire/jobs.js';
+
+/** The wire's task statuses are the machines' own: one added on either side breaks the compile here. */
+type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : never) : never;
+const _taskStatusesAgree: Same<TaskStatus, WireTaskStatus> = true;
 
 export interface AdminApiDeps extends Omit<CustomCoverDeps, 'onReplaced' | 'config'> {
   config: CustomCoverDeps['config'] & Pick<Config, 'lease' | 'allowHosts'>;
@@ -87,7 +93,7 @@ const adminFetch = { kind: 'admin-fetch' } as const;
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 
 /** A task row as the API shows it. */
-export function taskJson(row: TaskRow) {
+export function taskJson(row: TaskRow): TaskJson {
   return {
     url: row.url,
     status: row.status,
@@ -112,7 +118,7 @@ export function taskJson(row: TaskRow) {
  * its last heartbeat; `paused`: the stored switch holds every node, so a live
  * node is shown paused without waiting for its next heartbeat.
  */
-export function nodeJson(node: NodeRow, now: number, leaseMs: number, live?: { status: string; queued: number; downloading: number }, paused = false) {
+export function nodeJson(node: NodeRow, now: number, leaseMs: number, live?: { status: string; queued: number; downloading: number }, paused = false): NodeJson {
   const alive = node.status !== 'stopped' && now - node.lastSeen <= leaseMs;
   const status = alive ? (live?.status ?? (paused && node.status !== 'starting' ? 'paused' : node.status)) : node.status === 'stopped' ? 'stopped' : 'gone';
   return {
@@ -179,7 +185,7 @@ function readHandlers(deps: AdminApiDeps) {
       const sort = query.get('sort') || 'changed';
       if (!sorts.includes(sort as TaskSort)) return sendError(res, 400, 'bad_request', `sort ${JSON.stringify(sort.slice(0, 64))} is not known; one of ${sorts.join(', ')}`);
       const { tasks, total } = await deps.tasks.list({ status: status as TaskStatus | undefined, search, errorCode: code, host: host ?? undefined, sort: sort as TaskSort, ...paged });
-      return sendJson(res, 200, { tasks: tasks.map(taskJson), total, ...paged });
+      return sendJson(res, 200, { tasks: tasks.map(taskJson), total, ...paged } satisfies TasksPage);
     },
     /** `GET /admin/api/task`. */
     task: async (_req, res, { url }) => {
@@ -193,16 +199,16 @@ function readHandlers(deps: AdminApiDeps) {
       return sendJson(res, 200, {
         task: row ? taskJson(row) : null,
         // `answer`: what ok answers say of it (the original's size, the colour when known).
-        cover: cover ? { ...cover, coverUrl: coverUrl(deps.publicUrl(), cover.path), createdAt: iso(cover.createdAt), lastAskedAt: iso(cover.lastAskedAt), answer: answerFields(cover) } : null,
+        cover: cover ? ({ ...cover, coverUrl: coverUrl(deps.publicUrl(), cover.path), createdAt: new Date(cover.createdAt).toISOString(), lastAskedAt: new Date(cover.lastAskedAt).toISOString(), answer: answerFields(cover) } satisfies CoverJson) : null,
         variants: made.variants,
         variantsTotal: made.total,
         timeline,
-      });
+      } satisfies TaskDetail);
     },
     /** `GET /admin/api/summary`. */
     summary: async (_req, res) => {
       const [tasks, covers, bytes] = await Promise.all([deps.tasks.countByStatus(), deps.covers.count(), deps.covers.downloadedBytes()]);
-      return sendJson(res, 200, { tasks, covers: { count: covers, downloadedBytes: bytes } });
+      return sendJson(res, 200, { tasks, covers: { count: covers, downloadedBytes: bytes } } satisfies Summary);
     },
     /** `GET /admin/api/nodes`. */
     nodes: async (_req, res) => {
@@ -215,7 +221,7 @@ function readHandlers(deps: AdminApiDeps) {
       return sendJson(res, 200, {
         self,
         nodes: nodes.map((node) => nodeJson(node, now, lease, node.id === self ? { status, queued, downloading } : undefined, status === 'paused')),
-      });
+      } satisfies NodesAnswer);
     },
     /** `GET /admin/api/jobs`. */
     jobs: async (_req, res, { url, path }) => {
@@ -224,7 +230,7 @@ function readHandlers(deps: AdminApiDeps) {
       if (paged === undefined) return;
       const { jobs, total } = await deps.jobs.list(paged);
       const base = deps.serviceUrl?.() ?? '';
-      return sendJson(res, 200, { total, jobs: jobs.map((job) => jobJson(job, base)) });
+      return sendJson(res, 200, { total, jobs: jobs.map((job) => jobJson(job, base)) } satisfies JobsPage);
     },
   } satisfies Record<string, AdminHandler>;
 }

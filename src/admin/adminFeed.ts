@@ -11,6 +11,12 @@ import type { JobChange, Store, TaskChange, TaskRow } from '../store/index.js';
 import { jobJson } from '../jobs/index.js';
 import { taskJson } from './adminApi.js';
 import type { AdminFeed } from './adminSocket.js';
+import type { GateStatus as WireGateStatus, SnapshotTask, StatsBody } from '../wire/adminStream.js';
+import type { GateStatus } from '../../machines/index.js';
+
+/** The wire's gate statuses are the machines' own: one added on either side breaks the compile here. */
+type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : never) : never;
+const _gateStatusesAgree: Same<GateStatus, WireGateStatus> = true;
 import { taskEvent } from './adminSocket.js';
 
 /** Most jobs a snapshot lists (the newest). */
@@ -21,8 +27,8 @@ const SNAPSHOT_TASKS = 1000;
 const SNAPSHOT_URL_BYTES = 256 * 1024;
 
 /** The newest unfinished tasks, as task events, within the snapshot's bounds. */
-function snapshotTasks(open: TaskRow[]) {
-  const picked = [];
+function snapshotTasks(open: TaskRow[]): SnapshotTask[] {
+  const picked: SnapshotTask[] = [];
   let bytes = 0;
   for (let i = open.length - 1; i >= 0 && picked.length < SNAPSHOT_TASKS; i--) {
     const row = open[i]!;
@@ -44,7 +50,7 @@ export function createAdminFeed(deps: {
 }): AdminFeed {
   const { store, downloads, stats } = deps;
   const serviceUrl = deps.serviceUrl ?? (() => '');
-  const statsFrame = () => {
+  const statsFrame = (): StatsBody => {
     const counts = downloads.counts();
     const { status, since, why } = downloads.statusDetail();
     // `upstream` as in /healthz (absent when no host cooled within the hour), with why and when each cooled.

@@ -11,22 +11,11 @@
 import type { WebSocket } from 'ws';
 import { systemClock } from '../clock.js';
 import type { Clock, ClockTimer } from '../clock.js';
-import type { TaskStatus } from '../../machines/types.js';
 import type { TaskChange } from '../store/index.js';
+import type { AdminFrame, JobUpdate, JobFrame, SnapshotFrame, StatsBody, StatsFrame, TaskEvent, TaskFrame } from '../wire/adminStream.js';
 
-/** A task change, as the admin stream's `task` frame shows it (without `type`). */
-export interface TaskEvent {
-  url: string;
-  /** The node that made the change. */
-  node: string;
-  status: TaskStatus;
-  bytes: number;
-  total: number | null;
-  error: { code: string; message: string } | null;
-  /** The entry was deleted (the frame carries the status it had). */
-  removed?: true;
-  at: string;
-}
+/** A task change, as the admin stream's `task` frame shows it (without `type`): declared by the wire contract. */
+export type { TaskEvent };
 
 /** The frame of a task change written by any node. */
 export function taskEvent(change: TaskChange): TaskEvent {
@@ -45,13 +34,13 @@ export function taskEvent(change: TaskChange): TaskEvent {
 
 export interface AdminFeed {
   /** The first frame (and the one after a dropped backlog). */
-  snapshot(): Promise<Record<string, unknown>>;
+  snapshot(): Promise<SnapshotFrame>;
   /** The current counters. */
-  stats(): Record<string, unknown>;
+  stats(): StatsBody;
   /** Registers a task listener; returns the function that removes it. */
   onTask(listener: (event: TaskEvent) => void): () => void;
   /** Registers a listener of archive job changes (`job` frames); returns the function that removes it. */
-  onJob?(listener: (event: { id: string; at: string; [key: string]: unknown }) => void): () => void;
+  onJob?(listener: (event: JobUpdate) => void): () => void;
 }
 
 export interface AdminSocketOptions {
@@ -66,8 +55,8 @@ export function serveAdminSocket(ws: WebSocket, feed: AdminFeed, options: AdminS
   const highWater = options.highWaterBytes ?? 256 * 1024;
   const maxPending = options.maxPending ?? 10_000;
   /** The latest frame per task URL (and per job, keyed `job <id>`: no URL has a space). */
-  const pending = new Map<string, Record<string, unknown>>();
-  let stats: Record<string, unknown> | undefined;
+  const pending = new Map<string, AdminFrame>();
+  let stats: StatsBody | undefined;
   let needSnapshot = true;
   let sendingSnapshot = false;
   let timer: ClockTimer | undefined;
@@ -105,13 +94,13 @@ export function serveAdminSocket(ws: WebSocket, feed: AdminFeed, options: AdminS
       ws.send(JSON.stringify(frame));
     }
     if (stats !== undefined && roomy()) {
-      ws.send(JSON.stringify({ type: 'stats', ...stats }));
+      ws.send(JSON.stringify({ type: 'stats', ...stats } satisfies StatsFrame));
       stats = undefined;
     }
     if (pending.size > 0 || stats !== undefined) schedule(50);
   }
 
-  const changed = (key: string, frame: Record<string, unknown>) => {
+  const changed = (key: string, frame: AdminFrame) => {
     if (!needSnapshot && !sendingSnapshot && pending.size === 0 && open() && roomy()) {
       // Keeping up: every change goes out as it happens.
       ws.send(JSON.stringify(frame));
@@ -125,8 +114,8 @@ export function serveAdminSocket(ws: WebSocket, feed: AdminFeed, options: AdminS
     }
     schedule();
   };
-  const stopTasks = feed.onTask((event) => changed(event.url, { type: 'task', ...event }));
-  const stopJobs = feed.onJob?.((event) => changed(`job ${event.id}`, { type: 'job', ...event }));
+  const stopTasks = feed.onTask((event) => changed(event.url, { type: 'task', ...event } satisfies TaskFrame));
+  const stopJobs = feed.onJob?.((event) => changed(`job ${event.id}`, { type: 'job', ...event } satisfies JobFrame));
   const stopListening = () => {
     stopTasks();
     stopJobs?.();

@@ -6,23 +6,11 @@
  * by every node of a shared database, keeps the newest `TASK_EVENTS_PER_URL`
  * per URL, and goes when the task row is removed. Progress updates are not kept.
  */
-import type { TaskStatus } from '../../machines/types.js';
 import type { Store, TaskEventRow } from '../store/index.js';
+import type { TimelineEvent } from '../wire/adminStream.js';
 
-/** One entry of `GET /admin/api/task`'s `timeline`. */
-export interface TimelineEvent {
-  url: string;
-  /** The node that made the change. */
-  node: string;
-  status: TaskStatus;
-  /** The try it belongs to (1 for the first), when known. */
-  try: number | null;
-  /** The bytes stored, for an `ok`; else 0. */
-  bytes: number;
-  total: null;
-  error: { code: string; message: string } | null;
-  at: string;
-}
+/** One entry of `GET /admin/api/task`'s `timeline`: declared by the wire contract. */
+export type { TimelineEvent };
 
 export function timelineEvent(row: TaskEventRow): TimelineEvent {
   return {

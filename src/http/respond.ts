@@ -8,14 +8,12 @@
 import { STATUS_CODES } from 'node:http';
 import type { ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
+import type { ErrorBody } from '../wire/door.js';
 
 export const JSON_TYPE = 'application/json; charset=utf-8';
 
-/** An error body. */
-export interface ErrorBody {
-  code: string;
-  message: string;
-}
+/** An error body: declared by the wire contract of the HTTP edge's answers. */
+export type { ErrorBody };
 
 /** Answers `text`, already JSON. */
 export function sendJsonText(res: ServerResponse, status: number, text: string, headers: Record<string, string> = {}): void {

@@ -30,24 +30,10 @@ import { systemClock } from '../clock.js';
 import type { Clock } from '../clock.js';
 import { createGuardedConnector, hostAllowed, isPrivateAddress, isPrivateHost } from '../fetch/index.js';
 import type { Logger } from '../logger.js';
+import type { CallbackBody, CallbackEvent, CallbackJob, CallbackOutcome } from '../wire/jobs.js';
 
-export type CallbackEvent = 'started' | 'finished';
-
-/** A callback's outcome, as the job shows it. */
-export interface CallbackOutcome {
-  /** The receiver answered 2xx. */
-  ok: boolean;
-  /** Tries made so far. */
-  attempts: number;
-  /** The receiver's last HTTP status, if it answered. */
-  status?: number;
-  /** Why the last try failed. */
-  error?: string;
-  /** More tries will follow. */
-  pending?: true;
-  /** When the last try ended. */
-  at: string;
-}
+/** Which callback, and a callback's outcome as the job shows it: declared by the wire contract. */
+export type { CallbackEvent, CallbackOutcome };
 
 export interface JobCallbackOptions {
   secret: string;
@@ -122,7 +108,7 @@ export class JobCallbacks {
    * Sends `body` (the job with its event) to `url`, retrying with backoff;
    * `record` is called with the outcome after every try.
    */
-  send(url: string, event: CallbackEvent, job: Record<string, unknown>, record: (outcome: CallbackOutcome) => Promise<unknown>): Promise<void> {
+  send(url: string, event: CallbackEvent, job: CallbackJob, record: (outcome: CallbackOutcome) => Promise<unknown>): Promise<void> {
     const work = this.run(url, event, job, record).catch((error: unknown) => {
       this.options.logger.error('job callback failed', { error });
     });
@@ -131,10 +117,10 @@ export class JobCallbacks {
     return work;
   }
 
-  private async run(url: string, event: CallbackEvent, job: Record<string, unknown>, record: (outcome: CallbackOutcome) => Promise<unknown>): Promise<void> {
+  private async run(url: string, event: CallbackEvent, job: CallbackJob, record: (outcome: CallbackOutcome) => Promise<unknown>): Promise<void> {
     const { logger } = this.options;
     const tries = this.options.tries ?? 5;
-    const body = JSON.stringify({ event, ...job });
+    const body = JSON.stringify({ event, ...job } satisfies CallbackBody);
     const dispatcher = this.hostTrusted(new URL(url).hostname) ? this.trusted : this.guarded;
     const signal = this.controller.signal;
     const timeoutMs = this.options.timeoutMs ?? 10_000;

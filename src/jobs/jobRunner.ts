@@ -39,6 +39,7 @@ import { ARCHIVE_DIR, packArchive } from './archive.js';
 import { askUntilAnswered } from './askUntilAnswered.js';
 import { Slots } from './slots.js';
 import type { CallbackEvent, CallbackOutcome, JobCallbacks } from './callbacks.js';
+import type { CallbackJob, JobJson, JobStatus as WireJobStatus } from '../wire/jobs.js';
 
 /** How often a running job's counts are written (and so published). */
 const PROGRESS_INTERVAL_MS = 250;
@@ -65,23 +66,12 @@ export interface JobRunnerDeps {
   clock?: Clock;
 }
 
-/** The job as the API, the admin stream and the callbacks show it (docs/JOBS.md). */
-export interface JobJson {
-  id: string;
-  name: string;
-  status: JobStatus;
-  total: number;
-  ok: number;
-  failed: number;
-  /** URLs waiting for a cooling upstream host (while fetching; 0 otherwise). */
-  waiting: number;
-  created: string;
-  expires: string;
-  archiveUrl?: string;
-  error?: { code: string; message: string };
-  node?: string;
-  callback?: { started?: CallbackOutcome; finished?: CallbackOutcome };
-}
+/** The job as the API, the admin stream and the callbacks show it (docs/JOBS.md): declared by the wire contract. */
+export type { JobJson };
+
+/** The wire's job statuses are the job machine's own: one added on either side breaks the compile here. */
+type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : never) : never;
+const _jobStatusesAgree: Same<JobStatus, WireJobStatus> = true;
 
 function outcome(text: string | null): CallbackOutcome | undefined {
   if (text === null) return undefined;
@@ -368,7 +358,7 @@ export class JobRunner {
       if (row === null) return;
       const { urls: _urls, ...current } = row;
       const { callback: _callback, node: _node, ...body } = jobJson(current, this.deps.serviceUrl());
-      return this.deps.callbacks.send(url, event, { ...body }, (result) =>
+      return this.deps.callbacks.send(url, event, { ...body } satisfies CallbackJob, (result) =>
         this.deps.jobs.update(job.id, event === 'started' ? { callbackStarted: JSON.stringify(result) } : { callbackFinished: JSON.stringify(result) }),
       );
     });

@@ -27,6 +27,7 @@ import { doneFrame, MAX_FRAME_BYTES, MAX_URL_LENGTH, parseUrlList } from '@cover
 import type { MessageId } from '@coverhelper/client/protocol';
 import { verifyCoverTarget } from '@coverhelper/client/sign';
 import { readJsonObject, retryAfterHeader, sendError, sendJson, sendJsonText } from '../http/index.js';
+import type { ResultError } from '../wire/door.js';
 
 export interface DoorDeps {
   checks: Pick<CoverChecks, 'check' | 'leave'>;
@@ -79,7 +80,7 @@ export class Door {
       res.writeHead(302, { location, 'cache-control': 'public, max-age=3600', 'content-length': '0' }).end();
       return;
     }
-    const error = result.error ?? { code: 'network', message: 'failed' };
+    const error: ResultError = result.error ?? { code: 'network', message: 'failed' };
     // Retry-After while the failure is remembered, or while the URL's upstream host cools.
     const headers = result.remembered || error.code === 'upstream_limited' ? retryAfterHeader(result.retryAt, this.clock.now()) : {};
     // The error as results carry it (`status` for http_status).

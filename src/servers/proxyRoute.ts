@@ -56,6 +56,7 @@ import { CoverBytes } from './coverBytes.js';
 import type { CachedCover } from './coverBytes.js';
 import { notModified, serveCover } from './coverRoute.js';
 import type { Door } from './doorRoute.js';
+import type { ErrorBody } from '../wire/door.js';
 
 /** The render supervisor, as the proxy uses it (the service's `Renders`). */
 export interface ProxyRenders {
@@ -103,7 +104,8 @@ interface VariantAsk {
   headers: Record<string, string>;
 }
 
-type Failure = { code: string; message: string; retryAt?: string | undefined };
+/** Why a cover cannot be had: the 502 body (`ErrorBody`, the wire contract) and, while remembered or cooling, when to try again. */
+type Failure = ErrorBody & { retryAt?: string | undefined };
 
 
 export class ProxyRoute {

@@ -5,6 +5,7 @@
  */
 import type { HostCounts } from './hostGates.js';
 import type { HostStatus } from './types.js';
+import type { UpstreamHost } from '../wire/adminStream.js';
 
 /** Most hosts shown in `/healthz`, in a stats frame, and labelled in `/metrics`. */
 export const MAX_SHOWN_HOSTS = 200;
@@ -15,11 +16,8 @@ export interface UpstreamHealth {
   retryAt?: string;
 }
 
-/** A stats frame's `upstream`: the health's fields, why it cooled last and when. */
-export interface UpstreamFrame extends UpstreamHealth {
-  reason?: string;
-  cooledAt?: string;
-}
+/** A stats frame's `upstream`: the health's fields, why it cooled last and when (declared by the admin stream's wire contract). */
+export type UpstreamFrame = UpstreamHost;
 
 /** Cooling hosts first, then the most recently cooled; at most `MAX_SHOWN_HOSTS`. */
 export function shownHosts(status: readonly HostStatus[]): HostStatus[] {

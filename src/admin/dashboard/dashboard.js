@@ -15,19 +15,34 @@
  * Checked by `tsc -p tsconfig.dashboard.json` (strict, lib DOM) and by eslint.
  */
 
-/** @typedef {'waiting'|'queued'|'downloading'|'ok'|'error'|'tle'} TaskStatus */
-/** @typedef {{code: string, message: string}} TaskError */
+// The service's frames and answers are declared once, by the wire contracts
+// (src/wire/adminStream.ts, src/wire/jobs.ts): the page names their types (type
+// only, nothing is imported at run time) and keeps its own copies only where it
+// holds less or more than the wire says.
+/** @typedef {import('../../wire/adminStream.js').TaskStatus} TaskStatus */
+/** @typedef {import('../../wire/adminStream.js').TaskError} TaskError */
+/** @typedef {import('../../wire/adminStream.js').TaskJson} TaskJson */
+/** @typedef {import('../../wire/adminStream.js').TaskEvent} TaskEvent */
+/** @typedef {import('../../wire/adminStream.js').TimelineEvent} TimelineEvent */
+/** @typedef {import('../../wire/adminStream.js').SnapshotFrame} SnapshotFrame */
+/** @typedef {import('../../wire/adminStream.js').StatsFrame} StatsFrame */
+/** @typedef {import('../../wire/adminStream.js').JobFrame} JobFrame */
+/** @typedef {import('../../wire/adminStream.js').TasksPage} TasksPage */
+/** @typedef {import('../../wire/adminStream.js').TaskDetail} TaskDetail */
+/** @typedef {import('../../wire/adminStream.js').Summary} Summary */
+/** @typedef {import('../../wire/adminStream.js').NodesAnswer} NodesAnswer */
+/** @typedef {import('../../wire/jobs.js').JobJson} JobJson */
 /**
- * @typedef {object} Task
- * @property {string} url
- * @property {TaskStatus} status
- * @property {number} bytes
- * @property {number|null} total
- * @property {TaskError|null} error
- * @property {string} at             the time of the change (ISO)
- * @property {string|null} node      the node that made the change, or holds the task
- * @property {number|null} attempts
- * @property {string|null} startedAt
+ * What came from the server, before it is checked: the wire type's fields, each maybe missing or of any type.
+ * @template T
+ * @typedef {import('../../wire/adminStream.js').Unchecked<T>} Unchecked
+ */
+/**
+ * A task as the page keeps it, from a task frame, a snapshot's task, an API row
+ * or a timeline entry: `at` is the time of the change (ISO); `node` the node
+ * that made the change, or holds the task; `attempts` and `startedAt` are null
+ * when the frame did not say.
+ * @typedef {Pick<TaskJson, 'url'|'status'|'bytes'|'total'|'error'|'node'|'startedAt'> & {at: string, attempts: TaskJson['attempts']|null}} Task
  */
 /**
  * What the page measured of one running download.
@@ -38,37 +53,15 @@
  * @property {Array<[number, number]>} samples  [local ms, bytes], the last SPEED_WINDOW_MS and one before
  */
 /**
- * @typedef {object} Job
- * @property {string} id
- * @property {string} name
- * @property {string} status
- * @property {number} total
- * @property {number} ok
- * @property {number} failed
- * @property {number} waiting URLs waiting for a cooling upstream host
- * @property {string|null} created
- * @property {string|null} expires
- * @property {string|null} archiveUrl
- * @property {string|null} node
+ * A job as the page keeps it: the wire's, with any status shown as it comes and null where a field is missing.
+ * @typedef {Pick<JobJson, 'id'|'name'|'total'|'ok'|'failed'|'waiting'> & {status: JobJson['status']|string, created: JobJson['created']|null, expires: JobJson['expires']|null, archiveUrl: NonNullable<JobJson['archiveUrl']>|null, node: NonNullable<JobJson['node']>|null}} Job
  */
 /**
- * An upstream host that cooled within the hour, as the stats frame's `upstream` says.
- * @typedef {object} UpstreamHost
- * @property {string} host
- * @property {'open'|'cooling'} state
- * @property {number} retryAt     ms, when a cooling host reopens (0 when not said)
- * @property {string|null} reason why it cooled last (`HTTP 429`, `API code -352`)
- * @property {number} cooledAt    ms, when it last started cooling (0 when not said)
+ * An upstream host that cooled within the hour, from the stats frame's `upstream`,
+ * with its times in ms (0 when not said) and null for no `reason`.
+ * @typedef {Pick<import('../../wire/adminStream.js').UpstreamHost, 'state'> & {host: string, retryAt: number, reason: string|null, cooledAt: number}} UpstreamHost
  */
-/**
- * @typedef {object} NodeInfo
- * @property {string} id
- * @property {string|null} started
- * @property {string|null} lastSeen
- * @property {number} queued
- * @property {number} downloading
- * @property {string} status
- */
+/** @typedef {import('../../wire/adminStream.js').NodeJson} NodeInfo */
 
 const TOKEN_KEY = 'coverhelper.adminToken';
 const MAX_FAILURES = 50;
@@ -322,7 +315,7 @@ const num = (value) => (typeof value === 'number' && Number.isFinite(value) ? va
  * @returns {TaskError|null}
  */
 function normError(error, status) {
-  const e = record(error);
+  const e = /** @type {Unchecked<TaskError>|null} */ (record(error));
   if (e) return { code: str(e.code) ?? status, message: str(e.message) ?? '' };
   return status === 'tle' ? { code: 'tle', message: 'time limit exceeded' } : null;
 }
@@ -333,7 +326,7 @@ function normError(error, status) {
  * @returns {Task|null}
  */
 function normTask(value) {
-  const t = record(value);
+  const t = /** @type {Unchecked<TaskJson & TaskEvent>|null} */ (record(value));
   if (!t || typeof t.url !== 'string' || !STATUSES.includes(/** @type {TaskStatus} */ (t.status))) return null;
   const status = /** @type {TaskStatus} */ (t.status);
   return {
@@ -660,7 +653,7 @@ function applyStatus(status, reasons, since, why) {
   invalidate();
 }
 
-/** @param {Record<string, unknown>} frame */
+/** @param {Unchecked<SnapshotFrame>} frame */
 function applySnapshot(frame) {
   state.tasks.clear();
   state.lastEvent.clear();
@@ -736,7 +729,7 @@ function speedOf(p, now) {
   return Math.max(0, (p.lastBytes - first[1]) / seconds);
 }
 
-/** @param {Record<string, unknown>} frame */
+/** @param {Unchecked<TaskEvent>} frame */
 function applyTask(frame) {
   const task = normTask(frame);
   if (!task) return;
@@ -781,10 +774,10 @@ function applyTask(frame) {
   invalidate();
 }
 
-/** @param {Record<string, unknown>} s */
+/** @param {Unchecked<StatsFrame>} s */
 function applyStats(s) {
-  const downloads = record(s.downloads) ?? {};
-  const kinds = record(s.connectionsByKind) ?? {};
+  const downloads = /** @type {Unchecked<StatsFrame['downloads']>} */ (record(s.downloads) ?? {});
+  const kinds = /** @type {Unchecked<StatsFrame['connectionsByKind']>} */ (record(s.connectionsByKind) ?? {});
   /** @type {Record<string, unknown>} */
   const values = {
     checks: s.checks, urls: s.urls, hits: s.hits, misses: s.misses, coalesced: s.coalesced,
@@ -811,7 +804,7 @@ function applyUpstream(value) {
   if (!hosts) return;
   for (const [host, info] of Object.entries(hosts)) {
     if (state.upstream.size >= MAX_UPSTREAM_HOSTS) break;
-    const h = record(info);
+    const h = /** @type {Unchecked<import('../../wire/adminStream.js').UpstreamHost>|null} */ (record(info));
     if (!h || (h.state !== 'open' && h.state !== 'cooling')) continue;
     state.upstream.set(host, { host, state: h.state, retryAt: timeOf(h.retryAt), reason: str(h.reason), cooledAt: timeOf(h.cooledAt) });
   }
@@ -822,7 +815,7 @@ function applyUpstream(value) {
  * @returns {Job|null}
  */
 function normJob(value) {
-  const j = record(value);
+  const j = /** @type {Unchecked<JobJson>|null} */ (record(value));
   if (!j || typeof j.id !== 'string') return null;
   return {
     id: j.id,
@@ -839,7 +832,7 @@ function normJob(value) {
   };
 }
 
-/** @param {Record<string, unknown>} frame */
+/** @param {Unchecked<JobFrame>} frame */
 function applyJob(frame) {
   const job = normJob(frame);
   if (!job) return;
@@ -860,7 +853,7 @@ function trimFailures() {
 
 /** @param {unknown} answer */
 function rowsOf(answer) {
-  const a = record(answer);
+  const a = /** @type {Unchecked<TasksPage>|null} */ (record(answer));
   /** @type {Task[]} */
   const rows = [];
   for (const value of a && Array.isArray(a.tasks) ? a.tasks : []) {
@@ -908,10 +901,10 @@ async function loadHistory() {
 /** The stored totals (GET /admin/api/summary): they survive restarts, unlike the counters. */
 async function loadTotals() {
   try {
-    const answer = record(await api('GET', 'api/summary'));
+    const answer = /** @type {Unchecked<Summary>|null} */ (record(await api('GET', 'api/summary')));
     if (!answer) return;
-    const tasks = record(answer.tasks) ?? {};
-    const covers = record(answer.covers) ?? {};
+    const tasks = /** @type {Unchecked<Summary['tasks']>} */ (record(answer.tasks) ?? {});
+    const covers = /** @type {Unchecked<Summary['covers']>} */ (record(answer.covers) ?? {});
     /** @type {Record<string, number>} */
     const totals = {};
     for (const status of STATUSES) totals[status] = num(tasks[status]) ?? 0;
@@ -928,13 +921,13 @@ let nodesLoadedAt = 0;
 async function loadNodes() {
   nodesLoadedAt = Date.now();
   try {
-    const answer = record(await api('GET', 'api/nodes'));
+    const answer = /** @type {Unchecked<NodesAnswer>|null} */ (record(await api('GET', 'api/nodes')));
     if (!answer) return;
     state.self = str(answer.self);
     /** @type {NodeInfo[]} */
     const nodes = [];
     for (const value of Array.isArray(answer.nodes) ? answer.nodes : []) {
-      const n = record(value);
+      const n = /** @type {Unchecked<NodeInfo>|null} */ (record(value));
       if (!n || typeof n.id !== 'string') continue;
       nodes.push({ id: n.id, started: str(n.started), lastSeen: str(n.lastSeen), queued: num(n.queued) ?? 0, downloading: num(n.downloading) ?? 0, status: str(n.status) ?? '?' });
     }
@@ -1728,7 +1721,7 @@ async function loadTaskPage() {
   try {
     const answer = await api('GET', `api/tasks?${params.toString()}`);
     if (seq !== page.seq) return;
-    const total = num(record(answer)?.total) ?? 0;
+    const total = num(/** @type {Unchecked<TasksPage>|null} */ (record(answer))?.total) ?? 0;
     // The list shrank under the current page (tasks finished or were removed): go back to the last page.
     if (page.offset > 0 && page.offset >= total) {
       page.offset = Math.max(0, Math.floor((total - 1) / page.limit) * page.limit);
@@ -1993,7 +1986,7 @@ async function openDetail(url) {
 /**
  * What ok answers say of the cover: the original's size and its dominant colour
  * (a swatch, and the stored cover's box painted with it while it loads).
- * @param {Record<string, unknown> | null} fields
+ * @param {Unchecked<NonNullable<TaskDetail['cover']>['answer']> | null} fields
  */
 function showAnswerFields(fields) {
   const width = num(fields?.width);
@@ -2026,11 +2019,11 @@ function progressText(task, stored) {
   return [got, kept].filter(Boolean).join(' · ') || '—';
 }
 
-/** @param {Record<string, unknown>} answer */
+/** @param {Unchecked<TaskDetail>} answer */
 function showDetail(answer) {
-  const raw = record(answer.task);
+  const raw = /** @type {Unchecked<TaskJson>|null} */ (record(answer.task));
   const task = raw ? normTask({ ...raw, at: raw.updatedAt }) : null;
-  const cover = record(answer.cover);
+  const cover = /** @type {Unchecked<NonNullable<TaskDetail['cover']>>|null} */ (record(answer.cover));
   detail.status = task?.status ?? null;
   detail.hasCover = cover !== null;
   ui.detailLoading.hidden = true;
@@ -2043,7 +2036,7 @@ function showDetail(answer) {
   let node = task?.node ?? null;
   let nodeNote = '';
   if (!node && Array.isArray(answer.timeline)) {
-    node = str(record(answer.timeline.at(-1))?.node);
+    node = str(/** @type {Unchecked<TimelineEvent>|null} */ (record(answer.timeline.at(-1)))?.node);
     nodeNote = node ? ', its last change' : '';
   }
   setText(ui.detailNode, node ? `${node}${node === state.self ? ' (this node)' : ''}${nodeNote}` : '—');
@@ -2065,12 +2058,13 @@ function showDetail(answer) {
     ui.detailCover.replaceChildren('none stored');
   }
   showVariants(answer);
-  showAnswerFields(record(cover?.answer));
+  showAnswerFields(/** @type {Unchecked<NonNullable<TaskDetail['cover']>['answer']>|null} */ (record(cover?.answer)));
   const items = [];
   for (const value of Array.isArray(answer.timeline) ? answer.timeline : []) {
     const event = normTask(value);
     if (!event) continue;
-    const e = record(value);
+    // A stored timeline has no `removed` (task frames do): read in case one comes.
+    const e = /** @type {Unchecked<TimelineEvent & Pick<TaskEvent, 'removed'>>|null} */ (record(value));
     const li = make('li');
     li.dataset.status = event.status;
     const time = make('time', '', formatTime(event.at));
@@ -2094,12 +2088,12 @@ function showDetail(answer) {
 /**
  * The sizes and formats made of the cover on demand, largest first: each a link
  * to the file, `W×H format · bytes`.
- * @param {Record<string, unknown>} answer
+ * @param {Unchecked<TaskDetail>} answer
  */
 function showVariants(answer) {
   const list = make('ul', 'variants');
   for (const value of Array.isArray(answer.variants) ? answer.variants : []) {
-    const v = record(value);
+    const v = /** @type {Unchecked<TaskDetail['variants'][number]>|null} */ (record(value));
     const href = safeHref(v?.coverUrl);
     const format = str(v?.format);
     if (!v || !href || !format) continue;
