@@ -568,6 +568,31 @@ for (const backend of backends) {
       assert.deepEqual(await rawSql(db, 'SELECT url FROM task_events'), []);
     });
 
+    it('keeps a task\'s first wait, not every turn of the gate between waiting and queued', async (t) => {
+      const { store } = await open(t);
+      const tasks = store.tasks;
+      tasks.update('g', { status: 'queued' });
+      // The gate closing and opening 50 times re-reports the URL each time.
+      for (let i = 0; i < 50; i++) {
+        tasks.update('g', { status: 'waiting' });
+        await tasks.flush();
+        tasks.update('g', { status: 'queued' });
+        await tasks.flush();
+      }
+      tasks.update('g', { status: 'downloading', attempts: 1 });
+      tasks.update('g', { status: 'error', attempts: 1, errorCode: 'network', errorMessage: 'reset' });
+      // Retried: it waits again, which is news.
+      tasks.update('g', { status: 'queued' });
+      tasks.update('g', { status: 'waiting' });
+      await tasks.flush();
+      assert.deepEqual((await tasks.timeline('g')).map((e) => [e.status, e.errorCode]), [
+        ['queued', null],
+        ['downloading', null],
+        ['error', 'network'],
+        ['queued', null],
+      ]);
+    });
+
     it('lists tasks by error code and host, newest change or most tries first', async (t) => {
       const clock = new TestClock(1000);
       const { store } = await open(t, { clock });
@@ -629,9 +654,16 @@ for (const backend of backends) {
       }
       const { store } = await open(t, { db });
       assert.deepEqual(store.migrated, ['AddTaskEvents1765000000000']);
-      const hosts = await rawSql<{ url: string; host: string | null }>(db, 'SELECT url, host FROM tasks ORDER BY created_at');
-      assert.deepEqual(hosts.map((r) => r.host), ['img.example', '[::1]', null]);
+      // SQLite: in the migration. PostgreSQL: after the start, in the background, outside the
+      // migration's transaction ('' for a URL without a host, so it is looked at once).
+      const want = JSON.stringify(['img.example', '[::1]', backend === 'postgres' ? '' : null]);
+      await waitUntil(async () => JSON.stringify((await rawSql<{ host: string | null }>(db, 'SELECT host FROM tasks ORDER BY created_at')).map((r) => r.host)) === want, 'every row given its host');
       assert.deepEqual((await store.tasks.list({ host: '[::1]', limit: 5, offset: 0 })).tasks.map((r) => r.url), ['http://[::1]:8080/b.png']);
+      if (backend === 'postgres') {
+        const valid = () => rawSql<{ name: string }>(db, "SELECT c.relname AS name FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE i.indisvalid AND c.relname IN ('idx_tasks_attempts', 'idx_tasks_error_code', 'idx_tasks_host', 'idx_tasks_updated') AND c.relnamespace = current_schema()::regnamespace ORDER BY 1");
+        await waitUntil(async () => (await valid()).length === 4, 'the admin list\'s indexes built');
+        assert.deepEqual((await valid()).map((r) => r.name), ['idx_tasks_attempts', 'idx_tasks_error_code', 'idx_tasks_host', 'idx_tasks_updated']);
+      }
     });
 
     it('on a database one node uses, every claim is this node’s and nothing is written', async (t) => {

@@ -88,7 +88,8 @@ export class SqlClusterState implements ClusterState {
     const value = (key: string) => rows.find((row) => row.key === key)?.value;
     const paused = value(PAUSED) === 'true';
     const at = Number(value(PAUSED_AT));
-    return { paused, since: paused && Number.isSafeInteger(at) && at > 0 ? at : null, by: paused ? (value(PAUSED_BY) ?? null) : null };
+    // Within what a Date holds (a row edited by hand is not trusted).
+    return { paused, since: paused && Number.isSafeInteger(at) && at > 0 && at <= 8.64e15 ? at : null, by: paused ? (value(PAUSED_BY) ?? null) : null };
   }
 
   async setPaused(paused: boolean): Promise<void> {

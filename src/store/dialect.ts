@@ -133,6 +133,14 @@ export interface Dialect {
   /** Where the data lives: a file path, or a URL without its password. */
   readonly location: string;
 
+  /**
+   * After the start, in the background: schema work a shared database does
+   * outside the migrations' transaction (PostgreSQL: the tasks' host for rows
+   * without one, a batch at a time, and the admin list's indexes built
+   * CONCURRENTLY), checking `stopped` between steps. Resolves with the rows given
+   * a host. SQLite does it all in its migration.
+   */
+  finishSchema?(stopped: () => boolean): Promise<number>;
   /** Runs the migrations not yet run (once across nodes); resolves with their names. */
   migrate(): Promise<string[]>;
 

@@ -191,7 +191,7 @@ export const TaskEventEntity = new EntitySchema<TaskEventRow>({
   name: 'TaskEvent',
   tableName: 'task_events',
   columns: {
-    id: { type: 'integer', primary: true, generated: 'increment' },
+    id: { type: 'bigint', primary: true, generated: 'increment', transformer: bigintNumber },
     url: { type: 'varchar' },
     at: { type: 'bigint', transformer: bigintNumber },
     node: { type: 'varchar', length: 128 },

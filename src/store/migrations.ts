@@ -287,7 +287,7 @@ export class AddCoverColor1764910000000 implements MigrationInterface {
 }
 
 /** Rows of the tasks table read and given their host per round of the host backfill. */
-const HOST_BACKFILL_BATCH = 2000;
+export const HOST_BACKFILL_BATCH = 2000;
 
 /** The host name `host=` filters on: `URL.hostname` (lower case), or null for a URL that does not parse. */
 export function hostOfUrl(url: string): string | null {
@@ -299,6 +299,14 @@ export function hostOfUrl(url: string): string | null {
   }
 }
 
+/** The admin list's indexes on tasks (filter by host or error code, sort by tries or change): name and columns. */
+export const TASK_HOST_INDEXES: readonly (readonly [string, readonly string[]])[] = [
+  ['idx_tasks_host', ['host', 'updated_at']],
+  ['idx_tasks_error_code', ['error_code', 'updated_at']],
+  ['idx_tasks_attempts', ['attempts', 'updated_at']],
+  ['idx_tasks_updated', ['updated_at']],
+];
+
 /**
  * The task timeline kept in the database (`task_events`: status changes, tries
  * and errors, bounded per URL), and what the admin list filters and sorts on:
@@ -308,11 +316,13 @@ export class AddTaskEvents1765000000000 implements MigrationInterface {
   name = 'AddTaskEvents1765000000000';
 
   async up(queryRunner: QueryRunner): Promise<void> {
+    const postgres = queryRunner.connection.options.type === 'postgres';
     await queryRunner.createTable(
       new Table({
         name: 'task_events',
         columns: [
-          { name: 'id', type: 'integer', isPrimary: true, isGenerated: true, generationStrategy: 'increment' },
+          // Ids are never reused: 64-bit on PostgreSQL (BIGSERIAL); SQLite's INTEGER PRIMARY KEY is 64-bit already.
+          { name: 'id', type: postgres ? 'bigint' : 'integer', isPrimary: true, isGenerated: true, generationStrategy: 'increment' },
           { name: 'url', type: 'varchar' },
           { name: 'at', type: 'bigint' },
           { name: 'node', type: 'varchar', length: '128' },
@@ -327,37 +337,32 @@ export class AddTaskEvents1765000000000 implements MigrationInterface {
     );
     await queryRunner.createIndex('task_events', new TableIndex({ name: 'idx_task_events_url', columnNames: ['url', 'id'] }));
     await queryRunner.addColumn('tasks', new TableColumn({ name: 'host', type: 'varchar', length: '255', isNullable: true }));
-    // Rows made before have no host: given theirs here, a batch at a time (by URL, so each round starts where the last ended).
-    const postgres = queryRunner.connection.options.type === 'postgres';
+    // PostgreSQL: the column is added (nullable, no default: no row rewritten) and the rest is
+    // done after the start, outside this transaction, so nodes sharing the database are not held
+    // on the tasks table while rows get their host and indexes are built (TASK_HOST_INDEXES,
+    // PostgresDialect.finishTaskHosts: CONCURRENTLY, batches of their own).
+    if (postgres) return;
+    // SQLite (one process, which is the one migrating): rows made before get their host here,
+    // a batch at a time (by URL, so each round starts where the last ended).
     let after = '';
     for (;;) {
-      const rows = (await queryRunner.query(postgres ? 'SELECT url FROM tasks WHERE url > $1 ORDER BY url LIMIT $2' : 'SELECT url FROM tasks WHERE url > ? ORDER BY url LIMIT ?', [after, HOST_BACKFILL_BATCH])) as { url: string }[];
+      const rows = (await queryRunner.query('SELECT url FROM tasks WHERE url > ? ORDER BY url LIMIT ?', [after, HOST_BACKFILL_BATCH])) as { url: string }[];
       if (rows.length === 0) break;
       const urls = rows.map((row) => row.url);
       const hosts = urls.map(hostOfUrl);
-      if (postgres) {
-        await queryRunner.query('UPDATE tasks SET host = u.host FROM unnest($1::text[], $2::text[]) AS u(url, host) WHERE tasks.url = u.url', [urls, hosts]);
-      } else {
-        const pairs = JSON.stringify(urls.map((url, i) => [url, hosts[i]]));
-        await queryRunner.query(
-          "UPDATE tasks SET host = u.host FROM (SELECT json_extract(value, '$[0]') AS url, json_extract(value, '$[1]') AS host FROM json_each(?)) AS u WHERE tasks.url = u.url",
-          [pairs],
-        );
-      }
+      const pairs = JSON.stringify(urls.map((url, i) => [url, hosts[i]]));
+      await queryRunner.query(
+        "UPDATE tasks SET host = u.host FROM (SELECT json_extract(value, '$[0]') AS url, json_extract(value, '$[1]') AS host FROM json_each(?)) AS u WHERE tasks.url = u.url",
+        [pairs],
+      );
       after = urls.at(-1)!;
       if (rows.length < HOST_BACKFILL_BATCH) break;
     }
-    await queryRunner.createIndex('tasks', new TableIndex({ name: 'idx_tasks_host', columnNames: ['host', 'updated_at'] }));
-    await queryRunner.createIndex('tasks', new TableIndex({ name: 'idx_tasks_error_code', columnNames: ['error_code', 'updated_at'] }));
-    await queryRunner.createIndex('tasks', new TableIndex({ name: 'idx_tasks_attempts', columnNames: ['attempts', 'updated_at'] }));
-    await queryRunner.createIndex('tasks', new TableIndex({ name: 'idx_tasks_updated', columnNames: ['updated_at'] }));
+    for (const [name, columns] of TASK_HOST_INDEXES) await queryRunner.createIndex('tasks', new TableIndex({ name, columnNames: [...columns] }));
   }
 
   async down(queryRunner: QueryRunner): Promise<void> {
-    await queryRunner.dropIndex('tasks', 'idx_tasks_updated');
-    await queryRunner.dropIndex('tasks', 'idx_tasks_attempts');
-    await queryRunner.dropIndex('tasks', 'idx_tasks_error_code');
-    await queryRunner.dropIndex('tasks', 'idx_tasks_host');
+    for (const [name] of TASK_HOST_INDEXES) await queryRunner.query(`DROP INDEX IF EXISTS ${name}`);
     await queryRunner.dropColumn('tasks', 'host');
     await queryRunner.dropTable('task_events', true);
   }

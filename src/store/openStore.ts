@@ -30,6 +30,8 @@ export interface StoreOptions {
   leaseMs: number;
   /** A task batch that could not be written (logged; the batch is lost). */
   onTaskWriteError: (error: unknown) => void;
+  /** The background schema work after the start (a shared database's): what it did, or why it stopped. */
+  onSchemaFinished?: (outcome: { rows: number } | { error: unknown }) => void;
   /** The one clock (default the system's): every time the store writes, leases, the touch flush. */
   clock?: Clock;
   covers?: CoverIndexOptions;
@@ -55,6 +57,7 @@ export async function openStore(options: StoreOptions): Promise<OpenStore> {
     const covers = new SqlCoverIndex(dialect, writer, events, options.node, { clock, ...options.covers });
     const tasks = new SqlTaskLedger(dialect, writer, events, options.node, options.onTaskWriteError, clock);
     const jobs = new SqlJobStore(dialect, writer, events, options.node, options.leaseMs, clock);
+    let closed = false;
     const store: OpenStore = {
       covers,
       tasks,
@@ -67,6 +70,7 @@ export async function openStore(options: StoreOptions): Promise<OpenStore> {
       fileGraceMs: dialect.shared ? SHARED_FILE_GRACE_MS : 0,
       migrated,
       async close() {
+        closed = true;
         await covers.flushTouches().catch(() => undefined);
         await tasks.flush();
         await writer.idle();
@@ -84,6 +88,13 @@ export async function openStore(options: StoreOptions): Promise<OpenStore> {
         events.emit('resync');
       },
     });
+    // Not awaited: the start goes on; other nodes are not held while it runs.
+    dialect.finishSchema?.(() => closed).then(
+      (rows) => options.onSchemaFinished?.({ rows }),
+      (error: unknown) => {
+        if (!closed) options.onSchemaFinished?.({ error });
+      },
+    );
     return store;
   } catch (error) {
     await dialect.close().catch(() => undefined);

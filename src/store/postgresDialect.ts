@@ -25,7 +25,7 @@ import type { TaskStatus } from '../../machines/types.js';
 import { maskSecrets } from '../secrets.js';
 import { COVER_COLUMNS, RESET_VARIANT_BYTES, coverFromRaw, coverParams, isFinal, SELECT_COVERS, TASK_DEFAULTS, TASK_EVENTS_PER_URL, TASK_PATCH_COLUMNS } from './dialect.js';
 import type { Dialect, Heard, ListenHandlers, Published, RawCover, TaskEventWrite, TaskWrite } from './dialect.js';
-import { hostOfUrl } from './migrations.js';
+import { HOST_BACKFILL_BATCH, hostOfUrl, TASK_HOST_INDEXES } from './migrations.js';
 import type { CoverRow } from './entities.js';
 import type { ClaimOutcome, NewDeletion } from './ports.js';
 
@@ -197,6 +197,33 @@ export class PostgresDialect implements Dialect {
       await lock.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK]).catch(() => undefined);
       await lock.end();
     }
+  }
+
+  async finishSchema(stopped: () => boolean): Promise<number> {
+    const pool = this.pool();
+    let given = 0;
+    // Rows without a host (made before the column, or by a node of the version before it):
+    // theirs, or '' for a URL that has none, so each row is looked at once.
+    while (!stopped()) {
+      const { rows } = await pool.query<{ url: string }>('SELECT url FROM tasks WHERE host IS NULL LIMIT $1', [HOST_BACKFILL_BATCH]);
+      if (rows.length === 0) break;
+      const urls = rows.map((row) => row.url);
+      await pool.query('UPDATE tasks SET host = u.host FROM unnest($1::text[], $2::text[]) AS u(url, host) WHERE tasks.url = u.url AND tasks.host IS NULL', [urls, urls.map((url) => hostOfUrl(url) ?? '')]);
+      given += rows.length;
+      if (rows.length < HOST_BACKFILL_BATCH) break;
+    }
+    for (const [name, columns] of TASK_HOST_INDEXES) {
+      if (stopped()) break;
+      // A build cut off (a node stopped during it) leaves an invalid index: made again.
+      const { rows } = await pool.query<{ valid: boolean }>(
+        'SELECT i.indisvalid AS valid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE c.relname = $1 AND c.relnamespace = current_schema()::regnamespace',
+        [name],
+      );
+      if (rows[0]?.valid === true) continue;
+      if (rows[0]) await pool.query(`DROP INDEX CONCURRENTLY IF EXISTS ${name}`);
+      await pool.query(`CREATE INDEX CONCURRENTLY IF NOT EXISTS ${name} ON tasks (${columns.join(', ')})`);
+    }
+    return given;
   }
 
   async findCover(url: string): Promise<CoverRow | null> {

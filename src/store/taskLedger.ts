@@ -29,6 +29,8 @@ import type { StoreEventMap, TaskChange, TaskLedger, TaskListOptions, TaskPatch 
 import type { SerialWriter } from './serialWriter.js';
 
 const UNFINISHED: TaskStatus[] = ['waiting', 'queued', 'downloading'];
+/** Most URLs remembered as waiting (their first wait recorded), for `worthAnEvent`. */
+const MAX_WAITING_REMEMBERED = 100_000;
 
 export class SqlTaskLedger implements TaskLedger {
   private readonly repo: Repository<TaskRow>;
@@ -36,6 +38,8 @@ export class SqlTaskLedger implements TaskLedger {
   private pending = new Map<string, TaskWrite>();
   /** The timeline events of the pending batch, in the order they were made. */
   private pendingEvents: TaskEventWrite[] = [];
+  /** URLs whose last timeline event is a wait (waiting or queued). */
+  private readonly waiting = new Set<string>();
   /** The changes of the pending batch, in the order they were made (only when someone listens). */
   private changes: TaskChange[] = [];
   private scheduled = false;
@@ -81,7 +85,7 @@ export class SqlTaskLedger implements TaskLedger {
     }
     // The admin streams listen; other nodes always may. With neither, a change costs no object.
     if (this.dialect.shared || this.events.listenerCount('task') > 0) this.changes.push({ url, node: this.node, at, patch, remote: false });
-    if (patch.status !== undefined && !SqlTaskLedger.progressOnly(patch)) {
+    if (patch.status !== undefined && !SqlTaskLedger.progressOnly(patch) && this.worthAnEvent(url, patch.status)) {
       this.pendingEvents.push({
         url,
         at,
@@ -94,6 +98,25 @@ export class SqlTaskLedger implements TaskLedger {
       });
     }
     this.schedule();
+  }
+
+  /**
+   * Whether a status change goes into the timeline: a URL's first wait is kept,
+   * but moving between waiting and queued (the gate closing and opening, which
+   * re-reports every waiting URL) is not, or a flapping gate would push a task's
+   * tries and errors out of its window.
+   */
+  private worthAnEvent(url: string, status: TaskStatus): boolean {
+    const waits = status === 'waiting' || status === 'queued';
+    if (!waits) {
+      this.waiting.delete(url);
+      return true;
+    }
+    if (this.waiting.has(url)) return false;
+    // Bounded: past the bound the oldest URL forgets it waited (at worst one more event for it).
+    if (this.waiting.size >= MAX_WAITING_REMEMBERED) this.waiting.delete(this.waiting.values().next().value!);
+    this.waiting.add(url);
+    return true;
   }
 
   noteTry(url: string, attempt: number, error: { code: string; message: string }): void {
@@ -124,6 +147,7 @@ export class SqlTaskLedger implements TaskLedger {
     const at = this.clock.now();
     // Published with the status the row had: known only once it is deleted, so the dialect fills it in.
     const publish: Published[] = this.dialect.shared ? [{ kind: 'taskRemoved', url, at, status: 'ok' }] : [];
+    this.waiting.delete(url);
     const status = await this.writer.run(() => this.dialect.deleteTask(url, publish));
     if (status !== null) this.events.emit('task', { url, node: this.node, at, patch: { status }, removed: true, remote: false });
   }
@@ -132,7 +156,10 @@ export class SqlTaskLedger implements TaskLedger {
     await this.flush();
     const at = this.clock.now();
     const removed = await this.writer.run(() => this.dialect.deleteUnstartedTasks(urls.filter((url) => !wanted(url)), at));
-    for (const { url, status } of removed) this.events.emit('task', { url, node: this.node, at, patch: { status }, removed: true, remote: false });
+    for (const { url, status } of removed) {
+      this.waiting.delete(url);
+      this.events.emit('task', { url, node: this.node, at, patch: { status }, removed: true, remote: false });
+    }
     return removed.map((row) => row.url);
   }
 
