@@ -333,7 +333,7 @@ function buildParts(opened: Opened): Parts {
     clock,
   });
   made.jobs = jobs;
-  const renders = new Renders({ coversDir: config.coversDir, covers, workers: config.renderWorkers, clock, logger, timeLimitMs: config.timeLimit * 1000 });
+  const renders = new Renders({ coversDir: config.coversDir, covers, shared: store.claims.shared, workers: config.renderWorkers, clock, logger, timeLimitMs: config.timeLimit * 1000 });
   // /ws and the door read bilibili suffixes: checked as the URL without, answered with the rendered variant.
   // One count per client address of the downloads and renders it starts (--proxy-rate): the proxy, /covers variants, suffixes.
   const startLimiter = new ProxyRateLimiter({ limit: config.proxyRate, clock });
@@ -523,7 +523,7 @@ async function stopAll(parts: Parts, { colorPass, sweeper, http, legacy }: Runni
   await jobs.stop();
   await deletionRunner.stop();
   await downloads.shutdown(graceMs);
-  renders.close();
+  await renders.close();
   gates.close();
   await Promise.all([http.close(), legacy?.close()]);
   await client.close();

@@ -147,6 +147,24 @@ describe('Renders', () => {
     assert.deepEqual(await renders.variant(COVER, webp320), file);
   });
 
+  it('on a covers folder other nodes share, the bound counts what they added during a burst', async (t) => {
+    for (const shared of [true, false]) {
+      const { coversDir, renders } = await setup(t, { maxPerCover: 3, workers: 1, shared }, `example.com/${shared ? 's' : 'n'}-0123456789ab-ba9876543210.jpg`);
+      const cover = `example.com/${shared ? 's' : 'n'}-0123456789ab-ba9876543210.jpg`;
+      const release = await holdDecodes(t);
+      // One burst: the first renders (held in its decode), the second waits for the one worker.
+      const first = renders.variant(cover, webp320);
+      const second = renders.variant(cover, { ...webp320, format: 'png' });
+      await waitUntil(() => renders.counts().running === 1, 'the first running');
+      // Meanwhile another node publishes three variants of this cover into the shared folder.
+      for (const q of [50, 60, 70]) await writeCoverFile(coversDir, variantPathOf(cover, { ...webp320, quality: q }), Buffer.alloc(10));
+      release();
+      await first;
+      if (shared) await assert.rejects(second, (error: unknown) => error instanceof TooManyVariantsError && /has 4 variants already \(at most 3\)/.test(error.message));
+      else await second; // a folder only this node writes: the burst's own count (1) stands
+    }
+  });
+
   it('renders of one cover finishing together count every variant\'s bytes on its row', async (t) => {
     const { renders, store } = await setup(t, { workers: 2 });
     const specs: VariantSpec[] = [160, 240, 320, 480].flatMap((width) => (['webp', 'jpeg'] as const).map((format) => ({ width, fit: 'inside' as const, format })));
@@ -223,9 +241,10 @@ describe('Renders', () => {
     const asked = renders.variant(COVER, webp320);
     await waitUntil(() => renders.counts().running === 1, 'running 1');
     const ended = assert.rejects(asked, (error: unknown) => error instanceof CoverError && error.code === 'shutting_down');
-    renders.close();
+    const closed = renders.close();
     await ended;
     await assert.rejects(renders.variant(COVER, webp320), (error: unknown) => error instanceof CoverError && error.code === 'shutting_down');
     release();
+    await closed;
   });
 });

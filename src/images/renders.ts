@@ -100,6 +100,8 @@ export interface RendersDeps {
   covers: Pick<CoverIndex, 'findByPath' | 'setVariantBytes'>;
   /** Renders running at once (`--render-workers`). */
   workers: number;
+  /** Other nodes write variants into the same covers folder (a shared database). */
+  shared?: boolean;
   clock?: Clock;
   logger?: Logger;
   maxQueued?: number;
@@ -244,9 +246,16 @@ export class Renders {
   }
 
   /** Cancels every render (askers get `shutting_down`); new asks are refused. */
-  close(): void {
+  /**
+   * Takes no more renders and cancels those in flight; resolves once the variant
+   * bytes owed by renders that published are recorded (before the store closes).
+   */
+  async close(): Promise<void> {
     this.#closed = true;
     for (const flight of [...this.#flights.values()]) flight.actor.send({ type: 'CANCEL' });
+    // The cancelled renders leave their bursts in this turn or the next; their recounts are chained per cover.
+    await new Promise((resolve) => setImmediate(resolve));
+    await Promise.all([...this.#tallies.values()]);
   }
 
   #open(): void {
@@ -372,7 +381,8 @@ export class Renders {
     if (burst === undefined) return;
     if (--burst.flights > 0) return;
     this.#bursts.delete(coverPath);
-    if (burst.owed && !this.#closed) {
+    // Owed even when closing: close() waits for it, so the row counts what is on disk.
+    if (burst.owed) {
       this.#tally(coverPath).catch((error: unknown) => this.#deps.logger?.warn('variant bytes not recorded', { path: coverPath, error }));
     }
   }
@@ -417,14 +427,18 @@ export class Renders {
     const maxPerCover = this.#deps.maxPerCover ?? DEFAULT_MAX_PER_COVER;
     // Spawned with this render and kept until it finishes.
     const burst = this.#bursts.get(coverPath)!;
-    if (burst.count === undefined) {
+    // Counted once per burst on a folder only this node writes; on a shared one (several nodes)
+    // from the disk at each render, since other nodes add variants a kept count does not see and
+    // the bound is the folder's, not this node's.
+    const fromDisk = this.#deps.shared === true && burst.count !== undefined;
+    if (burst.count === undefined || fromDisk) {
       burst.counting ??= listVariantFiles(coversDir, coverPath)
         .then((files) => files.length)
         .finally(() => {
           burst.counting = undefined;
         });
       const listed = await burst.counting;
-      burst.count ??= listed;
+      burst.count = fromDisk ? Math.max(listed, burst.count ?? 0) : (burst.count ?? listed);
     }
     const before = burst.count;
     if (before >= maxPerCover) {
