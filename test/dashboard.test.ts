@@ -17,6 +17,7 @@ import type { Browser, Page } from 'playwright-core';
 import sharp from 'sharp';
 import { DASHBOARD_CSP, serveDashboard } from '../src/admin/index.js';
 import { originalPathOf } from '../src/store/index.js';
+import { browserScaffold } from './helpers/browser.js';
 import { makeImage, startOrigin } from './helpers/origin.js';
 import type { Origin } from './helpers/origin.js';
 import { root, startService } from './helpers/service.js';
@@ -689,29 +690,20 @@ test('the dashboard shows a banner per cooling upstream host, gone when it reope
 });
 
 test('the task list in a real browser: deep links to a task, filters by error code and host, sort by tries, fetch now, clear failed', { timeout: 180_000 }, async (t) => {
-  if (!existsSync(CHROMIUM)) {
-    t.skip("Chromium not installed (/usr/bin/chromium): the browser test needs Debian's chromium package");
-    return;
-  }
-  const dir = await mkdtemp(path.join(os.tmpdir(), 'coverhelper-dashboard-tasks-'));
-  const open: { origin?: Origin; service?: Service; browser?: Browser; client?: TestClient } = {};
-  t.after(async () => {
-    await open.browser?.close();
-    await open.client?.close();
-    await open.service?.stop();
-    await open.origin?.close();
-    await rm(dir, { recursive: true, force: true });
-  });
-  const origin = (open.origin = await startOrigin());
-  const service = (open.service = await startService([
+  const scaffold = await browserScaffold(t, 'dashboard-tasks');
+  if (scaffold === undefined) return;
+  const { open, dir, origin } = scaffold;
+  const service = await startService([
     '--admin-token', TOKEN,
     '--data-dir', path.join(dir, 'data'),
     '--covers-dir', path.join(dir, 'covers'),
     '--allow-private-network',
     '--allow-hosts', '127.0.0.1',
     '--retries', '1',
-  ]));
-  const client = (open.client = await connect(service.wsUrl));
+  ]);
+  open.services.push(service);
+  const client = await connect(service.wsUrl);
+  open.clients.push(client);
   const ok = `${origin.url}/img/tasks-ok.jpg`;
   const broken = `${origin.url}/status/404`;
   const notImage = `${origin.url}/fake.jpg`;

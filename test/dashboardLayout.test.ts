@@ -19,20 +19,15 @@
  * test-output/dashboard-layout/ (git-ignored).
  */
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
-import os from 'node:os';
+import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
-import type { Browser, Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { nodeJson } from '../src/admin/adminApi.js';
-import { CHROMIUM, launchChromium, layoutProblems, openDashboard, rectOf, waitForMatch, waitForText } from './helpers/browser.js';
+import { browserScaffold, launchChromium, layoutProblems, openDashboard, rectOf, waitForMatch, waitForText } from './helpers/browser.js';
 import type { PageGlobals } from './helpers/browser.js';
 import { waitUntil } from './helpers/db.js';
-import { startOrigin } from './helpers/origin.js';
-import type { Origin } from './helpers/origin.js';
 import { root, startService } from './helpers/service.js';
-import type { Service } from './helpers/service.js';
 import { freshPgDatabase, testPg } from './helpers/stores.js';
 import { connect } from './helpers/wsClient.js';
 import type { Frame, TestClient } from './helpers/wsClient.js';
@@ -127,22 +122,10 @@ test('nodeJson: a gone or stopped node holds no work; live figures for this node
 });
 
 test('the dashboard layout at 1440×900 and 390×844: 300 tasks of 300-character URLs, the detail open, two nodes and a job (real browser)', { timeout: 300_000 }, async (t) => {
-  if (!existsSync(CHROMIUM)) {
-    t.skip("Chromium not installed (/usr/bin/chromium): the browser test needs Debian's chromium package");
-    return;
-  }
-  const open: { origin?: Origin; services: Service[]; browser?: Browser; clients: TestClient[] } = { services: [], clients: [] };
-  const dir = await mkdtemp(path.join(os.tmpdir(), 'coverhelper-layout-'));
-  t.after(async () => {
-    open.origin?.release();
-    await open.browser?.close();
-    await Promise.all(open.clients.map((c) => c.close()));
-    for (const service of open.services) await service.stop();
-    await open.origin?.close();
-    await rm(dir, { recursive: true, force: true });
-  });
+  const scaffold = await browserScaffold(t, 'layout');
+  if (scaffold === undefined) return;
+  const { open, dir, origin } = scaffold;
   await mkdir(OUTPUT, { recursive: true });
-  const origin = (open.origin = await startOrigin());
   // Two nodes on one PostgreSQL database when there is one; else one node on SQLite.
   const db = testPg ? await freshPgDatabase(t) : undefined;
   const common = ['--admin-token', TOKEN, '--callback-secret', 'layout-callback-secret', '--covers-dir', path.join(dir, 'covers'), '--allow-private-network', '--allow-hosts', '127.0.0.1', '--retries', '0', '--workers', '4', ...(db ? ['--db', db, '--lease', '3'] : [])];
@@ -242,22 +225,10 @@ async function countNodes(page: Page, n: number): Promise<boolean> {
 }
 
 test('one source for every figure shown twice: downloads, a pause, a node killed; paused and tardy banners say since when and why (real browser)', { timeout: 300_000 }, async (t) => {
-  if (!existsSync(CHROMIUM)) {
-    t.skip("Chromium not installed (/usr/bin/chromium): the browser test needs Debian's chromium package");
-    return;
-  }
-  const open: { origin?: Origin; services: Service[]; browser?: Browser; clients: TestClient[] } = { services: [], clients: [] };
-  const dir = await mkdtemp(path.join(os.tmpdir(), 'coverhelper-figures-'));
-  t.after(async () => {
-    open.origin?.release();
-    await open.browser?.close();
-    await Promise.all(open.clients.map((c) => c.close()));
-    for (const service of open.services) await service.stop();
-    await open.origin?.close();
-    await rm(dir, { recursive: true, force: true });
-  });
+  const scaffold = await browserScaffold(t, 'figures');
+  if (scaffold === undefined) return;
+  const { open, dir, origin } = scaffold;
   await mkdir(OUTPUT, { recursive: true });
-  const origin = (open.origin = await startOrigin());
   const db = testPg ? await freshPgDatabase(t) : undefined;
   const common = ['--admin-token', TOKEN, '--callback-secret', 'layout-callback-secret', '--covers-dir', path.join(dir, 'covers'), '--allow-private-network', '--allow-hosts', '127.0.0.1', '--retries', '0', '--workers', '2', '--time-limit', '600', ...(db ? ['--db', db, '--lease', '2'] : [])];
   const a = await startService([...common, '--data-dir', path.join(dir, 'a'), ...(db ? ['--node-id', 'node-a'] : [])]);

@@ -13,22 +13,15 @@
 import { coverUrl } from '../checks/index.js';
 import { readImageHeader } from '../images/imageHeader.js';
 import { listVariantFiles, openStoredFile } from '../store/coverFiles.js';
+import type { VariantJson } from '../wire/adminStream.js';
 
 /** Most variants described in one task detail. */
 export const MAX_LISTED = 100;
 /** Bytes read from each variant file for its header. */
 const HEADER_BYTES = 4096;
 
-export interface VariantInfo {
-  path: string;
-  coverUrl: string;
-  format: 'jpeg' | 'png' | 'webp' | 'avif';
-  width: number | null;
-  height: number | null;
-  bytes: number;
-}
 
-const formatOfExt: Record<string, VariantInfo['format']> = { jpg: 'jpeg', png: 'png', webp: 'webp', avif: 'avif' };
+const formatOfExt: Record<string, VariantJson['format']> = { jpg: 'jpeg', png: 'png', webp: 'webp', avif: 'avif' };
 
 /**
  * Width and height of an AVIF (HEIF) image from its first bytes: the first
@@ -69,9 +62,9 @@ async function headOf(coversDir: string, relPath: string): Promise<Buffer | unde
 }
 
 /** The variants stored for the cover at `coverPath`, largest first then by format, with how many there are. */
-export async function coverVariants(coversDir: string, coverPath: string, publicUrl: string): Promise<{ variants: VariantInfo[]; total: number }> {
+export async function coverVariants(coversDir: string, coverPath: string, publicUrl: string): Promise<{ variants: VariantJson[]; total: number }> {
   const files = await listVariantFiles(coversDir, coverPath);
-  const variants: VariantInfo[] = [];
+  const variants: VariantJson[] = [];
   for (const file of files.slice(0, MAX_LISTED)) {
     const format = formatOfExt[file.path.slice(file.path.lastIndexOf('.') + 1)];
     if (format === undefined) continue;

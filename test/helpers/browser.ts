@@ -4,8 +4,17 @@
  * measurements the layout test makes. Tests skip (never fake) where
  * /usr/bin/chromium is missing.
  */
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import type { TestContext } from 'node:test';
 import { chromium } from 'playwright-core';
 import type { Browser, Page } from 'playwright-core';
+import { startOrigin } from './origin.js';
+import type { Origin } from './origin.js';
+import type { Service } from './service.js';
+import type { TestClient } from './wsClient.js';
 
 export const CHROMIUM = '/usr/bin/chromium';
 // We run as root (no sandbox); the rest keeps Chromium from calling out to the internet.
@@ -135,4 +144,28 @@ export function rectOf(page: Page, selector: string): Promise<Rect | null> {
     const r = e.getBoundingClientRect();
     return r.width > 0 && r.height > 0 ? { left: r.left, right: r.right, top: r.top, bottom: r.bottom, width: r.width, height: r.height } : null;
   }, selector);
+}
+
+/**
+ * What a browser test against real services opens, closed after it whatever happens: the origin,
+ * the services, the browser, the clients and a temporary folder. Undefined (the
+ * test skipped, saying why) where Chromium is not installed.
+ */
+export async function browserScaffold(t: TestContext, name: string) {
+  if (!existsSync(CHROMIUM)) {
+    t.skip("Chromium not installed (/usr/bin/chromium): the browser test needs Debian's chromium package");
+    return undefined;
+  }
+  const open: { origin?: Origin; services: Service[]; browser?: Browser; clients: TestClient[] } = { services: [], clients: [] };
+  const dir = await mkdtemp(path.join(os.tmpdir(), `coverhelper-${name}-`));
+  t.after(async () => {
+    open.origin?.release();
+    await open.browser?.close();
+    await Promise.all(open.clients.map((c) => c.close()));
+    for (const service of open.services) await service.stop();
+    await open.origin?.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+  const origin = (open.origin = await startOrigin());
+  return { open, dir, origin };
 }
