@@ -35,6 +35,8 @@ export const CHANNEL = 'coverhelper';
 const MAX_PAYLOAD = 7900;
 /** Chosen once: the advisory lock key of migrations ("cover" in ASCII). */
 const MIGRATION_LOCK = 0x636f766572;
+/** Held by the one node building the tasks' indexes after a start (`finishSchema`); the others leave it to that node. */
+const SCHEMA_LOCK = MIGRATION_LOCK + 1;
 const UNFINISHED = "('waiting', 'queued', 'downloading')";
 
 const UPSERT_COVER =
@@ -212,16 +214,33 @@ export class PostgresDialect implements Dialect {
       given += rows.length;
       if (rows.length < HOST_BACKFILL_BATCH) break;
     }
-    for (const [name, columns] of TASK_HOST_INDEXES) {
-      if (stopped()) break;
-      // A build cut off (a node stopped during it) leaves an invalid index: made again.
-      const { rows } = await pool.query<{ valid: boolean }>(
-        'SELECT i.indisvalid AS valid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE c.relname = $1 AND c.relnamespace = current_schema()::regnamespace',
-        [name],
-      );
-      if (rows[0]?.valid === true) continue;
-      if (rows[0]) await pool.query(`DROP INDEX CONCURRENTLY IF EXISTS ${name}`);
-      await pool.query(`CREATE INDEX CONCURRENTLY IF NOT EXISTS ${name} ON tasks (${columns.join(', ')})`);
+    // One node builds the indexes; another that starts meanwhile leaves them to it (its next start looks again).
+    const client = await pool.connect();
+    let lost = false;
+    const onError = () => (lost = true);
+    client.on('error', onError);
+    try {
+      const { rows } = await client.query<{ locked: boolean }>('SELECT pg_try_advisory_lock($1) AS locked', [SCHEMA_LOCK]);
+      if (rows[0]?.locked !== true) return given;
+      try {
+        for (const [name, columns] of TASK_HOST_INDEXES) {
+          if (stopped()) break;
+          const found = await client.query<{ valid: boolean }>(
+            'SELECT i.indisvalid AS valid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE c.relname = $1 AND c.relnamespace = current_schema()::regnamespace',
+            [name],
+          );
+          const valid = found.rows[0]?.valid;
+          if (valid === true) continue;
+          // A build cut off (a node stopped during it) leaves an invalid index: made again.
+          if (valid === false) await client.query(`DROP INDEX CONCURRENTLY IF EXISTS ${name}`);
+          await client.query(`CREATE INDEX CONCURRENTLY IF NOT EXISTS ${name} ON tasks (${columns.join(', ')})`);
+        }
+      } finally {
+        await client.query('SELECT pg_advisory_unlock($1)', [SCHEMA_LOCK]).catch(() => undefined);
+      }
+    } finally {
+      client.removeListener('error', onError);
+      client.release(lost);
     }
     return given;
   }
