@@ -17,7 +17,8 @@
  * take 2^64 shares). IPv4-mapped IPv6 is its IPv4 address.
  *
  * Bounded memory: at most `maxClients` clients are tracked (default 100,000:
- * about 16 MB of heap, measured). The counts live in one pool of typed arrays (11
+ * about 16 MB of heap by count: 52 bytes a slot in the typed arrays, and a Map
+ * entry with its key string, ~100 bytes, a client). The counts live in one pool of typed arrays (11
  * counters and a bucket number per slot, grown by doubling up to the cap); a
  * Map from client key to slot is kept in the order clients were last asked
  * about (re-inserted on each `take`). A new client at the cap first drops every
