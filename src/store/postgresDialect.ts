@@ -359,13 +359,21 @@ export class PostgresDialect implements Dialect {
       (rows: { url: string; status: TaskStatus }[]) => rows.map(({ url, status }) => ({ kind: 'taskRemoved' as const, url, at, status })),
       async (client) => {
         // A failed row another node still holds (a retry it is about to start) is left alone; SKIP LOCKED passes rows being written.
-        const { rows } = await client.query<{ url: string; status: TaskStatus }>(
-          "DELETE FROM tasks WHERE url IN (SELECT url FROM tasks WHERE status IN ('error', 'tle') AND (claimed_by IS NULL OR claim_expires < $2) " +
-            "ORDER BY updated_at LIMIT $1 FOR UPDATE SKIP LOCKED) AND status IN ('error', 'tle') RETURNING url, status",
+        // Picked first, then deleted: a LIMIT … FOR UPDATE SKIP LOCKED subquery inside the DELETE may be run
+        // again by the plan and take more than the limit.
+        const picked = await client.query<{ url: string }>(
+          "SELECT url FROM tasks WHERE status IN ('error', 'tle') AND (claimed_by IS NULL OR claim_expires < $2) ORDER BY updated_at LIMIT $1 FOR UPDATE SKIP LOCKED",
           [limit, at],
         );
+        if (picked.rows.length === 0) return [];
+        const { rows } = await client.query<{ url: string; status: TaskStatus }>(
+          "DELETE FROM tasks WHERE url = ANY($1::text[]) AND status IN ('error', 'tle') RETURNING url, status",
+          [picked.rows.map((row) => row.url)],
+        );
         if (rows.length > 0) await client.query('DELETE FROM task_events WHERE url = ANY($1::text[])', [rows.map((row) => row.url)]);
-        return rows;
+        // Oldest first, as picked (RETURNING keeps no order).
+        const order = new Map(picked.rows.map((row, i) => [row.url, i]));
+        return rows.sort((a, b) => order.get(a.url)! - order.get(b.url)!);
       },
     );
   }
