@@ -16,7 +16,7 @@ import type { Downloads } from './downloads/index.js';
 import { createHttpClient } from './fetch/index.js';
 import type { Logger } from './logger.js';
 import { CacheLimits, ColorPass, DeletionRunner, ResourceGuard } from './maintenance/index.js';
-import { ADMIN_TOKEN_FILE, createAdminFeed, resolveAdminToken, resolveSecret, TaskHistory } from './admin/index.js';
+import { ADMIN_TOKEN_FILE, createAdminFeed, resolveAdminToken, resolveSecret } from './admin/index.js';
 import { JobCallbacks, JobRunner, removeArchive } from './jobs/index.js';
 import { preparePlaceholder, ProxyRateLimiter, SuffixChecks, TrustedProxies } from './proxy/index.js';
 import { createHttpServer, createMetrics, Door, homePage, ProxyRoute } from './servers/index.js';
@@ -126,7 +126,6 @@ interface Parts extends Opened {
   reresolver: Reresolver;
   downloads: Downloads;
   guard: ResourceGuard;
-  history: TaskHistory;
   checks: CoverChecks;
   callbacks: JobCallbacks;
   jobs: JobRunner;
@@ -314,7 +313,6 @@ function buildParts(opened: Opened): Parts {
     clock,
   });
 
-  const history = new TaskHistory(store);
   const checks = new CoverChecks({ config, covers, downloads, stats, publicUrl, reresolve: reresolver });
   const callbacks = new JobCallbacks({ secret: callbackSecret, allowPrivateNetwork: config.allowPrivateNetwork, callbackHosts: config.callbackHosts, userAgent, logger, clock });
   const jobs = new JobRunner({
@@ -339,7 +337,7 @@ function buildParts(opened: Opened): Parts {
   const startLimiter = new ProxyRateLimiter({ limit: config.proxyRate, clock });
   const suffixChecks = new SuffixChecks({ checks, covers, renders, publicUrl, logger, limiter: startLimiter, clock });
   const door = new Door({ checks: suffixChecks, logger, urlKey: config.urlKey, waitMs: config.timeLimit * 1000, maxBatch: config.maxBatch, clock });
-  return { ...opened, urls, stats, deletionRunner, cacheLimits, client, gates, reresolver, downloads, guard, history, checks, callbacks, jobs, renders, startLimiter, suffixChecks, door };
+  return { ...opened, urls, stats, deletionRunner, cacheLimits, client, gates, reresolver, downloads, guard, checks, callbacks, jobs, renders, startLimiter, suffixChecks, door };
 }
 
 /** Before anything is served: the guard's first verdict, what the last run left, then the background work. */
@@ -375,7 +373,7 @@ async function resumeWork(parts: Parts, opened: { close(): Promise<void> }[]): P
 
 /** The HTTP server (every route) and the 2019 port, on the bound port. */
 async function serve(parts: Parts, bound: Server, opened: { close(): Promise<void> }[]): Promise<Pick<Running, 'http' | 'legacy'>> {
-  const { config, logger, clock, store, node, adminToken, urls, stats, downloads, guard, gates, jobs, renders, startLimiter, door, reresolver, suffixChecks, checks, history, deletionRunner, callbacks } = parts;
+  const { config, logger, clock, store, node, adminToken, urls, stats, downloads, guard, gates, jobs, renders, startLimiter, door, reresolver, suffixChecks, checks, deletionRunner, callbacks } = parts;
   const { covers, tasks, deletions } = store;
   const publicUrl = () => urls.publicUrl;
   const serviceUrl = () => urls.serviceUrl;
@@ -408,7 +406,7 @@ async function serve(parts: Parts, bound: Server, opened: { close(): Promise<voi
       admin: {
         token: adminToken,
         feed: createAdminFeed({ store, downloads, stats, serviceUrl: serviceUrl, upstream: () => gates.status() }),
-        api: { config, covers, tasks, deletions, cluster: store.cluster, history, deletionRunner, downloads, logger, publicUrl, jobs: store.jobs, serviceUrl: serviceUrl, clock },
+        api: { config, covers, tasks, deletions, cluster: store.cluster, deletionRunner, downloads, logger, publicUrl, jobs: store.jobs, serviceUrl: serviceUrl, clock },
       },
       checks: suffixChecks,
       door,
@@ -512,7 +510,7 @@ function logStart({ config, logger, node, store, cookie, urls }: Parts, url: str
 
 /** Graceful stop: no new connections, downloads finish within `graceMs`, everything closed. */
 async function stopAll(parts: Parts, { colorPass, sweeper, http, legacy }: Running, graceMs: number): Promise<void> {
-  const { clock, guard, cacheLimits, jobs, deletionRunner, downloads, renders, gates, client, callbacks, history, store } = parts;
+  const { clock, guard, cacheLimits, jobs, deletionRunner, downloads, renders, gates, client, callbacks, store } = parts;
   // Stop taking connections first, then let downloads end, then close the rest.
   http.server.close();
   legacy?.stopAccepting();
@@ -528,6 +526,5 @@ async function stopAll(parts: Parts, { colorPass, sweeper, http, legacy }: Runni
   await Promise.all([http.close(), legacy?.close()]);
   await client.close();
   await callbacks.close();
-  history.close();
   await store.close();
 }

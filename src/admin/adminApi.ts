@@ -37,7 +37,7 @@ import { hostOfUrl } from '../store/index.js';
 import type { ClusterState, CoverIndex, DeletionQueue, JobStore, NodeRow, TaskLedger, TaskRow, TaskSort } from '../store/index.js';
 import { jobJson } from '../jobs/index.js';
 import type { DeletionRunner } from '../maintenance/index.js';
-import type { TaskHistory } from './taskHistory.js';
+import { timelineEvent } from './taskHistory.js';
 import { coverVariants } from './coverVariants.js';
 import { storeCustomCover } from './customCovers.js';
 import type { CustomCoverDeps } from './customCovers.js';
@@ -56,7 +56,6 @@ export interface AdminApiDeps extends Omit<CustomCoverDeps, 'onReplaced' | 'conf
   tasks: TaskLedger;
   deletions: DeletionQueue;
   cluster: ClusterState;
-  history: TaskHistory;
   deletionRunner: DeletionRunner;
   logger: Logger;
   publicUrl: () => string;
@@ -192,7 +191,7 @@ function readHandlers(deps: AdminApiDeps) {
       const target = url.searchParams.get('url');
       if (!target) return sendError(res, 400, 'bad_request', 'needs ?url=');
       if (target.length > MAX_URL_LENGTH) return sendError(res, 400, 'bad_request', `the URL is longer than ${MAX_URL_LENGTH} characters`);
-      const [row, cover, timeline] = await Promise.all([deps.tasks.get(target), deps.covers.find(target), deps.history.timeline(target)]);
+      const [row, cover, timeline] = await Promise.all([deps.tasks.get(target), deps.covers.find(target), deps.tasks.timeline(target).then((rows) => rows.map(timelineEvent))]);
       if (!row && !cover && timeline.length === 0) return sendError(res, 404, 'not_found', 'no task or cover for this URL');
       // The sizes and formats made of the cover on demand (`/covers/<path>?w=&f=`), as stored now.
       const made = cover ? await coverVariants(deps.config.coversDir, cover.path, deps.publicUrl()) : { variants: [], total: 0 };

@@ -5,5 +5,5 @@ export { createAdminFeed } from './adminFeed.js';
 export { serveAdminSocket, taskEvent } from './adminSocket.js';
 export type { AdminFeed, AdminSocketOptions, TaskEvent } from './adminSocket.js';
 export { storeCustomCover } from './customCovers.js';
-export { TaskHistory } from './taskHistory.js';
+export { timelineEvent } from './taskHistory.js';
 export { DASHBOARD_CSP, DASHBOARD_PATHS, serveDashboard } from './dashboardAssets.js';

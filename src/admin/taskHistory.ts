@@ -6,7 +6,7 @@
  * by every node of a shared database, keeps the newest `TASK_EVENTS_PER_URL`
  * per URL, and goes when the task row is removed. Progress updates are not kept.
  */
-import type { Store, TaskEventRow } from '../store/index.js';
+import type { TaskEventRow } from '../store/index.js';
 import type { TimelineEvent } from '../wire/adminStream.js';
 
 /** One entry of `GET /admin/api/task`'s `timeline`: declared by the wire contract. */
@@ -23,16 +23,4 @@ export function timelineEvent(row: TaskEventRow): TimelineEvent {
     error: row.errorCode ? { code: row.errorCode, message: row.errorMessage ?? '' } : null,
     at: new Date(row.at).toISOString(),
   };
-}
-
-export class TaskHistory {
-  constructor(private readonly store: Pick<Store, 'tasks'>) {}
-
-  /** The changes kept for `url`, oldest first. */
-  async timeline(url: string): Promise<TimelineEvent[]> {
-    return (await this.store.tasks.timeline(url)).map(timelineEvent);
-  }
-
-  /** Nothing to let go of: kept for the shutdown sequence. */
-  close(): void {}
 }

@@ -35,8 +35,9 @@
  * recorded once, by the last render of the burst to finish (awaited before it
  * answers; if the last one fails or is dropped, recounted in the background
  * when it ends). Each recount lists the folder, so it counts what any process
- * wrote there; a render alone on its cover lists before and recounts after,
- * as each render did before bursts.
+ * wrote there; a render alone on its cover lists before and recounts after.
+ * On a folder other nodes share (`shared`), the count for the bound is listed
+ * at every render: a kept count would not see the other nodes' variants.
  */
 import sharp from 'sharp';
 import { createActor, fromPromise } from 'xstate';
