@@ -15,8 +15,8 @@
  *   at once; timed until the `done` frames;
  * - the same-work script (bench/lib/coldScript.ts `same`): 16 at a time, undici
  *   fetch, the service's own `processImage` and `writeCoverFile`.
- * Goals, on the median of the round-by-round ratios: coverhelper ≥ 0.90× the
- * script's images/s, and its CPU per image ≤ 1.15× the script's. CPU per image
+ * Goals, on the median of the round-by-round ratios: coverhelper ≥ 0.95× the
+ * script's images/s, and its CPU per image ≤ 1.05× the script's. CPU per image
  * is utime + stime of the contender's own process (/proc/<pid>/stat, all
  * threads) over the run; the WebSocket asker runs in the bench process and is
  * not in the service's figure (the bench process's CPU is shown beside it).
@@ -43,8 +43,8 @@ import { envNumber, scale, scaled } from './lib/scale.js';
 import { runScenario, tempDir } from './lib/service.js';
 import { median } from './lib/stats.js';
 
-const GOAL_RATE = 0.9;
-const GOAL_CPU = 1.15;
+const GOAL_RATE = 0.95;
+const GOAL_CPU = 1.05;
 /** A figure whose largest round is more than this much above its smallest asks for another round. */
 const MOVES = 0.2;
 const RESIZES = ['off', '320x200'] as const;

@@ -31,7 +31,7 @@ export const CONCURRENCY = 16;
 export interface Run {
   /** Wall time, ms. */
   ms: number;
-  /** Images stored. */
+  /** Covers stored (images, not files: an original kept beside a cover is not counted). */
   files: number;
   /** CPU of the contender's process over the run, s. */
   cpu: number;
@@ -65,15 +65,24 @@ const benchCpuSeconds = () => {
   return (used.user + used.system) / 1e6;
 };
 
-/** Counts the images in `folder` (those ending in `ext`), checks one's size, then removes the run's folder unless BENCH_KEEP=1. */
-async function stored(runDir: string, folder: string, t: RunTarget, label: string): Promise<number> {
-  const names = (await readdir(folder)).filter((name) => name.endsWith('.jpg'));
+/**
+ * Counts the covers in `folder` (files ending in `.jpg`, not the originals kept
+ * beside them, `*.orig.jpg`), checks one cover's size and, where `originals` is
+ * set, that each cover has its original beside it; then removes the run's folder
+ * unless BENCH_KEEP=1. Images, not files: with a resize the service writes two
+ * files a cover, and a rate of files would count each cover twice.
+ */
+async function stored(runDir: string, folder: string, t: RunTarget, label: string, originals = false): Promise<number> {
+  const all = (await readdir(folder)).filter((name) => name.endsWith('.jpg'));
+  const names = all.filter((name) => !name.endsWith('.orig.jpg'));
   if (names.length > 0) {
     const meta = await sharp(path.join(folder, names[0]!)).metadata();
     if (meta.width !== t.expect.width || meta.height !== t.expect.height) {
       throw new Error(`${label}: stored ${meta.width}×${meta.height}, expected ${t.expect.width}×${t.expect.height}`);
     }
   }
+  const kept = all.length - names.length;
+  if (originals && t.resize !== 'off' && kept !== names.length) throw new Error(`${label}: ${kept} originals kept for ${names.length} covers`);
   if (process.env.BENCH_KEEP !== '1') await rm(runDir, { recursive: true, force: true });
   return names.length;
 }
@@ -110,7 +119,7 @@ export async function viaService(t: RunTarget, profileName: string): Promise<Run
   await closeSocket(ws);
   await stopService(service);
   if (ok !== t.count) throw new Error(`coverhelper --resize ${t.resize}: ${ok} of ${t.count} ok`);
-  return { ...run, files: await stored(runDir, `${runDir}/covers/127.0.0.1`, t, `coverhelper --resize ${t.resize}`) };
+  return { ...run, files: await stored(runDir, `${runDir}/covers/127.0.0.1`, t, `coverhelper --resize ${t.resize}`, true) };
 }
 
 /** Waits for a stdout line of `child` matching `pattern`. */
@@ -169,7 +178,7 @@ export async function viaScript(t: RunTarget, mode: 'same' | 'plain', profileNam
   const code = await exited;
   if (code !== 0) throw new Error(`${what} exited with ${code}`);
   if (Number(done[1]) !== t.count) throw new Error(`${what}: ${done[1]} of ${t.count} ok`);
-  return { ...run, files: await stored(runDir, mode === 'same' ? path.join(out, '127.0.0.1') : out, t, what) };
+  return { ...run, files: await stored(runDir, mode === 'same' ? path.join(out, '127.0.0.1') : out, t, what, mode === 'same') };
 }
 
 /** The peer: `aria2c -j16 -i LIST`, quiet, into a fresh folder. */

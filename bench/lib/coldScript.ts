@@ -9,10 +9,10 @@
  *   through a plain `Agent`, its body decoded (and, unless RESIZE is `off`,
  *   resized and re-encoded) by the service's own `processImage`
  *   (src/images/processImage.ts), and written by the service's own
- *   `writeCoverFile` (src/store/coverFiles.ts: temp file in `OUT/.tmp`, then
- *   rename) under the path the service would give it (`coverPath` with the
- *   content's `sha256`). Imported, not copied, so it cannot drift from the
- *   service. What the service does besides (the WebSocket, the supervisor and
+ *   `writeCover` (src/store/coverRecord.ts: the original kept beside the cover
+ *   when a resize made them two files, then the cover; each a temp file in
+ *   `OUT/.tmp`, then a rename) under the paths the service would give them.
+ *   Imported, not copied, so it cannot drift from the service. What the service does besides (the WebSocket, the supervisor and
  *   one XState actor per download, the task and cover rows in SQLite, logs,
  *   size limits and redirect checks) is not done here.
  * - `plain`: the reference line kept from the first version of this bench:
@@ -34,7 +34,7 @@ import path from 'node:path';
 import { Agent, request } from 'undici';
 import type { ResizeSpec } from '../../src/config.js';
 import { processImage } from '../../src/images/processImage.js';
-import { coverPath, sha256, writeCoverFile } from '../../src/store/coverFiles.js';
+import { writeCover } from '../../src/store/coverRecord.js';
 import { inTurns, serveScript } from './imageCache.js';
 
 const [mode, listFile, out, resizeArg, concurrencyArg] = process.argv.slice(2);
@@ -61,7 +61,8 @@ async function fetchBody(url: string): Promise<Buffer> {
 
 async function same(url: string): Promise<void> {
   const image = await processImage(await fetchBody(url), resize);
-  await writeCoverFile(out!, coverPath(url, sha256(image.data), image.ext), image.data);
+  // The service's own writer: the original first (with a resize, a file of its own), then the cover.
+  await writeCover(url, image, { coversDir: out!, source: 'download', now: Date.now() });
 }
 
 async function plain(url: string, index: number): Promise<void> {
