@@ -12,6 +12,12 @@
  * reported beside it, as information: on a small machine it mostly measures the
  * measuring client, whose CPU is reported apart.
  *
+ * The limit of the answers themselves: a bare `ws` server in its own process
+ * (bench/lib/bareWsServer.ts) answering each of the 500 sockets' check with the
+ * frames the service sent one socket in the last herd (captured, pre-built),
+ * in one write per socket; its CPU per herd beside the service's CPU beyond
+ * its one-socket round.
+ *
  * Peer: nginx (Debian's package, installed if missing) with `proxy_cache` and
  * `proxy_cache_lock on` in front of the same origin, asked the same way: 500
  * HTTP/2 connections, each with its 200 requests at once.
@@ -25,7 +31,7 @@ import { ms, num, ratio, Report, step } from './lib/report.js';
 import { envNumber, scaled } from './lib/scale.js';
 import { procCpuSeconds, procWriteCalls, runScenario, startBenchService, stopService, tempDir } from './lib/service.js';
 import { median } from './lib/stats.js';
-import { closeSocket, openSocket } from './lib/wsLoad.js';
+import { CHECK_PREFIX, closeSocket, DONE_PREFIX, ID_LENGTH, openSocket, startBareServer } from './lib/wsLoad.js';
 
 const URLS = 200;
 const ORIGIN_DELAY_MS = 20;
@@ -87,6 +93,26 @@ async function h2Herd(base: string, count: number, paths: string[], timeoutMs: n
   return { ms: elapsed, ok, failed, clientCpu: (used.user + used.system) / 1e6, ...(firstFailure ? { firstFailure } : {}) };
 }
 
+/** A bare ws server answering `count` sockets' check with `frames` (results, then the done frame); its CPU per herd, median of `reps`. */
+async function bareHerd(dir: string, count: number, frames: Buffer[], urls: string[], reps: number): Promise<{ cpu: number; runs: number[]; frames: number }> {
+  const done = frames.at(-1);
+  if (done === undefined || !done.toString('latin1', 0, 20).startsWith('{"type":"done"')) throw new Error('herd: no done frame captured');
+  const before = frames.slice(0, -1);
+  const bare = await startBareServer(dir, { herd: { reply: done, idAt: DONE_PREFIX.length, idFrom: CHECK_PREFIX.length, idLength: ID_LENGTH, before } });
+  const sockets = await openMany(`${bare.url}?r=herd`, count);
+  const runs: number[] = [];
+  for (let rep = 0; rep < reps; rep++) {
+    const cpu = procCpuSeconds(bare.pid);
+    const run = await askAll(sockets, urls, 120_000);
+    runs.push(procCpuSeconds(bare.pid) - cpu);
+    if (run.ok !== count) throw new Error(`bare herd: ${run.ok} of ${count} sockets had every URL ok`);
+    step(`bare herd rep ${rep + 1}: ${count} sockets ${ms(run.ms, 0)}, ${num(runs[rep]!, 2)} s of its CPU`);
+  }
+  await Promise.all(sockets.map(closeSocket));
+  await bare.close();
+  return { cpu: median(runs), runs, frames: frames.length };
+}
+
 runScenario('herd', 12 * 60_000, async () => {
   const socketCount = scaled(500, 10);
   const reps = envNumber('BENCH_HERD_REPS', 3);
@@ -119,6 +145,8 @@ runScenario('herd', 12 * 60_000, async () => {
   let herdWrites = 0;
   let clientCpu = 0;
   let singleClientCpu = 0;
+  /** One socket's frames in the last herd, as the service sent them: the physical limit's replies. */
+  const captured: Buffer[] = [];
   for (let rep = 0; rep < reps; rep++) {
     const from = at();
     const singleStartCpu = procCpuSeconds(service.child.pid!);
@@ -130,7 +158,7 @@ runScenario('herd', 12 * 60_000, async () => {
     singleClientCpu += one.clientCpu;
     const cpu = procCpuSeconds(service.child.pid!);
     const writes = procWriteCalls(service.child.pid!);
-    const many = await askAll(sockets, urlsOf(plan.herd[rep]!), 120_000);
+    const many = await askAll(sockets, urlsOf(plan.herd[rep]!), 120_000, rep === reps - 1 ? captured : undefined);
     herdCpu += procCpuSeconds(service.child.pid!) - cpu;
     herdWrites += procWriteCalls(service.child.pid!) - writes;
     if (many.ok !== socketCount) throw new Error(`herd: ${many.ok} of ${socketCount} sockets had every URL ok`);
@@ -154,6 +182,14 @@ runScenario('herd', 12 * 60_000, async () => {
   report.goal('service CPU per herd / per one-socket round', ratio(herdCpu / singleCpu), `≤ ${ratio(GOAL_FACTOR)}`, herdCpu / singleCpu <= GOAL_FACTOR, `${num(((herdCpu - singleCpu) / reps / extraAnswers) * 1e6, 1)} µs of service CPU per answer beyond the one socket's`);
   report.figure('herd time / one-socket time (wall, information)', ratio(many / one), 'the measuring client shares the cores');
   report.figure('service write system calls per herd', num(Math.round(herdWrites / reps)), 'syscw of /proc/PID/io: socket writes (result rounds, done frames) and the covers\' file and database writes');
+
+  // The physical limit of the answers: a bare ws server (its own process) that
+  // answers each socket's check with the very frames the service sent (captured
+  // from one socket of the last herd), pre-built, in one write per socket.
+  const limit = await bareHerd(dir, socketCount, captured, urlsOf(plan.herd[reps - 1]!), reps);
+  const extraCpu = (herdCpu - singleCpu) / reps;
+  report.figure('limit: bare ws server, CPU per herd', `${num(limit.cpu, 2)} s`, `${socketCount} checks read, ${num(limit.frames * socketCount)} pre-built frames sent (one socket's ${num(limit.frames)} as the service sent them), one write per socket; median of ${reps}: ${limit.runs.map((v) => num(v, 2)).join(', ')} s`);
+  report.figure('service CPU per herd beyond one socket / the bare limit', ratio(extraCpu / limit.cpu), `${num(extraCpu, 2)} s against ${num(limit.cpu, 2)} s: what the service spends on the answers above what sending them costs at least`);
 
   // The peer.
   const tool = process.env.BENCH_NO_PEERS ? { skip: 'BENCH_NO_PEERS is set' } : ensureTool('nginx', 'nginx');

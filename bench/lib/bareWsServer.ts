@@ -11,6 +11,11 @@
  * so answers carry the request's id and the client's loop is the same as
  * against the service. Like the service it greets each socket with a `hello`
  * frame. Prints `listening PORT`; exits when stdin closes.
+ *
+ * A reply with `before` (base64 frames) sends those first, as they are (the
+ * herd's 200 `result` frames, captured from the service), then the reply; all of
+ * a request's frames leave in one write (the TCP socket corked meanwhile): the
+ * least a server can do to answer a herd (bench/herd.ts, its physical limit).
  */
 import { readFileSync } from 'node:fs';
 import { WebSocketServer } from 'ws';
@@ -21,12 +26,13 @@ interface Reply {
   idAt: number;
   idFrom: number;
   idLength: number;
+  before?: string[];
 }
 
 const replies = new Map(
   Object.entries(JSON.parse(readFileSync(process.argv[2]!, 'utf8')) as Record<string, Reply>).map(([name, r]) => [
     name,
-    { ...r, bytes: Buffer.from(r.reply, 'base64') },
+    { ...r, bytes: Buffer.from(r.reply, 'base64'), frames: (r.before ?? []).map((frame) => Buffer.from(frame, 'base64')) },
   ]),
 );
 
@@ -39,7 +45,13 @@ wss.on('connection', (ws, req) => {
     return;
   }
   ws.send(helloFrame({ version: '0.0.0-bare', maxBatch: 1000, maxFrameBytes: 1024 * 1024 }));
+  const tcp = (ws as unknown as { _socket: { cork(): void; uncork(): void } })._socket;
   ws.on('message', (data: Buffer) => {
+    if (r.frames.length > 0) {
+      tcp.cork();
+      for (const frame of r.frames) ws.send(frame, { binary: false });
+      process.nextTick(() => tcp.uncork());
+    }
     const out = Buffer.allocUnsafe(r.bytes.length);
     r.bytes.copy(out);
     data.copy(out, r.idAt, r.idFrom, r.idFrom + r.idLength);

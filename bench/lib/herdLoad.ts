@@ -31,8 +31,9 @@ export interface HerdRun {
 /**
  * Sends the same check on every socket at once; resolves when every socket has
  * its `done`, with the time from the first send and how many answers were ok.
+ * With `capture`, the first socket's frames are kept there as received.
  */
-export function askAll(sockets: WebSocket[], urls: string[], timeoutMs: number): Promise<HerdRun> {
+export function askAll(sockets: WebSocket[], urls: string[], timeoutMs: number, capture?: Buffer[]): Promise<HerdRun> {
   const frame = checkFrame('h00000000', urls);
   const okHead = `"ok":${urls.length},`;
   return new Promise((resolve, reject) => {
@@ -47,7 +48,9 @@ export function askAll(sockets: WebSocket[], urls: string[], timeoutMs: number):
     const start = performance.now();
     const cpu = process.cpuUsage();
     for (const ws of sockets) {
+      const keep = capture !== undefined && ws === sockets[0];
       const listener = (data: Buffer) => {
+        if (keep) capture.push(Buffer.from(data));
         const head = data.toString('latin1', 0, 60);
         if (head.startsWith('{"type":"result"')) {
           results++;

@@ -178,13 +178,15 @@ export function openLoop(ws: WebSocket, urls: readonly string[], options: { rate
 
 export interface BareServer {
   url: string;
+  /** Its process, for its CPU (/proc). */
+  pid: number;
   close(): Promise<void>;
 }
 
 /** Starts bench/lib/bareWsServer.ts in its own process with these replies. */
-export async function startBareServer(dir: string, replies: Record<string, { reply: Buffer; idAt: number; idFrom: number; idLength: number }>): Promise<BareServer> {
+export async function startBareServer(dir: string, replies: Record<string, { reply: Buffer; idAt: number; idFrom: number; idLength: number; before?: Buffer[] }>): Promise<BareServer> {
   const file = path.join(dir, 'bare-replies.json');
-  const json = Object.fromEntries(Object.entries(replies).map(([name, r]) => [name, { ...r, reply: r.reply.toString('base64') }]));
+  const json = Object.fromEntries(Object.entries(replies).map(([name, r]) => [name, { ...r, reply: r.reply.toString('base64'), before: (r.before ?? []).map((frame) => frame.toString('base64')) }]));
   await writeFile(file, JSON.stringify(json));
   const child = spawn(process.execPath, ['--import', 'tsx', path.join(benchRoot, 'lib/bareWsServer.ts'), file], { stdio: ['pipe', 'pipe', 'inherit'] });
   track(child);
@@ -203,6 +205,7 @@ export async function startBareServer(dir: string, replies: Record<string, { rep
   });
   return {
     url: `ws://127.0.0.1:${port}/`,
+    pid: child.pid!,
     close: async () => {
       if (child.exitCode !== null) return;
       const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
