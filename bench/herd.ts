@@ -23,13 +23,14 @@
  * HTTP/2 connections, each with its 200 requests at once.
  */
 import http2 from 'node:http2';
+import { clockNow, profileWindow } from './lib/coldRuns.js';
 import { askAll, openMany } from './lib/herdLoad.js';
 import { ensureTool, toolVersion } from './lib/install.js';
 import { startNginx } from './lib/nginx.js';
 import { startOriginProcess } from './lib/originProcess.js';
 import { ms, num, ratio, Report, step } from './lib/report.js';
 import { envNumber, scaled } from './lib/scale.js';
-import { procCpuSeconds, procWriteCalls, runScenario, startBenchService, stopService, tempDir } from './lib/service.js';
+import { procCpuSeconds, procSystemSeconds, procWriteCalls, runScenario, startBenchService, stopService, tempDir } from './lib/service.js';
 import { median } from './lib/stats.js';
 import { CHECK_PREFIX, closeSocket, DONE_PREFIX, ID_LENGTH, openSocket, startBareServer } from './lib/wsLoad.js';
 
@@ -142,6 +143,8 @@ runScenario('herd', 12 * 60_000, async () => {
   const herdHits: number[] = [];
   let herdCpu = 0;
   let singleCpu = 0;
+  let herdSystem = 0;
+  let singleSystem = 0;
   let herdWrites = 0;
   let clientCpu = 0;
   let singleClientCpu = 0;
@@ -150,16 +153,22 @@ runScenario('herd', 12 * 60_000, async () => {
   for (let rep = 0; rep < reps; rep++) {
     const from = at();
     const singleStartCpu = procCpuSeconds(service.child.pid!);
+    const singleStartSystem = procSystemSeconds(service.child.pid!);
     const one = await askAll([single], urlsOf(plan.single[rep]!), 60_000);
     singleCpu += procCpuSeconds(service.child.pid!) - singleStartCpu;
+    singleSystem += procSystemSeconds(service.child.pid!) - singleStartSystem;
     const middle = at();
     if (one.ok !== 1) throw new Error('single socket: not every URL ok');
     singleMs.push(one.ms);
     singleClientCpu += one.clientCpu;
     const cpu = procCpuSeconds(service.child.pid!);
+    const system = procSystemSeconds(service.child.pid!);
     const writes = procWriteCalls(service.child.pid!);
+    const herdClock = clockNow();
     const many = await askAll(sockets, urlsOf(plan.herd[rep]!), 120_000, rep === reps - 1 ? captured : undefined);
+    profileWindow(`herd ${rep + 1}`, herdClock);
     herdCpu += procCpuSeconds(service.child.pid!) - cpu;
+    herdSystem += procSystemSeconds(service.child.pid!) - system;
     herdWrites += procWriteCalls(service.child.pid!) - writes;
     if (many.ok !== socketCount) throw new Error(`herd: ${many.ok} of ${socketCount} sockets had every URL ok`);
     herdMs.push(many.ms);
@@ -176,8 +185,8 @@ runScenario('herd', 12 * 60_000, async () => {
   report.figure('one socket, 200 URLs', ms(one, 0), `median of ${reps}: ${singleMs.map((v) => ms(v, 0)).join(', ')}; --workers ${workers}, origin +${ORIGIN_DELAY_MS} ms`);
   report.figure(`${socketCount} sockets, the same 200 URLs`, ms(many, 0), `median of ${reps}: ${herdMs.map((v) => ms(v, 0)).join(', ')}`);
   report.goal('origin requests for the herd', herdHits.join(', '), `exactly ${URLS} each`, hitsOk);
-  report.figure('service CPU per one-socket round', `${num(singleCpu / reps, 2)} s`, `all threads; ${URLS} downloads, ${URLS} answers; the measuring client used ${num(singleClientCpu / reps, 2)} s`);
-  report.figure('service CPU per herd', `${num(herdCpu / reps, 2)} s`, `all threads; ${URLS} downloads, ${num(socketCount * URLS)} answers; the measuring WebSocket client (in the bench process) used ${num(clientCpu / reps, 2)} s`);
+  report.figure('service CPU per one-socket round', `${num(singleCpu / reps, 2)} s`, `all threads, ${num(singleSystem / reps, 2)} s of it in the kernel; ${URLS} downloads, ${URLS} answers; the measuring client used ${num(singleClientCpu / reps, 2)} s`);
+  report.figure('service CPU per herd', `${num(herdCpu / reps, 2)} s`, `all threads, ${num(herdSystem / reps, 2)} s of it in the kernel; ${URLS} downloads, ${num(socketCount * URLS)} answers; the measuring WebSocket client (in the bench process) used ${num(clientCpu / reps, 2)} s`);
   const extraAnswers = (socketCount - 1) * URLS;
   report.goal('service CPU per herd / per one-socket round', ratio(herdCpu / singleCpu), `≤ ${ratio(GOAL_FACTOR)}`, herdCpu / singleCpu <= GOAL_FACTOR, `${num(((herdCpu - singleCpu) / reps / extraAnswers) * 1e6, 1)} µs of service CPU per answer beyond the one socket's`);
   report.figure('herd time / one-socket time (wall, information)', ratio(many / one), 'the measuring client shares the cores');

@@ -54,8 +54,8 @@ export interface RunTarget {
 }
 
 /** Under BENCH_PROFILE=1, where a timed run sits in its process's profile (bench/profileTop.ts --clock). */
-const clockNow = () => Number(process.hrtime.bigint() / 1000n) / 1e6;
-function profileWindow(what: string, from: number): void {
+export const clockNow = () => Number(process.hrtime.bigint() / 1000n) / 1e6;
+export function profileWindow(what: string, from: number): void {
   if (profiling()) step(`${what}: profile window --clock ${from.toFixed(3)}-${clockNow().toFixed(3)}`);
 }
 

@@ -214,11 +214,20 @@ export function mainThreadCpuSeconds(pid: number): number {
   return cpuOfStat(`/proc/${pid}/task/${pid}/stat`);
 }
 
+/** CPU seconds a process has spent in the kernel alone (stime of /proc/<pid>/stat): system calls, and on loopback the receiver's side of its socket writes. */
+export function procSystemSeconds(pid: number): number {
+  return statFields(`/proc/${pid}/stat`)[12]! / 100;
+}
+
 function cpuOfStat(file: string): number {
+  const fields = statFields(file);
+  return (fields[11]! + fields[12]!) / 100;
+}
+
+/** The fields after the command, as numbers: state is [0]; utime and stime (fields 14 and 15 of stat) are [11] and [12]. */
+function statFields(file: string): number[] {
   const stat = readFileSync(file, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  // After the command: state is field 3; utime and stime are fields 14 and 15.
-  return (Number(fields[11]) + Number(fields[12])) / 100;
+  return stat.slice(stat.lastIndexOf(')') + 2).split(' ').map(Number);
 }
 
 /**
