@@ -99,22 +99,29 @@ runScenario('hotPath', 10 * 60_000, async () => {
   const rates: { service: number[]; bare: number[] } = { service: [], bare: [] };
   let serviceCpu = 0;
   let serviceSeconds = 0;
+  /** Each run's CPU of the answering process and of the measuring client (this process), as shares of a core. */
+  const busy: { service: string[]; bare: string[] } = { service: [], bare: [] };
   for (let round = 1; round <= rounds; round++) {
     for (const target of ['service', 'bare'] as const) {
       const ws = await openSocket(target === 'service' ? service.wsUrl : `${bare.url}?r=batch`);
       await pipelined(ws, requests, { window, durationMs: 2000, maxBatches, expect: batchExpect });
-      const cpuBefore = target === 'service' ? procCpuSeconds(pid) : 0;
+      const cpuBefore = procCpuSeconds(target === 'service' ? pid : bare.pid);
+      const clientBefore = process.cpuUsage();
       const from = at();
       const result = await pipelined(ws, requests, { window, durationMs: seconds * 1000, maxBatches, expect: batchExpect });
+      const serverCpu = procCpuSeconds(target === 'service' ? pid : bare.pid) - cpuBefore;
+      const client = process.cpuUsage(clientBefore);
+      const share = (cpu: number) => `${num((cpu / (result.elapsedMs / 1000)) * 100)} %`;
+      busy[target].push(`server ${share(serverCpu)}, client ${share((client.user + client.system) / 1e6)}`);
       if (target === 'service') {
-        serviceCpu += procCpuSeconds(pid) - cpuBefore;
+        serviceCpu += serverCpu;
         serviceSeconds += result.elapsedMs / 1000;
       }
       await closeSocket(ws);
       if (result.unexpected > 0) throw new Error(`${target}: ${result.unexpected} unexpected frames, first: ${result.firstUnexpected}`);
       const rate = (result.batches * BATCH) / (result.elapsedMs / 1000);
       rates[target].push(rate);
-      step(`round ${round} ${target.padEnd(7)}: ${num(rate)} URLs/s (${num(result.batches)} batches in ${num(result.elapsedMs / 1000, 1)} s; ${from} to ${at()})`);
+      step(`round ${round} ${target.padEnd(7)}: ${num(rate)} URLs/s (${num(result.batches)} batches in ${num(result.elapsedMs / 1000, 1)} s; ${busy[target].at(-1)} of a core; ${from} to ${at()})`);
     }
   }
   const serviceRate = median(rates.service);
@@ -141,6 +148,7 @@ runScenario('hotPath', 10 * 60_000, async () => {
   report.figure('baseline (bare ws) throughput', `${num(bareRate)} URLs/s`, `runs: ${rates.bare.map((r) => num(r)).join(', ')}`);
   report.goal('service / baseline', ratio(serviceRate / bareRate), `≥ ${ratio(GOAL_SHARE)}`, serviceRate / bareRate >= GOAL_SHARE);
   report.figure('service CPU while measured', `${num((serviceCpu / serviceSeconds) * 100)} % of a core`, `${num((serviceCpu * 1e6) / (serviceRate * serviceSeconds), 2)} µs of CPU per URL`);
+  report.figure('CPU of each side, per run', `service runs: ${busy.service.join('; ')}`, `bare runs: ${busy.bare.join('; ')} (server = the answering process, client = the measuring WebSocket client, this process)`);
   report.figure('service p50, single-URL check', ms(p('service', 50)), `at ${num(achieved.service)} checks/s sent open-loop`);
   report.figure('service p90', ms(p('service', 90)));
   report.goal('service p99', ms(p('service', 99)), `< ${GOAL_P99_MS} ms`, p('service', 99) < GOAL_P99_MS);
