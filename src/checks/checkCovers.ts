@@ -124,6 +124,30 @@ export class CoverChecks {
     return { url: output.url, status: 'error', error };
   };
 
+  /**
+   * The checks waiting on each download's outcome (its flight's `done`), in the
+   * order they asked. A download 500 checks wait on (a herd) gets one reaction,
+   * which answers them all in that order, not 500 reactions and 500 derived
+   * promises. The entry goes when the outcome is handed out; a flight's `done`
+   * always settles (never rejects), so none is left behind.
+   */
+  private readonly waiting = new Map<Promise<DownloadOutput>, ((output: DownloadOutput) => void)[]>();
+
+  private whenDone(done: Promise<DownloadOutput>, answer: (output: DownloadOutput) => void): void {
+    const known = this.waiting.get(done);
+    if (known !== undefined) {
+      known.push(answer);
+      return;
+    }
+    const answers = [answer];
+    this.waiting.set(done, answers);
+    void done.then((output) => {
+      this.waiting.delete(done);
+      // Each answer catches its own errors (it fails its check only).
+      for (const each of answers) each(output);
+    });
+  }
+
   /** `asker` waits on nothing any more (its connection closed, its request gave up): the downloads only it waited for and that have not started are dropped. */
   leave(asker: Asker): void {
     this.deps.downloads.leave(asker);
@@ -191,7 +215,7 @@ export class CoverChecks {
       stats.misses += count;
       if (coalesced) stats.coalesced++;
       waiting++;
-      void done.then((output) => {
+      this.whenDone(done, (output) => {
         try {
           answer(at, this.fromOutput(output), true);
           if (--waiting === 0) settle.resolve();
