@@ -21,9 +21,12 @@
  *   BENCH_MAIN_SCRIPT=1 the same-work script of bench:cold (this checkout's) in turn too, as a control
  *   BENCH_MAIN_PERF=DIR    perf record of each contender's main thread over its timed run (perf report -i DIR/…)
  *   BENCH_MAIN_STRACE=DIR  strace -c -f of each contender over its timed run
+ *   BENCH_MAIN_LOGS=FILE   every service's log lines appended to FILE
+ *   BENCH_MAIN_STDERR=1    every service's stderr passed through
  *   BENCH_PROFILE=1     CPU-profiles each service into bench/profiles/coldMain-<root name>/
  */
 import { spawn } from 'node:child_process';
+import { appendFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -62,12 +65,16 @@ async function startFrom(root: string, dataDir: string, coversDir: string) {
   const args = [...perf, '--import', 'tsx', path.join(root, 'src/main.ts'), '--port', '0', '--log-format', 'json', ...relaxedLimits, ...serviceArgs({ dataDir, coversDir, workers: 16, resize: 'off' })];
   const child = spawn(process.execPath, args, { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
-  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  child.stderr.on('data', (d: Buffer) => {
+    stderr += d.toString();
+    if (process.env.BENCH_MAIN_STDERR) process.stderr.write(d);
+  });
   const port = await new Promise<number>((resolve, reject) => {
     let buffer = '';
     let found = false;
     child.stdout.on('data', (chunk: Buffer) => {
       // Every line is read (as the bench's helper does), so the pipe never fills.
+      if (process.env.BENCH_MAIN_LOGS) appendFileSync(process.env.BENCH_MAIN_LOGS, chunk);
       if (found) return;
       buffer += chunk.toString();
       const m = /listening on http:\/\/[^:]+:(\d+)/.exec(buffer);
