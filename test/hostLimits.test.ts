@@ -185,6 +185,38 @@ describe('HostGates', () => {
     await Promise.all(loops);
   });
 
+  it('tryAcquire takes a slot at once only when acquire would serve it at once: never before a waiter, without a token or a slot, while cooling, or for a host not seen yet', async () => {
+    const { gates, clock } = gatesWith(`${host}=1/s:2:2`);
+    assert.equal(gates.tryAcquire(host, bulk), undefined, 'a host not seen yet: acquire makes its state');
+    const first = await gates.acquire(host, bulk);
+    const second = gates.tryAcquire(host, bulk);
+    assert.ok(second, 'a token and a slot are free');
+    assert.equal(gates.tryAcquire(host, interactive), undefined, 'both slots are held');
+    first('ok');
+    assert.equal(gates.tryAcquire(host, bulk), undefined, 'a slot is free but the bucket (burst 2) is empty');
+    const waiting = gates.acquire(host, bulk);
+    await clock.advance(1000);
+    const third = await waiting;
+    second('ok');
+    await clock.advance(1000);
+    const queued = gates.acquire(host, bulk);
+    const fourth = await queued;
+    assert.equal(gates.tryAcquire(host, interactive), undefined, 'both slots are held again');
+    fourth('ok');
+    // A waiter first (waiting for a token): tryAcquire does not pass it.
+    const behind = gates.acquire(host, bulk);
+    assert.equal(gates.tryAcquire(host, interactive), undefined);
+    third('ok');
+    await clock.advance(1000);
+    (await behind)('ok');
+    await clock.advance(2000);
+    const refused = gates.tryAcquire(host, bulk)!;
+    refused(new UpstreamRefusal(host, 'HTTP 429'));
+    assert.ok(gates.coolingUntil(host) !== undefined, 'a release from tryAcquire cools the host like any other');
+    assert.equal(gates.tryAcquire(host, bulk), undefined, 'cooling');
+    assert.deepEqual(gates.counts().get(host), { ok: 5, refused: 1, error: 0 });
+  });
+
   it('an aborted waiter leaves at once; past the waiter cap acquire is refused with a clear error', async () => {
     const clock = new TestClock();
     const gates = new HostGates({ limits: parseHostLimits(`${host}=1/s:1:1`), clock, maxWaiters: 2 });

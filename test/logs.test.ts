@@ -11,6 +11,8 @@ import { startOrigin } from './helpers/origin.js';
 import { startService } from './helpers/service.js';
 import { tempDir } from './helpers/tempDir.js';
 import { connect } from './helpers/wsClient.js';
+import { PassThrough } from 'node:stream';
+import { createLogger, closeLogger } from '../src/logger.js';
 import { version } from '../src/version.js';
 
 const TOKEN = 'logs-test-admin-token';
@@ -72,5 +74,30 @@ describe('the log', () => {
     await fetch(`${service.url}/healthz`);
     await service.waitForLog((l) => l.message === 'download finished');
     assert.deepEqual(service.logs.filter((l) => l.level === 'debug'), []);
+  });
+
+  it('drops a line below the level before building it, follows a level changed later, and keeps a child logger\'s fields', async () => {
+    const stream = new PassThrough();
+    let text = '';
+    stream.on('data', (chunk: Buffer) => (text += chunk.toString()));
+    const logger = createLogger({ logLevel: 'info', logFormat: 'json' }, stream);
+    let built = 0;
+    // A getter the format would read: a line that is built reads it.
+    const probe = { get url() { built++; return 'http://127.0.0.1/a.jpg'; } };
+    logger.debug('below the level', probe);
+    assert.equal(built, 0);
+    logger.info('at the level', probe);
+    assert.equal(built > 0, true);
+    logger.level = 'debug';
+    logger.debug('now shown', { n: 1 });
+    logger.level = 'warn';
+    logger.info('hidden again', { n: 2 });
+    logger.child({ session: 's1' }).warn('from a child', { n: 3 });
+    const { debug } = logger;
+    debug('detached, below the level');
+    await closeLogger(logger);
+    const lines = text.trim().split('\n').map((line) => JSON.parse(line) as Record<string, unknown>);
+    assert.deepEqual(lines.map((l) => [l.level, l.message]), [['info', 'at the level'], ['debug', 'now shown'], ['warn', 'from a child']]);
+    assert.equal(lines[2]!.session, 's1');
   });
 });

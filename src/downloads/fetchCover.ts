@@ -71,6 +71,9 @@ export const GATE_RETRY_MS = 5_000;
  */
 async function waitAtGate(gates: HostGates, host: string, priority: () => Priority, signal: AbortSignal, clock: Clock, maxWaitMs: number): Promise<Release> {
   signal.throwIfAborted();
+  // A free slot is taken at once: no controller, listener nor timer for a wait that does not happen.
+  const now = gates.tryAcquire(host, priority);
+  if (now !== undefined) return now;
   const waiting = new AbortController();
   const onAbort = () => waiting.abort(signal.reason);
   signal.addEventListener('abort', onAbort, { once: true });

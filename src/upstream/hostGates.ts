@@ -211,6 +211,39 @@ export class HostGates {
   }
 
   /**
+   * A slot now, without waiting, when `acquire` would serve the request at once:
+   * the host is known, open (or reopening with no probe out), nobody waits before
+   * it, a slot is free and the tokens its priority needs are there. Then the
+   * same as `acquire` resolving at once (the token and the slot are taken, the
+   * release given); otherwise undefined and nothing changed but the token
+   * refill (the caller then waits through `acquire`, which says why it cannot).
+   * For the downloads' waits (src/downloads/fetchCover.ts): a free slot costs
+   * no abort controller, listener nor timer.
+   */
+  tryAcquire(host: string, priority: () => Priority): Release | undefined {
+    const key = canonicalHost(host);
+    const state = this.#hosts.get(key);
+    if (state === undefined || state.waiters.length > 0) return undefined;
+    // What `#pump` checks before it serves its one waiter.
+    if (state.state === 'cooling' || (state.state === 'probing' && state.probing) || state.active >= state.limit.concurrency) return undefined;
+    this.#refill(state);
+    const interactive = priority() === 'interactive';
+    const present = this.#presence(state, interactive);
+    if (state.tokens < 1 || (!interactive && present && state.bulkTokens < 1)) return undefined;
+    // Most recently used, as `acquire` leaves it.
+    this.#hosts.delete(key);
+    this.#hosts.set(key, state);
+    this.#clock.clearTimeout(state.wake);
+    state.wake = undefined;
+    state.tokens -= 1;
+    if (interactive) state.interactiveAt = this.#clock.monotonic();
+    else if (present) state.bulkTokens -= 1;
+    state.active++;
+    if (state.state === 'probing') state.probing = true;
+    return this.#releaseFor(state);
+  }
+
+  /**
    * A refusal heard outside a held slot (an answer read after its slot was given
    * back): an open host cools. While it is closed (cooling, or reopening: only
    * its probe decides) it changes nothing; a refusal a release was already given changes nothing either.
