@@ -223,24 +223,17 @@ export class HostGates {
   tryAcquire(host: string, priority: () => Priority): Release | undefined {
     const key = canonicalHost(host);
     const state = this.#hosts.get(key);
-    if (state === undefined || state.waiters.length > 0) return undefined;
-    // What `#pump` checks before it serves its one waiter.
-    if (state.state === 'cooling' || (state.state === 'probing' && state.probing) || state.active >= state.limit.concurrency) return undefined;
+    if (state === undefined || state.waiters.length > 0 || state.state === 'cooling' || this.#slotTaken(state)) return undefined;
     this.#refill(state);
     const interactive = priority() === 'interactive';
     const present = this.#presence(state, interactive);
-    if (state.tokens < 1 || (!interactive && present && state.bulkTokens < 1)) return undefined;
+    if (this.#tokensShort(state, interactive, present) !== undefined) return undefined;
     // Most recently used, as `acquire` leaves it.
     this.#hosts.delete(key);
     this.#hosts.set(key, state);
     this.#clock.clearTimeout(state.wake);
     state.wake = undefined;
-    state.tokens -= 1;
-    if (interactive) state.interactiveAt = this.#clock.monotonic();
-    else if (present) state.bulkTokens -= 1;
-    state.active++;
-    if (state.state === 'probing') state.probing = true;
-    return this.#releaseFor(state);
+    return this.#take(state, interactive, present);
   }
 
   /**
@@ -457,31 +450,44 @@ export class HostGates {
     if (state.state === 'cooling') return;
     for (;;) {
       if (state.waiters.length === 0) break;
-      if (state.state === 'probing' && state.probing) break;
-      if (state.active >= state.limit.concurrency) break;
+      if (this.#slotTaken(state)) break;
       this.#refill(state);
       // Interactive first (the first one that came), else the first bulk one.
       let index = state.waiters.findIndex((w) => w.priority() === 'interactive');
       const interactive = index !== -1;
       const present = this.#presence(state, interactive);
       if (!interactive) index = 0;
-      if (state.tokens < 1) {
-        this.#wakeIn(state, ((1 - state.tokens) * 1000) / state.limit.rate);
-        break;
-      }
-      if (!interactive && present && state.bulkTokens < 1) {
-        this.#wakeIn(state, ((1 - state.bulkTokens) * 2000) / state.limit.rate);
+      const shortMs = this.#tokensShort(state, interactive, present);
+      if (shortMs !== undefined) {
+        this.#wakeIn(state, shortMs);
         break;
       }
       const [waiter] = state.waiters.splice(index, 1);
-      state.tokens -= 1;
-      if (interactive) state.interactiveAt = this.#clock.monotonic();
-      else if (present) state.bulkTokens -= 1;
-      state.active++;
-      if (state.state === 'probing') state.probing = true;
       if (waiter!.signal && waiter!.onAbort) waiter!.signal.removeEventListener('abort', waiter!.onAbort);
-      waiter!.resolve(this.#releaseFor(state));
+      waiter!.resolve(this.#take(state, interactive, present));
     }
+  }
+
+  /** No request may start now: the one probe of a reopening host is out, or every slot is held. */
+  #slotTaken(state: Host): boolean {
+    return (state.state === 'probing' && state.probing) || state.active >= state.limit.concurrency;
+  }
+
+  /** Undefined when the tokens a request of this priority needs are there; else how long (ms) until they are. */
+  #tokensShort(state: Host, interactive: boolean, present: boolean): number | undefined {
+    if (state.tokens < 1) return ((1 - state.tokens) * 1000) / state.limit.rate;
+    if (!interactive && present && state.bulkTokens < 1) return ((1 - state.bulkTokens) * 2000) / state.limit.rate;
+    return undefined;
+  }
+
+  /** Lets one request through now: its token and its slot taken (the probe, if the host is reopening); its release. */
+  #take(state: Host, interactive: boolean, present: boolean): Release {
+    state.tokens -= 1;
+    if (interactive) state.interactiveAt = this.#clock.monotonic();
+    else if (present) state.bulkTokens -= 1;
+    state.active++;
+    if (state.state === 'probing') state.probing = true;
+    return this.#releaseFor(state);
   }
 
   #wakeIn(state: Host, ms: number): void {
