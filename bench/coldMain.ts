@@ -35,7 +35,7 @@ import { startBulkOrigin } from './lib/bulkOrigin.js';
 import type { SizeClass } from './lib/bulkOrigin.js';
 import { benchRoot, repoRoot } from './lib/paths.js';
 import { lineOf } from './lib/coldRuns.js';
-import { mainThreadCpuSeconds, procCpuSeconds, serviceArgs } from './lib/service.js';
+import { clockNow, mainThreadCpuSeconds, procCpuSeconds, serviceArgs } from './lib/service.js';
 import { log } from './lib/report.js';
 import { median } from './lib/stats.js';
 import { checkFrame, closeSocket, openSocket } from './lib/wsLoad.js';
@@ -47,7 +47,6 @@ const count = Number(process.env.BENCH_MAIN_COUNT ?? 1000);
 const size = (process.env.BENCH_MAIN_SIZE ?? 'small') as SizeClass;
 
 /** The monotonic clock V8 stamps profiles with, in seconds (bench/profileTop.ts --clock). */
-const clockNow = () => Number(process.hrtime.bigint() / 1000n) / 1e6;
 
 interface Figures {
   rate: number;
@@ -101,14 +100,24 @@ async function run(root: string, origin: Awaited<ReturnType<typeof startBulkOrig
   const main0 = mainThreadCpuSeconds(pid);
   const clock = clockNow();
   const start = performance.now();
-  const ok = await new Promise<number>((resolve) => {
+  const ok = await new Promise<number>((resolve, reject) => {
     let done = 0;
     let okCount = 0;
+    // Never a hang: an error frame, the service's exit or ten minutes end the run.
+    const timer = setTimeout(() => reject(new Error(`${root}: not done after 10 minutes`)), 600_000);
+    const exited = (code: number | null) => reject(new Error(`service from ${root} exited (${code}) during the run`));
+    child.once('exit', exited);
+    const finish = (outcome: () => void) => {
+      clearTimeout(timer);
+      child.off('exit', exited);
+      outcome();
+    };
     ws.on('message', (data: Buffer) => {
       const head = data.toString('latin1', 0, 60);
+      if (head.startsWith('{"type":"error"')) finish(() => reject(new Error(`${root}: ${data.toString('utf8', 0, 300)}`)));
       if (!head.startsWith('{"type":"done"')) return;
       okCount += Number(/"ok":(\d+)/.exec(head)?.[1] ?? 0);
-      if (++done === frames.length) resolve(okCount);
+      if (++done === frames.length) finish(() => resolve(okCount));
     });
     for (const frame of frames) ws.send(frame, { binary: false });
   });

@@ -23,14 +23,13 @@
  * HTTP/2 connections, each with its 200 requests at once.
  */
 import http2 from 'node:http2';
-import { clockNow, profileWindow } from './lib/coldRuns.js';
 import { askAll, openMany } from './lib/herdLoad.js';
 import { ensureTool, toolVersion } from './lib/install.js';
 import { startNginx } from './lib/nginx.js';
 import { startOriginProcess } from './lib/originProcess.js';
 import { ms, num, ratio, Report, step } from './lib/report.js';
 import { envNumber, scaled } from './lib/scale.js';
-import { mainThreadCpuSeconds, procCpuSeconds, procSystemSeconds, procWriteCalls, runScenario, startBenchService, stopService, tempDir } from './lib/service.js';
+import { clockNow, mainThreadCpuSeconds, procCpuSeconds, profileWindow, procSystemSeconds, procWriteCalls, runScenario, startBenchService, stopService, tempDir } from './lib/service.js';
 import { median } from './lib/stats.js';
 import { CHECK_PREFIX, closeSocket, DONE_PREFIX, ID_LENGTH, openSocket, startBareServer } from './lib/wsLoad.js';
 
@@ -94,7 +93,7 @@ async function h2Herd(base: string, count: number, paths: string[], timeoutMs: n
   return { ms: elapsed, ok, failed, clientCpu: (used.user + used.system) / 1e6, ...(firstFailure ? { firstFailure } : {}) };
 }
 
-/** A bare ws server answering `count` sockets' check with `frames` (results, then the done frame); its CPU per herd, median of `reps`. */
+/** A bare ws server answering `count` sockets' check with `frames` (results, then the done frame); its CPU per herd, the mean of `reps`. */
 async function bareHerd(dir: string, count: number, frames: Buffer[], urls: string[], reps: number): Promise<{ cpu: number; runs: number[]; frames: number }> {
   const done = frames.at(-1);
   if (done === undefined || !done.toString('latin1', 0, 20).startsWith('{"type":"done"')) throw new Error('herd: no done frame captured');
@@ -111,7 +110,8 @@ async function bareHerd(dir: string, count: number, frames: Buffer[], urls: stri
   }
   await Promise.all(sockets.map(closeSocket));
   await bare.close();
-  return { cpu: median(runs), runs, frames: frames.length };
+  // A mean, as the service's figures beside it are (their CPU over all repetitions, divided).
+  return { cpu: runs.reduce((sum, v) => sum + v, 0) / runs.length, runs, frames: frames.length };
 }
 
 runScenario('herd', 12 * 60_000, async () => {
@@ -203,7 +203,7 @@ runScenario('herd', 12 * 60_000, async () => {
   // from one socket of the last herd), pre-built, in one write per socket.
   const limit = await bareHerd(dir, socketCount, captured, urlsOf(plan.herd[reps - 1]!), reps);
   const extraCpu = (herdCpu - singleCpu) / reps;
-  report.figure('limit: bare ws server, CPU per herd', `${num(limit.cpu, 2)} s`, `${socketCount} checks read, ${num(limit.frames * socketCount)} pre-built frames sent (one socket's ${num(limit.frames)} as the service sent them), one write per socket; median of ${reps}: ${limit.runs.map((v) => num(v, 2)).join(', ')} s`);
+  report.figure('limit: bare ws server, CPU per herd', `${num(limit.cpu, 2)} s`, `${socketCount} checks read, ${num(limit.frames * socketCount)} pre-built frames sent (one socket's ${num(limit.frames)} as the service sent them), one write per socket; mean of ${reps}: ${limit.runs.map((v) => num(v, 2)).join(', ')} s`);
   report.figure('service CPU per herd beyond one socket / the bare limit', ratio(extraCpu / limit.cpu), `${num(extraCpu, 2)} s against ${num(limit.cpu, 2)} s: what the service spends on the answers above what sending them costs at least`);
 
   // The peer.

@@ -42,7 +42,7 @@ import { benchRoot } from './lib/paths.js';
 import { photoImages, PHOTO_HEIGHT, PHOTO_WIDTH } from './lib/photoImages.js';
 import { num, ratio, Report, step } from './lib/report.js';
 import { envNumber, scaled } from './lib/scale.js';
-import { mainThreadCpuSeconds, procCpuSeconds, profiling, runScenario, startBenchService, stopService, tempDir, track } from './lib/service.js';
+import { clockNow, mainThreadCpuSeconds, procCpuSeconds, profiling, runScenario, startBenchService, stopService, tempDir, track } from './lib/service.js';
 import type { Service } from './lib/service.js';
 import { median } from './lib/stats.js';
 
@@ -163,7 +163,6 @@ async function viaScript(dir: string, coversDir: string, renders: Render[], conc
 }
 
 /** The monotonic clock V8 stamps profiles with, in seconds. */
-const clockNow = () => Number(process.hrtime.bigint() / 1000n) / 1e6;
 
 const sizeOf = async (file: string) => (await stat(file)).size;
 

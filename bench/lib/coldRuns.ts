@@ -22,8 +22,7 @@ import { pathToFileURL } from 'node:url';
 import sharp from 'sharp';
 import type { BulkOrigin } from './bulkOrigin.js';
 import { benchRoot } from './paths.js';
-import { childrenCpuSeconds, mainThreadCpuSeconds, procCpuSeconds, profiling, startBenchService, stopService, track } from './service.js';
-import { step } from './report.js';
+import { childrenCpuSeconds, clockNow, mainThreadCpuSeconds, procCpuSeconds, profileWindow, profiling, startBenchService, stopService, track } from './service.js';
 import { checkFrame, closeSocket, openSocket } from './wsLoad.js';
 
 export const CONCURRENCY = 16;
@@ -51,12 +50,6 @@ export interface RunTarget {
   resize: string;
   /** Size every stored image must have. */
   expect: { width: number; height: number };
-}
-
-/** Under BENCH_PROFILE=1, where a timed run sits in its process's profile (bench/profileTop.ts --clock). */
-export const clockNow = () => Number(process.hrtime.bigint() / 1000n) / 1e6;
-export function profileWindow(what: string, from: number): void {
-  if (profiling()) step(`${what}: profile window --clock ${from.toFixed(3)}-${clockNow().toFixed(3)}`);
 }
 
 const urlsOf = (t: RunTarget) => Array.from({ length: t.count }, (_, i) => t.origin.imageUrl(t.set, i));

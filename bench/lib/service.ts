@@ -204,6 +204,14 @@ export function procWriteCalls(pid: number): number {
   return Number(/^syscw: (\d+)$/m.exec(io)?.[1] ?? NaN);
 }
 
+/** The machine's monotonic clock in seconds (`process.hrtime`, the clock V8 stamps CPU profiles with). */
+export const clockNow = () => Number(process.hrtime.bigint() / 1000n) / 1e6;
+
+/** Under BENCH_PROFILE=1, where a timed run sits in its process's profile (bench/profileTop.ts --clock). */
+export function profileWindow(what: string, from: number): void {
+  if (profiling()) step(`${what}: profile window --clock ${from.toFixed(3)}-${clockNow().toFixed(3)}`);
+}
+
 /** CPU seconds (user + system) a process has used, from /proc/<pid>/stat (Linux, 100 ticks a second). */
 export function procCpuSeconds(pid: number): number {
   return cpuOfStat(`/proc/${pid}/stat`);

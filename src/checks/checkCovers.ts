@@ -143,8 +143,15 @@ export class CoverChecks {
     this.waiting.set(done, answers);
     void done.then((output) => {
       this.waiting.delete(done);
-      // Each answer catches its own errors (it fails its check only).
-      for (const each of answers) each(output);
+      for (const each of answers) {
+        // Each answer catches its own errors (it fails its check only); should one throw
+        // anyway, the checks after it on this download are still answered.
+        try {
+          each(output);
+        } catch {
+          // Nothing to add: its check is the only one it could have answered.
+        }
+      }
     });
   }
 

@@ -216,7 +216,8 @@ export class HostGates {
    * it, a slot is free and the tokens its priority needs are there. Then the
    * same as `acquire` resolving at once (the token and the slot are taken, the
    * release given); otherwise undefined and nothing changed but the token
-   * refill (the caller then waits through `acquire`, which says why it cannot).
+   * refill and the interactive presence, as `acquire` would change them too (the
+   * caller then waits through `acquire`, which says why it cannot).
    * For the downloads' waits (src/downloads/fetchCover.ts): a free slot costs
    * no abort controller, listener nor timer.
    */
