@@ -29,7 +29,7 @@ import { startNginx } from './lib/nginx.js';
 import { startOriginProcess } from './lib/originProcess.js';
 import { ms, num, ratio, Report, step } from './lib/report.js';
 import { envNumber, scaled } from './lib/scale.js';
-import { clockNow, mainThreadCpuSeconds, procCpuSeconds, profileWindow, procSystemSeconds, procWriteCalls, runScenario, startBenchService, stopService, tempDir } from './lib/service.js';
+import { addCpuSince, clockNow, cpuSplit, procCpuSeconds, profileWindow, procWriteCalls, runScenario, startBenchService, stopService, tempDir } from './lib/service.js';
 import { median } from './lib/stats.js';
 import { CHECK_PREFIX, closeSocket, DONE_PREFIX, ID_LENGTH, openSocket, startBareServer } from './lib/wsLoad.js';
 
@@ -141,12 +141,9 @@ runScenario('herd', 12 * 60_000, async () => {
   const singleMs: number[] = [];
   const herdMs: number[] = [];
   const herdHits: number[] = [];
-  let herdCpu = 0;
-  let singleCpu = 0;
-  let herdSystem = 0;
-  let singleSystem = 0;
-  let herdMain = 0;
-  let singleMain = 0;
+  /** The service's CPU over the one-socket rounds and over the herds. */
+  const singleUsed = { total: 0, kernel: 0, main: 0 };
+  const herdUsed = { total: 0, kernel: 0, main: 0 };
   let herdWrites = 0;
   let clientCpu = 0;
   let singleClientCpu = 0;
@@ -154,27 +151,19 @@ runScenario('herd', 12 * 60_000, async () => {
   const captured: Buffer[] = [];
   for (let rep = 0; rep < reps; rep++) {
     const from = at();
-    const singleStartCpu = procCpuSeconds(service.child.pid!);
-    const singleStartSystem = procSystemSeconds(service.child.pid!);
-    const singleStartMain = mainThreadCpuSeconds(service.child.pid!);
+    const singleFrom = cpuSplit(service.child.pid!);
     const one = await askAll([single], urlsOf(plan.single[rep]!), 60_000);
-    singleCpu += procCpuSeconds(service.child.pid!) - singleStartCpu;
-    singleSystem += procSystemSeconds(service.child.pid!) - singleStartSystem;
-    singleMain += mainThreadCpuSeconds(service.child.pid!) - singleStartMain;
+    addCpuSince(singleUsed, service.child.pid!, singleFrom);
     const middle = at();
     if (one.ok !== 1) throw new Error('single socket: not every URL ok');
     singleMs.push(one.ms);
     singleClientCpu += one.clientCpu;
-    const cpu = procCpuSeconds(service.child.pid!);
-    const system = procSystemSeconds(service.child.pid!);
-    const main = mainThreadCpuSeconds(service.child.pid!);
+    const herdFrom = cpuSplit(service.child.pid!);
     const writes = procWriteCalls(service.child.pid!);
     const herdClock = clockNow();
     const many = await askAll(sockets, urlsOf(plan.herd[rep]!), 120_000, rep === reps - 1 ? captured : undefined);
     profileWindow(`herd ${rep + 1}`, herdClock);
-    herdCpu += procCpuSeconds(service.child.pid!) - cpu;
-    herdSystem += procSystemSeconds(service.child.pid!) - system;
-    herdMain += mainThreadCpuSeconds(service.child.pid!) - main;
+    addCpuSince(herdUsed, service.child.pid!, herdFrom);
     herdWrites += procWriteCalls(service.child.pid!) - writes;
     if (many.ok !== socketCount) throw new Error(`herd: ${many.ok} of ${socketCount} sockets had every URL ok`);
     herdMs.push(many.ms);
@@ -191,10 +180,10 @@ runScenario('herd', 12 * 60_000, async () => {
   report.figure('one socket, 200 URLs', ms(one, 0), `median of ${reps}: ${singleMs.map((v) => ms(v, 0)).join(', ')}; --workers ${workers}, origin +${ORIGIN_DELAY_MS} ms`);
   report.figure(`${socketCount} sockets, the same 200 URLs`, ms(many, 0), `median of ${reps}: ${herdMs.map((v) => ms(v, 0)).join(', ')}`);
   report.goal('origin requests for the herd', herdHits.join(', '), `exactly ${URLS} each`, hitsOk);
-  report.figure('service CPU per one-socket round', `${num(singleCpu / reps, 2)} s`, `all threads, ${num(singleSystem / reps, 2)} s of it in the kernel, ${num(singleMain / reps, 2)} s on the main thread; ${URLS} downloads, ${URLS} answers; the measuring client used ${num(singleClientCpu / reps, 2)} s`);
-  report.figure('service CPU per herd', `${num(herdCpu / reps, 2)} s`, `all threads, ${num(herdSystem / reps, 2)} s of it in the kernel, ${num(herdMain / reps, 2)} s on the main thread; ${URLS} downloads, ${num(socketCount * URLS)} answers; the measuring WebSocket client (in the bench process) used ${num(clientCpu / reps, 2)} s`);
+  report.figure('service CPU per one-socket round', `${num(singleUsed.total / reps, 2)} s`, `all threads, ${num(singleUsed.kernel / reps, 2)} s of it in the kernel, ${num(singleUsed.main / reps, 2)} s on the main thread; ${URLS} downloads, ${URLS} answers; the measuring client used ${num(singleClientCpu / reps, 2)} s`);
+  report.figure('service CPU per herd', `${num(herdUsed.total / reps, 2)} s`, `all threads, ${num(herdUsed.kernel / reps, 2)} s of it in the kernel, ${num(herdUsed.main / reps, 2)} s on the main thread; ${URLS} downloads, ${num(socketCount * URLS)} answers; the measuring WebSocket client (in the bench process) used ${num(clientCpu / reps, 2)} s`);
   const extraAnswers = (socketCount - 1) * URLS;
-  report.goal('service CPU per herd / per one-socket round', ratio(herdCpu / singleCpu), `≤ ${ratio(GOAL_FACTOR)}`, herdCpu / singleCpu <= GOAL_FACTOR, `${num(((herdCpu - singleCpu) / reps / extraAnswers) * 1e6, 1)} µs of service CPU per answer beyond the one socket's`);
+  report.goal('service CPU per herd / per one-socket round', ratio(herdUsed.total / singleUsed.total), `≤ ${ratio(GOAL_FACTOR)}`, herdUsed.total / singleUsed.total <= GOAL_FACTOR, `${num(((herdUsed.total - singleUsed.total) / reps / extraAnswers) * 1e6, 1)} µs of service CPU per answer beyond the one socket's`);
   report.figure('herd time / one-socket time (wall, information)', ratio(many / one), 'the measuring client shares the cores');
   report.figure('service write system calls per herd', num(Math.round(herdWrites / reps)), 'syscw of /proc/PID/io: socket writes (result rounds, done frames) and the covers\' file and database writes');
 
@@ -202,7 +191,7 @@ runScenario('herd', 12 * 60_000, async () => {
   // answers each socket's check with the very frames the service sent (captured
   // from one socket of the last herd), pre-built, in one write per socket.
   const limit = await bareHerd(dir, socketCount, captured, urlsOf(plan.herd[reps - 1]!), reps);
-  const extraCpu = (herdCpu - singleCpu) / reps;
+  const extraCpu = (herdUsed.total - singleUsed.total) / reps;
   report.figure('limit: bare ws server, CPU per herd', `${num(limit.cpu, 2)} s`, `${socketCount} checks read, ${num(limit.frames * socketCount)} pre-built frames sent (one socket's ${num(limit.frames)} as the service sent them), one write per socket; mean of ${reps}: ${limit.runs.map((v) => num(v, 2)).join(', ')} s`);
   report.figure('service CPU per herd beyond one socket / the bare limit', ratio(extraCpu / limit.cpu), `${num(extraCpu, 2)} s against ${num(limit.cpu, 2)} s: what the service spends on the answers above what sending them costs at least`);
 

@@ -9,8 +9,9 @@
  * every line through the format (its fields stringified, the time taken, the
  * secrets masked) and only then lets the transport drop it, which made each
  * download's `debug` line cost as much as a written one (docs/BENCHMARKS.md,
- * Cold, the bookkeeping per download). The level methods ask `isLevelEnabled` first (the logger's level as it
- * is then, or a transport's own), the same test the transport makes.
+ * Cold, the bookkeeping per download). The level methods ask `isLevelEnabled`
+ * first (the logger's level as it is then, or a transport's own), the same test
+ * the transport makes.
  */
 import winston from 'winston';
 import { maskSecrets } from './secrets.js';

@@ -222,9 +222,24 @@ export function mainThreadCpuSeconds(pid: number): number {
   return cpuOfStat(`/proc/${pid}/task/${pid}/stat`);
 }
 
-/** CPU seconds a process has spent in the kernel alone (stime of /proc/<pid>/stat): system calls, and on loopback the receiver's side of its socket writes. */
-export function procSystemSeconds(pid: number): number {
-  return statFields(`/proc/${pid}/stat`)[12]! / 100;
+/** A process's CPU seconds: all threads (utime + stime), the kernel's share (stime: system calls, and on loopback the receiver's side of its socket writes), its main thread's. */
+export interface CpuSplit {
+  total: number;
+  kernel: number;
+  main: number;
+}
+
+export function cpuSplit(pid: number): CpuSplit {
+  const fields = statFields(`/proc/${pid}/stat`);
+  return { total: (fields[11]! + fields[12]!) / 100, kernel: fields[12]! / 100, main: mainThreadCpuSeconds(pid) };
+}
+
+/** Adds to `sum` what `pid` used since `from` (a `cpuSplit` taken before). */
+export function addCpuSince(sum: CpuSplit, pid: number, from: CpuSplit): void {
+  const now = cpuSplit(pid);
+  sum.total += now.total - from.total;
+  sum.kernel += now.kernel - from.kernel;
+  sum.main += now.main - from.main;
 }
 
 function cpuOfStat(file: string): number {

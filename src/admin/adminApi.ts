@@ -43,10 +43,10 @@ import { storeCustomCover } from './customCovers.js';
 import type { CustomCoverDeps } from './customCovers.js';
 import type { TaskStatus } from '../../machines/types.js';
 import type { CoverJson, NodeJson, NodesAnswer, Summary, TaskDetail, TaskJson, TasksPage, TaskStatus as WireTaskStatus } from '../wire/adminStream.js';
+import type { Same } from '../sameType.js';
 import type { JobsPage } from '../wire/jobs.js';
 
 /** The wire's task statuses are the machines' own: one added on either side breaks the compile here. */
-type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : never) : never;
 const _taskStatusesAgree: Same<TaskStatus, WireTaskStatus> = true;
 
 export interface AdminApiDeps extends Omit<CustomCoverDeps, 'onReplaced' | 'config'> {

@@ -11,13 +11,13 @@ import type { JobChange, Store, TaskChange, TaskRow } from '../store/index.js';
 import { jobJson } from '../jobs/index.js';
 import { taskJson } from './adminApi.js';
 import type { AdminFeed } from './adminSocket.js';
+import { taskEvent } from './adminSocket.js';
 import type { GateStatus as WireGateStatus, SnapshotTask, StatsBody } from '../wire/adminStream.js';
+import type { Same } from '../sameType.js';
 import type { GateStatus } from '../../machines/index.js';
 
 /** The wire's gate statuses are the machines' own: one added on either side breaks the compile here. */
-type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : never) : never;
 const _gateStatusesAgree: Same<GateStatus, WireGateStatus> = true;
-import { taskEvent } from './adminSocket.js';
 
 /** Most jobs a snapshot lists (the newest). */
 const SNAPSHOT_JOBS = 50;

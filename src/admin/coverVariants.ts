@@ -20,7 +20,6 @@ export const MAX_LISTED = 100;
 /** Bytes read from each variant file for its header. */
 const HEADER_BYTES = 4096;
 
-
 const formatOfExt: Record<string, VariantJson['format']> = { jpg: 'jpeg', png: 'png', webp: 'webp', avif: 'avif' };
 
 /**

@@ -40,6 +40,7 @@ import { askUntilAnswered } from './askUntilAnswered.js';
 import { Slots } from './slots.js';
 import type { CallbackEvent, CallbackOutcome, JobCallbacks } from './callbacks.js';
 import type { CallbackJob, JobJson, JobStatus as WireJobStatus } from '../wire/jobs.js';
+import type { Same } from '../sameType.js';
 
 /** How often a running job's counts are written (and so published). */
 const PROGRESS_INTERVAL_MS = 250;
@@ -70,7 +71,6 @@ export interface JobRunnerDeps {
 export type { JobJson };
 
 /** The wire's job statuses are the job machine's own: one added on either side breaks the compile here. */
-type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : never) : never;
 const _jobStatusesAgree: Same<JobStatus, WireJobStatus> = true;
 
 function outcome(text: string | null): CallbackOutcome | undefined {
