@@ -4,26 +4,35 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { setImmediate } from 'node:timers/promises';
 import { Slots } from '../src/jobs/slots.js';
 
 describe('Slots', () => {
   it('runs at most `size` pieces of work at once, all of them, in the order they came', async () => {
+    // Each piece of work ends when the test releases it, not after a timer, so a
+    // slow machine cannot finish one before the test has counted the line.
     const slots = new Slots(2);
     let now = 0;
     let most = 0;
     const started: number[] = [];
+    const release: Array<() => void> = [];
     const all = Array.from({ length: 9 }, (_, i) =>
       slots.run(async () => {
         started.push(i);
         most = Math.max(most, ++now);
-        await sleep(5 + (i % 3) * 5);
+        await new Promise<void>((resolve) => (release[i] = resolve));
         now--;
         return i * 10;
       }),
     );
-    await sleep(1);
+    await setImmediate();
     assert.deepEqual([slots.running, slots.waiting], [2, 7]);
+    assert.deepEqual(started, [0, 1]);
+    // Release out of order: the second ends first, and the next in line starts.
+    for (const i of [1, 0, 3, 2, 5, 4, 7, 6, 8]) {
+      while (!release[i]) await setImmediate();
+      release[i]();
+    }
     assert.deepEqual(await Promise.all(all), [0, 10, 20, 30, 40, 50, 60, 70, 80]);
     assert.equal(most, 2);
     assert.deepEqual(started, [0, 1, 2, 3, 4, 5, 6, 7, 8]);
@@ -40,7 +49,7 @@ describe('Slots', () => {
       ran = true;
     }, controller.signal);
     const third = slots.run(async () => 'third');
-    await sleep(1);
+    await setImmediate();
     assert.equal(slots.waiting, 2);
     controller.abort(new Error('job stopped'));
     await assert.rejects(aborted, /job stopped/);
