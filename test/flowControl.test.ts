@@ -41,7 +41,9 @@ describe('flow control on a client socket', () => {
       if (frame.type === 'done') done.push(frame.id);
     });
     const waitFor = async (what: string, test: () => boolean) => {
-      for (let i = 0; i < 200 && !test(); i++) await sleep(10);
+      // Up to 15 s: a loaded CI machine may take seconds; a pass takes milliseconds.
+      const deadline = Date.now() + 15_000;
+      while (!test() && Date.now() < deadline) await sleep(10);
       assert.ok(test(), what);
     };
 
