@@ -138,6 +138,69 @@ for (const backend of backends) {
       assert.equal(await covers.findRemembered('none'), null);
     });
 
+    it('a download\'s row is written with the turn\'s task batch, in its transaction: the task rows of the turn are there when the row is', async (t) => {
+      const { store, db } = await open(t);
+      const url = 'https://i0.hdslb.com/turn.jpg';
+      store.tasks.update(url, { status: 'downloading' });
+      assert.equal(await store.covers.saveUnlessCustom(row(url, { path: 'h/turn.jpg' })), null);
+      const tasks = await rawSql<{ status: string }>(db, 'SELECT status FROM tasks WHERE url = ?', url);
+      assert.deepEqual(tasks.map((r) => r.status), ['downloading'], 'one commit: the task row came with the cover row');
+      assert.equal((await store.covers.find(url))?.path, 'h/turn.jpg');
+    });
+
+    it('downloads finished in one turn each get their own outcome from the one batch: saved, refused by a custom row, replaced with its file recorded', async (t) => {
+      const { store } = await open(t);
+      const custom = row('https://a/custom.jpg', { path: 'h/upload.png', source: 'custom', contentType: 'image/png' });
+      await store.covers.save(custom);
+      await store.covers.save(row('https://a/page', { path: 'h/old.jpg' }));
+      const [saved, refused, replaced] = await Promise.all([
+        store.covers.saveUnlessCustom(row('https://a/new.jpg', { path: 'h/new.jpg' })),
+        store.covers.saveUnlessCustom(row(custom.url, { path: 'h/download.jpg' })),
+        store.covers.replaceUnlessCustom(row('https://a/page', { path: 'h/changed.jpg', createdAt: 60 }), 'h/old.jpg', 'cover_changed'),
+      ]);
+      assert.equal(saved, null);
+      assert.deepEqual(refused, custom, 'the custom row answers');
+      assert.equal(replaced, null);
+      assert.equal((await store.covers.find('https://a/new.jpg'))?.path, 'h/new.jpg');
+      assert.deepEqual(await store.covers.find(custom.url), custom);
+      assert.equal((await store.covers.find('https://a/page'))?.path, 'h/changed.jpg');
+      assert.deepEqual((await store.deletions.pending()).map(({ path, reason }) => ({ path, reason })), [{ path: 'h/old.jpg', reason: 'cover_changed' }]);
+    });
+
+    it('a cover write after a download\'s row waiting for the batch does not pass it: the row saved and then removed is gone', async (t) => {
+      const { store } = await open(t);
+      const url = 'https://a/gone.jpg';
+      const saved = store.covers.saveUnlessCustom(row(url, { path: 'h/gone.jpg' }));
+      const removed = store.covers.removeIfPath(url, 'h/gone.jpg');
+      assert.equal(await saved, null);
+      await removed;
+      assert.equal(await store.covers.find(url), null);
+    });
+
+    it('a download\'s row whose statement fails: on SQLite that row\'s error alone, the rest of the batch commits; on PostgreSQL the batch fails and is reported', async (t) => {
+      const failures: unknown[] = [];
+      const { store, db } = await open(t, { onTaskWriteError: (error) => failures.push(error) });
+      store.tasks.update('https://a/task.jpg', { status: 'downloading' });
+      const [bad, good] = await Promise.allSettled([
+        store.covers.saveUnlessCustom(row('https://a/bad.jpg', { path: null as unknown as string })),
+        store.covers.saveUnlessCustom(row('https://a/good.jpg', { path: 'h/good.jpg' })),
+      ]);
+      assert.equal(bad.status, 'rejected');
+      await store.tasks.flush();
+      const tasks = await rawSql<{ url: string }>(db, 'SELECT url FROM tasks');
+      if (backend === 'sqlite') {
+        assert.deepEqual(good, { status: 'fulfilled', value: null });
+        assert.equal((await store.covers.find('https://a/good.jpg'))?.path, 'h/good.jpg');
+        assert.deepEqual(tasks.map((r) => r.url), ['https://a/task.jpg']);
+        assert.equal(failures.length, 0);
+      } else {
+        assert.equal(good.status, 'rejected');
+        assert.equal(await store.covers.find('https://a/good.jpg'), null);
+        assert.deepEqual(tasks, []);
+        assert.equal(failures.length, 1, 'the lost task batch is reported');
+      }
+    });
+
     it('replace records the replaced file for deletion in the same write', async (t) => {
       const { store } = await open(t);
       await store.covers.save(row('u', { path: 'h/old.jpg' }));

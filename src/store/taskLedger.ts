@@ -22,13 +22,20 @@ import { In, IsNull, LessThan, MoreThan, Raw } from 'typeorm';
 import type { FindOptionsWhere, Repository } from 'typeorm';
 import type { TaskStatus } from '../../machines/types.js';
 import { TASK_EVENT_MESSAGE_MAX, TASK_EVENTS_PER_URL } from './dialect.js';
-import type { Dialect, Published, TaskEventWrite, TaskWrite } from './dialect.js';
+import type { CoverWrite, Dialect, Published, TaskEventWrite, TaskWrite } from './dialect.js';
 import { TaskEntity, TaskEventEntity } from './entities.js';
-import type { TaskEventRow, TaskRow } from './entities.js';
+import type { CoverRow, TaskEventRow, TaskRow } from './entities.js';
 import type { StoreEventMap, TaskChange, TaskLedger, TaskListOptions, TaskPatch } from './ports.js';
 import type { SerialWriter } from './serialWriter.js';
 
 const UNFINISHED: TaskStatus[] = ['waiting', 'queued', 'downloading'];
+
+/** A cover row waiting for the batch's transaction, and who awaits its outcome. */
+interface PendingCover {
+  write: CoverWrite;
+  resolve: (custom: CoverRow | null) => void;
+  reject: (error: unknown) => void;
+}
 /** Most URLs remembered as waiting (their first wait recorded), for `worthAnEvent`. */
 const MAX_WAITING_REMEMBERED = 100_000;
 
@@ -42,6 +49,9 @@ export class SqlTaskLedger implements TaskLedger {
   private readonly waiting = new Set<string>();
   /** The changes of the pending batch, in the order they were made (only when someone listens). */
   private changes: TaskChange[] = [];
+  /** Cover rows to be written in the pending batch's transaction (`writeCover`), and the changes they publish. */
+  private pendingCovers: PendingCover[] = [];
+  private coverPublish: Published[] = [];
   private scheduled = false;
   private chain: Promise<void> = Promise.resolve();
 
@@ -124,20 +134,63 @@ export class SqlTaskLedger implements TaskLedger {
     this.schedule();
   }
 
+  /**
+   * A cover row written in the pending batch's transaction (the cover index's
+   * downloads: one commit per turn for them all, with the task rows). Resolves
+   * once committed: null when written, else the custom row that kept its place;
+   * rejects with its statement's error, or the batch's.
+   */
+  writeCover(write: CoverWrite, publish: readonly Published[]): Promise<CoverRow | null> {
+    return new Promise<CoverRow | null>((resolve, reject) => {
+      this.pendingCovers.push({ write, resolve, reject });
+      for (const change of publish) this.coverPublish.push(change);
+      this.schedule();
+    });
+  }
+
+  /** Hands the pending batch to the writer now if it holds cover rows: a cover write after them must not pass them. */
+  flushCovers(): void {
+    if (this.pendingCovers.length > 0) void this.flush();
+  }
+
   flush(): Promise<void> {
-    if (this.pending.size === 0 && this.pendingEvents.length === 0) return this.chain;
+    if (this.pending.size === 0 && this.pendingEvents.length === 0 && this.pendingCovers.length === 0) return this.chain;
     const rows = [...this.pending.values()];
     const changes = this.changes;
     const events = this.pendingEvents;
+    // Taken now, not when the writer gets to it: rows handed in meanwhile are the next batch's.
+    const covers = this.pendingCovers;
+    const coverWrites = covers.length > 0 ? covers.map((cover) => cover.write) : undefined;
+    if (coverWrites !== undefined) this.pendingCovers = [];
     this.pending = new Map();
     this.changes = [];
     this.pendingEvents = [];
-    const publish: Published[] = this.dialect.shared ? changes.map(({ url, at, patch }) => ({ kind: 'task', url, at, patch })) : [];
+    // Only a shared database publishes (the cover index hands no changes otherwise).
+    let publish: Published[] = [];
+    if (this.dialect.shared) {
+      publish = this.coverPublish;
+      this.coverPublish = [];
+      for (const { url, at, patch } of changes) publish.push({ kind: 'task', url, at, patch });
+    }
+    const tasksToo = rows.length > 0 || events.length > 0;
     this.chain = this.writer
-      .run(() => this.dialect.writeTasks(rows, events, publish))
-      .then(() => {
-        for (const change of changes) this.events.emit('task', change);
-      })
+      .run(() => this.dialect.writeTasks(rows, events, publish, coverWrites))
+      .then(
+        (outcomes) => {
+          for (let i = 0; i < (coverWrites?.length ?? 0); i++) {
+            const outcome = outcomes[i];
+            if (outcome === undefined) covers[i]!.reject(new Error('the batch wrote no outcome for this cover row'));
+            else if ('error' in outcome) covers[i]!.reject(outcome.error);
+            else covers[i]!.resolve(outcome.row);
+          }
+          for (const change of changes) this.events.emit('task', change);
+        },
+        (error: unknown) => {
+          if (coverWrites !== undefined) for (const cover of covers) cover.reject(error);
+          // A batch of cover rows alone failed its callers, who report it.
+          if (tasksToo) throw error;
+        },
+      )
       .catch(this.onError);
     return this.chain;
   }
