@@ -15,6 +15,7 @@ import { systemClock, TestClock } from '../src/clock.js';
 import type { Clock } from '../src/clock.js';
 import { CoverEntity, coverPath, migrations, openCoverFile, resolveInside, sweepTemp, writeCoverFile, TEMP_DIR } from '../src/store/index.js';
 import { TOUCH_INTERVAL_MS } from '../src/store/touchBatcher.js';
+import { atTurnEndFirst } from '../src/turnEnd.js';
 import type { StoreOptions } from '../src/store/index.js';
 import type { CoverChange, CoverRow, GateChange, JobChange, JobRow, TaskChange } from '../src/store/index.js';
 import { backends, freshDatabase, freshPgDatabase, openTestStore, rawSql, skipWithoutPg } from './helpers/stores.js';
@@ -199,6 +200,28 @@ for (const backend of backends) {
         assert.deepEqual(tasks, []);
         assert.equal(failures.length, 1, 'the lost task batch is reported');
       }
+    });
+
+    it('the task batch is written at the turn\'s end after the supervisor\'s step: a change that step hands in goes in the batch scheduled before it', async (t) => {
+      const { store } = await open(t);
+      // The changes of one batch are emitted together, after its commit.
+      let batch = 0;
+      let emitting = false;
+      const seen: [string, string | undefined, number][] = [];
+      store.events.on('task', (change) => {
+        if (!emitting) {
+          emitting = true;
+          batch++;
+          queueMicrotask(() => (emitting = false));
+        }
+        seen.push([change.url, change.patch.status, batch]);
+      });
+      store.tasks.update('https://a/done.jpg', { status: 'ok' });
+      // As the supervisor's FINISHED starts the next download.
+      atTurnEndFirst(() => store.tasks.update('https://a/next.jpg', { status: 'downloading' }));
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      await store.tasks.flush();
+      assert.deepEqual(seen, [['https://a/done.jpg', 'ok', 1], ['https://a/next.jpg', 'downloading', 1]]);
     });
 
     it('replace records the replaced file for deletion in the same write', async (t) => {

@@ -27,6 +27,7 @@ import { TaskEntity, TaskEventEntity } from './entities.js';
 import type { CoverRow, TaskEventRow, TaskRow } from './entities.js';
 import type { StoreEventMap, TaskChange, TaskLedger, TaskListOptions, TaskPatch } from './ports.js';
 import type { SerialWriter } from './serialWriter.js';
+import { atTurnEndLast } from '../turnEnd.js';
 
 const UNFINISHED: TaskStatus[] = ['waiting', 'queued', 'downloading'];
 
@@ -77,7 +78,8 @@ export class SqlTaskLedger implements TaskLedger {
   private schedule(): void {
     if (!this.scheduled) {
       this.scheduled = true;
-      setImmediate(() => {
+      // After the supervisor has heard the turn's finished downloads: the ones it starts come in this batch.
+      atTurnEndLast(() => {
         this.scheduled = false;
         void this.flush();
       });
