@@ -16,6 +16,7 @@ import type { Clock } from '../src/clock.js';
 import { CoverEntity, coverPath, migrations, openCoverFile, resolveInside, sweepTemp, writeCoverFile, TEMP_DIR } from '../src/store/index.js';
 import { TOUCH_INTERVAL_MS } from '../src/store/touchBatcher.js';
 import { atTurnEndFirst } from '../src/turnEnd.js';
+import { START_HOLD_MS } from '../src/store/taskLedger.js';
 import type { StoreOptions } from '../src/store/index.js';
 import type { CoverChange, CoverRow, GateChange, JobChange, JobRow, TaskChange } from '../src/store/index.js';
 import { backends, freshDatabase, freshPgDatabase, openTestStore, rawSql, skipWithoutPg } from './helpers/stores.js';
@@ -222,6 +223,39 @@ for (const backend of backends) {
       await new Promise<void>((resolve) => setImmediate(resolve));
       await store.tasks.flush();
       assert.deepEqual(seen, [['https://a/done.jpg', 'ok', 1], ['https://a/next.jpg', 'downloading', 1]]);
+    });
+
+    it('a download\'s start is written with its end when that comes within START_HOLD_MS (one row write; SQLite), else after it; a read writes it first', async (t) => {
+      const clock = new TestClock(20_000);
+      const { store, db } = await open(t, { clock });
+      const status = async (url: string) => (await rawSql<{ status: string; started_at: number | string | null }>(db, 'SELECT status, started_at FROM tasks WHERE url = ?', url)).map((r) => [r.status, r.started_at === null ? null : Number(r.started_at)]);
+      // The turn's end has run and its batch is written (SQLite writes synchronously).
+      const turn = () => new Promise<void>((resolve) => setImmediate(resolve));
+      const start = (url: string) => store.tasks.update(url, { status: 'downloading', attempts: 1, startedAt: clock.now(), finishedAt: null });
+      const [quick, slow, read] = ['https://a/quick.jpg', 'https://a/slow.jpg', 'https://a/read.jpg'];
+      for (const url of [quick, slow, read]) store.tasks.update(url, { status: 'queued' });
+      await store.tasks.flush();
+      start(quick);
+      start(slow);
+      await turn();
+      await clock.advance(START_HOLD_MS - 1);
+      if (backend !== 'sqlite') {
+        await store.tasks.flush();
+        assert.deepEqual(await status(quick), [['downloading', 20_000]], 'a shared database holds nothing');
+        return;
+      }
+      assert.deepEqual(await status(quick), [['queued', null]], 'held');
+      start(read);
+      store.tasks.update(quick, { status: 'ok', finishedAt: clock.now(), bytesDone: 5, bytesTotal: 5 });
+      await turn();
+      assert.deepEqual(await status(quick), [['ok', 20_000]], 'the start and the end in one row write');
+      assert.deepEqual(await status(slow), [['queued', null]], 'still held');
+      await clock.advance(1);
+      await turn();
+      assert.deepEqual(await status(slow), [['downloading', 20_000]], 'written once the hold is over');
+      assert.deepEqual(await status(read), [['queued', null]], 'held: it started later');
+      assert.equal((await store.tasks.get(read))?.status, 'downloading', 'a read writes the held start first');
+      assert.deepEqual((await store.tasks.timeline(quick)).map((e) => e.status), ['queued', 'downloading', 'ok'], 'the timeline has every step');
     });
 
     it('replace records the replaced file for deletion in the same write', async (t) => {

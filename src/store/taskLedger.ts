@@ -16,7 +16,7 @@
  * three or four small inserts; the dialect keeps the newest
  * `TASK_EVENTS_PER_URL` per URL and deletes them with the row.
  */
-import type { Clock } from '../clock.js';
+import type { Clock, ClockTimer } from '../clock.js';
 import type { EventEmitter } from 'node:events';
 import { In, IsNull, LessThan, MoreThan, Raw } from 'typeorm';
 import type { FindOptionsWhere, Repository } from 'typeorm';
@@ -30,6 +30,16 @@ import type { SerialWriter } from './serialWriter.js';
 import { atTurnEndLast } from '../turnEnd.js';
 
 const UNFINISHED: TaskStatus[] = ['waiting', 'queued', 'downloading'];
+
+/**
+ * How long a download's start (its `downloading` row) may wait to be written
+ * with its end, on a database one node uses: a download that ends within it
+ * costs one write of its row, not two (each rewrites the row's six indexes;
+ * docs/BENCHMARKS.md, Issue 27, session 5). Every read of the ledger, and
+ * `flush`, writes what is held first; its timeline event and its change to
+ * listeners are not held.
+ */
+export const START_HOLD_MS = 250;
 
 /** A cover row waiting for the batch's transaction, and who awaits its outcome. */
 interface PendingCover {
@@ -53,6 +63,9 @@ export class SqlTaskLedger implements TaskLedger {
   /** Cover rows to be written in the pending batch's transaction (`writeCover`), and the changes they publish. */
   private pendingCovers: PendingCover[] = [];
   private coverPublish: Published[] = [];
+  /** Downloads' starts not yet written (`START_HOLD_MS`), in the order they came, with when. */
+  private readonly held = new Map<string, { write: TaskWrite; since: number }>();
+  private holdTimer: ClockTimer | undefined;
   private scheduled = false;
   private chain: Promise<void> = Promise.resolve();
 
@@ -75,13 +88,18 @@ export class SqlTaskLedger implements TaskLedger {
     return true;
   }
 
+  /** Whether a patch is a download's start (what `reportStatus` writes on START). */
+  private static isStart(patch: TaskPatch): boolean {
+    return patch.status === 'downloading' && patch.startedAt !== undefined;
+  }
+
   private schedule(): void {
     if (!this.scheduled) {
       this.scheduled = true;
       // After the supervisor has heard the turn's finished downloads: the ones it starts come in this batch.
       atTurnEndLast(() => {
         this.scheduled = false;
-        void this.flush();
+        void this.writePending();
       });
     }
   }
@@ -93,7 +111,21 @@ export class SqlTaskLedger implements TaskLedger {
       Object.assign(entry.patch, patch);
       entry.at = at;
     } else {
-      this.pending.set(url, { url, patch: { ...patch }, at });
+      const held = this.held.size > 0 ? this.held.get(url) : undefined;
+      if (held !== undefined) {
+        Object.assign(held.write.patch, patch);
+        held.write.at = at;
+        // Its end (anything but a byte count) goes in this batch, with its start: one write of the row.
+        if (!SqlTaskLedger.progressOnly(patch)) {
+          this.held.delete(url);
+          this.pending.set(url, held.write);
+        }
+      } else if (!this.dialect.shared && SqlTaskLedger.isStart(patch)) {
+        this.held.set(url, { write: { url, patch: { ...patch }, at }, since: at });
+        this.holdTimer ??= this.clock.setTimeout(this.releaseHeld, START_HOLD_MS).unref();
+      } else {
+        this.pending.set(url, { url, patch: { ...patch }, at });
+      }
     }
     // The admin streams listen; other nodes always may. With neither, a change costs no object.
     if (this.dialect.shared || this.events.listenerCount('task') > 0) this.changes.push({ url, node: this.node, at, patch, remote: false });
@@ -152,10 +184,39 @@ export class SqlTaskLedger implements TaskLedger {
 
   /** Hands the pending batch to the writer now if it holds cover rows: a cover write after them must not pass them. */
   flushCovers(): void {
-    if (this.pendingCovers.length > 0) void this.flush();
+    if (this.pendingCovers.length > 0) void this.writePending();
   }
 
+  /** Moves the starts held since `before` or earlier (all, by default) into the pending batch. */
+  private release(before = Infinity): boolean {
+    let moved = false;
+    for (const [url, { write, since }] of this.held) {
+      // In the order they came: the first not yet due ends the walk.
+      if (since > before) break;
+      this.held.delete(url);
+      const entry = this.pending.get(url);
+      if (entry) entry.patch = { ...write.patch, ...entry.patch };
+      else this.pending.set(url, write);
+      moved = true;
+    }
+    return moved;
+  }
+
+  private readonly releaseHeld = (): void => {
+    this.holdTimer = undefined;
+    if (this.release(this.clock.now() - START_HOLD_MS)) this.schedule();
+    const first = this.held.values().next().value;
+    if (first !== undefined) this.holdTimer = this.clock.setTimeout(this.releaseHeld, Math.max(0, first.since + START_HOLD_MS - this.clock.now())).unref();
+  };
+
+  /** Writes everything handed in so far (held starts too); resolves when written. */
   flush(): Promise<void> {
+    this.release();
+    return this.writePending();
+  }
+
+  /** Writes the pending batch (not the held starts). */
+  private writePending(): Promise<void> {
     if (this.pending.size === 0 && this.pendingEvents.length === 0 && this.pendingCovers.length === 0) return this.chain;
     const rows = [...this.pending.values()];
     const changes = this.changes;
