@@ -56,7 +56,7 @@
  *                   their slots, settle their flights, start the next waiting
  *                   ones. The downloads that complete in one event-loop turn
  *                   come as one event when the input's `finishLater` gathers
- *                   them (src/ gives it `setImmediate`): one transition of this
+ *                   them (src/ gives it the turn end's first step): one transition of this
  *                   parallel machine per turn, not one per download
  *                   (docs/BENCHMARKS.md, Cold, side by side). Without it, and for
  *                   an actor stopped or failed rather than done, each completion
@@ -157,7 +157,7 @@ export interface SupervisorInput {
    */
   clock: MachineClock;
   /**
-   * Runs `send` later in this turn's end (src/ gives `setImmediate`), so that the
+   * Runs `send` later in this turn's end (src/ gives `atTurnEndFirst`), so that the
    * downloads done meanwhile reach the supervisor as one FINISHED. Omitted (the
    * machine tests), each completion is sent at once.
    */

@@ -14,10 +14,70 @@
  * the transport makes.
  */
 import winston from 'winston';
+import TransportStream from 'winston-transport';
 import { maskSecrets } from './secrets.js';
 
-/** winston's key of the finished line (triple-beam's MESSAGE). */
+/** winston's key of the finished line (triple-beam's MESSAGE), and of the line's level as logged (LEVEL). */
 const MESSAGE = Symbol.for('message');
+const LEVEL = Symbol.for('level');
+
+/** Text held for the turn's end past which it is written at once. */
+const HELD_MAX = 64 * 1024;
+
+/** Transports holding lines, flushed when the process exits (a crash's last turn is not lost). */
+const holding = new Set<TurnLines>();
+let exitHook = false;
+
+/**
+ * The transport: every line the logger lets through, written to `out`, the
+ * lines of one event-loop turn as one write at its end (standard output on a
+ * pipe is written synchronously, a system call per write: one per download's
+ * line, docs/BENCHMARKS.md, Issue 27, session 5). A warn or error line is
+ * written at once, with the lines before it, as is text past HELD_MAX; the
+ * process's exit and `closeLogger` write what is held. Unlike winston's Stream
+ * transport it emits no `logged` event per line (a `setImmediate` each), which
+ * nothing here listens to.
+ */
+class TurnLines extends TransportStream {
+  private held = '';
+  private scheduled = false;
+
+  constructor(private readonly out: NodeJS.WritableStream) {
+    super();
+  }
+
+  private readonly atTurnEnd = (): void => {
+    this.scheduled = false;
+    this.flushLines();
+  };
+
+  override log(info: Record<string | symbol, unknown>, next: () => void): void {
+    this.held += `${String(info[MESSAGE])}\n`;
+    const level = info[LEVEL];
+    if (level === 'error' || level === 'warn' || this.held.length >= HELD_MAX) this.flushLines();
+    else if (!this.scheduled) {
+      this.scheduled = true;
+      holding.add(this);
+      if (!exitHook) {
+        exitHook = true;
+        process.on('exit', () => {
+          for (const transport of holding) transport.flushLines();
+        });
+      }
+      setImmediate(this.atTurnEnd);
+    }
+    next();
+  }
+
+  /** Writes what is held. */
+  flushLines(): void {
+    holding.delete(this);
+    if (this.held === '') return;
+    const text = this.held;
+    this.held = '';
+    this.out.write(text);
+  }
+}
 
 /** The last format: the finished line with its credentials masked. */
 const masked = winston.format((info) => {
@@ -46,7 +106,7 @@ export function createLogger(options: LoggerOptions, stream: NodeJS.WritableStre
   const logger = winston.createLogger({
     level: options.logLevel,
     format: winston.format.combine(winston.format.errors({ stack: true }), winston.format.timestamp(), line, masked()),
-    transports: [new winston.transports.Stream({ stream })],
+    transports: [new TurnLines(stream)],
   });
   const methods = logger as unknown as Record<string, (...args: unknown[]) => Logger>;
   for (const level of Object.keys(logger.levels)) {
@@ -62,6 +122,7 @@ export function createLogger(options: LoggerOptions, stream: NodeJS.WritableStre
 
 /** Ends the logger and waits until every line is written. */
 export function closeLogger(logger: Logger): Promise<void> {
+  for (const transport of logger.transports) if (transport instanceof TurnLines) transport.flushLines();
   return new Promise((resolve) => {
     const timer = setTimeout(resolve, 2000);
     logger.once('finish', () => {

@@ -113,7 +113,7 @@ describe('several nodes on one PostgreSQL database', { skip: skipWithoutPg }, ()
     for (let i = 0; i < 30; i++) clients.push(await connect(nodes[i % 3]!.wsUrl));
     t.after(() => Promise.all(clients.map((client) => client.close())));
     const answers = await Promise.all(clients.map((client, i) => client.check(`herd-${i}`, i % 2 ? urls : [...urls].reverse(), 60_000)));
-    for (const { done } of answers) assert.equal(done.ok, urls.length);
+    for (const { done } of answers) assert.equal(done.ok, urls.length, JSON.stringify(results(done).filter((r) => r.status !== 'ok')));
     for (const url of urls) assert.equal(origin.hits.get(new URL(url).pathname), 1, `${url} fetched once across the cluster`);
     assert.equal(origin.total(), urls.length);
     // Every node answers the same path for a URL.

@@ -255,7 +255,8 @@ describe('the legacy port binding', () => {
     const lines: { level: string; message: string }[] = [];
     const stream = new (await import('node:stream')).Writable({
       write(chunk: Buffer, _encoding, done) {
-        lines.push(JSON.parse(chunk.toString()) as { level: string; message: string });
+        // The lines of one turn come as one write.
+        for (const line of chunk.toString().split('\n')) if (line.trim() !== '') lines.push(JSON.parse(line) as { level: string; message: string });
         done();
       },
     });

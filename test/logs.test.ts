@@ -11,7 +11,9 @@ import { startOrigin } from './helpers/origin.js';
 import { startService } from './helpers/service.js';
 import { tempDir } from './helpers/tempDir.js';
 import { connect } from './helpers/wsClient.js';
-import { PassThrough } from 'node:stream';
+import { execFile } from 'node:child_process';
+import { PassThrough, Writable } from 'node:stream';
+import { promisify } from 'node:util';
 import { createLogger, closeLogger } from '../src/logger.js';
 import { version } from '../src/version.js';
 
@@ -74,6 +76,38 @@ describe('the log', () => {
     await fetch(`${service.url}/healthz`);
     await service.waitForLog((l) => l.message === 'download finished');
     assert.deepEqual(service.logs.filter((l) => l.level === 'debug'), []);
+  });
+
+  it('writes the lines of one turn as one write at its end; a warn or error line at once, with those before it; closeLogger what is held', async () => {
+    const writes: string[] = [];
+    const stream = new Writable({
+      write(chunk: Buffer, _encoding, callback) {
+        writes.push(chunk.toString());
+        callback();
+      },
+    });
+    const messages = (text: string | undefined) => (text ?? '').trim().split('\n').map((line) => (JSON.parse(line) as { message: string }).message);
+    const logger = createLogger({ logLevel: 'info', logFormat: 'json' }, stream);
+    logger.info('one');
+    logger.info('two');
+    assert.equal(writes.length, 0, 'held for the turn\'s end');
+    logger.warn('three');
+    assert.deepEqual(writes.map(messages), [['one', 'two', 'three']]);
+    logger.info('four');
+    logger.info('five');
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    assert.deepEqual(writes.map(messages), [['one', 'two', 'three'], ['four', 'five']]);
+    logger.info('six');
+    await closeLogger(logger);
+    assert.deepEqual(writes.map(messages), [['one', 'two', 'three'], ['four', 'five'], ['six']]);
+  });
+
+  it('a process that exits in the turn it logged still writes the line', async () => {
+    const script = `import { createLogger } from ${JSON.stringify(path.resolve('src/logger.ts'))}; createLogger({ logLevel: 'info', logFormat: 'json' }).info('last words'); process.exit(3);`;
+    const run = promisify(execFile)(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script]);
+    const failed = await run.then(() => undefined, (error: { code: number; stdout: string }) => error);
+    assert.equal(failed?.code, 3);
+    assert.equal((JSON.parse(failed.stdout.trim()) as { message: string }).message, 'last words');
   });
 
   it('drops a line below the level before building it, follows a level changed later, and keeps a child logger\'s fields', async () => {

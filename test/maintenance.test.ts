@@ -8,7 +8,7 @@ import path from 'node:path';
 import { Writable } from 'node:stream';
 import { describe, it } from 'node:test';
 import { TestClock } from '../src/clock.js';
-import { createLogger } from '../src/logger.js';
+import { closeLogger, createLogger } from '../src/logger.js';
 import { CacheLimits, DeletionRunner, overLimits } from '../src/maintenance/index.js';
 import { originalPathOf, writeCoverFile } from '../src/store/index.js';
 import type { CoverRow, StoreOptions } from '../src/store/index.js';
@@ -122,8 +122,12 @@ describe('deletion runner', () => {
     const carriedOut: string[] = [];
     const logStream = new Writable({
       write(chunk: Buffer, _encoding, callback) {
-        const line = JSON.parse(chunk.toString()) as { message: string; url: string };
-        if (line.message === 'deleted') carriedOut.push(line.url);
+        // The lines of one turn come as one write, at its end.
+        for (const text of chunk.toString().split('\n')) {
+          if (text.trim() === '') continue;
+          const line = JSON.parse(text) as { message: string; url: string };
+          if (line.message === 'deleted') carriedOut.push(line.url);
+        }
         callback();
       },
     });
@@ -131,6 +135,7 @@ describe('deletion runner', () => {
     const a = new DeletionRunner({ deletions, covers, tasks, coversDir, logger });
     const b = new DeletionRunner({ deletions, covers, tasks, coversDir, logger });
     const [doneA, doneB] = await Promise.all([a.runOnce(), b.runOnce(), a.runOnce()]);
+    await closeLogger(logger);
     assert.equal(doneA + doneB, 40);
     assert.equal(new Set(carriedOut).size, 40);
     assert.equal(carriedOut.length, 40, 'each record carried out once');

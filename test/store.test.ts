@@ -15,6 +15,8 @@ import { systemClock, TestClock } from '../src/clock.js';
 import type { Clock } from '../src/clock.js';
 import { CoverEntity, coverPath, migrations, openCoverFile, resolveInside, sweepTemp, writeCoverFile, TEMP_DIR } from '../src/store/index.js';
 import { TOUCH_INTERVAL_MS } from '../src/store/touchBatcher.js';
+import { atTurnEndFirst } from '../src/turnEnd.js';
+import { START_HOLD_MS } from '../src/store/taskLedger.js';
 import type { StoreOptions } from '../src/store/index.js';
 import type { CoverChange, CoverRow, GateChange, JobChange, JobRow, TaskChange } from '../src/store/index.js';
 import { backends, freshDatabase, freshPgDatabase, openTestStore, rawSql, skipWithoutPg } from './helpers/stores.js';
@@ -136,6 +138,124 @@ for (const backend of backends) {
       assert.deepEqual(await covers.find('mine'), custom, 'unchanged');
       assert.deepEqual(await covers.findRemembered('mine'), custom);
       assert.equal(await covers.findRemembered('none'), null);
+    });
+
+    it('a download\'s row is written with the turn\'s task batch, in its transaction: the task rows of the turn are there when the row is', async (t) => {
+      const { store, db } = await open(t);
+      const url = 'https://i0.hdslb.com/turn.jpg';
+      store.tasks.update(url, { status: 'downloading' });
+      assert.equal(await store.covers.saveUnlessCustom(row(url, { path: 'h/turn.jpg' })), null);
+      const tasks = await rawSql<{ status: string }>(db, 'SELECT status FROM tasks WHERE url = ?', url);
+      assert.deepEqual(tasks.map((r) => r.status), ['downloading'], 'one commit: the task row came with the cover row');
+      assert.equal((await store.covers.find(url))?.path, 'h/turn.jpg');
+    });
+
+    it('downloads finished in one turn each get their own outcome from the one batch: saved, refused by a custom row, replaced with its file recorded', async (t) => {
+      const { store } = await open(t);
+      const custom = row('https://a/custom.jpg', { path: 'h/upload.png', source: 'custom', contentType: 'image/png' });
+      await store.covers.save(custom);
+      await store.covers.save(row('https://a/page', { path: 'h/old.jpg' }));
+      const [saved, refused, replaced] = await Promise.all([
+        store.covers.saveUnlessCustom(row('https://a/new.jpg', { path: 'h/new.jpg' })),
+        store.covers.saveUnlessCustom(row(custom.url, { path: 'h/download.jpg' })),
+        store.covers.replaceUnlessCustom(row('https://a/page', { path: 'h/changed.jpg', createdAt: 60 }), 'h/old.jpg', 'cover_changed'),
+      ]);
+      assert.equal(saved, null);
+      assert.deepEqual(refused, custom, 'the custom row answers');
+      assert.equal(replaced, null);
+      assert.equal((await store.covers.find('https://a/new.jpg'))?.path, 'h/new.jpg');
+      assert.deepEqual(await store.covers.find(custom.url), custom);
+      assert.equal((await store.covers.find('https://a/page'))?.path, 'h/changed.jpg');
+      assert.deepEqual((await store.deletions.pending()).map(({ path, reason }) => ({ path, reason })), [{ path: 'h/old.jpg', reason: 'cover_changed' }]);
+    });
+
+    it('a cover write after a download\'s row waiting for the batch does not pass it: the row saved and then removed is gone', async (t) => {
+      const { store } = await open(t);
+      const url = 'https://a/gone.jpg';
+      const saved = store.covers.saveUnlessCustom(row(url, { path: 'h/gone.jpg' }));
+      const removed = store.covers.removeIfPath(url, 'h/gone.jpg');
+      assert.equal(await saved, null);
+      await removed;
+      assert.equal(await store.covers.find(url), null);
+    });
+
+    it('a download\'s row whose statement fails: on SQLite that row\'s error alone, the rest of the batch commits; on PostgreSQL the batch fails and is reported', async (t) => {
+      const failures: unknown[] = [];
+      const { store, db } = await open(t, { onTaskWriteError: (error) => failures.push(error) });
+      store.tasks.update('https://a/task.jpg', { status: 'downloading' });
+      const [bad, good] = await Promise.allSettled([
+        store.covers.saveUnlessCustom(row('https://a/bad.jpg', { path: null as unknown as string })),
+        store.covers.saveUnlessCustom(row('https://a/good.jpg', { path: 'h/good.jpg' })),
+      ]);
+      assert.equal(bad.status, 'rejected');
+      await store.tasks.flush();
+      const tasks = await rawSql<{ url: string }>(db, 'SELECT url FROM tasks');
+      if (backend === 'sqlite') {
+        assert.deepEqual(good, { status: 'fulfilled', value: null });
+        assert.equal((await store.covers.find('https://a/good.jpg'))?.path, 'h/good.jpg');
+        assert.deepEqual(tasks.map((r) => r.url), ['https://a/task.jpg']);
+        assert.equal(failures.length, 0);
+      } else {
+        assert.equal(good.status, 'rejected');
+        assert.equal(await store.covers.find('https://a/good.jpg'), null);
+        assert.deepEqual(tasks, []);
+        assert.equal(failures.length, 1, 'the lost task batch is reported');
+      }
+    });
+
+    it('the task batch is written at the turn\'s end after the supervisor\'s step: a change that step hands in goes in the batch scheduled before it', async (t) => {
+      const { store } = await open(t);
+      // The changes of one batch are emitted together, after its commit.
+      let batch = 0;
+      let emitting = false;
+      const seen: [string, string | undefined, number][] = [];
+      store.events.on('task', (change) => {
+        if (!emitting) {
+          emitting = true;
+          batch++;
+          queueMicrotask(() => (emitting = false));
+        }
+        seen.push([change.url, change.patch.status, batch]);
+      });
+      store.tasks.update('https://a/done.jpg', { status: 'ok' });
+      // As the supervisor's FINISHED starts the next download.
+      atTurnEndFirst(() => store.tasks.update('https://a/next.jpg', { status: 'downloading' }));
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      await store.tasks.flush();
+      assert.deepEqual(seen, [['https://a/done.jpg', 'ok', 1], ['https://a/next.jpg', 'downloading', 1]]);
+    });
+
+    it('a download\'s start is written with its end when that comes within START_HOLD_MS (one row write; SQLite), else after it; a read writes it first', async (t) => {
+      const clock = new TestClock(20_000);
+      const { store, db } = await open(t, { clock });
+      const status = async (url: string) => (await rawSql<{ status: string; started_at: number | string | null }>(db, 'SELECT status, started_at FROM tasks WHERE url = ?', url)).map((r) => [r.status, r.started_at === null ? null : Number(r.started_at)]);
+      // The turn's end has run and its batch is written (SQLite writes synchronously).
+      const turn = () => new Promise<void>((resolve) => setImmediate(resolve));
+      const start = (url: string) => store.tasks.update(url, { status: 'downloading', attempts: 1, startedAt: clock.now(), finishedAt: null });
+      const [quick, slow, read] = ['https://a/quick.jpg', 'https://a/slow.jpg', 'https://a/read.jpg'];
+      for (const url of [quick, slow, read]) store.tasks.update(url, { status: 'queued' });
+      await store.tasks.flush();
+      start(quick);
+      start(slow);
+      await turn();
+      await clock.advance(START_HOLD_MS - 1);
+      if (backend !== 'sqlite') {
+        await store.tasks.flush();
+        assert.deepEqual(await status(quick), [['downloading', 20_000]], 'a shared database holds nothing');
+        return;
+      }
+      assert.deepEqual(await status(quick), [['queued', null]], 'held');
+      start(read);
+      store.tasks.update(quick, { status: 'ok', finishedAt: clock.now(), bytesDone: 5, bytesTotal: 5 });
+      await turn();
+      assert.deepEqual(await status(quick), [['ok', 20_000]], 'the start and the end in one row write');
+      assert.deepEqual(await status(slow), [['queued', null]], 'still held');
+      await clock.advance(1);
+      await turn();
+      assert.deepEqual(await status(slow), [['downloading', 20_000]], 'written once the hold is over');
+      assert.deepEqual(await status(read), [['queued', null]], 'held: it started later');
+      assert.equal((await store.tasks.get(read))?.status, 'downloading', 'a read writes the held start first');
+      assert.deepEqual((await store.tasks.timeline(quick)).map((e) => e.status), ['queued', 'downloading', 'ok'], 'the timeline has every step');
     });
 
     it('replace records the replaced file for deletion in the same write', async (t) => {

@@ -30,6 +30,7 @@ import { downloadMachine, gateStatus, ORPHAN_GRACE_MS, supervisorMachine } from 
 import type { Answer, Asker, DownloadOutput, FetchCoverInput, FetchCoverOutput, Flight, GateStatus, SupervisorEvent, SupervisorInput, SupervisorRef, TaskStatus } from '../../machines/index.js';
 import { ClusterLink } from './clusterLink.js';
 import { fetchCover } from './fetchCover.js';
+import { atTurnEndFirst } from '../turnEnd.js';
 import type { FetchCoverDeps } from './fetchCover.js';
 
 export interface DownloadsDeps {
@@ -456,8 +457,8 @@ function startSupervisor(
       isRemembered,
       shared,
       clock,
-      // The downloads done in one turn reach the supervisor as one FINISHED.
-      finishLater: setImmediate,
+      // The downloads done in one turn reach the supervisor as one FINISHED, before the task batch is written.
+      finishLater: atTurnEndFirst,
       orphanGraceMs,
       coolingUntil,
     },

@@ -2,7 +2,10 @@
  * The cover index (`CoverIndex`): url → stored cover, in the `covers` table, the
  * same class on every database (the statements that differ are the dialect's).
  *
- * Writes go through the serial writer and publish a `cover` change. Reads are
+ * Writes go through the serial writer and publish a `cover` change; a
+ * download's row (`saveUnlessCustom`, `replaceUnlessCustom`) goes with the task
+ * ledger's batch of the turn, in its transaction, and the index's other writes
+ * hand such rows waiting for it to the writer before their own. Reads are
  * answered from `CoverMemory` when it holds the row: every write of this node
  * drops the URL from memory first, a change heard from another node drops it
  * when heard, and while other nodes cannot be heard the memory is suspended.
@@ -13,7 +16,7 @@ import type { EventEmitter } from 'node:events';
 import { IsNull, LessThan, MoreThan } from 'typeorm';
 import type { Repository } from 'typeorm';
 import { CoverMemory } from './coverMemory.js';
-import type { Dialect, Published } from './dialect.js';
+import type { CoverWrite, Dialect, Published } from './dialect.js';
 import { CoverEntity } from './entities.js';
 import type { CoverRow } from './entities.js';
 import type { CoverIndex, StoreEventMap } from './ports.js';
@@ -23,18 +26,33 @@ import { TouchBatcher } from './touchBatcher.js';
 /** URLs per lookup statement. */
 const CHUNK = 500;
 
+/**
+ * Where a download's row is written with the turn's task batch, in its
+ * transaction (the task ledger): one commit for every download that finished in
+ * the turn, not one more each.
+ */
+export interface CoverBatch {
+  /** Resolves once committed: null when written, else the custom row that kept its place. */
+  writeCover(write: CoverWrite, publish: readonly Published[]): Promise<CoverRow | null>;
+  /** Hands the cover rows waiting for the batch to the serial writer now (a write of this index must not pass them). */
+  flushCovers(): void;
+}
+
 export interface CoverIndexOptions {
   touchIntervalMs?: number;
   /** The one clock (default the system's): when covers were last asked for, and the touch flush timer. */
   clock?: Clock;
   /** Rows kept in memory (default 20,000). */
   memoryRows?: number;
+  /** The batch downloads' rows are written in (`saveUnlessCustom`, `replaceUnlessCustom`); without it each is its own write. */
+  batch?: CoverBatch;
 }
 
 export class SqlCoverIndex implements CoverIndex {
   private readonly repo: Repository<CoverRow>;
   private readonly memory: CoverMemory<CoverRow>;
   private readonly touches: TouchBatcher;
+  private readonly batch: CoverBatch | undefined;
 
   constructor(
     private readonly dialect: Dialect,
@@ -45,6 +63,7 @@ export class SqlCoverIndex implements CoverIndex {
   ) {
     this.repo = dialect.dataSource.getRepository(CoverEntity);
     this.memory = new CoverMemory(options.memoryRows ?? 20_000);
+    this.batch = options.batch;
     this.touches = new TouchBatcher((urls, now) => this.writer.run(() => this.dialect.touchCovers(urls, now)), {
       ...(options.touchIntervalMs !== undefined ? { intervalMs: options.touchIntervalMs } : {}),
       ...(options.clock ? { clock: options.clock } : {}),
@@ -68,8 +87,21 @@ export class SqlCoverIndex implements CoverIndex {
   /** A write of `url` that publishes `changes`, then tells this node's listeners. */
   private async write<T>(url: string, removed: boolean, work: (publish: Published[]) => Promise<T>): Promise<T> {
     const publish: Published[] = this.dialect.shared ? [{ kind: 'cover', url, removed }] : [];
+    // The rows waiting for the batch were handed in first: they are written first, as they would be through the writer.
+    this.batch?.flushCovers();
     const result = await this.memory.write(url, () => this.writer.run(() => work(publish)));
     if (this.events.listenerCount('cover') > 0) this.events.emit('cover', { url, node: this.node, removed, remote: false });
+    return result;
+  }
+
+  /** A download's row: with the turn's batch when there is one, else a write of its own. */
+  private async writeDownloaded(write: CoverWrite): Promise<CoverRow | null> {
+    const { batch } = this;
+    if (batch === undefined) return this.write(write.row.url, false, (publish) => this.dialect.upsertCover(write.row, write, publish));
+    const { url } = write.row;
+    const publish: Published[] = this.dialect.shared ? [{ kind: 'cover', url, removed: false }] : [];
+    const result = await this.memory.write(url, () => batch.writeCover(write, publish));
+    if (this.events.listenerCount('cover') > 0) this.events.emit('cover', { url, node: this.node, removed: false, remote: false });
     return result;
   }
 
@@ -136,7 +168,7 @@ export class SqlCoverIndex implements CoverIndex {
   }
 
   async saveUnlessCustom(row: CoverRow): Promise<CoverRow | null> {
-    return this.write(row.url, false, (publish) => this.dialect.upsertCover(row, { unlessCustom: true }, publish));
+    return this.writeDownloaded({ row, unlessCustom: true });
   }
 
   async replace(row: CoverRow, replacedPath: string, reason: string): Promise<void> {
@@ -146,7 +178,7 @@ export class SqlCoverIndex implements CoverIndex {
 
   async replaceUnlessCustom(row: CoverRow, replacedPath: string, reason: string): Promise<CoverRow | null> {
     const replaced = { url: row.url, path: replacedPath, kind: 'file' as const, reason, createdAt: row.createdAt };
-    return this.write(row.url, false, (publish) => this.dialect.upsertCover(row, { unlessCustom: true, replaced }, publish));
+    return this.writeDownloaded({ row, unlessCustom: true, replaced });
   }
 
   touch(urls: Iterable<string>): void {

@@ -110,6 +110,18 @@ export interface TaskWrite {
   at: number;
 }
 
+/** A cover row to be written with a task batch (a download's row, after its file is in place). */
+export interface CoverWrite {
+  row: CoverRow;
+  /** A custom row is kept (and answered) instead of being replaced. */
+  unlessCustom: boolean;
+  /** The file the row replaces, recorded for deletion when the row is written. */
+  replaced?: NewDeletion & { createdAt: number };
+}
+
+/** What became of one cover write of a batch: saved (`row` null), refused (`row` the custom row kept), or its statement's error. */
+export type CoverWriteOutcome = { row: CoverRow | null } | { error: unknown };
+
 /** What another node published, as the listener hands it over. */
 export interface Heard {
   node: string;
@@ -170,9 +182,14 @@ export interface Dialect {
    * Writes a batch of task changes and their timeline events in one
    * transaction (a new row is given its host), then drops each URL's events
    * past the newest `TASK_EVENTS_PER_URL`; on a shared database it also
-   * releases this node's claims on the tasks it finished.
+   * releases this node's claims on the tasks it finished. The cover rows
+   * `covers` (as `upsertCover` with `unlessCustom`/`replaced`) go in the same
+   * transaction, first: one commit for a turn's downloads, not one more each.
+   * Resolves with each cover's outcome, in order; on SQLite a cover whose
+   * statement fails is that cover's error alone (the statement is undone, the
+   * rest commits), on PostgreSQL it fails the whole batch.
    */
-  writeTasks(rows: readonly TaskWrite[], events: readonly TaskEventWrite[], publish: Published[]): Promise<void>;
+  writeTasks(rows: readonly TaskWrite[], events: readonly TaskEventWrite[], publish: Published[], covers?: readonly CoverWrite[]): Promise<CoverWriteOutcome[]>;
   /**
    * Deletes up to `limit` rows that are `error` or `tle` (on a shared database
    * claimed by nobody, or by a node whose claim ran out by `at`), oldest change

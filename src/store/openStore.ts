@@ -54,8 +54,9 @@ export async function openStore(options: StoreOptions): Promise<OpenStore> {
     const events = new EventEmitter<StoreEventMap>();
     // Every admin stream listens: no leak warning for many of them.
     events.setMaxListeners(0);
-    const covers = new SqlCoverIndex(dialect, writer, events, options.node, { clock, ...options.covers });
     const tasks = new SqlTaskLedger(dialect, writer, events, options.node, options.onTaskWriteError, clock);
+    // A download's cover row is written with the turn's task batch: one commit for both.
+    const covers = new SqlCoverIndex(dialect, writer, events, options.node, { clock, batch: tasks, ...options.covers });
     const jobs = new SqlJobStore(dialect, writer, events, options.node, options.leaseMs, clock);
     let closed = false;
     const store: OpenStore = {

@@ -12,7 +12,7 @@ import type BetterSqlite3 from 'better-sqlite3';
 import type { DataSource } from 'typeorm';
 import type { TaskStatus } from '../../machines/types.js';
 import { COVER_COLUMNS, RESET_VARIANT_BYTES, coverFromRaw, coverParams, SELECT_COVERS, TASK_DEFAULTS, TASK_EVENT_COLUMNS, TASK_EVENTS_PER_URL, TASK_PATCH_COLUMNS, taskEventParams } from './dialect.js';
-import type { Dialect, Published, RawCover, TaskEventWrite, TaskWrite } from './dialect.js';
+import type { CoverWrite, CoverWriteOutcome, Dialect, Published, RawCover, TaskEventWrite, TaskWrite } from './dialect.js';
 import { hostOfUrl } from './migrations.js';
 import type { CoverRow } from './entities.js';
 import type { ClaimOutcome, NewDeletion } from './ports.js';
@@ -47,7 +47,7 @@ export class SqliteDialect implements Dialect {
   readonly shared = false;
   private db: BetterSqlite3.Database | undefined;
   private statements = new Map<string, Statement>();
-  private writeBatch: ((rows: readonly TaskWrite[], events: readonly TaskEventWrite[]) => void) | undefined;
+  private writeBatch: ((rows: readonly TaskWrite[], events: readonly TaskEventWrite[], covers: readonly CoverWrite[]) => CoverWriteOutcome[]) | undefined;
   private deleteFailed: ((limit: number) => { url: string; status: TaskStatus }[]) | undefined;
   private deleteOne: ((url: string) => TaskStatus | null) | undefined;
   private deleteUnstarted: ((urls: readonly string[]) => { url: string; status: TaskStatus }[]) | undefined;
@@ -92,8 +92,7 @@ export class SqliteDialect implements Dialect {
   }
 
   async findCover(url: string): Promise<CoverRow | null> {
-    const found = this.statement(`${SELECT_COVERS} WHERE url = ?`).get(url) as RawCover | undefined;
-    return found ? coverFromRaw(found) : null;
+    return this.findCoverNow(url);
   }
 
   async findCoverByPath(path: string): Promise<CoverRow | null> {
@@ -111,23 +110,32 @@ export class SqliteDialect implements Dialect {
   }
 
   async upsertCover(row: CoverRow, options: { unlessCustom?: boolean; replaced?: NewDeletion & { createdAt: number } }): Promise<CoverRow | null> {
-    if (options.replaced) {
+    return this.upsertCoverNow(row, options.unlessCustom === true, options.replaced);
+  }
+
+  /** The upsert, synchronously (inside a batch's transaction, the replaced file's record is in a savepoint with it). */
+  private upsertCoverNow(row: CoverRow, unlessCustom: boolean, replaced: (NewDeletion & { createdAt: number }) | undefined): CoverRow | null {
+    if (replaced) {
       this.connection();
-      this.upsertCoverWithDeletion ??= this.connection().transaction((cover: CoverRow, replaced: NewDeletion & { createdAt: number }, unlessCustom: boolean) => {
+      this.upsertCoverWithDeletion ??= this.connection().transaction((cover: CoverRow, deletion: NewDeletion & { createdAt: number }, keepCustom: boolean) => {
         // The replaced file is recorded for deletion only when the row was written (a custom cover keeps its row).
-        if (this.statement(unlessCustom ? UPSERT_COVER_UNLESS_CUSTOM : UPSERT_COVER).run(coverParams(cover)).changes === 0) return false;
-        this.statement(INSERT_DELETION).run(replaced.url, replaced.path, replaced.kind, replaced.reason, replaced.createdAt);
+        if (this.statement(keepCustom ? UPSERT_COVER_UNLESS_CUSTOM : UPSERT_COVER).run(coverParams(cover)).changes === 0) return false;
+        this.statement(INSERT_DELETION).run(deletion.url, deletion.path, deletion.kind, deletion.reason, deletion.createdAt);
         return true;
       });
-      if (this.upsertCoverWithDeletion(row, options.replaced, options.unlessCustom === true)) return null;
-      return this.findCover(row.url);
+      return this.upsertCoverWithDeletion(row, replaced, unlessCustom) ? null : this.findCoverNow(row.url);
     }
-    if (!options.unlessCustom) {
+    if (!unlessCustom) {
       this.statement(UPSERT_COVER).run(coverParams(row));
       return null;
     }
     if (this.statement(UPSERT_COVER_UNLESS_CUSTOM).run(coverParams(row)).changes > 0) return null;
-    return this.findCover(row.url);
+    return this.findCoverNow(row.url);
+  }
+
+  private findCoverNow(url: string): CoverRow | null {
+    const found = this.statement(`${SELECT_COVERS} WHERE url = ?`).get(url) as RawCover | undefined;
+    return found ? coverFromRaw(found) : null;
   }
 
   async deleteCoverIfPath(url: string, path: string): Promise<boolean> {
@@ -147,15 +155,28 @@ export class SqliteDialect implements Dialect {
   }
 
   /**
-   * The batch in one transaction, one prepared upsert per row that sets only the
-   * columns its patch has (and `updated_at`); a new row gets the defaults for
-   * the rest, and its host. Then the events, and each of their URLs' oldest
-   * events past the bound dropped. Synchronous: nothing else runs on the
-   * connection meanwhile.
+   * The batch in one transaction: first the cover rows, each on its own (a
+   * statement that fails is undone alone and is that cover's outcome, unless
+   * it ended the transaction); then one prepared upsert per task row that sets
+   * only the columns its patch has (and `updated_at`); a new row gets the
+   * defaults for the rest, and its host. Then the events, and each of their
+   * URLs' oldest events past the bound dropped. Synchronous: nothing else runs
+   * on the connection meanwhile.
    */
-  async writeTasks(rows: readonly TaskWrite[], events: readonly TaskEventWrite[]): Promise<void> {
-    this.connection();
-    this.writeBatch ??= this.connection().transaction((batch: readonly TaskWrite[], added: readonly TaskEventWrite[]) => {
+  async writeTasks(rows: readonly TaskWrite[], events: readonly TaskEventWrite[], _publish: Published[] = [], covers: readonly CoverWrite[] = []): Promise<CoverWriteOutcome[]> {
+    const db = this.connection();
+    this.writeBatch ??= db.transaction((batch: readonly TaskWrite[], added: readonly TaskEventWrite[], saved: readonly CoverWrite[]) => {
+      const outcomes: CoverWriteOutcome[] = new Array<CoverWriteOutcome>(saved.length);
+      for (let i = 0; i < saved.length; i++) {
+        const { row, unlessCustom, replaced } = saved[i]!;
+        try {
+          outcomes[i] = { row: this.upsertCoverNow(row, unlessCustom, replaced) };
+        } catch (error) {
+          // A fault that ended the transaction (disk full, I/O) fails the whole batch.
+          if (!db.inTransaction) throw error;
+          outcomes[i] = { error };
+        }
+      }
       // One parameter array for the whole batch: each run binds it before the next row refills it.
       const values: unknown[] = new Array<unknown>(TASK_PATCH_COLUMNS.length + 4);
       for (const { url, patch, at } of batch) {
@@ -175,13 +196,14 @@ export class SqliteDialect implements Dialect {
         values[TASK_PATCH_COLUMNS.length + 3] = hostOfUrl(url);
         this.statement(taskUpsertSql(mask)).run(values);
       }
-      if (added.length === 0) return;
+      if (added.length === 0) return outcomes;
       const insert = this.statement(INSERT_TASK_EVENT);
       for (const event of added) insert.run(taskEventParams(event));
       const prune = this.statement(PRUNE_TASK_EVENTS);
       for (const url of new Set(added.map((event) => event.url))) prune.run(url, url);
+      return outcomes;
     });
-    this.writeBatch(rows, events);
+    return this.writeBatch(rows, events, covers);
   }
 
   async deleteTask(url: string): Promise<TaskStatus | null> {

@@ -16,19 +16,37 @@
  * three or four small inserts; the dialect keeps the newest
  * `TASK_EVENTS_PER_URL` per URL and deletes them with the row.
  */
-import type { Clock } from '../clock.js';
+import type { Clock, ClockTimer } from '../clock.js';
 import type { EventEmitter } from 'node:events';
 import { In, IsNull, LessThan, MoreThan, Raw } from 'typeorm';
 import type { FindOptionsWhere, Repository } from 'typeorm';
 import type { TaskStatus } from '../../machines/types.js';
 import { TASK_EVENT_MESSAGE_MAX, TASK_EVENTS_PER_URL } from './dialect.js';
-import type { Dialect, Published, TaskEventWrite, TaskWrite } from './dialect.js';
+import type { CoverWrite, Dialect, Published, TaskEventWrite, TaskWrite } from './dialect.js';
 import { TaskEntity, TaskEventEntity } from './entities.js';
-import type { TaskEventRow, TaskRow } from './entities.js';
+import type { CoverRow, TaskEventRow, TaskRow } from './entities.js';
 import type { StoreEventMap, TaskChange, TaskLedger, TaskListOptions, TaskPatch } from './ports.js';
 import type { SerialWriter } from './serialWriter.js';
+import { atTurnEndLast } from '../turnEnd.js';
 
 const UNFINISHED: TaskStatus[] = ['waiting', 'queued', 'downloading'];
+
+/**
+ * How long a download's start (its `downloading` row) may wait to be written
+ * with its end, on a database one node uses: a download that ends within it
+ * costs one write of its row, not two (each rewrites the row's six indexes;
+ * docs/BENCHMARKS.md, Issue 27, session 5). Every read of the ledger, and
+ * `flush`, writes what is held first; its timeline event and its change to
+ * listeners are not held.
+ */
+export const START_HOLD_MS = 250;
+
+/** A cover row waiting for the batch's transaction, and who awaits its outcome. */
+interface PendingCover {
+  write: CoverWrite;
+  resolve: (custom: CoverRow | null) => void;
+  reject: (error: unknown) => void;
+}
 /** Most URLs remembered as waiting (their first wait recorded), for `worthAnEvent`. */
 const MAX_WAITING_REMEMBERED = 100_000;
 
@@ -42,6 +60,12 @@ export class SqlTaskLedger implements TaskLedger {
   private readonly waiting = new Set<string>();
   /** The changes of the pending batch, in the order they were made (only when someone listens). */
   private changes: TaskChange[] = [];
+  /** Cover rows to be written in the pending batch's transaction (`writeCover`), and the changes they publish. */
+  private pendingCovers: PendingCover[] = [];
+  private coverPublish: Published[] = [];
+  /** Downloads' starts not yet written (`START_HOLD_MS`), in the order they came, with when. */
+  private readonly held = new Map<string, { write: TaskWrite; since: number }>();
+  private holdTimer: ClockTimer | undefined;
   private scheduled = false;
   private chain: Promise<void> = Promise.resolve();
 
@@ -64,12 +88,18 @@ export class SqlTaskLedger implements TaskLedger {
     return true;
   }
 
+  /** Whether a patch is a download's start (what `reportStatus` writes on START). */
+  private static isStart(patch: TaskPatch): boolean {
+    return patch.status === 'downloading' && patch.startedAt !== undefined;
+  }
+
   private schedule(): void {
     if (!this.scheduled) {
       this.scheduled = true;
-      setImmediate(() => {
+      // After the supervisor has heard the turn's finished downloads: the ones it starts come in this batch.
+      atTurnEndLast(() => {
         this.scheduled = false;
-        void this.flush();
+        void this.writePending();
       });
     }
   }
@@ -81,7 +111,21 @@ export class SqlTaskLedger implements TaskLedger {
       Object.assign(entry.patch, patch);
       entry.at = at;
     } else {
-      this.pending.set(url, { url, patch: { ...patch }, at });
+      const held = this.held.size > 0 ? this.held.get(url) : undefined;
+      if (held !== undefined) {
+        Object.assign(held.write.patch, patch);
+        held.write.at = at;
+        // Its end (anything but a byte count) goes in this batch, with its start: one write of the row.
+        if (!SqlTaskLedger.progressOnly(patch)) {
+          this.held.delete(url);
+          this.pending.set(url, held.write);
+        }
+      } else if (!this.dialect.shared && SqlTaskLedger.isStart(patch)) {
+        this.held.set(url, { write: { url, patch: { ...patch }, at }, since: at });
+        this.holdTimer ??= this.clock.setTimeout(this.releaseHeld, START_HOLD_MS).unref();
+      } else {
+        this.pending.set(url, { url, patch: { ...patch }, at });
+      }
     }
     // The admin streams listen; other nodes always may. With neither, a change costs no object.
     if (this.dialect.shared || this.events.listenerCount('task') > 0) this.changes.push({ url, node: this.node, at, patch, remote: false });
@@ -124,20 +168,92 @@ export class SqlTaskLedger implements TaskLedger {
     this.schedule();
   }
 
+  /**
+   * A cover row written in the pending batch's transaction (the cover index's
+   * downloads: one commit per turn for them all, with the task rows). Resolves
+   * once committed: null when written, else the custom row that kept its place;
+   * rejects with its statement's error, or the batch's.
+   */
+  writeCover(write: CoverWrite, publish: readonly Published[]): Promise<CoverRow | null> {
+    return new Promise<CoverRow | null>((resolve, reject) => {
+      this.pendingCovers.push({ write, resolve, reject });
+      for (const change of publish) this.coverPublish.push(change);
+      this.schedule();
+    });
+  }
+
+  /** Hands the pending batch to the writer now if it holds cover rows: a cover write after them must not pass them. */
+  flushCovers(): void {
+    if (this.pendingCovers.length > 0) void this.writePending();
+  }
+
+  /** Moves the starts held since `before` or earlier (all, by default) into the pending batch. */
+  private release(before = Infinity): boolean {
+    let moved = false;
+    for (const [url, { write, since }] of this.held) {
+      // In the order they came: the first not yet due ends the walk.
+      if (since > before) break;
+      this.held.delete(url);
+      const entry = this.pending.get(url);
+      if (entry) entry.patch = { ...write.patch, ...entry.patch };
+      else this.pending.set(url, write);
+      moved = true;
+    }
+    return moved;
+  }
+
+  private readonly releaseHeld = (): void => {
+    this.holdTimer = undefined;
+    if (this.release(this.clock.now() - START_HOLD_MS)) this.schedule();
+    const first = this.held.values().next().value;
+    if (first !== undefined) this.holdTimer = this.clock.setTimeout(this.releaseHeld, Math.max(0, first.since + START_HOLD_MS - this.clock.now())).unref();
+  };
+
+  /** Writes everything handed in so far (held starts too); resolves when written. */
   flush(): Promise<void> {
-    if (this.pending.size === 0 && this.pendingEvents.length === 0) return this.chain;
+    this.release();
+    return this.writePending();
+  }
+
+  /** Writes the pending batch (not the held starts). */
+  private writePending(): Promise<void> {
+    if (this.pending.size === 0 && this.pendingEvents.length === 0 && this.pendingCovers.length === 0) return this.chain;
     const rows = [...this.pending.values()];
     const changes = this.changes;
     const events = this.pendingEvents;
+    // Taken now, not when the writer gets to it: rows handed in meanwhile are the next batch's.
+    const covers = this.pendingCovers;
+    const coverWrites = covers.length > 0 ? covers.map((cover) => cover.write) : undefined;
+    if (coverWrites !== undefined) this.pendingCovers = [];
     this.pending = new Map();
     this.changes = [];
     this.pendingEvents = [];
-    const publish: Published[] = this.dialect.shared ? changes.map(({ url, at, patch }) => ({ kind: 'task', url, at, patch })) : [];
+    // Only a shared database publishes (the cover index hands no changes otherwise).
+    let publish: Published[] = [];
+    if (this.dialect.shared) {
+      publish = this.coverPublish;
+      this.coverPublish = [];
+      for (const { url, at, patch } of changes) publish.push({ kind: 'task', url, at, patch });
+    }
+    const tasksToo = rows.length > 0 || events.length > 0;
     this.chain = this.writer
-      .run(() => this.dialect.writeTasks(rows, events, publish))
-      .then(() => {
-        for (const change of changes) this.events.emit('task', change);
-      })
+      .run(() => this.dialect.writeTasks(rows, events, publish, coverWrites))
+      .then(
+        (outcomes) => {
+          for (let i = 0; i < (coverWrites?.length ?? 0); i++) {
+            const outcome = outcomes[i];
+            if (outcome === undefined) covers[i]!.reject(new Error('the batch wrote no outcome for this cover row'));
+            else if ('error' in outcome) covers[i]!.reject(outcome.error);
+            else covers[i]!.resolve(outcome.row);
+          }
+          for (const change of changes) this.events.emit('task', change);
+        },
+        (error: unknown) => {
+          if (coverWrites !== undefined) for (const cover of covers) cover.reject(error);
+          // A batch of cover rows alone failed its callers, who report it.
+          if (tasksToo) throw error;
+        },
+      )
       .catch(this.onError);
     return this.chain;
   }
