@@ -18,7 +18,7 @@ import type { RawData, WebSocket } from 'ws';
 import type { CheckResult, CoverChecks } from '../checks/index.js';
 import type { Logger } from '../logger.js';
 import { CheckSession } from '../sessions/index.js';
-import { doneFrame, errorFrame, helloFrame, MAX_FRAME_BYTES, parseClientFrame, resultHead, resultTail, shortAnswer } from '@coverhelper/client/protocol';
+import { doneFrameBytes, errorFrame, helloFrame, MAX_FRAME_BYTES, parseClientFrame, resultHead, resultTail, shortAnswer } from '@coverhelper/client/protocol';
 import type { MessageId } from '@coverhelper/client/protocol';
 import type { ResultRounds } from './resultRounds.js';
 import { textFramePairs } from './textFrames.js';
@@ -99,7 +99,8 @@ export function serveClientSocket(socket: WebSocket, deps: ClientSocketDeps, rou
   const gate = new ReadGate(socket);
   const guard = unsentGuardOf(socket, gate, deps);
   let corked = false;
-  const write = (frame: string) => {
+  /** A frame's payload: a string, or its UTF-8 bytes (sent as a text frame all the same). */
+  const write = (frame: string | Buffer) => {
     if (socket.readyState !== socket.OPEN) return;
     // Frames sent in one turn of the event loop leave in one write, not a write each.
     const tcp = tcpOf(socket);
@@ -111,7 +112,7 @@ export function serveClientSocket(socket: WebSocket, deps: ClientSocketDeps, rou
         tcp.uncork();
       });
     }
-    socket.send(frame);
+    socket.send(frame, { binary: false });
     guard.wrote();
   };
 
@@ -136,7 +137,7 @@ export function serveClientSocket(socket: WebSocket, deps: ClientSocketDeps, rou
     gathered.push(head, resultTail(result));
     if (gathered.length === 2) rounds.add(gatherer);
   };
-  const send = (frame: string) => {
+  const send = (frame: string | Buffer) => {
     if (gathered.length > 0) {
       rounds.remove(gatherer);
       writeGathered();
@@ -150,7 +151,7 @@ export function serveClientSocket(socket: WebSocket, deps: ClientSocketDeps, rou
       result: (tag, _index, result) => {
         if (tag.id !== null) sendResult((tag.head ??= resultHead(tag.id)), result);
       },
-      done: (tag, results) => send(tag.id === null ? shortAnswer(results) : doneFrame(tag.id, results)),
+      done: (tag, results) => send(tag.id === null ? shortAnswer(results) : doneFrameBytes(tag.id, results)),
       failed: (tag) => send(errorFrame(tag.id, 'internal_error', 'the check failed inside coverhelper; see its log')),
       hold: () => gate.hold('urls'),
       release: () => gate.release('urls'),
