@@ -161,6 +161,35 @@ export class CoverChecks {
   }
 
   /**
+   * Every URL of `urls` answered now, in input order, when memory holds each
+   * one's row (the hot path: no promise, so a socket can answer within the turn
+   * that read the check); undefined, with nothing counted, as soon as one is not
+   * there: then ask `check`.
+   */
+  checkNow(urls: readonly string[]): CheckResult[] | undefined {
+    const { stats, covers } = this.deps;
+    const rows = covers.allInMemory(urls, { touch: true });
+    if (rows === undefined) return undefined;
+    stats.checks++;
+    stats.urls += urls.length;
+    stats.hits += urls.length;
+    this.checkBase();
+    const results: CheckResult[] = new Array<CheckResult>(rows.length);
+    const { reresolve } = this.deps;
+    if (reresolve === undefined) {
+      for (let index = 0; index < rows.length; index++) results[index] = this.fromRow(rows[index]!);
+    } else {
+      const now = reresolve.now();
+      for (let index = 0; index < rows.length; index++) {
+        const row = rows[index]!;
+        results[index] = this.fromRow(row);
+        reresolve.consider(row, now);
+      }
+    }
+    return results;
+  }
+
+  /**
    * Answers every URL of `urls` in input order, for `asker` (by default one of
    * its own, which never leaves: its downloads are never dropped).
    */

@@ -28,7 +28,7 @@ import { ReadGate, UnsentGuard, unsentLimits } from './outbound.js';
 import type { UnsentLimits } from './outbound.js';
 
 export interface ClientSocketDeps {
-  checks: Pick<CoverChecks, 'check' | 'leave'>;
+  checks: Pick<CoverChecks, 'check' | 'leave'> & Partial<Pick<CoverChecks, 'checkNow'>>;
   maxBatch: number;
   logger: Logger;
   /** The service's version, for `hello`. */
@@ -157,7 +157,7 @@ export function serveClientSocket(socket: WebSocket, deps: ClientSocketDeps, rou
       release: () => gate.release('urls'),
     },
     deps.logger,
-    { kind: 'socket', address, ...(deps.maxUrlsInProgress === undefined ? {} : { maxUrlsInProgress: deps.maxUrlsInProgress }) },
+    { kind: 'socket', address, answerNow: true, ...(deps.maxUrlsInProgress === undefined ? {} : { maxUrlsInProgress: deps.maxUrlsInProgress }) },
   );
 
   socket.on('close', () => {
