@@ -345,10 +345,33 @@ export function doneFrame(id: MessageId | null, results: readonly CheckResult[])
   return `{"type":"done","id":${JSON.stringify(id)},"ok":${ok},"skipped":${skipped},"failed":${failed},"results":[${parts.join(',')}]}`;
 }
 
+/** Frames up to SLAB_BYTES / 8 are cut from shared slabs, as `Buffer.allocUnsafe` pools buffers under 4 KiB. */
+const SLAB_BYTES = 1024 * 1024;
+let slab: Buffer | undefined;
+let slabUsed = 0;
+
+/**
+ * A buffer of `size` bytes to write a frame into: a slice of a shared slab (a
+ * new ArrayBuffer per 30 KB frame cost a twentieth of the hot path), or its own
+ * buffer when large. A slab lives while any frame cut from it does.
+ */
+function frameBuffer(size: number): Buffer {
+  if (size > SLAB_BYTES / 8) return Buffer.allocUnsafe(size);
+  if (slab === undefined || slabUsed + size > SLAB_BYTES) {
+    slab = Buffer.allocUnsafeSlow(SLAB_BYTES);
+    slabUsed = 0;
+  }
+  const out = slab.subarray(slabUsed, slabUsed + size);
+  // The next frame starts 8-byte aligned.
+  slabUsed = (slabUsed + size + 7) & ~7;
+  return out;
+}
+
 /**
  * `doneFrame(id, results)` as UTF-8 bytes, the same bytes, copied once into one
  * buffer from each answer's cached bytes (`resultBytes`): what the WebSocket
- * sends, with no string of the whole frame made and encoded.
+ * sends, with no string of the whole frame made and encoded. The buffer may be
+ * a slice of a shared slab: never write to it.
  */
 export function doneFrameBytes(id: MessageId | null, results: readonly CheckResult[]): Buffer {
   let ok = 0;
@@ -369,7 +392,7 @@ export function doneFrameBytes(id: MessageId | null, results: readonly CheckResu
   }
   const head = `{"type":"done","id":${JSON.stringify(id)},"ok":${ok},"skipped":${skipped},"failed":${failed},"results":[`;
   const headLength = Buffer.byteLength(head);
-  const out = Buffer.allocUnsafe(headLength + length);
+  const out = frameBuffer(headLength + length);
   let at = out.write(head, 0, 'utf8');
   for (let i = 0; i < count; i++) {
     if (i > 0) out[at++] = 0x2c; // ,

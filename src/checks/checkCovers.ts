@@ -50,9 +50,11 @@ export function coverUrl(base: string, path: string): string {
  * cost several times more (docs/BENCHMARKS.md, hot path).
  */
 const ANSWER = Symbol('coverhelper.answer');
+/** On the answer itself: the base its cover URL was made with (one object fewer to reach per URL than a pair beside it). */
+const BASE = Symbol('coverhelper.answerBase');
 
 interface Answered {
-  [ANSWER]?: { base: string; answer: CheckResult };
+  [ANSWER]?: CheckResult & { [BASE]?: string };
 }
 
 /** What an ok answer is made from: a stored row or a download's cover. */
@@ -89,11 +91,12 @@ export class CoverChecks {
   /** The answer made from `source` (a stored row, a download's output), made once and shared by every check that gives it. */
   private answerFor<T extends object>(source: T, make: (source: T) => CheckResult): CheckResult {
     const kept = (source as Answered)[ANSWER];
-    if (kept !== undefined && kept.base === this.answersBase) return kept.answer;
+    if (kept !== undefined && kept[BASE] === this.answersBase) return kept;
     const answer = make(source);
     // A frozen object cannot keep it: then the answer is made again next time.
-    if (Object.isExtensible(source)) {
-      Object.defineProperty(source, ANSWER, { value: { base: this.answersBase, answer }, configurable: true, writable: true, enumerable: false });
+    if (Object.isExtensible(source) && Object.isExtensible(answer)) {
+      Object.defineProperty(answer, BASE, { value: this.answersBase, enumerable: false });
+      Object.defineProperty(source, ANSWER, { value: answer, configurable: true, writable: true, enumerable: false });
     }
     return answer;
   }
