@@ -12,6 +12,8 @@ import { WebSocket, WebSocketServer } from 'ws';
 import { CoverChecks } from '../src/checks/checkCovers.js';
 import type { CheckDeps, CheckResult } from '../src/checks/checkCovers.js';
 import { createLogger } from '../src/logger.js';
+import { SuffixChecks } from '../src/proxy/index.js';
+import type { SuffixChecksDeps } from '../src/proxy/index.js';
 import { serveClientSocket } from '../src/servers/clientSocket.js';
 import { ResultRounds } from '../src/servers/resultRounds.js';
 import { CheckSession } from '../src/sessions/index.js';
@@ -78,6 +80,12 @@ describe('answered within the turn', () => {
     );
     assert.equal(stats.checks, 3, 'the check that could not be answered from memory is counted once');
     assert.deepEqual(asked, []);
+
+    // A URL with a bilibili suffix is answered as its variant, never from memory as it is.
+    const suffixes = new SuffixChecks({ checks, logger: quiet } as unknown as SuffixChecksDeps);
+    const suffixed = `${urls[4]!}@220w_280h.webp`;
+    assert.equal(suffixes.checkNow([urls[4]!, suffixed]), undefined, 'a suffix to read: asked the usual way');
+    assert.deepEqual(suffixes.checkNow([urls[4]!], { noAt: true }), await checks.check([urls[4]!]), 'none: the wrapped checks answer now');
 
     // Without the option a session answers every check after the call, as before.
     const later = new CheckSession<string>(checks, sink, quiet);

@@ -167,9 +167,9 @@ export class CoverChecks {
    * Every URL of `urls` answered now, in input order, when memory holds each
    * one's row (the hot path: no promise, so a socket can answer within the turn
    * that read the check); undefined, with nothing counted, as soon as one is not
-   * there: then ask `check`.
+   * there: then ask `check`. (`known` is for wrappers: `SuffixChecks`.)
    */
-  checkNow(urls: readonly string[]): CheckResult[] | undefined {
+  checkNow(urls: readonly string[], _known?: { noAt?: boolean }): CheckResult[] | undefined {
     const { stats, covers } = this.deps;
     const rows = covers.allInMemory(urls, { touch: true });
     if (rows === undefined) return undefined;

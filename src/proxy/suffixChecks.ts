@@ -65,11 +65,15 @@ export class SuffixChecks {
     }
   }
 
-  /** The wrapped checks' `checkNow` for a check with no `@` in any URL (no suffix to read); else undefined: ask `check`. */
-  checkNow(urls: readonly string[]): CheckResult[] | undefined {
+  /**
+   * The wrapped checks' `checkNow` for a check with no `@` in any URL (no suffix
+   * to read); else undefined: ask `check`. `noAt`: the caller saw no `@` in the
+   * whole frame the URLs came in (one search of the frame instead of one per URL).
+   */
+  checkNow(urls: readonly string[], known: { noAt?: boolean } = {}): CheckResult[] | undefined {
     const { checkNow } = this.deps.checks;
     if (checkNow === undefined) return undefined;
-    for (let i = 0; i < urls.length; i++) if (urls[i]!.includes('@')) return undefined;
+    if (known.noAt !== true) for (let i = 0; i < urls.length; i++) if (urls[i]!.includes('@')) return undefined;
     return checkNow.call(this.deps.checks, urls);
   }
 

@@ -182,8 +182,10 @@ export function serveClientSocket(socket: WebSocket, deps: ClientSocketDeps, rou
       return;
     }
     const { message } = parsed;
-    if (message.type === 'short') session.check(message.urls, { id: null, head: undefined });
-    else session.check(message.urls, { id: message.id, head: undefined }, { results: true });
+    // One search of the frame: with no `@` in it, no URL has a suffix to read.
+    const noAt = !text.includes('@');
+    if (message.type === 'short') session.check(message.urls, { id: null, head: undefined }, { noAt });
+    else session.check(message.urls, { id: message.id, head: undefined }, { results: true, noAt });
   });
 
   socket.on('error', (error) => deps.logger.debug('client socket error', { error: error.message }));

@@ -81,9 +81,10 @@ export class CheckSession<Tag> {
   /**
    * Starts a check. With `results`, each URL that waits for a download is handed
    * to `sink.result` as soon as its answer is known; `sink.done` gets them all.
+   * `noAt`: no URL holds an `@` (the adapter saw none in the frame).
    */
-  check(urls: readonly string[], tag: Tag, options: { results?: boolean } = {}): void {
-    if (this.answerNow && !this.closed && this.tryNow(urls, tag)) return;
+  check(urls: readonly string[], tag: Tag, options: { results?: boolean; noAt?: boolean } = {}): void {
+    if (this.answerNow && !this.closed && this.tryNow(urls, tag, options.noAt === true)) return;
     const count = urls.length;
     this.urls += count;
     if (this.urls >= this.limit && !this.held && !this.closed) {
@@ -120,10 +121,10 @@ export class CheckSession<Tag> {
   }
 
   /** Answers the check now when memory holds every URL; false when it must be asked as always. */
-  private tryNow(urls: readonly string[], tag: Tag): boolean {
+  private tryNow(urls: readonly string[], tag: Tag, noAt: boolean): boolean {
     let results: CheckResult[] | undefined;
     try {
-      results = this.checks.checkNow!(urls);
+      results = this.checks.checkNow!(urls, { noAt });
     } catch (error) {
       // Asked again the usual way, which fails it as any failed check when the fault is real.
       this.logger.error('check from memory failed', { error });
