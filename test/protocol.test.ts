@@ -56,6 +56,12 @@ describe('server frames built from cached answers', () => {
         assert.equal(bytes.toString('utf8'), JSON.stringify({ type: 'done', id, ok: results.filter((r) => r.status === 'ok').length, skipped: results.filter((r) => r.status === 'skipped').length, failed: results.filter((r) => r.status === 'error').length, results }));
       }
     }
+    // Frames of 16 to 32 KiB share slabs: each keeps its own bytes however many are cut after it.
+    const many = Array.from({ length: 150 }, (_, i): CheckResult => ({ ...ok, url: `https://i0.hdslb.com/bfs/archive/${i}/${'x'.repeat(100)}.jpg` }));
+    const frames = Array.from({ length: 40 }, (_, k) => ({ id: `s${k}`, results: many.slice(0, 60 + k * 2) }));
+    const built = frames.map(({ id, results }) => doneFrameBytes(id, results));
+    assert.ok(built.some((b) => b.length >= 16 * 1024 && b.length <= 32 * 1024) && built.some((b) => b.length > 32 * 1024));
+    for (const [k, { id, results }] of frames.entries()) assert.ok(built[k]!.equals(Buffer.from(doneFrame(id, results))), `frame ${k} intact`);
     assert.equal(resultBytes(ok), resultBytes(ok), 'an answer\'s bytes are made once');
     assert.ok(resultTail(ok).buffer === resultBytes(ok).buffer && resultTail(ok).byteOffset === resultBytes(ok).byteOffset + 1, 'its result tail is the same memory');
     assert.ok(resultTail(ok).equals(resultBytes(ok).subarray(1)));

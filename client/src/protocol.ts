@@ -345,18 +345,23 @@ export function doneFrame(id: MessageId | null, results: readonly CheckResult[])
   return `{"type":"done","id":${JSON.stringify(id)},"ok":${ok},"skipped":${skipped},"failed":${failed},"results":[${parts.join(',')}]}`;
 }
 
-/** Frames up to SLAB_BYTES / 8 are cut from shared slabs, as `Buffer.allocUnsafe` pools buffers under 4 KiB. */
-const SLAB_BYTES = 1024 * 1024;
+/**
+ * Frames of POOL_MIN to POOL_MAX bytes (a `done` frame of about 60 to 120 cached
+ * URLs) are cut from shared slabs of SLAB_BYTES, as `Buffer.allocUnsafe` pools
+ * buffers under 4 KiB: an ArrayBuffer made for each 26 KB frame cost a twentieth
+ * of the hot path. A slab lives while any frame cut from it does, so a frame left
+ * unsent (a client that does not read) holds at most SLAB_BYTES / POOL_MIN = 8
+ * times its own size; other frames get a buffer of their own.
+ */
+const SLAB_BYTES = 128 * 1024;
+const POOL_MIN = 16 * 1024;
+const POOL_MAX = 32 * 1024;
 let slab: Buffer | undefined;
 let slabUsed = 0;
 
-/**
- * A buffer of `size` bytes to write a frame into: a slice of a shared slab (a
- * new ArrayBuffer per 30 KB frame cost a twentieth of the hot path), or its own
- * buffer when large. A slab lives while any frame cut from it does.
- */
+/** A buffer of `size` bytes to write a frame into: a slab's slice, or its own. */
 function frameBuffer(size: number): Buffer {
-  if (size > SLAB_BYTES / 8) return Buffer.allocUnsafe(size);
+  if (size < POOL_MIN || size > POOL_MAX) return Buffer.allocUnsafe(size);
   if (slab === undefined || slabUsed + size > SLAB_BYTES) {
     slab = Buffer.allocUnsafeSlow(SLAB_BYTES);
     slabUsed = 0;
