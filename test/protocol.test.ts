@@ -8,12 +8,14 @@ import { describe, it } from 'node:test';
 import {
   checkFrame,
   doneFrame,
+  doneFrameBytes,
   errorFrame,
   helloFrame,
   parseClientFrame,
   parseServerFrame,
   parseShortAnswer,
   resultHead,
+  resultBytes,
   resultJson,
   resultTail,
   shortAnswer,
@@ -43,6 +45,26 @@ describe('server frames built from cached answers', () => {
     const results = [ok, skipped, failed, ok];
     assert.equal(doneFrame('d', results), JSON.stringify({ type: 'done', id: 'd', ok: 2, skipped: 1, failed: 1, results }));
     assert.equal(doneFrame(3, []), JSON.stringify({ type: 'done', id: 3, ok: 0, skipped: 0, failed: 0, results: [] }));
+  });
+
+  it('writes a done frame as bytes from each answer\'s cached bytes, the same bytes as the string', () => {
+    const wide: CheckResult = { ...ok, url: 'https://i0.hdslb.com/漢字\u2028.jpg' };
+    for (const id of ['d', 3, null, 'é"漢']) {
+      for (const results of [[], [ok], [ok, skipped, failed, ok, wide], [wide, wide]]) {
+        const bytes = doneFrameBytes(id, results);
+        assert.ok(bytes.equals(Buffer.from(doneFrame(id, results))), `id ${String(id)}, ${results.length} answers`);
+        assert.equal(bytes.toString('utf8'), JSON.stringify({ type: 'done', id, ok: results.filter((r) => r.status === 'ok').length, skipped: results.filter((r) => r.status === 'skipped').length, failed: results.filter((r) => r.status === 'error').length, results }));
+      }
+    }
+    // Frames of 16 to 32 KiB share slabs: each keeps its own bytes however many are cut after it.
+    const many = Array.from({ length: 150 }, (_, i): CheckResult => ({ ...ok, url: `https://i0.hdslb.com/bfs/archive/${i}/${'x'.repeat(100)}.jpg` }));
+    const frames = Array.from({ length: 40 }, (_, k) => ({ id: `s${k}`, results: many.slice(0, 60 + k * 2) }));
+    const built = frames.map(({ id, results }) => doneFrameBytes(id, results));
+    assert.ok(built.some((b) => b.length >= 16 * 1024 && b.length <= 32 * 1024) && built.some((b) => b.length > 32 * 1024));
+    for (const [k, { id, results }] of frames.entries()) assert.ok(built[k]!.equals(Buffer.from(doneFrame(id, results))), `frame ${k} intact`);
+    assert.equal(resultBytes(ok), resultBytes(ok), 'an answer\'s bytes are made once');
+    assert.ok(resultTail(ok).buffer === resultBytes(ok).buffer && resultTail(ok).byteOffset === resultBytes(ok).byteOffset + 1, 'its result tail is the same memory');
+    assert.ok(resultTail(ok).equals(resultBytes(ok).subarray(1)));
   });
 
   it('answers a frozen answer object too (it cannot keep its JSON, so it is made each time)', () => {

@@ -436,6 +436,15 @@ for (const backend of backends) {
       store.covers.findInMemory([urls[2]!]);
       await store.covers.flushTouches();
       assert.deepEqual(await Promise.all(urls.slice(0, 3).map((url) => lastAsked(db, url))), [20_000, 20_000, 1], 'without touch nothing is noted');
+      await clock.advance(10_000);
+      assert.equal(store.covers.allInMemory([urls[0]!, 'none', urls[1]!], { touch: true }), undefined, 'not all in memory: nothing answered');
+      assert.deepEqual(
+        store.covers.allInMemory([urls[1]!, urls[0]!, urls[1]!])?.map((r) => r.url),
+        [urls[1], urls[0], urls[1]],
+        'all in memory: aligned',
+      );
+      await store.covers.flushTouches();
+      assert.deepEqual(await Promise.all(urls.slice(0, 2).map((url) => lastAsked(db, url))), [30_000, 20_000], 'with touch, the URLs found before the one missing are noted');
     });
 
     it('flushes the touches by itself after the interval', async (t) => {

@@ -50,9 +50,11 @@ export function coverUrl(base: string, path: string): string {
  * cost several times more (docs/BENCHMARKS.md, hot path).
  */
 const ANSWER = Symbol('coverhelper.answer');
+/** On the answer itself: the base its cover URL was made with (one object fewer to reach per URL than a pair beside it). */
+const BASE = Symbol('coverhelper.answerBase');
 
 interface Answered {
-  [ANSWER]?: { base: string; answer: CheckResult };
+  [ANSWER]?: CheckResult & { [BASE]?: string };
 }
 
 /** What an ok answer is made from: a stored row or a download's cover. */
@@ -89,11 +91,12 @@ export class CoverChecks {
   /** The answer made from `source` (a stored row, a download's output), made once and shared by every check that gives it. */
   private answerFor<T extends object>(source: T, make: (source: T) => CheckResult): CheckResult {
     const kept = (source as Answered)[ANSWER];
-    if (kept !== undefined && kept.base === this.answersBase) return kept.answer;
+    if (kept !== undefined && kept[BASE] === this.answersBase) return kept;
     const answer = make(source);
     // A frozen object cannot keep it: then the answer is made again next time.
-    if (Object.isExtensible(source)) {
-      Object.defineProperty(source, ANSWER, { value: { base: this.answersBase, answer }, configurable: true, writable: true, enumerable: false });
+    if (Object.isExtensible(source) && Object.isExtensible(answer)) {
+      Object.defineProperty(answer, BASE, { value: this.answersBase, enumerable: false });
+      Object.defineProperty(source, ANSWER, { value: answer, configurable: true, writable: true, enumerable: false });
     }
     return answer;
   }
@@ -158,6 +161,35 @@ export class CoverChecks {
   /** `asker` waits on nothing any more (its connection closed, its request gave up): the downloads only it waited for and that have not started are dropped. */
   leave(asker: Asker): void {
     this.deps.downloads.leave(asker);
+  }
+
+  /**
+   * Every URL of `urls` answered now, in input order, when memory holds each
+   * one's row (the hot path: no promise, so a socket can answer within the turn
+   * that read the check); undefined, with nothing counted, as soon as one is not
+   * there: then ask `check`. (`known` is for wrappers: `SuffixChecks`.)
+   */
+  checkNow(urls: readonly string[], _known?: { noAt?: boolean }): CheckResult[] | undefined {
+    const { stats, covers } = this.deps;
+    const rows = covers.allInMemory(urls, { touch: true });
+    if (rows === undefined) return undefined;
+    stats.checks++;
+    stats.urls += urls.length;
+    stats.hits += urls.length;
+    this.checkBase();
+    const results: CheckResult[] = new Array<CheckResult>(rows.length);
+    const { reresolve } = this.deps;
+    if (reresolve === undefined) {
+      for (let index = 0; index < rows.length; index++) results[index] = this.fromRow(rows[index]!);
+    } else {
+      const now = reresolve.now();
+      for (let index = 0; index < rows.length; index++) {
+        const row = rows[index]!;
+        results[index] = this.fromRow(row);
+        reresolve.consider(row, now);
+      }
+    }
+    return results;
   }
 
   /**

@@ -38,7 +38,7 @@ export interface StartLimiter {
 
 export interface SuffixChecksDeps {
   /** The checks wrapped (the service's `CoverChecks`). */
-  checks: Pick<CoverChecks, 'check' | 'leave'>;
+  checks: Pick<CoverChecks, 'check' | 'leave'> & Partial<Pick<CoverChecks, 'checkNow'>>;
   covers: Pick<CoverIndex, 'findMany'>;
   renders: SuffixRenders;
   /** Base of the cover URLs, ending in `/` (as the wrapped checks make them). */
@@ -63,6 +63,18 @@ export class SuffixChecks {
       this.leaving.delete(asker);
       entry.controller.abort(new CoverError('cancelled', 'the asker left'));
     }
+  }
+
+  /**
+   * The wrapped checks' `checkNow` for a check with no `@` in any URL (no suffix
+   * to read); else undefined: ask `check`. `noAt`: the caller saw no `@` in the
+   * whole frame the URLs came in (one search of the frame instead of one per URL).
+   */
+  checkNow(urls: readonly string[], known: { noAt?: boolean } = {}): CheckResult[] | undefined {
+    const { checkNow } = this.deps.checks;
+    if (checkNow === undefined) return undefined;
+    if (known.noAt !== true) for (let i = 0; i < urls.length; i++) if (urls[i]!.includes('@')) return undefined;
+    return checkNow.call(this.deps.checks, urls);
   }
 
   async check(urls: readonly string[], onWaited: (index: number, result: CheckResult) => void = () => {}, asker?: Asker): Promise<CheckResult[]> {

@@ -18,7 +18,7 @@ import type { RawData, WebSocket } from 'ws';
 import type { CheckResult, CoverChecks } from '../checks/index.js';
 import type { Logger } from '../logger.js';
 import { CheckSession } from '../sessions/index.js';
-import { doneFrame, errorFrame, helloFrame, MAX_FRAME_BYTES, parseClientFrame, resultHead, resultTail, shortAnswer } from '@coverhelper/client/protocol';
+import { doneFrameBytes, errorFrame, helloFrame, MAX_FRAME_BYTES, parseClientFrame, resultHead, resultTail, shortAnswer } from '@coverhelper/client/protocol';
 import type { MessageId } from '@coverhelper/client/protocol';
 import type { ResultRounds } from './resultRounds.js';
 import { textFramePairs } from './textFrames.js';
@@ -28,7 +28,7 @@ import { ReadGate, UnsentGuard, unsentLimits } from './outbound.js';
 import type { UnsentLimits } from './outbound.js';
 
 export interface ClientSocketDeps {
-  checks: Pick<CoverChecks, 'check' | 'leave'>;
+  checks: Pick<CoverChecks, 'check' | 'leave'> & Partial<Pick<CoverChecks, 'checkNow'>>;
   maxBatch: number;
   logger: Logger;
   /** The service's version, for `hello`. */
@@ -99,7 +99,8 @@ export function serveClientSocket(socket: WebSocket, deps: ClientSocketDeps, rou
   const gate = new ReadGate(socket);
   const guard = unsentGuardOf(socket, gate, deps);
   let corked = false;
-  const write = (frame: string) => {
+  /** A frame's payload: a string, or its UTF-8 bytes (sent as a text frame all the same). */
+  const write = (frame: string | Buffer) => {
     if (socket.readyState !== socket.OPEN) return;
     // Frames sent in one turn of the event loop leave in one write, not a write each.
     const tcp = tcpOf(socket);
@@ -111,7 +112,7 @@ export function serveClientSocket(socket: WebSocket, deps: ClientSocketDeps, rou
         tcp.uncork();
       });
     }
-    socket.send(frame);
+    socket.send(frame, { binary: false });
     guard.wrote();
   };
 
@@ -136,7 +137,7 @@ export function serveClientSocket(socket: WebSocket, deps: ClientSocketDeps, rou
     gathered.push(head, resultTail(result));
     if (gathered.length === 2) rounds.add(gatherer);
   };
-  const send = (frame: string) => {
+  const send = (frame: string | Buffer) => {
     if (gathered.length > 0) {
       rounds.remove(gatherer);
       writeGathered();
@@ -150,13 +151,13 @@ export function serveClientSocket(socket: WebSocket, deps: ClientSocketDeps, rou
       result: (tag, _index, result) => {
         if (tag.id !== null) sendResult((tag.head ??= resultHead(tag.id)), result);
       },
-      done: (tag, results) => send(tag.id === null ? shortAnswer(results) : doneFrame(tag.id, results)),
+      done: (tag, results) => send(tag.id === null ? shortAnswer(results) : doneFrameBytes(tag.id, results)),
       failed: (tag) => send(errorFrame(tag.id, 'internal_error', 'the check failed inside coverhelper; see its log')),
       hold: () => gate.hold('urls'),
       release: () => gate.release('urls'),
     },
     deps.logger,
-    { kind: 'socket', address, ...(deps.maxUrlsInProgress === undefined ? {} : { maxUrlsInProgress: deps.maxUrlsInProgress }) },
+    { kind: 'socket', address, answerNow: true, ...(deps.maxUrlsInProgress === undefined ? {} : { maxUrlsInProgress: deps.maxUrlsInProgress }) },
   );
 
   socket.on('close', () => {
@@ -181,8 +182,10 @@ export function serveClientSocket(socket: WebSocket, deps: ClientSocketDeps, rou
       return;
     }
     const { message } = parsed;
-    if (message.type === 'short') session.check(message.urls, { id: null, head: undefined });
-    else session.check(message.urls, { id: message.id, head: undefined }, { results: true });
+    // One search of the frame: with no `@` in it, no URL has a suffix to read.
+    const noAt = !text.includes('@');
+    if (message.type === 'short') session.check(message.urls, { id: null, head: undefined }, { noAt });
+    else session.check(message.urls, { id: message.id, head: undefined }, { results: true, noAt });
   });
 
   socket.on('error', (error) => deps.logger.debug('client socket error', { error: error.message }));

@@ -54,13 +54,20 @@ export class CheckSession<Tag> {
   /** Who this session's checks are asked for: one asker per session, whatever its checks. */
   private readonly asker: Asker;
   private readonly keepOnClose: boolean;
+  private readonly answerNow: boolean;
 
+  /**
+   * `answerNow`: a check whose every URL memory holds is answered within the
+   * call (the checks' `checkNow`), so the adapter can send it before it reads
+   * the next frame; the others as always.
+   */
   constructor(
-    private readonly checks: Pick<CoverChecks, 'check' | 'leave'>,
+    private readonly checks: Pick<CoverChecks, 'check' | 'leave'> & Partial<Pick<CoverChecks, 'checkNow'>>,
     private readonly sink: CheckSink<Tag>,
     private readonly logger: Logger,
-    options: { maxUrlsInProgress?: number; kind?: string; keepOnClose?: boolean; address?: string | undefined } = {},
+    options: { maxUrlsInProgress?: number; kind?: string; keepOnClose?: boolean; address?: string | undefined; answerNow?: boolean } = {},
   ) {
+    this.answerNow = options.answerNow === true && checks.checkNow !== undefined;
     this.limit = options.maxUrlsInProgress ?? MAX_URLS_IN_PROGRESS;
     this.asker = options.address === undefined ? { kind: options.kind ?? 'session' } : { kind: options.kind ?? 'session', address: options.address };
     this.keepOnClose = options.keepOnClose ?? false;
@@ -74,8 +81,10 @@ export class CheckSession<Tag> {
   /**
    * Starts a check. With `results`, each URL that waits for a download is handed
    * to `sink.result` as soon as its answer is known; `sink.done` gets them all.
+   * `noAt`: no URL holds an `@` (the adapter saw none in the frame).
    */
-  check(urls: readonly string[], tag: Tag, options: { results?: boolean } = {}): void {
+  check(urls: readonly string[], tag: Tag, options: { results?: boolean; noAt?: boolean } = {}): void {
+    if (this.answerNow && !this.closed && this.tryNow(urls, tag, options.noAt === true)) return;
     const count = urls.length;
     this.urls += count;
     if (this.urls >= this.limit && !this.held && !this.closed) {
@@ -109,6 +118,26 @@ export class CheckSession<Tag> {
         }
       });
     this.inProgress.add(answered);
+  }
+
+  /** Answers the check now when memory holds every URL; false when it must be asked as always. */
+  private tryNow(urls: readonly string[], tag: Tag, noAt: boolean): boolean {
+    let results: CheckResult[] | undefined;
+    try {
+      results = this.checks.checkNow!(urls, { noAt });
+    } catch (error) {
+      // Asked again the usual way, which fails it as any failed check when the fault is real.
+      this.logger.error('check from memory failed', { error });
+      return false;
+    }
+    if (results === undefined) return false;
+    try {
+      this.sink.done(tag, results);
+    } catch (error) {
+      // A sink that throws fails this check only, never the process.
+      this.logger.error('check answer failed', { error });
+    }
+    return true;
   }
 
   /** Resolves when every check taken so far has been answered. */

@@ -132,6 +132,30 @@ export class SqlCoverIndex implements CoverIndex {
     return rows;
   }
 
+  allInMemory(urls: readonly string[], options: { touch?: boolean } = {}): CoverRow[] | undefined {
+    const touch = options.touch === true;
+    const round = this.touches.round;
+    const rows = new Array<CoverRow>(urls.length);
+    let touched = false;
+    let all = true;
+    for (let i = 0; i < urls.length; i++) {
+      const entry = this.memory.get(urls[i]!);
+      if (entry === undefined) {
+        all = false;
+        break;
+      }
+      rows[i] = entry.row;
+      // The URLs found were asked for, whatever the rest: noted once per round (a lookup after this one notes none again).
+      if (touch && entry.touchedIn !== round) {
+        entry.touchedIn = round;
+        this.touches.note(entry.row.url);
+        touched = true;
+      }
+    }
+    if (touched) this.touches.schedule();
+    return all ? rows : undefined;
+  }
+
   async findMany(urls: readonly string[], options: { touch?: boolean } = {}): Promise<Map<string, CoverRow>> {
     const touch = options.touch === true;
     const found = new Map<string, CoverRow>();

@@ -95,6 +95,12 @@ export interface CoverIndex {
    * With `touch`, the found URLs are noted as asked for now.
    */
   findInMemory(urls: readonly string[], options?: { touch?: boolean }): (CoverRow | undefined)[];
+  /**
+   * The rows memory holds for every URL of `urls`, aligned with them, or
+   * undefined as soon as one is not there (then ask `findInMemory` and
+   * `findMany`). With `touch`, the URLs found are noted as asked for now.
+   */
+  allInMemory(urls: readonly string[], options?: { touch?: boolean }): CoverRow[] | undefined;
   /** The stored covers of these URLs, by URL (memory first). With `touch`, noted as asked for now. */
   findMany(urls: readonly string[], options?: { touch?: boolean }): Promise<Map<string, CoverRow>>;
   /** Inserts or replaces the URL's cover. */
