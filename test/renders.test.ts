@@ -160,6 +160,8 @@ describe('Renders', () => {
         (error: unknown) => error,
       );
       await waitUntil(() => renders.counts().running === 1, 'the first running');
+      // The second in the burst before anything else happens (it looks on disk first: on a loaded machine that can outlast the writes below).
+      await waitUntil(() => renders.counts().queued === 1, 'the second queued');
       // Meanwhile another node publishes three variants of this cover into the shared folder.
       for (const q of [50, 60, 70]) await writeCoverFile(coversDir, variantPathOf(cover, { ...webp320, quality: q }), Buffer.alloc(10));
       release();
