@@ -21,7 +21,7 @@ import { maskSecrets } from './secrets.js';
 const MESSAGE = Symbol.for('message');
 const LEVEL = Symbol.for('level');
 
-/** Text held for the turn's end past which it is written at once. */
+/** Characters held for the turn's end past which they are written at once. */
 const HELD_MAX = 64 * 1024;
 
 /** Transports holding lines, flushed when the process exits (a crash's last turn is not lost). */
@@ -67,6 +67,12 @@ class TurnLines extends TransportStream {
       setImmediate(this.atTurnEnd);
     }
     next();
+  }
+
+  /** Ending the transport (the logger's end) writes what is held first. */
+  override _final(callback: (error?: Error | null) => void): void {
+    this.flushLines();
+    callback();
   }
 
   /** Writes what is held. */

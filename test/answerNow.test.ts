@@ -163,4 +163,38 @@ describe('answered within the turn', () => {
       ['big', 'small1', 'small2', 'probe'],
     );
   });
+
+  it('tells the checks a frame holds no `@` only when its text shows none and has no escape that could spell one', { timeout: 20_000 }, async (t) => {
+    const told: { url: string; noAt: boolean | undefined }[] = [];
+    const checks = {
+      checkNow: (urls: readonly string[], known: { noAt?: boolean } = {}) => {
+        told.push({ url: urls[0]!, noAt: known.noAt });
+        return undefined;
+      },
+      check: (urls: readonly string[]) => Promise.resolve(urls.map((url): CheckResult => ({ url, status: 'skipped' }))),
+      leave: () => {},
+    };
+    const server = new WebSocketServer({ host: '127.0.0.1', port: 0, perMessageDeflate: false });
+    server.on('connection', (socket) => serveClientSocket(socket, { checks, maxBatch: 1000, logger: quiet, version: '0.0.0-test' }, new ResultRounds()));
+    await new Promise((resolve) => server.once('listening', resolve));
+    const client = new WebSocket(`ws://127.0.0.1:${(server.address() as AddressInfo).port}/`, { perMessageDeflate: false });
+    t.after(async () => {
+      client.terminate();
+      for (const socket of server.clients) socket.terminate();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    });
+    const frames: string[] = [];
+    client.on('message', (data: Buffer) => frames.push(data.toString()));
+    await new Promise((resolve, reject) => client.once('open', resolve).once('error', reject));
+    // Written by hand: JSON.stringify never escapes '@', a client may.
+    client.send('{"type":"check","id":"plain","urls":["https://i0.hdslb.com/bfs/a.jpg"]}');
+    client.send('{"type":"check","id":"escaped","urls":["https://i0.hdslb.com/bfs/b.jpg\\u0040320w.webp"]}');
+    client.send('{"type":"check","id":"shown","urls":["https://i0.hdslb.com/bfs/c.jpg@320w.webp"]}');
+    while (frames.length < 4) await new Promise((resolve) => setImmediate(resolve));
+    assert.deepEqual(told, [
+      { url: 'https://i0.hdslb.com/bfs/a.jpg', noAt: true },
+      { url: 'https://i0.hdslb.com/bfs/b.jpg@320w.webp', noAt: false },
+      { url: 'https://i0.hdslb.com/bfs/c.jpg@320w.webp', noAt: false },
+    ]);
+  });
 });

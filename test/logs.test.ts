@@ -100,6 +100,14 @@ describe('the log', () => {
     logger.info('six');
     await closeLogger(logger);
     assert.deepEqual(writes.map(messages), [['one', 'two', 'three'], ['four', 'five'], ['six']]);
+    // Ending the logger alone (winston's end, not closeLogger) writes what is held too.
+    const ended: string[] = [];
+    const other = createLogger({ logLevel: 'info', logFormat: 'json' }, new Writable({ write: (chunk: Buffer, _encoding, callback) => void (ended.push(chunk.toString()), callback()) }));
+    other.info('seven');
+    const finished = new Promise<void>((resolve) => other.once('finish', () => resolve()));
+    other.end();
+    await finished;
+    assert.deepEqual(ended.map(messages), [['seven']], 'written by the time the logger has finished');
   });
 
   it('a process that exits in the turn it logged still writes the line', async () => {

@@ -62,6 +62,13 @@ describe('server frames built from cached answers', () => {
     const built = frames.map(({ id, results }) => doneFrameBytes(id, results));
     assert.ok(built.some((b) => b.length >= 16 * 1024 && b.length <= 32 * 1024) && built.some((b) => b.length > 32 * 1024));
     for (const [k, { id, results }] of frames.entries()) assert.ok(built[k]!.equals(Buffer.from(doneFrame(id, results))), `frame ${k} intact`);
+    // Not pooled when asked (a socket with much unsent): a buffer of its own, whatever its size.
+    const own = doneFrameBytes('own', many.slice(0, 80), false);
+    assert.ok(own.length >= 16 * 1024 && own.length <= 32 * 1024);
+    assert.equal(own.buffer.byteLength, own.length, 'its own memory, not a slab\'s slice');
+    assert.ok(own.equals(Buffer.from(doneFrame('own', many.slice(0, 80)))));
+    const pooled = doneFrameBytes('pooled', many.slice(0, 80));
+    assert.ok(pooled.buffer.byteLength > pooled.length, 'pooled by default: a slab\'s slice');
     assert.equal(resultBytes(ok), resultBytes(ok), 'an answer\'s bytes are made once');
     assert.ok(resultTail(ok).buffer === resultBytes(ok).buffer && resultTail(ok).byteOffset === resultBytes(ok).byteOffset + 1, 'its result tail is the same memory');
     assert.ok(resultTail(ok).equals(resultBytes(ok).subarray(1)));

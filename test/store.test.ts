@@ -169,6 +169,14 @@ for (const backend of backends) {
       assert.deepEqual((await store.deletions.pending()).map(({ path, reason }) => ({ path, reason })), [{ path: 'h/old.jpg', reason: 'cover_changed' }]);
     });
 
+    it('a path a download\'s row waiting for the batch names is in use: the deletion runner does not remove its file', async (t) => {
+      const { store } = await open(t);
+      const saved = store.covers.saveUnlessCustom(row('https://a/again.jpg', { path: 'h/again.jpg' }));
+      assert.equal(await store.covers.pathInUse('h/again.jpg'), true, 'the waiting row is written first');
+      assert.equal(await saved, null);
+      assert.equal(await store.covers.pathInUse('h/other.jpg'), false);
+    });
+
     it('a cover write after a download\'s row waiting for the batch does not pass it: the row saved and then removed is gone', async (t) => {
       const { store } = await open(t);
       const url = 'https://a/gone.jpg';

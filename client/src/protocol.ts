@@ -351,7 +351,10 @@ export function doneFrame(id: MessageId | null, results: readonly CheckResult[])
  * buffers under 4 KiB: an ArrayBuffer made for each 26 KB frame cost a twentieth
  * of the hot path. A slab lives while any frame cut from it does, so a frame left
  * unsent (a client that does not read) holds at most SLAB_BYTES / POOL_MIN = 8
- * times its own size; other frames get a buffer of their own.
+ * times its own size; other frames get a buffer of their own, and so does any
+ * frame its caller asks not to pool (`doneFrameBytes`'s `pooled`: the server
+ * pools only while a socket has little unsent, so what unsent frames hold stays
+ * near what its unsent bound counts).
  */
 const SLAB_BYTES = 128 * 1024;
 const POOL_MIN = 16 * 1024;
@@ -360,8 +363,8 @@ let slab: Buffer | undefined;
 let slabUsed = 0;
 
 /** A buffer of `size` bytes to write a frame into: a slab's slice, or its own. */
-function frameBuffer(size: number): Buffer {
-  if (size < POOL_MIN || size > POOL_MAX) return Buffer.allocUnsafe(size);
+function frameBuffer(size: number, pooled: boolean): Buffer {
+  if (!pooled || size < POOL_MIN || size > POOL_MAX) return Buffer.allocUnsafe(size);
   if (slab === undefined || slabUsed + size > SLAB_BYTES) {
     slab = Buffer.allocUnsafeSlow(SLAB_BYTES);
     slabUsed = 0;
@@ -376,9 +379,9 @@ function frameBuffer(size: number): Buffer {
  * `doneFrame(id, results)` as UTF-8 bytes, the same bytes, copied once into one
  * buffer from each answer's cached bytes (`resultBytes`): what the WebSocket
  * sends, with no string of the whole frame made and encoded. The buffer may be
- * a slice of a shared slab: never write to it.
+ * a slice of a shared slab (unless `pooled` is false): never write to it.
  */
-export function doneFrameBytes(id: MessageId | null, results: readonly CheckResult[]): Buffer {
+export function doneFrameBytes(id: MessageId | null, results: readonly CheckResult[], pooled = true): Buffer {
   let ok = 0;
   let skipped = 0;
   let failed = 0;
@@ -397,7 +400,7 @@ export function doneFrameBytes(id: MessageId | null, results: readonly CheckResu
   }
   const head = `{"type":"done","id":${JSON.stringify(id)},"ok":${ok},"skipped":${skipped},"failed":${failed},"results":[`;
   const headLength = Buffer.byteLength(head);
-  const out = frameBuffer(headLength + length);
+  const out = frameBuffer(headLength + length, pooled);
   let at = out.write(head, 0, 'utf8');
   for (let i = 0; i < count; i++) {
     if (i > 0) out[at++] = 0x2c; // ,

@@ -41,6 +41,14 @@ export interface ClientSocketDeps {
   clock?: Clock;
 }
 
+/**
+ * Below this much unsent output a `done` frame may be cut from a shared slab
+ * (`doneFrameBytes`): a slab lives while any frame cut from it is unsent, so the
+ * slabs a client that stops reading can hold stay within about 8× this (the
+ * frames ahead of the first one not pooled), beside its unsent bound.
+ */
+const POOLED_BELOW_UNSENT = 512 * 1024;
+
 interface TcpSocket {
   cork(): void;
   uncork(): void;
@@ -151,7 +159,8 @@ export function serveClientSocket(socket: WebSocket, deps: ClientSocketDeps, rou
       result: (tag, _index, result) => {
         if (tag.id !== null) sendResult((tag.head ??= resultHead(tag.id)), result);
       },
-      done: (tag, results) => send(tag.id === null ? shortAnswer(results) : doneFrameBytes(tag.id, results)),
+      // A frame cut from a shared slab keeps the slab alive while unsent: pooled only while little is unsent.
+      done: (tag, results) => send(tag.id === null ? shortAnswer(results) : doneFrameBytes(tag.id, results, socket.bufferedAmount < POOLED_BELOW_UNSENT)),
       failed: (tag) => send(errorFrame(tag.id, 'internal_error', 'the check failed inside coverhelper; see its log')),
       hold: () => gate.hold('urls'),
       release: () => gate.release('urls'),
@@ -183,7 +192,8 @@ export function serveClientSocket(socket: WebSocket, deps: ClientSocketDeps, rou
     }
     const { message } = parsed;
     // One search of the frame: with no `@` in it, no URL has a suffix to read.
-    const noAt = !text.includes('@');
+    // An escape (`\u0040`) can spell an '@' the text does not show.
+    const noAt = !text.includes('@') && !text.includes('\\u');
     if (message.type === 'short') session.check(message.urls, { id: null, head: undefined }, { noAt });
     else session.check(message.urls, { id: message.id, head: undefined }, { results: true, noAt });
   });

@@ -234,6 +234,9 @@ export class SqlCoverIndex implements CoverIndex {
   }
 
   async pathInUse(path: string): Promise<boolean> {
+    // A download's row waiting for the turn's batch counts too: handed to the writer and written first.
+    this.batch?.flushCovers();
+    await this.writer.idle();
     return this.repo.exists({ where: { path } });
   }
 

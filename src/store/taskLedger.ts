@@ -121,7 +121,8 @@ export class SqlTaskLedger implements TaskLedger {
           this.pending.set(url, held.write);
         }
       } else if (!this.dialect.shared && SqlTaskLedger.isStart(patch)) {
-        this.held.set(url, { write: { url, patch: { ...patch }, at }, since: at });
+        // Held by the monotonic clock: a wall clock stepped back must not hold it longer.
+        this.held.set(url, { write: { url, patch: { ...patch }, at }, since: this.clock.monotonic() });
         this.holdTimer ??= this.clock.setTimeout(this.releaseHeld, START_HOLD_MS).unref();
       } else {
         this.pending.set(url, { url, patch: { ...patch }, at });
@@ -204,9 +205,9 @@ export class SqlTaskLedger implements TaskLedger {
 
   private readonly releaseHeld = (): void => {
     this.holdTimer = undefined;
-    if (this.release(this.clock.now() - START_HOLD_MS)) this.schedule();
+    if (this.release(this.clock.monotonic() - START_HOLD_MS)) this.schedule();
     const first = this.held.values().next().value;
-    if (first !== undefined) this.holdTimer = this.clock.setTimeout(this.releaseHeld, Math.max(0, first.since + START_HOLD_MS - this.clock.now())).unref();
+    if (first !== undefined) this.holdTimer = this.clock.setTimeout(this.releaseHeld, Math.min(START_HOLD_MS, Math.max(0, first.since + START_HOLD_MS - this.clock.monotonic()))).unref();
   };
 
   /** Writes everything handed in so far (held starts too); resolves when written. */
