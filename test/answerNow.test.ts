@@ -8,6 +8,7 @@
 import assert from 'node:assert/strict';
 import type { AddressInfo } from 'node:net';
 import { describe, it } from 'node:test';
+import type { TestContext } from 'node:test';
 import { WebSocket, WebSocketServer } from 'ws';
 import { CoverChecks } from '../src/checks/checkCovers.js';
 import type { CheckDeps, CheckResult } from '../src/checks/checkCovers.js';
@@ -15,6 +16,7 @@ import { createLogger } from '../src/logger.js';
 import { SuffixChecks } from '../src/proxy/index.js';
 import type { SuffixChecksDeps } from '../src/proxy/index.js';
 import { serveClientSocket } from '../src/servers/clientSocket.js';
+import type { ClientSocketDeps } from '../src/servers/clientSocket.js';
 import { ResultRounds } from '../src/servers/resultRounds.js';
 import { CheckSession } from '../src/sessions/index.js';
 import { Stats } from '../src/stats.js';
@@ -22,6 +24,26 @@ import { coverRow } from './helpers/coverRow.js';
 import { openTestStore } from './helpers/stores.js';
 
 const quiet = createLogger({ logLevel: 'error', logFormat: 'json' });
+
+/** A `ws` server serving each connection with `serveClientSocket` over `checks`, and one client on it, open: the frames it gets, as they come. */
+async function servedPair(t: TestContext, checks: ClientSocketDeps['checks'], onConnection: (socket: WebSocket) => void = () => {}) {
+  const server = new WebSocketServer({ host: '127.0.0.1', port: 0, perMessageDeflate: false });
+  server.on('connection', (socket) => {
+    onConnection(socket);
+    serveClientSocket(socket, { checks, maxBatch: 1000, logger: quiet, version: '0.0.0-test' }, new ResultRounds());
+  });
+  await new Promise((resolve) => server.once('listening', resolve));
+  const client = new WebSocket(`ws://127.0.0.1:${(server.address() as AddressInfo).port}/`, { perMessageDeflate: false });
+  t.after(async () => {
+    client.terminate();
+    for (const socket of server.clients) socket.terminate();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  });
+  const frames: string[] = [];
+  client.on('message', (data: Buffer) => frames.push(data.toString()));
+  await new Promise((resolve, reject) => client.once('open', resolve).once('error', reject));
+  return { client, frames };
+}
 
 describe('answered within the turn', () => {
   it('answers a check memory holds entirely inside the call, the same answers as `check`; any other check as always', async (t) => {
@@ -110,23 +132,11 @@ describe('answered within the turn', () => {
       },
       leave: () => {},
     };
-    const server = new WebSocketServer({ host: '127.0.0.1', port: 0, perMessageDeflate: false });
     let served: WebSocket | undefined;
-    server.on('connection', (socket) => {
+    const { client, frames } = await servedPair(t, checks, (socket) => {
       served = socket;
       tcp = (socket as unknown as { _socket: typeof tcp })._socket;
-      serveClientSocket(socket, { checks, maxBatch: 1000, logger: quiet, version: '0.0.0-test' }, new ResultRounds());
     });
-    await new Promise((resolve) => server.once('listening', resolve));
-    const client = new WebSocket(`ws://127.0.0.1:${(server.address() as AddressInfo).port}/`, { perMessageDeflate: false });
-    t.after(async () => {
-      client.terminate();
-      for (const socket of server.clients) socket.terminate();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-    });
-    const frames: string[] = [];
-    client.on('message', (data: Buffer) => frames.push(data.toString()));
-    await new Promise((resolve, reject) => client.once('open', resolve).once('error', reject));
     while (served === undefined || frames.length === 0) await new Promise((resolve) => setImmediate(resolve));
 
     /** Sends `checks` so the server reads them in one read: it reads nothing until all are in its receive buffer. */
@@ -174,18 +184,7 @@ describe('answered within the turn', () => {
       check: (urls: readonly string[]) => Promise.resolve(urls.map((url): CheckResult => ({ url, status: 'skipped' }))),
       leave: () => {},
     };
-    const server = new WebSocketServer({ host: '127.0.0.1', port: 0, perMessageDeflate: false });
-    server.on('connection', (socket) => serveClientSocket(socket, { checks, maxBatch: 1000, logger: quiet, version: '0.0.0-test' }, new ResultRounds()));
-    await new Promise((resolve) => server.once('listening', resolve));
-    const client = new WebSocket(`ws://127.0.0.1:${(server.address() as AddressInfo).port}/`, { perMessageDeflate: false });
-    t.after(async () => {
-      client.terminate();
-      for (const socket of server.clients) socket.terminate();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-    });
-    const frames: string[] = [];
-    client.on('message', (data: Buffer) => frames.push(data.toString()));
-    await new Promise((resolve, reject) => client.once('open', resolve).once('error', reject));
+    const { client, frames } = await servedPair(t, checks);
     // Written by hand: JSON.stringify never escapes '@', a client may.
     client.send('{"type":"check","id":"plain","urls":["https://i0.hdslb.com/bfs/a.jpg"]}');
     client.send('{"type":"check","id":"escaped","urls":["https://i0.hdslb.com/bfs/b.jpg\\u0040320w.webp"]}');

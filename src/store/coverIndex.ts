@@ -114,38 +114,32 @@ export class SqlCoverIndex implements CoverIndex {
   }
 
   findInMemory(urls: readonly string[], options: { touch?: boolean } = {}): (CoverRow | undefined)[] {
-    const touch = options.touch === true;
-    const round = this.touches.round;
-    const rows = new Array<CoverRow | undefined>(urls.length);
-    let touched = false;
-    for (let i = 0; i < urls.length; i++) {
-      const entry = this.memory.get(urls[i]!);
-      if (entry === undefined) continue;
-      rows[i] = entry.row;
-      if (touch && entry.touchedIn !== round) {
-        entry.touchedIn = round;
-        this.touches.note(entry.row.url);
-        touched = true;
-      }
-    }
-    if (touched) this.touches.schedule();
-    return rows;
+    return this.inMemory(urls, options.touch === true, false).rows;
   }
 
   allInMemory(urls: readonly string[], options: { touch?: boolean } = {}): CoverRow[] | undefined {
-    const touch = options.touch === true;
+    const { rows, all } = this.inMemory(urls, options.touch === true, true);
+    return all ? (rows as CoverRow[]) : undefined;
+  }
+
+  /**
+   * The rows memory holds for `urls`, position by position (with `stopAtMiss`,
+   * up to the first it does not hold). The URLs found were asked for, whatever
+   * the rest: with `touch`, each is noted once per touch round.
+   */
+  private inMemory(urls: readonly string[], touch: boolean, stopAtMiss: boolean): { rows: (CoverRow | undefined)[]; all: boolean } {
     const round = this.touches.round;
-    const rows = new Array<CoverRow>(urls.length);
+    const rows = new Array<CoverRow | undefined>(urls.length);
     let touched = false;
     let all = true;
     for (let i = 0; i < urls.length; i++) {
       const entry = this.memory.get(urls[i]!);
       if (entry === undefined) {
         all = false;
-        break;
+        if (stopAtMiss) break;
+        continue;
       }
       rows[i] = entry.row;
-      // The URLs found were asked for, whatever the rest: noted once per round (a lookup after this one notes none again).
       if (touch && entry.touchedIn !== round) {
         entry.touchedIn = round;
         this.touches.note(entry.row.url);
@@ -153,7 +147,7 @@ export class SqlCoverIndex implements CoverIndex {
       }
     }
     if (touched) this.touches.schedule();
-    return all ? rows : undefined;
+    return { rows, all };
   }
 
   async findMany(urls: readonly string[], options: { touch?: boolean } = {}): Promise<Map<string, CoverRow>> {
