@@ -146,7 +146,8 @@ for (const backend of backends) {
       store.tasks.update(url, { status: 'downloading' });
       assert.equal(await store.covers.saveUnlessCustom(row(url, { path: 'h/turn.jpg' })), null);
       const tasks = await rawSql<{ status: string }>(db, 'SELECT status FROM tasks WHERE url = ?', url);
-      assert.deepEqual(tasks.map((r) => r.status), ['downloading'], 'one commit: the task row came with the cover row');
+      // On PostgreSQL a download's row is a write of its own (nodes' batches would lock rows in their own orders).
+      if (backend === 'sqlite') assert.deepEqual(tasks.map((r) => r.status), ['downloading'], 'one commit: the task row came with the cover row');
       assert.equal((await store.covers.find(url))?.path, 'h/turn.jpg');
     });
 
@@ -187,7 +188,7 @@ for (const backend of backends) {
       assert.equal(await store.covers.find(url), null);
     });
 
-    it('a download\'s row whose statement fails: on SQLite that row\'s error alone, the rest of the batch commits; on PostgreSQL the batch fails and is reported', async (t) => {
+    it('a download\'s row whose statement fails: that row\'s error alone, the rest commits (on SQLite in the turn\'s batch, on PostgreSQL each row its own write)', async (t) => {
       const failures: unknown[] = [];
       const { store, db } = await open(t, { onTaskWriteError: (error) => failures.push(error) });
       store.tasks.update('https://a/task.jpg', { status: 'downloading' });
@@ -198,17 +199,10 @@ for (const backend of backends) {
       assert.equal(bad.status, 'rejected');
       await store.tasks.flush();
       const tasks = await rawSql<{ url: string }>(db, 'SELECT url FROM tasks');
-      if (backend === 'sqlite') {
-        assert.deepEqual(good, { status: 'fulfilled', value: null });
-        assert.equal((await store.covers.find('https://a/good.jpg'))?.path, 'h/good.jpg');
-        assert.deepEqual(tasks.map((r) => r.url), ['https://a/task.jpg']);
-        assert.equal(failures.length, 0);
-      } else {
-        assert.equal(good.status, 'rejected');
-        assert.equal(await store.covers.find('https://a/good.jpg'), null);
-        assert.deepEqual(tasks, []);
-        assert.equal(failures.length, 1, 'the lost task batch is reported');
-      }
+      assert.deepEqual(good, { status: 'fulfilled', value: null });
+      assert.equal((await store.covers.find('https://a/good.jpg'))?.path, 'h/good.jpg');
+      assert.deepEqual(tasks.map((r) => r.url), ['https://a/task.jpg']);
+      assert.equal(failures.length, 0);
     });
 
     it('the task batch is written at the turn\'s end after the supervisor\'s step: a change that step hands in goes in the batch scheduled before it', async (t) => {

@@ -55,8 +55,10 @@ export async function openStore(options: StoreOptions): Promise<OpenStore> {
     // Every admin stream listens: no leak warning for many of them.
     events.setMaxListeners(0);
     const tasks = new SqlTaskLedger(dialect, writer, events, options.node, options.onTaskWriteError, clock);
-    // A download's cover row is written with the turn's task batch: one commit for both.
-    const covers = new SqlCoverIndex(dialect, writer, events, options.node, { clock, batch: tasks, ...options.covers });
+    // On SQLite a download's cover row is written with the turn's task batch: one commit for both.
+    // Not on a shared database: there nodes' batches lock task and cover rows in their own orders
+    // (a deadlock fails every download of the turn), and a commit is not what a download pays most.
+    const covers = new SqlCoverIndex(dialect, writer, events, options.node, { clock, ...(dialect.shared ? {} : { batch: tasks }), ...options.covers });
     const jobs = new SqlJobStore(dialect, writer, events, options.node, options.leaseMs, clock);
     let closed = false;
     const store: OpenStore = {
