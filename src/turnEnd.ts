@@ -19,30 +19,29 @@ let first: Step[] = [];
 let last: Step[] = [];
 let scheduled = false;
 
+/** Runs each step; one that throws does not keep the others from running (the first error is kept). */
+function runSteps(steps: Step[], failure: { error: unknown } | undefined): { error: unknown } | undefined {
+  for (const step of steps) {
+    try {
+      step();
+    } catch (error) {
+      failure ??= { error };
+    }
+  }
+  return failure;
+}
+
 function run(): void {
   scheduled = false;
   const firsts = first;
   first = [];
-  let failure: { error: unknown } | undefined;
-  // One step that throws does not keep the others from running; the first error is thrown after them.
-  for (const step of firsts) {
-    try {
-      step();
-    } catch (error) {
-      failure ??= { error };
-    }
-  }
+  const failure = runSteps(firsts, undefined);
   // Taken after the first steps: a last step they hand in runs in this turn's end.
   const lasts = last;
   last = [];
-  for (const step of lasts) {
-    try {
-      step();
-    } catch (error) {
-      failure ??= { error };
-    }
-  }
-  if (failure) throw failure.error;
+  const failed = runSteps(lasts, failure);
+  // Thrown after them all, as a `setImmediate` of its own would have thrown it.
+  if (failed) throw failed.error;
 }
 
 function schedule(): void {

@@ -179,15 +179,11 @@ export class CoverChecks {
     this.checkBase();
     const results: CheckResult[] = new Array<CheckResult>(rows.length);
     const { reresolve } = this.deps;
-    if (reresolve === undefined) {
-      for (let index = 0; index < rows.length; index++) results[index] = this.fromRow(rows[index]!);
-    } else {
-      const now = reresolve.now();
-      for (let index = 0; index < rows.length; index++) {
-        const row = rows[index]!;
-        results[index] = this.fromRow(row);
-        reresolve.consider(row, now);
-      }
+    const now = reresolve?.now();
+    for (let index = 0; index < rows.length; index++) {
+      const row = rows[index]!;
+      results[index] = this.fromRow(row);
+      reresolve?.consider(row, now);
     }
     return results;
   }

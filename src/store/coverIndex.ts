@@ -3,8 +3,8 @@
  * same class on every database (the statements that differ are the dialect's).
  *
  * Writes go through the serial writer and publish a `cover` change; a
- * download's row (`saveUnlessCustom`, `replaceUnlessCustom`) goes with the task
- * ledger's batch of the turn, in its transaction, and the index's other writes
+ * download's row (`saveUnlessCustom`, `replaceUnlessCustom`) goes, on SQLite,
+ * with the task ledger's batch of the turn, in its transaction, and the index's other writes
  * hand such rows waiting for it to the writer before their own. Reads are
  * answered from `CoverMemory` when it holds the row: every write of this node
  * drops the URL from memory first, a change heard from another node drops it
@@ -29,11 +29,12 @@ const CHUNK = 500;
 /**
  * Where a download's row is written with the turn's task batch, in its
  * transaction (the task ledger): one commit for every download that finished in
- * the turn, not one more each.
+ * the turn, not one more each. Only on a database one node uses: nothing is
+ * published.
  */
 export interface CoverBatch {
   /** Resolves once committed: null when written, else the custom row that kept its place. */
-  writeCover(write: CoverWrite, publish: readonly Published[]): Promise<CoverRow | null>;
+  writeCover(write: CoverWrite): Promise<CoverRow | null>;
   /** Hands the cover rows waiting for the batch to the serial writer now (a write of this index must not pass them). */
   flushCovers(): void;
 }
@@ -99,8 +100,7 @@ export class SqlCoverIndex implements CoverIndex {
     const { batch } = this;
     if (batch === undefined) return this.write(write.row.url, false, (publish) => this.dialect.upsertCover(write.row, write, publish));
     const { url } = write.row;
-    const publish: Published[] = this.dialect.shared ? [{ kind: 'cover', url, removed: false }] : [];
-    const result = await this.memory.write(url, () => batch.writeCover(write, publish));
+    const result = await this.memory.write(url, () => batch.writeCover(write));
     if (this.events.listenerCount('cover') > 0) this.events.emit('cover', { url, node: this.node, removed: false, remote: false });
     return result;
   }

@@ -182,12 +182,14 @@ export interface Dialect {
    * Writes a batch of task changes and their timeline events in one
    * transaction (a new row is given its host), then drops each URL's events
    * past the newest `TASK_EVENTS_PER_URL`; on a shared database it also
-   * releases this node's claims on the tasks it finished. The cover rows
-   * `covers` (as `upsertCover` with `unlessCustom`/`replaced`) go in the same
-   * transaction, first: one commit for a turn's downloads, not one more each.
-   * Resolves with each cover's outcome, in order; on SQLite a cover whose
-   * statement fails is that cover's error alone (the statement is undone, the
-   * rest commits), on PostgreSQL it fails the whole batch.
+   * releases this node's claims on the tasks it finished. On a database one
+   * node uses (SQLite), the cover rows `covers` (as `upsertCover` with
+   * `unlessCustom`/`replaced`) go in the same transaction, first: one commit
+   * for a turn's downloads, not one more each. Resolves with each cover's
+   * outcome, in order: a cover whose statement fails is that cover's error
+   * alone (the statement is undone, the rest commits). A shared database's
+   * dialect takes no covers (nodes' batches would lock task and cover rows in
+   * their own orders) and resolves with none.
    */
   writeTasks(rows: readonly TaskWrite[], events: readonly TaskEventWrite[], publish: Published[], covers?: readonly CoverWrite[]): Promise<CoverWriteOutcome[]>;
   /**

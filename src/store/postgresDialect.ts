@@ -24,7 +24,7 @@ import type { DataSource } from 'typeorm';
 import type { TaskStatus } from '../../machines/types.js';
 import { maskSecrets } from '../secrets.js';
 import { COVER_COLUMNS, RESET_VARIANT_BYTES, coverFromRaw, coverParams, isFinal, SELECT_COVERS, TASK_DEFAULTS, TASK_EVENTS_PER_URL, TASK_PATCH_COLUMNS } from './dialect.js';
-import type { CoverWrite, CoverWriteOutcome, Dialect, Heard, ListenHandlers, Published, RawCover, TaskEventWrite, TaskWrite } from './dialect.js';
+import type { CoverWriteOutcome, Dialect, Heard, ListenHandlers, Published, RawCover, TaskEventWrite, TaskWrite } from './dialect.js';
 import { HOST_BACKFILL_BATCH, hostOfUrl, TASK_HOST_INDEXES } from './migrations.js';
 import type { CoverRow } from './entities.js';
 import type { ClaimOutcome, NewDeletion } from './ports.js';
@@ -265,7 +265,20 @@ export class PostgresDialect implements Dialect {
   }
 
   async upsertCover(row: CoverRow, options: { unlessCustom?: boolean; replaced?: NewDeletion & { createdAt: number } }, publish: Published[]): Promise<CoverRow | null> {
-    return this.transaction(publish, (client) => upsertCoverIn(client, row, options.unlessCustom === true, options.replaced));
+    return this.transaction(publish, async (client) => {
+      const saved = await client.query(`${UPSERT_COVER}${options.unlessCustom ? " WHERE covers.source <> 'custom'" : ''}`, coverParams(row));
+      // The replaced file is recorded for deletion only when the row was written (a custom cover keeps its row).
+      if (options.replaced && saved.rowCount !== 0) {
+        const { url, path, kind, reason, createdAt } = options.replaced;
+        await client.query(
+          'INSERT INTO deletions (url, path, kind, reason, created_at, claimed_at) VALUES ($1, $2, $3, $4, $5, NULL) ON CONFLICT (url, path, kind) DO NOTHING',
+          [url, path, kind, reason, createdAt],
+        );
+      }
+      if (saved.rowCount !== 0) return null;
+      const { rows } = await client.query<RawCover>(`${SELECT_COVERS} WHERE url = $1`, [row.url]);
+      return rows[0] ? coverFromRaw(rows[0]) : null;
+    });
   }
 
   async deleteCoverIfPath(url: string, path: string, publish: Published[]): Promise<boolean> {
@@ -290,7 +303,7 @@ export class PostgresDialect implements Dialect {
    * their URLs' oldest past the bound dropped in another; then this node's claims on the tasks that ended are released; all
    * in one transaction with the changes published.
    */
-  async writeTasks(rows: readonly TaskWrite[], events: readonly TaskEventWrite[], publish: Published[], covers: readonly CoverWrite[] = []): Promise<CoverWriteOutcome[]> {
+  async writeTasks(rows: readonly TaskWrite[], events: readonly TaskEventWrite[], publish: Published[]): Promise<CoverWriteOutcome[]> {
     const groups = new Map<number, TaskWrite[]>();
     const ended: string[] = [];
     for (const row of rows) {
@@ -301,9 +314,7 @@ export class PostgresDialect implements Dialect {
       group.push(row);
       if (isFinal(row.patch.status)) ended.push(row.url);
     }
-    return this.transaction(publish, async (client) => {
-      const outcomes: CoverWriteOutcome[] = [];
-      for (const { row, unlessCustom, replaced } of covers) outcomes.push({ row: await upsertCoverIn(client, row, unlessCustom, replaced) });
+    await this.transaction(publish, async (client) => {
       for (const [mask, group] of groups) {
         const params: unknown[][] = [group.map((row) => row.url)];
         // A column the patch sets is written as given, nulls included; the others get a new row's defaults.
@@ -328,8 +339,9 @@ export class PostgresDialect implements Dialect {
       if (ended.length > 0) {
         await client.query('UPDATE tasks SET claimed_by = NULL, claim_expires = NULL WHERE url = ANY($1::text[]) AND claimed_by = $2', [ended, this.node]);
       }
-      return outcomes;
     });
+    // No cover rows: on a shared database a download's row is a write of its own (openStore).
+    return [];
   }
 
   async deleteTask(url: string, publish: Published[]): Promise<TaskStatus | null> {
@@ -506,20 +518,4 @@ export class PostgresDialect implements Dialect {
     await this.listener?.end().catch(() => undefined);
     if (this.dataSource.isInitialized) await this.dataSource.destroy();
   }
-}
-
-/** A cover upsert on `client`, in its transaction: null when written, else the custom row that kept its place. */
-async function upsertCoverIn(client: pg.PoolClient, row: CoverRow, unlessCustom: boolean, replaced: (NewDeletion & { createdAt: number }) | undefined): Promise<CoverRow | null> {
-  const saved = await client.query(`${UPSERT_COVER}${unlessCustom ? " WHERE covers.source <> 'custom'" : ''}`, coverParams(row));
-  // The replaced file is recorded for deletion only when the row was written (a custom cover keeps its row).
-  if (replaced && saved.rowCount !== 0) {
-    const { url, path, kind, reason, createdAt } = replaced;
-    await client.query(
-      'INSERT INTO deletions (url, path, kind, reason, created_at, claimed_at) VALUES ($1, $2, $3, $4, $5, NULL) ON CONFLICT (url, path, kind) DO NOTHING',
-      [url, path, kind, reason, createdAt],
-    );
-  }
-  if (saved.rowCount !== 0) return null;
-  const { rows } = await client.query<RawCover>(`${SELECT_COVERS} WHERE url = $1`, [row.url]);
-  return rows[0] ? coverFromRaw(rows[0]) : null;
 }

@@ -60,9 +60,8 @@ export class SqlTaskLedger implements TaskLedger {
   private readonly waiting = new Set<string>();
   /** The changes of the pending batch, in the order they were made (only when someone listens). */
   private changes: TaskChange[] = [];
-  /** Cover rows to be written in the pending batch's transaction (`writeCover`), and the changes they publish. */
+  /** Cover rows to be written in the pending batch's transaction (`writeCover`). */
   private pendingCovers: PendingCover[] = [];
-  private coverPublish: Published[] = [];
   /** Downloads' starts not yet written (`START_HOLD_MS`), in the order they came, with when. */
   private readonly held = new Map<string, { write: TaskWrite; since: number }>();
   private holdTimer: ClockTimer | undefined;
@@ -175,10 +174,9 @@ export class SqlTaskLedger implements TaskLedger {
    * once committed: null when written, else the custom row that kept its place;
    * rejects with its statement's error, or the batch's.
    */
-  writeCover(write: CoverWrite, publish: readonly Published[]): Promise<CoverRow | null> {
+  writeCover(write: CoverWrite): Promise<CoverRow | null> {
     return new Promise<CoverRow | null>((resolve, reject) => {
       this.pendingCovers.push({ write, resolve, reject });
-      for (const change of publish) this.coverPublish.push(change);
       this.schedule();
     });
   }
@@ -229,13 +227,7 @@ export class SqlTaskLedger implements TaskLedger {
     this.pending = new Map();
     this.changes = [];
     this.pendingEvents = [];
-    // Only a shared database publishes (the cover index hands no changes otherwise).
-    let publish: Published[] = [];
-    if (this.dialect.shared) {
-      publish = this.coverPublish;
-      this.coverPublish = [];
-      for (const { url, at, patch } of changes) publish.push({ kind: 'task', url, at, patch });
-    }
+    const publish: Published[] = this.dialect.shared ? changes.map(({ url, at, patch }) => ({ kind: 'task', url, at, patch })) : [];
     const tasksToo = rows.length > 0 || events.length > 0;
     this.chain = this.writer
       .run(() => this.dialect.writeTasks(rows, events, publish, coverWrites))
