@@ -441,12 +441,47 @@ for (const backend of backends) {
       await clock.advance(10_000);
       assert.equal(store.covers.allInMemory([urls[0]!, 'none', urls[1]!], { touch: true }), undefined, 'not all in memory: nothing answered');
       assert.deepEqual(
-        store.covers.allInMemory([urls[1]!, urls[0]!, urls[1]!])?.map((r) => r.url),
+        store.covers.allInMemory([urls[1]!, urls[0]!, urls[1]!])?.map((held) => held.row.url),
         [urls[1], urls[0], urls[1]],
         'all in memory: aligned',
       );
       await store.covers.flushTouches();
       assert.deepEqual(await Promise.all(urls.slice(0, 2).map((url) => lastAsked(db, url))), [30_000, 20_000], 'with touch, the URLs found before the one missing are noted');
+    });
+
+    it('stillInMemory: the rows allInMemory gave hold, and are touched, until a write, an eviction or a replacement lets one go', async (t) => {
+      const clock = new TestClock(10_000);
+      const { store, db } = await open(t, { clock, covers: { memoryRows: 4 } });
+      const urls = Array.from({ length: 6 }, (_, i) => `https://i0.hdslb.com/held/${i}.jpg`);
+      for (const url of urls) await store.covers.save(row(url, { lastAskedAt: 1 }));
+      await store.covers.findMany(urls.slice(0, 3));
+      const held = store.covers.allInMemory([urls[0]!, urls[1]!, urls[0]!]);
+      assert.ok(held, 'all three in memory');
+      assert.equal(store.covers.stillInMemory(held), true, 'nothing changed: still held');
+      await clock.advance(5_000);
+      assert.equal(store.covers.stillInMemory(held, { touch: true }), true);
+      await store.covers.flushTouches();
+      assert.deepEqual(await Promise.all(urls.slice(0, 3).map((url) => lastAsked(db, url))), [15_000, 15_000, 1], 'held again with touch: noted as asked for now');
+
+      // A write of one of them lets the whole set go.
+      await store.covers.save(row(urls[1]!, { path: 'i0.hdslb.com/held/other.jpg' }));
+      assert.equal(store.covers.stillInMemory(held), false, 'a row written since is not held');
+      await store.covers.findMany([urls[1]!]);
+      assert.equal(store.covers.allInMemory([urls[1]!])![0]!.row.path, 'i0.hdslb.com/held/other.jpg', 'memory holds the written row');
+
+      // Evicted: memory holds 4 rows; asking 4 others pushes urls[2] out.
+      const other = store.covers.allInMemory([urls[2]!]);
+      assert.ok(other);
+      await store.covers.findMany(urls.slice(3, 6));
+      await store.covers.findMany([urls[1]!]);
+      await store.covers.findMany([urls[0]!]);
+      assert.equal(store.covers.allInMemory([urls[2]!]), undefined, 'evicted');
+      assert.equal(store.covers.stillInMemory(other), false, 'an evicted row is not held');
+
+      // Read again from the database: a new entry, the old one stays let go.
+      await store.covers.findMany([urls[2]!]);
+      assert.equal(store.covers.stillInMemory(other), false);
+      assert.equal(store.covers.stillInMemory(store.covers.allInMemory([urls[2]!])!), true);
     });
 
     it('flushes the touches by itself after the interval', async (t) => {

@@ -21,7 +21,7 @@ import { resultError } from '../errors.js';
 import { classifyUrl } from '../fetch/index.js';
 import type { Downloads } from '../downloads/index.js';
 import type { Stats } from '../stats.js';
-import type { CoverIndex, CoverRow } from '../store/index.js';
+import type { CoverIndex, CoverRow, HeldRow } from '../store/index.js';
 import type { CoverSource, DownloadOutput } from '../../machines/types.js';
 import type { Asker } from '../../machines/flights.js';
 import type { CheckResult, CheckStatus } from '@coverhelper/client/protocol';
@@ -36,8 +36,26 @@ export interface CheckDeps {
   /** Base of the cover URLs, ending in `/`. */
   publicUrl: () => string;
   /** Stored video page covers due to be re-resolved are asked again in the background (`Reresolver`). */
-  reresolve?: { consider(row: CoverRow, now?: number): boolean; now(): number };
+  reresolve?: { consider(row: CoverRow, now?: number): boolean; mayBeDue(row: CoverRow): boolean; now(): number };
 }
+
+/**
+ * A check answered from memory (`checkNowKept`): its results, the rows they were
+ * made from, the base of their cover URLs, and the rows among them that
+ * re-resolving may concern (`Reresolver.mayBeDue`: video pages; none for
+ * image URLs).
+ */
+export interface KeptCheck {
+  readonly results: CheckResult[];
+  readonly held: readonly HeldRow[];
+  readonly base: string;
+  readonly pages: readonly CoverRow[];
+}
+
+/** Checks as a wrapper or a transport takes them: `check` always, the answers from memory where the checks give them. */
+export type WrappedChecks = Pick<CoverChecks, 'check' | 'leave'> & Partial<Pick<CoverChecks, 'checkNow' | 'checkNowKept' | 'checkAgain'>>;
+
+const NO_ROWS: readonly CoverRow[] = Object.freeze([]);
 
 export function coverUrl(base: string, path: string): string {
   return base + path.split('/').map(encodeURIComponent).join('/');
@@ -170,22 +188,59 @@ export class CoverChecks {
    * there: then ask `check`. (`known` is for wrappers: `SuffixChecks`.)
    */
   checkNow(urls: readonly string[], _known?: { noAt?: boolean }): CheckResult[] | undefined {
-    const { stats, covers } = this.deps;
-    const rows = covers.allInMemory(urls, { touch: true });
-    if (rows === undefined) return undefined;
-    stats.checks++;
-    stats.urls += urls.length;
-    stats.hits += urls.length;
+    return this.fromMemory(urls, false)?.results;
+  }
+
+  /**
+   * `checkNow`, with what it answered from: the same URLs asked again are
+   * answered by `checkAgain` while memory holds every row it was made from.
+   */
+  checkNowKept(urls: readonly string[], _known?: { noAt?: boolean }): KeptCheck | undefined {
+    return this.fromMemory(urls, true);
+  }
+
+  /** `checkNow`'s answer; with `keep`, the rows re-resolving may concern are picked out for `checkAgain` (else each row is considered once). */
+  private fromMemory(urls: readonly string[], keep: boolean): KeptCheck | undefined {
+    const held = this.deps.covers.allInMemory(urls, { touch: true });
+    if (held === undefined) return undefined;
     this.checkBase();
-    const results: CheckResult[] = new Array<CheckResult>(rows.length);
     const { reresolve } = this.deps;
-    const now = reresolve?.now();
-    for (let index = 0; index < rows.length; index++) {
-      const row = rows[index]!;
+    const now = keep ? 0 : reresolve?.now();
+    const results: CheckResult[] = new Array<CheckResult>(held.length);
+    let pages: CoverRow[] | undefined;
+    for (let index = 0; index < held.length; index++) {
+      const { row } = held[index]!;
       results[index] = this.fromRow(row);
-      reresolve?.consider(row, now);
+      if (reresolve === undefined) continue;
+      if (!keep) reresolve.consider(row, now);
+      else if (reresolve.mayBeDue(row)) (pages ??= []).push(row);
     }
-    return results;
+    const kept: KeptCheck = { results, held, base: this.answersBase, pages: pages ?? NO_ROWS };
+    this.counted(kept);
+    return kept;
+  }
+
+  /**
+   * Answers `kept`'s URLs again, as `checkNow` would answer them (the same
+   * results, counted and touched the same), when memory still holds every row
+   * they were made from and cover URLs have the same base; false, with nothing
+   * counted, when not: then ask as always.
+   */
+  checkAgain(kept: KeptCheck): boolean {
+    if (this.deps.publicUrl() !== kept.base || !this.deps.covers.stillInMemory(kept.held, { touch: true })) return false;
+    this.counted(kept);
+    return true;
+  }
+
+  /** A check answered from memory: counted, and its rows due to be re-resolved handed to `reresolve`. */
+  private counted(kept: KeptCheck): void {
+    const { stats, reresolve } = this.deps;
+    stats.checks++;
+    stats.urls += kept.held.length;
+    stats.hits += kept.held.length;
+    if (reresolve === undefined || kept.pages.length === 0) return;
+    const now = reresolve.now();
+    for (const row of kept.pages) reresolve.consider(row, now);
   }
 
   /**

@@ -95,6 +95,19 @@ export class Reresolver {
     // A re-resolve that failed is tried again a TTL later, not at every ask.
     const failed = this.failedAt.get(row.url);
     if (failed !== undefined && now - failed < ttlMs) return false;
+    return this.isPage(row);
+  }
+
+  /**
+   * Whether `row` can ever be due (`isDue`, whatever the time): a downloaded
+   * video page's cover while re-resolving is on. A row never changes (a write
+   * makes a new one), so a holder of rows asks once and considers only those.
+   */
+  mayBeDue(row: CoverRow): boolean {
+    return this.deps.ttlMs > 0 && row.source === 'download' && this.isPage(row);
+  }
+
+  private isPage(row: CoverRow): boolean {
     if (row.resolvedPic !== null) return true;
     if (this.notVideo.has(row)) return false;
     if (classifyUrl(row.url, this.deps.allowHosts).kind === 'video') return true;

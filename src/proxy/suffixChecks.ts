@@ -13,7 +13,7 @@
  * `includes` per URL: a check without suffixes goes straight to the checks
  * it wraps.
  */
-import type { CheckResult, CoverChecks } from '../checks/index.js';
+import type { CheckResult, KeptCheck, WrappedChecks } from '../checks/index.js';
 import { coverUrl } from '../checks/checkCovers.js';
 import type { Clock } from '../clock.js';
 import { CoverError } from '../errors.js';
@@ -38,7 +38,7 @@ export interface StartLimiter {
 
 export interface SuffixChecksDeps {
   /** The checks wrapped (the service's `CoverChecks`). */
-  checks: Pick<CoverChecks, 'check' | 'leave'> & Partial<Pick<CoverChecks, 'checkNow'>>;
+  checks: WrappedChecks;
   covers: Pick<CoverIndex, 'findMany'>;
   renders: SuffixRenders;
   /** Base of the cover URLs, ending in `/` (as the wrapped checks make them). */
@@ -71,10 +71,20 @@ export class SuffixChecks {
    * whole frame the URLs came in (one search of the frame instead of one per URL).
    */
   checkNow(urls: readonly string[], known: { noAt?: boolean } = {}): CheckResult[] | undefined {
-    const { checkNow } = this.deps.checks;
-    if (checkNow === undefined) return undefined;
+    return this.checkNowKept(urls, known)?.results;
+  }
+
+  /** `checkNow`, with what it answered from (the wrapped checks' `checkNowKept`), under the same rule. */
+  checkNowKept(urls: readonly string[], known: { noAt?: boolean } = {}): KeptCheck | undefined {
+    const { checkNowKept } = this.deps.checks;
+    if (checkNowKept === undefined) return undefined;
     if (known.noAt !== true) for (let i = 0; i < urls.length; i++) if (urls[i]!.includes('@')) return undefined;
-    return checkNow.call(this.deps.checks, urls);
+    return checkNowKept.call(this.deps.checks, urls);
+  }
+
+  /** The wrapped checks' `checkAgain` (a kept check's URLs hold no suffix: `checkNowKept` answered none that did). */
+  checkAgain(kept: KeptCheck): boolean {
+    return this.deps.checks.checkAgain?.(kept) ?? false;
   }
 
   async check(urls: readonly string[], onWaited: (index: number, result: CheckResult) => void = () => {}, asker?: Asker): Promise<CheckResult[]> {

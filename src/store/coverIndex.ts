@@ -19,7 +19,7 @@ import { CoverMemory } from './coverMemory.js';
 import type { CoverWrite, Dialect, Published } from './dialect.js';
 import { CoverEntity } from './entities.js';
 import type { CoverRow } from './entities.js';
-import type { CoverIndex, StoreEventMap } from './ports.js';
+import type { CoverIndex, HeldRow, StoreEventMap } from './ports.js';
 import type { SerialWriter } from './serialWriter.js';
 import { TouchBatcher } from './touchBatcher.js';
 
@@ -114,24 +114,32 @@ export class SqlCoverIndex implements CoverIndex {
   }
 
   findInMemory(urls: readonly string[], options: { touch?: boolean } = {}): (CoverRow | undefined)[] {
-    return this.inMemory(urls, options.touch === true, false).rows;
+    const found = this.inMemory(urls, options.touch === true, false).entries;
+    const rows = new Array<CoverRow | undefined>(found.length);
+    for (let i = 0; i < found.length; i++) rows[i] = found[i]?.row;
+    return rows;
   }
 
-  allInMemory(urls: readonly string[], options: { touch?: boolean } = {}): CoverRow[] | undefined {
-    const { rows, all } = this.inMemory(urls, options.touch === true, true);
-    return all ? (rows as CoverRow[]) : undefined;
+  allInMemory(urls: readonly string[], options: { touch?: boolean } = {}): HeldRow[] | undefined {
+    const { entries, all } = this.inMemory(urls, options.touch === true, true);
+    return all ? (entries as HeldRow[]) : undefined;
+  }
+
+  stillInMemory(held: readonly HeldRow[], options: { touch?: boolean } = {}): boolean {
+    if (!this.memory.stillHeld(held)) return false;
+    if (options.touch === true) this.touchHeld(held);
+    return true;
   }
 
   /**
-   * The rows memory holds for `urls`, position by position (with `stopAtMiss`,
-   * up to the first it does not hold). The URLs found were asked for, whatever
-   * the rest: with `touch`, each is noted once per touch round.
+   * Memory's entries for `urls`, position by position (with `stopAtMiss`, up to
+   * the first it does not hold). The URLs found were asked for, whatever the
+   * rest: with `touch`, each is noted once per touch round.
    */
-  private inMemory(urls: readonly string[], touch: boolean, stopAtMiss: boolean): { rows: (CoverRow | undefined)[]; all: boolean } {
-    const round = this.touches.round;
-    const rows = new Array<CoverRow | undefined>(urls.length);
-    let touched = false;
+  private inMemory(urls: readonly string[], touch: boolean, stopAtMiss: boolean): { entries: (HeldRow | undefined)[]; all: boolean } {
+    const entries = new Array<HeldRow | undefined>(urls.length);
     let all = true;
+    let found = 0;
     for (let i = 0; i < urls.length; i++) {
       const entry = this.memory.get(urls[i]!);
       if (entry === undefined) {
@@ -139,15 +147,25 @@ export class SqlCoverIndex implements CoverIndex {
         if (stopAtMiss) break;
         continue;
       }
-      rows[i] = entry.row;
-      if (touch && entry.touchedIn !== round) {
-        entry.touchedIn = round;
-        this.touches.note(entry.row.url);
-        touched = true;
-      }
+      entries[i] = entry;
+      found++;
+    }
+    if (touch && found > 0) this.touchHeld(entries);
+    return { entries, all };
+  }
+
+  /** Notes the URLs of `held` as asked for now, each once per touch round. */
+  private touchHeld(held: readonly (HeldRow | undefined)[]): void {
+    const round = this.touches.round;
+    let touched = false;
+    for (let i = 0; i < held.length; i++) {
+      const entry = held[i];
+      if (entry === undefined || entry.touchedIn === round) continue;
+      entry.touchedIn = round;
+      this.touches.note(entry.row.url);
+      touched = true;
     }
     if (touched) this.touches.schedule();
-    return { rows, all };
   }
 
   async findMany(urls: readonly string[], options: { touch?: boolean } = {}): Promise<Map<string, CoverRow>> {

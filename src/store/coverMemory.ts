@@ -21,11 +21,17 @@
  *              notifications cannot be heard); `resume` starts empty
  */
 
-/** A row in memory: how recently it was put at the newest end, and the touch round it was last noted in. */
+/**
+ * A row in memory: how recently it was put at the newest end, the touch round it
+ * was last noted in, and whether memory has let it go (`gone`: forgotten,
+ * written, evicted or replaced), so a holder of the entry can tell it is still
+ * the URL's row without a lookup (`stillHeld`).
+ */
 export interface Remembered<Row extends { url: string }> {
   row: Row;
   seq: number;
   touchedIn: number;
+  gone: boolean;
 }
 
 export class CoverMemory<Row extends { url: string }> {
@@ -59,7 +65,8 @@ export class CoverMemory<Row extends { url: string }> {
   /** Keeps `row` at the newest end, dropping the oldest past capacity; undefined when suspended. */
   put(row: Row): Remembered<Row> | undefined {
     if (this.suspended) return undefined;
-    const entry: Remembered<Row> = { row, seq: ++this.seq, touchedIn: 0 };
+    const entry: Remembered<Row> = { row, seq: ++this.seq, touchedIn: 0, gone: false };
+    this.drop(row.url);
     this.entries.set(row.url, entry);
     this.enqueue(row.url, entry.seq);
     if (this.entries.size > this.capacity) this.evictOldest();
@@ -80,7 +87,7 @@ export class CoverMemory<Row extends { url: string }> {
       const seq = this.seqs[this.head]!;
       this.head++;
       if (this.entries.get(url)?.seq === seq) {
-        this.entries.delete(url);
+        this.drop(url);
         break;
       }
     }
@@ -104,7 +111,34 @@ export class CoverMemory<Row extends { url: string }> {
   }
 
   forget(url: string): void {
+    this.drop(url);
+  }
+
+  /** Lets `url`'s entry go: out of the map, and marked gone for whoever holds it. */
+  private drop(url: string): void {
+    const entry = this.entries.get(url);
+    if (entry === undefined) return;
+    entry.gone = true;
     this.entries.delete(url);
+  }
+
+  /**
+   * Whether memory still holds every one of `entries` (none gone); if so each
+   * counts as a hit, as `get` would count it (one in the older half moves to the
+   * newest end). A check answered from these entries before is answered again
+   * with no lookup per URL.
+   */
+  stillHeld(entries: readonly Remembered<Row>[]): boolean {
+    for (let i = 0; i < entries.length; i++) if (entries[i]!.gone) return false;
+    const older = this.seq - this.capacity / 2;
+    for (let i = 0; i < entries.length; i++) {
+      const entry = entries[i]!;
+      if (entry.seq <= older) {
+        entry.seq = ++this.seq;
+        this.enqueue(entry.row.url, entry.seq);
+      }
+    }
+    return true;
   }
 
   /** A token to give `fresh`: reads that began before it and overlapped a write must not fill the memory. */
@@ -121,7 +155,7 @@ export class CoverMemory<Row extends { url: string }> {
   async write<T>(url: string | undefined, work: () => Promise<T>): Promise<T> {
     this.writes++;
     this.writing++;
-    if (url !== undefined) this.entries.delete(url);
+    if (url !== undefined) this.drop(url);
     try {
       return await work();
     } finally {
@@ -142,6 +176,7 @@ export class CoverMemory<Row extends { url: string }> {
   }
 
   private clear(): void {
+    for (const entry of this.entries.values()) entry.gone = true;
     this.entries.clear();
     this.urls = [];
     this.seqs = [];

@@ -8,6 +8,7 @@ export type {
   CoverIndex,
   DeletionQueue,
   GateChange,
+  HeldRow,
   JobChange,
   JobPatch,
   JobStore,

@@ -19,9 +19,13 @@ import type { JoinOutcome, SharedSecrets } from './clusterJoin.js';
 import type { EventEmitter } from 'node:events';
 import type { TaskStatus } from '../../machines/types.js';
 import type { JobStatus } from '../../machines/jobMachine.js';
+import type { Remembered } from './coverMemory.js';
 import type { CoverRow, DeletionRow, JobRow, NodeRow, TaskEventRow, TaskRow } from './entities.js';
 
 /** The columns of a task a change may set (the URL and the times are the ledger's). */
+/** A row as memory holds it (`allInMemory`): `stillInMemory` tells whether it is still the URL's row. */
+export type HeldRow = Remembered<CoverRow>;
+
 export type TaskPatch = Partial<Omit<TaskRow, 'url' | 'createdAt' | 'updatedAt' | 'host'>> & { status?: TaskStatus };
 
 /** One change of a task row, as it was written. */
@@ -96,11 +100,17 @@ export interface CoverIndex {
    */
   findInMemory(urls: readonly string[], options?: { touch?: boolean }): (CoverRow | undefined)[];
   /**
-   * The rows memory holds for every URL of `urls`, aligned with them, or
-   * undefined as soon as one is not there (then ask `findInMemory` and
+   * Memory's entries for every URL of `urls`, aligned with them (each holds its
+   * row), or undefined as soon as one is not there (then ask `findInMemory` and
    * `findMany`). With `touch`, the URLs found are noted as asked for now.
    */
-  allInMemory(urls: readonly string[], options?: { touch?: boolean }): CoverRow[] | undefined;
+  allInMemory(urls: readonly string[], options?: { touch?: boolean }): HeldRow[] | undefined;
+  /**
+   * Whether memory still holds every one of `held` (entries `allInMemory` gave),
+   * none written, forgotten or evicted since: then they count as asked for again
+   * (with `touch`, noted as asked for now), with no lookup per URL.
+   */
+  stillInMemory(held: readonly HeldRow[], options?: { touch?: boolean }): boolean;
   /** The stored covers of these URLs, by URL (memory first). With `touch`, noted as asked for now. */
   findMany(urls: readonly string[], options?: { touch?: boolean }): Promise<Map<string, CoverRow>>;
   /** Inserts or replaces the URL's cover. */
