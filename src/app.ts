@@ -19,7 +19,7 @@ import { CacheLimits, ColorPass, DeletionRunner, ResourceGuard } from './mainten
 import { ADMIN_TOKEN_FILE, createAdminFeed, resolveAdminToken, resolveSecret } from './admin/index.js';
 import { JobCallbacks, JobRunner, removeArchive } from './jobs/index.js';
 import { preparePlaceholder, ProxyRateLimiter, SuffixChecks, TrustedProxies } from './proxy/index.js';
-import { createHttpServer, createMetrics, Door, homePage, ProxyRoute } from './servers/index.js';
+import { createHttpServer, createMetrics, Door, FrameMemo, homePage, ProxyRoute } from './servers/index.js';
 import { startLegacyServer } from './legacy/index.js';
 import type { LegacyServer } from './legacy/index.js';
 import { Stats } from './stats.js';
@@ -409,6 +409,7 @@ async function serve(parts: Parts, bound: Server, opened: { close(): Promise<voi
         api: { config, covers, tasks, deletions, cluster: store.cluster, deletionRunner, downloads, logger, publicUrl, jobs: store.jobs, serviceUrl: serviceUrl, clock },
       },
       checks: suffixChecks,
+      frames: new FrameMemo(),
       door,
       proxy,
       variants: {

@@ -6,44 +6,20 @@
  * in one write.
  */
 import assert from 'node:assert/strict';
-import type { AddressInfo } from 'node:net';
 import { describe, it } from 'node:test';
-import type { TestContext } from 'node:test';
-import { WebSocket, WebSocketServer } from 'ws';
+import type { WebSocket } from 'ws';
 import { CoverChecks } from '../src/checks/checkCovers.js';
 import type { CheckDeps, CheckResult } from '../src/checks/checkCovers.js';
 import { createLogger } from '../src/logger.js';
 import { SuffixChecks } from '../src/proxy/index.js';
 import type { SuffixChecksDeps } from '../src/proxy/index.js';
-import { serveClientSocket } from '../src/servers/clientSocket.js';
-import type { ClientSocketDeps } from '../src/servers/clientSocket.js';
-import { ResultRounds } from '../src/servers/resultRounds.js';
 import { CheckSession } from '../src/sessions/index.js';
 import { Stats } from '../src/stats.js';
 import { coverRow } from './helpers/coverRow.js';
+import { servedPair } from './helpers/servedPair.js';
 import { openTestStore } from './helpers/stores.js';
 
 const quiet = createLogger({ logLevel: 'error', logFormat: 'json' });
-
-/** A `ws` server serving each connection with `serveClientSocket` over `checks`, and one client on it, open: the frames it gets, as they come. */
-async function servedPair(t: TestContext, checks: ClientSocketDeps['checks'], onConnection: (socket: WebSocket) => void = () => {}) {
-  const server = new WebSocketServer({ host: '127.0.0.1', port: 0, perMessageDeflate: false });
-  server.on('connection', (socket) => {
-    onConnection(socket);
-    serveClientSocket(socket, { checks, maxBatch: 1000, logger: quiet, version: '0.0.0-test' }, new ResultRounds());
-  });
-  await new Promise((resolve) => server.once('listening', resolve));
-  const client = new WebSocket(`ws://127.0.0.1:${(server.address() as AddressInfo).port}/`, { perMessageDeflate: false });
-  t.after(async () => {
-    client.terminate();
-    for (const socket of server.clients) socket.terminate();
-    await new Promise<void>((resolve) => server.close(() => resolve()));
-  });
-  const frames: string[] = [];
-  client.on('message', (data: Buffer) => frames.push(data.toString()));
-  await new Promise((resolve, reject) => client.once('open', resolve).once('error', reject));
-  return { client, frames };
-}
 
 describe('answered within the turn', () => {
   it('answers a check memory holds entirely inside the call, the same answers as `check`; any other check as always', async (t) => {

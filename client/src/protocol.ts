@@ -413,6 +413,39 @@ export function doneFrameBytes(id: MessageId | null, results: readonly CheckResu
   return out;
 }
 
+/** Where a `done` frame's id starts: after `{"type":"done","id":`. */
+const DONE_ID_AT = '{"type":"done","id":'.length;
+/** `{"type":"done","id":"` as bytes, made at first use (importing this module makes no Buffer). */
+let doneHeadQuoted: Buffer | undefined;
+
+/**
+ * A `done` frame's bytes after its id (`,"ok":…,"results":[…]}`), made once to
+ * give the same answers to other checks (`doneFrameWithTail`). A buffer of its
+ * own, never a slab's.
+ */
+export function doneTail(results: readonly CheckResult[]): Buffer {
+  // The frame of the empty id `""`: its tail starts after the two quotes.
+  return doneFrameBytes('', results, false).subarray(DONE_ID_AT + 2);
+}
+
+/**
+ * `doneFrameBytes(id, results)` for an id given as the bytes of a JSON string's
+ * content that need no escape (printable ASCII, no `"` nor `\`) and the answers'
+ * `doneTail`: the same bytes, one copy of each part. May be cut from a shared
+ * slab (unless `pooled` is false): never write to it.
+ */
+export function doneFrameWithTail(idBytes: Uint8Array, tail: Uint8Array, pooled = true): Buffer {
+  const head = (doneHeadQuoted ??= Buffer.from('{"type":"done","id":"'));
+  const out = frameBuffer(head.length + idBytes.length + 1 + tail.length, pooled);
+  head.copy(out, 0);
+  let at = head.length;
+  out.set(idBytes, at);
+  at += idBytes.length;
+  out[at++] = 0x22; // "
+  out.set(tail, at);
+  return out;
+}
+
 /** The short form's answer: the cover URL where ok, else the input URL. */
 export function shortAnswer(results: readonly CheckResult[]): string {
   return ['OK', ...results.map((result) => (result.status === 'ok' && result.coverUrl ? result.coverUrl : result.url))].join(' ');

@@ -15,7 +15,7 @@
  * one write (cork).
  */
 import type { RawData, WebSocket } from 'ws';
-import type { CheckResult, CoverChecks } from '../checks/index.js';
+import type { CheckResult, KeptCheck, WrappedChecks } from '../checks/index.js';
 import type { Logger } from '../logger.js';
 import { CheckSession } from '../sessions/index.js';
 import { doneFrameBytes, errorFrame, helloFrame, MAX_FRAME_BYTES, parseClientFrame, resultHead, resultTail, shortAnswer } from '@coverhelper/client/protocol';
@@ -25,10 +25,13 @@ import { textFramePairs } from './textFrames.js';
 import { systemClock } from '../clock.js';
 import type { Clock } from '../clock.js';
 import { ReadGate, UnsentGuard, unsentLimits } from './outbound.js';
+import type { FrameMemo } from './frameMemo.js';
 import type { UnsentLimits } from './outbound.js';
 
 export interface ClientSocketDeps {
-  checks: Pick<CoverChecks, 'check' | 'leave'> & Partial<Pick<CoverChecks, 'checkNow'>>;
+  checks: WrappedChecks;
+  /** Check frames answered from memory, kept to answer the same frame again (shared by a server's client sockets). */
+  frames?: FrameMemo;
   maxBatch: number;
   logger: Logger;
   /** The service's version, for `hello`. */
@@ -100,6 +103,18 @@ function unsentGuardOf(socket: WebSocket, gate: ReadGate, deps: ClientSocketDeps
     },
     clock,
   );
+}
+
+/** Whether a kept check's answer holds again (false, and logged, should asking throw: then the frame is parsed as always). */
+function againOf({ checks, logger }: ClientSocketDeps): (kept: KeptCheck) => boolean {
+  return (kept) => {
+    try {
+      return checks.checkAgain?.(kept) ?? false;
+    } catch (error) {
+      logger.error('check from memory failed', { error });
+      return false;
+    }
+  };
 }
 
 /** Serves one client WebSocket; `rounds` is shared by all of a server's client sockets. */
@@ -176,6 +191,9 @@ export function serveClientSocket(socket: WebSocket, deps: ClientSocketDeps, rou
     gathered = [];
   });
 
+  const { frames } = deps;
+  const again = againOf(deps);
+
   socket.on('message', (data: RawData, isBinary: boolean) => {
     // A socket being closed takes no more checks.
     if (socket.readyState !== socket.OPEN) return;
@@ -183,7 +201,14 @@ export function serveClientSocket(socket: WebSocket, deps: ClientSocketDeps, rou
       send(errorFrame(null, 'bad_request', 'send text frames'));
       return;
     }
-    const text = (Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data)).toString('utf8');
+    const bytes = Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data);
+    // The same check frame as one answered from memory before: its kept answer, when that still holds.
+    const answered = frames?.answer(bytes, again, socket.bufferedAmount < POOLED_BELOW_UNSENT);
+    if (answered !== undefined) {
+      send(answered);
+      return;
+    }
+    const text = bytes.toString('utf8');
     const parsed = parseClientFrame(text, deps.maxBatch);
     if (!parsed.ok) {
       deps.logger.debug('bad frame refused', { code: parsed.code, reason: parsed.message });
@@ -195,7 +220,12 @@ export function serveClientSocket(socket: WebSocket, deps: ClientSocketDeps, rou
     // An escape (`\u0040`) can spell an '@' the text does not show.
     const noAt = !text.includes('@') && !text.includes('\\u');
     if (message.type === 'short') session.check(message.urls, { id: null, head: undefined }, { noAt });
-    else session.check(message.urls, { id: message.id, head: undefined }, { results: true, noAt });
+    else {
+      const { id, urls } = message;
+      // A check answered from memory is kept for the next frame that asks it in the same words.
+      const keep = frames !== undefined && noAt && typeof id === 'string' ? (kept: KeptCheck) => frames.keep(bytes, text, id, urls, kept) : undefined;
+      session.check(urls, { id, head: undefined }, keep === undefined ? { results: true, noAt } : { results: true, noAt, keep });
+    }
   });
 
   socket.on('error', (error) => deps.logger.debug('client socket error', { error: error.message }));

@@ -1,4 +1,6 @@
 export { createHttpServer } from './httpServer.js';
+export { FrameMemo, FRAME_MEMO_LIMITS } from './frameMemo.js';
+export type { FrameMemoLimits } from './frameMemo.js';
 export type { HttpServerDeps } from './httpServer.js';
 export { createMetrics } from './metrics.js';
 export type { Metrics, MetricsSources } from './metrics.js';

@@ -18,7 +18,7 @@
  *             stored). With `keepOnClose` (the 2019 port, whose clients hang up
  *             by design) they all go on and are stored.
  */
-import type { CheckResult, CoverChecks } from '../checks/index.js';
+import type { CheckResult, KeptCheck, WrappedChecks } from '../checks/index.js';
 import type { Asker } from '../../machines/flights.js';
 import type { Logger } from '../logger.js';
 
@@ -62,7 +62,7 @@ export class CheckSession<Tag> {
    * the next frame; the others as always.
    */
   constructor(
-    private readonly checks: Pick<CoverChecks, 'check' | 'leave'> & Partial<Pick<CoverChecks, 'checkNow'>>,
+    private readonly checks: WrappedChecks,
     private readonly sink: CheckSink<Tag>,
     private readonly logger: Logger,
     options: { maxUrlsInProgress?: number; kind?: string; keepOnClose?: boolean; address?: string | undefined; answerNow?: boolean } = {},
@@ -81,10 +81,12 @@ export class CheckSession<Tag> {
   /**
    * Starts a check. With `results`, each URL that waits for a download is handed
    * to `sink.result` as soon as its answer is known; `sink.done` gets them all.
-   * `noAt`: no URL holds an `@` (the adapter saw none in the frame).
+   * `noAt`: no URL holds an `@` (the adapter saw none in the frame). `keep`:
+   * a check answered now is handed to it first, to be answered again
+   * (`CoverChecks.checkAgain`) when the same check comes back.
    */
-  check(urls: readonly string[], tag: Tag, options: { results?: boolean; noAt?: boolean } = {}): void {
-    if (this.answerNow && !this.closed && this.tryNow(urls, tag, options.noAt === true)) return;
+  check(urls: readonly string[], tag: Tag, options: { results?: boolean; noAt?: boolean; keep?: (kept: KeptCheck) => void } = {}): void {
+    if (this.answerNow && !this.closed && this.tryNow(urls, tag, options.noAt === true, options.keep)) return;
     const count = urls.length;
     this.urls += count;
     if (this.urls >= this.limit && !this.held && !this.closed) {
@@ -121,10 +123,14 @@ export class CheckSession<Tag> {
   }
 
   /** Answers the check now when memory holds every URL; false when it must be asked as always. */
-  private tryNow(urls: readonly string[], tag: Tag, noAt: boolean): boolean {
+  private tryNow(urls: readonly string[], tag: Tag, noAt: boolean, keep: ((kept: KeptCheck) => void) | undefined): boolean {
     let results: CheckResult[] | undefined;
     try {
-      results = this.checks.checkNow!(urls, { noAt });
+      if (keep !== undefined && this.checks.checkNowKept !== undefined) {
+        const kept = this.checks.checkNowKept(urls, { noAt });
+        if (kept !== undefined) this.keepAnswer(keep, kept);
+        results = kept?.results;
+      } else results = this.checks.checkNow!(urls, { noAt });
     } catch (error) {
       // Asked again the usual way, which fails it as any failed check when the fault is real.
       this.logger.error('check from memory failed', { error });
@@ -138,6 +144,15 @@ export class CheckSession<Tag> {
       this.logger.error('check answer failed', { error });
     }
     return true;
+  }
+
+  /** Hands a check answered now to `keep`; one that throws loses the keeping only, not the answer. */
+  private keepAnswer(keep: (kept: KeptCheck) => void, kept: KeptCheck): void {
+    try {
+      keep(kept);
+    } catch (error) {
+      this.logger.warn('a check answered now could not be kept', { error });
+    }
   }
 
   /** Resolves when every check taken so far has been answered. */
