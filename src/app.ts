@@ -20,6 +20,7 @@ import { ADMIN_TOKEN_FILE, createAdminFeed, resolveAdminToken, resolveSecret } f
 import { JobCallbacks, JobRunner, removeArchive } from './jobs/index.js';
 import { preparePlaceholder, ProxyRateLimiter, SuffixChecks, TrustedProxies } from './proxy/index.js';
 import { createHttpServer, createMetrics, Door, FrameMemo, homePage, ProxyRoute } from './servers/index.js';
+import { SharedChecks } from './sessions/index.js';
 import { startLegacyServer } from './legacy/index.js';
 import type { LegacyServer } from './legacy/index.js';
 import { Stats } from './stats.js';
@@ -410,6 +411,7 @@ async function serve(parts: Parts, bound: Server, opened: { close(): Promise<voi
       },
       checks: suffixChecks,
       frames: new FrameMemo(),
+      shared: new SharedChecks({ checks: suffixChecks, stats }),
       door,
       proxy,
       variants: {

@@ -11,6 +11,7 @@
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { describe, it } from 'node:test';
+import { checkFrame } from '@coverhelper/client/protocol';
 import { signCoverUrl } from '@coverhelper/client/sign';
 import { readTasks, waitUntil } from './helpers/db.js';
 import { startOrigin } from './helpers/origin.js';
@@ -79,6 +80,43 @@ describe('work follows its askers', () => {
     const ms = await freshCheck(service, `${origin.url}/img/fresh-after-ws.jpg`);
     assert.ok(ms < DELAY_MS + 2000, `the fresh check took ${ms} ms (its download takes ${DELAY_MS} ms)`);
     assert.ok(origin.total() <= 10, `${origin.total()} origin requests for 3,000 URLs nobody waited for`);
+  });
+
+  it('sockets that send the same check share it: the queue stays while one of them still waits, and is dropped when the last one closes', async (t) => {
+    const { origin, start } = await setup(t);
+    const service = await start();
+    const urls = flood(origin, 'shared', 300);
+    const clients = await Promise.all([0, 1, 2].map(() => connect(service.wsUrl)));
+    for (const [k, client] of clients.entries()) client.ws.send(checkFrame(`same-${k}`, urls));
+    await waitUntil(async () => (await queued(service)) > 290, 'the shared URLs to be queued');
+    await clients[0]!.close();
+    await clients[1]!.close();
+    // The third still waits: the check it shares keeps the queue, and it is answered.
+    const first = await clients[2]!.next((frame) => frame.type === 'result' && frame.id === 'same-2', 10_000);
+    assert.equal(first.status, 'ok');
+    assert.ok((await queued(service)) > 250, 'two of three sockets closed: the queue is kept for the third');
+    await clients[2]!.close();
+    await waitUntil(async () => (await queued(service)) === 0, 'the queue to be dropped once the last socket closed', 10_000);
+    assert.ok(origin.total() <= 12, `${origin.total()} origin requests for 300 URLs`);
+  });
+
+  it('a socket that sends the same check after its first answer came asks on its own: covers stored before it asked come from the cache, in done only', async (t) => {
+    const { origin, start } = await setup(t);
+    const service = await start();
+    const urls = flood(origin, 'late', 4);
+    const early = await connect(service.wsUrl);
+    const late = await connect(service.wsUrl);
+    t.after(() => Promise.all([early.close(), late.close()]));
+    const earlyCheck = early.check('early', urls);
+    // Two workers: two covers are stored before the other two are fetched.
+    await early.next((frame) => frame.type === 'result' && frame.id === 'early', 10_000);
+    const lateCheck = await late.check('late', urls);
+    await earlyCheck;
+    assert.equal(lateCheck.done.ok, 4);
+    const sources = (lateCheck.done.results as { source: string }[]).map((result) => result.source);
+    assert.ok(sources.includes('cache'), `a cover stored before the late check is answered from the cache: ${sources.join(', ')}`);
+    assert.ok(lateCheck.results.length < 4, `only what it waited for came as result frames (${lateCheck.results.length})`);
+    assert.equal(origin.total(), 4, 'one download per URL');
   });
 
   it('starts another client\'s new URL at the next free worker while one client keeps 1,000 queued', async (t) => {

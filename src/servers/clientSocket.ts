@@ -18,6 +18,7 @@ import type { RawData, WebSocket } from 'ws';
 import type { CheckResult, KeptCheck, WrappedChecks } from '../checks/index.js';
 import type { Logger } from '../logger.js';
 import { CheckSession } from '../sessions/index.js';
+import type { SharedChecks } from '../sessions/index.js';
 import { doneFrameBytes, errorFrame, helloFrame, MAX_FRAME_BYTES, parseClientFrame, resultHead, resultTail, shortAnswer } from '@coverhelper/client/protocol';
 import type { MessageId } from '@coverhelper/client/protocol';
 import type { ResultRounds } from './resultRounds.js';
@@ -25,6 +26,7 @@ import { textFramePairs } from './textFrames.js';
 import { systemClock } from '../clock.js';
 import type { Clock } from '../clock.js';
 import { ReadGate, UnsentGuard, unsentLimits } from './outbound.js';
+import { plainIdEnd } from './frameMemo.js';
 import type { FrameMemo } from './frameMemo.js';
 import type { UnsentLimits } from './outbound.js';
 
@@ -32,6 +34,8 @@ export interface ClientSocketDeps {
   checks: WrappedChecks;
   /** Check frames answered from memory, kept to answer the same frame again (shared by a server's client sockets). */
   frames?: FrameMemo;
+  /** Checks in progress that the same frame from other sockets joins (shared by a server's client sockets). */
+  shared?: SharedChecks;
   maxBatch: number;
   logger: Logger;
   /** The service's version, for `hello`. */
@@ -115,6 +119,18 @@ function againOf({ checks, logger }: ClientSocketDeps): (kept: KeptCheck) => boo
       return false;
     }
   };
+}
+
+/**
+ * A check frame's key among the checks in progress that other sockets join:
+ * its text after a plain id (the same bytes there say the same URLs, whatever
+ * that id), or none for another form.
+ */
+function sharedBy(shared: SharedChecks | undefined, bytes: Buffer, text: string): { shared?: { checks: SharedChecks; key: string } } {
+  if (shared === undefined) return {};
+  const end = plainIdEnd(bytes);
+  // Up to the id's end the frame is ASCII: its byte and character offsets agree.
+  return end < 0 ? {} : { shared: { checks: shared, key: text.slice(end) } };
 }
 
 /** Serves one client WebSocket; `rounds` is shared by all of a server's client sockets. */
@@ -224,7 +240,7 @@ export function serveClientSocket(socket: WebSocket, deps: ClientSocketDeps, rou
       const { id, urls } = message;
       // A check answered from memory is kept for the next frame that asks it in the same words.
       const keep = frames !== undefined && noAt && typeof id === 'string' ? (kept: KeptCheck) => frames.keep(bytes, text, id, urls, kept) : undefined;
-      session.check(urls, { id, head: undefined }, keep === undefined ? { results: true, noAt } : { results: true, noAt, keep });
+      session.check(urls, { id, head: undefined }, { results: true, noAt, ...(keep && { keep }), ...sharedBy(deps.shared, bytes, text) });
     }
   });
 

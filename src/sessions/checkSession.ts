@@ -21,6 +21,7 @@
 import type { CheckResult, KeptCheck, WrappedChecks } from '../checks/index.js';
 import type { Asker } from '../../machines/flights.js';
 import type { Logger } from '../logger.js';
+import type { SharedChecks } from './sharedChecks.js';
 
 /** Where a session's answers go: the adapter's framing. */
 export interface CheckSink<Tag> {
@@ -55,6 +56,8 @@ export class CheckSession<Tag> {
   private readonly asker: Asker;
   private readonly keepOnClose: boolean;
   private readonly answerNow: boolean;
+  /** How this session's shared checks in progress end when it closes. */
+  private readonly leaves = new Set<() => void>();
 
   /**
    * `answerNow`: a check whose every URL memory holds is answered within the
@@ -83,9 +86,11 @@ export class CheckSession<Tag> {
    * to `sink.result` as soon as its answer is known; `sink.done` gets them all.
    * `noAt`: no URL holds an `@` (the adapter saw none in the frame). `keep`:
    * a check answered now is handed to it first, to be answered again
-   * (`CoverChecks.checkAgain`) when the same check comes back.
+   * (`CoverChecks.checkAgain`) when the same check comes back. `shared`: a
+   * check not answered now joins the one in progress asked in the same words
+   * (its key), or starts it (`SharedChecks`).
    */
-  check(urls: readonly string[], tag: Tag, options: { results?: boolean; noAt?: boolean; keep?: (kept: KeptCheck) => void } = {}): void {
+  check(urls: readonly string[], tag: Tag, options: { results?: boolean; noAt?: boolean; keep?: (kept: KeptCheck) => void; shared?: { checks: SharedChecks; key: string } } = {}): void {
     if (this.answerNow && !this.closed && this.tryNow(urls, tag, options.noAt === true, options.keep)) return;
     const count = urls.length;
     this.urls += count;
@@ -98,8 +103,7 @@ export class CheckSession<Tag> {
           if (!this.closed) this.sink.result(tag, index, result);
         }
       : undefined;
-    const answered = this.checks
-      .check(urls, onWaited, this.asker)
+    const answered = (options.shared === undefined ? this.checks.check(urls, onWaited, this.asker) : this.askShared(urls, onWaited, options.shared))
       .then(
         (results) => {
           if (!this.closed) this.sink.done(tag, results);
@@ -146,6 +150,29 @@ export class CheckSession<Tag> {
     return true;
   }
 
+  /** A check shared with the sessions that ask it in the same words: its answers come through `shared`, and it leaves when this session closes. */
+  private askShared(urls: readonly string[], onWaited: ((index: number, result: CheckResult) => void) | undefined, shared: { checks: SharedChecks; key: string }): Promise<CheckResult[]> {
+    return new Promise<CheckResult[]>((resolve, reject) => {
+      const leave = shared.checks.ask(shared.key, urls, {
+        result: onWaited ?? (() => {}),
+        done: (results) => {
+          this.leaves.delete(quit);
+          resolve(results);
+        },
+        failed: (error) => {
+          this.leaves.delete(quit);
+          reject(error instanceof Error ? error : new Error(String(error)));
+        },
+      });
+      // Closed: the group goes on without this session, whose check ends with nothing to send.
+      const quit = () => {
+        leave();
+        resolve([]);
+      };
+      this.leaves.add(quit);
+    });
+  }
+
   /** Hands a check answered now to `keep`; one that throws loses the keeping only, not the answer. */
   private keepAnswer(keep: (kept: KeptCheck) => void, kept: KeptCheck): void {
     try {
@@ -164,6 +191,9 @@ export class CheckSession<Tag> {
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    if (!this.keepOnClose) this.checks.leave(this.asker);
+    if (this.keepOnClose) return;
+    this.checks.leave(this.asker);
+    for (const leave of this.leaves) leave();
+    this.leaves.clear();
   }
 }
