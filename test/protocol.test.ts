@@ -9,6 +9,8 @@ import {
   checkFrame,
   doneFrame,
   doneFrameBytes,
+  doneHead,
+  sameDoneTail,
   errorFrame,
   helloFrame,
   parseClientFrame,
@@ -72,6 +74,25 @@ describe('server frames built from cached answers', () => {
     assert.equal(resultBytes(ok), resultBytes(ok), 'an answer\'s bytes are made once');
     assert.ok(resultTail(ok).buffer === resultBytes(ok).buffer && resultTail(ok).byteOffset === resultBytes(ok).byteOffset + 1, 'its result tail is the same memory');
     assert.ok(resultTail(ok).equals(resultBytes(ok).subarray(1)));
+  });
+
+  it('writes the done frames of the same answers for other ids (a shared check\'s members) from the frame before, the same bytes', () => {
+    const wide: CheckResult = { ...ok, url: 'https://i0.hdslb.com/漢字\u2028.jpg' };
+    const many = Array.from({ length: 120 }, (_, i): CheckResult => ({ ...ok, url: `https://i0.hdslb.com/bfs/archive/${i}.jpg` }));
+    for (const results of [[ok, skipped, failed, wide], many, []]) {
+      const built = ['h00000001', 'é"漢', null, 7, 'h00000001', ''].map((id) => ({ id, bytes: doneFrameBytes(id, results) }));
+      for (const { id, bytes } of built) assert.ok(bytes.equals(Buffer.from(doneFrame(id, results))), `id ${String(id)}, ${results.length} answers`);
+    }
+    // Its tail, to send as it is after another id's head.
+    const tail = sameDoneTail(many);
+    assert.equal(tail, undefined, 'the last frame was of other answers');
+    doneFrameBytes('x', many);
+    for (const id of ['h00000002', 'é"漢', null]) assert.ok(Buffer.concat([doneHead(id), sameDoneTail(many)!]).equals(Buffer.from(doneFrame(id, many))));
+    // An array of the same length with other answers in it is another check's: made anew.
+    const first = [ok, ok];
+    doneFrameBytes('a', first);
+    const other = [skipped, failed];
+    assert.ok(doneFrameBytes('b', other).equals(Buffer.from(doneFrame('b', other))));
   });
 
   it('answers a frozen answer object too (it cannot keep its JSON, so it is made each time)', () => {

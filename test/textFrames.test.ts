@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import type { AddressInfo } from 'node:net';
 import { describe, it } from 'node:test';
 import { WebSocket, WebSocketServer } from 'ws';
-import { textFramePairs } from '../src/servers/textFrames.js';
+import { textFramePairs, textFrameStart } from '../src/servers/textFrames.js';
 
 /** Writes `bytes` to the TCP socket under a server-side WebSocket, `chunk` bytes per write; resolves with the `count` messages a `ws` client read. */
 async function deliver(bytes: Buffer, count: number, chunk = bytes.length): Promise<{ messages: string[]; binary: boolean[] }> {
@@ -40,6 +40,14 @@ async function deliver(bytes: Buffer, count: number, chunk = bytes.length): Prom
 }
 
 describe('text frames built for one write', () => {
+  it('frames a head and a rest written after it as one text message, at every length class', async () => {
+    const head = Buffer.from('{"type":"done","id":"\u6f22",');
+    const rests = ['', 'x', 'y'.repeat(100), 'w'.repeat(126), 'v'.repeat(65_535), 'u'.repeat(70_000)].map((rest) => Buffer.from(rest));
+    const bytes = Buffer.concat(rests.flatMap((rest) => [textFrameStart(head, rest.length), rest]));
+    const { messages } = await deliver(bytes, rests.length);
+    assert.deepEqual(messages, rests.map((rest) => head.toString() + rest.toString()));
+  });
+
   it('frames each pair as one text message, at every length class (7-bit, 16-bit and 64-bit lengths)', async () => {
     const heads = ['', '{"type":"result","id":"a",', '{"id":"\u6f22\u5b57",'];
     const tails = ['', 'x', 'y'.repeat(124), 'z'.repeat(125), 'w'.repeat(126), '\u00e9'.repeat(40_000), 'v'.repeat(65_535), 'u'.repeat(70_000)];

@@ -382,6 +382,46 @@ function frameBuffer(size: number, pooled: boolean): Buffer {
  * a slice of a shared slab (unless `pooled` is false): never write to it.
  */
 export function doneFrameBytes(id: MessageId | null, results: readonly CheckResult[], pooled = true): Buffer {
+  // The same answers as the frame before (the members of a shared check, one after another): its tail, copied whole.
+  const tail = sameDoneTail(results);
+  if (tail !== undefined) {
+    const head = '{"type":"done","id":' + JSON.stringify(id);
+    const headLength = Buffer.byteLength(head);
+    const out = frameBuffer(headLength + tail.length, pooled);
+    out.write(head, 0, 'utf8');
+    out.set(tail, headLength);
+    return out;
+  }
+  const out = doneFrameMade(id, results, pooled);
+  lastDone = out.length <= LAST_DONE_MAX ? { results, count: results.length, frame: out, tailAt: DONE_ID_AT + Buffer.byteLength(JSON.stringify(id)) } : undefined;
+  return out;
+}
+
+/**
+ * When the last `done` frame made was of these very answers (the members of a
+ * shared check, one after another): its bytes after the id. With `doneHead` of
+ * another id it is that id's frame, sent as two parts with no copy of the tail.
+ * Never write to it.
+ */
+export function sameDoneTail(results: readonly CheckResult[]): Buffer | undefined {
+  const last = lastDone;
+  return last !== undefined && last.results === results && last.count === results.length ? last.frame.subarray(last.tailAt) : undefined;
+}
+
+/** A `done` frame's bytes up to its id's end: `{"type":"done","id":…`. */
+export function doneHead(id: MessageId | null): Buffer {
+  return Buffer.from('{"type":"done","id":' + JSON.stringify(id));
+}
+
+/**
+ * The last `done` frame made answer by answer, to copy its tail for the next
+ * frame of the very same answers (the array itself: answers are never changed
+ * once a check has them all). One frame, up to LAST_DONE_MAX bytes, is held.
+ */
+let lastDone: { results: readonly CheckResult[]; count: number; frame: Buffer; tailAt: number } | undefined;
+const LAST_DONE_MAX = 1024 * 1024;
+
+function doneFrameMade(id: MessageId | null, results: readonly CheckResult[], pooled: boolean): Buffer {
   let ok = 0;
   let skipped = 0;
   let failed = 0;

@@ -19,10 +19,10 @@ import type { CheckResult, KeptCheck, WrappedChecks } from '../checks/index.js';
 import type { Logger } from '../logger.js';
 import { CheckSession } from '../sessions/index.js';
 import type { SharedChecks } from '../sessions/index.js';
-import { doneFrameBytes, errorFrame, helloFrame, MAX_FRAME_BYTES, parseClientFrame, resultHead, resultTail, shortAnswer } from '@coverhelper/client/protocol';
+import { doneFrameBytes, doneHead, errorFrame, helloFrame, MAX_FRAME_BYTES, parseClientFrame, resultHead, resultTail, sameDoneTail, shortAnswer } from '@coverhelper/client/protocol';
 import type { MessageId } from '@coverhelper/client/protocol';
 import type { ResultRounds } from './resultRounds.js';
-import { textFramePairs } from './textFrames.js';
+import { textFramePairs, textFrameStart } from './textFrames.js';
 import { systemClock } from '../clock.js';
 import type { Clock } from '../clock.js';
 import { ReadGate, UnsentGuard, unsentLimits } from './outbound.js';
@@ -133,15 +133,16 @@ function sharedBy(shared: SharedChecks | undefined, bytes: Buffer, text: string)
   return end < 0 ? {} : { shared: { checks: shared, key: text.slice(end) } };
 }
 
-/** Serves one client WebSocket; `rounds` is shared by all of a server's client sockets. */
-export function serveClientSocket(socket: WebSocket, deps: ClientSocketDeps, rounds: ResultRounds, address?: string): ServedClient {
-  const gate = new ReadGate(socket);
-  const guard = unsentGuardOf(socket, gate, deps);
+/**
+ * How a client socket's frames leave, in order: frames sent in one turn of the
+ * event loop in one write (cork); `result` frames gathered and written in
+ * `rounds`, framed together in one write to the TCP socket, not through
+ * `ws.send` each; any other frame first writes what is gathered.
+ */
+function frameWriter(socket: WebSocket, guard: UnsentGuard, rounds: ResultRounds) {
   let corked = false;
-  /** A frame's payload: a string, or its UTF-8 bytes (sent as a text frame all the same). */
-  const write = (frame: string | Buffer) => {
-    if (socket.readyState !== socket.OPEN) return;
-    // Frames sent in one turn of the event loop leave in one write, not a write each.
+  /** The TCP socket, corked until the end of this turn; undefined when there is none (then through `ws`). */
+  const corkedTcp = (): TcpSocket | undefined => {
     const tcp = tcpOf(socket);
     if (!corked && tcp) {
       corked = true;
@@ -151,16 +152,17 @@ export function serveClientSocket(socket: WebSocket, deps: ClientSocketDeps, rou
         tcp.uncork();
       });
     }
+    return tcp;
+  };
+  /** A frame's payload: a string, or its UTF-8 bytes (sent as a text frame all the same). */
+  const write = (frame: string | Buffer) => {
+    if (socket.readyState !== socket.OPEN) return;
+    corkedTcp();
     socket.send(frame, { binary: false });
     guard.wrote();
   };
 
-  /**
-   * The gathered `result` frames' payloads, two buffers each: the check's head and
-   * the answer's tail. They leave in `rounds`, framed together in one write to the
-   * TCP socket, not through `ws.send` each; any other frame first writes what is
-   * gathered, so frames keep their order.
-   */
+  /** The gathered `result` frames' payloads, two buffers each: the check's head and the answer's tail. */
   let gathered: Buffer[] = [];
   const writeGathered = () => {
     const parts = gathered;
@@ -172,17 +174,47 @@ export function serveClientSocket(socket: WebSocket, deps: ClientSocketDeps, rou
     guard.wrote();
   };
   const gatherer = { writeGathered };
-  const sendResult = (head: Buffer, result: CheckResult) => {
-    gathered.push(head, resultTail(result));
-    if (gathered.length === 2) rounds.add(gatherer);
+  const flushGathered = () => {
+    if (gathered.length === 0) return;
+    rounds.remove(gatherer);
+    writeGathered();
   };
-  const send = (frame: string | Buffer) => {
-    if (gathered.length > 0) {
+  return {
+    sendResult: (head: Buffer, result: CheckResult) => {
+      gathered.push(head, resultTail(result));
+      if (gathered.length === 2) rounds.add(gatherer);
+    },
+    send: (frame: string | Buffer) => {
+      flushGathered();
+      write(frame);
+    },
+    /**
+     * One text frame whose payload is `head` then `tail` (a buffer other sockets
+     * are sent too): written to the TCP socket as two parts, the tail not copied.
+     */
+    sendParts: (head: Buffer, tail: Buffer) => {
+      flushGathered();
+      if (socket.readyState !== socket.OPEN) return;
+      const tcp = corkedTcp();
+      if (tcp === undefined) return write(Buffer.concat([head, tail]));
+      tcp.write(textFrameStart(head, tail.length));
+      tcp.write(tail);
+      guard.wrote();
+    },
+    /** The socket closed: nothing gathered is written. */
+    close: () => {
       rounds.remove(gatherer);
-      writeGathered();
-    }
-    write(frame);
+      gathered = [];
+    },
   };
+}
+
+/** Serves one client WebSocket; `rounds` is shared by all of a server's client sockets. */
+export function serveClientSocket(socket: WebSocket, deps: ClientSocketDeps, rounds: ResultRounds, address?: string): ServedClient {
+  const gate = new ReadGate(socket);
+  const guard = unsentGuardOf(socket, gate, deps);
+  const out = frameWriter(socket, guard, rounds);
+  const { send, sendResult } = out;
 
   const session = new CheckSession<Tag>(
     deps.checks,
@@ -191,7 +223,13 @@ export function serveClientSocket(socket: WebSocket, deps: ClientSocketDeps, rou
         if (tag.id !== null) sendResult((tag.head ??= resultHead(tag.id)), result);
       },
       // A frame cut from a shared slab keeps the slab alive while unsent: pooled only while little is unsent.
-      done: (tag, results) => send(tag.id === null ? shortAnswer(results) : doneFrameBytes(tag.id, results, socket.bufferedAmount < POOLED_BELOW_UNSENT)),
+      done: (tag, results) => {
+        if (tag.id === null) return send(shortAnswer(results));
+        // The same answers as the frame before (a shared check's members): their tail sent as it is.
+        const tail = sameDoneTail(results);
+        if (tail !== undefined) out.sendParts(doneHead(tag.id), tail);
+        else send(doneFrameBytes(tag.id, results, socket.bufferedAmount < POOLED_BELOW_UNSENT));
+      },
       failed: (tag) => send(errorFrame(tag.id, 'internal_error', 'the check failed inside coverhelper; see its log')),
       hold: () => gate.hold('urls'),
       release: () => gate.release('urls'),
@@ -203,8 +241,7 @@ export function serveClientSocket(socket: WebSocket, deps: ClientSocketDeps, rou
   socket.on('close', () => {
     guard.close();
     session.close();
-    rounds.remove(gatherer);
-    gathered = [];
+    out.close();
   });
 
   const { frames } = deps;

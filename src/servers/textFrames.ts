@@ -19,6 +19,36 @@ function headerLength(length: number): number {
   return length < 126 ? 2 : length < 65_536 ? 4 : 10;
 }
 
+/** Writes the header of a text frame of `length` payload bytes at `at`; where the payload starts. */
+function writeHeader(out: Buffer, at: number, length: number): number {
+  out[at++] = 0x81; // FIN, text
+  if (length < 126) {
+    out[at++] = length;
+  } else if (length < 65_536) {
+    out[at++] = 126;
+    out.writeUInt16BE(length, at);
+    at += 2;
+  } else {
+    out[at++] = 127;
+    out.writeUInt32BE(Math.floor(length / 2 ** 32), at);
+    out.writeUInt32BE(length >>> 0, at + 4);
+    at += 8;
+  }
+  return at;
+}
+
+/**
+ * The start of one text frame whose payload is `head` then `rest` bytes more:
+ * its header and `head` in one buffer, to be written before the rest (a buffer
+ * many sockets share, written to each as it is, with no copy).
+ */
+export function textFrameStart(head: Buffer, rest: number): Buffer {
+  const length = head.length + rest;
+  const out = Buffer.allocUnsafe(headerLength(length) + head.length);
+  out.set(head, writeHeader(out, 0, length));
+  return out;
+}
+
 /**
  * One buffer holding a text frame for each pair `parts[2k] + parts[2k + 1]`
  * (both UTF-8 bytes; a frame's payload is the two one after the other).
@@ -35,20 +65,7 @@ export function textFramePairs(parts: readonly Buffer[]): Buffer {
   for (let i = 0; i < parts.length; i += 2) {
     const head = parts[i]!;
     const tail = parts[i + 1]!;
-    const length = head.length + tail.length;
-    out[at++] = 0x81; // FIN, text
-    if (length < 126) {
-      out[at++] = length;
-    } else if (length < 65_536) {
-      out[at++] = 126;
-      out.writeUInt16BE(length, at);
-      at += 2;
-    } else {
-      out[at++] = 127;
-      out.writeUInt32BE(Math.floor(length / 2 ** 32), at);
-      out.writeUInt32BE(length >>> 0, at + 4);
-      at += 8;
-    }
+    at = writeHeader(out, at, head.length + tail.length);
     out.set(head, at);
     at += head.length;
     out.set(tail, at);
