@@ -9,20 +9,21 @@
  *     sockets written in the round before × ROUND_MS_PER_SOCKET,
  *     at least MIN_ROUND_MS (10) and at most MAX_ROUND_MS (100)
  *
- * so a result waits at most 10 ms while up to 100 sockets are being answered at
- * once, 50 ms with 500, never more than 100 ms; and up to 1,000 sockets the
- * service makes at most 1 / ROUND_MS_PER_SOCKET = 10,000 result writes a second
- * however many sockets wait. Each write is a system call of 5–10 µs on the one
- * thread (on loopback the kernel does the receiver's part too): with a fixed
- * 10 ms per socket, a herd of 500 sockets waiting on the same 200 downloads made
- * ~38,000 write calls, a quarter of the thread's time; in rounds, ~13,000–15,000
- * (docs/BENCHMARKS.md, herd).
+ * so a result waits at most 10 ms while up to 50 sockets are being answered at
+ * once, 100 ms with 500 or more; and up to 500 sockets the service makes at most
+ * 1 / ROUND_MS_PER_SOCKET = 5,000 result writes a second however many sockets
+ * wait. Each write is a system call of 5–15 µs on the one thread (on loopback
+ * the kernel does the receiver's part too): with a fixed 10 ms per socket, a
+ * herd of 500 sockets waiting on the same 200 downloads made ~38,000 write
+ * calls, a quarter of the thread's time; in rounds of 0.1 ms per socket,
+ * ~13,000–15,000; of 0.2 ms, ~11,800 with the covers' own writes, and a fifth
+ * less service CPU beyond its one-socket round (docs/BENCHMARKS.md, herd).
  */
 import { systemClock } from '../clock.js';
 import type { Clock } from '../clock.js';
 
 export const MIN_ROUND_MS = 10;
-export const ROUND_MS_PER_SOCKET = 0.1;
+export const ROUND_MS_PER_SOCKET = 0.2;
 export const MAX_ROUND_MS = 100;
 
 /** A socket with results gathered: writes them all when its round comes. */
