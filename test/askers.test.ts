@@ -82,7 +82,7 @@ describe('work follows its askers', () => {
     assert.ok(origin.total() <= 10, `${origin.total()} origin requests for 3,000 URLs nobody waited for`);
   });
 
-  it('sockets that send the same check share it: the queue stays while one of them still waits, and is dropped when the last one closes', async (t) => {
+  it('sockets that send the same check share it: the queue stays while one of them still waits, and is dropped when the last one closes (the group leaves with its last member only)', async (t) => {
     const { origin, start } = await setup(t);
     const service = await start();
     const urls = flood(origin, 'shared', 300);
@@ -98,6 +98,21 @@ describe('work follows its askers', () => {
     await clients[2]!.close();
     await waitUntil(async () => (await queued(service)) === 0, 'the queue to be dropped once the last socket closed', 10_000);
     assert.ok(origin.total() <= 12, `${origin.total()} origin requests for 300 URLs`);
+  });
+
+  it('takes one turn per socket however many check frames it sends: a socket with ten frames queued and one with one share the workers', async (t) => {
+    const { origin, start } = await setup(t);
+    const service = await start();
+    const many = await connect(service.wsUrl);
+    const one = await connect(service.wsUrl);
+    t.after(() => Promise.all([many.close(), one.close()]));
+    for (let k = 0; k < 10; k++) many.ws.send(checkFrame(`many-${k}`, flood(origin, `many${k}`, 20)));
+    await waitUntil(async () => (await queued(service)) > 190, 'the ten frames to be queued');
+    one.ws.send(checkFrame('one', flood(origin, 'one', 20)));
+    const answered = (client: typeof one) => client.frames.filter((frame) => frame.type === 'result').length;
+    await waitUntil(() => Promise.resolve(answered(many) + answered(one) >= 14), 'fourteen answers', 30_000);
+    // Turn by turn with the other socket: about half of what came since it asked; one turn in eleven would be one or two.
+    assert.ok(answered(one) >= 4, `the socket with one frame got ${answered(one)} of ${answered(many) + answered(one)} answers`);
   });
 
   it('a socket that sends the same check after its first answer came asks on its own: covers stored before it asked come from the cache, in done only', async (t) => {

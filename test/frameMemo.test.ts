@@ -14,7 +14,7 @@ import { describe, it } from 'node:test';
 import type { TestContext } from 'node:test';
 import type { WebSocket } from 'ws';
 import { CoverChecks } from '../src/checks/checkCovers.js';
-import type { CheckDeps, KeptCheck, WrappedChecks } from '../src/checks/index.js';
+import type { CheckDeps, HeldCheck, WrappedChecks } from '../src/checks/index.js';
 import { createLogger } from '../src/logger.js';
 import { SuffixChecks } from '../src/proxy/index.js';
 import type { SuffixChecksDeps } from '../src/proxy/index.js';
@@ -193,7 +193,7 @@ describe('check frames kept by their bytes', () => {
     const { urls, checks, client, frames } = await served(t, {
       wrap: (counted) => ({
         ...counted,
-        checkAgain: (kept: KeptCheck) => {
+        checkAgain: (kept: HeldCheck) => {
           if (fail) throw new Error('broken memory');
           return counted.checkAgain!(kept);
         },
@@ -225,8 +225,8 @@ describe('check frames kept by their bytes', () => {
     assert.equal(memo.size, 1, 'too large: not kept');
     assert.equal(ways.againHeld, 1);
 
-    // Bytes: a memo of 600 bytes keeps one answer of one URL (about 370 with its frame and row) at a time, and none larger than itself.
-    const tiny = new FrameMemo({ maxEntries: 100, maxBytes: 600, maxFrameBytes: 64 * 1024 });
+    // Bytes: a memo of 2,000 bytes keeps one answer of one URL (about 1,330 with its frame and its row's KiB) at a time, and none larger than itself.
+    const tiny = new FrameMemo({ maxEntries: 100, maxBytes: 2000, maxFrameBytes: 64 * 1024 });
     const small = await served(t, { memo: tiny, count: 20 });
     await ask(small.client, small.frames, checkFrame('s1', [small.urls[0]!]));
     assert.equal(tiny.size, 1);

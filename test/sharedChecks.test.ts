@@ -63,6 +63,7 @@ describe('checks shared by the sessions that ask them in the same words', () => 
     sessions.forEach((session, i) => session.check(urls, `s${i}`, { results: true, shared: { checks: shared, key: 'same' } }));
     recordingSession(held.checks, heard).check(urls, 'other', { results: true, shared: { checks: shared, key: 'another' } });
     assert.equal(held.asked.length, 2, 'one check for the three, one for the other key');
+    assert.match(held.asked[0]!.asker.party ?? '', /^session#\d+$/, 'the group takes its first member\'s turn');
     assert.equal(stats.checks, 2, 'the two that joined are counted as checks');
     assert.equal(stats.coalesced, 4);
 

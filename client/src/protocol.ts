@@ -415,8 +415,9 @@ export function doneHead(id: MessageId | null): Buffer {
 
 /**
  * The last `done` frame made answer by answer, to copy its tail for the next
- * frame of the very same answers (the array itself: answers are never changed
- * once a check has them all). One frame, up to LAST_DONE_MAX bytes, is held.
+ * frame of the very same answers: the array itself, so an array of answers
+ * handed to `doneFrameBytes` must never be changed after (a check's are not:
+ * it has them all). One frame, up to LAST_DONE_MAX bytes, is held.
  */
 let lastDone: { results: readonly CheckResult[]; count: number; frame: Buffer; tailAt: number } | undefined;
 const LAST_DONE_MAX = 1024 * 1024;
@@ -460,8 +461,9 @@ let doneHeadQuoted: Buffer | undefined;
 
 /**
  * A `done` frame's bytes after its id (`,"ok":…,"results":[…]}`), made once to
- * give the same answers to other checks (`doneFrameWithTail`). A buffer of its
- * own, never a slab's.
+ * give the same answers to other checks (`doneFrameWithTail`). Never one of this
+ * module's slabs (a small one may sit in Node's own buffer pool: copy it to keep
+ * it long).
  */
 export function doneTail(results: readonly CheckResult[]): Buffer {
   // The frame of the empty id `""`: its tail starts after the two quotes.

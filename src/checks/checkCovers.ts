@@ -45,8 +45,12 @@ export interface CheckDeps {
  * re-resolving may concern (`Reresolver.mayBeDue`: video pages; none for
  * image URLs).
  */
-export interface KeptCheck {
+export interface KeptCheck extends HeldCheck {
   readonly results: CheckResult[];
+}
+
+/** What `checkAgain` needs of a kept check: its rows, their cover URLs' base, the rows re-resolving may concern. */
+export interface HeldCheck {
   readonly held: readonly HeldRow[];
   readonly base: string;
   readonly pages: readonly CoverRow[];
@@ -226,14 +230,14 @@ export class CoverChecks {
    * they were made from and cover URLs have the same base; false, with nothing
    * counted, when not: then ask as always.
    */
-  checkAgain(kept: KeptCheck): boolean {
+  checkAgain(kept: HeldCheck): boolean {
     if (this.deps.publicUrl() !== kept.base || !this.deps.covers.stillInMemory(kept.held, { touch: true })) return false;
     this.counted(kept);
     return true;
   }
 
   /** A check answered from memory: counted, and its rows due to be re-resolved handed to `reresolve`. */
-  private counted(kept: KeptCheck): void {
+  private counted(kept: HeldCheck): void {
     const { stats, reresolve } = this.deps;
     stats.checks++;
     stats.urls += kept.held.length;

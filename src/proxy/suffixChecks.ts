@@ -13,7 +13,7 @@
  * `includes` per URL: a check without suffixes goes straight to the checks
  * it wraps.
  */
-import type { CheckResult, KeptCheck, WrappedChecks } from '../checks/index.js';
+import type { CheckResult, HeldCheck, KeptCheck, WrappedChecks } from '../checks/index.js';
 import { coverUrl } from '../checks/checkCovers.js';
 import type { Clock } from '../clock.js';
 import { CoverError } from '../errors.js';
@@ -83,7 +83,7 @@ export class SuffixChecks {
   }
 
   /** The wrapped checks' `checkAgain` (a kept check's URLs hold no suffix: `checkNowKept` answered none that did). */
-  checkAgain(kept: KeptCheck): boolean {
+  checkAgain(kept: HeldCheck): boolean {
     return this.deps.checks.checkAgain?.(kept) ?? false;
   }
 

@@ -15,7 +15,7 @@
  * one write (cork).
  */
 import type { RawData, WebSocket } from 'ws';
-import type { CheckResult, KeptCheck, WrappedChecks } from '../checks/index.js';
+import type { CheckResult, HeldCheck, KeptCheck, WrappedChecks } from '../checks/index.js';
 import type { Logger } from '../logger.js';
 import { CheckSession } from '../sessions/index.js';
 import type { SharedChecks } from '../sessions/index.js';
@@ -110,7 +110,7 @@ function unsentGuardOf(socket: WebSocket, gate: ReadGate, deps: ClientSocketDeps
 }
 
 /** Whether a kept check's answer holds again (false, and logged, should asking throw: then the frame is parsed as always). */
-function againOf({ checks, logger }: ClientSocketDeps): (kept: KeptCheck) => boolean {
+function againOf({ checks, logger }: ClientSocketDeps): (kept: HeldCheck) => boolean {
   return (kept) => {
     try {
       return checks.checkAgain?.(kept) ?? false;
@@ -124,7 +124,8 @@ function againOf({ checks, logger }: ClientSocketDeps): (kept: KeptCheck) => boo
 /**
  * A check frame's key among the checks in progress that other sockets join:
  * its text after a plain id (the same bytes there say the same URLs, whatever
- * that id), or none for another form.
+ * that id), or none for another form. Only for frames with no `@` (no suffix
+ * to render: a render counts against its client address's limit).
  */
 function sharedBy(shared: SharedChecks | undefined, bytes: Buffer, text: string): { shared?: { checks: SharedChecks; key: string } } {
   if (shared === undefined) return {};
@@ -277,7 +278,7 @@ export function serveClientSocket(socket: WebSocket, deps: ClientSocketDeps, rou
       const { id, urls } = message;
       // A check answered from memory is kept for the next frame that asks it in the same words.
       const keep = frames !== undefined && noAt && typeof id === 'string' ? (kept: KeptCheck) => frames.keep(bytes, text, id, urls, kept) : undefined;
-      session.check(urls, { id, head: undefined }, { results: true, noAt, ...(keep && { keep }), ...sharedBy(deps.shared, bytes, text) });
+      session.check(urls, { id, head: undefined }, { results: true, noAt, ...(keep && { keep }), ...(noAt && sharedBy(deps.shared, bytes, text)) });
     }
   });
 

@@ -15,7 +15,7 @@
  * bytes (kept frames, kept answers, the rows they pin); when either is full it
  * starts empty. A frame it does not hold costs a hash of its bytes.
  */
-import type { KeptCheck } from '../checks/index.js';
+import type { HeldCheck, KeptCheck } from '../checks/index.js';
 import { checkFrame, doneFrameWithTail, doneTail, MAX_ID_LENGTH } from '@coverhelper/client/protocol';
 
 /** A check frame in plain form starts with these bytes; its id follows. */
@@ -25,7 +25,7 @@ const CHECK_HEAD = Buffer.from('{"type":"check","id":"');
 export const FRAME_MEMO_LIMITS = {
   /** Kept frames. */
   maxEntries: 4096,
-  /** Bytes of kept frames and answers, and about 64 per row they pin. */
+  /** Bytes of kept frames and answers, and about 1 KiB per row they pin. */
   maxBytes: 32 * 1024 * 1024,
   /** Larger frames are not kept (nor looked for). */
   maxFrameBytes: 256 * 1024,
@@ -37,12 +37,24 @@ export type FrameMemoLimits = typeof FRAME_MEMO_LIMITS;
 interface Kept {
   rest: Buffer;
   tail: Buffer;
-  check: KeptCheck;
+  check: HeldCheck;
   bytes: number;
 }
 
-/** Counted per row a kept answer pins (its entry and answer objects are shared with memory). */
-const BYTES_PER_ROW = 64;
+/**
+ * Counted per row a kept answer pins: its memory entry, the row, the answer made
+ * from it and that answer's JSON bytes, all shared with memory while it holds
+ * them, but kept alive by the memo once it lets them go (until the frame is
+ * asked again or the memo starts empty).
+ */
+const BYTES_PER_ROW = 1024;
+
+/** `bytes` copied into memory of their own: a small buffer of Node's shared pool would keep its whole 8 KiB slab alive. */
+function ownCopy(bytes: Uint8Array): Buffer {
+  const copy = Buffer.allocUnsafeSlow(bytes.length);
+  copy.set(bytes);
+  return copy;
+}
 
 /**
  * Where the id of a check frame in plain form ends (the index of its closing
@@ -87,7 +99,7 @@ export class FrameMemo {
    * undefined, and a kept answer that no longer holds is let go. The frame may
    * be cut from a shared slab unless `pooled` is false.
    */
-  answer(frame: Buffer, again: (check: KeptCheck) => boolean, pooled: boolean): Buffer | undefined {
+  answer(frame: Buffer, again: (check: HeldCheck) => boolean, pooled: boolean): Buffer | undefined {
     if (this.kept.size === 0 || frame.length > this.limits.maxFrameBytes) return undefined;
     const end = plainIdEnd(frame);
     if (end < 0) return undefined;
@@ -111,8 +123,8 @@ export class FrameMemo {
     const end = plainIdEnd(frame);
     // Exactly what checkFrame writes: the bytes after the id then say these URLs whatever the id.
     if (end < 0 || text !== checkFrame(id, urls)) return;
-    const rest = Buffer.from(frame.subarray(end));
-    const tail = doneTail(check.results);
+    const rest = ownCopy(frame.subarray(end));
+    const tail = ownCopy(doneTail(check.results));
     const bytes = rest.length + tail.length + check.held.length * BYTES_PER_ROW;
     if (bytes > this.limits.maxBytes) return;
     const key = hashFrom(frame, end);
@@ -122,7 +134,8 @@ export class FrameMemo {
       this.bytes -= old.bytes;
     }
     if (this.kept.size >= this.limits.maxEntries || this.bytes + bytes > this.limits.maxBytes) this.clear();
-    this.kept.set(key, { rest, tail, check, bytes });
+    // The results are in the tail now: only what `again` needs is kept.
+    this.kept.set(key, { rest, tail, check: { held: check.held, base: check.base, pages: check.pages }, bytes });
     this.bytes += bytes;
   }
 

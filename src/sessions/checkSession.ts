@@ -45,6 +45,9 @@ export interface CheckSink<Tag> {
  */
 export const MAX_URLS_IN_PROGRESS = 10_000;
 
+/** Sessions made so far: each session's party is its own. */
+let sessions = 0;
+
 export class CheckSession<Tag> {
   private urls = 0;
   private held = false;
@@ -72,7 +75,10 @@ export class CheckSession<Tag> {
   ) {
     this.answerNow = options.answerNow === true && checks.checkNow !== undefined;
     this.limit = options.maxUrlsInProgress ?? MAX_URLS_IN_PROGRESS;
-    this.asker = options.address === undefined ? { kind: options.kind ?? 'session' } : { kind: options.kind ?? 'session', address: options.address };
+    // A party of its own: the shared checks it starts take this session's turn too (SharedChecks).
+    const kind = options.kind ?? 'session';
+    const party = `${kind}#${++sessions}`;
+    this.asker = options.address === undefined ? { kind, party } : { kind, party, address: options.address };
     this.keepOnClose = options.keepOnClose ?? false;
   }
 
@@ -88,7 +94,7 @@ export class CheckSession<Tag> {
    * a check answered now is handed to it first, to be answered again
    * (`CoverChecks.checkAgain`) when the same check comes back. `shared`: a
    * check not answered now joins the one in progress asked in the same words
-   * (its key), or starts it (`SharedChecks`).
+   * (its key), or starts it for this session's party (`SharedChecks`).
    */
   check(urls: readonly string[], tag: Tag, options: { results?: boolean; noAt?: boolean; keep?: (kept: KeptCheck) => void; shared?: { checks: SharedChecks; key: string } } = {}): void {
     if (this.answerNow && !this.closed && this.tryNow(urls, tag, options.noAt === true, options.keep)) return;
@@ -153,7 +159,7 @@ export class CheckSession<Tag> {
   /** A check shared with the sessions that ask it in the same words: its answers come through `shared`, and it leaves when this session closes. */
   private askShared(urls: readonly string[], onWaited: ((index: number, result: CheckResult) => void) | undefined, shared: { checks: SharedChecks; key: string }): Promise<CheckResult[]> {
     return new Promise<CheckResult[]>((resolve, reject) => {
-      const leave = shared.checks.ask(shared.key, urls, {
+      const leave = shared.checks.ask(shared.key, urls, this.asker, {
         result: onWaited ?? (() => {}),
         done: (results) => {
           this.leaves.delete(quit);

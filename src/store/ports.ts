@@ -22,10 +22,10 @@ import type { JobStatus } from '../../machines/jobMachine.js';
 import type { Remembered } from './coverMemory.js';
 import type { CoverRow, DeletionRow, JobRow, NodeRow, TaskEventRow, TaskRow } from './entities.js';
 
-/** The columns of a task a change may set (the URL and the times are the ledger's). */
 /** A row as memory holds it (`allInMemory`): `stillInMemory` tells whether it is still the URL's row. */
 export type HeldRow = Remembered<CoverRow>;
 
+/** The columns of a task a change may set (the URL and the times are the ledger's). */
 export type TaskPatch = Partial<Omit<TaskRow, 'url' | 'createdAt' | 'updatedAt' | 'host'>> & { status?: TaskStatus };
 
 /** One change of a task row, as it was written. */
