@@ -461,7 +461,7 @@ let doneHeadQuoted: Buffer | undefined;
 
 /**
  * A `done` frame's bytes after its id (`,"ok":…,"results":[…]}`), made once to
- * give the same answers to other checks (`doneFrameWithTail`). Never one of this
+ * give the same answers to other checks (after `doneHead` or `doneHeadOfPlainId`). Never one of this
  * module's slabs (a small one may sit in Node's own buffer pool: copy it to keep
  * it long).
  */
@@ -471,20 +471,17 @@ export function doneTail(results: readonly CheckResult[]): Buffer {
 }
 
 /**
- * `doneFrameBytes(id, results)` for an id given as the bytes of a JSON string's
- * content that need no escape (printable ASCII, no `"` nor `\`) and the answers'
- * `doneTail`: the same bytes, one copy of each part. May be cut from a shared
- * slab (unless `pooled` is false): never write to it.
+ * A `done` frame's bytes up to its id's end, `{"type":"done","id":"…"`, for an
+ * id given as the bytes of a JSON string's content that need no escape
+ * (printable ASCII, no `"` nor `\`): with the answers' `doneTail` after it, the
+ * bytes `doneFrameBytes(id, results)` makes.
  */
-export function doneFrameWithTail(idBytes: Uint8Array, tail: Uint8Array, pooled = true): Buffer {
+export function doneHeadOfPlainId(idBytes: Uint8Array): Buffer {
   const head = (doneHeadQuoted ??= Buffer.from('{"type":"done","id":"'));
-  const out = frameBuffer(head.length + idBytes.length + 1 + tail.length, pooled);
+  const out = Buffer.allocUnsafe(head.length + idBytes.length + 1);
   head.copy(out, 0);
-  let at = head.length;
-  out.set(idBytes, at);
-  at += idBytes.length;
-  out[at++] = 0x22; // "
-  out.set(tail, at);
+  out.set(idBytes, head.length);
+  out[out.length - 1] = 0x22; // "
   return out;
 }
 

@@ -257,9 +257,9 @@ export function serveClientSocket(socket: WebSocket, deps: ClientSocketDeps, rou
     }
     const bytes = Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data);
     // The same check frame as one answered from memory before: its kept answer, when that still holds.
-    const answered = frames?.answer(bytes, again, socket.bufferedAmount < POOLED_BELOW_UNSENT);
+    const answered = frames?.answer(bytes, again);
     if (answered !== undefined) {
-      send(answered);
+      out.sendParts(answered.head, answered.tail);
       return;
     }
     const text = bytes.toString('utf8');

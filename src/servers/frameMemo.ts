@@ -16,7 +16,7 @@
  * starts empty. A frame it does not hold costs a hash of its bytes.
  */
 import type { HeldCheck, KeptCheck } from '../checks/index.js';
-import { checkFrame, doneFrameWithTail, doneTail, MAX_ID_LENGTH } from '@coverhelper/client/protocol';
+import { checkFrame, doneHeadOfPlainId, doneTail, MAX_ID_LENGTH } from '@coverhelper/client/protocol';
 
 /** A check frame in plain form starts with these bytes; its id follows. */
 const CHECK_HEAD = Buffer.from('{"type":"check","id":"');
@@ -94,12 +94,13 @@ export class FrameMemo {
   }
 
   /**
-   * The `done` frame for `frame` when its bytes after the id are a kept frame's
-   * and `again` (the checks' `checkAgain`) says its answer still holds; else
-   * undefined, and a kept answer that no longer holds is let go. The frame may
-   * be cut from a shared slab unless `pooled` is false.
+   * The `done` frame for `frame`, as its head (up to the id's end) and the kept
+   * tail (never write to it: it is sent as it is, to every socket that asks),
+   * when its bytes after the id are a kept frame's and `again` (the checks'
+   * `checkAgain`) says its answer still holds; else undefined, and a kept answer
+   * that no longer holds is let go.
    */
-  answer(frame: Buffer, again: (check: HeldCheck) => boolean, pooled: boolean): Buffer | undefined {
+  answer(frame: Buffer, again: (check: HeldCheck) => boolean): { head: Buffer; tail: Buffer } | undefined {
     if (this.kept.size === 0 || frame.length > this.limits.maxFrameBytes) return undefined;
     const end = plainIdEnd(frame);
     if (end < 0) return undefined;
@@ -111,7 +112,7 @@ export class FrameMemo {
       this.bytes -= kept.bytes;
       return undefined;
     }
-    return doneFrameWithTail(frame.subarray(CHECK_HEAD.length, end), kept.tail, pooled);
+    return { head: doneHeadOfPlainId(frame.subarray(CHECK_HEAD.length, end)), tail: kept.tail };
   }
 
   /**
