@@ -76,7 +76,7 @@ describe('server frames built from cached answers', () => {
     assert.ok(resultTail(ok).equals(resultBytes(ok).subarray(1)));
   });
 
-  it('writes the done frames of the same answers for other ids (a shared check\'s members) from the frame before, the same bytes', () => {
+  it('writes the done frames of the same answers for other ids (a shared check\'s members), and hands out the tail of the last one for its very answers', () => {
     const wide: CheckResult = { ...ok, url: 'https://i0.hdslb.com/漢字\u2028.jpg' };
     const many = Array.from({ length: 120 }, (_, i): CheckResult => ({ ...ok, url: `https://i0.hdslb.com/bfs/archive/${i}.jpg` }));
     for (const results of [[ok, skipped, failed, wide], many, []]) {

@@ -379,19 +379,10 @@ function frameBuffer(size: number, pooled: boolean): Buffer {
  * `doneFrame(id, results)` as UTF-8 bytes, the same bytes, copied once into one
  * buffer from each answer's cached bytes (`resultBytes`): what the WebSocket
  * sends, with no string of the whole frame made and encoded. The buffer may be
- * a slice of a shared slab (unless `pooled` is false): never write to it.
+ * a slice of a shared slab (unless `pooled` is false): never write to it. The
+ * frame is remembered for `sameDoneTail`.
  */
 export function doneFrameBytes(id: MessageId | null, results: readonly CheckResult[], pooled = true): Buffer {
-  // The same answers as the frame before (the members of a shared check, one after another): its tail, copied whole.
-  const tail = sameDoneTail(results);
-  if (tail !== undefined) {
-    const head = '{"type":"done","id":' + JSON.stringify(id);
-    const headLength = Buffer.byteLength(head);
-    const out = frameBuffer(headLength + tail.length, pooled);
-    out.write(head, 0, 'utf8');
-    out.set(tail, headLength);
-    return out;
-  }
   const out = doneFrameMade(id, results, pooled);
   lastDone = out.length <= LAST_DONE_MAX ? { results, count: results.length, frame: out, tailAt: DONE_ID_AT + Buffer.byteLength(JSON.stringify(id)) } : undefined;
   return out;

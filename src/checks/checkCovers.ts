@@ -192,32 +192,26 @@ export class CoverChecks {
    * there: then ask `check`. (`known` is for wrappers: `SuffixChecks`.)
    */
   checkNow(urls: readonly string[], _known?: { noAt?: boolean }): CheckResult[] | undefined {
-    return this.fromMemory(urls, false)?.results;
+    return this.checkNowKept(urls)?.results;
   }
 
   /**
    * `checkNow`, with what it answered from: the same URLs asked again are
-   * answered by `checkAgain` while memory holds every row it was made from.
+   * answered by `checkAgain` while memory holds every row it was made from. The
+   * rows re-resolving may concern are picked out once (`mayBeDue`); only they
+   * are handed to it, now and at each `checkAgain`.
    */
   checkNowKept(urls: readonly string[], _known?: { noAt?: boolean }): KeptCheck | undefined {
-    return this.fromMemory(urls, true);
-  }
-
-  /** `checkNow`'s answer; with `keep`, the rows re-resolving may concern are picked out for `checkAgain` (else each row is considered once). */
-  private fromMemory(urls: readonly string[], keep: boolean): KeptCheck | undefined {
     const held = this.deps.covers.allInMemory(urls, { touch: true });
     if (held === undefined) return undefined;
     this.checkBase();
     const { reresolve } = this.deps;
-    const now = keep ? 0 : reresolve?.now();
     const results: CheckResult[] = new Array<CheckResult>(held.length);
     let pages: CoverRow[] | undefined;
     for (let index = 0; index < held.length; index++) {
       const { row } = held[index]!;
       results[index] = this.fromRow(row);
-      if (reresolve === undefined) continue;
-      if (!keep) reresolve.consider(row, now);
-      else if (reresolve.mayBeDue(row)) (pages ??= []).push(row);
+      if (reresolve?.mayBeDue(row)) (pages ??= []).push(row);
     }
     const kept: KeptCheck = { results, held, base: this.answersBase, pages: pages ?? NO_ROWS };
     this.counted(kept);
