@@ -8,7 +8,10 @@
  * helper's own. `BENCH_PROFILE=1` CPU-profiles every service a scenario starts
  * into bench/profiles/<name>/ (Node 20 refuses `--cpu-prof` in NODE_OPTIONS, so
  * bench/lib/cpuProfile.ts is preloaded instead; same profiler, same format); the
- * profile is written when the service stops (SIGTERM).
+ * profile is written when the service stops (SIGTERM). `BENCH_GC_TRACE=1`
+ * writes each service's garbage collections (start, pause, kind) beside it
+ * (bench/lib/gcTrace.ts), and `BENCH_SERVICE_NODE_OPTIONS` adds Node flags of
+ * your own to every service (space-separated).
  */
 import { readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
@@ -90,6 +93,11 @@ export async function startBenchService(options: BenchServiceOptions): Promise<S
     await mkdir(dir, { recursive: true });
     nodeOptions.push('--import', 'tsx', '--import', pathToFileURL(path.join(benchRoot, 'lib/cpuProfile.ts')).href);
     env.BENCH_CPU_PROFILE_DIR = dir;
+  }
+  if (process.env.BENCH_SERVICE_NODE_OPTIONS) nodeOptions.push(...process.env.BENCH_SERVICE_NODE_OPTIONS.split(' '));
+  if (process.env.BENCH_GC_TRACE === '1') {
+    nodeOptions.push('--import', 'tsx', '--import', pathToFileURL(path.join(benchRoot, 'lib/gcTrace.ts')).href);
+    env.BENCH_GC_TRACE_DIR = path.join(benchRoot, 'profiles', options.profileName ?? 'service');
   }
   if (nodeOptions.length > 0) env.NODE_OPTIONS = [process.env.NODE_OPTIONS ?? '', ...nodeOptions].join(' ').trim();
   const service = await startService(serviceArgs(options), env);
