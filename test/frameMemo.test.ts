@@ -77,7 +77,8 @@ async function served(t: TestContext, options: { count?: number; memoryRows?: nu
       return held;
     },
   };
-  const memo = options.memo ?? new FrameMemo();
+  // One URL is enough to be kept here (the tests' frames are short); the default's bound has a test of its own.
+  const memo = options.memo ?? new FrameMemo({ ...FRAME_MEMO_LIMITS, minUrls: 1 });
   const { client, frames } = await servedPair(t, options.wrap ? options.wrap(counted) : counted, () => {}, { frames: memo });
   await nthFrame(frames, 0); // hello
   return { store, urls, stats, base, checks, ways, memo, client, frames };
@@ -209,7 +210,7 @@ describe('check frames kept by their bytes', () => {
   });
 
   it('is bounded: past its entries or its bytes it starts empty; a frame too large is never kept', async (t) => {
-    const memo = new FrameMemo({ ...FRAME_MEMO_LIMITS, maxEntries: 3, maxFrameBytes: 1024 });
+    const memo = new FrameMemo({ ...FRAME_MEMO_LIMITS, minUrls: 1, maxEntries: 3, maxFrameBytes: 1024 });
     const { urls, ways, client, frames } = await served(t, { memo, count: 40 });
     for (let i = 0; i < 3; i++) await ask(client, frames, checkFrame(`k${i}`, [urls[i]!]));
     assert.equal(memo.size, 3);
@@ -226,7 +227,7 @@ describe('check frames kept by their bytes', () => {
     assert.equal(ways.againHeld, 1);
 
     // Bytes: a memo of 2,000 bytes keeps one answer of one URL (about 1,330 with its frame and its row's KiB) at a time, and none larger than itself.
-    const tiny = new FrameMemo({ maxEntries: 100, maxBytes: 2000, maxFrameBytes: 64 * 1024 });
+    const tiny = new FrameMemo({ maxEntries: 100, maxBytes: 2000, maxFrameBytes: 64 * 1024, minUrls: 1 });
     const small = await served(t, { memo: tiny, count: 20 });
     await ask(small.client, small.frames, checkFrame('s1', [small.urls[0]!]));
     assert.equal(tiny.size, 1);
@@ -236,6 +237,23 @@ describe('check frames kept by their bytes', () => {
     assert.equal(small.ways.againHeld, 1, 'the one it holds is answered');
     await ask(small.client, small.frames, checkFrame('s4', small.urls.slice(0, 20)));
     assert.equal(tiny.size, 1, 'larger than the memo: not kept, nothing let go');
+  });
+});
+
+describe('what the memo keeps by default', () => {
+  it('keeps no frame of fewer than minUrls URLs (answered as always), and keeps one of minUrls', async (t) => {
+    const memo = new FrameMemo();
+    const { urls, checks, ways, client, frames } = await served(t, { memo, count: FRAME_MEMO_LIMITS.minUrls });
+    const few = urls.slice(0, FRAME_MEMO_LIMITS.minUrls - 1);
+    const fewResults = await checks.check(few);
+    for (const id of ['a', 'b', 'c']) assert.equal(await ask(client, frames, checkFrame(id, few)), doneFrame(id, fewResults));
+    assert.equal(memo.size, 0, 'too few URLs: not kept');
+    assert.equal(ways.again, 0);
+    const enough = urls.slice(0, FRAME_MEMO_LIMITS.minUrls);
+    const results = await checks.check(enough);
+    for (const id of ['d', 'e']) assert.equal(await ask(client, frames, checkFrame(id, enough)), doneFrame(id, results));
+    assert.equal(memo.size, 1, 'kept');
+    assert.deepEqual([ways.again, ways.againHeld], [1, 1], 'the second answered from it');
   });
 });
 
