@@ -36,16 +36,6 @@ export default tseslint.config(
   },
   { files: ['eslint.config.js'], ...tseslint.configs.disableTypeChecked },
   {
-    // A worker thread's entry, plain JavaScript so that it starts without a TypeScript loader (src/store/walCheckpointWorker.mjs).
-    files: ['src/**/*.mjs'],
-    ...tseslint.configs.disableTypeChecked,
-    languageOptions: {
-      sourceType: 'module',
-      parserOptions: { projectService: false, project: false, program: null },
-      globals: { setInterval: 'readonly', clearInterval: 'readonly' },
-    },
-  },
-  {
     // The dashboard's browser script: typed by its own tsconfig (lib DOM), browser globals only.
     files: ['src/admin/dashboard/**/*.js'],
     languageOptions: {

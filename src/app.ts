@@ -192,7 +192,6 @@ async function openAll(config: Config, logger: Logger, clock: Clock, bound: Serv
       node,
       leaseMs: config.lease * 1000,
       onTaskWriteError: (error) => logger.error('task write failed', { error }),
-      onUpkeepProblem: (message) => logger.warn('database upkeep', { problem: message }),
       onSchemaFinished: (outcome) => {
         if ('error' in outcome) logger.warn('could not finish the task list\'s host column and indexes in the background; the next start tries again', { error: outcome.error });
         else if (outcome.rows > 0) logger.info('task rows given their host (for the admin list\'s host filter)', { rows: outcome.rows });

@@ -484,39 +484,6 @@ for (const backend of backends) {
       assert.equal(store.covers.stillInMemory(store.covers.allInMemory([urls[2]!])!), true);
     });
 
-    it('sizes the touch slices by how long each held the event loop, where the statement runs on it (SQLite)', async (t) => {
-      const clock = new TestClock(5_000);
-      // Every reading of the monotonic clock is 5 ms after the one before: each slice looks as if it held the loop 5 ms.
-      let monotonic = 0;
-      const slow: Clock = {
-        now: () => clock.now(),
-        monotonic: () => (monotonic += 5),
-        setTimeout: (fn, ms) => clock.setTimeout(fn, ms),
-        clearTimeout: (timer) => clock.clearTimeout(timer),
-        setInterval: (fn, ms) => clock.setInterval(fn, ms),
-        clearInterval: (timer) => clock.clearInterval(timer),
-        sleep: (ms, signal) => clock.sleep(ms, signal),
-        random: () => clock.random(),
-      };
-      const { store, db } = await open(t, { clock: slow });
-      const urls = Array.from({ length: 1000 }, (_, i) => `https://i0.hdslb.com/slices/${i}.jpg`);
-      for (const url of urls) await store.covers.save(row(url, { lastAskedAt: 1 }));
-      store.covers.touch(urls);
-      let turns = 0;
-      let counting = true;
-      const count = () => {
-        turns++;
-        if (counting) setImmediate(count);
-      };
-      setImmediate(count);
-      await store.covers.flushTouches();
-      counting = false;
-      for (const url of [urls[0]!, urls[500]!, urls[999]!]) assert.equal(await lastAsked(db, url), 5_000, url);
-      // SQLite: 32 URLs first, then 8 a slice (the least), since each held the loop 5 ms: over a hundred turns, where slices of 200 took five.
-      // PostgreSQL's statements do not hold the loop: its slices stay at 200, and its turns also count the waits on the network, so they are not counted here.
-      if (backend === 'sqlite') assert.ok(turns >= 100, `the flush gave the loop ${turns} turns`);
-    });
-
     it('flushes the touches by itself after the interval', async (t) => {
       const clock = new TestClock(7_000);
       const { store, db } = await open(t, { clock });

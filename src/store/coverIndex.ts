@@ -11,7 +11,6 @@
  * when heard, and while other nodes cannot be heard the memory is suspended.
  * "Last asked for" times go through `TouchBatcher` (every 30 s, in slices).
  */
-import { systemClock } from '../clock.js';
 import type { Clock } from '../clock.js';
 import type { EventEmitter } from 'node:events';
 import { IsNull, LessThan, MoreThan } from 'typeorm';
@@ -66,17 +65,7 @@ export class SqlCoverIndex implements CoverIndex {
     this.repo = dialect.dataSource.getRepository(CoverEntity);
     this.memory = new CoverMemory(options.memoryRows ?? 20_000);
     this.batch = options.batch;
-    const clock = options.clock ?? systemClock;
-    // SQLite runs the statement on this thread, before touchCovers returns: that is how long it held the loop.
-    const holds = dialect.kind === 'sqlite';
-    const touchSlice = async (urls: string[], now: number): Promise<number | undefined> => {
-      const started = clock.monotonic();
-      const written = this.dialect.touchCovers(urls, now);
-      const held = clock.monotonic() - started;
-      await written;
-      return holds ? held : undefined;
-    };
-    this.touches = new TouchBatcher((urls, now) => this.writer.run(() => touchSlice(urls, now)), {
+    this.touches = new TouchBatcher((urls, now) => this.writer.run(() => this.dialect.touchCovers(urls, now)), {
       ...(options.touchIntervalMs !== undefined ? { intervalMs: options.touchIntervalMs } : {}),
       ...(options.clock ? { clock: options.clock } : {}),
     });

@@ -221,12 +221,6 @@ export interface Dialect {
   publish(changes: Published[]): Promise<void>;
   /** Starts hearing what other nodes publish (nothing to hear on a database one node uses). */
   listen(handlers: ListenHandlers): Promise<void>;
-  /**
-   * Starts the database's upkeep that runs beside the writes, where it has
-   * any (SQLite: WAL checkpoints on a thread of their own, `WalCheckpoints`);
-   * `close` ends it. Problems with it are reported, never thrown.
-   */
-  startUpkeep?(onProblem: (message: string) => void, delayMs?: number): Promise<void>;
 
   close(): Promise<void>;
 }

@@ -30,10 +30,6 @@ export interface StoreOptions {
   leaseMs: number;
   /** A task batch that could not be written (logged; the batch is lost). */
   onTaskWriteError: (error: unknown) => void;
-  /** A problem with the database's upkeep beside the writes (SQLite's WAL checkpoints): logged, nothing stops. */
-  onUpkeepProblem?: (message: string) => void;
-  /** When that upkeep starts, in ms after the open (the dialect's default unless set; 0: before `openStore` resolves). */
-  upkeepDelayMs?: number;
   /** The background schema work after the start (a shared database's): what it did, or why it stopped. */
   onSchemaFinished?: (outcome: { rows: number } | { error: unknown }) => void;
   /** The one clock (default the system's): every time the store writes, leases, the touch flush. */
@@ -53,7 +49,6 @@ export async function openStore(options: StoreOptions): Promise<OpenStore> {
   const dialect: Dialect = isPostgresUrl(options.db) ? new PostgresDialect(dataSource, options.db, options.node) : new SqliteDialect(dataSource, options.db);
   try {
     const migrated = await dialect.migrate();
-    await dialect.startUpkeep?.(options.onUpkeepProblem ?? (() => undefined), options.upkeepDelayMs);
     const clock = options.clock ?? systemClock;
     const writer = new SerialWriter();
     const events = new EventEmitter<StoreEventMap>();

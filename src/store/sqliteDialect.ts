@@ -14,14 +14,10 @@ import type { TaskStatus } from '../../machines/types.js';
 import { COVER_COLUMNS, RESET_VARIANT_BYTES, coverFromRaw, coverParams, SELECT_COVERS, TASK_DEFAULTS, TASK_EVENT_COLUMNS, TASK_EVENTS_PER_URL, TASK_PATCH_COLUMNS, taskEventParams } from './dialect.js';
 import type { CoverWrite, CoverWriteOutcome, Dialect, Published, RawCover, TaskEventWrite, TaskWrite } from './dialect.js';
 import { hostOfUrl } from './migrations.js';
-import { WalCheckpoints } from './walCheckpoints.js';
 import type { CoverRow } from './entities.js';
 import type { ClaimOutcome, NewDeletion } from './ports.js';
 
 type Statement = BetterSqlite3.Statement;
-
-/** How long after the store opens the WAL checkpoint thread starts (`startUpkeep`). */
-export const UPKEEP_DELAY_MS = 2000;
 
 const UPSERT_COVER =
   `INSERT INTO covers (${COVER_COLUMNS.join(', ')}) VALUES (${COVER_COLUMNS.map(() => '?').join(', ')}) ` +
@@ -50,8 +46,6 @@ export class SqliteDialect implements Dialect {
   readonly kind = 'sqlite';
   readonly shared = false;
   private db: BetterSqlite3.Database | undefined;
-  private checkpoints: WalCheckpoints | undefined;
-  private upkeep: { timer: NodeJS.Timeout | undefined; starting: Promise<void> | undefined } | undefined;
   private statements = new Map<string, Statement>();
   private writeBatch: ((rows: readonly TaskWrite[], events: readonly TaskEventWrite[], covers: readonly CoverWrite[]) => CoverWriteOutcome[]) | undefined;
   private deleteFailed: ((limit: number) => { url: string; status: TaskStatus }[]) | undefined;
@@ -267,40 +261,7 @@ export class SqliteDialect implements Dialect {
 
   async listen(): Promise<void> {}
 
-  /**
-   * The WAL checkpoint thread, started `delayMs` after this call: a thread
-   * costs ~50–120 ms of CPU to start, which a store open for less (a test's, a
-   * tool's) need not pay; until then SQLite checkpoints on its own.
-   */
-  async startUpkeep(onProblem: (message: string) => void, delayMs = UPKEEP_DELAY_MS): Promise<void> {
-    if (this.upkeep) return;
-    const upkeep: { timer: NodeJS.Timeout | undefined; starting: Promise<void> | undefined } = { timer: undefined, starting: undefined };
-    this.upkeep = upkeep;
-    const start = () => {
-      upkeep.timer = undefined;
-      upkeep.starting = WalCheckpoints.start(this.connection(), onProblem).then(
-        (checkpoints) => {
-          if (this.upkeep === upkeep) this.checkpoints = checkpoints;
-          else void checkpoints?.stop();
-        },
-        (error: unknown) => onProblem(`the WAL checkpoint thread did not start (${(error as Error).message}); SQLite checkpoints on the service's thread`),
-      );
-    };
-    if (delayMs <= 0) start();
-    else upkeep.timer = setTimeout(start, delayMs).unref();
-    await upkeep.starting;
-  }
-
   async close(): Promise<void> {
-    const { upkeep } = this;
-    this.upkeep = undefined;
-    if (upkeep) {
-      clearTimeout(upkeep.timer);
-      await upkeep.starting;
-    }
-    // Ended first: the connection's close then checkpoints what is left and removes the WAL.
-    await this.checkpoints?.stop();
-    this.checkpoints = undefined;
     if (this.dataSource.isInitialized) await this.dataSource.destroy();
   }
 }

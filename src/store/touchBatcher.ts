@@ -2,11 +2,7 @@
  * "Last asked for" times, batched: URLs asked for are collected in memory and
  * written every `intervalMs` (30 s: expiry works in hours), a slice of URLs per
  * event-loop turn, so a cache hit costs no write and a large flush never holds
- * the loop (nor the other writes) for long. Where a slice's write holds the
- * loop (SQLite: its statement runs on this thread), the slices are sized by the
- * time the last one held it: about `SLICE_HOLD_MS` each, so a check that comes
- * in meanwhile waits no longer than that (200 URLs had held it 10–15 ms when
- * their rows were spread over the table).
+ * the loop (nor the other writes) for long.
  *
  * Rounds: each flush starts a new round. A caller that remembers in which round
  * it last noted a URL (`round`) need not note it again within the same round:
@@ -16,12 +12,8 @@
 import { systemClock } from '../clock.js';
 import type { Clock, ClockTimer } from '../clock.js';
 
-/** URLs written per event-loop turn, at most. */
-const MAX_SLICE = 200;
-/** ... and at least. */
-const MIN_SLICE = 8;
-/** How long a slice whose write holds the loop may hold it, about. */
-export const SLICE_HOLD_MS = 1;
+/** URLs written per event-loop turn. */
+const SLICE = 200;
 /** How long touches wait in memory. */
 export const TOUCH_INTERVAL_MS = 30_000;
 
@@ -32,16 +24,10 @@ export class TouchBatcher {
   private flushing: Promise<void> = Promise.resolve();
   /** Which flush interval this is. */
   round = 1;
-  /** URLs in the next slice. */
-  private slice = 32;
 
   constructor(
-    /**
-     * Writes one slice's times (one statement); resolves with how long the
-     * write held the event loop, in ms, where it held it (a synchronous
-     * database), or with undefined where it did not.
-     */
-    private readonly writeSlice: (urls: string[], now: number) => Promise<number | undefined>,
+    /** Writes one slice's times (one statement). */
+    private readonly writeSlice: (urls: string[], now: number) => Promise<void>,
     private readonly options: { intervalMs?: number; clock?: Clock } = {},
   ) {}
 
@@ -86,24 +72,14 @@ export class TouchBatcher {
     this.touched = new Set();
     this.round++;
     const now = this.clock.now();
-    for (let i = 0; i < urls.length; ) {
+    for (let i = 0; i < urls.length; i += SLICE) {
       if (i > 0) await new Promise<void>((resolve) => setImmediate(resolve));
-      const size = this.slice;
-      let held: number | undefined;
       try {
-        held = await this.writeSlice(urls.slice(i, i + size), now);
+        await this.writeSlice(urls.slice(i, i + SLICE), now);
       } catch (error) {
         for (const url of urls.slice(i)) this.touched.add(url);
         throw error;
       }
-      i += size;
-      this.slice = nextSlice(size, held);
     }
   }
-}
-
-/** The next slice's size after one of `size` URLs held the loop `held` ms (undefined: not at all). */
-export function nextSlice(size: number, held: number | undefined): number {
-  if (held === undefined || held <= 0) return MAX_SLICE;
-  return Math.max(MIN_SLICE, Math.min(MAX_SLICE, Math.floor((size * SLICE_HOLD_MS) / held)));
 }
