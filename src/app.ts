@@ -24,7 +24,7 @@ import { SharedChecks } from './sessions/index.js';
 import { startLegacyServer } from './legacy/index.js';
 import type { LegacyServer } from './legacy/index.js';
 import { Stats } from './stats.js';
-import { openStore, sweepTemp, TEMP_DIR } from './store/index.js';
+import { openStore, sweepTemp, TEMP_DIR, touchPrecisionFor } from './store/index.js';
 import type { OpenStore, Store } from './store/index.js';
 import { StartError } from './errors.js';
 import { bindPort, checkWritable, databaseError, joinError, readApiCookie } from './preflight.js';
@@ -197,6 +197,7 @@ async function openAll(config: Config, logger: Logger, clock: Clock, bound: Serv
         else if (outcome.rows > 0) logger.info('task rows given their host (for the admin list\'s host filter)', { rows: outcome.rows });
       },
       clock,
+      covers: { touchPrecisionMs: touchPrecisionFor(config.maxAgeHours) },
     });
   } catch (error) {
     throw databaseError(error, config.db);

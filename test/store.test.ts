@@ -15,6 +15,7 @@ import { systemClock, TestClock } from '../src/clock.js';
 import type { Clock } from '../src/clock.js';
 import { CoverEntity, coverPath, migrations, openCoverFile, resolveInside, sweepTemp, writeCoverFile, TEMP_DIR } from '../src/store/index.js';
 import { TOUCH_INTERVAL_MS } from '../src/store/touchBatcher.js';
+import { TOUCH_PRECISION_MS, touchPrecisionFor } from '../src/store/index.js';
 import { atTurnEndFirst } from '../src/turnEnd.js';
 import { START_HOLD_MS } from '../src/store/taskLedger.js';
 import type { StoreOptions } from '../src/store/index.js';
@@ -424,7 +425,8 @@ for (const backend of backends) {
 
     it('findMany and findInMemory with touch note the URLs found, once per flush round', async (t) => {
       const clock = new TestClock(10_000);
-      const { store, db } = await open(t, { clock, covers: { memoryRows: 4 } });
+      // Every time written however recent the last (the precision has a test of its own).
+      const { store, db } = await open(t, { clock, covers: { memoryRows: 4, touchPrecisionMs: 0 } });
       const urls = Array.from({ length: 6 }, (_, i) => `https://i0.hdslb.com/ask/${i}.jpg`);
       for (const url of urls) await store.covers.save(row(url, { lastAskedAt: 1 }));
       await store.covers.findMany(urls.slice(0, 4));
@@ -451,7 +453,7 @@ for (const backend of backends) {
 
     it('stillInMemory: the rows allInMemory gave hold, and are touched, until a write, an eviction or a replacement lets one go', async (t) => {
       const clock = new TestClock(10_000);
-      const { store, db } = await open(t, { clock, covers: { memoryRows: 4 } });
+      const { store, db } = await open(t, { clock, covers: { memoryRows: 4, touchPrecisionMs: 0 } });
       const urls = Array.from({ length: 6 }, (_, i) => `https://i0.hdslb.com/held/${i}.jpg`);
       for (const url of urls) await store.covers.save(row(url, { lastAskedAt: 1 }));
       await store.covers.findMany(urls.slice(0, 3));
@@ -482,6 +484,33 @@ for (const backend of backends) {
       await store.covers.findMany([urls[2]!]);
       assert.equal(store.covers.stillInMemory(other), false);
       assert.equal(store.covers.stillInMemory(store.covers.allInMemory([urls[2]!])!), true);
+    });
+
+    it('writes a row\'s last-asked-for time again only once the one it has is older than the precision', async (t) => {
+      const start = 60 * 60_000;
+      const clock = new TestClock(start);
+      const { store, db } = await open(t, { clock });
+      const [stale, fresh, elsewhere] = ['stale', 'fresh', 'elsewhere'].map((name) => `https://i0.hdslb.com/precision/${name}.jpg`) as [string, string, string];
+      await store.covers.save(row(stale, { lastAskedAt: start - TOUCH_PRECISION_MS }));
+      await store.covers.save(row(fresh, { lastAskedAt: start - TOUCH_PRECISION_MS + 1 }));
+      await store.covers.save(row(elsewhere, { lastAskedAt: 1 }));
+      await store.covers.findMany([stale, fresh], { touch: true });
+      assert.equal(store.covers.allInMemory([stale])![0]!.row.lastAskedAt, start, 'memory says asked now at once');
+      await store.covers.flushTouches();
+      assert.deepEqual([await lastAsked(db, stale), await lastAsked(db, fresh)], [start, start - TOUCH_PRECISION_MS + 1], 'only the one older than the precision written');
+
+      // Asked again within the precision (a new flush round): nothing to write.
+      await clock.advance(TOUCH_PRECISION_MS - 1);
+      assert.ok(store.covers.allInMemory([stale, fresh], { touch: true }));
+      store.covers.touch([stale]);
+      await store.covers.flushTouches();
+      assert.deepEqual([await lastAsked(db, stale), await lastAsked(db, fresh)], [start, start + TOUCH_PRECISION_MS - 1], 'the fresh one is stale now; the other not yet');
+
+      // Past it: written again; a URL memory does not hold is written whatever its time.
+      await clock.advance(1);
+      store.covers.touch([stale, elsewhere]);
+      await store.covers.flushTouches();
+      assert.deepEqual([await lastAsked(db, stale), await lastAsked(db, elsewhere)], [start + TOUCH_PRECISION_MS, start + TOUCH_PRECISION_MS]);
     });
 
     it('flushes the touches by itself after the interval', async (t) => {
@@ -1069,5 +1098,15 @@ describe('cover files', () => {
     for (const attempt of ['../x', '%2e%2e/x', 'h/..%2f..%2fetc', '/etc/passwd', '%2fetc%2fpasswd', '.tmp/x', 'h/', '', 'h/%zz', 'h%2fa b.jpg', 'h\\..\\a']) {
       assert.equal(await findCoverFile(dir, attempt), undefined, attempt);
     }
+  });
+});
+
+describe('the precision of last-asked-for times', () => {
+  it('is ten minutes, or a twentieth of --max-age-hours when that is shorter', () => {
+    assert.equal(touchPrecisionFor(0), TOUCH_PRECISION_MS);
+    assert.equal(TOUCH_PRECISION_MS, 10 * 60_000);
+    assert.equal(touchPrecisionFor(1), 3 * 60_000);
+    assert.equal(touchPrecisionFor(24), TOUCH_PRECISION_MS);
+    assert.equal(touchPrecisionFor(0.001), 180);
   });
 });

@@ -9,8 +9,10 @@
  * answered from `CoverMemory` when it holds the row: every write of this node
  * drops the URL from memory first, a change heard from another node drops it
  * when heard, and while other nodes cannot be heard the memory is suspended.
- * "Last asked for" times go through `TouchBatcher` (every 30 s, in slices).
+ * "Last asked for" times go through `TouchBatcher` (every 30 s, in slices), a
+ * row's only once the time it has is older than `TOUCH_PRECISION_MS`.
  */
+import { systemClock } from '../clock.js';
 import type { Clock } from '../clock.js';
 import type { EventEmitter } from 'node:events';
 import { IsNull, LessThan, MoreThan } from 'typeorm';
@@ -47,6 +49,24 @@ export interface CoverIndexOptions {
   memoryRows?: number;
   /** The batch downloads' rows are written in (`saveUnlessCustom`, `replaceUnlessCustom`); without it each is its own write. */
   batch?: CoverBatch;
+  /** How stale a row's "last asked for" time may be before it is written again (default TOUCH_PRECISION_MS; `touchPrecisionFor`). */
+  touchPrecisionMs?: number;
+}
+
+/**
+ * A row's "last asked for" time is written again only once the one it has is
+ * older than this: a cover asked for all day costs one write of its row every
+ * ten minutes, not one every touch flush (30 s). Each flush had rewritten every
+ * row asked for since the last, and SQLite then copied those pages back from
+ * its WAL inside a commit on the event loop (15–45 ms, docs/BENCHMARKS.md).
+ * Expiry (`--max-age-hours`) works in hours; `touchPrecisionFor` keeps the
+ * precision within a twentieth of it.
+ */
+export const TOUCH_PRECISION_MS = 10 * 60_000;
+
+/** The precision of "last asked for" times for `--max-age-hours` (0: covers are kept). */
+export function touchPrecisionFor(maxAgeHours: number): number {
+  return maxAgeHours > 0 ? Math.min(TOUCH_PRECISION_MS, (maxAgeHours * 3_600_000) / 20) : TOUCH_PRECISION_MS;
 }
 
 export class SqlCoverIndex implements CoverIndex {
@@ -54,6 +74,8 @@ export class SqlCoverIndex implements CoverIndex {
   private readonly memory: CoverMemory<CoverRow>;
   private readonly touches: TouchBatcher;
   private readonly batch: CoverBatch | undefined;
+  private readonly clock: Clock;
+  private readonly touchPrecisionMs: number;
 
   constructor(
     private readonly dialect: Dialect,
@@ -65,6 +87,8 @@ export class SqlCoverIndex implements CoverIndex {
     this.repo = dialect.dataSource.getRepository(CoverEntity);
     this.memory = new CoverMemory(options.memoryRows ?? 20_000);
     this.batch = options.batch;
+    this.clock = options.clock ?? systemClock;
+    this.touchPrecisionMs = options.touchPrecisionMs ?? TOUCH_PRECISION_MS;
     this.touches = new TouchBatcher((urls, now) => this.writer.run(() => this.dialect.touchCovers(urls, now)), {
       ...(options.touchIntervalMs !== undefined ? { intervalMs: options.touchIntervalMs } : {}),
       ...(options.clock ? { clock: options.clock } : {}),
@@ -158,18 +182,31 @@ export class SqlCoverIndex implements CoverIndex {
   private touchHeld(held: readonly (HeldRow | undefined)[]): void {
     const round = this.touches.round;
     let touched = false;
+    let now: number | undefined;
     for (let i = 0; i < held.length; i++) {
       const entry = held[i];
       if (entry === undefined || entry.touchedIn === round) continue;
       entry.touchedIn = round;
-      this.touches.note(entry.row.url);
-      touched = true;
+      if (this.noteAsked(entry.row, (now ??= this.clock.now()))) touched = true;
     }
     if (touched) this.touches.schedule();
   }
 
+  /**
+   * Notes `row` (memory's, or one just read) as asked for at `now` when the
+   * time it has is older than the precision: memory's row says `now` from here
+   * on, the next flush writes it. Whether it was noted.
+   */
+  private noteAsked(row: CoverRow, now: number): boolean {
+    if (now - row.lastAskedAt < this.touchPrecisionMs) return false;
+    row.lastAskedAt = now;
+    this.touches.note(row.url);
+    return true;
+  }
+
   async findMany(urls: readonly string[], options: { touch?: boolean } = {}): Promise<Map<string, CoverRow>> {
     const touch = options.touch === true;
+    const now = this.clock.now();
     const found = new Map<string, CoverRow>();
     const missing: string[] = [];
     for (const url of urls) {
@@ -178,7 +215,7 @@ export class SqlCoverIndex implements CoverIndex {
         found.set(url, entry.row);
         if (touch && entry.touchedIn !== this.touches.round) {
           entry.touchedIn = this.touches.round;
-          this.touches.note(url);
+          this.noteAsked(entry.row, now);
         }
       } else missing.push(url);
     }
@@ -192,7 +229,7 @@ export class SqlCoverIndex implements CoverIndex {
           const entry = this.memory.put(row);
           if (entry) entry.touchedIn = touch ? this.touches.round : 0;
         }
-        if (touch) this.touches.note(row.url);
+        if (touch) this.noteAsked(row, now);
       }
     }
     if (touch) this.touches.schedule();
@@ -218,7 +255,13 @@ export class SqlCoverIndex implements CoverIndex {
   }
 
   touch(urls: Iterable<string>): void {
-    this.touches.touch(urls);
+    const now = this.clock.now();
+    for (const url of urls) {
+      const entry = this.memory.get(url);
+      if (entry === undefined) this.touches.note(url);
+      else this.noteAsked(entry.row, now);
+    }
+    this.touches.schedule();
   }
 
   flushTouches(): Promise<void> {

@@ -1,4 +1,5 @@
 export { openStore } from './openStore.js';
+export { TOUCH_PRECISION_MS, touchPrecisionFor } from './coverIndex.js';
 export type { OpenStore, StoreOptions } from './openStore.js';
 export type {
   ClaimOutcome,
