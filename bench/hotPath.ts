@@ -20,7 +20,7 @@ import { ms, num, ratio, Report, step } from './lib/report.js';
 import { envNumber, scaled } from './lib/scale.js';
 import { procCpuSeconds, runScenario, startBenchService, stopService, tempDir, waitIdle } from './lib/service.js';
 import { median, percentile, sortedCopy } from './lib/stats.js';
-import { CHECK_PREFIX, checkFrame, closeSocket, DONE_PREFIX, ID_LENGTH, idFor, openLoop, openSocket, pipelined, startBareServer } from './lib/wsLoad.js';
+import { CHECK_PREFIX, checkFrame, closeSocket, DONE_PREFIX, ID_LENGTH, idFor, openLoop, openSocket, pipelined, STALL_MS, startBareServer } from './lib/wsLoad.js';
 import type WebSocket from 'ws';
 
 const BATCH = 100;
@@ -130,6 +130,7 @@ runScenario('hotPath', 10 * 60_000, async () => {
   // 2. Latency of single-URL checks at a steady rate.
   const latency: Record<'service' | 'bare', Float64Array> = { service: new Float64Array(), bare: new Float64Array() };
   const achieved: Record<'service' | 'bare', number> = { service: 0, bare: 0 };
+  const stalls: Record<'service' | 'bare', string> = { service: '', bare: '' };
   for (const target of ['service', 'bare'] as const) {
     const ws = await openSocket(target === 'service' ? service.wsUrl : `${bare.url}?r=single`);
     const from = at();
@@ -138,6 +139,7 @@ runScenario('hotPath', 10 * 60_000, async () => {
     if (result.unexpected > 0) throw new Error(`${target}: ${result.unexpected} unexpected frames in the latency run`);
     latency[target] = sortedCopy(result.rtts);
     achieved[target] = result.rate;
+    stalls[target] = `${result.stalls.count} (${num(result.stalls.ms)} ms in all)`;
     step(`latency ${target.padEnd(7)}: p50 ${ms(percentile(latency[target], 50))}, p99 ${ms(percentile(latency[target], 99))} at ${num(result.rate)} checks/s (${from} to ${at()})`);
   }
   const p = (target: 'service' | 'bare', q: number) => percentile(latency[target], q);
@@ -155,6 +157,7 @@ runScenario('hotPath', 10 * 60_000, async () => {
   report.figure('service p99.9 / max', `${ms(p('service', 99.9))} / ${ms(p('service', 100))}`);
   report.figure('baseline p50 / p99', `${ms(p('bare', 50))} / ${ms(p('bare', 99))}`, `at ${num(achieved.bare)} checks/s`);
   report.figure('p99 service / baseline', ratio(p('service', 99) / p('bare', 99)));
+  report.figure(`measuring client's stalls (> ${STALL_MS} ms)`, `service run ${stalls.service}`, `bare run ${stalls.bare}: the client (this process) did not run for that long, and a reply that came meanwhile counts the stall in its round trip`);
 
   await bare.close();
   await stopService(service);

@@ -116,7 +116,17 @@ export interface OpenLoopResult {
   /** Checks per second actually sent in the measured part. */
   rate: number;
   unexpected: number;
+  /**
+   * The measuring client's own stalls in the measured part: gaps of more than
+   * STALL_MS between two of its send ticks (it ticks every millisecond), when
+   * its thread did not run; a reply that comes meanwhile is read late, and its
+   * round trip counts the stall. How many, and their time in all.
+   */
+  stalls: { count: number; ms: number };
 }
+
+/** A gap between the open loop's send ticks longer than this is a stall of the client itself. */
+export const STALL_MS = 2;
 
 /**
  * Open loop: sends single-URL checks at `rate` per second for `warmupMs` +
@@ -137,6 +147,8 @@ export function openLoop(ws: WebSocket, urls: readonly string[], options: { rate
     const start = performance.now();
     let measuredStart = 0;
     let measuredEnd = 0;
+    let lastTick = 0;
+    const stalls = { count: 0, ms: 0 };
     const onMessage = (data: Buffer) => {
       const now = performance.now();
       if (!(data.length >= expect.length && data.compare(expect, 0, idStart, 0, idStart) === 0)) {
@@ -153,10 +165,15 @@ export function openLoop(ws: WebSocket, urls: readonly string[], options: { rate
       ws.off('message', onMessage);
       clearTimeout(guard);
       const measured = rtt.subarray(warmupCount).filter((v) => !Number.isNaN(v));
-      resolve({ rtts: measured, sent, received, rate: ((total - warmupCount) / (measuredEnd - measuredStart)) * 1000, unexpected });
+      resolve({ rtts: measured, sent, received, rate: ((total - warmupCount) / (measuredEnd - measuredStart)) * 1000, unexpected, stalls });
     };
     const tick = () => {
       const now = performance.now();
+      if (sent > warmupCount && now - lastTick > STALL_MS) {
+        stalls.count++;
+        stalls.ms += now - lastTick;
+      }
+      lastTick = now;
       const due = Math.min(total, Math.floor(((now - start) / 1000) * rate) + 1);
       while (sent < due) {
         if (sent === warmupCount) measuredStart = performance.now();
