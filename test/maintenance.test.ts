@@ -10,7 +10,7 @@ import { describe, it } from 'node:test';
 import { TestClock } from '../src/clock.js';
 import { closeLogger, createLogger } from '../src/logger.js';
 import { CacheLimits, DeletionRunner, overLimits } from '../src/maintenance/index.js';
-import { originalPathOf, writeCoverFile } from '../src/store/index.js';
+import { originalPathOf, touchPrecisionFor, writeCoverFile } from '../src/store/index.js';
 import type { CoverRow, StoreOptions } from '../src/store/index.js';
 import { readTasks, waitUntil } from './helpers/db.js';
 import { coverRow } from './helpers/coverRow.js';
@@ -160,6 +160,20 @@ describe('cache limits', () => {
     assert.ok(await covers.find(fresh.url));
     assert.ok(await covers.find(custom.url), 'custom covers never expire');
     assert.equal(await readFile(path.join(coversDir, custom.path)).then((b) => b.length), 100);
+  });
+
+  it('a cover whose stored last-asked-for time is within the store\'s precision of --max-age-hours is kept: it may have been asked for since', async (t) => {
+    const hour = 3_600_000;
+    const now = 10 * hour;
+    const clock = new TestClock(now);
+    const { covers, tasks, deletions, coversDir, addCover } = await openStores(t, { clock });
+    const edge = await addCover('https://a.hdslb.com/edge.jpg', { lastAskedAt: now - 2 * hour - touchPrecisionFor(2) + 1 });
+    const past = await addCover('https://a.hdslb.com/past.jpg', { lastAskedAt: now - 2 * hour - touchPrecisionFor(2) - 1 });
+    const runner = new DeletionRunner({ deletions, covers, tasks, coversDir, logger: quiet });
+    const limits = new CacheLimits({ covers, deletions, runner, logger: quiet, maxAgeHours: 2, maxCacheBytes: 0, clock });
+    assert.deepEqual(await limits.runOnce(), { expired: 1, overCap: 0 });
+    assert.ok(await covers.find(edge.url));
+    assert.equal(await covers.find(past.url), null);
   });
 
   it('asking for a cover keeps it from expiring', async (t) => {
