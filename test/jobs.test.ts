@@ -49,7 +49,9 @@ async function setup(t: TestContext, extra: string[] = [], options: { dir?: stri
 }
 
 async function post(service: Pick<Service, 'url'>, body: unknown, headers: Record<string, string> = {}): Promise<{ status: number; body: Record<string, unknown> }> {
+  // Every request bounded: a service that does not answer fails the test here, with what it asked.
   const response = await fetch(`${service.url}/api/jobs`, {
+    signal: AbortSignal.timeout(30_000),
     method: 'POST',
     headers: { 'content-type': 'application/json', ...headers },
     body: typeof body === 'string' ? body : JSON.stringify(body),
@@ -58,7 +60,7 @@ async function post(service: Pick<Service, 'url'>, body: unknown, headers: Recor
 }
 
 async function getJob(service: Pick<Service, 'url'>, id: string, headers: Record<string, string> = {}): Promise<Job> {
-  const response = await fetch(`${service.url}/api/jobs/${id}`, { headers });
+  const response = await fetch(`${service.url}/api/jobs/${id}`, { headers, signal: AbortSignal.timeout(30_000) });
   assert.equal(response.status, 200);
   return (await response.json()) as Job;
 }
@@ -393,7 +395,7 @@ describe('archive jobs', () => {
     const { access } = await import('node:fs/promises');
     const expired = await untilStatus(service, id, 'expired', 30_000);
     assert.equal(expired.archiveUrl, undefined);
-    const answer = await fetch(`${service.url}/api/jobs/${id}/archive`);
+    const answer = await fetch(`${service.url}/api/jobs/${id}/archive`, { signal: AbortSignal.timeout(30_000) });
     assert.equal(answer.status, 410);
     assert.equal(((await answer.json()) as ErrorBody).code, 'expired');
     // The status is written first (no one is sent to a file about to go), then the file removed.

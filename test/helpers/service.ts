@@ -28,7 +28,11 @@ export interface Service {
   stderr(): string;
   /** Resolves with the next log line matching `predicate` (or one already seen). */
   waitForLog(predicate: (line: LogLine) => boolean, timeoutMs?: number): Promise<LogLine>;
-  /** SIGTERM, then the exit code. */
+  /**
+   * SIGTERM, then the exit code. A service still running STOP_TIMEOUT_MS later
+   * is killed and the stop fails, with its last log lines: a shutdown that
+   * hangs is a failure that says so, not a test file that times out.
+   */
   stop(): Promise<number | null>;
   /** SIGKILL, then wait for the exit. */
   kill(): Promise<void>;
@@ -80,6 +84,9 @@ export function runImportTool(args: string[], env: NodeJS.ProcessEnv = {}, timeo
  * of the host limits pass their own, which come later and win.
  */
 export const relaxedLimits = ['--disk-limit', '100', '--mem-limit', '100', '--load-limit', '100000', '--host-limits', '127.0.0.1=10000/s:10000:1000'];
+
+/** How long `stop()` waits for the exit after SIGTERM (the service's own grace is 5 s). */
+export const STOP_TIMEOUT_MS = 30_000;
 
 export async function startService(args: string[], env: NodeJS.ProcessEnv = {}): Promise<Service> {
   const child = spawn(process.execPath, [...nodeArgs, '--port', '0', '--log-format', 'json', ...relaxedLimits, ...args], {
@@ -154,7 +161,18 @@ export async function startService(args: string[], env: NodeJS.ProcessEnv = {}):
     async stop() {
       if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
       child.kill('SIGTERM');
-      return exited;
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => {
+          child.kill('SIGKILL');
+          reject(new Error(`the service did not exit within ${STOP_TIMEOUT_MS / 1000} s of SIGTERM (killed now); its last log lines: ${JSON.stringify(logs.slice(-10))}; stderr: ${stderr.slice(-2000)}`));
+        }, STOP_TIMEOUT_MS);
+      });
+      try {
+        return await Promise.race([exited, late]);
+      } finally {
+        clearTimeout(timer);
+      }
     },
     async kill() {
       if (child.exitCode !== null || child.signalCode !== null) return;
