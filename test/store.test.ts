@@ -513,6 +513,27 @@ for (const backend of backends) {
       assert.deepEqual([await lastAsked(db, stale), await lastAsked(db, elsewhere)], [start + TOUCH_PRECISION_MS, start + TOUCH_PRECISION_MS]);
     });
 
+    it('a cover asked for only from memory, with nothing else asked, has its time written again each time the precision passes', async (t) => {
+      const start = 60 * 60_000;
+      const clock = new TestClock(start);
+      const { store, db } = await open(t, { clock });
+      const url = 'https://i0.hdslb.com/precision/hot.jpg';
+      await store.covers.save(row(url, { lastAskedAt: 1 }));
+      await store.covers.findMany([url]);
+      for (let step = 0; step < 4; step++) {
+        // Asked every minute, from memory only (the hot path and the frame memo's), and the timer's flushes.
+        for (let minute = 0; minute < 10; minute++) {
+          const held = store.covers.allInMemory([url], { touch: true });
+          assert.ok(held);
+          assert.equal(store.covers.stillInMemory(held, { touch: true }), true);
+          await clock.advance(60_000);
+        }
+        await store.covers.flushTouches();
+        const stored = await lastAsked(db, url);
+        assert.ok(stored !== undefined && clock.now() - stored <= TOUCH_PRECISION_MS, `step ${step}: stored ${stored}, now ${clock.now()}: no older than the precision`);
+      }
+    });
+
     it('flushes the touches by itself after the interval', async (t) => {
       const clock = new TestClock(7_000);
       const { store, db } = await open(t, { clock });

@@ -3,8 +3,8 @@
  *
  * Downloaded covers not asked for in `maxAgeHours` are scheduled for deletion
  * (a row's last-asked-for time may be older than its last ask by up to the
- * store's precision, `touchPrecisionFor`: a row is expired only once its time is
- * older than `maxAgeHours` and that precision, so none asked for within
+ * cover index's precision, `touchPrecisionMs`: a row is expired only once its
+ * time is older than `maxAgeHours` and that precision, so none asked for within
  * `maxAgeHours` is);
  * then, while the downloaded covers hold more than `maxCacheBytes`, the least
  * recently asked-for ones are (a cover's bytes are its file's and its
@@ -14,7 +14,7 @@
 import { systemClock } from '../clock.js';
 import type { Clock, ClockTimer } from '../clock.js';
 import type { Logger } from '../logger.js';
-import { diskBytes, touchPrecisionFor } from '../store/index.js';
+import { diskBytes } from '../store/index.js';
 import type { CoverIndex, DeletionQueue } from '../store/index.js';
 import type { DeletionRunner } from './deletionRunner.js';
 
@@ -58,7 +58,7 @@ export class CacheLimits {
     await covers.flushTouches();
     let expired = 0;
     if (maxAgeHours > 0) {
-      const before = now - maxAgeHours * 3_600_000 - touchPrecisionFor(maxAgeHours);
+      const before = now - maxAgeHours * 3_600_000 - covers.touchPrecisionMs;
       for (;;) {
         const rows = await covers.downloadedNotAskedSince(before, PAGE);
         if (rows.length === 0) break;

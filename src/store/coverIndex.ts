@@ -10,7 +10,8 @@
  * drops the URL from memory first, a change heard from another node drops it
  * when heard, and while other nodes cannot be heard the memory is suspended.
  * "Last asked for" times go through `TouchBatcher` (every 30 s, in slices), a
- * row's only once the time it has is older than `TOUCH_PRECISION_MS`.
+ * row's only once the time it has is older than the precision
+ * (`touchPrecisionMs`, default `TOUCH_PRECISION_MS`): decided by time alone.
  */
 import { systemClock } from '../clock.js';
 import type { Clock } from '../clock.js';
@@ -75,7 +76,7 @@ export class SqlCoverIndex implements CoverIndex {
   private readonly touches: TouchBatcher;
   private readonly batch: CoverBatch | undefined;
   private readonly clock: Clock;
-  private readonly touchPrecisionMs: number;
+  readonly touchPrecisionMs: number;
 
   constructor(
     private readonly dialect: Dialect,
@@ -178,16 +179,13 @@ export class SqlCoverIndex implements CoverIndex {
     return { entries, all };
   }
 
-  /** Notes the URLs of `held` as asked for now, each once per touch round. */
+  /** Notes the URLs of `held` as asked for now, those whose time is older than the precision. */
   private touchHeld(held: readonly (HeldRow | undefined)[]): void {
-    const round = this.touches.round;
     let touched = false;
-    let now: number | undefined;
+    const now = this.clock.now();
     for (let i = 0; i < held.length; i++) {
       const entry = held[i];
-      if (entry === undefined || entry.touchedIn === round) continue;
-      entry.touchedIn = round;
-      if (this.noteAsked(entry.row, (now ??= this.clock.now()))) touched = true;
+      if (entry !== undefined && this.noteAsked(entry.row, now)) touched = true;
     }
     if (touched) this.touches.schedule();
   }
@@ -213,10 +211,7 @@ export class SqlCoverIndex implements CoverIndex {
       const entry = this.memory.get(url);
       if (entry) {
         found.set(url, entry.row);
-        if (touch && entry.touchedIn !== this.touches.round) {
-          entry.touchedIn = this.touches.round;
-          this.noteAsked(entry.row, now);
-        }
+        if (touch) this.noteAsked(entry.row, now);
       } else missing.push(url);
     }
     for (let i = 0; i < missing.length; i += CHUNK) {
@@ -226,8 +221,7 @@ export class SqlCoverIndex implements CoverIndex {
       for (const row of rows) {
         found.set(row.url, row);
         if (current) {
-          const entry = this.memory.put(row);
-          if (entry) entry.touchedIn = touch ? this.touches.round : 0;
+          this.memory.put(row);
         }
         if (touch) this.noteAsked(row, now);
       }

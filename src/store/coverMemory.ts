@@ -22,15 +22,14 @@
  */
 
 /**
- * A row in memory: how recently it was put at the newest end, the touch round it
- * was last noted in, and whether memory has let it go (`gone`: forgotten,
+ * A row in memory: how recently it was put at the newest end, and whether
+ * memory has let it go (`gone`: forgotten,
  * written, evicted or replaced), so a holder of the entry can tell it is still
  * the URL's row without a lookup (`stillHeld`).
  */
 export interface Remembered<Row extends { url: string }> {
   row: Row;
   seq: number;
-  touchedIn: number;
   gone: boolean;
 }
 
@@ -65,7 +64,7 @@ export class CoverMemory<Row extends { url: string }> {
   /** Keeps `row` at the newest end, dropping the oldest past capacity; undefined when suspended. */
   put(row: Row): Remembered<Row> | undefined {
     if (this.suspended) return undefined;
-    const entry: Remembered<Row> = { row, seq: ++this.seq, touchedIn: 0, gone: false };
+    const entry: Remembered<Row> = { row, seq: ++this.seq, gone: false };
     this.drop(row.url);
     this.entries.set(row.url, entry);
     this.enqueue(row.url, entry.seq);

@@ -89,6 +89,8 @@ export interface StoreEventMap {
 
 /** The cover index: url → stored cover, with the most recently asked-for rows kept in memory. */
 export interface CoverIndex {
+  /** How much older than a row's last ask its stored "last asked for" time may be, in ms (`touchPrecisionFor`). */
+  readonly touchPrecisionMs: number;
   /** The URL's row, from the table. */
   find(url: string): Promise<CoverRow | null>;
   /** From memory when there (memory is kept in step with every write, on every node), else the table. */

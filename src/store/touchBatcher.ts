@@ -2,11 +2,10 @@
  * "Last asked for" times, batched: URLs asked for are collected in memory and
  * written every `intervalMs` (30 s: expiry works in hours), a slice of URLs per
  * event-loop turn, so a cache hit costs no write and a large flush never holds
- * the loop (nor the other writes) for long.
- *
- * Rounds: each flush starts a new round. A caller that remembers in which round
- * it last noted a URL (`round`) need not note it again within the same round:
- * a hot URL costs one Set insert per 30 s, not one per hit.
+ * the loop (nor the other writes) for long. The cover index notes a row only
+ * once the time it has is older than its precision (coverIndex.ts): a hot URL
+ * costs a subtraction per hit and one note per precision, not one per hit.
+ * A flush that fails keeps what it did not write and sets the timer again.
  */
 
 import { systemClock } from '../clock.js';
@@ -22,8 +21,6 @@ export class TouchBatcher {
   private timer: ClockTimer | undefined;
   /** The flush running, if any: the next one starts after it. */
   private flushing: Promise<void> = Promise.resolve();
-  /** Which flush interval this is. */
-  round = 1;
 
   constructor(
     /** Writes one slice's times (one statement). */
@@ -70,7 +67,6 @@ export class TouchBatcher {
     if (this.touched.size === 0) return;
     const urls = [...this.touched];
     this.touched = new Set();
-    this.round++;
     const now = this.clock.now();
     for (let i = 0; i < urls.length; i += SLICE) {
       if (i > 0) await new Promise<void>((resolve) => setImmediate(resolve));
@@ -78,6 +74,7 @@ export class TouchBatcher {
         await this.writeSlice(urls.slice(i, i + SLICE), now);
       } catch (error) {
         for (const url of urls.slice(i)) this.touched.add(url);
+        this.schedule();
         throw error;
       }
     }

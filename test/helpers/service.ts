@@ -163,8 +163,10 @@ export async function startService(args: string[], env: NodeJS.ProcessEnv = {}):
       child.kill('SIGTERM');
       let timer: NodeJS.Timeout | undefined;
       const late = new Promise<never>((_, reject) => {
-        timer = setTimeout(() => {
+        timer = setTimeout(async () => {
           child.kill('SIGKILL');
+          // Gone before the test's own clean-up removes its folders.
+          await exited;
           reject(new Error(`the service did not exit within ${STOP_TIMEOUT_MS / 1000} s of SIGTERM (killed now); its last log lines: ${JSON.stringify(logs.slice(-10))}; stderr: ${stderr.slice(-2000)}`));
         }, STOP_TIMEOUT_MS);
       });
