@@ -37,12 +37,6 @@ export class TouchBatcher {
     this.touched.add(url);
   }
 
-  /** Notes URLs as asked for now and schedules the flush. */
-  touch(urls: Iterable<string>): void {
-    for (const url of urls) this.touched.add(url);
-    this.schedule();
-  }
-
   /** Starts the flush timer if touches wait and none runs. */
   schedule(): void {
     if (this.timer === undefined && this.touched.size > 0) {
