@@ -23,6 +23,7 @@
  *   BENCH_MAIN_STRACE=DIR  strace -c -f of each contender over its timed run
  *   BENCH_MAIN_LOGS=FILE   every service's log lines appended to FILE
  *   BENCH_MAIN_STDERR=1    every service's stderr passed through
+ *   BENCH_SERVICE_NODE_OPTIONS  Node flags for every service started (not the script)
  *   BENCH_PROFILE=1     CPU-profiles each service into bench/profiles/coldMain-<root name>/
  */
 import { spawn } from 'node:child_process';
@@ -61,7 +62,8 @@ async function startFrom(root: string, dataDir: string, coversDir: string) {
     env.BENCH_CPU_PROFILE_DIR = path.join(benchRoot, 'profiles', `coldMain-${path.basename(root)}`);
   }
   const perf = process.env.BENCH_MAIN_PERF ? ['--perf-basic-prof'] : [];
-  const args = [...perf, '--import', 'tsx', path.join(root, 'src/main.ts'), '--port', '0', '--log-format', 'json', ...relaxedLimits, ...serviceArgs({ dataDir, coversDir, workers: 16, resize: 'off' })];
+  const extra = (process.env.BENCH_SERVICE_NODE_OPTIONS ?? '').split(/\s+/).filter(Boolean);
+  const args = [...perf, ...extra, '--import', 'tsx', path.join(root, 'src/main.ts'), '--port', '0', '--log-format', 'json', ...relaxedLimits, ...serviceArgs({ dataDir, coversDir, workers: 16, resize: 'off' })];
   const child = spawn(process.execPath, args, { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr.on('data', (d: Buffer) => {

@@ -23,6 +23,7 @@ import sharp from 'sharp';
 import type { BulkOrigin } from './bulkOrigin.js';
 import { benchRoot } from './paths.js';
 import { childrenCpuSeconds, clockNow, mainThreadCpuSeconds, procCpuSeconds, profileWindow, profiling, startBenchService, stopService, track } from './service.js';
+import type WebSocket from 'ws';
 import { checkFrame, closeSocket, openSocket } from './wsLoad.js';
 
 export const CONCURRENCY = 16;
@@ -50,9 +51,45 @@ export interface RunTarget {
   resize: string;
   /** Size every stored image must have. */
   expect: { width: number; height: number };
+  /**
+   * URLs of a set of their own done before the timed run, untimed, by the same
+   * process (0: none): the service and the script then run code V8 has compiled,
+   * as a long-running service does, and the figures are of the downloads, not of
+   * a fresh process's first ones.
+   */
+  warm: number;
 }
 
 const urlsOf = (t: RunTarget) => Array.from({ length: t.count }, (_, i) => t.origin.imageUrl(t.set, i));
+const warmUrlsOf = (t: RunTarget) => Array.from({ length: t.warm }, (_, i) => t.origin.imageUrl(`${t.set}w`, i));
+
+/** Check frames of 1,000 URLs each. */
+const framesOf = (urls: readonly string[], tag: string) =>
+  Array.from({ length: Math.ceil(urls.length / 1000) }, (_, k) => checkFrame(`${tag}${String(k).padStart(8, '0')}`, urls.slice(k * 1000, (k + 1) * 1000)));
+
+/** Sends `frames` on `ws` and resolves with the URLs answered ok once every frame's `done` came. */
+function askAll(ws: WebSocket, frames: readonly Buffer[], what: string): Promise<number> {
+  return new Promise<number>((resolve, reject) => {
+    let done = 0;
+    let okCount = 0;
+    const timer = setTimeout(() => {
+      ws.off('message', onMessage);
+      reject(new Error(`${what}: not done after 10 minutes`));
+    }, 600_000);
+    const onMessage = (data: Buffer) => {
+      const head = data.toString('latin1', 0, 60);
+      if (!head.startsWith('{"type":"done"')) return;
+      okCount += Number(/"ok":(\d+)/.exec(head)?.[1] ?? 0);
+      if (++done === frames.length) {
+        clearTimeout(timer);
+        ws.off('message', onMessage);
+        resolve(okCount);
+      }
+    };
+    ws.on('message', onMessage);
+    for (const frame of frames) ws.send(frame, { binary: false });
+  });
+}
 const benchCpuSeconds = () => {
   const used = process.cpuUsage();
   return (used.user + used.system) / 1e6;
@@ -66,6 +103,7 @@ const benchCpuSeconds = () => {
  * files a cover, and a rate of files would count each cover twice.
  */
 async function stored(runDir: string, folder: string, t: RunTarget, label: string, originals = false): Promise<number> {
+  // The warm-up's covers are in the same folder: they are counted out below.
   const all = (await readdir(folder)).filter((name) => name.endsWith('.jpg'));
   const names = all.filter((name) => !name.endsWith('.orig.jpg'));
   if (names.length > 0) {
@@ -77,35 +115,25 @@ async function stored(runDir: string, folder: string, t: RunTarget, label: strin
   const kept = all.length - names.length;
   if (originals && t.resize !== 'off' && kept !== names.length) throw new Error(`${label}: ${kept} originals kept for ${names.length} covers`);
   if (process.env.BENCH_KEEP !== '1') await rm(runDir, { recursive: true, force: true });
-  return names.length;
+  if (names.length < t.warm) throw new Error(`${label}: ${names.length} covers stored, fewer than the warm-up's ${t.warm}`);
+  return names.length - t.warm;
 }
 
 export async function viaService(t: RunTarget, profileName: string): Promise<Run> {
   const runDir = path.join(t.dir, t.set);
   const service = await startBenchService({ dataDir: `${runDir}/data`, coversDir: `${runDir}/covers`, workers: CONCURRENCY, resize: t.resize, profileName });
-  const urls = urlsOf(t);
   const ws = await openSocket(service.wsUrl);
-  const frames = Array.from({ length: Math.ceil(t.count / 1000) }, (_, k) => checkFrame(`h${String(k).padStart(8, '0')}`, urls.slice(k * 1000, (k + 1) * 1000)));
+  if (t.warm > 0) {
+    const warmed = await askAll(ws, framesOf(warmUrlsOf(t), 'w'), 'cold warm-up');
+    if (warmed !== t.warm) throw new Error(`coverhelper --resize ${t.resize}: warm-up ${warmed} of ${t.warm} ok`);
+  }
+  const frames = framesOf(urlsOf(t), 'h');
   const cpu = procCpuSeconds(service.child.pid!);
   const mainCpu = mainThreadCpuSeconds(service.child.pid!);
   const benchCpu = benchCpuSeconds();
   const clock = clockNow();
   const start = performance.now();
-  const ok = await new Promise<number>((resolve, reject) => {
-    let done = 0;
-    let okCount = 0;
-    const timer = setTimeout(() => reject(new Error('cold: not done after 10 minutes')), 600_000);
-    ws.on('message', (data: Buffer) => {
-      const head = data.toString('latin1', 0, 60);
-      if (!head.startsWith('{"type":"done"')) return;
-      okCount += Number(/"ok":(\d+)/.exec(head)?.[1] ?? 0);
-      if (++done === frames.length) {
-        clearTimeout(timer);
-        resolve(okCount);
-      }
-    });
-    for (const frame of frames) ws.send(frame, { binary: false });
-  });
+  const ok = await askAll(ws, frames, 'cold');
   const ms = performance.now() - start;
   const run = { ms, cpu: procCpuSeconds(service.child.pid!) - cpu, mainCpu: mainThreadCpuSeconds(service.child.pid!) - mainCpu, benchCpu: benchCpuSeconds() - benchCpu };
   profileWindow(`coverhelper ${t.set} (pid ${service.child.pid})`, clock);
@@ -144,10 +172,12 @@ export async function viaScript(t: RunTarget, mode: 'same' | 'plain', profileNam
   await mkdir(out, { recursive: true });
   const list = path.join(runDir, 'urls.txt');
   await writeFile(list, `${urlsOf(t).join('\n')}\n`);
+  const warmList = path.join(runDir, 'warm.txt');
+  if (t.warm > 0) await writeFile(warmList, `${warmUrlsOf(t).join('\n')}\n`);
   // BENCH_PROFILE=1 profiles the script as it does the service (bench/lib/cpuProfile.ts).
   const profile = profiling() ? ['--import', pathToFileURL(path.join(benchRoot, 'lib/cpuProfile.ts')).href] : [];
   const env = profiling() ? { ...process.env, BENCH_CPU_PROFILE_DIR: path.join(benchRoot, 'profiles', profileName), BENCH_CPU_PROFILE_NAME: `${mode}-script` } : process.env;
-  const child = spawn(process.execPath, ['--import', 'tsx', ...profile, path.join(benchRoot, 'lib/coldScript.ts'), mode, list, out, t.resize, String(CONCURRENCY)], {
+  const child = spawn(process.execPath, ['--import', 'tsx', ...profile, path.join(benchRoot, 'lib/coldScript.ts'), mode, list, out, t.resize, String(CONCURRENCY), ...(t.warm > 0 ? [warmList] : [])], {
     stdio: ['pipe', 'pipe', 'inherit'],
     env,
   });
@@ -156,7 +186,8 @@ export async function viaScript(t: RunTarget, mode: 'same' | 'plain', profileNam
   const what = `${mode} script`;
   const died = exited.then((code) => Promise.reject(new Error(`${what} exited with ${code} before it was done`)));
   died.catch(() => undefined);
-  await Promise.race([lineOf(child, /^ready$/m, 30_000, what), died]);
+  // Loading, and the warm-up when there is one (10 minutes at most, as a run).
+  await Promise.race([lineOf(child, /^ready$/m, t.warm > 0 ? 600_000 : 30_000, what), died]);
   const cpu = procCpuSeconds(child.pid!);
   const mainCpu = mainThreadCpuSeconds(child.pid!);
   const benchCpu = benchCpuSeconds();

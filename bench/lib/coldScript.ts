@@ -2,7 +2,7 @@
  * The cold scenario's hand-written downloaders, each run as a process of its
  * own so that its CPU is read from /proc/<pid>/stat exactly as the service's is.
  *
- *   node --import tsx bench/lib/coldScript.ts MODE LIST OUT RESIZE CONCURRENCY
+ *   node --import tsx bench/lib/coldScript.ts MODE LIST OUT RESIZE CONCURRENCY [WARMLIST]
  *
  * - `same`: the service's work with no service around it. CONCURRENCY at a
  *   time, each URL of LIST (one per line) is fetched with undici `request()`
@@ -23,8 +23,12 @@
  * 127.0.0.1) that connector is undici's own `buildConnector`, so the two agents
  * differ only in keep-alive timeouts.
  *
+ * WARMLIST (optional, a file of other URLs) is done the same way before
+ * `ready`: the warm-up, so that the timed run is of code V8 has already
+ * compiled, as the service's is after its own warm-up (bench/lib/coldRuns.ts).
+ *
  * Talks to its parent over stdio so that start-up is not timed: prints `ready`
- * once loaded, starts on the first line of stdin, prints `done OK` (or
+ * once loaded (and warmed up), starts on the first line of stdin, prints `done OK` (or
  * `failed MESSAGE` and exits 1), and exits when stdin closes, so the parent
  * can read its CPU after the work and before the exit.
  */
@@ -37,7 +41,7 @@ import { processImage } from '../../src/images/processImage.js';
 import { writeCover } from '../../src/store/coverRecord.js';
 import { inTurns, serveScript } from './imageCache.js';
 
-const [mode, listFile, out, resizeArg, concurrencyArg] = process.argv.slice(2);
+const [mode, listFile, out, resizeArg, concurrencyArg, warmFile] = process.argv.slice(2);
 if ((mode !== 'same' && mode !== 'plain') || !listFile || !out || !resizeArg || !concurrencyArg) {
   process.stderr.write('usage: coldScript.ts same|plain LIST OUT off|WxH CONCURRENCY\n');
   process.exit(2);
@@ -49,7 +53,9 @@ if (resizeArg !== 'off' && !size) {
 }
 const resize: ResizeSpec | null = size ? { width: Number(size[1]), height: Number(size[2]) } : null;
 const concurrency = Number(concurrencyArg);
-const urls = readFileSync(listFile, 'utf8').split('\n').filter(Boolean);
+const readList = (file: string) => readFileSync(file, 'utf8').split('\n').filter(Boolean);
+const urls = readList(listFile);
+const warmUrls = warmFile ? readList(warmFile) : [];
 const agent = new Agent({ connections: concurrency });
 
 async function fetchBody(url: string): Promise<Buffer> {
@@ -69,14 +75,27 @@ async function plain(url: string, index: number): Promise<void> {
   await writeFile(path.join(out!, `${index}.jpg`), await fetchBody(url));
 }
 
-async function run(): Promise<number> {
+/** Does every URL of `list`, CONCURRENCY at a time; the number done. `first` numbers the plain mode's files. */
+async function runList(list: readonly string[], first = 0): Promise<number> {
   const one = mode === 'same' ? same : plain;
   let ok = 0;
-  await inTurns(urls.length, concurrency, async (i) => {
-    await one(urls[i]!, i);
+  await inTurns(list.length, concurrency, async (i) => {
+    await one(list[i]!, first + i);
     ok++;
   });
   return ok;
 }
 
-serveScript(run, () => agent.close());
+// The warm-up's files are numbered after the timed run's, so the two never share a name.
+runList(warmUrls, urls.length).then(
+  (warmed) => {
+    if (warmed === warmUrls.length) serveScript(() => runList(urls), () => agent.close());
+    else warmUpFailed(`${warmed} of ${warmUrls.length} done`);
+  },
+  (error: unknown) => warmUpFailed(error instanceof Error ? error.message : String(error)),
+);
+
+function warmUpFailed(why: string): void {
+  process.stdout.write(`failed warm-up: ${why}\n`);
+  process.exit(1);
+}
