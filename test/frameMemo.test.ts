@@ -243,6 +243,7 @@ describe('check frames kept by their bytes', () => {
 describe('what the memo keeps by default', () => {
   it('keeps no frame of fewer than minUrls URLs (answered as always), and keeps one of minUrls', async (t) => {
     const memo = new FrameMemo();
+    assert.deepEqual([memo.keeps(FRAME_MEMO_LIMITS.minUrls - 1), memo.keeps(FRAME_MEMO_LIMITS.minUrls)], [false, true]);
     const { urls, checks, ways, client, frames } = await served(t, { memo, count: FRAME_MEMO_LIMITS.minUrls });
     const few = urls.slice(0, FRAME_MEMO_LIMITS.minUrls - 1);
     const fewResults = await checks.check(few);

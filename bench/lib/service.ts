@@ -94,7 +94,7 @@ export async function startBenchService(options: BenchServiceOptions): Promise<S
     nodeOptions.push('--import', 'tsx', '--import', pathToFileURL(path.join(benchRoot, 'lib/cpuProfile.ts')).href);
     env.BENCH_CPU_PROFILE_DIR = dir;
   }
-  if (process.env.BENCH_SERVICE_NODE_OPTIONS) nodeOptions.push(...process.env.BENCH_SERVICE_NODE_OPTIONS.split(' '));
+  if (process.env.BENCH_SERVICE_NODE_OPTIONS) nodeOptions.push(...process.env.BENCH_SERVICE_NODE_OPTIONS.split(/\s+/).filter(Boolean));
   if (process.env.BENCH_GC_TRACE === '1') {
     nodeOptions.push('--import', 'tsx', '--import', pathToFileURL(path.join(benchRoot, 'lib/gcTrace.ts')).href);
     env.BENCH_GC_TRACE_DIR = path.join(benchRoot, 'profiles', options.profileName ?? 'service');

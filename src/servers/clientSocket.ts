@@ -277,7 +277,7 @@ export function serveClientSocket(socket: WebSocket, deps: ClientSocketDeps, rou
     else {
       const { id, urls } = message;
       // A check answered from memory is kept for the next frame that asks it in the same words.
-      const keep = frames !== undefined && noAt && typeof id === 'string' ? (kept: KeptCheck) => frames.keep(bytes, text, id, urls, kept) : undefined;
+      const keep = frames !== undefined && noAt && typeof id === 'string' && frames.keeps(urls.length) ? (kept: KeptCheck) => frames.keep(bytes, text, id, urls, kept) : undefined;
       session.check(urls, { id, head: undefined }, { results: true, noAt, ...(keep && { keep }), ...(noAt && sharedBy(deps.shared, bytes, text)) });
     }
   });

@@ -123,6 +123,11 @@ export class FrameMemo {
     return { head: doneHeadOfPlainId(frame.subarray(CHECK_HEAD.length, end)), tail: kept.tail };
   }
 
+  /** Whether a frame of `urls` URLs may be kept (`minUrls`): a smaller one is not worth the closure that would keep it. */
+  keeps(urls: number): boolean {
+    return urls >= this.limits.minUrls;
+  }
+
   /**
    * Keeps `check`, the answer from memory to `frame` (whose text is `text`:
    * a check of `urls` with id `id`), when the frame is in plain form.

@@ -204,7 +204,8 @@ export class SqlCoverIndex implements CoverIndex {
 
   async findMany(urls: readonly string[], options: { touch?: boolean } = {}): Promise<Map<string, CoverRow>> {
     const touch = options.touch === true;
-    const now = this.clock.now();
+    // The clock is read only when the rows' last-asked-for times are noted.
+    const now = touch ? this.clock.now() : 0;
     const found = new Map<string, CoverRow>();
     const missing: string[] = [];
     for (const url of urls) {
