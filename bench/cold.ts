@@ -21,12 +21,13 @@
  * threads) over the run; the WebSocket asker runs in the bench process and is
  * not in the service's figure (the bench process's CPU is shown beside it).
  *
- * Each contender first does BENCH_COLD_WARMUP URLs of a set of their own (200;
- * 0 for none), untimed, in the same process: the timed run is then of code V8
+ * Each contender first does BENCH_COLD_WARMUP URLs of a set of their own (200,
+ * fewer at BENCH_SCALE < 1; 0 for none), untimed, in the same process: the timed run is then of code V8
  * has compiled, as in a service that has been running (the process's first
  * downloads also pay for compiling the code they run, and the service has more
- * of it than the script). The bench reports the warm-up's size beside the
- * figures. aria2c, native, is not warmed.
+ * of it than the script; the warm-up's connections to the origin are kept
+ * for the timed run, alike for both). The bench reports the warm-up's size
+ * beside the figures. aria2c, native, is not warmed, nor the plain script.
  *
  * At least BENCH_COLD_ROUNDS rounds (3); more, up to BENCH_COLD_MAX_ROUNDS (7;
  * at BENCH_SCALE < 1 no more than the minimum), while any of the four figures
@@ -105,6 +106,7 @@ async function rounds(
 runScenario('cold', 30 * 60_000, async () => {
   const minRounds = envNumber('BENCH_COLD_ROUNDS', 3);
   const warm = envNumber('BENCH_COLD_WARMUP', scaled(200, 20));
+  if (!Number.isInteger(warm) || warm < 0) throw new Error(`BENCH_COLD_WARMUP must be a whole number of URLs, 0 or more; got ${warm}`);
   const maxRounds = Math.max(minRounds, envNumber('BENCH_COLD_MAX_ROUNDS', scale() < 1 ? minRounds : 7));
   const report = new Report('cold', 'Cold downloads against the same work done by hand', 'npm run bench:cold');
   const dir = await tempDir('cold');
@@ -127,7 +129,7 @@ runScenario('cold', 30 * 60_000, async () => {
   ];
 
   let setNo = 0;
-  report.figure('warm-up before each timed run', `${num(warm)} URLs`, warm > 0 ? 'a set of its own, untimed, in the same process (BENCH_COLD_WARMUP; 0 times each process from its first download)' : 'none: each timed run starts with its process (BENCH_COLD_WARMUP=0)');
+  report.figure('warm-up before each timed run', `${num(warm)} URLs`, warm > 0 ? 'coverhelper and the same-work script (not the reference lines): a set of its own, untimed, in the same process (BENCH_COLD_WARMUP; 0 times each process from its first download)' : 'none: each timed run starts with its process (BENCH_COLD_WARMUP=0)');
   const target = (c: ImageClass, label: string, resize: string, warmUp = warm): RunTarget => {
     const [width, height] = resize === 'off' ? [c.width, c.height] : resize.split('x').map(Number);
     return { dir, origin: c.origin, set: `${label}${++setNo}`, count: c.count, resize, expect: { width: width!, height: height! }, warm: warmUp };
@@ -172,7 +174,7 @@ runScenario('cold', 30 * 60_000, async () => {
     }
 
     const references: { name: string; run: () => Promise<Run> }[] = [
-      { name: 'plain undici script', run: () => viaScript(target(c, 'plain', 'off'), 'plain', `cold-${c.width}-plain`) },
+      { name: 'plain undici script', run: () => viaScript(target(c, 'plain', 'off', 0), 'plain', `cold-${c.width}-plain`) },
     ];
     if ('skip' in tool) report.skip(`${c.name}: peer aria2c -j16 -i list`, tool.skip);
     else references.push({ name: 'aria2c -j16', run: () => viaAria2(tool.path, target(c, 'aria2', 'off', 0)) });

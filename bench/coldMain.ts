@@ -23,7 +23,8 @@
  *   BENCH_MAIN_STRACE=DIR  strace -c -f of each contender over its timed run
  *   BENCH_MAIN_LOGS=FILE   every service's log lines appended to FILE
  *   BENCH_MAIN_STDERR=1    every service's stderr passed through
- *   BENCH_SERVICE_NODE_OPTIONS  Node flags for every service started (not the script)
+ *   BENCH_SERVICE_NODE_OPTIONS  Node flags for every service started (not the script), on
+ *                       its command line: any flag, also those NODE_OPTIONS refuses
  *   BENCH_PROFILE=1     CPU-profiles each service into bench/profiles/coldMain-<root name>/
  */
 import { spawn } from 'node:child_process';

@@ -103,7 +103,8 @@ const benchCpuSeconds = () => {
  * files a cover, and a rate of files would count each cover twice.
  */
 async function stored(runDir: string, folder: string, t: RunTarget, label: string, originals = false): Promise<number> {
-  // The warm-up's covers are in the same folder: they are counted out below.
+  // The warm-up's covers are in the same folder: they are counted out below. The
+  // size checked may be a warm-up cover's: same image class, same --resize.
   const all = (await readdir(folder)).filter((name) => name.endsWith('.jpg'));
   const names = all.filter((name) => !name.endsWith('.orig.jpg'));
   if (names.length > 0) {
@@ -124,8 +125,18 @@ export async function viaService(t: RunTarget, profileName: string): Promise<Run
   const service = await startBenchService({ dataDir: `${runDir}/data`, coversDir: `${runDir}/covers`, workers: CONCURRENCY, resize: t.resize, profileName });
   const ws = await openSocket(service.wsUrl);
   if (t.warm > 0) {
-    const warmed = await askAll(ws, framesOf(warmUrlsOf(t), 'w'), 'cold warm-up');
-    if (warmed !== t.warm) throw new Error(`coverhelper --resize ${t.resize}: warm-up ${warmed} of ${t.warm} ok`);
+    let failure: Error | undefined;
+    try {
+      const warmed = await askAll(ws, framesOf(warmUrlsOf(t), 'w'), 'cold warm-up');
+      if (warmed !== t.warm) failure = new Error(`coverhelper --resize ${t.resize}: warm-up ${warmed} of ${t.warm} ok`);
+    } catch (error) {
+      failure = error instanceof Error ? error : new Error(String(error));
+    }
+    if (failure) {
+      await closeSocket(ws);
+      await stopService(service);
+      throw failure;
+    }
   }
   const frames = framesOf(urlsOf(t), 'h');
   const cpu = procCpuSeconds(service.child.pid!);

@@ -43,7 +43,7 @@ import { inTurns, serveScript } from './imageCache.js';
 
 const [mode, listFile, out, resizeArg, concurrencyArg, warmFile] = process.argv.slice(2);
 if ((mode !== 'same' && mode !== 'plain') || !listFile || !out || !resizeArg || !concurrencyArg) {
-  process.stderr.write('usage: coldScript.ts same|plain LIST OUT off|WxH CONCURRENCY\n');
+  process.stderr.write('usage: coldScript.ts same|plain LIST OUT off|WxH CONCURRENCY [WARMLIST]\n');
   process.exit(2);
 }
 const size = /^(\d{1,5})x(\d{1,5})$/.exec(resizeArg);

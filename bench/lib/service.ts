@@ -11,7 +11,9 @@
  * profile is written when the service stops (SIGTERM). `BENCH_GC_TRACE=1`
  * writes each service's garbage collections (start, pause, kind) beside it
  * (bench/lib/gcTrace.ts), and `BENCH_SERVICE_NODE_OPTIONS` adds Node flags of
- * your own to every service (space-separated).
+ * your own to every service (blank-separated), through `NODE_OPTIONS`: only the
+ * flags Node allows there (bench/coldMain.ts passes them on the command line,
+ * where any flag goes).
  */
 import { readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
