@@ -153,13 +153,17 @@ describe('Renders', () => {
       const cover = `example.com/${shared ? 's' : 'n'}-0123456789ab-ba9876543210.jpg`;
       const release = await holdDecodes(t);
       // One burst: the first renders (held in its decode), the second waits for the one worker.
+      // The second is asked once the first runs: asked together, each looks on disk first, and on a
+      // loaded machine the second's look can end first and take the worker (CI saw it once).
       const first = renders.variant(cover, webp320);
+      await waitUntil(() => renders.counts().running === 1, 'the first running');
+      // Past its count of the folder, waiting at the decode: its listing must not see the writes below.
+      await waitUntil(() => decodeBudget.waiting === 1, 'the first held at its decode');
       // Its outcome is read at the end; taken now, so a refusal that comes before `first` settles is never unhandled.
       const second = renders.variant(cover, { ...webp320, format: 'png' }).then(
         () => undefined,
         (error: unknown) => error,
       );
-      await waitUntil(() => renders.counts().running === 1, 'the first running');
       // The second in the burst before anything else happens (it looks on disk first: on a loaded machine that can outlast the writes below).
       await waitUntil(() => renders.counts().queued === 1, 'the second queued');
       // Meanwhile another node publishes three variants of this cover into the shared folder.
