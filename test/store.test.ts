@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { readdir, readFile, writeFile, mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, it } from 'node:test';
+import pg from 'pg';
 import { DataSource } from 'typeorm';
 import { createDataSource } from '../src/store/dataSource.js';
 import { systemClock, TestClock } from '../src/clock.js';
@@ -961,6 +962,63 @@ describe('two nodes on one PostgreSQL database', () => {
     await b.claims.claim(['held'], 'queued');
     assert.deepEqual(await a.tasks.removeFailed(100), ['free']);
     assert.equal((await b.tasks.get('held'))?.status, 'error');
+  });
+
+  /**
+   * Makes PostgreSQL end `write` as a deadlock: another connection holds `second`, `write`
+   * (which takes `first`, then `second`, in URL order) waits for it, then the other wants
+   * `first`. The other's own check waits 10 s, the write's 1 s (the server's default), so
+   * the write's transaction is the one ended; the other then commits. Resolves with the
+   * write's outcome and whether PostgreSQL counted a deadlock.
+   */
+  async function deadlocked<T>(db: string, first: string, second: string, write: () => Promise<T>): Promise<{ result: T; found: boolean }> {
+    const deadlocks = async () => Number((await rawSql<{ n: string }>(db, 'SELECT deadlocks AS n FROM pg_stat_database WHERE datname = current_database()'))[0]!.n);
+    const before = await deadlocks();
+    const other = new pg.Client({ connectionString: db });
+    // Ended below; if the test fails first, the database's drop ends its connection: not an uncaught error.
+    other.on('error', () => undefined);
+    await other.connect();
+    await other.query("SET deadlock_timeout = '10s'");
+    await other.query('BEGIN');
+    await other.query('UPDATE tasks SET attempts = 7 WHERE url = $1', [second]);
+    const written = write();
+    written.catch(() => undefined);
+    await waitUntil(async () => (await rawSql(db, "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'")).length > 0, `the write waiting for ${second}`, 5000);
+    // Now the other wants `first`: a cycle, within the write's 1 s, so its check is the one that finds it.
+    await other.query('UPDATE tasks SET attempts = 8 WHERE url = $1', [first]);
+    await other.query('COMMIT');
+    await other.end();
+    const result = await written;
+    return { result, found: (await deadlocks()) > before };
+  }
+
+  it('a task batch PostgreSQL ends as a deadlock is written again, not failed (rows taken in URL order)', { skip: skipWithoutPg }, async (t) => {
+    const { a, db } = await twoNodes(t);
+    a.tasks.update('dl-a', { status: 'queued' });
+    a.tasks.update('dl-b', { status: 'queued' });
+    await a.tasks.flush();
+    const { found } = await deadlocked(db, 'dl-a', 'dl-b', () => {
+      // Asked in the other order: the batch still takes dl-a first.
+      a.tasks.update('dl-b', { status: 'downloading', attempts: 1 });
+      a.tasks.update('dl-a', { status: 'downloading', attempts: 1 });
+      return a.tasks.flush();
+    });
+    assert.ok(found, 'PostgreSQL found the deadlock');
+    const rows = await rawSql<{ url: string; status: string; attempts: number }>(db, "SELECT url, status, attempts FROM tasks WHERE url LIKE 'dl-%' ORDER BY url");
+    assert.deepEqual(rows.map((r) => [r.url, r.status, r.attempts]), [['dl-a', 'downloading', 1], ['dl-b', 'downloading', 1]], 'the batch written again after the other committed');
+  });
+
+  it('a claim PostgreSQL ends as a deadlock is made again, not failed (URLs claimed in URL order)', { skip: skipWithoutPg }, async (t) => {
+    const { a, db } = await twoNodes(t);
+    // Rows nobody holds (as after a node released them).
+    a.tasks.update('cl-a', { status: 'queued' });
+    a.tasks.update('cl-b', { status: 'queued' });
+    await a.tasks.flush();
+    const { result, found } = await deadlocked(db, 'cl-a', 'cl-b', () => a.claims.claim(['cl-b', 'cl-a'], 'queued'));
+    assert.ok(found, 'PostgreSQL found the deadlock');
+    assert.deepEqual([...result.mine].sort(), ['cl-a', 'cl-b']);
+    const rows = await rawSql<{ url: string; claimed_by: string }>(db, "SELECT url, claimed_by FROM tasks WHERE url LIKE 'cl-%' ORDER BY url");
+    assert.deepEqual(rows.map((r) => [r.url, r.claimed_by]), [['cl-a', 'node-a'], ['cl-b', 'node-a']]);
   });
 
   it('a URL is claimed by one node; the other is told who holds it', { skip: skipWithoutPg }, async (t) => {

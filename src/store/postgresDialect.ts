@@ -18,6 +18,12 @@
  *                what it holds; clusterLink.ts tells which are strays).
  *   migrations   run under an advisory lock, so nodes started together on an
  *                empty database run them once.
+ *   deadlocks    nodes write the same task rows at once (a herd asked of
+ *                several nodes): batches and claims take their rows in URL
+ *                order, so two of them wait on each other in the same order;
+ *                a transaction PostgreSQL still ends as a deadlock or a
+ *                serialization failure (40P01, 40001: nothing of it was
+ *                written) is run again, up to DEADLOCK_RETRIES times.
  */
 import pg from 'pg';
 import type { DataSource } from 'typeorm';
@@ -67,10 +73,38 @@ function taskBatchSql(mask: number): string {
   set.push('updated_at = excluded.updated_at');
   return (
     `INSERT INTO tasks (url, ${columns.join(', ')}, updated_at, host, created_at) ` +
-    `SELECT *, u.updated FROM unnest(${arrays.join(', ')}) AS u(url, ${columns.join(', ')}, updated, host) ` +
+    // Rows taken in URL order, byte by byte as the batch was sorted ("deadlocks" above).
+    `SELECT *, u.updated FROM unnest(${arrays.join(', ')}) AS u(url, ${columns.join(', ')}, updated, host) ORDER BY u.url COLLATE "C" ` +
     `ON CONFLICT (url) DO UPDATE SET ${set.join(', ')}`
   );
 }
+
+/** Times a transaction or claim that PostgreSQL ended as a deadlock (or serialization failure) is run again. */
+export const DEADLOCK_RETRIES = 4;
+
+/** Whether PostgreSQL ended the statement's transaction only because of another one: run again, it may pass. */
+export function isDeadlock(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  return code === '40P01' || code === '40001';
+}
+
+/**
+ * Runs `attempt` again while it fails with a deadlock, at most DEADLOCK_RETRIES
+ * times more, after a short random pause (so the two sides do not meet again at once).
+ */
+export async function retryDeadlocks<T>(attempt: () => Promise<T>, retries = DEADLOCK_RETRIES): Promise<T> {
+  for (let tries = 0; ; tries++) {
+    try {
+      return await attempt();
+    } catch (error) {
+      if (tries >= retries || !isDeadlock(error)) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 5 + Math.random() * 20 * (tries + 1)));
+    }
+  }
+}
+
+/** By URL: the order every batch and claim takes its rows in (their statements also say `ORDER BY url COLLATE "C"`). */
+const byUrl = <T extends { url: string }>(a: T, b: T) => (a.url < b.url ? -1 : a.url > b.url ? 1 : 0);
 
 /** The events of a batch, one array parameter per column. */
 const INSERT_TASK_EVENTS =
@@ -159,6 +193,11 @@ export class PostgresDialect implements Dialect {
    * (or what it makes of the result) notified in it.
    */
   private async transaction<T>(publish: readonly Published[] | ((result: T) => readonly Published[]), work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+    // A deadlock rolled the whole transaction back: `work` runs again from the start.
+    return retryDeadlocks(() => this.transactionOnce(publish, work));
+  }
+
+  private async transactionOnce<T>(publish: readonly Published[] | ((result: T) => readonly Published[]), work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
     const client = await this.pool().connect();
     // Checked out, a client has no listener of the pool's: a connection lost
     // between two statements (the server restarted, pg_terminate_backend, an
@@ -306,7 +345,8 @@ export class PostgresDialect implements Dialect {
   async writeTasks(rows: readonly TaskWrite[], events: readonly TaskEventWrite[], publish: Published[]): Promise<CoverWriteOutcome[]> {
     const groups = new Map<number, TaskWrite[]>();
     const ended: string[] = [];
-    for (const row of rows) {
+    // In URL order (see "deadlocks" above); a batch's URLs are distinct (the ledger keeps one write per URL).
+    for (const row of [...rows].sort(byUrl)) {
       let mask = 0;
       for (let i = 0; i < TASK_PATCH_COLUMNS.length; i++) if (row.patch[TASK_PATCH_COLUMNS[i]![0]] !== undefined) mask |= 1 << i;
       let group = groups.get(mask);
@@ -396,14 +436,17 @@ export class PostgresDialect implements Dialect {
   }
 
   async claimTasks(urls: readonly string[], status: 'queued' | 'waiting', node: string, now: number, until: number): Promise<ClaimOutcome> {
-    const unique = [...new Set(urls)];
-    const claimed = await this.pool().query<{ url: string }>(
-      'INSERT INTO tasks (url, status, attempts, bytes_done, created_at, updated_at, claimed_by, claim_expires, host) ' +
-        'SELECT u.url, $2, 0, 0, $4, $4, $3, $5, u.host FROM unnest($1::text[], $6::text[]) AS u(url, host) ' +
-        'ON CONFLICT (url) DO UPDATE SET claimed_by = excluded.claimed_by, claim_expires = excluded.claim_expires ' +
-        'WHERE tasks.claimed_by IS NULL OR tasks.claimed_by = excluded.claimed_by OR tasks.claim_expires < $4 ' +
-        'RETURNING url',
-      [unique, status, node, now, until, unique.map(hostOfUrl)],
+    // In URL order (see "deadlocks" above): nodes claiming the same URLs at once take them in the same order.
+    const unique = [...new Set(urls)].sort();
+    const claimed = await retryDeadlocks(() =>
+      this.pool().query<{ url: string }>(
+        'INSERT INTO tasks (url, status, attempts, bytes_done, created_at, updated_at, claimed_by, claim_expires, host) ' +
+          'SELECT u.url, $2, 0, 0, $4, $4, $3, $5, u.host FROM unnest($1::text[], $6::text[]) AS u(url, host) ORDER BY u.url COLLATE "C" ' +
+          'ON CONFLICT (url) DO UPDATE SET claimed_by = excluded.claimed_by, claim_expires = excluded.claim_expires ' +
+          'WHERE tasks.claimed_by IS NULL OR tasks.claimed_by = excluded.claimed_by OR tasks.claim_expires < $4 ' +
+          'RETURNING url',
+        [unique, status, node, now, until, unique.map(hostOfUrl)],
+      ),
     );
     const mine = claimed.rows.map((row) => row.url);
     if (mine.length === unique.length) return { mine, elsewhere: [] };
