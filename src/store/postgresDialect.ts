@@ -333,7 +333,8 @@ export class PostgresDialect implements Dialect {
   }
 
   async touchCovers(urls: readonly string[], now: number): Promise<void> {
-    await this.pool().query('UPDATE covers SET last_asked_at = $1 WHERE url = ANY($2::text[])', [now, urls]);
+    // Nodes touch the same hot rows: one ended as a deadlock is run again.
+    await retryDeadlocks(() => this.pool().query('UPDATE covers SET last_asked_at = $1 WHERE url = ANY($2::text[])', [now, urls]));
   }
 
   /**
