@@ -978,12 +978,15 @@ describe('two nodes on one PostgreSQL database', () => {
     // Ended below; if the test fails first, the database's drop ends its connection: not an uncaught error.
     other.on('error', () => undefined);
     await other.connect();
+    const otherPid = (await other.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
     await other.query("SET deadlock_timeout = '10s'");
     await other.query('BEGIN');
     await other.query('UPDATE tasks SET attempts = 7 WHERE url = $1', [second]);
     const written = write();
     written.catch(() => undefined);
-    await waitUntil(async () => (await rawSql(db, "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'")).length > 0, `the write waiting for ${second}`, 5000);
+    // The write's own statement blocked by the other (not, say, the schema's index build waiting on its transaction).
+    const blocked = "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'INSERT INTO tasks%' AND ? = ANY(pg_blocking_pids(pid))";
+    await waitUntil(async () => (await rawSql(db, blocked, otherPid)).length > 0, `the write waiting for ${second}`, 5000);
     // Now the other wants `first`: a cycle, within the write's 1 s, so its check is the one that finds it.
     await other.query('UPDATE tasks SET attempts = 8 WHERE url = $1', [first]);
     await other.query('COMMIT');

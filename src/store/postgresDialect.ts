@@ -19,11 +19,12 @@
  *   migrations   run under an advisory lock, so nodes started together on an
  *                empty database run them once.
  *   deadlocks    nodes write the same task rows at once (a herd asked of
- *                several nodes): batches and claims take their rows in URL
- *                order, so two of them wait on each other in the same order;
- *                a transaction PostgreSQL still ends as a deadlock or a
- *                serialization failure (40P01, 40001: nothing of it was
- *                written) is run again, up to DEADLOCK_RETRIES times.
+ *                several nodes): each statement of a batch, and a claim, takes
+ *                its rows in URL order, so two of them wait on each other in
+ *                the same order; a transaction, claim or touch PostgreSQL still
+ *                ends as a deadlock or a serialization failure (40P01, 40001:
+ *                nothing of it was written) is run again, up to
+ *                DEADLOCK_RETRIES times.
  */
 import pg from 'pg';
 import type { DataSource } from 'typeorm';
