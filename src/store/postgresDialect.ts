@@ -438,8 +438,9 @@ export class PostgresDialect implements Dialect {
   }
 
   async claimTasks(urls: readonly string[], status: 'queued' | 'waiting', node: string, now: number, until: number): Promise<ClaimOutcome> {
-    // In URL order (see "deadlocks" above): nodes claiming the same URLs at once take them in the same order.
-    const unique = [...new Set(urls)].sort();
+    const unique = [...new Set(urls)];
+    // Taken in URL order (see "deadlocks" above): nodes claiming the same URLs at once take them in the same order.
+    const sorted = [...unique].sort();
     const claimed = await retryDeadlocks(() =>
       this.pool().query<{ url: string }>(
         'INSERT INTO tasks (url, status, attempts, bytes_done, created_at, updated_at, claimed_by, claim_expires, host) ' +
@@ -447,12 +448,13 @@ export class PostgresDialect implements Dialect {
           'ON CONFLICT (url) DO UPDATE SET claimed_by = excluded.claimed_by, claim_expires = excluded.claim_expires ' +
           'WHERE tasks.claimed_by IS NULL OR tasks.claimed_by = excluded.claimed_by OR tasks.claim_expires < $4 ' +
           'RETURNING url',
-        [unique, status, node, now, until, unique.map(hostOfUrl)],
+        [sorted, status, node, now, until, sorted.map(hostOfUrl)],
       ),
     );
-    const mine = claimed.rows.map((row) => row.url);
+    // Answered in the order asked: the supervisor queues this node's URLs in it.
+    const got = new Set(claimed.rows.map((row) => row.url));
+    const mine = unique.filter((url) => got.has(url));
     if (mine.length === unique.length) return { mine, elsewhere: [] };
-    const got = new Set(mine);
     const rest = unique.filter((url) => !got.has(url));
     const { rows } = await this.pool().query<{ url: string; claimed_by: string | null }>('SELECT url, claimed_by FROM tasks WHERE url = ANY($1::text[])', [rest]);
     const holders = new Map(rows.map((row) => [row.url, row.claimed_by]));
