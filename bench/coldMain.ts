@@ -36,11 +36,11 @@ import { pathToFileURL } from 'node:url';
 import { startBulkOrigin } from './lib/bulkOrigin.js';
 import type { SizeClass } from './lib/bulkOrigin.js';
 import { benchRoot, repoRoot } from './lib/paths.js';
-import { lineOf } from './lib/coldRuns.js';
+import { framesOf, lineOf } from './lib/coldRuns.js';
 import { clockNow, mainThreadCpuSeconds, procCpuSeconds, serviceArgs } from './lib/service.js';
 import { log } from './lib/report.js';
 import { median } from './lib/stats.js';
-import { checkFrame, closeSocket, openSocket } from './lib/wsLoad.js';
+import { closeSocket, openSocket } from './lib/wsLoad.js';
 import { relaxedLimits } from '../test/helpers/service.js';
 
 const roots = process.argv.slice(2).length > 0 ? process.argv.slice(2).map((r) => path.resolve(r)) : [repoRoot];
@@ -96,7 +96,7 @@ async function run(root: string, origin: Awaited<ReturnType<typeof startBulkOrig
   const { child, port } = await startFrom(root, path.join(dir, 'data'), path.join(dir, 'covers'));
   const pid = child.pid!;
   const urls = Array.from({ length: count }, (_, i) => origin.imageUrl(set, i));
-  const frames = Array.from({ length: Math.ceil(count / 1000) }, (_, k) => checkFrame(`h${String(k).padStart(8, '0')}`, urls.slice(k * 1000, (k + 1) * 1000)));
+  const frames = framesOf(urls, 'h');
   const ws = await openSocket(`ws://127.0.0.1:${port}/ws`);
   const stop = await trace(pid, path.basename(root));
   const cpu0 = procCpuSeconds(pid);

@@ -63,8 +63,8 @@ export interface RunTarget {
 const urlsOf = (t: RunTarget) => Array.from({ length: t.count }, (_, i) => t.origin.imageUrl(t.set, i));
 const warmUrlsOf = (t: RunTarget) => Array.from({ length: t.warm }, (_, i) => t.origin.imageUrl(`${t.set}w`, i));
 
-/** Check frames of 1,000 URLs each. */
-const framesOf = (urls: readonly string[], tag: string) =>
+/** Check frames of 1,000 URLs each, their ids `tag` and a number. */
+export const framesOf = (urls: readonly string[], tag: string) =>
   Array.from({ length: Math.ceil(urls.length / 1000) }, (_, k) => checkFrame(`${tag}${String(k).padStart(8, '0')}`, urls.slice(k * 1000, (k + 1) * 1000)));
 
 /** Sends `frames` on `ws` and resolves with the URLs answered ok once every frame's `done` came. */
