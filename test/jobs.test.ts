@@ -387,19 +387,26 @@ describe('archive jobs', () => {
     assert.ok(events.filter((event) => event === 'finished').length >= 2);
   });
 
-  it('a job expires after --job-ttl: status expired, its archive removed, the archive answers 410', async (t) => {
+  // Bounded on its own, with each step noted: CI twice saw this file time out (300 s) inside this test, every
+  // wait in it bounded; a recurrence now fails this test alone and says which step it was in.
+  it('a job expires after --job-ttl: status expired, its archive removed, the archive answers 410', { timeout: 120_000 }, async (t) => {
     const { origin, service, dir } = await setup(t, ['--job-ttl', '0.0005']);
+    t.diagnostic('started');
     const created = await post(service, { urls: [`${origin.url}/img/expire.jpg`] });
     const id = (created.body as unknown as Job).id;
+    t.diagnostic(`job ${id} made`);
     const archive = path.join(dir, 'covers', '.jobs', `${id}.tar`);
     const { access } = await import('node:fs/promises');
     const expired = await untilStatus(service, id, 'expired', 30_000);
+    t.diagnostic('expired');
     assert.equal(expired.archiveUrl, undefined);
     const answer = await fetch(`${service.url}/api/jobs/${id}/archive`, { signal: AbortSignal.timeout(30_000) });
     assert.equal(answer.status, 410);
     assert.equal(((await answer.json()) as ErrorBody).code, 'expired');
+    t.diagnostic('410 answered');
     // The status is written first (no one is sent to a file about to go), then the file removed.
     await waitUntil(() => access(archive).then(() => false, () => true), 'the archive file removed');
+    t.diagnostic('archive removed');
     // The archive was there while the job was ready (the deletion runner removed it).
     assert.ok(service.logs.some((line) => line.message === 'archive job ready' && line.id === id));
     assert.ok(service.logs.some((line) => line.message === 'deleted' && line.url === id && line.kind === 'job'));
