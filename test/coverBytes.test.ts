@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, rm, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { CoverBytes } from '../src/servers/coverBytes.js';
@@ -38,7 +38,6 @@ describe('CoverBytes (the proxy prefix\'s recent covers in memory)', () => {
     await writeFile(path.join(outside, 'secret.jpg'), 'secret');
     await mkdir(path.join(dir, 'h'));
     await writeFile(path.join(dir, 'h', 'x.jpg'), Buffer.alloc(10, 1));
-    const { symlink } = await import('node:fs/promises');
     await symlink(path.join(outside, 'secret.jpg'), path.join(dir, 'h', 'link.jpg'));
     const recent = new CoverBytes(dir);
     const [one, two] = await Promise.all([recent.get('h/x.jpg'), recent.get('h/x.jpg')]);

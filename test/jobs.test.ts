@@ -7,6 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
+import { access, readFile, stat } from 'node:fs/promises';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
@@ -275,7 +276,6 @@ describe('archive jobs', () => {
     const { origin, service, dir } = await setup(t, ['--callback-hosts', '127.0.0.1'], { private: false });
     // The secret was generated into the data folder (mode 0600) since none was given.
     const secretFile = path.join(dir, 'data', 'callback-secret');
-    const { readFile, stat } = await import('node:fs/promises');
     assert.equal((await stat(secretFile)).mode & 0o777, 0o600);
     const secret = (await readFile(secretFile, 'utf8')).trim();
     assert.ok(secret.length >= 32);
@@ -387,8 +387,10 @@ describe('archive jobs', () => {
     assert.ok(events.filter((event) => event === 'finished').length >= 2);
   });
 
-  // Bounded on its own, with each step noted: CI twice saw this file time out (300 s) inside this test, every
-  // wait in it bounded; a recurrence now fails this test alone and says which step it was in.
+  // Bounded on its own, with each step noted: CI twice saw this file time out (300 s) inside this test, its
+  // service found alive after, the job expired and its archive removed: the test itself was stuck. Its one
+  // unbounded step was a dynamic import() of node:fs/promises, which goes through tsx's loader hooks on their
+  // own thread (now imported at the top). A recurrence fails this test alone and says which step it was in.
   it('a job expires after --job-ttl: status expired, its archive removed, the archive answers 410', { timeout: 120_000 }, async (t) => {
     const { origin, service, dir } = await setup(t, ['--job-ttl', '0.0005']);
     t.diagnostic('started');
@@ -396,7 +398,6 @@ describe('archive jobs', () => {
     const id = (created.body as unknown as Job).id;
     t.diagnostic(`job ${id} made`);
     const archive = path.join(dir, 'covers', '.jobs', `${id}.tar`);
-    const { access } = await import('node:fs/promises');
     const expired = await untilStatus(service, id, 'expired', 30_000);
     t.diagnostic('expired');
     assert.equal(expired.archiveUrl, undefined);
@@ -424,7 +425,6 @@ describe('archive jobs', () => {
     const ready = await untilStatus(app, id, 'ready', 30_000);
     assert.equal(Date.parse(ready.expires) - Date.parse(ready.created), ttlMs);
     const archive = path.join(dir, 'covers', '.jobs', `${id}.tar`);
-    const { access } = await import('node:fs/promises');
     // A millisecond before: every heartbeat so far left it alone.
     await clock.advance(Date.parse(ready.expires) - clock.now() - 1);
     assert.equal((await getJob(app, id)).status, 'ready');

@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import path from 'node:path';
+import { Writable } from 'node:stream';
 import { describe, it } from 'node:test';
 import { createLogger } from '../src/logger.js';
 import { startLegacyServer } from '../src/legacy/index.js';
@@ -253,7 +254,7 @@ describe('the 2019 TCP protocol', () => {
 describe('the legacy port binding', () => {
   it('warns when it listens on an address that is not loopback (it has no authentication)', async () => {
     const lines: { level: string; message: string }[] = [];
-    const stream = new (await import('node:stream')).Writable({
+    const stream = new Writable({
       write(chunk: Buffer, _encoding, done) {
         // The lines of one turn come as one write.
         for (const line of chunk.toString().split('\n')) if (line.trim() !== '') lines.push(JSON.parse(line) as { level: string; message: string });
