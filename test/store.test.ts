@@ -969,9 +969,10 @@ describe('two nodes on one PostgreSQL database', () => {
    * (which takes `first`, then `second`, in URL order) waits for it, then the other wants
    * `first`. The other's own check waits 10 s, the write's 1 s (the server's default), so
    * the write's transaction is the one ended; the other then commits. Resolves with the
-   * write's outcome and whether PostgreSQL counted a deadlock.
+   * write's outcome and whether PostgreSQL counted a deadlock. `statement` is how the write's
+   * blocked statement begins.
    */
-  async function deadlocked<T>(db: string, first: string, second: string, write: () => Promise<T>): Promise<{ result: T; found: boolean }> {
+  async function deadlocked<T>(db: string, first: string, second: string, write: () => Promise<T>, statement = 'INSERT INTO tasks'): Promise<{ result: T; found: boolean }> {
     const deadlocks = async () => Number((await rawSql<{ n: string }>(db, 'SELECT deadlocks AS n FROM pg_stat_database WHERE datname = current_database()'))[0]!.n);
     const before = await deadlocks();
     const other = new pg.Client({ connectionString: db });
@@ -985,8 +986,8 @@ describe('two nodes on one PostgreSQL database', () => {
     const written = write();
     written.catch(() => undefined);
     // The write's own statement blocked by the other (not, say, the schema's index build waiting on its transaction).
-    const blocked = "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'INSERT INTO tasks%' AND ? = ANY(pg_blocking_pids(pid))";
-    await waitUntil(async () => (await rawSql(db, blocked, otherPid)).length > 0, `the write waiting for ${second}`, 5000);
+    const blocked = 'SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND starts_with(query, ?) AND ? = ANY(pg_blocking_pids(pid))';
+    await waitUntil(async () => (await rawSql(db, blocked, statement, otherPid)).length > 0, `the write waiting for ${second}`, 5000);
     // Now the other wants `first`: a cycle, within the write's 1 s, so its check is the one that finds it.
     await other.query('UPDATE tasks SET attempts = 8 WHERE url = $1', [first]);
     await other.query('COMMIT');
@@ -1022,6 +1023,28 @@ describe('two nodes on one PostgreSQL database', () => {
     assert.deepEqual(result.mine, ['cl-b', 'cl-a'], 'answered in the order asked (the supervisor queues them so), though taken in URL order');
     const rows = await rawSql<{ url: string; claimed_by: string }>(db, "SELECT url, claimed_by FROM tasks WHERE url LIKE 'cl-%' ORDER BY url");
     assert.deepEqual(rows.map((r) => [r.url, r.claimed_by]), [['cl-a', 'node-a'], ['cl-b', 'node-a']]);
+  });
+
+  it('a renewal of claims PostgreSQL ends as a deadlock is made again, not failed (rows taken in URL order)', { skip: skipWithoutPg }, async (t) => {
+    const clock = new TestClock();
+    const { a, db } = await twoNodes(t, 30_000, clock);
+    await a.claims.claim(['rn-b', 'rn-a'], 'queued');
+    const expiry = async () => (await rawSql<{ claim_expires: string }>(db, "SELECT claim_expires FROM tasks WHERE url LIKE 'rn-%' ORDER BY url")).map((r) => Number(r.claim_expires));
+    assert.deepEqual(await expiry(), [clock.now() + 30_000, clock.now() + 30_000]);
+    await clock.advance(1000);
+    const { result, found } = await deadlocked(db, 'rn-a', 'rn-b', () => a.claims.renew(), 'UPDATE tasks SET claim_expires');
+    assert.ok(found, 'PostgreSQL found the deadlock');
+    assert.equal(result, 2, 'both claims renewed');
+    assert.deepEqual(await expiry(), [clock.now() + 30_000, clock.now() + 30_000], 'both leases run from the renewal');
+  });
+
+  it('a release of claims PostgreSQL ends as a deadlock is made again, not failed (rows taken in URL order)', { skip: skipWithoutPg }, async (t) => {
+    const { a, db } = await twoNodes(t);
+    await a.claims.claim(['rl-b', 'rl-a'], 'queued');
+    const { found } = await deadlocked(db, 'rl-a', 'rl-b', () => a.claims.release(['rl-b', 'rl-a']), 'UPDATE tasks SET claimed_by = NULL');
+    assert.ok(found, 'PostgreSQL found the deadlock');
+    const rows = await rawSql<{ url: string; claimed_by: string | null }>(db, "SELECT url, claimed_by FROM tasks WHERE url LIKE 'rl-%' ORDER BY url");
+    assert.deepEqual(rows.map((r) => [r.url, r.claimed_by]), [['rl-a', null], ['rl-b', null]], 'both released after the other committed');
   });
 
   it('a URL is claimed by one node; the other is told who holds it', { skip: skipWithoutPg }, async (t) => {

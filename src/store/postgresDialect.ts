@@ -20,8 +20,9 @@
  *                empty database run them once.
  *   deadlocks    nodes write the same task rows at once (a herd asked of
  *                several nodes): each statement of a batch, and a claim, takes
- *                its rows in URL order, so two of them wait on each other in
- *                the same order; a transaction, claim or touch PostgreSQL still
+ *                its rows in URL order, and so do the renewal and the release
+ *                of claims, so two of them wait on each other in the same
+ *                order; a transaction, claim, renewal, release or touch PostgreSQL still
  *                ends as a deadlock or a serialization failure (40P01, 40001:
  *                nothing of it was written) is run again, up to
  *                DEADLOCK_RETRIES times.
@@ -471,9 +472,13 @@ export class PostgresDialect implements Dialect {
   }
 
   async renewClaims(node: string, until: number, except: readonly string[]): Promise<number> {
-    const result = await this.pool().query(
-      `UPDATE tasks SET claim_expires = $2 WHERE claimed_by = $1 AND status IN ${UNFINISHED} AND NOT (url = ANY($3::text[]))`,
-      [node, until, except],
+    // Rows locked in URL order, as every batch and claim takes them; a deadlock is renewed again.
+    const result = await retryDeadlocks(() =>
+      this.pool().query(
+        'UPDATE tasks SET claim_expires = $2 WHERE claimed_by = $1 AND url IN (' +
+          `SELECT url FROM tasks WHERE claimed_by = $1 AND status IN ${UNFINISHED} AND NOT (url = ANY($3::text[])) ORDER BY url COLLATE "C" FOR UPDATE)`,
+        [node, until, except],
+      ),
     );
     return result.rowCount ?? 0;
   }
@@ -492,8 +497,14 @@ export class PostgresDialect implements Dialect {
   }
 
   async releaseClaims(node: string, urls?: readonly string[]): Promise<void> {
-    if (urls === undefined) await this.pool().query('UPDATE tasks SET claimed_by = NULL, claim_expires = NULL WHERE claimed_by = $1', [node]);
-    else await this.pool().query('UPDATE tasks SET claimed_by = NULL, claim_expires = NULL WHERE claimed_by = $1 AND url = ANY($2::text[])', [node, urls]);
+    // Rows locked in URL order, as every batch and claim takes them; a deadlock is released again.
+    const mine = urls === undefined ? 'claimed_by = $1' : 'claimed_by = $1 AND url = ANY($2::text[])';
+    await retryDeadlocks(() =>
+      this.pool().query(
+        `UPDATE tasks SET claimed_by = NULL, claim_expires = NULL WHERE claimed_by = $1 AND url IN (SELECT url FROM tasks WHERE ${mine} ORDER BY url COLLATE "C" FOR UPDATE)`,
+        urls === undefined ? [node] : [node, urls],
+      ),
+    );
   }
 
   async publish(changes: Published[]): Promise<void> {
