@@ -20,6 +20,9 @@
  * is utime + stime of the contender's own process (/proc/<pid>/stat, all
  * threads) over the run; the WebSocket asker runs in the bench process and is
  * not in the service's figure (the bench process's CPU is shown beside it).
+ * Each contender's CPU is also shown by thread: the main thread (JavaScript),
+ * libvips' workers (named `libvips worker`), and the other threads (libuv's
+ * pool, V8's compilers and collector helpers), from /proc/<pid>/task/.
  *
  * Each contender first does BENCH_COLD_WARMUP URLs of a set of their own (200,
  * fewer at BENCH_SCALE < 1; 0 for none), untimed, in the same process: the timed run is then of code V8
@@ -69,6 +72,12 @@ interface ImageClass {
 const rate = (run: Run) => run.files / (run.ms / 1000);
 const cpuMs = (run: Run) => (run.cpu / run.files) * 1000;
 const mainMs = (run: Run) => (run.mainCpu / run.files) * 1000;
+const vipsMs = (run: Run) => (run.vipsCpu / run.files) * 1000;
+/** libuv's pool and V8's own threads: what is neither the main thread nor libvips' workers. */
+const otherMs = (run: Run) => cpuMs(run) - mainMs(run) - vipsMs(run);
+/** `main thread M; libvips V; other threads O` (ms per image, medians of the rounds). */
+const threads = (runs: Run[]) =>
+  `main thread ${num(median(runs.map(mainMs)), 2)} ms; libvips' workers ${num(median(runs.map(vipsMs)), 2)} ms; other threads (libuv's pool, V8's) ${num(median(runs.map(otherMs)), 2)} ms`;
 const benchMs = (run: Run) => (run.benchCpu / run.files) * 1000;
 const moves = (values: number[]) => Math.max(...values) / Math.min(...values) - 1;
 
@@ -90,7 +99,7 @@ async function rounds(
       const run = await contender.run(round);
       runs[k]!.push(run);
       step(
-        `${label} round ${round} ${contender.name}: ${num(rate(run))} images/s, ${num(cpuMs(run), 2)} ms CPU/image (${Number.isFinite(run.mainCpu) ? `main thread ${num(mainMs(run), 2)}; ` : ''}bench process ${num(benchMs(run), 2)}), ${num(run.ms)} ms, ${run.files} files; load ${num(os.loadavg()[0]!, 1)}`,
+        `${label} round ${round} ${contender.name}: ${num(rate(run))} images/s, ${num(cpuMs(run), 2)} ms CPU/image (${Number.isFinite(run.mainCpu) ? `main thread ${num(mainMs(run), 2)}, libvips ${num(vipsMs(run), 2)}, other threads ${num(otherMs(run), 2)}; ` : ''}bench process ${num(benchMs(run), 2)}), ${num(run.ms)} ms, ${run.files} files; load ${num(os.loadavg()[0]!, 1)}`,
       );
     }
     const moving = runs.flatMap((series, k) => [
@@ -159,13 +168,13 @@ runScenario('cold', 30 * 60_000, async () => {
       report.figure(
         `${name}: coverhelper CPU per image`,
         `${num(median(service.map(cpuMs)), 2)} ms`,
-        `service process, all threads; ${spread(service.map(cpuMs), 2)}; main thread ${num(median(service.map(mainMs)), 2)} ms; bench process (origin + WebSocket asker) ${num(median(service.map(benchMs)), 2)} ms`,
+        `service process, all threads; ${spread(service.map(cpuMs), 2)}; ${threads(service)}; bench process (origin + WebSocket asker) ${num(median(service.map(benchMs)), 2)} ms`,
       );
       report.figure(`${name}: same-work script`, `${num(median(script.map(rate)))} images/s`, `median of ${script.length}, ${spread(script.map(rate), 0)}`);
       report.figure(
         `${name}: same-work script CPU per image`,
         `${num(median(script.map(cpuMs)), 2)} ms`,
-        `script process, all threads; ${spread(script.map(cpuMs), 2)}; main thread ${num(median(script.map(mainMs)), 2)} ms; bench process (origin) ${num(median(script.map(benchMs)), 2)} ms`,
+        `script process, all threads; ${spread(script.map(cpuMs), 2)}; ${threads(script)}; bench process (origin) ${num(median(script.map(benchMs)), 2)} ms`,
       );
       const rateRatio = median(rateRatios);
       const cpuRatio = median(cpuRatios);

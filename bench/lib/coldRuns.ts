@@ -4,8 +4,8 @@
  * same way: wall time from the start signal to the last answer, and the CPU of
  * the contender's own process (utime + stime of /proc/<pid>/stat, all threads)
  * over that time, and of its main thread alone (/proc/<pid>/task/<pid>/stat:
- * where JavaScript runs; libvips, libuv's pool and V8's helpers are the other
- * threads). Start-up is outside all three.
+ * where JavaScript runs) and of libvips' worker threads (the rest is libuv's
+ * pool and V8's helpers). Start-up is outside all of them.
  *
  * - `viaService`: the real service (`--workers 16`), asked by one WebSocket
  *   that sends checks of 1,000 at once; timed until their `done` frames. The
@@ -22,11 +22,14 @@ import { pathToFileURL } from 'node:url';
 import sharp from 'sharp';
 import type { BulkOrigin } from './bulkOrigin.js';
 import { benchRoot } from './paths.js';
-import { childrenCpuSeconds, clockNow, mainThreadCpuSeconds, procCpuSeconds, profileWindow, profiling, startBenchService, stopService, track } from './service.js';
+import { childrenCpuSeconds, clockNow, mainThreadCpuSeconds, namedThreadsCpu, procCpuSeconds, threadsCpuSince, profileWindow, profiling, startBenchService, stopService, track } from './service.js';
 import type WebSocket from 'ws';
 import { checkFrame, closeSocket, openSocket } from './wsLoad.js';
 
 export const CONCURRENCY = 16;
+
+/** What libvips names its worker threads (/proc/<pid>/task/<tid>/comm). */
+const VIPS_THREADS = 'libvips worker';
 
 export interface Run {
   /** Wall time, ms. */
@@ -37,6 +40,11 @@ export interface Run {
   cpu: number;
   /** Of which its main thread's (Node's JavaScript thread; NaN for aria2c), s. */
   mainCpu: number;
+  /**
+   * Of which libvips' worker threads' (decoding, resizing, encoding; NaN for aria2c), s. The rest
+   * (`cpu - mainCpu - vipsCpu`) is libuv's pool and V8's own threads (compilers, the collector's helpers).
+   */
+  vipsCpu: number;
   /** CPU of the bench process over the run (the origin; for the service also the asker), s. */
   benchCpu: number;
 }
@@ -141,12 +149,19 @@ export async function viaService(t: RunTarget, profileName: string): Promise<Run
   const frames = framesOf(urlsOf(t), 'h');
   const cpu = procCpuSeconds(service.child.pid!);
   const mainCpu = mainThreadCpuSeconds(service.child.pid!);
+  const vips = namedThreadsCpu(service.child.pid!, VIPS_THREADS);
   const benchCpu = benchCpuSeconds();
   const clock = clockNow();
   const start = performance.now();
   const ok = await askAll(ws, frames, 'cold');
   const ms = performance.now() - start;
-  const run = { ms, cpu: procCpuSeconds(service.child.pid!) - cpu, mainCpu: mainThreadCpuSeconds(service.child.pid!) - mainCpu, benchCpu: benchCpuSeconds() - benchCpu };
+  const run = {
+    ms,
+    cpu: procCpuSeconds(service.child.pid!) - cpu,
+    mainCpu: mainThreadCpuSeconds(service.child.pid!) - mainCpu,
+    vipsCpu: threadsCpuSince(vips, namedThreadsCpu(service.child.pid!, VIPS_THREADS)),
+    benchCpu: benchCpuSeconds() - benchCpu,
+  };
   profileWindow(`coverhelper ${t.set} (pid ${service.child.pid})`, clock);
   await closeSocket(ws);
   await stopService(service);
@@ -201,13 +216,20 @@ export async function viaScript(t: RunTarget, mode: 'same' | 'plain', profileNam
   await Promise.race([lineOf(child, /^ready$/m, t.warm > 0 ? 600_000 : 30_000, what), died]);
   const cpu = procCpuSeconds(child.pid!);
   const mainCpu = mainThreadCpuSeconds(child.pid!);
+  const vips = namedThreadsCpu(child.pid!, VIPS_THREADS);
   const benchCpu = benchCpuSeconds();
   const clock = clockNow();
   const start = performance.now();
   child.stdin.write('go\n');
   const done = await Promise.race([lineOf(child, /^done (\d+)$/m, 600_000, what), died]);
   const ms = performance.now() - start;
-  const run = { ms, cpu: procCpuSeconds(child.pid!) - cpu, mainCpu: mainThreadCpuSeconds(child.pid!) - mainCpu, benchCpu: benchCpuSeconds() - benchCpu };
+  const run = {
+    ms,
+    cpu: procCpuSeconds(child.pid!) - cpu,
+    mainCpu: mainThreadCpuSeconds(child.pid!) - mainCpu,
+    vipsCpu: threadsCpuSince(vips, namedThreadsCpu(child.pid!, VIPS_THREADS)),
+    benchCpu: benchCpuSeconds() - benchCpu,
+  };
   profileWindow(`${what} ${t.set} (pid ${child.pid})`, clock);
   child.stdin.end();
   const code = await exited;
@@ -239,7 +261,7 @@ export async function viaAria2(binary: string, t: RunTarget): Promise<Run> {
     });
   });
   const ms = performance.now() - start;
-  const run = { ms, cpu: childrenCpuSeconds() - cpu, mainCpu: NaN, benchCpu: benchCpuSeconds() - benchCpu };
+  const run = { ms, cpu: childrenCpuSeconds() - cpu, mainCpu: NaN, vipsCpu: NaN, benchCpu: benchCpuSeconds() - benchCpu };
   if (code !== 0) throw new Error(`aria2c exited with ${code}`);
   return { ...run, files: await stored(runDir, out, t, 'aria2c') };
 }

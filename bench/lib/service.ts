@@ -15,7 +15,7 @@
  * flags Node allows there (bench/coldMain.ts passes them on the command line,
  * where any flag goes).
  */
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -230,6 +230,35 @@ export function procCpuSeconds(pid: number): number {
 /** CPU seconds of a process's main thread alone (the JavaScript thread of a Node process): /proc/<pid>/task/<pid>/stat. */
 export function mainThreadCpuSeconds(pid: number): number {
   return cpuOfStat(`/proc/${pid}/task/${pid}/stat`);
+}
+
+/** CPU seconds of each of a process's threads whose name starts with `prefix` (libvips' workers are `libvips worker`), by thread id. */
+export function namedThreadsCpu(pid: number, prefix: string): Map<string, number> {
+  const byThread = new Map<string, number>();
+  let tids: string[];
+  try {
+    tids = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return byThread;
+  }
+  for (const tid of tids) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      if (!stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')')).startsWith(prefix)) continue;
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ').map(Number);
+      byThread.set(tid, (fields[11]! + fields[12]!) / 100);
+    } catch {
+      // The thread ended between the listing and the read.
+    }
+  }
+  return byThread;
+}
+
+/** CPU seconds the threads of a `namedThreadsCpu` reading used since `before`: a thread new since counts from 0, one gone since is not counted. */
+export function threadsCpuSince(before: Map<string, number>, after: Map<string, number>): number {
+  let sum = 0;
+  for (const [tid, seconds] of after) sum += seconds - (before.get(tid) ?? 0);
+  return sum;
 }
 
 /** A process's CPU seconds: all threads (utime + stime), the kernel's share (stime: system calls, and on loopback the receiver's side of its socket writes), its main thread's. */
