@@ -22,7 +22,9 @@
  * not in the service's figure (the bench process's CPU is shown beside it).
  * Each contender's CPU is also shown by thread: the main thread (JavaScript),
  * libvips' workers (named `libvips worker`), and the other threads (libuv's
- * pool, V8's compilers and collector helpers), from /proc/<pid>/task/.
+ * pool, V8's compilers and collector helpers), from /proc/<pid>/task/; each
+ * part is the median of its own rounds, so the parts need not add up to the
+ * total's median.
  *
  * Each contender first does BENCH_COLD_WARMUP URLs of a set of their own (200,
  * fewer at BENCH_SCALE < 1; 0 for none), untimed, in the same process: the timed run is then of code V8
@@ -75,7 +77,7 @@ const mainMs = (run: Run) => (run.mainCpu / run.files) * 1000;
 const vipsMs = (run: Run) => (run.vipsCpu / run.files) * 1000;
 /** libuv's pool and V8's own threads: what is neither the main thread nor libvips' workers. */
 const otherMs = (run: Run) => cpuMs(run) - mainMs(run) - vipsMs(run);
-/** `main thread M; libvips V; other threads O` (ms per image, medians of the rounds). */
+/** `main thread M; libvips V; other threads O` (ms per image, each the median of its own rounds: they need not add up to the total's median). */
 const threads = (runs: Run[]) =>
   `main thread ${num(median(runs.map(mainMs)), 2)} ms; libvips' workers ${num(median(runs.map(vipsMs)), 2)} ms; other threads (libuv's pool, V8's) ${num(median(runs.map(otherMs)), 2)} ms`;
 const benchMs = (run: Run) => (run.benchCpu / run.files) * 1000;

@@ -1025,10 +1025,13 @@ describe('two nodes on one PostgreSQL database', () => {
     assert.deepEqual(rows.map((r) => [r.url, r.claimed_by]), [['cl-a', 'node-a'], ['cl-b', 'node-a']]);
   });
 
-  it('a renewal of claims PostgreSQL ends as a deadlock is made again, not failed (rows taken in URL order)', { skip: skipWithoutPg }, async (t) => {
+  it('a renewal of claims takes its rows in URL order, and one PostgreSQL ends as a deadlock is made again, not failed', { skip: skipWithoutPg }, async (t) => {
     const clock = new TestClock();
     const { a, db } = await twoNodes(t, 30_000, clock);
-    await a.claims.claim(['rn-b', 'rn-a'], 'queued');
+    // Made b first, so the rows lie b, a in the table (and in the claims index): a renewal in that order would
+    // wait on b holding nothing, and there would be no deadlock to find.
+    await a.claims.claim(['rn-b'], 'queued');
+    await a.claims.claim(['rn-a'], 'queued');
     const expiry = async () => (await rawSql<{ claim_expires: string }>(db, "SELECT claim_expires FROM tasks WHERE url LIKE 'rn-%' ORDER BY url")).map((r) => Number(r.claim_expires));
     assert.deepEqual(await expiry(), [clock.now() + 30_000, clock.now() + 30_000]);
     await clock.advance(1000);
@@ -1040,7 +1043,8 @@ describe('two nodes on one PostgreSQL database', () => {
 
   it('a release of claims PostgreSQL ends as a deadlock is made again, not failed (rows taken in URL order)', { skip: skipWithoutPg }, async (t) => {
     const { a, db } = await twoNodes(t);
-    await a.claims.claim(['rl-b', 'rl-a'], 'queued');
+    await a.claims.claim(['rl-b'], 'queued');
+    await a.claims.claim(['rl-a'], 'queued');
     const { found } = await deadlocked(db, 'rl-a', 'rl-b', () => a.claims.release(['rl-b', 'rl-a']), 'UPDATE tasks SET claimed_by = NULL');
     assert.ok(found, 'PostgreSQL found the deadlock');
     const rows = await rawSql<{ url: string; claimed_by: string | null }>(db, "SELECT url, claimed_by FROM tasks WHERE url LIKE 'rl-%' ORDER BY url");

@@ -42,7 +42,8 @@ export interface Run {
   mainCpu: number;
   /**
    * Of which libvips' worker threads' (decoding, resizing, encoding; NaN for aria2c), s. The rest
-   * (`cpu - mainCpu - vipsCpu`) is libuv's pool and V8's own threads (compilers, the collector's helpers).
+   * (`cpu - mainCpu - vipsCpu`) is libuv's pool and V8's own threads (compilers, the collector's
+   * helpers), and any libvips worker that ended during the run (its time is not read apart).
    */
   vipsCpu: number;
   /** CPU of the bench process over the run (the origin; for the service also the asker), s. */

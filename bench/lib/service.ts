@@ -233,13 +233,13 @@ export function mainThreadCpuSeconds(pid: number): number {
 }
 
 /** CPU seconds of each of a process's threads whose name starts with `prefix` (libvips' workers are `libvips worker`), by thread id. */
-export function namedThreadsCpu(pid: number, prefix: string): Map<string, number> {
+export function namedThreadsCpu(pid: number, prefix: string): Map<string, number> | undefined {
   const byThread = new Map<string, number>();
   let tids: string[];
   try {
     tids = readdirSync(`/proc/${pid}/task`);
   } catch {
-    return byThread;
+    return undefined;
   }
   for (const tid of tids) {
     try {
@@ -254,8 +254,13 @@ export function namedThreadsCpu(pid: number, prefix: string): Map<string, number
   return byThread;
 }
 
-/** CPU seconds the threads of a `namedThreadsCpu` reading used since `before`: a thread new since counts from 0, one gone since is not counted. */
-export function threadsCpuSince(before: Map<string, number>, after: Map<string, number>): number {
+/**
+ * CPU seconds the threads of a `namedThreadsCpu` reading used since `before`: a thread new since
+ * counts from 0; one gone since is not counted (its time stays in the process's total). NaN when
+ * either reading could not be taken.
+ */
+export function threadsCpuSince(before: Map<string, number> | undefined, after: Map<string, number> | undefined): number {
+  if (before === undefined || after === undefined) return NaN;
   let sum = 0;
   for (const [tid, seconds] of after) sum += seconds - (before.get(tid) ?? 0);
   return sum;

@@ -81,7 +81,7 @@ function taskBatchSql(mask: number): string {
   );
 }
 
-/** Times a transaction or claim that PostgreSQL ended as a deadlock (or serialization failure) is run again. */
+/** Times a transaction, claim, renewal, release or touch that PostgreSQL ended as a deadlock (or serialization failure) is run again. */
 export const DEADLOCK_RETRIES = 4;
 
 /** Whether PostgreSQL ended the statement's transaction only because of another one: run again, it may pass. */
@@ -105,7 +105,7 @@ export async function retryDeadlocks<T>(attempt: () => Promise<T>, retries = DEA
   }
 }
 
-/** By URL: the order every batch and claim takes its rows in (their statements also say `ORDER BY url COLLATE "C"`). */
+/** By URL: the order every batch and claim takes its rows in (their statements, and the renewal's and release's, also say `ORDER BY url COLLATE "C"`). */
 const byUrl = <T extends { url: string }>(a: T, b: T) => (a.url < b.url ? -1 : a.url > b.url ? 1 : 0);
 
 /** The events of a batch, one array parameter per column. */
