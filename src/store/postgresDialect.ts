@@ -75,7 +75,7 @@ function taskBatchSql(mask: number): string {
   set.push('updated_at = excluded.updated_at');
   return (
     `INSERT INTO tasks (url, ${columns.join(', ')}, updated_at, host, created_at) ` +
-    // Rows taken in URL order, byte by byte as the batch was sorted ("deadlocks" above).
+    // Rows taken in URL order, byte by byte ("deadlocks" above).
     `SELECT *, u.updated FROM unnest(${arrays.join(', ')}) AS u(url, ${columns.join(', ')}, updated, host) ORDER BY u.url COLLATE "C" ` +
     `ON CONFLICT (url) DO UPDATE SET ${set.join(', ')}`
   );
@@ -104,9 +104,6 @@ export async function retryDeadlocks<T>(attempt: () => Promise<T>, retries = DEA
     }
   }
 }
-
-/** By URL: the order every batch and claim takes its rows in (their statements, and the renewal's and release's, also say `ORDER BY url COLLATE "C"`). */
-const byUrl = <T extends { url: string }>(a: T, b: T) => (a.url < b.url ? -1 : a.url > b.url ? 1 : 0);
 
 /** The events of a batch, one array parameter per column. */
 const INSERT_TASK_EVENTS =
@@ -348,8 +345,8 @@ export class PostgresDialect implements Dialect {
   async writeTasks(rows: readonly TaskWrite[], events: readonly TaskEventWrite[], publish: Published[]): Promise<CoverWriteOutcome[]> {
     const groups = new Map<number, TaskWrite[]>();
     const ended: string[] = [];
-    // In URL order (see "deadlocks" above); a batch's URLs are distinct (the ledger keeps one write per URL).
-    for (const row of [...rows].sort(byUrl)) {
+    // Each group's statement takes its rows in URL order itself (taskBatchSql); a batch's URLs are distinct (the ledger keeps one write per URL).
+    for (const row of rows) {
       let mask = 0;
       for (let i = 0; i < TASK_PATCH_COLUMNS.length; i++) if (row.patch[TASK_PATCH_COLUMNS[i]![0]] !== undefined) mask |= 1 << i;
       let group = groups.get(mask);
@@ -440,8 +437,7 @@ export class PostgresDialect implements Dialect {
 
   async claimTasks(urls: readonly string[], status: 'queued' | 'waiting', node: string, now: number, until: number): Promise<ClaimOutcome> {
     const unique = [...new Set(urls)];
-    // Taken in URL order (see "deadlocks" above): nodes claiming the same URLs at once take them in the same order.
-    const sorted = [...unique].sort();
+    // Taken in URL order by the statement's ORDER BY (see "deadlocks" above): nodes claiming the same URLs at once take them in the same order.
     const claimed = await retryDeadlocks(() =>
       this.pool().query<{ url: string }>(
         'INSERT INTO tasks (url, status, attempts, bytes_done, created_at, updated_at, claimed_by, claim_expires, host) ' +
@@ -449,7 +445,7 @@ export class PostgresDialect implements Dialect {
           'ON CONFLICT (url) DO UPDATE SET claimed_by = excluded.claimed_by, claim_expires = excluded.claim_expires ' +
           'WHERE tasks.claimed_by IS NULL OR tasks.claimed_by = excluded.claimed_by OR tasks.claim_expires < $4 ' +
           'RETURNING url',
-        [sorted, status, node, now, until, sorted.map(hostOfUrl)],
+        [unique, status, node, now, until, unique.map(hostOfUrl)],
       ),
     );
     // Answered in the order asked: the supervisor queues this node's URLs in it.
